@@ -1,0 +1,530 @@
+//! The `tarn` binary: the server, offline admin commands over the metadata store, and the
+//! quickstart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use tarn_core::auth::{ObjectType, PrincipalKind};
+use tarn_core::store::MetaStore;
+
+mod quickstart;
+
+#[derive(Parser)]
+#[command(
+    name = "tarn",
+    version,
+    about = "MLOps on the lakehouse, in one binary"
+)]
+struct Cli {
+    /// Log format: `text` or `json`.
+    #[arg(long, global = true, env = "TARN_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// Folder for the SQLite database, artifacts and the admin token.
+    #[arg(long, env = "TARN_DATA_DIR", default_value = "./tarn-data")]
+    pub data_dir: PathBuf,
+    /// Metadata store: `postgres://...` or `sqlite://PATH`; default `sqlite://DATA_DIR/tarn.db`.
+    #[arg(long, env = "TARN_DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tarn.db").display()))
+    }
+
+    async fn open(&self) -> Result<Arc<dyn MetaStore>> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("cannot create {}", self.data_dir.display()))?;
+        Ok(tarn_store::open(&self.database_url()).await?)
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long, env = "TARN_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, env = "TARN_PORT", default_value_t = 5000)]
+    pub port: u16,
+    /// Delta tables live here (used by the lakehouse layer).
+    #[arg(long, env = "TARN_LAKE_ROOT")]
+    pub lake_root: Option<String>,
+    /// Artifacts: a local folder or `s3://bucket/prefix`; default DATA_DIR/artifacts.
+    #[arg(long, env = "TARN_ARTIFACT_ROOT")]
+    pub artifact_root: Option<String>,
+    /// The admin's token; generated into DATA_DIR/admin.token when not given.
+    #[arg(long, env = "TARN_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the tarn server.
+    Server(ServerArgs),
+    /// Start tarn on embedded defaults and log a small real example into `dev`.
+    Quickstart(quickstart::QuickstartArgs),
+    /// Manage users.
+    Users {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Manage groups.
+    Groups {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: GroupsCommand,
+    },
+    /// Manage service principals.
+    ServicePrincipals {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: ServicePrincipalsCommand,
+    },
+    /// Manage workspaces and their members.
+    Workspaces {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: WorkspacesCommand,
+    },
+    /// Manage personal access tokens.
+    Tokens {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+    /// Manage permissions on objects.
+    Permissions {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: PermissionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user (with a password for HTTP basic auth).
+    Create {
+        name: String,
+        #[arg(long, env = "TARN_NEW_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List users, groups and service principals.
+    List,
+    /// Set a user's password.
+    SetPassword {
+        name: String,
+        #[arg(long, env = "TARN_NEW_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Deactivate a principal: its tokens and password stop working.
+    Deactivate { name: String },
+}
+
+#[derive(Subcommand)]
+enum GroupsCommand {
+    Create { name: String },
+    AddMember { group: String, member: String },
+    RemoveMember { group: String, member: String },
+    Members { group: String },
+}
+
+#[derive(Subcommand)]
+enum ServicePrincipalsCommand {
+    Create { name: String },
+}
+
+#[derive(Subcommand)]
+enum WorkspacesCommand {
+    List,
+    AddMember {
+        workspace: String,
+        principal: String,
+    },
+    RemoveMember {
+        workspace: String,
+        principal: String,
+    },
+    Members {
+        workspace: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Issue a token for a principal; the secret is printed once.
+    Create {
+        principal: String,
+        #[arg(long)]
+        lifetime_seconds: Option<i64>,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    List {
+        #[arg(long)]
+        principal: Option<String>,
+    },
+    Revoke {
+        token_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PermissionsCommand {
+    /// Grant a level on an experiment (adds to or raises existing grants).
+    Grant {
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        #[arg(long)]
+        experiment: String,
+        #[arg(long)]
+        principal: String,
+        /// CAN_READ, CAN_EDIT or CAN_MANAGE.
+        #[arg(long)]
+        level: String,
+    },
+    /// Show who holds which level on an experiment.
+    Show {
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        #[arg(long)]
+        experiment: String,
+    },
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TARN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match cli.command {
+        Command::Server(args) => run_server(args).await,
+        Command::Quickstart(args) => quickstart::run(args).await,
+        Command::Users { store, command } => users(store.open().await?.as_ref(), command).await,
+        Command::Groups { store, command } => groups(store.open().await?.as_ref(), command).await,
+        Command::ServicePrincipals { store, command } => match command {
+            ServicePrincipalsCommand::Create { name } => {
+                let sp = store
+                    .open()
+                    .await?
+                    .create_principal(&name, PrincipalKind::ServicePrincipal, false, None)
+                    .await?;
+                println!("created service principal {} (id {})", sp.name, sp.id);
+                Ok(())
+            }
+        },
+        Command::Workspaces { store, command } => {
+            workspaces(store.open().await?.as_ref(), command).await
+        }
+        Command::Tokens { store, command } => tokens(store.open().await?.as_ref(), command).await,
+        Command::Permissions { store, command } => {
+            permissions(store.open().await?.as_ref(), command).await
+        }
+    }
+}
+
+/// Opens the store, bootstraps it, binds and serves until Ctrl-C or SIGTERM.
+pub async fn start_server(
+    args: &ServerArgs,
+) -> Result<(
+    tarn_server::AppState,
+    tokio::net::TcpListener,
+    tarn_server::Bootstrap,
+)> {
+    let store = args.store.open().await?;
+    let bootstrap = tarn_server::bootstrap(
+        store.as_ref(),
+        &args.store.data_dir,
+        args.admin_token.as_deref(),
+    )
+    .await?;
+    let artifact_root = args
+        .artifact_root
+        .clone()
+        .unwrap_or_else(|| args.store.data_dir.join("artifacts").display().to_string());
+    let artifacts = tarn_server::artifacts::ArtifactStore::open(&artifact_root)?;
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    Ok((
+        tarn_server::AppState::new(store, artifacts),
+        listener,
+        bootstrap,
+    ))
+}
+
+async fn run_server(args: ServerArgs) -> Result<()> {
+    let (state, listener, bootstrap) = start_server(&args).await?;
+    let address = listener.local_addr()?;
+    announce_admin_token(&bootstrap);
+    tracing::info!(%address, backend = state.store.backend_name(), "tarn server listening");
+    tarn_server::serve(state, listener, shutdown_signal()).await?;
+    tracing::info!("tarn server stopped");
+    Ok(())
+}
+
+pub fn announce_admin_token(bootstrap: &tarn_server::Bootstrap) {
+    if let (Some(token), Some(file)) = (
+        &bootstrap.generated_admin_token,
+        &bootstrap.admin_token_file,
+    ) {
+        eprintln!(
+            "Admin token (shown once, also saved to {}):\n  {token}",
+            file.display()
+        );
+    }
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn print_principals(principals: &[tarn_core::store::PrincipalRecord]) {
+    println!(
+        "{:<24} {:<18} {:<6} {:<6}",
+        "NAME", "KIND", "ADMIN", "ACTIVE"
+    );
+    for p in principals {
+        println!(
+            "{:<24} {:<18} {:<6} {:<6}",
+            p.name,
+            p.kind.as_str(),
+            p.is_admin,
+            p.active
+        );
+    }
+}
+
+async fn users(store: &dyn MetaStore, command: UsersCommand) -> Result<()> {
+    match command {
+        UsersCommand::Create {
+            name,
+            password,
+            admin,
+        } => {
+            let hash = password
+                .as_deref()
+                .map(tarn_server::auth::hash_password)
+                .transpose()?;
+            let user = store
+                .create_principal(&name, PrincipalKind::User, admin, hash.as_deref())
+                .await?;
+            println!(
+                "created user {} (id {}){}",
+                user.name,
+                user.id,
+                if admin { " as admin" } else { "" }
+            );
+        }
+        UsersCommand::List => print_principals(&store.list_principals(None).await?),
+        UsersCommand::SetPassword { name, password } => {
+            store
+                .set_password_hash(&name, &tarn_server::auth::hash_password(&password)?)
+                .await?;
+            println!("password set for {name}");
+        }
+        UsersCommand::Deactivate { name } => {
+            store.set_active(&name, false).await?;
+            println!("deactivated {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn groups(store: &dyn MetaStore, command: GroupsCommand) -> Result<()> {
+    match command {
+        GroupsCommand::Create { name } => {
+            let group = store
+                .create_principal(&name, PrincipalKind::Group, false, None)
+                .await?;
+            println!("created group {} (id {})", group.name, group.id);
+        }
+        GroupsCommand::AddMember { group, member } => {
+            store.add_group_member(&group, &member).await?;
+            println!("added {member} to {group}");
+        }
+        GroupsCommand::RemoveMember { group, member } => {
+            store.remove_group_member(&group, &member).await?;
+            println!("removed {member} from {group}");
+        }
+        GroupsCommand::Members { group } => print_principals(&store.group_members(&group).await?),
+    }
+    Ok(())
+}
+
+async fn workspaces(store: &dyn MetaStore, command: WorkspacesCommand) -> Result<()> {
+    match command {
+        WorkspacesCommand::List => {
+            for workspace in store.list_workspaces().await? {
+                println!("{workspace}");
+            }
+        }
+        WorkspacesCommand::AddMember {
+            workspace,
+            principal,
+        } => {
+            store.add_workspace_member(&workspace, &principal).await?;
+            println!("{principal} is a member of {workspace}");
+        }
+        WorkspacesCommand::RemoveMember {
+            workspace,
+            principal,
+        } => {
+            store
+                .remove_workspace_member(&workspace, &principal)
+                .await?;
+            println!("{principal} is no longer a member of {workspace}");
+        }
+        WorkspacesCommand::Members { workspace } => {
+            print_principals(&store.workspace_members(&workspace).await?)
+        }
+    }
+    Ok(())
+}
+
+async fn tokens(store: &dyn MetaStore, command: TokensCommand) -> Result<()> {
+    match command {
+        TokensCommand::Create {
+            principal,
+            lifetime_seconds,
+            comment,
+        } => {
+            let (info, secret) =
+                tarn_server::auth::issue_token(store, &principal, &comment, lifetime_seconds)
+                    .await?;
+            eprintln!(
+                "token {} for {} (shown once):",
+                info.token_id, info.principal_name
+            );
+            println!("{secret}");
+        }
+        TokensCommand::List { principal } => {
+            println!(
+                "{:<18} {:<20} {:<15} {}",
+                "TOKEN ID", "PRINCIPAL", "EXPIRES (ms)", "COMMENT"
+            );
+            for t in store.list_tokens(principal.as_deref()).await? {
+                let expires = t
+                    .expires_at
+                    .map_or_else(|| "never".to_string(), |e| e.to_string());
+                println!(
+                    "{:<18} {:<20} {:<15} {}",
+                    t.token_id, t.principal_name, expires, t.comment
+                );
+            }
+        }
+        TokensCommand::Revoke { token_id } => {
+            store.revoke_token(&token_id).await?;
+            println!("revoked {token_id}");
+        }
+    }
+    Ok(())
+}
+
+async fn permissions(store: &dyn MetaStore, command: PermissionsCommand) -> Result<()> {
+    match command {
+        PermissionsCommand::Grant {
+            workspace,
+            experiment,
+            principal,
+            level,
+        } => {
+            let id = tarn_core::validation::parse_experiment_id(&experiment)?;
+            store.get_experiment(&workspace, id).await?;
+            let parsed = ObjectType::Experiment
+                .parse_level(&level)
+                .with_context(|| {
+                    format!("unknown level '{level}': use CAN_READ, CAN_EDIT or CAN_MANAGE")
+                })?;
+            store
+                .update_grants(
+                    &workspace,
+                    ObjectType::Experiment,
+                    &id.to_string(),
+                    &[(principal.clone(), parsed)],
+                )
+                .await?;
+            println!(
+                "{principal} has {} on experiment {id} in {workspace}",
+                parsed.as_str()
+            );
+        }
+        PermissionsCommand::Show {
+            workspace,
+            experiment,
+        } => {
+            let id = tarn_core::validation::parse_experiment_id(&experiment)?;
+            println!("{:<24} {:<18} {}", "PRINCIPAL", "KIND", "LEVEL");
+            for g in store
+                .object_grants(&workspace, ObjectType::Experiment, &id.to_string())
+                .await?
+            {
+                println!(
+                    "{:<24} {:<18} {}",
+                    g.principal_name,
+                    g.principal_kind.as_str(),
+                    g.level.as_str()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the admin token a server started from `data_dir` uses.
+pub fn read_admin_token(data_dir: &Path) -> Result<String> {
+    let file = data_dir.join("admin.token");
+    Ok(std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .trim()
+        .to_string())
+}

@@ -1,0 +1,280 @@
+//! `tarn quickstart`: start tarn on embedded defaults and walk through the platform with a real,
+//! small example. Today: train a linear model three ways and track the runs in `dev`.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::{ServerArgs, StoreArgs};
+
+#[derive(Args)]
+pub struct QuickstartArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[arg(long, env = "TARN_PORT", default_value_t = 5000)]
+    port: u16,
+    /// Keep serving after the example, until Ctrl-C.
+    #[arg(long)]
+    keep_serving: bool,
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value> {
+        let url = format!("{}/api/2.0/mlflow/{path}", self.base);
+        let request = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(&self.token);
+        let request = if method == reqwest::Method::GET {
+            request.query(&body_to_query(&body))
+        } else {
+            request.json(&body)
+        };
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let status = response.status();
+        let value: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{method} {path} answered {status}: {value}");
+        }
+        Ok(value)
+    }
+    async fn post(&self, path: &str, body: Value) -> Result<Value> {
+        self.call(reqwest::Method::POST, path, body).await
+    }
+    async fn get(&self, path: &str, query: Value) -> Result<Value> {
+        self.call(reqwest::Method::GET, path, query).await
+    }
+}
+
+fn body_to_query(body: &Value) -> Vec<(String, String)> {
+    body.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A deterministic synthetic regression problem: y = 3 x0 - 2 x1 + 0.5 + noise.
+fn make_data(rows: usize) -> (Vec<[f64; 2]>, Vec<f64>) {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut xs = Vec::with_capacity(rows);
+    let mut ys = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        let x = [next() * 2.0 - 1.0, next() * 2.0 - 1.0];
+        ys.push(3.0 * x[0] - 2.0 * x[1] + 0.5 + (next() - 0.5) * 0.1);
+        xs.push(x);
+    }
+    (xs, ys)
+}
+
+/// Full-batch gradient descent; returns the weights, bias and the loss after every epoch.
+fn train(
+    xs: &[[f64; 2]],
+    ys: &[f64],
+    learning_rate: f64,
+    epochs: usize,
+) -> ([f64; 2], f64, Vec<f64>) {
+    let (mut w, mut b) = ([0.0f64; 2], 0.0f64);
+    let n = xs.len() as f64;
+    let mut losses = Vec::with_capacity(epochs);
+    for _ in 0..epochs {
+        let (mut gw, mut gb, mut loss) = ([0.0f64; 2], 0.0f64, 0.0f64);
+        for (x, y) in xs.iter().zip(ys) {
+            let error = w[0] * x[0] + w[1] * x[1] + b - y;
+            loss += error * error;
+            gw[0] += error * x[0];
+            gw[1] += error * x[1];
+            gb += error;
+        }
+        w[0] -= learning_rate * 2.0 * gw[0] / n;
+        w[1] -= learning_rate * 2.0 * gw[1] / n;
+        b -= learning_rate * 2.0 * gb / n;
+        losses.push(loss / n);
+    }
+    (w, b, losses)
+}
+
+pub async fn run(args: QuickstartArgs) -> Result<()> {
+    let mut server_args = ServerArgs {
+        store: args.store.clone(),
+        host: "127.0.0.1".to_string(),
+        port: args.port,
+        lake_root: None,
+        artifact_root: None,
+        admin_token: std::env::var("TARN_ADMIN_TOKEN").ok(),
+    };
+    let started = match crate::start_server(&server_args).await {
+        Ok(started) => started,
+        Err(err) => {
+            eprintln!("port {} is taken ({err:#}); using a free port", args.port);
+            server_args.port = 0;
+            crate::start_server(&server_args).await?
+        }
+    };
+    let (state, listener, bootstrap) = started;
+    let address = listener.local_addr()?;
+    crate::announce_admin_token(&bootstrap);
+    let token = match &server_args.admin_token {
+        Some(token) => token.clone(),
+        None => crate::read_admin_token(&args.store.data_dir)?,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tarn_server::serve(state, listener, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let base = format!("http://{address}");
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+        token: token.clone(),
+    };
+    let experiment_name = "quickstart-linear-regression";
+    let experiment_id = match client
+        .get(
+            "experiments/get-by-name",
+            json!({"experiment_name": experiment_name}),
+        )
+        .await
+    {
+        Ok(found) => found["experiment"]["experiment_id"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string(),
+        Err(_) => client
+            .post("experiments/create", json!({"name": experiment_name}))
+            .await?["experiment_id"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string(),
+    };
+    println!(
+        "Training a linear model with three learning rates, tracked in experiment {experiment_id} of workspace dev:"
+    );
+    let (xs, ys) = make_data(2000);
+    let epochs = 60;
+    for learning_rate in [0.01, 0.05, 0.2] {
+        let run = client
+            .post(
+                "runs/create",
+                json!({"experiment_id": experiment_id, "run_name": format!("lr-{learning_rate}"), "start_time": tarn_core::ids::now_millis(),
+                       "tags": [{"key": "mlflow.source.name", "value": "tarn quickstart"}]}),
+            )
+            .await?;
+        let run_id = run["run"]["info"]["run_id"]
+            .as_str()
+            .context("run id")?
+            .to_string();
+        let (w, b, losses) = train(&xs, &ys, learning_rate, epochs);
+        let now = tarn_core::ids::now_millis();
+        let metrics: Vec<Value> = losses
+            .iter()
+            .enumerate()
+            .map(|(step, loss)| json!({"key": "train_mse", "value": loss, "timestamp": now, "step": step}))
+            .collect();
+        let rmse = losses.last().copied().unwrap_or(f64::NAN).sqrt();
+        client
+            .post(
+                "runs/log-batch",
+                json!({"run_id": run_id, "metrics": metrics,
+                       "params": [{"key": "learning_rate", "value": learning_rate.to_string()}, {"key": "epochs", "value": epochs.to_string()}, {"key": "rows", "value": xs.len().to_string()}]}),
+            )
+            .await?;
+        client.post("runs/log-metric", json!({"run_id": run_id, "key": "rmse", "value": rmse, "timestamp": now, "step": 0})).await?;
+        let model = json!({"weights": w, "bias": b});
+        let artifact_url = format!(
+            "{base}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/model.json"
+        );
+        let response = client
+            .http
+            .put(&artifact_url)
+            .bearer_auth(&token)
+            .body(model.to_string())
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("artifact upload answered {}", response.status());
+        }
+        client.post("runs/update", json!({"run_id": run_id, "status": "FINISHED", "end_time": tarn_core::ids::now_millis()})).await?;
+        println!(
+            "  run {run_id}  learning_rate={learning_rate:<5} rmse={rmse:.4}  w=[{:.3}, {:.3}] b={b:.3}",
+            w[0], w[1]
+        );
+    }
+    let best = client
+        .post(
+            "runs/search",
+            json!({"experiment_ids": [experiment_id], "filter": "attributes.status = 'FINISHED'", "order_by": ["metrics.rmse ASC"], "max_results": 1}),
+        )
+        .await?;
+    let best_run = &best["runs"][0];
+    println!(
+        "Best run by rmse: {} ({})",
+        best_run["info"]["run_name"].as_str().unwrap_or("?"),
+        best_run["info"]["run_id"].as_str().unwrap_or("?")
+    );
+    println!();
+    println!("Where to look:");
+    println!(
+        "  tracking URI   MLFLOW_TRACKING_URI={base}   (workspaces: {base}/ws/staging, {base}/ws/prod)"
+    );
+    println!(
+        "  admin token    MLFLOW_TRACKING_TOKEN=$(cat {}/admin.token)",
+        args.store.data_dir.display()
+    );
+    println!(
+        "  try            curl -s -H \"Authorization: Bearer $(cat {}/admin.token)\" '{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment_name}'",
+        args.store.data_dir.display()
+    );
+    println!("  metrics        {base}/metrics");
+    if args.keep_serving {
+        println!("Serving until Ctrl-C.");
+        crate::shutdown_signal().await;
+    } else {
+        println!(
+            "The server stops now; `tarn server --data-dir {}` serves the same data.",
+            args.store.data_dir.display()
+        );
+    }
+    let _ = stop_tx.send(());
+    server.await??;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gradient_descent_recovers_the_coefficients() {
+        let (xs, ys) = make_data(2000);
+        let (w, b, losses) = train(&xs, &ys, 0.2, 300);
+        assert!(
+            (w[0] - 3.0).abs() < 0.05 && (w[1] + 2.0).abs() < 0.05 && (b - 0.5).abs() < 0.05,
+            "{w:?} {b}"
+        );
+        assert!(losses.windows(2).all(|pair| pair[1] <= pair[0]));
+    }
+}

@@ -1,0 +1,12 @@
+//! tarn's domain: ids, entities, error codes, the search grammar, the permission model and the
+//! store traits. No I/O lives here.
+
+pub mod auth;
+pub mod entities;
+pub mod error;
+pub mod ids;
+pub mod search;
+pub mod store;
+pub mod validation;
+
+pub use error::{Error, ErrorCode, Result};

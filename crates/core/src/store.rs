@@ -1,0 +1,292 @@
+//! Store traits, one per aggregate. The SQLite and PostgreSQL backends in `tarn-store` implement
+//! all of them and are checked by one conformance suite. Every tracking call is scoped to a
+//! workspace; ids are per workspace for experiments and global for runs and logged models.
+
+use async_trait::async_trait;
+
+use crate::Result;
+use crate::auth::{Grant, ObjectType, PermissionLevel, Principal, PrincipalKind};
+use crate::entities::{
+    DatasetInput, Experiment, KeyValue, LogBatch, LoggedModel, LoggedModelStatus, Metric,
+    ModelOutput, NewLoggedModel, NewRun, Run, RunUpdate, ViewType,
+};
+use crate::search::{Comparison, OrderBy};
+
+/// Restricts a search to objects a principal may read; `None` for admins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadableBy {
+    pub grantee_ids: Vec<i64>,
+}
+
+impl ReadableBy {
+    pub fn for_principal(principal: &Principal) -> Option<Self> {
+        (!principal.is_admin).then(|| Self {
+            grantee_ids: principal.grantee_ids(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchExperiments {
+    pub filter: Vec<Comparison>,
+    pub order_by: Vec<OrderBy>,
+    pub view_type: ViewType,
+    pub max_results: u64,
+    pub offset: u64,
+    pub readable_by: Option<ReadableBy>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchRuns {
+    pub experiment_ids: Vec<i64>,
+    pub filter: Vec<Comparison>,
+    pub order_by: Vec<OrderBy>,
+    pub view_type: ViewType,
+    pub max_results: u64,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchLoggedModels {
+    pub experiment_ids: Vec<i64>,
+    pub filter: Vec<Comparison>,
+    pub order_by: Vec<OrderBy>,
+    pub max_results: u64,
+    pub offset: u64,
+}
+
+/// A page of results and the offset of the next page, if there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_offset: Option<u64>,
+}
+
+#[async_trait]
+pub trait ExperimentStore: Send + Sync {
+    /// Creates an experiment; `artifact_location` defaults to `mlflow-artifacts:/<id>`.
+    async fn create_experiment(
+        &self,
+        workspace: &str,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[KeyValue],
+        owner_id: i64,
+    ) -> Result<String>;
+    async fn get_experiment(&self, workspace: &str, experiment_id: i64) -> Result<Experiment>;
+    async fn get_experiment_by_name(&self, workspace: &str, name: &str) -> Result<Experiment>;
+    async fn search_experiments(
+        &self,
+        workspace: &str,
+        query: &SearchExperiments,
+    ) -> Result<Page<Experiment>>;
+    async fn rename_experiment(
+        &self,
+        workspace: &str,
+        experiment_id: i64,
+        new_name: &str,
+    ) -> Result<()>;
+    /// Marks the experiment and its runs deleted (restorable).
+    async fn delete_experiment(&self, workspace: &str, experiment_id: i64) -> Result<()>;
+    async fn restore_experiment(&self, workspace: &str, experiment_id: i64) -> Result<()>;
+    async fn set_experiment_tag(
+        &self,
+        workspace: &str,
+        experiment_id: i64,
+        tag: &KeyValue,
+    ) -> Result<()>;
+    async fn delete_experiment_tag(
+        &self,
+        workspace: &str,
+        experiment_id: i64,
+        key: &str,
+    ) -> Result<()>;
+}
+
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    async fn create_run(&self, workspace: &str, run: &NewRun) -> Result<Run>;
+    async fn get_run(&self, workspace: &str, run_id: &str) -> Result<Run>;
+    /// The experiment a run belongs to, for permission checks before anything else is read.
+    async fn run_experiment_id(&self, workspace: &str, run_id: &str) -> Result<i64>;
+    async fn update_run(&self, workspace: &str, run_id: &str, update: &RunUpdate) -> Result<Run>;
+    async fn delete_run(&self, workspace: &str, run_id: &str) -> Result<()>;
+    async fn restore_run(&self, workspace: &str, run_id: &str) -> Result<()>;
+    /// Logs metrics, params and tags atomically: a bad param leaves nothing written.
+    async fn log_batch(&self, workspace: &str, run_id: &str, batch: &LogBatch) -> Result<()>;
+    async fn delete_run_tag(&self, workspace: &str, run_id: &str, key: &str) -> Result<()>;
+    async fn metric_history(
+        &self,
+        workspace: &str,
+        run_id: &str,
+        key: &str,
+        offset: u64,
+        max_results: u64,
+    ) -> Result<Page<Metric>>;
+    async fn log_inputs(
+        &self,
+        workspace: &str,
+        run_id: &str,
+        datasets: &[DatasetInput],
+        model_ids: &[String],
+    ) -> Result<()>;
+    async fn log_outputs(
+        &self,
+        workspace: &str,
+        run_id: &str,
+        models: &[ModelOutput],
+    ) -> Result<()>;
+    async fn search_runs(&self, workspace: &str, query: &SearchRuns) -> Result<Page<Run>>;
+}
+
+#[async_trait]
+pub trait LoggedModelStore: Send + Sync {
+    async fn create_logged_model(
+        &self,
+        workspace: &str,
+        model: &NewLoggedModel,
+    ) -> Result<LoggedModel>;
+    async fn get_logged_model(&self, workspace: &str, model_id: &str) -> Result<LoggedModel>;
+    async fn finalize_logged_model(
+        &self,
+        workspace: &str,
+        model_id: &str,
+        status: LoggedModelStatus,
+    ) -> Result<LoggedModel>;
+    async fn delete_logged_model(&self, workspace: &str, model_id: &str) -> Result<()>;
+    async fn set_logged_model_tags(
+        &self,
+        workspace: &str,
+        model_id: &str,
+        tags: &[KeyValue],
+    ) -> Result<()>;
+    async fn delete_logged_model_tag(
+        &self,
+        workspace: &str,
+        model_id: &str,
+        key: &str,
+    ) -> Result<()>;
+    async fn log_logged_model_params(
+        &self,
+        workspace: &str,
+        model_id: &str,
+        params: &[KeyValue],
+    ) -> Result<()>;
+    async fn search_logged_models(
+        &self,
+        workspace: &str,
+        query: &SearchLoggedModels,
+    ) -> Result<Page<LoggedModel>>;
+}
+
+/// A personal access token as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub token_id: String,
+    pub principal_id: i64,
+    pub principal_name: String,
+    pub comment: String,
+    pub created_at: i64,
+    /// Milliseconds since the epoch; `None` never expires.
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalRecord {
+    pub id: i64,
+    pub name: String,
+    pub kind: PrincipalKind,
+    pub is_admin: bool,
+    pub active: bool,
+    pub created_at: i64,
+}
+
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    /// Creates a user, service principal or group. `password_hash` only for users.
+    async fn create_principal(
+        &self,
+        name: &str,
+        kind: PrincipalKind,
+        is_admin: bool,
+        password_hash: Option<&str>,
+    ) -> Result<PrincipalRecord>;
+    async fn get_principal(&self, name: &str) -> Result<PrincipalRecord>;
+    async fn list_principals(&self, kind: Option<PrincipalKind>) -> Result<Vec<PrincipalRecord>>;
+    async fn set_password_hash(&self, name: &str, password_hash: &str) -> Result<()>;
+    async fn set_active(&self, name: &str, active: bool) -> Result<()>;
+    /// The stored password hash and the principal for basic auth; `None` when unknown or inactive.
+    async fn password_login(&self, name: &str) -> Result<Option<(String, Principal)>>;
+    async fn add_group_member(&self, group: &str, member: &str) -> Result<()>;
+    async fn remove_group_member(&self, group: &str, member: &str) -> Result<()>;
+    async fn group_members(&self, group: &str) -> Result<Vec<PrincipalRecord>>;
+    async fn create_token(
+        &self,
+        token_id: &str,
+        principal_name: &str,
+        token_hash: &str,
+        comment: &str,
+        expires_at: Option<i64>,
+    ) -> Result<TokenInfo>;
+    /// The principal behind a token hash, if the token exists, is not revoked and not expired
+    /// at `now`.
+    async fn principal_for_token(&self, token_hash: &str, now: i64) -> Result<Option<Principal>>;
+    async fn list_tokens(&self, principal_name: Option<&str>) -> Result<Vec<TokenInfo>>;
+    async fn revoke_token(&self, token_id: &str) -> Result<()>;
+    async fn token_owner(&self, token_id: &str) -> Result<i64>;
+}
+
+#[async_trait]
+pub trait WorkspaceStore: Send + Sync {
+    /// Creates the workspace if it does not exist; returns whether it was created.
+    async fn ensure_workspace(&self, name: &str) -> Result<bool>;
+    async fn list_workspaces(&self) -> Result<Vec<String>>;
+    async fn workspace_exists(&self, name: &str) -> Result<bool>;
+    async fn add_workspace_member(&self, workspace: &str, principal_name: &str) -> Result<()>;
+    async fn remove_workspace_member(&self, workspace: &str, principal_name: &str) -> Result<()>;
+    async fn workspace_members(&self, workspace: &str) -> Result<Vec<PrincipalRecord>>;
+    /// Whether any of the ids (a principal and its groups) is a member.
+    async fn is_workspace_member(&self, workspace: &str, grantee_ids: &[i64]) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait PermissionStore: Send + Sync {
+    /// The levels granted on one object to any of `grantee_ids`.
+    async fn granted_levels(
+        &self,
+        workspace: &str,
+        object_type: ObjectType,
+        object_id: &str,
+        grantee_ids: &[i64],
+    ) -> Result<Vec<PermissionLevel>>;
+    async fn object_grants(
+        &self,
+        workspace: &str,
+        object_type: ObjectType,
+        object_id: &str,
+    ) -> Result<Vec<Grant>>;
+    /// Adds or raises grants (PATCH semantics): `(principal name, level)` pairs.
+    async fn update_grants(
+        &self,
+        workspace: &str,
+        object_type: ObjectType,
+        object_id: &str,
+        grants: &[(String, PermissionLevel)],
+    ) -> Result<()>;
+    /// Replaces the whole list (PUT semantics).
+    async fn replace_grants(
+        &self,
+        workspace: &str,
+        object_type: ObjectType,
+        object_id: &str,
+        grants: &[(String, PermissionLevel)],
+    ) -> Result<()>;
+}
+
+/// The whole metadata store.
+pub trait MetaStore:
+    ExperimentStore + RunStore + LoggedModelStore + IdentityStore + WorkspaceStore + PermissionStore
+{
+    /// `sqlite` or `postgresql`, as `server-info` reports it.
+    fn backend_name(&self) -> &'static str;
+}

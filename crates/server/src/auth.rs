@@ -1,0 +1,227 @@
+//! Authentication (bearer tokens, HTTP basic) and the authorization checks every API uses.
+//! Token secrets are never stored: only their SHA-256. Passwords are stored as Argon2 hashes;
+//! a verified (user, password) pair is remembered briefly so basic auth stays fast.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::http::HeaderMap;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use tarn_core::auth::{ObjectType, PermissionLevel, Principal, is_allowed};
+use tarn_core::store::MetaStore;
+use tarn_core::{Error, Result};
+
+use crate::AppState;
+
+const TOKEN_PREFIX: &str = "tarn_";
+const LOGIN_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Remembers recent successful basic-auth logins, keyed by user and password digest.
+#[derive(Debug, Default)]
+pub struct LoginCache {
+    entries: Mutex<HashMap<(String, String), (Principal, Instant)>>,
+}
+
+impl LoginCache {
+    fn get(&self, key: &(String, String)) -> Option<Principal> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < LOGIN_CACHE_TTL)
+            .map(|(p, _)| p.clone())
+    }
+    fn put(&self, key: (String, String), principal: Principal) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() > 10_000 {
+                entries.retain(|_, (_, at)| at.elapsed() < LOGIN_CACHE_TTL);
+            }
+            entries.insert(key, (principal, Instant::now()));
+        }
+    }
+    /// Forget everything, e.g. after a password change.
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
+pub fn hash_token(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A new token: (token id, secret). The secret is shown once and never stored.
+pub fn new_token() -> (String, String) {
+    let id = tarn_core::ids::hex32(rand::random());
+    let secret = format!(
+        "{TOKEN_PREFIX}{}{}",
+        tarn_core::ids::hex32(rand::random()),
+        tarn_core::ids::hex32(rand::random())
+    );
+    (id[..16].to_string(), secret)
+}
+
+pub fn hash_password(password: &str) -> Result<String> {
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt =
+        SaltString::encode_b64(&salt_bytes).map_err(|e| Error::internal(format!("salt: {e}")))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::internal(format!("password hashing failed: {e}")))
+}
+
+fn verify_password(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// Issues a token for `principal_name`; returns the stored info and the secret.
+pub async fn issue_token(
+    store: &dyn MetaStore,
+    principal_name: &str,
+    comment: &str,
+    lifetime_seconds: Option<i64>,
+) -> Result<(tarn_core::store::TokenInfo, String)> {
+    if let Some(seconds) = lifetime_seconds
+        && seconds <= 0
+    {
+        return Err(Error::invalid("lifetime_seconds must be positive"));
+    }
+    let (token_id, secret) = new_token();
+    let expires_at = lifetime_seconds
+        .map(|s| tarn_core::ids::now_millis().saturating_add(s.saturating_mul(1000)));
+    let info = store
+        .create_token(
+            &token_id,
+            principal_name,
+            &hash_token(&secret),
+            comment,
+            expires_at,
+        )
+        .await?;
+    Ok((info, secret))
+}
+
+/// The principal behind the request's credentials; every API but `/health` requires one.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            Error::unauthenticated(
+                "Authentication required: send a bearer token or HTTP basic credentials",
+            )
+        })?;
+    let (scheme, credentials) = header.split_once(' ').unwrap_or((header, ""));
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return state
+            .store
+            .principal_for_token(&hash_token(credentials), tarn_core::ids::now_millis())
+            .await?
+            .ok_or_else(|| Error::unauthenticated("Invalid, expired or revoked token"));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(credentials)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| Error::unauthenticated("Malformed basic credentials"))?;
+        let (user, password) = decoded
+            .split_once(':')
+            .ok_or_else(|| Error::unauthenticated("Malformed basic credentials"))?;
+        // A token may stand in for the password, as Databricks allows.
+        if user == "token" {
+            if let Some(principal) = state
+                .store
+                .principal_for_token(&hash_token(password), tarn_core::ids::now_millis())
+                .await?
+            {
+                return Ok(principal);
+            }
+        }
+        let key = (user.to_string(), hash_token(password));
+        if let Some(principal) = state.login_cache.get(&key) {
+            return Ok(principal);
+        }
+        let Some((stored, principal)) = state.store.password_login(user).await? else {
+            return Err(Error::unauthenticated("Invalid username or password"));
+        };
+        let password = password.to_string();
+        let verified = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+            .await
+            .map_err(|e| Error::internal(format!("password check failed: {e}")))?;
+        if !verified {
+            return Err(Error::unauthenticated("Invalid username or password"));
+        }
+        state.login_cache.put(key, principal.clone());
+        return Ok(principal);
+    }
+    Err(Error::unauthenticated(format!(
+        "Unsupported authorization scheme '{scheme}'"
+    )))
+}
+
+/// Fails unless the principal holds `required` (or more) on the object.
+pub async fn require(
+    store: &dyn MetaStore,
+    workspace: &str,
+    principal: &Principal,
+    object_type: ObjectType,
+    object_id: &str,
+    required: PermissionLevel,
+) -> Result<()> {
+    if principal.is_admin {
+        return Ok(());
+    }
+    let granted = store
+        .granted_levels(workspace, object_type, object_id, &principal.grantee_ids())
+        .await?;
+    if is_allowed(principal, object_type, &granted, required) {
+        Ok(())
+    } else {
+        Err(Error::permission_denied(format!(
+            "Permission denied: '{}' needs {} on {} {object_id}",
+            principal.name,
+            required.as_str(),
+            object_type.as_str().replace('_', " ")
+        )))
+    }
+}
+
+pub fn require_admin(principal: &Principal) -> Result<()> {
+    if principal.is_admin {
+        Ok(())
+    } else {
+        Err(Error::permission_denied(format!(
+            "'{}' is not an admin",
+            principal.name
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_round_trip_and_tokens_differ() {
+        let hash = hash_password("s3cret").expect("hash");
+        assert!(verify_password("s3cret", &hash));
+        assert!(!verify_password("S3cret", &hash));
+        let (id_a, secret_a) = new_token();
+        let (id_b, secret_b) = new_token();
+        assert_ne!(id_a, id_b);
+        assert_ne!(secret_a, secret_b);
+        assert!(secret_a.starts_with(TOKEN_PREFIX));
+        assert_eq!(hash_token(&secret_a).len(), 64);
+    }
+}

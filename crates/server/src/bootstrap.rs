@@ -1,0 +1,83 @@
+//! First start: the workspaces dev, staging and prod, and an admin with a token. The token is
+//! `TARN_ADMIN_TOKEN` when given; otherwise one is generated and written to `admin.token`.
+
+use std::path::Path;
+
+use tarn_core::auth::PrincipalKind;
+use tarn_core::store::MetaStore;
+use tarn_core::{Error, ErrorCode, Result};
+
+pub const WORKSPACES: [&str; 3] = ["dev", "staging", "prod"];
+pub const ADMIN_USER: &str = "admin";
+
+/// What bootstrap did, for the start-up message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// The admin token when this start created it (shown once).
+    pub generated_admin_token: Option<String>,
+    pub admin_token_file: Option<std::path::PathBuf>,
+}
+
+pub async fn bootstrap(
+    store: &dyn MetaStore,
+    data_dir: &Path,
+    admin_token: Option<&str>,
+) -> Result<Bootstrap> {
+    for workspace in WORKSPACES {
+        if store.ensure_workspace(workspace).await? {
+            tracing::info!(workspace, "created workspace");
+        }
+    }
+    let admin_exists = match store.get_principal(ADMIN_USER).await {
+        Ok(_) => true,
+        Err(err) if err.code == ErrorCode::ResourceDoesNotExist => false,
+        Err(err) => return Err(err),
+    };
+    if !admin_exists {
+        store
+            .create_principal(ADMIN_USER, PrincipalKind::User, true, None)
+            .await?;
+        tracing::info!("created admin user");
+    }
+    let mut result = Bootstrap {
+        generated_admin_token: None,
+        admin_token_file: None,
+    };
+    if let Some(token) = admin_token {
+        // A given token always works, also when it changes between starts.
+        let hash = crate::auth::hash_token(token);
+        if store
+            .principal_for_token(&hash, tarn_core::ids::now_millis())
+            .await?
+            .is_none()
+        {
+            let (token_id, _) = crate::auth::new_token();
+            store
+                .create_token(&token_id, ADMIN_USER, &hash, "TARN_ADMIN_TOKEN", None)
+                .await?;
+        }
+        return Ok(result);
+    }
+    let token_file = data_dir.join("admin.token");
+    if !token_file.exists() {
+        let (_, secret) =
+            crate::auth::issue_token(store, ADMIN_USER, "generated at first start", None).await?;
+        write_private(&token_file, &secret)?;
+        result.generated_admin_token = Some(secret);
+    }
+    result.admin_token_file = Some(token_file);
+    Ok(result)
+}
+
+fn write_private(path: &Path, content: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
+    file.write_all(content.as_bytes())
+        .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))
+}

@@ -1,0 +1,243 @@
+//! Request extractors: `Ctx` (who is calling, in which workspace) and `Req<T>` (MLflow-style
+//! arguments: the query string for GET, a JSON body otherwise).
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::Method;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use tarn_core::Error;
+use tarn_core::auth::Principal;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Largest JSON request body accepted; MLflow caps log-batch at 1 MB, this leaves room for
+/// other requests while refusing abuse.
+pub const MAX_JSON_BODY: usize = 8 * 1024 * 1024;
+
+/// The workspace served when a path has no `/ws/{name}` prefix.
+pub const DEFAULT_WORKSPACE: &str = "dev";
+
+/// The authenticated caller and the workspace of the request. Taking it in a handler is what
+/// makes the handler require a principal and workspace membership.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub workspace: String,
+    pub principal: Principal,
+}
+
+impl FromRequestParts<AppState> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(ctx) = parts.extensions.get::<Ctx>() {
+            return Ok(ctx.clone());
+        }
+        let workspace = workspace_of(parts).await;
+        let principal = crate::auth::authenticate(state, &parts.headers).await?;
+        if !state.store.workspace_exists(&workspace).await? {
+            return Err(Error::not_found(format!("Workspace '{workspace}' does not exist")).into());
+        }
+        if !principal.is_admin
+            && !state
+                .store
+                .is_workspace_member(&workspace, &principal.grantee_ids())
+                .await?
+        {
+            return Err(Error::permission_denied(format!(
+                "'{}' is not a member of workspace '{workspace}'",
+                principal.name
+            ))
+            .into());
+        }
+        let ctx = Ctx {
+            workspace,
+            principal,
+        };
+        parts.extensions.insert(ctx.clone());
+        Ok(ctx)
+    }
+}
+
+/// `/ws/{workspace}/...` names the workspace; otherwise the MLflow 3 `X-MLFLOW-WORKSPACE` header
+/// does; otherwise it is `dev`.
+async fn workspace_of(parts: &mut Parts) -> String {
+    if let Ok(params) = RawPathParams::from_request_parts(parts, &()).await
+        && let Some((_, name)) = params.iter().find(|(key, _)| *key == "workspace")
+    {
+        return name.to_string();
+    }
+    parts
+        .headers
+        .get("x-mlflow-workspace")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && *v != "default")
+        .unwrap_or(DEFAULT_WORKSPACE)
+        .to_string()
+}
+
+/// MLflow request arguments as `T`.
+pub struct Req<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Req<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(
+        request: Request<Body>,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let value = if request.method() == Method::GET {
+            query_to_json(request.uri().query().unwrap_or(""))
+        } else {
+            let bytes = axum::body::to_bytes(request.into_body(), MAX_JSON_BODY)
+                .await
+                .map_err(|_| {
+                    Error::invalid(format!(
+                        "Request body is too large: the limit is {MAX_JSON_BODY} bytes"
+                    ))
+                })?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                Value::Object(Map::new())
+            } else {
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::new(
+                        tarn_core::ErrorCode::BadRequest,
+                        format!("Malformed JSON body: {e}"),
+                    )
+                })?
+            }
+        };
+        if !value.is_object() {
+            return Err(Error::new(
+                tarn_core::ErrorCode::BadRequest,
+                "The request body must be a JSON object",
+            )
+            .into());
+        }
+        serde_json::from_value(value)
+            .map(Req)
+            .map_err(|e| Error::invalid(format!("Invalid request: {e}")).into())
+    }
+}
+
+/// Query strings become JSON objects; a repeated key becomes an array. Values stay strings:
+/// numeric fields accept strings through `de::lenient_*`.
+fn query_to_json(query: &str) -> Value {
+    let mut map = Map::new();
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let value = Value::String(value.into_owned());
+        match map.get_mut(key.as_ref()) {
+            Some(Value::Array(items)) => items.push(value),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, value]);
+            }
+            None => {
+                map.insert(key.into_owned(), value);
+            }
+        }
+    }
+    Value::Object(map)
+}
+
+/// Serde helpers for MLflow's loosely typed wire values.
+pub mod de {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    fn number(value: &Value) -> Option<f64> {
+        match value {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => match s.as_str() {
+                "NaN" | "nan" => Some(f64::NAN),
+                "Infinity" | "inf" => Some(f64::INFINITY),
+                "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
+                other => other.parse().ok(),
+            },
+            _ => None,
+        }
+    }
+
+    /// An int64 sent as a JSON number or a string (proto3 JSON and query strings do both).
+    pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        match Option::<Value>::deserialize(d)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) if n.is_i64() => Ok(n.as_i64()),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .filter(|f| f.fract() == 0.0)
+                .map(|f| Some(f as i64))
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "invalid value {n}: expected a 64-bit integer"
+                    ))
+                }),
+            Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
+                serde::de::Error::custom(format!("invalid value '{s}': expected a 64-bit integer"))
+            }),
+            Some(other) => Err(serde::de::Error::custom(format!(
+                "invalid value {other}: expected a 64-bit integer"
+            ))),
+        }
+    }
+
+    /// A double that may be NaN or infinite, sent as a number or a string.
+    pub fn f64_value<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        let value = Value::deserialize(d)?;
+        number(&value).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid value {value}: expected a double (64-bit floating point)"
+            ))
+        })
+    }
+
+    /// A bool sent as JSON or as the strings "true"/"false".
+    pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        match Option::<Value>::deserialize(d)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(other) => Err(serde::de::Error::custom(format!(
+                "invalid value {other}: expected a boolean"
+            ))),
+        }
+    }
+
+    /// A list that a query string may carry as a single value.
+    pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        match Option::<Value>::deserialize(d)? {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::String(s)) => Ok(vec![s]),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(s),
+                    Value::Number(n) => Ok(n.to_string()),
+                    other => Err(serde::de::Error::custom(format!(
+                        "invalid list item {other}: expected a string"
+                    ))),
+                })
+                .collect(),
+            Some(other) => Err(serde::de::Error::custom(format!(
+                "invalid value {other}: expected a list of strings"
+            ))),
+        }
+    }
+
+    /// A string id that some clients send as a number.
+    pub fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        match Option::<Value>::deserialize(d)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(serde::de::Error::custom(format!(
+                "invalid value {other}: expected a string"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! tarn's HTTP layer. Handlers are thin: they parse arguments, check permissions and call the
+//! store or a plain function, and errors become MLflow's error JSON. `build_router` is used by
+//! `tarn server` and by the in-process tests alike.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use tarn_core::store::MetaStore;
+
+pub mod artifacts;
+pub mod auth;
+pub mod bootstrap;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+mod routes;
+
+pub use bootstrap::{Bootstrap, bootstrap};
+
+/// Everything a handler needs, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn MetaStore>,
+    pub artifacts: artifacts::ArtifactStore,
+    pub metrics: Arc<metrics::HttpMetrics>,
+    pub login_cache: Arc<auth::LoginCache>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn MetaStore>, artifacts: artifacts::ArtifactStore) -> Self {
+        Self {
+            store,
+            artifacts,
+            metrics: Arc::new(metrics::HttpMetrics::default()),
+            login_cache: Arc::new(auth::LoginCache::default()),
+        }
+    }
+}
+
+/// The whole HTTP surface: every API at its bare path (workspace `dev`) and under
+/// `/ws/{workspace}`.
+pub fn build_router(state: AppState) -> Router {
+    let api = routes::api();
+    Router::new()
+        .route("/health", get(|| async { "OK" }))
+        .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
+        .route("/metrics", get(routes::prometheus))
+        .merge(api.clone())
+        .nest("/ws/{workspace}", api)
+        .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Without TCP_NODELAY, Nagle's algorithm meets the client's delayed ACK: ~40 ms a request.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %err, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(
+        listener,
+        build_router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,192 @@
+//! Route tables. The MLflow API is mounted under every prefix the client and UI use.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tarn_core::auth::{ObjectType, PermissionLevel};
+use tarn_core::{Error, ErrorCode};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Ctx;
+
+mod admin;
+mod artifacts;
+mod logged_models;
+mod permissions;
+mod tracking;
+
+fn mlflow() -> Router<AppState> {
+    use tracking::*;
+    Router::new()
+        .route("/experiments/create", post(create_experiment))
+        .route("/experiments/get", get(get_experiment))
+        .route("/experiments/get-by-name", get(get_experiment_by_name))
+        .route(
+            "/experiments/search",
+            get(search_experiments).post(search_experiments),
+        )
+        .route("/experiments/list", get(search_experiments))
+        .route("/experiments/update", post(update_experiment))
+        .route("/experiments/delete", post(delete_experiment))
+        .route("/experiments/restore", post(restore_experiment))
+        .route("/experiments/set-experiment-tag", post(set_experiment_tag))
+        .route(
+            "/experiments/delete-experiment-tag",
+            post(delete_experiment_tag),
+        )
+        .route("/runs/create", post(create_run))
+        .route("/runs/get", get(get_run))
+        .route("/runs/update", post(update_run))
+        .route("/runs/delete", post(delete_run))
+        .route("/runs/restore", post(restore_run))
+        .route("/runs/search", post(search_runs).get(search_runs))
+        .route("/runs/log-metric", post(log_metric))
+        .route("/runs/log-parameter", post(log_param))
+        .route("/runs/set-tag", post(set_tag))
+        .route("/runs/delete-tag", post(delete_tag))
+        .route("/runs/log-batch", post(log_batch))
+        .route("/runs/log-inputs", post(log_inputs))
+        .route("/runs/outputs", post(log_outputs))
+        .route("/runs/log-model", post(log_model))
+        .route("/metrics/get-history", get(metric_history))
+        .route("/artifacts/list", get(artifacts::list_run_artifacts))
+        .route("/logged-models", post(logged_models::create))
+        .route("/logged-models/search", post(logged_models::search))
+        .route(
+            "/logged-models/{model_id}",
+            get(logged_models::get)
+                .patch(logged_models::finalize)
+                .delete(logged_models::delete),
+        )
+        .route(
+            "/logged-models/{model_id}/tags",
+            patch(logged_models::set_tags),
+        )
+        .route(
+            "/logged-models/{model_id}/tags/{key}",
+            delete(logged_models::delete_tag),
+        )
+        .route(
+            "/logged-models/{model_id}/params",
+            post(logged_models::log_params),
+        )
+        .route("/server-info", get(server_info))
+}
+
+/// Every API, relative to the root or to `/ws/{workspace}`.
+pub fn api() -> Router<AppState> {
+    let mlflow = mlflow();
+    Router::new()
+        .nest("/api/2.0/mlflow", mlflow.clone())
+        .nest("/ajax-api/2.0/mlflow", mlflow.clone())
+        .nest("/api/3.0/mlflow", mlflow.clone())
+        .nest("/ajax-api/3.0/mlflow", mlflow)
+        .nest("/api/2.0/mlflow-artifacts", artifacts::routes())
+        .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::routes())
+        .route(
+            "/api/2.0/permissions/experiments/{experiment_id}",
+            get(permissions::get_experiment)
+                .put(permissions::put_experiment)
+                .patch(permissions::patch_experiment),
+        )
+        .route(
+            "/api/2.0/permissions/experiments/{experiment_id}/permissionLevels",
+            get(permissions::experiment_levels),
+        )
+        .merge(admin::routes())
+}
+
+async fn server_info(State(state): State<AppState>, _ctx: Ctx) -> Json<Value> {
+    Json(json!({
+        "store_type": state.store.backend_name(),
+        "workspaces_enabled": true,
+        "trace_archival_enabled": false,
+        "multipart_uploads_enabled": false,
+        "multipart_downloads_enabled": false,
+        "presigned_upload_run_id_supported": false,
+        "presigned_upload_model_id_supported": false,
+        "features_enabled": {"gateway": false},
+    }))
+}
+
+pub async fn prometheus(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Response> {
+    crate::auth::require_admin(&ctx.principal)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response())
+}
+
+pub async fn not_found(uri: axum::http::Uri) -> Response {
+    let error = Error::new(
+        ErrorCode::EndpointNotFound,
+        format!("No API endpoint at {}", uri.path()),
+    );
+    let mut response = ApiError(error).into_response();
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}
+
+/// Experiment ids arrive as strings; check the experiment exists, then the caller's level.
+pub async fn experiment_access(
+    state: &AppState,
+    ctx: &Ctx,
+    experiment_id: &str,
+    level: PermissionLevel,
+) -> ApiResult<i64> {
+    let id = tarn_core::validation::parse_experiment_id(experiment_id)?;
+    state.store.get_experiment(&ctx.workspace, id).await?;
+    crate::auth::require(
+        state.store.as_ref(),
+        &ctx.workspace,
+        &ctx.principal,
+        ObjectType::Experiment,
+        &id.to_string(),
+        level,
+    )
+    .await?;
+    Ok(id)
+}
+
+/// The same for a run, through its experiment.
+pub async fn run_access(
+    state: &AppState,
+    ctx: &Ctx,
+    run_id: &str,
+    level: PermissionLevel,
+) -> ApiResult<i64> {
+    tarn_core::validation::validate_run_id(run_id)?;
+    let experiment_id = state
+        .store
+        .run_experiment_id(&ctx.workspace, run_id)
+        .await?;
+    crate::auth::require(
+        state.store.as_ref(),
+        &ctx.workspace,
+        &ctx.principal,
+        ObjectType::Experiment,
+        &experiment_id.to_string(),
+        level,
+    )
+    .await?;
+    Ok(experiment_id)
+}
+
+/// Checks a `max_results` against MLflow's default and cap for that search.
+pub fn max_results(requested: Option<i64>, default: u64, cap: u64) -> Result<u64, Error> {
+    match requested {
+        None => Ok(default),
+        Some(n) if n <= 0 => Err(Error::invalid(format!(
+            "Invalid value {n} for parameter 'max_results' supplied. It must be a positive integer"
+        ))),
+        Some(n) if n as u64 > cap => Err(Error::invalid(format!(
+            "Invalid value {n} for parameter 'max_results' supplied. It must be at most {cap}"
+        ))),
+        Some(n) => Ok(n as u64),
+    }
+}

@@ -1,0 +1,91 @@
+//! Schema migrations, one folder per dialect, applied in order at start-up. Each migration runs
+//! in its own transaction; on PostgreSQL an advisory lock keeps two starting servers from racing.
+
+use sqlx::{Pool, Postgres, Sqlite};
+use tarn_core::Result;
+
+use crate::db_error;
+
+const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+/// Arbitrary but fixed key for `pg_advisory_lock`.
+const MIGRATION_LOCK_KEY: i64 = 0x7461_726e_6d69;
+
+pub async fn sqlite(pool: &Pool<Sqlite>) -> Result<()> {
+    sqlx::query(LEDGER).execute(pool).await.map_err(db_error)?;
+    for (version, sql) in SQLITE {
+        let mut tx = pool.begin().await.map_err(db_error)?;
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM tarn_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        if done.is_some() {
+            continue;
+        }
+        sqlx::raw_sql(*sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("INSERT INTO tarn_migrations (version, applied_at) VALUES ($1, $2)")
+            .bind(version)
+            .bind(tarn_core::ids::now_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        tracing::info!(version, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+pub async fn postgres(pool: &Pool<Postgres>) -> Result<()> {
+    let mut conn = pool.acquire().await.map_err(db_error)?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let result = async {
+        sqlx::query(LEDGER)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        for (version, sql) in POSTGRES {
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM tarn_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db_error)?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = sqlx::Connection::begin(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            sqlx::raw_sql(*sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            sqlx::query("INSERT INTO tarn_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(version)
+                .bind(tarn_core::ids::now_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+            tracing::info!(version, "applied PostgreSQL migration");
+        }
+        Ok(())
+    }
+    .await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK_KEY)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    result
+}
