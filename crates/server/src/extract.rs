@@ -112,6 +112,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Req<T> {
                 })?
             }
         };
+        if contains_nul(&value) {
+            return Err(Error::invalid("Request values must not contain NUL characters").into());
+        }
         if !value.is_object() {
             return Err(Error::new(
                 tarn_core::ErrorCode::BadRequest,
@@ -122,6 +125,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Req<T> {
         serde_json::from_value(value)
             .map(Req)
             .map_err(|e| Error::invalid(format!("Invalid request: {e}")).into())
+    }
+}
+
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(key, item)| key.contains('\0') || contains_nul(item)),
+        _ => false,
     }
 }
 

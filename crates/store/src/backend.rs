@@ -102,6 +102,9 @@ fn push_comparison(builder: &mut Builder, column: &str, comparison: &Comparison)
                 builder.push(if comparison.comparator == Comparator::In { "1 = 0" } else { "1 = 1" });
                 return Ok(());
             }
+            for item in items {
+                reject_nul(item)?;
+            }
             builder.push(column);
             builder.push(if comparison.comparator == Comparator::In { " IN " } else { " NOT IN " });
             push_in_list(builder, items.iter().cloned());
@@ -120,7 +123,18 @@ fn push_comparison(builder: &mut Builder, column: &str, comparison: &Comparison)
     push_value(builder, &comparison.value)
 }
 
+/// PostgreSQL cannot hold NUL in text; refuse it on both backends alike.
+fn reject_nul(text: &str) -> Result<()> {
+    if text.contains('\0') {
+        return Err(Error::invalid("Search values and keys must not contain NUL characters"));
+    }
+    Ok(())
+}
+
 fn push_value(builder: &mut Builder, value: &Value) -> Result<()> {
+    if let Value::Str(text) = value {
+        reject_nul(text)?;
+    }
     match value {
         Value::Number(number) => builder.push_bind(*number),
         Value::Str(text) => builder.push_bind(text.clone()),
@@ -153,6 +167,7 @@ fn push_key_value_condition(
     join: &str,
     comparison: &Comparison,
 ) -> Result<()> {
+    reject_nul(&comparison.key)?;
     let negate = comparison.comparator == Comparator::IsNull;
     builder.push(if negate { "NOT EXISTS (SELECT 1 FROM " } else { "EXISTS (SELECT 1 FROM " });
     builder.push(format!("{table} kv WHERE {join} AND kv.key = "));
@@ -769,6 +784,7 @@ fn run_attribute_column(key: &str) -> Result<(&'static str, bool)> {
 fn push_run_condition(builder: &mut Builder, comparison: &Comparison) -> Result<()> {
     match comparison.entity {
         Entity::Metric => {
+            reject_nul(&comparison.key)?;
             builder.push("EXISTS (SELECT 1 FROM latest_metrics m WHERE m.run_uuid = r.run_uuid AND m.key = ");
             builder.push_bind(comparison.key.clone());
             builder.push(" AND m.is_nan = FALSE AND ");

@@ -1,0 +1,97 @@
+//! The store conformance suite: every test runs against SQLite and against PostgreSQL
+//! (`TARN_TEST_POSTGRES_URL`, default the server at 127.0.0.1:5432), each on a fresh database.
+
+mod conformance;
+
+use std::sync::Arc;
+
+use tarn_core::store::MetaStore;
+
+pub struct Backend {
+    pub store: Arc<dyn MetaStore>,
+    _dir: Option<tempfile::TempDir>,
+    drop_database: Option<(String, String)>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.drop_database.take() {
+            // Best effort: a leftover test database is harmless.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                runtime.block_on(async move {
+                    if let Ok(pool) = sqlx::PgPool::connect(&admin_url).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                            .execute(&pool)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("tarn.db").display());
+    let store = tarn_store::open(&url).await.expect("open sqlite");
+    Backend { store, _dir: Some(dir), drop_database: None }
+}
+
+pub async fn postgres() -> Backend {
+    let admin_url = std::env::var("TARN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let name = format!("tarn_it_{}", tarn_core::ids::hex32(rand::random()));
+    let pool = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("PostgreSQL must be reachable for the conformance suite (set TARN_TEST_POSTGRES_URL)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.expect("create database");
+    pool.close().await;
+    let (base, _) = admin_url.rsplit_once('/').expect("database URL with a database name");
+    let store = tarn_store::open(&format!("{base}/{name}")).await.expect("open postgres");
+    Backend { store, _dir: None, drop_database: Some((admin_url, name)) }
+}
+
+/// Instantiates each conformance test once per backend.
+macro_rules! conformance_suite {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let backend = crate::sqlite().await;
+                    crate::conformance::$test(backend.store.clone()).await;
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let backend = crate::postgres().await;
+                    crate::conformance::$test(backend.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance_suite!(
+    workspaces_start_with_a_default_experiment,
+    experiments_lifecycle,
+    experiment_search_filters_orders_and_pages,
+    experiment_search_respects_read_grants,
+    runs_log_and_read_back,
+    params_are_immutable_and_a_failed_batch_writes_nothing,
+    latest_metric_follows_step_then_timestamp,
+    metric_history_pages_in_order,
+    deleted_runs_refuse_logging,
+    run_search_filters,
+    run_search_orders_and_pages_without_duplicates,
+    hostile_values_are_plain_values,
+    logged_models_lifecycle,
+    principals_tokens_and_groups,
+    workspace_membership_and_grants,
+    concurrent_logging_to_one_run,
+);
