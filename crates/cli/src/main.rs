@@ -449,8 +449,8 @@ async fn tokens(store: &dyn MetaStore, command: TokensCommand) -> Result<()> {
         }
         TokensCommand::List { principal } => {
             println!(
-                "{:<18} {:<20} {:<15} {}",
-                "TOKEN ID", "PRINCIPAL", "EXPIRES (ms)", "COMMENT"
+                "{:<18} {:<20} {:<15} COMMENT",
+                "TOKEN ID", "PRINCIPAL", "EXPIRES (ms)"
             );
             for t in store.list_tokens(principal.as_deref()).await? {
                 let expires = t
@@ -503,7 +503,7 @@ async fn permissions(store: &dyn MetaStore, command: PermissionsCommand) -> Resu
             experiment,
         } => {
             let id = tarn_core::validation::parse_experiment_id(&experiment)?;
-            println!("{:<24} {:<18} {}", "PRINCIPAL", "KIND", "LEVEL");
+            println!("{:<24} {:<18} LEVEL", "PRINCIPAL", "KIND");
             for g in store
                 .object_grants(&workspace, ObjectType::Experiment, &id.to_string())
                 .await?

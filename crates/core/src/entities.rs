@@ -3,6 +3,16 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Proto3 JSON writes NaN as the string "NaN" (JSON has no NaN); the MLflow client's parser
+/// reads it back as NaN.
+fn proto_double<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    if value.is_nan() {
+        serializer.serialize_str("NaN")
+    } else {
+        serializer.serialize_f64(*value)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyValue {
     pub key: String,
@@ -117,6 +127,7 @@ pub struct RunInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
     pub key: String,
+    #[serde(serialize_with = "proto_double")]
     pub value: f64,
     pub timestamp: i64,
     pub step: i64,

@@ -139,14 +139,13 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
             .split_once(':')
             .ok_or_else(|| Error::unauthenticated("Malformed basic credentials"))?;
         // A token may stand in for the password, as Databricks allows.
-        if user == "token" {
-            if let Some(principal) = state
+        if user == "token"
+            && let Some(principal) = state
                 .store
                 .principal_for_token(&hash_token(password), tarn_core::ids::now_millis())
                 .await?
-            {
-                return Ok(principal);
-            }
+        {
+            return Ok(principal);
         }
         let key = (user.to_string(), hash_token(password));
         if let Some(principal) = state.login_cache.get(&key) {

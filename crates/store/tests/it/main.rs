@@ -18,12 +18,17 @@ impl Drop for Backend {
         if let Some((admin_url, name)) = self.drop_database.take() {
             // Best effort: a leftover test database is harmless.
             let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
                 runtime.block_on(async move {
                     if let Ok(pool) = sqlx::PgPool::connect(&admin_url).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                            .execute(&pool)
-                            .await;
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&pool)
+                        .await;
                     }
                 });
             })
@@ -36,21 +41,36 @@ pub async fn sqlite() -> Backend {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("tarn.db").display());
     let store = tarn_store::open(&url).await.expect("open sqlite");
-    Backend { store, _dir: Some(dir), drop_database: None }
+    Backend {
+        store,
+        _dir: Some(dir),
+        drop_database: None,
+    }
 }
 
 pub async fn postgres() -> Backend {
     let admin_url = std::env::var("TARN_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
     let name = format!("tarn_it_{}", tarn_core::ids::hex32(rand::random()));
-    let pool = sqlx::PgPool::connect(&admin_url)
+    let pool = sqlx::PgPool::connect(&admin_url).await.expect(
+        "PostgreSQL must be reachable for the conformance suite (set TARN_TEST_POSTGRES_URL)",
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&pool)
         .await
-        .expect("PostgreSQL must be reachable for the conformance suite (set TARN_TEST_POSTGRES_URL)");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.expect("create database");
+        .expect("create database");
     pool.close().await;
-    let (base, _) = admin_url.rsplit_once('/').expect("database URL with a database name");
-    let store = tarn_store::open(&format!("{base}/{name}")).await.expect("open postgres");
-    Backend { store, _dir: None, drop_database: Some((admin_url, name)) }
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("database URL with a database name");
+    let store = tarn_store::open(&format!("{base}/{name}"))
+        .await
+        .expect("open postgres");
+    Backend {
+        store,
+        _dir: None,
+        drop_database: Some((admin_url, name)),
+    }
 }
 
 /// Instantiates each conformance test once per backend.

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of tarn: the Rust unit and integration tests (the store conformance suite
+# against SQLite and PostgreSQL included) and the compatibility suite that drives a live
+# `tarn server` with the stock mlflow client, on both backends.
+# Sets up what a fresh machine lacks: a PostgreSQL server and a Python venv with pinned packages.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+pg_url="${TARN_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export TARN_TEST_POSTGRES_URL="$pg_url"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "PostgreSQL at 127.0.0.1:5432"
+"$root/scripts/ensure-postgres.sh"
+
+step "Python venv for the compatibility suite"
+venv="$("$root/scripts/ensure-venv.sh")"
+echo "venv: $venv"
+
+step "cargo build"
+cargo build --workspace --all-targets
+
+step "cargo test (unit, in-process HTTP, store conformance on SQLite and PostgreSQL)"
+cargo test --workspace --no-fail-fast
+
+step "compatibility suite: stock mlflow client against tarn server on SQLite"
+TARN_BIN="$target_dir/debug/tarn" "$venv/bin/python" -m pytest tests/compat -q -p no:cacheprovider
+
+step "compatibility suite: stock mlflow client against tarn server on PostgreSQL"
+TARN_BIN="$target_dir/debug/tarn" TARN_TEST_DATABASE_URL="${pg_url%/*}/tarn_compat_$$" \
+  "$venv/bin/python" -m pytest tests/compat -q -p no:cacheprovider
