@@ -2,6 +2,7 @@
 
 mod api_errors;
 mod auth_and_permissions;
+mod shutdown;
 mod tracking_api;
 
 use axum::body::Body;
