@@ -211,9 +211,9 @@ enum PermissionsCommand {
     },
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: &str, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TARN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -227,7 +227,12 @@ fn init_logging(format: &str) {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    // The quickstart talks to its reader; request logs would drown that out.
+    let default_filter = match cli.command {
+        Command::Quickstart(_) => "warn",
+        _ => "info,sqlx=warn",
+    };
+    init_logging(&cli.log_format, default_filter);
     match cli.command {
         Command::Server(args) => run_server(args).await,
         Command::Quickstart(args) => quickstart::run(args).await,
@@ -235,11 +240,15 @@ async fn main() -> Result<()> {
         Command::Groups { store, command } => groups(store.open().await?.as_ref(), command).await,
         Command::ServicePrincipals { store, command } => match command {
             ServicePrincipalsCommand::Create { name } => {
-                let sp = store
-                    .open()
-                    .await?
-                    .create_principal(&name, PrincipalKind::ServicePrincipal, false, None)
-                    .await?;
+                let store = store.open().await?;
+                let sp = tarn_server::auth::create_principal(
+                    store.as_ref(),
+                    &name,
+                    PrincipalKind::ServicePrincipal,
+                    false,
+                    None,
+                )
+                .await?;
                 println!("created service principal {} (id {})", sp.name, sp.id);
                 Ok(())
             }
@@ -351,13 +360,14 @@ async fn users(store: &dyn MetaStore, command: UsersCommand) -> Result<()> {
             password,
             admin,
         } => {
-            let hash = password
-                .as_deref()
-                .map(tarn_server::auth::hash_password)
-                .transpose()?;
-            let user = store
-                .create_principal(&name, PrincipalKind::User, admin, hash.as_deref())
-                .await?;
+            let user = tarn_server::auth::create_principal(
+                store,
+                &name,
+                PrincipalKind::User,
+                admin,
+                password.as_deref(),
+            )
+            .await?;
             println!(
                 "created user {} (id {}){}",
                 user.name,
@@ -383,9 +393,14 @@ async fn users(store: &dyn MetaStore, command: UsersCommand) -> Result<()> {
 async fn groups(store: &dyn MetaStore, command: GroupsCommand) -> Result<()> {
     match command {
         GroupsCommand::Create { name } => {
-            let group = store
-                .create_principal(&name, PrincipalKind::Group, false, None)
-                .await?;
+            let group = tarn_server::auth::create_principal(
+                store,
+                &name,
+                PrincipalKind::Group,
+                false,
+                None,
+            )
+            .await?;
             println!("created group {} (id {})", group.name, group.id);
         }
         GroupsCommand::AddMember { group, member } => {

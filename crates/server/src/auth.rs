@@ -11,8 +11,8 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use axum::http::HeaderMap;
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use tarn_core::auth::{ObjectType, PermissionLevel, Principal, is_allowed};
-use tarn_core::store::MetaStore;
+use tarn_core::auth::{ObjectType, PermissionLevel, Principal, PrincipalKind, is_allowed};
+use tarn_core::store::{MetaStore, PrincipalRecord};
 use tarn_core::{Error, Result};
 
 use crate::AppState;
@@ -81,6 +81,46 @@ fn verify_password(password: &str, stored: &str) -> bool {
             .verify_password(password.as_bytes(), &parsed)
             .is_ok()
     })
+}
+
+/// Names become path segments and URL parts elsewhere; keep them plain.
+fn validate_principal_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "Invalid principal name '{name}': use letters, digits, '_', '-', '.', '@'"
+        )))
+    }
+}
+
+/// Creates a user, group or service principal; only users may have a password.
+pub async fn create_principal(
+    store: &dyn MetaStore,
+    name: &str,
+    kind: PrincipalKind,
+    is_admin: bool,
+    password: Option<&str>,
+) -> Result<PrincipalRecord> {
+    validate_principal_name(name)?;
+    let hash = match password {
+        Some(_) if kind != PrincipalKind::User => {
+            return Err(Error::invalid("Only users have passwords"));
+        }
+        Some(p) if p.chars().count() < 8 => {
+            return Err(Error::invalid("A password needs at least 8 characters"));
+        }
+        Some(p) => Some(hash_password(p)?),
+        None => None,
+    };
+    store
+        .create_principal(name, kind, is_admin, hash.as_deref())
+        .await
 }
 
 /// Issues a token for `principal_name`; returns the stored info and the secret.

@@ -99,14 +99,22 @@ fn push_comparison(builder: &mut Builder, column: &str, comparison: &Comparison)
             };
             if items.is_empty() {
                 // An empty IN matches nothing; an empty NOT IN matches everything.
-                builder.push(if comparison.comparator == Comparator::In { "1 = 0" } else { "1 = 1" });
+                builder.push(if comparison.comparator == Comparator::In {
+                    "1 = 0"
+                } else {
+                    "1 = 1"
+                });
                 return Ok(());
             }
             for item in items {
                 reject_nul(item)?;
             }
             builder.push(column);
-            builder.push(if comparison.comparator == Comparator::In { " IN " } else { " NOT IN " });
+            builder.push(if comparison.comparator == Comparator::In {
+                " IN "
+            } else {
+                " NOT IN "
+            });
             push_in_list(builder, items.iter().cloned());
             return Ok(());
         }
@@ -126,7 +134,9 @@ fn push_comparison(builder: &mut Builder, column: &str, comparison: &Comparison)
 /// PostgreSQL cannot hold NUL in text; refuse it on both backends alike.
 fn reject_nul(text: &str) -> Result<()> {
     if text.contains('\0') {
-        return Err(Error::invalid("Search values and keys must not contain NUL characters"));
+        return Err(Error::invalid(
+            "Search values and keys must not contain NUL characters",
+        ));
     }
     Ok(())
 }
@@ -143,7 +153,11 @@ fn push_value(builder: &mut Builder, value: &Value) -> Result<()> {
     Ok(())
 }
 
-fn push_numeric_comparison(builder: &mut Builder, column: &str, comparison: &Comparison) -> Result<()> {
+fn push_numeric_comparison(
+    builder: &mut Builder,
+    column: &str,
+    comparison: &Comparison,
+) -> Result<()> {
     match &comparison.value {
         Value::Number(_) => push_comparison(builder, column, comparison),
         Value::Str(text) => {
@@ -153,7 +167,10 @@ fn push_numeric_comparison(builder: &mut Builder, column: &str, comparison: &Com
             push_comparison(
                 builder,
                 column,
-                &Comparison { value: Value::Number(number), ..comparison.clone() },
+                &Comparison {
+                    value: Value::Number(number),
+                    ..comparison.clone()
+                },
             )
         }
         _ => push_comparison(builder, column, comparison),
@@ -169,10 +186,17 @@ fn push_key_value_condition(
 ) -> Result<()> {
     reject_nul(&comparison.key)?;
     let negate = comparison.comparator == Comparator::IsNull;
-    builder.push(if negate { "NOT EXISTS (SELECT 1 FROM " } else { "EXISTS (SELECT 1 FROM " });
+    builder.push(if negate {
+        "NOT EXISTS (SELECT 1 FROM "
+    } else {
+        "EXISTS (SELECT 1 FROM "
+    });
     builder.push(format!("{table} kv WHERE {join} AND kv.key = "));
     builder.push_bind(comparison.key.clone());
-    if !matches!(comparison.comparator, Comparator::IsNull | Comparator::IsNotNull) {
+    if !matches!(
+        comparison.comparator,
+        Comparator::IsNull | Comparator::IsNotNull
+    ) {
         builder.push(" AND ");
         push_comparison(builder, "kv.value", comparison)?;
     }
@@ -180,7 +204,9 @@ fn push_key_value_condition(
     Ok(())
 }
 
-fn row_experiment(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Experiment, sqlx::Error> {
+fn row_experiment(
+    row: &<Db as sqlx::Database>::Row,
+) -> std::result::Result<Experiment, sqlx::Error> {
     Ok(Experiment {
         experiment_id: row.try_get::<i64, _>("experiment_id")?.to_string(),
         name: row.try_get("name")?,
@@ -201,7 +227,8 @@ fn row_run_info(row: &<Db as sqlx::Database>::Row) -> std::result::Result<RunInf
         run_name: row.try_get("name")?,
         experiment_id: row.try_get::<i64, _>("experiment_id")?.to_string(),
         user_id: row.try_get("user_id")?,
-        status: RunStatus::parse(&row.try_get::<String, _>("status")?).unwrap_or(RunStatus::Running),
+        status: RunStatus::parse(&row.try_get::<String, _>("status")?)
+            .unwrap_or(RunStatus::Running),
         start_time: row.try_get("start_time")?,
         end_time: row.try_get("end_time")?,
         artifact_uri: row.try_get("artifact_uri")?,
@@ -213,7 +240,11 @@ fn row_metric(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Metric, 
     let is_nan: bool = row.try_get("is_nan")?;
     Ok(Metric {
         key: row.try_get("key")?,
-        value: if is_nan { f64::NAN } else { row.try_get("value")? },
+        value: if is_nan {
+            f64::NAN
+        } else {
+            row.try_get("value")?
+        },
         timestamp: row.try_get("timestamp")?,
         step: row.try_get("step")?,
         dataset_name: None,
@@ -223,11 +254,14 @@ fn row_metric(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Metric, 
     })
 }
 
-fn row_principal(row: &<Db as sqlx::Database>::Row) -> std::result::Result<PrincipalRecord, sqlx::Error> {
+fn row_principal(
+    row: &<Db as sqlx::Database>::Row,
+) -> std::result::Result<PrincipalRecord, sqlx::Error> {
     Ok(PrincipalRecord {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
-        kind: PrincipalKind::parse(&row.try_get::<String, _>("kind")?).unwrap_or(PrincipalKind::User),
+        kind: PrincipalKind::parse(&row.try_get::<String, _>("kind")?)
+            .unwrap_or(PrincipalKind::User),
         is_admin: row.try_get("is_admin")?,
         active: row.try_get("active")?,
         created_at: row.try_get("created_at")?,
@@ -261,7 +295,10 @@ fn logged_model_not_found(model_id: &str) -> Error {
 fn into_page<T>(mut items: Vec<T>, offset: u64, max_results: u64) -> Page<T> {
     let has_more = items.len() as u64 > max_results;
     items.truncate(max_results as usize);
-    Page { items, next_offset: has_more.then_some(offset + max_results) }
+    Page {
+        items,
+        next_offset: has_more.then_some(offset + max_results),
+    }
 }
 
 fn limit_offset(builder: &mut Builder, max_results: u64, offset: u64) {
@@ -272,17 +309,62 @@ fn limit_offset(builder: &mut Builder, max_results: u64, offset: u64) {
 }
 
 impl Store {
-    async fn experiment_tags(&self, workspace: &str, ids: &[i64]) -> Result<HashMap<i64, Vec<KeyValue>>> {
+    /// Key-value rows (params, tags) of several owners, grouped by owner and sorted by key.
+    /// `table` and `owner_column` are fixed names chosen by the caller.
+    async fn key_values(
+        &self,
+        table: &str,
+        owner_column: &str,
+        owners: &[String],
+    ) -> Result<HashMap<String, Vec<KeyValue>>> {
+        let mut grouped: HashMap<String, Vec<KeyValue>> = HashMap::new();
+        if owners.is_empty() {
+            return Ok(grouped);
+        }
+        let mut builder = Builder::new(format!(
+            "SELECT {owner_column} AS owner, key, value FROM {table} WHERE {owner_column} IN "
+        ));
+        push_in_list(&mut builder, owners.iter().cloned());
+        builder.push(" ORDER BY key");
+        for row in builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?
+        {
+            grouped
+                .entry(row.try_get("owner").map_err(db_error)?)
+                .or_default()
+                .push(KeyValue {
+                    key: row.try_get("key").map_err(db_error)?,
+                    value: row.try_get("value").map_err(db_error)?,
+                });
+        }
+        Ok(grouped)
+    }
+
+    async fn experiment_tags(
+        &self,
+        workspace: &str,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<KeyValue>>> {
         let mut tags: HashMap<i64, Vec<KeyValue>> = HashMap::new();
         if ids.is_empty() {
             return Ok(tags);
         }
-        let mut builder = Builder::new("SELECT experiment_id, key, value FROM experiment_tags WHERE workspace = ");
+        let mut builder = Builder::new(
+            "SELECT experiment_id, key, value FROM experiment_tags WHERE workspace = ",
+        );
         builder.push_bind(workspace.to_string());
         builder.push(" AND experiment_id IN ");
         push_in_list(&mut builder, ids.iter().copied());
         builder.push(" ORDER BY key");
-        for row in builder.build().fetch_all(&self.read).await.map_err(db_error)? {
+        for row in builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?
+        {
             let id: i64 = row.try_get("experiment_id").map_err(db_error)?;
             tags.entry(id).or_default().push(KeyValue {
                 key: row.try_get("key").map_err(db_error)?,
@@ -292,11 +374,23 @@ impl Store {
         Ok(tags)
     }
 
-    async fn with_experiment_tags(&self, workspace: &str, mut experiments: Vec<Experiment>) -> Result<Vec<Experiment>> {
-        let ids: Vec<i64> = experiments.iter().filter_map(|e| e.experiment_id.parse().ok()).collect();
+    async fn with_experiment_tags(
+        &self,
+        workspace: &str,
+        mut experiments: Vec<Experiment>,
+    ) -> Result<Vec<Experiment>> {
+        let ids: Vec<i64> = experiments
+            .iter()
+            .filter_map(|e| e.experiment_id.parse().ok())
+            .collect();
         let mut tags = self.experiment_tags(workspace, &ids).await?;
         for experiment in &mut experiments {
-            if let Some(found) = experiment.experiment_id.parse().ok().and_then(|id: i64| tags.remove(&id)) {
+            if let Some(found) = experiment
+                .experiment_id
+                .parse()
+                .ok()
+                .and_then(|id: i64| tags.remove(&id))
+            {
                 experiment.tags = found;
             }
         }
@@ -304,13 +398,14 @@ impl Store {
     }
 
     async fn experiment_row(&self, workspace: &str, experiment_id: i64) -> Result<Experiment> {
-        let row = sqlx::query("SELECT * FROM experiments WHERE workspace = $1 AND experiment_id = $2")
-            .bind(workspace)
-            .bind(experiment_id)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| experiment_not_found(experiment_id))?;
+        let row =
+            sqlx::query("SELECT * FROM experiments WHERE workspace = $1 AND experiment_id = $2")
+                .bind(workspace)
+                .bind(experiment_id)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| experiment_not_found(experiment_id))?;
         row_experiment(&row).map_err(db_error)
     }
 
@@ -322,40 +417,55 @@ impl Store {
         let ids: Vec<String> = infos.iter().map(|i| i.run_id.clone()).collect();
         let mut runs: Vec<Run> = infos
             .into_iter()
-            .map(|info| Run { info, data: RunData::default(), inputs: RunInputs::default(), outputs: RunOutputs::default() })
+            .map(|info| Run {
+                info,
+                data: RunData::default(),
+                inputs: RunInputs::default(),
+                outputs: RunOutputs::default(),
+            })
             .collect();
-        let index: HashMap<String, usize> = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
+        let index: HashMap<String, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
 
-        let mut builder = Builder::new("SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ");
+        let mut builder = Builder::new(
+            "SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ",
+        );
         push_in_list(&mut builder, ids.iter().cloned());
         builder.push(" ORDER BY key");
-        for row in builder.build().fetch_all(&self.read).await.map_err(db_error)? {
+        for row in builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?
+        {
             let run_id: String = row.try_get("run_uuid").map_err(db_error)?;
             if let Some(&i) = index.get(&run_id) {
-                runs[i].data.metrics.push(row_metric(&row).map_err(db_error)?);
+                runs[i]
+                    .data
+                    .metrics
+                    .push(row_metric(&row).map_err(db_error)?);
             }
         }
-        for (table, is_params) in [("params", true), ("tags", false)] {
-            let mut builder = Builder::new(format!("SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN "));
-            push_in_list(&mut builder, ids.iter().cloned());
-            builder.push(" ORDER BY key");
-            for row in builder.build().fetch_all(&self.read).await.map_err(db_error)? {
-                let run_id: String = row.try_get("run_uuid").map_err(db_error)?;
-                if let Some(&i) = index.get(&run_id) {
-                    let pair = KeyValue {
-                        key: row.try_get("key").map_err(db_error)?,
-                        value: row.try_get("value").map_err(db_error)?,
-                    };
-                    if is_params { runs[i].data.params.push(pair) } else { runs[i].data.tags.push(pair) }
-                }
-            }
+        let mut params = self.key_values("params", "run_uuid", &ids).await?;
+        let mut tags = self.key_values("tags", "run_uuid", &ids).await?;
+        for run in &mut runs {
+            run.data.params = params.remove(&run.info.run_id).unwrap_or_default();
+            run.data.tags = tags.remove(&run.info.run_id).unwrap_or_default();
         }
         let mut builder = Builder::new(
             "SELECT run_uuid, name, digest, source_type, source, schema, profile, tags_json FROM run_inputs WHERE run_uuid IN ",
         );
         push_in_list(&mut builder, ids.iter().cloned());
         builder.push(" ORDER BY name, digest");
-        for row in builder.build().fetch_all(&self.read).await.map_err(db_error)? {
+        for row in builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?
+        {
             let run_id: String = row.try_get("run_uuid").map_err(db_error)?;
             if let Some(&i) = index.get(&run_id) {
                 let tags_json: String = row.try_get("tags_json").map_err(db_error)?;
@@ -372,17 +482,32 @@ impl Store {
                 });
             }
         }
-        let mut builder = Builder::new("SELECT run_uuid, model_id FROM run_model_inputs WHERE run_uuid IN ");
+        let mut builder =
+            Builder::new("SELECT run_uuid, model_id FROM run_model_inputs WHERE run_uuid IN ");
         push_in_list(&mut builder, ids.iter().cloned());
-        for row in builder.build().fetch_all(&self.read).await.map_err(db_error)? {
+        for row in builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?
+        {
             let run_id: String = row.try_get("run_uuid").map_err(db_error)?;
             if let Some(&i) = index.get(&run_id) {
-                runs[i].inputs.model_inputs.push(ModelInput { model_id: row.try_get("model_id").map_err(db_error)? });
+                runs[i].inputs.model_inputs.push(ModelInput {
+                    model_id: row.try_get("model_id").map_err(db_error)?,
+                });
             }
         }
-        let mut builder = Builder::new("SELECT run_uuid, model_id, step FROM run_model_outputs WHERE run_uuid IN ");
+        let mut builder = Builder::new(
+            "SELECT run_uuid, model_id, step FROM run_model_outputs WHERE run_uuid IN ",
+        );
         push_in_list(&mut builder, ids.iter().cloned());
-        for row in builder.build().fetch_all(&self.read).await.map_err(db_error)? {
+        for row in builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?
+        {
             let run_id: String = row.try_get("run_uuid").map_err(db_error)?;
             if let Some(&i) = index.get(&run_id) {
                 runs[i].outputs.model_outputs.push(ModelOutput {
@@ -396,12 +521,14 @@ impl Store {
 
     /// The run's lifecycle stage inside a write transaction; logging needs an active run.
     async fn active_run_in_tx(tx: &mut Tx<'_>, workspace: &str, run_id: &str) -> Result<()> {
-        let stage: Option<String> = sqlx::query_scalar("SELECT lifecycle_stage FROM runs WHERE workspace = $1 AND run_uuid = $2")
-            .bind(workspace)
-            .bind(run_id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db_error)?;
+        let stage: Option<String> = sqlx::query_scalar(
+            "SELECT lifecycle_stage FROM runs WHERE workspace = $1 AND run_uuid = $2",
+        )
+        .bind(workspace)
+        .bind(run_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_error)?;
         match stage.as_deref() {
             None => Err(run_not_found(run_id)),
             Some("active") => Ok(()),
@@ -412,12 +539,19 @@ impl Store {
     }
 
     async fn principal_with_groups(&self, record: PrincipalRecord) -> Result<Principal> {
-        let group_ids: Vec<i64> = sqlx::query_scalar("SELECT group_id FROM group_members WHERE member_id = $1")
-            .bind(record.id)
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)?;
-        Ok(Principal { id: record.id, name: record.name, kind: record.kind, is_admin: record.is_admin, group_ids })
+        let group_ids: Vec<i64> =
+            sqlx::query_scalar("SELECT group_id FROM group_members WHERE member_id = $1")
+                .bind(record.id)
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_error)?;
+        Ok(Principal {
+            id: record.id,
+            name: record.name,
+            kind: record.kind,
+            is_admin: record.is_admin,
+            group_ids,
+        })
     }
 
     async fn principal_id(&self, name: &str) -> Result<i64> {
@@ -430,19 +564,31 @@ impl Store {
     }
 
     async fn logged_model_rows(&self, builder: &mut Builder) -> Result<Vec<LoggedModel>> {
-        let rows = builder.build().fetch_all(&self.read).await.map_err(db_error)?;
+        let rows = builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
         let mut models = Vec::with_capacity(rows.len());
         for row in rows {
             let status: String = row.try_get("status").map_err(db_error)?;
             models.push(LoggedModel {
                 info: LoggedModelInfo {
                     model_id: row.try_get("model_id").map_err(db_error)?,
-                    experiment_id: row.try_get::<i64, _>("experiment_id").map_err(db_error)?.to_string(),
+                    experiment_id: row
+                        .try_get::<i64, _>("experiment_id")
+                        .map_err(db_error)?
+                        .to_string(),
                     name: row.try_get("name").map_err(db_error)?,
-                    creation_timestamp_ms: row.try_get("creation_timestamp_ms").map_err(db_error)?,
-                    last_updated_timestamp_ms: row.try_get("last_updated_timestamp_ms").map_err(db_error)?,
+                    creation_timestamp_ms: row
+                        .try_get("creation_timestamp_ms")
+                        .map_err(db_error)?,
+                    last_updated_timestamp_ms: row
+                        .try_get("last_updated_timestamp_ms")
+                        .map_err(db_error)?,
                     artifact_uri: row.try_get("artifact_location").map_err(db_error)?,
-                    status: LoggedModelStatus::parse(&status).unwrap_or(LoggedModelStatus::LoggedModelStatusUnspecified),
+                    status: LoggedModelStatus::parse(&status)
+                        .unwrap_or(LoggedModelStatus::LoggedModelStatusUnspecified),
                     creator_id: row.try_get("creator_id").map_err(db_error)?,
                     model_type: row.try_get("model_type").map_err(db_error)?,
                     source_run_id: row.try_get("source_run_id").map_err(db_error)?,
@@ -456,28 +602,32 @@ impl Store {
             return Ok(models);
         }
         let ids: Vec<String> = models.iter().map(|m| m.info.model_id.clone()).collect();
-        let index: HashMap<String, usize> = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
-        for (table, is_tags) in [("logged_model_tags", true), ("logged_model_params", false)] {
-            let mut builder = Builder::new(format!("SELECT model_id, key, value FROM {table} WHERE model_id IN "));
-            push_in_list(&mut builder, ids.iter().cloned());
-            builder.push(" ORDER BY key");
-            for row in builder.build().fetch_all(&self.read).await.map_err(db_error)? {
-                let model_id: String = row.try_get("model_id").map_err(db_error)?;
-                if let Some(&i) = index.get(&model_id) {
-                    let pair = KeyValue {
-                        key: row.try_get("key").map_err(db_error)?,
-                        value: row.try_get("value").map_err(db_error)?,
-                    };
-                    if is_tags { models[i].info.tags.push(pair) } else { models[i].data.params.push(pair) }
-                }
-            }
+        let index: HashMap<String, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
+        let mut tags = self
+            .key_values("logged_model_tags", "model_id", &ids)
+            .await?;
+        let mut params = self
+            .key_values("logged_model_params", "model_id", &ids)
+            .await?;
+        for model in &mut models {
+            model.info.tags = tags.remove(&model.info.model_id).unwrap_or_default();
+            model.data.params = params.remove(&model.info.model_id).unwrap_or_default();
         }
         let mut builder = Builder::new(
             "SELECT model_id, run_uuid, key, value, is_nan, timestamp, step, dataset_name, dataset_digest FROM metrics WHERE model_id IN ",
         );
         push_in_list(&mut builder, ids.iter().cloned());
         builder.push(" ORDER BY key, step, timestamp");
-        for row in builder.build().fetch_all(&self.read).await.map_err(db_error)? {
+        for row in builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?
+        {
             let model_id: String = row.try_get("model_id").map_err(db_error)?;
             if let Some(&i) = index.get(&model_id) {
                 let mut metric = row_metric(&row).map_err(db_error)?;
@@ -514,7 +664,15 @@ impl ExperimentStore for Store {
         let location = artifact_location
             .map(str::to_string)
             .unwrap_or_else(|| format!("mlflow-artifacts:/{experiment_id}"));
-        insert_experiment(&mut tx, workspace, experiment_id, name, &location, Some(owner_id)).await?;
+        insert_experiment(
+            &mut tx,
+            workspace,
+            experiment_id,
+            name,
+            &location,
+            Some(owner_id),
+        )
+        .await?;
         for tag in tags {
             upsert_experiment_tag(&mut tx, workspace, experiment_id, tag).await?;
         }
@@ -534,7 +692,10 @@ impl ExperimentStore for Store {
 
     async fn get_experiment(&self, workspace: &str, experiment_id: i64) -> Result<Experiment> {
         let experiment = self.experiment_row(workspace, experiment_id).await?;
-        Ok(self.with_experiment_tags(workspace, vec![experiment]).await?.remove(0))
+        Ok(self
+            .with_experiment_tags(workspace, vec![experiment])
+            .await?
+            .remove(0))
     }
 
     async fn get_experiment_by_name(&self, workspace: &str, name: &str) -> Result<Experiment> {
@@ -544,12 +705,21 @@ impl ExperimentStore for Store {
             .fetch_optional(&self.read)
             .await
             .map_err(db_error)?
-            .ok_or_else(|| Error::not_found(format!("Could not find experiment with name '{name}'")))?;
+            .ok_or_else(|| {
+                Error::not_found(format!("Could not find experiment with name '{name}'"))
+            })?;
         let experiment = row_experiment(&row).map_err(db_error)?;
-        Ok(self.with_experiment_tags(workspace, vec![experiment]).await?.remove(0))
+        Ok(self
+            .with_experiment_tags(workspace, vec![experiment])
+            .await?
+            .remove(0))
     }
 
-    async fn search_experiments(&self, workspace: &str, query: &SearchExperiments) -> Result<Page<Experiment>> {
+    async fn search_experiments(
+        &self,
+        workspace: &str,
+        query: &SearchExperiments,
+    ) -> Result<Page<Experiment>> {
         let mut builder = Builder::new("SELECT e.* FROM experiments e WHERE e.workspace = ");
         builder.push_bind(workspace.to_string());
         builder.push(" AND e.lifecycle_stage");
@@ -566,11 +736,23 @@ impl ExperimentStore for Store {
                 Entity::Attribute => match comparison.key.as_str() {
                     "name" => push_comparison(&mut builder, "e.name", comparison)?,
                     "experiment_id" => push_experiment_id_comparison(&mut builder, comparison)?,
-                    "creation_time" => push_numeric_comparison(&mut builder, "e.creation_time", comparison)?,
-                    "last_update_time" => push_numeric_comparison(&mut builder, "e.last_update_time", comparison)?,
-                    other => return Err(Error::invalid(format!("Invalid attribute key '{other}' specified."))),
+                    "creation_time" => {
+                        push_numeric_comparison(&mut builder, "e.creation_time", comparison)?
+                    }
+                    "last_update_time" => {
+                        push_numeric_comparison(&mut builder, "e.last_update_time", comparison)?
+                    }
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "Invalid attribute key '{other}' specified."
+                        )));
+                    }
                 },
-                _ => return Err(Error::invalid("Invalid entity type for an experiment search filter")),
+                _ => {
+                    return Err(Error::invalid(
+                        "Invalid entity type for an experiment search filter",
+                    ));
+                }
             }
         }
         if let Some(readable) = &query.readable_by {
@@ -589,17 +771,36 @@ impl ExperimentStore for Store {
                 "last_update_time" => "e.last_update_time".to_string(),
                 other => return Err(Error::invalid(format!("Invalid order_by key '{other}'"))),
             };
-            builder.push(format!("{column} {}, ", if order.ascending { "ASC" } else { "DESC" }));
+            builder.push(format!(
+                "{column} {}, ",
+                if order.ascending { "ASC" } else { "DESC" }
+            ));
         }
         builder.push("e.creation_time DESC, e.experiment_id ASC");
         limit_offset(&mut builder, query.max_results, query.offset);
-        let rows = builder.build().fetch_all(&self.read).await.map_err(db_error)?;
-        let experiments = rows.iter().map(row_experiment).collect::<std::result::Result<Vec<_>, _>>().map_err(db_error)?;
+        let rows = builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
+        let experiments = rows
+            .iter()
+            .map(row_experiment)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(db_error)?;
         let page = into_page(experiments, query.offset, query.max_results);
-        Ok(Page { items: self.with_experiment_tags(workspace, page.items).await?, next_offset: page.next_offset })
+        Ok(Page {
+            items: self.with_experiment_tags(workspace, page.items).await?,
+            next_offset: page.next_offset,
+        })
     }
 
-    async fn rename_experiment(&self, workspace: &str, experiment_id: i64, new_name: &str) -> Result<()> {
+    async fn rename_experiment(
+        &self,
+        workspace: &str,
+        experiment_id: i64,
+        new_name: &str,
+    ) -> Result<()> {
         let experiment = self.experiment_row(workspace, experiment_id).await?;
         if experiment.lifecycle_stage != LifecycleStage::Active {
             return Err(Error::invalid("Cannot rename a non-active experiment."));
@@ -612,9 +813,9 @@ impl ExperimentStore for Store {
             .execute(&self.write)
             .await;
         match result {
-            Err(err) if is_unique_violation(&err) => {
-                Err(Error::already_exists(format!("Experiment(name={new_name}) already exists.")))
-            }
+            Err(err) if is_unique_violation(&err) => Err(Error::already_exists(format!(
+                "Experiment(name={new_name}) already exists."
+            ))),
             Err(err) => Err(db_error(err)),
             Ok(_) => Ok(()),
         }
@@ -628,7 +829,12 @@ impl ExperimentStore for Store {
         set_experiment_stage(self, workspace, experiment_id, LifecycleStage::Active).await
     }
 
-    async fn set_experiment_tag(&self, workspace: &str, experiment_id: i64, tag: &KeyValue) -> Result<()> {
+    async fn set_experiment_tag(
+        &self,
+        workspace: &str,
+        experiment_id: i64,
+        tag: &KeyValue,
+    ) -> Result<()> {
         let experiment = self.experiment_row(workspace, experiment_id).await?;
         if experiment.lifecycle_stage != LifecycleStage::Active {
             return Err(Error::invalid(format!(
@@ -640,17 +846,26 @@ impl ExperimentStore for Store {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn delete_experiment_tag(&self, workspace: &str, experiment_id: i64, key: &str) -> Result<()> {
+    async fn delete_experiment_tag(
+        &self,
+        workspace: &str,
+        experiment_id: i64,
+        key: &str,
+    ) -> Result<()> {
         self.experiment_row(workspace, experiment_id).await?;
-        let result = sqlx::query("DELETE FROM experiment_tags WHERE workspace = $1 AND experiment_id = $2 AND key = $3")
-            .bind(workspace)
-            .bind(experiment_id)
-            .bind(key)
-            .execute(&self.write)
-            .await
-            .map_err(db_error)?;
+        let result = sqlx::query(
+            "DELETE FROM experiment_tags WHERE workspace = $1 AND experiment_id = $2 AND key = $3",
+        )
+        .bind(workspace)
+        .bind(experiment_id)
+        .bind(key)
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
         if result.rows_affected() == 0 {
-            return Err(Error::not_found(format!("No tag with name: {key} in experiment with id {experiment_id}")));
+            return Err(Error::not_found(format!(
+                "No tag with name: {key} in experiment with id {experiment_id}"
+            )));
         }
         Ok(())
     }
@@ -658,26 +873,46 @@ impl ExperimentStore for Store {
 
 fn push_experiment_id_comparison(builder: &mut Builder, comparison: &Comparison) -> Result<()> {
     let parse = |text: &str| {
-        text.parse::<i64>().map_err(|_| Error::invalid(format!("Invalid experiment ID '{text}'")))
+        text.parse::<i64>()
+            .map_err(|_| Error::invalid(format!("Invalid experiment ID '{text}'")))
     };
     match (&comparison.comparator, &comparison.value) {
         (Comparator::In | Comparator::NotIn, Value::List(items)) => {
-            let ids = items.iter().map(|i| parse(i)).collect::<Result<Vec<i64>>>()?;
+            let ids = items
+                .iter()
+                .map(|i| parse(i))
+                .collect::<Result<Vec<i64>>>()?;
             if ids.is_empty() {
-                builder.push(if comparison.comparator == Comparator::In { "1 = 0" } else { "1 = 1" });
+                builder.push(if comparison.comparator == Comparator::In {
+                    "1 = 0"
+                } else {
+                    "1 = 1"
+                });
                 return Ok(());
             }
-            builder.push(if comparison.comparator == Comparator::In { "e.experiment_id IN " } else { "e.experiment_id NOT IN " });
+            builder.push(if comparison.comparator == Comparator::In {
+                "e.experiment_id IN "
+            } else {
+                "e.experiment_id NOT IN "
+            });
             push_in_list(builder, ids);
             Ok(())
         }
         (Comparator::Eq | Comparator::Ne, Value::Str(text)) => {
-            builder.push(if comparison.comparator == Comparator::Eq { "e.experiment_id = " } else { "e.experiment_id <> " });
+            builder.push(if comparison.comparator == Comparator::Eq {
+                "e.experiment_id = "
+            } else {
+                "e.experiment_id <> "
+            });
             builder.push_bind(parse(text)?);
             Ok(())
         }
         (Comparator::Eq | Comparator::Ne, Value::Number(number)) => {
-            builder.push(if comparison.comparator == Comparator::Eq { "e.experiment_id = " } else { "e.experiment_id <> " });
+            builder.push(if comparison.comparator == Comparator::Eq {
+                "e.experiment_id = "
+            } else {
+                "e.experiment_id <> "
+            });
             builder.push_bind(*number);
             Ok(())
         }
@@ -707,15 +942,20 @@ async fn insert_experiment(
     .execute(&mut **tx)
     .await;
     match result {
-        Err(err) if is_unique_violation(&err) => {
-            Err(Error::already_exists(format!("Experiment(name={name}) already exists.")))
-        }
+        Err(err) if is_unique_violation(&err) => Err(Error::already_exists(format!(
+            "Experiment(name={name}) already exists."
+        ))),
         Err(err) => Err(db_error(err)),
         Ok(_) => Ok(()),
     }
 }
 
-async fn upsert_experiment_tag(tx: &mut Tx<'_>, workspace: &str, experiment_id: i64, tag: &KeyValue) -> Result<()> {
+async fn upsert_experiment_tag(
+    tx: &mut Tx<'_>,
+    workspace: &str,
+    experiment_id: i64,
+    tag: &KeyValue,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO experiment_tags (workspace, experiment_id, key, value) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (workspace, experiment_id, key) DO UPDATE SET value = excluded.value",
@@ -730,16 +970,31 @@ async fn upsert_experiment_tag(tx: &mut Tx<'_>, workspace: &str, experiment_id: 
     Ok(())
 }
 
-async fn set_experiment_stage(store: &Store, workspace: &str, experiment_id: i64, stage: LifecycleStage) -> Result<()> {
+async fn set_experiment_stage(
+    store: &Store,
+    workspace: &str,
+    experiment_id: i64,
+    stage: LifecycleStage,
+) -> Result<()> {
     let experiment = store.experiment_row(workspace, experiment_id).await?;
     if stage == LifecycleStage::Deleted && experiment_id == 0 {
-        return Err(Error::invalid("Cannot delete the default experiment '0'. This is an internally reserved experiment."));
+        return Err(Error::invalid(
+            "Cannot delete the default experiment '0'. This is an internally reserved experiment.",
+        ));
     }
-    let from = if stage == LifecycleStage::Deleted { LifecycleStage::Active } else { LifecycleStage::Deleted };
+    let from = if stage == LifecycleStage::Deleted {
+        LifecycleStage::Active
+    } else {
+        LifecycleStage::Deleted
+    };
     if experiment.lifecycle_stage != from {
         return Err(Error::invalid(format!(
             "Cannot {} experiment {experiment_id}: it is {}.",
-            if stage == LifecycleStage::Deleted { "delete" } else { "restore" },
+            if stage == LifecycleStage::Deleted {
+                "delete"
+            } else {
+                "restore"
+            },
             experiment.lifecycle_stage.as_str()
         )));
     }
@@ -777,7 +1032,11 @@ fn run_attribute_column(key: &str) -> Result<(&'static str, bool)> {
         "lifecycle_stage" => ("r.lifecycle_stage", false),
         "start_time" => ("r.start_time", true),
         "end_time" => ("r.end_time", true),
-        other => return Err(Error::invalid(format!("Invalid attribute key '{other}' specified."))),
+        other => {
+            return Err(Error::invalid(format!(
+                "Invalid attribute key '{other}' specified."
+            )));
+        }
     })
 }
 
@@ -785,14 +1044,20 @@ fn push_run_condition(builder: &mut Builder, comparison: &Comparison) -> Result<
     match comparison.entity {
         Entity::Metric => {
             reject_nul(&comparison.key)?;
-            builder.push("EXISTS (SELECT 1 FROM latest_metrics m WHERE m.run_uuid = r.run_uuid AND m.key = ");
+            builder.push(
+                "EXISTS (SELECT 1 FROM latest_metrics m WHERE m.run_uuid = r.run_uuid AND m.key = ",
+            );
             builder.push_bind(comparison.key.clone());
             builder.push(" AND m.is_nan = FALSE AND ");
             push_numeric_comparison(builder, "m.value", comparison)?;
             builder.push(")");
         }
-        Entity::Param => push_key_value_condition(builder, "params", "kv.run_uuid = r.run_uuid", comparison)?,
-        Entity::Tag => push_key_value_condition(builder, "tags", "kv.run_uuid = r.run_uuid", comparison)?,
+        Entity::Param => {
+            push_key_value_condition(builder, "params", "kv.run_uuid = r.run_uuid", comparison)?
+        }
+        Entity::Tag => {
+            push_key_value_condition(builder, "tags", "kv.run_uuid = r.run_uuid", comparison)?
+        }
         Entity::Attribute => {
             let (column, numeric) = run_attribute_column(&comparison.key)?;
             if numeric {
@@ -806,7 +1071,11 @@ fn push_run_condition(builder: &mut Builder, comparison: &Comparison) -> Result<
                 "name" => "d.name",
                 "digest" => "d.digest",
                 "context" => "d.context",
-                other => return Err(Error::invalid(format!("Invalid dataset key '{other}' specified."))),
+                other => {
+                    return Err(Error::invalid(format!(
+                        "Invalid dataset key '{other}' specified."
+                    )));
+                }
             };
             builder.push("EXISTS (SELECT 1 FROM run_inputs d WHERE d.run_uuid = r.run_uuid AND ");
             push_comparison(builder, column, comparison)?;
@@ -823,21 +1092,35 @@ fn push_run_order_joins(builder: &mut Builder, order_by: &[OrderBy]) -> Result<V
         let direction = if order.ascending { "ASC" } else { "DESC" };
         let column = match order.entity {
             Entity::Metric => {
-                builder.push(format!(" LEFT JOIN latest_metrics o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = "));
+                builder.push(format!(
+                    " LEFT JOIN latest_metrics o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = "
+                ));
                 builder.push_bind(order.key.clone());
                 // NaN sorts above every number, as in MLflow.
-                terms.push(format!("CASE WHEN o{i}.is_nan THEN 1 ELSE 0 END {direction} NULLS LAST"));
+                terms.push(format!(
+                    "CASE WHEN o{i}.is_nan THEN 1 ELSE 0 END {direction} NULLS LAST"
+                ));
                 format!("o{i}.value")
             }
             Entity::Param | Entity::Tag => {
-                let table = if order.entity == Entity::Param { "params" } else { "tags" };
-                builder.push(format!(" LEFT JOIN {table} o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = "));
+                let table = if order.entity == Entity::Param {
+                    "params"
+                } else {
+                    "tags"
+                };
+                builder.push(format!(
+                    " LEFT JOIN {table} o{i} ON o{i}.run_uuid = r.run_uuid AND o{i}.key = "
+                ));
                 builder.push_bind(order.key.clone());
                 format!("o{i}.value{}", collate())
             }
             Entity::Attribute => {
                 let (column, numeric) = run_attribute_column(&order.key)?;
-                if numeric { column.to_string() } else { format!("{column}{}", collate()) }
+                if numeric {
+                    column.to_string()
+                } else {
+                    format!("{column}{}", collate())
+                }
             }
             Entity::Dataset => return Err(Error::invalid("Cannot order runs by dataset fields")),
         };
@@ -857,7 +1140,10 @@ impl RunStore for Store {
             )));
         }
         let run_id = tarn_core::ids::hex32(rand::random());
-        let artifact_uri = format!("{}/{run_id}/artifacts", experiment.artifact_location.trim_end_matches('/'));
+        let artifact_uri = format!(
+            "{}/{run_id}/artifacts",
+            experiment.artifact_location.trim_end_matches('/')
+        );
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO runs (run_uuid, workspace, experiment_id, name, user_id, status, start_time, lifecycle_stage, artifact_uri) \
@@ -875,7 +1161,10 @@ impl RunStore for Store {
         .map_err(db_error)?;
         let mut tags = run.tags.clone();
         tags.retain(|t| t.key != "mlflow.runName");
-        tags.push(KeyValue { key: "mlflow.runName".into(), value: run.run_name.clone() });
+        tags.push(KeyValue {
+            key: "mlflow.runName".into(),
+            value: run.run_name.clone(),
+        });
         upsert_run_tags(&mut tx, &run_id, &tags).await?;
         tx.commit().await.map_err(db_error)?;
         self.get_run(workspace, &run_id).await
@@ -919,7 +1208,15 @@ impl RunStore for Store {
         .await
         .map_err(db_error)?;
         if let Some(name) = &update.run_name {
-            upsert_run_tags(&mut tx, run_id, &[KeyValue { key: "mlflow.runName".into(), value: name.clone() }]).await?;
+            upsert_run_tags(
+                &mut tx,
+                run_id,
+                &[KeyValue {
+                    key: "mlflow.runName".into(),
+                    value: name.clone(),
+                }],
+            )
+            .await?;
         }
         tx.commit().await.map_err(db_error)?;
         self.get_run(workspace, run_id).await
@@ -960,7 +1257,9 @@ impl RunStore for Store {
             .await
             .map_err(db_error)?;
         if result.rows_affected() == 0 {
-            return Err(Error::not_found(format!("No tag with name: {key} in run with id {run_id}")));
+            return Err(Error::not_found(format!(
+                "No tag with name: {key} in run with id {run_id}"
+            )));
         }
         tx.commit().await.map_err(db_error)
     }
@@ -982,7 +1281,11 @@ impl RunStore for Store {
         builder.push_bind(key.to_string());
         builder.push(" ORDER BY step, timestamp, value");
         limit_offset(&mut builder, max_results, offset);
-        let rows = builder.build().fetch_all(&self.read).await.map_err(db_error)?;
+        let rows = builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
         let mut metrics = Vec::with_capacity(rows.len());
         for row in rows {
             let mut metric = row_metric(&row).map_err(db_error)?;
@@ -994,13 +1297,24 @@ impl RunStore for Store {
         Ok(into_page(metrics, offset, max_results))
     }
 
-    async fn log_inputs(&self, workspace: &str, run_id: &str, datasets: &[DatasetInput], model_ids: &[String]) -> Result<()> {
+    async fn log_inputs(
+        &self,
+        workspace: &str,
+        run_id: &str,
+        datasets: &[DatasetInput],
+        model_ids: &[String],
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         Self::active_run_in_tx(&mut tx, workspace, run_id).await?;
         for input in datasets {
             let dataset = &input.dataset;
-            let context = input.tags.iter().find(|t| t.key == "mlflow.data.context").map(|t| t.value.clone());
-            let tags_json = serde_json::to_string(&input.tags).map_err(|e| Error::internal(e.to_string()))?;
+            let context = input
+                .tags
+                .iter()
+                .find(|t| t.key == "mlflow.data.context")
+                .map(|t| t.value.clone());
+            let tags_json =
+                serde_json::to_string(&input.tags).map_err(|e| Error::internal(e.to_string()))?;
             sqlx::query(
                 "INSERT INTO run_inputs (run_uuid, name, digest, source_type, source, schema, profile, context, tags_json) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -1030,7 +1344,12 @@ impl RunStore for Store {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn log_outputs(&self, workspace: &str, run_id: &str, models: &[ModelOutput]) -> Result<()> {
+    async fn log_outputs(
+        &self,
+        workspace: &str,
+        run_id: &str,
+        models: &[ModelOutput],
+    ) -> Result<()> {
         let mut tx = self.begin().await?;
         Self::active_run_in_tx(&mut tx, workspace, run_id).await?;
         for model in models {
@@ -1050,7 +1369,10 @@ impl RunStore for Store {
 
     async fn search_runs(&self, workspace: &str, query: &SearchRuns) -> Result<Page<Run>> {
         if query.experiment_ids.is_empty() {
-            return Ok(Page { items: Vec::new(), next_offset: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next_offset: None,
+            });
         }
         let mut builder = Builder::new("SELECT r.* FROM runs r");
         let order_terms = push_run_order_joins(&mut builder, &query.order_by)?;
@@ -1071,14 +1393,30 @@ impl RunStore for Store {
         }
         builder.push("r.start_time DESC, r.run_uuid ASC");
         limit_offset(&mut builder, query.max_results, query.offset);
-        let rows = builder.build().fetch_all(&self.read).await.map_err(db_error)?;
-        let infos = rows.iter().map(row_run_info).collect::<std::result::Result<Vec<_>, _>>().map_err(db_error)?;
+        let rows = builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
+        let infos = rows
+            .iter()
+            .map(row_run_info)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(db_error)?;
         let page = into_page(infos, query.offset, query.max_results);
-        Ok(Page { items: self.runs_with_data(page.items).await?, next_offset: page.next_offset })
+        Ok(Page {
+            items: self.runs_with_data(page.items).await?,
+            next_offset: page.next_offset,
+        })
     }
 }
 
-async fn set_run_stage(store: &Store, workspace: &str, run_id: &str, stage: LifecycleStage) -> Result<()> {
+async fn set_run_stage(
+    store: &Store,
+    workspace: &str,
+    run_id: &str,
+    stage: LifecycleStage,
+) -> Result<()> {
     let result = sqlx::query("UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE workspace = $3 AND run_uuid = $4")
         .bind(stage.as_str())
         .bind((stage == LifecycleStage::Deleted).then(now_millis))
@@ -1105,7 +1443,9 @@ async fn upsert_run_tags(tx: &mut Tx<'_>, run_id: &str, tags: &[KeyValue]) -> Re
     }
     let mut builder = Builder::new("INSERT INTO tags (run_uuid, key, value) ");
     builder.push_values(latest, |mut row, tag| {
-        row.push_bind(run_id.to_string()).push_bind(tag.key.clone()).push_bind(tag.value.clone());
+        row.push_bind(run_id.to_string())
+            .push_bind(tag.key.clone())
+            .push_bind(tag.value.clone());
     });
     builder.push(" ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value");
     builder.build().execute(&mut **tx).await.map_err(db_error)?;
@@ -1134,9 +1474,15 @@ async fn insert_params(tx: &mut Tx<'_>, run_id: &str, params: &[KeyValue]) -> Re
     let changed: Vec<String> = params
         .iter()
         .filter_map(|p| {
-            existing.get(&p.key).filter(|old| **old != p.value).map(|old| {
-                format!("{{'key': '{}', 'old_value': '{}', 'new_value': '{}'}}", p.key, old, p.value)
-            })
+            existing
+                .get(&p.key)
+                .filter(|old| **old != p.value)
+                .map(|old| {
+                    format!(
+                        "{{'key': '{}', 'old_value': '{}', 'new_value': '{}'}}",
+                        p.key, old, p.value
+                    )
+                })
         })
         .collect();
     if !changed.is_empty() {
@@ -1145,13 +1491,18 @@ async fn insert_params(tx: &mut Tx<'_>, run_id: &str, params: &[KeyValue]) -> Re
             changed.join(", ")
         )));
     }
-    let new: Vec<&KeyValue> = params.iter().filter(|p| !existing.contains_key(&p.key)).collect();
+    let new: Vec<&KeyValue> = params
+        .iter()
+        .filter(|p| !existing.contains_key(&p.key))
+        .collect();
     if new.is_empty() {
         return Ok(());
     }
     let mut builder = Builder::new("INSERT INTO params (run_uuid, key, value) ");
     builder.push_values(new, |mut row, param| {
-        row.push_bind(run_id.to_string()).push_bind(param.key.clone()).push_bind(param.value.clone());
+        row.push_bind(run_id.to_string())
+            .push_bind(param.key.clone())
+            .push_bind(param.value.clone());
     });
     builder.build().execute(&mut **tx).await.map_err(db_error)?;
     Ok(())
@@ -1159,12 +1510,23 @@ async fn insert_params(tx: &mut Tx<'_>, run_id: &str, params: &[KeyValue]) -> Re
 
 /// The value stored for a metric: NaN is kept as a flag (SQLite turns NaN into NULL).
 fn stored_value(value: f64) -> (f64, bool) {
-    if value.is_nan() { (0.0, true) } else { (tarn_core::validation::clamp_metric_value(value), false) }
+    if value.is_nan() {
+        (0.0, true)
+    } else {
+        (tarn_core::validation::clamp_metric_value(value), false)
+    }
 }
 
 /// MLflow's "latest" metric: highest step, then timestamp, then value (NaN above numbers).
 fn newer(a: &Metric, b: &Metric) -> bool {
-    let key = |m: &Metric| (m.step, m.timestamp, m.value.is_nan(), if m.value.is_nan() { 0.0 } else { m.value });
+    let key = |m: &Metric| {
+        (
+            m.step,
+            m.timestamp,
+            m.value.is_nan(),
+            if m.value.is_nan() { 0.0 } else { m.value },
+        )
+    };
     key(a) > key(b)
 }
 
@@ -1201,7 +1563,8 @@ async fn insert_metrics(tx: &mut Tx<'_>, run_id: &str, metrics: &[Metric]) -> Re
             }
         }
     }
-    let mut builder = Builder::new("INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) ");
+    let mut builder =
+        Builder::new("INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) ");
     builder.push_values(latest.values(), |mut row, metric| {
         let (value, is_nan) = stored_value(metric.value);
         row.push_bind(run_id.to_string())
@@ -1226,12 +1589,18 @@ async fn insert_metrics(tx: &mut Tx<'_>, run_id: &str, metrics: &[Metric]) -> Re
 
 #[async_trait]
 impl LoggedModelStore for Store {
-    async fn create_logged_model(&self, workspace: &str, model: &NewLoggedModel) -> Result<LoggedModel> {
+    async fn create_logged_model(
+        &self,
+        workspace: &str,
+        model: &NewLoggedModel,
+    ) -> Result<LoggedModel> {
         let experiment_id = tarn_core::validation::parse_experiment_id(&model.experiment_id)?;
         let experiment = self.experiment_row(workspace, experiment_id).await?;
         let model_id = tarn_core::ids::logged_model_id(rand::random());
-        let artifact_location =
-            format!("{}/models/{model_id}/artifacts", experiment.artifact_location.trim_end_matches('/'));
+        let artifact_location = format!(
+            "{}/models/{model_id}/artifacts",
+            experiment.artifact_location.trim_end_matches('/')
+        );
         let now = now_millis();
         let mut tx = self.begin().await?;
         sqlx::query(
@@ -1259,14 +1628,24 @@ impl LoggedModelStore for Store {
     }
 
     async fn get_logged_model(&self, workspace: &str, model_id: &str) -> Result<LoggedModel> {
-        let mut builder = Builder::new("SELECT * FROM logged_models WHERE lifecycle_stage = 'active' AND workspace = ");
+        let mut builder = Builder::new(
+            "SELECT * FROM logged_models WHERE lifecycle_stage = 'active' AND workspace = ",
+        );
         builder.push_bind(workspace.to_string());
         builder.push(" AND model_id = ");
         builder.push_bind(model_id.to_string());
-        self.logged_model_rows(&mut builder).await?.pop().ok_or_else(|| logged_model_not_found(model_id))
+        self.logged_model_rows(&mut builder)
+            .await?
+            .pop()
+            .ok_or_else(|| logged_model_not_found(model_id))
     }
 
-    async fn finalize_logged_model(&self, workspace: &str, model_id: &str, status: LoggedModelStatus) -> Result<LoggedModel> {
+    async fn finalize_logged_model(
+        &self,
+        workspace: &str,
+        model_id: &str,
+        status: LoggedModelStatus,
+    ) -> Result<LoggedModel> {
         let result = sqlx::query(
             "UPDATE logged_models SET status = $1, last_updated_timestamp_ms = $2 WHERE workspace = $3 AND model_id = $4 AND lifecycle_stage = 'active'",
         )
@@ -1299,14 +1678,24 @@ impl LoggedModelStore for Store {
         Ok(())
     }
 
-    async fn set_logged_model_tags(&self, workspace: &str, model_id: &str, tags: &[KeyValue]) -> Result<()> {
+    async fn set_logged_model_tags(
+        &self,
+        workspace: &str,
+        model_id: &str,
+        tags: &[KeyValue],
+    ) -> Result<()> {
         self.get_logged_model(workspace, model_id).await?;
         let mut tx = self.begin().await?;
         upsert_model_pairs(&mut tx, "logged_model_tags", model_id, tags).await?;
         tx.commit().await.map_err(db_error)
     }
 
-    async fn delete_logged_model_tag(&self, workspace: &str, model_id: &str, key: &str) -> Result<()> {
+    async fn delete_logged_model_tag(
+        &self,
+        workspace: &str,
+        model_id: &str,
+        key: &str,
+    ) -> Result<()> {
         self.get_logged_model(workspace, model_id).await?;
         let result = sqlx::query("DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2")
             .bind(model_id)
@@ -1315,31 +1704,57 @@ impl LoggedModelStore for Store {
             .await
             .map_err(db_error)?;
         if result.rows_affected() == 0 {
-            return Err(Error::not_found(format!("No tag with key '{key}' found for logged model '{model_id}'")));
+            return Err(Error::not_found(format!(
+                "No tag with key '{key}' found for logged model '{model_id}'"
+            )));
         }
         Ok(())
     }
 
-    async fn log_logged_model_params(&self, workspace: &str, model_id: &str, params: &[KeyValue]) -> Result<()> {
+    async fn log_logged_model_params(
+        &self,
+        workspace: &str,
+        model_id: &str,
+        params: &[KeyValue],
+    ) -> Result<()> {
         self.get_logged_model(workspace, model_id).await?;
         let mut tx = self.begin().await?;
         upsert_model_pairs(&mut tx, "logged_model_params", model_id, params).await?;
         tx.commit().await.map_err(db_error)
     }
 
-    async fn search_logged_models(&self, workspace: &str, query: &SearchLoggedModels) -> Result<Page<LoggedModel>> {
+    async fn search_logged_models(
+        &self,
+        workspace: &str,
+        query: &SearchLoggedModels,
+    ) -> Result<Page<LoggedModel>> {
         if query.experiment_ids.is_empty() {
-            return Ok(Page { items: Vec::new(), next_offset: None });
+            return Ok(Page {
+                items: Vec::new(),
+                next_offset: None,
+            });
         }
-        let mut builder = Builder::new("SELECT lm.* FROM logged_models lm WHERE lm.lifecycle_stage = 'active' AND lm.workspace = ");
+        let mut builder = Builder::new(
+            "SELECT lm.* FROM logged_models lm WHERE lm.lifecycle_stage = 'active' AND lm.workspace = ",
+        );
         builder.push_bind(workspace.to_string());
         builder.push(" AND lm.experiment_id IN ");
         push_in_list(&mut builder, query.experiment_ids.iter().copied());
         for comparison in &query.filter {
             builder.push(" AND ");
             match comparison.entity {
-                Entity::Tag => push_key_value_condition(&mut builder, "logged_model_tags", "kv.model_id = lm.model_id", comparison)?,
-                Entity::Param => push_key_value_condition(&mut builder, "logged_model_params", "kv.model_id = lm.model_id", comparison)?,
+                Entity::Tag => push_key_value_condition(
+                    &mut builder,
+                    "logged_model_tags",
+                    "kv.model_id = lm.model_id",
+                    comparison,
+                )?,
+                Entity::Param => push_key_value_condition(
+                    &mut builder,
+                    "logged_model_params",
+                    "kv.model_id = lm.model_id",
+                    comparison,
+                )?,
                 Entity::Metric => {
                     builder.push("EXISTS (SELECT 1 FROM metrics m WHERE m.model_id = lm.model_id AND m.key = ");
                     builder.push_bind(comparison.key.clone());
@@ -1352,16 +1767,30 @@ impl LoggedModelStore for Store {
                     "model_id" => push_comparison(&mut builder, "lm.model_id", comparison)?,
                     "status" => push_comparison(&mut builder, "lm.status", comparison)?,
                     "model_type" => push_comparison(&mut builder, "lm.model_type", comparison)?,
-                    "source_run_id" => push_comparison(&mut builder, "lm.source_run_id", comparison)?,
-                    "creation_timestamp" | "creation_time" => {
-                        push_numeric_comparison(&mut builder, "lm.creation_timestamp_ms", comparison)?
+                    "source_run_id" => {
+                        push_comparison(&mut builder, "lm.source_run_id", comparison)?
                     }
-                    "last_updated_timestamp" => {
-                        push_numeric_comparison(&mut builder, "lm.last_updated_timestamp_ms", comparison)?
+                    "creation_timestamp" | "creation_time" => push_numeric_comparison(
+                        &mut builder,
+                        "lm.creation_timestamp_ms",
+                        comparison,
+                    )?,
+                    "last_updated_timestamp" => push_numeric_comparison(
+                        &mut builder,
+                        "lm.last_updated_timestamp_ms",
+                        comparison,
+                    )?,
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "Invalid attribute key '{other}' specified."
+                        )));
                     }
-                    other => return Err(Error::invalid(format!("Invalid attribute key '{other}' specified."))),
                 },
-                Entity::Dataset => return Err(Error::invalid("Dataset filters are not supported for logged models")),
+                Entity::Dataset => {
+                    return Err(Error::invalid(
+                        "Dataset filters are not supported for logged models",
+                    ));
+                }
             }
         }
         builder.push(" ORDER BY ");
@@ -1373,7 +1802,10 @@ impl LoggedModelStore for Store {
                 "last_updated_timestamp" => "lm.last_updated_timestamp_ms".to_string(),
                 other => return Err(Error::invalid(format!("Invalid order_by key '{other}'"))),
             };
-            builder.push(format!("{column} {}, ", if order.ascending { "ASC" } else { "DESC" }));
+            builder.push(format!(
+                "{column} {}, ",
+                if order.ascending { "ASC" } else { "DESC" }
+            ));
         }
         builder.push("lm.creation_timestamp_ms DESC, lm.model_id ASC");
         limit_offset(&mut builder, query.max_results, query.offset);
@@ -1382,7 +1814,12 @@ impl LoggedModelStore for Store {
     }
 }
 
-async fn upsert_model_pairs(tx: &mut Tx<'_>, table: &str, model_id: &str, pairs: &[KeyValue]) -> Result<()> {
+async fn upsert_model_pairs(
+    tx: &mut Tx<'_>,
+    table: &str,
+    model_id: &str,
+    pairs: &[KeyValue],
+) -> Result<()> {
     for pair in pairs {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {table} (model_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value"
@@ -1417,7 +1854,9 @@ impl IdentityStore for Store {
         .fetch_one(&self.write)
         .await;
         match result {
-            Err(err) if is_unique_violation(&err) => Err(Error::already_exists(format!("Principal '{name}' already exists"))),
+            Err(err) if is_unique_violation(&err) => Err(Error::already_exists(format!(
+                "Principal '{name}' already exists"
+            ))),
             Err(err) => Err(db_error(err)),
             Ok(row) => row_principal(&row).map_err(db_error),
         }
@@ -1434,21 +1873,27 @@ impl IdentityStore for Store {
     }
 
     async fn list_principals(&self, kind: Option<PrincipalKind>) -> Result<Vec<PrincipalRecord>> {
-        let rows = sqlx::query("SELECT * FROM principals WHERE ($1 IS NULL OR kind = $1) ORDER BY name")
-            .bind(kind.map(PrincipalKind::as_str))
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)?;
-        rows.iter().map(row_principal).collect::<std::result::Result<_, _>>().map_err(db_error)
+        let rows =
+            sqlx::query("SELECT * FROM principals WHERE ($1 IS NULL OR kind = $1) ORDER BY name")
+                .bind(kind.map(PrincipalKind::as_str))
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_error)?;
+        rows.iter()
+            .map(row_principal)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db_error)
     }
 
     async fn set_password_hash(&self, name: &str, password_hash: &str) -> Result<()> {
-        let result = sqlx::query("UPDATE principals SET password_hash = $1 WHERE name = $2 AND kind = 'user'")
-            .bind(password_hash)
-            .bind(name)
-            .execute(&self.write)
-            .await
-            .map_err(db_error)?;
+        let result = sqlx::query(
+            "UPDATE principals SET password_hash = $1 WHERE name = $2 AND kind = 'user'",
+        )
+        .bind(password_hash)
+        .bind(name)
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
         if result.rows_affected() == 0 {
             return Err(Error::not_found(format!("User '{name}' does not exist")));
         }
@@ -1463,21 +1908,28 @@ impl IdentityStore for Store {
             .await
             .map_err(db_error)?;
         if result.rows_affected() == 0 {
-            return Err(Error::not_found(format!("Principal '{name}' does not exist")));
+            return Err(Error::not_found(format!(
+                "Principal '{name}' does not exist"
+            )));
         }
         Ok(())
     }
 
     async fn password_login(&self, name: &str) -> Result<Option<(String, Principal)>> {
-        let Some(row) = sqlx::query("SELECT * FROM principals WHERE name = $1 AND kind = 'user' AND active = TRUE")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_error)?
+        let Some(row) = sqlx::query(
+            "SELECT * FROM principals WHERE name = $1 AND kind = 'user' AND active = TRUE",
+        )
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_error)?
         else {
             return Ok(None);
         };
-        let Some(hash) = row.try_get::<Option<String>, _>("password_hash").map_err(db_error)? else {
+        let Some(hash) = row
+            .try_get::<Option<String>, _>("password_hash")
+            .map_err(db_error)?
+        else {
             return Ok(None);
         };
         let record = row_principal(&row).map_err(db_error)?;
@@ -1518,7 +1970,10 @@ impl IdentityStore for Store {
             .fetch_all(&self.read)
             .await
             .map_err(db_error)?;
-        rows.iter().map(row_principal).collect::<std::result::Result<_, _>>().map_err(db_error)
+        rows.iter()
+            .map(row_principal)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db_error)
     }
 
     async fn create_token(
@@ -1565,7 +2020,10 @@ impl IdentityStore for Store {
         .map_err(db_error)?;
         match row {
             None => Ok(None),
-            Some(row) => Ok(Some(self.principal_with_groups(row_principal(&row).map_err(db_error)?).await?)),
+            Some(row) => Ok(Some(
+                self.principal_with_groups(row_principal(&row).map_err(db_error)?)
+                    .await?,
+            )),
         }
     }
 
@@ -1578,29 +2036,38 @@ impl IdentityStore for Store {
         .fetch_all(&self.read)
         .await
         .map_err(db_error)?;
-        rows.iter().map(row_token).collect::<std::result::Result<_, _>>().map_err(db_error)
+        rows.iter()
+            .map(row_token)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db_error)
     }
 
     async fn revoke_token(&self, token_id: &str) -> Result<()> {
-        let result = sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE token_id = $2 AND revoked_at IS NULL")
-            .bind(now_millis())
-            .bind(token_id)
-            .execute(&self.write)
-            .await
-            .map_err(db_error)?;
+        let result = sqlx::query(
+            "UPDATE tokens SET revoked_at = $1 WHERE token_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now_millis())
+        .bind(token_id)
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
         if result.rows_affected() == 0 {
-            return Err(Error::not_found(format!("Token '{token_id}' does not exist")));
+            return Err(Error::not_found(format!(
+                "Token '{token_id}' does not exist"
+            )));
         }
         Ok(())
     }
 
     async fn token_owner(&self, token_id: &str) -> Result<i64> {
-        sqlx::query_scalar("SELECT principal_id FROM tokens WHERE token_id = $1 AND revoked_at IS NULL")
-            .bind(token_id)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| Error::not_found(format!("Token '{token_id}' does not exist")))
+        sqlx::query_scalar(
+            "SELECT principal_id FROM tokens WHERE token_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(token_id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::not_found(format!("Token '{token_id}' does not exist")))
     }
 }
 
@@ -1608,13 +2075,15 @@ impl IdentityStore for Store {
 impl WorkspaceStore for Store {
     async fn ensure_workspace(&self, name: &str) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let inserted = sqlx::query("INSERT INTO workspaces (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(name)
-            .bind(now_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .rows_affected()
+        let inserted = sqlx::query(
+            "INSERT INTO workspaces (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected()
             == 1;
         if inserted {
             // Every workspace has MLflow's "Default" experiment 0.
@@ -1625,21 +2094,27 @@ impl WorkspaceStore for Store {
     }
 
     async fn list_workspaces(&self) -> Result<Vec<String>> {
-        sqlx::query_scalar("SELECT name FROM workspaces ORDER BY name").fetch_all(&self.read).await.map_err(db_error)
+        sqlx::query_scalar("SELECT name FROM workspaces ORDER BY name")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)
     }
 
     async fn workspace_exists(&self, name: &str) -> Result<bool> {
-        let found: Option<String> = sqlx::query_scalar("SELECT name FROM workspaces WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_error)?;
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT name FROM workspaces WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db_error)?;
         Ok(found.is_some())
     }
 
     async fn add_workspace_member(&self, workspace: &str, principal_name: &str) -> Result<()> {
         if !self.workspace_exists(workspace).await? {
-            return Err(Error::not_found(format!("Workspace '{workspace}' does not exist")));
+            return Err(Error::not_found(format!(
+                "Workspace '{workspace}' does not exist"
+            )));
         }
         let principal_id = self.principal_id(principal_name).await?;
         sqlx::query("INSERT INTO workspace_members (workspace, principal_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
@@ -1670,7 +2145,10 @@ impl WorkspaceStore for Store {
         .fetch_all(&self.read)
         .await
         .map_err(db_error)?;
-        rows.iter().map(row_principal).collect::<std::result::Result<_, _>>().map_err(db_error)
+        rows.iter()
+            .map(row_principal)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db_error)
     }
 
     async fn is_workspace_member(&self, workspace: &str, grantee_ids: &[i64]) -> Result<bool> {
@@ -1681,7 +2159,11 @@ impl WorkspaceStore for Store {
         builder.push_bind(workspace.to_string());
         builder.push(" AND principal_id IN ");
         push_in_list(&mut builder, grantee_ids.iter().copied());
-        let count: i64 = builder.build_query_scalar().fetch_one(&self.read).await.map_err(db_error)?;
+        let count: i64 = builder
+            .build_query_scalar()
+            .fetch_one(&self.read)
+            .await
+            .map_err(db_error)?;
         Ok(count > 0)
     }
 }
@@ -1706,11 +2188,23 @@ impl PermissionStore for Store {
         builder.push_bind(object_id.to_string());
         builder.push(" AND principal_id IN ");
         push_in_list(&mut builder, grantee_ids.iter().copied());
-        let levels: Vec<String> = builder.build_query_scalar().fetch_all(&self.read).await.map_err(db_error)?;
-        Ok(levels.iter().filter_map(|l| PermissionLevel::parse(l)).collect())
+        let levels: Vec<String> = builder
+            .build_query_scalar()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
+        Ok(levels
+            .iter()
+            .filter_map(|l| PermissionLevel::parse(l))
+            .collect())
     }
 
-    async fn object_grants(&self, workspace: &str, object_type: ObjectType, object_id: &str) -> Result<Vec<Grant>> {
+    async fn object_grants(
+        &self,
+        workspace: &str,
+        object_type: ObjectType,
+        object_id: &str,
+    ) -> Result<Vec<Grant>> {
         let rows = sqlx::query(
             "SELECT a.principal_id, a.level, p.name, p.kind FROM acl a JOIN principals p ON p.id = a.principal_id \
              WHERE a.workspace = $1 AND a.object_type = $2 AND a.object_id = $3 ORDER BY p.name",
@@ -1725,7 +2219,9 @@ impl PermissionStore for Store {
         for row in rows {
             let level: String = row.try_get("level").map_err(db_error)?;
             let kind: String = row.try_get("kind").map_err(db_error)?;
-            if let (Some(level), Some(kind)) = (PermissionLevel::parse(&level), PrincipalKind::parse(&kind)) {
+            if let (Some(level), Some(kind)) =
+                (PermissionLevel::parse(&level), PrincipalKind::parse(&kind))
+            {
                 grants.push(Grant {
                     principal_id: row.try_get("principal_id").map_err(db_error)?,
                     principal_name: row.try_get("name").map_err(db_error)?,
@@ -1782,7 +2278,9 @@ async fn write_grants(
             .fetch_optional(&mut **tx)
             .await
             .map_err(db_error)?
-            .ok_or_else(|| Error::invalid(format!("Principal '{principal_name}' does not exist")))?;
+            .ok_or_else(|| {
+                Error::invalid(format!("Principal '{principal_name}' does not exist"))
+            })?;
         sqlx::query(
             "INSERT INTO acl (workspace, object_type, object_id, principal_id, level) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (workspace, object_type, object_id, principal_id) DO UPDATE SET level = excluded.level",

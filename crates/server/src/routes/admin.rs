@@ -11,7 +11,7 @@ use tarn_core::auth::PrincipalKind;
 use tarn_core::store::{PrincipalRecord, TokenInfo};
 
 use crate::AppState;
-use crate::auth::{hash_password, issue_token, require_admin};
+use crate::auth::{create_principal, issue_token, require_admin};
 use crate::error::ApiResult;
 use crate::extract::{Ctx, Req, de};
 
@@ -53,22 +53,6 @@ fn token_json(t: &TokenInfo) -> Value {
     })
 }
 
-/// Names become path segments and URL parts elsewhere; keep them plain.
-fn validate_principal_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!(
-            "Invalid principal name '{name}': use letters, digits, '_', '-', '.', '@'"
-        )))
-    }
-}
-
 #[derive(Deserialize)]
 pub struct CreateUser {
     name: String,
@@ -83,23 +67,14 @@ pub async fn create_user(
     Req(req): Req<CreateUser>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&ctx.principal)?;
-    validate_principal_name(&req.name)?;
-    let hash = match &req.password {
-        Some(p) if p.len() < 8 => {
-            return Err(Error::invalid("A password needs at least 8 characters").into());
-        }
-        Some(p) => Some(hash_password(p)?),
-        None => None,
-    };
-    let user = state
-        .store
-        .create_principal(
-            &req.name,
-            PrincipalKind::User,
-            req.admin.unwrap_or(false),
-            hash.as_deref(),
-        )
-        .await?;
+    let user = create_principal(
+        state.store.as_ref(),
+        &req.name,
+        PrincipalKind::User,
+        req.admin.unwrap_or(false),
+        req.password.as_deref(),
+    )
+    .await?;
     Ok(Json(json!({ "user": principal_json(&user) })))
 }
 
@@ -122,11 +97,14 @@ pub async fn create_group(
     Req(req): Req<NameReq>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&ctx.principal)?;
-    validate_principal_name(&req.name)?;
-    let group = state
-        .store
-        .create_principal(&req.name, PrincipalKind::Group, false, None)
-        .await?;
+    let group = create_principal(
+        state.store.as_ref(),
+        &req.name,
+        PrincipalKind::Group,
+        false,
+        None,
+    )
+    .await?;
     Ok(Json(json!({ "group": principal_json(&group) })))
 }
 
@@ -136,11 +114,14 @@ pub async fn create_service_principal(
     Req(req): Req<NameReq>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&ctx.principal)?;
-    validate_principal_name(&req.name)?;
-    let sp = state
-        .store
-        .create_principal(&req.name, PrincipalKind::ServicePrincipal, false, None)
-        .await?;
+    let sp = create_principal(
+        state.store.as_ref(),
+        &req.name,
+        PrincipalKind::ServicePrincipal,
+        false,
+        None,
+    )
+    .await?;
     Ok(Json(json!({ "service_principal": principal_json(&sp) })))
 }
 

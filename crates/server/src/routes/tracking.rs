@@ -456,26 +456,27 @@ pub struct KeyValueReq {
     value: Option<String>,
 }
 
+impl KeyValueReq {
+    fn pair(&self) -> Result<(&str, KeyValue), Error> {
+        let pair = KeyValue {
+            key: required(&self.key, "key")?.to_string(),
+            value: self.value.clone().unwrap_or_default(),
+        };
+        Ok((self.id.get()?, pair))
+    }
+}
+
 pub async fn log_param(
     State(state): State<AppState>,
     ctx: Ctx,
     Req(req): Req<KeyValueReq>,
 ) -> JsonResult {
-    let run_id = req.id.get()?;
-    let param = KeyValue {
-        key: required(&req.key, "key")?.to_string(),
-        value: req.value.clone().unwrap_or_default(),
+    let (run_id, param) = req.pair()?;
+    let batch = LogBatch {
+        params: vec![param],
+        ..Default::default()
     };
-    write_batch(
-        &state,
-        &ctx,
-        run_id,
-        LogBatch {
-            params: vec![param],
-            ..Default::default()
-        },
-    )
-    .await
+    write_batch(&state, &ctx, run_id, batch).await
 }
 
 pub async fn set_tag(
@@ -483,21 +484,12 @@ pub async fn set_tag(
     ctx: Ctx,
     Req(req): Req<KeyValueReq>,
 ) -> JsonResult {
-    let run_id = req.id.get()?;
-    let tag = KeyValue {
-        key: required(&req.key, "key")?.to_string(),
-        value: req.value.clone().unwrap_or_default(),
+    let (run_id, tag) = req.pair()?;
+    let batch = LogBatch {
+        tags: vec![tag],
+        ..Default::default()
     };
-    write_batch(
-        &state,
-        &ctx,
-        run_id,
-        LogBatch {
-            tags: vec![tag],
-            ..Default::default()
-        },
-    )
-    .await
+    write_batch(&state, &ctx, run_id, batch).await
 }
 
 pub async fn delete_tag(
