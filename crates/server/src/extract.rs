@@ -122,9 +122,28 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Req<T> {
             )
             .into());
         }
-        serde_json::from_value(value)
+        let offending = |path: &str| -> String {
+            path.replace('[', ".")
+                .replace(']', "")
+                .split('.')
+                .try_fold(&value, |v, part| {
+                    v.get(part)
+                        .or_else(|| part.parse::<usize>().ok().and_then(|i| v.get(i)))
+                })
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        };
+        serde_path_to_error::deserialize(&value)
             .map(Req)
-            .map_err(|e| Error::invalid(format!("Invalid request: {e}")).into())
+            .map_err(|e| {
+                let path = e.path().to_string();
+                Error::invalid(format!(
+                    "Invalid value {} for parameter '{path}' supplied: {}",
+                    offending(&path),
+                    e.inner()
+                ))
+                .into()
+            })
     }
 }
 

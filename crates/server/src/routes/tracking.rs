@@ -314,17 +314,31 @@ pub async fn create_run(
 
 #[derive(Deserialize)]
 pub struct RunIdArg {
-    run_id: Option<String>,
-    run_uuid: Option<String>,
+    // Kept as JSON values: inside `#[serde(flatten)]` a type error would lose the field name.
+    run_id: Option<Value>,
+    run_uuid: Option<Value>,
 }
 
 impl RunIdArg {
     fn get(&self) -> Result<&str, Error> {
-        self.run_id
-            .as_deref()
-            .or(self.run_uuid.as_deref())
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| Error::invalid("Missing value for required parameter 'run_id'."))
+        let (name, value) = match (&self.run_id, &self.run_uuid) {
+            (Some(value), _) => ("run_id", value),
+            (None, Some(value)) => ("run_uuid", value),
+            (None, None) => {
+                return Err(Error::invalid(
+                    "Missing value for required parameter 'run_id'.",
+                ));
+            }
+        };
+        match value {
+            Value::String(id) if !id.is_empty() => Ok(id),
+            Value::String(_) | Value::Null => Err(Error::invalid(
+                "Missing value for required parameter 'run_id'.",
+            )),
+            other => Err(Error::invalid(format!(
+                "Invalid value {other} for parameter '{name}' supplied: expected a string"
+            ))),
+        }
     }
 }
 
