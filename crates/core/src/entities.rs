@@ -265,7 +265,9 @@ pub struct LoggedModelInfo {
     pub last_updated_timestamp_ms: i64,
     pub artifact_uri: String,
     pub status: LoggedModelStatus,
-    pub creator_id: String,
+    /// The creating principal's id (an int64 in MLflow's proto).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creator_id: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -296,7 +298,7 @@ pub struct NewLoggedModel {
     pub name: String,
     pub model_type: Option<String>,
     pub source_run_id: Option<String>,
-    pub creator_id: String,
+    pub creator_id: i64,
     pub params: Vec<KeyValue>,
     pub tags: Vec<KeyValue>,
 }

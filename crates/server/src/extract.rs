@@ -2,7 +2,9 @@
 //! arguments: the query string for GET, a JSON body otherwise).
 
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use std::collections::HashMap;
+
+use axum::extract::{FromRequest, FromRequestParts, Path, RawPathParams, Request};
 use axum::http::Method;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -79,6 +81,30 @@ async fn workspace_of(parts: &mut Parts) -> String {
         .filter(|v| !v.is_empty() && *v != "default")
         .unwrap_or(DEFAULT_WORKSPACE)
         .to_string()
+}
+
+/// Named path parameters, the same with or without the `/ws/{workspace}` prefix (which a
+/// positional `Path<T>` would count as one more parameter).
+pub struct PathArgs(HashMap<String, String>);
+
+impl PathArgs {
+    pub fn get(&self, name: &str) -> Result<&str, Error> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| Error::invalid(format!("Missing path parameter '{name}'")))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PathArgs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::invalid(format!("Invalid path: {e}")))?;
+        Ok(Self(params))
+    }
 }
 
 /// MLflow request arguments as `T`.

@@ -589,7 +589,11 @@ impl Store {
                     artifact_uri: row.try_get("artifact_location").map_err(db_error)?,
                     status: LoggedModelStatus::parse(&status)
                         .unwrap_or(LoggedModelStatus::LoggedModelStatusUnspecified),
-                    creator_id: row.try_get("creator_id").map_err(db_error)?,
+                    creator_id: row
+                        .try_get::<String, _>("creator_id")
+                        .map_err(db_error)?
+                        .parse()
+                        .ok(),
                     model_type: row.try_get("model_type").map_err(db_error)?,
                     source_run_id: row.try_get("source_run_id").map_err(db_error)?,
                     status_message: row.try_get("status_message").map_err(db_error)?,
@@ -1617,7 +1621,7 @@ impl LoggedModelStore for Store {
         .bind(LoggedModelStatus::LoggedModelPending.as_str())
         .bind(&model.model_type)
         .bind(&model.source_run_id)
-        .bind(&model.creator_id)
+        .bind(model.creator_id.to_string())
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;

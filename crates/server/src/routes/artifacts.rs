@@ -2,7 +2,7 @@
 //! Paths start with the experiment id (`<exp>/<run>/artifacts/...`), which decides permissions.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +17,7 @@ use super::{experiment_access, run_access};
 use crate::AppState;
 use crate::artifacts::validate_relative_path;
 use crate::error::ApiResult;
-use crate::extract::{Ctx, Req};
+use crate::extract::{Ctx, PathArgs, Req};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -50,9 +50,10 @@ async fn authorize_path(
 pub async fn upload(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(path): Path<String>,
+    path_args: PathArgs,
     request: Request,
 ) -> ApiResult<Json<Value>> {
+    let path = path_args.get("path")?.to_string();
     authorize_path(&state, &ctx, &path, PermissionLevel::CanEdit).await?;
     let body = request
         .into_body()
@@ -68,8 +69,9 @@ pub async fn upload(
 pub async fn download(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(path): Path<String>,
+    path_args: PathArgs,
 ) -> ApiResult<Response> {
+    let path = path_args.get("path")?.to_string();
     authorize_path(&state, &ctx, &path, PermissionLevel::CanRead).await?;
     let (size, stream) = state.artifacts.get_stream(&ctx.workspace, &path).await?;
     let content_type = content_type_of(&path);
@@ -102,8 +104,9 @@ fn content_type_of(path: &str) -> &'static str {
 pub async fn remove(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(path): Path<String>,
+    path_args: PathArgs,
 ) -> ApiResult<Json<Value>> {
+    let path = path_args.get("path")?.to_string();
     authorize_path(&state, &ctx, &path, PermissionLevel::CanEdit).await?;
     state.artifacts.delete(&ctx.workspace, &path).await?;
     Ok(Json(json!({})))
@@ -117,7 +120,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     ctx: Ctx,
-    Query(query): Query<ListQuery>,
+    Req(query): Req<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let path = query.path.unwrap_or_default();
     let path = path.trim_matches('/');

@@ -1,7 +1,7 @@
 //! MLflow 3 logged models: what `log_model` creates before uploading the model's files.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
@@ -13,7 +13,7 @@ use tarn_core::store::SearchLoggedModels;
 use super::{experiment_access, max_results};
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::extract::{Ctx, Req, de};
+use crate::extract::{Ctx, PathArgs, Req, de};
 
 type JsonResult = ApiResult<Json<Value>>;
 
@@ -51,7 +51,7 @@ pub async fn create(
         name,
         model_type: req.model_type,
         source_run_id: req.source_run_id,
-        creator_id: ctx.principal.name.clone(),
+        creator_id: ctx.principal.id,
         params: req.params,
         tags: req.tags,
     };
@@ -77,11 +77,8 @@ async fn model_access(
     Ok(model)
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(model_id): Path<String>,
-) -> JsonResult {
+pub async fn get(State(state): State<AppState>, ctx: Ctx, path_args: PathArgs) -> JsonResult {
+    let model_id = path_args.get("model_id")?.to_string();
     let model = model_access(&state, &ctx, &model_id, PermissionLevel::CanRead).await?;
     Ok(Json(json!({ "model": model })))
 }
@@ -94,9 +91,10 @@ pub struct FinalizeReq {
 pub async fn finalize(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(model_id): Path<String>,
+    path_args: PathArgs,
     Req(req): Req<FinalizeReq>,
 ) -> JsonResult {
+    let model_id = path_args.get("model_id")?.to_string();
     model_access(&state, &ctx, &model_id, PermissionLevel::CanEdit).await?;
     let status_text = match &req.status {
         Some(Value::String(s)) => s.clone(),
@@ -112,11 +110,8 @@ pub async fn finalize(
     Ok(Json(json!({ "model": model })))
 }
 
-pub async fn delete(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    Path(model_id): Path<String>,
-) -> JsonResult {
+pub async fn delete(State(state): State<AppState>, ctx: Ctx, path_args: PathArgs) -> JsonResult {
+    let model_id = path_args.get("model_id")?.to_string();
     model_access(&state, &ctx, &model_id, PermissionLevel::CanManage).await?;
     state
         .store
@@ -134,9 +129,10 @@ pub struct TagsReq {
 pub async fn set_tags(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(model_id): Path<String>,
+    path_args: PathArgs,
     Req(req): Req<TagsReq>,
 ) -> JsonResult {
+    let model_id = path_args.get("model_id")?.to_string();
     model_access(&state, &ctx, &model_id, PermissionLevel::CanEdit).await?;
     for tag in &req.tags {
         tarn_core::validation::validate_key("key", &tag.key)?;
@@ -151,12 +147,14 @@ pub async fn set_tags(
 pub async fn delete_tag(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path((model_id, key)): Path<(String, String)>,
+    path_args: PathArgs,
 ) -> JsonResult {
+    let model_id = path_args.get("model_id")?.to_string();
+    let key = path_args.get("key")?;
     model_access(&state, &ctx, &model_id, PermissionLevel::CanEdit).await?;
     state
         .store
-        .delete_logged_model_tag(&ctx.workspace, &model_id, &key)
+        .delete_logged_model_tag(&ctx.workspace, &model_id, key)
         .await?;
     Ok(Json(json!({})))
 }
@@ -170,9 +168,10 @@ pub struct ParamsReq {
 pub async fn log_params(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(model_id): Path<String>,
+    path_args: PathArgs,
     Req(req): Req<ParamsReq>,
 ) -> JsonResult {
+    let model_id = path_args.get("model_id")?.to_string();
     model_access(&state, &ctx, &model_id, PermissionLevel::CanEdit).await?;
     let params = req
         .params

@@ -2,7 +2,7 @@
 //! CAN_MANAGE on the object; reading them needs CAN_READ.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
@@ -11,7 +11,7 @@ use tarn_core::auth::{ObjectType, PermissionLevel, PrincipalKind};
 use super::experiment_access;
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::extract::{Ctx, Req};
+use crate::extract::{Ctx, PathArgs, Req};
 
 #[derive(Deserialize)]
 pub struct AccessControlEntry {
@@ -87,8 +87,9 @@ async fn render(
 pub async fn get_experiment(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(id): Path<String>,
+    path_args: PathArgs,
 ) -> ApiResult<Json<Value>> {
+    let id = path_args.get("experiment_id")?.to_string();
     let id = experiment_access(&state, &ctx, &id, PermissionLevel::CanRead).await?;
     render(&state, &ctx, ObjectType::Experiment, &id.to_string()).await
 }
@@ -96,9 +97,10 @@ pub async fn get_experiment(
 pub async fn patch_experiment(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(id): Path<String>,
+    path_args: PathArgs,
     Req(req): Req<AclReq>,
 ) -> ApiResult<Json<Value>> {
+    let id = path_args.get("experiment_id")?.to_string();
     let id = experiment_access(&state, &ctx, &id, PermissionLevel::CanManage).await?;
     let grants = parse_acl(ObjectType::Experiment, &req)?;
     state
@@ -116,9 +118,10 @@ pub async fn patch_experiment(
 pub async fn put_experiment(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(id): Path<String>,
+    path_args: PathArgs,
     Req(req): Req<AclReq>,
 ) -> ApiResult<Json<Value>> {
+    let id = path_args.get("experiment_id")?.to_string();
     let id = experiment_access(&state, &ctx, &id, PermissionLevel::CanManage).await?;
     let grants = parse_acl(ObjectType::Experiment, &req)?;
     state
@@ -136,8 +139,9 @@ pub async fn put_experiment(
 pub async fn experiment_levels(
     State(state): State<AppState>,
     ctx: Ctx,
-    Path(id): Path<String>,
+    path_args: PathArgs,
 ) -> ApiResult<Json<Value>> {
+    let id = path_args.get("experiment_id")?.to_string();
     experiment_access(&state, &ctx, &id, PermissionLevel::CanRead).await?;
     let levels: Vec<Value> = ObjectType::Experiment
         .levels()

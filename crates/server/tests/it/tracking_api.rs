@@ -190,6 +190,14 @@ async fn artifacts_upload_list_download_delete() {
         .expect("run id")
         .to_string();
     let base = format!("/api/2.0/mlflow-artifacts/artifacts/0/{run_id}/artifacts");
+    // The same path in another workspace is another file.
+    let prod_put = Request::builder()
+        .method("PUT")
+        .uri(format!("/ws/prod{base}/model/weights.bin"))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(Body::from("prod bytes"))
+        .expect("request");
+    assert_eq!(app.send(prod_put).await.status, StatusCode::OK);
     let payload: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
     let put = Request::builder()
         .method("PUT")

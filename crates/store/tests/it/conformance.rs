@@ -1007,7 +1007,7 @@ pub async fn logged_models_lifecycle(store: Store) {
                 name: "model".into(),
                 model_type: Some("sklearn".into()),
                 source_run_id: Some(run_id.clone()),
-                creator_id: "owner".into(),
+                creator_id: owner,
                 params: vec![kv("alpha", "1")],
                 tags: vec![kv("k", "v")],
             },
