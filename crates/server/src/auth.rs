@@ -1,6 +1,6 @@
 //! Authentication (bearer tokens, HTTP basic) and the authorization checks every API uses.
 //! Token secrets are never stored: only their SHA-256. Passwords are stored as Argon2 hashes;
-//! a verified (user, password) pair is remembered briefly so basic auth stays fast.
+//! verified credentials are remembered briefly (`AuthCache`) so requests stay fast.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,33 +18,60 @@ use tarn_core::{Error, Result};
 use crate::AppState;
 
 const TOKEN_PREFIX: &str = "tarn_";
-const LOGIN_CACHE_TTL: Duration = Duration::from_secs(60);
+/// How long a verified credential or workspace membership is trusted without asking the store.
+/// Changes made through this server clear the cache at once; other replicas see them after this.
+const AUTH_CACHE_TTL: Duration = Duration::from_secs(10);
+const AUTH_CACHE_MAX_ENTRIES: usize = 10_000;
 
-/// Remembers recent successful basic-auth logins, keyed by user and password digest.
+/// Recently verified credentials (keyed by a digest, never the secret) and workspace
+/// memberships, so a request does not pay for token lookups and Argon2 each time.
 #[derive(Debug, Default)]
-pub struct LoginCache {
-    entries: Mutex<HashMap<(String, String), (Principal, Instant)>>,
+pub struct AuthCache {
+    principals: Mutex<HashMap<String, (Principal, Instant)>>,
+    memberships: Mutex<HashMap<(String, i64), Instant>>,
 }
 
-impl LoginCache {
-    fn get(&self, key: &(String, String)) -> Option<Principal> {
-        let entries = self.entries.lock().ok()?;
+impl AuthCache {
+    fn principal(&self, key: &str) -> Option<Principal> {
+        let entries = self.principals.lock().ok()?;
         entries
             .get(key)
-            .filter(|(_, at)| at.elapsed() < LOGIN_CACHE_TTL)
+            .filter(|(_, at)| at.elapsed() < AUTH_CACHE_TTL)
             .map(|(p, _)| p.clone())
     }
-    fn put(&self, key: (String, String), principal: Principal) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() > 10_000 {
-                entries.retain(|_, (_, at)| at.elapsed() < LOGIN_CACHE_TTL);
+
+    fn remember_principal(&self, key: String, principal: Principal) {
+        if let Ok(mut entries) = self.principals.lock() {
+            if entries.len() >= AUTH_CACHE_MAX_ENTRIES {
+                entries.retain(|_, (_, at)| at.elapsed() < AUTH_CACHE_TTL);
             }
             entries.insert(key, (principal, Instant::now()));
         }
     }
-    /// Forget everything, e.g. after a password change.
+
+    pub fn is_member(&self, workspace: &str, principal_id: i64) -> bool {
+        self.memberships.lock().is_ok_and(|entries| {
+            entries
+                .get(&(workspace.to_string(), principal_id))
+                .is_some_and(|at| at.elapsed() < AUTH_CACHE_TTL)
+        })
+    }
+
+    pub fn remember_member(&self, workspace: &str, principal_id: i64) {
+        if let Ok(mut entries) = self.memberships.lock() {
+            if entries.len() >= AUTH_CACHE_MAX_ENTRIES {
+                entries.retain(|_, at| at.elapsed() < AUTH_CACHE_TTL);
+            }
+            entries.insert((workspace.to_string(), principal_id), Instant::now());
+        }
+    }
+
+    /// Forgets everything: after a token is revoked or a user, group or membership changes.
     pub fn clear(&self) {
-        if let Ok(mut entries) = self.entries.lock() {
+        if let Ok(mut entries) = self.principals.lock() {
+            entries.clear();
+        }
+        if let Ok(mut entries) = self.memberships.lock() {
             entries.clear();
         }
     }
@@ -150,6 +177,23 @@ pub async fn issue_token(
     Ok((info, secret))
 }
 
+/// The principal a bearer token stands for, if it is valid now.
+async fn token_principal(state: &AppState, secret: &str) -> Result<Option<Principal>> {
+    let hash = hash_token(secret);
+    let key = format!("bearer:{hash}");
+    if let Some(principal) = state.auth_cache.principal(&key) {
+        return Ok(Some(principal));
+    }
+    let principal = state
+        .store
+        .principal_for_token(&hash, tarn_core::ids::now_millis())
+        .await?;
+    if let Some(principal) = &principal {
+        state.auth_cache.remember_principal(key, principal.clone());
+    }
+    Ok(principal)
+}
+
 /// The principal behind the request's credentials; every API but `/health` requires one.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal> {
     let header = headers
@@ -163,9 +207,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
     let (scheme, credentials) = header.split_once(' ').unwrap_or((header, ""));
     let credentials = credentials.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
-        return state
-            .store
-            .principal_for_token(&hash_token(credentials), tarn_core::ids::now_millis())
+        return token_principal(state, credentials)
             .await?
             .ok_or_else(|| Error::unauthenticated("Invalid, expired or revoked token"));
     }
@@ -180,15 +222,12 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
             .ok_or_else(|| Error::unauthenticated("Malformed basic credentials"))?;
         // A token may stand in for the password, as Databricks allows.
         if user == "token"
-            && let Some(principal) = state
-                .store
-                .principal_for_token(&hash_token(password), tarn_core::ids::now_millis())
-                .await?
+            && let Some(principal) = token_principal(state, password).await?
         {
             return Ok(principal);
         }
-        let key = (user.to_string(), hash_token(password));
-        if let Some(principal) = state.login_cache.get(&key) {
+        let key = format!("basic:{user}:{}", hash_token(password));
+        if let Some(principal) = state.auth_cache.principal(&key) {
             return Ok(principal);
         }
         let Some((stored, principal)) = state.store.password_login(user).await? else {
@@ -201,7 +240,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
         if !verified {
             return Err(Error::unauthenticated("Invalid username or password"));
         }
-        state.login_cache.put(key, principal.clone());
+        state.auth_cache.remember_principal(key, principal.clone());
         return Ok(principal);
     }
     Err(Error::unauthenticated(format!(

@@ -42,20 +42,25 @@ impl FromRequestParts<AppState> for Ctx {
         }
         let workspace = workspace_of(parts).await;
         let principal = crate::auth::authenticate(state, &parts.headers).await?;
-        if !state.store.workspace_exists(&workspace).await? {
-            return Err(Error::not_found(format!("Workspace '{workspace}' does not exist")).into());
-        }
-        if !principal.is_admin
-            && !state
-                .store
-                .is_workspace_member(&workspace, &principal.grantee_ids())
-                .await?
-        {
-            return Err(Error::permission_denied(format!(
-                "'{}' is not a member of workspace '{workspace}'",
-                principal.name
-            ))
-            .into());
+        if !state.auth_cache.is_member(&workspace, principal.id) {
+            if !state.store.workspace_exists(&workspace).await? {
+                return Err(
+                    Error::not_found(format!("Workspace '{workspace}' does not exist")).into(),
+                );
+            }
+            if !principal.is_admin
+                && !state
+                    .store
+                    .is_workspace_member(&workspace, &principal.grantee_ids())
+                    .await?
+            {
+                return Err(Error::permission_denied(format!(
+                    "'{}' is not a member of workspace '{workspace}'",
+                    principal.name
+                ))
+                .into());
+            }
+            state.auth_cache.remember_member(&workspace, principal.id);
         }
         let ctx = Ctx {
             workspace,

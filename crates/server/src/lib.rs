@@ -25,7 +25,7 @@ pub struct AppState {
     pub store: Arc<dyn MetaStore>,
     pub artifacts: artifacts::ArtifactStore,
     pub metrics: Arc<metrics::HttpMetrics>,
-    pub login_cache: Arc<auth::LoginCache>,
+    pub auth_cache: Arc<auth::AuthCache>,
 }
 
 impl AppState {
@@ -34,7 +34,7 @@ impl AppState {
             store,
             artifacts,
             metrics: Arc::new(metrics::HttpMetrics::default()),
-            login_cache: Arc::new(auth::LoginCache::default()),
+            auth_cache: Arc::new(auth::AuthCache::default()),
         }
     }
 }

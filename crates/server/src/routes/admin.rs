@@ -172,6 +172,7 @@ pub async fn remove_member(
         .store
         .remove_workspace_member(&ctx.workspace, &req.principal)
         .await?;
+    state.auth_cache.clear();
     Ok(Json(json!({})))
 }
 
@@ -270,5 +271,6 @@ pub async fn revoke_own_token(
         );
     }
     state.store.revoke_token(&req.token_id).await?;
+    state.auth_cache.clear();
     Ok(Json(json!({})))
 }

@@ -108,7 +108,6 @@ CREATE TABLE latest_metrics (
     step BIGINT NOT NULL,
     PRIMARY KEY (run_uuid, key)
 );
-CREATE INDEX latest_metrics_by_key ON latest_metrics(key, value);
 
 CREATE TABLE params (
     run_uuid TEXT NOT NULL REFERENCES runs(run_uuid),
@@ -116,7 +115,6 @@ CREATE TABLE params (
     value TEXT NOT NULL,
     PRIMARY KEY (run_uuid, key)
 );
-CREATE INDEX params_by_key ON params(key);
 
 CREATE TABLE tags (
     run_uuid TEXT NOT NULL REFERENCES runs(run_uuid),
@@ -124,7 +122,6 @@ CREATE TABLE tags (
     value TEXT NOT NULL,
     PRIMARY KEY (run_uuid, key)
 );
-CREATE INDEX tags_by_key ON tags(key);
 
 CREATE TABLE run_inputs (
     run_uuid TEXT NOT NULL REFERENCES runs(run_uuid),
