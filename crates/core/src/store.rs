@@ -8,7 +8,7 @@ use crate::Result;
 use crate::auth::{Grant, ObjectType, PermissionLevel, Principal, PrincipalKind};
 use crate::entities::{
     DatasetInput, Experiment, KeyValue, LogBatch, LoggedModel, LoggedModelStatus, Metric,
-    ModelOutput, NewLoggedModel, NewRun, Run, RunUpdate, ViewType,
+    ModelOutput, NewLoggedModel, NewRun, Run, RunInfo, RunUpdate, ViewType,
 };
 use crate::search::{Comparison, OrderBy};
 
@@ -109,7 +109,12 @@ pub trait RunStore: Send + Sync {
     async fn get_run(&self, workspace: &str, run_id: &str) -> Result<Run>;
     /// The experiment a run belongs to, for permission checks before anything else is read.
     async fn run_experiment_id(&self, workspace: &str, run_id: &str) -> Result<i64>;
-    async fn update_run(&self, workspace: &str, run_id: &str, update: &RunUpdate) -> Result<Run>;
+    async fn update_run(
+        &self,
+        workspace: &str,
+        run_id: &str,
+        update: &RunUpdate,
+    ) -> Result<RunInfo>;
     async fn delete_run(&self, workspace: &str, run_id: &str) -> Result<()>;
     async fn restore_run(&self, workspace: &str, run_id: &str) -> Result<()>;
     /// Logs metrics, params and tags atomically: a bad param leaves nothing written.

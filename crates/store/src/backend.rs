@@ -1157,30 +1157,56 @@ impl RunStore for Store {
             "{}/{run_id}/artifacts",
             experiment.artifact_location.trim_end_matches('/')
         );
-        let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO runs (run_uuid, workspace, experiment_id, name, user_id, status, start_time, lifecycle_stage, artifact_uri) \
-             VALUES ($1, $2, $3, $4, $5, 'RUNNING', $6, 'active', $7)",
-        )
-        .bind(&run_id)
-        .bind(workspace)
-        .bind(experiment_id)
-        .bind(&run.run_name)
-        .bind(&run.user_id)
-        .bind(run.start_time)
-        .bind(&artifact_uri)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
         let mut tags = run.tags.clone();
         tags.retain(|t| t.key != "mlflow.runName");
         tags.push(KeyValue {
             key: "mlflow.runName".into(),
             value: run.run_name.clone(),
         });
-        upsert_run_tags(&mut tx, &run_id, &tags).await?;
-        tx.commit().await.map_err(db_error)?;
-        self.get_run(workspace, &run_id).await
+        tags.sort_by(|a, b| a.key.cmp(&b.key));
+        let info = RunInfo {
+            run_id: run_id.clone(),
+            run_uuid: run_id.clone(),
+            run_name: run.run_name.clone(),
+            experiment_id: experiment_id.to_string(),
+            user_id: run.user_id.clone(),
+            status: RunStatus::Running,
+            start_time: run.start_time,
+            end_time: None,
+            artifact_uri,
+            lifecycle_stage: LifecycleStage::Active,
+        };
+        let (row, row_tags, workspace) = (info.clone(), tags.clone(), workspace.to_string());
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO runs (run_uuid, workspace, experiment_id, name, user_id, status, start_time, lifecycle_stage, artifact_uri) \
+                     VALUES ($1, $2, $3, $4, $5, 'RUNNING', $6, 'active', $7)",
+                )
+                .bind(&row.run_id)
+                .bind(&workspace)
+                .bind(experiment_id)
+                .bind(&row.run_name)
+                .bind(&row.user_id)
+                .bind(row.start_time)
+                .bind(&row.artifact_uri)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+                upsert_run_tags(tx, &row.run_id, &row_tags).await
+            })
+        })
+        .await?;
+        // A new run holds nothing but its tags: no need to read it back.
+        Ok(Run {
+            info,
+            data: RunData {
+                tags,
+                ..RunData::default()
+            },
+            inputs: RunInputs::default(),
+            outputs: RunOutputs::default(),
+        })
     }
 
     async fn get_run(&self, workspace: &str, run_id: &str) -> Result<Run> {
@@ -1205,34 +1231,44 @@ impl RunStore for Store {
             .ok_or_else(|| run_not_found(run_id))
     }
 
-    async fn update_run(&self, workspace: &str, run_id: &str, update: &RunUpdate) -> Result<Run> {
-        let mut tx = self.begin().await?;
-        Self::active_run_in_tx(&mut tx, workspace, run_id).await?;
-        sqlx::query(
-            "UPDATE runs SET status = COALESCE($1, status), end_time = COALESCE($2, end_time), name = COALESCE($3, name) \
-             WHERE workspace = $4 AND run_uuid = $5",
-        )
-        .bind(update.status.map(RunStatus::as_str))
-        .bind(update.end_time)
-        .bind(update.run_name.as_deref())
-        .bind(workspace)
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        if let Some(name) = &update.run_name {
-            upsert_run_tags(
-                &mut tx,
-                run_id,
-                &[KeyValue {
-                    key: "mlflow.runName".into(),
-                    value: name.clone(),
-                }],
-            )
-            .await?;
-        }
-        tx.commit().await.map_err(db_error)?;
-        self.get_run(workspace, run_id).await
+    async fn update_run(
+        &self,
+        workspace: &str,
+        run_id: &str,
+        update: &RunUpdate,
+    ) -> Result<RunInfo> {
+        let (ws, id, update) = (workspace.to_string(), run_id.to_string(), update.clone());
+        self.write(move |tx| {
+            Box::pin(async move {
+                Store::active_run_in_tx(tx, &ws, &id).await?;
+                sqlx::query(
+                    "UPDATE runs SET status = COALESCE($1, status), end_time = COALESCE($2, end_time), name = COALESCE($3, name) \
+                     WHERE workspace = $4 AND run_uuid = $5",
+                )
+                .bind(update.status.map(RunStatus::as_str))
+                .bind(update.end_time)
+                .bind(update.run_name.as_deref())
+                .bind(&ws)
+                .bind(&id)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+                if let Some(name) = &update.run_name {
+                    let tag = KeyValue { key: "mlflow.runName".into(), value: name.clone() };
+                    upsert_run_tags(tx, &id, &[tag]).await?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        let row = sqlx::query("SELECT * FROM runs WHERE workspace = $1 AND run_uuid = $2")
+            .bind(workspace)
+            .bind(run_id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| run_not_found(run_id))?;
+        row_run_info(&row).map_err(db_error)
     }
 
     async fn delete_run(&self, workspace: &str, run_id: &str) -> Result<()> {
@@ -1244,12 +1280,11 @@ impl RunStore for Store {
     }
 
     async fn log_batch(&self, workspace: &str, run_id: &str, batch: &LogBatch) -> Result<()> {
-        if let Some(group_commit) = &self.group_commit {
-            return group_commit.submit(workspace, run_id, batch).await;
-        }
-        let mut tx = self.begin().await?;
-        write_log_batch(&mut tx, workspace, run_id, batch).await?;
-        tx.commit().await.map_err(db_error)
+        let (workspace, run_id, batch) = (workspace.to_string(), run_id.to_string(), batch.clone());
+        self.write(move |tx| {
+            Box::pin(async move { write_log_batch(tx, &workspace, &run_id, &batch).await })
+        })
+        .await
     }
 
     async fn delete_run_tag(&self, workspace: &str, run_id: &str, key: &str) -> Result<()> {
@@ -1437,24 +1472,37 @@ async fn write_log_batch(
     insert_metrics(tx, run_id, &batch.metrics).await
 }
 
-/// Group commit for a single-writer database: concurrent log-batch requests are written in one
-/// transaction, each inside its own savepoint (a refused batch rolls back alone), and all are
-/// acknowledged after the one durable commit. One fsync then serves many requests.
+/// A future borrowing the write transaction.
+type WriteFuture<'t, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 't>>;
+type WriteJob = Box<dyn for<'t> FnOnce(&'t mut Tx<'static>) -> WriteFuture<'t, ()> + Send>;
+
+/// Group commit for a single-writer database: concurrent writes are queued to one task, which
+/// runs up to `GROUP_COMMIT_MAX` of them in one transaction, each inside its own savepoint (a
+/// refused write rolls back alone), and acknowledges them all after the one durable commit. One
+/// fsync then serves many requests.
 #[derive(Debug, Clone)]
 struct GroupCommit {
-    jobs: tokio::sync::mpsc::Sender<LogBatchJob>,
+    jobs: tokio::sync::mpsc::Sender<QueuedWrite>,
 }
 
-#[derive(Debug)]
-struct LogBatchJob {
-    workspace: String,
-    run_id: String,
-    batch: LogBatch,
-    reply: tokio::sync::oneshot::Sender<Result<()>>,
+struct QueuedWrite {
+    job: WriteJob,
+    done: tokio::sync::oneshot::Sender<Result<()>>,
 }
 
-/// Most batches written by one transaction.
+impl std::fmt::Debug for QueuedWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueuedWrite")
+    }
+}
+
+/// Most writes committed by one transaction.
 const GROUP_COMMIT_MAX: usize = 64;
+
+fn writer_stopped() -> Error {
+    Error::internal("the metadata store writer has stopped")
+}
 
 impl GroupCommit {
     fn start(pool: Pool<Db>) -> Self {
@@ -1463,65 +1511,110 @@ impl GroupCommit {
         Self { jobs }
     }
 
-    async fn submit(&self, workspace: &str, run_id: &str, batch: &LogBatch) -> Result<()> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job = LogBatchJob {
-            workspace: workspace.to_string(),
-            run_id: run_id.to_string(),
-            batch: batch.clone(),
-            reply,
-        };
+    /// Returns once the job's changes are durably committed (or refused).
+    async fn submit(&self, job: WriteJob) -> Result<()> {
+        let (done, answer) = tokio::sync::oneshot::channel();
         self.jobs
-            .send(job)
+            .send(QueuedWrite { job, done })
             .await
-            .map_err(|_| Error::internal("the metadata store writer has stopped"))?;
-        answer
-            .await
-            .map_err(|_| Error::internal("the metadata store writer has stopped"))?
+            .map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
     }
 
-    async fn run(pool: Pool<Db>, mut receiver: tokio::sync::mpsc::Receiver<LogBatchJob>) {
+    async fn run(pool: Pool<Db>, mut receiver: tokio::sync::mpsc::Receiver<QueuedWrite>) {
         while let Some(first) = receiver.recv().await {
             let mut group = vec![first];
             while group.len() < GROUP_COMMIT_MAX {
                 match receiver.try_recv() {
-                    Ok(job) => group.push(job),
+                    Ok(queued) => group.push(queued),
                     Err(_) => break,
                 }
             }
-            let outcomes = Self::write_group(&pool, &group).await;
-            for (job, outcome) in group.into_iter().zip(outcomes) {
-                // The requester may have gone away; nothing to do then.
-                let _ = job.reply.send(outcome);
-            }
+            Self::write_group(&pool, group).await;
         }
     }
 
-    async fn write_group(pool: &Pool<Db>, group: &[LogBatchJob]) -> Vec<Result<()>> {
-        let fail_all = |err: Error| group.iter().map(|_| Err(err.clone())).collect();
+    async fn write_group(pool: &Pool<Db>, group: Vec<QueuedWrite>) {
         let mut tx = match pool.begin().await {
             Ok(tx) => tx,
-            Err(err) => return fail_all(db_error(err)),
+            Err(err) => {
+                let err = db_error(err);
+                for queued in group {
+                    let _ = queued.done.send(Err(err.clone()));
+                }
+                return;
+            }
         };
         let mut outcomes = Vec::with_capacity(group.len());
-        for job in group {
-            let outcome = async {
-                let mut savepoint = sqlx::Acquire::begin(&mut *tx).await.map_err(db_error)?;
-                match write_log_batch(&mut savepoint, &job.workspace, &job.run_id, &job.batch).await
-                {
-                    Ok(()) => savepoint.commit().await.map_err(db_error),
-                    Err(err) => {
-                        savepoint.rollback().await.map_err(db_error)?;
-                        Err(err)
-                    }
-                }
-            }
-            .await;
-            outcomes.push(outcome);
+        for queued in group {
+            let outcome = Self::in_savepoint(&mut tx, queued.job).await;
+            outcomes.push((queued.done, outcome));
         }
-        match tx.commit().await {
-            Ok(()) => outcomes,
-            Err(err) => fail_all(db_error(err)),
+        let committed = tx.commit().await.map_err(db_error);
+        for (done, outcome) in outcomes {
+            // A requester that went away needs no answer.
+            let _ = done.send(match &committed {
+                Ok(()) => outcome,
+                Err(err) => Err(err.clone()),
+            });
+        }
+    }
+
+    async fn in_savepoint(tx: &mut Tx<'static>, job: WriteJob) -> Result<()> {
+        sqlx::query("SAVEPOINT tarn_write")
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        match job(tx).await {
+            Ok(()) => {
+                sqlx::query("RELEASE tarn_write")
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                Ok(())
+            }
+            Err(err) => {
+                sqlx::query("ROLLBACK TO tarn_write")
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                sqlx::query("RELEASE tarn_write")
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                Err(err)
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Runs `write` in a transaction and returns its value once committed: through group commit
+    /// on SQLite, in a transaction of its own on PostgreSQL.
+    async fn write<T, F>(&self, write: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx<'static>) -> WriteFuture<'t, T> + Send + 'static,
+    {
+        match &self.group_commit {
+            Some(group_commit) => {
+                let (value_tx, value_rx) = tokio::sync::oneshot::channel();
+                let job: WriteJob = Box::new(move |tx| {
+                    Box::pin(async move {
+                        let value = write(tx).await?;
+                        let _ = value_tx.send(value);
+                        Ok(())
+                    })
+                });
+                group_commit.submit(job).await?;
+                value_rx.await.map_err(|_| writer_stopped())
+            }
+            None => {
+                let mut tx = self.begin().await?;
+                let value = write(&mut tx).await?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(value)
+            }
         }
     }
 }

@@ -383,11 +383,11 @@ pub async fn update_run(
         end_time: req.end_time,
         run_name: req.run_name.clone().filter(|n| !n.is_empty()),
     };
-    let run = state
+    let run_info = state
         .store
         .update_run(&ctx.workspace, run_id, &update)
         .await?;
-    Ok(Json(json!({ "run_info": run.info })))
+    Ok(Json(json!({ "run_info": run_info })))
 }
 
 pub async fn delete_run(

@@ -505,11 +505,7 @@ pub async fn runs_log_and_read_back(store: Store) {
         .await
         .expect("update");
     assert_eq!(
-        (
-            updated.info.status,
-            updated.info.end_time,
-            updated.info.run_name.as_str()
-        ),
+        (updated.status, updated.end_time, updated.run_name.as_str()),
         (RunStatus::Finished, Some(99), "renamed")
     );
 
