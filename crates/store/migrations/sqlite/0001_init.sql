@@ -96,7 +96,9 @@ CREATE TABLE metrics (
     dataset_name TEXT,
     dataset_digest TEXT
 );
-CREATE UNIQUE INDEX metrics_point ON metrics(run_uuid, key, step, timestamp, value, is_nan);
+-- Step-major: a batch logs many keys at one step, so its rows land on a few adjacent pages
+-- (key-major would touch one page per key); a key's history is a scan of its run.
+CREATE UNIQUE INDEX metrics_point ON metrics(run_uuid, step, key, timestamp, value, is_nan);
 CREATE INDEX metrics_by_model ON metrics(model_id) WHERE model_id IS NOT NULL;
 
 CREATE TABLE latest_metrics (
