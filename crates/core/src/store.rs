@@ -74,6 +74,9 @@ pub trait ExperimentStore: Send + Sync {
         owner_id: i64,
     ) -> Result<String>;
     async fn get_experiment(&self, workspace: &str, experiment_id: i64) -> Result<Experiment>;
+    /// Whether the experiment exists (in any lifecycle stage); experiments are never removed,
+    /// so backends may remember a yes.
+    async fn experiment_exists(&self, workspace: &str, experiment_id: i64) -> Result<bool>;
     async fn get_experiment_by_name(&self, workspace: &str, name: &str) -> Result<Experiment>;
     async fn search_experiments(
         &self,

@@ -34,7 +34,13 @@ pub struct Store {
     write: Pool<Db>,
     /// Set where the backend has a single writer (SQLite).
     group_commit: Option<GroupCommit>,
+    /// Run id -> experiment id, asked on every logging call.
+    run_experiments: std::sync::Arc<std::sync::Mutex<HashMap<(String, String), i64>>>,
+    /// Experiments known to exist, asked on every call that names one.
+    known_experiments: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<(String, i64)>>>,
 }
+
+const RUN_EXPERIMENT_CACHE_MAX: usize = 100_000;
 
 impl Store {
     /// Must be called inside a Tokio runtime: SQLite's group-commit writer is a task.
@@ -45,6 +51,8 @@ impl Store {
             read,
             write,
             group_commit,
+            run_experiments: Default::default(),
+            known_experiments: Default::default(),
         }
     }
 
@@ -711,6 +719,34 @@ impl ExperimentStore for Store {
             .remove(0))
     }
 
+    async fn experiment_exists(&self, workspace: &str, experiment_id: i64) -> Result<bool> {
+        let key = (workspace.to_string(), experiment_id);
+        if self
+            .known_experiments
+            .lock()
+            .is_ok_and(|known| known.contains(&key))
+        {
+            return Ok(true);
+        }
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT experiment_id FROM experiments WHERE workspace = $1 AND experiment_id = $2",
+        )
+        .bind(workspace)
+        .bind(experiment_id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_error)?;
+        if found.is_some()
+            && let Ok(mut known) = self.known_experiments.lock()
+        {
+            if known.len() >= RUN_EXPERIMENT_CACHE_MAX {
+                known.clear();
+            }
+            known.insert(key);
+        }
+        Ok(found.is_some())
+    }
+
     async fn get_experiment_by_name(&self, workspace: &str, name: &str) -> Result<Experiment> {
         let row = sqlx::query("SELECT * FROM experiments WHERE workspace = $1 AND name = $2")
             .bind(workspace)
@@ -1222,13 +1258,32 @@ impl RunStore for Store {
     }
 
     async fn run_experiment_id(&self, workspace: &str, run_id: &str) -> Result<i64> {
-        sqlx::query_scalar("SELECT experiment_id FROM runs WHERE workspace = $1 AND run_uuid = $2")
-            .bind(workspace)
-            .bind(run_id)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| run_not_found(run_id))
+        // A run never changes experiment, so the answer can be remembered.
+        let key = (workspace.to_string(), run_id.to_string());
+        if let Some(id) = self
+            .run_experiments
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).copied())
+        {
+            return Ok(id);
+        }
+        let experiment_id: i64 = sqlx::query_scalar(
+            "SELECT experiment_id FROM runs WHERE workspace = $1 AND run_uuid = $2",
+        )
+        .bind(workspace)
+        .bind(run_id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| run_not_found(run_id))?;
+        if let Ok(mut known) = self.run_experiments.lock() {
+            if known.len() >= RUN_EXPERIMENT_CACHE_MAX {
+                known.clear();
+            }
+            known.insert(key, experiment_id);
+        }
+        Ok(experiment_id)
     }
 
     async fn update_run(
@@ -1545,6 +1600,21 @@ impl GroupCommit {
                 return;
             }
         };
+        if group.len() == 1 {
+            // Alone in its transaction, a job needs no savepoint: a failure rolls back all.
+            if let Some(queued) = group.into_iter().next() {
+                let outcome = (queued.job)(&mut tx).await;
+                let result = match outcome {
+                    Ok(()) => tx.commit().await.map_err(db_error),
+                    Err(err) => {
+                        let _ = tx.rollback().await;
+                        Err(err)
+                    }
+                };
+                let _ = queued.done.send(result);
+            }
+            return;
+        }
         let mut outcomes = Vec::with_capacity(group.len());
         for queued in group {
             let outcome = Self::in_savepoint(&mut tx, queued.job).await;

@@ -140,7 +140,9 @@ pub async fn experiment_access(
     level: PermissionLevel,
 ) -> ApiResult<i64> {
     let id = tarn_core::validation::parse_experiment_id(experiment_id)?;
-    state.store.get_experiment(&ctx.workspace, id).await?;
+    if !state.store.experiment_exists(&ctx.workspace, id).await? {
+        return Err(Error::not_found(format!("No Experiment with id={id} exists")).into());
+    }
     crate::auth::require(
         state.store.as_ref(),
         &ctx.workspace,

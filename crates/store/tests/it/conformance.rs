@@ -219,6 +219,9 @@ pub async fn experiments_lifecycle(store: Store) {
             .code,
         ErrorCode::InvalidParameterValue
     );
+    assert!(store.experiment_exists("dev", 1).await.expect("exists"), "deleted experiments still exist");
+    assert!(!store.experiment_exists("dev", 99).await.expect("exists"));
+    assert!(!store.experiment_exists("staging", 1).await.expect("exists"));
     store.restore_experiment("dev", 1).await.expect("restore");
     assert_eq!(
         store
