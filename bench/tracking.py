@@ -430,7 +430,7 @@ UNITS = {"batch": "metric points/s", "metric": "requests/s", "run": "runs/s", "s
 def print_table(results, phases, args):
     mlflows = [name for name in results if name.startswith("mlflow")]
     print()
-    print(f"Tracking benchmark: {args.threads} client threads, {args.duration:g} s per phase, search over {args.search_runs} runs")
+    print(f"Tracking benchmark: {args.threads} concurrent clients, {args.duration:g} s per phase, search over {args.search_runs} runs")
     print()
     print("| phase | measure | " + " | ".join(results) + " | tarn / best MLflow |")
     print("|---|---|" + "---|" * len(results) + "---|")
