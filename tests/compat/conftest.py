@@ -77,14 +77,13 @@ class Server:
         return response.json()
 
 
-@pytest.fixture(scope="session")
-def server():
+def start_tarn(extra_args=(), extra_env=None, database_url=None):
+    """Starts `tarn server` on a free port with a fresh data dir; returns (Server, stop)."""
     binary = os.environ.get("TARN_BIN", str(ROOT / "target" / "debug" / "tarn"))
     data_dir = tempfile.mkdtemp(prefix="tarn-compat-")
     port = _free_port()
     token = "tarn_compat_" + secrets.token_hex(16)
-    command = [binary, "server", "--data-dir", data_dir, "--host", "127.0.0.1", "--port", str(port)]
-    database_url = os.environ.get("TARN_TEST_DATABASE_URL")
+    command = [binary, "server", "--data-dir", data_dir, "--host", "127.0.0.1", "--port", str(port), *extra_args]
     admin_url = None
     if database_url:
         admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
@@ -94,23 +93,12 @@ def server():
         command += ["--database-url", database_url]
     log_path = Path(data_dir) / "server.log"
     log = open(log_path, "w")
-    env = dict(os.environ, TARN_ADMIN_TOKEN=token, TARN_LOG="warn,tarn::http=info")
+    env = dict(os.environ, TARN_ADMIN_TOKEN=token, TARN_LOG="warn,tarn::http=info", **(extra_env or {}))
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if requests.get(base + "/health", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            raise RuntimeError(f"tarn server did not start:\n{log_path.read_text()[-4000:]}")
-        time.sleep(0.1)
-    try:
-        yield Server(base, token, data_dir)
-    finally:
+    _wait_for(base + "/health", process, log_path)
+
+    def stop():
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=30)
@@ -119,6 +107,31 @@ def server():
         log.close()
         if database_url:
             _psql(admin_url, f"DROP DATABASE IF EXISTS {database_url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+    return Server(base, token, data_dir), stop
+
+
+def _wait_for(url, process, log_path):
+    deadline = time.time() + 60
+    while True:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            raise RuntimeError(f"{url} did not come up:\n{Path(log_path).read_text()[-4000:]}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def server():
+    started, stop = start_tarn(database_url=os.environ.get("TARN_TEST_DATABASE_URL"))
+    try:
+        yield started
+    finally:
+        stop()
 
 
 def _reset_client():
