@@ -1182,17 +1182,7 @@ fn push_run_order_joins(builder: &mut Builder, order_by: &[OrderBy]) -> Result<V
 impl RunStore for Store {
     async fn create_run(&self, workspace: &str, run: &NewRun) -> Result<Run> {
         let experiment_id = tarn_core::validation::parse_experiment_id(&run.experiment_id)?;
-        let experiment = self.experiment_row(workspace, experiment_id).await?;
-        if experiment.lifecycle_stage != LifecycleStage::Active {
-            return Err(Error::invalid(format!(
-                "The experiment {experiment_id} must be in the 'active' state. Current state is deleted."
-            )));
-        }
         let run_id = tarn_core::ids::hex32(rand::random());
-        let artifact_uri = format!(
-            "{}/{run_id}/artifacts",
-            experiment.artifact_location.trim_end_matches('/')
-        );
         let mut tags = run.tags.clone();
         tags.retain(|t| t.key != "mlflow.runName");
         tags.push(KeyValue {
@@ -1200,9 +1190,48 @@ impl RunStore for Store {
             value: run.run_name.clone(),
         });
         tags.sort_by(|a, b| a.key.cmp(&b.key));
+        let (id, new_run, row_tags, ws) = (
+            run_id.clone(),
+            run.clone(),
+            tags.clone(),
+            workspace.to_string(),
+        );
+        // One statement checks the experiment is active and derives the artifact URI from it.
+        let artifact_uri: Option<String> = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    let artifact_uri: Option<String> = sqlx::query_scalar(
+                        "INSERT INTO runs (run_uuid, workspace, experiment_id, name, user_id, status, start_time, lifecycle_stage, artifact_uri) \
+                         SELECT $1, e.workspace, e.experiment_id, $4, $5, 'RUNNING', $6, 'active', RTRIM(e.artifact_location, '/') || '/' || $1 || '/artifacts' \
+                         FROM experiments e WHERE e.workspace = $2 AND e.experiment_id = $3 AND e.lifecycle_stage = 'active' \
+                         RETURNING artifact_uri",
+                    )
+                    .bind(&id)
+                    .bind(&ws)
+                    .bind(experiment_id)
+                    .bind(&new_run.run_name)
+                    .bind(&new_run.user_id)
+                    .bind(new_run.start_time)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                    if artifact_uri.is_some() {
+                        upsert_run_tags(tx, &id, &row_tags).await?;
+                    }
+                    Ok(artifact_uri)
+                })
+            })
+            .await?;
+        let Some(artifact_uri) = artifact_uri else {
+            // Nothing inserted: say why.
+            self.experiment_row(workspace, experiment_id).await?;
+            return Err(Error::invalid(format!(
+                "The experiment {experiment_id} must be in the 'active' state. Current state is deleted."
+            )));
+        };
         let info = RunInfo {
             run_id: run_id.clone(),
-            run_uuid: run_id.clone(),
+            run_uuid: run_id,
             run_name: run.run_name.clone(),
             experiment_id: experiment_id.to_string(),
             user_id: run.user_id.clone(),
@@ -1212,27 +1241,6 @@ impl RunStore for Store {
             artifact_uri,
             lifecycle_stage: LifecycleStage::Active,
         };
-        let (row, row_tags, workspace) = (info.clone(), tags.clone(), workspace.to_string());
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO runs (run_uuid, workspace, experiment_id, name, user_id, status, start_time, lifecycle_stage, artifact_uri) \
-                     VALUES ($1, $2, $3, $4, $5, 'RUNNING', $6, 'active', $7)",
-                )
-                .bind(&row.run_id)
-                .bind(&workspace)
-                .bind(experiment_id)
-                .bind(&row.run_name)
-                .bind(&row.user_id)
-                .bind(row.start_time)
-                .bind(&row.artifact_uri)
-                .execute(&mut **tx)
-                .await
-                .map_err(db_error)?;
-                upsert_run_tags(tx, &row.run_id, &row_tags).await
-            })
-        })
-        .await?;
         // A new run holds nothing but its tags: no need to read it back.
         Ok(Run {
             info,
@@ -1296,34 +1304,26 @@ impl RunStore for Store {
         self.write(move |tx| {
             Box::pin(async move {
                 Store::active_run_in_tx(tx, &ws, &id).await?;
-                sqlx::query(
+                let row = sqlx::query(
                     "UPDATE runs SET status = COALESCE($1, status), end_time = COALESCE($2, end_time), name = COALESCE($3, name) \
-                     WHERE workspace = $4 AND run_uuid = $5",
+                     WHERE workspace = $4 AND run_uuid = $5 RETURNING *",
                 )
                 .bind(update.status.map(RunStatus::as_str))
                 .bind(update.end_time)
                 .bind(update.run_name.as_deref())
                 .bind(&ws)
                 .bind(&id)
-                .execute(&mut **tx)
+                .fetch_one(&mut **tx)
                 .await
                 .map_err(db_error)?;
                 if let Some(name) = &update.run_name {
                     let tag = KeyValue { key: "mlflow.runName".into(), value: name.clone() };
                     upsert_run_tags(tx, &id, &[tag]).await?;
                 }
-                Ok(())
+                row_run_info(&row).map_err(db_error)
             })
         })
-        .await?;
-        let row = sqlx::query("SELECT * FROM runs WHERE workspace = $1 AND run_uuid = $2")
-            .bind(workspace)
-            .bind(run_id)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| run_not_found(run_id))?;
-        row_run_info(&row).map_err(db_error)
+        .await
     }
 
     async fn delete_run(&self, workspace: &str, run_id: &str) -> Result<()> {

@@ -219,7 +219,37 @@ pub async fn experiments_lifecycle(store: Store) {
             .code,
         ErrorCode::InvalidParameterValue
     );
-    assert!(store.experiment_exists("dev", 1).await.expect("exists"), "deleted experiments still exist");
+    assert!(
+        store.experiment_exists("dev", 1).await.expect("exists"),
+        "deleted experiments still exist"
+    );
+    let in_deleted = NewRun {
+        experiment_id: "1".into(),
+        user_id: "owner".into(),
+        run_name: "x".into(),
+        start_time: 1,
+        tags: vec![],
+    };
+    assert_eq!(
+        store
+            .create_run("dev", &in_deleted)
+            .await
+            .expect_err("deleted")
+            .code,
+        ErrorCode::InvalidParameterValue
+    );
+    let in_missing = NewRun {
+        experiment_id: "42".into(),
+        ..in_deleted
+    };
+    assert_eq!(
+        store
+            .create_run("dev", &in_missing)
+            .await
+            .expect_err("missing")
+            .code,
+        ErrorCode::ResourceDoesNotExist
+    );
     assert!(!store.experiment_exists("dev", 99).await.expect("exists"));
     assert!(!store.experiment_exists("staging", 1).await.expect("exists"));
     store.restore_experiment("dev", 1).await.expect("restore");
