@@ -7,17 +7,7 @@ use serde_json::json;
 use crate::{ADMIN_TOKEN, TestApp, app, status_and_body};
 
 async fn run_with_param(app: &TestApp) -> String {
-    let run = app
-        .admin(
-            "POST",
-            "/api/2.0/mlflow/runs/create",
-            json!({"experiment_id": "0"}),
-        )
-        .await;
-    let run_id = run.json["run"]["info"]["run_id"]
-        .as_str()
-        .expect("run id")
-        .to_string();
+    let run_id = app.new_run("0").await;
     app.admin(
         "POST",
         "/api/2.0/mlflow/runs/log-parameter",

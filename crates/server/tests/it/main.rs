@@ -114,6 +114,22 @@ impl TestApp {
         self.call(method, path, Some(ADMIN_TOKEN), body).await
     }
 
+    /// Starts a run in `experiment_id` of workspace dev as the admin; returns its id.
+    pub async fn new_run(&self, experiment_id: &str) -> String {
+        let run = self
+            .admin(
+                "POST",
+                "/api/2.0/mlflow/runs/create",
+                serde_json::json!({"experiment_id": experiment_id}),
+            )
+            .await;
+        assert_eq!(run.status, StatusCode::OK, "{}", run.text);
+        run.json["run"]["info"]["run_id"]
+            .as_str()
+            .expect("run id")
+            .to_string()
+    }
+
     /// Creates a user who is a member of `workspace` and returns a token for it.
     pub async fn user_with_token(&self, name: &str, workspace: &str) -> String {
         let created = self

@@ -178,17 +178,7 @@ async fn experiment_run_metric_round_trip() {
 #[tokio::test]
 async fn artifacts_upload_list_download_delete() {
     let app = app().await;
-    let run = app
-        .admin(
-            "POST",
-            "/api/2.0/mlflow/runs/create",
-            json!({"experiment_id": "0"}),
-        )
-        .await;
-    let run_id = run.json["run"]["info"]["run_id"]
-        .as_str()
-        .expect("run id")
-        .to_string();
+    let run_id = app.new_run("0").await;
     let base = format!("/api/2.0/mlflow-artifacts/artifacts/0/{run_id}/artifacts");
     // The same path in another workspace is another file.
     let prod_put = Request::builder()

@@ -46,6 +46,18 @@ fn s(text: &str) -> Value {
     Value::Str(text.into())
 }
 
+async fn grant(store: &Store, experiment_id: &str, principal: &str, level: PermissionLevel) {
+    store
+        .update_grants(
+            "dev",
+            ObjectType::Experiment,
+            experiment_id,
+            &[(principal.into(), level)],
+        )
+        .await
+        .expect("grant");
+}
+
 async fn setup(store: &Store) -> i64 {
     store.ensure_workspace("dev").await.expect("dev");
     store.ensure_workspace("prod").await.expect("prod");
@@ -435,24 +447,8 @@ pub async fn experiment_search_respects_read_grants(store: Store) {
             .await
             .expect("create");
     }
-    store
-        .update_grants(
-            "dev",
-            ObjectType::Experiment,
-            "2",
-            &[("reader".into(), PermissionLevel::CanRead)],
-        )
-        .await
-        .expect("grant");
-    store
-        .update_grants(
-            "dev",
-            ObjectType::Experiment,
-            "3",
-            &[("analysts".into(), PermissionLevel::CanEdit)],
-        )
-        .await
-        .expect("grant");
+    grant(&store, "2", "reader", PermissionLevel::CanRead).await;
+    grant(&store, "3", "analysts", PermissionLevel::CanEdit).await;
     let mut query = experiment_query(
         vec![],
         vec![OrderBy {
@@ -1274,24 +1270,8 @@ pub async fn workspace_membership_and_grants(store: Store) {
         .create_experiment("dev", "e", None, &[], owner)
         .await
         .expect("create");
-    store
-        .update_grants(
-            "dev",
-            ObjectType::Experiment,
-            "1",
-            &[("bob".into(), PermissionLevel::CanRead)],
-        )
-        .await
-        .expect("grant");
-    store
-        .update_grants(
-            "dev",
-            ObjectType::Experiment,
-            "1",
-            &[("bob".into(), PermissionLevel::CanEdit)],
-        )
-        .await
-        .expect("raise");
+    grant(&store, "1", "bob", PermissionLevel::CanRead).await;
+    grant(&store, "1", "bob", PermissionLevel::CanEdit).await;
     assert_eq!(
         store
             .granted_levels("dev", ObjectType::Experiment, "1", &[bob])
