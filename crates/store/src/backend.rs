@@ -1303,19 +1303,23 @@ impl RunStore for Store {
         let (ws, id, update) = (workspace.to_string(), run_id.to_string(), update.clone());
         self.write(move |tx| {
             Box::pin(async move {
-                Store::active_run_in_tx(tx, &ws, &id).await?;
+                // The active-run check rides along in the WHERE clause; only a miss asks why.
                 let row = sqlx::query(
                     "UPDATE runs SET status = COALESCE($1, status), end_time = COALESCE($2, end_time), name = COALESCE($3, name) \
-                     WHERE workspace = $4 AND run_uuid = $5 RETURNING *",
+                     WHERE workspace = $4 AND run_uuid = $5 AND lifecycle_stage = 'active' RETURNING *",
                 )
                 .bind(update.status.map(RunStatus::as_str))
                 .bind(update.end_time)
                 .bind(update.run_name.as_deref())
                 .bind(&ws)
                 .bind(&id)
-                .fetch_one(&mut **tx)
+                .fetch_optional(&mut **tx)
                 .await
                 .map_err(db_error)?;
+                let Some(row) = row else {
+                    Store::active_run_in_tx(tx, &ws, &id).await?;
+                    return Err(run_not_found(&id));
+                };
                 if let Some(name) = &update.run_name {
                     let tag = KeyValue { key: "mlflow.runName".into(), value: name.clone() };
                     upsert_run_tags(tx, &id, &[tag]).await?;

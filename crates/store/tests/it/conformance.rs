@@ -797,6 +797,26 @@ pub async fn deleted_runs_refuse_logging(store: Store) {
     let mut deleted = search_runs(1, vec![]);
     deleted.view_type = ViewType::DeletedOnly;
     assert_eq!(run_names(&store, &deleted).await, vec!["r"]);
+    let finish = RunUpdate {
+        status: Some(RunStatus::Finished),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .update_run("dev", &run_id, &finish)
+            .await
+            .expect_err("deleted")
+            .code,
+        ErrorCode::InvalidParameterValue
+    );
+    assert_eq!(
+        store
+            .update_run("dev", "missing", &finish)
+            .await
+            .expect_err("missing")
+            .code,
+        ErrorCode::ResourceDoesNotExist
+    );
     store.restore_run("dev", &run_id).await.expect("restore");
     assert_eq!(run_names(&store, &search_runs(1, vec![])).await, vec!["r"]);
     assert_eq!(
