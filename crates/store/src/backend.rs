@@ -1347,20 +1347,26 @@ impl RunStore for Store {
     }
 
     async fn delete_run_tag(&self, workspace: &str, run_id: &str, key: &str) -> Result<()> {
-        let mut tx = self.begin().await?;
-        Self::active_run_in_tx(&mut tx, workspace, run_id).await?;
-        let result = sqlx::query("DELETE FROM tags WHERE run_uuid = $1 AND key = $2")
-            .bind(run_id)
-            .bind(key)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        if result.rows_affected() == 0 {
-            return Err(Error::not_found(format!(
-                "No tag with name: {key} in run with id {run_id}"
-            )));
-        }
-        tx.commit().await.map_err(db_error)
+        let (workspace, run_id, key) = (workspace.to_string(), run_id.to_string(), key.to_string());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let (workspace, run_id, key) = (workspace.as_str(), run_id.as_str(), key.as_str());
+                Self::active_run_in_tx(tx, workspace, run_id).await?;
+                let result = sqlx::query("DELETE FROM tags WHERE run_uuid = $1 AND key = $2")
+                    .bind(run_id)
+                    .bind(key)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                if result.rows_affected() == 0 {
+                    return Err(Error::not_found(format!(
+                        "No tag with name: {key} in run with id {run_id}"
+                    )));
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn metric_history(
@@ -1403,44 +1409,55 @@ impl RunStore for Store {
         datasets: &[DatasetInput],
         model_ids: &[String],
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        Self::active_run_in_tx(&mut tx, workspace, run_id).await?;
-        for input in datasets {
-            let dataset = &input.dataset;
-            let context = input
-                .tags
-                .iter()
-                .find(|t| t.key == "mlflow.data.context")
-                .map(|t| t.value.clone());
-            let tags_json =
-                serde_json::to_string(&input.tags).map_err(|e| Error::internal(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO run_inputs (run_uuid, name, digest, source_type, source, schema, profile, context, tags_json) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (run_uuid, name, digest) DO UPDATE SET context = excluded.context, tags_json = excluded.tags_json",
-            )
-            .bind(run_id)
-            .bind(&dataset.name)
-            .bind(&dataset.digest)
-            .bind(&dataset.source_type)
-            .bind(&dataset.source)
-            .bind(&dataset.schema)
-            .bind(&dataset.profile)
-            .bind(context)
-            .bind(tags_json)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        }
-        for model_id in model_ids {
-            sqlx::query("INSERT INTO run_model_inputs (run_uuid, model_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(run_id)
-                .bind(model_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        }
-        tx.commit().await.map_err(db_error)
+        let (workspace, run_id, datasets, model_ids) = (
+            workspace.to_string(),
+            run_id.to_string(),
+            datasets.to_vec(),
+            model_ids.to_vec(),
+        );
+        self.write(move |tx| {
+            Box::pin(async move {
+                let (workspace, run_id, datasets, model_ids) = (workspace.as_str(), run_id.as_str(), datasets.as_slice(), model_ids.as_slice());
+                Self::active_run_in_tx(tx, workspace, run_id).await?;
+                for input in datasets {
+                    let dataset = &input.dataset;
+                    let context = input
+                        .tags
+                        .iter()
+                        .find(|t| t.key == "mlflow.data.context")
+                        .map(|t| t.value.clone());
+                    let tags_json =
+                        serde_json::to_string(&input.tags).map_err(|e| Error::internal(e.to_string()))?;
+                    sqlx::query(
+                        "INSERT INTO run_inputs (run_uuid, name, digest, source_type, source, schema, profile, context, tags_json) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                         ON CONFLICT (run_uuid, name, digest) DO UPDATE SET context = excluded.context, tags_json = excluded.tags_json",
+                    )
+                    .bind(run_id)
+                    .bind(&dataset.name)
+                    .bind(&dataset.digest)
+                    .bind(&dataset.source_type)
+                    .bind(&dataset.source)
+                    .bind(&dataset.schema)
+                    .bind(&dataset.profile)
+                    .bind(context)
+                    .bind(tags_json)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                }
+                for model_id in model_ids {
+                    sqlx::query("INSERT INTO run_model_inputs (run_uuid, model_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(run_id)
+                        .bind(model_id)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(db_error)?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn log_outputs(
@@ -1449,21 +1466,28 @@ impl RunStore for Store {
         run_id: &str,
         models: &[ModelOutput],
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        Self::active_run_in_tx(&mut tx, workspace, run_id).await?;
-        for model in models {
-            sqlx::query(
-                "INSERT INTO run_model_outputs (run_uuid, model_id, step) VALUES ($1, $2, $3) \
-                 ON CONFLICT (run_uuid, model_id) DO UPDATE SET step = excluded.step",
-            )
-            .bind(run_id)
-            .bind(&model.model_id)
-            .bind(model.step)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        }
-        tx.commit().await.map_err(db_error)
+        let (workspace, run_id, models) =
+            (workspace.to_string(), run_id.to_string(), models.to_vec());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let (workspace, run_id, models) = (workspace.as_str(), run_id.as_str(), models.as_slice());
+                Self::active_run_in_tx(tx, workspace, run_id).await?;
+                for model in models {
+                    sqlx::query(
+                        "INSERT INTO run_model_outputs (run_uuid, model_id, step) VALUES ($1, $2, $3) \
+                         ON CONFLICT (run_uuid, model_id) DO UPDATE SET step = excluded.step",
+                    )
+                    .bind(run_id)
+                    .bind(&model.model_id)
+                    .bind(model.step)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn search_runs(&self, workspace: &str, query: &SearchRuns) -> Result<Page<Run>> {
@@ -1699,18 +1723,27 @@ async fn set_run_stage(
     run_id: &str,
     stage: LifecycleStage,
 ) -> Result<()> {
-    let result = sqlx::query("UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE workspace = $3 AND run_uuid = $4")
-        .bind(stage.as_str())
-        .bind((stage == LifecycleStage::Deleted).then(now_millis))
-        .bind(workspace)
-        .bind(run_id)
-        .execute(&store.write)
+    let (workspace, run_id) = (workspace.to_string(), run_id.to_string());
+    store
+        .write(move |tx| {
+            Box::pin(async move {
+                let result = sqlx::query(
+                    "UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE workspace = $3 AND run_uuid = $4",
+                )
+                .bind(stage.as_str())
+                .bind((stage == LifecycleStage::Deleted).then(now_millis))
+                .bind(&workspace)
+                .bind(&run_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+                if result.rows_affected() == 0 {
+                    return Err(run_not_found(&run_id));
+                }
+                Ok(())
+            })
+        })
         .await
-        .map_err(db_error)?;
-    if result.rows_affected() == 0 {
-        return Err(run_not_found(run_id));
-    }
-    Ok(())
 }
 
 async fn upsert_run_tags(tx: &mut Tx<'_>, run_id: &str, tags: &[KeyValue]) -> Result<()> {
