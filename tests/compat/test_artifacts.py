@@ -34,3 +34,18 @@ def test_log_list_download(client, unique, tmp_path):
     assert open(os.path.join(report, "nested", "deeper", "data.csv")).read() == "a,b\n1,2\n"
     assert mlflow.artifacts.load_text(f"runs:/{run_id}/notes/hello.txt") == "hello"
     assert mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json") == {"a": 1, "b": [1, 2]}
+
+
+def test_multipart_on_local_storage_falls_back_to_a_plain_upload(client, unique, tmp_path, monkeypatch):
+    """On a local artifact root the server refuses multipart with MLflow's own message, which
+    makes the client fall back to a single PUT."""
+    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "true")
+    monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", "1024")
+    mlflow.set_experiment(unique())
+    payload = os.urandom(64 * 1024)
+    (tmp_path / "blob.bin").write_bytes(payload)
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(tmp_path / "blob.bin"))
+    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="blob.bin", dst_path=str(tmp_path / "d"))
+    with open(local, "rb") as f:
+        assert f.read() == payload

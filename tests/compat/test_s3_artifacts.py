@@ -65,3 +65,58 @@ def test_artifacts_round_trip_through_s3(s3_server, s3_endpoint, monkeypatch, tm
     assert f"team-a/dev/{run.info.experiment_id}/{run.info.run_id}/artifacts/data/big.bin" in listing
     assert f"team-a/dev/{run.info.experiment_id}/{run.info.run_id}/artifacts/notes.txt" in listing
     mlflow.set_tracking_uri("")
+
+
+def test_large_artifact_goes_up_in_parts(s3_server, s3_endpoint, monkeypatch, tmp_path):
+    """With proxy multipart on, the stock client uploads through mpu/create, part URLs and
+    mpu/complete; the object in the bucket is a real S3 multipart object."""
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", s3_server.admin_token)
+    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "true")
+    monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", str(1024 * 1024))
+    monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE", str(5 * 1024 * 1024))
+    mlflow.set_tracking_uri(s3_server.base)
+    mlflow.set_experiment("s3-multipart")
+    payload = os.urandom(12 * 1024 * 1024 + 5)
+    (tmp_path / "weights.bin").write_bytes(payload)
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(tmp_path / "weights.bin"), artifact_path="model")
+    key = f"team-a/dev/{run.info.experiment_id}/{run.info.run_id}/artifacts/model/weights.bin"
+    head = requests.head(f"{s3_endpoint}/tarn-artifacts/{key}", timeout=10)
+    assert head.status_code == 200
+    assert head.headers["ETag"].strip('"').endswith("-3"), head.headers["ETag"]
+    downloaded = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model/weights.bin", dst_path=str(tmp_path / "d"))
+    assert Path(downloaded).read_bytes() == payload
+    mlflow.set_tracking_uri("")
+
+
+def test_part_urls_are_bound_to_their_upload(s3_server):
+    """A part URL authorises one part of one upload: a changed part number, path or signature
+    is refused, and so are uploads without a grant."""
+    headers = {"Authorization": f"Bearer {s3_server.admin_token}"}
+    api = f"{s3_server.base}/api/2.0/mlflow"
+    experiment_id = requests.post(f"{api}/experiments/create", json={"name": "mpu-hostile"}, headers=headers, timeout=10).json()["experiment_id"]
+    path = f"{experiment_id}/r1/artifacts/x.bin"
+    created = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/create/{path}", json={"path": "x.bin", "num_parts": 2}, headers=headers, timeout=10)
+    assert created.status_code == 200, created.text
+    body = created.json()
+    assert [c["part_number"] for c in body["credentials"]] == [1, 2]
+    url = body["credentials"][0]["url"]
+    tampered = [
+        url.replace("part_number=1", "part_number=2"),
+        url.replace("x.bin", "y.bin"),
+        url[:-4] + ("0000" if not url.endswith("0000") else "1111"),
+        url.replace("upload_id=", "upload_id=zz"),
+    ]
+    for bad in tampered:
+        answer = requests.put(bad, data=b"x" * 10, timeout=10)
+        assert answer.status_code == 403, (bad, answer.text)
+        assert answer.json()["error_code"] == "PERMISSION_DENIED"
+    too_many = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/create/{path}", json={"num_parts": 10001}, headers=headers, timeout=10)
+    assert too_many.status_code == 400
+    assert too_many.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    traversal = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/create/{experiment_id}/../0/x", json={"num_parts": 1}, headers=headers, timeout=10)
+    assert traversal.status_code in (400, 404)
+    aborted = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/abort/{path}", json={"path": "x.bin", "upload_id": body["upload_id"]}, headers=headers, timeout=10)
+    assert aborted.status_code == 200, aborted.text
+    no_token = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/create/{path}", json={"num_parts": 1}, timeout=10)
+    assert no_token.status_code == 401

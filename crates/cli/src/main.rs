@@ -485,6 +485,15 @@ async fn tokens(store: &dyn MetaStore, command: TokensCommand) -> Result<()> {
     Ok(())
 }
 
+/// Offline commands act with the data directory's authority; the audit trail names them so.
+fn cli_actor() -> tarn_core::registry::Actor {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    tarn_core::registry::Actor {
+        id: 0,
+        name: format!("cli:{user}"),
+    }
+}
+
 async fn permissions(store: &dyn MetaStore, command: PermissionsCommand) -> Result<()> {
     match command {
         PermissionsCommand::Grant {
@@ -506,6 +515,7 @@ async fn permissions(store: &dyn MetaStore, command: PermissionsCommand) -> Resu
                     ObjectType::Experiment,
                     &id.to_string(),
                     &[(principal.clone(), parsed)],
+                    &cli_actor(),
                 )
                 .await?;
             println!(

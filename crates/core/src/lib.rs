@@ -5,6 +5,7 @@ pub mod auth;
 pub mod entities;
 pub mod error;
 pub mod ids;
+pub mod registry;
 pub mod search;
 pub mod store;
 pub mod validation;

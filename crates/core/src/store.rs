@@ -10,6 +10,7 @@ use crate::entities::{
     DatasetInput, Experiment, KeyValue, LogBatch, LoggedModel, LoggedModelStatus, Metric,
     ModelOutput, NewLoggedModel, NewRun, Run, RunInfo, RunUpdate, ViewType,
 };
+use crate::registry::{Actor, ModelVersion, NewModelVersion, RegisteredModel, Stage};
 use crate::search::{Comparison, OrderBy};
 
 /// Restricts a search to objects a principal may read; `None` for admins.
@@ -53,6 +54,45 @@ pub struct SearchLoggedModels {
     pub order_by: Vec<OrderBy>,
     pub max_results: u64,
     pub offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchRegistry {
+    pub filter: Vec<Comparison>,
+    pub order_by: Vec<OrderBy>,
+    pub max_results: u64,
+    pub offset: u64,
+    /// Restricts results to registered models these grantees may read.
+    pub readable_by: Option<ReadableBy>,
+}
+
+/// One change, written in the same transaction as the change itself: the audit trail and the
+/// outbox that webhooks (and later jobs) consume, in order of `id`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Event {
+    pub id: i64,
+    pub workspace: String,
+    pub timestamp: i64,
+    pub actor: String,
+    /// `registered_model`, `model_version`, `model_version_tag`, `model_version_alias`,
+    /// `model_version_stage`, `registered_model_tag`, `permissions`.
+    pub entity: String,
+    /// `created`, `updated`, `renamed`, `deleted`, `set`, `transitioned`.
+    pub action: String,
+    /// The registered model's name (or the object's id for permission changes).
+    pub object: String,
+    /// The event's data, as MLflow's webhook payload has it.
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventQuery {
+    pub workspace: Option<String>,
+    pub after_id: i64,
+    pub entity: Option<String>,
+    pub object: Option<String>,
+    pub actor: Option<String>,
+    pub limit: u64,
 }
 
 /// A page of results and the offset of the next page, if there is one.
@@ -273,13 +313,15 @@ pub trait PermissionStore: Send + Sync {
         object_type: ObjectType,
         object_id: &str,
     ) -> Result<Vec<Grant>>;
-    /// Adds or raises grants (PATCH semantics): `(principal name, level)` pairs.
+    /// Adds or raises grants (PATCH semantics): `(principal name, level)` pairs. The change is
+    /// recorded as a `permissions` event by `actor`.
     async fn update_grants(
         &self,
         workspace: &str,
         object_type: ObjectType,
         object_id: &str,
         grants: &[(String, PermissionLevel)],
+        actor: &Actor,
     ) -> Result<()>;
     /// Replaces the whole list (PUT semantics).
     async fn replace_grants(
@@ -288,12 +330,168 @@ pub trait PermissionStore: Send + Sync {
         object_type: ObjectType,
         object_id: &str,
         grants: &[(String, PermissionLevel)],
+        actor: &Actor,
     ) -> Result<()>;
+}
+
+/// The model registry. Every change records its event (see [`Event`]) in its transaction.
+#[async_trait]
+pub trait RegistryStore: Send + Sync {
+    async fn create_registered_model(
+        &self,
+        workspace: &str,
+        name: &str,
+        description: &str,
+        tags: &[KeyValue],
+        actor: &Actor,
+    ) -> Result<RegisteredModel>;
+    async fn get_registered_model(&self, workspace: &str, name: &str) -> Result<RegisteredModel>;
+    /// The id a model's permissions are keyed by (stable across renames).
+    async fn registered_model_id(&self, workspace: &str, name: &str) -> Result<String>;
+    /// The current name of the model with this id.
+    async fn registered_model_name(&self, workspace: &str, id: &str) -> Result<String>;
+    async fn rename_registered_model(
+        &self,
+        workspace: &str,
+        name: &str,
+        new_name: &str,
+        actor: &Actor,
+    ) -> Result<RegisteredModel>;
+    async fn update_registered_model(
+        &self,
+        workspace: &str,
+        name: &str,
+        description: &str,
+        actor: &Actor,
+    ) -> Result<RegisteredModel>;
+    /// Deletes the model, its versions, tags, aliases and grants; returns the versions'
+    /// storage locations so their artifacts can be removed.
+    async fn delete_registered_model(
+        &self,
+        workspace: &str,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<Vec<String>>;
+    async fn search_registered_models(
+        &self,
+        workspace: &str,
+        query: &SearchRegistry,
+    ) -> Result<Page<RegisteredModel>>;
+    async fn set_registered_model_tag(
+        &self,
+        workspace: &str,
+        name: &str,
+        tag: &KeyValue,
+        actor: &Actor,
+    ) -> Result<()>;
+    async fn delete_registered_model_tag(
+        &self,
+        workspace: &str,
+        name: &str,
+        key: &str,
+        actor: &Actor,
+    ) -> Result<()>;
+    /// The newest version in each of `stages` (every stage when empty).
+    async fn latest_versions(
+        &self,
+        workspace: &str,
+        name: &str,
+        stages: &[Stage],
+    ) -> Result<Vec<ModelVersion>>;
+    async fn create_model_version(
+        &self,
+        workspace: &str,
+        version: &NewModelVersion,
+        actor: &Actor,
+    ) -> Result<ModelVersion>;
+    async fn get_model_version(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<ModelVersion>;
+    async fn update_model_version(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        description: &str,
+        actor: &Actor,
+    ) -> Result<ModelVersion>;
+    /// Deletes the version (its number is never reused); returns its storage location.
+    async fn delete_model_version(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        actor: &Actor,
+    ) -> Result<String>;
+    async fn search_model_versions(
+        &self,
+        workspace: &str,
+        query: &SearchRegistry,
+    ) -> Result<Page<ModelVersion>>;
+    async fn set_model_version_tag(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        tag: &KeyValue,
+        actor: &Actor,
+    ) -> Result<()>;
+    async fn delete_model_version_tag(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        key: &str,
+        actor: &Actor,
+    ) -> Result<()>;
+    /// Moves a version to `stage`; with `archive_existing`, the other versions in that stage
+    /// go to Archived in the same transaction.
+    async fn transition_stage(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        stage: Stage,
+        archive_existing: bool,
+        actor: &Actor,
+    ) -> Result<ModelVersion>;
+    async fn set_alias(
+        &self,
+        workspace: &str,
+        name: &str,
+        alias: &str,
+        version: i64,
+        actor: &Actor,
+    ) -> Result<()>;
+    async fn delete_alias(
+        &self,
+        workspace: &str,
+        name: &str,
+        alias: &str,
+        actor: &Actor,
+    ) -> Result<()>;
+    async fn version_by_alias(
+        &self,
+        workspace: &str,
+        name: &str,
+        alias: &str,
+    ) -> Result<ModelVersion>;
+    /// Events in order of id, for the audit API and the outbox's subscribers.
+    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>>;
 }
 
 /// The whole metadata store.
 pub trait MetaStore:
-    ExperimentStore + RunStore + LoggedModelStore + IdentityStore + WorkspaceStore + PermissionStore
+    ExperimentStore
+    + RunStore
+    + LoggedModelStore
+    + IdentityStore
+    + WorkspaceStore
+    + PermissionStore
+    + RegistryStore
 {
     /// `sqlite` or `postgresql`, as `server-info` reports it.
     fn backend_name(&self) -> &'static str;

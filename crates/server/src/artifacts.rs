@@ -5,16 +5,31 @@
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt};
-use tarn_core::{Error, Result};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tarn_core::{Error, ErrorCode, Result};
 
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
     inner: Arc<dyn ObjectStore>,
-    /// Whether the destination is an object store (multipart uploads are offered only then).
-    pub is_object_store: bool,
+    /// Set when the destination is an object store: multipart uploads are offered only then.
+    multipart: Option<S3Multipart>,
 }
+
+/// Client-driven multipart uploads on S3: parts go straight into an S3 multipart upload, so a
+/// large file is never held whole in memory or on the server's disk.
+#[derive(Debug, Clone)]
+struct S3Multipart {
+    store: Arc<AmazonS3>,
+    /// The `prefix` of `s3://bucket/prefix`, which the `PrefixStore` adds for other calls.
+    prefix: Option<String>,
+}
+
+/// The message MLflow's client looks for to fall back to a plain upload.
+pub const MULTIPART_UNSUPPORTED: &str =
+    "Multipart upload is not supported for the current artifact repository";
 
 /// One entry of a listing, relative to the listed folder.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -63,13 +78,18 @@ impl ArtifactStore {
                 .trim_start_matches("s3://")
                 .split_once('/')
                 .map(|(_, p)| p.trim_matches('/').to_string());
-            let inner: Arc<dyn ObjectStore> = match prefix.filter(|p| !p.is_empty()) {
-                Some(prefix) => Arc::new(object_store::prefix::PrefixStore::new(store, prefix)),
-                None => Arc::new(store),
+            let prefix = prefix.filter(|p| !p.is_empty());
+            let store = Arc::new(store);
+            let inner: Arc<dyn ObjectStore> = match &prefix {
+                Some(prefix) => Arc::new(object_store::prefix::PrefixStore::new(
+                    store.clone(),
+                    prefix.as_str(),
+                )),
+                None => store.clone(),
             };
             return Ok(Self {
                 inner,
-                is_object_store: true,
+                multipart: Some(S3Multipart { store, prefix }),
             });
         }
         let dir = root.strip_prefix("file://").unwrap_or(root);
@@ -80,8 +100,13 @@ impl ArtifactStore {
             .with_automatic_cleanup(true);
         Ok(Self {
             inner: Arc::new(store),
-            is_object_store: false,
+            multipart: None,
         })
+    }
+
+    /// Whether the destination is an object store, where clients may upload in parts.
+    pub fn supports_multipart(&self) -> bool {
+        self.multipart.is_some()
     }
 
     fn key(workspace: &str, path: &str) -> Result<ObjectPath> {
@@ -190,9 +215,304 @@ impl ArtifactStore {
     }
 }
 
+/// Registry copies: a model version owns a copy of its source's files, so deleting the run or
+/// its artifacts never breaks a version.
+impl ArtifactStore {
+    /// Copies every file under `from` to `to` (both workspace-relative) and returns the number
+    /// of files and a SHA-256 checksum over their relative paths, sizes and contents.
+    pub async fn copy_tree_with_checksum(
+        &self,
+        workspace: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<(usize, String)> {
+        use sha2::Digest;
+        let source = Self::key(workspace, from)?;
+        let prefix_len = source.parts().count();
+        let mut files: Vec<(String, ObjectPath)> = self
+            .inner
+            .list(Some(&source))
+            .map_ok(|meta| {
+                let relative = meta
+                    .location
+                    .parts()
+                    .skip(prefix_len)
+                    .map(|part| part.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                (relative, meta.location)
+            })
+            .try_collect()
+            .await
+            .map_err(storage_error)?;
+        files.sort();
+        let mut manifest = sha2::Sha256::new();
+        for (relative, location) in &files {
+            let target = Self::key(workspace, &format!("{to}/{relative}"))?;
+            let mut stream = self
+                .inner
+                .get(location)
+                .await
+                .map_err(storage_error)?
+                .into_stream();
+            let mut writer = object_store::buffered::BufWriter::new(self.inner.clone(), target);
+            let mut digest = sha2::Sha256::new();
+            let mut size: u64 = 0;
+            while let Some(chunk) = stream.try_next().await.map_err(storage_error)? {
+                digest.update(&chunk);
+                size += chunk.len() as u64;
+                tokio::io::AsyncWriteExt::write_all(&mut writer, &chunk)
+                    .await
+                    .map_err(|e| Error::internal(format!("registry copy failed: {e}")))?;
+            }
+            tokio::io::AsyncWriteExt::shutdown(&mut writer)
+                .await
+                .map_err(|e| Error::internal(format!("registry copy failed: {e}")))?;
+            manifest.update(format!(
+                "{relative}\0{size}\0{}\n",
+                hex::encode(digest.finalize())
+            ));
+        }
+        Ok((files.len(), hex::encode(manifest.finalize())))
+    }
+}
+
+/// Multipart uploads: `create` returns the upload id, each part is stored as it arrives and
+/// answers its ETag, `complete` assembles the parts in order, `abort` drops them.
+impl ArtifactStore {
+    fn multipart_target(&self, workspace: &str, path: &str) -> Result<(&S3Multipart, ObjectPath)> {
+        let multipart = self
+            .multipart
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorCode::NotImplemented, MULTIPART_UNSUPPORTED))?;
+        if path.trim_matches('/').is_empty() {
+            return Err(Error::invalid("A multipart upload needs a file path"));
+        }
+        let key = Self::key(workspace, path)?;
+        let full = match &multipart.prefix {
+            Some(prefix) => ObjectPath::parse(prefix)
+                .map_err(|e| Error::internal(format!("bad artifact prefix: {e}")))?
+                .parts()
+                .chain(key.parts())
+                .collect(),
+            None => key,
+        };
+        Ok((multipart, full))
+    }
+
+    pub async fn create_multipart(&self, workspace: &str, path: &str) -> Result<String> {
+        let (multipart, key) = self.multipart_target(workspace, path)?;
+        multipart
+            .store
+            .create_multipart(&key)
+            .await
+            .map_err(storage_error)
+    }
+
+    /// Stores part `part_number` (1-based, as in S3 and MLflow) and returns its ETag.
+    pub async fn put_part(
+        &self,
+        workspace: &str,
+        path: &str,
+        upload_id: &str,
+        part_number: usize,
+        data: bytes::Bytes,
+    ) -> Result<String> {
+        let (multipart, key) = self.multipart_target(workspace, path)?;
+        let part_index = part_number
+            .checked_sub(1)
+            .ok_or_else(|| Error::invalid("Part numbers start at 1"))?;
+        let part = multipart
+            .store
+            .put_part(
+                &key,
+                &upload_id.to_string(),
+                part_index,
+                PutPayload::from(data),
+            )
+            .await
+            .map_err(storage_error)?;
+        Ok(part.content_id)
+    }
+
+    /// Assembles the upload from `etags`, ordered by part number.
+    pub async fn complete_multipart(
+        &self,
+        workspace: &str,
+        path: &str,
+        upload_id: &str,
+        etags: Vec<String>,
+    ) -> Result<()> {
+        let (multipart, key) = self.multipart_target(workspace, path)?;
+        let parts = etags
+            .into_iter()
+            .map(|content_id| PartId { content_id })
+            .collect();
+        multipart
+            .store
+            .complete_multipart(&key, &upload_id.to_string(), parts)
+            .await
+            .map_err(storage_error)?;
+        Ok(())
+    }
+
+    pub async fn abort_multipart(
+        &self,
+        workspace: &str,
+        path: &str,
+        upload_id: &str,
+    ) -> Result<()> {
+        let (multipart, key) = self.multipart_target(workspace, path)?;
+        multipart
+            .store
+            .abort_multipart(&key, &upload_id.to_string())
+            .await
+            .map_err(storage_error)
+    }
+}
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// Signs and checks the part URLs of multipart uploads with a key that lives as long as the
+/// process (an upload interrupted by a restart is aborted and retried by the client).
+pub struct PartUrls {
+    key: [u8; 32],
+}
+
+impl PartUrls {
+    pub fn random() -> Self {
+        Self {
+            key: rand::random(),
+        }
+    }
+
+    fn mac(
+        &self,
+        workspace: &str,
+        path: &str,
+        upload_id: &str,
+        part_number: u64,
+        expires: i64,
+    ) -> Result<HmacSha256> {
+        use hmac::Mac;
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.key)
+            .map_err(|e| Error::internal(format!("HMAC key: {e}")))?;
+        for field in [
+            workspace,
+            path,
+            upload_id,
+            &part_number.to_string(),
+            &expires.to_string(),
+        ] {
+            // Length-prefixed so no two field lists sign the same bytes.
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field.as_bytes());
+        }
+        Ok(mac)
+    }
+
+    /// The absolute URL a client PUTs part `part_number` to.
+    pub fn url(
+        &self,
+        base: &str,
+        workspace: &str,
+        path: &str,
+        upload_id: &str,
+        part_number: u64,
+        expires: i64,
+    ) -> Result<String> {
+        use hmac::Mac;
+        let signature = hex::encode(
+            self.mac(workspace, path, upload_id, part_number, expires)?
+                .finalize()
+                .into_bytes(),
+        );
+        let mut url = url::Url::parse(base)
+            .map_err(|e| Error::invalid(format!("bad server address '{base}': {e}")))?;
+        url.path_segments_mut()
+            .map_err(|()| Error::invalid(format!("bad server address '{base}'")))?
+            .clear()
+            .extend([
+                "ws",
+                workspace,
+                "api",
+                "2.0",
+                "mlflow-artifacts",
+                "mpu",
+                "part",
+            ])
+            .extend(path.split('/'));
+        url.query_pairs_mut()
+            .append_pair("upload_id", upload_id)
+            .append_pair("part_number", &part_number.to_string())
+            .append_pair("expires", &expires.to_string())
+            .append_pair("signature", &signature);
+        Ok(url.into())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn verify(
+        &self,
+        workspace: &str,
+        path: &str,
+        upload_id: &str,
+        part_number: u64,
+        expires: i64,
+        signature: &str,
+        now_secs: i64,
+    ) -> Result<()> {
+        use hmac::Mac;
+        let denied = || Error::new(ErrorCode::PermissionDenied, "Invalid or expired part URL");
+        let signature = hex::decode(signature).map_err(|_| denied())?;
+        self.mac(workspace, path, upload_id, part_number, expires)?
+            .verify_slice(&signature)
+            .map_err(|_| denied())?;
+        if expires < now_secs {
+            return Err(denied());
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn part_urls_bind_every_field() {
+        let urls = PartUrls::random();
+        let url = urls
+            .url(
+                "http://h:5000",
+                "dev",
+                "1/r/artifacts/a b.bin",
+                "up1",
+                2,
+                100,
+            )
+            .expect("url");
+        assert!(
+            url.starts_with("http://h:5000/ws/dev/api/2.0/mlflow-artifacts/mpu/part/1/r/artifacts/a%20b.bin?upload_id=up1&part_number=2&expires=100&signature="),
+            "{url}"
+        );
+        let signature = url.rsplit_once("signature=").expect("signed").1;
+        let check = |ws, path, upload, part, expires, now| {
+            urls.verify(ws, path, upload, part, expires, signature, now)
+                .is_ok()
+        };
+        assert!(check("dev", "1/r/artifacts/a b.bin", "up1", 2, 100, 99));
+        assert!(!check("dev", "1/r/artifacts/a b.bin", "up1", 2, 100, 101));
+        assert!(!check("prod", "1/r/artifacts/a b.bin", "up1", 2, 100, 99));
+        assert!(!check("dev", "1/r/artifacts/other", "up1", 2, 100, 99));
+        assert!(!check("dev", "1/r/artifacts/a b.bin", "up2", 2, 100, 99));
+        assert!(!check("dev", "1/r/artifacts/a b.bin", "up1", 3, 100, 99));
+        assert!(!check("dev", "1/r/artifacts/a b.bin", "up1", 2, 1000, 99));
+        assert!(
+            PartUrls::random()
+                .verify("dev", "1/r/artifacts/a b.bin", "up1", 2, 100, signature, 99)
+                .is_err()
+        );
+    }
 
     #[test]
     fn hostile_paths_are_rejected() {

@@ -26,6 +26,7 @@ pub struct AppState {
     pub artifacts: artifacts::ArtifactStore,
     pub metrics: Arc<metrics::HttpMetrics>,
     pub auth_cache: Arc<auth::AuthCache>,
+    pub part_urls: Arc<artifacts::PartUrls>,
 }
 
 impl AppState {
@@ -35,6 +36,7 @@ impl AppState {
             artifacts,
             metrics: Arc::new(metrics::HttpMetrics::default()),
             auth_cache: Arc::new(auth::AuthCache::default()),
+            part_urls: Arc::new(artifacts::PartUrls::random()),
         }
     }
 }

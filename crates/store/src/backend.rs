@@ -16,8 +16,8 @@ use tarn_core::ids::now_millis;
 use tarn_core::search::{Comparator, Comparison, Entity, OrderBy, Value};
 use tarn_core::store::{
     ExperimentStore, IdentityStore, LoggedModelStore, MetaStore, Page, PermissionStore,
-    PrincipalRecord, RunStore, SearchExperiments, SearchLoggedModels, SearchRuns, TokenInfo,
-    WorkspaceStore,
+    PrincipalRecord, ReadableBy, RunStore, SearchExperiments, SearchLoggedModels, SearchRuns,
+    TokenInfo, WorkspaceStore,
 };
 use tarn_core::{Error, Result};
 
@@ -2554,9 +2554,20 @@ impl PermissionStore for Store {
         object_type: ObjectType,
         object_id: &str,
         grants: &[(String, PermissionLevel)],
+        actor: &tarn_core::registry::Actor,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         write_grants(&mut tx, workspace, object_type, object_id, grants).await?;
+        record_grant_change(
+            &mut tx,
+            workspace,
+            object_type,
+            object_id,
+            grants,
+            "updated",
+            actor,
+        )
+        .await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -2566,8 +2577,19 @@ impl PermissionStore for Store {
         object_type: ObjectType,
         object_id: &str,
         grants: &[(String, PermissionLevel)],
+        actor: &tarn_core::registry::Actor,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
+        record_grant_change(
+            &mut tx,
+            workspace,
+            object_type,
+            object_id,
+            grants,
+            "replaced",
+            actor,
+        )
+        .await?;
         sqlx::query("DELETE FROM acl WHERE workspace = $1 AND object_type = $2 AND object_id = $3")
             .bind(workspace)
             .bind(object_type.as_str())
@@ -2578,6 +2600,33 @@ impl PermissionStore for Store {
         write_grants(&mut tx, workspace, object_type, object_id, grants).await?;
         tx.commit().await.map_err(db_error)
     }
+}
+
+/// Permission changes belong to the audit trail, in the same transaction as the change.
+async fn record_grant_change(
+    tx: &mut Tx<'_>,
+    workspace: &str,
+    object_type: ObjectType,
+    object_id: &str,
+    grants: &[(String, PermissionLevel)],
+    action: &str,
+    actor: &tarn_core::registry::Actor,
+) -> Result<()> {
+    let listed: Vec<serde_json::Value> = grants
+        .iter()
+        .map(|(name, level)| serde_json::json!({ "principal": name, "permission_level": level.as_str() }))
+        .collect();
+    insert_event(
+        tx,
+        workspace,
+        actor,
+        "permissions",
+        action,
+        &format!("{}/{object_id}", object_type.as_str()),
+        serde_json::json!({ "object_type": object_type.as_str(), "object_id": object_id, "grants": listed }),
+        now_millis(),
+    )
+    .await
 }
 
 async fn write_grants(

@@ -24,6 +24,7 @@ pub mod sqlite {
     type Db = sqlx::Sqlite;
     const DIALECT: crate::Dialect = crate::Dialect::Sqlite;
     include!("backend.rs");
+    include!("registry.rs");
 }
 
 pub mod postgres {
@@ -31,6 +32,7 @@ pub mod postgres {
     type Db = sqlx::Postgres;
     const DIALECT: crate::Dialect = crate::Dialect::Postgres;
     include!("backend.rs");
+    include!("registry.rs");
 }
 
 pub use postgres::Store as PostgresStore;

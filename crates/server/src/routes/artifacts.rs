@@ -5,14 +5,15 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tarn_core::auth::PermissionLevel;
+use tarn_core::auth::{ObjectType, PermissionLevel};
 use tarn_core::{Error, ErrorCode};
 
+use super::registry::REGISTRY_PREFIX;
 use super::{experiment_access, run_access};
 use crate::AppState;
 use crate::artifacts::validate_relative_path;
@@ -26,12 +27,15 @@ pub fn routes() -> Router<AppState> {
             "/artifacts/{*path}",
             get(download).put(upload).delete(remove),
         )
-        .route("/mpu/create/{*path}", post(multipart_unsupported))
-        .route("/mpu/complete/{*path}", post(multipart_unsupported))
-        .route("/mpu/abort/{*path}", post(multipart_unsupported))
+        .route("/mpu/create/{*path}", post(create_multipart))
+        .route("/mpu/part/{*path}", put(upload_part))
+        .route("/mpu/complete/{*path}", post(complete_multipart))
+        .route("/mpu/abort/{*path}", post(abort_multipart))
 }
 
-/// Checks the path and the caller's level on the experiment the path starts with.
+/// Checks the path and the caller's level on what the path belongs to: the experiment its
+/// first segment names, or for `_registry/<model id>/...` the registered model. Registry
+/// copies are immutable: nobody writes or deletes them through the proxy.
 async fn authorize_path(
     state: &AppState,
     ctx: &Ctx,
@@ -39,11 +43,31 @@ async fn authorize_path(
     level: PermissionLevel,
 ) -> ApiResult<()> {
     validate_relative_path(path)?;
-    let experiment_id = path.split('/').next().unwrap_or("");
-    if experiment_id.is_empty() {
+    let mut segments = path.split('/');
+    let first = segments.next().unwrap_or("");
+    if first.is_empty() {
         return Err(Error::invalid("An artifact path must start with an experiment id").into());
     }
-    experiment_access(state, ctx, experiment_id, level).await?;
+    if first == REGISTRY_PREFIX {
+        if level != PermissionLevel::CanRead {
+            return Err(Error::permission_denied(
+                "Model version artifacts are immutable: registry storage cannot be written",
+            )
+            .into());
+        }
+        let model_id = segments.next().unwrap_or("");
+        crate::auth::require(
+            state.store.as_ref(),
+            &ctx.workspace,
+            &ctx.principal,
+            ObjectType::RegisteredModel,
+            model_id,
+            PermissionLevel::CanRead,
+        )
+        .await?;
+        return Ok(());
+    }
+    experiment_access(state, ctx, first, level).await?;
     Ok(())
 }
 
@@ -138,12 +162,185 @@ pub async fn list(
     }))
 }
 
-async fn multipart_unsupported(_ctx: Ctx) -> ApiResult<Json<Value>> {
-    Err(Error::new(
-        ErrorCode::NotImplemented,
-        "Multipart uploads are not offered by this server (server-info says so)",
-    )
-    .into())
+#[derive(Deserialize)]
+pub struct CreateMultipartReq {
+    num_parts: Option<u64>,
+}
+
+/// The most parts S3 accepts in one upload.
+const MAX_PARTS: u64 = 10_000;
+/// How long the part URLs handed out by `mpu/create` stay valid.
+const PART_URL_LIFETIME_SECS: i64 = 24 * 3600;
+/// The largest part accepted; MLflow's client sends 10 MiB parts by default.
+const MAX_PART_BYTES: usize = 512 * 1024 * 1024;
+
+/// `mpu/create`: starts an upload and hands out one signed URL per part. The URLs point back at
+/// this server (clients of a proxying server need no storage credentials or network path to
+/// the bucket); the signature binds workspace, path, upload and part, so a part URL grants
+/// nothing else.
+pub async fn create_multipart(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path_args: PathArgs,
+    headers: axum::http::HeaderMap,
+    Req(req): Req<CreateMultipartReq>,
+) -> ApiResult<Json<Value>> {
+    let path = path_args.get("path")?.to_string();
+    authorize_path(&state, &ctx, &path, PermissionLevel::CanEdit).await?;
+    let num_parts = req.num_parts.unwrap_or(1);
+    if !(1..=MAX_PARTS).contains(&num_parts) {
+        return Err(Error::invalid(format!(
+            "num_parts must be between 1 and {MAX_PARTS}, got {num_parts}"
+        ))
+        .into());
+    }
+    let upload_id = state
+        .artifacts
+        .create_multipart(&ctx.workspace, &path)
+        .await?;
+    let base = request_base_url(&headers)?;
+    let expires = tarn_core::ids::now_millis() / 1000 + PART_URL_LIFETIME_SECS;
+    let credentials = (1..=num_parts)
+        .map(|part_number| {
+            let url = state.part_urls.url(
+                &base,
+                &ctx.workspace,
+                &path,
+                &upload_id,
+                part_number,
+                expires,
+            )?;
+            Ok(json!({ "url": url, "part_number": part_number, "headers": {} }))
+        })
+        .collect::<tarn_core::Result<Vec<Value>>>()?;
+    Ok(Json(
+        json!({ "upload_id": upload_id, "credentials": credentials }),
+    ))
+}
+
+/// `scheme://host` the client used to reach this server.
+fn request_base_url(headers: &axum::http::HeaderMap) -> ApiResult<String> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = value("x-forwarded-host")
+        .or_else(|| value("host"))
+        .ok_or_else(|| Error::invalid("The request has no Host header"))?;
+    let scheme = value("x-forwarded-proto").unwrap_or("http");
+    Ok(format!("{scheme}://{host}"))
+}
+
+#[derive(Deserialize)]
+pub struct PartQuery {
+    upload_id: String,
+    part_number: u64,
+    expires: i64,
+    signature: String,
+}
+
+/// `PUT mpu/part/<path>?...`: one part, authorised by the URL's signature instead of a token.
+pub async fn upload_part(
+    State(state): State<AppState>,
+    path_args: PathArgs,
+    axum::extract::Query(query): axum::extract::Query<PartQuery>,
+    request: Request,
+) -> ApiResult<Response> {
+    let path = path_args.get("path")?.to_string();
+    let workspace = path_args
+        .get("workspace")
+        .unwrap_or(crate::extract::DEFAULT_WORKSPACE)
+        .to_string();
+    state.part_urls.verify(
+        &workspace,
+        &path,
+        &query.upload_id,
+        query.part_number,
+        query.expires,
+        &query.signature,
+        tarn_core::ids::now_millis() / 1000,
+    )?;
+    let data = axum::body::to_bytes(request.into_body(), MAX_PART_BYTES)
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::InvalidParameterValue,
+                format!("Part body could not be read (at most {MAX_PART_BYTES} bytes): {e}"),
+            )
+        })?;
+    let part_number = usize::try_from(query.part_number)
+        .map_err(|_| Error::invalid("part_number is out of range"))?;
+    let etag = state
+        .artifacts
+        .put_part(&workspace, &path, &query.upload_id, part_number, data)
+        .await?;
+    Ok(([(header::ETAG, etag)], Json(json!({}))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct UploadedPart {
+    part_number: u64,
+    etag: String,
+}
+
+#[derive(Deserialize)]
+pub struct CompleteMultipartReq {
+    upload_id: Option<String>,
+    #[serde(default)]
+    parts: Vec<UploadedPart>,
+}
+
+pub async fn complete_multipart(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path_args: PathArgs,
+    Req(req): Req<CompleteMultipartReq>,
+) -> ApiResult<Json<Value>> {
+    let path = path_args.get("path")?.to_string();
+    authorize_path(&state, &ctx, &path, PermissionLevel::CanEdit).await?;
+    let upload_id = required_upload_id(req.upload_id)?;
+    let mut parts = req.parts;
+    if parts.is_empty() {
+        return Err(Error::invalid("Completing a multipart upload needs its parts").into());
+    }
+    parts.sort_by_key(|p| p.part_number);
+    if parts
+        .iter()
+        .enumerate()
+        .any(|(i, p)| p.part_number != i as u64 + 1)
+    {
+        return Err(Error::invalid("Parts must be numbered 1, 2, ... without gaps").into());
+    }
+    let etags = parts.into_iter().map(|p| p.etag).collect();
+    state
+        .artifacts
+        .complete_multipart(&ctx.workspace, &path, &upload_id, etags)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct AbortMultipartReq {
+    upload_id: Option<String>,
+}
+
+pub async fn abort_multipart(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path_args: PathArgs,
+    Req(req): Req<AbortMultipartReq>,
+) -> ApiResult<Json<Value>> {
+    let path = path_args.get("path")?.to_string();
+    authorize_path(&state, &ctx, &path, PermissionLevel::CanEdit).await?;
+    let upload_id = required_upload_id(req.upload_id)?;
+    state
+        .artifacts
+        .abort_multipart(&ctx.workspace, &path, &upload_id)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+fn required_upload_id(upload_id: Option<String>) -> ApiResult<String> {
+    upload_id
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| Error::invalid("Missing value for required parameter 'upload_id'.").into())
 }
 
 #[derive(Deserialize)]

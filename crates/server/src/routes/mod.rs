@@ -17,6 +17,7 @@ mod admin;
 mod artifacts;
 mod logged_models;
 mod permissions;
+mod registry;
 mod tracking;
 
 fn mlflow() -> Router<AppState> {
@@ -75,6 +76,47 @@ fn mlflow() -> Router<AppState> {
             post(logged_models::log_params),
         )
         .route("/server-info", get(server_info))
+        .merge(registry_routes())
+}
+
+fn registry_routes() -> Router<AppState> {
+    use registry::*;
+    Router::new()
+        .route("/registered-models/create", post(create_model))
+        .route("/registered-models/get", get(get_model))
+        .route("/registered-models/rename", post(rename_model))
+        .route("/registered-models/update", patch(update_model))
+        .route("/registered-models/delete", delete(delete_model))
+        .route(
+            "/registered-models/search",
+            get(search_models).post(search_models),
+        )
+        .route(
+            "/registered-models/get-latest-versions",
+            post(latest_versions).get(latest_versions),
+        )
+        .route("/registered-models/set-tag", post(set_model_tag))
+        .route("/registered-models/delete-tag", delete(delete_model_tag))
+        .route(
+            "/registered-models/alias",
+            post(set_alias).delete(delete_alias).get(get_by_alias),
+        )
+        .route("/model-versions/create", post(create_version))
+        .route("/model-versions/get", get(get_version))
+        .route("/model-versions/update", patch(update_version))
+        .route("/model-versions/delete", delete(delete_version))
+        .route(
+            "/model-versions/search",
+            get(search_versions).post(search_versions),
+        )
+        .route("/model-versions/transition-stage", post(transition_stage))
+        .route("/model-versions/get-download-uri", get(download_uri))
+        .route("/model-versions/set-tag", post(set_version_tag))
+        .route("/model-versions/delete-tag", delete(delete_version_tag))
+        .route(
+            "/databricks/registered-models/get",
+            get(get_model_databricks),
+        )
 }
 
 /// Every API, relative to the root or to `/ws/{workspace}`.
@@ -97,6 +139,16 @@ pub fn api() -> Router<AppState> {
             "/api/2.0/permissions/experiments/{experiment_id}/permissionLevels",
             get(permissions::experiment_levels),
         )
+        .route(
+            "/api/2.0/permissions/registered-models/{registered_model_id}",
+            get(permissions::get_registered_model)
+                .put(permissions::put_registered_model)
+                .patch(permissions::patch_registered_model),
+        )
+        .route(
+            "/api/2.0/permissions/registered-models/{registered_model_id}/permissionLevels",
+            get(permissions::registered_model_levels),
+        )
         .merge(admin::routes())
 }
 
@@ -105,7 +157,7 @@ async fn server_info(State(state): State<AppState>, _ctx: Ctx) -> Json<Value> {
         "store_type": state.store.backend_name(),
         "workspaces_enabled": true,
         "trace_archival_enabled": false,
-        "multipart_uploads_enabled": false,
+        "multipart_uploads_enabled": state.artifacts.supports_multipart(),
         "multipart_downloads_enabled": false,
         "presigned_upload_run_id_supported": false,
         "presigned_upload_model_id_supported": false,

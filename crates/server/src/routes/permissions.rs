@@ -9,9 +9,11 @@ use tarn_core::Error;
 use tarn_core::auth::{ObjectType, PermissionLevel, PrincipalKind};
 
 use super::experiment_access;
+use super::registry::model_access;
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Ctx, PathArgs, Req};
+use tarn_core::registry::Actor;
 
 #[derive(Deserialize)]
 pub struct AccessControlEntry {
@@ -53,6 +55,38 @@ fn parse_acl(
         .collect()
 }
 
+/// The object a permissions URL names, after checking the caller's level on it: experiments
+/// by id, registered models by their stable id.
+async fn resolve(
+    state: &AppState,
+    ctx: &Ctx,
+    object_type: ObjectType,
+    path_args: &PathArgs,
+    level: PermissionLevel,
+) -> ApiResult<String> {
+    match object_type {
+        ObjectType::Experiment => {
+            let id = path_args.get("experiment_id")?;
+            Ok(experiment_access(state, ctx, id, level).await?.to_string())
+        }
+        ObjectType::RegisteredModel => {
+            let id = path_args.get("registered_model_id")?;
+            let name = state
+                .store
+                .registered_model_name(&ctx.workspace, id)
+                .await?;
+            model_access(state, ctx, &name, level).await
+        }
+    }
+}
+
+fn url_segment(object_type: ObjectType) -> &'static str {
+    match object_type {
+        ObjectType::Experiment => "experiments",
+        ObjectType::RegisteredModel => "registered-models",
+    }
+}
+
 async fn render(
     state: &AppState,
     ctx: &Ctx,
@@ -78,10 +112,85 @@ async fn render(
         })
         .collect();
     Ok(Json(json!({
-        "object_id": format!("/experiments/{object_id}"),
+        "object_id": format!("/{}/{object_id}", url_segment(object_type)),
         "object_type": object_type.wire_name(),
         "access_control_list": entries,
     })))
+}
+
+async fn get_acl(
+    state: AppState,
+    ctx: Ctx,
+    path_args: PathArgs,
+    object_type: ObjectType,
+) -> ApiResult<Json<Value>> {
+    let id = resolve(
+        &state,
+        &ctx,
+        object_type,
+        &path_args,
+        PermissionLevel::CanRead,
+    )
+    .await?;
+    render(&state, &ctx, object_type, &id).await
+}
+
+/// PATCH adds or raises grants; PUT (`replace`) makes the list exactly the request's.
+async fn change_acl(
+    state: AppState,
+    ctx: Ctx,
+    path_args: PathArgs,
+    req: AclReq,
+    object_type: ObjectType,
+    replace: bool,
+) -> ApiResult<Json<Value>> {
+    let id = resolve(
+        &state,
+        &ctx,
+        object_type,
+        &path_args,
+        PermissionLevel::CanManage,
+    )
+    .await?;
+    let grants = parse_acl(object_type, &req)?;
+    let actor = Actor {
+        id: ctx.principal.id,
+        name: ctx.principal.name.clone(),
+    };
+    if replace {
+        state
+            .store
+            .replace_grants(&ctx.workspace, object_type, &id, &grants, &actor)
+            .await?;
+    } else {
+        state
+            .store
+            .update_grants(&ctx.workspace, object_type, &id, &grants, &actor)
+            .await?;
+    }
+    render(&state, &ctx, object_type, &id).await
+}
+
+async fn levels(
+    state: AppState,
+    ctx: Ctx,
+    path_args: PathArgs,
+    object_type: ObjectType,
+) -> ApiResult<Json<Value>> {
+    resolve(
+        &state,
+        &ctx,
+        object_type,
+        &path_args,
+        PermissionLevel::CanRead,
+    )
+    .await?;
+    let levels: Vec<Value> = object_type
+        .levels()
+        .iter()
+        .map(|l| json!({"permission_level": l.as_str()}))
+        .collect();
+    Ok(Json(json!({ "permission_levels": levels })))
 }
 
 pub async fn get_experiment(
@@ -89,9 +198,7 @@ pub async fn get_experiment(
     ctx: Ctx,
     path_args: PathArgs,
 ) -> ApiResult<Json<Value>> {
-    let id = path_args.get("experiment_id")?.to_string();
-    let id = experiment_access(&state, &ctx, &id, PermissionLevel::CanRead).await?;
-    render(&state, &ctx, ObjectType::Experiment, &id.to_string()).await
+    get_acl(state, ctx, path_args, ObjectType::Experiment).await
 }
 
 pub async fn patch_experiment(
@@ -100,19 +207,7 @@ pub async fn patch_experiment(
     path_args: PathArgs,
     Req(req): Req<AclReq>,
 ) -> ApiResult<Json<Value>> {
-    let id = path_args.get("experiment_id")?.to_string();
-    let id = experiment_access(&state, &ctx, &id, PermissionLevel::CanManage).await?;
-    let grants = parse_acl(ObjectType::Experiment, &req)?;
-    state
-        .store
-        .update_grants(
-            &ctx.workspace,
-            ObjectType::Experiment,
-            &id.to_string(),
-            &grants,
-        )
-        .await?;
-    render(&state, &ctx, ObjectType::Experiment, &id.to_string()).await
+    change_acl(state, ctx, path_args, req, ObjectType::Experiment, false).await
 }
 
 pub async fn put_experiment(
@@ -121,19 +216,7 @@ pub async fn put_experiment(
     path_args: PathArgs,
     Req(req): Req<AclReq>,
 ) -> ApiResult<Json<Value>> {
-    let id = path_args.get("experiment_id")?.to_string();
-    let id = experiment_access(&state, &ctx, &id, PermissionLevel::CanManage).await?;
-    let grants = parse_acl(ObjectType::Experiment, &req)?;
-    state
-        .store
-        .replace_grants(
-            &ctx.workspace,
-            ObjectType::Experiment,
-            &id.to_string(),
-            &grants,
-        )
-        .await?;
-    render(&state, &ctx, ObjectType::Experiment, &id.to_string()).await
+    change_acl(state, ctx, path_args, req, ObjectType::Experiment, true).await
 }
 
 pub async fn experiment_levels(
@@ -141,12 +224,55 @@ pub async fn experiment_levels(
     ctx: Ctx,
     path_args: PathArgs,
 ) -> ApiResult<Json<Value>> {
-    let id = path_args.get("experiment_id")?.to_string();
-    experiment_access(&state, &ctx, &id, PermissionLevel::CanRead).await?;
-    let levels: Vec<Value> = ObjectType::Experiment
-        .levels()
-        .iter()
-        .map(|l| json!({"permission_level": l.as_str()}))
-        .collect();
-    Ok(Json(json!({ "permission_levels": levels })))
+    levels(state, ctx, path_args, ObjectType::Experiment).await
+}
+
+pub async fn get_registered_model(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path_args: PathArgs,
+) -> ApiResult<Json<Value>> {
+    get_acl(state, ctx, path_args, ObjectType::RegisteredModel).await
+}
+
+pub async fn patch_registered_model(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path_args: PathArgs,
+    Req(req): Req<AclReq>,
+) -> ApiResult<Json<Value>> {
+    change_acl(
+        state,
+        ctx,
+        path_args,
+        req,
+        ObjectType::RegisteredModel,
+        false,
+    )
+    .await
+}
+
+pub async fn put_registered_model(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path_args: PathArgs,
+    Req(req): Req<AclReq>,
+) -> ApiResult<Json<Value>> {
+    change_acl(
+        state,
+        ctx,
+        path_args,
+        req,
+        ObjectType::RegisteredModel,
+        true,
+    )
+    .await
+}
+
+pub async fn registered_model_levels(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path_args: PathArgs,
+) -> ApiResult<Json<Value>> {
+    levels(state, ctx, path_args, ObjectType::RegisteredModel).await
 }

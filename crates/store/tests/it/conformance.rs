@@ -46,6 +46,13 @@ fn s(text: &str) -> Value {
     Value::Str(text.into())
 }
 
+fn actor() -> tarn_core::registry::Actor {
+    tarn_core::registry::Actor {
+        id: 1,
+        name: "admin".into(),
+    }
+}
+
 async fn grant(store: &Store, experiment_id: &str, principal: &str, level: PermissionLevel) {
     store
         .update_grants(
@@ -53,6 +60,7 @@ async fn grant(store: &Store, experiment_id: &str, principal: &str, level: Permi
             ObjectType::Experiment,
             experiment_id,
             &[(principal.into(), level)],
+            &actor(),
         )
         .await
         .expect("grant");
@@ -1316,6 +1324,7 @@ pub async fn workspace_membership_and_grants(store: Store) {
             ObjectType::Experiment,
             "1",
             &[("team".into(), PermissionLevel::CanRead)],
+            &actor(),
         )
         .await
         .expect("replace");
@@ -1339,6 +1348,7 @@ pub async fn workspace_membership_and_grants(store: Store) {
             ObjectType::Experiment,
             "1",
             &[("ghost".into(), PermissionLevel::CanRead)],
+            &actor(),
         )
         .await;
     assert_eq!(

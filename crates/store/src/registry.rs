@@ -1,0 +1,1284 @@
+// The model registry's SQL, included next to `backend.rs` once per backend. Every change writes
+// its event row in the same transaction (`insert_event`), so the audit trail and the webhook
+// outbox never miss or invent a change.
+
+use tarn_core::registry::{
+    Actor, Alias, ModelVersion, NewModelVersion, RegisteredModel, Stage, VersionStatus,
+};
+use tarn_core::store::{Event, EventQuery, RegistryStore, SearchRegistry};
+
+const PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
+const MODEL_VERSION_COLUMNS: &str = "mv.*, rm.name AS model_name";
+
+fn model_not_found(name: &str) -> Error {
+    Error::not_found(format!("Registered Model with name={name} not found"))
+}
+
+fn version_not_found(name: &str, version: i64) -> Error {
+    Error::not_found(format!(
+        "Model Version (name={name}, version={version}) not found"
+    ))
+}
+
+fn row_registered_model(
+    row: &<Db as sqlx::Database>::Row,
+) -> std::result::Result<RegisteredModel, sqlx::Error> {
+    Ok(RegisteredModel {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        creation_timestamp: row.try_get("creation_timestamp")?,
+        last_updated_timestamp: row.try_get("last_updated_timestamp")?,
+        user_id: row.try_get("user_id")?,
+        description: row.try_get("description")?,
+        latest_versions: Vec::new(),
+        tags: Vec::new(),
+        aliases: Vec::new(),
+    })
+}
+
+fn row_model_version(
+    row: &<Db as sqlx::Database>::Row,
+) -> std::result::Result<ModelVersion, sqlx::Error> {
+    let stage: String = row.try_get("current_stage")?;
+    let status: String = row.try_get("status")?;
+    Ok(ModelVersion {
+        name: row.try_get("model_name")?,
+        version: row.try_get("version")?,
+        creation_timestamp: row.try_get("creation_timestamp")?,
+        last_updated_timestamp: row.try_get("last_updated_timestamp")?,
+        user_id: row.try_get("user_id")?,
+        current_stage: Stage::parse(&stage).unwrap_or(Stage::None),
+        description: row.try_get("description")?,
+        source: row.try_get("source")?,
+        run_id: row.try_get("run_id")?,
+        status: VersionStatus::parse(&status),
+        status_message: row.try_get("status_message")?,
+        tags: Vec::new(),
+        run_link: row.try_get("run_link")?,
+        aliases: Vec::new(),
+        model_id: row.try_get("logged_model_id")?,
+        storage_location: row.try_get("storage_location")?,
+        checksum: row.try_get("checksum")?,
+        registered_model_id: row.try_get("model_id")?,
+    })
+}
+
+fn row_event(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Event, sqlx::Error> {
+    let data: String = row.try_get("data")?;
+    Ok(Event {
+        id: row.try_get("id")?,
+        workspace: row.try_get("workspace")?,
+        timestamp: row.try_get("timestamp")?,
+        actor: row.try_get("actor")?,
+        entity: row.try_get("entity")?,
+        action: row.try_get("action")?,
+        object: row.try_get("object")?,
+        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+/// Appends one event; called inside the transaction of the change it describes.
+#[allow(clippy::too_many_arguments)]
+async fn insert_event(
+    tx: &mut Tx<'_>,
+    workspace: &str,
+    actor: &Actor,
+    entity: &str,
+    action: &str,
+    object: &str,
+    data: serde_json::Value,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (workspace, timestamp, actor, entity, action, object, data) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(workspace)
+    .bind(now)
+    .bind(&actor.name)
+    .bind(entity)
+    .bind(action)
+    .bind(object)
+    .bind(data.to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// The id of a model, inside a transaction (so the row is locked on PostgreSQL).
+async fn model_id_in_tx(tx: &mut Tx<'_>, workspace: &str, name: &str) -> Result<String> {
+    let lock = match DIALECT {
+        crate::Dialect::Postgres => " FOR UPDATE",
+        crate::Dialect::Sqlite => "",
+    };
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM registered_models WHERE workspace = $1 AND name = $2{lock}"
+    )))
+    .bind(workspace)
+    .bind(name)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_error)?
+    .ok_or_else(|| model_not_found(name))
+}
+
+async fn touch_model(tx: &mut Tx<'_>, model_id: &str, now: i64) -> Result<()> {
+    sqlx::query("UPDATE registered_models SET last_updated_timestamp = $1 WHERE id = $2")
+        .bind(now)
+        .bind(model_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Checks that the version exists (inside the transaction) and returns the model id.
+async fn version_in_tx(
+    tx: &mut Tx<'_>,
+    workspace: &str,
+    name: &str,
+    version: i64,
+) -> Result<String> {
+    let model_id = model_id_in_tx(tx, workspace, name).await?;
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT version FROM model_versions WHERE model_id = $1 AND version = $2",
+    )
+    .bind(&model_id)
+    .bind(version)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    found.ok_or_else(|| version_not_found(name, version))?;
+    Ok(model_id)
+}
+
+/// The prompt rule of MLflow's registry search: prompts (models tagged
+/// `mlflow.prompt.is_prompt = 'true'`) are found only when the filter asks for them, and
+/// excluded otherwise; the prompt-tag comparisons themselves are consumed here.
+fn split_prompt_filter(filter: &[Comparison]) -> (bool, Vec<&Comparison>) {
+    let mut wants_prompts = false;
+    let mut rest = Vec::new();
+    for comparison in filter {
+        if comparison.entity == Entity::Tag && comparison.key == PROMPT_TAG {
+            if let Value::Str(value) = &comparison.value {
+                let value = value.to_ascii_lowercase();
+                wants_prompts |= (comparison.comparator == Comparator::Eq && value == "true")
+                    || (comparison.comparator == Comparator::Ne && value == "false");
+            }
+        } else {
+            rest.push(comparison);
+        }
+    }
+    (wants_prompts, rest)
+}
+
+fn push_prompt_rule(builder: &mut Builder, model_column: &str, wants_prompts: bool) {
+    builder.push(if wants_prompts {
+        " AND EXISTS"
+    } else {
+        " AND NOT EXISTS"
+    });
+    builder.push(format!(
+        " (SELECT 1 FROM registered_model_tags pt WHERE pt.model_id = {model_column} AND pt.key = "
+    ));
+    builder.push_bind(PROMPT_TAG);
+    builder.push(" AND LOWER(pt.value) = 'true')");
+}
+
+/// A tag comparison on a registry object. `!=` also matches objects without the tag, as
+/// MLflow's registry search does.
+fn push_registry_tag_condition(
+    builder: &mut Builder,
+    table: &str,
+    join: &str,
+    comparison: &Comparison,
+) -> Result<()> {
+    if comparison.comparator == Comparator::Ne {
+        let equal = Comparison {
+            comparator: Comparator::Eq,
+            ..comparison.clone()
+        };
+        builder.push("NOT ");
+        return push_key_value_condition(builder, table, join, &equal);
+    }
+    push_key_value_condition(builder, table, join, comparison)
+}
+
+fn push_readable(builder: &mut Builder, model_column: &str, readable_by: &Option<ReadableBy>) {
+    if let Some(readable) = readable_by {
+        builder.push(format!(
+            " AND EXISTS (SELECT 1 FROM acl a WHERE a.workspace = rm.workspace AND a.object_id = {model_column} AND a.object_type = "
+        ));
+        builder.push_bind(ObjectType::RegisteredModel.as_str());
+        builder.push(" AND a.principal_id IN ");
+        push_in_list(builder, readable.grantee_ids.iter().copied());
+        builder.push(")");
+    }
+}
+
+fn order_direction(order: &OrderBy) -> &'static str {
+    if order.ascending { "ASC" } else { "DESC" }
+}
+
+impl Store {
+    async fn fetch_versions(&self, builder: &mut Builder) -> Result<Vec<ModelVersion>> {
+        let rows = builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(row_model_version)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(db_error)
+    }
+
+    /// Adds tags and aliases to versions.
+    async fn complete_versions(
+        &self,
+        mut versions: Vec<ModelVersion>,
+    ) -> Result<Vec<ModelVersion>> {
+        if versions.is_empty() {
+            return Ok(versions);
+        }
+        let mut model_ids: Vec<String> = versions
+            .iter()
+            .map(|v| v.registered_model_id.clone())
+            .collect();
+        model_ids.sort();
+        model_ids.dedup();
+        let mut tags: HashMap<(String, i64), Vec<KeyValue>> = HashMap::new();
+        let mut builder = Builder::new(
+            "SELECT model_id, version, key, value FROM model_version_tags WHERE model_id IN ",
+        );
+        push_in_list(&mut builder, model_ids.iter().cloned());
+        builder.push(" ORDER BY key");
+        for row in builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?
+        {
+            tags.entry((
+                row.try_get("model_id").map_err(db_error)?,
+                row.try_get("version").map_err(db_error)?,
+            ))
+            .or_default()
+            .push(KeyValue {
+                key: row.try_get("key").map_err(db_error)?,
+                value: row.try_get("value").map_err(db_error)?,
+            });
+        }
+        let mut aliases: HashMap<(String, i64), Vec<String>> = HashMap::new();
+        let mut builder = Builder::new(
+            "SELECT model_id, version, alias FROM registered_model_aliases WHERE model_id IN ",
+        );
+        push_in_list(&mut builder, model_ids.iter().cloned());
+        builder.push(" ORDER BY alias");
+        for row in builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?
+        {
+            aliases
+                .entry((
+                    row.try_get("model_id").map_err(db_error)?,
+                    row.try_get("version").map_err(db_error)?,
+                ))
+                .or_default()
+                .push(row.try_get("alias").map_err(db_error)?);
+        }
+        for version in &mut versions {
+            let key = (version.registered_model_id.clone(), version.version);
+            version.tags = tags.remove(&key).unwrap_or_default();
+            version.aliases = aliases.remove(&key).unwrap_or_default();
+        }
+        Ok(versions)
+    }
+
+    /// Adds tags, aliases and the latest version per stage to models.
+    async fn complete_models(
+        &self,
+        mut models: Vec<RegisteredModel>,
+    ) -> Result<Vec<RegisteredModel>> {
+        if models.is_empty() {
+            return Ok(models);
+        }
+        let ids: Vec<String> = models.iter().map(|m| m.id.clone()).collect();
+        let mut tags = self
+            .key_values("registered_model_tags", "model_id", &ids)
+            .await?;
+        let mut aliases: HashMap<String, Vec<Alias>> = HashMap::new();
+        let mut builder = Builder::new(
+            "SELECT model_id, alias, version FROM registered_model_aliases WHERE model_id IN ",
+        );
+        push_in_list(&mut builder, ids.iter().cloned());
+        builder.push(" ORDER BY alias");
+        for row in builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?
+        {
+            aliases
+                .entry(row.try_get("model_id").map_err(db_error)?)
+                .or_default()
+                .push(Alias {
+                    alias: row.try_get("alias").map_err(db_error)?,
+                    version: row.try_get("version").map_err(db_error)?,
+                });
+        }
+        let mut builder = Builder::new(format!(
+            "SELECT {MODEL_VERSION_COLUMNS} FROM model_versions mv JOIN registered_models rm ON rm.id = mv.model_id \
+             WHERE mv.model_id IN "
+        ));
+        push_in_list(&mut builder, ids.iter().cloned());
+        builder.push(
+            " AND mv.version = (SELECT MAX(v2.version) FROM model_versions v2 \
+             WHERE v2.model_id = mv.model_id AND v2.current_stage = mv.current_stage)",
+        );
+        let mut latest: HashMap<String, Vec<ModelVersion>> = HashMap::new();
+        for version in self.fetch_versions(&mut builder).await? {
+            latest
+                .entry(version.registered_model_id.clone())
+                .or_default()
+                .push(version);
+        }
+        for model in &mut models {
+            model.tags = tags.remove(&model.id).unwrap_or_default();
+            model.aliases = aliases.remove(&model.id).unwrap_or_default();
+            let mut versions = latest.remove(&model.id).unwrap_or_default();
+            versions.sort_by_key(|v| v.current_stage);
+            model.latest_versions = versions;
+        }
+        Ok(models)
+    }
+
+    async fn model_version_row(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<ModelVersion> {
+        let mut builder = Builder::new(format!(
+            "SELECT {MODEL_VERSION_COLUMNS} FROM model_versions mv JOIN registered_models rm ON rm.id = mv.model_id \
+             WHERE rm.workspace = "
+        ));
+        builder.push_bind(workspace.to_string());
+        builder.push(" AND rm.name = ");
+        builder.push_bind(name.to_string());
+        builder.push(" AND mv.version = ");
+        builder.push_bind(version);
+        let found = self.fetch_versions(&mut builder).await?.pop();
+        let Some(found) = found else {
+            // Say which of the two is missing, as MLflow does.
+            self.registered_model_id(workspace, name).await?;
+            return Err(version_not_found(name, version));
+        };
+        Ok(self.complete_versions(vec![found]).await?.remove(0))
+    }
+}
+
+#[async_trait]
+impl RegistryStore for Store {
+    async fn create_registered_model(
+        &self,
+        workspace: &str,
+        name: &str,
+        description: &str,
+        tags: &[KeyValue],
+        actor: &Actor,
+    ) -> Result<RegisteredModel> {
+        let id = tarn_core::ids::hex32(rand::random());
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO registered_models (id, workspace, name, description, owner_id, user_id, creation_timestamp, last_updated_timestamp) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(&id)
+        .bind(workspace)
+        .bind(name)
+        .bind(description)
+        .bind(actor.id)
+        .bind(&actor.name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(err) if is_unique_violation(&err) => {
+                return Err(Error::already_exists(format!(
+                    "Registered Model (name={name}) already exists."
+                )));
+            }
+            Err(err) if is_foreign_key_violation(&err) => {
+                return Err(Error::not_found(format!(
+                    "Workspace '{workspace}' does not exist"
+                )));
+            }
+            Err(err) => return Err(db_error(err)),
+            Ok(_) => {}
+        }
+        for tag in tags {
+            upsert_registry_tag(&mut tx, &id, tag).await?;
+        }
+        // The creator manages what it creates.
+        sqlx::query("INSERT INTO acl (workspace, object_type, object_id, principal_id, level) VALUES ($1, $2, $3, $4, $5)")
+            .bind(workspace)
+            .bind(ObjectType::RegisteredModel.as_str())
+            .bind(&id)
+            .bind(actor.id)
+            .bind(PermissionLevel::CanManage.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let tag_map: serde_json::Map<String, serde_json::Value> = tags
+            .iter()
+            .map(|t| (t.key.clone(), serde_json::Value::String(t.value.clone())))
+            .collect();
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "registered_model",
+            "created",
+            name,
+            serde_json::json!({ "name": name, "tags": tag_map, "description": description }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        self.get_registered_model(workspace, name).await
+    }
+
+    async fn get_registered_model(&self, workspace: &str, name: &str) -> Result<RegisteredModel> {
+        let row = sqlx::query("SELECT * FROM registered_models WHERE workspace = $1 AND name = $2")
+            .bind(workspace)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| model_not_found(name))?;
+        let model = row_registered_model(&row).map_err(db_error)?;
+        Ok(self.complete_models(vec![model]).await?.remove(0))
+    }
+
+    async fn registered_model_id(&self, workspace: &str, name: &str) -> Result<String> {
+        sqlx::query_scalar("SELECT id FROM registered_models WHERE workspace = $1 AND name = $2")
+            .bind(workspace)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| model_not_found(name))
+    }
+
+    async fn registered_model_name(&self, workspace: &str, id: &str) -> Result<String> {
+        sqlx::query_scalar("SELECT name FROM registered_models WHERE workspace = $1 AND id = $2")
+            .bind(workspace)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::not_found(format!("Registered model with id={id} not found")))
+    }
+
+    async fn rename_registered_model(
+        &self,
+        workspace: &str,
+        name: &str,
+        new_name: &str,
+        actor: &Actor,
+    ) -> Result<RegisteredModel> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = model_id_in_tx(&mut tx, workspace, name).await?;
+        let renamed = sqlx::query(
+            "UPDATE registered_models SET name = $1, last_updated_timestamp = $2 WHERE id = $3",
+        )
+        .bind(new_name)
+        .bind(now)
+        .bind(&model_id)
+        .execute(&mut *tx)
+        .await;
+        match renamed {
+            Err(err) if is_unique_violation(&err) => {
+                return Err(Error::already_exists(format!(
+                    "Registered Model (name={new_name}) already exists."
+                )));
+            }
+            Err(err) => return Err(db_error(err)),
+            Ok(_) => {}
+        }
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "registered_model",
+            "renamed",
+            new_name,
+            serde_json::json!({ "name": new_name, "previous_name": name }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        self.get_registered_model(workspace, new_name).await
+    }
+
+    async fn update_registered_model(
+        &self,
+        workspace: &str,
+        name: &str,
+        description: &str,
+        actor: &Actor,
+    ) -> Result<RegisteredModel> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = model_id_in_tx(&mut tx, workspace, name).await?;
+        sqlx::query(
+            "UPDATE registered_models SET description = $1, last_updated_timestamp = $2 WHERE id = $3",
+        )
+        .bind(description)
+        .bind(now)
+        .bind(&model_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "registered_model",
+            "updated",
+            name,
+            serde_json::json!({ "name": name, "description": description }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        self.get_registered_model(workspace, name).await
+    }
+
+    async fn delete_registered_model(
+        &self,
+        workspace: &str,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<Vec<String>> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = model_id_in_tx(&mut tx, workspace, name).await?;
+        let locations: Vec<String> =
+            sqlx::query_scalar("SELECT storage_location FROM model_versions WHERE model_id = $1")
+                .bind(&model_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        for statement in [
+            "DELETE FROM registered_model_aliases WHERE model_id = $1",
+            "DELETE FROM model_version_tags WHERE model_id = $1",
+            "DELETE FROM model_versions WHERE model_id = $1",
+            "DELETE FROM registered_model_tags WHERE model_id = $1",
+            "DELETE FROM registered_models WHERE id = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(&model_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        sqlx::query("DELETE FROM acl WHERE workspace = $1 AND object_type = $2 AND object_id = $3")
+            .bind(workspace)
+            .bind(ObjectType::RegisteredModel.as_str())
+            .bind(&model_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "registered_model",
+            "deleted",
+            name,
+            serde_json::json!({ "name": name }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(locations)
+    }
+
+    async fn search_registered_models(
+        &self,
+        workspace: &str,
+        query: &SearchRegistry,
+    ) -> Result<Page<RegisteredModel>> {
+        let mut builder =
+            Builder::new("SELECT rm.* FROM registered_models rm WHERE rm.workspace = ");
+        builder.push_bind(workspace.to_string());
+        let (wants_prompts, filter) = split_prompt_filter(&query.filter);
+        push_prompt_rule(&mut builder, "rm.id", wants_prompts);
+        for comparison in filter {
+            builder.push(" AND ");
+            match (comparison.entity, comparison.key.as_str()) {
+                (Entity::Tag, _) => push_registry_tag_condition(
+                    &mut builder,
+                    "registered_model_tags",
+                    "kv.model_id = rm.id",
+                    comparison,
+                )?,
+                (Entity::Attribute, "name") => {
+                    push_comparison(&mut builder, "rm.name", comparison)?
+                }
+                (_, other) => {
+                    return Err(Error::invalid(format!("Invalid attribute name: {other}")));
+                }
+            }
+        }
+        push_readable(&mut builder, "rm.id", &query.readable_by);
+        builder.push(" ORDER BY ");
+        for order in &query.order_by {
+            let column = match order.key.as_str() {
+                "name" => format!("rm.name{}", collate()),
+                "creation_timestamp" | "timestamp" => "rm.creation_timestamp".to_string(),
+                "last_updated_timestamp" => "rm.last_updated_timestamp".to_string(),
+                other => {
+                    return Err(Error::invalid(format!(
+                        "Invalid order by key '{other}' specified."
+                    )));
+                }
+            };
+            builder.push(format!("{column} {}, ", order_direction(order)));
+        }
+        builder.push(format!("rm.name{} ASC", collate()));
+        limit_offset(&mut builder, query.max_results, query.offset);
+        let rows = builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
+        let models = rows
+            .iter()
+            .map(row_registered_model)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(db_error)?;
+        let page = into_page(models, query.offset, query.max_results);
+        Ok(Page {
+            items: self.complete_models(page.items).await?,
+            next_offset: page.next_offset,
+        })
+    }
+
+    async fn set_registered_model_tag(
+        &self,
+        workspace: &str,
+        name: &str,
+        tag: &KeyValue,
+        actor: &Actor,
+    ) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = model_id_in_tx(&mut tx, workspace, name).await?;
+        upsert_registry_tag(&mut tx, &model_id, tag).await?;
+        touch_model(&mut tx, &model_id, now).await?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "registered_model_tag",
+            "set",
+            name,
+            serde_json::json!({ "name": name, "key": tag.key, "value": tag.value }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn delete_registered_model_tag(
+        &self,
+        workspace: &str,
+        name: &str,
+        key: &str,
+        actor: &Actor,
+    ) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = model_id_in_tx(&mut tx, workspace, name).await?;
+        sqlx::query("DELETE FROM registered_model_tags WHERE model_id = $1 AND key = $2")
+            .bind(&model_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        touch_model(&mut tx, &model_id, now).await?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "registered_model_tag",
+            "deleted",
+            name,
+            serde_json::json!({ "name": name, "key": key }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn latest_versions(
+        &self,
+        workspace: &str,
+        name: &str,
+        stages: &[Stage],
+    ) -> Result<Vec<ModelVersion>> {
+        let model_id = self.registered_model_id(workspace, name).await?;
+        let mut builder = Builder::new(format!(
+            "SELECT {MODEL_VERSION_COLUMNS} FROM model_versions mv JOIN registered_models rm ON rm.id = mv.model_id \
+             WHERE mv.model_id = "
+        ));
+        builder.push_bind(model_id);
+        builder.push(
+            " AND mv.version = (SELECT MAX(v2.version) FROM model_versions v2 \
+             WHERE v2.model_id = mv.model_id AND v2.current_stage = mv.current_stage)",
+        );
+        if !stages.is_empty() {
+            builder.push(" AND mv.current_stage IN ");
+            push_in_list(&mut builder, stages.iter().map(|s| s.as_str()));
+        }
+        let mut versions = self.fetch_versions(&mut builder).await?;
+        versions.sort_by_key(|v| v.current_stage);
+        self.complete_versions(versions).await
+    }
+
+    async fn create_model_version(
+        &self,
+        workspace: &str,
+        new: &NewModelVersion,
+        actor: &Actor,
+    ) -> Result<ModelVersion> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = model_id_in_tx(&mut tx, workspace, &new.name).await?;
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE registered_models SET next_version = next_version + 1, last_updated_timestamp = $1 \
+             WHERE id = $2 RETURNING next_version - 1",
+        )
+        .bind(now)
+        .bind(&model_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO model_versions (model_id, version, creation_timestamp, last_updated_timestamp, user_id, current_stage, \
+             description, source, run_id, run_link, logged_model_id, status, storage_location, checksum) \
+             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&model_id)
+        .bind(version)
+        .bind(now)
+        .bind(&actor.name)
+        .bind(Stage::None.as_str())
+        .bind(&new.description)
+        .bind(&new.source)
+        .bind(new.run_id.as_deref())
+        .bind(new.run_link.as_deref())
+        .bind(new.model_id.as_deref())
+        .bind(VersionStatus::Ready.as_str())
+        .bind(&new.storage_location)
+        .bind(&new.checksum)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        for tag in &new.tags {
+            upsert_version_tag(&mut tx, &model_id, version, tag).await?;
+        }
+        let tag_map: serde_json::Map<String, serde_json::Value> = new
+            .tags
+            .iter()
+            .map(|t| (t.key.clone(), serde_json::Value::String(t.value.clone())))
+            .collect();
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "model_version",
+            "created",
+            &new.name,
+            serde_json::json!({
+                "name": new.name,
+                "version": version.to_string(),
+                "source": new.source,
+                "run_id": new.run_id,
+                "model_id": new.model_id,
+                "tags": tag_map,
+                "description": new.description,
+            }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        self.model_version_row(workspace, &new.name, version).await
+    }
+
+    async fn get_model_version(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<ModelVersion> {
+        self.model_version_row(workspace, name, version).await
+    }
+
+    async fn update_model_version(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        description: &str,
+        actor: &Actor,
+    ) -> Result<ModelVersion> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
+        sqlx::query(
+            "UPDATE model_versions SET description = $1, last_updated_timestamp = $2 WHERE model_id = $3 AND version = $4",
+        )
+        .bind(description)
+        .bind(now)
+        .bind(&model_id)
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "model_version",
+            "updated",
+            name,
+            serde_json::json!({ "name": name, "version": version.to_string(), "description": description }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        self.model_version_row(workspace, name, version).await
+    }
+
+    async fn delete_model_version(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        actor: &Actor,
+    ) -> Result<String> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
+        let location: String = sqlx::query_scalar(
+            "SELECT storage_location FROM model_versions WHERE model_id = $1 AND version = $2",
+        )
+        .bind(&model_id)
+        .bind(version)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        for statement in [
+            "DELETE FROM registered_model_aliases WHERE model_id = $1 AND version = $2",
+            "DELETE FROM model_version_tags WHERE model_id = $1 AND version = $2",
+            "DELETE FROM model_versions WHERE model_id = $1 AND version = $2",
+        ] {
+            sqlx::query(statement)
+                .bind(&model_id)
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        touch_model(&mut tx, &model_id, now).await?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "model_version",
+            "deleted",
+            name,
+            serde_json::json!({ "name": name, "version": version.to_string() }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(location)
+    }
+
+    async fn search_model_versions(
+        &self,
+        workspace: &str,
+        query: &SearchRegistry,
+    ) -> Result<Page<ModelVersion>> {
+        let mut builder = Builder::new(format!(
+            "SELECT {MODEL_VERSION_COLUMNS} FROM model_versions mv JOIN registered_models rm ON rm.id = mv.model_id \
+             WHERE rm.workspace = "
+        ));
+        builder.push_bind(workspace.to_string());
+        let (wants_prompts, filter) = split_prompt_filter(&query.filter);
+        push_prompt_rule(&mut builder, "rm.id", wants_prompts);
+        for comparison in filter {
+            builder.push(" AND ");
+            match (comparison.entity, comparison.key.as_str()) {
+                (Entity::Tag, _) => push_registry_tag_condition(
+                    &mut builder,
+                    "model_version_tags",
+                    "kv.model_id = mv.model_id AND kv.version = mv.version",
+                    comparison,
+                )?,
+                (Entity::Attribute, "name") => {
+                    push_comparison(&mut builder, "rm.name", comparison)?
+                }
+                (Entity::Attribute, "version_number") => {
+                    push_numeric_comparison(&mut builder, "mv.version", comparison)?
+                }
+                (Entity::Attribute, "run_id") => {
+                    push_comparison(&mut builder, "mv.run_id", comparison)?
+                }
+                (Entity::Attribute, "source_path") => {
+                    push_comparison(&mut builder, "mv.source", comparison)?
+                }
+                (_, other) => {
+                    return Err(Error::invalid(format!("Invalid attribute name: {other}")));
+                }
+            }
+        }
+        push_readable(&mut builder, "rm.id", &query.readable_by);
+        builder.push(" ORDER BY ");
+        let mut seen = Vec::new();
+        for order in &query.order_by {
+            let column = match order.key.as_str() {
+                "name" => format!("rm.name{}", collate()),
+                "version_number" => "mv.version".to_string(),
+                "creation_timestamp" | "timestamp" => "mv.creation_timestamp".to_string(),
+                "last_updated_timestamp" => "mv.last_updated_timestamp".to_string(),
+                other => {
+                    return Err(Error::invalid(format!(
+                        "Invalid order by key '{other}' specified."
+                    )));
+                }
+            };
+            if seen.contains(&column) {
+                return Err(Error::invalid(format!(
+                    "`order_by` contains duplicate fields: {}",
+                    order.key
+                )));
+            }
+            builder.push(format!("{column} {}, ", order_direction(order)));
+            seen.push(column);
+        }
+        builder.push(format!("rm.name{} ASC, mv.version DESC", collate()));
+        limit_offset(&mut builder, query.max_results, query.offset);
+        let versions = self.fetch_versions(&mut builder).await?;
+        let page = into_page(versions, query.offset, query.max_results);
+        Ok(Page {
+            items: self.complete_versions(page.items).await?,
+            next_offset: page.next_offset,
+        })
+    }
+
+    async fn set_model_version_tag(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        tag: &KeyValue,
+        actor: &Actor,
+    ) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
+        upsert_version_tag(&mut tx, &model_id, version, tag).await?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "model_version_tag",
+            "set",
+            name,
+            serde_json::json!({ "name": name, "version": version.to_string(), "key": tag.key, "value": tag.value }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn delete_model_version_tag(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        key: &str,
+        actor: &Actor,
+    ) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
+        sqlx::query(
+            "DELETE FROM model_version_tags WHERE model_id = $1 AND version = $2 AND key = $3",
+        )
+        .bind(&model_id)
+        .bind(version)
+        .bind(key)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "model_version_tag",
+            "deleted",
+            name,
+            serde_json::json!({ "name": name, "version": version.to_string(), "key": key }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn transition_stage(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        stage: Stage,
+        archive_existing: bool,
+        actor: &Actor,
+    ) -> Result<ModelVersion> {
+        if archive_existing && !stage.is_active() {
+            return Err(Error::invalid(format!(
+                "Model version transition cannot archive existing model versions because '{}' \
+                 is not an Active stage. Valid stages are ['Staging', 'Production']",
+                stage.as_str()
+            )));
+        }
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
+        let from: String = sqlx::query_scalar(
+            "SELECT current_stage FROM model_versions WHERE model_id = $1 AND version = $2",
+        )
+        .bind(&model_id)
+        .bind(version)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let archived: Vec<i64> = if archive_existing {
+            sqlx::query_scalar(
+                "UPDATE model_versions SET current_stage = $1, last_updated_timestamp = $2 \
+                 WHERE model_id = $3 AND version <> $4 AND current_stage = $5 RETURNING version",
+            )
+            .bind(Stage::Archived.as_str())
+            .bind(now)
+            .bind(&model_id)
+            .bind(version)
+            .bind(stage.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?
+        } else {
+            Vec::new()
+        };
+        sqlx::query(
+            "UPDATE model_versions SET current_stage = $1, last_updated_timestamp = $2 WHERE model_id = $3 AND version = $4",
+        )
+        .bind(stage.as_str())
+        .bind(now)
+        .bind(&model_id)
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        touch_model(&mut tx, &model_id, now).await?;
+        let mut transitions = vec![(version, from, stage, false)];
+        transitions.extend(
+            archived
+                .into_iter()
+                .map(|v| (v, stage.as_str().to_string(), Stage::Archived, true)),
+        );
+        for (changed, from_stage, to_stage, by_system) in transitions {
+            insert_event(
+                &mut tx,
+                workspace,
+                actor,
+                "model_version_stage",
+                "transitioned",
+                name,
+                serde_json::json!({
+                    "name": name,
+                    "version": changed.to_string(),
+                    "from_stage": from_stage,
+                    "to_stage": to_stage.as_str(),
+                    "system": by_system,
+                }),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        self.model_version_row(workspace, name, version).await
+    }
+
+    async fn set_alias(
+        &self,
+        workspace: &str,
+        name: &str,
+        alias: &str,
+        version: i64,
+        actor: &Actor,
+    ) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
+        sqlx::query(
+            "INSERT INTO registered_model_aliases (model_id, alias, version) VALUES ($1, $2, $3) \
+             ON CONFLICT (model_id, alias) DO UPDATE SET version = excluded.version",
+        )
+        .bind(&model_id)
+        .bind(alias)
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        touch_model(&mut tx, &model_id, now).await?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "model_version_alias",
+            "created",
+            name,
+            serde_json::json!({ "name": name, "alias": alias, "version": version.to_string() }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn delete_alias(
+        &self,
+        workspace: &str,
+        name: &str,
+        alias: &str,
+        actor: &Actor,
+    ) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = model_id_in_tx(&mut tx, workspace, name).await?;
+        sqlx::query("DELETE FROM registered_model_aliases WHERE model_id = $1 AND alias = $2")
+            .bind(&model_id)
+            .bind(alias)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        touch_model(&mut tx, &model_id, now).await?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "model_version_alias",
+            "deleted",
+            name,
+            serde_json::json!({ "name": name, "alias": alias }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn version_by_alias(
+        &self,
+        workspace: &str,
+        name: &str,
+        alias: &str,
+    ) -> Result<ModelVersion> {
+        let model_id = self.registered_model_id(workspace, name).await?;
+        let version: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM registered_model_aliases WHERE model_id = $1 AND alias = $2",
+        )
+        .bind(&model_id)
+        .bind(alias)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_error)?;
+        // MLflow answers an unknown alias with INVALID_PARAMETER_VALUE, not a 404.
+        let version = version
+            .ok_or_else(|| Error::invalid(format!("Registered model alias {alias} not found.")))?;
+        self.model_version_row(workspace, name, version).await
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {
+        let mut builder = Builder::new("SELECT * FROM events WHERE id > ");
+        builder.push_bind(query.after_id);
+        for (column, value) in [
+            ("workspace", &query.workspace),
+            ("entity", &query.entity),
+            ("object", &query.object),
+            ("actor", &query.actor),
+        ] {
+            if let Some(value) = value {
+                builder.push(format!(" AND {column} = "));
+                builder.push_bind(value.clone());
+            }
+        }
+        builder.push(" ORDER BY id LIMIT ");
+        builder.push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
+        let rows = builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(row_event)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(db_error)
+    }
+}
+
+async fn upsert_registry_tag(tx: &mut Tx<'_>, model_id: &str, tag: &KeyValue) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO registered_model_tags (model_id, key, value) VALUES ($1, $2, $3) \
+         ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(model_id)
+    .bind(&tag.key)
+    .bind(&tag.value)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+async fn upsert_version_tag(
+    tx: &mut Tx<'_>,
+    model_id: &str,
+    version: i64,
+    tag: &KeyValue,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO model_version_tags (model_id, version, key, value) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (model_id, version, key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(model_id)
+    .bind(version)
+    .bind(&tag.key)
+    .bind(&tag.value)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+}
