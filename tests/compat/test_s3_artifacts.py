@@ -95,8 +95,8 @@ def test_part_urls_are_bound_to_their_upload(s3_server):
     headers = {"Authorization": f"Bearer {s3_server.admin_token}"}
     api = f"{s3_server.base}/api/2.0/mlflow"
     experiment_id = requests.post(f"{api}/experiments/create", json={"name": "mpu-hostile"}, headers=headers, timeout=10).json()["experiment_id"]
-    path = f"{experiment_id}/r1/artifacts/x.bin"
-    created = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/create/{path}", json={"path": "x.bin", "num_parts": 2}, headers=headers, timeout=10)
+    path = f"{experiment_id}/r1/artifacts"
+    created = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/create/{path}", json={"path": "/tmp/local/x.bin", "num_parts": 2}, headers=headers, timeout=10)
     assert created.status_code == 200, created.text
     body = created.json()
     assert [c["part_number"] for c in body["credentials"]] == [1, 2]
@@ -111,12 +111,16 @@ def test_part_urls_are_bound_to_their_upload(s3_server):
         answer = requests.put(bad, data=b"x" * 10, timeout=10)
         assert answer.status_code == 403, (bad, answer.text)
         assert answer.json()["error_code"] == "PERMISSION_DENIED"
-    too_many = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/create/{path}", json={"num_parts": 10001}, headers=headers, timeout=10)
+    assert "/r1/artifacts/x.bin?" in url
+    too_many = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/create/{path}", json={"path": "x.bin", "num_parts": 10001}, headers=headers, timeout=10)
     assert too_many.status_code == 400
     assert too_many.json()["error_code"] == "INVALID_PARAMETER_VALUE"
-    traversal = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/create/{experiment_id}/../0/x", json={"num_parts": 1}, headers=headers, timeout=10)
-    assert traversal.status_code in (400, 404)
+    # Percent-encoded so the HTTP client sends the dots as they are.
+    traversal = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/create/{experiment_id}/%2E%2E/0", json={"path": "x", "num_parts": 1}, headers=headers, timeout=10)
+    assert traversal.status_code == 400, traversal.text
+    sneaky_name = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/create/{path}", json={"path": "..", "num_parts": 1}, headers=headers, timeout=10)
+    assert sneaky_name.status_code == 400, sneaky_name.text
     aborted = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/abort/{path}", json={"path": "x.bin", "upload_id": body["upload_id"]}, headers=headers, timeout=10)
     assert aborted.status_code == 200, aborted.text
-    no_token = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/create/{path}", json={"num_parts": 1}, timeout=10)
+    no_token = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/create/{path}", json={"path": "x.bin", "num_parts": 1}, timeout=10)
     assert no_token.status_code == 401

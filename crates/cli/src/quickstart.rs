@@ -1,5 +1,6 @@
 //! `tarn quickstart`: start tarn on embedded defaults and walk through the platform with a real,
-//! small example. Today: train a linear model three ways and track the runs in `dev`.
+//! small example: train a linear model three ways and track the runs in `dev`, register the
+//! best one, move it through Staging to Production, and show the registry's event log.
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -205,7 +206,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         client.post("runs/log-metric", json!({"run_id": run_id, "key": "rmse", "value": rmse, "timestamp": now, "step": 0})).await?;
         let model = json!({"weights": w, "bias": b});
         let artifact_url = format!(
-            "{base}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/model.json"
+            "{base}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/model/model.json"
         );
         let response = client
             .http
@@ -235,6 +236,11 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         best_run["info"]["run_name"].as_str().unwrap_or("?"),
         best_run["info"]["run_id"].as_str().unwrap_or("?")
     );
+    let best_run_id = best_run["info"]["run_id"]
+        .as_str()
+        .context("best run id")?
+        .to_string();
+    register_and_promote(&client, &best_run_id).await?;
     println!();
     println!("Where to look:");
     println!(
@@ -260,6 +266,77 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
     }
     let _ = stop_tx.send(());
     server.await??;
+    Ok(())
+}
+
+const MODEL_NAME: &str = "quickstart-linear";
+
+/// Registers the best run's model as a new version, moves it None -> Staging -> Production
+/// (archiving the previous Production version), points the `champion` alias at it, and prints
+/// the events those changes recorded.
+async fn register_and_promote(client: &Client, run_id: &str) -> Result<()> {
+    if client
+        .get("registered-models/get", json!({"name": MODEL_NAME}))
+        .await
+        .is_err()
+    {
+        client
+            .post(
+                "registered-models/create",
+                json!({"name": MODEL_NAME, "description": "Linear regression from tarn quickstart"}),
+            )
+            .await?;
+    }
+    let created = client
+        .post(
+            "model-versions/create",
+            json!({"name": MODEL_NAME, "source": format!("runs:/{run_id}/model"), "run_id": run_id}),
+        )
+        .await?;
+    let version = created["model_version"]["version"]
+        .as_str()
+        .context("version")?
+        .to_string();
+    println!();
+    println!("Registered {MODEL_NAME} version {version} (a copy of the run's model, checksummed).");
+    for stage in ["Staging", "Production"] {
+        client
+            .post(
+                "model-versions/transition-stage",
+                json!({"name": MODEL_NAME, "version": version, "stage": stage, "archive_existing_versions": true}),
+            )
+            .await?;
+        println!("  moved version {version} to {stage}");
+    }
+    client
+        .post(
+            "registered-models/alias",
+            json!({"name": MODEL_NAME, "alias": "champion", "version": version}),
+        )
+        .await?;
+    println!("  {MODEL_NAME}@champion -> version {version}");
+    let url = format!("{}/api/2.0/tarn/audit", client.base);
+    let events: Value = client
+        .http
+        .get(&url)
+        .bearer_auth(&client.token)
+        .query(&[("object", MODEL_NAME)])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let events = events["events"].as_array().cloned().unwrap_or_default();
+    println!("Registry events (the outbox webhooks and jobs consume), newest last:");
+    for event in events.iter().rev().take(6).rev() {
+        println!(
+            "  #{:<4} {:<20} {:<12} by {:<8} {}",
+            event["id"],
+            event["entity"].as_str().unwrap_or("?"),
+            event["action"].as_str().unwrap_or("?"),
+            event["actor"].as_str().unwrap_or("?"),
+            event["data"]
+        );
+    }
     Ok(())
 }
 

@@ -37,6 +37,41 @@ pub fn routes() -> Router<AppState> {
             post(create_token_for),
         )
         .route("/api/2.0/token-management/tokens", get(list_all_tokens))
+        .route("/api/2.0/tarn/audit", get(audit))
+}
+
+#[derive(Deserialize)]
+pub struct AuditReq {
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    after_id: Option<i64>,
+    entity: Option<String>,
+    object: Option<String>,
+    actor: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    max_results: Option<i64>,
+}
+
+/// `GET /api/2.0/tarn/audit`: the workspace's changes (registry and permissions) in order,
+/// for admins. Page with `after_id` = the last `id` seen.
+async fn audit(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Req(req): Req<AuditReq>,
+) -> ApiResult<Json<Value>> {
+    require_admin(&ctx.principal)?;
+    let limit = super::max_results(req.max_results, 1000, 10_000)?;
+    let events = state
+        .store
+        .events(&tarn_core::store::EventQuery {
+            workspace: Some(ctx.workspace.clone()),
+            after_id: req.after_id.unwrap_or(0),
+            entity: req.entity,
+            object: req.object,
+            actor: req.actor,
+            limit,
+        })
+        .await?;
+    Ok(Json(json!({ "events": events })))
 }
 
 fn principal_json(p: &PrincipalRecord) -> Value {

@@ -164,7 +164,25 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct CreateMultipartReq {
+    path: Option<String>,
     num_parts: Option<u64>,
+}
+
+/// The object a multipart call names: MLflow's client puts the destination folder in the URL
+/// and its local file in `path`, and the file keeps its base name.
+fn multipart_file(folder: &str, local_file: &Option<String>) -> ApiResult<String> {
+    let local_file = local_file
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| Error::invalid("Missing value for required parameter 'path'."))?;
+    let name = local_file
+        .rsplit(['/', '\\'])
+        .next()
+        .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+        .ok_or_else(|| Error::invalid(format!("Invalid file path '{local_file}'")))?;
+    let path = format!("{}/{name}", folder.trim_end_matches('/'));
+    validate_relative_path(&path)?;
+    Ok(path)
 }
 
 /// The most parts S3 accepts in one upload.
@@ -185,7 +203,7 @@ pub async fn create_multipart(
     headers: axum::http::HeaderMap,
     Req(req): Req<CreateMultipartReq>,
 ) -> ApiResult<Json<Value>> {
-    let path = path_args.get("path")?.to_string();
+    let path = multipart_file(path_args.get("path")?, &req.path)?;
     authorize_path(&state, &ctx, &path, PermissionLevel::CanEdit).await?;
     let num_parts = req.num_parts.unwrap_or(1);
     if !(1..=MAX_PARTS).contains(&num_parts) {
@@ -282,6 +300,7 @@ pub struct UploadedPart {
 
 #[derive(Deserialize)]
 pub struct CompleteMultipartReq {
+    path: Option<String>,
     upload_id: Option<String>,
     #[serde(default)]
     parts: Vec<UploadedPart>,
@@ -293,7 +312,7 @@ pub async fn complete_multipart(
     path_args: PathArgs,
     Req(req): Req<CompleteMultipartReq>,
 ) -> ApiResult<Json<Value>> {
-    let path = path_args.get("path")?.to_string();
+    let path = multipart_file(path_args.get("path")?, &req.path)?;
     authorize_path(&state, &ctx, &path, PermissionLevel::CanEdit).await?;
     let upload_id = required_upload_id(req.upload_id)?;
     let mut parts = req.parts;
@@ -318,6 +337,7 @@ pub async fn complete_multipart(
 
 #[derive(Deserialize)]
 pub struct AbortMultipartReq {
+    path: Option<String>,
     upload_id: Option<String>,
 }
 
@@ -327,7 +347,7 @@ pub async fn abort_multipart(
     path_args: PathArgs,
     Req(req): Req<AbortMultipartReq>,
 ) -> ApiResult<Json<Value>> {
-    let path = path_args.get("path")?.to_string();
+    let path = multipart_file(path_args.get("path")?, &req.path)?;
     authorize_path(&state, &ctx, &path, PermissionLevel::CanEdit).await?;
     let upload_id = required_upload_id(req.upload_id)?;
     state

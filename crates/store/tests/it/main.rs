@@ -2,6 +2,7 @@
 //! (`TARN_TEST_POSTGRES_URL`, default the server at 127.0.0.1:5432), each on a fresh database.
 
 mod conformance;
+mod registry;
 
 use std::sync::Arc;
 
@@ -75,13 +76,13 @@ pub async fn postgres() -> Backend {
 
 /// Instantiates each conformance test once per backend.
 macro_rules! conformance_suite {
-    ($($test:ident),* $(,)?) => {
+    ($($module:ident :: $test:ident),* $(,)?) => {
         mod sqlite_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     let backend = crate::sqlite().await;
-                    crate::conformance::$test(backend.store.clone()).await;
+                    crate::$module::$test(backend.store.clone()).await;
                 }
             )*
         }
@@ -90,7 +91,7 @@ macro_rules! conformance_suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     let backend = crate::postgres().await;
-                    crate::conformance::$test(backend.store.clone()).await;
+                    crate::$module::$test(backend.store.clone()).await;
                 }
             )*
         }
@@ -98,20 +99,24 @@ macro_rules! conformance_suite {
 }
 
 conformance_suite!(
-    workspaces_start_with_a_default_experiment,
-    experiments_lifecycle,
-    experiment_search_filters_orders_and_pages,
-    experiment_search_respects_read_grants,
-    runs_log_and_read_back,
-    params_are_immutable_and_a_failed_batch_writes_nothing,
-    latest_metric_follows_step_then_timestamp,
-    metric_history_pages_in_order,
-    deleted_runs_refuse_logging,
-    run_search_filters,
-    run_search_orders_and_pages_without_duplicates,
-    hostile_values_are_plain_values,
-    logged_models_lifecycle,
-    principals_tokens_and_groups,
-    workspace_membership_and_grants,
-    concurrent_logging_to_one_run,
+    conformance::workspaces_start_with_a_default_experiment,
+    conformance::experiments_lifecycle,
+    conformance::experiment_search_filters_orders_and_pages,
+    conformance::experiment_search_respects_read_grants,
+    conformance::runs_log_and_read_back,
+    conformance::params_are_immutable_and_a_failed_batch_writes_nothing,
+    conformance::latest_metric_follows_step_then_timestamp,
+    conformance::metric_history_pages_in_order,
+    conformance::deleted_runs_refuse_logging,
+    conformance::run_search_filters,
+    conformance::run_search_orders_and_pages_without_duplicates,
+    conformance::hostile_values_are_plain_values,
+    conformance::logged_models_lifecycle,
+    conformance::principals_tokens_and_groups,
+    conformance::workspace_membership_and_grants,
+    conformance::concurrent_logging_to_one_run,
+    registry::registered_models_lifecycle,
+    registry::versions_stages_and_aliases,
+    registry::registry_search_filters_pages_and_grants,
+    registry::every_change_is_an_event,
 );

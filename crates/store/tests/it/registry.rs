@@ -1,0 +1,492 @@
+//! Backend-independent behaviour of the model registry store and its event log.
+
+use std::sync::Arc;
+
+use tarn_core::ErrorCode;
+use tarn_core::auth::{ObjectType, PermissionLevel, PrincipalKind};
+use tarn_core::entities::KeyValue;
+use tarn_core::registry::{Actor, NewModelVersion, Stage};
+use tarn_core::search::{Comparator, Comparison, Entity, OrderBy, Value};
+use tarn_core::store::{EventQuery, MetaStore, ReadableBy, SearchRegistry};
+
+type Store = Arc<dyn MetaStore>;
+
+async fn setup(store: &Store) -> Actor {
+    store.ensure_workspace("dev").await.expect("dev");
+    store.ensure_workspace("prod").await.expect("prod");
+    let owner = store
+        .create_principal("owner", PrincipalKind::User, false, None)
+        .await
+        .expect("owner");
+    Actor {
+        id: owner.id,
+        name: owner.name,
+    }
+}
+
+fn version(name: &str, location: &str) -> NewModelVersion {
+    NewModelVersion {
+        name: name.into(),
+        source: format!("models:/m-{location}"),
+        run_id: Some(format!("run-{location}")),
+        run_link: None,
+        description: String::new(),
+        tags: vec![],
+        model_id: Some(format!("m-{location}")),
+        storage_location: format!("_registry/x/{location}"),
+        checksum: "c0ffee".into(),
+    }
+}
+
+fn query(filter: Vec<Comparison>) -> SearchRegistry {
+    SearchRegistry {
+        filter,
+        order_by: vec![],
+        max_results: 100,
+        offset: 0,
+        readable_by: None,
+    }
+}
+
+fn tag_eq(key: &str, value: &str) -> Comparison {
+    Comparison {
+        entity: Entity::Tag,
+        key: key.into(),
+        comparator: Comparator::Eq,
+        value: Value::Str(value.into()),
+    }
+}
+
+pub async fn registered_models_lifecycle(store: Store) {
+    let actor = setup(&store).await;
+    let tags = [KeyValue {
+        key: "team".into(),
+        value: "risk".into(),
+    }];
+    let model = store
+        .create_registered_model("dev", "fraud", "first", &tags, &actor)
+        .await
+        .expect("create");
+    assert_eq!(model.name, "fraud");
+    assert_eq!(model.tags, tags.to_vec());
+    let duplicate = store
+        .create_registered_model("dev", "fraud", "", &[], &actor)
+        .await
+        .expect_err("duplicate");
+    assert_eq!(duplicate.code, ErrorCode::ResourceAlreadyExists);
+    // Names are per workspace.
+    store
+        .create_registered_model("prod", "fraud", "", &[], &actor)
+        .await
+        .expect("same name in prod");
+    // The creator manages it.
+    assert_eq!(
+        store
+            .granted_levels("dev", ObjectType::RegisteredModel, &model.id, &[actor.id])
+            .await
+            .expect("levels"),
+        vec![PermissionLevel::CanManage]
+    );
+
+    let renamed = store
+        .rename_registered_model("dev", "fraud", "fraud-v2", &actor)
+        .await
+        .expect("rename");
+    assert_eq!(renamed.id, model.id, "the id survives a rename");
+    assert_eq!(
+        store
+            .get_registered_model("dev", "fraud")
+            .await
+            .expect_err("old name")
+            .code,
+        ErrorCode::ResourceDoesNotExist
+    );
+    store
+        .update_registered_model("dev", "fraud-v2", "second", &actor)
+        .await
+        .expect("update");
+    store
+        .delete_registered_model_tag("dev", "fraud-v2", "team", &actor)
+        .await
+        .expect("delete tag");
+    let read = store
+        .get_registered_model("dev", "fraud-v2")
+        .await
+        .expect("get");
+    assert_eq!((read.description.as_str(), read.tags.len()), ("second", 0));
+
+    store
+        .create_model_version("dev", &version("fraud-v2", "a"), &actor)
+        .await
+        .expect("version");
+    let locations = store
+        .delete_registered_model("dev", "fraud-v2", &actor)
+        .await
+        .expect("delete");
+    assert_eq!(locations, vec!["_registry/x/a".to_string()]);
+    assert!(
+        store
+            .object_grants("dev", ObjectType::RegisteredModel, &model.id)
+            .await
+            .expect("grants")
+            .is_empty(),
+        "grants go with the model"
+    );
+    assert_eq!(
+        store
+            .get_registered_model("prod", "fraud")
+            .await
+            .expect("prod untouched")
+            .name,
+        "fraud"
+    );
+}
+
+pub async fn versions_stages_and_aliases(store: Store) {
+    let actor = setup(&store).await;
+    store
+        .create_registered_model("dev", "m", "", &[], &actor)
+        .await
+        .expect("create");
+    for location in ["a", "b", "c"] {
+        store
+            .create_model_version("dev", &version("m", location), &actor)
+            .await
+            .expect("version");
+    }
+    let first = store.get_model_version("dev", "m", 1).await.expect("get");
+    assert_eq!(
+        (first.current_stage, first.storage_location.as_str()),
+        (Stage::None, "_registry/x/a")
+    );
+    store
+        .transition_stage("dev", "m", 1, Stage::Production, false, &actor)
+        .await
+        .expect("to production");
+    store
+        .transition_stage("dev", "m", 2, Stage::Staging, false, &actor)
+        .await
+        .expect("to staging");
+    let third = store
+        .transition_stage("dev", "m", 3, Stage::Production, true, &actor)
+        .await
+        .expect("to production, archiving");
+    assert_eq!(third.current_stage, Stage::Production);
+    assert_eq!(
+        store
+            .get_model_version("dev", "m", 1)
+            .await
+            .expect("get")
+            .current_stage,
+        Stage::Archived
+    );
+    let refused = store
+        .transition_stage("dev", "m", 1, Stage::None, true, &actor)
+        .await
+        .expect_err("archive_existing needs an active stage");
+    assert_eq!(refused.code, ErrorCode::InvalidParameterValue);
+    let latest = store
+        .latest_versions("dev", "m", &[Stage::Production, Stage::Staging])
+        .await
+        .expect("latest");
+    assert_eq!(
+        latest
+            .iter()
+            .map(|v| (v.current_stage, v.version))
+            .collect::<Vec<_>>(),
+        vec![(Stage::Staging, 2), (Stage::Production, 3)]
+    );
+
+    store
+        .set_alias("dev", "m", "champion", 2, &actor)
+        .await
+        .expect("alias");
+    store
+        .set_alias("dev", "m", "champion", 3, &actor)
+        .await
+        .expect("move alias");
+    let champion = store
+        .version_by_alias("dev", "m", "champion")
+        .await
+        .expect("by alias");
+    assert_eq!(
+        (champion.version, champion.aliases.clone()),
+        (3, vec!["champion".to_string()])
+    );
+    let unknown_version = store
+        .set_alias("dev", "m", "x", 9, &actor)
+        .await
+        .expect_err("unknown version");
+    assert_eq!(unknown_version.code, ErrorCode::ResourceDoesNotExist);
+
+    let removed = store
+        .delete_model_version("dev", "m", 3, &actor)
+        .await
+        .expect("delete version");
+    assert_eq!(removed, "_registry/x/c");
+    assert_eq!(
+        store
+            .version_by_alias("dev", "m", "champion")
+            .await
+            .expect_err("alias went with the version")
+            .code,
+        ErrorCode::InvalidParameterValue
+    );
+    let next = store
+        .create_model_version("dev", &version("m", "d"), &actor)
+        .await
+        .expect("version after delete");
+    assert_eq!(next.version, 4, "version numbers are never reused");
+    assert_eq!(
+        store
+            .get_model_version("dev", "missing", 1)
+            .await
+            .expect_err("no model")
+            .code,
+        ErrorCode::ResourceDoesNotExist
+    );
+}
+
+pub async fn registry_search_filters_pages_and_grants(store: Store) {
+    let actor = setup(&store).await;
+    let reader = store
+        .create_principal("reader", PrincipalKind::User, false, None)
+        .await
+        .expect("reader");
+    for (name, team) in [("alpha", "a"), ("beta", "a"), ("gamma", "b")] {
+        let tags = [KeyValue {
+            key: "team".into(),
+            value: team.into(),
+        }];
+        store
+            .create_registered_model("dev", name, "", &tags, &actor)
+            .await
+            .expect("create");
+        store
+            .create_model_version("dev", &version(name, name), &actor)
+            .await
+            .expect("version");
+    }
+    let prompt_tag = [KeyValue {
+        key: "mlflow.prompt.is_prompt".into(),
+        value: "true".into(),
+    }];
+    store
+        .create_registered_model("dev", "a-prompt", "", &prompt_tag, &actor)
+        .await
+        .expect("prompt");
+    let names = |page: Vec<tarn_core::registry::RegisteredModel>| {
+        page.into_iter().map(|m| m.name).collect::<Vec<_>>()
+    };
+    let all = store
+        .search_registered_models("dev", &query(vec![]))
+        .await
+        .expect("search");
+    assert_eq!(
+        names(all.items),
+        vec!["alpha", "beta", "gamma"],
+        "prompts are excluded unless asked for"
+    );
+    let prompts = store
+        .search_registered_models(
+            "dev",
+            &query(vec![tag_eq("mlflow.prompt.is_prompt", "true")]),
+        )
+        .await
+        .expect("prompts");
+    assert_eq!(names(prompts.items), vec!["a-prompt"]);
+    let team_a = store
+        .search_registered_models("dev", &query(vec![tag_eq("team", "a")]))
+        .await
+        .expect("team a");
+    assert_eq!(names(team_a.items), vec!["alpha", "beta"]);
+    let not_a = store
+        .search_registered_models(
+            "dev",
+            &query(vec![Comparison {
+                comparator: Comparator::Ne,
+                ..tag_eq("team", "a")
+            }]),
+        )
+        .await
+        .expect("team != a");
+    assert_eq!(names(not_a.items), vec!["gamma"]);
+    let mut paged = query(vec![]);
+    paged.max_results = 2;
+    paged.order_by = vec![OrderBy {
+        entity: Entity::Attribute,
+        key: "name".into(),
+        ascending: false,
+    }];
+    let first = store
+        .search_registered_models("dev", &paged)
+        .await
+        .expect("page 1");
+    assert_eq!(
+        (names(first.items), first.next_offset),
+        (vec!["gamma".into(), "beta".into()], Some(2))
+    );
+    paged.offset = 2;
+    let second = store
+        .search_registered_models("dev", &paged)
+        .await
+        .expect("page 2");
+    assert_eq!(
+        (names(second.items), second.next_offset),
+        (vec!["alpha".to_string()], None)
+    );
+
+    let injection = store
+        .search_registered_models(
+            "dev",
+            &query(vec![Comparison {
+                entity: Entity::Attribute,
+                key: "name".into(),
+                comparator: Comparator::Eq,
+                value: Value::Str("x' OR '1'='1".into()),
+            }]),
+        )
+        .await
+        .expect("a value stays a value");
+    assert!(injection.items.is_empty());
+
+    let versions = store
+        .search_model_versions(
+            "dev",
+            &query(vec![Comparison {
+                entity: Entity::Attribute,
+                key: "run_id".into(),
+                comparator: Comparator::In,
+                value: Value::List(vec!["run-alpha".into(), "run-gamma".into()]),
+            }]),
+        )
+        .await
+        .expect("versions by run");
+    assert_eq!(
+        versions
+            .items
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["alpha", "gamma"]
+    );
+
+    // A reader sees only what it was granted.
+    let mut readable = query(vec![]);
+    readable.readable_by = Some(ReadableBy {
+        grantee_ids: vec![reader.id],
+    });
+    assert!(
+        store
+            .search_registered_models("dev", &readable)
+            .await
+            .expect("none")
+            .items
+            .is_empty()
+    );
+    let beta_id = store.registered_model_id("dev", "beta").await.expect("id");
+    store
+        .update_grants(
+            "dev",
+            ObjectType::RegisteredModel,
+            &beta_id,
+            &[("reader".into(), PermissionLevel::CanRead)],
+            &actor,
+        )
+        .await
+        .expect("grant");
+    assert_eq!(
+        names(
+            store
+                .search_registered_models("dev", &readable)
+                .await
+                .expect("beta")
+                .items
+        ),
+        vec!["beta"]
+    );
+    assert_eq!(
+        store
+            .search_model_versions("dev", &readable)
+            .await
+            .expect("beta's versions")
+            .items
+            .len(),
+        1
+    );
+}
+
+pub async fn every_change_is_an_event(store: Store) {
+    let actor = setup(&store).await;
+    store
+        .create_registered_model("dev", "m", "", &[], &actor)
+        .await
+        .expect("create");
+    store
+        .create_model_version("dev", &version("m", "a"), &actor)
+        .await
+        .expect("version");
+    store
+        .transition_stage("dev", "m", 1, Stage::Staging, false, &actor)
+        .await
+        .expect("stage");
+    store
+        .set_alias("dev", "m", "champion", 1, &actor)
+        .await
+        .expect("alias");
+    let model_id = store.registered_model_id("dev", "m").await.expect("id");
+    store
+        .update_grants(
+            "dev",
+            ObjectType::RegisteredModel,
+            &model_id,
+            &[("owner".into(), PermissionLevel::CanRead)],
+            &actor,
+        )
+        .await
+        .expect("grant");
+    // A failed change records nothing.
+    store
+        .create_registered_model("dev", "m", "", &[], &actor)
+        .await
+        .expect_err("duplicate");
+    let events = store
+        .events(&EventQuery {
+            workspace: Some("dev".into()),
+            limit: 100,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events");
+    let kinds: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e.entity.clone(), e.action.clone()))
+        .collect();
+    let expected = [
+        ("registered_model", "created"),
+        ("model_version", "created"),
+        ("model_version_stage", "transitioned"),
+        ("model_version_alias", "created"),
+        ("permissions", "updated"),
+    ];
+    assert_eq!(
+        kinds,
+        expected
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(events.iter().all(|e| e.actor == "owner"));
+    assert_eq!(events[2].data["to_stage"], "Staging");
+    assert_eq!(events[1].data["version"], "1");
+    let after = store
+        .events(&EventQuery {
+            after_id: events[2].id,
+            limit: 100,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("after");
+    assert_eq!(after.len(), 2);
+}
