@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use tarn_core::auth::{ObjectType, PrincipalKind};
 use tarn_core::store::MetaStore;
 
+mod models;
 mod quickstart;
 
 #[derive(Parser)]
@@ -109,6 +110,13 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// The model registry: list, show, transition, aliases, audit trail.
+    Models {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: models::ModelsCommand,
+    },
     /// Manage permissions on objects.
     Permissions {
         #[command(flatten)]
@@ -190,25 +198,52 @@ enum TokensCommand {
 
 #[derive(Subcommand)]
 enum PermissionsCommand {
-    /// Grant a level on an experiment (adds to or raises existing grants).
+    /// Grant a level on an experiment or registered model (adds to or raises grants).
     Grant {
-        #[arg(long, default_value = "dev")]
-        workspace: String,
-        #[arg(long)]
-        experiment: String,
+        #[command(flatten)]
+        object: ObjectArg,
         #[arg(long)]
         principal: String,
-        /// CAN_READ, CAN_EDIT or CAN_MANAGE.
+        /// Experiments: CAN_READ, CAN_EDIT, CAN_MANAGE. Registered models also
+        /// CAN_MANAGE_STAGING_VERSIONS and CAN_MANAGE_PRODUCTION_VERSIONS.
         #[arg(long)]
         level: String,
     },
-    /// Show who holds which level on an experiment.
+    /// Show who holds which level on an experiment or registered model.
     Show {
-        #[arg(long, default_value = "dev")]
-        workspace: String,
-        #[arg(long)]
-        experiment: String,
+        #[command(flatten)]
+        object: ObjectArg,
     },
+}
+
+/// The securable object a permissions command names.
+#[derive(Args)]
+struct ObjectArg {
+    #[arg(long, default_value = "dev")]
+    workspace: String,
+    /// An experiment id.
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    experiment: Option<String>,
+    /// A registered model name.
+    #[arg(long)]
+    model: Option<String>,
+}
+
+impl ObjectArg {
+    /// The object's type and id, after checking it exists.
+    async fn resolve(&self, store: &dyn MetaStore) -> Result<(ObjectType, String)> {
+        if let Some(name) = &self.model {
+            let id = store.registered_model_id(&self.workspace, name).await?;
+            return Ok((ObjectType::RegisteredModel, id));
+        }
+        let experiment = self
+            .experiment
+            .as_deref()
+            .context("--experiment or --model")?;
+        let id = tarn_core::validation::parse_experiment_id(experiment)?;
+        store.get_experiment(&self.workspace, id).await?;
+        Ok((ObjectType::Experiment, id.to_string()))
+    }
 }
 
 fn init_logging(format: &str, default_filter: &str) {
@@ -259,6 +294,9 @@ async fn main() -> Result<()> {
         Command::Tokens { store, command } => tokens(store.open().await?.as_ref(), command).await,
         Command::Permissions { store, command } => {
             permissions(store.open().await?.as_ref(), command).await
+        }
+        Command::Models { store, command } => {
+            models::run(store.open().await?.as_ref(), command).await
         }
     }
 }
@@ -486,7 +524,7 @@ async fn tokens(store: &dyn MetaStore, command: TokensCommand) -> Result<()> {
 }
 
 /// Offline commands act with the data directory's authority; the audit trail names them so.
-fn cli_actor() -> tarn_core::registry::Actor {
+pub(crate) fn cli_actor() -> tarn_core::registry::Actor {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     tarn_core::registry::Actor {
         id: 0,
@@ -497,40 +535,37 @@ fn cli_actor() -> tarn_core::registry::Actor {
 async fn permissions(store: &dyn MetaStore, command: PermissionsCommand) -> Result<()> {
     match command {
         PermissionsCommand::Grant {
-            workspace,
-            experiment,
+            object,
             principal,
             level,
         } => {
-            let id = tarn_core::validation::parse_experiment_id(&experiment)?;
-            store.get_experiment(&workspace, id).await?;
-            let parsed = ObjectType::Experiment
-                .parse_level(&level)
-                .with_context(|| {
-                    format!("unknown level '{level}': use CAN_READ, CAN_EDIT or CAN_MANAGE")
-                })?;
+            let (object_type, id) = object.resolve(store).await?;
+            let parsed = object_type.parse_level(&level).with_context(|| {
+                let known: Vec<&str> = object_type.levels().iter().map(|l| l.as_str()).collect();
+                format!("unknown level '{level}': use one of {}", known.join(", "))
+            })?;
             store
                 .update_grants(
-                    &workspace,
-                    ObjectType::Experiment,
-                    &id.to_string(),
+                    &object.workspace,
+                    object_type,
+                    &id,
                     &[(principal.clone(), parsed)],
                     &cli_actor(),
                 )
                 .await?;
             println!(
-                "{principal} has {} on experiment {id} in {workspace}",
-                parsed.as_str()
+                "{principal} has {} on {} {} in {}",
+                parsed.as_str(),
+                object_type.as_str().replace('_', " "),
+                object.model.as_deref().unwrap_or(&id),
+                object.workspace
             );
         }
-        PermissionsCommand::Show {
-            workspace,
-            experiment,
-        } => {
-            let id = tarn_core::validation::parse_experiment_id(&experiment)?;
+        PermissionsCommand::Show { object } => {
+            let (object_type, id) = object.resolve(store).await?;
             println!("{:<24} {:<18} LEVEL", "PRINCIPAL", "KIND");
             for g in store
-                .object_grants(&workspace, ObjectType::Experiment, &id.to_string())
+                .object_grants(&object.workspace, object_type, &id)
                 .await?
             {
                 println!(

@@ -475,10 +475,17 @@ pub async fn create_version(
         "{REGISTRY_PREFIX}/{model_id}/{}",
         tarn_core::ids::hex32(rand::random())
     );
-    let (files, checksum) = state
+    let copied = state
         .artifacts
         .copy_tree_with_checksum(&ctx.workspace, &resolved.folder, &location)
-        .await?;
+        .await;
+    let (files, checksum) = match copied {
+        Ok(copied) => copied,
+        Err(err) => {
+            remove_copies(&state, &ctx.workspace, &[location]).await;
+            return Err(err.into());
+        }
+    };
     if files == 0 {
         return Err(Error::invalid(format!(
             "Unable to fetch model from model URI source artifact location '{source}': it holds no files"

@@ -2,6 +2,7 @@
 
 mod api_errors;
 mod auth_and_permissions;
+mod registry_api;
 mod shutdown;
 mod tracking_api;
 
@@ -108,6 +109,17 @@ impl TestApp {
         };
         self.send(request.uri(uri).body(body).expect("request"))
             .await
+    }
+
+    /// A raw-body PUT as the admin (artifact uploads).
+    pub async fn call_raw_put(&self, path: &str, body: &str) -> Response {
+        let request = Request::builder()
+            .method("PUT")
+            .uri(path)
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        self.send(request).await
     }
 
     pub async fn admin(&self, method: &str, path: &str, body: Value) -> Response {

@@ -1,0 +1,271 @@
+//! `tarn models ...`: the registry from the command line, on the metadata store directly (like
+//! the other admin commands); changes are recorded in the audit trail as `cli:<user>`.
+
+use anyhow::Result;
+use clap::Subcommand;
+use tarn_core::registry::{ModelVersion, Stage, parse_version, validate_settable_alias};
+use tarn_core::search;
+use tarn_core::store::{EventQuery, MetaStore, SearchRegistry};
+
+use crate::cli_actor;
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// List registered models with their latest version per stage and their aliases.
+    List {
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        /// MLflow filter, e.g. "name LIKE 'fraud%'" or "tags.team = 'risk'".
+        #[arg(long, default_value = "")]
+        filter: String,
+    },
+    /// Show a model: versions with stage, lineage and checksum, aliases, and its activity.
+    Show {
+        name: String,
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+    },
+    /// Move a version to None, Staging, Production or Archived.
+    Transition {
+        name: String,
+        version: String,
+        stage: String,
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        /// Archive the versions currently in the target stage.
+        #[arg(long)]
+        archive_existing: bool,
+    },
+    /// Point an alias at a version (or remove it with --delete).
+    Alias {
+        name: String,
+        alias: String,
+        /// The version; omit with --delete.
+        version: Option<String>,
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        #[arg(long)]
+        delete: bool,
+    },
+    /// The audit trail: registry and permission changes, oldest first.
+    Audit {
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        /// Only this model (or `experiment/<id>`, `registered_model/<id>` for permissions).
+        #[arg(long)]
+        object: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+}
+
+fn time(millis: i64) -> String {
+    let seconds = millis / 1000;
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+fn print_versions(versions: &[ModelVersion]) {
+    println!(
+        "{:<8} {:<11} {:<8} {:<34} {:<36} {:<14} {:<10} ALIASES",
+        "VERSION", "STAGE", "STATUS", "RUN", "LOGGED MODEL", "CHECKSUM", "BY"
+    );
+    for v in versions {
+        println!(
+            "{:<8} {:<11} {:<8} {:<34} {:<36} {:<14} {:<10} {}",
+            v.version,
+            v.current_stage.as_str(),
+            v.status.as_str().trim_end_matches("_REGISTRATION"),
+            v.run_id.as_deref().unwrap_or("-"),
+            v.model_id.as_deref().unwrap_or("-"),
+            &v.checksum[..v.checksum.len().min(12)],
+            v.user_id.as_deref().unwrap_or("-"),
+            v.aliases.join(",")
+        );
+    }
+}
+
+pub async fn run(store: &dyn MetaStore, command: ModelsCommand) -> Result<()> {
+    match command {
+        ModelsCommand::List { workspace, filter } => {
+            let query = SearchRegistry {
+                filter: search::parse_registered_model_filter(&filter)?,
+                order_by: vec![],
+                max_results: 1000,
+                offset: 0,
+                readable_by: None,
+            };
+            let page = store.search_registered_models(&workspace, &query).await?;
+            println!(
+                "{:<32} {:<36} {:<24} UPDATED",
+                "NAME", "LATEST (stage:version)", "ALIASES"
+            );
+            for model in page.items {
+                let latest: Vec<String> = model
+                    .latest_versions
+                    .iter()
+                    .map(|v| format!("{}:{}", v.current_stage.as_str(), v.version))
+                    .collect();
+                let aliases: Vec<String> = model
+                    .aliases
+                    .iter()
+                    .map(|a| format!("{}->{}", a.alias, a.version))
+                    .collect();
+                println!(
+                    "{:<32} {:<36} {:<24} {}",
+                    model.name,
+                    latest.join(" "),
+                    aliases.join(" "),
+                    time(model.last_updated_timestamp)
+                );
+            }
+        }
+        ModelsCommand::Show { name, workspace } => {
+            let model = store.get_registered_model(&workspace, &name).await?;
+            println!("{}  (id {})", model.name, model.id);
+            if !model.description.is_empty() {
+                println!("  {}", model.description);
+            }
+            for tag in &model.tags {
+                println!("  tag {} = {}", tag.key, tag.value);
+            }
+            let query = SearchRegistry {
+                filter: search::parse_model_version_filter(&format!(
+                    "name = '{}'",
+                    name.replace('\'', "\\'")
+                ))?,
+                order_by: vec![],
+                max_results: 10_000,
+                offset: 0,
+                readable_by: None,
+            };
+            println!();
+            print_versions(&store.search_model_versions(&workspace, &query).await?.items);
+            println!();
+            println!("Activity:");
+            print_events(
+                store,
+                EventQuery {
+                    workspace: Some(workspace),
+                    object: Some(name),
+                    limit: 1000,
+                    ..EventQuery::default()
+                },
+            )
+            .await?;
+        }
+        ModelsCommand::Transition {
+            name,
+            version,
+            stage,
+            workspace,
+            archive_existing,
+        } => {
+            let stage = Stage::parse(&stage)?;
+            let moved = store
+                .transition_stage(
+                    &workspace,
+                    &name,
+                    parse_version(&version)?,
+                    stage,
+                    archive_existing,
+                    &cli_actor(),
+                )
+                .await?;
+            println!(
+                "{name} version {} is now in {}",
+                moved.version,
+                moved.current_stage.as_str()
+            );
+        }
+        ModelsCommand::Alias {
+            name,
+            alias,
+            version,
+            workspace,
+            delete,
+        } => {
+            if delete {
+                store
+                    .delete_alias(&workspace, &name, &alias, &cli_actor())
+                    .await?;
+                println!("removed {name}@{alias}");
+            } else {
+                validate_settable_alias(&alias)?;
+                let version = parse_version(version.as_deref().unwrap_or(""))?;
+                store
+                    .set_alias(&workspace, &name, &alias, version, &cli_actor())
+                    .await?;
+                println!("{name}@{alias} -> version {version}");
+            }
+        }
+        ModelsCommand::Audit {
+            workspace,
+            object,
+            actor,
+            limit,
+        } => {
+            print_events(
+                store,
+                EventQuery {
+                    workspace: Some(workspace),
+                    object,
+                    actor,
+                    limit,
+                    ..EventQuery::default()
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn print_events(store: &dyn MetaStore, query: EventQuery) -> Result<()> {
+    println!(
+        "{:<6} {:<19} {:<14} {:<20} {:<12} DETAILS",
+        "ID", "TIME (UTC)", "ACTOR", "ENTITY", "ACTION"
+    );
+    for event in store.events(&query).await? {
+        println!(
+            "{:<6} {:<19} {:<14} {:<20} {:<12} {}",
+            event.id,
+            time(event.timestamp),
+            event.actor,
+            event.entity,
+            event.action,
+            event.data
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time;
+
+    #[test]
+    fn timestamps_render_as_utc() {
+        assert_eq!(time(0), "1970-01-01 00:00:00");
+        assert_eq!(time(1_795_572_827_587), "2026-11-25 02:13:47");
+        assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00");
+    }
+}
