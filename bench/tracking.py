@@ -427,10 +427,10 @@ def main():
 UNITS = {"batch": "metric points/s", "metric": "requests/s", "run": "runs/s", "search": "searches/s"}
 
 
-def print_table(results, phases, args):
+def print_table(results, phases, args, title=None):
     mlflows = [name for name in results if name.startswith("mlflow")]
     print()
-    print(f"Tracking benchmark: {args.threads} concurrent clients, {args.duration:g} s per phase, search over {args.search_runs} runs")
+    print(title or f"Tracking benchmark: {args.threads} concurrent clients, {args.duration:g} s per phase, search over {args.search_runs} runs")
     print()
     print("| phase | measure | " + " | ".join(results) + " | tarn / best MLflow |")
     print("|---|---|" + "---|" * len(results) + "---|")
