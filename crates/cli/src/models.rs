@@ -187,6 +187,7 @@ pub async fn run(store: &dyn MetaStore, command: ModelsCommand) -> Result<()> {
                     parse_version(&version)?,
                     stage,
                     archive_existing,
+                    "",
                     &cli_actor(),
                 )
                 .await?;

@@ -179,6 +179,84 @@ pub struct NewModelVersion {
     pub checksum: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ActivityType {
+    AppliedTransition,
+    RequestedTransition,
+    ApprovedRequest,
+    RejectedRequest,
+    CancelledRequest,
+    SystemTransition,
+    NewComment,
+}
+
+impl ActivityType {
+    pub const ALL: [ActivityType; 7] = [
+        Self::AppliedTransition,
+        Self::RequestedTransition,
+        Self::ApprovedRequest,
+        Self::RejectedRequest,
+        Self::CancelledRequest,
+        Self::SystemTransition,
+        Self::NewComment,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AppliedTransition => "APPLIED_TRANSITION",
+            Self::RequestedTransition => "REQUESTED_TRANSITION",
+            Self::ApprovedRequest => "APPROVED_REQUEST",
+            Self::RejectedRequest => "REJECTED_REQUEST",
+            Self::CancelledRequest => "CANCELLED_REQUEST",
+            Self::SystemTransition => "SYSTEM_TRANSITION",
+            Self::NewComment => "NEW_COMMENT",
+        }
+    }
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == value)
+    }
+}
+
+/// One entry of a version's activity history; a transition request is a
+/// `REQUESTED_TRANSITION` activity that is still open, a comment a `NEW_COMMENT` one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Activity {
+    /// Databricks sends ids as strings.
+    #[serde(serialize_with = "version_string")]
+    pub id: i64,
+    pub activity_type: ActivityType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_stage: Option<Stage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_stage: Option<Stage>,
+    pub user_id: String,
+    #[serde(skip_serializing_if = "is_empty")]
+    pub comment: String,
+    #[serde(skip_serializing_if = "is_empty")]
+    pub system_comment: String,
+    pub creation_timestamp: i64,
+    pub last_updated_timestamp: i64,
+    /// Set on requests: whether the request is still open.
+    #[serde(skip)]
+    pub open: bool,
+    #[serde(skip)]
+    pub model_name: String,
+    #[serde(skip)]
+    pub version: i64,
+}
+
+/// How an open transition request ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Performs the transition (optionally archiving the target stage's versions).
+    Approve {
+        archive_existing: bool,
+    },
+    Reject,
+    /// Withdraws the request of one requester.
+    Cancel,
+}
+
 /// Who makes a change, recorded with its event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {

@@ -10,7 +10,9 @@ use crate::entities::{
     DatasetInput, Experiment, KeyValue, LogBatch, LoggedModel, LoggedModelStatus, Metric,
     ModelOutput, NewLoggedModel, NewRun, Run, RunInfo, RunUpdate, ViewType,
 };
-use crate::registry::{Actor, ModelVersion, NewModelVersion, RegisteredModel, Stage};
+use crate::registry::{
+    Activity, Actor, ModelVersion, NewModelVersion, RegisteredModel, RequestOutcome, Stage,
+};
 use crate::search::{Comparison, OrderBy};
 
 /// Restricts a search to objects a principal may read; `None` for admins.
@@ -448,7 +450,9 @@ pub trait RegistryStore: Send + Sync {
         actor: &Actor,
     ) -> Result<()>;
     /// Moves a version to `stage`; with `archive_existing`, the other versions in that stage
-    /// go to Archived in the same transaction.
+    /// go to Archived in the same transaction. Recorded as an APPLIED_TRANSITION activity
+    /// (and SYSTEM_TRANSITIONs for the archived versions).
+    #[allow(clippy::too_many_arguments)]
     async fn transition_stage(
         &self,
         workspace: &str,
@@ -456,8 +460,60 @@ pub trait RegistryStore: Send + Sync {
         version: i64,
         stage: Stage,
         archive_existing: bool,
+        comment: &str,
         actor: &Actor,
     ) -> Result<ModelVersion>;
+    /// Opens a request to move a version to `to_stage`.
+    async fn create_transition_request(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        to_stage: Stage,
+        comment: &str,
+        actor: &Actor,
+    ) -> Result<Activity>;
+    /// Ends the open requests to `to_stage`: approve and reject end all of them, cancel only
+    /// `requester`'s. Approving performs the transition in the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn resolve_transition_request(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        to_stage: Stage,
+        outcome: RequestOutcome,
+        requester: Option<&str>,
+        comment: &str,
+        actor: &Actor,
+    ) -> Result<Activity>;
+    /// The open requests of a version, oldest first.
+    async fn open_transition_requests(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<Vec<Activity>>;
+    /// Everything that happened to a version, oldest first.
+    async fn activities(&self, workspace: &str, name: &str, version: i64) -> Result<Vec<Activity>>;
+    async fn create_comment(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        comment: &str,
+        actor: &Actor,
+    ) -> Result<Activity>;
+    /// A comment by id (with its model name and version set).
+    async fn get_comment(&self, workspace: &str, id: i64) -> Result<Activity>;
+    async fn update_comment(
+        &self,
+        workspace: &str,
+        id: i64,
+        comment: &str,
+        actor: &Actor,
+    ) -> Result<Activity>;
+    async fn delete_comment(&self, workspace: &str, id: i64, actor: &Actor) -> Result<()>;
     async fn set_alias(
         &self,
         workspace: &str,

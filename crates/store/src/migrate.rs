@@ -9,10 +9,15 @@ use crate::db_error;
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_registry.sql")),
+    (3, include_str!("../migrations/sqlite/0003_activities.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_registry.sql")),
+    (
+        3,
+        include_str!("../migrations/postgres/0003_activities.sql"),
+    ),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 /// Arbitrary but fixed key for `pg_advisory_lock`.

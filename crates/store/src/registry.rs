@@ -3,7 +3,8 @@
 // outbox never miss or invent a change.
 
 use tarn_core::registry::{
-    Actor, Alias, ModelVersion, NewModelVersion, RegisteredModel, Stage, VersionStatus,
+    Activity, ActivityType, Actor, Alias, ModelVersion, NewModelVersion, RegisteredModel,
+    RequestOutcome, Stage, VersionStatus,
 };
 use tarn_core::store::{Event, EventQuery, RegistryStore, SearchRegistry};
 
@@ -152,6 +153,198 @@ async fn version_in_tx(
     Ok(model_id)
 }
 
+fn check_archive_existing(stage: Stage, archive_existing: bool) -> Result<()> {
+    if archive_existing && !stage.is_active() {
+        return Err(Error::invalid(format!(
+            "Model version transition cannot archive existing model versions because '{}' \
+             is not an Active stage. Valid stages are ['Staging', 'Production']",
+            stage.as_str()
+        )));
+    }
+    Ok(())
+}
+
+async fn current_stage(tx: &mut Tx<'_>, model_id: &str, version: i64) -> Result<Stage> {
+    let stage: String = sqlx::query_scalar(
+        "SELECT current_stage FROM model_versions WHERE model_id = $1 AND version = $2",
+    )
+    .bind(model_id)
+    .bind(version)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    Stage::parse(&stage)
+}
+
+struct NewActivity<'a> {
+    model_id: &'a str,
+    version: i64,
+    activity: ActivityType,
+    from_stage: Option<Stage>,
+    to_stage: Option<Stage>,
+    user: &'a str,
+    comment: &'a str,
+    system_comment: &'a str,
+    request_open: bool,
+    now: i64,
+}
+
+async fn insert_activity(tx: &mut Tx<'_>, new: &NewActivity<'_>) -> Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO model_version_activities (model_id, version, activity_type, from_stage, to_stage, user_id, comment, \
+         system_comment, request_status, creation_timestamp, last_updated_timestamp) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+    )
+    .bind(new.model_id)
+    .bind(new.version)
+    .bind(new.activity.as_str())
+    .bind(new.from_stage.map(Stage::as_str))
+    .bind(new.to_stage.map(Stage::as_str))
+    .bind(new.user)
+    .bind(new.comment)
+    .bind(new.system_comment)
+    .bind(new.request_open.then_some("open"))
+    .bind(new.now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_error)
+}
+
+/// A stage change, direct or by an approved request.
+struct Transition<'a> {
+    workspace: &'a str,
+    model_id: &'a str,
+    name: &'a str,
+    version: i64,
+    stage: Stage,
+    archive_existing: bool,
+    activity: ActivityType,
+    comment: &'a str,
+    actor: &'a Actor,
+    now: i64,
+}
+
+/// Moves the version (archiving the stage's other versions if asked), records the activities
+/// and events; returns the id of the version's activity.
+async fn apply_transition(tx: &mut Tx<'_>, change: &Transition<'_>) -> Result<i64> {
+    let from = current_stage(tx, change.model_id, change.version).await?;
+    let archived: Vec<i64> = if change.archive_existing {
+        sqlx::query_scalar(
+            "UPDATE model_versions SET current_stage = $1, last_updated_timestamp = $2 \
+             WHERE model_id = $3 AND version <> $4 AND current_stage = $5 RETURNING version",
+        )
+        .bind(Stage::Archived.as_str())
+        .bind(change.now)
+        .bind(change.model_id)
+        .bind(change.version)
+        .bind(change.stage.as_str())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_error)?
+    } else {
+        Vec::new()
+    };
+    sqlx::query(
+        "UPDATE model_versions SET current_stage = $1, last_updated_timestamp = $2 WHERE model_id = $3 AND version = $4",
+    )
+    .bind(change.stage.as_str())
+    .bind(change.now)
+    .bind(change.model_id)
+    .bind(change.version)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    touch_model(tx, change.model_id, change.now).await?;
+    let activity_id = insert_activity(
+        tx,
+        &NewActivity {
+            model_id: change.model_id,
+            version: change.version,
+            activity: change.activity,
+            from_stage: Some(from),
+            to_stage: Some(change.stage),
+            user: &change.actor.name,
+            comment: change.comment,
+            system_comment: "",
+            request_open: false,
+            now: change.now,
+        },
+    )
+    .await?;
+    let system_comment = format!(
+        "Archived because version {} moved to {}",
+        change.version,
+        change.stage.as_str()
+    );
+    for other in &archived {
+        insert_activity(
+            tx,
+            &NewActivity {
+                model_id: change.model_id,
+                version: *other,
+                activity: ActivityType::SystemTransition,
+                from_stage: Some(change.stage),
+                to_stage: Some(Stage::Archived),
+                user: &change.actor.name,
+                comment: "",
+                system_comment: &system_comment,
+                request_open: false,
+                now: change.now,
+            },
+        )
+        .await?;
+    }
+    let transitions = std::iter::once((change.version, from, change.stage, false)).chain(
+        archived
+            .iter()
+            .map(|v| (*v, change.stage, Stage::Archived, true)),
+    );
+    for (changed, from_stage, to_stage, by_system) in transitions {
+        insert_event(
+            tx,
+            change.workspace,
+            change.actor,
+            "model_version_stage",
+            "transitioned",
+            change.name,
+            serde_json::json!({
+                "name": change.name,
+                "version": changed.to_string(),
+                "from_stage": from_stage.as_str(),
+                "to_stage": to_stage.as_str(),
+                "system": by_system,
+                "comment": change.comment,
+            }),
+            change.now,
+        )
+        .await?;
+    }
+    Ok(activity_id)
+}
+
+fn row_activity(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Activity, sqlx::Error> {
+    let stage = |column: &str| -> std::result::Result<Option<Stage>, sqlx::Error> {
+        let value: Option<String> = row.try_get(column)?;
+        Ok(value.and_then(|v| Stage::parse(&v).ok()))
+    };
+    let activity_type: String = row.try_get("activity_type")?;
+    let status: Option<String> = row.try_get("request_status")?;
+    Ok(Activity {
+        id: row.try_get("id")?,
+        activity_type: ActivityType::parse(&activity_type).unwrap_or(ActivityType::NewComment),
+        from_stage: stage("from_stage")?,
+        to_stage: stage("to_stage")?,
+        user_id: row.try_get("user_id")?,
+        comment: row.try_get("comment")?,
+        system_comment: row.try_get("system_comment")?,
+        creation_timestamp: row.try_get("creation_timestamp")?,
+        last_updated_timestamp: row.try_get("last_updated_timestamp")?,
+        open: status.as_deref() == Some("open"),
+        model_name: row.try_get("model_name")?,
+        version: row.try_get("version")?,
+    })
+}
+
 /// The prompt rule of MLflow's registry search: prompts (models tagged
 /// `mlflow.prompt.is_prompt = 'true'`) are found only when the filter asks for them, and
 /// excluded otherwise; the prompt-tag comparisons themselves are consumed here.
@@ -221,6 +414,59 @@ fn order_direction(order: &OrderBy) -> &'static str {
 }
 
 impl Store {
+    async fn fetch_activities(&self, builder: &mut Builder) -> Result<Vec<Activity>> {
+        let rows = builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(row_activity)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(db_error)
+    }
+
+    async fn activity_by_id(&self, workspace: &str, id: i64) -> Result<Activity> {
+        let mut builder = Builder::new(
+            "SELECT a.*, rm.name AS model_name FROM model_version_activities a \
+             JOIN registered_models rm ON rm.id = a.model_id WHERE rm.workspace = ",
+        );
+        builder.push_bind(workspace.to_string());
+        builder.push(" AND a.id = ");
+        builder.push_bind(id);
+        self.fetch_activities(&mut builder)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::not_found(format!("Activity {id} not found")))
+    }
+
+    async fn version_activities(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        open_requests_only: bool,
+    ) -> Result<Vec<Activity>> {
+        // Missing model or version is an error, not an empty history.
+        self.model_version_row(workspace, name, version).await?;
+        let mut builder = Builder::new(
+            "SELECT a.*, rm.name AS model_name FROM model_version_activities a \
+             JOIN registered_models rm ON rm.id = a.model_id WHERE rm.workspace = ",
+        );
+        builder.push_bind(workspace.to_string());
+        builder.push(" AND rm.name = ");
+        builder.push_bind(name.to_string());
+        builder.push(" AND a.version = ");
+        builder.push_bind(version);
+        if open_requests_only {
+            builder.push(
+                " AND a.activity_type = 'REQUESTED_TRANSITION' AND a.request_status = 'open'",
+            );
+        }
+        builder.push(" ORDER BY a.id");
+        self.fetch_activities(&mut builder).await
+    }
+
     async fn fetch_versions(&self, builder: &mut Builder) -> Result<Vec<ModelVersion>> {
         let rows = builder
             .build()
@@ -1053,80 +1299,329 @@ impl RegistryStore for Store {
         version: i64,
         stage: Stage,
         archive_existing: bool,
+        comment: &str,
         actor: &Actor,
     ) -> Result<ModelVersion> {
-        if archive_existing && !stage.is_active() {
+        check_archive_existing(stage, archive_existing)?;
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
+        let change = Transition {
+            workspace,
+            model_id: &model_id,
+            name,
+            version,
+            stage,
+            archive_existing,
+            activity: ActivityType::AppliedTransition,
+            comment,
+            actor,
+            now,
+        };
+        apply_transition(&mut tx, &change).await?;
+        tx.commit().await.map_err(db_error)?;
+        self.model_version_row(workspace, name, version).await
+    }
+
+    async fn create_transition_request(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        to_stage: Stage,
+        comment: &str,
+        actor: &Actor,
+    ) -> Result<Activity> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
+        let current = current_stage(&mut tx, &model_id, version).await?;
+        if current == to_stage {
             return Err(Error::invalid(format!(
-                "Model version transition cannot archive existing model versions because '{}' \
-                 is not an Active stage. Valid stages are ['Staging', 'Production']",
-                stage.as_str()
+                "Model version {version} of '{name}' is already in stage {}",
+                to_stage.as_str()
             )));
+        }
+        let duplicate: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM model_version_activities WHERE model_id = $1 AND version = $2 \
+             AND activity_type = 'REQUESTED_TRANSITION' AND request_status = 'open' AND to_stage = $3 AND user_id = $4",
+        )
+        .bind(&model_id)
+        .bind(version)
+        .bind(to_stage.as_str())
+        .bind(&actor.name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if duplicate.is_some() {
+            return Err(Error::already_exists(format!(
+                "{} already has an open request to move version {version} of '{name}' to {}",
+                actor.name,
+                to_stage.as_str()
+            )));
+        }
+        let id = insert_activity(
+            &mut tx,
+            &NewActivity {
+                model_id: &model_id,
+                version,
+                activity: ActivityType::RequestedTransition,
+                from_stage: Some(current),
+                to_stage: Some(to_stage),
+                user: &actor.name,
+                comment,
+                system_comment: "",
+                request_open: true,
+                now,
+            },
+        )
+        .await?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "transition_request",
+            "created",
+            name,
+            serde_json::json!({
+                "name": name, "version": version.to_string(), "from_stage": current.as_str(),
+                "to_stage": to_stage.as_str(), "comment": comment, "request_id": id.to_string(),
+            }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        self.activity_by_id(workspace, id).await
+    }
+
+    async fn resolve_transition_request(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        to_stage: Stage,
+        outcome: RequestOutcome,
+        requester: Option<&str>,
+        comment: &str,
+        actor: &Actor,
+    ) -> Result<Activity> {
+        if let RequestOutcome::Approve { archive_existing } = outcome {
+            check_archive_existing(to_stage, archive_existing)?;
         }
         let now = now_millis();
         let mut tx = self.begin().await?;
         let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
-        let from: String = sqlx::query_scalar(
-            "SELECT current_stage FROM model_versions WHERE model_id = $1 AND version = $2",
-        )
-        .bind(&model_id)
-        .bind(version)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        let archived: Vec<i64> = if archive_existing {
-            sqlx::query_scalar(
-                "UPDATE model_versions SET current_stage = $1, last_updated_timestamp = $2 \
-                 WHERE model_id = $3 AND version <> $4 AND current_stage = $5 RETURNING version",
-            )
-            .bind(Stage::Archived.as_str())
-            .bind(now)
-            .bind(&model_id)
-            .bind(version)
-            .bind(stage.as_str())
+        let mut open = Builder::new("UPDATE model_version_activities SET request_status = ");
+        open.push_bind(match outcome {
+            RequestOutcome::Approve { .. } => "approved",
+            RequestOutcome::Reject => "rejected",
+            RequestOutcome::Cancel => "cancelled",
+        });
+        open.push(", last_updated_timestamp = ");
+        open.push_bind(now);
+        open.push(" WHERE model_id = ");
+        open.push_bind(model_id.clone());
+        open.push(" AND version = ");
+        open.push_bind(version);
+        open.push(" AND activity_type = 'REQUESTED_TRANSITION' AND request_status = 'open' AND to_stage = ");
+        open.push_bind(to_stage.as_str());
+        if let Some(requester) = requester {
+            open.push(" AND user_id = ");
+            open.push_bind(requester.to_string());
+        }
+        open.push(" RETURNING id");
+        let ended: Vec<i64> = open
+            .build_query_scalar()
             .fetch_all(&mut *tx)
             .await
-            .map_err(db_error)?
-        } else {
-            Vec::new()
+            .map_err(db_error)?;
+        if ended.is_empty() {
+            return Err(Error::not_found(format!(
+                "No open transition request to move version {version} of '{name}' to {}{}",
+                to_stage.as_str(),
+                requester.map(|r| format!(" by {r}")).unwrap_or_default()
+            )));
+        }
+        let (activity, action) = match outcome {
+            RequestOutcome::Approve { .. } => (ActivityType::ApprovedRequest, "approved"),
+            RequestOutcome::Reject => (ActivityType::RejectedRequest, "rejected"),
+            RequestOutcome::Cancel => (ActivityType::CancelledRequest, "cancelled"),
         };
-        sqlx::query(
-            "UPDATE model_versions SET current_stage = $1, last_updated_timestamp = $2 WHERE model_id = $3 AND version = $4",
+        let current = current_stage(&mut tx, &model_id, version).await?;
+        let id = match outcome {
+            RequestOutcome::Approve { archive_existing } => {
+                let change = Transition {
+                    workspace,
+                    model_id: &model_id,
+                    name,
+                    version,
+                    stage: to_stage,
+                    archive_existing,
+                    activity,
+                    comment,
+                    actor,
+                    now,
+                };
+                apply_transition(&mut tx, &change).await?
+            }
+            RequestOutcome::Reject | RequestOutcome::Cancel => {
+                insert_activity(
+                    &mut tx,
+                    &NewActivity {
+                        model_id: &model_id,
+                        version,
+                        activity,
+                        from_stage: Some(current),
+                        to_stage: Some(to_stage),
+                        user: &actor.name,
+                        comment,
+                        system_comment: "",
+                        request_open: false,
+                        now,
+                    },
+                )
+                .await?
+            }
+        };
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "transition_request",
+            action,
+            name,
+            serde_json::json!({
+                "name": name, "version": version.to_string(), "from_stage": current.as_str(),
+                "to_stage": to_stage.as_str(), "comment": comment,
+                "request_ids": ended.iter().map(i64::to_string).collect::<Vec<_>>(),
+            }),
+            now,
         )
-        .bind(stage.as_str())
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        self.activity_by_id(workspace, id).await
+    }
+
+    async fn open_transition_requests(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<Vec<Activity>> {
+        self.version_activities(workspace, name, version, true)
+            .await
+    }
+
+    async fn activities(&self, workspace: &str, name: &str, version: i64) -> Result<Vec<Activity>> {
+        self.version_activities(workspace, name, version, false)
+            .await
+    }
+
+    async fn create_comment(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+        comment: &str,
+        actor: &Actor,
+    ) -> Result<Activity> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
+        let id = insert_activity(
+            &mut tx,
+            &NewActivity {
+                model_id: &model_id,
+                version,
+                activity: ActivityType::NewComment,
+                from_stage: None,
+                to_stage: None,
+                user: &actor.name,
+                comment,
+                system_comment: "",
+                request_open: false,
+                now,
+            },
+        )
+        .await?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "comment",
+            "created",
+            name,
+            serde_json::json!({ "name": name, "version": version.to_string(), "comment": comment, "id": id.to_string() }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        self.activity_by_id(workspace, id).await
+    }
+
+    async fn get_comment(&self, workspace: &str, id: i64) -> Result<Activity> {
+        let found = self.activity_by_id(workspace, id).await;
+        match found {
+            Ok(activity) if activity.activity_type == ActivityType::NewComment => Ok(activity),
+            Ok(_) | Err(_) => Err(Error::not_found(format!("Comment {id} not found"))),
+        }
+    }
+
+    async fn update_comment(
+        &self,
+        workspace: &str,
+        id: i64,
+        comment: &str,
+        actor: &Actor,
+    ) -> Result<Activity> {
+        let existing = self.get_comment(workspace, id).await?;
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE model_version_activities SET comment = $1, last_updated_timestamp = $2 WHERE id = $3",
+        )
+        .bind(comment)
         .bind(now)
-        .bind(&model_id)
-        .bind(version)
+        .bind(id)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        touch_model(&mut tx, &model_id, now).await?;
-        let mut transitions = vec![(version, from, stage, false)];
-        transitions.extend(
-            archived
-                .into_iter()
-                .map(|v| (v, stage.as_str().to_string(), Stage::Archived, true)),
-        );
-        for (changed, from_stage, to_stage, by_system) in transitions {
-            insert_event(
-                &mut tx,
-                workspace,
-                actor,
-                "model_version_stage",
-                "transitioned",
-                name,
-                serde_json::json!({
-                    "name": name,
-                    "version": changed.to_string(),
-                    "from_stage": from_stage,
-                    "to_stage": to_stage.as_str(),
-                    "system": by_system,
-                }),
-                now,
-            )
-            .await?;
-        }
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "comment",
+            "updated",
+            &existing.model_name,
+            serde_json::json!({ "name": existing.model_name, "version": existing.version.to_string(), "comment": comment, "id": id.to_string() }),
+            now,
+        )
+        .await?;
         tx.commit().await.map_err(db_error)?;
-        self.model_version_row(workspace, name, version).await
+        self.activity_by_id(workspace, id).await
+    }
+
+    async fn delete_comment(&self, workspace: &str, id: i64, actor: &Actor) -> Result<()> {
+        let existing = self.get_comment(workspace, id).await?;
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM model_version_activities WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "comment",
+            "deleted",
+            &existing.model_name,
+            serde_json::json!({ "name": existing.model_name, "version": existing.version.to_string(), "id": id.to_string() }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn set_alias(

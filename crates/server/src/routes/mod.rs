@@ -18,6 +18,7 @@ mod artifacts;
 mod logged_models;
 mod permissions;
 mod registry;
+mod reviews;
 mod tracking;
 
 fn mlflow() -> Router<AppState> {
@@ -117,6 +118,25 @@ fn registry_routes() -> Router<AppState> {
             "/databricks/registered-models/get",
             get(get_model_databricks),
         )
+        .route(
+            "/databricks/model-versions/transition-stage",
+            post(transition_stage_databricks),
+        )
+        .route("/transition-requests/create", post(reviews::create_request))
+        .route(
+            "/transition-requests/approve",
+            post(reviews::approve_request),
+        )
+        .route("/transition-requests/reject", post(reviews::reject_request))
+        .route(
+            "/transition-requests/delete",
+            delete(reviews::cancel_request),
+        )
+        .route("/transition-requests/list", get(reviews::list_requests))
+        .route("/model-versions/activities", get(reviews::list_activities))
+        .route("/comments/create", post(reviews::create_comment))
+        .route("/comments/update", patch(reviews::update_comment))
+        .route("/comments/delete", delete(reviews::delete_comment))
 }
 
 /// Every API, relative to the root or to `/ws/{workspace}`.

@@ -28,14 +28,14 @@ type JsonResult = ApiResult<Json<Value>>;
 /// Where registry-owned copies live, relative to a workspace's artifact root.
 pub const REGISTRY_PREFIX: &str = "_registry";
 
-fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, Error> {
+pub(super) fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, Error> {
     value
         .as_deref()
         .filter(|v| !v.is_empty())
         .ok_or_else(|| Error::invalid(format!("Missing value for required parameter '{name}'.")))
 }
 
-fn actor(ctx: &Ctx) -> Actor {
+pub(super) fn actor(ctx: &Ctx) -> Actor {
     Actor {
         id: ctx.principal.id,
         name: ctx.principal.name.clone(),
@@ -65,12 +65,22 @@ pub async fn model_access(
     Ok(id)
 }
 
-/// The level a transition needs: Production managers for anything touching Production.
-fn transition_level(from: Stage, to: Stage) -> PermissionLevel {
+/// The level moving a version between two stages needs: Production managers for anything
+/// touching Production, staging managers for the rest.
+pub(super) fn stage_change_level(from: Stage, to: Stage) -> PermissionLevel {
     if from == Stage::Production || to == Stage::Production {
         PermissionLevel::CanManageProductionVersions
     } else {
         PermissionLevel::CanManageStagingVersions
+    }
+}
+
+/// The level a transition needs; archiving the versions in Production moves them out of it.
+pub(super) fn transition_level(from: Stage, to: Stage, archive_existing: bool) -> PermissionLevel {
+    if archive_existing && to == Stage::Production {
+        PermissionLevel::CanManageProductionVersions
+    } else {
+        stage_change_level(from, to)
     }
 }
 
@@ -677,6 +687,44 @@ pub struct TransitionReq {
     stage: Option<String>,
     #[serde(default, deserialize_with = "de::opt_bool")]
     archive_existing_versions: Option<bool>,
+    comment: Option<String>,
+}
+
+/// Checks the stage-aware level and moves the version.
+async fn transition(
+    state: &AppState,
+    ctx: &Ctx,
+    req: TransitionReq,
+) -> ApiResult<tarn_core::registry::ModelVersion> {
+    let (name, version) = name_and_version(&req.name, &req.version)?;
+    let stage = Stage::parse(required(&req.stage, "stage")?)?;
+    let archive = req.archive_existing_versions.unwrap_or(false);
+    let comment = req.comment.unwrap_or_default();
+    registry::validate_description(&comment)?;
+    model_access(state, ctx, &name, PermissionLevel::CanRead).await?;
+    let current = state
+        .store
+        .get_model_version(&ctx.workspace, &name, version)
+        .await?;
+    model_access(
+        state,
+        ctx,
+        &name,
+        transition_level(current.current_stage, stage, archive),
+    )
+    .await?;
+    Ok(state
+        .store
+        .transition_stage(
+            &ctx.workspace,
+            &name,
+            version,
+            stage,
+            archive,
+            &comment,
+            &actor(ctx),
+        )
+        .await?)
 }
 
 pub async fn transition_stage(
@@ -684,25 +732,18 @@ pub async fn transition_stage(
     ctx: Ctx,
     Req(req): Req<TransitionReq>,
 ) -> JsonResult {
-    let (name, version) = name_and_version(&req.name, &req.version)?;
-    let stage = Stage::parse(required(&req.stage, "stage")?)?;
-    let archive = req.archive_existing_versions.unwrap_or(false);
-    model_access(&state, &ctx, &name, PermissionLevel::CanRead).await?;
-    let current = state
-        .store
-        .get_model_version(&ctx.workspace, &name, version)
-        .await?;
-    // Archiving the target stage's versions moves them out of it too.
-    let mut needed = transition_level(current.current_stage, stage);
-    if archive && stage == Stage::Production {
-        needed = PermissionLevel::CanManageProductionVersions;
-    }
-    model_access(&state, &ctx, &name, needed).await?;
-    let version = state
-        .store
-        .transition_stage(&ctx.workspace, &name, version, stage, archive, &actor(&ctx))
-        .await?;
+    let version = transition(&state, &ctx, req).await?;
     Ok(Json(json!({ "model_version": version })))
+}
+
+/// `databricks/model-versions/transition-stage`: the same with a comment, Databricks' shape.
+pub async fn transition_stage_databricks(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Req(req): Req<TransitionReq>,
+) -> JsonResult {
+    let version = transition(&state, &ctx, req).await?;
+    Ok(Json(json!({ "model_version_databricks": version })))
 }
 
 /// `databricks/registered-models/get`: the model with its id and the caller's level, which

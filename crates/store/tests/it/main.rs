@@ -119,4 +119,5 @@ conformance_suite!(
     registry::versions_stages_and_aliases,
     registry::registry_search_filters_pages_and_grants,
     registry::every_change_is_an_event,
+    registry::transition_requests_and_comments,
 );

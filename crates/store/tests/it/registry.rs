@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tarn_core::ErrorCode;
 use tarn_core::auth::{ObjectType, PermissionLevel, PrincipalKind};
 use tarn_core::entities::KeyValue;
-use tarn_core::registry::{Actor, NewModelVersion, Stage};
+use tarn_core::registry::{ActivityType, Actor, NewModelVersion, RequestOutcome, Stage};
 use tarn_core::search::{Comparator, Comparison, Entity, OrderBy, Value};
 use tarn_core::store::{EventQuery, MetaStore, ReadableBy, SearchRegistry};
 
@@ -160,15 +160,15 @@ pub async fn versions_stages_and_aliases(store: Store) {
         (Stage::None, "_registry/x/a")
     );
     store
-        .transition_stage("dev", "m", 1, Stage::Production, false, &actor)
+        .transition_stage("dev", "m", 1, Stage::Production, false, "", &actor)
         .await
         .expect("to production");
     store
-        .transition_stage("dev", "m", 2, Stage::Staging, false, &actor)
+        .transition_stage("dev", "m", 2, Stage::Staging, false, "", &actor)
         .await
         .expect("to staging");
     let third = store
-        .transition_stage("dev", "m", 3, Stage::Production, true, &actor)
+        .transition_stage("dev", "m", 3, Stage::Production, true, "", &actor)
         .await
         .expect("to production, archiving");
     assert_eq!(third.current_stage, Stage::Production);
@@ -181,7 +181,7 @@ pub async fn versions_stages_and_aliases(store: Store) {
         Stage::Archived
     );
     let refused = store
-        .transition_stage("dev", "m", 1, Stage::None, true, &actor)
+        .transition_stage("dev", "m", 1, Stage::None, true, "", &actor)
         .await
         .expect_err("archive_existing needs an active stage");
     assert_eq!(refused.code, ErrorCode::InvalidParameterValue);
@@ -427,7 +427,7 @@ pub async fn every_change_is_an_event(store: Store) {
         .await
         .expect("version");
     store
-        .transition_stage("dev", "m", 1, Stage::Staging, false, &actor)
+        .transition_stage("dev", "m", 1, Stage::Staging, false, "", &actor)
         .await
         .expect("stage");
     store
@@ -489,4 +489,197 @@ pub async fn every_change_is_an_event(store: Store) {
         .await
         .expect("after");
     assert_eq!(after.len(), 2);
+}
+
+pub async fn transition_requests_and_comments(store: Store) {
+    let actor = setup(&store).await;
+    let reviewer = Actor {
+        id: actor.id,
+        name: "reviewer".into(),
+    };
+    store
+        .create_registered_model("dev", "m", "", &[], &actor)
+        .await
+        .expect("create");
+    for location in ["a", "b"] {
+        store
+            .create_model_version("dev", &version("m", location), &actor)
+            .await
+            .expect("version");
+    }
+    store
+        .transition_stage("dev", "m", 1, Stage::Production, false, "first", &actor)
+        .await
+        .expect("v1 to production");
+
+    let request = store
+        .create_transition_request("dev", "m", 2, Stage::Production, "ready", &actor)
+        .await
+        .expect("request");
+    assert_eq!(
+        (request.activity_type, request.to_stage, request.open),
+        (
+            ActivityType::RequestedTransition,
+            Some(Stage::Production),
+            true
+        )
+    );
+    let duplicate = store
+        .create_transition_request("dev", "m", 2, Stage::Production, "again", &actor)
+        .await
+        .expect_err("one open request per requester and stage");
+    assert_eq!(duplicate.code, ErrorCode::ResourceAlreadyExists);
+    store
+        .create_transition_request("dev", "m", 2, Stage::Staging, "or staging", &reviewer)
+        .await
+        .expect("second request");
+    assert_eq!(
+        store
+            .open_transition_requests("dev", "m", 2)
+            .await
+            .expect("open")
+            .len(),
+        2
+    );
+    let nothing_to_reject = store
+        .resolve_transition_request(
+            "dev",
+            "m",
+            2,
+            Stage::Archived,
+            RequestOutcome::Reject,
+            None,
+            "",
+            &reviewer,
+        )
+        .await
+        .expect_err("no request to Archived");
+    assert_eq!(nothing_to_reject.code, ErrorCode::ResourceDoesNotExist);
+
+    let approved = store
+        .resolve_transition_request(
+            "dev",
+            "m",
+            2,
+            Stage::Production,
+            RequestOutcome::Approve {
+                archive_existing: true,
+            },
+            None,
+            "looks good",
+            &reviewer,
+        )
+        .await
+        .expect("approve");
+    assert_eq!(approved.activity_type, ActivityType::ApprovedRequest);
+    assert_eq!(
+        store
+            .get_model_version("dev", "m", 2)
+            .await
+            .expect("v2")
+            .current_stage,
+        Stage::Production
+    );
+    assert_eq!(
+        store
+            .get_model_version("dev", "m", 1)
+            .await
+            .expect("v1")
+            .current_stage,
+        Stage::Archived
+    );
+    store
+        .resolve_transition_request(
+            "dev",
+            "m",
+            2,
+            Stage::Staging,
+            RequestOutcome::Cancel,
+            Some("owner"),
+            "",
+            &actor,
+        )
+        .await
+        .expect_err("owner has no open request to Staging");
+    store
+        .resolve_transition_request(
+            "dev",
+            "m",
+            2,
+            Stage::Staging,
+            RequestOutcome::Cancel,
+            Some("reviewer"),
+            "",
+            &reviewer,
+        )
+        .await
+        .expect("cancel own");
+    assert!(
+        store
+            .open_transition_requests("dev", "m", 2)
+            .await
+            .expect("none open")
+            .is_empty()
+    );
+
+    let comment = store
+        .create_comment("dev", "m", 2, "shipping it", &reviewer)
+        .await
+        .expect("comment");
+    let edited = store
+        .update_comment("dev", comment.id, "shipped", &reviewer)
+        .await
+        .expect("edit");
+    assert_eq!(
+        (
+            edited.comment.as_str(),
+            edited.model_name.as_str(),
+            edited.version
+        ),
+        ("shipped", "m", 2)
+    );
+    assert_eq!(
+        store
+            .get_comment("prod", comment.id)
+            .await
+            .expect_err("comments belong to a workspace")
+            .code,
+        ErrorCode::ResourceDoesNotExist
+    );
+
+    let history: Vec<ActivityType> = store
+        .activities("dev", "m", 2)
+        .await
+        .expect("activities")
+        .iter()
+        .map(|a| a.activity_type)
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            ActivityType::RequestedTransition,
+            ActivityType::RequestedTransition,
+            ActivityType::ApprovedRequest,
+            ActivityType::CancelledRequest,
+            ActivityType::NewComment,
+        ]
+    );
+    let archived = store.activities("dev", "m", 1).await.expect("v1 history");
+    let last = archived.last().expect("system transition");
+    assert_eq!(
+        (last.activity_type, last.from_stage, last.to_stage),
+        (
+            ActivityType::SystemTransition,
+            Some(Stage::Production),
+            Some(Stage::Archived)
+        )
+    );
+    store
+        .delete_comment("dev", comment.id, &reviewer)
+        .await
+        .expect("delete comment");
+    assert_eq!(
+        store.activities("dev", "m", 2).await.expect("after").len(),
+        4
+    );
 }
