@@ -77,35 +77,38 @@ class Server:
         return response.json()
 
 
-def start_tarn(extra_args=(), extra_env=None, database_url=None):
-    """Starts `tarn server` on a free port with a fresh data dir; returns (Server, stop)."""
+def start_tarn(extra_args=(), extra_env=None, database_url=None, data_dir=None, fresh_database=True, port=None, admin_token=None):
+    """Starts `tarn server` on a free port with a fresh data dir (or `data_dir`, to restart
+    one); returns (Server, stop). Webhooks may reach the tests' local receivers."""
     binary = os.environ.get("TARN_BIN", str(ROOT / "target" / "debug" / "tarn"))
-    data_dir = tempfile.mkdtemp(prefix="tarn-compat-")
-    port = _free_port()
-    token = "tarn_compat_" + secrets.token_hex(16)
+    data_dir = data_dir or tempfile.mkdtemp(prefix="tarn-compat-")
+    port = port or _free_port()
+    token = admin_token or "tarn_compat_" + secrets.token_hex(16)
     command = [binary, "server", "--data-dir", data_dir, "--host", "127.0.0.1", "--port", str(port), *extra_args]
     admin_url = None
     if database_url:
         admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
         name = database_url.rsplit("/", 1)[1]
-        _psql(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        _psql(admin_url, f"CREATE DATABASE {name}")
+        if fresh_database:
+            _psql(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            _psql(admin_url, f"CREATE DATABASE {name}")
         command += ["--database-url", database_url]
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
     log_path = Path(data_dir) / "server.log"
-    log = open(log_path, "w")
+    log = open(log_path, "a")
     env = dict(os.environ, TARN_ADMIN_TOKEN=token, TARN_LOG="warn,tarn::http=info", **(extra_env or {}))
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     _wait_for(base + "/health", process, log_path)
 
-    def stop():
+    def stop(drop_database=True):
         process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
-        if database_url:
+        if database_url and drop_database:
             _psql(admin_url, f"DROP DATABASE IF EXISTS {database_url.rsplit('/', 1)[1]} WITH (FORCE)")
 
     return Server(base, token, data_dir), stop
@@ -127,7 +130,11 @@ def _wait_for(url, process, log_path):
 
 @pytest.fixture(scope="session")
 def server():
-    started, stop = start_tarn(database_url=os.environ.get("TARN_TEST_DATABASE_URL"))
+    started, stop = start_tarn(
+        extra_args=["--webhooks-allow-private"],
+        extra_env={"TARN_WEBHOOK_RETRY_BASE_MS": "100"},
+        database_url=os.environ.get("TARN_TEST_DATABASE_URL"),
+    )
     try:
         yield started
     finally:

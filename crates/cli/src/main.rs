@@ -67,6 +67,17 @@ pub struct ServerArgs {
     /// The admin's token; generated into DATA_DIR/admin.token when not given.
     #[arg(long, env = "TARN_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Let webhooks reach loopback and private addresses (refused by default: SSRF).
+    #[arg(long, env = "TARN_WEBHOOKS_ALLOW_PRIVATE")]
+    pub webhooks_allow_private: bool,
+    /// First webhook retry delay in milliseconds; doubles per attempt, capped at 5 minutes.
+    #[arg(
+        long,
+        env = "TARN_WEBHOOK_RETRY_BASE_MS",
+        default_value_t = 1000,
+        hide = true
+    )]
+    pub webhook_retry_base_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -325,7 +336,15 @@ pub async fn start_server(
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     Ok((
-        tarn_server::AppState::new(store, artifacts),
+        tarn_server::AppState::new(
+            store,
+            artifacts,
+            tarn_server::webhooks::WebhookSettings {
+                allow_private: args.webhooks_allow_private,
+                retry_base: std::time::Duration::from_millis(args.webhook_retry_base_ms),
+                ..Default::default()
+            },
+        )?,
         listener,
         bootstrap,
     ))

@@ -125,6 +125,9 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         lake_root: None,
         artifact_root: None,
         admin_token: std::env::var("TARN_ADMIN_TOKEN").ok(),
+        // The quickstart's own receiver listens on loopback.
+        webhooks_allow_private: true,
+        webhook_retry_base_ms: 1000,
     };
     let started = match crate::start_server(&server_args).await {
         Ok(started) => started,

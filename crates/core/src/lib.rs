@@ -9,5 +9,6 @@ pub mod registry;
 pub mod search;
 pub mod store;
 pub mod validation;
+pub mod webhooks;
 
 pub use error::{Error, ErrorCode, Result};

@@ -14,6 +14,7 @@ use crate::registry::{
     Activity, Actor, ModelVersion, NewModelVersion, RegisteredModel, RequestOutcome, Stage,
 };
 use crate::search::{Comparison, OrderBy};
+use crate::webhooks::{Flavor, Webhook};
 
 /// Restricts a search to objects a principal may read; `None` for admins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -539,6 +540,85 @@ pub trait RegistryStore: Send + Sync {
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>>;
 }
 
+/// One delivery of one event to one webhook, with what its last attempt got.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    /// Sent in the delivery headers; the same on every retry, so receivers can de-duplicate.
+    pub delivery_id: String,
+    pub webhook_id: String,
+    pub event_id: i64,
+    pub event_name: String,
+    /// The exact body sent.
+    pub payload: String,
+    /// `pending`, `succeeded` or `failed` (gave up).
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_latency_ms: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What to record after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptResult {
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    pub outcome: AttemptOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    RetryAt(i64),
+    GaveUp,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryQuery {
+    pub workspace: String,
+    pub webhook_id: Option<String>,
+    pub status: Option<String>,
+    pub limit: u64,
+}
+
+/// Webhooks and the delivery queue they are fed from the event log.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Stores a new webhook; events already in the log are not delivered to it.
+    async fn create_webhook(&self, webhook: &Webhook, actor: &Actor) -> Result<()>;
+    async fn get_webhook(&self, workspace: &str, id: &str) -> Result<Webhook>;
+    /// Webhooks of one flavor, newest first; `model_name` narrows Databricks listings.
+    async fn list_webhooks(
+        &self,
+        workspace: &str,
+        flavor: Flavor,
+        model_name: Option<&str>,
+        offset: u64,
+        max_results: u64,
+    ) -> Result<Page<Webhook>>;
+    async fn update_webhook(&self, webhook: &Webhook, actor: &Actor) -> Result<()>;
+    async fn delete_webhook(&self, workspace: &str, id: &str, actor: &Actor) -> Result<()>;
+    /// Turns up to `limit` events after the outbox cursor into pending deliveries and
+    /// advances the cursor, in one transaction. Returns how many events it consumed.
+    async fn fan_out(&self, limit: u64, now: i64) -> Result<usize>;
+    /// Takes up to `limit` due deliveries, leasing them until `lease_until` so another
+    /// dispatcher (or a crash) does not send them twice at once.
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u64,
+    ) -> Result<Vec<(Delivery, Webhook)>>;
+    async fn record_attempt(&self, id: i64, result: &AttemptResult, now: i64) -> Result<()>;
+    /// The delivery log, newest first.
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>>;
+}
+
 /// The whole metadata store.
 pub trait MetaStore:
     ExperimentStore
@@ -548,6 +628,7 @@ pub trait MetaStore:
     + WorkspaceStore
     + PermissionStore
     + RegistryStore
+    + WebhookStore
 {
     /// `sqlite` or `postgresql`, as `server-info` reports it.
     fn backend_name(&self) -> &'static str;

@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 mod routes;
+pub mod webhooks;
 
 pub use bootstrap::{Bootstrap, bootstrap};
 
@@ -27,17 +28,23 @@ pub struct AppState {
     pub metrics: Arc<metrics::HttpMetrics>,
     pub auth_cache: Arc<auth::AuthCache>,
     pub part_urls: Arc<artifacts::PartUrls>,
+    pub webhooks: Arc<webhooks::Sender>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn MetaStore>, artifacts: artifacts::ArtifactStore) -> Self {
-        Self {
+    pub fn new(
+        store: Arc<dyn MetaStore>,
+        artifacts: artifacts::ArtifactStore,
+        webhooks: webhooks::WebhookSettings,
+    ) -> tarn_core::Result<Self> {
+        Ok(Self {
             store,
             artifacts,
             metrics: Arc::new(metrics::HttpMetrics::default()),
             auth_cache: Arc::new(auth::AuthCache::default()),
             part_urls: Arc::new(artifacts::PartUrls::random()),
-        }
+            webhooks: Arc::new(webhooks::Sender::new(webhooks)?),
+        })
     }
 }
 
@@ -59,7 +66,8 @@ pub fn build_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves until `shutdown` resolves, then lets in-flight requests finish. The webhook
+/// dispatcher runs alongside and stops with the server; undelivered deliveries stay queued.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
@@ -72,10 +80,19 @@ pub async fn serve(
             tracing::warn!(error = %err, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(
+    let (stop_dispatcher, stopped) = tokio::sync::watch::channel(false);
+    let dispatcher = tokio::spawn(webhooks::run_dispatcher(
+        state.store.clone(),
+        state.webhooks.clone(),
+        stopped,
+    ));
+    let served = axum::serve(
         listener,
         build_router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await;
+    let _ = stop_dispatcher.send(true);
+    let _ = dispatcher.await;
+    served
 }

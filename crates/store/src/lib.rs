@@ -25,6 +25,7 @@ pub mod sqlite {
     const DIALECT: crate::Dialect = crate::Dialect::Sqlite;
     include!("backend.rs");
     include!("registry.rs");
+    include!("webhooks.rs");
 }
 
 pub mod postgres {
@@ -33,6 +34,7 @@ pub mod postgres {
     const DIALECT: crate::Dialect = crate::Dialect::Postgres;
     include!("backend.rs");
     include!("registry.rs");
+    include!("webhooks.rs");
 }
 
 pub use postgres::Store as PostgresStore;

@@ -20,6 +20,7 @@ mod permissions;
 mod registry;
 mod reviews;
 mod tracking;
+mod webhooks;
 
 fn mlflow() -> Router<AppState> {
     use tracking::*;
@@ -137,6 +138,31 @@ fn registry_routes() -> Router<AppState> {
         .route("/comments/create", post(reviews::create_comment))
         .route("/comments/update", patch(reviews::update_comment))
         .route("/comments/delete", delete(reviews::delete_comment))
+        .route(
+            "/webhooks",
+            post(webhooks::create_mlflow).get(webhooks::list_mlflow),
+        )
+        .route(
+            "/webhooks/{webhook_id}",
+            get(webhooks::get_mlflow)
+                .patch(webhooks::update_mlflow)
+                .delete(webhooks::delete_mlflow),
+        )
+        .route("/webhooks/{webhook_id}/test", post(webhooks::test_mlflow))
+        .route(
+            "/registry-webhooks/create",
+            post(webhooks::create_databricks),
+        )
+        .route("/registry-webhooks/list", get(webhooks::list_databricks))
+        .route(
+            "/registry-webhooks/update",
+            patch(webhooks::update_databricks),
+        )
+        .route(
+            "/registry-webhooks/delete",
+            delete(webhooks::delete_databricks),
+        )
+        .route("/registry-webhooks/test", post(webhooks::test_databricks))
 }
 
 /// Every API, relative to the root or to `/ws/{workspace}`.
@@ -168,6 +194,10 @@ pub fn api() -> Router<AppState> {
         .route(
             "/api/2.0/permissions/registered-models/{registered_model_id}/permissionLevels",
             get(permissions::registered_model_levels),
+        )
+        .route(
+            "/api/2.0/tarn/webhooks/deliveries",
+            get(webhooks::deliveries),
         )
         .merge(admin::routes())
 }

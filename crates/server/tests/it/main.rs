@@ -35,7 +35,12 @@ pub async fn app() -> TestApp {
         &dir.path().join("artifacts").to_string_lossy(),
     )
     .expect("artifacts");
-    let state = tarn_server::AppState::new(store, artifacts);
+    let settings = tarn_server::webhooks::WebhookSettings {
+        allow_private: true,
+        retry_base: std::time::Duration::from_millis(20),
+        ..Default::default()
+    };
+    let state = tarn_server::AppState::new(store, artifacts, settings).expect("state");
     TestApp {
         router: tarn_server::build_router(state.clone()),
         state,

@@ -120,4 +120,5 @@ conformance_suite!(
     registry::registry_search_filters_pages_and_grants,
     registry::every_change_is_an_event,
     registry::transition_requests_and_comments,
+    registry::webhook_outbox_is_at_least_once,
 );

@@ -683,3 +683,149 @@ pub async fn transition_requests_and_comments(store: Store) {
         4
     );
 }
+
+pub async fn webhook_outbox_is_at_least_once(store: Store) {
+    use tarn_core::store::{AttemptOutcome, AttemptResult, DeliveryQuery};
+    use tarn_core::webhooks::{Flavor, Webhook, WebhookStatus};
+
+    let actor = setup(&store).await;
+    store
+        .create_registered_model("dev", "before", "", &[], &actor)
+        .await
+        .expect("model before the webhook");
+    let webhook = Webhook {
+        id: "hook1".into(),
+        workspace: "dev".into(),
+        flavor: Flavor::Mlflow,
+        name: "h".into(),
+        description: String::new(),
+        url: "http://127.0.0.1:9/hook".into(),
+        secret: Some("s".into()),
+        authorization: None,
+        enable_ssl_verification: true,
+        model_name: None,
+        events: vec!["registered_model.created".into()],
+        status: WebhookStatus::Active,
+        creation_timestamp: 1,
+        last_updated_timestamp: 1,
+    };
+    store
+        .create_webhook(&webhook, &actor)
+        .await
+        .expect("webhook");
+    for name in ["a", "b"] {
+        store
+            .create_registered_model("dev", name, "", &[], &actor)
+            .await
+            .expect("model");
+    }
+    store
+        .create_registered_model("prod", "elsewhere", "", &[], &actor)
+        .await
+        .expect("other workspace");
+    assert!(store.fan_out(100, 1000).await.expect("fan out") >= 3);
+    assert_eq!(store.fan_out(100, 1000).await.expect("nothing new"), 0);
+
+    let claimed = store
+        .claim_deliveries(1000, 61_000, 10)
+        .await
+        .expect("claim");
+    let names: Vec<String> = claimed
+        .iter()
+        .map(|(d, _)| {
+            let body: serde_json::Value = serde_json::from_str(&d.payload).expect("json");
+            body["data"]["name"].as_str().expect("name").to_string()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec!["a", "b"],
+        "not the model created before the webhook, not prod's"
+    );
+    // Leased: a second dispatcher (or the same after a crash) does not take them before the lease ends.
+    assert!(
+        store
+            .claim_deliveries(2000, 62_000, 10)
+            .await
+            .expect("leased")
+            .is_empty()
+    );
+    let (first, _) = &claimed[0];
+    let (second, _) = &claimed[1];
+    store
+        .record_attempt(
+            first.id,
+            &AttemptResult {
+                status_code: Some(200),
+                error: None,
+                latency_ms: 3,
+                outcome: AttemptOutcome::Delivered,
+            },
+            2000,
+        )
+        .await
+        .expect("delivered");
+    store
+        .record_attempt(
+            second.id,
+            &AttemptResult {
+                status_code: Some(503),
+                error: Some("busy".into()),
+                latency_ms: 4,
+                outcome: AttemptOutcome::RetryAt(5000),
+            },
+            2000,
+        )
+        .await
+        .expect("retry");
+    assert!(
+        store
+            .claim_deliveries(4999, 70_000, 10)
+            .await
+            .expect("not yet")
+            .is_empty()
+    );
+    let again = store.claim_deliveries(5000, 70_000, 10).await.expect("due");
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        again[0].0.delivery_id, second.delivery_id,
+        "a retry keeps its delivery id"
+    );
+    assert_eq!(again[0].0.attempts, 1);
+    // A lease that runs out (the dispatcher died mid-send) makes the delivery due again.
+    let after_crash = store
+        .claim_deliveries(70_000, 130_000, 10)
+        .await
+        .expect("expired lease");
+    assert_eq!(after_crash.len(), 1);
+    let log = store
+        .deliveries(&DeliveryQuery {
+            workspace: "dev".into(),
+            webhook_id: Some("hook1".into()),
+            status: None,
+            limit: 10,
+        })
+        .await
+        .expect("log");
+    assert_eq!(
+        log.iter().map(|d| d.status.as_str()).collect::<Vec<_>>(),
+        vec!["pending", "succeeded"]
+    );
+    assert_eq!(log[0].last_status_code, Some(503));
+    store
+        .delete_webhook("dev", "hook1", &actor)
+        .await
+        .expect("delete");
+    assert!(
+        store
+            .deliveries(&DeliveryQuery {
+                workspace: "dev".into(),
+                webhook_id: None,
+                status: None,
+                limit: 10,
+            })
+            .await
+            .expect("log")
+            .is_empty()
+    );
+}

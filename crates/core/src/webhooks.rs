@@ -1,0 +1,490 @@
+//! Webhooks: subscriptions to the event stream in the two formats users' tooling speaks.
+//! `Mlflow`: MLflow 3's `{entity, action, timestamp, data}` envelope, `X-MLflow-*` headers.
+//! `Databricks`: the registry-webhooks flat payload (`event`, `model_name`, ...) with
+//! `X-Databricks-Signature`. This module maps events to each format's event names and
+//! payloads; delivery lives in the server.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::store::Event;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    Mlflow,
+    Databricks,
+}
+
+impl Flavor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mlflow => "mlflow",
+            Self::Databricks => "databricks",
+        }
+    }
+    pub fn parse(value: &str) -> Self {
+        if value == "databricks" {
+            Self::Databricks
+        } else {
+            Self::Mlflow
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WebhookStatus {
+    Active,
+    Disabled,
+    /// Databricks: fires only through the test endpoint.
+    TestMode,
+}
+
+impl WebhookStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Disabled => "DISABLED",
+            Self::TestMode => "TEST_MODE",
+        }
+    }
+    pub fn parse(value: &str) -> Result<Self> {
+        match value.to_ascii_uppercase().as_str() {
+            "ACTIVE" => Ok(Self::Active),
+            "DISABLED" => Ok(Self::Disabled),
+            "TEST_MODE" => Ok(Self::TestMode),
+            _ => Err(Error::invalid(format!(
+                "Invalid webhook status '{value}': use ACTIVE, DISABLED or TEST_MODE"
+            ))),
+        }
+    }
+}
+
+/// A subscription. Events are stored as this flavor's names: `model_version.created` for
+/// MLflow, `MODEL_VERSION_CREATED` for Databricks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    pub id: String,
+    pub workspace: String,
+    pub flavor: Flavor,
+    pub name: String,
+    pub description: String,
+    pub url: String,
+    /// Write-only: never rendered.
+    pub secret: Option<String>,
+    /// Databricks `http_url_spec.authorization`: a whole `Authorization` header value.
+    pub authorization: Option<String>,
+    pub enable_ssl_verification: bool,
+    /// Databricks: only this model's events (registry-wide when `None`).
+    pub model_name: Option<String>,
+    pub events: Vec<String>,
+    pub status: WebhookStatus,
+    pub creation_timestamp: i64,
+    pub last_updated_timestamp: i64,
+}
+
+/// MLflow's entity/action pairs, plus tarn's extensions for what MLflow 3 does not emit
+/// (stage transitions, transition requests, comments, renames and deletions).
+pub const MLFLOW_EVENTS: &[&str] = &[
+    "registered_model.created",
+    "registered_model.updated",
+    "registered_model.renamed",
+    "registered_model.deleted",
+    "registered_model_tag.set",
+    "registered_model_tag.deleted",
+    "model_version.created",
+    "model_version.updated",
+    "model_version.deleted",
+    "model_version_tag.set",
+    "model_version_tag.deleted",
+    "model_version_alias.created",
+    "model_version_alias.deleted",
+    "model_version_stage.transitioned",
+    "transition_request.created",
+    "transition_request.approved",
+    "transition_request.rejected",
+    "transition_request.cancelled",
+    "comment.created",
+];
+
+pub const DATABRICKS_EVENTS: &[&str] = &[
+    "MODEL_VERSION_CREATED",
+    "MODEL_VERSION_TRANSITIONED_STAGE",
+    "TRANSITION_REQUEST_CREATED",
+    "COMMENT_CREATED",
+    "REGISTERED_MODEL_CREATED",
+    "MODEL_VERSION_TAG_SET",
+    "MODEL_VERSION_TRANSITIONED_TO_STAGING",
+    "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION",
+    "MODEL_VERSION_TRANSITIONED_TO_ARCHIVED",
+    "TRANSITION_REQUEST_TO_STAGING_CREATED",
+    "TRANSITION_REQUEST_TO_PRODUCTION_CREATED",
+    "TRANSITION_REQUEST_TO_ARCHIVED_CREATED",
+];
+
+/// `{entity, action}` (either case) to the stored `entity.action` name.
+pub fn mlflow_event_name(entity: &str, action: &str) -> Result<String> {
+    let name = format!(
+        "{}.{}",
+        entity.to_ascii_lowercase(),
+        action.to_ascii_lowercase()
+    );
+    if MLFLOW_EVENTS.contains(&name.as_str()) {
+        Ok(name)
+    } else {
+        Err(Error::invalid(format!(
+            "Invalid webhook event {entity}/{action}; supported: {}",
+            MLFLOW_EVENTS.join(", ")
+        )))
+    }
+}
+
+/// The stored name back in the REST shape: `{"entity": "MODEL_VERSION", "action": "CREATED"}`.
+pub fn mlflow_event_json(name: &str) -> Value {
+    let (entity, action) = name.split_once('.').unwrap_or((name, ""));
+    json!({ "entity": entity.to_ascii_uppercase(), "action": action.to_ascii_uppercase() })
+}
+
+pub fn validate_databricks_event(name: &str) -> Result<()> {
+    if DATABRICKS_EVENTS.contains(&name) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "Invalid registry webhook event '{name}'; supported: {}",
+            DATABRICKS_EVENTS.join(", ")
+        )))
+    }
+}
+
+fn text(data: &Value, key: &str) -> String {
+    data[key].as_str().unwrap_or_default().to_string()
+}
+
+/// The names under which `event` is announced in `flavor`; empty when that format has none.
+pub fn event_names(flavor: Flavor, event: &Event) -> Vec<String> {
+    let key = format!("{}.{}", event.entity, event.action);
+    match flavor {
+        Flavor::Mlflow => MLFLOW_EVENTS
+            .contains(&key.as_str())
+            .then_some(key)
+            .into_iter()
+            .collect(),
+        Flavor::Databricks => {
+            let stage = text(&event.data, "to_stage").to_ascii_uppercase();
+            let staged = matches!(stage.as_str(), "STAGING" | "PRODUCTION" | "ARCHIVED");
+            let names: Vec<String> = match key.as_str() {
+                "registered_model.created" => vec!["REGISTERED_MODEL_CREATED".into()],
+                "model_version.created" => vec!["MODEL_VERSION_CREATED".into()],
+                "model_version_tag.set" => vec!["MODEL_VERSION_TAG_SET".into()],
+                "comment.created" => vec!["COMMENT_CREATED".into()],
+                "model_version_stage.transitioned" => {
+                    let mut names = vec!["MODEL_VERSION_TRANSITIONED_STAGE".to_string()];
+                    if staged {
+                        names.push(format!("MODEL_VERSION_TRANSITIONED_TO_{stage}"));
+                    }
+                    names
+                }
+                "transition_request.created" => {
+                    let mut names = vec!["TRANSITION_REQUEST_CREATED".to_string()];
+                    if staged {
+                        names.push(format!("TRANSITION_REQUEST_TO_{stage}_CREATED"));
+                    }
+                    names
+                }
+                _ => Vec::new(),
+            };
+            names
+        }
+    }
+}
+
+/// Whether `webhook` subscribes to `event`; returns the matching names.
+pub fn matching_names(webhook: &Webhook, event: &Event) -> Vec<String> {
+    if webhook.workspace != event.workspace || webhook.status != WebhookStatus::Active {
+        return Vec::new();
+    }
+    if let Some(model) = &webhook.model_name
+        && model != &event.object
+    {
+        return Vec::new();
+    }
+    event_names(webhook.flavor, event)
+        .into_iter()
+        .filter(|name| webhook.events.iter().any(|e| e == name))
+        .collect()
+}
+
+/// MLflow's ISO-8601 UTC timestamp (`2026-11-25T02:13:47.123000+00:00`) from milliseconds.
+pub fn iso_timestamp(millis: i64) -> String {
+    let seconds = millis.div_euclid(1000);
+    let micros = millis.rem_euclid(1000) * 1000;
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}+00:00",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The JSON body delivered for `event` under `name` to `webhook`.
+pub fn payload(webhook: &Webhook, name: &str, event: &Event) -> Value {
+    match webhook.flavor {
+        Flavor::Mlflow => {
+            let (entity, action) = name.split_once('.').unwrap_or((name, ""));
+            json!({
+                "entity": entity,
+                "action": action,
+                "timestamp": iso_timestamp(event.timestamp),
+                "data": event.data,
+                "workspace": event.workspace,
+            })
+        }
+        Flavor::Databricks => databricks_payload(webhook, name, event),
+    }
+}
+
+fn databricks_payload(webhook: &Webhook, name: &str, event: &Event) -> Value {
+    let data = &event.data;
+    let model = text(data, "name");
+    let version = text(data, "version");
+    let mut body = json!({
+        "event": name,
+        "webhook_id": webhook.id,
+        "event_timestamp": event.timestamp,
+        "model_name": model,
+    });
+    let set = |body: &mut Value, key: &str, value: Value| {
+        body[key] = value;
+    };
+    if !version.is_empty() {
+        set(&mut body, "version", json!(version));
+    }
+    let from = text(data, "from_stage");
+    let to = text(data, "to_stage");
+    let text_line = match event.entity.as_str() {
+        "model_version_stage" => {
+            set(&mut body, "from_stage", json!(from));
+            set(&mut body, "to_stage", json!(to));
+            format!(
+                "{} moved version {version} of {model} from {from} to {to}.",
+                event.actor
+            )
+        }
+        "transition_request" => {
+            set(&mut body, "from_stage", json!(from));
+            set(&mut body, "to_stage", json!(to));
+            set(&mut body, "comment", json!(text(data, "comment")));
+            format!(
+                "{} requested moving version {version} of {model} from {from} to {to}.",
+                event.actor
+            )
+        }
+        "model_version_tag" => {
+            set(
+                &mut body,
+                "tags",
+                json!([{ "key": text(data, "key"), "value": text(data, "value") }]),
+            );
+            format!("{} set a tag on version {version} of {model}.", event.actor)
+        }
+        "comment" => {
+            set(&mut body, "comment", json!(text(data, "comment")));
+            format!("{} commented on version {version} of {model}.", event.actor)
+        }
+        "model_version" => format!("{} created version {version} of {model}.", event.actor),
+        _ => format!("{} created registered model {model}.", event.actor),
+    };
+    set(&mut body, "text", json!(text_line));
+    body
+}
+
+/// A representative event for the test endpoints: the first subscribed name, on a made-up
+/// version of the webhook's model.
+pub fn example_event(webhook: &Webhook, name: &str, now: i64) -> Event {
+    let model = webhook
+        .model_name
+        .clone()
+        .unwrap_or_else(|| "example-model".into());
+    let (entity, action, data) = match name {
+        n if n.contains("TRANSITION_REQUEST") || n.starts_with("transition_request") => (
+            "transition_request",
+            "created",
+            json!({"name": model, "version": "1", "from_stage": "None", "to_stage": "Production", "comment": "example"}),
+        ),
+        n if n.contains("TRANSITIONED") || n.starts_with("model_version_stage") => (
+            "model_version_stage",
+            "transitioned",
+            json!({"name": model, "version": "1", "from_stage": "None", "to_stage": "Production"}),
+        ),
+        n if n.contains("TAG") || n.contains("tag") => (
+            "model_version_tag",
+            "set",
+            json!({"name": model, "version": "1", "key": "example_key", "value": "example_value"}),
+        ),
+        n if n.contains("COMMENT") || n.starts_with("comment") => (
+            "comment",
+            "created",
+            json!({"name": model, "version": "1", "comment": "example"}),
+        ),
+        n if n.starts_with("REGISTERED_MODEL") || n.starts_with("registered_model") => (
+            "registered_model",
+            "created",
+            json!({"name": model, "tags": {}, "description": "example"}),
+        ),
+        n if n.contains("alias") => (
+            "model_version_alias",
+            "created",
+            json!({"name": model, "alias": "example_alias", "version": "1"}),
+        ),
+        _ => (
+            "model_version",
+            "created",
+            json!({"name": model, "version": "1", "source": "models:/m-example", "run_id": "example", "tags": {}, "description": "example"}),
+        ),
+    };
+    Event {
+        id: 0,
+        workspace: webhook.workspace.clone(),
+        timestamp: now,
+        actor: "tarn".into(),
+        entity: entity.into(),
+        action: action.into(),
+        object: model,
+        data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(entity: &str, action: &str, data: Value) -> Event {
+        Event {
+            id: 1,
+            workspace: "dev".into(),
+            timestamp: 1_795_572_827_587,
+            actor: "alice".into(),
+            entity: entity.into(),
+            action: action.into(),
+            object: "fraud".into(),
+            data,
+        }
+    }
+
+    fn hook(flavor: Flavor, events: &[&str], model: Option<&str>) -> Webhook {
+        Webhook {
+            id: "w1".into(),
+            workspace: "dev".into(),
+            flavor,
+            name: "h".into(),
+            description: String::new(),
+            url: "https://example.com".into(),
+            secret: None,
+            authorization: None,
+            enable_ssl_verification: true,
+            model_name: model.map(str::to_string),
+            events: events.iter().map(|e| e.to_string()).collect(),
+            status: WebhookStatus::Active,
+            creation_timestamp: 0,
+            last_updated_timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn stage_transitions_map_to_both_databricks_names() {
+        let moved = event(
+            "model_version_stage",
+            "transitioned",
+            json!({"name": "fraud", "version": "3", "from_stage": "Staging", "to_stage": "Production"}),
+        );
+        let webhook = hook(
+            Flavor::Databricks,
+            &[
+                "MODEL_VERSION_TRANSITIONED_STAGE",
+                "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION",
+            ],
+            Some("fraud"),
+        );
+        assert_eq!(
+            matching_names(&webhook, &moved),
+            vec![
+                "MODEL_VERSION_TRANSITIONED_STAGE",
+                "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION"
+            ]
+        );
+        let body = payload(&webhook, "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION", &moved);
+        assert_eq!(body["event"], "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION");
+        assert_eq!(
+            (
+                &body["model_name"],
+                &body["version"],
+                &body["from_stage"],
+                &body["to_stage"]
+            ),
+            (
+                &json!("fraud"),
+                &json!("3"),
+                &json!("Staging"),
+                &json!("Production")
+            )
+        );
+        assert_eq!(body["event_timestamp"], 1_795_572_827_587_i64);
+        // Another model's webhook hears nothing.
+        let other = hook(
+            Flavor::Databricks,
+            &["MODEL_VERSION_TRANSITIONED_STAGE"],
+            Some("churn"),
+        );
+        assert!(matching_names(&other, &moved).is_empty());
+    }
+
+    #[test]
+    fn mlflow_envelope() {
+        let created = event(
+            "model_version",
+            "created",
+            json!({"name": "fraud", "version": "1"}),
+        );
+        let webhook = hook(Flavor::Mlflow, &["model_version.created"], None);
+        assert_eq!(
+            matching_names(&webhook, &created),
+            vec!["model_version.created"]
+        );
+        let body = payload(&webhook, "model_version.created", &created);
+        assert_eq!(body["entity"], "model_version");
+        assert_eq!(body["action"], "created");
+        assert_eq!(body["timestamp"], "2026-11-25T02:13:47.587000+00:00");
+        assert_eq!(body["data"]["version"], "1");
+        assert_eq!(
+            mlflow_event_name("MODEL_VERSION", "CREATED")
+                .ok()
+                .as_deref(),
+            Some("model_version.created")
+        );
+        assert!(mlflow_event_name("RUN", "CREATED").is_err());
+        assert_eq!(
+            mlflow_event_json("model_version_alias.created"),
+            json!({"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"})
+        );
+        // Disabled webhooks and other workspaces hear nothing.
+        let mut disabled = webhook.clone();
+        disabled.status = WebhookStatus::Disabled;
+        assert!(matching_names(&disabled, &created).is_empty());
+        let mut elsewhere = webhook;
+        elsewhere.workspace = "prod".into();
+        assert!(matching_names(&elsewhere, &created).is_empty());
+    }
+}
