@@ -47,6 +47,11 @@ pub enum ModelsCommand {
         #[arg(long)]
         delete: bool,
     },
+    /// Webhooks on registry events: list, create, delete, and the delivery log.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// The audit trail: registry and permission changes, oldest first.
     Audit {
         #[arg(long, default_value = "dev")]
@@ -59,6 +64,175 @@ pub enum ModelsCommand {
         #[arg(long, default_value_t = 100)]
         limit: u64,
     },
+}
+
+#[derive(Subcommand)]
+pub enum WebhooksCommand {
+    /// Webhooks of a workspace, both formats.
+    List {
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+    },
+    /// Subscribe a URL to registry events.
+    Create {
+        url: String,
+        /// Events: `model_version.created`-style names (MLflow format) or
+        /// `MODEL_VERSION_CREATED`-style names (Databricks format). Repeatable.
+        #[arg(long = "event", required = true)]
+        events: Vec<String>,
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        /// `mlflow` (X-MLflow-Signature) or `databricks` (X-Databricks-Signature).
+        #[arg(long, default_value = "mlflow")]
+        format: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// HMAC key for the signature header.
+        #[arg(long, env = "TARN_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Databricks format only: just this model's events.
+        #[arg(long)]
+        model: Option<String>,
+        /// Allow loopback and private destinations.
+        #[arg(long)]
+        allow_private: bool,
+    },
+    Delete {
+        id: String,
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+    },
+    /// The delivery log, newest first.
+    Deliveries {
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        #[arg(long)]
+        webhook: Option<String>,
+        /// pending, succeeded or failed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+}
+
+async fn webhooks(store: &dyn MetaStore, command: WebhooksCommand) -> Result<()> {
+    use tarn_core::webhooks::{Flavor, Webhook, WebhookStatus};
+    match command {
+        WebhooksCommand::List { workspace } => {
+            println!(
+                "{:<34} {:<10} {:<9} {:<40} EVENTS",
+                "ID", "FORMAT", "STATUS", "URL"
+            );
+            for flavor in [Flavor::Mlflow, Flavor::Databricks] {
+                let page = store
+                    .list_webhooks(&workspace, flavor, None, 0, 1000)
+                    .await?;
+                for hook in page.items {
+                    println!(
+                        "{:<34} {:<10} {:<9} {:<40} {}",
+                        hook.id,
+                        flavor.as_str(),
+                        hook.status.as_str(),
+                        hook.url,
+                        hook.events.join(",")
+                    );
+                }
+            }
+        }
+        WebhooksCommand::Create {
+            url,
+            events,
+            workspace,
+            format,
+            name,
+            secret,
+            model,
+            allow_private,
+        } => {
+            let flavor = match format.as_str() {
+                "mlflow" => Flavor::Mlflow,
+                "databricks" => Flavor::Databricks,
+                other => anyhow::bail!("unknown format '{other}': use mlflow or databricks"),
+            };
+            let events = events
+                .iter()
+                .map(|e| match flavor {
+                    Flavor::Mlflow => {
+                        let (entity, action) = e.split_once('.').unwrap_or((e, ""));
+                        tarn_core::webhooks::mlflow_event_name(entity, action)
+                    }
+                    Flavor::Databricks => {
+                        tarn_core::webhooks::validate_databricks_event(e).map(|()| e.clone())
+                    }
+                })
+                .collect::<tarn_core::Result<Vec<_>>>()?;
+            if model.is_some() && flavor == Flavor::Mlflow {
+                anyhow::bail!("--model applies to the databricks format only");
+            }
+            if let Some(model) = &model {
+                store.registered_model_id(&workspace, model).await?;
+            }
+            tarn_server::webhooks::check_destination(&url, allow_private).await?;
+            let now = tarn_core::ids::now_millis();
+            let hook = Webhook {
+                id: tarn_core::ids::hex32(rand::random()),
+                workspace,
+                flavor,
+                name,
+                description: String::new(),
+                url,
+                secret,
+                authorization: None,
+                enable_ssl_verification: true,
+                model_name: model,
+                events,
+                status: WebhookStatus::Active,
+                creation_timestamp: now,
+                last_updated_timestamp: now,
+            };
+            store.create_webhook(&hook, &cli_actor()).await?;
+            println!("created webhook {}", hook.id);
+        }
+        WebhooksCommand::Delete { id, workspace } => {
+            store.delete_webhook(&workspace, &id, &cli_actor()).await?;
+            println!("deleted webhook {id}");
+        }
+        WebhooksCommand::Deliveries {
+            workspace,
+            webhook,
+            status,
+            limit,
+        } => {
+            let deliveries = store
+                .deliveries(&tarn_core::store::DeliveryQuery {
+                    workspace,
+                    webhook_id: webhook,
+                    status,
+                    limit,
+                })
+                .await?;
+            println!(
+                "{:<36} {:<34} {:<40} {:<10} {:>8} {:>6} {:>8}  LAST ERROR",
+                "DELIVERY", "WEBHOOK", "EVENT", "STATUS", "ATTEMPTS", "CODE", "LATENCY"
+            );
+            for d in deliveries {
+                println!(
+                    "{:<36} {:<34} {:<40} {:<10} {:>8} {:>6} {:>6}ms  {}",
+                    d.delivery_id,
+                    d.webhook_id,
+                    d.event_name,
+                    d.status,
+                    d.attempts,
+                    d.last_status_code
+                        .map_or("-".to_string(), |c| c.to_string()),
+                    d.last_latency_ms.unwrap_or(0),
+                    d.last_error.unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn time(millis: i64) -> String {
@@ -218,6 +392,7 @@ pub async fn run(store: &dyn MetaStore, command: ModelsCommand) -> Result<()> {
                 println!("{name}@{alias} -> version {version}");
             }
         }
+        ModelsCommand::Webhooks { command } => webhooks(store, command).await?,
         ModelsCommand::Audit {
             workspace,
             object,

@@ -275,9 +275,11 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
 const MODEL_NAME: &str = "quickstart-linear";
 
 /// Registers the best run's model as a new version, moves it None -> Staging -> Production
-/// (archiving the previous Production version), points the `champion` alias at it, and prints
-/// the events those changes recorded.
+/// (archiving the previous Production version), points the `champion` alias at it, and shows
+/// the signed webhook deliveries a local receiver got for those changes.
 async fn register_and_promote(client: &Client, run_id: &str) -> Result<()> {
+    let receiver = Receiver::start().await?;
+    subscribe(client, &receiver).await?;
     if client
         .get("registered-models/get", json!({"name": MODEL_NAME}))
         .await
@@ -318,28 +320,149 @@ async fn register_and_promote(client: &Client, run_id: &str) -> Result<()> {
         )
         .await?;
     println!("  {MODEL_NAME}@champion -> version {version}");
-    let url = format!("{}/api/2.0/tarn/audit", client.base);
-    let events: Value = client
-        .http
-        .get(&url)
-        .bearer_auth(&client.token)
-        .query(&[("object", MODEL_NAME)])
-        .send()
-        .await?
-        .json()
-        .await?;
-    let events = events["events"].as_array().cloned().unwrap_or_default();
-    println!("Registry events (the outbox webhooks and jobs consume), newest last:");
-    for event in events.iter().rev().take(6).rev() {
+    // Created, two transitions, the alias; reruns also archive the previous version.
+    let expected = 4;
+    let mut deliveries = receiver
+        .wait_for(expected, std::time::Duration::from_secs(10))
+        .await;
+    // Deliveries are sent concurrently; show them in the order the changes happened.
+    deliveries.sort_by_key(|d| {
+        serde_json::from_str::<Value>(&d.body)
+            .ok()
+            .and_then(|b| b["timestamp"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    });
+    println!("Webhook deliveries received (signed, from the registry's event outbox):");
+    for delivery in &deliveries {
+        let verified = tarn_server::webhooks::mlflow_signature(
+            WEBHOOK_SECRET,
+            &delivery.delivery_id,
+            &delivery.timestamp,
+            &delivery.body,
+        )
+        .is_ok_and(|expected| expected == delivery.signature);
+        let body: Value = serde_json::from_str(&delivery.body).unwrap_or(Value::Null);
+        let event = format!(
+            "{}.{}",
+            body["entity"].as_str().unwrap_or("?"),
+            body["action"].as_str().unwrap_or("?")
+        );
         println!(
-            "  #{:<4} {:<20} {:<12} by {:<8} {}",
-            event["id"],
-            event["entity"].as_str().unwrap_or("?"),
-            event["action"].as_str().unwrap_or("?"),
-            event["actor"].as_str().unwrap_or("?"),
-            event["data"]
+            "  {event:<33} delivery {}  signature {}  {}",
+            &delivery.delivery_id[..8.min(delivery.delivery_id.len())],
+            if verified { "verified" } else { "MISMATCH" },
+            body["data"]
         );
     }
+    if deliveries.len() < expected {
+        println!(
+            "  (only {} of {expected} arrived in time; `tarn models audit` shows every event)",
+            deliveries.len()
+        );
+    }
+    Ok(())
+}
+
+const WEBHOOK_SECRET: &str = "quickstart-secret";
+
+/// One webhook request as the quickstart's receiver saw it.
+#[derive(Clone)]
+struct Received {
+    delivery_id: String,
+    timestamp: String,
+    signature: String,
+    body: String,
+}
+
+/// A local HTTP endpoint standing in for a CD system that reacts to registry events.
+struct Receiver {
+    url: String,
+    received: std::sync::Arc<tokio::sync::Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    async fn start() -> Result<Self> {
+        use axum::http::HeaderMap;
+        let received: std::sync::Arc<tokio::sync::Mutex<Vec<Received>>> = Default::default();
+        let store = received.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let store = store.clone();
+                async move {
+                    let header = |name: &str| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    store.lock().await.push(Received {
+                        delivery_id: header("x-mlflow-delivery-id"),
+                        timestamp: header("x-mlflow-timestamp"),
+                        signature: header("x-mlflow-signature"),
+                        body,
+                    });
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hook", listener.local_addr()?);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { url, received })
+    }
+
+    async fn wait_for(&self, count: usize, timeout: std::time::Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let seen = self.received.lock().await.clone();
+            if tokio::time::Instant::now() > deadline {
+                return seen;
+            }
+            if seen.len() >= count {
+                // Let stragglers (system transitions of a rerun) arrive too.
+                tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+                return self.received.lock().await.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Subscribes the receiver to the registry events the example causes, replacing the
+/// webhooks of earlier quickstarts (their receivers are gone).
+async fn subscribe(client: &Client, receiver: &Receiver) -> Result<()> {
+    let listed = client.get("webhooks", json!({})).await?;
+    for old in listed["webhooks"].as_array().cloned().unwrap_or_default() {
+        if old["name"] == "quickstart" {
+            let id = old["webhook_id"].as_str().unwrap_or_default();
+            client
+                .call(
+                    reqwest::Method::DELETE,
+                    &format!("webhooks/{id}"),
+                    json!({}),
+                )
+                .await?;
+        }
+    }
+    client
+        .post(
+            "webhooks",
+            json!({
+                "name": "quickstart",
+                "url": receiver.url,
+                "secret": WEBHOOK_SECRET,
+                "events": [
+                    {"entity": "MODEL_VERSION", "action": "CREATED"},
+                    {"entity": "MODEL_VERSION_STAGE", "action": "TRANSITIONED"},
+                    {"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"},
+                ],
+            }),
+        )
+        .await?;
     Ok(())
 }
 

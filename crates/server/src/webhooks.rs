@@ -92,7 +92,7 @@ pub async fn check_destination(url: &str, allow_private: bool) -> Result<()> {
     if let Some(bad) = addresses.iter().find(|ip| is_internal(ip)) {
         return Err(Error::invalid(format!(
             "Webhook URL '{url}' resolves to {bad}, a private or local address; an admin can \
-             allow such destinations with --webhooks-allow-private"
+             allow such destinations (`tarn server --webhooks-allow-private`)"
         )));
     }
     Ok(())
