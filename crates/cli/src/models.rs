@@ -3,7 +3,9 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use tarn_core::registry::{ModelVersion, Stage, parse_version, validate_settable_alias};
+use tarn_core::registry::{
+    ModelVersion, RequestOutcome, Stage, parse_version, validate_settable_alias,
+};
 use tarn_core::search;
 use tarn_core::store::{EventQuery, MetaStore, SearchRegistry};
 
@@ -35,6 +37,38 @@ pub enum ModelsCommand {
         /// Archive the versions currently in the target stage.
         #[arg(long)]
         archive_existing: bool,
+    },
+    /// Request a stage transition (a reviewer approves or rejects it).
+    Request {
+        name: String,
+        version: String,
+        stage: String,
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Approve the open requests to move a version to a stage, which moves it.
+    Approve {
+        name: String,
+        version: String,
+        stage: String,
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        #[arg(long)]
+        archive_existing: bool,
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Reject the open requests to move a version to a stage.
+    Reject {
+        name: String,
+        version: String,
+        stage: String,
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        #[arg(long, default_value = "")]
+        comment: String,
     },
     /// Point an alias at a version (or remove it with --delete).
     Alias {
@@ -332,7 +366,22 @@ pub async fn run(store: &dyn MetaStore, command: ModelsCommand) -> Result<()> {
                 readable_by: None,
             };
             println!();
-            print_versions(&store.search_model_versions(&workspace, &query).await?.items);
+            let versions = store.search_model_versions(&workspace, &query).await?.items;
+            print_versions(&versions);
+            for version in &versions {
+                for request in store
+                    .open_transition_requests(&workspace, &name, version.version)
+                    .await?
+                {
+                    println!(
+                        "  open request: version {} -> {} by {} ({})",
+                        version.version,
+                        request.to_stage.map_or("?", |s| s.as_str()),
+                        request.user_id,
+                        request.comment
+                    );
+                }
+            }
             println!();
             println!("Activity:");
             print_events(
@@ -369,6 +418,78 @@ pub async fn run(store: &dyn MetaStore, command: ModelsCommand) -> Result<()> {
                 "{name} version {} is now in {}",
                 moved.version,
                 moved.current_stage.as_str()
+            );
+        }
+        ModelsCommand::Request {
+            name,
+            version,
+            stage,
+            workspace,
+            comment,
+        } => {
+            let request = store
+                .create_transition_request(
+                    &workspace,
+                    &name,
+                    parse_version(&version)?,
+                    Stage::parse(&stage)?,
+                    &comment,
+                    &cli_actor(),
+                )
+                .await?;
+            println!(
+                "requested moving {name} version {version} to {} (request {})",
+                Stage::parse(&stage)?.as_str(),
+                request.id
+            );
+        }
+        ModelsCommand::Approve {
+            name,
+            version,
+            stage,
+            workspace,
+            archive_existing,
+            comment,
+        } => {
+            store
+                .resolve_transition_request(
+                    &workspace,
+                    &name,
+                    parse_version(&version)?,
+                    Stage::parse(&stage)?,
+                    RequestOutcome::Approve { archive_existing },
+                    None,
+                    &comment,
+                    &cli_actor(),
+                )
+                .await?;
+            println!(
+                "approved: {name} version {version} is now in {}",
+                Stage::parse(&stage)?.as_str()
+            );
+        }
+        ModelsCommand::Reject {
+            name,
+            version,
+            stage,
+            workspace,
+            comment,
+        } => {
+            store
+                .resolve_transition_request(
+                    &workspace,
+                    &name,
+                    parse_version(&version)?,
+                    Stage::parse(&stage)?,
+                    RequestOutcome::Reject,
+                    None,
+                    &comment,
+                    &cli_actor(),
+                )
+                .await?;
+            println!(
+                "rejected the requests to move {name} version {version} to {}",
+                Stage::parse(&stage)?.as_str()
             );
         }
         ModelsCommand::Alias {
