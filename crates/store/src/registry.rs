@@ -493,11 +493,17 @@ impl Store {
             .collect();
         model_ids.sort();
         model_ids.dedup();
+        // Narrowed to the versions asked for, not all versions of their models.
+        let mut numbers: Vec<i64> = versions.iter().map(|v| v.version).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
         let mut tags: HashMap<(String, i64), Vec<KeyValue>> = HashMap::new();
         let mut builder = Builder::new(
             "SELECT model_id, version, key, value FROM model_version_tags WHERE model_id IN ",
         );
         push_in_list(&mut builder, model_ids.iter().cloned());
+        builder.push(" AND version IN ");
+        push_in_list(&mut builder, numbers.iter().copied());
         builder.push(" ORDER BY key");
         for row in builder
             .build()
@@ -520,6 +526,8 @@ impl Store {
             "SELECT model_id, version, alias FROM registered_model_aliases WHERE model_id IN ",
         );
         push_in_list(&mut builder, model_ids.iter().cloned());
+        builder.push(" AND version IN ");
+        push_in_list(&mut builder, numbers.iter().copied());
         builder.push(" ORDER BY alias");
         for row in builder
             .build()
@@ -638,63 +646,76 @@ impl RegistryStore for Store {
     ) -> Result<RegisteredModel> {
         let id = tarn_core::ids::hex32(rand::random());
         let now = now_millis();
-        let mut tx = self.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO registered_models (id, workspace, name, description, owner_id, user_id, creation_timestamp, last_updated_timestamp) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-        )
-        .bind(&id)
-        .bind(workspace)
-        .bind(name)
-        .bind(description)
-        .bind(actor.id)
-        .bind(&actor.name)
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Err(err) if is_unique_violation(&err) => {
-                return Err(Error::already_exists(format!(
-                    "Registered Model (name={name}) already exists."
-                )));
-            }
-            Err(err) if is_foreign_key_violation(&err) => {
-                return Err(Error::not_found(format!(
-                    "Workspace '{workspace}' does not exist"
-                )));
-            }
-            Err(err) => return Err(db_error(err)),
-            Ok(_) => {}
-        }
-        for tag in tags {
-            upsert_registry_tag(&mut tx, &id, tag).await?;
-        }
-        // The creator manages what it creates.
-        sqlx::query("INSERT INTO acl (workspace, object_type, object_id, principal_id, level) VALUES ($1, $2, $3, $4, $5)")
-            .bind(workspace)
-            .bind(ObjectType::RegisteredModel.as_str())
-            .bind(&id)
-            .bind(actor.id)
-            .bind(PermissionLevel::CanManage.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let tag_map: serde_json::Map<String, serde_json::Value> = tags
-            .iter()
-            .map(|t| (t.key.clone(), serde_json::Value::String(t.value.clone())))
-            .collect();
-        insert_event(
-            &mut tx,
-            workspace,
-            actor,
-            "registered_model",
-            "created",
-            name,
-            serde_json::json!({ "name": name, "tags": tag_map, "description": description }),
-            now,
-        )
-        .await?;
-        tx.commit().await.map_err(db_error)?;
+        let (owned_workspace, owned_name, owned_description, owned_tags, owned_actor) = (
+            workspace.to_string(),
+            name.to_string(),
+            description.to_string(),
+            tags.to_vec(),
+            actor.clone(),
+        );
+        let () = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    let (workspace, name, description, tags, actor) = (owned_workspace.as_str(), owned_name.as_str(), owned_description.as_str(), &owned_tags, &owned_actor);
+                let inserted = sqlx::query(
+                    "INSERT INTO registered_models (id, workspace, name, description, owner_id, user_id, creation_timestamp, last_updated_timestamp) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                )
+                .bind(&id)
+                .bind(workspace)
+                .bind(name)
+                .bind(description)
+                .bind(actor.id)
+                .bind(&actor.name)
+                .bind(now)
+                .execute(&mut **tx)
+                .await;
+                match inserted {
+                    Err(err) if is_unique_violation(&err) => {
+                        return Err(Error::already_exists(format!(
+                            "Registered Model (name={name}) already exists."
+                        )));
+                    }
+                    Err(err) if is_foreign_key_violation(&err) => {
+                        return Err(Error::not_found(format!(
+                            "Workspace '{workspace}' does not exist"
+                        )));
+                    }
+                    Err(err) => return Err(db_error(err)),
+                    Ok(_) => {}
+                }
+                for tag in tags {
+                    upsert_registry_tag(tx, &id, tag).await?;
+                }
+                // The creator manages what it creates.
+                sqlx::query("INSERT INTO acl (workspace, object_type, object_id, principal_id, level) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(workspace)
+                    .bind(ObjectType::RegisteredModel.as_str())
+                    .bind(&id)
+                    .bind(actor.id)
+                    .bind(PermissionLevel::CanManage.as_str())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                let tag_map: serde_json::Map<String, serde_json::Value> = tags
+                    .iter()
+                    .map(|t| (t.key.clone(), serde_json::Value::String(t.value.clone())))
+                    .collect();
+                insert_event(
+                    tx,
+                    workspace,
+                    actor,
+                    "registered_model",
+                    "created",
+                    name,
+                    serde_json::json!({ "name": name, "tags": tag_map, "description": description }),
+                    now,
+                )
+                .await?;
+                    Ok(())
+                })
+            })
+            .await?;
         self.get_registered_model(workspace, name).await
     }
 
@@ -1006,66 +1027,74 @@ impl RegistryStore for Store {
         actor: &Actor,
     ) -> Result<ModelVersion> {
         let now = now_millis();
-        let mut tx = self.begin().await?;
-        let model_id = model_id_in_tx(&mut tx, workspace, &new.name).await?;
-        let version: i64 = sqlx::query_scalar(
-            "UPDATE registered_models SET next_version = next_version + 1, last_updated_timestamp = $1 \
-             WHERE id = $2 RETURNING next_version - 1",
-        )
-        .bind(now)
-        .bind(&model_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        sqlx::query(
-            "INSERT INTO model_versions (model_id, version, creation_timestamp, last_updated_timestamp, user_id, current_stage, \
-             description, source, run_id, run_link, logged_model_id, status, storage_location, checksum) \
-             VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(&model_id)
-        .bind(version)
-        .bind(now)
-        .bind(&actor.name)
-        .bind(Stage::None.as_str())
-        .bind(&new.description)
-        .bind(&new.source)
-        .bind(new.run_id.as_deref())
-        .bind(new.run_link.as_deref())
-        .bind(new.model_id.as_deref())
-        .bind(VersionStatus::Ready.as_str())
-        .bind(&new.storage_location)
-        .bind(&new.checksum)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        for tag in &new.tags {
-            upsert_version_tag(&mut tx, &model_id, version, tag).await?;
-        }
-        let tag_map: serde_json::Map<String, serde_json::Value> = new
-            .tags
-            .iter()
-            .map(|t| (t.key.clone(), serde_json::Value::String(t.value.clone())))
-            .collect();
-        insert_event(
-            &mut tx,
-            workspace,
-            actor,
-            "model_version",
-            "created",
-            &new.name,
-            serde_json::json!({
-                "name": new.name,
-                "version": version.to_string(),
-                "source": new.source,
-                "run_id": new.run_id,
-                "model_id": new.model_id,
-                "tags": tag_map,
-                "description": new.description,
-            }),
-            now,
-        )
-        .await?;
-        tx.commit().await.map_err(db_error)?;
+        let (owned_workspace, owned_new, owned_actor) =
+            (workspace.to_string(), new.clone(), actor.clone());
+        let version = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    let (workspace, new, actor) = (owned_workspace.as_str(), &owned_new, &owned_actor);
+                let model_id = model_id_in_tx(tx, workspace, &new.name).await?;
+                let version: i64 = sqlx::query_scalar(
+                    "UPDATE registered_models SET next_version = next_version + 1, last_updated_timestamp = $1 \
+                     WHERE id = $2 RETURNING next_version - 1",
+                )
+                .bind(now)
+                .bind(&model_id)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(db_error)?;
+                sqlx::query(
+                    "INSERT INTO model_versions (model_id, version, creation_timestamp, last_updated_timestamp, user_id, current_stage, \
+                     description, source, run_id, run_link, logged_model_id, status, storage_location, checksum) \
+                     VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(&model_id)
+                .bind(version)
+                .bind(now)
+                .bind(&actor.name)
+                .bind(Stage::None.as_str())
+                .bind(&new.description)
+                .bind(&new.source)
+                .bind(new.run_id.as_deref())
+                .bind(new.run_link.as_deref())
+                .bind(new.model_id.as_deref())
+                .bind(VersionStatus::Ready.as_str())
+                .bind(&new.storage_location)
+                .bind(&new.checksum)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+                for tag in &new.tags {
+                    upsert_version_tag(tx, &model_id, version, tag).await?;
+                }
+                let tag_map: serde_json::Map<String, serde_json::Value> = new
+                    .tags
+                    .iter()
+                    .map(|t| (t.key.clone(), serde_json::Value::String(t.value.clone())))
+                    .collect();
+                insert_event(
+                    tx,
+                    workspace,
+                    actor,
+                    "model_version",
+                    "created",
+                    &new.name,
+                    serde_json::json!({
+                        "name": new.name,
+                        "version": version.to_string(),
+                        "source": new.source,
+                        "run_id": new.run_id,
+                        "model_id": new.model_id,
+                        "tags": tag_map,
+                        "description": new.description,
+                    }),
+                    now,
+                )
+                .await?;
+                    Ok(version)
+                })
+            })
+            .await?;
         self.model_version_row(workspace, &new.name, version).await
     }
 
@@ -1241,21 +1270,34 @@ impl RegistryStore for Store {
         actor: &Actor,
     ) -> Result<()> {
         let now = now_millis();
-        let mut tx = self.begin().await?;
-        let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
-        upsert_version_tag(&mut tx, &model_id, version, tag).await?;
-        insert_event(
-            &mut tx,
-            workspace,
-            actor,
-            "model_version_tag",
-            "set",
-            name,
-            serde_json::json!({ "name": name, "version": version.to_string(), "key": tag.key, "value": tag.value }),
-            now,
-        )
-        .await?;
-        tx.commit().await.map_err(db_error)
+        let (owned_workspace, owned_name, owned_tag, owned_actor) = (
+            workspace.to_string(),
+            name.to_string(),
+            tag.clone(),
+            actor.clone(),
+        );
+        let () = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    let (workspace, name, tag, actor) = (owned_workspace.as_str(), owned_name.as_str(), &owned_tag, &owned_actor);
+                let model_id = version_in_tx(tx, workspace, name, version).await?;
+                upsert_version_tag(tx, &model_id, version, tag).await?;
+                insert_event(
+                    tx,
+                    workspace,
+                    actor,
+                    "model_version_tag",
+                    "set",
+                    name,
+                    serde_json::json!({ "name": name, "version": version.to_string(), "key": tag.key, "value": tag.value }),
+                    now,
+                )
+                .await?;
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(())
     }
 
     async fn delete_model_version_tag(
@@ -1304,22 +1346,39 @@ impl RegistryStore for Store {
     ) -> Result<ModelVersion> {
         check_archive_existing(stage, archive_existing)?;
         let now = now_millis();
-        let mut tx = self.begin().await?;
-        let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
-        let change = Transition {
-            workspace,
-            model_id: &model_id,
-            name,
-            version,
-            stage,
-            archive_existing,
-            activity: ActivityType::AppliedTransition,
-            comment,
-            actor,
-            now,
-        };
-        apply_transition(&mut tx, &change).await?;
-        tx.commit().await.map_err(db_error)?;
+        let (owned_workspace, owned_name, owned_comment, owned_actor) = (
+            workspace.to_string(),
+            name.to_string(),
+            comment.to_string(),
+            actor.clone(),
+        );
+        let () = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    let (workspace, name, comment, actor) = (
+                        owned_workspace.as_str(),
+                        owned_name.as_str(),
+                        owned_comment.as_str(),
+                        &owned_actor,
+                    );
+                    let model_id = version_in_tx(tx, workspace, name, version).await?;
+                    let change = Transition {
+                        workspace,
+                        model_id: &model_id,
+                        name,
+                        version,
+                        stage,
+                        archive_existing,
+                        activity: ActivityType::AppliedTransition,
+                        comment,
+                        actor,
+                        now,
+                    };
+                    apply_transition(tx, &change).await?;
+                    Ok(())
+                })
+            })
+            .await?;
         self.model_version_row(workspace, name, version).await
     }
 
@@ -1633,31 +1692,44 @@ impl RegistryStore for Store {
         actor: &Actor,
     ) -> Result<()> {
         let now = now_millis();
-        let mut tx = self.begin().await?;
-        let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
-        sqlx::query(
-            "INSERT INTO registered_model_aliases (model_id, alias, version) VALUES ($1, $2, $3) \
-             ON CONFLICT (model_id, alias) DO UPDATE SET version = excluded.version",
-        )
-        .bind(&model_id)
-        .bind(alias)
-        .bind(version)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        touch_model(&mut tx, &model_id, now).await?;
-        insert_event(
-            &mut tx,
-            workspace,
-            actor,
-            "model_version_alias",
-            "created",
-            name,
-            serde_json::json!({ "name": name, "alias": alias, "version": version.to_string() }),
-            now,
-        )
-        .await?;
-        tx.commit().await.map_err(db_error)
+        let (owned_workspace, owned_name, owned_alias, owned_actor) = (
+            workspace.to_string(),
+            name.to_string(),
+            alias.to_string(),
+            actor.clone(),
+        );
+        let () = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    let (workspace, name, alias, actor) = (owned_workspace.as_str(), owned_name.as_str(), owned_alias.as_str(), &owned_actor);
+                let model_id = version_in_tx(tx, workspace, name, version).await?;
+                sqlx::query(
+                    "INSERT INTO registered_model_aliases (model_id, alias, version) VALUES ($1, $2, $3) \
+                     ON CONFLICT (model_id, alias) DO UPDATE SET version = excluded.version",
+                )
+                .bind(&model_id)
+                .bind(alias)
+                .bind(version)
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
+                touch_model(tx, &model_id, now).await?;
+                insert_event(
+                    tx,
+                    workspace,
+                    actor,
+                    "model_version_alias",
+                    "created",
+                    name,
+                    serde_json::json!({ "name": name, "alias": alias, "version": version.to_string() }),
+                    now,
+                )
+                .await?;
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(())
     }
 
     async fn delete_alias(
@@ -1697,19 +1769,25 @@ impl RegistryStore for Store {
         name: &str,
         alias: &str,
     ) -> Result<ModelVersion> {
-        let model_id = self.registered_model_id(workspace, name).await?;
-        let version: Option<i64> = sqlx::query_scalar(
-            "SELECT version FROM registered_model_aliases WHERE model_id = $1 AND alias = $2",
-        )
-        .bind(&model_id)
-        .bind(alias)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(db_error)?;
-        // MLflow answers an unknown alias with INVALID_PARAMETER_VALUE, not a 404.
-        let version = version
-            .ok_or_else(|| Error::invalid(format!("Registered model alias {alias} not found.")))?;
-        self.model_version_row(workspace, name, version).await
+        let mut builder = Builder::new(format!(
+            "SELECT {MODEL_VERSION_COLUMNS} FROM registered_model_aliases a \
+             JOIN registered_models rm ON rm.id = a.model_id \
+             JOIN model_versions mv ON mv.model_id = a.model_id AND mv.version = a.version \
+             WHERE rm.workspace = "
+        ));
+        builder.push_bind(workspace.to_string());
+        builder.push(" AND rm.name = ");
+        builder.push_bind(name.to_string());
+        builder.push(" AND a.alias = ");
+        builder.push_bind(alias.to_string());
+        let Some(found) = self.fetch_versions(&mut builder).await?.pop() else {
+            // A missing model is a 404; a missing alias is MLflow's INVALID_PARAMETER_VALUE.
+            self.registered_model_id(workspace, name).await?;
+            return Err(Error::invalid(format!(
+                "Registered model alias {alias} not found."
+            )));
+        };
+        Ok(self.complete_versions(vec![found]).await?.remove(0))
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {
