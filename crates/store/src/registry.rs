@@ -216,6 +216,8 @@ struct Transition<'a> {
     model_id: &'a str,
     name: &'a str,
     version: i64,
+    /// The stage the version is in now (read in the same transaction).
+    from: Stage,
     stage: Stage,
     archive_existing: bool,
     activity: ActivityType,
@@ -227,7 +229,7 @@ struct Transition<'a> {
 /// Moves the version (archiving the stage's other versions if asked), records the activities
 /// and events; returns the id of the version's activity.
 async fn apply_transition(tx: &mut Tx<'_>, change: &Transition<'_>) -> Result<i64> {
-    let from = current_stage(tx, change.model_id, change.version).await?;
+    let from = change.from;
     let archived: Vec<i64> = if change.archive_existing {
         sqlx::query_scalar(
             "UPDATE model_versions SET current_stage = $1, last_updated_timestamp = $2 \
@@ -343,6 +345,34 @@ fn row_activity(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Activi
         model_name: row.try_get("model_name")?,
         version: row.try_get("version")?,
     })
+}
+
+/// The model id and the version's current stage, inside a transaction (one statement).
+async fn version_stage_in_tx(
+    tx: &mut Tx<'_>,
+    workspace: &str,
+    name: &str,
+    version: i64,
+) -> Result<(String, Stage)> {
+    let lock = match DIALECT {
+        crate::Dialect::Postgres => " FOR UPDATE OF rm",
+        crate::Dialect::Sqlite => "",
+    };
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT rm.id, mv.current_stage FROM registered_models rm \
+         LEFT JOIN model_versions mv ON mv.model_id = rm.id AND mv.version = $3 \
+         WHERE rm.workspace = $1 AND rm.name = $2{lock}"
+    )))
+    .bind(workspace)
+    .bind(name)
+    .bind(version)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_error)?
+    .ok_or_else(|| model_not_found(name))?;
+    let stage: Option<String> = row.try_get("current_stage").map_err(db_error)?;
+    let stage = stage.ok_or_else(|| version_not_found(name, version))?;
+    Ok((row.try_get("id").map_err(db_error)?, Stage::parse(&stage)?))
 }
 
 /// The prompt rule of MLflow's registry search: prompts (models tagged
@@ -497,51 +527,43 @@ impl Store {
         let mut numbers: Vec<i64> = versions.iter().map(|v| v.version).collect();
         numbers.sort_unstable();
         numbers.dedup();
+        // Tags and aliases in one statement: every statement is a round trip to the driver.
+        let mut builder = Builder::new(
+            "SELECT model_id, version, 0 AS is_alias, key AS name, value FROM model_version_tags WHERE model_id IN ",
+        );
+        push_in_list(&mut builder, model_ids.iter().cloned());
+        builder.push(" AND version IN ");
+        push_in_list(&mut builder, numbers.iter().copied());
+        builder.push(
+            " UNION ALL SELECT model_id, version, 1 AS is_alias, alias AS name, '' AS value \
+             FROM registered_model_aliases WHERE model_id IN ",
+        );
+        push_in_list(&mut builder, model_ids.iter().cloned());
+        builder.push(" AND version IN ");
+        push_in_list(&mut builder, numbers.iter().copied());
+        builder.push(" ORDER BY name");
         let mut tags: HashMap<(String, i64), Vec<KeyValue>> = HashMap::new();
-        let mut builder = Builder::new(
-            "SELECT model_id, version, key, value FROM model_version_tags WHERE model_id IN ",
-        );
-        push_in_list(&mut builder, model_ids.iter().cloned());
-        builder.push(" AND version IN ");
-        push_in_list(&mut builder, numbers.iter().copied());
-        builder.push(" ORDER BY key");
-        for row in builder
-            .build()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)?
-        {
-            tags.entry((
-                row.try_get("model_id").map_err(db_error)?,
-                row.try_get("version").map_err(db_error)?,
-            ))
-            .or_default()
-            .push(KeyValue {
-                key: row.try_get("key").map_err(db_error)?,
-                value: row.try_get("value").map_err(db_error)?,
-            });
-        }
         let mut aliases: HashMap<(String, i64), Vec<String>> = HashMap::new();
-        let mut builder = Builder::new(
-            "SELECT model_id, version, alias FROM registered_model_aliases WHERE model_id IN ",
-        );
-        push_in_list(&mut builder, model_ids.iter().cloned());
-        builder.push(" AND version IN ");
-        push_in_list(&mut builder, numbers.iter().copied());
-        builder.push(" ORDER BY alias");
         for row in builder
             .build()
             .fetch_all(&self.read)
             .await
             .map_err(db_error)?
         {
-            aliases
-                .entry((
-                    row.try_get("model_id").map_err(db_error)?,
-                    row.try_get("version").map_err(db_error)?,
-                ))
-                .or_default()
-                .push(row.try_get("alias").map_err(db_error)?);
+            let key = (
+                row.try_get::<String, _>("model_id").map_err(db_error)?,
+                row.try_get::<i64, _>("version").map_err(db_error)?,
+            );
+            let name: String = row.try_get("name").map_err(db_error)?;
+            let is_alias: i32 = row.try_get("is_alias").map_err(db_error)?;
+            if is_alias == 1 {
+                aliases.entry(key).or_default().push(name);
+            } else {
+                tags.entry(key).or_default().push(KeyValue {
+                    key: name,
+                    value: row.try_get("value").map_err(db_error)?,
+                });
+            }
         }
         for version in &mut versions {
             let key = (version.registered_model_id.clone(), version.version);
@@ -1361,12 +1383,14 @@ impl RegistryStore for Store {
                         owned_comment.as_str(),
                         &owned_actor,
                     );
-                    let model_id = version_in_tx(tx, workspace, name, version).await?;
+                    let (model_id, from) =
+                        version_stage_in_tx(tx, workspace, name, version).await?;
                     let change = Transition {
                         workspace,
                         model_id: &model_id,
                         name,
                         version,
+                        from,
                         stage,
                         archive_existing,
                         activity: ActivityType::AppliedTransition,
@@ -1514,6 +1538,7 @@ impl RegistryStore for Store {
                     model_id: &model_id,
                     name,
                     version,
+                    from: current,
                     stage: to_stage,
                     archive_existing,
                     activity,

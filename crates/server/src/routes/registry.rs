@@ -442,9 +442,12 @@ async fn resolve_source(state: &AppState, ctx: &Ctx, source: &str) -> ApiResult<
         }
     } else if let Some(rest) = source.strip_prefix("runs:/") {
         let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
-        run_access(state, ctx, run_id, PermissionLevel::CanRead).await?;
-        let run = state.store.get_run(&ctx.workspace, run_id).await?;
-        resolved.folder = format!("{}/{}", run.info.artifact_uri, path.trim_matches('/'));
+        let experiment_id = run_access(state, ctx, run_id, PermissionLevel::CanRead).await?;
+        // Runs' artifact roots are always this (tarn refuses custom locations).
+        resolved.folder = format!(
+            "mlflow-artifacts:/{experiment_id}/{run_id}/artifacts/{}",
+            path.trim_matches('/')
+        );
         resolved.run_id = Some(run_id.to_string());
     } else if source.starts_with("mlflow-artifacts:") {
         resolved.folder = source.to_string();
@@ -701,15 +704,17 @@ async fn transition(
     let archive = req.archive_existing_versions.unwrap_or(false);
     let comment = req.comment.unwrap_or_default();
     registry::validate_description(&comment)?;
-    model_access(state, ctx, &name, PermissionLevel::CanRead).await?;
+    let model_id = model_access(state, ctx, &name, PermissionLevel::CanRead).await?;
     let current = state
         .store
         .get_model_version(&ctx.workspace, &name, version)
         .await?;
-    model_access(
-        state,
-        ctx,
-        &name,
+    crate::auth::require(
+        state.store.as_ref(),
+        &ctx.workspace,
+        &ctx.principal,
+        ObjectType::RegisteredModel,
+        &model_id,
         transition_level(current.current_stage, stage, archive),
     )
     .await?;
