@@ -1,6 +1,7 @@
-//! The metadata store. One body of SQL logic (`backend.rs`) is compiled once per backend, with
-//! the dialect's differences in `Dialect`; each backend has its own migrations. The conformance
-//! suite in `tests/it` runs against both.
+//! The metadata store. One body of SQL logic (`backend.rs` for tracking and identity,
+//! `registry.rs` for the registry and event log, `webhooks.rs` for webhooks and their delivery
+//! queue) is compiled once per backend, with the dialect's differences in `Dialect`; each
+//! backend has its own migrations. The conformance suite in `tests/it` runs against both.
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -220,6 +220,19 @@ impl WebhookStore for Store {
     }
 
     async fn fan_out(&self, limit: u64, now: i64) -> Result<usize> {
+        // Checked on a reader first: the dispatcher polls often, and taking the single SQLite
+        // writer for nothing would stall every other write.
+        let pending: bool = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT MAX(id) FROM events), 0) > \
+             COALESCE((SELECT last_event_id FROM outbox_cursors WHERE consumer = $1), 0)",
+        )
+        .bind(WEBHOOK_CURSOR)
+        .fetch_one(&self.read)
+        .await
+        .map_err(db_error)?;
+        if !pending {
+            return Ok(0);
+        }
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO outbox_cursors (consumer, last_event_id) VALUES ($1, 0) ON CONFLICT (consumer) DO NOTHING",
@@ -302,6 +315,16 @@ impl WebhookStore for Store {
         lease_until: i64,
         limit: u64,
     ) -> Result<Vec<(Delivery, Webhook)>> {
+        let due: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1)",
+        )
+        .bind(now)
+        .fetch_one(&self.read)
+        .await
+        .map_err(db_error)?;
+        if !due {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(
             "UPDATE webhook_deliveries SET next_attempt_at = $1 WHERE id IN \
              (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $2 ORDER BY id LIMIT $3) \
