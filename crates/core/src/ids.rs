@@ -10,6 +10,32 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// A UTC date and time of day from milliseconds since the epoch, without a date library:
+/// (year, month, day, hour, minute, second, millisecond). Civil-from-days after Howard Hinnant.
+pub fn utc_parts(millis: i64) -> (i64, i64, i64, i64, i64, i64, i64) {
+    let seconds = millis.div_euclid(1000);
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        millis.rem_euclid(1000),
+    )
+}
+
 /// Formats 16 random bytes as 32 lowercase hex digits.
 pub fn hex32(bytes: [u8; 16]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -218,24 +218,10 @@ pub fn matching_names(webhook: &Webhook, event: &Event) -> Vec<String> {
 
 /// MLflow's ISO-8601 UTC timestamp (`2026-11-25T02:13:47.123000+00:00`) from milliseconds.
 pub fn iso_timestamp(millis: i64) -> String {
-    let seconds = millis.div_euclid(1000);
-    let micros = millis.rem_euclid(1000) * 1000;
-    let days = seconds.div_euclid(86_400);
-    let rest = seconds.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day, hour, minute, second, milli) = crate::ids::utc_parts(millis);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}+00:00",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
+        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{:06}+00:00",
+        milli * 1000
     )
 }
 
