@@ -351,6 +351,14 @@ pub trait RegistryStore: Send + Sync {
     async fn get_registered_model(&self, workspace: &str, name: &str) -> Result<RegisteredModel>;
     /// The id a model's permissions are keyed by (stable across renames).
     async fn registered_model_id(&self, workspace: &str, name: &str) -> Result<String>;
+    /// The model's id and the version's stage (`None` when the model has no such version), in
+    /// one read: what a transition's permission check needs.
+    async fn version_stage(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<(String, Option<Stage>)>;
     /// The current name of the model with this id.
     async fn registered_model_name(&self, workspace: &str, id: &str) -> Result<String>;
     async fn rename_registered_model(

@@ -227,8 +227,9 @@ struct Transition<'a> {
 }
 
 /// Moves the version (archiving the stage's other versions if asked), records the activities
-/// and events; returns the id of the version's activity.
-async fn apply_transition(tx: &mut Tx<'_>, change: &Transition<'_>) -> Result<i64> {
+/// and events; returns the id of the version's activity and the moved version (without tags
+/// and aliases).
+async fn apply_transition(tx: &mut Tx<'_>, change: &Transition<'_>) -> Result<(i64, ModelVersion)> {
     let from = change.from;
     let archived: Vec<i64> = if change.archive_existing {
         sqlx::query_scalar(
@@ -246,16 +247,20 @@ async fn apply_transition(tx: &mut Tx<'_>, change: &Transition<'_>) -> Result<i6
     } else {
         Vec::new()
     };
-    sqlx::query(
-        "UPDATE model_versions SET current_stage = $1, last_updated_timestamp = $2 WHERE model_id = $3 AND version = $4",
+    // The moved version comes back from the UPDATE itself: one statement fewer per transition.
+    let moved = sqlx::query(
+        "UPDATE model_versions SET current_stage = $1, last_updated_timestamp = $2 WHERE model_id = $3 AND version = $4 \
+         RETURNING *, $5 AS model_name",
     )
     .bind(change.stage.as_str())
     .bind(change.now)
     .bind(change.model_id)
     .bind(change.version)
-    .execute(&mut **tx)
+    .bind(change.name)
+    .fetch_one(&mut **tx)
     .await
     .map_err(db_error)?;
+    let moved = row_model_version(&moved).map_err(db_error)?;
     touch_model(tx, change.model_id, change.now).await?;
     let activity_id = insert_activity(
         tx,
@@ -321,7 +326,7 @@ async fn apply_transition(tx: &mut Tx<'_>, change: &Transition<'_>) -> Result<i6
         )
         .await?;
     }
-    Ok(activity_id)
+    Ok((activity_id, moved))
 }
 
 fn row_activity(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Activity, sqlx::Error> {
@@ -761,6 +766,31 @@ impl RegistryStore for Store {
             .await
             .map_err(db_error)?
             .ok_or_else(|| model_not_found(name))
+    }
+
+    async fn version_stage(
+        &self,
+        workspace: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<(String, Option<Stage>)> {
+        let row = sqlx::query(
+            "SELECT rm.id, mv.current_stage FROM registered_models rm \
+             LEFT JOIN model_versions mv ON mv.model_id = rm.id AND mv.version = $3 \
+             WHERE rm.workspace = $1 AND rm.name = $2",
+        )
+        .bind(workspace)
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| model_not_found(name))?;
+        let stage: Option<String> = row.try_get("current_stage").map_err(db_error)?;
+        Ok((
+            row.try_get("id").map_err(db_error)?,
+            stage.map(|s| Stage::parse(&s)).transpose()?,
+        ))
     }
 
     async fn registered_model_name(&self, workspace: &str, id: &str) -> Result<String> {
@@ -1374,7 +1404,7 @@ impl RegistryStore for Store {
             comment.to_string(),
             actor.clone(),
         );
-        let () = self
+        let moved = self
             .write(move |tx| {
                 Box::pin(async move {
                     let (workspace, name, comment, actor) = (
@@ -1398,12 +1428,11 @@ impl RegistryStore for Store {
                         actor,
                         now,
                     };
-                    apply_transition(tx, &change).await?;
-                    Ok(())
+                    Ok(apply_transition(tx, &change).await?.1)
                 })
             })
             .await?;
-        self.model_version_row(workspace, name, version).await
+        Ok(self.complete_versions(vec![moved]).await?.remove(0))
     }
 
     async fn create_transition_request(
@@ -1546,7 +1575,7 @@ impl RegistryStore for Store {
                     actor,
                     now,
                 };
-                apply_transition(&mut tx, &change).await?
+                apply_transition(&mut tx, &change).await?.0
             }
             RequestOutcome::Reject | RequestOutcome::Cancel => {
                 insert_activity(

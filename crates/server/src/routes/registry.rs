@@ -704,20 +704,29 @@ async fn transition(
     let archive = req.archive_existing_versions.unwrap_or(false);
     let comment = req.comment.unwrap_or_default();
     registry::validate_description(&comment)?;
-    let model_id = model_access(state, ctx, &name, PermissionLevel::CanRead).await?;
-    let current = state
+    // One read for the model id and the current stage; readers learn whether the version
+    // exists, others only that they may not read the model.
+    let (model_id, current) = state
         .store
-        .get_model_version(&ctx.workspace, &name, version)
+        .version_stage(&ctx.workspace, &name, version)
         .await?;
-    crate::auth::require(
-        state.store.as_ref(),
-        &ctx.workspace,
-        &ctx.principal,
-        ObjectType::RegisteredModel,
-        &model_id,
-        transition_level(current.current_stage, stage, archive),
-    )
-    .await?;
+    let require = |level| {
+        crate::auth::require(
+            state.store.as_ref(),
+            &ctx.workspace,
+            &ctx.principal,
+            ObjectType::RegisteredModel,
+            &model_id,
+            level,
+        )
+    };
+    require(PermissionLevel::CanRead).await?;
+    let current = current.ok_or_else(|| {
+        Error::not_found(format!(
+            "Model Version (name={name}, version={version}) not found"
+        ))
+    })?;
+    require(transition_level(current, stage, archive)).await?;
     Ok(state
         .store
         .transition_stage(
