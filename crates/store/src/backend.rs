@@ -1216,7 +1216,7 @@ impl RunStore for Store {
                     .await
                     .map_err(db_error)?;
                     if artifact_uri.is_some() {
-                        upsert_run_tags(tx, &id, &row_tags).await?;
+                        upsert_run_tags(tx, &ActiveRun { workspace: &ws, run_id: &id }, &row_tags).await?;
                     }
                     Ok(artifact_uri)
                 })
@@ -1322,7 +1322,7 @@ impl RunStore for Store {
                 };
                 if let Some(name) = &update.run_name {
                     let tag = KeyValue { key: "mlflow.runName".into(), value: name.clone() };
-                    upsert_run_tags(tx, &id, &[tag]).await?;
+                    upsert_run_tags(tx, &ActiveRun { workspace: &ws, run_id: &id }, &[tag]).await?;
                 }
                 row_run_info(&row).map_err(db_error)
             })
@@ -1541,9 +1541,14 @@ async fn write_log_batch(
     run_id: &str,
     batch: &LogBatch,
 ) -> Result<()> {
-    Store::active_run_in_tx(tx, workspace, run_id).await?;
-    insert_params(tx, run_id, &batch.params).await?;
-    upsert_run_tags(tx, run_id, &batch.tags).await?;
+    let run = ActiveRun { workspace, run_id };
+    if batch.params.is_empty() && batch.tags.is_empty() && batch.metrics.is_empty() {
+        return Store::active_run_in_tx(tx, workspace, run_id).await;
+    }
+    insert_params(tx, &run, &batch.params).await?;
+    if upsert_run_tags(tx, &run, &batch.tags).await? {
+        Store::active_run_in_tx(tx, workspace, run_id).await?;
+    }
     if let Some(name) = batch.tags.iter().rev().find(|t| t.key == "mlflow.runName") {
         sqlx::query("UPDATE runs SET name = $1 WHERE run_uuid = $2")
             .bind(&name.value)
@@ -1552,7 +1557,38 @@ async fn write_log_batch(
             .await
             .map_err(db_error)?;
     }
-    insert_metrics(tx, run_id, &batch.metrics).await
+    if insert_metrics(tx, &run, &batch.metrics).await? {
+        // Either the run is not active or every point was logged before (accepted, as MLflow does).
+        Store::active_run_in_tx(tx, workspace, run_id).await?;
+    }
+    Ok(())
+}
+
+/// The run a batch writes to. Each insert checks it is active inside its own statement, so a
+/// batch costs one statement per kind of data; only an insert that wrote fewer rows than it
+/// had asks why. Statements are what a write costs on SQLite's single writer.
+struct ActiveRun<'a> {
+    workspace: &'a str,
+    run_id: &'a str,
+}
+
+impl ActiveRun<'_> {
+    /// `<insert> SELECT * FROM (VALUES ...) AS v WHERE <the run is active>`; the caller adds
+    /// the conflict clause.
+    fn insert<I, F>(&self, insert: &str, rows: I, push_row: F) -> Builder
+    where
+        I: IntoIterator,
+        F: FnMut(sqlx::query_builder::Separated<'_, Db, &'static str>, I::Item),
+    {
+        let mut builder = Builder::new(format!("{insert} SELECT * FROM ("));
+        builder.push_values(rows, push_row);
+        builder.push(") AS v WHERE EXISTS (SELECT 1 FROM runs WHERE workspace = ");
+        builder.push_bind(self.workspace.to_string());
+        builder.push(" AND run_uuid = ");
+        builder.push_bind(self.run_id.to_string());
+        builder.push(" AND lifecycle_stage = 'active')");
+        builder
+    }
 }
 
 /// A future borrowing the write transaction.
@@ -1658,31 +1694,21 @@ impl GroupCommit {
         }
     }
 
+    /// Savepoints are never released: `ROLLBACK TO` undoes the newest one of the name, which is
+    /// this job's, and `COMMIT` keeps everything still standing. That saves a statement a job.
     async fn in_savepoint(tx: &mut Tx<'static>, job: WriteJob) -> Result<()> {
         sqlx::query("SAVEPOINT tarn_write")
             .execute(&mut **tx)
             .await
             .map_err(db_error)?;
-        match job(tx).await {
-            Ok(()) => {
-                sqlx::query("RELEASE tarn_write")
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db_error)?;
-                Ok(())
-            }
-            Err(err) => {
-                sqlx::query("ROLLBACK TO tarn_write")
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db_error)?;
-                sqlx::query("RELEASE tarn_write")
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db_error)?;
-                Err(err)
-            }
+        let outcome = job(tx).await;
+        if outcome.is_err() {
+            sqlx::query("ROLLBACK TO tarn_write")
+                .execute(&mut **tx)
+                .await
+                .map_err(db_error)?;
         }
+        outcome
     }
 }
 
@@ -1746,9 +1772,11 @@ async fn set_run_stage(
         .await
 }
 
-async fn upsert_run_tags(tx: &mut Tx<'_>, run_id: &str, tags: &[KeyValue]) -> Result<()> {
+/// Sets tags on an active run; true when fewer rows were written than asked (the run was not
+/// active).
+async fn upsert_run_tags(tx: &mut Tx<'_>, run: &ActiveRun<'_>, tags: &[KeyValue]) -> Result<bool> {
     if tags.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     // Later values for the same key win, as if logged one after another.
     let mut latest: Vec<&KeyValue> = Vec::new();
@@ -1756,25 +1784,45 @@ async fn upsert_run_tags(tx: &mut Tx<'_>, run_id: &str, tags: &[KeyValue]) -> Re
         latest.retain(|t| t.key != tag.key);
         latest.push(tag);
     }
-    let mut builder = Builder::new("INSERT INTO tags (run_uuid, key, value) ");
-    builder.push_values(latest, |mut row, tag| {
-        row.push_bind(run_id.to_string())
-            .push_bind(tag.key.clone())
-            .push_bind(tag.value.clone());
-    });
+    let expected = latest.len() as u64;
+    let mut builder = run.insert(
+        "INSERT INTO tags (run_uuid, key, value)",
+        latest,
+        |mut row, tag| {
+            row.push_bind(run.run_id.to_string())
+                .push_bind(tag.key.clone())
+                .push_bind(tag.value.clone());
+        },
+    );
     builder.push(" ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value");
-    builder.build().execute(&mut **tx).await.map_err(db_error)?;
-    Ok(())
+    let written = builder.build().execute(&mut **tx).await.map_err(db_error)?;
+    Ok(written.rows_affected() < expected)
 }
 
 /// Params are immutable: logging the same value again is accepted, a different one is refused
 /// and nothing of the batch is kept (the caller rolls back).
-async fn insert_params(tx: &mut Tx<'_>, run_id: &str, params: &[KeyValue]) -> Result<()> {
+async fn insert_params(tx: &mut Tx<'_>, run: &ActiveRun<'_>, params: &[KeyValue]) -> Result<()> {
     if params.is_empty() {
         return Ok(());
     }
+    let mut builder = run.insert(
+        "INSERT INTO params (run_uuid, key, value)",
+        params,
+        |mut row, param| {
+            row.push_bind(run.run_id.to_string())
+                .push_bind(param.key.clone())
+                .push_bind(param.value.clone());
+        },
+    );
+    builder.push(" ON CONFLICT (run_uuid, key) DO NOTHING");
+    let written = builder.build().execute(&mut **tx).await.map_err(db_error)?;
+    if written.rows_affected() == params.len() as u64 {
+        return Ok(());
+    }
+    // Some params were there already (or the run is not active): refuse changed values.
+    Store::active_run_in_tx(tx, run.workspace, run.run_id).await?;
     let mut builder = Builder::new("SELECT key, value FROM params WHERE run_uuid = ");
-    builder.push_bind(run_id.to_string());
+    builder.push_bind(run.run_id.to_string());
     builder.push(" AND key IN ");
     push_in_list(&mut builder, params.iter().map(|p| p.key.clone()));
     let existing: HashMap<String, String> = builder
@@ -1800,27 +1848,14 @@ async fn insert_params(tx: &mut Tx<'_>, run_id: &str, params: &[KeyValue]) -> Re
                 })
         })
         .collect();
-    if !changed.is_empty() {
-        return Err(Error::invalid(format!(
-            "Changing param values is not allowed. Params were already logged='[{}]' for run ID='{run_id}'.",
-            changed.join(", ")
-        )));
-    }
-    let new: Vec<&KeyValue> = params
-        .iter()
-        .filter(|p| !existing.contains_key(&p.key))
-        .collect();
-    if new.is_empty() {
+    if changed.is_empty() {
         return Ok(());
     }
-    let mut builder = Builder::new("INSERT INTO params (run_uuid, key, value) ");
-    builder.push_values(new, |mut row, param| {
-        row.push_bind(run_id.to_string())
-            .push_bind(param.key.clone())
-            .push_bind(param.value.clone());
-    });
-    builder.build().execute(&mut **tx).await.map_err(db_error)?;
-    Ok(())
+    Err(Error::invalid(format!(
+        "Changing param values is not allowed. Params were already logged='[{}]' for run ID='{}'.",
+        changed.join(", "),
+        run.run_id
+    )))
 }
 
 /// The value stored for a metric: NaN is kept as a flag (SQLite turns NaN into NULL).
@@ -1832,74 +1867,37 @@ fn stored_value(value: f64) -> (f64, bool) {
     }
 }
 
-/// MLflow's "latest" metric: highest step, then timestamp, then value (NaN above numbers).
-fn newer(a: &Metric, b: &Metric) -> bool {
-    let key = |m: &Metric| {
-        (
-            m.step,
-            m.timestamp,
-            m.value.is_nan(),
-            if m.value.is_nan() { 0.0 } else { m.value },
-        )
-    };
-    key(a) > key(b)
-}
-
-async fn insert_metrics(tx: &mut Tx<'_>, run_id: &str, metrics: &[Metric]) -> Result<()> {
-    if metrics.is_empty() {
-        return Ok(());
-    }
+/// Inserts metric points into an active run; `latest_metrics` follows by trigger. True when
+/// fewer points were written than given (the run is not active, or points were logged before).
+async fn insert_metrics(tx: &mut Tx<'_>, run: &ActiveRun<'_>, metrics: &[Metric]) -> Result<bool> {
+    let mut written = 0;
     // 9 binds a row; stay far below SQLite's limit on bound variables.
     for chunk in metrics.chunks(500) {
-        let mut builder = Builder::new(
-            "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest) ",
+        let mut builder = run.insert(
+            "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, dataset_name, dataset_digest)",
+            chunk,
+            |mut row, metric| {
+                let (value, is_nan) = stored_value(metric.value);
+                row.push_bind(run.run_id.to_string())
+                    .push_bind(metric.key.clone())
+                    .push_bind(value)
+                    .push_bind(is_nan)
+                    .push_bind(metric.timestamp)
+                    .push_bind(metric.step)
+                    .push_bind(metric.model_id.clone())
+                    .push_bind(metric.dataset_name.clone())
+                    .push_bind(metric.dataset_digest.clone());
+            },
         );
-        builder.push_values(chunk, |mut row, metric| {
-            let (value, is_nan) = stored_value(metric.value);
-            row.push_bind(run_id.to_string())
-                .push_bind(metric.key.clone())
-                .push_bind(value)
-                .push_bind(is_nan)
-                .push_bind(metric.timestamp)
-                .push_bind(metric.step)
-                .push_bind(metric.model_id.clone())
-                .push_bind(metric.dataset_name.clone())
-                .push_bind(metric.dataset_digest.clone());
-        });
         builder.push(" ON CONFLICT DO NOTHING");
-        builder.build().execute(&mut **tx).await.map_err(db_error)?;
+        written += builder
+            .build()
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
     }
-    let mut latest: HashMap<&str, &Metric> = HashMap::new();
-    for metric in metrics {
-        match latest.get(metric.key.as_str()) {
-            Some(current) if !newer(metric, current) => {}
-            _ => {
-                latest.insert(metric.key.as_str(), metric);
-            }
-        }
-    }
-    let mut builder =
-        Builder::new("INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) ");
-    builder.push_values(latest.values(), |mut row, metric| {
-        let (value, is_nan) = stored_value(metric.value);
-        row.push_bind(run_id.to_string())
-            .push_bind(metric.key.clone())
-            .push_bind(value)
-            .push_bind(is_nan)
-            .push_bind(metric.timestamp)
-            .push_bind(metric.step);
-    });
-    builder.push(
-        " ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
-         timestamp = excluded.timestamp, step = excluded.step \
-         WHERE excluded.step > latest_metrics.step \
-            OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
-            OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
-                AND (excluded.is_nan AND NOT latest_metrics.is_nan \
-                     OR (excluded.is_nan = latest_metrics.is_nan AND excluded.value > latest_metrics.value)))",
-    );
-    builder.build().execute(&mut **tx).await.map_err(db_error)?;
-    Ok(())
+    Ok(written < metrics.len() as u64)
 }
 
 #[async_trait]

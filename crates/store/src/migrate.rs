@@ -11,6 +11,10 @@ const SQLITE: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_registry.sql")),
     (3, include_str!("../migrations/sqlite/0003_activities.sql")),
     (4, include_str!("../migrations/sqlite/0004_webhooks.sql")),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_latest_metric_trigger.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -20,6 +24,10 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0003_activities.sql"),
     ),
     (4, include_str!("../migrations/postgres/0004_webhooks.sql")),
+    (
+        5,
+        include_str!("../migrations/postgres/0005_latest_metric_trigger.sql"),
+    ),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 /// Arbitrary but fixed key for `pg_advisory_lock`.

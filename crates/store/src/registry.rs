@@ -9,7 +9,46 @@ use tarn_core::registry::{
 use tarn_core::store::{Event, EventQuery, RegistryStore, SearchRegistry};
 
 const PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
-const MODEL_VERSION_COLUMNS: &str = "mv.*, rm.name AS model_name";
+
+/// Tags and aliases of the version in `$table`, as two JSON-array columns, so one statement
+/// reads versions whole: each statement, and each row, is a hand-off to the database driver.
+macro_rules! version_extras {
+    (sqlite, $table:literal) => {
+        concat!(
+            "(SELECT json_group_array(json_array(t.key, t.value)) FROM model_version_tags t \
+             WHERE t.model_id = ", $table, ".model_id AND t.version = ", $table, ".version) AS tags_json, \
+             (SELECT json_group_array(a.alias) FROM registered_model_aliases a \
+             WHERE a.model_id = ", $table, ".model_id AND a.version = ", $table, ".version) AS aliases_json"
+        )
+    };
+    (postgres, $table:literal) => {
+        concat!(
+            "(SELECT COALESCE(json_agg(json_build_array(t.key, t.value)), '[]')::text FROM model_version_tags t \
+             WHERE t.model_id = ", $table, ".model_id AND t.version = ", $table, ".version) AS tags_json, \
+             (SELECT COALESCE(json_agg(a.alias), '[]')::text FROM registered_model_aliases a \
+             WHERE a.model_id = ", $table, ".model_id AND a.version = ", $table, ".version) AS aliases_json"
+        )
+    };
+}
+
+/// A version row as `row_model_version` reads it, from `model_versions mv` joined with
+/// `registered_models rm`.
+const MODEL_VERSION_COLUMNS: &str = match DIALECT {
+    crate::Dialect::Sqlite => concat!(
+        "mv.*, rm.name AS model_name, ",
+        version_extras!(sqlite, "mv")
+    ),
+    crate::Dialect::Postgres => concat!(
+        "mv.*, rm.name AS model_name, ",
+        version_extras!(postgres, "mv")
+    ),
+};
+
+/// The same, returned by a statement that changes `model_versions`.
+const RETURNED_VERSION_EXTRAS: &str = match DIALECT {
+    crate::Dialect::Sqlite => version_extras!(sqlite, "model_versions"),
+    crate::Dialect::Postgres => version_extras!(postgres, "model_versions"),
+};
 
 fn model_not_found(name: &str) -> Error {
     Error::not_found(format!("Registered Model with name={name} not found"))
@@ -54,14 +93,35 @@ fn row_model_version(
         run_id: row.try_get("run_id")?,
         status: VersionStatus::parse(&status),
         status_message: row.try_get("status_message")?,
-        tags: Vec::new(),
+        tags: json_list::<(String, String)>(row, "tags_json")?
+            .into_iter()
+            .map(|(key, value)| KeyValue { key, value })
+            .collect(),
         run_link: row.try_get("run_link")?,
-        aliases: Vec::new(),
+        aliases: json_list(row, "aliases_json")?,
         model_id: row.try_get("logged_model_id")?,
         storage_location: row.try_get("storage_location")?,
         checksum: row.try_get("checksum")?,
         registered_model_id: row.try_get("model_id")?,
     })
+}
+
+/// A JSON-array column, sorted (whatever order the database aggregated it in).
+fn json_list<T>(
+    row: &<Db as sqlx::Database>::Row,
+    column: &str,
+) -> std::result::Result<Vec<T>, sqlx::Error>
+where
+    T: serde::de::DeserializeOwned + Ord,
+{
+    let text: String = row.try_get(column)?;
+    let mut list: Vec<T> =
+        serde_json::from_str(&text).map_err(|err| sqlx::Error::ColumnDecode {
+            index: column.to_string(),
+            source: Box::new(err),
+        })?;
+    list.sort();
+    Ok(list)
 }
 
 fn row_event(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Event, sqlx::Error> {
@@ -227,8 +287,7 @@ struct Transition<'a> {
 }
 
 /// Moves the version (archiving the stage's other versions if asked), records the activities
-/// and events; returns the id of the version's activity and the moved version (without tags
-/// and aliases).
+/// and events; returns the id of the version's activity and the moved version.
 async fn apply_transition(tx: &mut Tx<'_>, change: &Transition<'_>) -> Result<(i64, ModelVersion)> {
     let from = change.from;
     let archived: Vec<i64> = if change.archive_existing {
@@ -248,10 +307,10 @@ async fn apply_transition(tx: &mut Tx<'_>, change: &Transition<'_>) -> Result<(i
         Vec::new()
     };
     // The moved version comes back from the UPDATE itself: one statement fewer per transition.
-    let moved = sqlx::query(
+    let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE model_versions SET current_stage = $1, last_updated_timestamp = $2 WHERE model_id = $3 AND version = $4 \
-         RETURNING *, $5 AS model_name",
-    )
+         RETURNING *, $5 AS model_name, {RETURNED_VERSION_EXTRAS}"
+    )))
     .bind(change.stage.as_str())
     .bind(change.now)
     .bind(change.model_id)
@@ -514,70 +573,6 @@ impl Store {
             .map_err(db_error)
     }
 
-    /// Adds tags and aliases to versions.
-    async fn complete_versions(
-        &self,
-        mut versions: Vec<ModelVersion>,
-    ) -> Result<Vec<ModelVersion>> {
-        if versions.is_empty() {
-            return Ok(versions);
-        }
-        let mut model_ids: Vec<String> = versions
-            .iter()
-            .map(|v| v.registered_model_id.clone())
-            .collect();
-        model_ids.sort();
-        model_ids.dedup();
-        // Narrowed to the versions asked for, not all versions of their models.
-        let mut numbers: Vec<i64> = versions.iter().map(|v| v.version).collect();
-        numbers.sort_unstable();
-        numbers.dedup();
-        // Tags and aliases in one statement: every statement is a round trip to the driver.
-        let mut builder = Builder::new(
-            "SELECT model_id, version, 0 AS is_alias, key AS name, value FROM model_version_tags WHERE model_id IN ",
-        );
-        push_in_list(&mut builder, model_ids.iter().cloned());
-        builder.push(" AND version IN ");
-        push_in_list(&mut builder, numbers.iter().copied());
-        builder.push(
-            " UNION ALL SELECT model_id, version, 1 AS is_alias, alias AS name, '' AS value \
-             FROM registered_model_aliases WHERE model_id IN ",
-        );
-        push_in_list(&mut builder, model_ids.iter().cloned());
-        builder.push(" AND version IN ");
-        push_in_list(&mut builder, numbers.iter().copied());
-        builder.push(" ORDER BY name");
-        let mut tags: HashMap<(String, i64), Vec<KeyValue>> = HashMap::new();
-        let mut aliases: HashMap<(String, i64), Vec<String>> = HashMap::new();
-        for row in builder
-            .build()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)?
-        {
-            let key = (
-                row.try_get::<String, _>("model_id").map_err(db_error)?,
-                row.try_get::<i64, _>("version").map_err(db_error)?,
-            );
-            let name: String = row.try_get("name").map_err(db_error)?;
-            let is_alias: i32 = row.try_get("is_alias").map_err(db_error)?;
-            if is_alias == 1 {
-                aliases.entry(key).or_default().push(name);
-            } else {
-                tags.entry(key).or_default().push(KeyValue {
-                    key: name,
-                    value: row.try_get("value").map_err(db_error)?,
-                });
-            }
-        }
-        for version in &mut versions {
-            let key = (version.registered_model_id.clone(), version.version);
-            version.tags = tags.remove(&key).unwrap_or_default();
-            version.aliases = aliases.remove(&key).unwrap_or_default();
-        }
-        Ok(versions)
-    }
-
     /// Adds tags, aliases and the latest version per stage to models.
     async fn complete_models(
         &self,
@@ -620,7 +615,9 @@ impl Store {
              WHERE v2.model_id = mv.model_id AND v2.current_stage = mv.current_stage)",
         );
         let mut latest: HashMap<String, Vec<ModelVersion>> = HashMap::new();
-        for version in self.fetch_versions(&mut builder).await? {
+        for mut version in self.fetch_versions(&mut builder).await? {
+            // As MLflow: a model's latest versions carry their tags, not their aliases.
+            version.aliases.clear();
             latest
                 .entry(version.registered_model_id.clone())
                 .or_default()
@@ -657,7 +654,7 @@ impl Store {
             self.registered_model_id(workspace, name).await?;
             return Err(version_not_found(name, version));
         };
-        Ok(self.complete_versions(vec![found]).await?.remove(0))
+        Ok(found)
     }
 }
 
@@ -1069,7 +1066,7 @@ impl RegistryStore for Store {
         }
         let mut versions = self.fetch_versions(&mut builder).await?;
         versions.sort_by_key(|v| v.current_stage);
-        self.complete_versions(versions).await
+        Ok(versions)
     }
 
     async fn create_model_version(
@@ -1246,10 +1243,12 @@ impl RegistryStore for Store {
         workspace: &str,
         query: &SearchRegistry,
     ) -> Result<Page<ModelVersion>> {
-        let mut builder = Builder::new(format!(
-            "SELECT {MODEL_VERSION_COLUMNS} FROM model_versions mv JOIN registered_models rm ON rm.id = mv.model_id \
-             WHERE rm.workspace = "
-        ));
+        // Keys first, whole rows for the page only: the sort then carries two columns, and tags
+        // and aliases are read for the rows returned, not for every match.
+        let mut builder = Builder::new(
+            "WITH page AS (SELECT mv.model_id, mv.version FROM model_versions mv \
+             JOIN registered_models rm ON rm.id = mv.model_id WHERE rm.workspace = ",
+        );
         builder.push_bind(workspace.to_string());
         let (wants_prompts, filter) = split_prompt_filter(&query.filter);
         push_prompt_rule(&mut builder, "rm.id", wants_prompts);
@@ -1280,10 +1279,10 @@ impl RegistryStore for Store {
             }
         }
         push_readable(&mut builder, "rm.id", &query.readable_by);
-        builder.push(" ORDER BY ");
+        let mut order = String::from(" ORDER BY ");
         let mut seen = Vec::new();
-        for order in &query.order_by {
-            let column = match order.key.as_str() {
+        for order_by in &query.order_by {
+            let column = match order_by.key.as_str() {
                 "name" => format!("rm.name{}", collate()),
                 "version_number" => "mv.version".to_string(),
                 "creation_timestamp" | "timestamp" => "mv.creation_timestamp".to_string(),
@@ -1297,18 +1296,24 @@ impl RegistryStore for Store {
             if seen.contains(&column) {
                 return Err(Error::invalid(format!(
                     "`order_by` contains duplicate fields: {}",
-                    order.key
+                    order_by.key
                 )));
             }
-            builder.push(format!("{column} {}, ", order_direction(order)));
+            order.push_str(&format!("{column} {}, ", order_direction(order_by)));
             seen.push(column);
         }
-        builder.push(format!("rm.name{} ASC, mv.version DESC", collate()));
+        order.push_str(&format!("rm.name{} ASC, mv.version DESC", collate()));
+        builder.push(&order);
         limit_offset(&mut builder, query.max_results, query.offset);
+        builder.push(format!(
+            ") SELECT {MODEL_VERSION_COLUMNS} FROM page \
+             JOIN model_versions mv ON mv.model_id = page.model_id AND mv.version = page.version \
+             JOIN registered_models rm ON rm.id = mv.model_id{order}"
+        ));
         let versions = self.fetch_versions(&mut builder).await?;
         let page = into_page(versions, query.offset, query.max_results);
         Ok(Page {
-            items: self.complete_versions(page.items).await?,
+            items: page.items,
             next_offset: page.next_offset,
         })
     }
@@ -1432,7 +1437,7 @@ impl RegistryStore for Store {
                 })
             })
             .await?;
-        Ok(self.complete_versions(vec![moved]).await?.remove(0))
+        Ok(moved)
     }
 
     async fn create_transition_request(
@@ -1841,7 +1846,7 @@ impl RegistryStore for Store {
                 "Registered model alias {alias} not found."
             )));
         };
-        Ok(self.complete_versions(vec![found]).await?.remove(0))
+        Ok(found)
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {

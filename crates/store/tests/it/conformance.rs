@@ -719,6 +719,56 @@ pub async fn latest_metric_follows_step_then_timestamp(store: Store) {
     let run = store.get_run("dev", &run_id).await.expect("get");
     let latest = &run.data.metrics[0];
     assert_eq!((latest.value, latest.step, latest.timestamp), (6.0, 2, 150));
+
+    // In one batch: a tie on step and timestamp goes to the larger value, NaN above numbers;
+    // a point logged twice is accepted and changes nothing.
+    store
+        .log_batch(
+            "dev",
+            &run_id,
+            &LogBatch {
+                metrics: vec![
+                    metric("m", 1.0, 150, 2),
+                    metric("n", 3.0, 10, 0),
+                    metric("n", 4.0, 10, 0),
+                    metric("n", 2.0, 10, 0),
+                    metric("m", 6.0, 150, 2),
+                ],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("log ties");
+    store
+        .log_batch(
+            "dev",
+            &run_id,
+            &LogBatch {
+                metrics: vec![metric("m", f64::NAN, 150, 2), metric("m", 6.0, 150, 2)],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("log NaN");
+    let run = store.get_run("dev", &run_id).await.expect("get");
+    let mut latest: Vec<_> = run
+        .data
+        .metrics
+        .iter()
+        .map(|m| (m.key.clone(), m.value, m.step, m.timestamp))
+        .collect();
+    latest.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(latest[1], ("n".to_string(), 4.0, 0, 10));
+    assert_eq!(
+        (latest[0].0.as_str(), latest[0].2, latest[0].3),
+        ("m", 2, 150)
+    );
+    assert!(latest[0].1.is_nan(), "NaN wins a tie: {latest:?}");
+    let history = store
+        .metric_history("dev", &run_id, "m", 0, 100)
+        .await
+        .expect("history");
+    assert_eq!(history.items.len(), 6, "the repeated point is stored once");
 }
 
 pub async fn metric_history_pages_in_order(store: Store) {
@@ -1407,4 +1457,67 @@ pub async fn concurrent_logging_to_one_run(store: Store) {
         .metrics[0]
         .clone();
     assert_eq!(latest.step, 724);
+}
+
+/// Writes that arrive together may share a transaction (SQLite's group commit): a refused one
+/// must take back only what it wrote itself.
+pub async fn a_refused_write_rolls_back_alone_among_concurrent_ones(store: Store) {
+    let owner = setup(&store).await;
+    store
+        .create_experiment("dev", "e", None, &[], owner)
+        .await
+        .expect("create");
+    let run_id = new_run(&store, "1", "r", 1).await;
+    store
+        .log_batch(
+            "dev",
+            &run_id,
+            &LogBatch {
+                params: vec![kv("fixed", "a")],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("fixed param");
+    let mut tasks = Vec::new();
+    for writer in 0..40 {
+        let store = store.clone();
+        let run_id = run_id.clone();
+        tasks.push(tokio::spawn(async move {
+            // Odd writers write a fresh param and a metric, then are refused for changing `fixed`.
+            let refused = writer % 2 == 1;
+            let mut params = vec![kv(&format!("p{writer}"), "v")];
+            if refused {
+                params.push(kv("fixed", "b"));
+            }
+            let batch = LogBatch {
+                params,
+                metrics: vec![metric(&format!("m{writer}"), 1.0, 1, 0)],
+                ..Default::default()
+            };
+            let outcome = store.log_batch("dev", &run_id, &batch).await;
+            (refused, outcome.is_err())
+        }));
+    }
+    for task in tasks {
+        let (refused, failed) = task.await.expect("task");
+        assert_eq!(refused, failed);
+    }
+    let run = store.get_run("dev", &run_id).await.expect("run");
+    let mut params: Vec<String> = run.data.params.iter().map(|p| p.key.clone()).collect();
+    params.sort();
+    let mut expected: Vec<String> = (0..40)
+        .filter(|w| w % 2 == 0)
+        .map(|w| format!("p{w}"))
+        .chain(["fixed".to_string()])
+        .collect();
+    expected.sort();
+    assert_eq!(params, expected);
+    assert_eq!(run.data.metrics.len(), 20, "refused writers left no metric");
+    assert!(
+        run.data
+            .params
+            .iter()
+            .any(|p| p.key == "fixed" && p.value == "a")
+    );
 }
