@@ -57,7 +57,7 @@ def create_version(connection, name, run_id):
 def get(connection, path, query):
     from urllib.parse import urlencode
 
-    connection.connection.request("GET", f"/api/2.0/mlflow/{path}?{urlencode(query)}", headers=connection.headers)
+    connection.connection.request("GET", f"/api/2.0/mlflow/{path}?{urlencode(query, doseq=True)}", headers=connection.headers)
     response = connection.connection.getresponse()
     return response.status, response.read()
 
@@ -170,18 +170,18 @@ def fill_mlflow_sqlite(db_path, run_id, count):
 
 
 def phase_search(server, args):
-    session = server.session()
+    connection = tracking.Connection(server)
     body = {"filter": SEARCH_FILTER, "order_by": SEARCH_ORDER, "max_results": 100}
-    first = server.call(session, "GET", "model-versions/search", body)
-    first.raise_for_status()
-    returned = len(first.json().get("model_versions", []))
+    status, data = get(connection, "model-versions/search", body)
+    assert status == 200, data
+    returned = len(json.loads(data).get("model_versions", []))
     latencies, errors = [], 0
     deadline = time.time() + args.duration
     while time.time() < deadline and len(latencies) < args.max_requests:
         started = time.perf_counter()
-        ok = server.call(session, "GET", "model-versions/search", body).status_code == 200
+        status, _ = get(connection, "model-versions/search", body)
         latencies.append(time.perf_counter() - started)
-        errors += 0 if ok else 1
+        errors += 0 if status == 200 else 1
     return {
         "requests": len(latencies),
         "errors": errors,

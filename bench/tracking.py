@@ -308,18 +308,18 @@ def fill_mlflow_sqlite(db_path, experiment_id, count):
 
 
 def phase_search(server, args, experiment_id):
-    session = server.session()
+    connection = Connection(server)
     body = {"experiment_ids": [experiment_id], "filter": SEARCH_FILTER, "order_by": SEARCH_ORDER, "max_results": 100}
-    first = server.call(session, "POST", "runs/search", body)
-    first.raise_for_status()
-    returned = len(first.json().get("runs", []))
+    status, data = connection.post("runs/search", body)
+    assert status == 200, data
+    returned = len(json.loads(data).get("runs", []))
     latencies, errors = [], 0
     deadline = time.time() + args.duration
     while time.time() < deadline and len(latencies) < args.max_requests:
         started = time.perf_counter()
-        ok = server.call(session, "POST", "runs/search", body).status_code == 200
+        status, _ = connection.post("runs/search", body)
         latencies.append(time.perf_counter() - started)
-        errors += 0 if ok else 1
+        errors += 0 if status == 200 else 1
     return {
         "requests": len(latencies),
         "errors": errors,

@@ -58,14 +58,20 @@ def test_versions_survive_deleting_the_run_and_its_artifacts(server, client, uni
     artifact_path = logged.artifact_location.split("mlflow-artifacts:/", 1)[1]
     headers = {"Authorization": f"Bearer {server.admin_token}"}
     base = server.base
+    registry_path = client.get_model_version_download_uri(name, "1").split("mlflow-artifacts:/", 1)[1]
+    original = requests.get(f"{base}/api/2.0/mlflow-artifacts/artifacts/{registry_path}/MLmodel", headers=headers, timeout=10)
+    assert original.status_code == 200 and b"flavors" in original.content
+    # Rewriting the source file leaves the version's copy as it was.
+    rewritten = requests.put(f"{base}/api/2.0/mlflow-artifacts/artifacts/{artifact_path}/MLmodel", data=b"changed", headers=headers, timeout=10)
+    assert rewritten.status_code == 200
+    copy = requests.get(f"{base}/api/2.0/mlflow-artifacts/artifacts/{registry_path}/MLmodel", headers=headers, timeout=10)
+    assert copy.content == original.content
     deleted = requests.delete(f"{base}/api/2.0/mlflow-artifacts/artifacts/{artifact_path}", headers=headers, timeout=10)
     assert deleted.status_code == 200
     client.delete_run(run.info.run_id)
     loaded = mlflow.pyfunc.load_model(f"models:/{name}/1")
     np.testing.assert_array_equal(loaded.predict(features), model.predict(features))
     # The registry's copy cannot be overwritten through the artifact proxy.
-    uri = client.get_model_version_download_uri(name, "1")
-    registry_path = uri.split("mlflow-artifacts:/", 1)[1]
     overwrite = requests.put(f"{base}/api/2.0/mlflow-artifacts/artifacts/{registry_path}/MLmodel", data=b"x", headers=headers, timeout=10)
     assert overwrite.status_code == 403
 

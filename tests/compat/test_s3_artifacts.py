@@ -124,3 +124,33 @@ def test_part_urls_are_bound_to_their_upload(s3_server):
     assert aborted.status_code == 200, aborted.text
     no_token = requests.post(f"{s3_server.base}/api/2.0/mlflow-artifacts/mpu/create/{path}", json={"path": "x.bin", "num_parts": 1}, timeout=10)
     assert no_token.status_code == 401
+
+
+def test_registry_copies_versions_within_the_bucket(s3_server, s3_endpoint, monkeypatch):
+    """On S3 a version's copy is made in the bucket; it outlives the run's objects."""
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", s3_server.admin_token)
+    mlflow.set_tracking_uri(s3_server.base)
+    mlflow.set_experiment("s3-registry")
+    features = np.arange(20, dtype=float).reshape(10, 2)
+    model = LinearRegression().fit(features, features @ [1.5, -2.0] + 3)
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(model, name="model", registered_model_name="s3-model")
+    client = mlflow.MlflowClient()
+    version = client.get_model_version("s3-model", info.registered_model_version)
+    registry_path = client.get_model_version_download_uri("s3-model", version.version).split("mlflow-artifacts:/", 1)[1]
+    listing = requests.get(f"{s3_endpoint}/tarn-artifacts?list-type=2&prefix=team-a/dev/{registry_path}/", timeout=10).text
+    assert f"team-a/dev/{registry_path}/MLmodel" in listing
+    # Remove every object of the run and of its logged model from the bucket.
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    source = s3.list_objects_v2(Bucket="tarn-artifacts", Prefix=f"team-a/dev/{run.info.experiment_id}/")["Contents"]
+    assert any(o["Key"].endswith("/MLmodel") for o in source)
+    s3.delete_objects(Bucket="tarn-artifacts", Delete={"Objects": [{"Key": o["Key"]} for o in source]})
+    assert s3.list_objects_v2(Bucket="tarn-artifacts", Prefix=f"team-a/dev/{run.info.experiment_id}/")["KeyCount"] == 0
+    loaded = mlflow.pyfunc.load_model(f"models:/s3-model/{version.version}")
+    np.testing.assert_allclose(loaded.predict(features), model.predict(features))
+    mlflow.set_tracking_uri("")

@@ -219,7 +219,10 @@ impl ArtifactStore {
 /// its artifacts never breaks a version.
 impl ArtifactStore {
     /// Copies every file under `from` to `to` (both workspace-relative) and returns the number
-    /// of files and a SHA-256 checksum over their relative paths, sizes and contents.
+    /// of files and a SHA-256 checksum over their relative paths, sizes and contents. The copy
+    /// is the store's own (a hard link on local disk, where writes replace files and never
+    /// change them in place; a server-side copy on S3), and the checksum is taken from the copy,
+    /// so it describes what the version holds even if the source changes meanwhile.
     pub async fn copy_tree_with_checksum(
         &self,
         workspace: &str,
@@ -246,36 +249,44 @@ impl ArtifactStore {
             .await
             .map_err(storage_error)?;
         files.sort();
-        let mut manifest = sha2::Sha256::new();
-        for (relative, location) in &files {
-            let target = Self::key(workspace, &format!("{to}/{relative}"))?;
-            let mut stream = self
-                .inner
-                .get(location)
-                .await
-                .map_err(storage_error)?
-                .into_stream();
-            let mut writer = object_store::buffered::BufWriter::new(self.inner.clone(), target);
-            let mut digest = sha2::Sha256::new();
-            let mut size: u64 = 0;
-            while let Some(chunk) = stream.try_next().await.map_err(storage_error)? {
-                digest.update(&chunk);
-                size += chunk.len() as u64;
-                tokio::io::AsyncWriteExt::write_all(&mut writer, &chunk)
+        let count = files.len();
+        let digests: Vec<String> = futures::stream::iter(files)
+            .map(|(relative, location)| async move {
+                let target = Self::key(workspace, &format!("{to}/{relative}"))?;
+                self.inner
+                    .copy(&location, &target)
                     .await
-                    .map_err(|e| Error::internal(format!("registry copy failed: {e}")))?;
-            }
-            tokio::io::AsyncWriteExt::shutdown(&mut writer)
-                .await
-                .map_err(|e| Error::internal(format!("registry copy failed: {e}")))?;
-            manifest.update(format!(
-                "{relative}\0{size}\0{}\n",
-                hex::encode(digest.finalize())
-            ));
+                    .map_err(storage_error)?;
+                let mut stream = self
+                    .inner
+                    .get(&target)
+                    .await
+                    .map_err(storage_error)?
+                    .into_stream();
+                let mut digest = sha2::Sha256::new();
+                let mut size: u64 = 0;
+                while let Some(chunk) = stream.try_next().await.map_err(storage_error)? {
+                    digest.update(&chunk);
+                    size += chunk.len() as u64;
+                }
+                Ok::<_, Error>(format!(
+                    "{relative}\0{size}\0{}\n",
+                    hex::encode(digest.finalize())
+                ))
+            })
+            .buffered(COPY_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut manifest = sha2::Sha256::new();
+        for line in &digests {
+            manifest.update(line);
         }
-        Ok((files.len(), hex::encode(manifest.finalize())))
+        Ok((count, hex::encode(manifest.finalize())))
     }
 }
+
+/// Files of one registry copy in flight at once.
+const COPY_CONCURRENCY: usize = 4;
 
 /// Multipart uploads: `create` returns the upload id, each part is stored as it arrives and
 /// answers its ETag, `complete` assembles the parts in order, `abort` drops them.
