@@ -11,6 +11,8 @@ use tarn_core::store::MetaStore;
 
 mod models;
 mod quickstart;
+mod sql;
+mod tables;
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +45,11 @@ impl StoreArgs {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tarn.db").display()))
     }
 
+    /// The lake root given, or DATA_DIR/lake.
+    fn lake_root(&self, given: Option<String>) -> String {
+        given.unwrap_or_else(|| self.data_dir.join("lake").display().to_string())
+    }
+
     async fn open(&self) -> Result<Arc<dyn MetaStore>> {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("cannot create {}", self.data_dir.display()))?;
@@ -58,7 +65,7 @@ pub struct ServerArgs {
     pub host: String,
     #[arg(long, env = "TARN_PORT", default_value_t = 5000)]
     pub port: u16,
-    /// Delta tables live here (used by the lakehouse layer).
+    /// The lake: managed Delta tables live here; a local folder, default DATA_DIR/lake.
     #[arg(long, env = "TARN_LAKE_ROOT")]
     pub lake_root: Option<String>,
     /// Artifacts: a local folder or `s3://bucket/prefix`; default DATA_DIR/artifacts.
@@ -127,6 +134,26 @@ enum Command {
         store: StoreArgs,
         #[command(subcommand)]
         command: models::ModelsCommand,
+    },
+    /// The lakehouse catalog: schemas, tables, columns, history and rows.
+    Tables {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The lake; default DATA_DIR/lake.
+        #[arg(long, env = "TARN_LAKE_ROOT")]
+        lake_root: Option<String>,
+        #[command(subcommand)]
+        command: tables::TablesCommand,
+    },
+    /// Run one SQL statement over the lakehouse and print the result.
+    Sql {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The lake; default DATA_DIR/lake.
+        #[arg(long, env = "TARN_LAKE_ROOT")]
+        lake_root: Option<String>,
+        #[command(flatten)]
+        args: sql::SqlArgs,
     },
     /// Manage permissions on objects.
     Permissions {
@@ -309,6 +336,22 @@ async fn main() -> Result<()> {
         Command::Models { store, command } => {
             models::run(store.open().await?.as_ref(), command).await
         }
+        Command::Tables {
+            store,
+            lake_root,
+            command,
+        } => {
+            let lake = tarn_lake::Lake::open(&store.lake_root(lake_root))?;
+            tables::run(store.open().await?.as_ref(), &lake, command).await
+        }
+        Command::Sql {
+            store,
+            lake_root,
+            args,
+        } => {
+            let lake = tarn_lake::Lake::open(&store.lake_root(lake_root))?;
+            sql::run(store.open().await?.as_ref(), &lake, args).await
+        }
     }
 }
 
@@ -332,6 +375,7 @@ pub async fn start_server(
         .clone()
         .unwrap_or_else(|| args.store.data_dir.join("artifacts").display().to_string());
     let artifacts = tarn_server::artifacts::ArtifactStore::open(&artifact_root)?;
+    let lake = tarn_lake::Lake::open(&args.store.lake_root(args.lake_root.clone()))?;
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
@@ -339,6 +383,7 @@ pub async fn start_server(
         tarn_server::AppState::new(
             store,
             artifacts,
+            lake,
             tarn_server::webhooks::WebhookSettings {
                 allow_private: args.webhooks_allow_private,
                 retry_base: std::time::Duration::from_millis(args.webhook_retry_base_ms),

@@ -269,7 +269,7 @@ async fn webhooks(store: &dyn MetaStore, command: WebhooksCommand) -> Result<()>
     Ok(())
 }
 
-fn time(millis: i64) -> String {
+pub(crate) fn time(millis: i64) -> String {
     let (year, month, day, hour, minute, second, _) = tarn_core::ids::utc_parts(millis);
     format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}")
 }

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use crate::Result;
 use crate::auth::{Grant, ObjectType, PermissionLevel, Principal, PrincipalKind};
+use crate::catalog::{ColumnInfo, NewSchema, NewTable, SchemaInfo, TableInfo};
 use crate::entities::{
     DatasetInput, Experiment, KeyValue, LogBatch, LoggedModel, LoggedModelStatus, Metric,
     ModelOutput, NewLoggedModel, NewRun, Run, RunInfo, RunUpdate, ViewType,
@@ -627,6 +628,93 @@ pub trait WebhookStore: Send + Sync {
     async fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>>;
 }
 
+/// The lakehouse catalog's metadata: schemas and tables per workspace catalog. The Delta log
+/// is the truth about a table's data; this is the truth about its name, owner and comments.
+#[async_trait]
+pub trait CatalogStore: Send + Sync {
+    async fn create_schema(&self, schema: &NewSchema, actor: &Actor) -> Result<SchemaInfo>;
+    async fn get_schema(&self, catalog: &str, name: &str) -> Result<SchemaInfo>;
+    async fn list_schemas(
+        &self,
+        catalog: &str,
+        max_results: u64,
+        offset: u64,
+    ) -> Result<Page<SchemaInfo>>;
+    /// Changes what is given; `None` leaves it as it is.
+    async fn update_schema(
+        &self,
+        catalog: &str,
+        name: &str,
+        comment: Option<&str>,
+        properties: Option<&std::collections::BTreeMap<String, String>>,
+        actor: &Actor,
+    ) -> Result<SchemaInfo>;
+    /// Refuses a schema that still holds tables unless `force`; returns the tables dropped
+    /// with it, so the caller can remove managed data.
+    async fn delete_schema(
+        &self,
+        catalog: &str,
+        name: &str,
+        force: bool,
+        actor: &Actor,
+    ) -> Result<Vec<TableInfo>>;
+    async fn create_table(&self, table: &NewTable, actor: &Actor) -> Result<TableInfo>;
+    async fn get_table(&self, catalog: &str, schema: &str, name: &str) -> Result<TableInfo>;
+    async fn list_tables(
+        &self,
+        catalog: &str,
+        schema: &str,
+        max_results: u64,
+        offset: u64,
+    ) -> Result<Page<TableInfo>>;
+    /// Records the table's columns after its schema changed (comments of kept columns stay).
+    async fn set_table_columns(
+        &self,
+        catalog: &str,
+        schema: &str,
+        name: &str,
+        columns: &[ColumnInfo],
+        actor: &Actor,
+    ) -> Result<TableInfo>;
+    /// Forgets the table; returns it, so the caller can remove managed data.
+    async fn delete_table(
+        &self,
+        catalog: &str,
+        schema: &str,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<TableInfo>;
+    /// The grants on these securables (full names), to check a caller's privileges.
+    async fn catalog_grants_on(
+        &self,
+        securables: &[String],
+    ) -> Result<Vec<crate::catalog::CatalogGrant>>;
+    /// Who holds what on one securable, principals by name.
+    async fn catalog_privileges(
+        &self,
+        securable: &str,
+    ) -> Result<Vec<crate::catalog::PrivilegeAssignment>>;
+    /// Adds and removes privileges in one transaction; unknown principals are refused.
+    async fn update_catalog_grants(
+        &self,
+        catalog: &str,
+        securable_type: crate::catalog::SecurableType,
+        securable: &str,
+        changes: &[crate::catalog::PermissionsChange],
+        actor: &Actor,
+    ) -> Result<Vec<crate::catalog::PrivilegeAssignment>>;
+    /// The workspaces that may read `catalog` (besides its own).
+    async fn catalog_bindings(&self, catalog: &str) -> Result<Vec<String>>;
+    /// Lets `workspace` read `catalog`, or stops it.
+    async fn set_catalog_binding(
+        &self,
+        catalog: &str,
+        workspace: &str,
+        bound: bool,
+        actor: &Actor,
+    ) -> Result<()>;
+}
+
 /// The whole metadata store.
 pub trait MetaStore:
     ExperimentStore
@@ -637,6 +725,7 @@ pub trait MetaStore:
     + PermissionStore
     + RegistryStore
     + WebhookStore
+    + CatalogStore
 {
     /// `sqlite` or `postgresql`, as `server-info` reports it.
     fn backend_name(&self) -> &'static str;

@@ -30,6 +30,18 @@ pub struct Ctx {
     pub principal: Principal,
 }
 
+impl Ctx {
+    /// The caller as the lakehouse sees it.
+    pub fn caller(&self) -> tarn_lake::access::Caller {
+        tarn_lake::access::Caller {
+            id: self.principal.id,
+            name: self.principal.name.clone(),
+            is_admin: self.principal.is_admin,
+            workspace: self.workspace.clone(),
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Ctx {
     type Rejection = ApiError;
 
@@ -143,39 +155,55 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Req<T> {
                 })?
             }
         };
-        if contains_nul(&value) {
-            return Err(Error::invalid("Request values must not contain NUL characters").into());
-        }
-        if !value.is_object() {
-            return Err(Error::new(
-                tarn_core::ErrorCode::BadRequest,
-                "The request body must be a JSON object",
-            )
-            .into());
-        }
-        let offending = |path: &str| -> String {
-            path.replace('[', ".")
-                .replace(']', "")
-                .split('.')
-                .try_fold(&value, |v, part| {
-                    v.get(part)
-                        .or_else(|| part.parse::<usize>().ok().and_then(|i| v.get(i)))
-                })
-                .map(|v| v.to_string())
-                .unwrap_or_default()
-        };
-        serde_path_to_error::deserialize(&value)
-            .map(Req)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                Error::invalid(format!(
-                    "Invalid value {} for parameter '{path}' supplied: {}",
-                    offending(&path),
-                    e.inner()
-                ))
-                .into()
-            })
+        typed(value).map(Req).map_err(ApiError::from)
     }
+}
+
+/// Arguments in the query string of a request whose body is data (Arrow, Parquet).
+pub struct QueryArgs<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryArgs<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        typed(query_to_json(parts.uri.query().unwrap_or("")))
+            .map(QueryArgs)
+            .map_err(ApiError::from)
+    }
+}
+
+/// Request arguments as `T`, with MLflow's message naming the offending parameter.
+fn typed<T: DeserializeOwned>(value: Value) -> Result<T, Error> {
+    if contains_nul(&value) {
+        return Err(Error::invalid(
+            "Request values must not contain NUL characters",
+        ));
+    }
+    if !value.is_object() {
+        return Err(Error::new(
+            tarn_core::ErrorCode::BadRequest,
+            "The request body must be a JSON object",
+        ));
+    }
+    let offending = |path: &str| -> String {
+        path.replace('[', ".")
+            .replace(']', "")
+            .split('.')
+            .try_fold(&value, |v, part| {
+                v.get(part)
+                    .or_else(|| part.parse::<usize>().ok().and_then(|i| v.get(i)))
+            })
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    };
+    serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        Error::invalid(format!(
+            "Invalid value {} for parameter '{path}' supplied: {}",
+            offending(&path),
+            e.inner()
+        ))
+    })
 }
 
 fn contains_nul(value: &Value) -> bool {

@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 mod routes;
+pub mod statements;
 pub mod webhooks;
 
 pub use bootstrap::{Bootstrap, bootstrap};
@@ -29,12 +30,15 @@ pub struct AppState {
     pub auth_cache: Arc<auth::AuthCache>,
     pub part_urls: Arc<artifacts::PartUrls>,
     pub webhooks: Arc<webhooks::Sender>,
+    pub lake: Arc<tarn_lake::Lake>,
+    pub statements: Arc<statements::Statements>,
 }
 
 impl AppState {
     pub fn new(
         store: Arc<dyn MetaStore>,
         artifacts: artifacts::ArtifactStore,
+        lake: tarn_lake::Lake,
         webhooks: webhooks::WebhookSettings,
     ) -> tarn_core::Result<Self> {
         Ok(Self {
@@ -44,6 +48,8 @@ impl AppState {
             auth_cache: Arc::new(auth::AuthCache::default()),
             part_urls: Arc::new(artifacts::PartUrls::random()),
             webhooks: Arc::new(webhooks::Sender::new(webhooks)?),
+            lake: Arc::new(lake),
+            statements: Arc::new(statements::Statements::default()),
         })
     }
 }

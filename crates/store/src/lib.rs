@@ -27,6 +27,7 @@ pub mod sqlite {
     include!("backend.rs");
     include!("registry.rs");
     include!("webhooks.rs");
+    include!("catalog.rs");
 }
 
 pub mod postgres {
@@ -36,6 +37,7 @@ pub mod postgres {
     include!("backend.rs");
     include!("registry.rs");
     include!("webhooks.rs");
+    include!("catalog.rs");
 }
 
 pub use postgres::Store as PostgresStore;

@@ -15,6 +15,7 @@ const SQLITE: &[(i64, &str)] = &[
         5,
         include_str!("../migrations/sqlite/0005_latest_metric_trigger.sql"),
     ),
+    (6, include_str!("../migrations/sqlite/0006_catalog.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -28,6 +29,7 @@ const POSTGRES: &[(i64, &str)] = &[
         5,
         include_str!("../migrations/postgres/0005_latest_metric_trigger.sql"),
     ),
+    (6, include_str!("../migrations/postgres/0006_catalog.sql")),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 /// Arbitrary but fixed key for `pg_advisory_lock`.

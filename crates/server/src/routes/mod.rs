@@ -15,10 +15,12 @@ use crate::extract::Ctx;
 
 mod admin;
 mod artifacts;
+mod catalog;
 mod logged_models;
 mod permissions;
 mod registry;
 mod reviews;
+mod sql;
 mod tracking;
 mod webhooks;
 
@@ -195,6 +197,9 @@ pub fn api() -> Router<AppState> {
             "/api/2.0/permissions/registered-models/{registered_model_id}/permissionLevels",
             get(permissions::registered_model_levels),
         )
+        .nest("/api/2.1/unity-catalog", catalog::unity_catalog())
+        .nest("/api/2.0/tarn/tables", catalog::table_data())
+        .nest("/api/2.0/sql/statements", sql::routes())
         .route(
             "/api/2.0/tarn/webhooks/deliveries",
             get(webhooks::deliveries),

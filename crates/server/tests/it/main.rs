@@ -40,7 +40,8 @@ pub async fn app() -> TestApp {
         retry_base: std::time::Duration::from_millis(20),
         ..Default::default()
     };
-    let state = tarn_server::AppState::new(store, artifacts, settings).expect("state");
+    let lake = tarn_lake::Lake::open(&dir.path().join("lake").to_string_lossy()).expect("lake");
+    let state = tarn_server::AppState::new(store, artifacts, lake, settings).expect("state");
     TestApp {
         router: tarn_server::build_router(state.clone()),
         state,

@@ -1,6 +1,7 @@
 //! The store conformance suite: every test runs against SQLite and against PostgreSQL
 //! (`TARN_TEST_POSTGRES_URL`, default the server at 127.0.0.1:5432), each on a fresh database.
 
+mod catalog;
 mod conformance;
 mod registry;
 
@@ -122,4 +123,7 @@ conformance_suite!(
     registry::every_change_is_an_event,
     registry::transition_requests_and_comments,
     registry::webhook_outbox_is_at_least_once,
+    catalog::schemas_and_tables_lifecycle,
+    catalog::schema_updates_change_only_what_is_given,
+    catalog::views_hold_a_definition_and_no_location,
 );

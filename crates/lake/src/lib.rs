@@ -1,0 +1,20 @@
+//! The lakehouse data layer: Delta tables (delta-rs) under a lake root, described in the
+//! catalog of the metadata store, with Arrow IPC and Parquet for data in and out. Heavy
+//! dependencies (deltalake, DataFusion, Arrow) live in this crate only.
+
+pub mod access;
+pub mod catalog;
+mod changes;
+mod columns;
+pub mod ipc;
+mod maintenance;
+mod sql;
+mod tables;
+
+pub use changes::{Deleted, MergeSpec, Merged};
+pub use columns::{columns_of, columns_of_arrow, field_of};
+pub use deltalake::arrow;
+pub use deltalake::kernel::StructField;
+pub use maintenance::{Optimized, VacuumSpec, Vacuumed};
+pub use sql::{DEFAULT_SCHEMA, SqlOutput, SqlScope};
+pub use tables::{At, Commit, Lake, WriteMode, Written, parse_timestamp};

@@ -1,0 +1,840 @@
+//! SQL over the catalog, planned and run by DataFusion. Each statement gets a session of its
+//! own holding only the tables it names, each checked for access first, so a plan can never
+//! touch a table the caller may not read. Writes (`CREATE TABLE AS SELECT`, `INSERT`,
+//! `DELETE`, `CREATE VIEW`, `DROP`) are done by tarn on the plan DataFusion made, so they go
+//! through the same catalog, lake and checks as the table API.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use deltalake::arrow::array::{ArrayRef, UInt64Array};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, Session,
+};
+use deltalake::datafusion::common::tree_node::{Transformed, TreeNode};
+use deltalake::datafusion::common::{DataFusionError, TableReference};
+use deltalake::datafusion::datasource::ViewTable;
+use deltalake::datafusion::execution::SessionStateBuilder;
+use deltalake::datafusion::execution::context::{SessionConfig, SessionContext};
+use deltalake::datafusion::logical_expr::{
+    DdlStatement, DmlStatement, Expr, LogicalPlan, WriteOp, dml::InsertOp,
+};
+use deltalake::datafusion::sql::parser::{DFParserBuilder, Statement};
+use deltalake::datafusion::sql::sqlparser::ast::{
+    Ident, ObjectName, ObjectNamePart, Statement as SqlStatement, TableFactor, TableVersion,
+    VisitMut, VisitorMut,
+};
+use deltalake::datafusion::sql::sqlparser::dialect::DatabricksDialect;
+use deltalake::datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use deltalake::datafusion::sql::sqlparser::tokenizer::Token;
+use deltalake::delta_datafusion::planner::DeltaPlanner;
+use tarn_core::catalog::{self, NewSchema, NewTable, TableInfo, TableType};
+use tarn_core::store::MetaStore;
+use tarn_core::{Error, ErrorCode, Result};
+
+use crate::access::{Caller, reach_catalog, require_owner};
+use crate::catalog::{ManagedTable, location_of, new_table_id};
+use crate::columns::columns_of_arrow;
+use crate::tables::{At, Lake, PlanWrite, parse_timestamp};
+
+/// How deep views may nest (a view over a view over ...).
+const MAX_VIEW_DEPTH: usize = 16;
+/// The schema unqualified names resolve in when the caller names none.
+pub const DEFAULT_SCHEMA: &str = "default";
+
+/// Where unqualified names resolve: the caller's workspace catalog and `default` unless given.
+#[derive(Debug, Clone, Default)]
+pub struct SqlScope {
+    pub catalog: Option<String>,
+    pub schema: Option<String>,
+}
+
+/// The rows a statement produced; writes answer with counts, as Databricks does.
+#[derive(Debug, Clone)]
+pub struct SqlOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl SqlOutput {
+    fn empty() -> Self {
+        Self {
+            schema: Arc::new(Schema::empty()),
+            batches: Vec::new(),
+        }
+    }
+
+    fn counts(counts: &[(&str, u64)]) -> Result<Self> {
+        let schema = Arc::new(Schema::new(
+            counts
+                .iter()
+                .map(|(name, _)| Field::new(*name, DataType::UInt64, false))
+                .collect::<Vec<_>>(),
+        ));
+        let columns: Vec<ArrayRef> = counts
+            .iter()
+            .map(|(_, n)| Arc::new(UInt64Array::from(vec![*n])) as ArrayRef)
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|e| Error::internal(format!("cannot build the result: {e}")))?;
+        Ok(Self {
+            schema,
+            batches: vec![batch],
+        })
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// A SQL error is the caller's unless DataFusion failed at run time on its own.
+fn sql_error(err: DataFusionError) -> Error {
+    match err {
+        DataFusionError::SQL(..)
+        | DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(_) => Error::invalid(format!("Invalid SQL: {err}")),
+        DataFusionError::Context(context, inner) => {
+            let inner = sql_error(*inner);
+            Error::new(inner.code, format!("{context}: {}", inner.message))
+        }
+        DataFusionError::External(inner) => match inner.downcast::<Error>() {
+            Ok(ours) => *ours,
+            Err(other) => Error::internal(format!("SQL execution failed: {other}")),
+        },
+        DataFusionError::ArrowError(err, _) => {
+            Error::invalid(format!("SQL execution failed: {err}"))
+        }
+        DataFusionError::Execution(message) => {
+            Error::invalid(format!("SQL execution failed: {message}"))
+        }
+        other => Error::internal(format!("SQL execution failed: {other}")),
+    }
+}
+
+/// Turns `t VERSION AS OF 3` / `t TIMESTAMP AS OF '...'` into a reference to a table named
+/// `t@v3` / `t@t<millis>`, which the session then holds at that version: DataFusion itself
+/// plans no time travel. `@` never occurs in catalog names, so these cannot collide.
+/// Also notes the table functions called (`generate_series(1, 10)`): they are no tables.
+#[derive(Default)]
+struct TimeTravel {
+    at: HashMap<String, At>,
+    functions: std::collections::HashSet<String>,
+}
+
+impl TimeTravel {
+    fn moment(version: &TableVersion) -> Result<At> {
+        let literal = |expr: &dyn std::fmt::Display| {
+            let text = expr.to_string();
+            let text = text.trim();
+            let text = text
+                .strip_prefix("TIMESTAMP ")
+                .or_else(|| text.strip_prefix("timestamp "))
+                .unwrap_or(text);
+            text.trim_matches('\'').to_string()
+        };
+        match version {
+            TableVersion::VersionAsOf(expr) => {
+                let text = literal(expr);
+                text.parse::<u64>().map(At::Version).map_err(|_| {
+                    Error::invalid(format!(
+                        "Invalid VERSION AS OF {text}: expected a version number"
+                    ))
+                })
+            }
+            TableVersion::TimestampAsOf(expr) | TableVersion::ForSystemTimeAsOf(expr) => {
+                Ok(At::Timestamp(parse_timestamp(&literal(expr))?))
+            }
+            other => Err(Error::invalid(format!(
+                "Unsupported table version clause: {other}"
+            ))),
+        }
+    }
+}
+
+impl VisitorMut for TimeTravel {
+    type Break = Error;
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<Error> {
+        let TableFactor::Table {
+            name,
+            version,
+            args,
+            ..
+        } = factor
+        else {
+            return ControlFlow::Continue(());
+        };
+        if args.is_some() {
+            self.functions.insert(name.to_string().to_lowercase());
+            return ControlFlow::Continue(());
+        }
+        let Some(clause) = version.take() else {
+            return ControlFlow::Continue(());
+        };
+        let at = match Self::moment(&clause) {
+            Ok(at) => at,
+            Err(err) => return ControlFlow::Break(err),
+        };
+        let Some(ObjectNamePart::Identifier(ident)) = name.0.last_mut() else {
+            return ControlFlow::Break(Error::invalid(format!(
+                "Invalid table name in a time travel clause: {name}"
+            )));
+        };
+        let base = if ident.quote_style.is_none() {
+            ident.value.to_lowercase()
+        } else {
+            ident.value.clone()
+        };
+        let travelled = match at {
+            At::Version(v) => format!("{base}@v{v}"),
+            At::Timestamp(t) => format!("{base}@t{}", t.timestamp_millis()),
+            At::Latest => base,
+        };
+        self.at.insert(travelled.clone(), at);
+        *ident = Ident::with_quote('"', travelled);
+        ControlFlow::Continue(())
+    }
+}
+
+/// Qualifies the table names of a view's query, so the view means the same tables whoever
+/// queries it from wherever.
+struct Qualify<'a> {
+    resolved: &'a HashMap<String, [String; 3]>,
+}
+
+impl VisitorMut for Qualify<'_> {
+    type Break = ();
+
+    fn pre_visit_relation(&mut self, relation: &mut ObjectName) -> ControlFlow<()> {
+        if let Some([catalog, schema, table]) = self.resolved.get(&relation.to_string()) {
+            *relation = ObjectName::from(vec![
+                Ident::new(catalog),
+                Ident::new(schema),
+                Ident::with_quote('"', table),
+            ]);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Checks that `text` is one SQL expression and nothing more: a Delta delete would parse the
+/// expression and quietly ignore whatever follows it (`id = 1; DROP TABLE x`).
+pub(crate) fn check_predicate(text: &str) -> Result<()> {
+    let dialect = DatabricksDialect {};
+    let invalid = |e: ParserError| Error::invalid(format!("Invalid predicate '{text}': {e}"));
+    let mut parser = Parser::new(&dialect).try_with_sql(text).map_err(invalid)?;
+    parser.parse_expr().map_err(invalid)?;
+    parser.expect_token(&Token::EOF).map_err(invalid)?;
+    Ok(())
+}
+
+fn parse(sql: &str) -> Result<Statement> {
+    let dialect = DatabricksDialect {};
+    let mut statements = DFParserBuilder::new(sql)
+        .with_dialect(&dialect)
+        .build()
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(sql_error)?;
+    match (statements.pop_front(), statements.is_empty()) {
+        (Some(statement), true) => Ok(statement),
+        (None, _) => Err(Error::invalid("The SQL text holds no statement")),
+        (Some(_), false) => Err(Error::invalid(
+            "Send one SQL statement at a time: the text holds several",
+        )),
+    }
+}
+
+/// The inner SQL statement, refusing DataFusion's extensions that reach outside the lake
+/// (`CREATE EXTERNAL TABLE` reads and `COPY ... TO` writes arbitrary files).
+fn sql_statement(statement: &mut Statement) -> Result<&mut SqlStatement> {
+    match statement {
+        Statement::Statement(inner) => Ok(inner),
+        Statement::Explain(explain) => sql_statement(&mut explain.statement),
+        Statement::CreateExternalTable(_) => Err(Error::invalid(
+            "CREATE EXTERNAL TABLE is not supported: register external Delta tables through the catalog API",
+        )),
+        Statement::CopyTo(_) => Err(Error::invalid(
+            "COPY ... TO is not supported: fetch results through the statement API or write them to a table",
+        )),
+        other => Err(Error::invalid(format!(
+            "Unsupported statement: {}",
+            other.to_string().chars().take(60).collect::<String>()
+        ))),
+    }
+}
+
+/// One statement's session: the tables it named, registered under their full names.
+struct Prepared {
+    context: SessionContext,
+    statement: Statement,
+    /// The query of a `CREATE VIEW`, with its table names qualified.
+    view_query: Option<String>,
+}
+
+impl Lake {
+    /// Runs one SQL statement for `caller`.
+    pub async fn sql(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        sql: &str,
+        scope: &SqlScope,
+    ) -> Result<SqlOutput> {
+        let catalog_name = match &scope.catalog {
+            Some(name) => catalog::normalize_name("catalog", name)?,
+            None => caller.workspace.clone(),
+        };
+        let schema_name = match &scope.schema {
+            Some(name) => catalog::normalize_name("schema", name)?,
+            None => DEFAULT_SCHEMA.to_string(),
+        };
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(&catalog_name, &schema_name)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(false)
+            // delta-rs's workaround for a hash-join pushdown panic on dictionary keys.
+            .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
+            .set_usize(
+                "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
+                0,
+            );
+        // delta-rs's planner runs the plan nodes its writes add.
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_query_planner(DeltaPlanner::new())
+            .build();
+        let context = SessionContext::new_with_state(state);
+        let prepared = self.prepare(store, caller, context, parse(sql)?, 0).await?;
+        let plan = prepared
+            .context
+            .state()
+            .statement_to_plan(prepared.statement)
+            .await
+            .map_err(sql_error)?;
+        self.execute(store, caller, &prepared.context, plan, prepared.view_query)
+            .await
+    }
+
+    /// Registers every table and view the statement names (at the versions it asks for),
+    /// after checking the caller may reach each.
+    async fn prepare(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        context: SessionContext,
+        mut statement: Statement,
+        depth: usize,
+    ) -> Result<Prepared> {
+        if depth > MAX_VIEW_DEPTH {
+            return Err(Error::invalid(format!(
+                "Views nest deeper than {MAX_VIEW_DEPTH} levels (or refer to themselves)"
+            )));
+        }
+        let inner = sql_statement(&mut statement)?;
+        let creates_or_drops = matches!(
+            inner,
+            SqlStatement::CreateTable(_)
+                | SqlStatement::CreateView(_)
+                | SqlStatement::Drop { .. }
+                | SqlStatement::CreateSchema { .. }
+        );
+        let mut travel = TimeTravel::default();
+        if let ControlFlow::Break(err) = inner.visit(&mut travel) {
+            return Err(err);
+        }
+        let state = context.state();
+        let defaults = state.config_options().catalog.clone();
+        let references = state
+            .resolve_table_references(&statement)
+            .map_err(sql_error)?;
+        let mut resolved: HashMap<String, [String; 3]> = HashMap::new();
+        for reference in references {
+            if travel
+                .functions
+                .contains(&reference.to_string().to_lowercase())
+            {
+                continue;
+            }
+            let full = reference
+                .clone()
+                .resolve(&defaults.default_catalog, &defaults.default_schema);
+            let (catalog, schema, registered) = (
+                full.catalog.to_string(),
+                full.schema.to_string(),
+                full.table.to_string(),
+            );
+            let (name, at) = match travel.at.get(&registered) {
+                Some(at) => (
+                    registered
+                        .rsplit_once('@')
+                        .map_or(registered.as_str(), |(base, _)| base)
+                        .to_string(),
+                    *at,
+                ),
+                None => (registered.clone(), At::Latest),
+            };
+            resolved.insert(
+                reference.to_string(),
+                [catalog.clone(), schema.clone(), name.clone()],
+            );
+            reach_catalog(store, caller, &catalog).await?;
+            let table = match store.get_table(&catalog, &schema, &name).await {
+                Ok(table) => table,
+                // The table a CREATE makes or a DROP removes may well not exist.
+                Err(err) if err.code == ErrorCode::ResourceDoesNotExist && creates_or_drops => {
+                    continue;
+                }
+                Err(err) if err.code == ErrorCode::ResourceDoesNotExist => {
+                    return Err(Error::not_found(format!(
+                        "Table or view not found: {catalog}.{schema}.{name}"
+                    )));
+                }
+                Err(err) => return Err(err),
+            };
+            let provider = if table.table_type == TableType::View {
+                if at != At::Latest {
+                    return Err(Error::invalid(format!(
+                        "{} is a view: views have no versions to travel to",
+                        table.full_name
+                    )));
+                }
+                let view = Box::pin(self.prepare(
+                    store,
+                    caller,
+                    context.clone(),
+                    parse(&table.view_definition)?,
+                    depth + 1,
+                ))
+                .await?;
+                let plan = context
+                    .state()
+                    .statement_to_plan(view.statement)
+                    .await
+                    .map_err(sql_error)?;
+                Arc::new(ViewTable::new(plan, Some(table.view_definition.clone())))
+                    as Arc<dyn deltalake::datafusion::catalog::TableProvider>
+            } else {
+                self.provider(
+                    &location_of(&table)?,
+                    &table.full_name,
+                    at,
+                    &context.state(),
+                )
+                .await?
+            };
+            register(&context, &catalog, &schema, &registered, provider)?;
+        }
+        let view_query = match sql_statement(&mut statement)? {
+            SqlStatement::CreateView(view) => {
+                let mut query = view.query.clone();
+                let _ = query.visit(&mut Qualify {
+                    resolved: &resolved,
+                });
+                Some(query.to_string())
+            }
+            _ => None,
+        };
+        Ok(Prepared {
+            context,
+            statement,
+            view_query,
+        })
+    }
+
+    async fn execute(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        context: &SessionContext,
+        plan: LogicalPlan,
+        view_query: Option<String>,
+    ) -> Result<SqlOutput> {
+        match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
+                let (catalog, schema, name) = names(context, &create.name)?;
+                self.create_table_as(
+                    store,
+                    caller,
+                    context,
+                    ManagedTable {
+                        catalog,
+                        schema,
+                        name,
+                        ..ManagedTable::default()
+                    },
+                    create.input.as_ref().clone(),
+                    create.if_not_exists,
+                    create.or_replace,
+                )
+                .await
+            }
+            LogicalPlan::Ddl(DdlStatement::CreateView(view)) => {
+                let query = view_query.ok_or_else(|| {
+                    Error::internal("a CREATE VIEW without its query".to_string())
+                })?;
+                self.create_view(
+                    store,
+                    caller,
+                    &names(context, &view.name)?,
+                    &query,
+                    view.input.schema().as_arrow(),
+                    view.or_replace,
+                )
+                .await
+            }
+            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => {
+                self.drop_named(store, caller, context, &drop.name, drop.if_exists, false)
+                    .await
+            }
+            LogicalPlan::Ddl(DdlStatement::DropView(drop)) => {
+                self.drop_named(store, caller, context, &drop.name, drop.if_exists, true)
+                    .await
+            }
+            LogicalPlan::Ddl(DdlStatement::CreateCatalogSchema(create)) => {
+                let (catalog, schema) = match create.schema_name.split_once('.') {
+                    Some((catalog, schema)) => (catalog.to_string(), schema.to_string()),
+                    None => (
+                        context
+                            .state()
+                            .config_options()
+                            .catalog
+                            .default_catalog
+                            .clone(),
+                        create.schema_name.clone(),
+                    ),
+                };
+                let catalog = catalog::normalize_name("catalog", &catalog)?;
+                let schema = catalog::normalize_name("schema", &schema)?;
+                reach_catalog(store, caller, &catalog).await?;
+                let created = store
+                    .create_schema(
+                        &NewSchema {
+                            catalog,
+                            name: schema,
+                            comment: String::new(),
+                            properties: Default::default(),
+                        },
+                        &caller.actor(),
+                    )
+                    .await;
+                match created {
+                    Err(err)
+                        if err.code == ErrorCode::ResourceAlreadyExists && create.if_not_exists =>
+                    {
+                        Ok(SqlOutput::empty())
+                    }
+                    other => other.map(|_| SqlOutput::empty()),
+                }
+            }
+            LogicalPlan::Ddl(other) => Err(Error::invalid(format!(
+                "Unsupported statement: {}",
+                other.name()
+            ))),
+            LogicalPlan::Dml(dml) => self.modify(store, caller, context, dml).await,
+            LogicalPlan::Statement(_) | LogicalPlan::Copy(_) => Err(Error::invalid(
+                "Unsupported statement: tarn runs queries, CREATE TABLE/VIEW/SCHEMA, INSERT, DELETE and DROP",
+            )),
+            query => {
+                let frame = context
+                    .execute_logical_plan(query)
+                    .await
+                    .map_err(sql_error)?;
+                let schema = Arc::new(frame.schema().as_arrow().clone());
+                let batches = frame.collect().await.map_err(sql_error)?;
+                Ok(SqlOutput { schema, batches })
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_table_as(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        context: &SessionContext,
+        table: ManagedTable,
+        input: LogicalPlan,
+        if_not_exists: bool,
+        or_replace: bool,
+    ) -> Result<SqlOutput> {
+        reach_catalog(store, caller, &table.catalog).await?;
+        let full_name = table.full_name();
+        let session: Arc<dyn Session> = Arc::new(context.state());
+        match store
+            .get_table(&table.catalog, &table.schema, &table.name)
+            .await
+        {
+            Ok(_) if if_not_exists => return Ok(SqlOutput::empty()),
+            Ok(existing) if or_replace => {
+                require_owner(caller, &existing.owner, &format!("table {full_name}"))?;
+                let written = self
+                    .write_plan(
+                        &location_of(&existing)?,
+                        &full_name,
+                        input,
+                        session,
+                        PlanWrite::Replace,
+                    )
+                    .await?;
+                store
+                    .set_table_columns(
+                        &table.catalog,
+                        &table.schema,
+                        &table.name,
+                        &written.columns,
+                        &caller.actor(),
+                    )
+                    .await?;
+                return inserted(written.rows);
+            }
+            Ok(_) => {
+                return Err(Error::already_exists(format!(
+                    "Table already exists: {full_name}"
+                )));
+            }
+            Err(err) if err.code == ErrorCode::ResourceDoesNotExist => {}
+            Err(err) => return Err(err),
+        }
+        store.get_schema(&table.catalog, &table.schema).await?;
+        let table_id = new_table_id();
+        let location =
+            self.managed_location(&table.catalog, &table.schema, &table.name, &table_id)?;
+        let written = match self
+            .write_plan(&location, &full_name, input, session, PlanWrite::Create)
+            .await
+        {
+            Ok(written) => written,
+            Err(err) => {
+                let _ = self.remove_managed(&location).await;
+                return Err(err);
+            }
+        };
+        self.register_managed(
+            store,
+            &caller.actor(),
+            table,
+            table_id,
+            location,
+            written.columns.clone(),
+        )
+        .await?;
+        inserted(written.rows)
+    }
+
+    async fn create_view(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        (catalog, schema, name): &(String, String, String),
+        query: &str,
+        columns: &Schema,
+        or_replace: bool,
+    ) -> Result<SqlOutput> {
+        reach_catalog(store, caller, catalog).await?;
+        let full_name = format!("{catalog}.{schema}.{name}");
+        match store.get_table(catalog, schema, name).await {
+            Ok(existing) if or_replace && existing.table_type == TableType::View => {
+                require_owner(caller, &existing.owner, &format!("view {full_name}"))?;
+                store
+                    .delete_table(catalog, schema, name, &caller.actor())
+                    .await?;
+            }
+            Ok(_) => {
+                return Err(Error::already_exists(format!(
+                    "Table or view already exists: {full_name}"
+                )));
+            }
+            Err(err) if err.code == ErrorCode::ResourceDoesNotExist => {}
+            Err(err) => return Err(err),
+        }
+        store
+            .create_table(
+                &NewTable {
+                    table_id: new_table_id(),
+                    catalog: catalog.clone(),
+                    schema: schema.clone(),
+                    name: name.clone(),
+                    table_type: TableType::View,
+                    columns: columns_of_arrow(columns)?,
+                    storage_location: String::new(),
+                    view_definition: query.to_string(),
+                    comment: String::new(),
+                    properties: Default::default(),
+                },
+                &caller.actor(),
+            )
+            .await?;
+        Ok(SqlOutput::empty())
+    }
+
+    async fn drop_named(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        context: &SessionContext,
+        reference: &TableReference,
+        if_exists: bool,
+        view: bool,
+    ) -> Result<SqlOutput> {
+        let (catalog, schema, name) = names(context, reference)?;
+        reach_catalog(store, caller, &catalog).await?;
+        let table = match store.get_table(&catalog, &schema, &name).await {
+            Ok(table) => table,
+            Err(err) if err.code == ErrorCode::ResourceDoesNotExist && if_exists => {
+                return Ok(SqlOutput::empty());
+            }
+            Err(err) => return Err(err),
+        };
+        let is_view = table.table_type == TableType::View;
+        if is_view != view {
+            return Err(Error::invalid(format!(
+                "{} is a {}: use DROP {}",
+                table.full_name,
+                if is_view { "view" } else { "table" },
+                if is_view { "VIEW" } else { "TABLE" }
+            )));
+        }
+        require_owner(caller, &table.owner, &format!("table {}", table.full_name))?;
+        self.drop_table(store, &caller.actor(), &table).await?;
+        Ok(SqlOutput::empty())
+    }
+
+    async fn modify(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        context: &SessionContext,
+        dml: DmlStatement,
+    ) -> Result<SqlOutput> {
+        let (catalog, schema, name) = names(context, &dml.table_name)?;
+        let table: TableInfo = store.get_table(&catalog, &schema, &name).await?;
+        if table.table_type == TableType::View {
+            return Err(Error::invalid(format!(
+                "{} is a view: views cannot be written to",
+                table.full_name
+            )));
+        }
+        require_owner(caller, &table.owner, &format!("table {}", table.full_name))?;
+        let location = location_of(&table)?;
+        match dml.op {
+            WriteOp::Insert(op) => {
+                let mode = match op {
+                    InsertOp::Append => PlanWrite::Append,
+                    InsertOp::Overwrite => PlanWrite::Overwrite,
+                    InsertOp::Replace => {
+                        return Err(Error::invalid(
+                            "REPLACE INTO is not supported: use MERGE through the table API",
+                        ));
+                    }
+                };
+                let session: Arc<dyn Session> = Arc::new(context.state());
+                let written = self
+                    .write_plan(
+                        &location,
+                        &table.full_name,
+                        dml.input.as_ref().clone(),
+                        session,
+                        mode,
+                    )
+                    .await?;
+                inserted(written.rows)
+            }
+            WriteOp::Delete => {
+                let predicate = delete_predicate(&dml.input)?;
+                let deleted = self
+                    .delete_expr(&location, &table.full_name, predicate)
+                    .await?;
+                let rows = deleted.num_deleted_rows.unwrap_or_default() as u64;
+                SqlOutput::counts(&[("num_affected_rows", rows)])
+            }
+            other => Err(Error::invalid(format!(
+                "Unsupported statement: {other}; tarn runs INSERT and DELETE (MERGE through the table API)"
+            ))),
+        }
+    }
+}
+
+fn inserted(rows: usize) -> Result<SqlOutput> {
+    let rows = rows as u64;
+    SqlOutput::counts(&[("num_affected_rows", rows), ("num_inserted_rows", rows)])
+}
+
+/// The catalog, schema and table a statement names, with the session's defaults filled in.
+fn names(context: &SessionContext, reference: &TableReference) -> Result<(String, String, String)> {
+    let defaults = context.state().config_options().catalog.clone();
+    let full = reference
+        .clone()
+        .resolve(&defaults.default_catalog, &defaults.default_schema);
+    Ok((
+        catalog::normalize_name("catalog", &full.catalog)?,
+        catalog::normalize_name("schema", &full.schema)?,
+        catalog::normalize_name("name", &full.table)?,
+    ))
+}
+
+/// The WHERE of a planned `DELETE`, its columns unqualified for the Delta delete; none
+/// deletes every row.
+fn delete_predicate(input: &LogicalPlan) -> Result<Option<Expr>> {
+    let filter = match input {
+        LogicalPlan::Filter(filter) => filter.predicate.clone(),
+        LogicalPlan::TableScan(_) => return Ok(None),
+        other => {
+            return Err(Error::invalid(format!(
+                "Unsupported DELETE: {}",
+                other.display()
+            )));
+        }
+    };
+    let unqualified = filter
+        .transform(|expr| {
+            Ok(match expr {
+                Expr::Column(mut column) => {
+                    column.relation = None;
+                    Transformed::yes(Expr::Column(column))
+                }
+                other => Transformed::no(other),
+            })
+        })
+        .map_err(sql_error)?;
+    Ok(Some(unqualified.data))
+}
+
+/// Puts `provider` into the session as `catalog.schema.table`.
+fn register(
+    context: &SessionContext,
+    catalog: &str,
+    schema: &str,
+    table: &str,
+    provider: Arc<dyn deltalake::datafusion::catalog::TableProvider>,
+) -> Result<()> {
+    let catalog_provider = match context.catalog(catalog) {
+        Some(existing) => existing,
+        None => {
+            let created: Arc<dyn CatalogProvider> = Arc::new(MemoryCatalogProvider::new());
+            context.register_catalog(catalog, created.clone());
+            created
+        }
+    };
+    let schema_provider = match catalog_provider.schema(schema) {
+        Some(existing) => existing,
+        None => {
+            let created = Arc::new(MemorySchemaProvider::new());
+            catalog_provider
+                .register_schema(schema, created.clone())
+                .map_err(sql_error)?;
+            created
+        }
+    };
+    if !schema_provider.table_exist(table) {
+        schema_provider
+            .register_table(table.to_string(), provider)
+            .map_err(sql_error)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,507 @@
+//! Delta tables under the lake root (managed) or at a location of the user's (external). The
+//! catalog's metadata lives in the metadata store; everything about data goes through here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::catalog::{Session, TableProvider};
+use deltalake::datafusion::logical_expr::LogicalPlan;
+use deltalake::kernel::{CommitInfo, StructField};
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::TryStreamExt;
+use tarn_core::catalog::ColumnInfo;
+use tarn_core::{Error, Result};
+use url::Url;
+
+use crate::columns::columns_of;
+
+/// The lake: where managed tables live.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: Url,
+}
+
+/// How a write treats the rows already in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    Append,
+    Overwrite,
+}
+
+/// How a SQL statement writes a plan's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlanWrite {
+    /// A new table (`CREATE TABLE ... AS SELECT`).
+    Create,
+    /// `INSERT INTO`.
+    Append,
+    /// `INSERT OVERWRITE`: the rows replace the table's, its schema stays.
+    Overwrite,
+    /// `CREATE OR REPLACE TABLE ... AS SELECT`: rows and schema replaced, history kept.
+    Replace,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub version: u64,
+    pub rows: usize,
+    /// The table's columns after the write (a write may add columns).
+    pub columns: Vec<ColumnInfo>,
+}
+
+/// Which version of a table to read: the latest, a version number, or the version that was
+/// current at a moment (Delta's `VERSION AS OF` and `TIMESTAMP AS OF`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum At {
+    #[default]
+    Latest,
+    Version(u64),
+    Timestamp(DateTime<Utc>),
+}
+
+impl At {
+    /// From API arguments: a version number, or a timestamp as RFC 3339 or milliseconds
+    /// since the epoch; at most one of them.
+    pub fn parse(version: Option<i64>, timestamp: Option<&str>) -> Result<Self> {
+        match (version, timestamp) {
+            (Some(_), Some(_)) => Err(Error::invalid(
+                "Give a version or a timestamp to travel to, not both",
+            )),
+            (Some(v), None) if v < 0 => Err(Error::invalid(format!(
+                "Invalid version {v}: versions start at 0"
+            ))),
+            (Some(v), None) => Ok(Self::Version(v as u64)),
+            (None, Some(text)) => Ok(Self::Timestamp(parse_timestamp(text)?)),
+            (None, None) => Ok(Self::Latest),
+        }
+    }
+}
+
+/// RFC 3339 (`2026-11-25T08:00:00Z`), a date and time without zone (taken as UTC), or
+/// milliseconds since the epoch.
+pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(millis) = text.parse::<i64>() {
+        return DateTime::from_timestamp_millis(millis)
+            .ok_or_else(|| Error::invalid(format!("Invalid timestamp {millis}: out of range")));
+    }
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(at) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Ok(at.and_utc());
+        }
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    Err(Error::invalid(format!(
+        "Invalid timestamp '{text}': expected RFC 3339 (2026-11-25T08:00:00Z) or milliseconds since the epoch"
+    )))
+}
+
+/// One commit of a table's history, newest first.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Commit {
+    pub version: u64,
+    #[serde(flatten)]
+    pub info: CommitInfo,
+}
+
+impl Lake {
+    /// Opens the lake at a local path or `file://` URL, creating the folder.
+    pub fn open(root: &str) -> Result<Self> {
+        let url = if root.contains("://") {
+            Url::parse(root)
+                .map_err(|e| Error::invalid(format!("Invalid lake root '{root}': {e}")))?
+        } else {
+            let path = std::path::absolute(root)
+                .map_err(|e| Error::invalid(format!("Invalid lake root '{root}': {e}")))?;
+            Url::from_directory_path(&path)
+                .map_err(|()| Error::invalid(format!("Invalid lake root '{root}'")))?
+        };
+        if url.scheme() != "file" {
+            return Err(Error::invalid(format!(
+                "Lake root '{root}': only local lake roots (a path or file://) are supported so far"
+            )));
+        }
+        let path = url
+            .to_file_path()
+            .map_err(|()| Error::invalid(format!("Invalid lake root '{root}'")))?;
+        std::fs::create_dir_all(&path).map_err(|e| {
+            Error::internal(format!(
+                "cannot create the lake root {}: {e}",
+                path.display()
+            ))
+        })?;
+        let mut root = url;
+        if !root.path().ends_with('/') {
+            root.set_path(&format!("{}/", root.path()));
+        }
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// Where a managed table's files go: a folder of its own under the lake root, named
+    /// after the table and its id so a dropped and re-created name never meets old files.
+    pub fn managed_location(
+        &self,
+        catalog: &str,
+        schema: &str,
+        name: &str,
+        table_id: &str,
+    ) -> Result<Url> {
+        self.root
+            .join(&format!("{catalog}/{schema}/{name}-{table_id}/"))
+            .map_err(|e| Error::internal(format!("cannot place table {name}: {e}")))
+    }
+
+    /// Whether a location lies under the lake root (external tables may not).
+    pub fn contains(&self, location: &Url) -> bool {
+        location.as_str().starts_with(self.root.as_str())
+    }
+
+    /// Creates an empty Delta table and returns its columns.
+    pub async fn create_table(
+        &self,
+        location: &Url,
+        full_name: &str,
+        fields: Vec<StructField>,
+        partition_columns: &[String],
+        comment: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<Vec<ColumnInfo>> {
+        if fields.is_empty() {
+            return Err(Error::invalid(format!(
+                "Table {full_name} needs at least one column"
+            )));
+        }
+        for partition in partition_columns {
+            if !fields.iter().any(|f| f.name() == partition) {
+                return Err(Error::invalid(format!(
+                    "Partition column '{partition}' is not a column of {full_name}"
+                )));
+            }
+        }
+        if let Ok(path) = location.to_file_path() {
+            tokio::fs::create_dir_all(&path).await.map_err(|e| {
+                Error::internal(format!(
+                    "cannot create {} for {full_name}: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+        let table = DeltaTable::try_from_url(location.clone())
+            .await
+            .map_err(|e| table_error(full_name, e))?;
+        if table.version().is_some() {
+            return Err(Error::already_exists(format!(
+                "A Delta table already exists at {location}"
+            )));
+        }
+        let table = table
+            .create()
+            .with_table_name(full_name)
+            .with_comment(comment)
+            .with_columns(fields)
+            .with_partition_columns(partition_columns.to_vec())
+            .with_save_mode(SaveMode::ErrorIfExists)
+            // `delta.*` properties configure the Delta table itself (the change data feed,
+            // retention, ...); the others live in the catalog only.
+            .with_configuration(
+                properties
+                    .iter()
+                    .filter(|(key, _)| key.starts_with("delta."))
+                    .map(|(key, value)| (key.clone(), Some(value.clone()))),
+            )
+            .await
+            .map_err(|e| match e {
+                DeltaTableError::Generic(message) => {
+                    Error::invalid(format!("Cannot create {full_name}: {message}"))
+                }
+                other => table_error(full_name, other),
+            })?;
+        describe_state(&table, full_name)
+    }
+
+    /// The columns of an existing Delta table, to register it.
+    pub async fn describe(&self, location: &Url, full_name: &str) -> Result<Vec<ColumnInfo>> {
+        let table = open(location, full_name, At::Latest).await?;
+        describe_state(&table, full_name)
+    }
+
+    /// Appends or overwrites rows; with `merge_schema`, new columns in the data are added.
+    pub async fn write(
+        &self,
+        location: &Url,
+        full_name: &str,
+        batches: Vec<RecordBatch>,
+        mode: WriteMode,
+        merge_schema: bool,
+    ) -> Result<Written> {
+        let table = open(location, full_name, At::Latest).await?;
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
+        let mut write = table.write(batches).with_save_mode(match mode {
+            WriteMode::Append => SaveMode::Append,
+            WriteMode::Overwrite => SaveMode::Overwrite,
+        });
+        if merge_schema {
+            write = write.with_schema_mode(SchemaMode::Merge);
+        }
+        let table = write.await.map_err(|e| write_error(full_name, e))?;
+        Ok(Written {
+            version: table.version().unwrap_or_default(),
+            rows,
+            columns: describe_state(&table, full_name)?,
+        })
+    }
+
+    /// Writes the rows a DataFusion plan produces, streaming (`INSERT ... SELECT`, CTAS);
+    /// creates the table from the plan's schema when `location` holds none yet.
+    pub(crate) async fn write_plan(
+        &self,
+        location: &Url,
+        full_name: &str,
+        plan: LogicalPlan,
+        session: Arc<dyn Session>,
+        mode: PlanWrite,
+    ) -> Result<Written> {
+        let table = match mode {
+            PlanWrite::Create => {
+                if let Ok(path) = location.to_file_path() {
+                    tokio::fs::create_dir_all(&path).await.map_err(|e| {
+                        Error::internal(format!(
+                            "cannot create {} for {full_name}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                }
+                DeltaTable::try_from_url(location.clone())
+                    .await
+                    .map_err(|e| table_error(full_name, e))?
+            }
+            _ => open(location, full_name, At::Latest).await?,
+        };
+        let write = table
+            .write(Vec::new())
+            .with_input_plan(plan)
+            .with_session_state(session);
+        let write = match mode {
+            PlanWrite::Create => write
+                .with_save_mode(SaveMode::ErrorIfExists)
+                .with_table_name(full_name),
+            PlanWrite::Append => write.with_save_mode(SaveMode::Append),
+            PlanWrite::Overwrite => write.with_save_mode(SaveMode::Overwrite),
+            PlanWrite::Replace => write
+                .with_save_mode(SaveMode::Overwrite)
+                .with_schema_mode(SchemaMode::Overwrite),
+        };
+        let table = write.await.map_err(|e| write_error(full_name, e))?;
+        let last: Vec<CommitInfo> = table
+            .history(Some(1))
+            .try_collect()
+            .await
+            .map_err(|e| table_error(full_name, e))?;
+        let rows = last
+            .first()
+            .and_then(|c| c.info.get("operationMetrics"))
+            .and_then(|m| m.get("num_added_rows"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or_default();
+        Ok(Written {
+            version: table.version().unwrap_or_default(),
+            rows: rows as usize,
+            columns: describe_state(&table, full_name)?,
+        })
+    }
+
+    /// The table at `at` as a DataFusion table, for SQL.
+    pub(crate) async fn provider(
+        &self,
+        location: &Url,
+        full_name: &str,
+        at: At,
+        session: &dyn Session,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let table = open(location, full_name, at).await?;
+        table
+            .update_datafusion_session(session)
+            .map_err(|e| table_error(full_name, e))?;
+        table
+            .table_provider()
+            .await
+            .map_err(|e| Error::internal(format!("Table {full_name} cannot be read: {e}")))
+    }
+
+    /// Every row of the table as it was at `at`.
+    pub async fn read(
+        &self,
+        location: &Url,
+        full_name: &str,
+        at: At,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let table = open(location, full_name, at).await?;
+        let (_, stream) = table
+            .scan_table()
+            .await
+            .map_err(|e| table_error(full_name, e))?;
+        let schema = stream.schema();
+        let batches = stream
+            .try_collect()
+            .await
+            .map_err(|e| Error::internal(format!("cannot read table {full_name}: {e}")))?;
+        Ok((schema, batches))
+    }
+
+    /// The latest `limit` commits, newest first.
+    pub async fn history(
+        &self,
+        location: &Url,
+        full_name: &str,
+        limit: usize,
+    ) -> Result<Vec<Commit>> {
+        let table = open(location, full_name, At::Latest).await?;
+        let latest = table.version().unwrap_or_default();
+        let infos: Vec<CommitInfo> = table
+            .history(Some(limit))
+            .try_collect()
+            .await
+            .map_err(|e| table_error(full_name, e))?;
+        Ok(infos
+            .into_iter()
+            .enumerate()
+            .map(|(age, info)| Commit {
+                version: latest.saturating_sub(age as u64),
+                info,
+            })
+            .collect())
+    }
+
+    /// Deletes a managed table's files.
+    pub async fn remove_managed(&self, location: &Url) -> Result<()> {
+        if !self.contains(location) {
+            return Err(Error::internal(format!(
+                "refusing to delete {location}: it is not under the lake root"
+            )));
+        }
+        let path = location
+            .to_file_path()
+            .map_err(|()| Error::internal(format!("not a local path: {location}")))?;
+        match tokio::fs::remove_dir_all(&path).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(Error::internal(format!(
+                "cannot delete {}: {err}",
+                path.display()
+            ))),
+        }
+    }
+}
+
+/// Opens a table at a version or moment; errors name the table.
+pub(crate) async fn open(location: &Url, full_name: &str, at: At) -> Result<DeltaTable> {
+    if let Ok(path) = location.to_file_path()
+        && !tokio::fs::try_exists(&path).await.unwrap_or(false)
+    {
+        return Err(Error::invalid(format!(
+            "No Delta table for {full_name}: {location} does not exist"
+        )));
+    }
+    match at {
+        At::Latest => deltalake::open_table(location.clone())
+            .await
+            .map_err(|e| table_error(full_name, e)),
+        At::Version(version) => {
+            match deltalake::open_table_with_version(location.clone(), version).await {
+                Ok(table) => Ok(table),
+                Err(err) => {
+                    // A version past the latest is the caller's mistake; say which exist.
+                    let latest = deltalake::open_table(location.clone())
+                        .await
+                        .map_err(|e| table_error(full_name, e))?
+                        .version()
+                        .unwrap_or_default();
+                    if version > latest {
+                        Err(Error::invalid(format!(
+                            "Table {full_name} has no version {version}: its latest is {latest}"
+                        )))
+                    } else {
+                        Err(table_error(full_name, err))
+                    }
+                }
+            }
+        }
+        At::Timestamp(moment) => {
+            // The version current at a moment is the newest committed at or before it, by
+            // the commit times the history shows (delta-rs would use file times instead).
+            let latest = Box::pin(open(location, full_name, At::Latest)).await?;
+            let commits: Vec<CommitInfo> = latest
+                .history(None)
+                .try_collect()
+                .await
+                .map_err(|e| table_error(full_name, e))?;
+            let newest = latest.version().unwrap_or_default();
+            let wanted = moment.timestamp_millis();
+            let found = commits
+                .iter()
+                .enumerate()
+                .find(|(_, commit)| commit.timestamp.is_some_and(|t| t <= wanted))
+                .map(|(age, _)| newest.saturating_sub(age as u64));
+            match found {
+                Some(version) if version == newest => Ok(latest),
+                Some(version) => Box::pin(open(location, full_name, At::Version(version))).await,
+                None => {
+                    let earliest = commits
+                        .last()
+                        .and_then(|c| c.timestamp)
+                        .and_then(DateTime::from_timestamp_millis)
+                        .unwrap_or_default();
+                    Err(Error::invalid(format!(
+                        "Table {full_name} did not exist yet at {moment}: its earliest available version was committed at {earliest}"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn describe_state(table: &DeltaTable, full_name: &str) -> Result<Vec<ColumnInfo>> {
+    let state = table.snapshot().map_err(|e| table_error(full_name, e))?;
+    columns_of(
+        state.schema().as_ref(),
+        state.metadata().partition_columns(),
+    )
+}
+
+/// A table that cannot be opened is named in the error, never a panic or a bare I/O message.
+pub(crate) fn table_error(full_name: &str, err: DeltaTableError) -> Error {
+    match err {
+        DeltaTableError::NotATable(_) => Error::invalid(format!(
+            "No Delta table for {full_name}: its location holds no Delta log"
+        )),
+        other => Error::internal(format!("Table {full_name} cannot be read: {other}")),
+    }
+}
+
+/// Data that does not fit the table is the caller's mistake (400), not the server's.
+pub(crate) fn write_error(full_name: &str, err: DeltaTableError) -> Error {
+    match err {
+        DeltaTableError::SchemaMismatch { .. }
+        | DeltaTableError::Arrow { .. }
+        | DeltaTableError::InvalidData { .. }
+        | DeltaTableError::Generic(_) => {
+            Error::invalid(format!("The data does not fit table {full_name}: {err}"))
+        }
+        other => table_error(full_name, other),
+    }
+}

@@ -1,0 +1,393 @@
+//! SQL over the catalog: queries with three-part names, writes through CTAS, INSERT,
+//! DELETE and views, time travel, and what is refused.
+
+use std::sync::Arc;
+
+use tarn_core::ErrorCode;
+use tarn_core::auth::PrincipalKind;
+use tarn_core::catalog::{NewSchema, TableType};
+use tarn_core::store::MetaStore;
+use tarn_lake::access::Caller;
+use tarn_lake::arrow::array::{Array, Int64Array};
+use tarn_lake::arrow::compute::cast;
+use tarn_lake::arrow::datatypes::DataType;
+use tarn_lake::catalog::{ManagedTable, location_of};
+use tarn_lake::{Lake, SqlOutput, SqlScope, WriteMode};
+
+use crate::{column, payments};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn MetaStore>,
+    lake: Lake,
+    owner: Caller,
+    member: Caller,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = tarn_store::open(&format!(
+            "sqlite://{}",
+            dir.path().join("tarn.db").display()
+        ))
+        .await
+        .expect("store");
+        let lake = Lake::open(dir.path().join("lake").to_str().expect("path")).expect("lake");
+        for workspace in ["dev", "prod"] {
+            store.ensure_workspace(workspace).await.expect("workspace");
+        }
+        let mut callers = Vec::new();
+        for name in ["alice", "bob"] {
+            let principal = store
+                .create_principal(name, PrincipalKind::User, false, None)
+                .await
+                .expect("user");
+            callers.push(Caller {
+                id: principal.id,
+                name: principal.name,
+                is_admin: false,
+                workspace: "dev".into(),
+            });
+        }
+        let member = callers.pop().expect("bob");
+        let owner = callers.pop().expect("alice");
+        for (catalog, schema) in [("dev", "bronze"), ("dev", "silver"), ("prod", "bronze")] {
+            store
+                .create_schema(
+                    &NewSchema {
+                        catalog: catalog.into(),
+                        name: schema.into(),
+                        comment: String::new(),
+                        properties: Default::default(),
+                    },
+                    &owner.actor(),
+                )
+                .await
+                .expect("schema");
+        }
+        let fixture = Self {
+            _dir: dir,
+            store,
+            lake,
+            owner,
+            member,
+        };
+        for catalog in ["dev", "prod"] {
+            let table = fixture
+                .lake
+                .create_managed(
+                    fixture.store.as_ref(),
+                    &fixture.owner.actor(),
+                    ManagedTable {
+                        catalog: catalog.into(),
+                        schema: "bronze".into(),
+                        name: "payments".into(),
+                        columns: vec![column("id", "bigint"), column("amount", "double")],
+                        ..ManagedTable::default()
+                    },
+                )
+                .await
+                .expect("table");
+            fixture
+                .lake
+                .write(
+                    &location_of(&table).expect("location"),
+                    &table.full_name,
+                    vec![payments(&[1, 2, 3], &[10.0, 20.0, 30.0])],
+                    WriteMode::Append,
+                    false,
+                )
+                .await
+                .expect("rows");
+        }
+        fixture
+    }
+
+    async fn sql(&self, caller: &Caller, statement: &str) -> tarn_core::Result<SqlOutput> {
+        self.lake
+            .sql(self.store.as_ref(), caller, statement, &SqlScope::default())
+            .await
+    }
+
+    async fn ok(&self, statement: &str) -> SqlOutput {
+        self.sql(&self.owner, statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e:?}"))
+    }
+
+    async fn refused(&self, caller: &Caller, statement: &str) -> tarn_core::Error {
+        match self.sql(caller, statement).await {
+            Ok(_) => panic!("{statement} should have been refused"),
+            Err(err) => err,
+        }
+    }
+}
+
+/// The first column of the result as integers, in result order.
+fn longs(output: &SqlOutput) -> Vec<i64> {
+    output
+        .batches
+        .iter()
+        .flat_map(|batch| {
+            let column = cast(batch.column(0), &DataType::Int64).expect("cast");
+            let column = column
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("int64")
+                .clone();
+            (0..column.len())
+                .map(move |i| column.value(i))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn queries_name_tables_in_three_two_or_one_parts() {
+    let f = Fixture::new().await;
+    let all = f.ok("SELECT id FROM dev.bronze.payments ORDER BY id").await;
+    assert_eq!(longs(&all), [1, 2, 3]);
+    let two = f
+        .ok("SELECT count(*) FROM bronze.payments WHERE amount > 15")
+        .await;
+    assert_eq!(longs(&two), [2]);
+    let scoped = f
+        .lake
+        .sql(
+            f.store.as_ref(),
+            &f.owner,
+            "SELECT sum(id) FROM payments",
+            &SqlScope {
+                catalog: None,
+                schema: Some("bronze".into()),
+            },
+        )
+        .await
+        .expect("scoped");
+    assert_eq!(longs(&scoped), [6]);
+    let joined = f
+        .ok(
+            "WITH big AS (SELECT id FROM dev.bronze.payments WHERE amount >= 20) \
+             SELECT p.id FROM dev.bronze.payments p JOIN big ON p.id = big.id ORDER BY p.id",
+        )
+        .await;
+    assert_eq!(longs(&joined), [2, 3]);
+    let missing = f.refused(&f.owner, "SELECT * FROM dev.bronze.nope").await;
+    assert_eq!(missing.code, ErrorCode::ResourceDoesNotExist);
+    assert!(
+        missing.message.contains("dev.bronze.nope"),
+        "{}",
+        missing.message
+    );
+    // Members read; another workspace's catalog is out of reach.
+    assert_eq!(
+        longs(
+            &f.sql(&f.member, "SELECT count(*) FROM bronze.payments")
+                .await
+                .expect("member")
+        ),
+        [3]
+    );
+    let other = f
+        .refused(&f.owner, "SELECT * FROM prod.bronze.payments")
+        .await;
+    assert_eq!(other.code, ErrorCode::PermissionDenied);
+    let hidden = f
+        .refused(
+            &f.owner,
+            "SELECT id FROM dev.bronze.payments UNION ALL SELECT id FROM (SELECT id FROM prod.bronze.payments)",
+        )
+        .await;
+    assert_eq!(hidden.code, ErrorCode::PermissionDenied);
+}
+
+#[tokio::test]
+async fn ctas_insert_delete_and_time_travel_write_delta_tables() {
+    let f = Fixture::new().await;
+    let created = f
+        .ok("CREATE TABLE silver.big_payments AS SELECT id, amount * 2 AS doubled FROM bronze.payments WHERE amount > 15")
+        .await;
+    assert_eq!(longs(&created), [2]);
+    let table = f
+        .store
+        .get_table("dev", "silver", "big_payments")
+        .await
+        .expect("registered");
+    assert_eq!(table.table_type, TableType::Managed);
+    assert_eq!(table.owner, "alice");
+    let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["id", "doubled"]);
+    assert!(f.lake.contains(&location_of(&table).expect("location")));
+
+    let inserted = f
+        .ok("INSERT INTO silver.big_payments VALUES (7, 70.0), (8, 80.0)")
+        .await;
+    assert_eq!(longs(&inserted), [2]);
+    let from_select = f
+        .ok("INSERT INTO silver.big_payments SELECT id + 100, amount FROM bronze.payments")
+        .await;
+    assert_eq!(longs(&from_select), [3]);
+    let deleted = f
+        .ok("DELETE FROM silver.big_payments WHERE id > 100 AND doubled < 25")
+        .await;
+    assert_eq!(longs(&deleted), [2]);
+    let now = f.ok("SELECT id FROM silver.big_payments ORDER BY id").await;
+    assert_eq!(longs(&now), [2, 3, 7, 8, 103]);
+
+    let at_create = f
+        .ok("SELECT id FROM silver.big_payments VERSION AS OF 0 ORDER BY id")
+        .await;
+    assert_eq!(longs(&at_create), [2, 3]);
+    let history = f
+        .lake
+        .history(&location_of(&table).expect("location"), "t", 10)
+        .await
+        .expect("history");
+    let second = history
+        .iter()
+        .find(|c| c.version == 1)
+        .and_then(|c| c.info.timestamp)
+        .expect("version 1");
+    let travelled = f
+        .ok(&format!(
+            "SELECT count(*) FROM silver.big_payments TIMESTAMP AS OF '{second}' AS old"
+        ))
+        .await;
+    assert_eq!(longs(&travelled), [4]);
+    let both = f
+        .ok("SELECT (SELECT count(*) FROM silver.big_payments VERSION AS OF 0) + (SELECT count(*) FROM silver.big_payments)")
+        .await;
+    assert_eq!(longs(&both), [7]);
+
+    let overwritten = f
+        .ok("INSERT OVERWRITE silver.big_payments SELECT 1, 1.0")
+        .await;
+    assert_eq!(longs(&overwritten), [1]);
+    assert_eq!(
+        longs(&f.ok("SELECT id FROM silver.big_payments").await),
+        [1]
+    );
+    let replaced = f
+        .ok("CREATE OR REPLACE TABLE silver.big_payments AS SELECT 'x' AS label")
+        .await;
+    assert_eq!(longs(&replaced), [1]);
+    let table = f
+        .store
+        .get_table("dev", "silver", "big_payments")
+        .await
+        .expect("table");
+    let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["label"]);
+    let again = f
+        .refused(
+            &f.owner,
+            "CREATE TABLE silver.big_payments AS SELECT 1 AS a",
+        )
+        .await;
+    assert_eq!(again.code, ErrorCode::ResourceAlreadyExists);
+    f.ok("CREATE TABLE IF NOT EXISTS silver.big_payments AS SELECT 1 AS a")
+        .await;
+
+    // Others' tables are read-only to members.
+    for statement in [
+        "INSERT INTO silver.big_payments VALUES ('y')",
+        "DELETE FROM silver.big_payments",
+        "DROP TABLE silver.big_payments",
+        "CREATE OR REPLACE TABLE silver.big_payments AS SELECT 1 AS a",
+    ] {
+        let denied = f.refused(&f.member, statement).await;
+        assert_eq!(denied.code, ErrorCode::PermissionDenied, "{statement}");
+    }
+    let location = location_of(&table).expect("location");
+    f.ok("DROP TABLE silver.big_payments").await;
+    assert!(!location.to_file_path().expect("path").exists());
+    f.ok("DROP TABLE IF EXISTS silver.big_payments").await;
+}
+
+#[tokio::test]
+async fn views_are_stored_queries_over_qualified_tables() {
+    let f = Fixture::new().await;
+    f.ok("CREATE VIEW silver.big AS SELECT id, amount FROM bronze.payments WHERE amount > 15")
+        .await;
+    let view = f
+        .store
+        .get_table("dev", "silver", "big")
+        .await
+        .expect("view");
+    assert_eq!(view.table_type, TableType::View);
+    assert!(
+        view.view_definition.contains("dev.bronze.\"payments\""),
+        "{}",
+        view.view_definition
+    );
+    let names: Vec<&str> = view.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["id", "amount"]);
+    assert_eq!(
+        longs(&f.ok("SELECT id FROM dev.silver.big ORDER BY id").await),
+        [2, 3]
+    );
+    f.ok("CREATE VIEW silver.biggest AS SELECT max(id) FROM silver.big")
+        .await;
+    // Queried with another default schema, the view still means dev.bronze.payments.
+    let nested = f
+        .lake
+        .sql(
+            f.store.as_ref(),
+            &f.member,
+            "SELECT * FROM biggest",
+            &SqlScope {
+                catalog: None,
+                schema: Some("silver".into()),
+            },
+        )
+        .await
+        .expect("nested");
+    assert_eq!(longs(&nested), [3]);
+    let write = f
+        .refused(&f.owner, "INSERT INTO silver.big VALUES (9, 9.0)")
+        .await;
+    assert_eq!(write.code, ErrorCode::InvalidParameterValue);
+    let wrong_drop = f.refused(&f.owner, "DROP TABLE silver.big").await;
+    assert!(
+        wrong_drop.message.contains("DROP VIEW"),
+        "{}",
+        wrong_drop.message
+    );
+    f.ok("DROP VIEW silver.biggest").await;
+    assert!(f.store.get_table("dev", "silver", "biggest").await.is_err());
+}
+
+#[tokio::test]
+async fn statements_outside_the_lakehouse_are_refused() {
+    let f = Fixture::new().await;
+    for statement in [
+        "COPY (SELECT 1) TO '/tmp/out.csv'",
+        "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+        "SELECT 1; SELECT 2",
+        "",
+        "SET datafusion.execution.batch_size = 1",
+        "SELECT * FROM dev.bronze.\"payments@v0\"",
+        "SELECT * FROM dev.bronze.payments VERSION AS OF 'x'",
+        "SELECT * FROM dev.bronze.payments VERSION AS OF 99",
+        "SELECT * FROM \"../../etc\".bronze.payments",
+        "CREATE TABLE silver.\"a;b\" AS SELECT 1",
+        "SELEC 1",
+    ] {
+        let refused = f.refused(&f.owner, statement).await;
+        assert!(
+            matches!(
+                refused.code,
+                ErrorCode::InvalidParameterValue | ErrorCode::ResourceDoesNotExist
+            ),
+            "{statement}: {refused:?}"
+        );
+    }
+    // Nothing was created by any of them.
+    let silver = f
+        .store
+        .list_tables("dev", "silver", 100, 0)
+        .await
+        .expect("list");
+    assert!(silver.items.is_empty());
+}

@@ -1,0 +1,755 @@
+//! The lakehouse catalog in open-source Unity Catalog's REST shape
+//! (`/api/2.1/unity-catalog/catalogs|schemas|tables`), and tarn's table data API
+//! (`/api/2.0/tarn/tables/{full_name}/data|merge|delete|changes|optimize|vacuum|history`) with
+//! Arrow IPC and Parquet bodies.
+//!
+//! Access, until catalog grants arrive: a workspace reaches its own catalog; its members read
+//! schemas and tables; members create schemas and tables, which they then own; only the
+//! owner or an admin changes or drops them or writes data; external tables (a location of
+//! the caller's choosing) are for admins.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tarn_core::Error;
+use tarn_core::catalog::{
+    self, CatalogInfo, ColumnInfo, NewSchema, NewTable, TableInfo, TableType,
+};
+use tarn_core::search::{decode_page_token, encode_page_token};
+use tarn_lake::access::{self, reach_catalog};
+use tarn_lake::arrow::datatypes::SchemaRef;
+use tarn_lake::arrow::record_batch::RecordBatch;
+use tarn_lake::catalog::{ManagedTable, location_of};
+use tarn_lake::{At, MergeSpec, VacuumSpec, WriteMode, ipc};
+
+use super::registry::actor;
+use crate::AppState;
+use crate::error::ApiResult;
+use crate::extract::{Ctx, PathArgs, QueryArgs, Req, de};
+
+type JsonResult = ApiResult<Json<Value>>;
+
+/// Largest table-data upload, in bytes.
+pub const MAX_DATA_BODY: usize = 512 * 1024 * 1024;
+const DEFAULT_PAGE: u64 = 100;
+const MAX_PAGE: u64 = 1000;
+
+pub fn unity_catalog() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/catalogs", get(list_catalogs))
+        .route("/catalogs/{name}", get(get_catalog))
+        .route("/schemas", get(list_schemas).post(create_schema))
+        .route(
+            "/schemas/{full_name}",
+            get(get_schema).patch(update_schema).delete(delete_schema),
+        )
+        .route("/tables", get(list_tables).post(create_table))
+        .route("/tables/{full_name}", get(get_table).delete(delete_table))
+}
+
+pub fn table_data() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/{full_name}/data", get(read_data).post(write_data))
+        .route("/{full_name}/merge", post(merge_data))
+        .route("/{full_name}/delete", post(delete_rows))
+        .route("/{full_name}/changes", get(changes))
+        .route("/{full_name}/optimize", post(optimize))
+        .route("/{full_name}/vacuum", post(vacuum))
+        .route("/{full_name}/history", get(history))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_DATA_BODY))
+}
+
+async fn own_catalog(state: &AppState, ctx: &Ctx, catalog: &str) -> Result<(), Error> {
+    reach_catalog(state.store.as_ref(), &ctx.caller(), catalog).await
+}
+
+fn require_owner(ctx: &Ctx, owner: &str, what: &str) -> Result<(), Error> {
+    access::require_owner(&ctx.caller(), owner, what)
+}
+
+fn page_args(max_results: Option<i64>, page_token: Option<&str>) -> Result<(u64, u64), Error> {
+    let limit = super::max_results(max_results, DEFAULT_PAGE, MAX_PAGE)?;
+    let offset = decode_page_token(page_token.unwrap_or(""))
+        .map_err(|e| Error::invalid(format!("Invalid page_token: {e}")))?;
+    Ok((limit, offset))
+}
+
+fn catalog_info(name: &str) -> CatalogInfo {
+    CatalogInfo {
+        name: name.to_string(),
+        comment: format!("The catalog of workspace {name}"),
+        owner: "admin".to_string(),
+    }
+}
+
+async fn list_catalogs(State(state): State<AppState>, ctx: Ctx) -> JsonResult {
+    let mut catalogs = Vec::new();
+    for workspace in state.store.list_workspaces().await? {
+        let member = ctx.principal.is_admin
+            || state
+                .store
+                .is_workspace_member(&workspace, &ctx.principal.grantee_ids())
+                .await?;
+        if member {
+            catalogs.push(catalog_info(&workspace));
+        }
+    }
+    Ok(Json(json!({ "catalogs": catalogs })))
+}
+
+async fn get_catalog(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+    let name = catalog::normalize_name("name", path.get("name")?)?;
+    own_catalog(&state, &ctx, &name).await?;
+    Ok(Json(json!(catalog_info(&name))))
+}
+
+#[derive(Deserialize)]
+struct ListArgs {
+    catalog_name: Option<String>,
+    schema_name: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    max_results: Option<i64>,
+    page_token: Option<String>,
+}
+
+fn page_body(key: &str, items: Value, next: Option<u64>) -> Json<Value> {
+    let mut body = json!({ key: items });
+    if let Some(next) = next {
+        body["next_page_token"] = json!(encode_page_token(next));
+    }
+    Json(body)
+}
+
+async fn list_schemas(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Req(args): Req<ListArgs>,
+) -> JsonResult {
+    let catalog = catalog::normalize_name(
+        "catalog_name",
+        args.catalog_name.as_deref().unwrap_or(&ctx.workspace),
+    )?;
+    own_catalog(&state, &ctx, &catalog).await?;
+    let (limit, offset) = page_args(args.max_results, args.page_token.as_deref())?;
+    let page = state.store.list_schemas(&catalog, limit, offset).await?;
+    Ok(page_body("schemas", json!(page.items), page.next_offset))
+}
+
+#[derive(Deserialize)]
+struct CreateSchemaReq {
+    name: Option<String>,
+    catalog_name: Option<String>,
+    comment: Option<String>,
+    #[serde(default)]
+    properties: BTreeMap<String, String>,
+}
+
+async fn create_schema(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Req(req): Req<CreateSchemaReq>,
+) -> JsonResult {
+    let name = catalog::normalize_name("name", req.name.as_deref().unwrap_or(""))?;
+    let catalog = catalog::normalize_name(
+        "catalog_name",
+        req.catalog_name.as_deref().unwrap_or(&ctx.workspace),
+    )?;
+    let comment = req.comment.unwrap_or_default();
+    catalog::validate_comment(&comment)?;
+    own_catalog(&state, &ctx, &catalog).await?;
+    let schema = state
+        .store
+        .create_schema(
+            &NewSchema {
+                catalog,
+                name,
+                comment,
+                properties: req.properties,
+            },
+            &actor(&ctx),
+        )
+        .await?;
+    Ok(Json(json!(schema)))
+}
+
+async fn schema_path(
+    state: &AppState,
+    ctx: &Ctx,
+    path: &PathArgs,
+) -> Result<(String, String), Error> {
+    let (catalog, name) = catalog::parse_schema_name(path.get("full_name")?)?;
+    own_catalog(state, ctx, &catalog).await?;
+    Ok((catalog, name))
+}
+
+async fn get_schema(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+    let (catalog, name) = schema_path(&state, &ctx, &path).await?;
+    Ok(Json(json!(state.store.get_schema(&catalog, &name).await?)))
+}
+
+#[derive(Deserialize)]
+struct UpdateSchemaReq {
+    comment: Option<String>,
+    properties: Option<BTreeMap<String, String>>,
+    new_name: Option<String>,
+}
+
+async fn update_schema(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    Req(req): Req<UpdateSchemaReq>,
+) -> JsonResult {
+    let (catalog, name) = schema_path(&state, &ctx, &path).await?;
+    if req.new_name.is_some() {
+        return Err(Error::invalid(
+            "Renaming a schema is not supported: its tables' names would change under their readers",
+        )
+        .into());
+    }
+    if let Some(comment) = &req.comment {
+        catalog::validate_comment(comment)?;
+    }
+    let current = state.store.get_schema(&catalog, &name).await?;
+    require_owner(
+        &ctx,
+        &current.owner,
+        &format!("schema {}", current.full_name),
+    )?;
+    let schema = state
+        .store
+        .update_schema(
+            &catalog,
+            &name,
+            req.comment.as_deref(),
+            req.properties.as_ref(),
+            &actor(&ctx),
+        )
+        .await?;
+    Ok(Json(json!(schema)))
+}
+
+async fn delete_schema(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    Query(query): Query<HashMap<String, String>>,
+) -> JsonResult {
+    let (catalog, name) = schema_path(&state, &ctx, &path).await?;
+    let force = match query.get("force").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(Error::invalid(format!("Invalid value '{other}' for force")).into());
+        }
+    };
+    let current = state.store.get_schema(&catalog, &name).await?;
+    require_owner(
+        &ctx,
+        &current.owner,
+        &format!("schema {}", current.full_name),
+    )?;
+    let dropped = state
+        .store
+        .delete_schema(&catalog, &name, force, &actor(&ctx))
+        .await?;
+    for table in &dropped {
+        state.lake.remove_data_of(table).await;
+    }
+    Ok(Json(json!({})))
+}
+
+async fn list_tables(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Req(args): Req<ListArgs>,
+) -> JsonResult {
+    let catalog = catalog::normalize_name(
+        "catalog_name",
+        args.catalog_name.as_deref().unwrap_or(&ctx.workspace),
+    )?;
+    let schema = catalog::normalize_name("schema_name", args.schema_name.as_deref().unwrap_or(""))?;
+    own_catalog(&state, &ctx, &catalog).await?;
+    let (limit, offset) = page_args(args.max_results, args.page_token.as_deref())?;
+    let page = state
+        .store
+        .list_tables(&catalog, &schema, limit, offset)
+        .await?;
+    Ok(page_body("tables", json!(page.items), page.next_offset))
+}
+
+#[derive(Deserialize)]
+struct CreateTableReq {
+    name: Option<String>,
+    catalog_name: Option<String>,
+    schema_name: Option<String>,
+    table_type: Option<String>,
+    data_source_format: Option<String>,
+    #[serde(default)]
+    columns: Vec<ColumnInfo>,
+    storage_location: Option<String>,
+    comment: Option<String>,
+    #[serde(default)]
+    properties: BTreeMap<String, String>,
+}
+
+async fn create_table(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Req(req): Req<CreateTableReq>,
+) -> JsonResult {
+    let name = catalog::normalize_name("name", req.name.as_deref().unwrap_or(""))?;
+    let catalog = catalog::normalize_name(
+        "catalog_name",
+        req.catalog_name.as_deref().unwrap_or(&ctx.workspace),
+    )?;
+    let schema = catalog::normalize_name("schema_name", req.schema_name.as_deref().unwrap_or(""))?;
+    let comment = req.comment.unwrap_or_default();
+    catalog::validate_comment(&comment)?;
+    if let Some(format) = &req.data_source_format
+        && !format.eq_ignore_ascii_case("DELTA")
+    {
+        return Err(Error::invalid(format!(
+            "Unsupported data_source_format '{format}': tarn's tables are Delta tables"
+        ))
+        .into());
+    }
+    let table_type = match (&req.table_type, &req.storage_location) {
+        (Some(kind), _) => TableType::parse(kind)?,
+        (None, Some(_)) => TableType::External,
+        (None, None) => TableType::Managed,
+    };
+    own_catalog(&state, &ctx, &catalog).await?;
+    let table = match table_type {
+        TableType::Managed => {
+            if req.storage_location.is_some() {
+                return Err(Error::invalid(
+                    "A MANAGED table lives under the lake root: leave storage_location out",
+                )
+                .into());
+            }
+            state
+                .lake
+                .create_managed(
+                    state.store.as_ref(),
+                    &actor(&ctx),
+                    ManagedTable {
+                        catalog,
+                        schema,
+                        name,
+                        columns: req.columns,
+                        comment,
+                        properties: req.properties,
+                    },
+                )
+                .await?
+        }
+        TableType::External => {
+            crate::auth::require_admin(&ctx.principal)?;
+            state.store.get_schema(&catalog, &schema).await?;
+            let given = req.storage_location.as_deref().unwrap_or("");
+            let location = url::Url::parse(given)
+                .map_err(|e| Error::invalid(format!("Invalid storage_location '{given}': {e}")))?;
+            if location.scheme() != "file" {
+                return Err(Error::invalid(format!(
+                    "Invalid storage_location '{given}': only file:// locations are supported so far"
+                ))
+                .into());
+            }
+            if state.lake.contains(&location) {
+                return Err(Error::invalid(format!(
+                    "Invalid storage_location '{given}': it lies under the lake root, which holds managed tables"
+                ))
+                .into());
+            }
+            let full_name = format!("{catalog}.{schema}.{name}");
+            let mut columns = state.lake.describe(&location, &full_name).await?;
+            for column in &mut columns {
+                if let Some(asked) = req.columns.iter().find(|c| c.name == column.name) {
+                    column.comment = asked.comment.clone();
+                }
+            }
+            state
+                .store
+                .create_table(
+                    &NewTable {
+                        table_id: tarn_lake::catalog::new_table_id(),
+                        catalog,
+                        schema,
+                        name,
+                        table_type,
+                        columns,
+                        storage_location: location.to_string(),
+                        view_definition: String::new(),
+                        comment,
+                        properties: req.properties,
+                    },
+                    &actor(&ctx),
+                )
+                .await?
+        }
+        TableType::View => {
+            return Err(
+                Error::invalid("Create views with SQL: CREATE VIEW name AS SELECT ...").into(),
+            );
+        }
+    };
+    Ok(Json(json!(table)))
+}
+
+async fn table_of(state: &AppState, ctx: &Ctx, path: &PathArgs) -> Result<TableInfo, Error> {
+    let (catalog, schema, name) = catalog::parse_table_name(path.get("full_name")?)?;
+    own_catalog(state, ctx, &catalog).await?;
+    state.store.get_table(&catalog, &schema, &name).await
+}
+
+async fn get_table(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+    Ok(Json(json!(table_of(&state, &ctx, &path).await?)))
+}
+
+async fn delete_table(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+    let table = table_of(&state, &ctx, &path).await?;
+    require_owner(&ctx, &table.owner, &format!("table {}", table.full_name))?;
+    let dropped = state
+        .store
+        .delete_table(
+            &table.catalog_name,
+            &table.schema_name,
+            &table.name,
+            &actor(&ctx),
+        )
+        .await?;
+    state.lake.remove_data_of(&dropped).await;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct ReadArgs {
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    version: Option<i64>,
+    timestamp: Option<String>,
+    format: Option<String>,
+}
+
+/// Answers with Arrow IPC, or Parquet when `format=parquet`.
+async fn data_response(
+    format: Option<&str>,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> ApiResult<Response> {
+    let parquet = match format {
+        None | Some("arrow") => false,
+        Some("parquet") => true,
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "Invalid format '{other}': expected arrow or parquet"
+            ))
+            .into());
+        }
+    };
+    let (bytes, media_type) = tokio::task::spawn_blocking(move || {
+        if parquet {
+            ipc::encode_parquet(&schema, &batches).map(|b| (b, ipc::PARQUET))
+        } else {
+            ipc::encode(&schema, &batches).map(|b| (b, ipc::ARROW_STREAM))
+        }
+    })
+    .await
+    .map_err(|e| Error::internal(format!("encoding failed: {e}")))??;
+    Ok(([(header::CONTENT_TYPE, media_type)], Body::from(bytes)).into_response())
+}
+
+async fn read_data(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    Req(args): Req<ReadArgs>,
+) -> ApiResult<Response> {
+    let table = table_of(&state, &ctx, &path).await?;
+    let at = At::parse(args.version, args.timestamp.as_deref())?;
+    let (schema, batches) = state
+        .lake
+        .read(&location_of(&table)?, &table.full_name, at)
+        .await?;
+    data_response(args.format.as_deref(), schema, batches).await
+}
+
+#[derive(Deserialize)]
+struct WriteArgs {
+    mode: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    merge_schema: Option<bool>,
+}
+
+/// The rows of a data request: an Arrow IPC stream or file.
+async fn rows_of(body: Body) -> Result<Vec<RecordBatch>, Error> {
+    let body: Bytes = axum::body::to_bytes(body, MAX_DATA_BODY)
+        .await
+        .map_err(|_| {
+            Error::invalid(format!(
+                "Request body is too large: the limit for table data is {MAX_DATA_BODY} bytes"
+            ))
+        })?;
+    if body.is_empty() {
+        return Err(Error::invalid(
+            "The body must be an Arrow IPC stream of the rows to write",
+        ));
+    }
+    let (_, batches) = tokio::task::spawn_blocking(move || ipc::decode(&body))
+        .await
+        .map_err(|e| Error::internal(format!("decoding failed: {e}")))??;
+    Ok(batches)
+}
+
+/// The table being written to, for a caller who may write it.
+async fn writable_table(state: &AppState, ctx: &Ctx, path: &PathArgs) -> Result<TableInfo, Error> {
+    let table = table_of(state, ctx, path).await?;
+    require_owner(ctx, &table.owner, &format!("table {}", table.full_name))?;
+    Ok(table)
+}
+
+async fn write_data(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    QueryArgs(args): QueryArgs<WriteArgs>,
+    body: Body,
+) -> JsonResult {
+    let table = writable_table(&state, &ctx, &path).await?;
+    let mode = match args.mode.as_deref() {
+        None | Some("append") => WriteMode::Append,
+        Some("overwrite") => WriteMode::Overwrite,
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "Invalid mode '{other}': expected append or overwrite"
+            ))
+            .into());
+        }
+    };
+    let batches = rows_of(body).await?;
+    let written = state
+        .lake
+        .write(
+            &location_of(&table)?,
+            &table.full_name,
+            batches,
+            mode,
+            args.merge_schema.unwrap_or(false),
+        )
+        .await?;
+    if written.columns.len() != table.columns.len()
+        || written
+            .columns
+            .iter()
+            .zip(&table.columns)
+            .any(|(a, b)| a.name != b.name || a.type_text != b.type_text)
+    {
+        state
+            .store
+            .set_table_columns(
+                &table.catalog_name,
+                &table.schema_name,
+                &table.name,
+                &written.columns,
+                &actor(&ctx),
+            )
+            .await?;
+    }
+    Ok(Json(
+        json!({ "version": written.version, "num_rows": written.rows }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct MergeArgs {
+    #[serde(default, deserialize_with = "de::string_list")]
+    keys: Vec<String>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    delete_unmatched: Option<bool>,
+}
+
+/// Upserts the rows of the body on `keys` (comma-separated or repeated).
+async fn merge_data(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    QueryArgs(args): QueryArgs<MergeArgs>,
+    body: Body,
+) -> JsonResult {
+    let table = writable_table(&state, &ctx, &path).await?;
+    let keys: Vec<String> = args
+        .keys
+        .iter()
+        .flat_map(|k| k.split(','))
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
+    let spec = MergeSpec {
+        keys,
+        delete_unmatched: args.delete_unmatched.unwrap_or(false),
+    };
+    let batches = rows_of(body).await?;
+    let merged = state
+        .lake
+        .merge(&location_of(&table)?, &table.full_name, batches, &spec)
+        .await?;
+    Ok(Json(json!(merged)))
+}
+
+#[derive(Deserialize)]
+struct DeleteArgs {
+    predicate: Option<String>,
+}
+
+/// `DELETE FROM table WHERE predicate`.
+async fn delete_rows(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    Req(args): Req<DeleteArgs>,
+) -> JsonResult {
+    let table = writable_table(&state, &ctx, &path).await?;
+    let deleted = state
+        .lake
+        .delete_where(
+            &location_of(&table)?,
+            &table.full_name,
+            args.predicate.as_deref().unwrap_or(""),
+        )
+        .await?;
+    Ok(Json(json!(deleted)))
+}
+
+#[derive(Deserialize)]
+struct ChangesArgs {
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    starting_version: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    ending_version: Option<i64>,
+    format: Option<String>,
+}
+
+/// The change data feed between two versions, as Arrow or Parquet.
+async fn changes(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    Req(args): Req<ChangesArgs>,
+) -> ApiResult<Response> {
+    let table = table_of(&state, &ctx, &path).await?;
+    let version = |name: &str, v: Option<i64>| match v {
+        Some(v) if v < 0 => Err(Error::invalid(format!(
+            "Invalid {name} {v}: versions start at 0"
+        ))),
+        other => Ok(other.map(|v| v as u64)),
+    };
+    let starting = version("starting_version", args.starting_version)?.unwrap_or(0);
+    let ending = version("ending_version", args.ending_version)?;
+    let (schema, batches) = state
+        .lake
+        .changes(&location_of(&table)?, &table.full_name, starting, ending)
+        .await?;
+    data_response(args.format.as_deref(), schema, batches).await
+}
+
+#[derive(Deserialize)]
+struct OptimizeArgs {
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    target_size: Option<i64>,
+    #[serde(default, deserialize_with = "de::string_list")]
+    zorder_by: Vec<String>,
+}
+
+async fn optimize(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    Req(args): Req<OptimizeArgs>,
+) -> JsonResult {
+    let table = writable_table(&state, &ctx, &path).await?;
+    let target_size = match args.target_size {
+        Some(size) if size <= 0 => {
+            return Err(Error::invalid(format!(
+                "Invalid target_size {size}: expected a number of bytes above 0"
+            ))
+            .into());
+        }
+        other => other.map(|size| size as u64),
+    };
+    let optimized = state
+        .lake
+        .optimize(
+            &location_of(&table)?,
+            &table.full_name,
+            target_size,
+            args.zorder_by,
+        )
+        .await?;
+    Ok(Json(json!(optimized)))
+}
+
+#[derive(Deserialize)]
+struct VacuumArgs {
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    retention_hours: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    dry_run: Option<bool>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    skip_retention_check: Option<bool>,
+}
+
+async fn vacuum(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    Req(args): Req<VacuumArgs>,
+) -> JsonResult {
+    let table = writable_table(&state, &ctx, &path).await?;
+    let retention_hours = match args.retention_hours {
+        Some(hours) if hours < 0 => {
+            return Err(Error::invalid(format!(
+                "Invalid retention_hours {hours}: expected 0 or more"
+            ))
+            .into());
+        }
+        other => other.map(|hours| hours as u64),
+    };
+    let spec = VacuumSpec {
+        retention_hours,
+        dry_run: args.dry_run.unwrap_or(false),
+        skip_retention_check: args.skip_retention_check.unwrap_or(false),
+    };
+    let vacuumed = state
+        .lake
+        .vacuum(&location_of(&table)?, &table.full_name, &spec)
+        .await?;
+    Ok(Json(json!(vacuumed)))
+}
+
+#[derive(Deserialize)]
+struct HistoryArgs {
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    max_results: Option<i64>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    Req(args): Req<HistoryArgs>,
+) -> JsonResult {
+    let table = table_of(&state, &ctx, &path).await?;
+    let limit = super::max_results(args.max_results, DEFAULT_PAGE, MAX_PAGE)?;
+    let commits = state
+        .lake
+        .history(&location_of(&table)?, &table.full_name, limit as usize)
+        .await?;
+    Ok(Json(json!({ "history": commits })))
+}

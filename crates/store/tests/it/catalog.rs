@@ -1,0 +1,289 @@
+//! Backend-independent behaviour of the lakehouse catalog's metadata.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tarn_core::ErrorCode;
+use tarn_core::auth::PrincipalKind;
+use tarn_core::catalog::{ColumnInfo, NewSchema, NewTable, TableType};
+use tarn_core::registry::Actor;
+use tarn_core::store::{EventQuery, MetaStore};
+
+type Store = Arc<dyn MetaStore>;
+
+async fn setup(store: &Store) -> Actor {
+    store.ensure_workspace("dev").await.expect("dev");
+    store.ensure_workspace("prod").await.expect("prod");
+    let owner = store
+        .create_principal("alice", PrincipalKind::User, false, None)
+        .await
+        .expect("owner");
+    Actor {
+        id: owner.id,
+        name: owner.name,
+    }
+}
+
+fn schema(catalog: &str, name: &str) -> NewSchema {
+    NewSchema {
+        catalog: catalog.into(),
+        name: name.into(),
+        comment: "raw events".into(),
+        properties: BTreeMap::from([("layer".to_string(), "bronze".to_string())]),
+    }
+}
+
+fn column(name: &str, type_name: &str, position: i64) -> ColumnInfo {
+    ColumnInfo {
+        name: name.into(),
+        type_name: type_name.into(),
+        type_text: type_name.to_ascii_lowercase(),
+        type_json: format!(
+            r#"{{"name":"{name}","type":"{}","nullable":true,"metadata":{{}}}}"#,
+            type_name.to_ascii_lowercase()
+        ),
+        position,
+        nullable: true,
+        comment: String::new(),
+        partition_index: None,
+    }
+}
+
+fn table(schema: &str, name: &str, location: &str) -> NewTable {
+    NewTable {
+        table_id: format!("id-{name}"),
+        catalog: "dev".into(),
+        schema: schema.into(),
+        name: name.into(),
+        table_type: TableType::Managed,
+        columns: vec![column("id", "LONG", 0), column("amount", "DOUBLE", 1)],
+        storage_location: location.into(),
+        view_definition: String::new(),
+        comment: "payments".into(),
+        properties: BTreeMap::new(),
+    }
+}
+
+pub async fn schemas_and_tables_lifecycle(store: Store) {
+    let alice = setup(&store).await;
+    let created = store
+        .create_schema(&schema("dev", "bronze"), &alice)
+        .await
+        .expect("schema");
+    assert_eq!(created.full_name, "dev.bronze");
+    assert_eq!(created.owner, "alice");
+    assert_eq!(created.properties["layer"], "bronze");
+    let again = store
+        .create_schema(&schema("dev", "bronze"), &alice)
+        .await
+        .expect_err("duplicate");
+    assert_eq!(again.code, ErrorCode::ResourceAlreadyExists);
+    // The same name in another catalog is another schema.
+    store
+        .create_schema(&schema("prod", "bronze"), &alice)
+        .await
+        .expect("prod schema");
+    let missing = store
+        .create_schema(&schema("nope", "bronze"), &alice)
+        .await
+        .expect_err("no catalog");
+    assert_eq!(missing.code, ErrorCode::ResourceDoesNotExist);
+
+    let payments = store
+        .create_table(
+            &table("bronze", "payments", "file:///lake/dev/bronze/payments"),
+            &alice,
+        )
+        .await
+        .expect("table");
+    assert_eq!(payments.full_name, "dev.bronze.payments");
+    assert_eq!(payments.table_type, TableType::Managed);
+    assert_eq!(payments.columns.len(), 2);
+    assert_eq!(payments.data_source_format, "DELTA");
+    let duplicate = store
+        .create_table(
+            &table("bronze", "payments", "file:///lake/elsewhere"),
+            &alice,
+        )
+        .await
+        .expect_err("duplicate name");
+    assert_eq!(duplicate.code, ErrorCode::ResourceAlreadyExists);
+    let same_place = store
+        .create_table(
+            &table("bronze", "refunds", "file:///lake/dev/bronze/payments"),
+            &alice,
+        )
+        .await
+        .expect_err("one table per location");
+    assert_eq!(same_place.code, ErrorCode::ResourceAlreadyExists);
+    let no_schema = store
+        .create_table(&table("silver", "x", "file:///lake/x"), &alice)
+        .await
+        .expect_err("no schema");
+    assert_eq!(no_schema.code, ErrorCode::ResourceDoesNotExist);
+
+    for name in ["b", "a", "c"] {
+        store
+            .create_table(
+                &table("bronze", name, &format!("file:///lake/{name}")),
+                &alice,
+            )
+            .await
+            .expect("table");
+    }
+    let first = store
+        .list_tables("dev", "bronze", 2, 0)
+        .await
+        .expect("list");
+    let names: Vec<_> = first.items.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    let rest = store
+        .list_tables("dev", "bronze", 10, first.next_offset.expect("more"))
+        .await
+        .expect("list");
+    let names: Vec<_> = rest.items.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["c", "payments"]);
+    assert!(rest.next_offset.is_none());
+    assert!(
+        store
+            .list_tables("prod", "bronze", 10, 0)
+            .await
+            .expect("prod")
+            .items
+            .is_empty()
+    );
+
+    // A schema change keeps the comments of the columns that stay.
+    let mut commented = payments.columns.clone();
+    commented[1].comment = "in euros".into();
+    store
+        .set_table_columns("dev", "bronze", "payments", &commented, &alice)
+        .await
+        .expect("comment");
+    let mut evolved = payments.columns.clone();
+    evolved.push(column("currency", "STRING", 2));
+    let updated = store
+        .set_table_columns("dev", "bronze", "payments", &evolved, &alice)
+        .await
+        .expect("evolve");
+    assert_eq!(updated.columns.len(), 3);
+    assert_eq!(updated.columns[1].comment, "in euros");
+
+    let not_empty = store
+        .delete_schema("dev", "bronze", false, &alice)
+        .await
+        .expect_err("not empty");
+    assert_eq!(not_empty.code, ErrorCode::InvalidParameterValue);
+    let dropped = store
+        .delete_table("dev", "bronze", "a", &alice)
+        .await
+        .expect("drop");
+    assert_eq!(dropped.storage_location, "file:///lake/a");
+    let gone = store
+        .get_table("dev", "bronze", "a")
+        .await
+        .expect_err("gone");
+    assert_eq!(gone.code, ErrorCode::ResourceDoesNotExist);
+    let with_tables = store
+        .delete_schema("dev", "bronze", true, &alice)
+        .await
+        .expect("force");
+    assert_eq!(with_tables.len(), 3);
+    assert!(store.get_schema("dev", "bronze").await.is_err());
+    assert!(store.get_schema("prod", "bronze").await.is_ok());
+
+    let events = store
+        .events(&EventQuery {
+            after_id: 0,
+            workspace: Some("dev".into()),
+            entity: Some("table".into()),
+            object: None,
+            actor: None,
+            limit: 100,
+        })
+        .await
+        .expect("events");
+    let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "created",
+            "created",
+            "created",
+            "created",
+            "schema_changed",
+            "schema_changed",
+            "deleted"
+        ]
+    );
+}
+
+pub async fn schema_updates_change_only_what_is_given(store: Store) {
+    let alice = setup(&store).await;
+    store
+        .create_schema(&schema("dev", "silver"), &alice)
+        .await
+        .expect("schema");
+    let updated = store
+        .update_schema("dev", "silver", Some("cleaned"), None, &alice)
+        .await
+        .expect("update");
+    assert_eq!(updated.comment, "cleaned");
+    assert_eq!(updated.properties["layer"], "bronze");
+    let props = BTreeMap::from([("owner_team".to_string(), "risk".to_string())]);
+    let updated = store
+        .update_schema("dev", "silver", None, Some(&props), &alice)
+        .await
+        .expect("update");
+    assert_eq!(updated.comment, "cleaned");
+    assert_eq!(updated.properties, props);
+    let missing = store
+        .update_schema("dev", "gold", Some("x"), None, &alice)
+        .await
+        .expect_err("missing");
+    assert_eq!(missing.code, ErrorCode::ResourceDoesNotExist);
+    let hostile = store
+        .create_schema(&schema("dev", "x'; DROP TABLE catalog_schemas; --"), &alice)
+        .await;
+    // The store takes names as values; validation of their shape is the caller's.
+    assert!(hostile.is_ok());
+    assert_eq!(
+        store
+            .list_schemas("dev", 10, 0)
+            .await
+            .expect("list")
+            .items
+            .len(),
+        2
+    );
+}
+
+pub async fn views_hold_a_definition_and_no_location(store: Store) {
+    let alice = setup(&store).await;
+    store
+        .create_schema(&schema("dev", "gold"), &alice)
+        .await
+        .expect("schema");
+    for name in ["big_payments", "small_payments"] {
+        let view = NewTable {
+            table_type: TableType::View,
+            storage_location: String::new(),
+            view_definition: format!("SELECT * FROM dev.bronze.payments -- {name}"),
+            ..table("gold", name, "")
+        };
+        let created = store.create_table(&view, &alice).await.expect("view");
+        assert_eq!(created.table_type, TableType::View);
+        assert_eq!(created.storage_location, "");
+    }
+    let view = store
+        .get_table("dev", "gold", "small_payments")
+        .await
+        .expect("get");
+    assert_eq!(
+        view.view_definition,
+        "SELECT * FROM dev.bronze.payments -- small_payments"
+    );
+    let json = serde_json::to_value(&view).expect("json");
+    assert!(json.get("storage_location").is_none(), "{json}");
+    assert_eq!(json["table_type"], "VIEW");
+}

@@ -1,0 +1,184 @@
+"""SQL over the lakehouse: the Databricks-shaped statement API (`/api/2.0/sql/statements`)
+and `tarn sql`, with what they write read back by the `deltalake` and `polars` packages."""
+
+import base64
+import os
+import subprocess
+import time
+import uuid
+
+import deltalake
+import polars as pl
+import pyarrow as pa
+import pyarrow.ipc
+import pytest
+
+from test_lakehouse import UC, call, local_path, payments, payments_table, schema, write  # noqa: F401 (schema is a fixture)
+
+STATEMENTS = "/api/2.0/sql/statements"
+
+
+def run_sql(server, statement, token=None, workspace="dev", **options):
+    response = call(server, "POST", STATEMENTS, token=token, workspace=workspace, json={"statement": statement, "warehouse_id": "any", **options})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def rows_of(result):
+    assert result["status"]["state"] == "SUCCEEDED", result
+    return result["result"].get("data_array", [])
+
+
+@pytest.fixture
+def loaded(server, schema):
+    payments_table(server, schema)
+    full_name = f"dev.{schema}.payments"
+    assert write(server, full_name, payments([1, 2, 3, 4], [10.0, 20.0, 30.0, None], ["FR", "DE", "FR", "IT"])).status_code == 200
+    return schema
+
+
+def test_queries_answer_in_the_databricks_shape(server, loaded):
+    result = run_sql(
+        server,
+        f"SELECT country, count(*) AS n, sum(amount) AS total FROM {loaded}.payments GROUP BY country ORDER BY country",
+    )
+    assert result["statement_id"]
+    manifest = result["manifest"]
+    assert manifest["format"] == "JSON_ARRAY"
+    assert manifest["total_row_count"] == 3 and manifest["truncated"] is False
+    columns = manifest["schema"]["columns"]
+    assert [c["name"] for c in columns] == ["country", "n", "total"]
+    assert [c["type_name"] for c in columns] == ["STRING", "LONG", "DOUBLE"]
+    # Values are strings, nulls are null: Databricks' JSON_ARRAY.
+    assert rows_of(result) == [["DE", "1", "20.0"], ["FR", "2", "40.0"], ["IT", "1", None]]
+
+    arrow = run_sql(server, f"SELECT id, amount FROM dev.{loaded}.payments ORDER BY id", format="ARROW_STREAM")
+    table = pa.ipc.open_stream(base64.b64decode(arrow["result"]["attachment"])).read_all()
+    assert table.column("id").to_pylist() == [1, 2, 3, 4]
+
+    # Results come in chunks of 10,000 rows, linked one to the next.
+    big = run_sql(server, "SELECT value FROM generate_series(1, 25000) ORDER BY value", row_limit=24000)
+    assert "manifest" in big, big
+    assert big["manifest"]["total_chunk_count"] == 3
+    assert big["manifest"]["total_row_count"] == 24000 and big["manifest"]["truncated"] is True
+    assert [c["row_count"] for c in big["manifest"]["chunks"]] == [10000, 10000, 4000]
+    link = big["result"]["next_chunk_internal_link"]
+    seen = len(big["result"]["data_array"])
+    while link:
+        chunk = call(server, "GET", link).json()
+        seen += len(chunk["data_array"])
+        link = chunk.get("next_chunk_internal_link")
+        last = chunk
+    assert seen == 24000 and last["data_array"][-1] == ["24000"]
+
+
+def test_writes_through_sql_are_delta_tables_others_read(server, loaded):
+    created = run_sql(
+        server,
+        f"CREATE TABLE {loaded}.by_country AS SELECT country, sum(amount) AS total FROM {loaded}.payments GROUP BY country",
+    )
+    assert rows_of(created) == [["3", "3"]]
+    info = call(server, "GET", f"{UC}/tables/dev.{loaded}.by_country").json()
+    assert info["table_type"] == "MANAGED"
+    assert [c["name"] for c in info["columns"]] == ["country", "total"]
+    theirs = deltalake.DeltaTable(local_path(info)).to_pyarrow_table().to_pylist()
+    assert sorted(theirs, key=lambda r: r["country"]) == [
+        {"country": "DE", "total": 20.0},
+        {"country": "FR", "total": 40.0},
+        {"country": "IT", "total": None},
+    ]
+
+    assert rows_of(run_sql(server, f"INSERT INTO {loaded}.by_country VALUES ('ES', 5.0)")) == [["1", "1"]]
+    assert rows_of(run_sql(server, f"DELETE FROM {loaded}.by_country WHERE total IS NULL")) == [["1"]]
+    frame = pl.read_delta(local_path(info)).sort("country")
+    assert frame["country"].to_list() == ["DE", "ES", "FR"]
+    old = run_sql(server, f"SELECT count(*) FROM {loaded}.by_country VERSION AS OF 0")
+    assert rows_of(old) == [["3"]]
+
+    run_sql(server, f"CREATE VIEW {loaded}.big_countries AS SELECT country FROM {loaded}.by_country WHERE total > 10")
+    view = call(server, "GET", f"{UC}/tables/dev.{loaded}.big_countries").json()
+    assert view["table_type"] == "VIEW" and "storage_location" not in view
+    assert f"dev.{loaded}" in view["view_definition"]
+    assert rows_of(run_sql(server, f"SELECT * FROM {loaded}.big_countries ORDER BY country")) == [["DE"], ["FR"]]
+    no_data = call(server, "GET", f"/api/2.0/tarn/tables/dev.{loaded}.big_countries/data")
+    assert no_data.status_code == 400 and "is a view" in no_data.json()["message"]
+
+    run_sql(server, f"DROP TABLE {loaded}.by_country")
+    assert call(server, "GET", f"{UC}/tables/dev.{loaded}.by_country").status_code == 404
+    assert not os.path.exists(local_path(info))
+
+
+def test_failures_waits_cancels_and_bad_input(server, loaded):
+    failed = run_sql(server, "SELECT * FROM nowhere.at_all")
+    assert failed["status"]["state"] == "FAILED"
+    assert failed["status"]["error"]["error_code"] in ("RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED")
+    for statement in [
+        "COPY (SELECT 1) TO '/tmp/tarn-copy.csv'",
+        "CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '/etc/passwd'",
+        f"SELECT 1; DROP TABLE {loaded}.payments",
+    ]:
+        refused = run_sql(server, statement)
+        assert refused["status"]["state"] == "FAILED", (statement, refused)
+        assert refused["status"]["error"]["error_code"] == "INVALID_PARAMETER_VALUE", refused
+    assert not os.path.exists("/tmp/tarn-copy.csv")
+    assert call(server, "GET", f"{UC}/tables/dev.{loaded}.payments").status_code == 200
+
+    # wait_timeout=0s answers at once; the statement is then polled.
+    started = run_sql(server, f"SELECT count(*) FROM {loaded}.payments", wait_timeout="0s")
+    assert started["status"]["state"] in ("PENDING", "RUNNING", "SUCCEEDED")
+    deadline = time.time() + 30
+    state = started
+    while state["status"]["state"] not in ("SUCCEEDED", "FAILED") and time.time() < deadline:
+        time.sleep(0.05)
+        state = call(server, "GET", f"{STATEMENTS}/{started['statement_id']}").json()
+    assert rows_of(state) == [["4"]]
+    # Cancelling a finished statement leaves it as it was.
+    assert call(server, "POST", f"{STATEMENTS}/{started['statement_id']}/cancel").status_code == 200
+    assert call(server, "GET", f"{STATEMENTS}/{started['statement_id']}").json()["status"]["state"] == "SUCCEEDED"
+
+    # A statement is its submitter's only.
+    other = server.create_user(f"sqlpeer-{uuid.uuid4().hex[:6]}", "long-password-4")
+    assert call(server, "GET", f"{STATEMENTS}/{started['statement_id']}", token=other).status_code == 404
+    assert call(server, "GET", f"{STATEMENTS}/no-such-id").status_code == 404
+    for body in [
+        {},
+        {"statement": "SELECT 1", "wait_timeout": "3s"},
+        {"statement": "SELECT 1", "wait_timeout": "soon"},
+        {"statement": "SELECT 1", "format": "CSV"},
+        {"statement": "SELECT 1", "disposition": "EXTERNAL_LINKS"},
+        {"statement": "SELECT 1", "on_wait_timeout": "LATER"},
+        {"statement": "SELECT 1", "row_limit": 0},
+        {"statement": "x" * (1024 * 1024 + 1)},
+    ]:
+        response = call(server, "POST", STATEMENTS, json=body)
+        assert response.status_code == 400, (str(body)[:80], response.text)
+        assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_sql_respects_catalog_access(server, loaded):
+    member = server.create_user(f"sqlmember-{uuid.uuid4().hex[:6]}", "long-password-5")
+    outsider = server.create_user(f"sqloutsider-{uuid.uuid4().hex[:6]}", "long-password-6", workspaces=("staging",))
+    assert rows_of(run_sql(server, f"SELECT count(*) FROM dev.{loaded}.payments", token=member)) == [["4"]]
+    for statement in [f"INSERT INTO dev.{loaded}.payments VALUES (9, 9.0, 'FR')", f"DELETE FROM dev.{loaded}.payments", f"DROP TABLE dev.{loaded}.payments"]:
+        denied = run_sql(server, statement, token=member)
+        assert denied["status"]["error"]["error_code"] == "PERMISSION_DENIED", (statement, denied)
+    # From staging, dev's catalog is out of reach.
+    hidden = run_sql(server, f"SELECT count(*) FROM dev.{loaded}.payments", token=outsider, workspace="staging")
+    assert hidden["status"]["error"]["error_code"] == "PERMISSION_DENIED"
+    assert rows_of(run_sql(server, f"SELECT count(*) FROM dev.{loaded}.payments")) == [["4"]]
+
+
+def test_tarn_sql_prints_and_exports(server, loaded, tmp_path):
+    binary = os.environ.get("TARN_BIN", "target/debug/tarn")
+    base = [binary, "sql", "--data-dir", server.data_dir]
+    if os.environ.get("TARN_TEST_DATABASE_URL"):
+        base += ["--database-url", os.environ["TARN_TEST_DATABASE_URL"]]
+    table = subprocess.run([*base, f"SELECT id, country FROM {loaded}.payments ORDER BY id"], capture_output=True, text=True, check=True)
+    assert "| id | country |" in table.stdout and "(4 rows)" in table.stdout
+    csv = subprocess.run([*base, "--format", "csv", f"SELECT id FROM {loaded}.payments ORDER BY id"], capture_output=True, text=True, check=True)
+    assert csv.stdout.split() == ["id", "1", "2", "3", "4"]
+    out = tmp_path / "payments.parquet"
+    subprocess.run([*base, "--format", "parquet", "--output", str(out), f"SELECT * FROM {loaded}.payments"], capture_output=True, check=True)
+    assert pl.read_parquet(out).height == 4
+    bad = subprocess.run([*base, "SELECT * FROM nowhere"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "nowhere" in bad.stderr
