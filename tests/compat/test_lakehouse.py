@@ -32,19 +32,20 @@ def arrow_body(table):
     return sink.getvalue().to_pybytes()
 
 
-def read_back(server, full_name, token=None, **params):
-    response = call(server, "GET", f"/api/2.0/tarn/tables/{full_name}/data", token=token, params=params)
+def read_back(server, full_name, token=None, workspace="dev", **params):
+    response = call(server, "GET", f"/api/2.0/tarn/tables/{full_name}/data", token=token, workspace=workspace, params=params)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/vnd.apache.arrow.stream"
     return pa.ipc.open_stream(response.content).read_all()
 
 
-def write(server, full_name, table, token=None, **params):
+def write(server, full_name, table, token=None, workspace="dev", **params):
     return call(
         server,
         "POST",
         f"/api/2.0/tarn/tables/{full_name}/data",
         token=token,
+        workspace=workspace,
         params=params,
         data=arrow_body(table),
         headers={"Content-Type": "application/vnd.apache.arrow.stream"},
@@ -191,7 +192,10 @@ def test_schema_evolution_needs_merge_schema(server, schema):
 
 def test_catalog_listing_paging_and_bad_input(server, schema):
     catalogs = call(server, "GET", f"{UC}/catalogs").json()["catalogs"]
-    assert {"dev", "staging", "prod"} <= {c["name"] for c in catalogs}
+    # The workspace's own catalog and those bound to it (prod, read-only, from first start).
+    assert {c["name"] for c in catalogs} == {"dev", "prod"}
+    staging = call(server, "GET", f"{UC}/catalogs", workspace="staging").json()["catalogs"]
+    assert {c["name"] for c in staging} == {"staging", "prod"}
     for name in ("a", "b", "c"):
         payments_table(server, schema, name)
     first = call(server, "GET", f"{UC}/tables", params={"catalog_name": "dev", "schema_name": schema, "max_results": 2}).json()
@@ -220,8 +224,11 @@ def test_catalog_listing_paging_and_bad_input(server, schema):
     refused("POST", f"/api/2.0/tarn/tables/dev.{schema}.a/data", 400, "INVALID_PARAMETER_VALUE", params={"mode": "upsert"}, data=b"x")
     refused("DELETE", f"{UC}/schemas/dev.{schema}", 400, "INVALID_PARAMETER_VALUE")
     # Another workspace's catalog is addressed under its own prefix.
-    refused("GET", f"{UC}/schemas", 403, "PERMISSION_DENIED", params={"catalog_name": "prod"})
-    assert call(server, "GET", f"{UC}/schemas", workspace="prod", params={"catalog_name": "prod"}).status_code == 200
+    refused("GET", f"{UC}/schemas", 403, "PERMISSION_DENIED", params={"catalog_name": "staging"})
+    assert call(server, "GET", f"{UC}/schemas", workspace="staging", params={"catalog_name": "staging"}).status_code == 200
+    # prod is bound to dev read-only: listed, but not written.
+    assert call(server, "GET", f"{UC}/schemas", params={"catalog_name": "prod"}).status_code == 200
+    refused("POST", f"{UC}/schemas", 403, "PERMISSION_DENIED", json={"name": "x", "catalog_name": "prod"})
 
     # A forced drop removes the managed tables' files.
     paths = [local_path(t) for t in first["tables"] + rest["tables"]]
@@ -232,17 +239,25 @@ def test_catalog_listing_paging_and_bad_input(server, schema):
 def test_members_read_owners_write(server, schema):
     info = payments_table(server, schema)
     full_name = info["full_name"]
-    member = server.create_user(f"reader-{uuid.uuid4().hex[:6]}", "long-password-1")
+    member_name = f"reader-{uuid.uuid4().hex[:6]}"
+    member = server.create_user(member_name, "long-password-1")
     outsider = server.create_user(f"outsider-{uuid.uuid4().hex[:6]}", "long-password-2", workspaces=("staging",))
     batch = pa.table({"id": pa.array([1], pa.int64()), "amount": [1.0], "country": ["FR"]})
     assert write(server, full_name, batch).status_code == 200
 
+    # Members see the table; reading its rows takes SELECT.
+    assert call(server, "GET", f"{UC}/tables/{full_name}", token=member).status_code == 200
+    unread = call(server, "GET", f"/api/2.0/tarn/tables/{full_name}/data", token=member)
+    assert unread.status_code == 403 and f"SELECT on table {full_name}" in unread.json()["message"]
+    grant(server, "table", full_name, member_name, add=["SELECT"])
     assert read_back(server, full_name, token=member).num_rows == 1
     denied = write(server, full_name, batch, token=member)
     assert denied.status_code == 403
     assert denied.json()["error_code"] == "PERMISSION_DENIED"
+    assert "MODIFY" in denied.json()["message"]
     assert call(server, "DELETE", f"{UC}/tables/{full_name}", token=member).status_code == 403
-    assert call(server, "GET", f"{UC}/tables/{full_name}", token=outsider).status_code == 403
+    # staging is not bound to dev's catalog.
+    assert call(server, "GET", f"{UC}/tables/{full_name}", token=outsider, workspace="staging").status_code == 403
     assert read_back(server, full_name).num_rows == 1, "refused writes changed nothing"
 
     # A member's own schema and table are theirs to write.
@@ -254,6 +269,19 @@ def test_members_read_owners_write(server, schema):
     # External locations are for admins.
     external = call(server, "POST", f"{UC}/tables", token=member, json={"name": "ext", "catalog_name": "dev", "schema_name": own, "storage_location": "file:///tmp/x"})
     assert external.status_code == 403
+
+
+def grant(server, securable_type, full_name, principal, add=(), remove=(), token=None, workspace="dev"):
+    response = call(
+        server,
+        "PATCH",
+        f"{UC}/permissions/{securable_type}/{full_name}",
+        token=token,
+        workspace=workspace,
+        json={"changes": [{"principal": principal, "add": list(add), "remove": list(remove)}]},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["privilege_assignments"]
 
 
 def payments_table_as(server, token, schema):
@@ -403,3 +431,83 @@ def test_members_may_not_change_tables_they_do_not_own(server, schema):
         refused = table_op(server, full_name, op, token=member, **kwargs)
         assert refused.status_code == 403, (op, refused.text)
         assert refused.json()["error_code"] == "PERMISSION_DENIED"
+
+
+def test_grants_for_each_privilege_and_read_only_bindings(server, schema):
+    payments_table(server, schema)
+    full_name = f"dev.{schema}.payments"
+    assert write(server, full_name, payments([1, 2], [1.0, 2.0], ["FR", "DE"])).status_code == 200
+    name = f"analyst-{uuid.uuid4().hex[:6]}"
+    analyst = server.create_user(name, "long-password-7")
+
+    # SELECT: the table API and SQL refuse alike, then both allow.
+    assert call(server, "GET", f"/api/2.0/tarn/tables/{full_name}/data", token=analyst).status_code == 403
+    sql = call(server, "POST", "/api/2.0/sql/statements", token=analyst, json={"statement": f"SELECT count(*) FROM {full_name}"}).json()
+    assert sql["status"]["error"]["error_code"] == "PERMISSION_DENIED" and "SELECT" in sql["status"]["error"]["message"]
+    assignments = grant(server, "schema", f"dev.{schema}", name, add=["SELECT"])
+    assert assignments == [{"principal": name, "privileges": ["SELECT"]}]
+    assert read_back(server, full_name, token=analyst).num_rows == 2
+    sql = call(server, "POST", "/api/2.0/sql/statements", token=analyst, json={"statement": f"SELECT count(*) FROM {full_name}"}).json()
+    assert sql["result"]["data_array"] == [["2"]]
+
+    # MODIFY: writes through the API and SQL.
+    assert write(server, full_name, payments([3], [3.0], ["IT"]), token=analyst).status_code == 403
+    grant(server, "table", full_name, name, add=["MODIFY"])
+    assert write(server, full_name, payments([3], [3.0], ["IT"]), token=analyst).status_code == 200
+    inserted = call(server, "POST", "/api/2.0/sql/statements", token=analyst, json={"statement": f"INSERT INTO {full_name} VALUES (4, 4.0, 'ES')"}).json()
+    assert inserted["status"]["state"] == "SUCCEEDED", inserted
+    listed = call(server, "GET", f"{UC}/permissions/table/{full_name}").json()["privilege_assignments"]
+    assert listed == [{"principal": name, "privileges": ["MODIFY"]}]
+    # Only owners and admins grant; privileges must fit the securable.
+    assert call(server, "PATCH", f"{UC}/permissions/table/{full_name}", token=analyst, json={"changes": [{"principal": name, "add": ["SELECT"]}]}).status_code == 403
+    for body, status in [
+        ({"changes": [{"principal": name, "add": ["USE_CATALOG"]}]}, 400),
+        ({"changes": [{"principal": name, "add": ["FLY"]}]}, 400),
+        ({"changes": [{"principal": "nobody-here", "add": ["SELECT"]}]}, 404),
+    ]:
+        assert call(server, "PATCH", f"{UC}/permissions/table/{full_name}", json=body).status_code == status, body
+    grant(server, "table", full_name, name, remove=["MODIFY"])
+    assert write(server, full_name, payments([5], [5.0], ["FR"]), token=analyst).status_code == 403
+
+    # prod's catalog, bound read-only to dev at first start: USE_CATALOG, USE_SCHEMA, SELECT.
+    bindings = call(server, "GET", f"{UC}/bindings/catalog/prod").json()["bindings"]
+    assert {b["workspace"] for b in bindings} == {"dev", "staging"}
+    prod_schema = f"gold_{uuid.uuid4().hex[:6]}"
+    assert call(server, "POST", f"{UC}/schemas", workspace="prod", json={"name": prod_schema, "catalog_name": "prod"}).status_code == 200
+    prod_info = call(server, "POST", f"{UC}/tables", workspace="prod", json={
+        "name": "scores", "catalog_name": "prod", "schema_name": prod_schema,
+        "columns": [{"name": "id", "type_text": "bigint"}, {"name": "amount", "type_text": "double"}, {"name": "country", "type_text": "string"}],
+    })
+    assert prod_info.status_code == 200, prod_info.text
+    prod_table = f"prod.{prod_schema}.scores"
+    assert write(server, prod_table, payments([7], [7.0], ["FR"]), workspace="prod").status_code == 200
+    for missing, securable_type, securable in [
+        ("USE_CATALOG", "catalog", "prod"),
+        ("USE_SCHEMA", "schema", f"prod.{prod_schema}"),
+        ("SELECT", "table", prod_table),
+    ]:
+        refused = call(server, "GET", f"/api/2.0/tarn/tables/{prod_table}/data", token=analyst)
+        assert refused.status_code == 403 and f"lacks {missing}" in refused.json()["message"], refused.text
+        grant(server, securable_type, securable, name, add=[missing], workspace="prod")
+    assert read_back(server, prod_table, token=analyst).num_rows == 1
+    # A join across dev and prod in SQL, from dev.
+    joined = call(server, "POST", "/api/2.0/sql/statements", token=analyst, json={
+        "statement": f"SELECT count(*) FROM {full_name} d JOIN {prod_table} p ON d.country = p.country",
+    }).json()
+    assert joined["result"]["data_array"] == [["1"]], joined
+    # Writes to prod from dev are refused even with MODIFY, even for admins.
+    grant(server, "table", prod_table, name, add=["MODIFY"], workspace="prod")
+    for token in (analyst, None):
+        refused = write(server, prod_table, payments([8], [8.0], ["FR"]), token=token)
+        assert refused.status_code == 403 and "read-only" in refused.json()["message"], refused.text
+        via_sql = call(server, "POST", "/api/2.0/sql/statements", token=token, json={"statement": f"DELETE FROM {prod_table}"}).json()
+        assert via_sql["status"]["error"]["error_code"] == "PERMISSION_DENIED"
+    assert call(server, "POST", f"{UC}/schemas", json={"name": "nope", "catalog_name": "prod"}).status_code == 403
+    # Unbinding cuts dev off; only admins bind.
+    assert call(server, "PATCH", f"{UC}/bindings/catalog/prod", token=analyst, json={"remove": [{"workspace": "dev"}]}).status_code == 403
+    unbound = call(server, "PATCH", f"{UC}/bindings/catalog/prod", json={"remove": [{"workspace": "dev"}]})
+    assert {b["workspace"] for b in unbound.json()["bindings"]} == {"staging"}
+    cut = call(server, "GET", f"/api/2.0/tarn/tables/{prod_table}/data", token=analyst)
+    assert cut.status_code == 403 and "not bound" in cut.json()["message"]
+    call(server, "PATCH", f"{UC}/bindings/catalog/prod", json={"add": [{"workspace": "dev"}]})
+    assert read_back(server, prod_table, token=analyst).num_rows == 1

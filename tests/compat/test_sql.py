@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.ipc
 import pytest
 
-from test_lakehouse import UC, call, local_path, payments, payments_table, schema, write  # noqa: F401 (schema is a fixture)
+from test_lakehouse import UC, call, grant, local_path, payments, payments_table, schema, write  # noqa: F401 (schema is a fixture)
 
 STATEMENTS = "/api/2.0/sql/statements"
 
@@ -156,7 +156,11 @@ def test_failures_waits_cancels_and_bad_input(server, loaded):
 
 
 def test_sql_respects_catalog_access(server, loaded):
-    member = server.create_user(f"sqlmember-{uuid.uuid4().hex[:6]}", "long-password-5")
+    member_name = f"sqlmember-{uuid.uuid4().hex[:6]}"
+    member = server.create_user(member_name, "long-password-5")
+    denied = run_sql(server, f"SELECT count(*) FROM dev.{loaded}.payments", token=member)
+    assert denied["status"]["error"]["error_code"] == "PERMISSION_DENIED"
+    grant(server, "table", f"dev.{loaded}.payments", member_name, add=["SELECT"])
     outsider = server.create_user(f"sqloutsider-{uuid.uuid4().hex[:6]}", "long-password-6", workspaces=("staging",))
     assert rows_of(run_sql(server, f"SELECT count(*) FROM dev.{loaded}.payments", token=member)) == [["4"]]
     for statement in [f"INSERT INTO dev.{loaded}.payments VALUES (9, 9.0, 'FR')", f"DELETE FROM dev.{loaded}.payments", f"DROP TABLE dev.{loaded}.payments"]:

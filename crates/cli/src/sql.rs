@@ -46,6 +46,7 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, args: SqlArgs) -> Result<()
         name: actor.name,
         is_admin: true,
         workspace: args.workspace.clone(),
+        group_ids: Vec::new(),
     };
     let scope = SqlScope {
         catalog: Some(args.workspace),

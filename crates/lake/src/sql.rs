@@ -24,18 +24,18 @@ use deltalake::datafusion::logical_expr::{
 };
 use deltalake::datafusion::sql::parser::{DFParserBuilder, Statement};
 use deltalake::datafusion::sql::sqlparser::ast::{
-    Ident, ObjectName, ObjectNamePart, Statement as SqlStatement, TableFactor, TableVersion,
-    VisitMut, VisitorMut,
+    FromTable, Ident, ObjectName, ObjectNamePart, Statement as SqlStatement, TableFactor,
+    TableObject, TableVersion, VisitMut, VisitorMut,
 };
 use deltalake::datafusion::sql::sqlparser::dialect::DatabricksDialect;
 use deltalake::datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use deltalake::datafusion::sql::sqlparser::tokenizer::Token;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
-use tarn_core::catalog::{self, NewSchema, NewTable, TableInfo, TableType};
+use tarn_core::catalog::{self, NewSchema, NewTable, Privilege, TableInfo, TableType};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
 
-use crate::access::{Caller, reach_catalog, require_owner};
+use crate::access::{Caller, Securable, authorize, reach_catalog, require_owner};
 use crate::catalog::{ManagedTable, location_of, new_table_id};
 use crate::columns::columns_of_arrow;
 use crate::tables::{At, Lake, PlanWrite, parse_timestamp};
@@ -344,6 +344,7 @@ impl Lake {
                 | SqlStatement::Drop { .. }
                 | SqlStatement::CreateSchema { .. }
         );
+        let write_target = write_target(inner);
         let mut travel = TimeTravel::default();
         if let ControlFlow::Break(err) = inner.visit(&mut travel) {
             return Err(err);
@@ -383,7 +384,7 @@ impl Lake {
                 reference.to_string(),
                 [catalog.clone(), schema.clone(), name.clone()],
             );
-            reach_catalog(store, caller, &catalog).await?;
+            reach_catalog(store, caller, &catalog, false).await?;
             let table = match store.get_table(&catalog, &schema, &name).await {
                 Ok(table) => table,
                 // The table a CREATE makes or a DROP removes may well not exist.
@@ -397,6 +398,10 @@ impl Lake {
                 }
                 Err(err) => return Err(err),
             };
+            // The table an INSERT or DELETE writes is checked for MODIFY when it runs.
+            if write_target.as_deref() != Some(reference.to_string().as_str()) {
+                authorize(store, caller, &Securable::table(&table), Privilege::Select).await?;
+            }
             let provider = if table.table_type == TableType::View {
                 if at != At::Latest {
                     return Err(Error::invalid(format!(
@@ -511,7 +516,13 @@ impl Lake {
                 };
                 let catalog = catalog::normalize_name("catalog", &catalog)?;
                 let schema = catalog::normalize_name("schema", &schema)?;
-                reach_catalog(store, caller, &catalog).await?;
+                authorize(
+                    store,
+                    caller,
+                    &Securable::catalog(&catalog),
+                    Privilege::CreateSchema,
+                )
+                .await?;
                 let created = store
                     .create_schema(
                         &NewSchema {
@@ -563,7 +574,6 @@ impl Lake {
         if_not_exists: bool,
         or_replace: bool,
     ) -> Result<SqlOutput> {
-        reach_catalog(store, caller, &table.catalog).await?;
         let full_name = table.full_name();
         let session: Arc<dyn Session> = Arc::new(context.state());
         match store
@@ -572,7 +582,7 @@ impl Lake {
         {
             Ok(_) if if_not_exists => return Ok(SqlOutput::empty()),
             Ok(existing) if or_replace => {
-                require_owner(caller, &existing.owner, &format!("table {full_name}"))?;
+                require_owner(store, caller, &Securable::table(&existing)).await?;
                 let written = self
                     .write_plan(
                         &location_of(&existing)?,
@@ -601,7 +611,14 @@ impl Lake {
             Err(err) if err.code == ErrorCode::ResourceDoesNotExist => {}
             Err(err) => return Err(err),
         }
-        store.get_schema(&table.catalog, &table.schema).await?;
+        let schema = store.get_schema(&table.catalog, &table.schema).await?;
+        authorize(
+            store,
+            caller,
+            &Securable::schema(&schema),
+            Privilege::CreateTable,
+        )
+        .await?;
         let table_id = new_table_id();
         let location =
             self.managed_location(&table.catalog, &table.schema, &table.name, &table_id)?;
@@ -636,11 +653,18 @@ impl Lake {
         columns: &Schema,
         or_replace: bool,
     ) -> Result<SqlOutput> {
-        reach_catalog(store, caller, catalog).await?;
         let full_name = format!("{catalog}.{schema}.{name}");
+        let schema_info = store.get_schema(catalog, schema).await?;
+        authorize(
+            store,
+            caller,
+            &Securable::schema(&schema_info),
+            Privilege::CreateTable,
+        )
+        .await?;
         match store.get_table(catalog, schema, name).await {
             Ok(existing) if or_replace && existing.table_type == TableType::View => {
-                require_owner(caller, &existing.owner, &format!("view {full_name}"))?;
+                require_owner(store, caller, &Securable::table(&existing)).await?;
                 store
                     .delete_table(catalog, schema, name, &caller.actor())
                     .await?;
@@ -683,7 +707,7 @@ impl Lake {
         view: bool,
     ) -> Result<SqlOutput> {
         let (catalog, schema, name) = names(context, reference)?;
-        reach_catalog(store, caller, &catalog).await?;
+        reach_catalog(store, caller, &catalog, true).await?;
         let table = match store.get_table(&catalog, &schema, &name).await {
             Ok(table) => table,
             Err(err) if err.code == ErrorCode::ResourceDoesNotExist && if_exists => {
@@ -700,7 +724,7 @@ impl Lake {
                 if is_view { "VIEW" } else { "TABLE" }
             )));
         }
-        require_owner(caller, &table.owner, &format!("table {}", table.full_name))?;
+        require_owner(store, caller, &Securable::table(&table)).await?;
         self.drop_table(store, &caller.actor(), &table).await?;
         Ok(SqlOutput::empty())
     }
@@ -713,6 +737,7 @@ impl Lake {
         dml: DmlStatement,
     ) -> Result<SqlOutput> {
         let (catalog, schema, name) = names(context, &dml.table_name)?;
+        reach_catalog(store, caller, &catalog, true).await?;
         let table: TableInfo = store.get_table(&catalog, &schema, &name).await?;
         if table.table_type == TableType::View {
             return Err(Error::invalid(format!(
@@ -720,7 +745,7 @@ impl Lake {
                 table.full_name
             )));
         }
-        require_owner(caller, &table.owner, &format!("table {}", table.full_name))?;
+        authorize(store, caller, &Securable::table(&table), Privilege::Modify).await?;
         let location = location_of(&table)?;
         match dml.op {
             WriteOp::Insert(op) => {
@@ -757,6 +782,26 @@ impl Lake {
                 "Unsupported statement: {other}; tarn runs INSERT and DELETE (MERGE through the table API)"
             ))),
         }
+    }
+}
+
+/// The table an `INSERT` or `DELETE` writes, as written in the statement.
+fn write_target(statement: &SqlStatement) -> Option<String> {
+    match statement {
+        SqlStatement::Insert(insert) => match &insert.table {
+            TableObject::TableName(name) => Some(name.to_string()),
+            _ => None,
+        },
+        SqlStatement::Delete(delete) => {
+            let tables = match &delete.from {
+                FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables) => tables,
+            };
+            match tables.first().map(|t| &t.relation) {
+                Some(TableFactor::Table { name, .. }) => Some(name.to_string()),
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 

@@ -23,9 +23,24 @@ pub async fn bootstrap(
     data_dir: &Path,
     admin_token: Option<&str>,
 ) -> Result<Bootstrap> {
+    let mut created: Vec<&str> = Vec::new();
     for workspace in WORKSPACES {
         if store.ensure_workspace(workspace).await? {
             tracing::info!(workspace, "created workspace");
+            created.push(workspace);
+        }
+    }
+    // The reference architecture's data access: development and staging read production
+    // data, never write it. Bound once, when prod is created; admins change it later.
+    if created.contains(&"prod") {
+        let system = tarn_core::registry::Actor {
+            id: 0,
+            name: "system".into(),
+        };
+        for reader in ["dev", "staging"] {
+            store
+                .set_catalog_binding("prod", reader, true, &system)
+                .await?;
         }
     }
     let admin_exists = match store.get_principal(ADMIN_USER).await {

@@ -38,6 +38,7 @@ impl Ctx {
             name: self.principal.name.clone(),
             is_admin: self.principal.is_admin,
             workspace: self.workspace.clone(),
+            group_ids: self.principal.group_ids.clone(),
         }
     }
 }

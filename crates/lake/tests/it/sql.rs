@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tarn_core::ErrorCode;
 use tarn_core::auth::PrincipalKind;
-use tarn_core::catalog::{NewSchema, TableType};
+use tarn_core::catalog::{NewSchema, PermissionsChange, Privilege, SecurableType, TableType};
 use tarn_core::store::MetaStore;
 use tarn_lake::access::Caller;
 use tarn_lake::arrow::array::{Array, Int64Array};
@@ -48,6 +48,7 @@ impl Fixture {
                 name: principal.name,
                 is_admin: false,
                 workspace: "dev".into(),
+                group_ids: Vec::new(),
             });
         }
         let member = callers.pop().expect("bob");
@@ -102,6 +103,29 @@ impl Fixture {
                 .expect("rows");
         }
         fixture
+    }
+
+    async fn grant(
+        &self,
+        securable_type: SecurableType,
+        securable: &str,
+        who: &str,
+        privileges: &[Privilege],
+    ) {
+        self.store
+            .update_catalog_grants(
+                securable.split('.').next().expect("catalog"),
+                securable_type,
+                securable,
+                &[PermissionsChange {
+                    principal: who.into(),
+                    add: privileges.to_vec(),
+                    remove: Vec::new(),
+                }],
+                &self.owner.actor(),
+            )
+            .await
+            .expect("grant");
     }
 
     async fn sql(&self, caller: &Caller, statement: &str) -> tarn_core::Result<SqlOutput> {
@@ -180,7 +204,25 @@ async fn queries_name_tables_in_three_two_or_one_parts() {
         "{}",
         missing.message
     );
-    // Members read; another workspace's catalog is out of reach.
+    // Members read what they are granted; another workspace's catalog is out of reach.
+    let ungranted = f
+        .refused(&f.member, "SELECT count(*) FROM bronze.payments")
+        .await;
+    assert_eq!(ungranted.code, ErrorCode::PermissionDenied);
+    assert!(
+        ungranted
+            .message
+            .contains("SELECT on table dev.bronze.payments"),
+        "{}",
+        ungranted.message
+    );
+    f.grant(
+        SecurableType::Schema,
+        "dev.bronze",
+        "bob",
+        &[Privilege::Select],
+    )
+    .await;
     assert_eq!(
         longs(
             &f.sql(&f.member, "SELECT count(*) FROM bronze.payments")
@@ -329,6 +371,8 @@ async fn views_are_stored_queries_over_qualified_tables() {
     );
     f.ok("CREATE VIEW silver.biggest AS SELECT max(id) FROM silver.big")
         .await;
+    f.grant(SecurableType::Catalog, "dev", "bob", &[Privilege::Select])
+        .await;
     // Queried with another default schema, the view still means dev.bronze.payments.
     let nested = f
         .lake
@@ -390,4 +434,137 @@ async fn statements_outside_the_lakehouse_are_refused() {
         .await
         .expect("list");
     assert!(silver.items.is_empty());
+}
+
+#[tokio::test]
+async fn grants_and_bindings_decide_what_sql_may_touch() {
+    let f = Fixture::new().await;
+    // MODIFY lets a member write someone else's table, SELECT alone does not.
+    f.grant(
+        SecurableType::Table,
+        "dev.bronze.payments",
+        "bob",
+        &[Privilege::Select],
+    )
+    .await;
+    let denied = f
+        .refused(&f.member, "INSERT INTO bronze.payments VALUES (9, 9.0)")
+        .await;
+    assert!(denied.message.contains("MODIFY"), "{}", denied.message);
+    f.grant(
+        SecurableType::Table,
+        "dev.bronze.payments",
+        "bob",
+        &[Privilege::Modify],
+    )
+    .await;
+    f.sql(&f.member, "INSERT INTO bronze.payments VALUES (9, 9.0)")
+        .await
+        .expect("granted insert");
+    // CREATE_TABLE comes with membership in the workspace's own catalog.
+    f.sql(
+        &f.member,
+        "CREATE TABLE silver.mine AS SELECT id FROM bronze.payments",
+    )
+    .await
+    .expect("member creates");
+    assert_eq!(
+        f.store
+            .get_table("dev", "silver", "mine")
+            .await
+            .expect("mine")
+            .owner,
+        "bob"
+    );
+
+    // prod's catalog: unreachable until bound, then readable with grants, never writable.
+    let unbound = f
+        .refused(&f.owner, "SELECT * FROM prod.bronze.payments")
+        .await;
+    assert!(unbound.message.contains("not bound"), "{}", unbound.message);
+    f.store
+        .set_catalog_binding("prod", "dev", true, &f.owner.actor())
+        .await
+        .expect("bind");
+    let no_use = f
+        .refused(&f.member, "SELECT * FROM prod.bronze.payments")
+        .await;
+    assert!(
+        no_use
+            .message
+            .contains("USE_CATALOG on table prod.bronze.payments"),
+        "{}",
+        no_use.message
+    );
+    f.grant(
+        SecurableType::Catalog,
+        "prod",
+        "bob",
+        &[
+            Privilege::UseCatalog,
+            Privilege::UseSchema,
+            Privilege::Select,
+            Privilege::Modify,
+        ],
+    )
+    .await;
+    let read = f
+        .sql(&f.member, "SELECT count(*) FROM prod.bronze.payments")
+        .await
+        .expect("bound read");
+    assert_eq!(longs(&read), [3]);
+    let admin = Caller {
+        is_admin: true,
+        ..f.owner.clone()
+    };
+    for statement in [
+        "INSERT INTO prod.bronze.payments VALUES (9, 9.0)",
+        "DELETE FROM prod.bronze.payments",
+        "CREATE TABLE prod.bronze.copy AS SELECT 1 AS a",
+        "DROP TABLE prod.bronze.payments",
+    ] {
+        for caller in [&f.member, &admin] {
+            let refused = f.refused(caller, statement).await;
+            assert_eq!(refused.code, ErrorCode::PermissionDenied, "{statement}");
+            assert!(
+                refused.message.contains("read-only"),
+                "{statement}: {}",
+                refused.message
+            );
+        }
+    }
+    // Copying prod data into dev is the way: read there, write here.
+    f.sql(
+        &f.member,
+        "CREATE TABLE silver.prod_copy AS SELECT * FROM prod.bronze.payments",
+    )
+    .await
+    .expect("copy");
+    let revoked = f
+        .store
+        .update_catalog_grants(
+            "prod",
+            SecurableType::Catalog,
+            "prod",
+            &[PermissionsChange {
+                principal: "bob".into(),
+                add: Vec::new(),
+                remove: vec![Privilege::Select],
+            }],
+            &f.owner.actor(),
+        )
+        .await
+        .expect("revoke");
+    assert_eq!(
+        revoked[0].privileges,
+        [
+            Privilege::UseCatalog,
+            Privilege::UseSchema,
+            Privilege::Modify
+        ]
+    );
+    let gone = f
+        .refused(&f.member, "SELECT count(*) FROM prod.bronze.payments")
+        .await;
+    assert!(gone.message.contains("SELECT"), "{}", gone.message);
 }

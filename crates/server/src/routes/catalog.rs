@@ -3,10 +3,10 @@
 //! (`/api/2.0/tarn/tables/{full_name}/data|merge|delete|changes|optimize|vacuum|history`) with
 //! Arrow IPC and Parquet bodies.
 //!
-//! Access, until catalog grants arrive: a workspace reaches its own catalog; its members read
-//! schemas and tables; members create schemas and tables, which they then own; only the
-//! owner or an admin changes or drops them or writes data; external tables (a location of
-//! the caller's choosing) are for admins.
+//! Grants in Unity Catalog's shape (`/permissions/{securable_type}/{full_name}`) and read-only
+//! catalog bindings (`/bindings/catalog/{name}`). Every handler checks through
+//! `tarn_lake::access`, as SQL does; external tables (a location of the caller's choosing) are
+//! for admins.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,10 +20,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::catalog::{
-    self, CatalogInfo, ColumnInfo, NewSchema, NewTable, TableInfo, TableType,
+    self, CatalogInfo, ColumnInfo, NewSchema, NewTable, Privilege, SchemaInfo, TableInfo, TableType,
 };
 use tarn_core::search::{decode_page_token, encode_page_token};
-use tarn_lake::access::{self, reach_catalog};
+use tarn_lake::access::{self, Securable, reach_catalog};
 use tarn_lake::arrow::datatypes::SchemaRef;
 use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::catalog::{ManagedTable, location_of};
@@ -52,6 +52,14 @@ pub fn unity_catalog() -> axum::Router<AppState> {
         )
         .route("/tables", get(list_tables).post(create_table))
         .route("/tables/{full_name}", get(get_table).delete(delete_table))
+        .route(
+            "/permissions/{securable_type}/{full_name}",
+            get(get_permissions).patch(update_permissions),
+        )
+        .route(
+            "/bindings/catalog/{name}",
+            get(get_bindings).patch(update_bindings),
+        )
 }
 
 pub fn table_data() -> axum::Router<AppState> {
@@ -66,12 +74,18 @@ pub fn table_data() -> axum::Router<AppState> {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_DATA_BODY))
 }
 
-async fn own_catalog(state: &AppState, ctx: &Ctx, catalog: &str) -> Result<(), Error> {
-    reach_catalog(state.store.as_ref(), &ctx.caller(), catalog).await
+/// Checks the caller's privilege on a securable (see `tarn_lake::access`).
+async fn authorize(
+    state: &AppState,
+    ctx: &Ctx,
+    securable: &Securable,
+    privilege: Privilege,
+) -> Result<(), Error> {
+    access::authorize(state.store.as_ref(), &ctx.caller(), securable, privilege).await
 }
 
-fn require_owner(ctx: &Ctx, owner: &str, what: &str) -> Result<(), Error> {
-    access::require_owner(&ctx.caller(), owner, what)
+async fn require_owner(state: &AppState, ctx: &Ctx, securable: &Securable) -> Result<(), Error> {
+    access::require_owner(state.store.as_ref(), &ctx.caller(), securable).await
 }
 
 fn page_args(max_results: Option<i64>, page_token: Option<&str>) -> Result<(u64, u64), Error> {
@@ -97,7 +111,13 @@ async fn list_catalogs(State(state): State<AppState>, ctx: Ctx) -> JsonResult {
                 .store
                 .is_workspace_member(&workspace, &ctx.principal.grantee_ids())
                 .await?;
-        if member {
+        let bound = workspace == ctx.workspace
+            || state
+                .store
+                .catalog_bindings(&workspace)
+                .await?
+                .contains(&ctx.workspace);
+        if member && bound {
             catalogs.push(catalog_info(&workspace));
         }
     }
@@ -106,7 +126,13 @@ async fn list_catalogs(State(state): State<AppState>, ctx: Ctx) -> JsonResult {
 
 async fn get_catalog(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
     let name = catalog::normalize_name("name", path.get("name")?)?;
-    own_catalog(&state, &ctx, &name).await?;
+    authorize(
+        &state,
+        &ctx,
+        &Securable::catalog(&name),
+        Privilege::UseCatalog,
+    )
+    .await?;
     Ok(Json(json!(catalog_info(&name))))
 }
 
@@ -136,7 +162,13 @@ async fn list_schemas(
         "catalog_name",
         args.catalog_name.as_deref().unwrap_or(&ctx.workspace),
     )?;
-    own_catalog(&state, &ctx, &catalog).await?;
+    authorize(
+        &state,
+        &ctx,
+        &Securable::catalog(&catalog),
+        Privilege::UseCatalog,
+    )
+    .await?;
     let (limit, offset) = page_args(args.max_results, args.page_token.as_deref())?;
     let page = state.store.list_schemas(&catalog, limit, offset).await?;
     Ok(page_body("schemas", json!(page.items), page.next_offset))
@@ -163,7 +195,13 @@ async fn create_schema(
     )?;
     let comment = req.comment.unwrap_or_default();
     catalog::validate_comment(&comment)?;
-    own_catalog(&state, &ctx, &catalog).await?;
+    authorize(
+        &state,
+        &ctx,
+        &Securable::catalog(&catalog),
+        Privilege::CreateSchema,
+    )
+    .await?;
     let schema = state
         .store
         .create_schema(
@@ -179,19 +217,23 @@ async fn create_schema(
     Ok(Json(json!(schema)))
 }
 
-async fn schema_path(
-    state: &AppState,
-    ctx: &Ctx,
-    path: &PathArgs,
-) -> Result<(String, String), Error> {
+/// The schema a path names, once its catalog is reachable.
+async fn schema_of(state: &AppState, ctx: &Ctx, path: &PathArgs) -> Result<SchemaInfo, Error> {
     let (catalog, name) = catalog::parse_schema_name(path.get("full_name")?)?;
-    own_catalog(state, ctx, &catalog).await?;
-    Ok((catalog, name))
+    reach_catalog(state.store.as_ref(), &ctx.caller(), &catalog, false).await?;
+    state.store.get_schema(&catalog, &name).await
 }
 
 async fn get_schema(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
-    let (catalog, name) = schema_path(&state, &ctx, &path).await?;
-    Ok(Json(json!(state.store.get_schema(&catalog, &name).await?)))
+    let schema = schema_of(&state, &ctx, &path).await?;
+    authorize(
+        &state,
+        &ctx,
+        &Securable::schema(&schema),
+        Privilege::UseSchema,
+    )
+    .await?;
+    Ok(Json(json!(schema)))
 }
 
 #[derive(Deserialize)]
@@ -207,7 +249,8 @@ async fn update_schema(
     path: PathArgs,
     Req(req): Req<UpdateSchemaReq>,
 ) -> JsonResult {
-    let (catalog, name) = schema_path(&state, &ctx, &path).await?;
+    let current = schema_of(&state, &ctx, &path).await?;
+    let (catalog, name) = (current.catalog_name.clone(), current.name.clone());
     if req.new_name.is_some() {
         return Err(Error::invalid(
             "Renaming a schema is not supported: its tables' names would change under their readers",
@@ -217,12 +260,7 @@ async fn update_schema(
     if let Some(comment) = &req.comment {
         catalog::validate_comment(comment)?;
     }
-    let current = state.store.get_schema(&catalog, &name).await?;
-    require_owner(
-        &ctx,
-        &current.owner,
-        &format!("schema {}", current.full_name),
-    )?;
+    require_owner(&state, &ctx, &Securable::schema(&current)).await?;
     let schema = state
         .store
         .update_schema(
@@ -242,7 +280,8 @@ async fn delete_schema(
     path: PathArgs,
     Query(query): Query<HashMap<String, String>>,
 ) -> JsonResult {
-    let (catalog, name) = schema_path(&state, &ctx, &path).await?;
+    let current = schema_of(&state, &ctx, &path).await?;
+    let (catalog, name) = (current.catalog_name.clone(), current.name.clone());
     let force = match query.get("force").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -250,12 +289,7 @@ async fn delete_schema(
             return Err(Error::invalid(format!("Invalid value '{other}' for force")).into());
         }
     };
-    let current = state.store.get_schema(&catalog, &name).await?;
-    require_owner(
-        &ctx,
-        &current.owner,
-        &format!("schema {}", current.full_name),
-    )?;
+    require_owner(&state, &ctx, &Securable::schema(&current)).await?;
     let dropped = state
         .store
         .delete_schema(&catalog, &name, force, &actor(&ctx))
@@ -276,7 +310,15 @@ async fn list_tables(
         args.catalog_name.as_deref().unwrap_or(&ctx.workspace),
     )?;
     let schema = catalog::normalize_name("schema_name", args.schema_name.as_deref().unwrap_or(""))?;
-    own_catalog(&state, &ctx, &catalog).await?;
+    reach_catalog(state.store.as_ref(), &ctx.caller(), &catalog, false).await?;
+    let schema_info = state.store.get_schema(&catalog, &schema).await?;
+    authorize(
+        &state,
+        &ctx,
+        &Securable::schema(&schema_info),
+        Privilege::UseSchema,
+    )
+    .await?;
     let (limit, offset) = page_args(args.max_results, args.page_token.as_deref())?;
     let page = state
         .store
@@ -326,7 +368,15 @@ async fn create_table(
         (None, Some(_)) => TableType::External,
         (None, None) => TableType::Managed,
     };
-    own_catalog(&state, &ctx, &catalog).await?;
+    reach_catalog(state.store.as_ref(), &ctx.caller(), &catalog, true).await?;
+    let schema_info = state.store.get_schema(&catalog, &schema).await?;
+    authorize(
+        &state,
+        &ctx,
+        &Securable::schema(&schema_info),
+        Privilege::CreateTable,
+    )
+    .await?;
     let table = match table_type {
         TableType::Managed => {
             if req.storage_location.is_some() {
@@ -353,7 +403,6 @@ async fn create_table(
         }
         TableType::External => {
             crate::auth::require_admin(&ctx.principal)?;
-            state.store.get_schema(&catalog, &schema).await?;
             let given = req.storage_location.as_deref().unwrap_or("");
             let location = url::Url::parse(given)
                 .map_err(|e| Error::invalid(format!("Invalid storage_location '{given}': {e}")))?;
@@ -404,19 +453,35 @@ async fn create_table(
     Ok(Json(json!(table)))
 }
 
-async fn table_of(state: &AppState, ctx: &Ctx, path: &PathArgs) -> Result<TableInfo, Error> {
+/// The table a path names, once the caller holds `privilege` on it.
+async fn table_of(
+    state: &AppState,
+    ctx: &Ctx,
+    path: &PathArgs,
+    privilege: Privilege,
+) -> Result<TableInfo, Error> {
     let (catalog, schema, name) = catalog::parse_table_name(path.get("full_name")?)?;
-    own_catalog(state, ctx, &catalog).await?;
-    state.store.get_table(&catalog, &schema, &name).await
+    reach_catalog(
+        state.store.as_ref(),
+        &ctx.caller(),
+        &catalog,
+        privilege.is_write(),
+    )
+    .await?;
+    let table = state.store.get_table(&catalog, &schema, &name).await?;
+    authorize(state, ctx, &Securable::table(&table), privilege).await?;
+    Ok(table)
 }
 
 async fn get_table(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
-    Ok(Json(json!(table_of(&state, &ctx, &path).await?)))
+    Ok(Json(json!(
+        table_of(&state, &ctx, &path, Privilege::UseSchema).await?
+    )))
 }
 
 async fn delete_table(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
-    let table = table_of(&state, &ctx, &path).await?;
-    require_owner(&ctx, &table.owner, &format!("table {}", table.full_name))?;
+    let table = table_of(&state, &ctx, &path, Privilege::UseSchema).await?;
+    require_owner(&state, &ctx, &Securable::table(&table)).await?;
     let dropped = state
         .store
         .delete_table(
@@ -472,7 +537,7 @@ async fn read_data(
     path: PathArgs,
     Req(args): Req<ReadArgs>,
 ) -> ApiResult<Response> {
-    let table = table_of(&state, &ctx, &path).await?;
+    let table = table_of(&state, &ctx, &path, Privilege::Select).await?;
     let at = At::parse(args.version, args.timestamp.as_deref())?;
     let (schema, batches) = state
         .lake
@@ -510,9 +575,7 @@ async fn rows_of(body: Body) -> Result<Vec<RecordBatch>, Error> {
 
 /// The table being written to, for a caller who may write it.
 async fn writable_table(state: &AppState, ctx: &Ctx, path: &PathArgs) -> Result<TableInfo, Error> {
-    let table = table_of(state, ctx, path).await?;
-    require_owner(ctx, &table.owner, &format!("table {}", table.full_name))?;
-    Ok(table)
+    table_of(state, ctx, path, Privilege::Modify).await
 }
 
 async fn write_data(
@@ -643,7 +706,7 @@ async fn changes(
     path: PathArgs,
     Req(args): Req<ChangesArgs>,
 ) -> ApiResult<Response> {
-    let table = table_of(&state, &ctx, &path).await?;
+    let table = table_of(&state, &ctx, &path, Privilege::Select).await?;
     let version = |name: &str, v: Option<i64>| match v {
         Some(v) if v < 0 => Err(Error::invalid(format!(
             "Invalid {name} {v}: versions start at 0"
@@ -745,11 +808,147 @@ async fn history(
     path: PathArgs,
     Req(args): Req<HistoryArgs>,
 ) -> JsonResult {
-    let table = table_of(&state, &ctx, &path).await?;
+    let table = table_of(&state, &ctx, &path, Privilege::Select).await?;
     let limit = super::max_results(args.max_results, DEFAULT_PAGE, MAX_PAGE)?;
     let commits = state
         .lake
         .history(&location_of(&table)?, &table.full_name, limit as usize)
         .await?;
     Ok(Json(json!({ "history": commits })))
+}
+
+/// The securable a permissions path names, which must exist.
+async fn securable_of(state: &AppState, ctx: &Ctx, path: &PathArgs) -> Result<Securable, Error> {
+    let kind = catalog::SecurableType::parse(path.get("securable_type")?)?;
+    let full_name = kind.normalize(path.get("full_name")?)?;
+    let catalog = full_name.split('.').next().unwrap_or_default().to_string();
+    reach_catalog(state.store.as_ref(), &ctx.caller(), &catalog, false).await?;
+    Ok(match kind {
+        catalog::SecurableType::Catalog => Securable::catalog(&catalog),
+        catalog::SecurableType::Schema => {
+            let (catalog, schema) = catalog::parse_schema_name(&full_name)?;
+            Securable::schema(&state.store.get_schema(&catalog, &schema).await?)
+        }
+        catalog::SecurableType::Table => {
+            let (catalog, schema, table) = catalog::parse_table_name(&full_name)?;
+            Securable::table(&state.store.get_table(&catalog, &schema, &table).await?)
+        }
+    })
+}
+
+async fn get_permissions(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+    let securable = securable_of(&state, &ctx, &path).await?;
+    let seeing = match securable.kind() {
+        catalog::SecurableType::Catalog => Privilege::UseCatalog,
+        _ => Privilege::UseSchema,
+    };
+    authorize(&state, &ctx, &securable, seeing).await?;
+    let assignments = state
+        .store
+        .catalog_privileges(&securable.full_name())
+        .await?;
+    Ok(Json(json!({ "privilege_assignments": assignments })))
+}
+
+#[derive(Deserialize)]
+struct PermissionsReq {
+    #[serde(default)]
+    changes: Vec<catalog::PermissionsChange>,
+}
+
+/// Grants and revokes: for the securable's owner and admins.
+async fn update_permissions(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    Req(req): Req<PermissionsReq>,
+) -> JsonResult {
+    let securable = securable_of(&state, &ctx, &path).await?;
+    require_owner(&state, &ctx, &securable).await?;
+    let kind = securable.kind();
+    for change in &req.changes {
+        if let Some(wrong) = change
+            .add
+            .iter()
+            .chain(&change.remove)
+            .find(|p| !p.applies_to(kind))
+        {
+            return Err(Error::invalid(format!(
+                "{} cannot be granted on a {}",
+                wrong.as_str(),
+                kind.as_str()
+            ))
+            .into());
+        }
+    }
+    let assignments = state
+        .store
+        .update_catalog_grants(
+            &securable.catalog,
+            kind,
+            &securable.full_name(),
+            &req.changes,
+            &actor(&ctx),
+        )
+        .await?;
+    Ok(Json(json!({ "privilege_assignments": assignments })))
+}
+
+fn bindings_body(workspaces: Vec<String>) -> Json<Value> {
+    Json(json!({
+        "bindings": workspaces
+            .into_iter()
+            .map(|workspace| json!({ "workspace": workspace, "binding_type": "BINDING_TYPE_READ_ONLY" }))
+            .collect::<Vec<_>>()
+    }))
+}
+
+async fn get_bindings(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+    let name = catalog::normalize_name("name", path.get("name")?)?;
+    if !state.store.workspace_exists(&name).await? {
+        return Err(Error::not_found(format!("Catalog not found: {name}")).into());
+    }
+    let bound = state.store.catalog_bindings(&name).await?;
+    if !ctx.principal.is_admin && name != ctx.workspace && !bound.contains(&ctx.workspace) {
+        return Err(Error::permission_denied(format!(
+            "Catalog '{name}' is not bound to workspace '{}'",
+            ctx.workspace
+        ))
+        .into());
+    }
+    Ok(bindings_body(bound))
+}
+
+#[derive(Deserialize)]
+struct Binding {
+    workspace: String,
+}
+
+#[derive(Deserialize)]
+struct BindingsReq {
+    #[serde(default)]
+    add: Vec<Binding>,
+    #[serde(default)]
+    remove: Vec<Binding>,
+}
+
+/// Lets workspaces read a catalog (read-only), or stops them: admins only.
+async fn update_bindings(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    Req(req): Req<BindingsReq>,
+) -> JsonResult {
+    crate::auth::require_admin(&ctx.principal)?;
+    let name = catalog::normalize_name("name", path.get("name")?)?;
+    for (bindings, bound) in [(&req.add, true), (&req.remove, false)] {
+        for binding in bindings {
+            let workspace = catalog::normalize_name("workspace", &binding.workspace)?;
+            state
+                .store
+                .set_catalog_binding(&name, &workspace, bound, &actor(&ctx))
+                .await?;
+        }
+    }
+    Ok(bindings_body(state.store.catalog_bindings(&name).await?))
 }

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use tarn_core::ErrorCode;
 use tarn_core::auth::PrincipalKind;
-use tarn_core::catalog::{ColumnInfo, NewSchema, NewTable, TableType};
+use tarn_core::catalog::{
+    ColumnInfo, NewSchema, NewTable, PermissionsChange, Privilege, PrivilegeAssignment,
+    SecurableType, TableType,
+};
 use tarn_core::registry::Actor;
 use tarn_core::store::{EventQuery, MetaStore};
 
@@ -286,4 +289,162 @@ pub async fn views_hold_a_definition_and_no_location(store: Store) {
     let json = serde_json::to_value(&view).expect("json");
     assert!(json.get("storage_location").is_none(), "{json}");
     assert_eq!(json["table_type"], "VIEW");
+}
+
+pub async fn grants_and_bindings_follow_their_objects(store: Store) {
+    let alice = setup(&store).await;
+    let bob = store
+        .create_principal("bob", PrincipalKind::User, false, None)
+        .await
+        .expect("bob");
+    store
+        .create_schema(&schema("dev", "bronze"), &alice)
+        .await
+        .expect("schema");
+    store
+        .create_table(&table("bronze", "payments", "file:///lake/p"), &alice)
+        .await
+        .expect("table");
+    let change = |add: Vec<Privilege>, remove: Vec<Privilege>| PermissionsChange {
+        principal: "bob".into(),
+        add,
+        remove,
+    };
+    let granted = store
+        .update_catalog_grants(
+            "dev",
+            SecurableType::Table,
+            "dev.bronze.payments",
+            &[change(
+                vec![Privilege::Select, Privilege::Modify, Privilege::Select],
+                vec![],
+            )],
+            &alice,
+        )
+        .await
+        .expect("grant");
+    assert_eq!(
+        granted,
+        [PrivilegeAssignment {
+            principal: "bob".into(),
+            privileges: vec![Privilege::Select, Privilege::Modify],
+        }]
+    );
+    store
+        .update_catalog_grants(
+            "dev",
+            SecurableType::Schema,
+            "dev.bronze",
+            &[change(vec![Privilege::UseSchema], vec![])],
+            &alice,
+        )
+        .await
+        .expect("schema grant");
+    let on_lineage = store
+        .catalog_grants_on(&[
+            "dev".into(),
+            "dev.bronze".into(),
+            "dev.bronze.payments".into(),
+        ])
+        .await
+        .expect("grants");
+    assert_eq!(on_lineage.len(), 3);
+    assert!(on_lineage.iter().all(|g| g.principal_id == bob.id));
+    let revoked = store
+        .update_catalog_grants(
+            "dev",
+            SecurableType::Table,
+            "dev.bronze.payments",
+            &[change(vec![], vec![Privilege::Modify])],
+            &alice,
+        )
+        .await
+        .expect("revoke");
+    assert_eq!(revoked[0].privileges, [Privilege::Select]);
+    let unknown = store
+        .update_catalog_grants(
+            "dev",
+            SecurableType::Table,
+            "dev.bronze.payments",
+            &[PermissionsChange {
+                principal: "nobody".into(),
+                add: vec![Privilege::Select],
+                remove: vec![],
+            }],
+            &alice,
+        )
+        .await
+        .expect_err("unknown principal");
+    assert_eq!(unknown.code, ErrorCode::ResourceDoesNotExist);
+
+    // Dropping an object drops its grants, and a schema's drop those inside it; a schema
+    // whose name extends another's keeps its own.
+    store
+        .create_schema(&schema("dev", "bronze_2"), &alice)
+        .await
+        .expect("schema");
+    store
+        .update_catalog_grants(
+            "dev",
+            SecurableType::Schema,
+            "dev.bronze_2",
+            &[change(vec![Privilege::UseSchema], vec![])],
+            &alice,
+        )
+        .await
+        .expect("grant");
+    store
+        .delete_schema("dev", "bronze", true, &alice)
+        .await
+        .expect("drop");
+    let left = store
+        .catalog_grants_on(&[
+            "dev.bronze".into(),
+            "dev.bronze.payments".into(),
+            "dev.bronze_2".into(),
+        ])
+        .await
+        .expect("grants");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].securable, "dev.bronze_2");
+
+    assert!(
+        store
+            .catalog_bindings("prod")
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    store
+        .set_catalog_binding("prod", "dev", true, &alice)
+        .await
+        .expect("bind");
+    store
+        .set_catalog_binding("prod", "dev", true, &alice)
+        .await
+        .expect("bind twice");
+    assert_eq!(store.catalog_bindings("prod").await.expect("one"), ["dev"]);
+    assert!(
+        store
+            .set_catalog_binding("prod", "prod", true, &alice)
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .set_catalog_binding("prod", "nowhere", true, &alice)
+            .await
+            .is_err()
+    );
+    store
+        .set_catalog_binding("prod", "dev", false, &alice)
+        .await
+        .expect("unbind");
+    assert!(
+        store
+            .catalog_bindings("prod")
+            .await
+            .expect("none")
+            .is_empty()
+    );
 }

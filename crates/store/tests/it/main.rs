@@ -126,4 +126,5 @@ conformance_suite!(
     catalog::schemas_and_tables_lifecycle,
     catalog::schema_updates_change_only_what_is_given,
     catalog::views_hold_a_definition_and_no_location,
+    catalog::grants_and_bindings_follow_their_objects,
 );
