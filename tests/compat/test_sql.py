@@ -186,3 +186,38 @@ def test_tarn_sql_prints_and_exports(server, loaded, tmp_path):
     assert pl.read_parquet(out).height == 4
     bad = subprocess.run([*base, "SELECT * FROM nowhere"], capture_output=True, text=True)
     assert bad.returncode != 0 and "nowhere" in bad.stderr
+
+
+def test_tarn_ingest_loads_files_once_and_quarantines_bad_rows(server, schema, tmp_path):
+    binary = os.environ.get("TARN_BIN", "target/debug/tarn")
+    base = [binary, "ingest", "--data-dir", server.data_dir]
+    if os.environ.get("TARN_TEST_DATABASE_URL"):
+        base += ["--database-url", os.environ["TARN_TEST_DATABASE_URL"]]
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    rows = ["id,amount,country,paid_at"] + [f"{i},{i * 1.5},FR,2026-11-24 08:00:{i % 60:02d}" for i in range(1, 1001)]
+    (landing / "day1.csv").write_text("\n".join(rows) + "\n")
+    table = f"dev.{schema}.events"
+    first = subprocess.run([*base, str(landing), "--table", table], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "created table" in first.stdout and "1000" in first.stdout
+
+    (landing / "day2.csv").write_text("id,amount,country,paid_at\n1001,2.5,DE,2026-11-25 08:00:00\n1002,oops,DE,2026-11-25 09:00:00\n1003,1.0\n")
+    (landing / "notes.txt").write_text("not data")
+    second = subprocess.run([*base, str(landing), "--table", table], capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert "1 files ingested before were skipped" in second.stdout
+    assert f"2 bad rows are in {table}_quarantine" in second.stdout
+
+    info = call(server, "GET", f"{UC}/tables/{table}").json()
+    assert [c["type_name"] for c in info["columns"]] == ["LONG", "DOUBLE", "STRING", "TIMESTAMP"]
+    frame = pl.read_delta(local_path(info))
+    assert frame.height == 1001 and frame["id"].max() == 1001
+    quarantine = call(server, "GET", f"{UC}/tables/{table}_quarantine").json()
+    bad = pl.read_delta(local_path(quarantine)).sort("line")
+    assert bad["line"].to_list() == [3, 4]
+    assert "cannot read 'oops' as double" in bad["reason"][0]
+    assert "expected 4 fields, found 2" in bad["reason"][1]
+    assert bad["source"][0].endswith("day2.csv")
+    # The same rows through SQL.
+    assert rows_of(run_sql(server, f"SELECT count(*) FROM {table}")) == [["1001"]]

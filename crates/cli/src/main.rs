@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use tarn_core::auth::{ObjectType, PrincipalKind};
 use tarn_core::store::MetaStore;
 
+mod ingest;
 mod models;
 mod quickstart;
 mod sql;
@@ -144,6 +145,16 @@ enum Command {
         lake_root: Option<String>,
         #[command(subcommand)]
         command: tables::TablesCommand,
+    },
+    /// Ingest CSV, JSON lines or Parquet files into a Delta table (each file once).
+    Ingest {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The lake; default DATA_DIR/lake.
+        #[arg(long, env = "TARN_LAKE_ROOT")]
+        lake_root: Option<String>,
+        #[command(flatten)]
+        args: ingest::IngestArgs,
     },
     /// Run one SQL statement over the lakehouse and print the result.
     Sql {
@@ -343,6 +354,14 @@ async fn main() -> Result<()> {
         } => {
             let lake = tarn_lake::Lake::open(&store.lake_root(lake_root))?;
             tables::run(store.open().await?.as_ref(), &lake, command).await
+        }
+        Command::Ingest {
+            store,
+            lake_root,
+            args,
+        } => {
+            let lake = tarn_lake::Lake::open(&store.lake_root(lake_root))?;
+            ingest::run(store.open().await?.as_ref(), &lake, args).await
         }
         Command::Sql {
             store,

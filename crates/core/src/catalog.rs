@@ -282,6 +282,20 @@ pub struct PermissionsChange {
     pub remove: Vec<Privilege>,
 }
 
+/// A file ingested into a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestedFile {
+    pub table_id: String,
+    /// The file's absolute path.
+    pub source: String,
+    pub size: i64,
+    pub rows_written: i64,
+    pub rows_quarantined: i64,
+    pub table_version: i64,
+    pub ingested_at: i64,
+    pub ingested_by: String,
+}
+
 /// Catalog, schema and table names: letters, digits and underscores, stored lower-case (as
 /// Unity Catalog does, names are case-insensitive).
 pub fn normalize_name(kind: &str, name: &str) -> Result<String> {

@@ -703,6 +703,10 @@ pub trait CatalogStore: Send + Sync {
         changes: &[crate::catalog::PermissionsChange],
         actor: &Actor,
     ) -> Result<Vec<crate::catalog::PrivilegeAssignment>>;
+    /// The files ingested into a table, oldest first.
+    async fn ingested_files(&self, table_id: &str) -> Result<Vec<crate::catalog::IngestedFile>>;
+    /// Records an ingested file; a file recorded already is refused.
+    async fn record_ingested_file(&self, file: &crate::catalog::IngestedFile) -> Result<()>;
     /// The workspaces that may read `catalog` (besides its own).
     async fn catalog_bindings(&self, catalog: &str) -> Result<Vec<String>>;
     /// Lets `workspace` read `catalog`, or stops it.

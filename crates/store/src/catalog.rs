@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use tarn_core::catalog::{
-    CatalogGrant, ColumnInfo, NewSchema, NewTable, PermissionsChange, Privilege, PrivilegeAssignment,
+    CatalogGrant, ColumnInfo, IngestedFile, NewSchema, NewTable, PermissionsChange, Privilege, PrivilegeAssignment,
     SchemaInfo, SecurableType, TableInfo, TableType,
 };
 use tarn_core::store::CatalogStore;
@@ -710,5 +710,55 @@ impl CatalogStore for Store {
         .await?;
         tx.commit().await.map_err(db_error)?;
         Ok(())
+    }
+
+    async fn ingested_files(&self, table_id: &str) -> Result<Vec<IngestedFile>> {
+        let rows = sqlx::query(
+            "SELECT * FROM ingested_files WHERE table_id = $1 ORDER BY ingested_at, source",
+        )
+        .bind(table_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(IngestedFile {
+                    table_id: row.try_get("table_id")?,
+                    source: row.try_get("source")?,
+                    size: row.try_get("size")?,
+                    rows_written: row.try_get("rows_written")?,
+                    rows_quarantined: row.try_get("rows_quarantined")?,
+                    table_version: row.try_get("table_version")?,
+                    ingested_at: row.try_get("ingested_at")?,
+                    ingested_by: row.try_get("ingested_by")?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(db_error)
+    }
+
+    async fn record_ingested_file(&self, file: &IngestedFile) -> Result<()> {
+        let inserted = sqlx::query(
+            "INSERT INTO ingested_files (table_id, source, size, rows_written, rows_quarantined, \
+             table_version, ingested_at, ingested_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&file.table_id)
+        .bind(&file.source)
+        .bind(file.size)
+        .bind(file.rows_written)
+        .bind(file.rows_quarantined)
+        .bind(file.table_version)
+        .bind(file.ingested_at)
+        .bind(&file.ingested_by)
+        .execute(&self.write)
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(err) if is_unique_violation(&err) => Err(Error::already_exists(format!(
+                "{} was ingested already",
+                file.source
+            ))),
+            Err(err) => Err(db_error(err)),
+        }
     }
 }

@@ -16,6 +16,10 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0005_latest_metric_trigger.sql"),
     ),
     (6, include_str!("../migrations/sqlite/0006_catalog.sql")),
+    (
+        7,
+        include_str!("../migrations/sqlite/0007_ingested_files.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -30,6 +34,10 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0005_latest_metric_trigger.sql"),
     ),
     (6, include_str!("../migrations/postgres/0006_catalog.sql")),
+    (
+        7,
+        include_str!("../migrations/postgres/0007_ingested_files.sql"),
+    ),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 /// Arbitrary but fixed key for `pg_advisory_lock`.

@@ -16,16 +16,16 @@ use tarn_lake::{Lake, SqlOutput, SqlScope, WriteMode};
 
 use crate::{column, payments};
 
-struct Fixture {
+pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
-    store: Arc<dyn MetaStore>,
-    lake: Lake,
-    owner: Caller,
-    member: Caller,
+    pub(crate) store: Arc<dyn MetaStore>,
+    pub(crate) lake: Lake,
+    pub(crate) owner: Caller,
+    pub(crate) member: Caller,
 }
 
 impl Fixture {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = tarn_store::open(&format!(
             "sqlite://{}",
@@ -134,7 +134,7 @@ impl Fixture {
             .await
     }
 
-    async fn ok(&self, statement: &str) -> SqlOutput {
+    pub(crate) async fn ok(&self, statement: &str) -> SqlOutput {
         self.sql(&self.owner, statement)
             .await
             .unwrap_or_else(|e| panic!("{statement}: {e:?}"))
@@ -149,7 +149,7 @@ impl Fixture {
 }
 
 /// The first column of the result as integers, in result order.
-fn longs(output: &SqlOutput) -> Vec<i64> {
+pub(crate) fn longs(output: &SqlOutput) -> Vec<i64> {
     output
         .batches
         .iter()

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use tarn_core::ErrorCode;
 use tarn_core::auth::PrincipalKind;
 use tarn_core::catalog::{
-    ColumnInfo, NewSchema, NewTable, PermissionsChange, Privilege, PrivilegeAssignment,
-    SecurableType, TableType,
+    ColumnInfo, IngestedFile, NewSchema, NewTable, PermissionsChange, Privilege,
+    PrivilegeAssignment, SecurableType, TableType,
 };
 use tarn_core::registry::Actor;
 use tarn_core::store::{EventQuery, MetaStore};
@@ -443,6 +443,56 @@ pub async fn grants_and_bindings_follow_their_objects(store: Store) {
     assert!(
         store
             .catalog_bindings("prod")
+            .await
+            .expect("none")
+            .is_empty()
+    );
+}
+
+pub async fn ingested_files_are_recorded_once_and_go_with_their_table(store: Store) {
+    let alice = setup(&store).await;
+    store
+        .create_schema(&schema("dev", "bronze"), &alice)
+        .await
+        .expect("schema");
+    let table = store
+        .create_table(&table("bronze", "events", "file:///lake/e"), &alice)
+        .await
+        .expect("table");
+    let file = |source: &str, at: i64| IngestedFile {
+        table_id: table.table_id.clone(),
+        source: source.into(),
+        size: 100,
+        rows_written: 10,
+        rows_quarantined: 1,
+        table_version: 1,
+        ingested_at: at,
+        ingested_by: "alice".into(),
+    };
+    store
+        .record_ingested_file(&file("/landing/b.csv", 2))
+        .await
+        .expect("b");
+    store
+        .record_ingested_file(&file("/landing/a.csv", 1))
+        .await
+        .expect("a");
+    let again = store
+        .record_ingested_file(&file("/landing/a.csv", 3))
+        .await
+        .expect_err("twice");
+    assert_eq!(again.code, ErrorCode::ResourceAlreadyExists);
+    let files = store.ingested_files(&table.table_id).await.expect("files");
+    let sources: Vec<&str> = files.iter().map(|f| f.source.as_str()).collect();
+    assert_eq!(sources, ["/landing/a.csv", "/landing/b.csv"]);
+    assert_eq!(files[0], file("/landing/a.csv", 1));
+    store
+        .delete_table("dev", "bronze", "events", &alice)
+        .await
+        .expect("drop");
+    assert!(
+        store
+            .ingested_files(&table.table_id)
             .await
             .expect("none")
             .is_empty()

@@ -127,4 +127,5 @@ conformance_suite!(
     catalog::schema_updates_change_only_what_is_given,
     catalog::views_hold_a_definition_and_no_location,
     catalog::grants_and_bindings_follow_their_objects,
+    catalog::ingested_files_are_recorded_once_and_go_with_their_table,
 );
