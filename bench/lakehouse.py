@@ -149,16 +149,16 @@ def main():
         size = make_csv(csv, args.rows)
         print(f"  {size / 1e6:.0f} MB of CSV", flush=True)
 
-        # Ingest.
+        # Ingest, into the data dir of a running server (which made the workspaces).
         data_dir = workdir / "tarn"
-        subprocess.run([binary, "tables", "create-schema", "dev.bench", "--data-dir", str(data_dir)], check=True, capture_output=True)
+        server = TarnServer(binary, data_dir)
+        server.session.post(f"{server.base}/api/2.1/unity-catalog/schemas", json={"name": "bench", "catalog_name": "dev"}).raise_for_status()
         tarn_ingest, _ = timed(lambda: subprocess.run([binary, "ingest", str(csv), "--table", "dev.bench.events", "--data-dir", str(data_dir)], check=True, capture_output=True))
         polars_path = workdir / "polars-events"
         polars_ingest, _ = timed(lambda: pl.read_csv(csv, try_parse_dates=True).write_delta(str(polars_path)))
         results.append(("ingest", f"{args.rows:,} CSV rows", tarn_ingest, "polars write_delta", polars_ingest))
         print(f"  ingest: tarn {tarn_ingest:.2f}s, polars {polars_ingest:.2f}s", flush=True)
 
-        server = TarnServer(binary, data_dir)
         try:
             table_dir = Path(server.session.get(f"{server.base}/api/2.1/unity-catalog/tables/dev.bench.events").json()["storage_location"].removeprefix("file://"))
             files = f"{table_dir}/*.parquet"

@@ -221,3 +221,43 @@ def test_tarn_ingest_loads_files_once_and_quarantines_bad_rows(server, schema, t
     assert bad["source"][0].endswith("day2.csv")
     # The same rows through SQL.
     assert rows_of(run_sql(server, f"SELECT count(*) FROM {table}")) == [["1001"]]
+
+
+def test_concurrent_writers_both_land_and_a_killed_writer_leaves_the_table_readable(server, schema, tmp_path):
+    binary = os.environ.get("TARN_BIN", "target/debug/tarn")
+    base = [binary, "ingest", "--data-dir", server.data_dir]
+    if os.environ.get("TARN_TEST_DATABASE_URL"):
+        base += ["--database-url", os.environ["TARN_TEST_DATABASE_URL"]]
+    table = f"dev.{schema}.clicks"
+    header = "id,page\n"
+    seed = tmp_path / "seed.csv"
+    seed.write_text(header + "0,home\n")
+    subprocess.run([*base, str(seed), "--table", table], check=True, capture_output=True)
+
+    # Two processes append to the same table at once: optimistic concurrency lets both land.
+    sources = []
+    for writer in range(2):
+        path = tmp_path / f"writer{writer}.csv"
+        path.write_text(header + "".join(f"{writer * 100000 + i},page{i % 7}\n" for i in range(1, 20001)))
+        sources.append(path)
+    processes = [subprocess.Popen([*base, str(path), "--table", table], stdout=subprocess.PIPE, stderr=subprocess.PIPE) for path in sources]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr.decode()
+    assert rows_of(run_sql(server, f"SELECT count(*) FROM {table}")) == [["40001"]]
+    info = call(server, "GET", f"{UC}/tables/{table}").json()
+    assert deltalake.DeltaTable(local_path(info)).version() == 3
+
+    # A writer killed mid-way: the table stays readable at a whole version.
+    big = tmp_path / "big.csv"
+    big.write_text(header + "".join(f"{i},p\n" for i in range(1_000_000, 1_600_000)))
+    killed = subprocess.Popen([*base, str(big), "--table", table], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.3)
+    killed.kill()
+    killed.wait()
+    count = int(rows_of(run_sql(server, f"SELECT count(*) FROM {table}"))[0][0])
+    assert count in (40001, 640001)
+    assert deltalake.DeltaTable(local_path(info)).to_pyarrow_table().num_rows == count
+    # Files a dead writer left behind are not part of any version; vacuum takes them away.
+    dry = call(server, "POST", f"/api/2.0/tarn/tables/{table}/vacuum", json={"dry_run": True})
+    assert dry.status_code == 200, dry.text

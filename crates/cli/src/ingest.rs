@@ -40,18 +40,13 @@ fn parse_columns(text: &str) -> Result<Vec<ColumnInfo>> {
             let (Some(name), Some(type_text)) = (parts.next(), parts.next()) else {
                 anyhow::bail!("Invalid column '{}': expected 'name type'", column.trim());
             };
+            let type_text = std::iter::once(type_text)
+                .chain(parts)
+                .collect::<Vec<_>>()
+                .join(" ");
             Ok(ColumnInfo {
-                name: catalog::normalize_name("column", name)?,
-                type_name: String::new(),
-                type_text: std::iter::once(type_text)
-                    .chain(parts)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                type_json: String::new(),
                 position: position as i64,
-                nullable: true,
-                comment: String::new(),
-                partition_index: None,
+                ..ColumnInfo::new(catalog::normalize_name("column", name)?, type_text)
             })
         })
         .collect()

@@ -89,6 +89,23 @@ pub struct ColumnInfo {
     pub partition_index: Option<i64>,
 }
 
+impl ColumnInfo {
+    /// A nullable column of a SQL type (`bigint`, `decimal(10,2)`), the rest filled in by
+    /// the lake when the table is made.
+    pub fn new(name: impl Into<String>, type_text: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            type_name: String::new(),
+            type_text: type_text.into(),
+            type_json: String::new(),
+            position: 0,
+            nullable: true,
+            comment: String::new(),
+            partition_index: None,
+        }
+    }
+}
+
 fn nullable_by_default() -> bool {
     true
 }

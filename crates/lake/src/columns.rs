@@ -117,16 +117,7 @@ mod tests {
     use super::*;
 
     fn requested(name: &str, type_text: &str) -> ColumnInfo {
-        ColumnInfo {
-            name: name.into(),
-            type_name: String::new(),
-            type_text: type_text.into(),
-            type_json: String::new(),
-            position: 0,
-            nullable: true,
-            comment: String::new(),
-            partition_index: None,
-        }
+        ColumnInfo::new(name, type_text)
     }
 
     #[test]

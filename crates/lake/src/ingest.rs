@@ -364,14 +364,8 @@ impl Lake {
             }
             Err(err) if err.code == ErrorCode::ResourceDoesNotExist => {
                 let column = |name: &str, sql: &str, comment: &str| ColumnInfo {
-                    name: name.into(),
-                    type_name: String::new(),
-                    type_text: sql.into(),
-                    type_json: String::new(),
-                    position: 0,
-                    nullable: true,
                     comment: comment.into(),
-                    partition_index: None,
+                    ..ColumnInfo::new(name, sql)
                 };
                 self.create_managed(
                     store,
@@ -816,16 +810,6 @@ impl TextReader for JsonRows {
 /// Column types from the first rows of a file: the narrowest of bigint, double, boolean,
 /// date, timestamp and string that reads every value.
 pub fn infer_columns(path: &Path, format: SourceFormat) -> Result<Vec<ColumnInfo>> {
-    let column = |name: &str, sql: &str| ColumnInfo {
-        name: name.to_string(),
-        type_name: String::new(),
-        type_text: sql.to_string(),
-        type_json: String::new(),
-        position: 0,
-        nullable: true,
-        comment: String::new(),
-        partition_index: None,
-    };
     let file = std::fs::File::open(path)
         .map_err(|e| Error::invalid(format!("Cannot open {}: {e}", path.display())))?;
     if format == SourceFormat::Parquet {
@@ -901,7 +885,7 @@ pub fn infer_columns(path: &Path, format: SourceFormat) -> Result<Vec<ColumnInfo
     Ok(names
         .iter()
         .zip(&samples)
-        .map(|(name, values)| column(name, infer_type(values)))
+        .map(|(name, values)| ColumnInfo::new(name, infer_type(values)))
         .collect())
 }
 

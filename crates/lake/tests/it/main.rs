@@ -16,16 +16,7 @@ mod maintenance;
 mod sql;
 
 pub(crate) fn column(name: &str, sql: &str) -> ColumnInfo {
-    ColumnInfo {
-        name: name.into(),
-        type_name: String::new(),
-        type_text: sql.into(),
-        type_json: String::new(),
-        position: 0,
-        nullable: true,
-        comment: String::new(),
-        partition_index: None,
-    }
+    ColumnInfo::new(name, sql)
 }
 
 pub(crate) fn payments(ids: &[i64], amounts: &[f64]) -> RecordBatch {
