@@ -172,7 +172,7 @@ def main():
             for name, (query,) in queries.items():
                 tarn_rows = server.sql(query.format(t="dev.bench.events"))
                 duck_rows = connection.sql(query.format(t=f"read_parquet('{files}')")).fetchall()
-                if len(tarn_rows) != len(duck_rows) or str(tarn_rows[0][1]) != str(duck_rows[0][1]):
+                if len(tarn_rows) != len(duck_rows) or abs(float(tarn_rows[0][1]) - float(duck_rows[0][1])) > 1e-6 * max(1.0, abs(float(duck_rows[0][1]))):
                     raise RuntimeError(f"{name}: tarn {tarn_rows[:2]} and DuckDB {duck_rows[:2]} disagree")
                 tarn_time = median_time(lambda: server.sql(query.format(t="dev.bench.events")), args.repeat)
                 duck_time = median_time(lambda: connection.sql(query.format(t=f"read_parquet('{files}')")).fetchall(), args.repeat)
