@@ -175,6 +175,52 @@ def test_tables_deltalake_writes_are_read_by_tarn_with_history_and_time_travel(s
     assert deltalake.DeltaTable(str(external)).version() == 0
 
 
+def test_checkpointed_tables_with_many_versions_work_both_ways(server, schema, tmp_path):
+    # tarn writes 25 versions of a table that checkpoints every 10 commits (delta-rs writes the
+    # checkpoints); the Python packages read it whole and at old versions.
+    info = payments_table(server, schema, properties={"delta.checkpointInterval": "10"})
+    full_name = f"dev.{schema}.payments"
+    for i in range(1, 26):
+        assert write(server, full_name, payments([i], [float(i)], ["FR"])).json()["version"] == i
+    log = os.path.join(local_path(info), "_delta_log")
+    checkpoints = sorted(f for f in os.listdir(log) if ".checkpoint" in f)
+    # delta-rs checkpoints after every tenth commit (versions 9 and 19).
+    assert checkpoints == ["00000000000000000009.checkpoint.parquet", "00000000000000000019.checkpoint.parquet"]
+    theirs = deltalake.DeltaTable(local_path(info))
+    assert theirs.version() == 25
+    assert sorted(theirs.to_pyarrow_table().column("id").to_pylist()) == list(range(1, 26))
+    assert pl.read_delta(local_path(info), version=15).height == 15
+    assert read_back(server, full_name, version=12).num_rows == 12
+
+    # A table the deltalake package wrote 30 versions of and checkpointed at 20 (its older
+    # JSON commits cleaned up), registered in tarn: latest, travel past the checkpoint, SQL.
+    external = tmp_path / "clicks"
+    for i in range(30):
+        deltalake.write_deltalake(str(external), pa.table({"n": pa.array([i], pa.int64())}), mode="append")
+        if i == 20:
+            table = deltalake.DeltaTable(str(external))
+            table.create_checkpoint()
+    for old in range(0, 10):
+        os.remove(external / "_delta_log" / f"{old:020d}.json")
+    registered = call(
+        server,
+        "POST",
+        f"{UC}/tables",
+        json={"name": "clicks", "catalog_name": "dev", "schema_name": schema, "table_type": "EXTERNAL", "storage_location": external.as_uri()},
+    )
+    assert registered.status_code == 200, registered.text
+    clicks = f"dev.{schema}.clicks"
+    assert sorted(read_back(server, clicks).column("n").to_pylist()) == list(range(30))
+    assert read_back(server, clicks, version=25).num_rows == 26
+    history = call(server, "GET", f"/api/2.0/tarn/tables/{clicks}/history", params={"max_results": 5}).json()["history"]
+    assert [c["version"] for c in history] == [29, 28, 27, 26, 25]
+    gone = call(server, "GET", f"/api/2.0/tarn/tables/{clicks}/data", params={"version": 3})
+    assert gone.status_code == 400, gone.text
+    assert "clicks" in gone.json()["message"]
+    summed = call(server, "POST", "/api/2.0/sql/statements", json={"statement": f"SELECT sum(n) FROM {clicks} VERSION AS OF 22"}).json()
+    assert summed["result"]["data_array"] == [[str(sum(range(23)))]], summed
+
+
 def test_schema_evolution_needs_merge_schema(server, schema):
     info = payments_table(server, schema)
     full_name = f"dev.{schema}.payments"

@@ -31,16 +31,20 @@ def s3_endpoint():
         log.close()
 
 
-@pytest.fixture(scope="module")
-def s3_server(s3_endpoint):
-    env = {
-        "AWS_ENDPOINT": s3_endpoint,
+def aws_env(endpoint):
+    """What tarn reads to reach the S3-compatible store at `endpoint`."""
+    return {
+        "AWS_ENDPOINT": endpoint,
         "AWS_ALLOW_HTTP": "true",
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_REGION": "us-east-1",
     }
-    started, stop = start_tarn(extra_args=["--artifact-root", "s3://tarn-artifacts/team-a"], extra_env=env)
+
+
+@pytest.fixture(scope="module")
+def s3_server(s3_endpoint):
+    started, stop = start_tarn(extra_args=["--artifact-root", "s3://tarn-artifacts/team-a"], extra_env=aws_env(s3_endpoint))
     try:
         yield started
     finally:

@@ -9,10 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tarn_core::catalog::{self, ColumnInfo};
 use tarn_core::store::MetaStore;
 use tarn_lake::Lake;
-use tarn_lake::access::Caller;
 use tarn_lake::ingest::{IngestSpec, Progress, SourceFormat};
 
-use crate::cli_actor;
+use crate::cli_caller;
 
 #[derive(Args)]
 pub struct IngestArgs {
@@ -54,14 +53,7 @@ fn parse_columns(text: &str) -> Result<Vec<ColumnInfo>> {
 
 pub async fn run(store: &dyn MetaStore, lake: &Lake, args: IngestArgs) -> Result<()> {
     let (catalog, _, _) = catalog::parse_table_name(&args.table)?;
-    let actor = cli_actor();
-    let caller = Caller {
-        id: actor.id,
-        name: actor.name,
-        is_admin: true,
-        workspace: catalog,
-        group_ids: Vec::new(),
-    };
+    let caller = cli_caller(catalog);
     let spec = IngestSpec {
         table: args.table.clone(),
         sources: args.sources,

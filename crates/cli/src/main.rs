@@ -10,6 +10,7 @@ use tarn_core::auth::{ObjectType, PrincipalKind};
 use tarn_core::store::MetaStore;
 
 mod ingest;
+mod lineage;
 mod models;
 mod quickstart;
 mod sql;
@@ -66,7 +67,8 @@ pub struct ServerArgs {
     pub host: String,
     #[arg(long, env = "TARN_PORT", default_value_t = 5000)]
     pub port: u16,
-    /// The lake: managed Delta tables live here; a local folder, default DATA_DIR/lake.
+    /// The lake: managed Delta tables live here; a local folder or `s3://bucket/prefix`,
+    /// default DATA_DIR/lake.
     #[arg(long, env = "TARN_LAKE_ROOT")]
     pub lake_root: Option<String>,
     /// Artifacts: a local folder or `s3://bucket/prefix`; default DATA_DIR/artifacts.
@@ -165,6 +167,13 @@ enum Command {
         lake_root: Option<String>,
         #[command(flatten)]
         args: sql::SqlArgs,
+    },
+    /// Show where a table's data came from and where it went.
+    Lineage {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        args: lineage::LineageArgs,
     },
     /// Manage permissions on objects.
     Permissions {
@@ -371,6 +380,7 @@ async fn main() -> Result<()> {
             let lake = tarn_lake::Lake::open(&store.lake_root(lake_root))?;
             sql::run(store.open().await?.as_ref(), &lake, args).await
         }
+        Command::Lineage { store, args } => lineage::run(store.open().await?.as_ref(), args).await,
     }
 }
 
@@ -608,10 +618,24 @@ async fn tokens(store: &dyn MetaStore, command: TokensCommand) -> Result<()> {
 
 /// Offline commands act with the data directory's authority; the audit trail names them so.
 pub(crate) fn cli_actor() -> tarn_core::registry::Actor {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
     tarn_core::registry::Actor {
         id: 0,
         name: format!("cli:{user}"),
+    }
+}
+
+/// Local lakehouse commands act as an admin working in `workspace`.
+pub(crate) fn cli_caller(workspace: String) -> tarn_lake::access::Caller {
+    let actor = cli_actor();
+    tarn_lake::access::Caller {
+        id: actor.id,
+        name: actor.name,
+        is_admin: true,
+        workspace,
+        group_ids: Vec::new(),
     }
 }
 

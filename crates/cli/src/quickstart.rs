@@ -1,6 +1,8 @@
 //! `tarn quickstart`: start tarn on embedded defaults and walk through the platform with a real,
-//! small example: train a linear model three ways and track the runs in `dev`, register the
-//! best one, move it through Staging to Production, and show the registry's event log.
+//! small example: ingest a raw CSV file into a bronze table of `dev` (bad rows quarantined),
+//! build a silver training table from it with SQL, train a linear model three ways on it and
+//! track the runs, register the best one, move it through Staging to Production, show the
+//! registry's signed webhooks, and the lineage from the raw file to the training table.
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -26,8 +28,15 @@ struct Client {
 }
 
 impl Client {
+    /// Calls the MLflow API at `path` (`runs/create`).
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value> {
-        let url = format!("{}/api/2.0/mlflow/{path}", self.base);
+        self.request(method, &format!("/api/2.0/mlflow/{path}"), body)
+            .await
+    }
+
+    /// Calls any API at `path` (`/api/2.0/sql/statements`).
+    async fn request(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
         let request = self
             .http
             .request(method.clone(), &url)
@@ -69,6 +78,29 @@ fn body_to_query(body: &Value) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The raw measurements as a sensor would drop them: a CSV file with a few broken lines.
+fn raw_csv(xs: &[[f64; 2]], ys: &[f64]) -> String {
+    let mut csv = String::from("id,x0,x1,y\n");
+    for (id, (x, y)) in xs.iter().zip(ys).enumerate() {
+        csv.push_str(&format!("{id},{:.6},{:.6},{y:.6}\n", x[0], x[1]));
+        // Every 500th reading comes out garbled and every 700th is a glitch no model should
+        // learn from, as real feeds do: ingestion quarantines the first, SQL filters the second.
+        if id % 500 == 499 {
+            csv.push_str(&format!("{},n/a,{:.6},{y:.6}\n", id + 100_000, x[1]));
+        }
+        if id % 700 == 699 {
+            csv.push_str(&format!(
+                "{},{:.6},{:.6},9999.0\n",
+                id + 200_000,
+                x[0],
+                x[1]
+            ));
+        }
+    }
+    csv.push_str("999999,0.5\n");
+    csv
 }
 
 /// A deterministic synthetic regression problem: y = 3 x0 - 2 x1 + 0.5 + noise.
@@ -138,6 +170,10 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         }
     };
     let (state, listener, bootstrap) = started;
+    let lake = Lakehouse {
+        store: state.store.clone(),
+        lake: state.lake.clone(),
+    };
     let address = listener.local_addr()?;
     crate::announce_admin_token(&bootstrap);
     let token = match &server_args.admin_token {
@@ -174,10 +210,15 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
             .unwrap_or("0")
             .to_string(),
     };
+    let (raw_x, raw_y) = make_data(2000);
+    let training =
+        build_training_table(&client, &lake, &args.store.data_dir, &raw_x, &raw_y).await?;
+    let (xs, ys) = (&training.xs, &training.ys);
+    println!();
     println!(
-        "Training a linear model with three learning rates, tracked in experiment {experiment_id} of workspace dev:"
+        "Training a linear model with three learning rates on {TRAINING_TABLE} (version {}), tracked in experiment {experiment_id} of workspace dev:",
+        training.version
     );
-    let (xs, ys) = make_data(2000);
     let epochs = 60;
     for learning_rate in [0.01, 0.05, 0.2] {
         let run = client
@@ -191,7 +232,13 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
             .as_str()
             .context("run id")?
             .to_string();
-        let (w, b, losses) = train(&xs, &ys, learning_rate, epochs);
+        client
+            .post(
+                "runs/log-inputs",
+                json!({"run_id": run_id, "datasets": [training.dataset_input()]}),
+            )
+            .await?;
+        let (w, b, losses) = train(xs, ys, learning_rate, epochs);
         let now = tarn_core::ids::now_millis();
         let metrics: Vec<Value> = losses
             .iter()
@@ -245,18 +292,33 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         .to_string();
     register_and_promote(&client, &best_run_id).await?;
     println!();
+    println!("Lineage of {TRAINING_TABLE}:");
+    let graph = tarn_lake::lineage::lineage_graph(
+        lake.store.as_ref(),
+        &lake.admin().await?,
+        TRAINING_TABLE,
+        &[tarn_core::lineage::Direction::Upstream],
+        3,
+    )
+    .await?;
+    print!(
+        "{}",
+        crate::lineage::render_tree(&graph, &[tarn_core::lineage::Direction::Upstream])
+    );
+    println!();
     println!("Where to look:");
+    let dir = args.store.data_dir.display();
     println!(
         "  tracking URI   MLFLOW_TRACKING_URI={base}   (workspaces: {base}/ws/staging, {base}/ws/prod)"
     );
+    println!("  admin token    MLFLOW_TRACKING_TOKEN=$(cat {dir}/admin.token)");
     println!(
-        "  admin token    MLFLOW_TRACKING_TOKEN=$(cat {}/admin.token)",
-        args.store.data_dir.display()
+        "  try            curl -s -H \"Authorization: Bearer $(cat {dir}/admin.token)\" '{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment_name}'"
     );
     println!(
-        "  try            curl -s -H \"Authorization: Bearer $(cat {}/admin.token)\" '{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment_name}'",
-        args.store.data_dir.display()
+        "  SQL            tarn sql --data-dir {dir} \"SELECT count(*) FROM {TRAINING_TABLE}\""
     );
+    println!("  lineage        tarn lineage --data-dir {dir} {TRAINING_TABLE}");
     println!("  metrics        {base}/metrics");
     if args.keep_serving {
         println!("Serving until Ctrl-C.");
@@ -273,6 +335,193 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
 }
 
 const MODEL_NAME: &str = "quickstart-linear";
+const RAW_TABLE: &str = "dev.bronze.quickstart_measurements";
+const TRAINING_TABLE: &str = "dev.silver.quickstart_training";
+
+/// The server's store and lake, for what the quickstart does in-process (ingestion, lineage),
+/// as `tarn ingest` and `tarn lineage` do.
+struct Lakehouse {
+    store: std::sync::Arc<dyn tarn_core::store::MetaStore>,
+    lake: std::sync::Arc<tarn_lake::Lake>,
+}
+
+impl Lakehouse {
+    /// The admin, in `dev`: whom the quickstart's HTTP calls act as, too.
+    async fn admin(&self) -> Result<tarn_lake::access::Caller> {
+        let admin = self.store.get_principal(tarn_server::ADMIN_USER).await?;
+        Ok(tarn_lake::access::Caller {
+            id: admin.id,
+            name: admin.name,
+            is_admin: true,
+            workspace: "dev".into(),
+            group_ids: Vec::new(),
+        })
+    }
+}
+
+/// The silver table's rows, and the version they were read at.
+struct TrainingSet {
+    xs: Vec<[f64; 2]>,
+    ys: Vec<f64>,
+    version: u64,
+}
+
+impl TrainingSet {
+    /// The table as an MLflow dataset input, so each run records the exact data it used.
+    fn dataset_input(&self) -> Value {
+        let source =
+            json!({"delta_table_name": TRAINING_TABLE, "delta_table_version": self.version});
+        json!({
+            "tags": [{"key": "mlflow.data.context", "value": "training"}],
+            "dataset": {
+                "name": TRAINING_TABLE,
+                "digest": format!("v{}", self.version),
+                "source_type": "delta_table",
+                "source": source.to_string(),
+                "schema": json!({"mlflow_colspec": [
+                    {"name": "x0", "type": "double"}, {"name": "x1", "type": "double"}, {"name": "y", "type": "double"}
+                ]}).to_string(),
+                "profile": json!({"num_rows": self.ys.len()}).to_string(),
+            }
+        })
+    }
+}
+
+/// Raw file -> bronze (ingestion, bad rows quarantined) -> silver (SQL) -> rows to train on.
+async fn build_training_table(
+    client: &Client,
+    lake: &Lakehouse,
+    data_dir: &std::path::Path,
+    xs: &[[f64; 2]],
+    ys: &[f64],
+) -> Result<TrainingSet> {
+    for schema in ["bronze", "silver"] {
+        let created = client
+            .request(
+                reqwest::Method::POST,
+                "/api/2.1/unity-catalog/schemas",
+                json!({"name": schema, "catalog_name": "dev"}),
+            )
+            .await;
+        if let Err(err) = created
+            && !err.to_string().contains("RESOURCE_ALREADY_EXISTS")
+        {
+            return Err(err);
+        }
+    }
+    let landing = data_dir.join("quickstart").join("landing");
+    std::fs::create_dir_all(&landing)
+        .with_context(|| format!("cannot create {}", landing.display()))?;
+    let raw = landing.join("measurements.csv");
+    std::fs::write(&raw, raw_csv(xs, ys))
+        .with_context(|| format!("cannot write {}", raw.display()))?;
+    let report = lake
+        .lake
+        .ingest(
+            lake.store.as_ref(),
+            &lake.admin().await?,
+            &tarn_lake::ingest::IngestSpec {
+                table: RAW_TABLE.into(),
+                sources: vec![landing.clone()],
+                format: None,
+                columns: Some(
+                    [
+                        ("id", "bigint"),
+                        ("x0", "double"),
+                        ("x1", "double"),
+                        ("y", "double"),
+                    ]
+                    .into_iter()
+                    .map(|(name, kind)| tarn_core::catalog::ColumnInfo::new(name, kind))
+                    .collect(),
+                ),
+            },
+            &|_| {},
+        )
+        .await?;
+    println!("Ingesting {} into {RAW_TABLE}:", landing.display());
+    for file in &report.files {
+        println!(
+            "  {}: {} rows written, {} bad rows to {}",
+            file.source,
+            file.rows_written,
+            file.rows_quarantined,
+            report.quarantine_table.as_deref().unwrap_or("-")
+        );
+    }
+    for skipped in &report.skipped {
+        println!("  {skipped}: ingested before, skipped");
+    }
+    let statement = format!(
+        "CREATE OR REPLACE TABLE {TRAINING_TABLE} AS \
+         SELECT x0, x1, y FROM {RAW_TABLE} WHERE y BETWEEN -10 AND 10"
+    );
+    let result = client
+        .request(
+            reqwest::Method::POST,
+            "/api/2.0/sql/statements",
+            json!({"statement": statement, "wait_timeout": "50s"}),
+        )
+        .await?;
+    if result["status"]["state"] != "SUCCEEDED" {
+        bail!("building {TRAINING_TABLE} failed: {}", result["status"]);
+    }
+    println!("Built {TRAINING_TABLE} with SQL: {statement}");
+    let (version, bytes) = read_table(client, TRAINING_TABLE).await?;
+    let (_, batches) = tarn_lake::ipc::decode(&bytes)?;
+    let mut set = TrainingSet {
+        xs: Vec::new(),
+        ys: Vec::new(),
+        version,
+    };
+    for batch in &batches {
+        let column = |name: &str| -> Result<Vec<f64>> {
+            let array = batch
+                .column_by_name(name)
+                .with_context(|| format!("{TRAINING_TABLE} has no column {name}"))?;
+            let doubles = tarn_lake::arrow::compute::cast(
+                array,
+                &tarn_lake::arrow::datatypes::DataType::Float64,
+            )?;
+            let doubles = doubles
+                .as_any()
+                .downcast_ref::<tarn_lake::arrow::array::Float64Array>()
+                .context("doubles")?;
+            Ok(doubles.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+        };
+        let (x0, x1, y) = (column("x0")?, column("x1")?, column("y")?);
+        set.xs.extend(x0.into_iter().zip(x1).map(|(a, b)| [a, b]));
+        set.ys.extend(y);
+    }
+    Ok(set)
+}
+
+/// A table's latest version and its rows as an Arrow IPC stream, through the table API.
+async fn read_table(client: &Client, full_name: &str) -> Result<(u64, Vec<u8>)> {
+    let history = client
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/2.0/tarn/tables/{full_name}/history"),
+            json!({"max_results": 1}),
+        )
+        .await?;
+    let version = history["history"][0]["version"]
+        .as_u64()
+        .context("table history")?;
+    let url = format!("{}/api/2.0/tarn/tables/{full_name}/data", client.base);
+    let response = client
+        .http
+        .get(&url)
+        .bearer_auth(&client.token)
+        .query(&[("version", version.to_string())])
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    if !response.status().is_success() {
+        bail!("GET {url} answered {}", response.status());
+    }
+    Ok((version, response.bytes().await?.to_vec()))
+}
 
 /// Registers the best run's model as a new version, moves it None -> Staging -> Production
 /// (archiving the previous Production version), points the `champion` alias at it, and shows

@@ -8,11 +8,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use tarn_core::store::MetaStore;
-use tarn_lake::access::Caller;
 use tarn_lake::arrow::util::pretty::pretty_format_batches;
 use tarn_lake::{Lake, SqlOutput, SqlScope, ipc};
 
-use crate::cli_actor;
+use crate::cli_caller;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum OutputFormat {
@@ -40,14 +39,7 @@ pub struct SqlArgs {
 }
 
 pub async fn run(store: &dyn MetaStore, lake: &Lake, args: SqlArgs) -> Result<()> {
-    let actor = cli_actor();
-    let caller = Caller {
-        id: actor.id,
-        name: actor.name,
-        is_admin: true,
-        workspace: args.workspace.clone(),
-        group_ids: Vec::new(),
-    };
+    let caller = cli_caller(args.workspace.clone());
     let scope = SqlScope {
         catalog: Some(args.workspace),
         schema: Some(args.schema),

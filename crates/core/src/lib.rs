@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod entities;
 pub mod error;
 pub mod ids;
+pub mod lineage;
 pub mod registry;
 pub mod search;
 pub mod store;

@@ -719,6 +719,25 @@ pub trait CatalogStore: Send + Sync {
     ) -> Result<()>;
 }
 
+/// The lineage graph: writes, what each read, and the edges they make.
+#[async_trait]
+pub trait LineageStore: Send + Sync {
+    /// Records one write and its sources (one read per source); returns the write's id.
+    async fn record_lineage(&self, write: &crate::lineage::NewLineage) -> Result<i64>;
+    /// The edges into `node` (upstream) or out of it (downstream), one per neighbour.
+    async fn lineage_edges(
+        &self,
+        node: &crate::lineage::Node,
+        direction: crate::lineage::Direction,
+    ) -> Result<Vec<crate::lineage::LineageEdge>>;
+    /// The newest writes to `node`, newest first.
+    async fn lineage_writes(
+        &self,
+        node: &crate::lineage::Node,
+        limit: u64,
+    ) -> Result<Vec<crate::lineage::LineageWrite>>;
+}
+
 /// The whole metadata store.
 pub trait MetaStore:
     ExperimentStore
@@ -730,6 +749,7 @@ pub trait MetaStore:
     + RegistryStore
     + WebhookStore
     + CatalogStore
+    + LineageStore
 {
     /// `sqlite` or `postgresql`, as `server-info` reports it.
     fn backend_name(&self) -> &'static str;

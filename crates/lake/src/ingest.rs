@@ -20,11 +20,13 @@ use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 use tarn_core::catalog::{self, ColumnInfo, IngestedFile, Privilege, TableInfo};
+use tarn_core::lineage::{NewLineage, Node, SourceRead};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
 
 use crate::access::{Caller, Securable, authorize, reach_catalog};
 use crate::catalog::{ManagedTable, location_of};
+use crate::lineage;
 use crate::tables::{At, Lake, WriteMode, open, parse_timestamp};
 
 /// Rows converted and written per batch.
@@ -275,16 +277,31 @@ impl Lake {
                     .await
                     .map_err(|e| Error::internal(format!("ingestion failed: {e}")))??;
             let rows_written: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            let from_file = || {
+                vec![SourceRead {
+                    node: Node::file(source.clone()),
+                    version: None,
+                }]
+            };
             let version = if rows_written > 0 {
-                self.write(
-                    &location,
-                    &table.full_name,
-                    batches,
-                    WriteMode::Append,
-                    false,
-                )
-                .await?
-                .version
+                let version = self
+                    .write(
+                        &location,
+                        &table.full_name,
+                        batches,
+                        WriteMode::Append,
+                        false,
+                    )
+                    .await?
+                    .version;
+                let write = NewLineage::new(
+                    Node::table(table.full_name.clone()),
+                    Some(version as i64),
+                    "INGEST",
+                    caller.name.clone(),
+                );
+                lineage::record(store, write.reading(from_file())).await;
+                version
             } else {
                 open(&location, &table.full_name, At::Latest)
                     .await?
@@ -296,14 +313,22 @@ impl Lake {
                     Some(table) => table.clone(),
                     None => self.quarantine_table(store, caller, &table).await?,
                 };
-                self.write(
-                    &location_of(&quarantined)?,
-                    &quarantined.full_name,
-                    vec![quarantine_batch(&source, &rejected)?],
-                    WriteMode::Append,
-                    false,
-                )
-                .await?;
+                let written = self
+                    .write(
+                        &location_of(&quarantined)?,
+                        &quarantined.full_name,
+                        vec![quarantine_batch(&source, &rejected)?],
+                        WriteMode::Append,
+                        false,
+                    )
+                    .await?;
+                let write = NewLineage::new(
+                    Node::table(quarantined.full_name.clone()),
+                    Some(written.version as i64),
+                    "INGEST (quarantine)",
+                    caller.name.clone(),
+                );
+                lineage::record(store, write.reading(from_file())).await;
                 report.quarantine_table = Some(quarantined.full_name.clone());
                 quarantine = Some(quarantined);
             }

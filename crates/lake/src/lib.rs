@@ -8,8 +8,10 @@ mod changes;
 mod columns;
 pub mod ingest;
 pub mod ipc;
+pub mod lineage;
 mod maintenance;
 mod sql;
+mod storage;
 mod tables;
 
 pub use changes::{Deleted, MergeSpec, Merged};
@@ -18,4 +20,4 @@ pub use deltalake::arrow;
 pub use deltalake::kernel::StructField;
 pub use maintenance::{Optimized, VacuumSpec, Vacuumed};
 pub use sql::{DEFAULT_SCHEMA, SqlOutput, SqlScope};
-pub use tables::{At, Commit, Lake, WriteMode, Written, parse_timestamp};
+pub use tables::{At, Commit, Lake, WriteMode, Written, format_timestamp, parse_timestamp};

@@ -32,12 +32,14 @@ use deltalake::datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use deltalake::datafusion::sql::sqlparser::tokenizer::Token;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use tarn_core::catalog::{self, NewSchema, NewTable, Privilege, TableInfo, TableType};
+use tarn_core::lineage::{NewLineage, Node, SourceRead};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
 
 use crate::access::{Caller, Securable, authorize, reach_catalog, require_owner};
 use crate::catalog::{ManagedTable, location_of, new_table_id};
 use crate::columns::columns_of_arrow;
+use crate::lineage;
 use crate::tables::{At, Lake, PlanWrite, parse_timestamp};
 
 /// How deep views may nest (a view over a view over ...).
@@ -274,7 +276,19 @@ struct Prepared {
     statement: Statement,
     /// The query of a `CREATE VIEW`, with its table names qualified.
     view_query: Option<String>,
+    /// The tables and views the statement names, at the versions registered, for lineage.
+    reads: Vec<SourceRead>,
 }
+
+/// What a writing statement wrote, for lineage.
+struct Produced {
+    target: String,
+    version: Option<u64>,
+    operation: &'static str,
+}
+
+/// Lineage keeps statements up to this many characters.
+const MAX_RECORDED_STATEMENT: usize = 65_536;
 
 impl Lake {
     /// Runs one SQL statement for `caller`.
@@ -317,8 +331,28 @@ impl Lake {
             .statement_to_plan(prepared.statement)
             .await
             .map_err(sql_error)?;
-        self.execute(store, caller, &prepared.context, plan, prepared.view_query)
-            .await
+        let (output, produced) = self
+            .execute(store, caller, &prepared.context, plan, prepared.view_query)
+            .await?;
+        if let Some(produced) = produced {
+            // A statement reading the table it writes (`INSERT INTO t SELECT ... FROM t`)
+            // makes no edge to itself.
+            let sources = prepared
+                .reads
+                .into_iter()
+                .filter(|read| read.node.name != produced.target)
+                .collect();
+            let mut write = NewLineage::new(
+                Node::table(produced.target),
+                produced.version.map(|v| v as i64),
+                produced.operation,
+                caller.name.clone(),
+            )
+            .reading(sources);
+            write.statement = Some(sql.chars().take(MAX_RECORDED_STATEMENT).collect());
+            lineage::record(store, write).await;
+        }
+        Ok(output)
     }
 
     /// Registers every table and view the statement names (at the versions it asks for),
@@ -355,6 +389,7 @@ impl Lake {
             .resolve_table_references(&statement)
             .map_err(sql_error)?;
         let mut resolved: HashMap<String, [String; 3]> = HashMap::new();
+        let mut reads = Vec::new();
         for reference in references {
             if travel
                 .functions
@@ -402,7 +437,7 @@ impl Lake {
             if write_target.as_deref() != Some(reference.to_string().as_str()) {
                 authorize(store, caller, &Securable::table(&table), Privilege::Select).await?;
             }
-            let provider = if table.table_type == TableType::View {
+            let (provider, version) = if table.table_type == TableType::View {
                 if at != At::Latest {
                     return Err(Error::invalid(format!(
                         "{} is a view: views have no versions to travel to",
@@ -422,17 +457,27 @@ impl Lake {
                     .statement_to_plan(view.statement)
                     .await
                     .map_err(sql_error)?;
-                Arc::new(ViewTable::new(plan, Some(table.view_definition.clone())))
-                    as Arc<dyn deltalake::datafusion::catalog::TableProvider>
+                let view = Arc::new(ViewTable::new(plan, Some(table.view_definition.clone())))
+                    as Arc<dyn deltalake::datafusion::catalog::TableProvider>;
+                (view, None)
             } else {
-                self.provider(
-                    &location_of(&table)?,
-                    &table.full_name,
-                    at,
-                    &context.state(),
-                )
-                .await?
+                let (provider, version) = self
+                    .provider(
+                        &location_of(&table)?,
+                        &table.full_name,
+                        at,
+                        &context.state(),
+                    )
+                    .await?;
+                (provider, Some(version as i64))
             };
+            // Tables a view reads are the view's lineage, not the statement's.
+            if depth == 0 {
+                reads.push(SourceRead {
+                    node: Node::table(table.full_name.clone()),
+                    version,
+                });
+            }
             register(&context, &catalog, &schema, &registered, provider)?;
         }
         let view_query = match sql_statement(&mut statement)? {
@@ -449,6 +494,7 @@ impl Lake {
             context,
             statement,
             view_query,
+            reads,
         })
     }
 
@@ -459,7 +505,8 @@ impl Lake {
         context: &SessionContext,
         plan: LogicalPlan,
         view_query: Option<String>,
-    ) -> Result<SqlOutput> {
+    ) -> Result<(SqlOutput, Option<Produced>)> {
+        let unproduced = |output: Result<SqlOutput>| output.map(|output| (output, None));
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
                 let (catalog, schema, name) = names(context, &create.name)?;
@@ -493,14 +540,14 @@ impl Lake {
                 )
                 .await
             }
-            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => {
+            LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => unproduced(
                 self.drop_named(store, caller, context, &drop.name, drop.if_exists, false)
-                    .await
-            }
-            LogicalPlan::Ddl(DdlStatement::DropView(drop)) => {
+                    .await,
+            ),
+            LogicalPlan::Ddl(DdlStatement::DropView(drop)) => unproduced(
                 self.drop_named(store, caller, context, &drop.name, drop.if_exists, true)
-                    .await
-            }
+                    .await,
+            ),
             LogicalPlan::Ddl(DdlStatement::CreateCatalogSchema(create)) => {
                 let (catalog, schema) = match create.schema_name.split_once('.') {
                     Some((catalog, schema)) => (catalog.to_string(), schema.to_string()),
@@ -538,9 +585,9 @@ impl Lake {
                     Err(err)
                         if err.code == ErrorCode::ResourceAlreadyExists && create.if_not_exists =>
                     {
-                        Ok(SqlOutput::empty())
+                        Ok((SqlOutput::empty(), None))
                     }
-                    other => other.map(|_| SqlOutput::empty()),
+                    other => other.map(|_| (SqlOutput::empty(), None)),
                 }
             }
             LogicalPlan::Ddl(other) => Err(Error::invalid(format!(
@@ -558,7 +605,7 @@ impl Lake {
                     .map_err(sql_error)?;
                 let schema = Arc::new(frame.schema().as_arrow().clone());
                 let batches = frame.collect().await.map_err(sql_error)?;
-                Ok(SqlOutput { schema, batches })
+                Ok((SqlOutput { schema, batches }, None))
             }
         }
     }
@@ -573,14 +620,14 @@ impl Lake {
         input: LogicalPlan,
         if_not_exists: bool,
         or_replace: bool,
-    ) -> Result<SqlOutput> {
+    ) -> Result<(SqlOutput, Option<Produced>)> {
         let full_name = table.full_name();
         let session: Arc<dyn Session> = Arc::new(context.state());
         match store
             .get_table(&table.catalog, &table.schema, &table.name)
             .await
         {
-            Ok(_) if if_not_exists => return Ok(SqlOutput::empty()),
+            Ok(_) if if_not_exists => return Ok((SqlOutput::empty(), None)),
             Ok(existing) if or_replace => {
                 require_owner(store, caller, &Securable::table(&existing)).await?;
                 let written = self
@@ -601,7 +648,14 @@ impl Lake {
                         &caller.actor(),
                     )
                     .await?;
-                return inserted(written.rows);
+                return Ok((
+                    inserted(written.rows)?,
+                    Some(Produced {
+                        target: full_name,
+                        version: Some(written.version),
+                        operation: "CREATE OR REPLACE TABLE AS SELECT",
+                    }),
+                ));
             }
             Ok(_) => {
                 return Err(Error::already_exists(format!(
@@ -641,7 +695,14 @@ impl Lake {
             written.columns.clone(),
         )
         .await?;
-        inserted(written.rows)
+        Ok((
+            inserted(written.rows)?,
+            Some(Produced {
+                target: full_name,
+                version: Some(written.version),
+                operation: "CREATE TABLE AS SELECT",
+            }),
+        ))
     }
 
     async fn create_view(
@@ -652,7 +713,7 @@ impl Lake {
         query: &str,
         columns: &Schema,
         or_replace: bool,
-    ) -> Result<SqlOutput> {
+    ) -> Result<(SqlOutput, Option<Produced>)> {
         let full_name = format!("{catalog}.{schema}.{name}");
         let schema_info = store.get_schema(catalog, schema).await?;
         authorize(
@@ -694,7 +755,18 @@ impl Lake {
                 &caller.actor(),
             )
             .await?;
-        Ok(SqlOutput::empty())
+        Ok((
+            SqlOutput::empty(),
+            Some(Produced {
+                target: full_name,
+                version: None,
+                operation: if or_replace {
+                    "CREATE OR REPLACE VIEW"
+                } else {
+                    "CREATE VIEW"
+                },
+            }),
+        ))
     }
 
     async fn drop_named(
@@ -735,7 +807,7 @@ impl Lake {
         caller: &Caller,
         context: &SessionContext,
         dml: DmlStatement,
-    ) -> Result<SqlOutput> {
+    ) -> Result<(SqlOutput, Option<Produced>)> {
         let (catalog, schema, name) = names(context, &dml.table_name)?;
         reach_catalog(store, caller, &catalog, true).await?;
         let table: TableInfo = store.get_table(&catalog, &schema, &name).await?;
@@ -749,9 +821,9 @@ impl Lake {
         let location = location_of(&table)?;
         match dml.op {
             WriteOp::Insert(op) => {
-                let mode = match op {
-                    InsertOp::Append => PlanWrite::Append,
-                    InsertOp::Overwrite => PlanWrite::Overwrite,
+                let (mode, operation) = match op {
+                    InsertOp::Append => (PlanWrite::Append, "INSERT INTO"),
+                    InsertOp::Overwrite => (PlanWrite::Overwrite, "INSERT OVERWRITE"),
                     InsertOp::Replace => {
                         return Err(Error::invalid(
                             "REPLACE INTO is not supported: use MERGE through the table API",
@@ -768,7 +840,14 @@ impl Lake {
                         mode,
                     )
                     .await?;
-                inserted(written.rows)
+                Ok((
+                    inserted(written.rows)?,
+                    Some(Produced {
+                        target: table.full_name,
+                        version: Some(written.version),
+                        operation,
+                    }),
+                ))
             }
             WriteOp::Delete => {
                 let predicate = delete_predicate(&dml.input)?;
@@ -776,7 +855,14 @@ impl Lake {
                     .delete_expr(&location, &table.full_name, predicate)
                     .await?;
                 let rows = deleted.num_deleted_rows.unwrap_or_default() as u64;
-                SqlOutput::counts(&[("num_affected_rows", rows)])
+                Ok((
+                    SqlOutput::counts(&[("num_affected_rows", rows)])?,
+                    Some(Produced {
+                        target: table.full_name,
+                        version: Some(deleted.version),
+                        operation: "DELETE",
+                    }),
+                ))
             }
             other => Err(Error::invalid(format!(
                 "Unsupported statement: {other}; tarn runs INSERT and DELETE (MERGE through the table API)"

@@ -107,6 +107,13 @@ pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>> {
     )))
 }
 
+/// Milliseconds since the epoch as RFC 3339 in UTC (`2026-11-25T08:00:00.000Z`).
+pub fn format_timestamp(millis: i64) -> String {
+    DateTime::from_timestamp_millis(millis)
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
 /// One commit of a table's history, newest first.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Commit {
@@ -116,7 +123,8 @@ pub struct Commit {
 }
 
 impl Lake {
-    /// Opens the lake at a local path or `file://` URL, creating the folder.
+    /// Opens the lake at a local path or `file://` URL (creating the folder), or at an
+    /// `s3://bucket/prefix` URL (credentials and endpoint from the usual `AWS_*` variables).
     pub fn open(root: &str) -> Result<Self> {
         let url = if root.contains("://") {
             Url::parse(root)
@@ -127,20 +135,27 @@ impl Lake {
             Url::from_directory_path(&path)
                 .map_err(|()| Error::invalid(format!("Invalid lake root '{root}'")))?
         };
-        if url.scheme() != "file" {
-            return Err(Error::invalid(format!(
-                "Lake root '{root}': only local lake roots (a path or file://) are supported so far"
-            )));
+        match url.scheme() {
+            "file" => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| Error::invalid(format!("Invalid lake root '{root}'")))?;
+                std::fs::create_dir_all(&path).map_err(|e| {
+                    Error::internal(format!(
+                        "cannot create the lake root {}: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+            "s3" if url.host_str().is_some_and(|bucket| !bucket.is_empty()) => {
+                crate::storage::register_s3();
+            }
+            _ => {
+                return Err(Error::invalid(format!(
+                    "Lake root '{root}': expected a path, file:// or s3://bucket/prefix"
+                )));
+            }
         }
-        let path = url
-            .to_file_path()
-            .map_err(|()| Error::invalid(format!("Invalid lake root '{root}'")))?;
-        std::fs::create_dir_all(&path).map_err(|e| {
-            Error::internal(format!(
-                "cannot create the lake root {}: {e}",
-                path.display()
-            ))
-        })?;
         let mut root = url;
         if !root.path().ends_with('/') {
             root.set_path(&format!("{}/", root.path()));
@@ -164,6 +179,16 @@ impl Lake {
         self.root
             .join(&format!("{catalog}/{schema}/{name}-{table_id}/"))
             .map_err(|e| Error::internal(format!("cannot place table {name}: {e}")))
+    }
+
+    /// Whether tables at `location` can be opened: local ones always, S3 ones when the lake
+    /// itself is on S3 (so the object store is configured).
+    pub fn reaches(&self, location: &Url) -> bool {
+        match location.scheme() {
+            "file" => true,
+            "s3" => self.root.scheme() == "s3" && location.host_str().is_some(),
+            _ => false,
+        }
     }
 
     /// Whether a location lies under the lake root (external tables may not).
@@ -201,10 +226,13 @@ impl Lake {
                 ))
             })?;
         }
-        let table = DeltaTable::try_from_url(location.clone())
+        let table = unloaded(location).map_err(|e| table_error(full_name, e))?;
+        let exists = table
+            .log_store()
+            .is_delta_table_location()
             .await
             .map_err(|e| table_error(full_name, e))?;
-        if table.version().is_some() {
+        if exists {
             return Err(Error::already_exists(format!(
                 "A Delta table already exists at {location}"
             )));
@@ -286,9 +314,7 @@ impl Lake {
                         ))
                     })?;
                 }
-                DeltaTable::try_from_url(location.clone())
-                    .await
-                    .map_err(|e| table_error(full_name, e))?
+                unloaded(location).map_err(|e| table_error(full_name, e))?
             }
             _ => open(location, full_name, At::Latest).await?,
         };
@@ -325,22 +351,24 @@ impl Lake {
         })
     }
 
-    /// The table at `at` as a DataFusion table, for SQL.
+    /// The table at `at` as a DataFusion table, for SQL, and the version it holds.
     pub(crate) async fn provider(
         &self,
         location: &Url,
         full_name: &str,
         at: At,
         session: &dyn Session,
-    ) -> Result<Arc<dyn TableProvider>> {
+    ) -> Result<(Arc<dyn TableProvider>, u64)> {
         let table = open(location, full_name, at).await?;
         table
             .update_datafusion_session(session)
             .map_err(|e| table_error(full_name, e))?;
-        table
+        let version = table.version().unwrap_or_default();
+        let provider = table
             .table_provider()
             .await
-            .map_err(|e| Error::internal(format!("Table {full_name} cannot be read: {e}")))
+            .map_err(|e| Error::internal(format!("Table {full_name} cannot be read: {e}")))?;
+        Ok((provider, version))
     }
 
     /// Every row of the table as it was at `at`.
@@ -394,9 +422,9 @@ impl Lake {
                 "refusing to delete {location}: it is not under the lake root"
             )));
         }
-        let path = location
-            .to_file_path()
-            .map_err(|()| Error::internal(format!("not a local path: {location}")))?;
+        let Ok(path) = location.to_file_path() else {
+            return crate::storage::remove_prefix(location).await;
+        };
         match tokio::fs::remove_dir_all(&path).await {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -406,6 +434,12 @@ impl Lake {
             ))),
         }
     }
+}
+
+/// A table at a fresh location, to create: not loaded, since there is no log to read yet
+/// (loading would only fail, and the Delta kernel logs that failure as an error).
+fn unloaded(location: &Url) -> std::result::Result<DeltaTable, DeltaTableError> {
+    deltalake::DeltaTableBuilder::from_url(location.clone())?.build()
 }
 
 /// Opens a table at a version or moment; errors name the table.

@@ -19,7 +19,7 @@ mod routes;
 pub mod statements;
 pub mod webhooks;
 
-pub use bootstrap::{Bootstrap, bootstrap};
+pub use bootstrap::{ADMIN_USER, Bootstrap, bootstrap};
 
 /// Everything a handler needs, cheap to clone.
 #[derive(Clone)]

@@ -28,6 +28,7 @@ pub mod sqlite {
     include!("registry.rs");
     include!("webhooks.rs");
     include!("catalog.rs");
+    include!("lineage.rs");
 }
 
 pub mod postgres {
@@ -38,6 +39,7 @@ pub mod postgres {
     include!("registry.rs");
     include!("webhooks.rs");
     include!("catalog.rs");
+    include!("lineage.rs");
 }
 
 pub use postgres::Store as PostgresStore;

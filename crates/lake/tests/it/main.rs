@@ -12,6 +12,7 @@ use tarn_lake::{At, Lake, WriteMode, field_of, ipc};
 
 mod changes;
 mod ingest;
+mod lineage;
 mod maintenance;
 mod sql;
 

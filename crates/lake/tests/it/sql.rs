@@ -105,7 +105,7 @@ impl Fixture {
         fixture
     }
 
-    async fn grant(
+    pub(crate) async fn grant(
         &self,
         securable_type: SecurableType,
         securable: &str,
@@ -140,7 +140,7 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("{statement}: {e:?}"))
     }
 
-    async fn refused(&self, caller: &Caller, statement: &str) -> tarn_core::Error {
+    pub(crate) async fn refused(&self, caller: &Caller, statement: &str) -> tarn_core::Error {
         match self.sql(caller, statement).await {
             Ok(_) => panic!("{statement} should have been refused"),
             Err(err) => err,

@@ -22,11 +22,13 @@ use tarn_core::Error;
 use tarn_core::catalog::{
     self, CatalogInfo, ColumnInfo, NewSchema, NewTable, Privilege, SchemaInfo, TableInfo, TableType,
 };
+use tarn_core::lineage::{NewLineage, Node};
 use tarn_core::search::{decode_page_token, encode_page_token};
 use tarn_lake::access::{self, Securable, reach_catalog};
 use tarn_lake::arrow::datatypes::SchemaRef;
 use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::catalog::{ManagedTable, location_of};
+use tarn_lake::lineage;
 use tarn_lake::{At, MergeSpec, VacuumSpec, WriteMode, ipc};
 
 use super::registry::actor;
@@ -406,9 +408,9 @@ async fn create_table(
             let given = req.storage_location.as_deref().unwrap_or("");
             let location = url::Url::parse(given)
                 .map_err(|e| Error::invalid(format!("Invalid storage_location '{given}': {e}")))?;
-            if location.scheme() != "file" {
+            if !state.lake.reaches(&location) {
                 return Err(Error::invalid(format!(
-                    "Invalid storage_location '{given}': only file:// locations are supported so far"
+                    "Invalid storage_location '{given}': expected a file:// location, or s3:// when the lake root is on S3"
                 ))
                 .into());
             }
@@ -573,6 +575,24 @@ async fn rows_of(body: Body) -> Result<Vec<RecordBatch>, Error> {
     Ok(batches)
 }
 
+/// Records a table-API write in the lineage graph: who wrote which version (the rows came
+/// from the client, so it read no table).
+async fn record_write(
+    state: &AppState,
+    ctx: &Ctx,
+    table: &TableInfo,
+    version: u64,
+    operation: &str,
+) {
+    let write = NewLineage::new(
+        Node::table(table.full_name.clone()),
+        Some(version as i64),
+        operation,
+        ctx.caller().name,
+    );
+    lineage::record(state.store.as_ref(), write).await;
+}
+
 /// The table being written to, for a caller who may write it.
 async fn writable_table(state: &AppState, ctx: &Ctx, path: &PathArgs) -> Result<TableInfo, Error> {
     table_of(state, ctx, path, Privilege::Modify).await
@@ -607,6 +627,11 @@ async fn write_data(
             args.merge_schema.unwrap_or(false),
         )
         .await?;
+    let operation = match mode {
+        WriteMode::Append => "APPEND",
+        WriteMode::Overwrite => "OVERWRITE",
+    };
+    record_write(&state, &ctx, &table, written.version, operation).await;
     if written.columns.len() != table.columns.len()
         || written
             .columns
@@ -663,6 +688,7 @@ async fn merge_data(
         .lake
         .merge(&location_of(&table)?, &table.full_name, batches, &spec)
         .await?;
+    record_write(&state, &ctx, &table, merged.version, "MERGE").await;
     Ok(Json(json!(merged)))
 }
 
@@ -687,6 +713,7 @@ async fn delete_rows(
             args.predicate.as_deref().unwrap_or(""),
         )
         .await?;
+    record_write(&state, &ctx, &table, deleted.version, "DELETE").await;
     Ok(Json(json!(deleted)))
 }
 

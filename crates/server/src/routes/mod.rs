@@ -16,6 +16,7 @@ use crate::extract::Ctx;
 mod admin;
 mod artifacts;
 mod catalog;
+mod lineage;
 mod logged_models;
 mod permissions;
 mod registry;
@@ -200,6 +201,8 @@ pub fn api() -> Router<AppState> {
         .nest("/api/2.1/unity-catalog", catalog::unity_catalog())
         .nest("/api/2.0/tarn/tables", catalog::table_data())
         .nest("/api/2.0/sql/statements", sql::routes())
+        .nest("/api/2.0/tarn/lineage", lineage::routes())
+        .nest("/api/2.0/lineage-tracking", lineage::table_lineage_routes())
         .route(
             "/api/2.0/tarn/webhooks/deliveries",
             get(webhooks::deliveries),

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod conformance;
+mod lineage;
 mod registry;
 
 use std::sync::Arc;
@@ -128,4 +129,5 @@ conformance_suite!(
     catalog::views_hold_a_definition_and_no_location,
     catalog::grants_and_bindings_follow_their_objects,
     catalog::ingested_files_are_recorded_once_and_go_with_their_table,
+    lineage::edges_group_writes_and_keep_the_newest_details,
 );
