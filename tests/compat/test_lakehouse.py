@@ -557,3 +557,38 @@ def test_grants_for_each_privilege_and_read_only_bindings(server, schema):
     assert cut.status_code == 403 and "not bound" in cut.json()["message"]
     call(server, "PATCH", f"{UC}/bindings/catalog/prod", json={"add": [{"workspace": "dev"}]})
     assert read_back(server, prod_table, token=analyst).num_rows == 1
+
+
+def test_tags_on_tables_and_schemas(server, schema):
+    payments_table(server, schema)
+    full_name = f"dev.{schema}.payments"
+    tags = f"{UC}/tags/table/{full_name}"
+    changed = call(server, "PATCH", tags, json={"set": {"pii": "none", "tier": "bronze"}})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["tags"] == {"pii": "none", "tier": "bronze"}
+    assert call(server, "PATCH", tags, json={"set": {"tier": "silver"}, "unset": ["pii"]}).json()["tags"] == {"tier": "silver"}
+    assert call(server, "PATCH", f"{UC}/tags/schema/dev.{schema}", json={"set": {"team": "payments"}}).json()["tags"] == {"team": "payments"}
+
+    # Members see tags where they may use the schema; only owners and admins change them.
+    member_name = f"tagger-{uuid.uuid4().hex[:6]}"
+    member = server.create_user(member_name, "long-password-8")
+    assert call(server, "GET", tags, token=member).json()["tags"] == {"tier": "silver"}
+    denied = call(server, "PATCH", tags, token=member, json={"set": {"tier": "gold"}})
+    assert denied.status_code == 403 and denied.json()["error_code"] == "PERMISSION_DENIED"
+
+    for body, message in [
+        ({"set": {"": "x"}}, "tag key"),
+        ({"set": {"k": "v" * 1001}}, "value of tag"),
+        ({"set": {"k": "v"}, "unset": ["k"]}, "both set and unset"),
+        ({"set": {f"k{i}": "v" for i in range(60)}}, "at most 50"),
+    ]:
+        bad = call(server, "PATCH", tags, json=body)
+        assert bad.status_code == 400 and message in bad.json()["message"], bad.text
+    assert call(server, "GET", tags).json()["tags"] == {"tier": "silver"}, "refused changes change nothing"
+    assert call(server, "GET", f"{UC}/tags/table/dev.{schema}.nope").status_code == 404
+    assert call(server, "GET", f"{UC}/tags/volume/x").status_code == 400
+
+    # Tags go with their table.
+    assert call(server, "DELETE", f"{UC}/tables/{full_name}").status_code == 200
+    payments_table(server, schema)
+    assert call(server, "GET", tags).json()["tags"] == {}

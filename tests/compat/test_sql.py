@@ -261,3 +261,39 @@ def test_concurrent_writers_both_land_and_a_killed_writer_leaves_the_table_reada
     # Files a dead writer left behind are not part of any version; vacuum takes them away.
     dry = call(server, "POST", f"/api/2.0/tarn/tables/{table}/vacuum", json={"dry_run": True})
     assert dry.status_code == 200, dry.text
+
+
+def test_tarn_tables_create_write_and_merge_from_files(server, schema, tmp_path):
+    binary = os.environ.get("TARN_BIN", "target/debug/tarn")
+    base = [binary, "tables", "--data-dir", server.data_dir]
+    if os.environ.get("TARN_TEST_DATABASE_URL"):
+        base += ["--database-url", os.environ["TARN_TEST_DATABASE_URL"]]
+
+    def tables(*args, ok=True):
+        done = subprocess.run([*base, *args], capture_output=True, text=True)
+        assert (done.returncode == 0) == ok, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    table = f"dev.{schema}.scores"
+    created = tables("create", table, "--columns", "id bigint, score double, team string", "--partition-by", "team", "--property", "delta.enableChangeDataFeed=true")
+    assert f"created table {table}" in created
+    info = call(server, "GET", f"{UC}/tables/{table}").json()
+    assert [c.get("partition_index") for c in info["columns"]] == [None, None, 0]
+    (tmp_path / "day1.csv").write_text("id,score,team\n1,0.5,red\n2,0.7,blue\n")
+    assert "wrote 2 rows: version 1" in tables("write", table, str(tmp_path / "day1.csv"))
+    pl.DataFrame({"id": [2, 3], "score": [0.9, 0.1], "team": ["blue", "red"]}).write_parquet(tmp_path / "fix.parquet")
+    merged = tables("merge", table, str(tmp_path / "fix.parquet"), "--keys", "id")
+    assert "1 inserted, 1 updated" in merged and "version 2" in merged
+    frame = pl.read_delta(local_path(info)).sort("id")
+    assert frame["score"].to_list() == [0.5, 0.9, 0.1]
+    # A file with a row that does not fit is refused whole; the table stays as it was.
+    (tmp_path / "bad.csv").write_text("id,score,team\n4,0.2,red\n5,oops,red\n")
+    refused = tables("write", table, str(tmp_path / "bad.csv"), ok=False)
+    assert "1 row(s)" in refused and "line 3" in refused and "oops" in refused
+    assert pl.read_delta(local_path(info)).height == 3
+    assert "wrote 2 rows: version 3" in tables("write", table, str(tmp_path / "day1.csv"), "--mode", "overwrite")
+    assert pl.read_delta(local_path(info)).height == 2
+    # The writes are in the table's lineage, with the files they read.
+    graph = call(server, "GET", "/api/2.0/tarn/lineage", params={"table_name": table}).json()
+    assert [w["operation"] for w in graph["recent_writes"]] == ["OVERWRITE", "MERGE", "APPEND"]
+    assert {e["source"] for e in graph["edges"]} == {f"file:{tmp_path / 'day1.csv'}", f"file:{tmp_path / 'fix.parquet'}"}

@@ -31,7 +31,7 @@ pub struct IngestArgs {
 }
 
 /// `name type, name type, ...` as catalog columns.
-fn parse_columns(text: &str) -> Result<Vec<ColumnInfo>> {
+pub(crate) fn parse_columns(text: &str) -> Result<Vec<ColumnInfo>> {
     text.split(',')
         .enumerate()
         .map(|(position, column)| {

@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use tarn_core::catalog::{self, NewSchema, TableInfo};
+use tarn_core::catalog::{self, NewSchema, SecurableType, TableInfo};
+use tarn_core::lineage::{NewLineage, Node, SourceRead};
 use tarn_core::store::MetaStore;
 use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::arrow::util::pretty::pretty_format_batches;
-use tarn_lake::{At, Lake, VacuumSpec};
+use tarn_lake::catalog::ManagedTable;
+use tarn_lake::ingest::SourceFormat;
+use tarn_lake::{At, Lake, MergeSpec, VacuumSpec, WriteMode};
 
 use crate::cli_actor;
 
@@ -36,6 +39,59 @@ pub enum TablesCommand {
     Show {
         /// `catalog.schema.table`
         full_name: String,
+    },
+    /// Create a managed table with the given columns.
+    Create {
+        /// `catalog.schema.table`
+        full_name: String,
+        /// e.g. `"id bigint, amount double, country string"`
+        #[arg(long)]
+        columns: String,
+        /// Columns to partition the files by.
+        #[arg(long, value_delimiter = ',')]
+        partition_by: Vec<String>,
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// Table properties, `key=value`; `delta.*` ones configure the Delta table.
+        #[arg(long = "property")]
+        properties: Vec<String>,
+    },
+    /// Append or overwrite rows from CSV, JSON lines or Parquet files; every row must fit.
+    Write {
+        /// `catalog.schema.table`
+        full_name: String,
+        /// Files or folders of files.
+        #[arg(required = true)]
+        sources: Vec<std::path::PathBuf>,
+        #[arg(long, value_enum, default_value = "append")]
+        mode: Mode,
+        /// csv, json or parquet; by extension when not given.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Upsert rows from files on key columns: matching rows are updated, others inserted.
+    Merge {
+        /// `catalog.schema.table`
+        full_name: String,
+        #[arg(required = true)]
+        sources: Vec<std::path::PathBuf>,
+        #[arg(long, value_delimiter = ',', required = true)]
+        keys: Vec<String>,
+        /// Delete the table's rows no source row matches (a full sync).
+        #[arg(long)]
+        delete_unmatched: bool,
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Set or unset tags on a catalog, schema or table (`key=value` pairs).
+    Tag {
+        /// `catalog`, `catalog.schema` or `catalog.schema.table`
+        full_name: String,
+        /// Tags to set, as `key=value`.
+        set: Vec<String>,
+        /// Tag keys to remove.
+        #[arg(long, value_delimiter = ',')]
+        unset: Vec<String>,
     },
     /// Print the first rows of a table, at its latest version or an earlier one.
     Head {
@@ -89,6 +145,49 @@ pub enum TablesCommand {
         #[arg(long)]
         skip_retention_check: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Mode {
+    Append,
+    Overwrite,
+}
+
+/// `key=value` pairs as a map.
+fn pairs(given: &[String]) -> Result<BTreeMap<String, String>> {
+    given
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .with_context(|| format!("'{pair}' is not key=value"))
+        })
+        .collect()
+}
+
+/// Records a write made from the command line: the files it read, who ran it.
+async fn record_write(
+    store: &dyn MetaStore,
+    table: &TableInfo,
+    version: u64,
+    operation: &str,
+    sources: &[std::path::PathBuf],
+) {
+    let reads = sources
+        .iter()
+        .filter_map(|path| std::path::absolute(path).ok())
+        .map(|path| SourceRead {
+            node: Node::file(path.display().to_string()),
+            version: None,
+        })
+        .collect();
+    let write = NewLineage::new(
+        Node::table(table.full_name.clone()),
+        Some(version as i64),
+        operation,
+        cli_actor().name,
+    );
+    tarn_lake::lineage::record(store, write.reading(reads)).await;
 }
 
 /// A table of the catalog and where its data is.
@@ -163,6 +262,134 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
                 );
             }
         }
+        TablesCommand::Create {
+            full_name,
+            columns,
+            partition_by,
+            comment,
+            properties,
+        } => {
+            let (catalog, schema, name) = catalog::parse_table_name(&full_name)?;
+            catalog::validate_comment(&comment)?;
+            let mut columns = crate::ingest::parse_columns(&columns)?;
+            for (index, partition) in partition_by.iter().enumerate() {
+                let column = columns
+                    .iter_mut()
+                    .find(|c| &c.name == partition)
+                    .with_context(|| format!("partition column '{partition}' is not a column"))?;
+                column.partition_index = Some(index as i64);
+            }
+            let table = lake
+                .create_managed(
+                    store,
+                    &cli_actor(),
+                    ManagedTable {
+                        catalog,
+                        schema,
+                        name,
+                        columns,
+                        comment,
+                        properties: pairs(&properties)?,
+                    },
+                )
+                .await?;
+            println!(
+                "created table {} at {}",
+                table.full_name, table.storage_location
+            );
+        }
+        TablesCommand::Write {
+            full_name,
+            sources,
+            mode,
+            format,
+        } => {
+            let (table, location) = located(store, &full_name).await?;
+            let format = format.as_deref().map(SourceFormat::parse).transpose()?;
+            let batches = lake
+                .read_rows(&location, &table.full_name, &sources, format)
+                .await?;
+            let (mode, operation) = match mode {
+                Mode::Append => (WriteMode::Append, "APPEND"),
+                Mode::Overwrite => (WriteMode::Overwrite, "OVERWRITE"),
+            };
+            let written = lake
+                .write(&location, &table.full_name, batches, mode, false)
+                .await?;
+            record_write(store, &table, written.version, operation, &sources).await;
+            println!("wrote {} rows: version {}", written.rows, written.version);
+        }
+        TablesCommand::Merge {
+            full_name,
+            sources,
+            keys,
+            delete_unmatched,
+            format,
+        } => {
+            let (table, location) = located(store, &full_name).await?;
+            let format = format.as_deref().map(SourceFormat::parse).transpose()?;
+            let batches = lake
+                .read_rows(&location, &table.full_name, &sources, format)
+                .await?;
+            let spec = MergeSpec {
+                keys,
+                delete_unmatched,
+            };
+            let merged = lake
+                .merge(&location, &table.full_name, batches, &spec)
+                .await?;
+            record_write(store, &table, merged.version, "MERGE", &sources).await;
+            println!(
+                "merged {} rows: {} inserted, {} updated, {} deleted; version {}",
+                merged.num_source_rows,
+                merged.num_inserted_rows,
+                merged.num_updated_rows,
+                merged.num_deleted_rows,
+                merged.version
+            );
+        }
+        TablesCommand::Tag {
+            full_name,
+            set,
+            unset,
+        } => {
+            let parts = full_name.split('.').count();
+            let kind = match parts {
+                1 => SecurableType::Catalog,
+                2 => SecurableType::Schema,
+                _ => SecurableType::Table,
+            };
+            let full_name = kind.normalize(&full_name)?;
+            let set = pairs(&set)?;
+            catalog::validate_tags(&set, &unset)?;
+            let catalog_name = full_name.split('.').next().unwrap_or_default().to_string();
+            match kind {
+                SecurableType::Table => {
+                    located(store, &full_name).await?;
+                }
+                SecurableType::Schema => {
+                    let (catalog, schema) = catalog::parse_schema_name(&full_name)?;
+                    store.get_schema(&catalog, &schema).await?;
+                }
+                SecurableType::Catalog => {
+                    if !store.workspace_exists(&catalog_name).await? {
+                        anyhow::bail!("Catalog not found: {catalog_name}");
+                    }
+                }
+            }
+            let tags = store
+                .update_catalog_tags(&catalog_name, kind, &full_name, &set, &unset, &cli_actor())
+                .await?;
+            let shown: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!(
+                "{full_name}: {}",
+                if shown.is_empty() {
+                    "no tags".to_string()
+                } else {
+                    shown.join(", ")
+                }
+            );
+        }
         TablesCommand::Show { full_name } => {
             let (table, location) = located(store, &full_name).await?;
             println!(
@@ -174,6 +401,11 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
             println!("location: {}", table.storage_location);
             if !table.comment.is_empty() {
                 println!("comment:  {}", table.comment);
+            }
+            let tags = store.catalog_tags(&table.full_name).await?;
+            if !tags.is_empty() {
+                let shown: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("tags:     {}", shown.join(", "));
             }
             println!(
                 "\n{:<24} {:<20} {:<9} {:<10} COMMENT",
@@ -226,6 +458,7 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
             let deleted = lake
                 .delete_where(&location, &table.full_name, &predicate)
                 .await?;
+            record_write(store, &table, deleted.version, "DELETE", &[]).await;
             match deleted.num_deleted_rows {
                 Some(rows) => println!("deleted {rows} rows: version {}", deleted.version),
                 None => println!("deleted whole files: version {}", deleted.version),

@@ -313,6 +313,35 @@ pub struct IngestedFile {
     pub ingested_by: String,
 }
 
+/// Most tags one securable carries, and the longest key and value (Unity Catalog's limits).
+pub const MAX_TAGS: usize = 50;
+const MAX_TAG_KEY: usize = 255;
+const MAX_TAG_VALUE: usize = 1000;
+
+/// Checks a tag change: keys non-empty and printable, lengths within Unity Catalog's limits.
+pub fn validate_tags(set: &BTreeMap<String, String>, unset: &[String]) -> Result<()> {
+    for key in set.keys().chain(unset) {
+        if key.trim().is_empty() || key.len() > MAX_TAG_KEY || key.chars().any(char::is_control) {
+            return Err(Error::invalid(format!(
+                "Invalid tag key '{}': 1 to {MAX_TAG_KEY} printable characters",
+                key.chars().take(40).collect::<String>()
+            )));
+        }
+    }
+    if let Some((key, _)) = set
+        .iter()
+        .find(|(_, v)| v.len() > MAX_TAG_VALUE || v.chars().any(char::is_control))
+    {
+        return Err(Error::invalid(format!(
+            "Invalid value of tag '{key}': at most {MAX_TAG_VALUE} printable characters"
+        )));
+    }
+    if let Some(key) = unset.iter().find(|k| set.contains_key(*k)) {
+        return Err(Error::invalid(format!("Tag '{key}' is both set and unset")));
+    }
+    Ok(())
+}
+
 /// Catalog, schema and table names: letters, digits and underscores, stored lower-case (as
 /// Unity Catalog does, names are case-insensitive).
 pub fn normalize_name(kind: &str, name: &str) -> Result<String> {
@@ -374,6 +403,17 @@ pub fn parse_table_name(full_name: &str) -> Result<(String, String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_checked() {
+        let set = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        assert!(validate_tags(&set("pii", "email"), &["old".into()]).is_ok());
+        assert!(validate_tags(&set("", "x"), &[]).is_err());
+        assert!(validate_tags(&set("a\nb", "x"), &[]).is_err());
+        assert!(validate_tags(&set("k", &"v".repeat(1001)), &[]).is_err());
+        assert!(validate_tags(&set(&"k".repeat(256), "v"), &[]).is_err());
+        assert!(validate_tags(&set("k", "v"), &["k".into()]).is_err());
+    }
 
     #[test]
     fn names_are_case_insensitive_and_plain() {

@@ -703,6 +703,21 @@ pub trait CatalogStore: Send + Sync {
         changes: &[crate::catalog::PermissionsChange],
         actor: &Actor,
     ) -> Result<Vec<crate::catalog::PrivilegeAssignment>>;
+    /// The tags on a securable (by full name).
+    async fn catalog_tags(
+        &self,
+        securable: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>>;
+    /// Sets and unsets tags in one transaction (at most `MAX_TAGS` remain); returns them all.
+    async fn update_catalog_tags(
+        &self,
+        catalog: &str,
+        securable_type: crate::catalog::SecurableType,
+        securable: &str,
+        set: &std::collections::BTreeMap<String, String>,
+        unset: &[String],
+        actor: &Actor,
+    ) -> Result<std::collections::BTreeMap<String, String>>;
     /// The files ingested into a table, oldest first.
     async fn ingested_files(&self, table_id: &str) -> Result<Vec<crate::catalog::IngestedFile>>;
     /// Records an ingested file; a file recorded already is refused.

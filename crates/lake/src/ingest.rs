@@ -23,6 +23,7 @@ use tarn_core::catalog::{self, ColumnInfo, IngestedFile, Privilege, TableInfo};
 use tarn_core::lineage::{NewLineage, Node, SourceRead};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
+use url::Url;
 
 use crate::access::{Caller, Securable, authorize, reach_catalog};
 use crate::catalog::{ManagedTable, location_of};
@@ -135,9 +136,12 @@ impl TextRows {
 }
 
 /// Files under the sources, in order, with their formats.
-fn files_of(spec: &IngestSpec) -> Result<Vec<(PathBuf, SourceFormat, u64)>> {
+fn files_of(
+    sources: &[PathBuf],
+    given: Option<SourceFormat>,
+) -> Result<Vec<(PathBuf, SourceFormat, u64)>> {
     let mut files = Vec::new();
-    for source in &spec.sources {
+    for source in sources {
         let metadata = std::fs::metadata(source)
             .map_err(|e| Error::invalid(format!("Cannot read {}: {e}", source.display())))?;
         let mut found: Vec<PathBuf> = if metadata.is_dir() {
@@ -157,7 +161,7 @@ fn files_of(spec: &IngestSpec) -> Result<Vec<(PathBuf, SourceFormat, u64)>> {
         };
         found.sort();
         for path in found {
-            let format = match spec.format.or_else(|| SourceFormat::of(&path)) {
+            let format = match given.or_else(|| SourceFormat::of(&path)) {
                 Some(format) => format,
                 None if metadata.is_dir() => continue,
                 None => {
@@ -167,8 +171,7 @@ fn files_of(spec: &IngestSpec) -> Result<Vec<(PathBuf, SourceFormat, u64)>> {
                     )));
                 }
             };
-            if spec.format.is_some() && metadata.is_dir() && SourceFormat::of(&path) != spec.format
-            {
+            if given.is_some() && metadata.is_dir() && SourceFormat::of(&path) != given {
                 continue;
             }
             let path = std::path::absolute(&path)
@@ -180,7 +183,53 @@ fn files_of(spec: &IngestSpec) -> Result<Vec<(PathBuf, SourceFormat, u64)>> {
     Ok(files)
 }
 
+/// The table's current schema in Arrow's terms: what read rows are converted to.
+async fn arrow_schema_of(location: &Url, full_name: &str) -> Result<SchemaRef> {
+    Ok(open(location, full_name, At::Latest)
+        .await?
+        .snapshot()
+        .map_err(|e| crate::tables::table_error(full_name, e))?
+        .snapshot()
+        .arrow_schema())
+}
+
 impl Lake {
+    /// The rows of files (or folders of files) in the table's schema, for a write or merge
+    /// that must take every row: a row that does not fit refuses the whole load, naming it.
+    pub async fn read_rows(
+        &self,
+        location: &Url,
+        full_name: &str,
+        sources: &[PathBuf],
+        format: Option<SourceFormat>,
+    ) -> Result<Vec<RecordBatch>> {
+        let files = files_of(sources, format)?;
+        if files.is_empty() {
+            return Err(Error::invalid("No files to read in the given sources"));
+        }
+        let target = arrow_schema_of(location, full_name).await?;
+        let mut all = Vec::new();
+        for (path, format, _) in files {
+            let target = target.clone();
+            let read_path = path.clone();
+            let (batches, rejected) =
+                tokio::task::spawn_blocking(move || read_file(&read_path, format, &target))
+                    .await
+                    .map_err(|e| Error::internal(format!("reading failed: {e}")))??;
+            if let Some(first) = rejected.first() {
+                return Err(Error::invalid(format!(
+                    "{} row(s) of {} do not fit {full_name}; the first, line {}: {}",
+                    rejected.len(),
+                    path.display(),
+                    first.line,
+                    first.reason
+                )));
+            }
+            all.extend(batches);
+        }
+        Ok(all)
+    }
+
     /// Ingests the spec's files into its table, each file once.
     pub async fn ingest(
         &self,
@@ -191,7 +240,7 @@ impl Lake {
     ) -> Result<IngestReport> {
         let (catalog_name, schema_name, table_name) = catalog::parse_table_name(&spec.table)?;
         reach_catalog(store, caller, &catalog_name, true).await?;
-        let files = files_of(spec)?;
+        let files = files_of(&spec.sources, spec.format)?;
         if files.is_empty() {
             return Err(Error::invalid("No files to ingest in the given sources"));
         }
@@ -238,12 +287,7 @@ impl Lake {
             Err(err) => return Err(err),
         };
         let location = location_of(&table)?;
-        let target = open(&location, &table.full_name, At::Latest)
-            .await?
-            .snapshot()
-            .map_err(|e| crate::tables::table_error(&table.full_name, e))?
-            .snapshot()
-            .arrow_schema();
+        let target = arrow_schema_of(&location, &table.full_name).await?;
         let done: HashSet<String> = store
             .ingested_files(&table.table_id)
             .await?

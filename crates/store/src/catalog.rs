@@ -9,6 +9,20 @@ use tarn_core::catalog::{
 };
 use tarn_core::store::CatalogStore;
 
+async fn tags_of<'e, E>(executor: E, securable: &str) -> Result<BTreeMap<String, String>>
+where
+    E: sqlx::Executor<'e, Database = Db>,
+{
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT tag_key, tag_value FROM catalog_tags WHERE securable = $1 ORDER BY tag_key",
+    )
+    .bind(securable)
+    .fetch_all(executor)
+    .await
+    .map_err(db_error)?;
+    Ok(rows.into_iter().collect())
+}
+
 fn schema_not_found(catalog: &str, name: &str) -> Error {
     Error::not_found(format!("Schema not found: {catalog}.{name}"))
 }
@@ -318,16 +332,18 @@ impl CatalogStore for Store {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        // The schema's grants and those of every table in it.
+        // The schema's grants and tags and those of every table in it.
         let full_name = format!("{catalog}.{name}");
-        sqlx::query(
-            "DELETE FROM catalog_grants WHERE securable = $1 \
-             OR substr(securable, 1, length($1) + 1) = $1 || '.'",
-        )
-        .bind(&full_name)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        for owned in ["catalog_grants", "catalog_tags"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {owned} WHERE securable = $1 \
+                 OR substr(securable, 1, length($1) + 1) = $1 || '.'"
+            )))
+            .bind(&full_name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
         sqlx::query("DELETE FROM catalog_schemas WHERE id = $1")
             .bind(&schema_id)
             .execute(&mut *tx)
@@ -525,11 +541,15 @@ impl CatalogStore for Store {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        sqlx::query("DELETE FROM catalog_grants WHERE securable = $1")
+        for owned in ["catalog_grants", "catalog_tags"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {owned} WHERE securable = $1"
+            )))
             .bind(&table.full_name)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+        }
         insert_event(
             &mut tx,
             catalog,
@@ -641,6 +661,68 @@ impl CatalogStore for Store {
         let updated = assignments(&mut *tx, securable).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(updated)
+    }
+
+    async fn catalog_tags(&self, securable: &str) -> Result<BTreeMap<String, String>> {
+        tags_of(&self.read, securable).await
+    }
+
+    async fn update_catalog_tags(
+        &self,
+        catalog: &str,
+        securable_type: SecurableType,
+        securable: &str,
+        set: &BTreeMap<String, String>,
+        unset: &[String],
+        actor: &Actor,
+    ) -> Result<BTreeMap<String, String>> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
+        for (key, value) in set {
+            sqlx::query(
+                "INSERT INTO catalog_tags (securable, securable_type, tag_key, tag_value, updated_by, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (securable, tag_key) DO UPDATE SET \
+                 tag_value = excluded.tag_value, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+            )
+            .bind(securable)
+            .bind(securable_type.as_str())
+            .bind(key)
+            .bind(value)
+            .bind(&actor.name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        for key in unset {
+            sqlx::query("DELETE FROM catalog_tags WHERE securable = $1 AND tag_key = $2")
+                .bind(securable)
+                .bind(key)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        let tags = tags_of(&mut *tx, securable).await?;
+        if tags.len() > tarn_core::catalog::MAX_TAGS {
+            return Err(Error::invalid(format!(
+                "{securable} would carry {} tags: at most {} are allowed",
+                tags.len(),
+                tarn_core::catalog::MAX_TAGS
+            )));
+        }
+        insert_event(
+            &mut tx,
+            catalog,
+            actor,
+            securable_type.as_str(),
+            "tags_changed",
+            securable,
+            serde_json::json!({ "securable": securable, "set": set, "unset": unset }),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(tags)
     }
 
     async fn catalog_bindings(&self, catalog: &str) -> Result<Vec<String>> {

@@ -21,6 +21,10 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0007_ingested_files.sql"),
     ),
     (8, include_str!("../migrations/sqlite/0008_lineage.sql")),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_catalog_tags.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -40,6 +44,10 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0007_ingested_files.sql"),
     ),
     (8, include_str!("../migrations/postgres/0008_lineage.sql")),
+    (
+        9,
+        include_str!("../migrations/postgres/0009_catalog_tags.sql"),
+    ),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 /// Arbitrary but fixed key for `pg_advisory_lock`.

@@ -59,6 +59,10 @@ pub fn unity_catalog() -> axum::Router<AppState> {
             get(get_permissions).patch(update_permissions),
         )
         .route(
+            "/tags/{securable_type}/{full_name}",
+            get(get_tags).patch(update_tags),
+        )
+        .route(
             "/bindings/catalog/{name}",
             get(get_bindings).patch(update_bindings),
         )
@@ -863,13 +867,23 @@ async fn securable_of(state: &AppState, ctx: &Ctx, path: &PathArgs) -> Result<Se
     })
 }
 
-async fn get_permissions(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
-    let securable = securable_of(&state, &ctx, &path).await?;
+/// The securable a path names, for a caller who may see it (`USE_*` on its containers).
+async fn visible_securable(
+    state: &AppState,
+    ctx: &Ctx,
+    path: &PathArgs,
+) -> Result<Securable, Error> {
+    let securable = securable_of(state, ctx, path).await?;
     let seeing = match securable.kind() {
         catalog::SecurableType::Catalog => Privilege::UseCatalog,
         _ => Privilege::UseSchema,
     };
-    authorize(&state, &ctx, &securable, seeing).await?;
+    authorize(state, ctx, &securable, seeing).await?;
+    Ok(securable)
+}
+
+async fn get_permissions(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+    let securable = visible_securable(&state, &ctx, &path).await?;
     let assignments = state
         .store
         .catalog_privileges(&securable.full_name())
@@ -919,6 +933,48 @@ async fn update_permissions(
         )
         .await?;
     Ok(Json(json!({ "privilege_assignments": assignments })))
+}
+
+async fn get_tags(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+    let securable = visible_securable(&state, &ctx, &path).await?;
+    let tags = state.store.catalog_tags(&securable.full_name()).await?;
+    Ok(Json(
+        json!({ "full_name": securable.full_name(), "tags": tags }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct TagsReq {
+    #[serde(default)]
+    set: BTreeMap<String, String>,
+    #[serde(default)]
+    unset: Vec<String>,
+}
+
+/// Sets and unsets tags: for the securable's owner and admins.
+async fn update_tags(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    Req(req): Req<TagsReq>,
+) -> JsonResult {
+    let securable = securable_of(&state, &ctx, &path).await?;
+    require_owner(&state, &ctx, &securable).await?;
+    catalog::validate_tags(&req.set, &req.unset)?;
+    let tags = state
+        .store
+        .update_catalog_tags(
+            &securable.catalog,
+            securable.kind(),
+            &securable.full_name(),
+            &req.set,
+            &req.unset,
+            &actor(&ctx),
+        )
+        .await?;
+    Ok(Json(
+        json!({ "full_name": securable.full_name(), "tags": tags }),
+    ))
 }
 
 fn bindings_body(workspaces: Vec<String>) -> Json<Value> {

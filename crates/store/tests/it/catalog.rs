@@ -498,3 +498,86 @@ pub async fn ingested_files_are_recorded_once_and_go_with_their_table(store: Sto
             .is_empty()
     );
 }
+
+pub async fn tags_are_set_unset_limited_and_go_with_their_table(store: Store) {
+    let alice = setup(&store).await;
+    store
+        .create_schema(&schema("dev", "bronze"), &alice)
+        .await
+        .expect("schema");
+    store
+        .create_table(&table("bronze", "events", "file:///lake/e"), &alice)
+        .await
+        .expect("table");
+    let tags = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let name = "dev.bronze.events";
+    let set = store
+        .update_catalog_tags(
+            "dev",
+            SecurableType::Table,
+            name,
+            &tags(&[("pii", "email"), ("tier", "bronze")]),
+            &[],
+            &alice,
+        )
+        .await
+        .expect("set");
+    assert_eq!(set, tags(&[("pii", "email"), ("tier", "bronze")]));
+    let changed = store
+        .update_catalog_tags(
+            "dev",
+            SecurableType::Table,
+            name,
+            &tags(&[("tier", "silver")]),
+            &["pii".to_string(), "absent".to_string()],
+            &alice,
+        )
+        .await
+        .expect("change");
+    assert_eq!(changed, tags(&[("tier", "silver")]));
+    // Past the limit nothing changes.
+    let many: BTreeMap<String, String> = (0..tarn_core::catalog::MAX_TAGS)
+        .map(|i| (format!("k{i}"), "v".to_string()))
+        .collect();
+    let refused = store
+        .update_catalog_tags("dev", SecurableType::Table, name, &many, &[], &alice)
+        .await
+        .expect_err("too many");
+    assert_eq!(refused.code, ErrorCode::InvalidParameterValue);
+    assert_eq!(
+        store.catalog_tags(name).await.expect("tags"),
+        tags(&[("tier", "silver")])
+    );
+    store
+        .update_catalog_tags(
+            "dev",
+            SecurableType::Schema,
+            "dev.bronze",
+            &tags(&[("owner_team", "data")]),
+            &[],
+            &alice,
+        )
+        .await
+        .expect("schema tags");
+    store
+        .delete_table("dev", "bronze", "events", &alice)
+        .await
+        .expect("drop");
+    assert!(store.catalog_tags(name).await.expect("gone").is_empty());
+    store
+        .delete_schema("dev", "bronze", true, &alice)
+        .await
+        .expect("drop schema");
+    assert!(
+        store
+            .catalog_tags("dev.bronze")
+            .await
+            .expect("gone")
+            .is_empty()
+    );
+}

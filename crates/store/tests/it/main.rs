@@ -129,5 +129,6 @@ conformance_suite!(
     catalog::views_hold_a_definition_and_no_location,
     catalog::grants_and_bindings_follow_their_objects,
     catalog::ingested_files_are_recorded_once_and_go_with_their_table,
+    catalog::tags_are_set_unset_limited_and_go_with_their_table,
     lineage::edges_group_writes_and_keep_the_newest_details,
 );
