@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use tarn_core::auth::{ObjectType, PrincipalKind};
 use tarn_core::store::MetaStore;
 
+mod features;
 mod ingest;
 mod lineage;
 mod models;
@@ -74,6 +75,9 @@ pub struct ServerArgs {
     /// Artifacts: a local folder or `s3://bucket/prefix`; default DATA_DIR/artifacts.
     #[arg(long, env = "TARN_ARTIFACT_ROOT")]
     pub artifact_root: Option<String>,
+    /// The online feature store: `sqlite://PATH`; default DATA_DIR/online.db.
+    #[arg(long, env = "TARN_ONLINE_STORE")]
+    pub online_store: Option<String>,
     /// The admin's token; generated into DATA_DIR/admin.token when not given.
     #[arg(long, env = "TARN_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -167,6 +171,19 @@ enum Command {
         lake_root: Option<String>,
         #[command(flatten)]
         args: sql::SqlArgs,
+    },
+    /// The feature store: feature tables and point-in-time training sets.
+    Features {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The lake; default DATA_DIR/lake.
+        #[arg(long, env = "TARN_LAKE_ROOT")]
+        lake_root: Option<String>,
+        /// The online store; default sqlite://DATA_DIR/online.db.
+        #[arg(long, env = "TARN_ONLINE_STORE")]
+        online_store: Option<String>,
+        #[command(subcommand)]
+        command: features::FeaturesCommand,
     },
     /// Show where a table's data came from and where it went.
     Lineage {
@@ -380,6 +397,18 @@ async fn main() -> Result<()> {
             let lake = tarn_lake::Lake::open(&store.lake_root(lake_root))?;
             sql::run(store.open().await?.as_ref(), &lake, args).await
         }
+        Command::Features {
+            store,
+            lake_root,
+            online_store,
+            command,
+        } => {
+            let lake = tarn_lake::Lake::open(&store.lake_root(lake_root))?;
+            let online_url = online_store.unwrap_or_else(|| {
+                format!("sqlite://{}", store.data_dir.join("online.db").display())
+            });
+            features::run(store.open().await?.as_ref(), &lake, &online_url, command).await
+        }
         Command::Lineage { store, args } => lineage::run(store.open().await?.as_ref(), args).await,
     }
 }
@@ -405,6 +434,13 @@ pub async fn start_server(
         .unwrap_or_else(|| args.store.data_dir.join("artifacts").display().to_string());
     let artifacts = tarn_server::artifacts::ArtifactStore::open(&artifact_root)?;
     let lake = tarn_lake::Lake::open(&args.store.lake_root(args.lake_root.clone()))?;
+    let online_url = args.online_store.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}",
+            args.store.data_dir.join("online.db").display()
+        )
+    });
+    let online = tarn_features::online::open(&online_url).await?;
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
@@ -413,6 +449,7 @@ pub async fn start_server(
             store,
             artifacts,
             lake,
+            online,
             tarn_server::webhooks::WebhookSettings {
                 allow_private: args.webhooks_allow_private,
                 retry_base: std::time::Duration::from_millis(args.webhook_retry_base_ms),

@@ -156,6 +156,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         port: args.port,
         lake_root: None,
         artifact_root: None,
+        online_store: None,
         admin_token: std::env::var("TARN_ADMIN_TOKEN").ok(),
         // The quickstart's own receiver listens on loopback.
         webhooks_allow_private: true,

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod catalog;
 pub mod entities;
 pub mod error;
+pub mod features;
 pub mod ids;
 pub mod lineage;
 pub mod registry;

@@ -1,7 +1,7 @@
 //! Lineage: which writes read what. Every write through tarn records its target (and the
-//! version it committed), the sources it read (and their versions) and who ran it. Tables,
-//! views and ingested files are nodes now; jobs, feature tables and model versions join the
-//! same graph with their issues.
+//! version it committed), the sources it read (and their versions) and who ran it. Tables
+//! (feature tables among them), views, ingested files and model versions (from the tables
+//! their training set read) are nodes; jobs join the same graph with their issue.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,8 @@ pub enum NodeKind {
     Table,
     /// A file read by ingestion, by absolute path.
     File,
+    /// A registered model's version, as `workspace/model name/version`.
+    ModelVersion,
 }
 
 impl NodeKind {
@@ -22,6 +24,7 @@ impl NodeKind {
         match self {
             Self::Table => "table",
             Self::File => "file",
+            Self::ModelVersion => "model_version",
         }
     }
 
@@ -29,8 +32,9 @@ impl NodeKind {
         match value.to_ascii_lowercase().as_str() {
             "table" => Ok(Self::Table),
             "file" => Ok(Self::File),
+            "model_version" => Ok(Self::ModelVersion),
             other => Err(Error::invalid(format!(
-                "Invalid lineage node type '{other}': expected TABLE or FILE"
+                "Invalid lineage node type '{other}': expected TABLE, FILE or MODEL_VERSION"
             ))),
         }
     }
@@ -56,6 +60,13 @@ impl Node {
         Self {
             kind: NodeKind::File,
             name: path.into(),
+        }
+    }
+
+    pub fn model_version(workspace: &str, model: &str, version: i64) -> Self {
+        Self {
+            kind: NodeKind::ModelVersion,
+            name: format!("{workspace}/{model}/{version}"),
         }
     }
 }

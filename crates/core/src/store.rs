@@ -753,6 +753,38 @@ pub trait LineageStore: Send + Sync {
     ) -> Result<Vec<crate::lineage::LineageWrite>>;
 }
 
+/// Feature tables' keys and provenance, and the training sets built from them.
+#[async_trait]
+pub trait FeatureStore: Send + Sync {
+    /// Makes an existing catalog table a feature table; a table is one at most once.
+    async fn create_feature_table(
+        &self,
+        feature_table: &crate::features::FeatureTable,
+        actor: &Actor,
+    ) -> Result<()>;
+    async fn get_feature_table(
+        &self,
+        catalog: &str,
+        schema: &str,
+        name: &str,
+    ) -> Result<crate::features::FeatureTable>;
+    /// Feature tables in these catalogs whose name, description or columns contain `text`
+    /// (all when empty), by full name.
+    async fn search_feature_tables(
+        &self,
+        catalogs: &[String],
+        text: &str,
+        max_results: u64,
+        offset: u64,
+    ) -> Result<Page<crate::features::FeatureTable>>;
+    async fn record_training_set(&self, training_set: &crate::features::TrainingSet) -> Result<()>;
+    async fn get_training_set(
+        &self,
+        workspace: &str,
+        training_set_id: &str,
+    ) -> Result<crate::features::TrainingSet>;
+}
+
 /// The whole metadata store.
 pub trait MetaStore:
     ExperimentStore
@@ -765,6 +797,7 @@ pub trait MetaStore:
     + WebhookStore
     + CatalogStore
     + LineageStore
+    + FeatureStore
 {
     /// `sqlite` or `postgresql`, as `server-info` reports it.
     fn backend_name(&self) -> &'static str;

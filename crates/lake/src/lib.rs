@@ -17,6 +17,7 @@ mod tables;
 pub use changes::{Deleted, MergeSpec, Merged};
 pub use columns::{columns_of, columns_of_arrow, field_of};
 pub use deltalake::arrow;
+pub use deltalake::datafusion;
 pub use deltalake::kernel::StructField;
 pub use maintenance::{Optimized, VacuumSpec, Vacuumed};
 pub use sql::{DEFAULT_SCHEMA, SqlOutput, SqlScope};

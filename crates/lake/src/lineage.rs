@@ -116,19 +116,28 @@ impl Walk<'_> {
             exists,
             masked: false,
         };
+        let masked = || GraphNode {
+            id: format!("masked:{}", self.seen.len() + 1),
+            kind: node.kind,
+            name: None,
+            table_type: None,
+            exists: true,
+            masked: true,
+        };
         let shown = match node.kind {
             NodeKind::File => visible(None, true),
+            // Models are per workspace: another workspace's versions are masked.
+            NodeKind::ModelVersion
+                if self.caller.is_admin
+                    || node.name.split('/').next() == Some(self.caller.workspace.as_str()) =>
+            {
+                visible(None, true)
+            }
+            NodeKind::ModelVersion => masked(),
             NodeKind::Table => match self.table_visibility(&node.name).await? {
                 Some(Some(table_type)) => visible(Some(table_type), true),
                 Some(None) => visible(None, false),
-                None => GraphNode {
-                    id: format!("masked:{}", self.seen.len() + 1),
-                    kind: node.kind,
-                    name: None,
-                    table_type: None,
-                    exists: true,
-                    masked: true,
-                },
+                None => masked(),
             },
         };
         self.seen.insert(node.clone(), shown.clone());

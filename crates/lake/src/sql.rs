@@ -4,7 +4,7 @@
 //! `DELETE`, `CREATE VIEW`, `DROP`) are done by tarn on the plan DataFusion made, so they go
 //! through the same catalog, lake and checks as the table API.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -59,6 +59,9 @@ pub struct SqlScope {
 pub struct SqlOutput {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
+    /// The tables and views a query read, at the versions it read (empty for writes, whose
+    /// reads go to the lineage graph).
+    pub reads: Vec<SourceRead>,
 }
 
 impl SqlOutput {
@@ -66,6 +69,7 @@ impl SqlOutput {
         Self {
             schema: Arc::new(Schema::empty()),
             batches: Vec::new(),
+            reads: Vec::new(),
         }
     }
 
@@ -85,6 +89,7 @@ impl SqlOutput {
         Ok(Self {
             schema,
             batches: vec![batch],
+            reads: Vec::new(),
         })
     }
 
@@ -299,6 +304,39 @@ impl Lake {
         sql: &str,
         scope: &SqlScope,
     ) -> Result<SqlOutput> {
+        self.run_sql(store, caller, parse(sql)?, sql, scope, &BTreeMap::new())
+            .await
+    }
+
+    /// Runs a query (nothing that writes) for `caller`, reading the tables named in `pinned`
+    /// (full name -> version) at those versions unless the query says otherwise, so a query
+    /// whose reads were recorded reads the same rows again.
+    pub async fn query(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        sql: &str,
+        pinned: &BTreeMap<String, u64>,
+    ) -> Result<SqlOutput> {
+        let mut statement = parse(sql)?;
+        if !matches!(sql_statement(&mut statement)?, SqlStatement::Query(_)) {
+            return Err(Error::invalid(
+                "Expected a query (SELECT ...): this statement would change the lakehouse",
+            ));
+        }
+        self.run_sql(store, caller, statement, sql, &SqlScope::default(), pinned)
+            .await
+    }
+
+    async fn run_sql(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        statement: Statement,
+        sql: &str,
+        scope: &SqlScope,
+        pinned: &BTreeMap<String, u64>,
+    ) -> Result<SqlOutput> {
         let catalog_name = match &scope.catalog {
             Some(name) => catalog::normalize_name("catalog", name)?,
             None => caller.workspace.clone(),
@@ -324,34 +362,38 @@ impl Lake {
             .with_query_planner(DeltaPlanner::new())
             .build();
         let context = SessionContext::new_with_state(state);
-        let prepared = self.prepare(store, caller, context, parse(sql)?, 0).await?;
+        let prepared = self
+            .prepare(store, caller, context, statement, pinned, 0)
+            .await?;
         let plan = prepared
             .context
             .state()
             .statement_to_plan(prepared.statement)
             .await
             .map_err(sql_error)?;
-        let (output, produced) = self
+        let (mut output, produced) = self
             .execute(store, caller, &prepared.context, plan, prepared.view_query)
             .await?;
-        if let Some(produced) = produced {
-            // A statement reading the table it writes (`INSERT INTO t SELECT ... FROM t`)
-            // makes no edge to itself.
-            let sources = prepared
-                .reads
-                .into_iter()
-                .filter(|read| read.node.name != produced.target)
-                .collect();
-            let mut write = NewLineage::new(
-                Node::table(produced.target),
-                produced.version.map(|v| v as i64),
-                produced.operation,
-                caller.name.clone(),
-            )
-            .reading(sources);
-            write.statement = Some(sql.chars().take(MAX_RECORDED_STATEMENT).collect());
-            lineage::record(store, write).await;
-        }
+        let Some(produced) = produced else {
+            output.reads = prepared.reads;
+            return Ok(output);
+        };
+        // A statement reading the table it writes (`INSERT INTO t SELECT ... FROM t`)
+        // makes no edge to itself.
+        let sources = prepared
+            .reads
+            .into_iter()
+            .filter(|read| read.node.name != produced.target)
+            .collect();
+        let mut write = NewLineage::new(
+            Node::table(produced.target),
+            produced.version.map(|v| v as i64),
+            produced.operation,
+            caller.name.clone(),
+        )
+        .reading(sources);
+        write.statement = Some(sql.chars().take(MAX_RECORDED_STATEMENT).collect());
+        lineage::record(store, write).await;
         Ok(output)
     }
 
@@ -363,6 +405,7 @@ impl Lake {
         caller: &Caller,
         context: SessionContext,
         mut statement: Statement,
+        pinned: &BTreeMap<String, u64>,
         depth: usize,
     ) -> Result<Prepared> {
         if depth > MAX_VIEW_DEPTH {
@@ -413,7 +456,13 @@ impl Lake {
                         .to_string(),
                     *at,
                 ),
-                None => (registered.clone(), At::Latest),
+                None => {
+                    let full_name = format!("{catalog}.{schema}.{registered}");
+                    let at = pinned
+                        .get(&full_name)
+                        .map_or(At::Latest, |v| At::Version(*v));
+                    (registered.clone(), at)
+                }
             };
             resolved.insert(
                 reference.to_string(),
@@ -449,6 +498,7 @@ impl Lake {
                     caller,
                     context.clone(),
                     parse(&table.view_definition)?,
+                    pinned,
                     depth + 1,
                 ))
                 .await?;
@@ -605,7 +655,14 @@ impl Lake {
                     .map_err(sql_error)?;
                 let schema = Arc::new(frame.schema().as_arrow().clone());
                 let batches = frame.collect().await.map_err(sql_error)?;
-                Ok((SqlOutput { schema, batches }, None))
+                Ok((
+                    SqlOutput {
+                        schema,
+                        batches,
+                        reads: Vec::new(),
+                    },
+                    None,
+                ))
             }
         }
     }

@@ -391,6 +391,36 @@ impl Lake {
         Ok((schema, batches))
     }
 
+    /// Every row as the table was at `at`, only `columns` of them when given (only those are
+    /// decoded), read in parallel; and the version read.
+    pub async fn read_columns(
+        &self,
+        location: &Url,
+        full_name: &str,
+        at: At,
+        columns: Option<&[String]>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
+        let context = deltalake::datafusion::prelude::SessionContext::new();
+        let (provider, version) = self
+            .provider(location, full_name, at, &context.state())
+            .await?;
+        let mut frame = context
+            .read_table(provider)
+            .map_err(|e| Error::invalid(format!("cannot read {full_name}: {e}")))?;
+        if let Some(columns) = columns {
+            let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+            frame = frame
+                .select_columns(&names)
+                .map_err(|e| Error::invalid(format!("cannot read {full_name}: {e}")))?;
+        }
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame
+            .collect()
+            .await
+            .map_err(|e| Error::internal(format!("cannot read table {full_name}: {e}")))?;
+        Ok((schema, batches, version))
+    }
+
     /// The latest `limit` commits, newest first.
     pub async fn history(
         &self,

@@ -167,10 +167,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryArgs<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        typed(query_to_json(parts.uri.query().unwrap_or("")))
+        query_args(parts.uri.query().unwrap_or(""))
             .map(QueryArgs)
             .map_err(ApiError::from)
     }
+}
+
+/// Arguments in a query string as `T`, for handlers that read the body themselves.
+pub fn query_args<T: DeserializeOwned>(query: &str) -> Result<T, Error> {
+    typed(query_to_json(query))
 }
 
 /// Request arguments as `T`, with MLflow's message naming the offending parameter.

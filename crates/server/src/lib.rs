@@ -32,6 +32,8 @@ pub struct AppState {
     pub webhooks: Arc<webhooks::Sender>,
     pub lake: Arc<tarn_lake::Lake>,
     pub statements: Arc<statements::Statements>,
+    /// Where published features are looked up.
+    pub online: Arc<dyn tarn_features::online::OnlineStore>,
 }
 
 impl AppState {
@@ -39,6 +41,7 @@ impl AppState {
         store: Arc<dyn MetaStore>,
         artifacts: artifacts::ArtifactStore,
         lake: tarn_lake::Lake,
+        online: Arc<dyn tarn_features::online::OnlineStore>,
         webhooks: webhooks::WebhookSettings,
     ) -> tarn_core::Result<Self> {
         Ok(Self {
@@ -49,6 +52,7 @@ impl AppState {
             part_urls: Arc::new(artifacts::PartUrls::random()),
             webhooks: Arc::new(webhooks::Sender::new(webhooks)?),
             lake: Arc::new(lake),
+            online,
             statements: Arc::new(statements::Statements::default()),
         })
     }

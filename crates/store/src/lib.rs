@@ -29,6 +29,7 @@ pub mod sqlite {
     include!("webhooks.rs");
     include!("catalog.rs");
     include!("lineage.rs");
+    include!("features.rs");
 }
 
 pub mod postgres {
@@ -40,6 +41,7 @@ pub mod postgres {
     include!("webhooks.rs");
     include!("catalog.rs");
     include!("lineage.rs");
+    include!("features.rs");
 }
 
 pub use postgres::Store as PostgresStore;

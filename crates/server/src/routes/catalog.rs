@@ -510,7 +510,7 @@ struct ReadArgs {
 }
 
 /// Answers with Arrow IPC, or Parquet when `format=parquet`.
-async fn data_response(
+pub(crate) async fn data_response(
     format: Option<&str>,
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
@@ -560,7 +560,7 @@ struct WriteArgs {
 }
 
 /// The rows of a data request: an Arrow IPC stream or file.
-async fn rows_of(body: Body) -> Result<Vec<RecordBatch>, Error> {
+pub(crate) async fn rows_of(body: Body) -> Result<Vec<RecordBatch>, Error> {
     let body: Bytes = axum::body::to_bytes(body, MAX_DATA_BODY)
         .await
         .map_err(|_| {

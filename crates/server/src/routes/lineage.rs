@@ -82,6 +82,15 @@ struct TableLineageArgs {
 fn neighbour(node: &GraphNode, timestamp: i64) -> Value {
     let at = tarn_lake::format_timestamp(timestamp);
     match (node.kind, &node.name) {
+        (NodeKind::ModelVersion, Some(name)) => {
+            let parts: Vec<&str> = name.splitn(3, '/').collect();
+            json!({ "modelVersionInfo": {
+                "model_name": parts.get(1),
+                "version": parts.get(2),
+                "has_permission": true,
+                "lineage_timestamp": at,
+            }})
+        }
         (NodeKind::File, Some(path)) => json!({
             "fileInfo": { "path": path, "has_permission": true, "lineage_timestamp": at }
         }),

@@ -16,6 +16,7 @@ use crate::extract::Ctx;
 mod admin;
 mod artifacts;
 mod catalog;
+mod features;
 mod lineage;
 mod logged_models;
 mod permissions;
@@ -202,6 +203,7 @@ pub fn api() -> Router<AppState> {
         .nest("/api/2.0/tarn/tables", catalog::table_data())
         .nest("/api/2.0/sql/statements", sql::routes())
         .nest("/api/2.0/tarn/lineage", lineage::routes())
+        .merge(features::routes())
         .nest("/api/2.0/lineage-tracking", lineage::table_lineage_routes())
         .route(
             "/api/2.0/tarn/webhooks/deliveries",

@@ -11,9 +11,11 @@ use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::auth::{ObjectType, PermissionLevel};
 use tarn_core::entities::KeyValue;
+use tarn_core::features::TrainingSet;
+use tarn_core::lineage::{NewLineage, Node, SourceRead};
 use tarn_core::registry::{
-    self, Actor, MAX_MODEL_VERSIONS_PER_PAGE, MAX_REGISTERED_MODELS_PER_PAGE, NewModelVersion,
-    Stage,
+    self, Actor, MAX_MODEL_VERSIONS_PER_PAGE, MAX_REGISTERED_MODELS_PER_PAGE, ModelVersion,
+    NewModelVersion, Stage,
 };
 use tarn_core::search;
 use tarn_core::store::{ReadableBy, SearchRegistry};
@@ -505,7 +507,7 @@ pub async fn create_version(
         ))
         .into());
     }
-    let new = NewModelVersion {
+    let mut new = NewModelVersion {
         name,
         source,
         run_id: run_id.or(resolved.run_id),
@@ -516,17 +518,109 @@ pub async fn create_version(
         storage_location: location.clone(),
         checksum,
     };
+    let training_set = match feature_spec_of(&state, &ctx, &new).await {
+        Ok(found) => found,
+        Err(err) => {
+            remove_copies(&state, &ctx.workspace, &[location]).await;
+            return Err(err.into());
+        }
+    };
+    if let Some(set) = &training_set
+        && !new.tags.iter().any(|t| t.key == TRAINING_SET_TAG)
+    {
+        new.tags.push(KeyValue {
+            key: TRAINING_SET_TAG.to_string(),
+            value: set.training_set_id.clone(),
+        });
+    }
     match state
         .store
         .create_model_version(&ctx.workspace, &new, &actor(&ctx))
         .await
     {
-        Ok(version) => Ok(Json(json!({ "model_version": version }))),
+        Ok(version) => {
+            if let Some(set) = training_set {
+                record_features_of_version(&state, &ctx, &version, &set).await;
+            }
+            Ok(Json(json!({ "model_version": version })))
+        }
         Err(err) => {
             remove_copies(&state, &ctx.workspace, &[location]).await;
             Err(err.into())
         }
     }
+}
+
+/// The tag naming the training set a model was trained on: set on the run or the logged model
+/// (or the version itself), it gives the version its feature spec.
+pub const TRAINING_SET_TAG: &str = "tarn.training_set_id";
+
+/// The training set a new version was trained on, named by the tag on the request, its run or
+/// its logged model; refused when the tag names no training set of this workspace.
+async fn feature_spec_of(
+    state: &AppState,
+    ctx: &Ctx,
+    new: &NewModelVersion,
+) -> Result<Option<TrainingSet>, Error> {
+    let tagged = |tags: &[KeyValue]| {
+        tags.iter()
+            .find(|t| t.key == TRAINING_SET_TAG)
+            .map(|t| t.value.clone())
+    };
+    let mut id = tagged(&new.tags);
+    if id.is_none()
+        && let Some(run_id) = &new.run_id
+    {
+        id = tagged(&state.store.get_run(&ctx.workspace, run_id).await?.data.tags);
+    }
+    if id.is_none()
+        && let Some(model_id) = &new.model_id
+    {
+        let model = state
+            .store
+            .get_logged_model(&ctx.workspace, model_id)
+            .await?;
+        id = tagged(&model.info.tags);
+    }
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    match state.store.get_training_set(&ctx.workspace, &id).await {
+        Ok(set) => Ok(Some(set)),
+        Err(err) if err.code == tarn_core::ErrorCode::ResourceDoesNotExist => {
+            Err(Error::invalid(format!(
+                "Tag {TRAINING_SET_TAG} names training set '{id}', which workspace '{}' does not have",
+                ctx.workspace
+            )))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Links a version to the tables its training set read, at the versions read: the feature
+/// tables (and label tables) -> model version edges of the lineage graph.
+async fn record_features_of_version(
+    state: &AppState,
+    ctx: &Ctx,
+    version: &ModelVersion,
+    set: &TrainingSet,
+) {
+    let sources = set
+        .tables_read
+        .iter()
+        .map(|t| SourceRead {
+            node: Node::table(t.name.clone()),
+            version: Some(t.version as i64),
+        })
+        .collect();
+    let write = NewLineage::new(
+        Node::model_version(&ctx.workspace, &version.name, version.version),
+        Some(version.version),
+        "CREATE MODEL VERSION",
+        ctx.principal.name.clone(),
+    )
+    .reading(sources);
+    tarn_lake::lineage::record(state.store.as_ref(), write).await;
 }
 
 #[derive(Deserialize)]

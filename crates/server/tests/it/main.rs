@@ -41,7 +41,11 @@ pub async fn app() -> TestApp {
         ..Default::default()
     };
     let lake = tarn_lake::Lake::open(&dir.path().join("lake").to_string_lossy()).expect("lake");
-    let state = tarn_server::AppState::new(store, artifacts, lake, settings).expect("state");
+    let online = tarn_features::online::open(&dir.path().join("online.db").to_string_lossy())
+        .await
+        .expect("online store");
+    let state =
+        tarn_server::AppState::new(store, artifacts, lake, online, settings).expect("state");
     TestApp {
         router: tarn_server::build_router(state.clone()),
         state,

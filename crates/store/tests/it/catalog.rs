@@ -581,3 +581,149 @@ pub async fn tags_are_set_unset_limited_and_go_with_their_table(store: Store) {
             .is_empty()
     );
 }
+
+pub async fn feature_tables_and_training_sets_are_kept_and_searched(store: Store) {
+    use tarn_core::features::{
+        FeatureLookup, FeatureTable, LabelSource, Pipeline, TableVersion, TrainingSet,
+        TrainingSetSpec,
+    };
+    let alice = setup(&store).await;
+    store
+        .create_schema(&schema("dev", "features"), &alice)
+        .await
+        .expect("schema");
+    let mut spend = table("features", "customer_spend", "file:///lake/spend");
+    spend.columns.push(column("lifetime_value", "DOUBLE", 2));
+    let spend = store.create_table(&spend, &alice).await.expect("table");
+    let other = store
+        .create_table(&table("features", "orders", "file:///lake/orders"), &alice)
+        .await
+        .expect("table");
+    let feature_table = |t: &tarn_core::catalog::TableInfo, description: &str| FeatureTable {
+        table_id: t.table_id.clone(),
+        full_name: t.full_name.clone(),
+        primary_keys: vec!["id".into()],
+        timestamp_key: Some("ts".into()),
+        description: description.into(),
+        source_tables: vec!["dev.silver.orders".into()],
+        pipeline: Pipeline {
+            job: Some("nightly".into()),
+            run_id: None,
+            commit: Some("abc123".into()),
+        },
+        created_by: "alice".into(),
+        created_at: 5,
+    };
+    store
+        .create_feature_table(
+            &feature_table(&spend, "Spend per customer, 100% daily"),
+            &alice,
+        )
+        .await
+        .expect("feature table");
+    let twice = store
+        .create_feature_table(&feature_table(&spend, "again"), &alice)
+        .await
+        .expect_err("twice");
+    assert_eq!(twice.code, ErrorCode::ResourceAlreadyExists);
+    store
+        .create_feature_table(&feature_table(&other, "Orders"), &alice)
+        .await
+        .expect("second feature table");
+    let got = store
+        .get_feature_table("dev", "features", "customer_spend")
+        .await
+        .expect("get");
+    assert_eq!(got, feature_table(&spend, "Spend per customer, 100% daily"));
+
+    let names = |page: tarn_core::store::Page<FeatureTable>| {
+        page.items
+            .into_iter()
+            .map(|t| t.full_name)
+            .collect::<Vec<_>>()
+    };
+    let dev = vec!["dev".to_string()];
+    let all = store
+        .search_feature_tables(&dev, "", 10, 0)
+        .await
+        .expect("all");
+    assert_eq!(
+        names(all),
+        ["dev.features.customer_spend", "dev.features.orders"]
+    );
+    // By name, description or column, any case; wildcards in the text are plain text.
+    for (text, expected) in [
+        ("SPEND", vec!["dev.features.customer_spend"]),
+        ("lifetime_v", vec!["dev.features.customer_spend"]),
+        ("100%", vec!["dev.features.customer_spend"]),
+        ("1_0%", vec![]),
+        ("' OR 1=1 --", vec![]),
+    ] {
+        let found = store
+            .search_feature_tables(&dev, text, 10, 0)
+            .await
+            .expect("search");
+        assert_eq!(names(found), expected, "search {text}");
+    }
+    let first = store
+        .search_feature_tables(&dev, "", 1, 0)
+        .await
+        .expect("page");
+    assert_eq!(first.next_offset, Some(1));
+    let prod_only = store
+        .search_feature_tables(&["prod".to_string()], "", 10, 0)
+        .await
+        .expect("prod");
+    assert!(prod_only.items.is_empty());
+
+    // A dropped table is no feature table any more.
+    store
+        .delete_table("dev", "features", "orders", &alice)
+        .await
+        .expect("drop");
+    let gone = store
+        .get_feature_table("dev", "features", "orders")
+        .await
+        .expect_err("gone");
+    assert_eq!(gone.code, ErrorCode::ResourceDoesNotExist);
+
+    let set = TrainingSet {
+        training_set_id: "ts1".into(),
+        workspace: "dev".into(),
+        spec: TrainingSetSpec {
+            label: LabelSource {
+                table: Some("dev.features.labels".into()),
+                version: Some(3),
+                ..Default::default()
+            },
+            feature_lookups: vec![FeatureLookup {
+                table_name: "dev.features.customer_spend".into(),
+                version: Some(7),
+                default_values: BTreeMap::from([("lifetime_value".into(), serde_json::json!(0.5))]),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+        tables_read: vec![TableVersion {
+            name: "dev.features.customer_spend".into(),
+            version: 7,
+        }],
+        num_rows: 1000,
+        output_table: Some(TableVersion {
+            name: "dev.features.train".into(),
+            version: 1,
+        }),
+        created_by: "alice".into(),
+        created_at: 9,
+    };
+    store.record_training_set(&set).await.expect("record");
+    assert_eq!(
+        store.get_training_set("dev", "ts1").await.expect("get"),
+        set
+    );
+    let elsewhere = store
+        .get_training_set("prod", "ts1")
+        .await
+        .expect_err("other workspace");
+    assert_eq!(elsewhere.code, ErrorCode::ResourceDoesNotExist);
+}

@@ -130,5 +130,6 @@ conformance_suite!(
     catalog::grants_and_bindings_follow_their_objects,
     catalog::ingested_files_are_recorded_once_and_go_with_their_table,
     catalog::tags_are_set_unset_limited_and_go_with_their_table,
+    catalog::feature_tables_and_training_sets_are_kept_and_searched,
     lineage::edges_group_writes_and_keep_the_newest_details,
 );

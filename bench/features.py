@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Feature store benchmark, side by side in one run on the same generated data
+(`shared/reference/features-monitoring.md` §3: 100k keys x 50 daily timestamps x 10 float
+features = 5M feature rows, 1M label rows, lookback 3 days):
+
+  training-set  tarn's point-in-time training set (POST /api/2.0/tarn/training-sets, rows
+                back as Arrow) versus DuckDB's ASOF LEFT JOIN on the same rows as Parquet,
+                each timed end to end with its peak memory (tarn: the server's peak resident
+                set during the request; DuckDB: its process's)
+  publish       the latest values of every key to tarn's SQLite online store
+  lookup        online lookups of 1 and 100 keys over HTTP (keep-alive), p50 / p99
+
+    python bench/features.py                        # the full size
+    python bench/features.py --keys 2000 --labels 20000   # smoke test
+
+The results are checked against each other (row count, matched rows, the sum of a feature)
+before any time is reported. Runs under the test venv and uses `cargo build --profile quick`
+unless --tarn-bin is given.
+"""
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lakehouse import TarnServer, ensure_venv, tarn_binary, timed  # noqa: E402
+
+DAY_US = 86_400_000_000
+START_US = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z
+FEATURES = [f"f{i}" for i in range(10)]
+
+DUCKDB_JOIN = """
+import json, resource, sys, time
+import duckdb
+features, labels, lookback_days = sys.argv[1], sys.argv[2], int(sys.argv[3])
+started = time.perf_counter()
+con = duckdb.connect()
+con.execute("SET threads = 2")
+columns = ", ".join(f"CASE WHEN l.event_ts - f.ts <= INTERVAL {lookback_days} DAY THEN f.{c} END AS {c}" for c in [f"f{i}" for i in range(10)])
+result = con.execute(f'''
+    SELECT l.customer_id, l.event_ts, l.label, {columns}
+    FROM read_parquet('{labels}') l ASOF LEFT JOIN read_parquet('{features}') f
+      ON l.customer_id = f.customer_id AND l.event_ts >= f.ts
+''').fetch_arrow_table()
+elapsed = time.perf_counter() - started
+print(json.dumps({
+    "seconds": elapsed,
+    "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "rows": result.num_rows,
+    "matched": result.num_rows - result.column("f0").null_count,
+    "sum_f0": float(result.column("f0").to_pandas().sum()),
+}))
+"""
+
+
+def generate(workdir, keys, days, labels, seed=42):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    ids = np.repeat(np.arange(keys, dtype=np.int64), days)
+    offsets = rng.integers(0, DAY_US, keys)  # each key at its own time of day, no ties
+    ts = START_US + np.tile(np.arange(days, dtype=np.int64) * DAY_US, keys) + np.repeat(offsets, days)
+    columns = {"customer_id": pa.array(ids), "ts": pa.array(ts, pa.timestamp("us", tz="UTC"))}
+    for name in FEATURES:
+        columns[name] = pa.array(rng.random(len(ids), dtype=np.float32))
+    features = pa.table(columns)
+    label_ids = rng.integers(0, keys, labels)
+    label_ts = rng.integers(START_US - 5 * DAY_US, START_US + (days + 5) * DAY_US, labels)
+    label_table = pa.table({
+        "customer_id": pa.array(label_ids),
+        "event_ts": pa.array(label_ts, pa.timestamp("us", tz="UTC")),
+        "label": pa.array(rng.random(labels) < 0.3),
+    })
+    pq.write_table(features, workdir / "features.parquet")
+    pq.write_table(label_table, workdir / "labels.parquet")
+    return features, label_table
+
+
+def arrow_body(table):
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def upload(server, full_name, table, chunk=500_000, feature_keys=None):
+    """Creates the table (a feature table when keys are given) from the first chunk and
+    appends the rest."""
+    arrow = {"Content-Type": "application/vnd.apache.arrow.stream"}
+    first = table.slice(0, chunk)
+    if feature_keys:
+        response = server.session.post(f"{server.base}/api/2.0/tarn/feature-tables", params={"name": full_name, **feature_keys}, data=arrow_body(first), headers=arrow, timeout=600)
+    else:
+        catalog, schema, name = full_name.split(".")
+        types = {"int64": "bigint", "timestamp[us, tz=UTC]": "timestamp", "bool": "boolean", "float": "float"}
+        columns = [{"name": f.name, "type_text": types[str(f.type)]} for f in table.schema]
+        server.session.post(f"{server.base}/api/2.1/unity-catalog/tables", json={"name": name, "catalog_name": catalog, "schema_name": schema, "columns": columns}).raise_for_status()
+        response = server.session.post(f"{server.base}/api/2.0/tarn/tables/{full_name}/data", data=arrow_body(first), headers=arrow, timeout=600)
+    response.raise_for_status()
+    for start in range(chunk, table.num_rows, chunk):
+        part = table.slice(start, chunk)
+        server.session.post(f"{server.base}/api/2.0/tarn/tables/{full_name}/data", data=arrow_body(part), headers=arrow, timeout=600).raise_for_status()
+
+
+def peak_rss_mib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak_rss(pid):
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def main():
+    ensure_venv()
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keys", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=50)
+    parser.add_argument("--labels", type=int, default=1_000_000)
+    parser.add_argument("--lookback-days", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--lookups", type=int, default=300, help="timed lookup calls per batch size")
+    parser.add_argument("--tarn-bin")
+    parser.add_argument("--workdir", help="keep data here instead of a temporary folder")
+    args = parser.parse_args()
+    binary = tarn_binary(args)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tarn-bench-features-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        print(f"generating {args.keys * args.days:,} feature rows and {args.labels:,} labels...", flush=True)
+        features, labels = generate(workdir, args.keys, args.days, args.labels)
+        server = TarnServer(binary, workdir / "tarn")
+        try:
+            server.session.post(f"{server.base}/api/2.1/unity-catalog/schemas", json={"name": "bench", "catalog_name": "dev"}).raise_for_status()
+            load_time, _ = timed(lambda: (
+                upload(server, "dev.bench.customer_features", features, feature_keys={"primary_keys": "customer_id", "timestamp_keys": "ts"}),
+                upload(server, "dev.bench.labels", labels),
+            ))
+            print(f"  loaded into tarn in {load_time:.1f}s", flush=True)
+            spec = {
+                "label": {"table": "dev.bench.labels"},
+                "feature_lookups": [{
+                    "table_name": "dev.bench.customer_features",
+                    "timestamp_lookup_key": "event_ts",
+                    "lookback_window": f"{args.lookback_days}d",
+                }],
+            }
+
+            def tarn_training_set():
+                response = server.session.post(f"{server.base}/api/2.0/tarn/training-sets", json=spec, timeout=1200)
+                response.raise_for_status()
+                return pa.ipc.open_stream(response.content).read_all()
+
+            tarn_runs = []
+            for _ in range(args.repeat):
+                reset_peak_rss(server.process.pid)
+                seconds, result = timed(tarn_training_set)
+                tarn_runs.append((seconds, peak_rss_mib(server.process.pid)))
+            ours = {
+                "rows": result.num_rows,
+                "matched": result.num_rows - result.column("f0").null_count,
+                "sum_f0": float(result.column("f0").to_pandas().sum()),
+            }
+            del result
+
+            def publish():
+                response = server.session.post(f"{server.base}/api/2.0/tarn/feature-tables/dev.bench.customer_features/publish", json={"mode": "full"}, timeout=1200)
+                response.raise_for_status()
+                return response.json()
+
+            publish_time, published = timed(publish)
+            if published["keys_written"] != args.keys:
+                raise RuntimeError(f"published {published}")
+            print(f"  publish: {publish_time:.2f}s for {args.keys:,} keys", flush=True)
+            import random
+
+            rng = random.Random(1)
+            latencies = {}
+            for batch in (1, 100):
+                samples = []
+                for call in range(args.lookups + 20):
+                    keys = [{"customer_id": rng.randrange(args.keys)} for _ in range(batch)]
+                    started = time.perf_counter()
+                    response = server.session.post(f"{server.base}/api/2.0/tarn/online/lookup", json={"table_name": "dev.bench.customer_features", "keys": keys}, timeout=60)
+                    elapsed = time.perf_counter() - started
+                    response.raise_for_status()
+                    if any(r["status"] != "PRESENT" for r in response.json()["results"]):
+                        raise RuntimeError("a published key was not found")
+                    if call >= 20:
+                        samples.append(elapsed)
+                samples.sort()
+                latencies[batch] = (samples[len(samples) // 2], samples[int(len(samples) * 0.99) - 1])
+                print(f"  lookup {batch}: p50 {latencies[batch][0] * 1000:.2f} ms, p99 {latencies[batch][1] * 1000:.2f} ms", flush=True)
+        finally:
+            server.stop()
+
+        duck_runs = []
+        for _ in range(args.repeat):
+            out = subprocess.run(
+                [sys.executable, "-c", DUCKDB_JOIN, str(workdir / "features.parquet"), str(workdir / "labels.parquet"), str(args.lookback_days)],
+                check=True, capture_output=True, text=True,
+            )
+            duck_runs.append(json.loads(out.stdout))
+        theirs = duck_runs[-1]
+        if ours["rows"] != theirs["rows"] or ours["matched"] != theirs["matched"] or abs(ours["sum_f0"] - theirs["sum_f0"]) > 1e-3 * max(1.0, abs(theirs["sum_f0"])):
+            raise RuntimeError(f"tarn {ours} and DuckDB {theirs} disagree")
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    tarn_time = statistics.median(s for s, _ in tarn_runs)
+    tarn_peak = max(m for _, m in tarn_runs)
+    duck_time = statistics.median(r["seconds"] for r in duck_runs)
+    duck_peak = max(r["peak_mib"] for r in duck_runs)
+    work = f"{args.labels:,} labels x {args.keys * args.days:,} feature rows"
+    print()
+    print(f"{'phase':<13} {'work':<40} {'tarn':>9} {'DuckDB ASOF':>12} {'ratio':>7}")
+    print(f"{'training-set':<13} {work:<40} {tarn_time:>7.2f} s {duck_time:>10.2f} s {duck_time / tarn_time:>6.2f}x")
+    print(f"{'peak memory':<13} {'':<40} {tarn_peak:>5.0f} MiB {duck_peak:>8.0f} MiB")
+    print(f"matched rows: {ours['matched']:,} of {ours['rows']:,} (both)")
+    print(f"{'publish':<13} {f'latest of {args.keys:,} keys to SQLite':<40} {publish_time:>7.2f} s")
+    for batch, (p50, p99) in latencies.items():
+        print(f"{'lookup':<13} {f'{batch} key(s) over HTTP, p50 / p99':<40} {p50 * 1000:>6.2f} ms / {p99 * 1000:.2f} ms")
+    print("ratio = DuckDB time / tarn time (above 1: tarn is faster); tarn's time includes HTTP and Arrow decoding in the client")
+
+
+if __name__ == "__main__":
+    main()

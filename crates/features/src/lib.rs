@@ -1,0 +1,63 @@
+//! The feature store: feature tables (Delta tables in the catalog with keys and provenance),
+//! point-in-time training sets, and on-demand features. Plain functions over the lake and the
+//! metadata store, with the lakehouse's access checks; the server's handlers are thin over
+//! them.
+
+pub mod ondemand;
+pub mod online;
+pub mod pit;
+pub mod tables;
+pub mod training;
+
+use tarn_core::catalog::{self, Privilege, TableInfo};
+use tarn_core::store::MetaStore;
+use tarn_core::{Error, ErrorCode, Result};
+use tarn_lake::access::{Caller, Securable, authorize, reach_catalog};
+
+/// The table `full_name` names, once `caller` holds `privilege` on it.
+pub async fn table_for(
+    store: &dyn MetaStore,
+    caller: &Caller,
+    full_name: &str,
+    privilege: Privilege,
+) -> Result<TableInfo> {
+    let (catalog, schema, name) = catalog::parse_table_name(full_name)?;
+    reach_catalog(store, caller, &catalog, privilege.is_write()).await?;
+    let table = store.get_table(&catalog, &schema, &name).await?;
+    authorize(store, caller, &Securable::table(&table), privilege).await?;
+    Ok(table)
+}
+
+/// The table `full_name` names, once `caller` may read it.
+pub(crate) async fn readable_table(
+    store: &dyn MetaStore,
+    caller: &Caller,
+    full_name: &str,
+) -> Result<TableInfo> {
+    table_for(store, caller, full_name, Privilege::Select).await
+}
+
+/// The parts of a new table's name, once `caller` may create it there and the name is free.
+pub(crate) async fn creatable_table(
+    store: &dyn MetaStore,
+    caller: &Caller,
+    full_name: &str,
+) -> Result<(String, String, String)> {
+    let (catalog, schema, name) = catalog::parse_table_name(full_name)?;
+    reach_catalog(store, caller, &catalog, true).await?;
+    let schema_info = store.get_schema(&catalog, &schema).await?;
+    authorize(
+        store,
+        caller,
+        &Securable::schema(&schema_info),
+        Privilege::CreateTable,
+    )
+    .await?;
+    match store.get_table(&catalog, &schema, &name).await {
+        Ok(_) => Err(Error::already_exists(format!(
+            "Table already exists: {catalog}.{schema}.{name}"
+        ))),
+        Err(err) if err.code == ErrorCode::ResourceDoesNotExist => Ok((catalog, schema, name)),
+        Err(err) => Err(err),
+    }
+}

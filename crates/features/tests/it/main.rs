@@ -1,0 +1,2 @@
+mod online;
+mod pit_end_to_end;

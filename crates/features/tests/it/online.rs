@@ -1,0 +1,189 @@
+//! Publishing to the SQLite online store: full then incremental from the change feed, and
+//! lookups that honour the time to live and agree with the offline point-in-time values.
+
+use serde_json::{Map, Value, json};
+use tarn_core::features::{FeatureLookup, LabelSource, TrainingSetSpec};
+use tarn_features::online::{self, Status};
+use tarn_features::{tables, training};
+use tarn_lake::catalog::location_of;
+
+use crate::pit_end_to_end::{DAY, Fixture, spend_rows};
+
+fn key(id: i64) -> Map<String, Value> {
+    let mut key = Map::new();
+    key.insert("customer_id".into(), json!(id));
+    key
+}
+
+#[tokio::test]
+async fn publish_incrementally_and_look_up_within_the_time_to_live() {
+    let f = Fixture::new().await;
+    f.spend_table().await;
+    let online = online::open(&f._dir.path().join("online.db").to_string_lossy())
+        .await
+        .expect("online store");
+    let store = f.store.as_ref();
+    let table = "dev.features.spend";
+    let first = online::publish(
+        &f.lake,
+        store,
+        online.as_ref(),
+        &f.alice,
+        table,
+        Some("3d"),
+        false,
+    )
+    .await
+    .expect("publish");
+    assert_eq!(
+        (first.mode, first.version, first.keys_written),
+        ("full", 1, 2)
+    );
+
+    let keys = [key(1), key(2), key(3)];
+    let day = |d: i64| d * DAY / 1000;
+    let found = online::lookup(store, online.as_ref(), &f.alice, table, &keys, None, day(6))
+        .await
+        .expect("lookup");
+    let statuses: Vec<Status> = found.iter().map(|l| l.status).collect();
+    assert_eq!(
+        statuses,
+        [Status::Present, Status::OutsideMaxAge, Status::NotFound],
+        "key 2's row is 4 days old at day 6, older than the 3-day ttl"
+    );
+    assert_eq!(found[0].values, json!({"spend": 5.0, "visits": 50}));
+    assert_eq!(found[0].feature_timestamp, Some(5 * DAY));
+    let without_ttl = online::lookup(
+        store,
+        online.as_ref(),
+        &f.alice,
+        table,
+        &keys,
+        Some("30d"),
+        day(6),
+    )
+    .await
+    .expect("lookup");
+    assert_eq!(without_ttl[1].status, Status::Present);
+    assert_eq!(
+        without_ttl[1].values,
+        json!({"spend": null, "visits": 5}),
+        "a null value is served as null"
+    );
+
+    // Online values equal the offline point-in-time values at the same time.
+    let spec = TrainingSetSpec {
+        label: LabelSource {
+            query: Some(
+                "SELECT customer_id, to_timestamp_micros(6 * 86400000000) AS at FROM \
+                 (VALUES (1), (2)) AS k(customer_id)"
+                    .into(),
+            ),
+            ..Default::default()
+        },
+        feature_lookups: vec![FeatureLookup {
+            table_name: table.into(),
+            timestamp_lookup_key: Some("at".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let (offline, _, _) = training::build(&f.lake, store, &f.alice, spec)
+        .await
+        .expect("offline");
+    let offline_rows: Vec<Value> = serde_json::from_slice::<Vec<Value>>(&{
+        let mut writer = tarn_lake::arrow::json::ArrayWriter::new(Vec::new());
+        writer
+            .write(&offline.project(&[2, 3]).expect("features"))
+            .expect("json");
+        writer.finish().expect("json");
+        writer.into_inner()
+    })
+    .expect("rows");
+    assert_eq!(offline_rows[0], without_ttl[0].values);
+    assert_eq!(
+        offline_rows[1],
+        json!({"visits": 5}),
+        "arrow-json leaves the null out"
+    );
+
+    // A new row for key 1 and key 2's rows deleted: the next publish touches those two only.
+    tables::write(
+        &f.lake,
+        store,
+        &f.alice,
+        table,
+        vec![spend_rows(&[(1, 6, Some(6.0), 60)])],
+    )
+    .await
+    .expect("write");
+    let (_, info) = tables::feature_table_for(
+        store,
+        &f.alice,
+        table,
+        tarn_core::catalog::Privilege::Modify,
+    )
+    .await
+    .expect("table");
+    f.lake
+        .delete_where(
+            &location_of(&info).expect("location"),
+            table,
+            "customer_id = 2",
+        )
+        .await
+        .expect("delete");
+    let second = online::publish(
+        &f.lake,
+        store,
+        online.as_ref(),
+        &f.alice,
+        table,
+        None,
+        false,
+    )
+    .await
+    .expect("publish again");
+    assert_eq!(
+        (
+            second.mode,
+            second.from_version,
+            second.version,
+            second.keys_written,
+            second.keys_removed
+        ),
+        ("incremental", Some(1), 3, 1, 1)
+    );
+    let found = online::lookup(store, online.as_ref(), &f.alice, table, &keys, None, day(7))
+        .await
+        .expect("lookup");
+    assert_eq!(found[0].values, json!({"spend": 6.0, "visits": 60}));
+    assert_eq!(found[1].status, Status::NotFound);
+    let freshness = online
+        .publication(table)
+        .await
+        .expect("publication")
+        .expect("published");
+    assert_eq!(
+        (freshness.version, freshness.keys, freshness.ttl_micros),
+        (3, 1, Some(3 * DAY))
+    );
+    let nothing_new = online::publish(
+        &f.lake,
+        store,
+        online.as_ref(),
+        &f.alice,
+        table,
+        None,
+        false,
+    )
+    .await
+    .expect("publish without changes");
+    assert_eq!((nothing_new.keys_written, nothing_new.keys_removed), (0, 0));
+
+    // Bob may not read alice's table, online either.
+    let err = online::lookup(store, online.as_ref(), &f.bob, table, &keys, None, day(7))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code, tarn_core::ErrorCode::PermissionDenied);
+}
