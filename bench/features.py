@@ -7,8 +7,15 @@ features = 5M feature rows, 1M label rows, lookback 3 days):
                 back as Arrow) versus DuckDB's ASOF LEFT JOIN on the same rows as Parquet,
                 each timed end to end with its peak memory (tarn: the server's peak resident
                 set during the request; DuckDB: its process's)
-  publish       the latest values of every key to tarn's SQLite online store
-  lookup        online lookups of 1 and 100 keys over HTTP (keep-alive), p50 / p99
+  publish       the latest values of every key to tarn's SQLite online store versus
+                `feast materialize` to Feast's SQLite online store
+  lookup        online lookups of 1 and 100 keys over HTTP (keep-alive), p50 / p99, versus
+                Feast's get_online_features in process
+
+Feast (get_historical_features with its file offline store, materialize, online lookups) runs
+from a venv of its own (--feast-venv, default ~/.cache/tarn/feast-venv; --install-feast makes
+it with feast==0.67.0), through bench/feast_side.py on the same Parquet files; without one, its
+columns are left out.
 
     python bench/features.py                        # the full size
     python bench/features.py --keys 2000 --labels 20000   # smoke test
@@ -112,6 +119,30 @@ def upload(server, full_name, table, chunk=500_000, feature_keys=None):
         server.session.post(f"{server.base}/api/2.0/tarn/tables/{full_name}/data", data=arrow_body(part), headers=arrow, timeout=600).raise_for_status()
 
 
+def run_feast(args, workdir):
+    """Feast's figures on the same files, or None without a Feast venv."""
+    python = Path(args.feast_venv) / "bin" / "python"
+    if args.install_feast and not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", args.feast_venv], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "feast==0.67.0"], check=True)
+    if not python.exists():
+        print(f"  no Feast venv at {args.feast_venv}: Feast left out (--install-feast makes one)", flush=True)
+        return None
+    side = str(Path(__file__).resolve().parent / "feast_side.py")
+
+    def phase(*extra):
+        out = subprocess.run([str(python), side, str(workdir), *map(str, extra)], check=True, capture_output=True, text=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    print("  Feast: get_historical_features...", flush=True)
+    historical = phase("historical", args.lookback_days)
+    print(f"    {historical['seconds']:.1f}s, {historical['peak_mib']:.0f} MiB, {historical['rows']:,} rows", flush=True)
+    materialize = phase("materialize")
+    print(f"  Feast: materialize {materialize['seconds']:.1f}s", flush=True)
+    online = phase("online", args.keys, args.lookups)
+    return {"historical": historical, "materialize": materialize, "online": online}
+
+
 def peak_rss_mib(pid):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -136,6 +167,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--lookups", type=int, default=300, help="timed lookup calls per batch size")
     parser.add_argument("--tarn-bin")
+    parser.add_argument("--feast-venv", default=str(Path.home() / ".cache" / "tarn" / "feast-venv"))
+    parser.add_argument("--install-feast", action="store_true")
     parser.add_argument("--workdir", help="keep data here instead of a temporary folder")
     args = parser.parse_args()
     binary = tarn_binary(args)
@@ -217,6 +250,7 @@ def main():
             )
             duck_runs.append(json.loads(out.stdout))
         theirs = duck_runs[-1]
+        feast = run_feast(args, workdir)
         if ours["rows"] != theirs["rows"] or ours["matched"] != theirs["matched"] or abs(ours["sum_f0"] - theirs["sum_f0"]) > 1e-3 * max(1.0, abs(theirs["sum_f0"])):
             raise RuntimeError(f"tarn {ours} and DuckDB {theirs} disagree")
     finally:
@@ -227,16 +261,28 @@ def main():
     tarn_peak = max(m for _, m in tarn_runs)
     duck_time = statistics.median(r["seconds"] for r in duck_runs)
     duck_peak = max(r["peak_mib"] for r in duck_runs)
-    work = f"{args.labels:,} labels x {args.keys * args.days:,} feature rows"
-    print()
-    print(f"{'phase':<13} {'work':<40} {'tarn':>9} {'DuckDB ASOF':>12} {'ratio':>7}")
-    print(f"{'training-set':<13} {work:<40} {tarn_time:>7.2f} s {duck_time:>10.2f} s {duck_time / tarn_time:>6.2f}x")
-    print(f"{'peak memory':<13} {'':<40} {tarn_peak:>5.0f} MiB {duck_peak:>8.0f} MiB")
-    print(f"matched rows: {ours['matched']:,} of {ours['rows']:,} (both)")
-    print(f"{'publish':<13} {f'latest of {args.keys:,} keys to SQLite':<40} {publish_time:>7.2f} s")
+    work = f"{args.labels:,} labels x {args.keys * args.days:,} rows"
+    rows = [
+        ("training-set", work, f"{tarn_time:.2f} s", "DuckDB ASOF JOIN", f"{duck_time:.2f} s", duck_time / tarn_time),
+        ("  peak memory", "", f"{tarn_peak:.0f} MiB", "DuckDB", f"{duck_peak:.0f} MiB", None),
+    ]
+    if feast:
+        h = feast["historical"]
+        rows.append(("training-set", work, f"{tarn_time:.2f} s", f"Feast file store ({h['rows']:,} rows)", f"{h['seconds']:.2f} s", h["seconds"] / tarn_time))
+        rows.append(("  peak memory", "", f"{tarn_peak:.0f} MiB", "Feast", f"{h['peak_mib']:.0f} MiB", None))
+    materialized = feast["materialize"]["seconds"] if feast else None
+    rows.append(("publish", f"latest of {args.keys:,} keys, SQLite", f"{publish_time:.2f} s", "feast materialize" if feast else "", f"{materialized:.2f} s" if feast else "", materialized / publish_time if feast else None))
     for batch, (p50, p99) in latencies.items():
-        print(f"{'lookup':<13} {f'{batch} key(s) over HTTP, p50 / p99':<40} {p50 * 1000:>6.2f} ms / {p99 * 1000:.2f} ms")
-    print("ratio = DuckDB time / tarn time (above 1: tarn is faster); tarn's time includes HTTP and Arrow decoding in the client")
+        theirs_p = feast["online"][str(batch)] if feast else None
+        rows.append((f"lookup {batch}", "p50, HTTP", f"{p50 * 1000:.2f} ms", "get_online_features" if feast else "", f"{theirs_p[0] * 1000:.2f} ms" if feast else "", theirs_p[0] / p50 if feast else None))
+        rows.append((f"lookup {batch}", "p99, HTTP", f"{p99 * 1000:.2f} ms", "get_online_features" if feast else "", f"{theirs_p[1] * 1000:.2f} ms" if feast else "", theirs_p[1] / p99 if feast else None))
+    print()
+    print(f"{'phase':<14} {'work':<36} {'tarn':>11}   {'competitor':<30} {'theirs':>11} {'ratio':>8}")
+    for phase, what, mine, competitor, theirs, ratio in rows:
+        shown = f"{ratio:.2f}x" if ratio is not None else ""
+        print(f"{phase:<14} {what:<36} {mine:>11}   {competitor:<30} {theirs:>11} {shown:>8}")
+    print(f"matched rows: {ours['matched']:,} of {ours['rows']:,} (tarn and DuckDB agree)")
+    print("ratio = competitor / tarn (above 1: tarn is faster); tarn's times include HTTP and Arrow decoding in the client")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 # Runs every test of tarn: the Rust unit and integration tests (the store conformance suite
 # against SQLite and PostgreSQL included) and the compatibility suite that drives a live
 # `tarn server` with the stock mlflow client, on both backends.
-# Sets up what a fresh machine lacks: a PostgreSQL server and a Python venv with pinned packages.
+# Sets up what a fresh machine lacks: PostgreSQL and Redis servers and a Python venv with pinned
+# packages.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -14,6 +15,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "PostgreSQL at 127.0.0.1:5432"
 "$root/scripts/ensure-postgres.sh"
+
+step "Redis at 127.0.0.1:6379"
+"$root/scripts/ensure-redis.sh"
 
 step "Python venv for the compatibility suite"
 venv="$("$root/scripts/ensure-venv.sh")"

@@ -1,10 +1,12 @@
 """The README's main job, `tarn quickstart`, on embedded defaults in a fresh data dir: raw file
-to bronze (bad rows quarantined), silver by SQL, training runs that record their dataset, the
-registry, and the lineage. Run twice, the raw file is not ingested again."""
+to bronze (bad rows quarantined), silver by SQL, a feature table and a point-in-time training
+set, training runs that record their dataset, the registry (the version knows its training
+set), online features, and the lineage. Run twice, the raw file is not ingested again."""
 
 import os
 import re
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import deltalake
@@ -44,14 +46,27 @@ def test_quickstart_builds_the_pipeline_from_a_raw_file(tmp_path):
     assert silver.num_rows == 2000 and max(silver.column("y").to_pylist()) < 10
     quarantine = deltalake.DeltaTable(table_path(data_dir, "bronze", "quickstart_measurements_quarantine")).to_pyarrow_table()
     assert quarantine.num_rows == 5
-    assert "Lineage of dev.silver.quickstart_training:" in first
-    lineage = first.split("Lineage of dev.silver.quickstart_training:")[1]
+    # Features: each sensor's daily statistics, known at the day's end; readings of the first
+    # day have none, all others find the day before's.
+    assert "Built feature table dev.features.quickstart_sensor_daily (keys sensor_id, known_at; from dev.silver.quickstart_training) with 3 features" in first
+    first_day = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    later = sum(1 for t in silver.column("read_at").to_pylist() if t >= first_day)
+    built = re.search(r"Built training set ([0-9a-f]{32}) point-in-time: (\d+) rows of dev.silver.quickstart_training version 0, (\d+) with", first)
+    assert built and int(built.group(2)) == 2000 and int(built.group(3)) == later
+    training_set_id = built.group(1)
+    assert f"its feature spec: training set {training_set_id}" in first
+    assert "Published dev.features.quickstart_sensor_daily version 1 to the sqlite online store (full): 40 keys written" in first
+    assert "online lookup of sensor 7: PRESENT" in first
+    assert "Lineage of dev.features.quickstart_sensor_daily:" in first
+    lineage = first.split("Lineage of dev.features.quickstart_sensor_daily:")[1]
     assert "dev.bronze.quickstart_measurements" in lineage and f"file {raw}" in lineage
     assert "CREATE TABLE AS SELECT" in lineage and "INGEST" in lineage
+    assert "model version dev/quickstart-linear/1" in lineage and "CREATE MODEL VERSION" in lineage
 
     second = quickstart(data_dir)
     assert f"{raw}: ingested before, skipped" in second
     assert "on dev.silver.quickstart_training (version 1)" in second
+    assert "Refreshed feature table dev.features.quickstart_sensor_daily" in second
 
     # The runs record the table version they trained on, readable by the stock client.
     run_ids = re.findall(r"run ([0-9a-f]{32})", second)

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use tarn_core::lineage::Direction;
+use tarn_core::lineage::{Direction, NodeKind};
 use tarn_core::store::MetaStore;
 use tarn_lake::lineage::{GraphEdge, LineageGraph, lineage_graph};
 
@@ -63,11 +63,12 @@ fn label(graph: &LineageGraph, id: &str) -> String {
         Some(node) if node.masked => "(a table you may not read)".to_string(),
         Some(node) => {
             let name = node.name.clone().unwrap_or_default();
-            match (&node.table_type, node.exists) {
-                (_, false) => format!("{name} (dropped)"),
-                (Some(kind), _) if kind == "VIEW" => format!("{name} (view)"),
-                (Some(_), _) => name,
-                (None, _) => format!("file {name}"),
+            match (node.kind, &node.table_type, node.exists) {
+                (NodeKind::ModelVersion, _, _) => format!("model version {name}"),
+                (NodeKind::File, _, _) => format!("file {name}"),
+                (_, _, false) => format!("{name} (dropped)"),
+                (_, Some(kind), _) if kind == "VIEW" => format!("{name} (view)"),
+                (_, _, _) => name,
             }
         }
         None => id.to_string(),
@@ -159,7 +160,6 @@ pub fn render_tree(graph: &LineageGraph, directions: &[Direction]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use tarn_core::lineage::NodeKind;
     use tarn_lake::lineage::GraphNode;
 
     use super::*;

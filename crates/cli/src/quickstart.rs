@@ -1,8 +1,10 @@
 //! `tarn quickstart`: start tarn on embedded defaults and walk through the platform with a real,
-//! small example: ingest a raw CSV file into a bronze table of `dev` (bad rows quarantined),
-//! build a silver training table from it with SQL, train a linear model three ways on it and
-//! track the runs, register the best one, move it through Staging to Production, show the
-//! registry's signed webhooks, and the lineage from the raw file to the training table.
+//! small example: ingest a raw CSV file of sensor readings into a bronze table of `dev` (bad
+//! rows quarantined), build a silver table from it with SQL and a feature table of each
+//! sensor's daily statistics from that, build a point-in-time training set, train a linear
+//! model three ways on it and track the runs, register the best one (with its training set),
+//! move it through Staging to Production, show the registry's signed webhooks, publish the
+//! features online and look one up, and show the lineage from the raw file to the model.
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -81,18 +83,39 @@ fn body_to_query(body: &Value) -> Vec<(String, String)> {
 }
 
 /// The raw measurements as a sensor would drop them: a CSV file with a few broken lines.
+/// When the quickstart's readings start; one reading every 7 minutes after.
+const FIRST_READING: &str = "2026-11-01T00:00:00Z";
+/// Readings come from this many sensors, in turn.
+const SENSORS: usize = 40;
+
+/// The time of reading `id`, RFC 3339.
+fn read_at(id: usize) -> String {
+    let start = tarn_lake::parse_timestamp(FIRST_READING)
+        .map(|at| at.timestamp_millis())
+        .unwrap_or_default();
+    tarn_lake::format_timestamp(start + id as i64 * 7 * 60_000)
+}
+
 fn raw_csv(xs: &[[f64; 2]], ys: &[f64]) -> String {
-    let mut csv = String::from("id,x0,x1,y\n");
+    let mut csv = String::from("id,sensor_id,read_at,x0,x1,y\n");
     for (id, (x, y)) in xs.iter().zip(ys).enumerate() {
-        csv.push_str(&format!("{id},{:.6},{:.6},{y:.6}\n", x[0], x[1]));
+        let (sensor, at) = (id % SENSORS, read_at(id));
+        csv.push_str(&format!(
+            "{id},{sensor},{at},{:.6},{:.6},{y:.6}\n",
+            x[0], x[1]
+        ));
         // Every 500th reading comes out garbled and every 700th is a glitch no model should
         // learn from, as real feeds do: ingestion quarantines the first, SQL filters the second.
         if id % 500 == 499 {
-            csv.push_str(&format!("{},n/a,{:.6},{y:.6}\n", id + 100_000, x[1]));
+            csv.push_str(&format!(
+                "{},{sensor},{at},n/a,{:.6},{y:.6}\n",
+                id + 100_000,
+                x[1]
+            ));
         }
         if id % 700 == 699 {
             csv.push_str(&format!(
-                "{},{:.6},{:.6},9999.0\n",
+                "{},{sensor},{at},{:.6},{:.6},9999.0\n",
                 id + 200_000,
                 x[0],
                 x[1]
@@ -226,7 +249,8 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
             .post(
                 "runs/create",
                 json!({"experiment_id": experiment_id, "run_name": format!("lr-{learning_rate}"), "start_time": tarn_core::ids::now_millis(),
-                       "tags": [{"key": "mlflow.source.name", "value": "tarn quickstart"}]}),
+                       "tags": [{"key": "mlflow.source.name", "value": "tarn quickstart"},
+                                {"key": "tarn.training_set_id", "value": training.id}]}),
             )
             .await?;
         let run_id = run["run"]["info"]["run_id"]
@@ -292,20 +316,22 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         .context("best run id")?
         .to_string();
     register_and_promote(&client, &best_run_id).await?;
+    publish_features(&client).await?;
     println!();
-    println!("Lineage of {TRAINING_TABLE}:");
+    println!("Lineage of {FEATURE_TABLE}:");
+    let both = [
+        tarn_core::lineage::Direction::Upstream,
+        tarn_core::lineage::Direction::Downstream,
+    ];
     let graph = tarn_lake::lineage::lineage_graph(
         lake.store.as_ref(),
         &lake.admin().await?,
-        TRAINING_TABLE,
-        &[tarn_core::lineage::Direction::Upstream],
-        3,
+        FEATURE_TABLE,
+        &both,
+        4,
     )
     .await?;
-    print!(
-        "{}",
-        crate::lineage::render_tree(&graph, &[tarn_core::lineage::Direction::Upstream])
-    );
+    print!("{}", crate::lineage::render_tree(&graph, &both));
     println!();
     println!("Where to look:");
     let dir = args.store.data_dir.display();
@@ -320,6 +346,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         "  SQL            tarn sql --data-dir {dir} \"SELECT count(*) FROM {TRAINING_TABLE}\""
     );
     println!("  lineage        tarn lineage --data-dir {dir} {TRAINING_TABLE}");
+    println!("  features       tarn features show --data-dir {dir} {FEATURE_TABLE}");
     println!("  metrics        {base}/metrics");
     if args.keep_serving {
         println!("Serving until Ctrl-C.");
@@ -338,6 +365,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
 const MODEL_NAME: &str = "quickstart-linear";
 const RAW_TABLE: &str = "dev.bronze.quickstart_measurements";
 const TRAINING_TABLE: &str = "dev.silver.quickstart_training";
+const FEATURE_TABLE: &str = "dev.features.quickstart_sensor_daily";
 
 /// The server's store and lake, for what the quickstart does in-process (ingestion, lineage),
 /// as `tarn ingest` and `tarn lineage` do.
@@ -360,11 +388,14 @@ impl Lakehouse {
     }
 }
 
-/// The silver table's rows, and the version they were read at.
+/// The training set's rows, its id, and the silver table's version it was built from.
 struct TrainingSet {
+    id: String,
     xs: Vec<[f64; 2]>,
     ys: Vec<f64>,
     version: u64,
+    /// Rows that found their sensor's statistics.
+    with_features: usize,
 }
 
 impl TrainingSet {
@@ -396,7 +427,7 @@ async fn build_training_table(
     xs: &[[f64; 2]],
     ys: &[f64],
 ) -> Result<TrainingSet> {
-    for schema in ["bronze", "silver"] {
+    for schema in ["bronze", "silver", "features"] {
         let created = client
             .request(
                 reqwest::Method::POST,
@@ -428,6 +459,8 @@ async fn build_training_table(
                 columns: Some(
                     [
                         ("id", "bigint"),
+                        ("sensor_id", "bigint"),
+                        ("read_at", "timestamp"),
                         ("x0", "double"),
                         ("x1", "double"),
                         ("y", "double"),
@@ -455,7 +488,7 @@ async fn build_training_table(
     }
     let statement = format!(
         "CREATE OR REPLACE TABLE {TRAINING_TABLE} AS \
-         SELECT x0, x1, y FROM {RAW_TABLE} WHERE y BETWEEN -10 AND 10"
+         SELECT sensor_id, read_at, x0, x1, y FROM {RAW_TABLE} WHERE y BETWEEN -10 AND 10"
     );
     let result = client
         .request(
@@ -468,18 +501,122 @@ async fn build_training_table(
         bail!("building {TRAINING_TABLE} failed: {}", result["status"]);
     }
     println!("Built {TRAINING_TABLE} with SQL: {statement}");
-    let (version, bytes) = read_table(client, TRAINING_TABLE).await?;
+    refresh_feature_table(client, lake).await?;
+    training_set(client).await
+}
+
+/// Each sensor's daily statistics from the silver table. A day's figures are known only when
+/// the day is over: stamping them at the day's start would let a reading see statistics of
+/// readings after it, a leak no point-in-time join can catch.
+const SENSOR_STATS: &str = "SELECT sensor_id, date_trunc('day', read_at) + INTERVAL '1' DAY AS known_at, \
+     count(*) AS readings, avg(x0) AS mean_x0, avg(x1) AS mean_x1 \
+     FROM dev.silver.quickstart_training GROUP BY 1, 2";
+
+/// Creates the sensors' feature table from the silver table, or on a later run merges the
+/// statistics computed again (a changed value replaces the old one in a new version).
+async fn refresh_feature_table(client: &Client, lake: &Lakehouse) -> Result<()> {
+    let path = format!("/api/2.0/tarn/feature-tables/{FEATURE_TABLE}");
+    if client
+        .request(reqwest::Method::GET, &path, json!({}))
+        .await
+        .is_err()
+    {
+        let created = client
+            .request(
+                reqwest::Method::POST,
+                "/api/2.0/tarn/feature-tables",
+                json!({"name": FEATURE_TABLE, "primary_keys": ["sensor_id"], "timestamp_keys": ["known_at"],
+                       "description": "Daily statistics per sensor, known at the end of each day",
+                       "query": SENSOR_STATS}),
+            )
+            .await?;
+        println!(
+            "Built feature table {FEATURE_TABLE} (keys sensor_id, known_at; from {}) with {} features",
+            created["source_tables"][0].as_str().unwrap_or("?"),
+            created["features"].as_array().map_or(0, Vec::len)
+        );
+        return Ok(());
+    }
+    let admin = lake.admin().await?;
+    let rows = lake
+        .lake
+        .query(
+            lake.store.as_ref(),
+            &admin,
+            SENSOR_STATS,
+            &Default::default(),
+        )
+        .await?;
+    let merged = tarn_features::tables::write(
+        &lake.lake,
+        lake.store.as_ref(),
+        &admin,
+        FEATURE_TABLE,
+        rows.batches,
+    )
+    .await?;
+    println!(
+        "Refreshed feature table {FEATURE_TABLE}: {} rows merged ({} updated, {} new), version {}",
+        merged.num_source_rows, merged.num_updated_rows, merged.num_inserted_rows, merged.version
+    );
+    Ok(())
+}
+
+/// The training set: every silver row with its sensor's statistics as of the day before,
+/// built point-in-time by tarn and recorded with the table versions it read.
+async fn training_set(client: &Client) -> Result<TrainingSet> {
+    let spec = json!({
+        "label": {"table": TRAINING_TABLE},
+        "feature_lookups": [{"table_name": FEATURE_TABLE, "lookup_key": ["sensor_id"], "timestamp_lookup_key": "read_at",
+                             "lookback_window": "2d", "feature_names": ["readings", "mean_x0", "mean_x1"],
+                             "default_values": {"readings": 0}}],
+    });
+    let url = format!("{}/api/2.0/tarn/training-sets", client.base);
+    let response = client
+        .http
+        .post(&url)
+        .bearer_auth(&client.token)
+        .json(&spec)
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    if !response.status().is_success() {
+        bail!(
+            "POST {url} answered {}: {}",
+            response.status(),
+            response.text().await?
+        );
+    }
+    let id = response
+        .headers()
+        .get("x-tarn-training-set-id")
+        .and_then(|v| v.to_str().ok())
+        .context("training set id")?
+        .to_string();
+    let bytes = response.bytes().await?;
+    let record = client
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/2.0/tarn/training-sets/{id}"),
+            json!({}),
+        )
+        .await?;
+    let version = record["training_set"]["spec"]["label"]["version"]
+        .as_u64()
+        .context("label version")?;
     let (_, batches) = tarn_lake::ipc::decode(&bytes)?;
     let mut set = TrainingSet {
+        id,
         xs: Vec::new(),
         ys: Vec::new(),
         version,
+        with_features: 0,
     };
     for batch in &batches {
-        let column = |name: &str| -> Result<Vec<f64>> {
+        let column = |name: &str| -> Result<Vec<Option<f64>>> {
             let array = batch
                 .column_by_name(name)
-                .with_context(|| format!("{TRAINING_TABLE} has no column {name}"))?;
+                .with_context(|| format!("the training set has no column {name}"))?;
             let doubles = tarn_lake::arrow::compute::cast(
                 array,
                 &tarn_lake::arrow::datatypes::DataType::Float64,
@@ -488,40 +625,59 @@ async fn build_training_table(
                 .as_any()
                 .downcast_ref::<tarn_lake::arrow::array::Float64Array>()
                 .context("doubles")?;
-            Ok(doubles.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+            Ok(doubles.iter().collect())
         };
         let (x0, x1, y) = (column("x0")?, column("x1")?, column("y")?);
-        set.xs.extend(x0.into_iter().zip(x1).map(|(a, b)| [a, b]));
-        set.ys.extend(y);
+        set.with_features += column("mean_x0")?.iter().flatten().count();
+        let value = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        set.xs
+            .extend(x0.into_iter().zip(x1).map(|(a, b)| [value(a), value(b)]));
+        set.ys.extend(y.into_iter().map(value));
     }
+    println!(
+        "Built training set {} point-in-time: {} rows of {TRAINING_TABLE} version {version}, {} with their sensor's statistics of the day before (the first day's readings have none)",
+        set.id,
+        set.ys.len(),
+        set.with_features
+    );
     Ok(set)
 }
 
-/// A table's latest version and its rows as an Arrow IPC stream, through the table API.
-async fn read_table(client: &Client, full_name: &str) -> Result<(u64, Vec<u8>)> {
-    let history = client
+/// Publishes the sensors' latest statistics to the online store and looks one up.
+async fn publish_features(client: &Client) -> Result<()> {
+    let published = client
         .request(
-            reqwest::Method::GET,
-            &format!("/api/2.0/tarn/tables/{full_name}/history"),
-            json!({"max_results": 1}),
+            reqwest::Method::POST,
+            &format!("/api/2.0/tarn/feature-tables/{FEATURE_TABLE}/publish"),
+            json!({}),
         )
         .await?;
-    let version = history["history"][0]["version"]
-        .as_u64()
-        .context("table history")?;
-    let url = format!("{}/api/2.0/tarn/tables/{full_name}/data", client.base);
-    let response = client
-        .http
-        .get(&url)
-        .bearer_auth(&client.token)
-        .query(&[("version", version.to_string())])
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    if !response.status().is_success() {
-        bail!("GET {url} answered {}", response.status());
-    }
-    Ok((version, response.bytes().await?.to_vec()))
+    println!();
+    println!(
+        "Published {FEATURE_TABLE} version {} to the {} online store ({}): {} keys written",
+        published["version"],
+        published["online_store"].as_str().unwrap_or("?"),
+        published["mode"].as_str().unwrap_or("?"),
+        published["keys_written"]
+    );
+    let found = client
+        .request(
+            reqwest::Method::POST,
+            "/api/2.0/tarn/online/lookup",
+            json!({"table_name": FEATURE_TABLE, "keys": [{"sensor_id": 7}]}),
+        )
+        .await?;
+    let hit = &found["results"][0];
+    println!(
+        "  online lookup of sensor 7: {} {} (as of {})",
+        hit["status"].as_str().unwrap_or("?"),
+        hit["values"],
+        hit["feature_timestamp"]
+            .as_i64()
+            .map(|us| tarn_lake::format_timestamp(us / 1000))
+            .unwrap_or_default()
+    );
+    Ok(())
 }
 
 /// Registers the best run's model as a new version, moves it None -> Staging -> Production
@@ -554,6 +710,18 @@ async fn register_and_promote(client: &Client, run_id: &str) -> Result<()> {
         .to_string();
     println!();
     println!("Registered {MODEL_NAME} version {version} (a copy of the run's model, checksummed).");
+    if let Some(tag) = created["model_version"]["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["key"] == "tarn.training_set_id")
+    {
+        println!(
+            "  its feature spec: training set {} (GET /api/2.0/tarn/training-sets/{} rebuilds its rows)",
+            tag["value"].as_str().unwrap_or("?"),
+            tag["value"].as_str().unwrap_or("?")
+        );
+    }
     for stage in ["Staging", "Production"] {
         client
             .post(

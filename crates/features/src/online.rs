@@ -542,18 +542,159 @@ pub async fn lookup(
         .collect())
 }
 
-/// Opens the online store a URL names: `sqlite://PATH` (or a bare path).
-pub async fn open(url: &str) -> Result<std::sync::Arc<dyn OnlineStore>> {
-    let path = match url.split_once("://") {
-        Some(("sqlite", path)) => path,
-        Some((scheme, _)) => {
-            return Err(Error::invalid(format!(
-                "Unsupported online store '{scheme}://': use sqlite://PATH"
-            )));
+/// The Redis online store: per published table a hash from key to `<time>\n<values JSON>`
+/// and a hash holding the publication. Every key is under `<namespace>:`.
+pub struct RedisOnlineStore {
+    connection: redis::aio::ConnectionManager,
+    namespace: String,
+}
+
+fn redis_error(err: redis::RedisError) -> Error {
+    Error::internal(format!("online store (Redis): {err}"))
+}
+
+impl RedisOnlineStore {
+    /// Connects to `redis://host:port/db`; `?namespace=x` prefixes every key (default `tarn`).
+    pub async fn open(url: &str) -> Result<Self> {
+        let mut parsed = url::Url::parse(url)
+            .map_err(|e| Error::invalid(format!("Invalid Redis URL '{url}': {e}")))?;
+        let namespace = parsed
+            .query_pairs()
+            .find(|(k, _)| k == "namespace")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| "tarn".to_string());
+        parsed.set_query(None);
+        let client = redis::Client::open(parsed.as_str())
+            .map_err(|e| Error::invalid(format!("Invalid Redis URL '{url}': {e}")))?;
+        let connection = redis::aio::ConnectionManager::new(client)
+            .await
+            .map_err(redis_error)?;
+        Ok(Self {
+            connection,
+            namespace,
+        })
+    }
+
+    fn features_key(&self, table: &str) -> String {
+        format!("{}:online:{table}", self.namespace)
+    }
+
+    fn publication_key(&self, table: &str) -> String {
+        format!("{}:publication:{table}", self.namespace)
+    }
+}
+
+#[async_trait]
+impl OnlineStore for RedisOnlineStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn apply(
+        &self,
+        publication: &Publication,
+        rows: &[OnlineRow],
+        gone: &[String],
+        replace_all: bool,
+    ) -> Result<()> {
+        let key = self.features_key(&publication.table_name);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if replace_all {
+            pipe.del(&key).ignore();
         }
-        None => url,
-    };
-    Ok(std::sync::Arc::new(
-        SqliteOnlineStore::open(std::path::Path::new(path)).await?,
-    ))
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let fields: Vec<(&str, String)> = chunk
+                .iter()
+                .map(|r| {
+                    let ts = r.feature_ts.map(|t| t.to_string()).unwrap_or_default();
+                    (r.key.as_str(), format!("{ts}\n{}", r.values))
+                })
+                .collect();
+            pipe.hset_multiple(&key, &fields).ignore();
+        }
+        for chunk in gone.chunks(ROWS_PER_INSERT) {
+            pipe.hdel(&key, chunk).ignore();
+        }
+        let mut fields = vec![
+            ("version", publication.version.to_string()),
+            ("published_at", publication.published_at.to_string()),
+        ];
+        if let Some(ttl) = publication.ttl_micros {
+            fields.push(("ttl_micros", ttl.to_string()));
+        }
+        let publication_key = self.publication_key(&publication.table_name);
+        pipe.del(&publication_key).ignore();
+        pipe.hset_multiple(&publication_key, &fields).ignore();
+        let mut connection = self.connection.clone();
+        pipe.query_async::<()>(&mut connection)
+            .await
+            .map_err(redis_error)
+    }
+
+    async fn get(
+        &self,
+        table: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<(Option<i64>, String)>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection.clone();
+        let found: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.features_key(table))
+            .arg(keys)
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        Ok(found
+            .into_iter()
+            .map(|hit| {
+                let hit = hit?;
+                let (ts, values) = hit.split_once('\n')?;
+                Some((ts.parse().ok(), values.to_string()))
+            })
+            .collect())
+    }
+
+    async fn publication(&self, table: &str) -> Result<Option<Publication>> {
+        let mut connection = self.connection.clone();
+        let (fields, keys): (HashMap<String, String>, u64) = redis::pipe()
+            .hgetall(self.publication_key(table))
+            .hlen(self.features_key(table))
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        let number = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
+        let (Some(version), Some(published_at)) = (number("version"), number("published_at"))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Publication {
+            table_name: table.to_string(),
+            version: version as u64,
+            published_at,
+            keys,
+            ttl_micros: number("ttl_micros"),
+        }))
+    }
+}
+
+/// Opens the online store a URL names: `sqlite://PATH` (or a bare path), or
+/// `redis://host:port/db[?namespace=x]`.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn OnlineStore>> {
+    match url.split_once("://") {
+        Some(("sqlite", path)) => Ok(std::sync::Arc::new(
+            SqliteOnlineStore::open(std::path::Path::new(path)).await?,
+        )),
+        Some(("redis" | "rediss", _)) => {
+            Ok(std::sync::Arc::new(RedisOnlineStore::open(url).await?))
+        }
+        Some((scheme, _)) => Err(Error::invalid(format!(
+            "Unsupported online store '{scheme}://': use sqlite://PATH or redis://HOST:PORT"
+        ))),
+        None => Ok(std::sync::Arc::new(
+            SqliteOnlineStore::open(std::path::Path::new(url)).await?,
+        )),
+    }
 }

@@ -1,5 +1,6 @@
-//! Publishing to the SQLite online store: full then incremental from the change feed, and
-//! lookups that honour the time to live and agree with the offline point-in-time values.
+//! Publishing to the online stores (SQLite, and the Redis server at 127.0.0.1:6379 or
+//! `TARN_TEST_REDIS_URL`): full then incremental from the change feed, and lookups that honour
+//! the time to live and agree with the offline point-in-time values.
 
 use serde_json::{Map, Value, json};
 use tarn_core::features::{FeatureLookup, LabelSource, TrainingSetSpec};
@@ -16,25 +17,47 @@ fn key(id: i64) -> Map<String, Value> {
 }
 
 #[tokio::test]
-async fn publish_incrementally_and_look_up_within_the_time_to_live() {
+async fn sqlite_publishes_incrementally_and_looks_up_within_the_time_to_live() {
     let f = Fixture::new().await;
-    f.spend_table().await;
     let online = online::open(&f._dir.path().join("online.db").to_string_lossy())
         .await
         .expect("online store");
+    assert_eq!(online.kind(), "sqlite");
+    publish_and_look_up(&f, online.as_ref()).await;
+}
+
+#[tokio::test]
+async fn redis_publishes_incrementally_and_looks_up_within_the_time_to_live() {
+    let f = Fixture::new().await;
+    let server = std::env::var("TARN_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_string());
+    // A namespace of its own, so runs never meet.
+    let namespace = format!(
+        "tarn-test-{}",
+        tarn_core::ids::hex32(rand_id().to_le_bytes())
+    );
+    let online = online::open(&format!("{server}?namespace={namespace}"))
+        .await
+        .expect("Redis must be reachable for the online store tests (set TARN_TEST_REDIS_URL)");
+    assert_eq!(online.kind(), "redis");
+    publish_and_look_up(&f, online.as_ref()).await;
+}
+
+fn rand_id() -> u128 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    nanos ^ (u128::from(std::process::id()) << 64)
+}
+
+async fn publish_and_look_up(f: &Fixture, online: &dyn online::OnlineStore) {
+    f.spend_table().await;
     let store = f.store.as_ref();
     let table = "dev.features.spend";
-    let first = online::publish(
-        &f.lake,
-        store,
-        online.as_ref(),
-        &f.alice,
-        table,
-        Some("3d"),
-        false,
-    )
-    .await
-    .expect("publish");
+    let first = online::publish(&f.lake, store, online, &f.alice, table, Some("3d"), false)
+        .await
+        .expect("publish");
     assert_eq!(
         (first.mode, first.version, first.keys_written),
         ("full", 1, 2)
@@ -42,7 +65,7 @@ async fn publish_incrementally_and_look_up_within_the_time_to_live() {
 
     let keys = [key(1), key(2), key(3)];
     let day = |d: i64| d * DAY / 1000;
-    let found = online::lookup(store, online.as_ref(), &f.alice, table, &keys, None, day(6))
+    let found = online::lookup(store, online, &f.alice, table, &keys, None, day(6))
         .await
         .expect("lookup");
     let statuses: Vec<Status> = found.iter().map(|l| l.status).collect();
@@ -53,17 +76,9 @@ async fn publish_incrementally_and_look_up_within_the_time_to_live() {
     );
     assert_eq!(found[0].values, json!({"spend": 5.0, "visits": 50}));
     assert_eq!(found[0].feature_timestamp, Some(5 * DAY));
-    let without_ttl = online::lookup(
-        store,
-        online.as_ref(),
-        &f.alice,
-        table,
-        &keys,
-        Some("30d"),
-        day(6),
-    )
-    .await
-    .expect("lookup");
+    let without_ttl = online::lookup(store, online, &f.alice, table, &keys, Some("30d"), day(6))
+        .await
+        .expect("lookup");
     assert_eq!(without_ttl[1].status, Status::Present);
     assert_eq!(
         without_ttl[1].values,
@@ -133,17 +148,9 @@ async fn publish_incrementally_and_look_up_within_the_time_to_live() {
         )
         .await
         .expect("delete");
-    let second = online::publish(
-        &f.lake,
-        store,
-        online.as_ref(),
-        &f.alice,
-        table,
-        None,
-        false,
-    )
-    .await
-    .expect("publish again");
+    let second = online::publish(&f.lake, store, online, &f.alice, table, None, false)
+        .await
+        .expect("publish again");
     assert_eq!(
         (
             second.mode,
@@ -154,7 +161,7 @@ async fn publish_incrementally_and_look_up_within_the_time_to_live() {
         ),
         ("incremental", Some(1), 3, 1, 1)
     );
-    let found = online::lookup(store, online.as_ref(), &f.alice, table, &keys, None, day(7))
+    let found = online::lookup(store, online, &f.alice, table, &keys, None, day(7))
         .await
         .expect("lookup");
     assert_eq!(found[0].values, json!({"spend": 6.0, "visits": 60}));
@@ -168,21 +175,13 @@ async fn publish_incrementally_and_look_up_within_the_time_to_live() {
         (freshness.version, freshness.keys, freshness.ttl_micros),
         (3, 1, Some(3 * DAY))
     );
-    let nothing_new = online::publish(
-        &f.lake,
-        store,
-        online.as_ref(),
-        &f.alice,
-        table,
-        None,
-        false,
-    )
-    .await
-    .expect("publish without changes");
+    let nothing_new = online::publish(&f.lake, store, online, &f.alice, table, None, false)
+        .await
+        .expect("publish without changes");
     assert_eq!((nothing_new.keys_written, nothing_new.keys_removed), (0, 0));
 
     // Bob may not read alice's table, online either.
-    let err = online::lookup(store, online.as_ref(), &f.bob, table, &keys, None, day(7))
+    let err = online::lookup(store, online, &f.bob, table, &keys, None, day(7))
         .await
         .expect_err("refused");
     assert_eq!(err.code, tarn_core::ErrorCode::PermissionDenied);
