@@ -231,6 +231,21 @@ impl OnlineStore for SqliteOnlineStore {
     }
 }
 
+/// The table's key columns in `batch` (its rows or its changes).
+fn key_columns(meta: &FeatureTable, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+    meta.primary_keys
+        .iter()
+        .map(|k| {
+            batch.column_by_name(k).cloned().ok_or_else(|| {
+                Error::internal(format!(
+                    "rows of {} lack its key column '{k}'",
+                    meta.full_name
+                ))
+            })
+        })
+        .collect()
+}
+
 /// The text form of row `row`'s key.
 fn key_text(keys: &[ArrayRef], row: usize) -> String {
     let mut text = String::new();
@@ -268,15 +283,7 @@ fn latest_rows(
     batch: &RecordBatch,
     only: Option<&HashSet<String>>,
 ) -> Result<Vec<OnlineRow>> {
-    let keys: Vec<ArrayRef> = meta
-        .primary_keys
-        .iter()
-        .map(|k| {
-            batch.column_by_name(k).cloned().ok_or_else(|| {
-                Error::internal(format!("{} lacks its key column '{k}'", meta.full_name))
-            })
-        })
-        .collect::<Result<_>>()?;
+    let keys = key_columns(meta, batch)?;
     let times = match &meta.timestamp_key {
         Some(ts) => Some(micros(
             batch
@@ -431,15 +438,7 @@ async fn changed_keys(
         .await?;
     let mut keys = HashSet::new();
     for batch in &batches {
-        let columns: Vec<ArrayRef> = meta
-            .primary_keys
-            .iter()
-            .map(|k| {
-                batch.column_by_name(k).cloned().ok_or_else(|| {
-                    Error::internal(format!("the changes of {} lack '{k}'", meta.full_name))
-                })
-            })
-            .collect::<Result<_>>()?;
+        let columns = key_columns(meta, batch)?;
         for row in 0..batch.num_rows() {
             keys.insert(key_text(&columns, row));
         }
