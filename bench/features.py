@@ -54,7 +54,7 @@ result = con.execute(f'''
     SELECT l.customer_id, l.event_ts, l.label, {columns}
     FROM read_parquet('{labels}') l ASOF LEFT JOIN read_parquet('{features}') f
       ON l.customer_id = f.customer_id AND l.event_ts >= f.ts
-''').fetch_arrow_table()
+''').to_arrow_table()
 elapsed = time.perf_counter() - started
 print(json.dumps({
     "seconds": elapsed,
