@@ -12,21 +12,8 @@ pub mod training;
 use tarn_core::catalog::{self, Privilege, TableInfo};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
+pub use tarn_lake::access::table_for;
 use tarn_lake::access::{Caller, Securable, authorize, reach_catalog};
-
-/// The table `full_name` names, once `caller` holds `privilege` on it.
-pub async fn table_for(
-    store: &dyn MetaStore,
-    caller: &Caller,
-    full_name: &str,
-    privilege: Privilege,
-) -> Result<TableInfo> {
-    let (catalog, schema, name) = catalog::parse_table_name(full_name)?;
-    reach_catalog(store, caller, &catalog, privilege.is_write()).await?;
-    let table = store.get_table(&catalog, &schema, &name).await?;
-    authorize(store, caller, &Securable::table(&table), privilege).await?;
-    Ok(table)
-}
 
 /// The table `full_name` names, once `caller` may read it.
 pub(crate) async fn readable_table(

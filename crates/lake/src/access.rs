@@ -180,6 +180,21 @@ pub async fn authorize(
     }
 }
 
+/// The table `full_name` names, once `caller` holds `privilege` on it (and may reach its
+/// catalog, for writing when the privilege writes).
+pub async fn table_for(
+    store: &dyn MetaStore,
+    caller: &Caller,
+    full_name: &str,
+    privilege: Privilege,
+) -> Result<TableInfo> {
+    let (catalog, schema, name) = tarn_core::catalog::parse_table_name(full_name)?;
+    reach_catalog(store, caller, &catalog, privilege.is_write()).await?;
+    let table = store.get_table(&catalog, &schema, &name).await?;
+    authorize(store, caller, &Securable::table(&table), privilege).await?;
+    Ok(table)
+}
+
 /// Changing, dropping or granting on an object is for its owner and admins, and never
 /// across a read-only binding.
 pub async fn require_owner(

@@ -466,17 +466,13 @@ async fn table_of(
     path: &PathArgs,
     privilege: Privilege,
 ) -> Result<TableInfo, Error> {
-    let (catalog, schema, name) = catalog::parse_table_name(path.get("full_name")?)?;
-    reach_catalog(
+    access::table_for(
         state.store.as_ref(),
         &ctx.caller(),
-        &catalog,
-        privilege.is_write(),
+        path.get("full_name")?,
+        privilege,
     )
-    .await?;
-    let table = state.store.get_table(&catalog, &schema, &name).await?;
-    authorize(state, ctx, &Securable::table(&table), privilege).await?;
-    Ok(table)
+    .await
 }
 
 async fn get_table(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
