@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def ensure_venv():
-    """Re-runs this script under the test venv when the packages are not importable."""
+    """Re-runs the script that was started (this one, or one importing it) under the test venv
+    when the packages are not importable."""
     try:
         import deltalake  # noqa: F401
         import duckdb  # noqa: F401
@@ -40,7 +41,7 @@ def ensure_venv():
     except ImportError:
         venv = subprocess.run([str(ROOT / "scripts" / "ensure-venv.sh")], check=True, capture_output=True, text=True).stdout.strip()
         python = Path(venv) / "bin" / "python"
-        os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
+        os.execv(str(python), [str(python), str(Path(sys.argv[0]).resolve()), *sys.argv[1:]])
 
 
 def tarn_binary(args):

@@ -321,6 +321,54 @@ def test_feature_tables_are_searched_and_bad_input_changes_nothing(server, schem
             json={"label": {"table": name}, "feature_lookups": []})
 
 
+def test_online_features_follow_the_table_and_its_grants(server, schema):
+    """A continuously published table is republished by the server soon after a write, and a
+    revoked grant stops lookups at once."""
+    import time
+
+    name = f"dev.{schema}.spend"
+    create_feature_table(server, name, feature_rows(seed=3, keys=10), primary_keys="customer_id", timestamp_keys="ts")
+    published = call(server, "POST", f"/api/2.0/tarn/feature-tables/{name}/publish", json={"refresh": "continuous"})
+    assert published.status_code == 200, published.text
+    assert (published.json()["mode"], published.json()["refresh"]) == ("full", "continuous")
+    online = call(server, "GET", f"/api/2.0/tarn/feature-tables/{name}").json()["online"]
+    assert (online["refresh"], online["refresh_error"]) == ("continuous", None)
+
+    def lookup(token=None):
+        return call(server, "POST", "/api/2.0/tarn/online/lookup", token=token, json={"table_name": name, "keys": [{"customer_id": 3}]})
+
+    late = pa.table({
+        "customer_id": pa.array([3], type=pa.int64()),
+        "ts": micros([START_US + 40 * DAY_US]),
+        "spend": pa.array([12345.0]),
+        "visits": pa.array([7], type=pa.int64()),
+    })
+    written = call(server, "POST", f"/api/2.0/tarn/feature-tables/{name}/data", data=arrow_body(late), headers=ARROW)
+    assert written.status_code == 200, written.text
+    deadline = time.monotonic() + 30
+    while call(server, "GET", f"/api/2.0/tarn/feature-tables/{name}").json()["online"]["published_version"] <= online["published_version"]:
+        assert time.monotonic() < deadline, "the server did not republish the new version"
+        time.sleep(0.2)
+    found = lookup().json()["results"][0]
+    assert (found["status"], found["values"]["spend"]) == ("PRESENT", 12345.0)
+
+    # A refresh policy the server does not know is refused and leaves the publication alone.
+    bad = call(server, "POST", f"/api/2.0/tarn/feature-tables/{name}/publish", json={"refresh": "hourly-ish"})
+    assert bad.status_code == 400 and "Invalid refresh" in bad.json()["message"], bad.text
+    assert call(server, "GET", f"/api/2.0/tarn/feature-tables/{name}").json()["online"]["refresh"] == "continuous"
+
+    reader = f"online_{uuid.uuid4().hex[:6]}"
+    token = server.create_user(reader, "pw-123456")
+    assert lookup(token).status_code == 403
+    grant = call(server, "PATCH", f"{UC}/permissions/table/{name}", json={"changes": [{"principal": reader, "add": ["SELECT"]}]})
+    assert grant.status_code == 200, grant.text
+    assert [lookup(token).status_code for _ in range(3)] == [200, 200, 200]
+    revoke = call(server, "PATCH", f"{UC}/permissions/table/{name}", json={"changes": [{"principal": reader, "remove": ["SELECT"]}]})
+    assert revoke.status_code == 200, revoke.text
+    refused = lookup(token)
+    assert refused.status_code == 403 and "SELECT" in refused.json()["message"], refused.text
+
+
 def test_a_model_version_knows_its_features_and_exact_training_data(server, schema, client, unique):
     """Train on a training set with the stock mlflow client, tag the run with the set's id, and
     register: the version carries the tag, the feature table's lineage reaches the version, and

@@ -92,6 +92,10 @@ pub enum FeaturesCommand {
         ttl: Option<String>,
         #[arg(long)]
         full: bool,
+        /// How a running server keeps it published: `manual`, `continuous` (each new version
+        /// of the table), or a schedule like `1h`.
+        #[arg(long)]
+        refresh: Option<String>,
     },
     /// Look keys up in the online store: `--key customer_id=42` (repeat for more keys).
     Lookup {
@@ -136,6 +140,7 @@ pub async fn run(
             full_name,
             ttl,
             full,
+            refresh,
         } => {
             let online = online::open(online_url).await?;
             let caller = cli_caller(workspace_of(&full_name));
@@ -145,8 +150,7 @@ pub async fn run(
                 online.as_ref(),
                 &caller,
                 &full_name,
-                ttl.as_deref(),
-                full,
+                &online::PublishOptions { ttl, full, refresh },
             )
             .await?;
             println!(
@@ -158,6 +162,9 @@ pub async fn run(
                 published.keys_written,
                 published.keys_removed
             );
+            if let Some(refresh) = &published.refresh {
+                println!("a running server refreshes it: {refresh}");
+            }
         }
         FeaturesCommand::Lookup {
             full_name,
@@ -170,16 +177,14 @@ pub async fn run(
                 .iter()
                 .map(|k| key_object(k))
                 .collect::<Result<Vec<_>>>()?;
-            let results = online::lookup(
-                store,
-                online.as_ref(),
-                &caller,
-                &full_name,
-                &keys,
-                ttl.as_deref(),
-                tarn_core::ids::now_millis(),
-            )
-            .await?;
+            let request = online::LookupRequest {
+                table: &full_name,
+                keys: &keys,
+                ttl: ttl.as_deref(),
+                now: tarn_core::ids::now_millis(),
+            };
+            let cache = online::LookupCache::default();
+            let results = online::lookup(store, online.as_ref(), &cache, &caller, &request).await?;
             for (key, result) in keys.iter().zip(results) {
                 println!(
                     "{}  {}",

@@ -334,6 +334,11 @@ fn init_logging(format: &str, default_filter: &str) {
     }
 }
 
+// Arrow and Parquet work allocates and frees large buffers from many threads; glibc's
+// per-thread arenas kept much of it resident after a training set was answered.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();

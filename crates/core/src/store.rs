@@ -264,6 +264,9 @@ pub trait IdentityStore: Send + Sync {
         password_hash: Option<&str>,
     ) -> Result<PrincipalRecord>;
     async fn get_principal(&self, name: &str) -> Result<PrincipalRecord>;
+    /// The principal with its groups, for work done on its behalf later (refreshes); refused
+    /// (PERMISSION_DENIED) when it was deactivated.
+    async fn active_principal(&self, name: &str) -> Result<Principal>;
     async fn list_principals(&self, kind: Option<PrincipalKind>) -> Result<Vec<PrincipalRecord>>;
     async fn set_password_hash(&self, name: &str, password_hash: &str) -> Result<()>;
     async fn set_active(&self, name: &str, active: bool) -> Result<()>;

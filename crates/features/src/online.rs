@@ -7,25 +7,28 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use tarn_core::catalog::Privilege;
 use tarn_core::features::{FeatureTable, parse_duration_micros};
 use tarn_core::ids::now_millis;
 use tarn_core::store::MetaStore;
-use tarn_core::{Error, Result};
+use tarn_core::{Error, ErrorCode, Result};
 use tarn_lake::access::Caller;
 use tarn_lake::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use tarn_lake::arrow::compute::{concat_batches, take};
+use tarn_lake::arrow::compute::take;
+use tarn_lake::arrow::datatypes::{Field, Schema};
 use tarn_lake::arrow::json::WriterBuilder;
 use tarn_lake::arrow::json::writer::LineDelimited;
 use tarn_lake::arrow::util::display::array_value_to_string;
 use tarn_lake::catalog::location_of;
 use tarn_lake::{At, Lake};
 
-use crate::pit::{FeatureIndex, micros};
+use crate::pit::{FeatureIndex, Gather, joined_column, micros};
 use crate::tables::feature_table_for;
 
 /// Separates the parts of a composite key in its text form.
@@ -52,6 +55,52 @@ pub struct Publication {
     /// Values older than this (microseconds) are reported missing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_micros: Option<i64>,
+    /// How the server keeps it published: `continuous` or a schedule like `1h`; none when
+    /// only asked to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
+    /// Whose access the server's refreshes use, and in which workspace: who last published.
+    pub published_by: String,
+    pub workspace: String,
+    /// Why the last refresh by the server failed, until one succeeds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_error: Option<String>,
+}
+
+/// How a published table is kept fresh by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// Only when someone publishes.
+    Manual,
+    /// As soon as the table has a new version (the server checks every few seconds).
+    Continuous,
+    /// When the last publish is this old (microseconds) and the table has changed since.
+    Every(i64),
+}
+
+impl Refresh {
+    /// `manual`, `continuous`, or a duration (`15m`, `1h`, `1d`).
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "manual" => Ok(Self::Manual),
+            "continuous" => Ok(Self::Continuous),
+            other => match parse_duration_micros(other) {
+                Ok(micros) if micros >= 1_000_000 => Ok(Self::Every(micros)),
+                _ => Err(Error::invalid(format!(
+                    "Invalid refresh '{other}': expected manual, continuous or a schedule of at least a second like 15m or 1h"
+                ))),
+            },
+        }
+    }
+
+    /// Whether a table published at `published_at` (milliseconds) is due a check at `now`.
+    pub fn due(self, published_at: i64, now: i64) -> bool {
+        match self {
+            Self::Manual => false,
+            Self::Continuous => true,
+            Self::Every(micros) => now.saturating_sub(published_at) >= micros / 1000,
+        }
+    }
 }
 
 /// Where published features live.
@@ -71,6 +120,10 @@ pub trait OnlineStore: Send + Sync {
     async fn get(&self, table: &str, keys: &[String])
     -> Result<Vec<Option<(Option<i64>, String)>>>;
     async fn publication(&self, table: &str) -> Result<Option<Publication>>;
+    /// Every publication, for the server's refreshes.
+    async fn publications(&self) -> Result<Vec<Publication>>;
+    /// Records why a refresh failed (none: it worked again).
+    async fn set_refresh_error(&self, table: &str, error: Option<&str>) -> Result<()>;
 }
 
 /// The SQLite online store, in a file of its own beside the metadata store.
@@ -106,6 +159,28 @@ impl SqliteOnlineStore {
                 .execute(&pool)
                 .await
                 .map_err(online_error)?;
+        }
+        // Columns added after the first release of the online store.
+        let existing: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info('online_publications')")
+                .fetch_all(&pool)
+                .await
+                .map_err(online_error)?;
+        for (column, definition) in [
+            ("refresh", "TEXT"),
+            ("published_by", "TEXT NOT NULL DEFAULT ''"),
+            ("workspace", "TEXT NOT NULL DEFAULT ''"),
+            ("refresh_error", "TEXT"),
+        ] {
+            if !existing.iter().any(|c| c == column) {
+                // Both parts are the constants above.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ALTER TABLE online_publications ADD COLUMN {column} {definition}"
+                )))
+                .execute(&pool)
+                .await
+                .map_err(online_error)?;
+            }
         }
         Ok(Self { pool })
     }
@@ -169,15 +244,21 @@ impl OnlineStore for SqliteOnlineStore {
                 .map_err(online_error)?;
         }
         sqlx::query(
-            "INSERT INTO online_publications (table_name, version, published_at, keys, ttl_micros) \
-             VALUES ($1, $2, $3, (SELECT COUNT(*) FROM online_features WHERE table_name = $1), $4) \
+            "INSERT INTO online_publications (table_name, version, published_at, keys, ttl_micros, \
+             refresh, published_by, workspace, refresh_error) \
+             VALUES ($1, $2, $3, (SELECT COUNT(*) FROM online_features WHERE table_name = $1), $4, $5, $6, $7, NULL) \
              ON CONFLICT (table_name) DO UPDATE SET version = excluded.version, \
-             published_at = excluded.published_at, keys = excluded.keys, ttl_micros = excluded.ttl_micros",
+             published_at = excluded.published_at, keys = excluded.keys, ttl_micros = excluded.ttl_micros, \
+             refresh = excluded.refresh, published_by = excluded.published_by, \
+             workspace = excluded.workspace, refresh_error = NULL",
         )
         .bind(table)
         .bind(publication.version as i64)
         .bind(publication.published_at)
         .bind(publication.ttl_micros)
+        .bind(&publication.refresh)
+        .bind(&publication.published_by)
+        .bind(&publication.workspace)
         .execute(&mut *tx)
         .await
         .map_err(online_error)?;
@@ -212,26 +293,58 @@ impl OnlineStore for SqliteOnlineStore {
     }
 
     async fn publication(&self, table: &str) -> Result<Option<Publication>> {
-        let row: Option<(i64, i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT version, published_at, keys, ttl_micros FROM online_publications WHERE table_name = $1",
+        let row = sqlx::query(
+            "SELECT table_name, version, published_at, keys, ttl_micros, refresh, published_by, \
+             workspace, refresh_error FROM online_publications WHERE table_name = $1",
         )
         .bind(table)
         .fetch_optional(&self.pool)
         .await
         .map_err(online_error)?;
-        Ok(
-            row.map(|(version, published_at, keys, ttl_micros)| Publication {
-                table_name: table.to_string(),
-                version: version as u64,
-                published_at,
-                keys: keys as u64,
-                ttl_micros,
-            }),
+        row.as_ref().map(row_publication).transpose()
+    }
+
+    async fn publications(&self) -> Result<Vec<Publication>> {
+        let rows = sqlx::query(
+            "SELECT table_name, version, published_at, keys, ttl_micros, refresh, published_by, \
+             workspace, refresh_error FROM online_publications ORDER BY table_name",
         )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(online_error)?;
+        rows.iter().map(row_publication).collect()
+    }
+
+    async fn set_refresh_error(&self, table: &str, error: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE online_publications SET refresh_error = $2 WHERE table_name = $1")
+            .bind(table)
+            .bind(error)
+            .execute(&self.pool)
+            .await
+            .map_err(online_error)?;
+        Ok(())
     }
 }
 
-/// The table's key columns in `batch` (its rows or its changes).
+fn row_publication(row: &sqlx::sqlite::SqliteRow) -> Result<Publication> {
+    use sqlx::Row;
+    let read = || -> std::result::Result<Publication, sqlx::Error> {
+        Ok(Publication {
+            table_name: row.try_get("table_name")?,
+            version: row.try_get::<i64, _>("version")? as u64,
+            published_at: row.try_get("published_at")?,
+            keys: row.try_get::<i64, _>("keys")? as u64,
+            ttl_micros: row.try_get("ttl_micros")?,
+            refresh: row.try_get("refresh")?,
+            published_by: row.try_get("published_by")?,
+            workspace: row.try_get("workspace")?,
+            refresh_error: row.try_get("refresh_error")?,
+        })
+    };
+    read().map_err(online_error)
+}
+
+/// The table's key columns in `batch` (its changes).
 fn key_columns(meta: &FeatureTable, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
     meta.primary_keys
         .iter()
@@ -276,26 +389,24 @@ pub fn key_of_json(values: &[&serde_json::Value]) -> Option<String> {
     Some(text)
 }
 
-/// The latest row of each key among `batch`'s rows, as online rows; `only` narrows to keys
-/// whose text is in it.
+/// The latest row of each key among the table's rows (read in `batches`), as online rows;
+/// `only` narrows to keys whose text is in it.
 fn latest_rows(
     meta: &FeatureTable,
-    batch: &RecordBatch,
+    batches: &[RecordBatch],
     only: Option<&HashSet<String>>,
 ) -> Result<Vec<OnlineRow>> {
-    let keys = key_columns(meta, batch)?;
+    let table = &meta.full_name;
+    let keys = meta
+        .primary_keys
+        .iter()
+        .map(|k| joined_column(batches, k, table))
+        .collect::<Result<Vec<_>>>()?;
     let times = match &meta.timestamp_key {
-        Some(ts) => Some(micros(
-            batch
-                .column_by_name(ts)
-                .ok_or_else(|| Error::internal(format!("{} lacks '{ts}'", meta.full_name)))?
-                .as_ref(),
-            ts,
-        )?),
+        Some(ts) => Some(micros(joined_column(batches, ts, table)?.as_ref(), ts)?),
         None => None,
     };
-    let index = FeatureIndex::build(&meta.full_name, &meta.primary_keys, &keys, times.as_ref())?;
-    let mut latest: Vec<u32> = index.latest_rows();
+    let mut latest = FeatureIndex::latest_rows(table, &meta.primary_keys, &keys, times.as_ref())?;
     if let Some(only) = only {
         latest.retain(|row| only.contains(&key_text(&keys, *row as usize)));
     }
@@ -303,19 +414,22 @@ fn latest_rows(
     let is_key = |name: &str| {
         meta.primary_keys.iter().any(|k| k == name) || meta.timestamp_key.as_deref() == Some(name)
     };
-    let feature_columns: Vec<usize> = (0..batch.num_columns())
-        .filter(|i| !is_key(batch.schema().field(*i).name()))
-        .collect();
-    let features = batch
-        .project(&feature_columns)
-        .map_err(|e| Error::internal(format!("cannot select features: {e}")))?;
-    let taken: Vec<ArrayRef> = features
-        .columns()
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .ok_or_else(|| Error::internal(format!("no rows of {table} were read")))?;
+    let feature_fields: Vec<Field> = schema
+        .fields()
         .iter()
-        .map(|c| take(c.as_ref(), &indices, None))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::internal(format!("cannot gather features: {e}")))?;
-    let taken = RecordBatch::try_new(features.schema(), taken)
+        .filter(|f| !is_key(f.name()))
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let rows = Gather::new(batches, &indices);
+    let taken = feature_fields
+        .iter()
+        .map(|f| rows.column(f.name(), table))
+        .collect::<Result<Vec<_>>>()?;
+    let taken = RecordBatch::try_new(Arc::new(Schema::new(feature_fields)), taken)
         .map_err(|e| Error::internal(format!("cannot gather features: {e}")))?;
     let mut writer = WriterBuilder::new()
         .with_explicit_nulls(true)
@@ -352,43 +466,132 @@ pub struct Published {
     pub keys_written: usize,
     pub keys_removed: usize,
     pub online_store: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
+}
+
+/// What a publish is asked for beyond writing the keys changed since the last one.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// How old a value may be when looked up (`3d`); the last publish's when none.
+    pub ttl: Option<String>,
+    /// Rewrite every key.
+    pub full: bool,
+    /// How the server keeps the table published from now on (`manual`, `continuous`, `1h`);
+    /// the last publish's when none.
+    pub refresh: Option<String>,
 }
 
 /// Publishes the latest value of each key of a feature table to the online store: every key
 /// the first time, then only keys the change feed shows changed since the last published
-/// version. `ttl` sets how old a value may be when looked up.
+/// version.
 pub async fn publish(
     lake: &Lake,
     store: &dyn MetaStore,
     online: &dyn OnlineStore,
     caller: &Caller,
     full_name: &str,
-    ttl: Option<&str>,
-    full: bool,
+    options: &PublishOptions,
 ) -> Result<Published> {
     let (meta, table) = feature_table_for(store, caller, full_name, Privilege::Select).await?;
-    let ttl_micros = ttl.map(parse_duration_micros).transpose()?;
-    let previous = online.publication(&meta.full_name).await?;
-    let location = location_of(&table)?;
-    let (schema, batches, version) = lake
-        .read_columns(&location, &meta.full_name, At::Latest, None)
-        .await?;
-    let since = previous.as_ref().filter(|_| !full).map(|p| p.version);
-    let changed: Option<HashSet<String>> = match since {
-        Some(last) if last >= version => Some(HashSet::new()),
-        Some(last) => Some(changed_keys(lake, &meta, &location, last + 1, version).await?),
+    let ttl_micros = options
+        .ttl
+        .as_deref()
+        .map(parse_duration_micros)
+        .transpose()?;
+    let refresh = match options.refresh.as_deref().map(Refresh::parse).transpose()? {
+        Some(Refresh::Manual) => None,
+        Some(_) => options.refresh.clone(),
         None => None,
     };
-    let batch = concat_batches(&schema, &batches)
-        .map_err(|e| Error::internal(format!("cannot gather {}: {e}", meta.full_name)))?;
-    let (rows, changed) = {
-        let meta = meta.clone();
-        tokio::task::spawn_blocking(move || {
-            latest_rows(&meta, &batch, changed.as_ref()).map(|rows| (rows, changed))
-        })
-        .await
-        .map_err(|e| Error::internal(format!("publishing failed: {e}")))??
+    let previous = online.publication(&meta.full_name).await?;
+    let refresh = match (&options.refresh, &previous) {
+        (None, Some(previous)) => previous.refresh.clone(),
+        _ => refresh,
     };
+    let location = location_of(&table)?;
+    let since = previous
+        .as_ref()
+        .filter(|_| !options.full)
+        .map(|p| p.version);
+    let started = std::time::Instant::now();
+    let latest = match since {
+        Some(last) => Some(
+            lake.latest_version(&location, &meta.full_name, last)
+                .await?,
+        ),
+        None => None,
+    };
+    let (rows, gone, version) = match (since, latest) {
+        // Nothing new: only the publication's settings and time change.
+        (Some(last), Some(latest)) if latest <= last => (Vec::new(), Vec::new(), last),
+        _ => changed_rows(lake, &meta, &location, since).await?,
+    };
+    let read_ms = started.elapsed().as_millis();
+    let publication = Publication {
+        table_name: meta.full_name.clone(),
+        version,
+        published_at: now_millis(),
+        keys: 0,
+        ttl_micros: ttl_micros.or(previous.as_ref().and_then(|p| p.ttl_micros)),
+        refresh: refresh.clone(),
+        published_by: caller.name.clone(),
+        workspace: caller.workspace.clone(),
+        refresh_error: None,
+    };
+    online
+        .apply(&publication, &rows, &gone, since.is_none())
+        .await?;
+    tracing::info!(
+        table = %meta.full_name,
+        version,
+        keys_written = rows.len(),
+        read_ms,
+        write_ms = started.elapsed().as_millis() - read_ms,
+        "published features"
+    );
+    Ok(Published {
+        table_name: meta.full_name,
+        mode: if since.is_none() {
+            "full"
+        } else {
+            "incremental"
+        },
+        from_version: since,
+        version,
+        keys_written: rows.len(),
+        keys_removed: gone.len(),
+        online_store: online.kind(),
+        refresh,
+    })
+}
+
+/// The rows to write (the latest of each key changed after version `since`, or of every key)
+/// and the keys to remove, at the table's latest version.
+async fn changed_rows(
+    lake: &Lake,
+    meta: &FeatureTable,
+    location: &url::Url,
+    since: Option<u64>,
+) -> Result<(Vec<OnlineRow>, Vec<String>, u64)> {
+    let (schema, mut batches, version) = lake
+        .read_columns(location, &meta.full_name, At::Latest, None)
+        .await?;
+    let changed: Option<HashSet<String>> = match since {
+        Some(last) if last >= version => Some(HashSet::new()),
+        Some(last) => Some(changed_keys(lake, meta, location, last + 1, version).await?),
+        None => None,
+    };
+    batches.retain(|b| b.num_rows() > 0);
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema));
+    }
+    let meta = meta.clone();
+    let (rows, changed) = tokio::task::spawn_blocking(move || {
+        latest_rows(&meta, &batches, changed.as_ref()).map(|rows| (rows, changed))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("publishing failed: {e}")))??;
     let gone: Vec<String> = match &changed {
         Some(changed) => {
             let written: HashSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
@@ -400,28 +603,98 @@ pub async fn publish(
         }
         None => Vec::new(),
     };
-    let publication = Publication {
-        table_name: meta.full_name.clone(),
-        version,
-        published_at: now_millis(),
-        keys: 0,
-        ttl_micros: ttl_micros.or(previous.as_ref().and_then(|p| p.ttl_micros)),
+    Ok((rows, gone, version))
+}
+
+/// Refreshes, as their publishers, the publications due at `now` (milliseconds) whose table
+/// has a new version: what the server runs every few seconds. A failure is recorded on its
+/// publication (and cleared by the next success) without stopping the others.
+pub async fn refresh_due(
+    lake: &Lake,
+    store: &dyn MetaStore,
+    online: &dyn OnlineStore,
+    now: i64,
+) -> Result<Vec<Published>> {
+    let mut refreshed = Vec::new();
+    for publication in online.publications().await? {
+        let Some(refresh) = publication.refresh.as_deref() else {
+            continue;
+        };
+        let due = Refresh::parse(refresh).is_ok_and(|r| r.due(publication.published_at, now));
+        if !due {
+            continue;
+        }
+        let attempt = async {
+            let caller = publisher(store, &publication).await?;
+            let (_, table) =
+                feature_table_for(store, &caller, &publication.table_name, Privilege::Select)
+                    .await?;
+            let latest = lake
+                .latest_version(
+                    &location_of(&table)?,
+                    &publication.table_name,
+                    publication.version,
+                )
+                .await?;
+            if latest <= publication.version {
+                return Ok(None);
+            }
+            let options = PublishOptions::default();
+            publish(
+                lake,
+                store,
+                online,
+                &caller,
+                &publication.table_name,
+                &options,
+            )
+            .await
+            .map(Some)
+        };
+        match attempt.await {
+            Ok(Some(published)) => refreshed.push(published),
+            Ok(None) if publication.refresh_error.is_some() => {
+                online
+                    .set_refresh_error(&publication.table_name, None)
+                    .await?;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(table = %publication.table_name, error = %err.message, "refreshing online features failed");
+                online
+                    .set_refresh_error(&publication.table_name, Some(&err.message))
+                    .await?;
+            }
+        }
+    }
+    Ok(refreshed)
+}
+
+/// Whom a refresh acts as: the principal who last published, with their groups, in the
+/// workspace they published from. A local command (`cli:` and no such principal) acts as an
+/// admin, as it did when run.
+async fn publisher(store: &dyn MetaStore, publication: &Publication) -> Result<Caller> {
+    let principal = match store.active_principal(&publication.published_by).await {
+        Err(err)
+            if err.code == ErrorCode::ResourceDoesNotExist
+                && publication.published_by.starts_with("cli:") =>
+        {
+            return Ok(Caller {
+                id: 0,
+                name: publication.published_by.clone(),
+                is_admin: true,
+                workspace: publication.workspace.clone(),
+                group_ids: Vec::new(),
+            });
+        }
+        other => other?,
     };
-    online
-        .apply(&publication, &rows, &gone, changed.is_none())
-        .await?;
-    Ok(Published {
-        table_name: meta.full_name,
-        mode: if changed.is_none() {
-            "full"
-        } else {
-            "incremental"
-        },
-        from_version: since,
-        version,
-        keys_written: rows.len(),
-        keys_removed: gone.len(),
-        online_store: online.kind(),
+    Ok(Caller {
+        id: principal.id,
+        name: principal.name,
+        is_admin: principal.is_admin,
+        workspace: publication.workspace.clone(),
+        group_ids: principal.group_ids,
     })
 }
 
@@ -457,36 +730,133 @@ pub enum Status {
 }
 
 /// One key's answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Lookup {
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feature_timestamp: Option<i64>,
-    pub values: serde_json::Value,
+    /// The features as stored (a JSON object, or null): passed through to the answer as they
+    /// are rather than parsed and printed again.
+    pub values: Box<RawValue>,
 }
 
-/// Looks keys up (each a JSON object of the table's primary keys) at `now` (milliseconds),
-/// refusing values older than `ttl` (or the publication's).
-pub async fn lookup(
+impl Lookup {
+    /// The features, parsed.
+    pub fn values(&self) -> serde_json::Value {
+        serde_json::from_str(self.values.get()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// What a lookup asks: keys of a table (each a JSON object of its primary keys), at `now`
+/// (milliseconds), refusing values older than `ttl` (the publication's when none).
+#[derive(Debug, Clone, Copy)]
+pub struct LookupRequest<'a> {
+    pub table: &'a str,
+    pub keys: &'a [serde_json::Map<String, serde_json::Value>],
+    pub ttl: Option<&'a str>,
+    pub now: i64,
+}
+
+/// What a lookup needs to know of a published table, once the caller's access is checked.
+#[derive(Debug)]
+pub struct Resolved {
+    table: String,
+    primary_keys: Vec<String>,
+    ttl_micros: Option<i64>,
+}
+
+/// How long a lookup trusts what it resolved (the caller's access to the table, its keys, the
+/// publication's ttl) without asking the stores again: the stores' round trips were most of
+/// a lookup's time. Changes through this server clear it at once (`LookupCache::clear`);
+/// changes made elsewhere are seen after this, as with the server's credential cache.
+const LOOKUP_CACHE_TTL: Duration = Duration::from_secs(5);
+const LOOKUP_CACHE_MAX_ENTRIES: usize = 10_000;
+
+type LookupKey = (i64, String, String);
+
+/// Tables recently resolved for lookups, per caller.
+#[derive(Debug, Default)]
+pub struct LookupCache {
+    entries: std::sync::Mutex<HashMap<LookupKey, (Arc<Resolved>, std::time::Instant)>>,
+}
+
+impl LookupCache {
+    fn key(caller: &Caller, table: &str) -> LookupKey {
+        (caller.id, caller.workspace.clone(), table.to_string())
+    }
+
+    fn get(&self, caller: &Caller, table: &str) -> Option<Arc<Resolved>> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(&Self::key(caller, table))
+            .filter(|(_, at)| at.elapsed() < LOOKUP_CACHE_TTL)
+            .map(|(resolved, _)| resolved.clone())
+    }
+
+    fn remember(&self, caller: &Caller, table: &str, resolved: Resolved) -> Arc<Resolved> {
+        let resolved = Arc::new(resolved);
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= LOOKUP_CACHE_MAX_ENTRIES {
+                entries.retain(|_, (_, at)| at.elapsed() < LOOKUP_CACHE_TTL);
+            }
+            entries.insert(
+                Self::key(caller, table),
+                (resolved.clone(), std::time::Instant::now()),
+            );
+        }
+        resolved
+    }
+
+    /// Forgets everything: after grants, bindings, memberships, tables or publications change.
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
+/// Checks the caller may read the table and that it is published.
+async fn resolve(
     store: &dyn MetaStore,
     online: &dyn OnlineStore,
     caller: &Caller,
-    full_name: &str,
-    keys: &[serde_json::Map<String, serde_json::Value>],
-    ttl: Option<&str>,
-    now: i64,
-) -> Result<Vec<Lookup>> {
-    let (meta, _) = feature_table_for(store, caller, full_name, Privilege::Select).await?;
+    table: &str,
+) -> Result<Resolved> {
+    let (meta, _) = feature_table_for(store, caller, table, Privilege::Select).await?;
     let publication = online.publication(&meta.full_name).await?.ok_or_else(|| {
         Error::invalid(format!(
             "{} is not published: publish it to the online store first",
             meta.full_name
         ))
     })?;
-    let ttl_micros = match ttl {
-        Some(text) => Some(parse_duration_micros(text)?),
-        None => publication.ttl_micros,
+    Ok(Resolved {
+        table: meta.full_name,
+        primary_keys: meta.primary_keys,
+        ttl_micros: publication.ttl_micros,
+    })
+}
+
+/// Looks keys up.
+pub async fn lookup(
+    store: &dyn MetaStore,
+    online: &dyn OnlineStore,
+    cache: &LookupCache,
+    caller: &Caller,
+    request: &LookupRequest<'_>,
+) -> Result<Vec<Lookup>> {
+    let meta = match cache.get(caller, request.table) {
+        Some(known) => known,
+        None => {
+            let resolved = resolve(store, online, caller, request.table).await?;
+            cache.remember(caller, request.table, resolved)
+        }
     };
+    let ttl_micros = match request.ttl {
+        Some(text) => Some(parse_duration_micros(text)?),
+        None => meta.ttl_micros,
+    };
+    let keys = request.keys;
+    let now = request.now;
     let mut texts = Vec::with_capacity(keys.len());
     for key in keys {
         let parts = meta
@@ -496,7 +866,7 @@ pub async fn lookup(
                 key.get(k).ok_or_else(|| {
                     Error::invalid(format!(
                         "A lookup key lacks '{k}': {} is keyed by {}",
-                        meta.full_name,
+                        meta.table,
                         meta.primary_keys.join(", ")
                     ))
                 })
@@ -505,7 +875,7 @@ pub async fn lookup(
         texts.push(key_of_json(&parts));
     }
     let wanted: Vec<String> = texts.iter().flatten().cloned().collect();
-    let mut found = online.get(&meta.full_name, &wanted).await?.into_iter();
+    let mut found = online.get(&meta.table, &wanted).await?.into_iter();
     let now_micros = now.saturating_mul(1000);
     Ok(texts
         .iter()
@@ -518,7 +888,7 @@ pub async fn lookup(
                 None => Lookup {
                     status: Status::NotFound,
                     feature_timestamp: None,
-                    values: serde_json::Value::Null,
+                    values: RawValue::NULL.to_owned(),
                 },
                 Some((ts, _))
                     if ttl_micros
@@ -528,13 +898,14 @@ pub async fn lookup(
                     Lookup {
                         status: Status::OutsideMaxAge,
                         feature_timestamp: ts,
-                        values: serde_json::Value::Null,
+                        values: RawValue::NULL.to_owned(),
                     }
                 }
                 Some((ts, values)) => Lookup {
                     status: Status::Present,
                     feature_timestamp: ts,
-                    values: serde_json::from_str(&values).unwrap_or(serde_json::Value::Null),
+                    values: RawValue::from_string(values)
+                        .unwrap_or_else(|_| RawValue::NULL.to_owned()),
                 },
             }
         })
@@ -581,6 +952,11 @@ impl RedisOnlineStore {
     fn publication_key(&self, table: &str) -> String {
         format!("{}:publication:{table}", self.namespace)
     }
+
+    /// The set of published tables' names.
+    fn publications_key(&self) -> String {
+        format!("{}:publications", self.namespace)
+    }
 }
 
 #[async_trait]
@@ -618,13 +994,20 @@ impl OnlineStore for RedisOnlineStore {
         let mut fields = vec![
             ("version", publication.version.to_string()),
             ("published_at", publication.published_at.to_string()),
+            ("published_by", publication.published_by.clone()),
+            ("workspace", publication.workspace.clone()),
         ];
         if let Some(ttl) = publication.ttl_micros {
             fields.push(("ttl_micros", ttl.to_string()));
         }
+        if let Some(refresh) = &publication.refresh {
+            fields.push(("refresh", refresh.clone()));
+        }
         let publication_key = self.publication_key(&publication.table_name);
         pipe.del(&publication_key).ignore();
         pipe.hset_multiple(&publication_key, &fields).ignore();
+        pipe.sadd(self.publications_key(), &publication.table_name)
+            .ignore();
         let mut connection = self.connection.clone();
         pipe.query_async::<()>(&mut connection)
             .await
@@ -665,6 +1048,7 @@ impl OnlineStore for RedisOnlineStore {
             .await
             .map_err(redis_error)?;
         let number = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
+        let text = |name: &str| fields.get(name).cloned();
         let (Some(version), Some(published_at)) = (number("version"), number("published_at"))
         else {
             return Ok(None);
@@ -675,7 +1059,49 @@ impl OnlineStore for RedisOnlineStore {
             published_at,
             keys,
             ttl_micros: number("ttl_micros"),
+            refresh: text("refresh"),
+            published_by: text("published_by").unwrap_or_default(),
+            workspace: text("workspace").unwrap_or_default(),
+            refresh_error: text("refresh_error"),
         }))
+    }
+
+    async fn publications(&self) -> Result<Vec<Publication>> {
+        let mut connection = self.connection.clone();
+        let mut tables: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.publications_key())
+            .query_async(&mut connection)
+            .await
+            .map_err(redis_error)?;
+        tables.sort();
+        let mut found = Vec::with_capacity(tables.len());
+        for table in tables {
+            if let Some(publication) = self.publication(&table).await? {
+                found.push(publication);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn set_refresh_error(&self, table: &str, error: Option<&str>) -> Result<()> {
+        let mut connection = self.connection.clone();
+        let key = self.publication_key(table);
+        let command = match error {
+            Some(message) => {
+                let mut c = redis::cmd("HSET");
+                c.arg(&key).arg("refresh_error").arg(message);
+                c
+            }
+            None => {
+                let mut c = redis::cmd("HDEL");
+                c.arg(&key).arg("refresh_error");
+                c
+            }
+        };
+        command
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(redis_error)
     }
 }
 

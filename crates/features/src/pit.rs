@@ -15,15 +15,19 @@
 //!
 //! The join groups the feature rows by key in a hash table, sorts each group by time, and
 //! binary-searches each label row's group: O((n + m) log n) time, memory for the feature
-//! columns it takes plus a few integers per feature row.
+//! columns it takes plus a few integers per feature row. Feature columns stay in the batches
+//! they were read in: only the key and time columns are put end to end, and the values the
+//! label rows get are gathered straight from the batches.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
+use foldhash::HashMapExt;
 
 use tarn_core::{Error, Result};
-use tarn_lake::arrow::array::{Array, ArrayRef, AsArray, Int64Array, UInt32Array};
+use tarn_lake::arrow::array::{Array, ArrayRef, AsArray, Int64Array, UInt32Array, new_null_array};
 use tarn_lake::arrow::compute::kernels::arity::unary;
-use tarn_lake::arrow::compute::{cast, take};
+use tarn_lake::arrow::compute::{cast, concat, interleave};
 use tarn_lake::arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::arrow::row::{RowConverter, SortField};
 use tarn_lake::arrow::util::display::array_value_to_string;
 
@@ -50,10 +54,27 @@ pub fn micros(array: &dyn Array, column: &str) -> Result<Int64Array> {
     }))
 }
 
+/// Keys to group ids.
+enum Groups {
+    /// A single integer key column, hashed as it is.
+    Integer(HashMap<i64, u32>),
+    /// Any other keys, encoded with Arrow's row format.
+    Encoded(RowConverter, HashMap<Box<[u8]>, u32>),
+}
+
+/// A single key column of an integer type, as i64 (the common case, hashed without encoding).
+fn integer_key(keys: &[ArrayRef]) -> Option<Int64Array> {
+    let [key] = keys else { return None };
+    if !key.data_type().is_integer() || *key.data_type() == DataType::UInt64 {
+        return None;
+    }
+    let cast = cast(key, &DataType::Int64).ok()?;
+    Some(cast.as_primitive::<Int64Type>().clone())
+}
+
 /// The rows of a feature table grouped by key, each group in time order.
 pub struct FeatureIndex {
-    converter: RowConverter,
-    groups: HashMap<Box<[u8]>, u32>,
+    groups: Groups,
     /// Group `g` holds `rows[offsets[g]..offsets[g + 1]]`.
     offsets: Vec<u32>,
     rows: Vec<u32>,
@@ -74,6 +95,102 @@ fn describe_key(names: &[String], keys: &[ArrayRef], row: usize) -> String {
         .join(", ")
 }
 
+/// The error for a second row with a key (and time) another row has.
+fn duplicate_row(
+    table: &str,
+    key_names: &[String],
+    keys: &[ArrayRef],
+    times: Option<&Int64Array>,
+    row: usize,
+) -> Error {
+    let what = match times {
+        Some(t) => format!(
+            "{} at {}",
+            describe_key(key_names, keys, row),
+            array_value_to_string(t, row).unwrap_or_default()
+        ),
+        None => describe_key(key_names, keys, row),
+    };
+    Error::invalid(format!(
+        "{table} holds more than one row for {what}: its keys must identify a row (write feature tables with merge)"
+    ))
+}
+
+/// Rows numbered by the group of their key, groups numbered as their keys first appear.
+struct Grouped {
+    groups: Groups,
+    /// Each row's group; `u32::MAX` for rows with a null key or time, which match nothing.
+    group_of: Vec<u32>,
+    /// Rows per group.
+    counts: Vec<u32>,
+}
+
+impl Grouped {
+    fn new(table: &str, keys: &[ArrayRef], times: Option<&Int64Array>) -> Result<Self> {
+        let n = keys.first().map_or(0, |k| k.len());
+        if n >= u32::MAX as usize {
+            return Err(Error::invalid(format!(
+                "{table} has {n} rows: at most {} feature rows per table are joined or published",
+                u32::MAX - 1
+            )));
+        }
+        let usable = |row: usize| {
+            keys.iter().all(|k| k.is_valid(row)) && times.is_none_or(|t| t.is_valid(row))
+        };
+        let mut group_of = vec![u32::MAX; n];
+        let mut counts: Vec<u32> = Vec::new();
+        // Puts a usable row in its key's group (`known`) or a new one, which it returns.
+        let mut assign = |row: usize, known: Option<u32>| -> Option<u32> {
+            let id = known.unwrap_or(counts.len() as u32);
+            if known.is_none() {
+                counts.push(0);
+            }
+            counts[id as usize] += 1;
+            group_of[row] = id;
+            known.is_none().then_some(id)
+        };
+        let groups = match integer_key(keys) {
+            Some(values) => {
+                let mut map: HashMap<i64, u32> = HashMap::new();
+                for (row, value) in values.values().iter().enumerate() {
+                    if usable(row)
+                        && let Some(new) = assign(row, map.get(value).copied())
+                    {
+                        map.insert(*value, new);
+                    }
+                }
+                Groups::Integer(map)
+            }
+            None => {
+                let converter = RowConverter::new(
+                    keys.iter()
+                        .map(|k| SortField::new(k.data_type().clone()))
+                        .collect(),
+                )
+                .map_err(|e| Error::invalid(format!("cannot index the keys of {table}: {e}")))?;
+                let encoded = converter.convert_columns(keys).map_err(|e| {
+                    Error::invalid(format!("cannot index the keys of {table}: {e}"))
+                })?;
+                let mut map: HashMap<Box<[u8]>, u32> = HashMap::new();
+                for row in 0..n {
+                    let key = encoded.row(row);
+                    if usable(row)
+                        && let Some(new) = assign(row, map.get(key.as_ref()).copied())
+                    {
+                        map.insert(key.as_ref().into(), new);
+                    }
+                }
+                Groups::Encoded(converter, map)
+            }
+        };
+        Ok(Self {
+            groups,
+            group_of,
+            counts,
+        })
+    }
+}
+
 impl FeatureIndex {
     /// Indexes a feature table's key columns (and times for a time-series table). Rows with a
     /// null key or time can match no label row and are left out. `table` and `key_names`
@@ -84,45 +201,11 @@ impl FeatureIndex {
         keys: &[ArrayRef],
         times: Option<&Int64Array>,
     ) -> Result<Self> {
-        let converter = RowConverter::new(
-            keys.iter()
-                .map(|k| SortField::new(k.data_type().clone()))
-                .collect(),
-        )
-        .map_err(|e| Error::invalid(format!("cannot index the keys of {table}: {e}")))?;
-        let encoded = converter
-            .convert_columns(keys)
-            .map_err(|e| Error::invalid(format!("cannot index the keys of {table}: {e}")))?;
-        let n = encoded.num_rows();
-        if n >= u32::MAX as usize {
-            return Err(Error::invalid(format!(
-                "{table} has {n} rows: a training set joins at most {} feature rows per table",
-                u32::MAX - 1
-            )));
-        }
-        let usable = |row: usize| {
-            keys.iter().all(|k| k.is_valid(row)) && times.is_none_or(|t| t.is_valid(row))
-        };
-        let mut groups: HashMap<Box<[u8]>, u32> = HashMap::new();
-        let mut group_of = vec![u32::MAX; n];
-        let mut counts: Vec<u32> = Vec::new();
-        for (row, group) in group_of.iter_mut().enumerate() {
-            if !usable(row) {
-                continue;
-            }
-            let key = encoded.row(row);
-            let id = match groups.get(key.as_ref()) {
-                Some(id) => *id,
-                None => {
-                    let id = counts.len() as u32;
-                    groups.insert(key.as_ref().into(), id);
-                    counts.push(0);
-                    id
-                }
-            };
-            counts[id as usize] += 1;
-            *group = id;
-        }
+        let Grouped {
+            groups,
+            group_of,
+            counts,
+        } = Grouped::new(table, keys, times)?;
         let mut offsets = Vec::with_capacity(counts.len() + 1);
         let mut total = 0u32;
         offsets.push(0);
@@ -139,19 +222,7 @@ impl FeatureIndex {
                 *slot += 1;
             }
         }
-        let duplicate = |row: usize| {
-            let what = match times {
-                Some(t) => format!(
-                    "{} at {}",
-                    describe_key(key_names, keys, row),
-                    array_value_to_string(t, row).unwrap_or_default()
-                ),
-                None => describe_key(key_names, keys, row),
-            };
-            Error::invalid(format!(
-                "{table} holds more than one row for {what}: its keys must identify a row (write feature tables with merge)"
-            ))
-        };
+        let duplicate = |row: usize| duplicate_row(table, key_names, keys, times, row);
         let times = match times {
             Some(t) => {
                 let values = t.values();
@@ -180,7 +251,6 @@ impl FeatureIndex {
             }
         };
         Ok(Self {
-            converter,
             groups,
             offsets,
             rows,
@@ -188,12 +258,47 @@ impl FeatureIndex {
         })
     }
 
-    /// The newest row of each key (the only row, for tables without a timestamp key).
-    pub fn latest_rows(&self) -> Vec<u32> {
-        self.offsets
-            .windows(2)
-            .map(|w| self.rows[w[1] as usize - 1])
-            .collect()
+    /// The newest row of each key (the only row, for tables without a timestamp key), in one
+    /// pass without building the index: what publishing needs. Two rows for a key's newest
+    /// time (or two rows for a key without times) are refused as `build` refuses them.
+    pub fn latest_rows(
+        table: &str,
+        key_names: &[String],
+        keys: &[ArrayRef],
+        times: Option<&Int64Array>,
+    ) -> Result<Vec<u32>> {
+        let Grouped {
+            group_of, counts, ..
+        } = Grouped::new(table, keys, times)?;
+        let duplicate = |row: usize| duplicate_row(table, key_names, keys, times, row);
+        let mut latest = vec![u32::MAX; counts.len()];
+        // A second row at a group's newest time so far, cleared when a newer row comes.
+        let mut tied = vec![u32::MAX; counts.len()];
+        for (row, group) in group_of.iter().enumerate() {
+            if *group == u32::MAX {
+                continue;
+            }
+            let g = *group as usize;
+            let best = latest[g];
+            if best == u32::MAX {
+                latest[g] = row as u32;
+                continue;
+            }
+            let Some(t) = times else {
+                return Err(duplicate(row));
+            };
+            let (mine, theirs) = (t.value(row), t.value(best as usize));
+            if mine > theirs {
+                latest[g] = row as u32;
+                tied[g] = u32::MAX;
+            } else if mine == theirs {
+                tied[g] = row as u32;
+            }
+        }
+        if let Some(row) = tied.iter().find(|r| **r != u32::MAX) {
+            return Err(duplicate(*row as usize));
+        }
+        Ok(latest)
     }
 
     /// For each label row, the feature row it gets (null when none qualifies). `keys` must
@@ -205,15 +310,26 @@ impl FeatureIndex {
         times: Option<&Int64Array>,
         lookback: Option<i64>,
     ) -> Result<UInt32Array> {
-        let encoded = self
-            .converter
-            .convert_columns(keys)
-            .map_err(|e| Error::invalid(format!("cannot compare lookup keys: {e}")))?;
-        let matched = (0..encoded.num_rows()).map(|row| {
+        let group_of: Box<dyn Fn(usize) -> Option<u32>> = match &self.groups {
+            Groups::Integer(map) => {
+                let values = integer_key(keys).ok_or_else(|| {
+                    Error::internal("lookup keys of another type than the feature keys")
+                })?;
+                Box::new(move |row| map.get(&values.value(row)).copied())
+            }
+            Groups::Encoded(converter, map) => {
+                let encoded = converter
+                    .convert_columns(keys)
+                    .map_err(|e| Error::invalid(format!("cannot compare lookup keys: {e}")))?;
+                Box::new(move |row| map.get(encoded.row(row).as_ref()).copied())
+            }
+        };
+        let rows = keys.first().map_or(0, |k| k.len());
+        let matched = (0..rows).map(|row| {
             if !keys.iter().all(|k| k.is_valid(row)) {
                 return None;
             }
-            let group = *self.groups.get(encoded.row(row).as_ref())? as usize;
+            let group = group_of(row)? as usize;
             let (start, end) = (
                 self.offsets[group] as usize,
                 self.offsets[group + 1] as usize,
@@ -239,9 +355,74 @@ impl FeatureIndex {
     }
 }
 
-/// The values of `column` at `indices` (null where the index is null).
-pub fn gather(column: &dyn Array, indices: &UInt32Array) -> Result<ArrayRef> {
-    take(column, indices, None).map_err(|e| Error::internal(format!("cannot gather features: {e}")))
+/// A column of rows read in several batches, put end to end (for keys and times, which the
+/// index needs in one piece).
+pub fn joined_column(batches: &[RecordBatch], name: &str, table: &str) -> Result<ArrayRef> {
+    let parts = batches
+        .iter()
+        .map(|b| {
+            b.column_by_name(name)
+                .map(|c| c.as_ref())
+                .ok_or_else(|| Error::invalid(format!("{table} has no column '{name}'")))
+        })
+        .collect::<Result<Vec<&dyn Array>>>()?;
+    match parts.as_slice() {
+        [] => Err(Error::internal(format!("no rows of {table} were read"))),
+        [one] => Ok(one.slice(0, one.len())),
+        _ => concat(&parts).map_err(|e| Error::internal(format!("cannot read {table}: {e}"))),
+    }
+}
+
+/// Picks rows, by their number across batches read one after another, out of those batches:
+/// `(batch, row)` pairs for `interleave`, a null index pointing at a one-row null array placed
+/// after the batches.
+pub struct Gather<'a> {
+    batches: &'a [RecordBatch],
+    pairs: Vec<(usize, usize)>,
+}
+
+impl<'a> Gather<'a> {
+    pub fn new(batches: &'a [RecordBatch], indices: &UInt32Array) -> Self {
+        let mut starts = Vec::with_capacity(batches.len());
+        let mut total = 0usize;
+        for batch in batches {
+            starts.push(total);
+            total += batch.num_rows();
+        }
+        let pairs = indices
+            .iter()
+            .map(|index| match index {
+                Some(row) => {
+                    let row = row as usize;
+                    let batch = starts.partition_point(|start| *start <= row) - 1;
+                    (batch, row - starts[batch])
+                }
+                None => (batches.len(), 0),
+            })
+            .collect();
+        Self { batches, pairs }
+    }
+
+    /// The values of column `name` at the picked rows (null where the index was null).
+    pub fn column(&self, name: &str, table: &str) -> Result<ArrayRef> {
+        let mut parts = self
+            .batches
+            .iter()
+            .map(|b| {
+                b.column_by_name(name)
+                    .cloned()
+                    .ok_or_else(|| Error::invalid(format!("{table} has no column '{name}'")))
+            })
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let data_type = parts
+            .first()
+            .map(|p| p.data_type().clone())
+            .ok_or_else(|| Error::internal(format!("no rows of {table} were read")))?;
+        parts.push(new_null_array(&data_type, 1));
+        let refs: Vec<&dyn Array> = parts.iter().map(|p| p.as_ref()).collect();
+        interleave(&refs, &self.pairs)
+            .map_err(|e| Error::internal(format!("cannot gather features: {e}")))
+    }
 }
 
 #[cfg(test)]
@@ -332,6 +513,55 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn the_newest_row_of_each_integer_key_in_one_pass() {
+        let keys: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![
+            Some(1),
+            Some(2),
+            Some(1),
+            None,
+            Some(1),
+        ]))];
+        let names = ["id".to_string()];
+        let latest = |times: Vec<Option<i64>>| {
+            FeatureIndex::latest_rows("dev.f.t", &names, &keys, Some(&Int64Array::from(times)))
+        };
+        assert_eq!(
+            latest(vec![Some(5), Some(1), Some(9), Some(99), Some(7)]).expect("ok"),
+            vec![2, 1]
+        );
+        // Two rows at an older time leave the newest alone; two at the newest are refused.
+        assert_eq!(
+            latest(vec![Some(5), Some(1), Some(9), Some(99), Some(5)]).expect("ok"),
+            vec![2, 1]
+        );
+        let err = latest(vec![Some(9), Some(1), Some(9), Some(99), Some(5)]).expect_err("refused");
+        assert!(
+            err.message.contains("more than one row for id=1 at 9"),
+            "{}",
+            err.message
+        );
+        // The integer path of the index agrees with the lookup of an integer key.
+        let index = FeatureIndex::build(
+            "dev.f.t",
+            &names,
+            &keys,
+            Some(&Int64Array::from(vec![
+                Some(5),
+                Some(1),
+                Some(9),
+                Some(99),
+                Some(7),
+            ])),
+        )
+        .expect("index");
+        let wanted: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![1, 1, 3]))];
+        let found = index
+            .lookup(&wanted, Some(&Int64Array::from(vec![8, 4, 8])), None)
+            .expect("lookup");
+        assert_eq!(found.iter().collect::<Vec<_>>(), vec![Some(4), None, None]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tarn_lake::catalog::{ManagedTable, location_of};
 use tarn_lake::{At, Lake, WriteMode, columns_of_arrow, lineage};
 
 use crate::ondemand::add_on_demand_features;
-use crate::pit::{FeatureIndex, gather, micros};
+use crate::pit::{FeatureIndex, Gather, joined_column, micros};
 use crate::{creatable_table, readable_table};
 
 /// A built training set: its rows, and the record of how they were made.
@@ -32,10 +32,11 @@ pub struct Built {
     pub training_set: TrainingSet,
 }
 
-/// A feature table ready to join: its metadata and the columns a lookup takes, as read.
+/// A feature table ready to join: its metadata and the columns a lookup takes, in the
+/// batches they were read in.
 struct FeatureRead {
     meta: FeatureTable,
-    batch: RecordBatch,
+    batches: Vec<RecordBatch>,
 }
 
 /// The label rows, one batch, and the tables they came from.
@@ -190,10 +191,13 @@ fn join_lookup(
         .meta
         .primary_keys
         .iter()
-        .map(|k| column(&read.batch, k, table))
+        .map(|k| joined_column(&read.batches, k, table))
         .collect::<Result<Vec<_>>>()?;
     let feature_times = match &read.meta.timestamp_key {
-        Some(ts) => Some(micros(column(&read.batch, ts, table)?.as_ref(), ts)?),
+        Some(ts) => Some(micros(
+            joined_column(&read.batches, ts, table)?.as_ref(),
+            ts,
+        )?),
         None => None,
     };
     let index = FeatureIndex::build(
@@ -231,12 +235,13 @@ fn join_lookup(
         .map(parse_duration_micros)
         .transpose()?;
     let indices = index.lookup(&label_keys, label_times.as_ref(), lookback)?;
+    drop(index);
     let unmatched =
         is_null(&indices).map_err(|e| Error::internal(format!("cannot apply defaults: {e}")))?;
+    let rows = Gather::new(&read.batches, &indices);
     let mut out = Vec::new();
     for name in lookup.feature_names.iter().flatten() {
-        let values = column(&read.batch, name, table)?;
-        let mut gathered = gather(values.as_ref(), &indices)?;
+        let mut gathered = rows.column(name, table)?;
         let output = lookup.rename_outputs.get(name).unwrap_or(name);
         let default = lookup
             .default_values
@@ -244,12 +249,12 @@ fn join_lookup(
             .or_else(|| lookup.default_values.get(name))
             .filter(|v| !v.is_null());
         if let Some(default) = default {
-            let default = default_array(default, values.data_type(), name)?;
+            let default = default_array(default, gathered.data_type(), name)?;
             gathered = zip(&unmatched, &Scalar::new(default), &gathered)
                 .map_err(|e| Error::internal(format!("cannot apply defaults: {e}")))?;
         }
         out.push((
-            Field::new(output, values.data_type().clone(), true),
+            Field::new(output, gathered.data_type().clone(), true),
             gathered,
         ));
     }
@@ -282,13 +287,15 @@ async fn read_feature_table(
     wanted.extend(meta.timestamp_key.iter().cloned());
     wanted.extend(lookup.feature_names.iter().flatten().cloned());
     let at = lookup.version.map_or(At::Latest, At::Version);
-    let (schema, batches, version) = lake
+    let (schema, mut batches, version) = lake
         .read_columns(&location_of(&table)?, &table.full_name, at, Some(&wanted))
         .await?;
     lookup.version = Some(version);
-    let batch = concat_batches(&schema, &batches)
-        .map_err(|e| Error::internal(format!("cannot gather {}: {e}", table.full_name)))?;
-    Ok(FeatureRead { meta, batch })
+    batches.retain(|b| b.num_rows() > 0);
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema));
+    }
+    Ok(FeatureRead { meta, batches })
 }
 
 /// Builds the rows of a training set for `caller`; the spec comes back with every table
@@ -310,15 +317,24 @@ pub async fn build(
         .collect();
     let mut columns: Vec<ArrayRef> = label.columns().to_vec();
     for lookup in &mut spec.feature_lookups {
+        let started = std::time::Instant::now();
         let read = read_feature_table(lake, store, caller, lookup).await?;
+        let read_ms = started.elapsed().as_millis();
         tables_read.push(TableVersion {
             name: read.meta.full_name.clone(),
             version: lookup.version.unwrap_or_default(),
         });
-        let (label, job) = (label.clone(), lookup.clone());
-        let joined = tokio::task::spawn_blocking(move || join_lookup(&label, &job, &read))
+        let (rows, job) = (label.clone(), lookup.clone());
+        let joined = tokio::task::spawn_blocking(move || join_lookup(&rows, &job, &read))
             .await
             .map_err(|e| Error::internal(format!("the join failed: {e}")))??;
+        tracing::info!(
+            table = %lookup.table_name,
+            rows = label.num_rows(),
+            read_ms,
+            join_ms = started.elapsed().as_millis() - read_ms,
+            "joined feature lookup"
+        );
         for (field, array) in joined {
             if fields.iter().any(|f| f.name() == field.name()) {
                 return Err(Error::invalid(format!(

@@ -421,6 +421,20 @@ impl Lake {
         Ok((schema, batches, version))
     }
 
+    /// The table's latest version from a listing of its log, without reading a snapshot: a
+    /// cheap check for something new since `known`, a version the table had.
+    pub async fn latest_version(&self, location: &Url, full_name: &str, known: u64) -> Result<u64> {
+        let table = unloaded(location).map_err(|e| table_error(full_name, e))?;
+        match table.log_store().get_latest_version(known).await {
+            Ok(version) => Ok(version),
+            // The log was cleaned up past `known`: read the snapshot instead.
+            Err(_) => Ok(open(location, full_name, At::Latest)
+                .await?
+                .version()
+                .unwrap_or_default()),
+        }
+    }
+
     /// The latest `limit` commits, newest first.
     pub async fn history(
         &self,

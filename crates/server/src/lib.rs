@@ -34,6 +34,8 @@ pub struct AppState {
     pub statements: Arc<statements::Statements>,
     /// Where published features are looked up.
     pub online: Arc<dyn tarn_features::online::OnlineStore>,
+    /// Tables lookups resolved recently.
+    pub lookups: Arc<tarn_features::online::LookupCache>,
 }
 
 impl AppState {
@@ -53,8 +55,16 @@ impl AppState {
             webhooks: Arc::new(webhooks::Sender::new(webhooks)?),
             lake: Arc::new(lake),
             online,
+            lookups: Arc::default(),
             statements: Arc::new(statements::Statements::default()),
         })
+    }
+
+    /// Forgets cached access decisions: after a change to principals, tokens, memberships,
+    /// grants, bindings or tables through this server.
+    pub fn forget_access(&self) {
+        self.auth_cache.clear();
+        self.lookups.clear();
     }
 }
 
@@ -94,8 +104,9 @@ pub async fn serve(
     let dispatcher = tokio::spawn(webhooks::run_dispatcher(
         state.store.clone(),
         state.webhooks.clone(),
-        stopped,
+        stopped.clone(),
     ));
+    let refresher = tokio::spawn(refresh_online_features(state.clone(), stopped));
     let served = axum::serve(
         listener,
         build_router(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -104,5 +115,34 @@ pub async fn serve(
     .await;
     let _ = stop_dispatcher.send(true);
     let _ = dispatcher.await;
+    let _ = refresher.await;
     served
+}
+
+/// How often the server looks for published feature tables due a refresh.
+const ONLINE_REFRESH_TICK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps continuously published and scheduled feature tables fresh in the online store.
+async fn refresh_online_features(state: AppState, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ONLINE_REFRESH_TICK) => {}
+            _ = stopped.changed() => return,
+        }
+        let refreshed = tarn_features::online::refresh_due(
+            &state.lake,
+            state.store.as_ref(),
+            state.online.as_ref(),
+            tarn_core::ids::now_millis(),
+        )
+        .await;
+        match refreshed {
+            Ok(published) => {
+                for p in published {
+                    tracing::info!(table = %p.table_name, version = p.version, keys_written = p.keys_written, keys_removed = p.keys_removed, "refreshed online features");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err.message, "cannot list publications to refresh"),
+        }
+    }
 }

@@ -2228,6 +2228,16 @@ impl IdentityStore for Store {
         Ok(())
     }
 
+    async fn active_principal(&self, name: &str) -> Result<Principal> {
+        let record = self.get_principal(name).await?;
+        if !record.active {
+            return Err(Error::permission_denied(format!(
+                "Principal '{name}' is deactivated"
+            )));
+        }
+        self.principal_with_groups(record).await
+    }
+
     async fn password_login(&self, name: &str) -> Result<Option<(String, Principal)>> {
         let Some(row) = sqlx::query(
             "SELECT * FROM principals WHERE name = $1 AND kind = 'user' AND active = TRUE",

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 use tarn_core::features::{FeatureLookup, LabelSource, TrainingSetSpec};
-use tarn_features::online::{self, Status};
+use tarn_features::online::{self, LookupCache, LookupRequest, PublishOptions, Status};
 use tarn_features::{tables, training};
 use tarn_lake::catalog::location_of;
 
@@ -53,11 +53,22 @@ fn rand_id() -> u128 {
 
 async fn publish_and_look_up(f: &Fixture, online: &dyn online::OnlineStore) {
     f.spend_table().await;
+    let manual = PublishOptions::default();
     let store = f.store.as_ref();
     let table = "dev.features.spend";
-    let first = online::publish(&f.lake, store, online, &f.alice, table, Some("3d"), false)
-        .await
-        .expect("publish");
+    let first = online::publish(
+        &f.lake,
+        store,
+        online,
+        &f.alice,
+        table,
+        &PublishOptions {
+            ttl: Some("3d".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("publish");
     assert_eq!(
         (first.mode, first.version, first.keys_written),
         ("full", 1, 2)
@@ -65,23 +76,45 @@ async fn publish_and_look_up(f: &Fixture, online: &dyn online::OnlineStore) {
 
     let keys = [key(1), key(2), key(3)];
     let day = |d: i64| d * DAY / 1000;
-    let found = online::lookup(store, online, &f.alice, table, &keys, None, day(6))
-        .await
-        .expect("lookup");
+    let found = online::lookup(
+        store,
+        online,
+        &LookupCache::default(),
+        &f.alice,
+        &LookupRequest {
+            table,
+            keys: &keys,
+            ttl: None,
+            now: day(6),
+        },
+    )
+    .await
+    .expect("lookup");
     let statuses: Vec<Status> = found.iter().map(|l| l.status).collect();
     assert_eq!(
         statuses,
         [Status::Present, Status::OutsideMaxAge, Status::NotFound],
         "key 2's row is 4 days old at day 6, older than the 3-day ttl"
     );
-    assert_eq!(found[0].values, json!({"spend": 5.0, "visits": 50}));
+    assert_eq!(found[0].values(), json!({"spend": 5.0, "visits": 50}));
     assert_eq!(found[0].feature_timestamp, Some(5 * DAY));
-    let without_ttl = online::lookup(store, online, &f.alice, table, &keys, Some("30d"), day(6))
-        .await
-        .expect("lookup");
+    let without_ttl = online::lookup(
+        store,
+        online,
+        &LookupCache::default(),
+        &f.alice,
+        &LookupRequest {
+            table,
+            keys: &keys,
+            ttl: Some("30d"),
+            now: day(6),
+        },
+    )
+    .await
+    .expect("lookup");
     assert_eq!(without_ttl[1].status, Status::Present);
     assert_eq!(
-        without_ttl[1].values,
+        without_ttl[1].values(),
         json!({"spend": null, "visits": 5}),
         "a null value is served as null"
     );
@@ -115,7 +148,7 @@ async fn publish_and_look_up(f: &Fixture, online: &dyn online::OnlineStore) {
         writer.into_inner()
     })
     .expect("rows");
-    assert_eq!(offline_rows[0], without_ttl[0].values);
+    assert_eq!(offline_rows[0], without_ttl[0].values());
     assert_eq!(
         offline_rows[1],
         json!({"visits": 5}),
@@ -148,7 +181,7 @@ async fn publish_and_look_up(f: &Fixture, online: &dyn online::OnlineStore) {
         )
         .await
         .expect("delete");
-    let second = online::publish(&f.lake, store, online, &f.alice, table, None, false)
+    let second = online::publish(&f.lake, store, online, &f.alice, table, &manual)
         .await
         .expect("publish again");
     assert_eq!(
@@ -161,10 +194,21 @@ async fn publish_and_look_up(f: &Fixture, online: &dyn online::OnlineStore) {
         ),
         ("incremental", Some(1), 3, 1, 1)
     );
-    let found = online::lookup(store, online, &f.alice, table, &keys, None, day(7))
-        .await
-        .expect("lookup");
-    assert_eq!(found[0].values, json!({"spend": 6.0, "visits": 60}));
+    let found = online::lookup(
+        store,
+        online,
+        &LookupCache::default(),
+        &f.alice,
+        &LookupRequest {
+            table,
+            keys: &keys,
+            ttl: None,
+            now: day(7),
+        },
+    )
+    .await
+    .expect("lookup");
+    assert_eq!(found[0].values(), json!({"spend": 6.0, "visits": 60}));
     assert_eq!(found[1].status, Status::NotFound);
     let freshness = online
         .publication(table)
@@ -175,14 +219,143 @@ async fn publish_and_look_up(f: &Fixture, online: &dyn online::OnlineStore) {
         (freshness.version, freshness.keys, freshness.ttl_micros),
         (3, 1, Some(3 * DAY))
     );
-    let nothing_new = online::publish(&f.lake, store, online, &f.alice, table, None, false)
+    let nothing_new = online::publish(&f.lake, store, online, &f.alice, table, &manual)
         .await
         .expect("publish without changes");
     assert_eq!((nothing_new.keys_written, nothing_new.keys_removed), (0, 0));
 
+    kept_fresh_by_the_server(f, online, table).await;
+
     // Bob may not read alice's table, online either.
-    let err = online::lookup(store, online, &f.bob, table, &keys, None, day(7))
+    let err = online::lookup(
+        store,
+        online,
+        &LookupCache::default(),
+        &f.bob,
+        &LookupRequest {
+            table,
+            keys: &keys,
+            ttl: None,
+            now: day(7),
+        },
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(err.code, tarn_core::ErrorCode::PermissionDenied);
+}
+
+/// Continuous and scheduled publications, refreshed as the server's loop does, with the clock
+/// given; a refresh that fails is recorded on the publication until one works.
+async fn kept_fresh_by_the_server(f: &Fixture, online: &dyn online::OnlineStore, table: &str) {
+    let store = f.store.as_ref();
+    let refresh = |text: &str| PublishOptions {
+        refresh: Some(text.into()),
+        ..Default::default()
+    };
+    let write = |day: i64, spend: f64| {
+        tables::write(
+            &f.lake,
+            store,
+            &f.alice,
+            table,
+            vec![spend_rows(&[(1, day, Some(spend), 0)])],
+        )
+    };
+    let refreshed = |now: i64| async move {
+        online::refresh_due(&f.lake, store, online, now)
+            .await
+            .expect("refresh")
+            .iter()
+            .map(|p| (p.table_name.clone(), p.version, p.keys_written))
+            .collect::<Vec<_>>()
+    };
+    let spend_of_key_1 = || async {
+        let found = online::lookup(
+            store,
+            online,
+            &LookupCache::default(),
+            &f.alice,
+            &LookupRequest {
+                table,
+                keys: &[key(1)],
+                ttl: Some("365d"),
+                now: 0,
+            },
+        )
+        .await
+        .expect("lookup");
+        found[0].values()["spend"].clone()
+    };
+    let now = tarn_core::ids::now_millis();
+    let hour = 3_600_000;
+
+    let published = online::publish(
+        &f.lake,
+        store,
+        online,
+        &f.alice,
+        table,
+        &refresh("continuous"),
+    )
+    .await
+    .expect("continuous");
+    assert_eq!(published.refresh.as_deref(), Some("continuous"));
+    assert_eq!(refreshed(now).await, [], "nothing new to publish");
+    write(7, 7.0).await.expect("write");
+    assert_eq!(refreshed(now).await, [(table.to_string(), 4, 1)]);
+    assert_eq!(spend_of_key_1().await, json!(7.0));
+    assert_eq!(refreshed(now).await, []);
+
+    // A schedule: the next change waits until the last publish is an hour old.
+    online::publish(&f.lake, store, online, &f.alice, table, &refresh("1h"))
+        .await
+        .expect("scheduled");
+    write(8, 8.0).await.expect("write");
+    assert_eq!(refreshed(now + hour / 2).await, []);
+    assert_eq!(spend_of_key_1().await, json!(7.0));
+    assert_eq!(refreshed(now + 2 * hour).await, [(table.to_string(), 5, 1)]);
+    assert_eq!(spend_of_key_1().await, json!(8.0));
+
+    // The publisher deactivated: the refresh fails, says why, and works again once they are back.
+    store.set_active("alice", false).await.expect("deactivate");
+    write(9, 9.0).await.expect("write");
+    assert_eq!(refreshed(now + 4 * hour).await, []);
+    let failed = online
+        .publication(table)
+        .await
+        .expect("read")
+        .expect("published");
+    assert!(
+        failed
+            .refresh_error
+            .as_deref()
+            .is_some_and(|e| e.contains("'alice' is deactivated")),
+        "{failed:?}"
+    );
+    store.set_active("alice", true).await.expect("reactivate");
+    assert_eq!(refreshed(now + 4 * hour).await, [(table.to_string(), 6, 1)]);
+    let healed = online
+        .publication(table)
+        .await
+        .expect("read")
+        .expect("published");
+    assert_eq!(
+        (healed.refresh_error, healed.refresh.as_deref()),
+        (None, Some("1h"))
+    );
+
+    // Back to publishing only when asked.
+    online::publish(&f.lake, store, online, &f.alice, table, &refresh("manual"))
+        .await
+        .expect("manual");
+    write(10, 10.0).await.expect("write");
+    assert_eq!(refreshed(now + 10 * hour).await, []);
+    let err = online::publish(&f.lake, store, online, &f.alice, table, &refresh("often"))
         .await
         .expect_err("refused");
-    assert_eq!(err.code, tarn_core::ErrorCode::PermissionDenied);
+    assert!(
+        err.message.contains("Invalid refresh 'often'"),
+        "{}",
+        err.message
+    );
 }

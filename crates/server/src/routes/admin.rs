@@ -207,7 +207,7 @@ pub async fn remove_member(
         .store
         .remove_workspace_member(&ctx.workspace, &req.principal)
         .await?;
-    state.auth_cache.clear();
+    state.forget_access();
     Ok(Json(json!({})))
 }
 
@@ -306,6 +306,6 @@ pub async fn revoke_own_token(
         );
     }
     state.store.revoke_token(&req.token_id).await?;
-    state.auth_cache.clear();
+    state.forget_access();
     Ok(Json(json!({})))
 }

@@ -300,6 +300,7 @@ async fn delete_schema(
         .store
         .delete_schema(&catalog, &name, force, &actor(&ctx))
         .await?;
+    state.forget_access();
     for table in &dropped {
         state.lake.remove_data_of(table).await;
     }
@@ -493,6 +494,7 @@ async fn delete_table(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -
             &actor(&ctx),
         )
         .await?;
+    state.forget_access();
     state.lake.remove_data_of(&dropped).await;
     Ok(Json(json!({})))
 }
@@ -928,6 +930,7 @@ async fn update_permissions(
             &actor(&ctx),
         )
         .await?;
+    state.forget_access();
     Ok(Json(json!({ "privilege_assignments": assignments })))
 }
 
@@ -1029,5 +1032,6 @@ async fn update_bindings(
                 .await?;
         }
     }
+    state.forget_access();
     Ok(bindings_body(state.store.catalog_bindings(&name).await?))
 }

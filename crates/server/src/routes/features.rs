@@ -224,6 +224,9 @@ async fn get_feature_table(State(state): State<AppState>, ctx: Ctx, path: PathAr
             "published_at": publication.published_at,
             "keys": publication.keys,
             "ttl_seconds": publication.ttl_micros.map(|t| t as f64 / 1e6),
+            "refresh": publication.refresh.as_deref().unwrap_or("manual"),
+            "published_by": publication.published_by,
+            "refresh_error": publication.refresh_error,
         });
     }
     Ok(Json(body))
@@ -235,6 +238,8 @@ struct PublishReq {
     ttl: Option<String>,
     /// `full` rewrites every key; otherwise only keys changed since the last publish.
     mode: Option<String>,
+    /// How the server keeps the table published: `manual`, `continuous` or a schedule (`1h`).
+    refresh: Option<String>,
 }
 
 /// Publishes the latest value of each key to the online store.
@@ -254,16 +259,22 @@ async fn publish_feature_table(
             .into());
         }
     };
+    let options = online::PublishOptions {
+        ttl: req.ttl,
+        full,
+        refresh: req.refresh,
+    };
     let published = online::publish(
         &state.lake,
         state.store.as_ref(),
         state.online.as_ref(),
         &ctx.caller(),
         path.get("full_name")?,
-        req.ttl.as_deref(),
-        full,
+        &options,
     )
     .await?;
+    // The publication's ttl may have changed.
+    state.lookups.clear();
     Ok(Json(json!(published)))
 }
 
@@ -294,14 +305,18 @@ async fn lookup_features(
         ))
         .into());
     }
+    let request = online::LookupRequest {
+        table: &table,
+        keys: &req.keys,
+        ttl: req.ttl.as_deref(),
+        now: tarn_core::ids::now_millis(),
+    };
     let results = online::lookup(
         state.store.as_ref(),
         state.online.as_ref(),
+        &state.lookups,
         &ctx.caller(),
-        &table,
-        &req.keys,
-        req.ttl.as_deref(),
-        tarn_core::ids::now_millis(),
+        &request,
     )
     .await?;
     Ok(Json(json!({ "results": results })))
@@ -331,6 +346,7 @@ async fn delete_feature_table(
         .lake
         .drop_table(state.store.as_ref(), &caller.actor(), &table)
         .await?;
+    state.forget_access();
     Ok(Json(json!({})))
 }
 

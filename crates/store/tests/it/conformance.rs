@@ -1275,7 +1275,20 @@ pub async fn principals_tokens_and_groups(store: Store) {
         .expect("login")
         .expect("user");
     assert_eq!((hash.as_str(), login.name.as_str()), ("hash", "alice"));
+    let on_behalf = store.active_principal("alice").await.expect("active");
+    assert_eq!(
+        (on_behalf.id, on_behalf.group_ids.len()),
+        (alice.id, 1),
+        "with the groups whose grants it holds"
+    );
     store.set_active("alice", false).await.expect("deactivate");
+    let err = store
+        .active_principal("alice")
+        .await
+        .expect_err("deactivated");
+    assert_eq!(err.code, ErrorCode::PermissionDenied, "{}", err.message);
+    let err = store.active_principal("nobody").await.expect_err("unknown");
+    assert_eq!(err.code, ErrorCode::ResourceDoesNotExist);
     assert!(
         store
             .password_login("alice")
