@@ -141,6 +141,8 @@ impl SqliteOnlineStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
+            // A full publish writes every key at once: keep its B-tree pages in memory.
+            .pragma("cache_size", "-65536")
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -592,6 +594,9 @@ async fn changed_rows(
     })
     .await
     .map_err(|e| Error::internal(format!("publishing failed: {e}")))??;
+    // In key order, the store's B-tree fills page after page instead of all over.
+    let mut rows = rows;
+    rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     let gone: Vec<String> = match &changed {
         Some(changed) => {
             let written: HashSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
