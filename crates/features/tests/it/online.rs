@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 use tarn_core::features::{FeatureLookup, LabelSource, TrainingSetSpec};
 use tarn_features::online::{self, LookupCache, LookupRequest, PublishOptions, Status};
 use tarn_features::{tables, training};
+use tarn_lake::access::Caller;
 use tarn_lake::catalog::location_of;
 
 use crate::pit_end_to_end::{DAY, Fixture, spend_rows};
@@ -43,6 +44,32 @@ async fn redis_publishes_incrementally_and_looks_up_within_the_time_to_live() {
     publish_and_look_up(&f, online.as_ref()).await;
 }
 
+/// A lookup with a cache of its own, as a first request resolves the table.
+async fn look_up(
+    f: &Fixture,
+    online: &dyn online::OnlineStore,
+    caller: &Caller,
+    table: &str,
+    keys: &[Map<String, Value>],
+    ttl: Option<&str>,
+    now: i64,
+) -> tarn_core::Result<Vec<online::Lookup>> {
+    let request = LookupRequest {
+        table,
+        keys,
+        ttl,
+        now,
+    };
+    online::lookup(
+        f.store.as_ref(),
+        online,
+        &LookupCache::default(),
+        caller,
+        &request,
+    )
+    .await
+}
+
 fn rand_id() -> u128 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -76,20 +103,9 @@ async fn publish_and_look_up(f: &Fixture, online: &dyn online::OnlineStore) {
 
     let keys = [key(1), key(2), key(3)];
     let day = |d: i64| d * DAY / 1000;
-    let found = online::lookup(
-        store,
-        online,
-        &LookupCache::default(),
-        &f.alice,
-        &LookupRequest {
-            table,
-            keys: &keys,
-            ttl: None,
-            now: day(6),
-        },
-    )
-    .await
-    .expect("lookup");
+    let found = look_up(f, online, &f.alice, table, &keys, None, day(6))
+        .await
+        .expect("lookup");
     let statuses: Vec<Status> = found.iter().map(|l| l.status).collect();
     assert_eq!(
         statuses,
@@ -98,20 +114,9 @@ async fn publish_and_look_up(f: &Fixture, online: &dyn online::OnlineStore) {
     );
     assert_eq!(found[0].values(), json!({"spend": 5.0, "visits": 50}));
     assert_eq!(found[0].feature_timestamp, Some(5 * DAY));
-    let without_ttl = online::lookup(
-        store,
-        online,
-        &LookupCache::default(),
-        &f.alice,
-        &LookupRequest {
-            table,
-            keys: &keys,
-            ttl: Some("30d"),
-            now: day(6),
-        },
-    )
-    .await
-    .expect("lookup");
+    let without_ttl = look_up(f, online, &f.alice, table, &keys, Some("30d"), day(6))
+        .await
+        .expect("lookup");
     assert_eq!(without_ttl[1].status, Status::Present);
     assert_eq!(
         without_ttl[1].values(),
@@ -194,20 +199,9 @@ async fn publish_and_look_up(f: &Fixture, online: &dyn online::OnlineStore) {
         ),
         ("incremental", Some(1), 3, 1, 1)
     );
-    let found = online::lookup(
-        store,
-        online,
-        &LookupCache::default(),
-        &f.alice,
-        &LookupRequest {
-            table,
-            keys: &keys,
-            ttl: None,
-            now: day(7),
-        },
-    )
-    .await
-    .expect("lookup");
+    let found = look_up(f, online, &f.alice, table, &keys, None, day(7))
+        .await
+        .expect("lookup");
     assert_eq!(found[0].values(), json!({"spend": 6.0, "visits": 60}));
     assert_eq!(found[1].status, Status::NotFound);
     let freshness = online
@@ -227,20 +221,9 @@ async fn publish_and_look_up(f: &Fixture, online: &dyn online::OnlineStore) {
     kept_fresh_by_the_server(f, online, table).await;
 
     // Bob may not read alice's table, online either.
-    let err = online::lookup(
-        store,
-        online,
-        &LookupCache::default(),
-        &f.bob,
-        &LookupRequest {
-            table,
-            keys: &keys,
-            ttl: None,
-            now: day(7),
-        },
-    )
-    .await
-    .expect_err("refused");
+    let err = look_up(f, online, &f.bob, table, &keys, None, day(7))
+        .await
+        .expect_err("refused");
     assert_eq!(err.code, tarn_core::ErrorCode::PermissionDenied);
 }
 
@@ -270,20 +253,9 @@ async fn kept_fresh_by_the_server(f: &Fixture, online: &dyn online::OnlineStore,
             .collect::<Vec<_>>()
     };
     let spend_of_key_1 = || async {
-        let found = online::lookup(
-            store,
-            online,
-            &LookupCache::default(),
-            &f.alice,
-            &LookupRequest {
-                table,
-                keys: &[key(1)],
-                ttl: Some("365d"),
-                now: 0,
-            },
-        )
-        .await
-        .expect("lookup");
+        let found = look_up(f, online, &f.alice, table, &[key(1)], Some("365d"), 0)
+            .await
+            .expect("lookup");
         found[0].values()["spend"].clone()
     };
     let now = tarn_core::ids::now_millis();
