@@ -26,6 +26,8 @@ use tarn_lake::arrow::json::WriterBuilder;
 use tarn_lake::arrow::json::writer::LineDelimited;
 use tarn_lake::arrow::util::display::array_value_to_string;
 use tarn_lake::catalog::location_of;
+use tarn_lake::datafusion::common::ScalarValue;
+use tarn_lake::datafusion::prelude::{Expr, ident, in_list, lit};
 use tarn_lake::{At, Lake};
 
 use crate::pit::{FeatureIndex, Gather, joined_column, micros};
@@ -529,7 +531,7 @@ pub async fn publish(
     let (rows, gone, version) = match (since, latest) {
         // Nothing new: only the publication's settings and time change.
         (Some(last), Some(latest)) if latest <= last => (Vec::new(), Vec::new(), last),
-        _ => changed_rows(lake, &meta, &location, since).await?,
+        _ => changed_rows(lake, &meta, &location, since, latest).await?,
     };
     let read_ms = started.elapsed().as_millis();
     let publication = Publication {
@@ -571,20 +573,37 @@ pub async fn publish(
 }
 
 /// The rows to write (the latest of each key changed after version `since`, or of every key)
-/// and the keys to remove, at the table's latest version.
+/// and the keys to remove, at version `latest` (the table's latest when none).
 async fn changed_rows(
     lake: &Lake,
     meta: &FeatureTable,
     location: &url::Url,
     since: Option<u64>,
+    latest: Option<u64>,
 ) -> Result<(Vec<OnlineRow>, Vec<String>, u64)> {
-    let (schema, mut batches, version) = lake
-        .read_columns(location, &meta.full_name, At::Latest, None)
-        .await?;
-    let changed: Option<HashSet<String>> = match since {
-        Some(last) if last >= version => Some(HashSet::new()),
-        Some(last) => Some(changed_keys(lake, meta, location, last + 1, version).await?),
-        None => None,
+    let at = latest.map_or(At::Latest, At::Version);
+    let (changed, filter) = match (since, latest) {
+        (Some(last), Some(latest)) => {
+            let (keys, filter) = changed_keys(lake, meta, location, last + 1, latest).await?;
+            (Some(keys), filter)
+        }
+        _ => (None, None),
+    };
+    if let (Some(changed), Some(latest)) = (&changed, latest)
+        && changed.is_empty()
+    {
+        // New versions that changed no rows (an OPTIMIZE, say).
+        return Ok((Vec::new(), Vec::new(), latest));
+    }
+    let (schema, mut batches, version) = match filter {
+        Some(filter) => {
+            lake.read_matching(location, &meta.full_name, at, filter)
+                .await?
+        }
+        None => {
+            lake.read_columns(location, &meta.full_name, at, None)
+                .await?
+        }
     };
     batches.retain(|b| b.num_rows() > 0);
     if batches.is_empty() {
@@ -705,25 +724,43 @@ async fn publisher(store: &dyn MetaStore, publication: &Publication) -> Result<C
     })
 }
 
-/// The keys of rows the change feed shows inserted, updated or deleted in `from..=to`.
+/// Most changed keys read back through a filter; more and the whole table is read.
+const MAX_FILTERED_KEYS: usize = 10_000;
+
+/// The keys of rows the change feed shows inserted, updated or deleted in `from..=to`, and,
+/// for a table with one primary key and not too many changes, a filter keeping only their rows.
 async fn changed_keys(
     lake: &Lake,
     meta: &FeatureTable,
     location: &url::Url,
     from: u64,
     to: u64,
-) -> Result<HashSet<String>> {
+) -> Result<(HashSet<String>, Option<Expr>)> {
     let (_, batches) = lake
         .changes(location, &meta.full_name, from, Some(to))
         .await?;
     let mut keys = HashSet::new();
+    let mut values = Vec::new();
     for batch in &batches {
         let columns = key_columns(meta, batch)?;
         for row in 0..batch.num_rows() {
-            keys.insert(key_text(&columns, row));
+            if keys.insert(key_text(&columns, row))
+                && let [column] = columns.as_slice()
+                && values.len() <= MAX_FILTERED_KEYS
+            {
+                let value = ScalarValue::try_from_array(column, row)
+                    .map_err(|e| Error::internal(format!("cannot read a changed key: {e}")))?;
+                values.push(lit(value));
+            }
         }
     }
-    Ok(keys)
+    let filter = match meta.primary_keys.as_slice() {
+        [key] if values.len() <= MAX_FILTERED_KEYS && !values.is_empty() => {
+            Some(in_list(ident(key), values, false))
+        }
+        _ => None,
+    };
+    Ok((keys, filter))
 }
 
 /// How a looked-up key fared.

@@ -400,13 +400,45 @@ impl Lake {
         at: At,
         columns: Option<&[String]>,
     ) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
-        let context = deltalake::datafusion::prelude::SessionContext::new();
+        self.scan(location, full_name, at, columns, None).await
+    }
+
+    /// The rows at `at` that `filter` keeps, with the version read. The filter is evaluated
+    /// in the Parquet scan (late materialisation), so a few rows cost little of a large table.
+    pub async fn read_matching(
+        &self,
+        location: &Url,
+        full_name: &str,
+        at: At,
+        filter: deltalake::datafusion::prelude::Expr,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
+        self.scan(location, full_name, at, None, Some(filter)).await
+    }
+
+    async fn scan(
+        &self,
+        location: &Url,
+        full_name: &str,
+        at: At,
+        columns: Option<&[String]>,
+        filter: Option<deltalake::datafusion::prelude::Expr>,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
+        let mut config = deltalake::datafusion::prelude::SessionConfig::new();
+        if filter.is_some() {
+            config.options_mut().execution.parquet.pushdown_filters = true;
+        }
+        let context = deltalake::datafusion::prelude::SessionContext::new_with_config(config);
         let (provider, version) = self
             .provider(location, full_name, at, &context.state())
             .await?;
         let mut frame = context
             .read_table(provider)
             .map_err(|e| Error::invalid(format!("cannot read {full_name}: {e}")))?;
+        if let Some(filter) = filter {
+            frame = frame
+                .filter(filter)
+                .map_err(|e| Error::invalid(format!("cannot read {full_name}: {e}")))?;
+        }
         if let Some(columns) = columns {
             let names: Vec<&str> = columns.iter().map(String::as_str).collect();
             frame = frame
