@@ -44,6 +44,76 @@ async fn redis_publishes_incrementally_and_looks_up_within_the_time_to_live() {
     publish_and_look_up(&f, online.as_ref()).await;
 }
 
+#[tokio::test]
+async fn composite_keys_publish_incrementally_too() {
+    let f = Fixture::new().await;
+    let online = online::open(&f._dir.path().join("online.db").to_string_lossy())
+        .await
+        .expect("online store");
+    let online = online.as_ref();
+    let store = f.store.as_ref();
+    let table = "dev.features.by_visits";
+    tables::create(
+        &f.lake,
+        store,
+        &f.alice,
+        tables::NewFeatureTable {
+            name: table.into(),
+            primary_keys: vec!["customer_id".into(), "visits".into()],
+            ..Default::default()
+        },
+        tables::FeatureRows::Data(vec![spend_rows(&[
+            (1, 1, Some(1.0), 10),
+            (1, 2, Some(2.0), 20),
+            (2, 1, Some(3.0), 10),
+        ])]),
+    )
+    .await
+    .expect("feature table");
+    let manual = PublishOptions::default();
+    let first = online::publish(&f.lake, store, online, &f.alice, table, &manual)
+        .await
+        .expect("publish");
+    assert_eq!((first.mode, first.keys_written), ("full", 3));
+    // A correction of (1, 20): with two keys the publish reads the table, and writes that key.
+    tables::write(
+        &f.lake,
+        store,
+        &f.alice,
+        table,
+        vec![spend_rows(&[(1, 5, Some(9.0), 20)])],
+    )
+    .await
+    .expect("write");
+    let second = online::publish(&f.lake, store, online, &f.alice, table, &manual)
+        .await
+        .expect("publish again");
+    assert_eq!(
+        (second.mode, second.keys_written, second.keys_removed),
+        ("incremental", 1, 0)
+    );
+    let composite = |customer: i64, visits: i64| {
+        let mut key = Map::new();
+        key.insert("customer_id".into(), json!(customer));
+        key.insert("visits".into(), json!(visits));
+        key
+    };
+    let found = look_up(
+        &f,
+        online,
+        &f.alice,
+        table,
+        &[composite(1, 20), composite(2, 10), composite(2, 20)],
+        None,
+        0,
+    )
+    .await
+    .expect("lookup");
+    let spend: Vec<Value> = found.iter().map(|l| l.values()["spend"].clone()).collect();
+    assert_eq!(spend, [json!(9.0), json!(3.0), Value::Null]);
+    assert_eq!(found[2].status, Status::NotFound);
+}
+
 /// A lookup with a cache of its own, as a first request resolves the table.
 async fn look_up(
     f: &Fixture,
