@@ -24,7 +24,7 @@ use tarn_lake::arrow::compute::take;
 use tarn_lake::arrow::datatypes::{Field, Schema};
 use tarn_lake::arrow::json::WriterBuilder;
 use tarn_lake::arrow::json::writer::LineDelimited;
-use tarn_lake::arrow::util::display::array_value_to_string;
+use tarn_lake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use tarn_lake::catalog::location_of;
 use tarn_lake::datafusion::common::ScalarValue;
 use tarn_lake::datafusion::prelude::{Expr, ident, in_list, lit};
@@ -365,16 +365,37 @@ fn key_columns(meta: &FeatureTable, batch: &RecordBatch) -> Result<Vec<ArrayRef>
         .collect()
 }
 
-/// The text form of row `row`'s key.
-fn key_text(keys: &[ArrayRef], row: usize) -> String {
-    let mut text = String::new();
-    for (i, array) in keys.iter().enumerate() {
-        if i > 0 {
-            text.push(KEY_SEPARATOR);
-        }
-        text.push_str(&array_value_to_string(array.as_ref(), row).unwrap_or_default());
+/// How key values are printed: as `array_value_to_string` prints them.
+static KEY_FORMAT: std::sync::LazyLock<FormatOptions<'static>> =
+    std::sync::LazyLock::new(|| FormatOptions::default().with_display_error(true));
+
+/// The text form of keys: the key values' text joined by U+001F. Each column's formatter is
+/// set up once, not per value.
+struct KeyTexts<'a> {
+    formatters: Vec<ArrayFormatter<'a>>,
+}
+
+impl<'a> KeyTexts<'a> {
+    fn new(keys: &'a [ArrayRef]) -> Result<Self> {
+        let formatters = keys
+            .iter()
+            .map(|k| ArrayFormatter::try_new(k.as_ref(), &KEY_FORMAT))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::internal(format!("cannot print keys: {e}")))?;
+        Ok(Self { formatters })
     }
-    text
+
+    fn text(&self, row: usize) -> String {
+        use std::fmt::Write;
+        let mut text = String::new();
+        for (i, formatter) in self.formatters.iter().enumerate() {
+            if i > 0 {
+                text.push(KEY_SEPARATOR);
+            }
+            let _ = write!(text, "{}", formatter.value(row));
+        }
+        text
+    }
 }
 
 /// The text form of a key given as JSON values (in primary key order); none when a part is
@@ -414,7 +435,8 @@ fn latest_rows(
     };
     let mut latest = FeatureIndex::latest_rows(table, &meta.primary_keys, &keys, times.as_ref())?;
     if let Some(only) = only {
-        latest.retain(|row| only.contains(&key_text(&keys, *row as usize)));
+        let texts = KeyTexts::new(&keys)?;
+        latest.retain(|row| only.contains(&texts.text(*row as usize)));
     }
     let indices = UInt32Array::from(latest.clone());
     let is_key = |name: &str| {
@@ -451,10 +473,11 @@ fn latest_rows(
         .map(|k| take(k.as_ref(), &indices, None))
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::internal(format!("cannot gather keys: {e}")))?;
+    let texts = KeyTexts::new(&key_columns)?;
     Ok(lines
         .enumerate()
         .map(|(row, line)| OnlineRow {
-            key: key_text(&key_columns, row),
+            key: texts.text(row),
             feature_ts: times.as_ref().map(|t| t.value(latest[row] as usize)),
             values: String::from_utf8_lossy(line).into_owned(),
         })
@@ -743,8 +766,9 @@ async fn changed_keys(
     let mut values = Vec::new();
     for batch in &batches {
         let columns = key_columns(meta, batch)?;
+        let texts = KeyTexts::new(&columns)?;
         for row in 0..batch.num_rows() {
-            if keys.insert(key_text(&columns, row))
+            if keys.insert(texts.text(row))
                 && let [column] = columns.as_slice()
                 && values.len() <= MAX_FILTERED_KEYS
             {
