@@ -304,6 +304,27 @@ pub async fn run(
                 println!("commit         {commit}");
             }
             println!("location       {}", table.storage_location);
+            let online = online::open(online_url).await?;
+            match online.publication(&meta.full_name).await? {
+                None => println!("online         not published"),
+                Some(p) => {
+                    println!(
+                        "online         version {} ({} keys) in the {} store, published {} by {}",
+                        p.version,
+                        p.keys,
+                        online.kind(),
+                        tarn_lake::format_timestamp(p.published_at),
+                        p.published_by
+                    );
+                    println!(
+                        "refresh        {}",
+                        p.refresh.as_deref().unwrap_or("manual")
+                    );
+                    if let Some(error) = &p.refresh_error {
+                        println!("refresh error  {error}");
+                    }
+                }
+            }
             println!("\n{:<32} TYPE", "FEATURE");
             for column in &table.columns {
                 let is_key = meta.primary_keys.contains(&column.name)
