@@ -57,7 +57,18 @@ impl Store {
     }
 
     async fn begin(&self) -> Result<Tx<'static>> {
-        self.write.begin().await.map_err(db_error)
+        begin_write(&self.write).await.map_err(db_error)
+    }
+}
+
+/// A write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`): the
+/// server and the CLI share one database file, and a deferred transaction that read before
+/// another process committed could not write afterwards (SQLITE_BUSY_SNAPSHOT, which the busy
+/// timeout does not wait out); an immediate one waits for the other writer instead.
+async fn begin_write(pool: &Pool<Db>) -> std::result::Result<Tx<'static>, sqlx::Error> {
+    match DIALECT {
+        crate::Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        crate::Dialect::Postgres => pool.begin().await,
     }
 }
 
@@ -1654,7 +1665,7 @@ impl GroupCommit {
     }
 
     async fn write_group(pool: &Pool<Db>, group: Vec<QueuedWrite>) {
-        let mut tx = match pool.begin().await {
+        let mut tx = match begin_write(pool).await {
             Ok(tx) => tx,
             Err(err) => {
                 let err = db_error(err);
