@@ -523,33 +523,60 @@ pub async fn publish(
     options: &PublishOptions,
 ) -> Result<Published> {
     let (meta, table) = feature_table_for(store, caller, full_name, Privilege::Select).await?;
+    let target = Target {
+        location: location_of(&table)?,
+        previous: online.publication(&meta.full_name).await?,
+        meta,
+    };
+    publish_to(lake, online, caller, target, options, None).await
+}
+
+/// A feature table about to be published, its access checked.
+struct Target {
+    meta: FeatureTable,
+    location: url::Url,
+    /// Its last publication.
+    previous: Option<Publication>,
+}
+
+/// Publishes `target`; `latest` is the table's latest version when the caller already read it.
+async fn publish_to(
+    lake: &Lake,
+    online: &dyn OnlineStore,
+    caller: &Caller,
+    target: Target,
+    options: &PublishOptions,
+    latest: Option<u64>,
+) -> Result<Published> {
+    let Target {
+        meta,
+        location,
+        previous,
+    } = target;
     let ttl_micros = options
         .ttl
         .as_deref()
         .map(parse_duration_micros)
         .transpose()?;
-    let refresh = match options.refresh.as_deref().map(Refresh::parse).transpose()? {
-        Some(Refresh::Manual) => None,
-        Some(_) => options.refresh.clone(),
-        None => None,
+    let refresh = match options.refresh.as_deref() {
+        Some(text) => match Refresh::parse(text)? {
+            Refresh::Manual => None,
+            _ => Some(text.to_string()),
+        },
+        None => previous.as_ref().and_then(|p| p.refresh.clone()),
     };
-    let previous = online.publication(&meta.full_name).await?;
-    let refresh = match (&options.refresh, &previous) {
-        (None, Some(previous)) => previous.refresh.clone(),
-        _ => refresh,
-    };
-    let location = location_of(&table)?;
     let since = previous
         .as_ref()
         .filter(|_| !options.full)
         .map(|p| p.version);
     let started = std::time::Instant::now();
-    let latest = match since {
-        Some(last) => Some(
+    let latest = match (since, latest) {
+        (Some(_), Some(known)) => Some(known),
+        (Some(last), None) => Some(
             lake.latest_version(&location, &meta.full_name, last)
                 .await?,
         ),
-        None => None,
+        (None, _) => None,
     };
     let (rows, gone, version) = match (since, latest) {
         // Nothing new: only the publication's settings and time change.
@@ -675,30 +702,25 @@ pub async fn refresh_due(
         }
         let attempt = async {
             let caller = publisher(store, &publication).await?;
-            let (_, table) =
+            let (meta, table) =
                 feature_table_for(store, &caller, &publication.table_name, Privilege::Select)
                     .await?;
+            let location = location_of(&table)?;
             let latest = lake
-                .latest_version(
-                    &location_of(&table)?,
-                    &publication.table_name,
-                    publication.version,
-                )
+                .latest_version(&location, &meta.full_name, publication.version)
                 .await?;
             if latest <= publication.version {
                 return Ok(None);
             }
+            let target = Target {
+                meta,
+                location,
+                previous: Some(publication.clone()),
+            };
             let options = PublishOptions::default();
-            publish(
-                lake,
-                store,
-                online,
-                &caller,
-                &publication.table_name,
-                &options,
-            )
-            .await
-            .map(Some)
+            publish_to(lake, online, &caller, target, &options, Some(latest))
+                .await
+                .map(Some)
         };
         match attempt.await {
             Ok(Some(published)) => refreshed.push(published),
@@ -827,7 +849,7 @@ pub struct LookupRequest<'a> {
 
 /// What a lookup needs to know of a published table, once the caller's access is checked.
 #[derive(Debug)]
-pub struct Resolved {
+struct Resolved {
     table: String,
     primary_keys: Vec<String>,
     ttl_micros: Option<i64>,
