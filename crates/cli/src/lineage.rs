@@ -66,6 +66,7 @@ fn label(graph: &LineageGraph, id: &str) -> String {
             match (node.kind, &node.table_type, node.exists) {
                 (NodeKind::ModelVersion, _, _) => format!("model version {name}"),
                 (NodeKind::File, _, _) => format!("file {name}"),
+                (NodeKind::ServingEndpoint, _, _) => format!("serving endpoint {name}"),
                 (_, _, false) => format!("{name} (dropped)"),
                 (_, Some(kind), _) if kind == "VIEW" => format!("{name} (view)"),
                 (_, _, _) => name,

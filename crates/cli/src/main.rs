@@ -14,6 +14,8 @@ mod ingest;
 mod lineage;
 mod models;
 mod quickstart;
+mod score;
+mod serve;
 mod sql;
 mod tables;
 
@@ -46,6 +48,11 @@ impl StoreArgs {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tarn.db").display()))
+    }
+
+    /// The artifact root given, or DATA_DIR/artifacts.
+    fn artifact_root(&self, given: Option<String>) -> String {
+        given.unwrap_or_else(|| self.data_dir.join("artifacts").display().to_string())
     }
 
     /// The lake root given, or DATA_DIR/lake.
@@ -100,6 +107,22 @@ enum Command {
     Server(ServerArgs),
     /// Start tarn on embedded defaults and log a small real example into `dev`.
     Quickstart(quickstart::QuickstartArgs),
+    /// Serve one model (an MLflow model directory or a registered model) with the scoring API
+    /// of `mlflow models serve`.
+    Serve(serve::ServeArgs),
+    /// Score a table or query with a registered model into a predictions table.
+    Score {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The lake; default DATA_DIR/lake.
+        #[arg(long, env = "TARN_LAKE_ROOT")]
+        lake_root: Option<String>,
+        /// Artifacts of the registry; default DATA_DIR/artifacts.
+        #[arg(long, env = "TARN_ARTIFACT_ROOT")]
+        artifact_root: Option<String>,
+        #[command(flatten)]
+        args: score::ScoreArgs,
+    },
     /// Manage users.
     Users {
         #[command(flatten)]
@@ -351,6 +374,18 @@ async fn main() -> Result<()> {
     match cli.command {
         Command::Server(args) => run_server(args).await,
         Command::Quickstart(args) => quickstart::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Score {
+            store,
+            lake_root,
+            artifact_root,
+            args,
+        } => {
+            let lake = tarn_lake::Lake::open(&store.lake_root(lake_root))?;
+            let artifacts =
+                tarn_server::artifacts::ArtifactStore::open(&store.artifact_root(artifact_root))?;
+            score::run(store.open().await?.as_ref(), &lake, &artifacts, args).await
+        }
         Command::Users { store, command } => users(store.open().await?.as_ref(), command).await,
         Command::Groups { store, command } => groups(store.open().await?.as_ref(), command).await,
         Command::ServicePrincipals { store, command } => match command {
@@ -433,10 +468,7 @@ pub async fn start_server(
         args.admin_token.as_deref(),
     )
     .await?;
-    let artifact_root = args
-        .artifact_root
-        .clone()
-        .unwrap_or_else(|| args.store.data_dir.join("artifacts").display().to_string());
+    let artifact_root = args.store.artifact_root(args.artifact_root.clone());
     let artifacts = tarn_server::artifacts::ArtifactStore::open(&artifact_root)?;
     let lake = tarn_lake::Lake::open(&args.store.lake_root(args.lake_root.clone()))?;
     let online_url = args.online_store.clone().unwrap_or_else(|| {

@@ -56,6 +56,7 @@ impl Principal {
 pub enum ObjectType {
     Experiment,
     RegisteredModel,
+    ServingEndpoint,
 }
 
 impl ObjectType {
@@ -64,6 +65,7 @@ impl ObjectType {
         match self {
             Self::Experiment => "experiment",
             Self::RegisteredModel => "registered_model",
+            Self::ServingEndpoint => "serving_endpoint",
         }
     }
     /// The `object_type` of the Databricks permissions API.
@@ -71,6 +73,7 @@ impl ObjectType {
         match self {
             Self::Experiment => "mlflow-experiment",
             Self::RegisteredModel => "registered-model",
+            Self::ServingEndpoint => "serving-endpoint",
         }
     }
     /// The levels this object type knows, lowest first.
@@ -85,6 +88,7 @@ impl ObjectType {
                 CanManageProductionVersions,
                 CanManage,
             ],
+            Self::ServingEndpoint => &[CanView, CanQuery, CanManage],
         }
     }
     fn rank(self, level: PermissionLevel) -> Option<usize> {
@@ -118,6 +122,8 @@ impl ObjectType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PermissionLevel {
+    CanView,
+    CanQuery,
     CanRead,
     CanEdit,
     CanManageStagingVersions,
@@ -128,6 +134,8 @@ pub enum PermissionLevel {
 impl PermissionLevel {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::CanView => "CAN_VIEW",
+            Self::CanQuery => "CAN_QUERY",
             Self::CanRead => "CAN_READ",
             Self::CanEdit => "CAN_EDIT",
             Self::CanManageStagingVersions => "CAN_MANAGE_STAGING_VERSIONS",
@@ -139,6 +147,8 @@ impl PermissionLevel {
         let upper = name.to_ascii_uppercase();
         let bare = upper.strip_prefix("CAN_").unwrap_or(&upper);
         match bare {
+            "VIEW" => Some(Self::CanView),
+            "QUERY" => Some(Self::CanQuery),
             "READ" => Some(Self::CanRead),
             "EDIT" => Some(Self::CanEdit),
             "MANAGE_STAGING_VERSIONS" => Some(Self::CanManageStagingVersions),

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod lineage;
 pub mod registry;
 pub mod search;
+pub mod serving;
 pub mod store;
 pub mod validation;
 pub mod webhooks;

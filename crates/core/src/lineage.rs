@@ -17,6 +17,8 @@ pub enum NodeKind {
     File,
     /// A registered model's version, as `workspace/model name/version`.
     ModelVersion,
+    /// A serving endpoint, as `workspace/endpoint name`.
+    ServingEndpoint,
 }
 
 impl NodeKind {
@@ -25,6 +27,7 @@ impl NodeKind {
             Self::Table => "table",
             Self::File => "file",
             Self::ModelVersion => "model_version",
+            Self::ServingEndpoint => "serving_endpoint",
         }
     }
 
@@ -33,8 +36,9 @@ impl NodeKind {
             "table" => Ok(Self::Table),
             "file" => Ok(Self::File),
             "model_version" => Ok(Self::ModelVersion),
+            "serving_endpoint" => Ok(Self::ServingEndpoint),
             other => Err(Error::invalid(format!(
-                "Invalid lineage node type '{other}': expected TABLE, FILE or MODEL_VERSION"
+                "Invalid lineage node type '{other}': expected TABLE, FILE, MODEL_VERSION or SERVING_ENDPOINT"
             ))),
         }
     }
@@ -67,6 +71,13 @@ impl Node {
         Self {
             kind: NodeKind::ModelVersion,
             name: format!("{workspace}/{model}/{version}"),
+        }
+    }
+
+    pub fn serving_endpoint(workspace: &str, endpoint: &str) -> Self {
+        Self {
+            kind: NodeKind::ServingEndpoint,
+            name: format!("{workspace}/{endpoint}"),
         }
     }
 }

@@ -788,6 +788,38 @@ pub trait FeatureStore: Send + Sync {
     ) -> Result<crate::features::TrainingSet>;
 }
 
+/// Serving endpoints; each change is recorded in the event log with its actor.
+#[async_trait]
+pub trait ServingStore: Send + Sync {
+    /// RESOURCE_ALREADY_EXISTS when the workspace has an endpoint of that name.
+    async fn create_endpoint(
+        &self,
+        endpoint: &crate::serving::ServingEndpoint,
+        actor: &Actor,
+    ) -> Result<()>;
+    async fn get_endpoint(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> Result<crate::serving::ServingEndpoint>;
+    /// The workspace's endpoints by name; every workspace's when `workspace` is None.
+    async fn list_endpoints(
+        &self,
+        workspace: Option<&str>,
+    ) -> Result<Vec<crate::serving::ServingEndpoint>>;
+    /// Replaces the config and bumps `config_version`; returns the endpoint as stored.
+    async fn update_endpoint_config(
+        &self,
+        workspace: &str,
+        name: &str,
+        config: &crate::serving::EndpointConfig,
+        now: i64,
+        actor: &Actor,
+    ) -> Result<crate::serving::ServingEndpoint>;
+    /// Deletes the endpoint and its grants; returns its id.
+    async fn delete_endpoint(&self, workspace: &str, name: &str, actor: &Actor) -> Result<String>;
+}
+
 /// The whole metadata store.
 pub trait MetaStore:
     ExperimentStore
@@ -801,6 +833,7 @@ pub trait MetaStore:
     + CatalogStore
     + LineageStore
     + FeatureStore
+    + ServingStore
 {
     /// `sqlite` or `postgresql`, as `server-info` reports it.
     fn backend_name(&self) -> &'static str;

@@ -126,14 +126,14 @@ impl Walk<'_> {
         };
         let shown = match node.kind {
             NodeKind::File => visible(None, true),
-            // Models are per workspace: another workspace's versions are masked.
-            NodeKind::ModelVersion
+            // Models and endpoints are per workspace: another workspace's are masked.
+            NodeKind::ModelVersion | NodeKind::ServingEndpoint
                 if self.caller.is_admin
                     || node.name.split('/').next() == Some(self.caller.workspace.as_str()) =>
             {
                 visible(None, true)
             }
-            NodeKind::ModelVersion => masked(),
+            NodeKind::ModelVersion | NodeKind::ServingEndpoint => masked(),
             NodeKind::Table => match self.table_visibility(&node.name).await? {
                 Some(Some(table_type)) => visible(Some(table_type), true),
                 Some(None) => visible(None, false),

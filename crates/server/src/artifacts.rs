@@ -157,6 +157,19 @@ impl ArtifactStore {
         Ok((size, stream))
     }
 
+    /// The whole object at `path`; refused when larger than `limit` bytes.
+    pub async fn get_bytes(&self, workspace: &str, path: &str, limit: u64) -> Result<bytes::Bytes> {
+        let key = Self::key(workspace, path)?;
+        let result = self.inner.get(&key).await.map_err(storage_error)?;
+        if result.meta.size > limit {
+            return Err(Error::invalid(format!(
+                "{path} is {} bytes, more than the {limit} tarn reads",
+                result.meta.size
+            )));
+        }
+        result.bytes().await.map_err(storage_error)
+    }
+
     /// The direct children of folder `path`, relative to it.
     pub async fn list(&self, workspace: &str, path: &str) -> Result<Vec<FileInfo>> {
         let key = Self::key(workspace, path)?;

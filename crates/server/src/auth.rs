@@ -29,6 +29,8 @@ const AUTH_CACHE_MAX_ENTRIES: usize = 10_000;
 pub struct AuthCache {
     principals: Mutex<HashMap<String, (Principal, Instant)>>,
     memberships: Mutex<HashMap<(String, i64), Instant>>,
+    /// Checks passed on hot paths (scoring): (principal, object type, object id, level).
+    allowed: Mutex<HashMap<(i64, ObjectType, String, PermissionLevel), Instant>>,
 }
 
 impl AuthCache {
@@ -72,6 +74,9 @@ impl AuthCache {
             entries.clear();
         }
         if let Ok(mut entries) = self.memberships.lock() {
+            entries.clear();
+        }
+        if let Ok(mut entries) = self.allowed.lock() {
             entries.clear();
         }
     }
@@ -249,6 +254,46 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
 }
 
 /// Fails unless the principal holds `required` (or more) on the object.
+/// `require` for paths where a store read per request would cost more than the work itself
+/// (scoring): a passed check is trusted for the cache's lifetime, like a membership.
+pub async fn require_cached(
+    state: &AppState,
+    workspace: &str,
+    principal: &Principal,
+    object_type: ObjectType,
+    object_id: &str,
+    required: PermissionLevel,
+) -> Result<()> {
+    if principal.is_admin {
+        return Ok(());
+    }
+    let key = (principal.id, object_type, object_id.to_string(), required);
+    let cached = state.auth_cache.allowed.lock().is_ok_and(|entries| {
+        entries
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < AUTH_CACHE_TTL)
+    });
+    if cached {
+        return Ok(());
+    }
+    require(
+        state.store.as_ref(),
+        workspace,
+        principal,
+        object_type,
+        object_id,
+        required,
+    )
+    .await?;
+    if let Ok(mut entries) = state.auth_cache.allowed.lock() {
+        if entries.len() >= AUTH_CACHE_MAX_ENTRIES {
+            entries.retain(|_, at| at.elapsed() < AUTH_CACHE_TTL);
+        }
+        entries.insert(key, Instant::now());
+    }
+    Ok(())
+}
+
 pub async fn require(
     store: &dyn MetaStore,
     workspace: &str,

@@ -12,10 +12,14 @@ use tarn_core::store::MetaStore;
 pub mod artifacts;
 pub mod auth;
 pub mod bootstrap;
+pub mod endpoints;
 pub mod error;
 pub mod extract;
+pub mod feature_serving;
+pub mod inference;
 pub mod metrics;
 mod routes;
+pub mod serving;
 pub mod statements;
 pub mod webhooks;
 
@@ -36,6 +40,8 @@ pub struct AppState {
     pub online: Arc<dyn tarn_features::online::OnlineStore>,
     /// Tables lookups resolved recently.
     pub lookups: Arc<tarn_features::online::LookupCache>,
+    /// The serving endpoints this server runs.
+    pub endpoints: Arc<endpoints::Endpoints>,
 }
 
 impl AppState {
@@ -56,6 +62,7 @@ impl AppState {
             lake: Arc::new(lake),
             online,
             lookups: Arc::default(),
+            endpoints: Arc::default(),
             statements: Arc::new(statements::Statements::default()),
         })
     }
@@ -93,30 +100,55 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Without TCP_NODELAY, Nagle's algorithm meets the client's delayed ACK: ~40 ms a request.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %err, "could not set TCP_NODELAY");
-        }
-    });
+    let listener = no_delay(listener);
     let (stop_dispatcher, stopped) = tokio::sync::watch::channel(false);
     let dispatcher = tokio::spawn(webhooks::run_dispatcher(
         state.store.clone(),
         state.webhooks.clone(),
         stopped.clone(),
     ));
-    let refresher = tokio::spawn(refresh_online_features(state.clone(), stopped));
+    let refresher = tokio::spawn(refresh_online_features(state.clone(), stopped.clone()));
+    let endpoints = tokio::spawn(sync_endpoints(state.clone(), stopped));
     let served = axum::serve(
         listener,
-        build_router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        build_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;
     let _ = stop_dispatcher.send(true);
     let _ = dispatcher.await;
     let _ = refresher.await;
+    let _ = endpoints.await;
+    // Requests in flight have finished: what they logged is written before we return.
+    state.endpoints.shutdown().await;
     served
+}
+
+/// Keeps the running serving endpoints in line with the store and the registry.
+async fn sync_endpoints(state: AppState, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if let Err(err) = state.endpoints.sync(&state).await {
+            tracing::warn!(error = %err.message, "cannot list serving endpoints");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(endpoints::SYNC_EVERY) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Accepts connections with TCP_NODELAY: without it, Nagle's algorithm meets the client's
+/// delayed ACK and each small response waits ~40 ms.
+pub(crate) fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %err, "could not set TCP_NODELAY");
+        }
+    }
+    listener.tap_io(set_nodelay as fn(&mut tokio::net::TcpStream))
 }
 
 /// How often the server looks for published feature tables due a refresh.

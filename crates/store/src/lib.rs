@@ -30,6 +30,7 @@ pub mod sqlite {
     include!("catalog.rs");
     include!("lineage.rs");
     include!("features.rs");
+    include!("serving.rs");
 }
 
 pub mod postgres {
@@ -42,6 +43,7 @@ pub mod postgres {
     include!("catalog.rs");
     include!("lineage.rs");
     include!("features.rs");
+    include!("serving.rs");
 }
 
 pub use postgres::Store as PostgresStore;

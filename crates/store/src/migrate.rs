@@ -26,6 +26,7 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0009_catalog_tags.sql"),
     ),
     (10, include_str!("../migrations/sqlite/0010_features.sql")),
+    (11, include_str!("../migrations/sqlite/0011_serving.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -50,6 +51,7 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0009_catalog_tags.sql"),
     ),
     (10, include_str!("../migrations/postgres/0010_features.sql")),
+    (11, include_str!("../migrations/postgres/0011_serving.sql")),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 /// Arbitrary but fixed key for `pg_advisory_lock`.

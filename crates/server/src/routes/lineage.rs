@@ -91,6 +91,13 @@ fn neighbour(node: &GraphNode, timestamp: i64) -> Value {
                 "lineage_timestamp": at,
             }})
         }
+        (NodeKind::ServingEndpoint, Some(name)) => json!({
+            "servingEndpointInfo": {
+                "name": name.split_once('/').map_or(name.as_str(), |(_, endpoint)| endpoint),
+                "has_permission": true,
+                "lineage_timestamp": at,
+            }
+        }),
         (NodeKind::File, Some(path)) => json!({
             "fileInfo": { "path": path, "has_permission": true, "lineage_timestamp": at }
         }),

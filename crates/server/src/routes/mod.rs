@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tarn_core::auth::{ObjectType, PermissionLevel};
@@ -21,7 +21,9 @@ mod lineage;
 mod logged_models;
 mod permissions;
 mod registry;
+pub use registry::TRAINING_SET_TAG;
 mod reviews;
+mod serving;
 mod sql;
 mod tracking;
 mod webhooks;
@@ -199,6 +201,32 @@ pub fn api() -> Router<AppState> {
             "/api/2.0/permissions/registered-models/{registered_model_id}/permissionLevels",
             get(permissions::registered_model_levels),
         )
+        .route(
+            "/api/2.0/permissions/serving-endpoints/{serving_endpoint_id}",
+            get(permissions::get_serving_endpoint)
+                .put(permissions::put_serving_endpoint)
+                .patch(permissions::patch_serving_endpoint),
+        )
+        .route(
+            "/api/2.0/permissions/serving-endpoints/{serving_endpoint_id}/permissionLevels",
+            get(permissions::serving_endpoint_levels),
+        )
+        .route(
+            "/api/2.0/serving-endpoints",
+            post(serving::create).get(serving::list),
+        )
+        .route(
+            "/api/2.0/serving-endpoints/{name}",
+            get(serving::get).delete(serving::delete),
+        )
+        .route(
+            "/api/2.0/serving-endpoints/{name}/config",
+            put(serving::update_config),
+        )
+        .route(
+            "/serving-endpoints/{name}/invocations",
+            post(serving::invoke),
+        )
         .nest("/api/2.1/unity-catalog", catalog::unity_catalog())
         .nest("/api/2.0/tarn/tables", catalog::table_data())
         .nest("/api/2.0/sql/statements", sql::routes())
@@ -229,7 +257,7 @@ pub async fn prometheus(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Re
     crate::auth::require_admin(&ctx.principal)?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render() + &state.endpoints.render_metrics(),
     )
         .into_response())
 }

@@ -77,13 +77,45 @@ async fn resolve(
                 .await?;
             model_access(state, ctx, &name, level).await
         }
+        ObjectType::ServingEndpoint => {
+            let id = path_args.get("serving_endpoint_id")?;
+            let endpoint = state
+                .store
+                .list_endpoints(Some(&ctx.workspace))
+                .await?
+                .into_iter()
+                .find(|e| e.id == id)
+                .ok_or_else(|| {
+                    Error::not_found(format!("Serving endpoint with id {id} does not exist."))
+                })?;
+            crate::auth::require(
+                state.store.as_ref(),
+                &ctx.workspace,
+                &ctx.principal,
+                object_type,
+                id,
+                level,
+            )
+            .await?;
+            Ok(endpoint.id)
+        }
     }
+}
+
+/// The level that reads an object's permissions: its lowest.
+fn reading_level(object_type: ObjectType) -> PermissionLevel {
+    object_type
+        .levels()
+        .first()
+        .copied()
+        .unwrap_or(PermissionLevel::CanRead)
 }
 
 fn url_segment(object_type: ObjectType) -> &'static str {
     match object_type {
         ObjectType::Experiment => "experiments",
         ObjectType::RegisteredModel => "registered-models",
+        ObjectType::ServingEndpoint => "serving-endpoints",
     }
 }
 
@@ -129,7 +161,7 @@ async fn get_acl(
         &ctx,
         object_type,
         &path_args,
-        PermissionLevel::CanRead,
+        reading_level(object_type),
     )
     .await?;
     render(&state, &ctx, object_type, &id).await
@@ -168,6 +200,8 @@ async fn change_acl(
             .update_grants(&ctx.workspace, object_type, &id, &grants, &actor)
             .await?;
     }
+    // Scoring trusts passed checks for a while; a change here applies at once.
+    state.forget_access();
     render(&state, &ctx, object_type, &id).await
 }
 
@@ -182,7 +216,7 @@ async fn levels(
         &ctx,
         object_type,
         &path_args,
-        PermissionLevel::CanRead,
+        reading_level(object_type),
     )
     .await?;
     let levels: Vec<Value> = object_type
@@ -275,4 +309,54 @@ pub async fn registered_model_levels(
     path_args: PathArgs,
 ) -> ApiResult<Json<Value>> {
     levels(state, ctx, path_args, ObjectType::RegisteredModel).await
+}
+
+pub async fn get_serving_endpoint(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path_args: PathArgs,
+) -> ApiResult<Json<Value>> {
+    get_acl(state, ctx, path_args, ObjectType::ServingEndpoint).await
+}
+
+pub async fn patch_serving_endpoint(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path_args: PathArgs,
+    Req(req): Req<AclReq>,
+) -> ApiResult<Json<Value>> {
+    change_acl(
+        state,
+        ctx,
+        path_args,
+        req,
+        ObjectType::ServingEndpoint,
+        false,
+    )
+    .await
+}
+
+pub async fn put_serving_endpoint(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path_args: PathArgs,
+    Req(req): Req<AclReq>,
+) -> ApiResult<Json<Value>> {
+    change_acl(
+        state,
+        ctx,
+        path_args,
+        req,
+        ObjectType::ServingEndpoint,
+        true,
+    )
+    .await
+}
+
+pub async fn serving_endpoint_levels(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path_args: PathArgs,
+) -> ApiResult<Json<Value>> {
+    levels(state, ctx, path_args, ObjectType::ServingEndpoint).await
 }

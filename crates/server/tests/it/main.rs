@@ -3,6 +3,7 @@
 mod api_errors;
 mod auth_and_permissions;
 mod registry_api;
+mod serving_api;
 mod shutdown;
 mod tracking_api;
 
@@ -122,12 +123,12 @@ impl TestApp {
     }
 
     /// A raw-body PUT as the admin (artifact uploads).
-    pub async fn call_raw_put(&self, path: &str, body: &str) -> Response {
+    pub async fn call_raw_put(&self, path: &str, body: impl Into<Body>) -> Response {
         let request = Request::builder()
             .method("PUT")
             .uri(path)
             .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-            .body(Body::from(body.to_string()))
+            .body(body.into())
             .expect("request");
         self.send(request).await
     }

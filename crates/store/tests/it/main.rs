@@ -5,6 +5,7 @@ mod catalog;
 mod conformance;
 mod lineage;
 mod registry;
+mod serving;
 
 use std::sync::Arc;
 
@@ -132,6 +133,7 @@ conformance_suite!(
     catalog::tags_are_set_unset_limited_and_go_with_their_table,
     catalog::feature_tables_and_training_sets_are_kept_and_searched,
     lineage::edges_group_writes_and_keep_the_newest_details,
+    serving::endpoints_lifecycle_grants_and_events,
 );
 
 /// The server and the CLI open one SQLite file from two processes (two stores here): writes

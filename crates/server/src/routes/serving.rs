@@ -1,0 +1,347 @@
+//! Serving endpoints in the Databricks API shape (`/api/2.0/serving-endpoints`) and their
+//! invocations (`/serving-endpoints/{name}/invocations`). Creating or updating an endpoint
+//! loads its models first: a model tarn cannot score is refused then, with the operator named,
+//! and nothing is stored.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tarn_core::auth::{ObjectType, PermissionLevel};
+use tarn_core::entities::KeyValue;
+use tarn_core::serving::{EndpointConfig, ServingEndpoint, validate_endpoint_name};
+use tarn_core::{Error, ErrorCode};
+
+use super::registry::{actor, model_access};
+use crate::AppState;
+use crate::endpoints::{LiveEndpoint, LiveEntity};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Ctx, PathArgs, Req};
+use crate::inference::InferenceRow;
+
+type JsonResult = ApiResult<Json<Value>>;
+
+/// The endpoint as Databricks' API shows it, with what is running now.
+fn endpoint_json(state: &AppState, endpoint: &ServingEndpoint) -> Value {
+    let live = state.endpoints.get(&endpoint.workspace, &endpoint.name);
+    let failure = state.endpoints.failure(&endpoint.workspace, &endpoint.name);
+    let running = live
+        .as_ref()
+        .filter(|l| l.endpoint.config_version == endpoint.config_version);
+    let ready = if live.is_some() { "READY" } else { "NOT_READY" };
+    let config_update = match (running, &failure) {
+        (_, Some(_)) => "UPDATE_FAILED",
+        (Some(_), None) => "NOT_UPDATING",
+        (None, None) => "IN_PROGRESS",
+    };
+    let entities: Vec<Value> = endpoint
+        .config
+        .served_entities
+        .iter()
+        .map(|entity| {
+            let mut value = serde_json::to_value(entity).unwrap_or(Value::Null);
+            if let Some(running) =
+                running.and_then(|l| l.entities.iter().find(|e| e.name == entity.name))
+            {
+                value["state"] = json!({
+                    "deployment": "DEPLOYMENT_READY",
+                    "deployment_state_message": format!("serving version {}", running.version),
+                });
+                value["served_version"] = json!(running.version.to_string());
+            }
+            value
+        })
+        .collect();
+    let mut config = serde_json::to_value(&endpoint.config).unwrap_or(Value::Null);
+    config["served_entities"] = Value::Array(entities);
+    config["config_version"] = json!(endpoint.config_version);
+    let mut body = json!({
+        "id": endpoint.id,
+        "name": endpoint.name,
+        "creator": endpoint.creator,
+        "creation_timestamp": endpoint.creation_timestamp,
+        "last_updated_timestamp": endpoint.last_updated_timestamp,
+        "config": config,
+        "state": { "ready": ready, "config_update": config_update },
+        "tags": endpoint.tags,
+        "task": "llm/v1/none",
+    });
+    if let Some(message) = failure {
+        body["state"]["update_failure_message"] = json!(message);
+    }
+    if let Some(table) = live.as_ref().and_then(|l| l.log.as_ref()) {
+        body["inference_table"] = json!(table.table);
+    }
+    body
+}
+
+/// The caller's level on the endpoint must include `level`.
+async fn endpoint_access(
+    state: &AppState,
+    ctx: &Ctx,
+    name: &str,
+    level: PermissionLevel,
+) -> ApiResult<ServingEndpoint> {
+    let endpoint = state.store.get_endpoint(&ctx.workspace, name).await?;
+    crate::auth::require(
+        state.store.as_ref(),
+        &ctx.workspace,
+        &ctx.principal,
+        ObjectType::ServingEndpoint,
+        &endpoint.id,
+        level,
+    )
+    .await?;
+    Ok(endpoint)
+}
+
+/// Its owner (the caller) must be able to read every model the config serves.
+async fn check_models(state: &AppState, ctx: &Ctx, config: &EndpointConfig) -> ApiResult<()> {
+    for entity in &config.served_entities {
+        model_access(state, ctx, &entity.entity_name, PermissionLevel::CanRead).await?;
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct CreateEndpoint {
+    name: String,
+    config: EndpointConfig,
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Req(args): Req<CreateEndpoint>,
+) -> JsonResult {
+    validate_endpoint_name(&args.name)?;
+    let config = args.config.normalized(&ctx.workspace, &args.name)?;
+    check_models(&state, &ctx, &config).await?;
+    if state
+        .store
+        .get_endpoint(&ctx.workspace, &args.name)
+        .await
+        .is_ok()
+    {
+        return Err(Error::already_exists(format!(
+            "Serving endpoint '{}' already exists.",
+            args.name
+        ))
+        .into());
+    }
+    let now = tarn_core::ids::now_millis();
+    let endpoint = ServingEndpoint {
+        id: tarn_core::ids::hex32(rand::random()),
+        workspace: ctx.workspace.clone(),
+        name: args.name,
+        creator: ctx.principal.name.clone(),
+        creation_timestamp: now,
+        last_updated_timestamp: now,
+        config,
+        config_version: 1,
+        tags: args.tags,
+    };
+    let entities = state.endpoints.prepare(&state, &endpoint).await?;
+    state.store.create_endpoint(&endpoint, &actor(&ctx)).await?;
+    state
+        .endpoints
+        .install(&state, endpoint.clone(), entities)
+        .await?;
+    Ok(Json(endpoint_json(&state, &endpoint)))
+}
+
+pub async fn get(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+    let endpoint =
+        endpoint_access(&state, &ctx, path.get("name")?, PermissionLevel::CanView).await?;
+    Ok(Json(endpoint_json(&state, &endpoint)))
+}
+
+pub async fn list(State(state): State<AppState>, ctx: Ctx) -> JsonResult {
+    let mut visible = Vec::new();
+    for endpoint in state.store.list_endpoints(Some(&ctx.workspace)).await? {
+        let allowed = crate::auth::require(
+            state.store.as_ref(),
+            &ctx.workspace,
+            &ctx.principal,
+            ObjectType::ServingEndpoint,
+            &endpoint.id,
+            PermissionLevel::CanView,
+        )
+        .await;
+        if allowed.is_ok() {
+            visible.push(endpoint_json(&state, &endpoint));
+        }
+    }
+    Ok(Json(json!({ "endpoints": visible })))
+}
+
+pub async fn update_config(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    Req(config): Req<EndpointConfig>,
+) -> JsonResult {
+    let name = path.get("name")?;
+    let current = endpoint_access(&state, &ctx, name, PermissionLevel::CanManage).await?;
+    let config = config.normalized(&ctx.workspace, name)?;
+    check_models(&state, &ctx, &config).await?;
+    let next = ServingEndpoint {
+        config: config.clone(),
+        config_version: current.config_version + 1,
+        ..current
+    };
+    let entities = state.endpoints.prepare(&state, &next).await?;
+    let stored = state
+        .store
+        .update_endpoint_config(
+            &ctx.workspace,
+            name,
+            &config,
+            tarn_core::ids::now_millis(),
+            &actor(&ctx),
+        )
+        .await?;
+    state
+        .endpoints
+        .install(&state, stored.clone(), entities)
+        .await?;
+    Ok(Json(endpoint_json(&state, &stored)))
+}
+
+pub async fn delete(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+    let name = path.get("name")?;
+    endpoint_access(&state, &ctx, name, PermissionLevel::CanManage).await?;
+    state
+        .store
+        .delete_endpoint(&ctx.workspace, name, &actor(&ctx))
+        .await?;
+    state.endpoints.remove(&ctx.workspace, name);
+    state.forget_access();
+    Ok(Json(json!({})))
+}
+
+/// `POST /serving-endpoints/{name}/invocations`: scores with the entity the traffic split
+/// picks; answers `served-model-name` and `tarn-model-version` headers; logs the request and
+/// its answer (or error) to the inference table.
+pub async fn invoke(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    path: PathArgs,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let name = path.get("name")?;
+    let live = match state.endpoints.get(&ctx.workspace, name) {
+        Some(live) => live,
+        None => {
+            // Tell a missing endpoint from one still loading.
+            state.store.get_endpoint(&ctx.workspace, name).await?;
+            return Err(Error::new(
+                ErrorCode::TemporarilyUnavailable,
+                format!("Serving endpoint '{name}' is not ready yet"),
+            )
+            .into());
+        }
+    };
+    crate::auth::require_cached(
+        &state,
+        &ctx.workspace,
+        &ctx.principal,
+        ObjectType::ServingEndpoint,
+        &live.endpoint.id,
+        PermissionLevel::CanQuery,
+    )
+    .await?;
+    let entity = live
+        .route(rand::random_range(0..100))
+        .or_else(|| live.entities.first())
+        .cloned()
+        .ok_or_else(|| Error::internal(format!("endpoint {name} serves nothing")))?;
+    let arrived = tarn_core::ids::now_millis();
+    let limits = state.endpoints.limits;
+    let body = crate::serving::read_body(&headers, body, limits).await;
+    let outcome = match &body {
+        Ok(bytes) => score(&state, &live, &entity, bytes).await,
+        Err(error) => Err(error.clone()),
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    if let Some(log) = &live.log {
+        let (status_code, execution_time_ms, client_request_id, response) = match &outcome {
+            Ok((scored, invocation)) => (
+                200,
+                scored.execution.as_millis() as i64,
+                invocation.client_request_id.clone(),
+                String::from_utf8_lossy(&scored.body).into_owned(),
+            ),
+            Err(error) => (
+                error.code.http_status(),
+                0,
+                None,
+                json!({ "error_code": error.code.as_str(), "message": error.message }).to_string(),
+            ),
+        };
+        log.record(InferenceRow {
+            request_id: request_id.clone(),
+            client_request_id,
+            timestamp_ms: arrived,
+            status_code,
+            execution_time_ms,
+            served_entity_name: entity.name.clone(),
+            model_name: entity.model.clone(),
+            model_version: entity.version,
+            request: body
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default(),
+            response,
+        });
+    }
+    let mut response = match outcome {
+        Ok((scored, _)) => crate::serving::predictions(scored),
+        Err(error) => ApiError(error).into_response(),
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&entity.name) {
+        headers.insert("served-model-name", value);
+    }
+    headers.insert("tarn-model-version", HeaderValue::from(entity.version));
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", value);
+    }
+    Ok(response)
+}
+
+/// Scores a request with one entity: looks up its features first when it has a feature spec
+/// (and answers them beside the predictions when asked to).
+async fn score(
+    state: &AppState,
+    live: &LiveEndpoint,
+    entity: &LiveEntity,
+    body: &[u8],
+) -> Result<(tarn_models::batcher::Scored, tarn_models::Invocation), Error> {
+    let mut invocation = tarn_models::Invocation::parse(body)?;
+    let mut features = None;
+    if let Some(spec) = &entity.features {
+        let added = spec
+            .enrich(state, &live.owner, &mut invocation.input)
+            .await?;
+        features = invocation.return_features.then_some(added);
+    }
+    let (mut scored, invocation) =
+        crate::serving::score_invocation(&entity.batcher, invocation, state.endpoints.limits)
+            .await?;
+    if let Some(features) = features {
+        // {"predictions": ...} becomes {"predictions": ..., "features": [...]}.
+        let features = serde_json::to_vec(&features).map_err(|e| Error::internal(e.to_string()))?;
+        scored.body.pop();
+        scored.body.extend_from_slice(b",\"features\":");
+        scored.body.extend_from_slice(&features);
+        scored.body.push(b'}');
+    }
+    Ok((scored, invocation))
+}

@@ -1,0 +1,183 @@
+// Serving endpoints, included next to `backend.rs` once per backend. The creator manages what it
+// creates; every change is an event in the log (the audit trail), in the change's transaction.
+
+use tarn_core::serving::{EndpointConfig, ServingEndpoint};
+use tarn_core::store::ServingStore;
+
+fn row_endpoint(row: &<Db as sqlx::Database>::Row) -> std::result::Result<ServingEndpoint, sqlx::Error> {
+    Ok(ServingEndpoint {
+        id: row.try_get("id")?,
+        workspace: row.try_get("workspace")?,
+        name: row.try_get("name")?,
+        creator: row.try_get("creator")?,
+        creation_timestamp: row.try_get("creation_timestamp")?,
+        last_updated_timestamp: row.try_get("last_updated_timestamp")?,
+        config: decode_json(row, "config")?,
+        config_version: row.try_get("config_version")?,
+        tags: decode_json(row, "tags")?,
+    })
+}
+
+fn endpoint_not_found(name: &str) -> Error {
+    Error::not_found(format!("Serving endpoint '{name}' does not exist."))
+}
+
+fn endpoint_audit(name: &str, config: &EndpointConfig) -> serde_json::Value {
+    serde_json::json!({ "name": name, "config": config })
+}
+
+#[async_trait]
+impl ServingStore for Store {
+    async fn create_endpoint(&self, endpoint: &ServingEndpoint, actor: &Actor) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO serving_endpoints (id, workspace, name, creator, config, config_version, tags, \
+             creation_timestamp, last_updated_timestamp) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(&endpoint.id)
+        .bind(&endpoint.workspace)
+        .bind(&endpoint.name)
+        .bind(&endpoint.creator)
+        .bind(json_text(&endpoint.config)?)
+        .bind(endpoint.config_version)
+        .bind(json_text(&endpoint.tags)?)
+        .bind(endpoint.creation_timestamp)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(err) if is_unique_violation(&err) => {
+                return Err(Error::already_exists(format!(
+                    "Serving endpoint '{}' already exists.",
+                    endpoint.name
+                )));
+            }
+            Err(err) if is_foreign_key_violation(&err) => {
+                return Err(Error::not_found(format!("Workspace '{}' does not exist", endpoint.workspace)));
+            }
+            Err(err) => return Err(db_error(err)),
+            Ok(_) => {}
+        }
+        sqlx::query("INSERT INTO acl (workspace, object_type, object_id, principal_id, level) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&endpoint.workspace)
+            .bind(ObjectType::ServingEndpoint.as_str())
+            .bind(&endpoint.id)
+            .bind(actor.id)
+            .bind(PermissionLevel::CanManage.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        insert_event(
+            &mut tx,
+            &endpoint.workspace,
+            actor,
+            "serving_endpoint",
+            "created",
+            &endpoint.id,
+            endpoint_audit(&endpoint.name, &endpoint.config),
+            endpoint.creation_timestamp,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn get_endpoint(&self, workspace: &str, name: &str) -> Result<ServingEndpoint> {
+        let row = sqlx::query("SELECT * FROM serving_endpoints WHERE workspace = $1 AND name = $2")
+            .bind(workspace)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| endpoint_not_found(name))?;
+        row_endpoint(&row).map_err(db_error)
+    }
+
+    async fn list_endpoints(&self, workspace: Option<&str>) -> Result<Vec<ServingEndpoint>> {
+        let rows = match workspace {
+            Some(workspace) => {
+                sqlx::query("SELECT * FROM serving_endpoints WHERE workspace = $1 ORDER BY name")
+                    .bind(workspace)
+                    .fetch_all(&self.read)
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM serving_endpoints ORDER BY workspace, name")
+                    .fetch_all(&self.read)
+                    .await
+            }
+        }
+        .map_err(db_error)?;
+        rows.iter().map(row_endpoint).collect::<std::result::Result<_, _>>().map_err(db_error)
+    }
+
+    async fn update_endpoint_config(
+        &self,
+        workspace: &str,
+        name: &str,
+        config: &EndpointConfig,
+        now: i64,
+        actor: &Actor,
+    ) -> Result<ServingEndpoint> {
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE serving_endpoints SET config = $1, config_version = config_version + 1, \
+             last_updated_timestamp = $2 WHERE workspace = $3 AND name = $4",
+        )
+        .bind(json_text(config)?)
+        .bind(now)
+        .bind(workspace)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if updated.rows_affected() == 0 {
+            return Err(endpoint_not_found(name));
+        }
+        let row = sqlx::query("SELECT * FROM serving_endpoints WHERE workspace = $1 AND name = $2")
+            .bind(workspace)
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let endpoint = row_endpoint(&row).map_err(db_error)?;
+        insert_event(&mut tx, workspace, actor, "serving_endpoint", "updated", &endpoint.id, endpoint_audit(name, config), now)
+            .await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(endpoint)
+    }
+
+    async fn delete_endpoint(&self, workspace: &str, name: &str, actor: &Actor) -> Result<String> {
+        let mut tx = self.begin().await?;
+        let id: Option<String> = sqlx::query_scalar("SELECT id FROM serving_endpoints WHERE workspace = $1 AND name = $2")
+            .bind(workspace)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let id = id.ok_or_else(|| endpoint_not_found(name))?;
+        sqlx::query("DELETE FROM serving_endpoints WHERE id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("DELETE FROM acl WHERE workspace = $1 AND object_type = $2 AND object_id = $3")
+            .bind(workspace)
+            .bind(ObjectType::ServingEndpoint.as_str())
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "serving_endpoint",
+            "deleted",
+            &id,
+            serde_json::json!({ "name": name }),
+            tarn_core::ids::now_millis(),
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(id)
+    }
+}
