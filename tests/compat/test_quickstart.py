@@ -63,8 +63,19 @@ def test_quickstart_builds_the_pipeline_from_a_raw_file(tmp_path):
     assert "CREATE TABLE AS SELECT" in lineage and "INGEST" in lineage
     assert "model version dev/quickstart-linear/1" in lineage and "CREATE MODEL VERSION" in lineage
 
+    # The champion serves requests by sensor id; each request is a row of the inference table,
+    # read here by the deltalake package.
+    assert "Serving endpoint quickstart: quickstart-linear@champion (version 1), READY, logging to dev.inference.quickstart_payload" in first
+    served = re.findall(r"sensor +(\d+) x0=(\S+) +x1=(\S+) +-> y=(\S+) \(version 1; looked up (\{.*\})\)", first)
+    assert [int(s[0]) for s in served] == [7, 3, 12] and all('"readings"' in s[4] for s in served)
+    inference = deltalake.DeltaTable(table_path(data_dir, "inference", "quickstart_payload")).to_pyarrow_table()
+    assert sorted(inference.column("client_request_id").to_pylist()) == ["quickstart-sensor-12", "quickstart-sensor-3", "quickstart-sensor-7"]
+    assert set(inference.column("status_code").to_pylist()) == {200} and set(inference.column("model_version").to_pylist()) == {1}
+
     second = quickstart(data_dir)
     assert f"{raw}: ingested before, skipped" in second
+    # The new champion (version 2) took over the endpoint.
+    assert "Serving endpoint quickstart: quickstart-linear@champion (version 2), READY" in second
     assert "on dev.silver.quickstart_training (version 1)" in second
     assert "Refreshed feature table dev.features.quickstart_sensor_daily" in second
 

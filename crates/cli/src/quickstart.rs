@@ -4,7 +4,8 @@
 //! sensor's daily statistics from that, build a point-in-time training set, train a linear
 //! model three ways on it and track the runs, register the best one (with its training set),
 //! move it through Staging to Production, show the registry's signed webhooks, publish the
-//! features online and look one up, and show the lineage from the raw file to the model.
+//! features online and look one up, serve the champion on an endpoint with requests by key and
+//! show its inference table, and show the lineage from the raw file to the model.
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -293,6 +294,31 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         if !response.status().is_success() {
             bail!("artifact upload answered {}", response.status());
         }
+        // The same model as ONNX in an MLflow model directory: what the endpoint serves.
+        let linear = tarn_models::export::LinearModel {
+            features: vec!["x0".into(), "x1".into()],
+            coefficients: vec![w[0] as f32, w[1] as f32],
+            intercept: b as f32,
+        };
+        let created = tarn_lake::format_timestamp(now);
+        for (file, body) in [
+            ("MLmodel", linear.mlmodel(&run_id, &created).into_bytes()),
+            ("model.onnx", linear.onnx()),
+        ] {
+            let url = format!(
+                "{base}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/model/{file}"
+            );
+            let response = client
+                .http
+                .put(&url)
+                .bearer_auth(&token)
+                .body(body)
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                bail!("uploading {file} answered {}", response.status());
+            }
+        }
         client.post("runs/update", json!({"run_id": run_id, "status": "FINISHED", "end_time": tarn_core::ids::now_millis()})).await?;
         println!(
             "  run {run_id}  learning_rate={learning_rate:<5} rmse={rmse:.4}  w=[{:.3}, {:.3}] b={b:.3}",
@@ -317,6 +343,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         .to_string();
     register_and_promote(&client, &best_run_id).await?;
     publish_features(&client).await?;
+    serve_champion(&client).await?;
     println!();
     println!("Lineage of {FEATURE_TABLE}:");
     let both = [
@@ -678,6 +705,114 @@ async fn publish_features(client: &Client) -> Result<()> {
             .unwrap_or_default()
     );
     Ok(())
+}
+
+const ENDPOINT: &str = "quickstart";
+const INFERENCE_TABLE: &str = "dev.inference.quickstart_payload";
+
+/// Serves the champion on an endpoint, sends requests by sensor (the endpoint looks up the
+/// sensor's features online, as the training set did offline) and shows the inference table.
+async fn serve_champion(client: &Client) -> Result<()> {
+    let config =
+        json!({"served_entities": [{"entity_name": MODEL_NAME, "entity_alias": "champion"}]});
+    let exists = client
+        .request(
+            reqwest::Method::GET,
+            &format!("/api/2.0/serving-endpoints/{ENDPOINT}"),
+            json!({}),
+        )
+        .await
+        .is_ok();
+    let endpoint = if exists {
+        client
+            .request(
+                reqwest::Method::PUT,
+                &format!("/api/2.0/serving-endpoints/{ENDPOINT}/config"),
+                config,
+            )
+            .await?
+    } else {
+        client
+            .request(
+                reqwest::Method::POST,
+                "/api/2.0/serving-endpoints",
+                json!({"name": ENDPOINT, "config": config}),
+            )
+            .await?
+    };
+    println!();
+    println!(
+        "Serving endpoint {ENDPOINT}: {MODEL_NAME}@champion (version {}), {}, logging to {}",
+        endpoint["config"]["served_entities"][0]["served_version"]
+            .as_str()
+            .unwrap_or("?"),
+        endpoint["state"]["ready"].as_str().unwrap_or("?"),
+        endpoint["inference_table"].as_str().unwrap_or("?"),
+    );
+    let url = format!("{}/serving-endpoints/{ENDPOINT}/invocations", client.base);
+    for (sensor, x0, x1) in [(7, 0.5, -0.2), (3, -0.1, 0.4), (12, 0.9, 0.9)] {
+        let body = json!({"dataframe_records": [{"sensor_id": sensor, "x0": x0, "x1": x1}], "return_features": true,
+                          "client_request_id": format!("quickstart-sensor-{sensor}")});
+        let response = client
+            .http
+            .post(&url)
+            .bearer_auth(&client.token)
+            .json(&body)
+            .send()
+            .await?;
+        let version = response
+            .headers()
+            .get("tarn-model-version")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?")
+            .to_string();
+        let status = response.status();
+        let answer: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("invoking {ENDPOINT} answered {status}: {answer}");
+        }
+        println!(
+            "  sensor {sensor:>2} x0={x0:<4} x1={x1:<4} -> y={:.3} (version {version}; looked up {})",
+            answer["predictions"][0]["variable"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            answer["features"][0]
+        );
+    }
+    // Rows reach the table within a second; wait for this run's three.
+    let statement = format!(
+        "SELECT client_request_id, status_code, model_version, execution_time_ms, response \
+         FROM {INFERENCE_TABLE} WHERE client_request_id LIKE 'quickstart-sensor-%' ORDER BY timestamp_ms DESC LIMIT 3"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let result = client
+            .request(
+                reqwest::Method::POST,
+                "/api/2.0/sql/statements",
+                json!({"statement": statement, "wait_timeout": "30s"}),
+            )
+            .await?;
+        let rows = result["result"]["data_array"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if rows.len() == 3 || std::time::Instant::now() > deadline {
+            println!("Inference table {INFERENCE_TABLE} (newest rows):");
+            for row in rows {
+                println!(
+                    "  {} status {} version {} {} ms {}",
+                    row[0].as_str().unwrap_or("?"),
+                    row[1].as_str().unwrap_or("?"),
+                    row[2].as_str().unwrap_or("?"),
+                    row[3].as_str().unwrap_or("?"),
+                    row[4].as_str().unwrap_or("?")
+                );
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
 }
 
 /// Registers the best run's model as a new version, moves it None -> Staging -> Production

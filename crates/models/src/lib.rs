@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod batcher;
+pub mod export;
 pub mod mlmodel;
 pub mod onnx;
 pub mod payload;
