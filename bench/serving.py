@@ -11,12 +11,17 @@ skl2onnx and saved with mlflow.onnx) served three ways:
 
   single-row   closed loop of 1-row requests at a fixed concurrency: throughput, p50, p99
   batch-1000   1000-row requests: throughput in rows per second, p50, p99
+  batch job    10 million rows (a Delta table made from generated Parquet) scored into a
+               predictions table by `tarn score`, against the same rows scored by the MLflow
+               way without Spark: mlflow.pyfunc.load_model(...).predict over pandas chunks
+               read from the Parquet file, results written to Parquet; rows per second, end to
+               end (read, score, write)
 
 Both servers are loaded by the same Rust load generator (crates/cli/examples/loadgen.rs) and
 their predictions are compared on the same rows before anything is timed.
 
     python bench/serving.py                   # 10 s per measurement
-    python bench/serving.py --seconds 2       # smoke test
+    python bench/serving.py --seconds 2 --batch-rows 200000      # smoke test
 
 Runs under the test venv and uses `cargo build --profile quick` unless --tarn-bin is given.
 """
@@ -117,7 +122,9 @@ def same_predictions(a, b):
     for x, y in zip(left, right):
         label_key, probability_key = list(x)
         assert x[label_key] == y[label_key], (x, y)
-        np.testing.assert_allclose(x[probability_key], y[probability_key], rtol=1e-5, atol=1e-5)
+        # Both answer MLflow's ZipMap form, {label: probability}.
+        assert list(x[probability_key]) == list(y[probability_key]), (x, y)
+        np.testing.assert_allclose(list(x[probability_key].values()), list(y[probability_key].values()), rtol=1e-5, atol=1e-5)
 
 
 def main():
@@ -126,6 +133,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch-concurrency", type=int, default=2)
+    parser.add_argument("--batch-rows", type=int, default=10_000_000, help="rows of the batch scoring job (0: skip)")
     args = parser.parse_args()
 
     tarn = tarn_binary(args)
@@ -142,12 +150,84 @@ def main():
         env=dict(os.environ, TARN_ADMIN_TOKEN=token, TARN_LOG="warn"),
         health="/health",
     )
+    data_dir = os.path.join(workdir, "tarn-data")
     try:
         endpoints = {trained.name: deploy(server.base, token, trained) for trained in models}
         results = compare(models, endpoints, token, tarn, loadgen, args)
+        jobs = batch_jobs(models, tarn, data_dir, workdir, args.batch_rows, server.base, token) if args.batch_rows else []
     finally:
         server.stop()
     report(results, args)
+    for model, tarn_seconds, mlflow_seconds in jobs:
+        print(
+            f"{model:<20} batch job {args.batch_rows:,} rows: tarn score {args.batch_rows / tarn_seconds:,.0f} rows/s ({tarn_seconds:.1f} s), "
+            f"mlflow pyfunc {args.batch_rows / mlflow_seconds:,.0f} rows/s ({mlflow_seconds:.1f} s): {mlflow_seconds / tarn_seconds:.1f}x"
+        )
+
+
+MLFLOW_BATCH = """
+import sys, time
+import mlflow.pyfunc, pyarrow.parquet as pq, pyarrow as pa
+model_dir, source, target = sys.argv[1:4]
+started = time.perf_counter()
+model = mlflow.pyfunc.load_model(model_dir)
+writer = None
+for batch in pq.ParquetFile(source).iter_batches(batch_size=100_000):
+    frame = batch.to_pandas()
+    predicted = model.predict(frame.drop(columns=["id"]))
+    out = pa.table({"id": frame["id"], "label": predicted.iloc[:, 0]})
+    writer = writer or pq.ParquetWriter(target, out.schema)
+    writer.write_table(out)
+writer.close()
+print(time.perf_counter() - started)
+"""
+
+
+def batch_jobs(models, tarn, data_dir, workdir, rows, base, token):
+    """The same generated rows scored by `tarn score` (table in, predictions table out) and by
+    MLflow's pyfunc over pandas chunks (Parquet in, Parquet out)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = os.path.join(workdir, "batch.parquet")
+    print(f"generating {rows:,} rows...", flush=True)
+    writer = None
+    rng = np.random.default_rng(1)
+    for start in range(0, rows, 1_000_000):
+        count = min(1_000_000, rows - start)
+        columns = {"id": np.arange(start, start + count, dtype=np.int64)}
+        columns.update({f"f{i}": rng.normal(size=count) for i in range(20)})
+        table = pa.table(columns)
+        writer = writer or pq.ParquetWriter(source, table.schema)
+        writer.write_table(table)
+    writer.close()
+    env = dict(os.environ, TARN_LOG="warn")
+    created = requests.post(
+        f"{base}/api/2.1/unity-catalog/schemas",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"name": "bench", "catalog_name": "dev"},
+        timeout=60,
+    )
+    assert created.status_code == 200, created.text
+    subprocess.run([tarn, "ingest", source, "--table", "dev.bench.batch_rows", "--data-dir", data_dir], check=True, env=env, capture_output=True)
+    results = []
+    for trained in models:
+        print(f"{trained.name}: batch job...", flush=True)
+        started = time.perf_counter()
+        subprocess.run(
+            [tarn, "score", "--data-dir", data_dir, "--model", f"models:/{trained.name}/1", "--table", "dev.bench.batch_rows",
+             "--output", f"dev.bench.scored_{trained.name}", "--keep", "id"],
+            check=True, env=env,
+        )
+        tarn_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        target = os.path.join(workdir, f"scored_{trained.name}.parquet")
+        subprocess.run([sys.executable, "-c", MLFLOW_BATCH, trained.path, source, target], check=True, capture_output=True)
+        mlflow_seconds = time.perf_counter() - started
+        assert pq.ParquetFile(target).metadata.num_rows == rows
+        results.append((trained.name, tarn_seconds, mlflow_seconds))
+    return results
 
 
 def deploy(base, token, trained):
@@ -184,6 +264,8 @@ def compare(models, endpoints, token, tarn, loadgen, args):
             "mlflow": Served(
                 [sys.executable, "-m", "mlflow", "models", "serve", "-m", trained.path, "--env-manager", "local", "-p", str(mlflow_port), "-w", "2"],
                 mlflow_port,
+                # MLflow starts uvicorn from PATH: the venv's.
+                env=dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"),
             ),
         }
         targets = {

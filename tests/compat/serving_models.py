@@ -161,9 +161,49 @@ def _boosters():
     ]
 
 
+def torch_style_mlp(name):
+    """The graph `torch.onnx.export` writes for nn.Sequential(Linear(20, 16), ReLU(),
+    Linear(16, 1), Sigmoid()) with a dynamic batch axis: Gemm (transB=1), Relu, Gemm, Sigmoid.
+    PyTorch itself is not in the test venv (a 2 GB wheel); the same forward pass in float32
+    numpy gives the expected values."""
+
+    def build(directory: str) -> Trained:
+        from onnx import TensorProto, helper, numpy_helper
+
+        frame, _ = dataset()
+        test = frame.iloc[1500:1700].reset_index(drop=True)
+        rng = np.random.default_rng(3)
+        w1 = rng.normal(scale=0.3, size=(16, FEATURES)).astype(np.float32)
+        b1 = rng.normal(scale=0.1, size=16).astype(np.float32)
+        w2 = rng.normal(scale=0.3, size=(1, 16)).astype(np.float32)
+        b2 = rng.normal(scale=0.1, size=1).astype(np.float32)
+        nodes = [
+            helper.make_node("Gemm", ["input", "0.weight", "0.bias"], ["/0/Gemm_output_0"], transB=1),
+            helper.make_node("Relu", ["/0/Gemm_output_0"], ["/1/Relu_output_0"]),
+            helper.make_node("Gemm", ["/1/Relu_output_0", "2.weight", "2.bias"], ["/2/Gemm_output_0"], transB=1),
+            helper.make_node("Sigmoid", ["/2/Gemm_output_0"], ["output"]),
+        ]
+        weights = {"0.weight": w1, "0.bias": b1, "2.weight": w2, "2.bias": b2}
+        graph = helper.make_graph(
+            nodes,
+            "main_graph",
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch_size", FEATURES])],
+            [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch_size", 1])],
+            initializer=[numpy_helper.from_array(v, k) for k, v in weights.items()],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="pytorch")
+        x = test.to_numpy(np.float32)
+        hidden = np.maximum(x @ w1.T + b1, 0)
+        values = 1 / (1 + np.exp(-(hidden @ w2.T + b2)))
+        path = _save(model, directory, name, test, values)
+        return Trained(name, path, test, None, None, values.reshape(-1))
+
+    return name, build
+
+
 def catalogue() -> list[tuple[str, Callable[[str], Trained]]]:
     """Every model family the serving tests cover, by name."""
-    return _sklearn() + _boosters()
+    return _sklearn() + _boosters() + [torch_style_mlp("torch_style_mlp")]
 
 
 def build(name: str, directory: str) -> Trained:

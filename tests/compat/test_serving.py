@@ -21,6 +21,11 @@ from conftest import ROOT, _free_port, _wait_for
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 
 
+def probability_rows(predictions, key):
+    """Class probabilities per row: the answer is MLflow's ZipMap form, {label: probability}."""
+    return np.array([list(p[key].values()) if isinstance(p[key], dict) else p[key] for p in predictions])
+
+
 def tarn_binary():
     return os.environ.get("TARN_BIN", str(ROOT / "target" / "debug" / "tarn"))
 
@@ -66,8 +71,7 @@ def test_predictions_equal_the_library(name, tmp_path):
             label_key, probability_key = list(predictions[0])
             labels = [p[label_key] for p in predictions]
             assert labels == trained.labels.tolist()
-            probabilities = np.array([p[probability_key] for p in predictions])
-            np.testing.assert_allclose(probabilities, trained.probabilities, **TOLERANCE)
+            np.testing.assert_allclose(probability_rows(predictions, probability_key), trained.probabilities, **TOLERANCE)
         else:
             (value_key,) = predictions[0]
             values = np.array([p[value_key] for p in predictions], dtype=np.float64).reshape(-1)
@@ -239,9 +243,173 @@ def test_an_endpoint_looks_up_the_features_its_model_was_trained_on(server, clie
     expected = pd.DataFrame(expected_rows)[list(x.columns)].to_numpy(np.float32)
     labels = [p["output_label"] for p in body["predictions"]]
     assert labels == model.predict(expected).tolist()
-    probabilities = np.array([p["output_probability"] for p in body["predictions"]])
-    np.testing.assert_allclose(probabilities, model.predict_proba(expected), **TOLERANCE)
+    np.testing.assert_allclose(probability_rows(body["predictions"], "output_probability"), model.predict_proba(expected), **TOLERANCE)
 
     # Without its keys the request is refused, and said why.
     missing = call(server, "POST", f"/serving-endpoints/{endpoint}/invocations", json={"dataframe_records": [{"amount": 1.0}]})
     assert missing.status_code == 400 and "customer_id" in missing.json()["message"], missing.text
+
+
+def test_tarn_score_writes_the_library_predictions_with_the_model_version(server, client, unique, tmp_path):
+    """Batch scoring: `tarn score` reads a table, scores it with models:/NAME@ALIAS and writes a
+    predictions table (read back here by the deltalake package) equal to the library's
+    predictions, each row with the model's name and version; merging again on the key replaces
+    rows instead of adding them."""
+    import deltalake
+    import mlflow
+    import pyarrow as pa
+
+    from test_lakehouse import UC, call, write
+    from test_lineage import cli
+
+    trained = serving_models.build("gradient_boosting_binary", str(tmp_path))
+    mlflow.set_experiment(unique("score"))
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(trained.path, "model")
+    name = unique("scored")
+    client.create_registered_model(name)
+    client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    client.set_registered_model_alias(name, "champion", "1")
+
+    schema = f"score_{unique('s').split('-')[1]}"
+    assert call(server, "POST", f"{UC}/schemas", json={"name": schema, "catalog_name": "dev"}).status_code == 200
+    columns = [{"name": "id", "type_text": "bigint"}] + [{"name": c, "type_text": "double"} for c in trained.rows.columns]
+    assert call(server, "POST", f"{UC}/tables", json={"name": "customers", "catalog_name": "dev", "schema_name": schema, "columns": columns}).status_code == 200
+    # An Arrow table from pandas, its schema metadata and all, as users write them.
+    table = pa.Table.from_pandas(trained.rows.assign(id=range(len(trained.rows)))[["id", *trained.rows.columns]], preserve_index=False)
+    written = write(server, f"dev.{schema}.customers", table)
+    assert written.status_code == 200, written.text
+
+    output = f"dev.{schema}.predictions"
+    args = ["--model", f"models:/{name}@champion", "--table", f"dev.{schema}.customers", "--output", output, "--keep", "id"]
+    cli(server, "score", *args)
+    location = call(server, "GET", f"{UC}/tables/{output}").json()["storage_location"]
+    scored = deltalake.DeltaTable(location).to_pandas().sort_values("id").reset_index(drop=True)
+    assert list(scored.columns) == ["id", "output_label", "output_probability", "model_name", "model_version"]
+    assert scored["output_label"].tolist() == trained.labels.tolist()
+    np.testing.assert_allclose(np.stack(scored["output_probability"].to_numpy()), trained.probabilities, **TOLERANCE)
+    assert set(scored["model_name"]) == {name} and set(scored["model_version"]) == {1}
+
+    cli(server, "score", *args, "--mode", "merge", "--merge-on", "id")
+    assert len(deltalake.DeltaTable(location).to_pandas()) == len(trained.rows)
+
+
+def test_streaming_scoring_scores_each_new_row_exactly_once(server, client, unique, tmp_path):
+    """`tarn score --incremental` scores what the table gained since its last run (the change
+    feed), recording how far it got in the same commit as the predictions; `--follow` keeps up
+    with new versions until stopped. Across runs, stops and restarts every row is scored once."""
+    import time
+
+    import deltalake
+    import mlflow
+    import pyarrow as pa
+
+    from test_lakehouse import UC, call, write
+    from test_lineage import cli
+
+    trained = serving_models.build("random_forest_binary", str(tmp_path))
+    mlflow.set_experiment(unique("stream"))
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(trained.path, "model")
+    name = unique("streamed")
+    client.create_registered_model(name)
+    client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+
+    schema = f"stream_{unique('s').split('-')[1]}"
+    assert call(server, "POST", f"{UC}/schemas", json={"name": schema, "catalog_name": "dev"}).status_code == 200
+    columns = [{"name": "id", "type_text": "bigint"}] + [{"name": c, "type_text": "double"} for c in trained.rows.columns]
+    created = call(server, "POST", f"{UC}/tables", json={
+        "name": "events", "catalog_name": "dev", "schema_name": schema, "columns": columns,
+        "properties": {"delta.enableChangeDataFeed": "true"},
+    })
+    assert created.status_code == 200, created.text
+    source = f"dev.{schema}.events"
+    rows = trained.rows.assign(id=range(len(trained.rows)))[["id", *trained.rows.columns]]
+
+    def append(start, stop):
+        written = write(server, source, pa.Table.from_pandas(rows.iloc[start:stop], preserve_index=False))
+        assert written.status_code == 200, written.text
+
+    output = f"dev.{schema}.scored"
+    args = ["--model", f"models:/{name}/1", "--table", source, "--output", output, "--keep", "id"]
+
+    def scored():
+        location = call(server, "GET", f"{UC}/tables/{output}").json()["storage_location"]
+        return deltalake.DeltaTable(location).to_pandas().sort_values("id").reset_index(drop=True)
+
+    append(0, 80)
+    cli(server, "score", *args, "--incremental")
+    assert scored()["id"].tolist() == list(range(80))
+    append(80, 120)
+    append(120, 130)
+    cli(server, "score", *args, "--incremental")
+    cli(server, "score", *args, "--incremental")  # nothing new: nothing written
+    assert scored()["id"].tolist() == list(range(130))
+
+    # --follow picks up versions as they land, and stops cleanly on SIGTERM.
+    binary = os.environ.get("TARN_BIN", str(ROOT / "target" / "debug" / "tarn"))
+    command = [binary, "score", "--data-dir", server.data_dir, *args, "--follow", "--poll-seconds", "0.2"]
+    if os.environ.get("TARN_TEST_DATABASE_URL"):
+        command += ["--database-url", os.environ["TARN_TEST_DATABASE_URL"]]
+    follower = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        append(130, 170)
+        append(170, 200)
+        deadline = time.monotonic() + 60
+        while len(scored()) < 200:
+            assert time.monotonic() < deadline and follower.poll() is None, follower.stdout.read() if follower.poll() is not None else "timed out"
+            time.sleep(0.2)
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        follower.wait(timeout=30)
+    final = scored()
+    assert final["id"].tolist() == list(range(200)), "each row scored exactly once"
+    assert final["output_label"].tolist() == trained.labels.tolist()
+    np.testing.assert_allclose(np.stack(final["output_probability"].to_numpy()), trained.probabilities, **TOLERANCE)
+
+
+@pytest.mark.skipif(bool(os.environ.get("TARN_TEST_DATABASE_URL")), reason="one SQLite server of its own is enough")
+def test_a_graceful_shutdown_writes_every_acknowledged_request_to_the_inference_table(tmp_path):
+    """Requests answered just before SIGTERM are in the inference table after the server exits
+    (the writer drains its buffer before the process ends); /metrics counts the rows."""
+    import deltalake
+    import mlflow
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import start_tarn
+
+    trained = serving_models.build("logistic_binary", str(tmp_path))
+    server, stop = start_tarn(data_dir=str(tmp_path / "tarn"))
+    stopped = False
+    try:
+        headers = {"Authorization": f"Bearer {server.admin_token}"}
+        os.environ["MLFLOW_TRACKING_TOKEN"] = server.admin_token
+        own = mlflow.MlflowClient(tracking_uri=server.base)
+        run = own.create_run(own.create_experiment("shutdown"))
+        own.log_artifacts(run.info.run_id, trained.path, "model")
+        own.create_registered_model("shutdown-model")
+        own.create_model_version("shutdown-model", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+        created = requests.post(f"{server.base}/api/2.0/serving-endpoints", headers=headers, json={
+            "name": "shutdown", "config": {"served_entities": [{"entity_name": "shutdown-model", "entity_version": "1"}]}})
+        assert created.status_code == 200, created.text
+        body = split_payload(trained.rows.head(1))
+
+        def send(_):
+            return requests.post(f"{server.base}/serving-endpoints/shutdown/invocations", headers=headers, json=body, timeout=30).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(send, range(400)))
+        assert statuses == [200] * 400
+        metrics = requests.get(f"{server.base}/metrics", headers=headers, timeout=30).text
+        assert 'tarn_inference_rows_total{workspace="dev",endpoint="shutdown",outcome="dropped_full"} 0' in metrics
+        stop()
+        stopped = True
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+        if not stopped:
+            stop()
+    found = sorted((tmp_path / "tarn" / "lake" / "dev" / "inference").glob("shutdown_payload-*"))
+    assert len(found) == 1, found
+    table = deltalake.DeltaTable(str(found[0])).to_pyarrow_table()
+    assert table.num_rows == 400
+    assert set(table.column("status_code").to_pylist()) == {200}

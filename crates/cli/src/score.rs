@@ -1,6 +1,10 @@
-//! `tarn score`: batch scoring. Reads a table (or the rows of a query), scores them with a
-//! registered model version, alias or stage over Arrow batches on every core, and appends to,
-//! overwrites or merges into a predictions table, the model's name and version on each row.
+//! `tarn score`: batch and streaming scoring. Reads a table (or the rows of a query), scores
+//! them with a registered model version, alias or stage over Arrow batches on every core, and
+//! appends to, overwrites or merges into a predictions table, the model's name and version on
+//! each row. `--incremental` scores only what the table gained since the last run, and
+//! `--follow` keeps doing so as new versions land: the source version scored up to is recorded
+//! in the same Delta commit as the predictions, so each source row is scored into the output
+//! exactly once across stops and restarts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,6 +58,16 @@ pub struct ScoreArgs {
     /// Scoring threads; default one per core.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Score only the rows the table gained since the last incremental run (its change data
+    /// feed; the first run scores the whole table), recording progress in the output table.
+    #[arg(long, requires = "table", conflicts_with_all = ["query", "mode"])]
+    pub incremental: bool,
+    /// Keep scoring new versions of the table as they land, until Ctrl-C (implies --incremental).
+    #[arg(long, requires = "table", conflicts_with_all = ["query", "mode"])]
+    pub follow: bool,
+    /// How often --follow looks for new versions, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub poll_seconds: f64,
 }
 
 pub async fn run(
@@ -62,13 +76,12 @@ pub async fn run(
     artifacts: &tarn_server::artifacts::ArtifactStore,
     args: ScoreArgs,
 ) -> Result<()> {
-    let (name, reference) = tarn_core::serving::parse_model_uri(&args.model)?;
-    let version =
-        tarn_server::endpoints::resolve_ref(store, &args.workspace, &name, reference).await?;
-    let model =
-        Arc::new(tarn_server::endpoints::load_model(artifacts, &args.workspace, &version).await?);
-    eprintln!("scoring with {name} version {}", version.version);
-
+    let mut scorer = Scorer::load(store, artifacts, &args, None)
+        .await?
+        .context("a model")?;
+    if args.incremental || args.follow {
+        return stream(store, lake, artifacts, &args, &mut scorer).await;
+    }
     let caller = cli_caller(args.workspace.clone());
     let (schema, batches) = match (&args.table, &args.query) {
         (Some(table), _) => {
@@ -90,6 +103,52 @@ pub async fn run(
         }
         (None, None) => bail!("give --table or --query"),
     };
+    let scored = score_all(&scorer, &args, &schema, &batches)?;
+    let written = write(store, lake, &args, scored, None).await?;
+    eprintln!("predictions written to {} (version {written})", args.output);
+    Ok(())
+}
+
+/// The model being scored with, as its reference (alias, stage) resolved last.
+struct Scorer {
+    name: String,
+    version: i64,
+    model: Arc<Model>,
+}
+
+impl Scorer {
+    /// Resolves the model reference and loads the version, unless `current` is that version.
+    async fn load(
+        store: &dyn MetaStore,
+        artifacts: &tarn_server::artifacts::ArtifactStore,
+        args: &ScoreArgs,
+        current: Option<&Scorer>,
+    ) -> Result<Option<Scorer>> {
+        let (name, reference) = tarn_core::serving::parse_model_uri(&args.model)?;
+        let version =
+            tarn_server::endpoints::resolve_ref(store, &args.workspace, &name, reference).await?;
+        if current.is_some_and(|c| c.version == version.version) {
+            return Ok(None);
+        }
+        let model = Arc::new(
+            tarn_server::endpoints::load_model(artifacts, &args.workspace, &version).await?,
+        );
+        eprintln!("scoring with {name} version {}", version.version);
+        Ok(Some(Scorer {
+            name,
+            version: version.version,
+            model,
+        }))
+    }
+}
+
+/// Scores every row of `batches` in chunks on every core, with a progress bar.
+fn score_all(
+    scorer: &Scorer,
+    args: &ScoreArgs,
+    schema: &Schema,
+    batches: &[RecordBatch],
+) -> Result<Vec<RecordBatch>> {
     let keep: Vec<String> = match &args.keep {
         Some(columns) => columns.clone(),
         None => schema.fields().iter().map(|f| f.name().clone()).collect(),
@@ -118,24 +177,133 @@ pub async fn run(
         .max(1);
     let started = std::time::Instant::now();
     let scored = score_chunks(
-        &model,
+        &scorer.model,
         &chunks,
         &keep,
-        &name,
-        version.version,
+        &scorer.name,
+        scorer.version,
         threads,
         &progress,
     )?;
     progress.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-
-    let written = write(store, lake, &args, scored).await?;
     eprintln!(
-        "scored {total} rows in {seconds:.2} s ({:.0} rows/s) into {} (version {written})",
-        total as f64 / seconds.max(1e-9),
-        args.output
+        "scored {total} rows in {seconds:.2} s ({:.0} rows/s)",
+        total as f64 / seconds.max(1e-9)
     );
-    Ok(())
+    Ok(scored)
+}
+
+/// Incremental and continuous scoring of a table's new versions, exactly once into the output.
+async fn stream(
+    store: &dyn MetaStore,
+    lake: &Lake,
+    artifacts: &tarn_server::artifacts::ArtifactStore,
+    args: &ScoreArgs,
+    scorer: &mut Scorer,
+) -> Result<()> {
+    let source_name = args.table.as_deref().unwrap_or_default();
+    let app_id = format!("tarn score {source_name}");
+    let shutdown = crate::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        if let Some(newer) = Scorer::load(store, artifacts, args, Some(scorer)).await? {
+            *scorer = newer;
+        }
+        let source = table_info(store, source_name).await?;
+        let location = tarn_lake::catalog::location_of(&source)?;
+        let latest = lake.latest_version(&location, &source.full_name, 0).await?;
+        let done = match output_info(store, &args.output).await? {
+            Some(output) => {
+                let output_location = tarn_lake::catalog::location_of(&output)?;
+                lake.recorded_version(&output_location, &output.full_name, &app_id)
+                    .await?
+            }
+            None => None,
+        };
+        let pending = match done {
+            Some(done) if done >= latest as i64 => None,
+            Some(done) => {
+                let (_, changes) = lake
+                    .changes(&location, &source.full_name, done as u64 + 1, Some(latest))
+                    .await?;
+                Some(new_rows(changes)?)
+            }
+            None => Some(
+                lake.read(&location, &source.full_name, At::Version(latest))
+                    .await?
+                    .1,
+            ),
+        };
+        match pending {
+            Some(batches) if batches.iter().any(|b| b.num_rows() > 0) => {
+                let schema = batches[0].schema();
+                let scored = score_all(scorer, args, &schema, &batches)?;
+                let written =
+                    write(store, lake, args, scored, Some((&app_id, latest as i64))).await?;
+                eprintln!(
+                    "{source_name} up to version {latest} scored into {} (version {written})",
+                    args.output
+                );
+            }
+            Some(_) => eprintln!("{source_name} up to version {latest}: no new rows"),
+            None if !args.follow => {
+                eprintln!("{source_name} has nothing new since version {latest}")
+            }
+            None => {}
+        }
+        if !args.follow {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs_f64(args.poll_seconds.max(0.1))) => {}
+            _ = &mut shutdown => return Ok(()),
+        }
+    }
+}
+
+/// The rows a change feed inserted or updated to, without the feed's own columns.
+fn new_rows(changes: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    use tarn_lake::arrow::array::{Array, BooleanArray};
+    changes
+        .into_iter()
+        .map(|batch| {
+            let kinds = batch
+                .column_by_name("_change_type")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+                .context("the change feed has no _change_type")?;
+            let keep: BooleanArray = (0..kinds.len())
+                .map(|i| {
+                    Some(
+                        kinds.is_valid(i)
+                            && matches!(kinds.value(i), "insert" | "update_postimage"),
+                    )
+                })
+                .collect();
+            let rows = tarn_lake::arrow::compute::filter_record_batch(&batch, &keep)?;
+            let feed = ["_change_type", "_commit_version", "_commit_timestamp"];
+            let columns: Vec<usize> = (0..rows.num_columns())
+                .filter(|i| !feed.contains(&rows.schema().field(*i).name().as_str()))
+                .collect();
+            Ok(rows.project(&columns)?)
+        })
+        .collect()
+}
+
+async fn output_info(
+    store: &dyn MetaStore,
+    full_name: &str,
+) -> Result<Option<tarn_core::catalog::TableInfo>> {
+    match table_info(store, full_name).await {
+        Ok(info) => Ok(Some(info)),
+        Err(e)
+            if e.downcast_ref::<tarn_core::Error>()
+                .is_some_and(|e| e.code == tarn_core::ErrorCode::ResourceDoesNotExist) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn table_info(
@@ -229,12 +397,14 @@ fn score_chunk(
     )?)
 }
 
-/// Writes the predictions in one commit; returns the table version written.
+/// Writes the predictions in one commit (recording `(app id, source version)` with them when
+/// given); returns the table version written.
 async fn write(
     store: &dyn MetaStore,
     lake: &Lake,
     args: &ScoreArgs,
     batches: Vec<RecordBatch>,
+    record: Option<(&str, i64)>,
 ) -> Result<u64> {
     let parts: Vec<&str> = args.output.split('.').collect();
     let [catalog, schema, name] = parts.as_slice() else {
@@ -261,6 +431,12 @@ async fn write(
         Err(e) => return Err(e.into()),
     };
     let location = tarn_lake::catalog::location_of(&info)?;
+    if let Some((app_id, source_version)) = record {
+        let written = lake
+            .append_recording(&location, &info.full_name, batches, app_id, source_version)
+            .await?;
+        return Ok(written.version);
+    }
     let version = match args.mode {
         Mode::Append => {
             lake.write(

@@ -9,7 +9,8 @@ use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::catalog::{Session, TableProvider};
 use deltalake::datafusion::logical_expr::LogicalPlan;
-use deltalake::kernel::{CommitInfo, StructField};
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{CommitInfo, StructField, Transaction};
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
@@ -277,14 +278,88 @@ impl Lake {
         mode: WriteMode,
         merge_schema: bool,
     ) -> Result<Written> {
+        self.write_recording(location, full_name, batches, mode, merge_schema, None)
+            .await
+    }
+
+    /// The version an application last recorded in the table's log with its write
+    /// (`append_recording`); None when it never wrote.
+    pub async fn recorded_version(
+        &self,
+        location: &Url,
+        full_name: &str,
+        app_id: &str,
+    ) -> Result<Option<i64>> {
+        let table = open(location, full_name, At::Latest).await?;
+        let state = table.snapshot().map_err(|e| table_error(full_name, e))?;
+        state
+            .transaction_version(table.log_store().as_ref(), app_id)
+            .await
+            .map_err(|e| table_error(full_name, e))
+    }
+
+    /// Appends rows and records `(app_id, version)` in the same commit (a Delta application
+    /// transaction): a job that reads the record back on restart knows exactly what it wrote.
+    pub async fn append_recording(
+        &self,
+        location: &Url,
+        full_name: &str,
+        batches: Vec<RecordBatch>,
+        app_id: &str,
+        version: i64,
+    ) -> Result<Written> {
+        let record = Transaction::new(app_id, version);
+        self.write_recording(
+            location,
+            full_name,
+            batches,
+            WriteMode::Append,
+            false,
+            Some(record),
+        )
+        .await
+    }
+
+    async fn write_recording(
+        &self,
+        location: &Url,
+        full_name: &str,
+        batches: Vec<RecordBatch>,
+        mode: WriteMode,
+        merge_schema: bool,
+        record: Option<Transaction>,
+    ) -> Result<Written> {
         let table = open(location, full_name, At::Latest).await?;
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
+        // Schema-level metadata (pandas writes its own into every Arrow table) is no part of a
+        // table's columns; delta-rs would refuse the data for it.
+        let batches = batches
+            .into_iter()
+            .map(|batch| {
+                if batch.schema().metadata().is_empty() {
+                    return Ok(batch);
+                }
+                let schema = batch
+                    .schema()
+                    .as_ref()
+                    .clone()
+                    .with_metadata(Default::default());
+                RecordBatch::try_new(std::sync::Arc::new(schema), batch.columns().to_vec()).map_err(
+                    |e| Error::invalid(format!("The data does not fit table {full_name}: {e}")),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut write = table.write(batches).with_save_mode(match mode {
             WriteMode::Append => SaveMode::Append,
             WriteMode::Overwrite => SaveMode::Overwrite,
         });
         if merge_schema {
             write = write.with_schema_mode(SchemaMode::Merge);
+        }
+        if let Some(record) = record {
+            write = write.with_commit_properties(
+                CommitProperties::default().with_application_transaction(record),
+            );
         }
         let table = write.await.map_err(|e| write_error(full_name, e))?;
         Ok(Written {

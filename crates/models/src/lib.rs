@@ -73,15 +73,27 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads a model from its `MLmodel` text and a reader of the files it names.
+    /// Loads a model from its `MLmodel` text and a reader of the files of its directory (the
+    /// ONNX file and any weights kept beside it), by path relative to the directory.
     pub fn load(
         mlmodel: &str,
-        read_file: impl FnOnce(&str) -> Result<Vec<u8>, ModelError>,
+        mut read_file: impl FnMut(&str) -> Result<Vec<u8>, ModelError>,
     ) -> Result<Model, ModelError> {
         let mlmodel = MlModel::parse(mlmodel)?;
         let onnx_file = mlmodel.onnx_file()?;
         let bytes = read_file(&onnx_file)?;
-        let onnx = OnnxModel::from_bytes(&bytes)?;
+        // External weights are named relative to the ONNX file's folder.
+        let folder = std::path::Path::new(&onnx_file)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let onnx = OnnxModel::load(&bytes, &mut |name: &str| {
+            if folder.is_empty() {
+                read_file(name)
+            } else {
+                read_file(&format!("{folder}/{name}"))
+            }
+        })?;
         Ok(Model { mlmodel, onnx })
     }
 

@@ -631,6 +631,8 @@ struct OutputRows<'a> {
     tensor: &'a Tensor,
     rows: Range<usize>,
     scalars: bool,
+    /// Answer each row as a map from these keys to the row's values (a dropped ZipMap's).
+    keys: Option<&'a [String]>,
 }
 /// One value, or the nested lists of a row of a multi-dimensional output.
 struct Cell<'a> {
@@ -657,6 +659,7 @@ impl Serialize for Record<'_, '_> {
                 tensor,
                 rows: self.1..self.1 + 1,
                 scalars: true,
+                keys: spec.map_keys.as_deref(),
             };
             record.serialize_entry(&spec.name, &RowCell(&rows, self.1))?;
         }
@@ -672,6 +675,20 @@ impl Serialize for RowCell<'_, '_> {
         let tensor = self.0.tensor;
         let inner = tensor.shape().get(1..).unwrap_or(&[]);
         let width: usize = inner.iter().product();
+        if let Some(keys) = self.0.keys.filter(|keys| keys.len() == width) {
+            let mut map = serializer.serialize_map(Some(width))?;
+            for (i, key) in keys.iter().enumerate() {
+                map.serialize_entry(
+                    key,
+                    &Cell {
+                        tensor,
+                        start: self.1 * width + i,
+                        shape: &[],
+                    },
+                )?;
+            }
+            return map.end();
+        }
         if width == 1 && self.0.scalars {
             Cell {
                 tensor,
@@ -698,6 +715,7 @@ impl Serialize for Columns<'_, '_> {
                 tensor,
                 rows: self.0.range.clone(),
                 scalars: false,
+                keys: spec.map_keys.as_deref(),
             };
             columns.serialize_entry(&spec.name, &rows)?;
         }

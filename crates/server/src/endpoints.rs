@@ -145,19 +145,38 @@ pub async fn load_model(
         .map_err(describe)?;
     let mlmodel = String::from_utf8(mlmodel.to_vec())
         .map_err(|_| Error::invalid("the MLmodel file is not UTF-8"))?;
-    let onnx_file = tarn_models::MlModel::parse(&mlmodel)
-        .and_then(|m| m.onnx_file())
-        .map_err(|e| describe(e.into()))?;
-    let onnx = artifacts
-        .get_bytes(
-            workspace,
-            &format!("{location}/{onnx_file}"),
-            MAX_MODEL_BYTES,
-        )
+    // The files of the model's directory (the ONNX file, weights kept beside it), up to a
+    // total size.
+    let mut files = std::collections::HashMap::new();
+    let mut total = 0u64;
+    for file in artifacts
+        .list(workspace, location)
         .await
-        .map_err(describe)?;
+        .map_err(describe)?
+    {
+        if file.is_dir || file.path == "MLmodel" {
+            continue;
+        }
+        total += file.file_size.unwrap_or_default();
+        if total > MAX_MODEL_BYTES {
+            return Err(Error::invalid(format!(
+                "model {} version {} is larger than {MAX_MODEL_BYTES} bytes",
+                version.name, version.version
+            )));
+        }
+        let path = format!("{location}/{}", file.path);
+        let bytes = artifacts
+            .get_bytes(workspace, &path, MAX_MODEL_BYTES)
+            .await
+            .map_err(describe)?;
+        files.insert(file.path, bytes);
+    }
     tokio::task::spawn_blocking(move || {
-        let model = Model::load(&mlmodel, |_| Ok(onnx.to_vec()))?;
+        let model = Model::load(&mlmodel, |name: &str| {
+            files.get(name).map(|bytes| bytes.to_vec()).ok_or_else(|| {
+                tarn_models::ModelError::Invalid(format!("the model has no file {name}"))
+            })
+        })?;
         model.warm_up()?;
         Ok::<_, tarn_models::ModelError>(model)
     })

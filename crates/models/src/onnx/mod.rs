@@ -72,6 +72,9 @@ pub struct TensorSpec {
     pub name: String,
     pub element: ElementType,
     pub shape: Vec<Option<usize>>,
+    /// For an output a ZipMap made: its keys (the class labels), so that each row is answered
+    /// as the map `{label: probability}` MLflow's scoring server answers.
+    pub map_keys: Option<Vec<String>>,
 }
 
 impl TensorSpec {
@@ -110,7 +113,21 @@ fn invalid(error: impl std::fmt::Display) -> ModelError {
 }
 
 impl OnnxModel {
+    /// Loads a model whose weights are all inside `bytes`.
     pub fn from_bytes(bytes: &[u8]) -> Result<OnnxModel, ModelError> {
+        OnnxModel::load(bytes, &mut |name: &str| {
+            Err(ModelError::Invalid(format!(
+                "the model keeps weights in {name:?}, outside the file"
+            )))
+        })
+    }
+
+    /// Loads a model; `read_file` gives the files beside it that hold external weights (as
+    /// `mlflow.onnx.save_model` writes by default).
+    pub fn load(
+        bytes: &[u8],
+        read_file: &mut dyn FnMut(&str) -> Result<Vec<u8>, ModelError>,
+    ) -> Result<OnnxModel, ModelError> {
         let framework = framework();
         let mut proto = framework
             .proto_model_for_read(&mut &bytes[..])
@@ -119,7 +136,8 @@ impl OnnxModel {
             .graph
             .as_mut()
             .ok_or_else(|| invalid("the ONNX model has no graph"))?;
-        drop_zipmaps(graph);
+        inline_external_data(graph, read_file)?;
+        let maps = drop_zipmaps(graph);
         prune(graph);
         let unsupported: Vec<String> = graph
             .node
@@ -160,11 +178,16 @@ impl OnnxModel {
                 let name = typed
                     .outlet_label(*outlet)
                     .map_or_else(|| typed.node(outlet.node).name.clone(), str::to_string);
+                let map_keys = maps
+                    .iter()
+                    .find(|(output, _)| *output == name)
+                    .map(|(_, keys)| keys.clone());
                 Ok(TensorSpec {
                     name,
                     element: element_of(fact.datum_type)
                         .ok_or_else(|| format_err!("output type {:?}", fact.datum_type))?,
                     shape: fact.shape.iter().map(|d| d.to_usize().ok()).collect(),
+                    map_keys,
                 })
             })
             .collect::<TractResult<Vec<_>>>()
@@ -278,19 +301,83 @@ fn graph_inputs(graph: &GraphProto) -> Result<Vec<TensorSpec>, ModelError> {
                 name: input.name.clone(),
                 element,
                 shape,
+                map_keys: None,
             })
         })
         .collect()
 }
 
+/// ONNX's EXTERNAL data location: the tensor's bytes are in another file.
+const EXTERNAL: i32 = 1;
+
+/// Reads the weights kept in files beside the model into the tensors, so that tract needs no
+/// directory. Each file is named relative to the model and must stay inside its directory.
+fn inline_external_data(
+    graph: &mut GraphProto,
+    read_file: &mut dyn FnMut(&str) -> Result<Vec<u8>, ModelError>,
+) -> Result<(), ModelError> {
+    let mut files: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
+    for tensor in &mut graph.initializer {
+        if tensor.data_location != Some(EXTERNAL) {
+            continue;
+        }
+        let entry = |key: &str| {
+            tensor.external_data.iter().find(|e| e.key == key).map(|e| e.value.clone())
+        };
+        let location = entry("location").ok_or_else(|| {
+            invalid(format!("tensor {:?} is external but names no file", tensor.name))
+        })?;
+        let number = |key: &str| -> Result<Option<usize>, ModelError> {
+            entry(key)
+                .map(|v| {
+                    v.parse::<usize>()
+                        .map_err(|_| invalid(format!("tensor {:?}: bad {key} {v:?}", tensor.name)))
+                })
+                .transpose()
+        };
+        let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
+        crate::safe_relative_path(&location)?;
+        if !files.contains_key(&location) {
+            let bytes = read_file(&location)?;
+            files.insert(location.clone(), bytes);
+        }
+        let file = &files[&location];
+        let end = length
+            .map_or(Some(file.len()), |l| offset.checked_add(l))
+            .filter(|end| *end <= file.len() && offset <= *end)
+            .ok_or_else(|| {
+                invalid(format!("tensor {:?} reaches past the end of {location:?}", tensor.name))
+            })?;
+        tensor.raw_data = file[offset..end].to_vec();
+        tensor.external_data.clear();
+        tensor.data_location = None;
+    }
+    Ok(())
+}
+
 /// Removes each ZipMap node, renaming the tensor it reads to the name of its output: the
-/// probabilities are then answered as a tensor under the name the exporter gave the maps.
-fn drop_zipmaps(graph: &mut GraphProto) {
+/// probabilities are then a tensor under the name the exporter gave the maps. Returns each such
+/// output with the map's keys, which the answer uses again.
+fn drop_zipmaps(graph: &mut GraphProto) -> Vec<(String, Vec<String>)> {
+    let mut maps = Vec::new();
     while let Some(at) = graph.node.iter().position(|n| n.op_type == "ZipMap") {
         let zipmap = graph.node.remove(at);
         let (Some(from), Some(to)) = (zipmap.input.first(), zipmap.output.first()) else {
             continue;
         };
+        let keys = zipmap.attribute.iter().find_map(|a| match a.name.as_str() {
+            "classlabels_int64s" => Some(a.ints.iter().map(i64::to_string).collect::<Vec<_>>()),
+            "classlabels_strings" => Some(
+                a.strings
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect(),
+            ),
+            _ => None,
+        });
+        if let Some(keys) = keys {
+            maps.push((to.clone(), keys));
+        }
         for node in &mut graph.node {
             for name in node.input.iter_mut().chain(node.output.iter_mut()) {
                 if name == from {
@@ -306,6 +393,7 @@ fn drop_zipmaps(graph: &mut GraphProto) {
             }
         }
     }
+    maps
 }
 
 /// Keeps only the nodes the graph outputs depend on (nodes come in topological order).

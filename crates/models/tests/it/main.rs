@@ -55,11 +55,12 @@ fn classifiers_answer_the_library_labels_and_probabilities() {
         let rows = predictions.as_array().expect("records");
         assert_eq!(rows.len(), 12);
         for (i, row) in rows.iter().enumerate() {
-            // ZipMap is dropped: the probabilities come as a list under the exporter's name.
             assert_eq!(row["output_label"], want["label"][i], "{name} row {i}");
-            let probabilities = row["output_probability"].as_array().expect("list");
+            // As MLflow answers a ZipMap: {class label: probability}.
+            let probabilities = row["output_probability"].as_object().expect("map");
+            assert_eq!(probabilities.keys().collect::<Vec<_>>(), ["0", "1"]);
             for (got, want) in probabilities
-                .iter()
+                .values()
                 .zip(want["probabilities"][i].as_array().expect("list"))
             {
                 assert_close(got, want);
