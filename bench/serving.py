@@ -134,6 +134,7 @@ def main():
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch-concurrency", type=int, default=2)
     parser.add_argument("--batch-rows", type=int, default=10_000_000, help="rows of the batch scoring job (0: skip)")
+    parser.add_argument("--batch-only", action="store_true", help="only the batch scoring job")
     args = parser.parse_args()
 
     tarn = tarn_binary(args)
@@ -153,11 +154,12 @@ def main():
     data_dir = os.path.join(workdir, "tarn-data")
     try:
         endpoints = {trained.name: deploy(server.base, token, trained) for trained in models}
-        results = compare(models, endpoints, token, tarn, loadgen, args)
+        results = [] if args.batch_only else compare(models, endpoints, token, tarn, loadgen, args)
         jobs = batch_jobs(models, tarn, data_dir, workdir, args.batch_rows, server.base, token) if args.batch_rows else []
     finally:
         server.stop()
-    report(results, args)
+    if results:
+        report(results, args)
     for model, tarn_seconds, mlflow_seconds in jobs:
         print(
             f"{model:<20} batch job {args.batch_rows:,} rows: tarn score {args.batch_rows / tarn_seconds:,.0f} rows/s ({tarn_seconds:.1f} s), "

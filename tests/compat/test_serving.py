@@ -250,34 +250,57 @@ def test_an_endpoint_looks_up_the_features_its_model_was_trained_on(server, clie
     assert missing.status_code == 400 and "customer_id" in missing.json()["message"], missing.text
 
 
+def register_directory(client, unique, trained):
+    """Registers a model directory as version 1 of a new model (from a run's artifacts)."""
+    import mlflow
+
+    mlflow.set_experiment(unique("serving"))
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(trained.path, "model")
+    name = unique(trained.name.replace("_", "-"))
+    client.create_registered_model(name)
+    client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    return name
+
+
+def rows_table(server, unique, trained, table, properties=None):
+    """A new schema with a table `table` of the trained rows plus an `id`; returns the schema."""
+    from test_lakehouse import UC, call
+
+    schema = f"serving_{unique('s').split('-')[1]}"
+    assert call(server, "POST", f"{UC}/schemas", json={"name": schema, "catalog_name": "dev"}).status_code == 200
+    columns = [{"name": "id", "type_text": "bigint"}] + [{"name": c, "type_text": "double"} for c in trained.rows.columns]
+    created = call(server, "POST", f"{UC}/tables", json={
+        "name": table, "catalog_name": "dev", "schema_name": schema, "columns": columns, "properties": properties or {},
+    })
+    assert created.status_code == 200, created.text
+    return schema
+
+
+def with_ids(trained, start=0, stop=None):
+    """The trained rows (with an `id`) as an Arrow table from pandas, schema metadata and all,
+    as users write them."""
+    import pyarrow as pa
+
+    rows = trained.rows.assign(id=range(len(trained.rows)))[["id", *trained.rows.columns]]
+    return pa.Table.from_pandas(rows.iloc[start:stop], preserve_index=False)
+
+
 def test_tarn_score_writes_the_library_predictions_with_the_model_version(server, client, unique, tmp_path):
     """Batch scoring: `tarn score` reads a table, scores it with models:/NAME@ALIAS and writes a
     predictions table (read back here by the deltalake package) equal to the library's
     predictions, each row with the model's name and version; merging again on the key replaces
     rows instead of adding them."""
     import deltalake
-    import mlflow
-    import pyarrow as pa
 
     from test_lakehouse import UC, call, write
     from test_lineage import cli
 
     trained = serving_models.build("gradient_boosting_binary", str(tmp_path))
-    mlflow.set_experiment(unique("score"))
-    with mlflow.start_run() as run:
-        mlflow.log_artifacts(trained.path, "model")
-    name = unique("scored")
-    client.create_registered_model(name)
-    client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    name = register_directory(client, unique, trained)
     client.set_registered_model_alias(name, "champion", "1")
-
-    schema = f"score_{unique('s').split('-')[1]}"
-    assert call(server, "POST", f"{UC}/schemas", json={"name": schema, "catalog_name": "dev"}).status_code == 200
-    columns = [{"name": "id", "type_text": "bigint"}] + [{"name": c, "type_text": "double"} for c in trained.rows.columns]
-    assert call(server, "POST", f"{UC}/tables", json={"name": "customers", "catalog_name": "dev", "schema_name": schema, "columns": columns}).status_code == 200
-    # An Arrow table from pandas, its schema metadata and all, as users write them.
-    table = pa.Table.from_pandas(trained.rows.assign(id=range(len(trained.rows)))[["id", *trained.rows.columns]], preserve_index=False)
-    written = write(server, f"dev.{schema}.customers", table)
+    schema = rows_table(server, unique, trained, "customers")
+    written = write(server, f"dev.{schema}.customers", with_ids(trained))
     assert written.status_code == 200, written.text
 
     output = f"dev.{schema}.predictions"
@@ -301,33 +324,17 @@ def test_streaming_scoring_scores_each_new_row_exactly_once(server, client, uniq
     import time
 
     import deltalake
-    import mlflow
-    import pyarrow as pa
 
     from test_lakehouse import UC, call, write
     from test_lineage import cli
 
     trained = serving_models.build("random_forest_binary", str(tmp_path))
-    mlflow.set_experiment(unique("stream"))
-    with mlflow.start_run() as run:
-        mlflow.log_artifacts(trained.path, "model")
-    name = unique("streamed")
-    client.create_registered_model(name)
-    client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
-
-    schema = f"stream_{unique('s').split('-')[1]}"
-    assert call(server, "POST", f"{UC}/schemas", json={"name": schema, "catalog_name": "dev"}).status_code == 200
-    columns = [{"name": "id", "type_text": "bigint"}] + [{"name": c, "type_text": "double"} for c in trained.rows.columns]
-    created = call(server, "POST", f"{UC}/tables", json={
-        "name": "events", "catalog_name": "dev", "schema_name": schema, "columns": columns,
-        "properties": {"delta.enableChangeDataFeed": "true"},
-    })
-    assert created.status_code == 200, created.text
+    name = register_directory(client, unique, trained)
+    schema = rows_table(server, unique, trained, "events", {"delta.enableChangeDataFeed": "true"})
     source = f"dev.{schema}.events"
-    rows = trained.rows.assign(id=range(len(trained.rows)))[["id", *trained.rows.columns]]
 
     def append(start, stop):
-        written = write(server, source, pa.Table.from_pandas(rows.iloc[start:stop], preserve_index=False))
+        written = write(server, source, with_ids(trained, start, stop))
         assert written.status_code == 200, written.text
 
     output = f"dev.{schema}.scored"

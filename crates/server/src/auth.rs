@@ -253,7 +253,6 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
     )))
 }
 
-/// Fails unless the principal holds `required` (or more) on the object.
 /// `require` for paths where a store read per request would cost more than the work itself
 /// (scoring): a passed check is trusted for the cache's lifetime, like a membership.
 pub async fn require_cached(
@@ -294,6 +293,7 @@ pub async fn require_cached(
     Ok(())
 }
 
+/// Fails unless the principal holds `required` (or more) on the object.
 pub async fn require(
     store: &dyn MetaStore,
     workspace: &str,

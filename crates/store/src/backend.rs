@@ -24,6 +24,38 @@ use tarn_core::{Error, Result};
 use crate::db_error;
 
 type Tx<'c> = sqlx::Transaction<'c, Db>;
+
+/// The creator manages what it creates: a CAN_MANAGE grant, in the creating transaction.
+async fn grant_creator(
+    tx: &mut Tx<'_>,
+    workspace: &str,
+    object_type: ObjectType,
+    object_id: &str,
+    creator_id: i64,
+) -> Result<()> {
+    sqlx::query("INSERT INTO acl (workspace, object_type, object_id, principal_id, level) VALUES ($1, $2, $3, $4, $5)")
+        .bind(workspace)
+        .bind(object_type.as_str())
+        .bind(object_id)
+        .bind(creator_id)
+        .bind(PermissionLevel::CanManage.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Removes every grant on an object (deleted, or its list replaced).
+async fn delete_grants(tx: &mut Tx<'_>, workspace: &str, object_type: ObjectType, object_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM acl WHERE workspace = $1 AND object_type = $2 AND object_id = $3")
+        .bind(workspace)
+        .bind(object_type.as_str())
+        .bind(object_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
 type Builder = QueryBuilder<Db>;
 
 /// The store over one backend. Reads go to `read`; writes to `write` (the same pool on
@@ -2609,13 +2641,7 @@ impl PermissionStore for Store {
             actor,
         )
         .await?;
-        sqlx::query("DELETE FROM acl WHERE workspace = $1 AND object_type = $2 AND object_id = $3")
-            .bind(workspace)
-            .bind(object_type.as_str())
-            .bind(object_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        delete_grants(&mut tx, workspace, object_type, object_id).await?;
         write_grants(&mut tx, workspace, object_type, object_id, grants).await?;
         tx.commit().await.map_err(db_error)
     }

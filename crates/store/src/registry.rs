@@ -711,16 +711,7 @@ impl RegistryStore for Store {
                 for tag in tags {
                     upsert_registry_tag(tx, &id, tag).await?;
                 }
-                // The creator manages what it creates.
-                sqlx::query("INSERT INTO acl (workspace, object_type, object_id, principal_id, level) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(workspace)
-                    .bind(ObjectType::RegisteredModel.as_str())
-                    .bind(&id)
-                    .bind(actor.id)
-                    .bind(PermissionLevel::CanManage.as_str())
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(db_error)?;
+                grant_creator(tx, workspace, ObjectType::RegisteredModel, &id, actor.id).await?;
                 let tag_map: serde_json::Map<String, serde_json::Value> = tags
                     .iter()
                     .map(|t| (t.key.clone(), serde_json::Value::String(t.value.clone())))
@@ -904,13 +895,7 @@ impl RegistryStore for Store {
                 .await
                 .map_err(db_error)?;
         }
-        sqlx::query("DELETE FROM acl WHERE workspace = $1 AND object_type = $2 AND object_id = $3")
-            .bind(workspace)
-            .bind(ObjectType::RegisteredModel.as_str())
-            .bind(&model_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        delete_grants(&mut tx, workspace, ObjectType::RegisteredModel, &model_id).await?;
         insert_event(
             &mut tx,
             workspace,

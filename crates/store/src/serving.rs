@@ -57,15 +57,7 @@ impl ServingStore for Store {
             Err(err) => return Err(db_error(err)),
             Ok(_) => {}
         }
-        sqlx::query("INSERT INTO acl (workspace, object_type, object_id, principal_id, level) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&endpoint.workspace)
-            .bind(ObjectType::ServingEndpoint.as_str())
-            .bind(&endpoint.id)
-            .bind(actor.id)
-            .bind(PermissionLevel::CanManage.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        grant_creator(&mut tx, &endpoint.workspace, ObjectType::ServingEndpoint, &endpoint.id, actor.id).await?;
         insert_event(
             &mut tx,
             &endpoint.workspace,
@@ -159,13 +151,7 @@ impl ServingStore for Store {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        sqlx::query("DELETE FROM acl WHERE workspace = $1 AND object_type = $2 AND object_id = $3")
-            .bind(workspace)
-            .bind(ObjectType::ServingEndpoint.as_str())
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        delete_grants(&mut tx, workspace, ObjectType::ServingEndpoint, &id).await?;
         insert_event(
             &mut tx,
             workspace,

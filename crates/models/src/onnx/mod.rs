@@ -322,10 +322,17 @@ fn inline_external_data(
             continue;
         }
         let entry = |key: &str| {
-            tensor.external_data.iter().find(|e| e.key == key).map(|e| e.value.clone())
+            tensor
+                .external_data
+                .iter()
+                .find(|e| e.key == key)
+                .map(|e| e.value.clone())
         };
         let location = entry("location").ok_or_else(|| {
-            invalid(format!("tensor {:?} is external but names no file", tensor.name))
+            invalid(format!(
+                "tensor {:?} is external but names no file",
+                tensor.name
+            ))
         })?;
         let number = |key: &str| -> Result<Option<usize>, ModelError> {
             entry(key)
@@ -346,7 +353,10 @@ fn inline_external_data(
             .map_or(Some(file.len()), |l| offset.checked_add(l))
             .filter(|end| *end <= file.len() && offset <= *end)
             .ok_or_else(|| {
-                invalid(format!("tensor {:?} reaches past the end of {location:?}", tensor.name))
+                invalid(format!(
+                    "tensor {:?} reaches past the end of {location:?}",
+                    tensor.name
+                ))
             })?;
         tensor.raw_data = file[offset..end].to_vec();
         tensor.external_data.clear();

@@ -388,6 +388,42 @@ impl Ensemble {
         }
     }
 
+    /// Aggregates the leaves every row reaches into `scores` (row-major, one per target and
+    /// row; no base values). Sums walk one tree over all rows before the next, so that a tree's
+    /// nodes stay in cache across the rows (a row's sum still adds the trees in order).
+    pub fn score_rows(&self, rows: &[f64], width: usize, scores: &mut Vec<f64>) {
+        let targets = self.targets;
+        let count = rows.len() / width.max(1);
+        scores.clear();
+        scores.resize(count * targets, 0.0);
+        match self.aggregate {
+            Aggregate::Sum | Aggregate::Average => {
+                for root in &self.roots {
+                    for (row, out) in rows
+                        .chunks_exact(width)
+                        .zip(scores.chunks_exact_mut(targets))
+                    {
+                        for (target, weight) in self.leaf(*root, row) {
+                            out[*target as usize] += weight;
+                        }
+                    }
+                }
+                if self.aggregate == Aggregate::Average {
+                    let trees = self.roots.len() as f64;
+                    scores.iter_mut().for_each(|s| *s /= trees);
+                }
+            }
+            Aggregate::Min | Aggregate::Max => {
+                for (row, out) in rows
+                    .chunks_exact(width)
+                    .zip(scores.chunks_exact_mut(targets))
+                {
+                    self.score_row(row, out);
+                }
+            }
+        }
+    }
+
     /// Aggregates the leaves one row reaches into `scores` (one per target, no base values).
     /// `row` must hold at least `features()` values.
     pub fn score_row(&self, row: &[f64], scores: &mut [f64]) {
@@ -444,13 +480,13 @@ impl TreeRegressor {
     /// Scores `rows` (row-major, `width` values each) into `out` (row-major, one per target).
     pub fn predict(&self, rows: &[f64], width: usize, out: &mut Vec<f32>) {
         let targets = self.ensemble.targets();
-        let mut scores = vec![0.0; targets];
-        for row in rows.chunks_exact(width) {
-            self.ensemble.score_row(row, &mut scores);
+        let mut all = Vec::new();
+        self.ensemble.score_rows(rows, width, &mut all);
+        for scores in all.chunks_exact_mut(targets) {
             for (score, base) in scores.iter_mut().zip(&self.base_values) {
                 *score += base;
             }
-            self.post_transform.apply(&mut scores);
+            self.post_transform.apply(scores);
             out.extend(scores.iter().map(|s| *s as f32));
         }
     }
@@ -465,18 +501,23 @@ pub struct TreeClassifier {
     /// Two classes with weights on one only: that weight is the score of the second class,
     /// the convention of skl2onnx, onnxmltools and onnxruntime for binary boosting.
     single_score: bool,
+    /// The class the single score is accumulated on.
+    single_class: usize,
     non_negative: bool,
 }
 
 impl TreeClassifier {
     pub fn new(ensemble: Ensemble, base_values: Vec<f64>, post_transform: PostTransform) -> Self {
-        let single_score = ensemble.targets() == 2 && ensemble.weighted_targets().len() == 1;
+        let weighted = ensemble.weighted_targets();
+        let single_score = ensemble.targets() == 2 && weighted.len() == 1;
+        let single_class = weighted.first().copied().unwrap_or(0) as usize;
         let non_negative = ensemble.weights_all_non_negative();
         TreeClassifier {
             ensemble,
             base_values,
             post_transform,
             single_score,
+            single_class,
             non_negative,
         }
     }
@@ -494,15 +535,10 @@ impl TreeClassifier {
         out: &mut Vec<f32>,
     ) {
         let classes = self.classes();
-        let mut scores = vec![0.0; classes];
-        let single = self
-            .ensemble
-            .weighted_targets()
-            .first()
-            .copied()
-            .unwrap_or(0) as usize;
-        for row in rows.chunks_exact(width) {
-            self.ensemble.score_row(row, &mut scores);
+        let single = self.single_class;
+        let mut all = Vec::new();
+        self.ensemble.score_rows(rows, width, &mut all);
+        for scores in all.chunks_exact_mut(classes) {
             if self.single_score {
                 let base = match self.base_values.len() {
                     2 => self.base_values[single],
@@ -523,7 +559,7 @@ impl TreeClassifier {
                     *score += base;
                 }
             }
-            self.post_transform.apply(&mut scores);
+            self.post_transform.apply(scores);
             // The first of equal maxima wins, as numpy's argmax does.
             let winner = scores
                 .iter()
