@@ -378,7 +378,8 @@ def test_streaming_scoring_scores_each_new_row_exactly_once(server, client, uniq
 @pytest.mark.skipif(bool(os.environ.get("TARN_TEST_DATABASE_URL")), reason="one SQLite server of its own is enough")
 def test_a_graceful_shutdown_writes_every_acknowledged_request_to_the_inference_table(tmp_path):
     """Requests answered just before SIGTERM are in the inference table after the server exits
-    (the writer drains its buffer before the process ends); /metrics counts the rows."""
+    (the writer drains its buffer before the process ends); /metrics counts the rows, and shows
+    concurrent requests scored together (a bounded wait of 20 ms to gather them)."""
     import deltalake
     import mlflow
     from concurrent.futures import ThreadPoolExecutor
@@ -386,7 +387,7 @@ def test_a_graceful_shutdown_writes_every_acknowledged_request_to_the_inference_
     from conftest import start_tarn
 
     trained = serving_models.build("logistic_binary", str(tmp_path))
-    server, stop = start_tarn(data_dir=str(tmp_path / "tarn"))
+    server, stop = start_tarn(data_dir=str(tmp_path / "tarn"), extra_args=["--serving-max-wait-us", "20000"])
     stopped = False
     try:
         headers = {"Authorization": f"Bearer {server.admin_token}"}
@@ -409,6 +410,10 @@ def test_a_graceful_shutdown_writes_every_acknowledged_request_to_the_inference_
         assert statuses == [200] * 400
         metrics = requests.get(f"{server.base}/metrics", headers=headers, timeout=30).text
         assert 'tarn_inference_rows_total{workspace="dev",endpoint="shutdown",outcome="dropped_full"} 0' in metrics
+        labels = '{workspace="dev",endpoint="shutdown",entity="shutdown-model-1",version="1"}'
+        counted = {line.split(" ")[0]: int(line.split(" ")[1]) for line in metrics.splitlines() if labels in line}
+        assert counted[f"tarn_serving_requests_total{labels}"] == 400, counted
+        assert counted[f"tarn_serving_model_runs_total{labels}"] < 400, counted
         stop()
         stopped = True
     finally:

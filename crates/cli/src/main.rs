@@ -99,6 +99,13 @@ pub struct ServerArgs {
         hide = true
     )]
     pub webhook_retry_base_ms: u64,
+    /// How long a serving endpoint's scoring thread waits for more requests to batch with the
+    /// one it holds, in microseconds (0: only those already queued).
+    #[arg(long, env = "TARN_SERVING_MAX_WAIT_US", default_value_t = 0)]
+    pub serving_max_wait_us: u64,
+    /// Scoring threads per served model version; default one per core.
+    #[arg(long, env = "TARN_SERVING_THREADS")]
+    pub serving_threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -481,21 +488,29 @@ pub async fn start_server(
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-    Ok((
-        tarn_server::AppState::new(
-            store,
-            artifacts,
-            lake,
-            online,
-            tarn_server::webhooks::WebhookSettings {
-                allow_private: args.webhooks_allow_private,
-                retry_base: std::time::Duration::from_millis(args.webhook_retry_base_ms),
-                ..Default::default()
-            },
-        )?,
-        listener,
-        bootstrap,
-    ))
+    let mut state = tarn_server::AppState::new(
+        store,
+        artifacts,
+        lake,
+        online,
+        tarn_server::webhooks::WebhookSettings {
+            allow_private: args.webhooks_allow_private,
+            retry_base: std::time::Duration::from_millis(args.webhook_retry_base_ms),
+            ..Default::default()
+        },
+    )?;
+    let mut scoring = tarn_models::BatcherOptions {
+        max_wait: std::time::Duration::from_micros(args.serving_max_wait_us),
+        ..Default::default()
+    };
+    if let Some(threads) = args.serving_threads {
+        scoring.threads = threads.max(1);
+    }
+    state.endpoints = Arc::new(tarn_server::endpoints::Endpoints::new(
+        scoring,
+        tarn_server::serving::Limits::default(),
+    ));
+    Ok((state, listener, bootstrap))
 }
 
 async fn run_server(args: ServerArgs) -> Result<()> {

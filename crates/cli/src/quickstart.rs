@@ -185,6 +185,8 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         // The quickstart's own receiver listens on loopback.
         webhooks_allow_private: true,
         webhook_retry_base_ms: 1000,
+        serving_max_wait_us: 0,
+        serving_threads: None,
     };
     let started = match crate::start_server(&server_args).await {
         Ok(started) => started,

@@ -4,6 +4,7 @@
 //! with its own rows. Scoring never runs on the async threads.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -56,26 +57,44 @@ struct Job {
 pub struct Batcher {
     sender: SyncSender<Job>,
     model: Arc<Model>,
+    counts: Arc<BatchCounts>,
+}
+
+/// How well batching works: requests scored, and runs of the model that scored them.
+#[derive(Debug, Default)]
+pub struct BatchCounts {
+    pub requests: AtomicU64,
+    pub runs: AtomicU64,
 }
 
 impl Batcher {
     pub fn start(model: Arc<Model>, options: BatcherOptions) -> Batcher {
         let (sender, receiver) = mpsc::sync_channel(options.queue.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
+        let counts = Arc::new(BatchCounts::default());
         for i in 0..options.threads.max(1) {
             let (model, receiver, options) = (model.clone(), receiver.clone(), options.clone());
+            let counts = counts.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("tarn-score-{i}"))
-                .spawn(move || score_loop(&model, &receiver, &options));
+                .spawn(move || score_loop(&model, &receiver, &options, &counts));
             if let Err(error) = spawned {
                 tracing::error!(%error, "cannot start a scoring thread");
             }
         }
-        Batcher { sender, model }
+        Batcher {
+            sender,
+            model,
+            counts,
+        }
     }
 
     pub fn model(&self) -> &Arc<Model> {
         &self.model
+    }
+
+    pub fn counts(&self) -> &BatchCounts {
+        &self.counts
     }
 
     /// Queues a prepared request and waits for its predictions.
@@ -107,7 +126,12 @@ fn compatible(a: &Prepared, b: &Prepared) -> bool {
         })
 }
 
-fn score_loop(model: &Model, receiver: &Mutex<Receiver<Job>>, options: &BatcherOptions) {
+fn score_loop(
+    model: &Model,
+    receiver: &Mutex<Receiver<Job>>,
+    options: &BatcherOptions,
+    counts: &BatchCounts,
+) {
     let batched = model.onnx.inputs().iter().all(|input| input.batched());
     let mut carried: Option<Job> = None;
     loop {
@@ -145,6 +169,10 @@ fn score_loop(model: &Model, receiver: &Mutex<Receiver<Job>>, options: &BatcherO
                 batch.push(next);
             }
         }
+        counts.runs.fetch_add(1, Ordering::Relaxed);
+        counts
+            .requests
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         run_batch(model, batch);
     }
 }

@@ -62,6 +62,9 @@ impl LiveEndpoint {
 
 type Key = (String, String);
 
+/// Reads one of a batcher's counters.
+type CountOf = fn(&tarn_models::batcher::BatchCounts) -> u64;
+
 struct Failure {
     message: String,
     config_version: i64,
@@ -196,6 +199,15 @@ async fn load(
 }
 
 impl Endpoints {
+    /// Endpoints whose models score with `options` and take requests within `limits`.
+    pub fn new(options: BatcherOptions, limits: Limits) -> Endpoints {
+        Endpoints {
+            options,
+            limits,
+            ..Endpoints::default()
+        }
+    }
+
     pub fn get(&self, workspace: &str, name: &str) -> Option<Arc<LiveEndpoint>> {
         self.live.read().ok()?.get(&key(workspace, name)).cloned()
     }
@@ -435,6 +447,32 @@ impl Endpoints {
         let Ok(live) = self.live.read() else {
             return out;
         };
+        let families: [(&str, &str, CountOf); 2] = [
+            (
+                "tarn_serving_requests_total",
+                "Requests scored per served entity.",
+                |c| c.requests.load(Ordering::Relaxed),
+            ),
+            (
+                "tarn_serving_model_runs_total",
+                "Runs of the model that scored them (fewer runs than requests: requests were batched).",
+                |c| c.runs.load(Ordering::Relaxed),
+            ),
+        ];
+        for (family, help, count) in families {
+            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} counter");
+            for ((workspace, name), endpoint) in live.iter() {
+                for entity in &endpoint.entities {
+                    let _ = writeln!(
+                        out,
+                        "{family}{{workspace=\"{workspace}\",endpoint=\"{name}\",entity=\"{}\",version=\"{}\"}} {}",
+                        entity.name,
+                        entity.version,
+                        count(entity.batcher.counts())
+                    );
+                }
+            }
+        }
         out.push_str("# HELP tarn_inference_rows_total Inference table rows by endpoint and outcome (written; dropped_full: buffer full under overload; dropped_failed: the table write failed).\n# TYPE tarn_inference_rows_total counter\n");
         for ((workspace, name), endpoint) in live.iter() {
             if let Some(log) = &endpoint.log {
