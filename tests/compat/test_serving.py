@@ -375,7 +375,6 @@ def test_streaming_scoring_scores_each_new_row_exactly_once(server, client, uniq
     np.testing.assert_allclose(np.stack(final["output_probability"].to_numpy()), trained.probabilities, **TOLERANCE)
 
 
-@pytest.mark.skipif(bool(os.environ.get("TARN_TEST_DATABASE_URL")), reason="one SQLite server of its own is enough")
 def test_a_graceful_shutdown_writes_every_acknowledged_request_to_the_inference_table(tmp_path):
     """Requests answered just before SIGTERM are in the inference table after the server exits
     (the writer drains its buffer before the process ends); /metrics counts the rows, and shows
@@ -387,7 +386,12 @@ def test_a_graceful_shutdown_writes_every_acknowledged_request_to_the_inference_
     from conftest import start_tarn
 
     trained = serving_models.build("logistic_binary", str(tmp_path))
-    server, stop = start_tarn(data_dir=str(tmp_path / "tarn"), extra_args=["--serving-max-wait-us", "20000"])
+    # A server of its own (on a database of its own when the suite runs on PostgreSQL).
+    shared = os.environ.get("TARN_TEST_DATABASE_URL")
+    database_url = f"{shared.rsplit('/', 1)[0]}/tarn_shutdown_{os.getpid()}" if shared else None
+    server, stop = start_tarn(
+        data_dir=str(tmp_path / "tarn"), database_url=database_url, extra_args=["--serving-max-wait-us", "20000"]
+    )
     stopped = False
     try:
         headers = {"Authorization": f"Bearer {server.admin_token}"}

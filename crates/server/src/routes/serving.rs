@@ -67,7 +67,6 @@ fn endpoint_json(state: &AppState, endpoint: &ServingEndpoint) -> Value {
         "config": config,
         "state": { "ready": ready, "config_update": config_update },
         "tags": endpoint.tags,
-        "task": "llm/v1/none",
     });
     if let Some(message) = failure {
         body["state"]["update_failure_message"] = json!(message);
