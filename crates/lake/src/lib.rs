@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod ipc;
 pub mod lineage;
 mod maintenance;
+mod scan;
 mod sql;
 mod storage;
 mod tables;

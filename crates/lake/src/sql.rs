@@ -98,6 +98,11 @@ impl SqlOutput {
     }
 }
 
+/// The cores this process may run on.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
 /// A SQL error is the caller's unless DataFusion failed at run time on its own.
 fn sql_error(err: DataFusionError) -> Error {
     match err {
@@ -349,6 +354,12 @@ impl Lake {
             .with_default_catalog_and_schema(&catalog_name, &schema_name)
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(false)
+            // Twice as many partitions as cores: a file splits into ranges of whole row
+            // groups, rarely of equal size, and a core done early takes the next range.
+            .with_target_partitions(2 * cores())
+            // Filters run inside the Parquet decoder: columns not filtered on are decoded
+            // only for the rows that pass (late materialisation).
+            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             // delta-rs's workaround for a hash-join pushdown panic on dictionary keys.
             .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
             .set_usize(
@@ -359,6 +370,7 @@ impl Lake {
         let state = SessionStateBuilder::new()
             .with_default_features()
             .with_config(config)
+            .with_runtime_env(self.runtime())
             .with_query_planner(DeltaPlanner::new())
             .build();
         let context = SessionContext::new_with_state(state);

@@ -1,13 +1,14 @@
 //! Delta tables under the lake root (managed) or at a location of the user's (external). The
 //! catalog's metadata lives in the metadata store; everything about data goes through here.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::catalog::{Session, TableProvider};
+use deltalake::datafusion::execution::runtime_env::RuntimeEnv;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{CommitInfo, StructField, Transaction};
@@ -20,12 +21,22 @@ use tarn_core::{Error, Result};
 use url::Url;
 
 use crate::columns::columns_of;
+use crate::scan::PlainParquetSnapshot;
 
 /// The lake: where managed tables live.
 #[derive(Debug, Clone)]
 pub struct Lake {
     root: Url,
+    /// One DataFusion runtime for every read, so the Parquet footers a statement read are
+    /// still cached for the next one (Delta never changes a data file in place).
+    runtime: Arc<RuntimeEnv>,
+    /// The latest snapshot read of each table: the next read of its latest version replays
+    /// only the commits made since, instead of the whole log.
+    snapshots: Arc<Mutex<HashMap<Url, DeltaTable>>>,
 }
+
+/// How many tables' snapshots the lake keeps; past it, the cache starts over.
+const MAX_CACHED_SNAPSHOTS: usize = 256;
 
 /// How a write treats the rows already in the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,11 +172,62 @@ impl Lake {
         if !root.path().ends_with('/') {
             root.set_path(&format!("{}/", root.path()));
         }
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            runtime: Arc::new(RuntimeEnv::default()),
+            snapshots: Arc::default(),
+        })
     }
 
     pub fn root(&self) -> &Url {
         &self.root
+    }
+
+    /// The runtime every session reading the lake shares.
+    pub(crate) fn runtime(&self) -> Arc<RuntimeEnv> {
+        self.runtime.clone()
+    }
+
+    /// Opens a table like [`open`], its latest version from the cached snapshot brought up
+    /// to date.
+    pub(crate) async fn open_cached(
+        &self,
+        location: &Url,
+        full_name: &str,
+        at: At,
+    ) -> Result<DeltaTable> {
+        if at != At::Latest {
+            return open(location, full_name, at).await;
+        }
+        let cached = self.snapshots_lock().get(location).cloned();
+        let table = match cached {
+            Some(mut table) if location_exists(location).await => {
+                match table.update_incremental(None).await {
+                    Ok(()) => table,
+                    // Whatever the log became (cleaned up, replaced), read it afresh.
+                    Err(_) => open(location, full_name, At::Latest).await?,
+                }
+            }
+            _ => open(location, full_name, At::Latest).await?,
+        };
+        let mut snapshots = self.snapshots_lock();
+        if snapshots.len() >= MAX_CACHED_SNAPSHOTS {
+            snapshots.clear();
+        }
+        let newer = snapshots
+            .get(location)
+            .is_none_or(|known| known.version() <= table.version());
+        if newer {
+            snapshots.insert(location.clone(), table.clone());
+        }
+        Ok(table)
+    }
+
+    fn snapshots_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Url, DeltaTable>> {
+        // A panic while holding the lock leaves only a cache behind: keep using it.
+        self.snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Where a managed table's files go: a folder of its own under the lake root, named
@@ -434,11 +496,14 @@ impl Lake {
         at: At,
         session: &dyn Session,
     ) -> Result<(Arc<dyn TableProvider>, u64)> {
-        let table = open(location, full_name, at).await?;
+        let table = self.open_cached(location, full_name, at).await?;
+        let version = table.version().unwrap_or_default();
+        if let Some(plain) = PlainParquetSnapshot::try_new(&table, session) {
+            return Ok((Arc::new(plain), version));
+        }
         table
             .update_datafusion_session(session)
             .map_err(|e| table_error(full_name, e))?;
-        let version = table.version().unwrap_or_default();
         let provider = table
             .table_provider()
             .await
@@ -502,7 +567,10 @@ impl Lake {
         if filter.is_some() {
             config.options_mut().execution.parquet.pushdown_filters = true;
         }
-        let context = deltalake::datafusion::prelude::SessionContext::new_with_config(config);
+        let context = deltalake::datafusion::prelude::SessionContext::new_with_config_rt(
+            config,
+            self.runtime(),
+        );
         let (provider, version) = self
             .provider(location, full_name, at, &context.state())
             .await?;
@@ -595,9 +663,7 @@ fn unloaded(location: &Url) -> std::result::Result<DeltaTable, DeltaTableError> 
 
 /// Opens a table at a version or moment; errors name the table.
 pub(crate) async fn open(location: &Url, full_name: &str, at: At) -> Result<DeltaTable> {
-    if let Ok(path) = location.to_file_path()
-        && !tokio::fs::try_exists(&path).await.unwrap_or(false)
-    {
+    if !location_exists(location).await {
         return Err(Error::invalid(format!(
             "No Delta table for {full_name}: {location} does not exist"
         )));
@@ -657,6 +723,14 @@ pub(crate) async fn open(location: &Url, full_name: &str, at: At) -> Result<Delt
                 }
             }
         }
+    }
+}
+
+/// Whether a local location is there; remote ones are taken to be (their log says).
+async fn location_exists(location: &Url) -> bool {
+    match location.to_file_path() {
+        Ok(path) => tokio::fs::try_exists(&path).await.unwrap_or(false),
+        Err(()) => true,
     }
 }
 

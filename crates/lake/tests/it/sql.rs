@@ -568,3 +568,90 @@ async fn grants_and_bindings_decide_what_sql_may_touch() {
         .await;
     assert!(gone.message.contains("SELECT"), "{}", gone.message);
 }
+
+/// Reads keep a table's snapshot between statements: a commit made by another process (here
+/// a second `Lake` on the same root) is seen by the next statement, schema changes included;
+/// a partitioned table, whose partition values live in the Delta log, reads right too.
+#[tokio::test]
+async fn reads_see_commits_from_other_writers_and_partition_values() {
+    let fixture = Fixture::new().await;
+    let total = "SELECT CAST(sum(amount) AS BIGINT), count(*) FROM dev.bronze.payments";
+    let first = fixture.ok(total).await;
+    assert_eq!(longs(&first), vec![60]);
+
+    let root = fixture.lake.root().to_file_path().expect("local root");
+    let other = Lake::open(root.to_str().expect("path")).expect("second lake");
+    let table = fixture
+        .store
+        .get_table("dev", "bronze", "payments")
+        .await
+        .expect("table");
+    let location = location_of(&table).expect("location");
+    other
+        .write(
+            &location,
+            &table.full_name,
+            vec![payments(&[4], &[40.0])],
+            WriteMode::Append,
+            false,
+        )
+        .await
+        .expect("append elsewhere");
+    assert_eq!(longs(&fixture.ok(total).await), vec![100]);
+    let pinned = fixture
+        .ok("SELECT CAST(sum(amount) AS BIGINT) FROM dev.bronze.payments VERSION AS OF 1")
+        .await;
+    assert_eq!(longs(&pinned), vec![60]);
+
+    fixture
+        .ok("INSERT INTO dev.bronze.payments VALUES (5, 50.0), (6, 60.0)")
+        .await;
+    let filtered = fixture
+        .ok("SELECT id FROM dev.bronze.payments WHERE amount > 35 ORDER BY id")
+        .await;
+    assert_eq!(longs(&filtered), vec![4, 5, 6]);
+
+    let mut country = column("country", "string");
+    country.partition_index = Some(0);
+    let sales = fixture
+        .lake
+        .create_managed(
+            fixture.store.as_ref(),
+            &fixture.owner.actor(),
+            ManagedTable {
+                catalog: "dev".into(),
+                schema: "silver".into(),
+                name: "sales".into(),
+                columns: vec![column("id", "bigint"), country],
+                ..ManagedTable::default()
+            },
+        )
+        .await
+        .expect("partitioned table");
+    fixture
+        .ok("INSERT INTO dev.silver.sales VALUES (1, 'FR'), (2, 'DE'), (3, 'FR')")
+        .await;
+    let folders: Vec<String> = std::fs::read_dir(
+        location_of(&sales)
+            .expect("location")
+            .to_file_path()
+            .expect("path"),
+    )
+    .expect("list")
+    .map(|entry| {
+        entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned()
+    })
+    .collect();
+    assert!(
+        folders.iter().any(|name| name == "country=FR"),
+        "{folders:?}"
+    );
+    let french = fixture
+        .ok("SELECT id FROM dev.silver.sales WHERE country = 'FR' ORDER BY id")
+        .await;
+    assert_eq!(longs(&french), vec![1, 3]);
+}
