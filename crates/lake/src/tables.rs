@@ -201,7 +201,8 @@ impl Lake {
         }
         let cached = self.snapshots_lock().get(location).cloned();
         let table = match cached {
-            Some(mut table) if location_exists(location).await => {
+            // A log deleted under the cache is a broken table, reported as `open` does.
+            Some(mut table) if location_exists(&log_folder(location)).await => {
                 match table.update_incremental(None).await {
                     Ok(()) => table,
                     // Whatever the log became (cleaned up, replaced), read it afresh.
@@ -724,6 +725,15 @@ pub(crate) async fn open(location: &Url, full_name: &str, at: At) -> Result<Delt
             }
         }
     }
+}
+
+/// The folder of a table's Delta log.
+fn log_folder(location: &Url) -> Url {
+    let mut folder = location.clone();
+    if !folder.path().ends_with('/') {
+        folder.set_path(&format!("{}/", folder.path()));
+    }
+    folder.join("_delta_log/").unwrap_or(folder)
 }
 
 /// Whether a local location is there; remote ones are taken to be (their log says).

@@ -571,7 +571,8 @@ async fn grants_and_bindings_decide_what_sql_may_touch() {
 
 /// Reads keep a table's snapshot between statements: a commit made by another process (here
 /// a second `Lake` on the same root) is seen by the next statement, schema changes included;
-/// a partitioned table, whose partition values live in the Delta log, reads right too.
+/// a partitioned table, whose partition values live in the Delta log, reads right too; a log
+/// deleted under the cache is reported.
 #[tokio::test]
 async fn reads_see_commits_from_other_writers_and_partition_values() {
     let fixture = Fixture::new().await;
@@ -654,4 +655,14 @@ async fn reads_see_commits_from_other_writers_and_partition_values() {
         .ok("SELECT id FROM dev.silver.sales WHERE country = 'FR' ORDER BY id")
         .await;
     assert_eq!(longs(&french), vec![1, 3]);
+
+    // A log deleted after its snapshot was cached: an error naming the table, not old rows.
+    std::fs::remove_dir_all(location.to_file_path().expect("path").join("_delta_log"))
+        .expect("remove log");
+    let broken = fixture.refused(&fixture.owner, total).await;
+    assert!(
+        broken.message.contains("dev.bronze.payments") && broken.message.contains("no Delta log"),
+        "{}",
+        broken.message
+    );
 }
