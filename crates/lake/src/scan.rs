@@ -9,12 +9,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deltalake::DeltaTable;
-use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::datafusion::catalog::{Session, TableProvider};
 use deltalake::datafusion::common::project_schema;
 use deltalake::datafusion::datasource::TableType;
 use deltalake::datafusion::datasource::file_format::FileFormat;
-use deltalake::datafusion::datasource::file_format::parquet::ParquetFormat;
+use deltalake::datafusion::datasource::file_format::parquet::{
+    ParquetFormat, transform_schema_to_view,
+};
 use deltalake::datafusion::datasource::listing::PartitionedFile;
 use deltalake::datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use deltalake::datafusion::datasource::table_schema::TableSchema;
@@ -65,30 +67,25 @@ impl PlainParquetSnapshot {
                 })
             })
             .collect();
+        // Strings and binaries as view types when the session reads Parquet so (DataFusion's
+        // default, and what delta-rs's scan answers): they aggregate fastest.
+        let schema = state.snapshot().arrow_schema();
+        let schema = if session
+            .config_options()
+            .execution
+            .parquet
+            .schema_force_view_types
+        {
+            Arc::new(transform_schema_to_view(&schema))
+        } else {
+            schema
+        };
         Some(Self {
-            schema: with_view_types(&state.snapshot().arrow_schema()),
+            schema,
             store_url,
             files,
         })
     }
-}
-
-/// Strings and binaries as Arrow's view types, which DataFusion reads Parquet into by default
-/// and aggregates fastest, as delta-rs's scan answers them too.
-fn with_view_types(schema: &Schema) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|field| {
-            let data_type = match field.data_type() {
-                DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
-                DataType::Binary | DataType::LargeBinary => DataType::BinaryView,
-                other => other.clone(),
-            };
-            field.as_ref().clone().with_data_type(data_type)
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 #[async_trait]
@@ -123,7 +120,7 @@ impl TableProvider for PlainParquetSnapshot {
         }
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = format.file_source(TableSchema::from(self.schema.clone()));
-        // One group per core; DataFusion splits large files into ranges on its own.
+        // One group per target partition; DataFusion splits large files into ranges itself.
         let groups = state.config().target_partitions().max(1);
         let mut file_groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); groups];
         for (index, file) in self.files.iter().enumerate() {

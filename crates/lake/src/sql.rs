@@ -103,6 +103,19 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
+/// A failure of tarn's own while reading (a data file gone, a corrupt file) names the tables
+/// the statement read, which a storage path alone does not.
+fn naming_reads(err: Error, reads: &[SourceRead]) -> Error {
+    if err.code != ErrorCode::InternalError || reads.is_empty() {
+        return err;
+    }
+    let names: Vec<&str> = reads.iter().map(|read| read.node.name.as_str()).collect();
+    Error::new(
+        err.code,
+        format!("{} (reading {})", err.message, names.join(", ")),
+    )
+}
+
 /// A SQL error is the caller's unless DataFusion failed at run time on its own.
 fn sql_error(err: DataFusionError) -> Error {
     match err {
@@ -385,7 +398,8 @@ impl Lake {
             .map_err(sql_error)?;
         let (mut output, produced) = self
             .execute(store, caller, &prepared.context, plan, prepared.view_query)
-            .await?;
+            .await
+            .map_err(|err| naming_reads(err, &prepared.reads))?;
         let Some(produced) = produced else {
             output.reads = prepared.reads;
             return Ok(output);

@@ -168,12 +168,8 @@ impl Lake {
                 )));
             }
         }
-        let mut root = url;
-        if !root.path().ends_with('/') {
-            root.set_path(&format!("{}/", root.path()));
-        }
         Ok(Self {
-            root,
+            root: as_folder(url),
             runtime: Arc::new(RuntimeEnv::default()),
             snapshots: Arc::default(),
         })
@@ -727,12 +723,17 @@ pub(crate) async fn open(location: &Url, full_name: &str, at: At) -> Result<Delt
     }
 }
 
+/// `url` as a folder, ending in `/`, so joins go inside it.
+fn as_folder(mut url: Url) -> Url {
+    if !url.path().ends_with('/') {
+        url.set_path(&format!("{}/", url.path()));
+    }
+    url
+}
+
 /// The folder of a table's Delta log.
 fn log_folder(location: &Url) -> Url {
-    let mut folder = location.clone();
-    if !folder.path().ends_with('/') {
-        folder.set_path(&format!("{}/", folder.path()));
-    }
+    let folder = as_folder(location.clone());
     folder.join("_delta_log/").unwrap_or(folder)
 }
 

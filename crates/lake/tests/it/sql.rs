@@ -571,8 +571,8 @@ async fn grants_and_bindings_decide_what_sql_may_touch() {
 
 /// Reads keep a table's snapshot between statements: a commit made by another process (here
 /// a second `Lake` on the same root) is seen by the next statement, schema changes included;
-/// a partitioned table, whose partition values live in the Delta log, reads right too; a log
-/// deleted under the cache is reported.
+/// a partitioned table, whose partition values live in the Delta log, reads right too; a data
+/// file or a log deleted under the cache is reported, naming the table.
 #[tokio::test]
 async fn reads_see_commits_from_other_writers_and_partition_values() {
     let fixture = Fixture::new().await;
@@ -655,6 +655,23 @@ async fn reads_see_commits_from_other_writers_and_partition_values() {
         .ok("SELECT id FROM dev.silver.sales WHERE country = 'FR' ORDER BY id")
         .await;
     assert_eq!(longs(&french), vec![1, 3]);
+
+    // A data file gone from under the log: an error, not fewer rows.
+    let data_file = std::fs::read_dir(location.to_file_path().expect("path"))
+        .expect("list")
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "parquet"))
+        .expect("a data file");
+    let kept = std::fs::read(&data_file).expect("read data file");
+    std::fs::remove_file(&data_file).expect("remove data file");
+    let missing = fixture.refused(&fixture.owner, total).await;
+    assert_eq!(missing.code, ErrorCode::InternalError);
+    assert!(
+        missing.message.contains("not found") && missing.message.contains("dev.bronze.payments"),
+        "{}",
+        missing.message
+    );
+    std::fs::write(&data_file, kept).expect("restore data file");
 
     // A log deleted after its snapshot was cached: an error naming the table, not old rows.
     std::fs::remove_dir_all(location.to_file_path().expect("path").join("_delta_log"))
