@@ -6,7 +6,6 @@
 //! published version are rewritten.
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,9 +112,9 @@ pub trait OnlineStore: Send + Sync {
     /// publication's new state, at once.
     async fn apply(
         &self,
-        publication: &Publication,
-        rows: &[OnlineRow],
-        gone: &[String],
+        publication: Publication,
+        rows: Vec<OnlineRow>,
+        gone: Vec<String>,
         replace_all: bool,
     ) -> Result<()>;
     /// The values of each key, in order: `(feature time, JSON object)` or none.
@@ -128,76 +127,190 @@ pub trait OnlineStore: Send + Sync {
     async fn set_refresh_error(&self, table: &str, error: Option<&str>) -> Result<()>;
 }
 
-/// The SQLite online store, in a file of its own beside the metadata store.
+/// The SQLite online store, in a file of its own beside the metadata store. It is used through
+/// rusqlite on the calling thread rather than an async driver: a lookup is a few primary-key
+/// reads of memory-mapped pages, cheaper than handing each statement to a driver's worker
+/// thread and waiting to be woken with the answer. Publishing, which writes many rows, runs on
+/// the blocking pool instead.
 pub struct SqliteOnlineStore {
-    pool: sqlx::SqlitePool,
+    connections: Arc<Connections>,
+}
+
+/// Open connections to the store's file, kept for reuse (each keeps its prepared statements).
+struct Connections {
+    path: std::path::PathBuf,
+    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
+}
+
+/// Connections kept open when idle; more are opened while that many are busy.
+const IDLE_CONNECTIONS_MAX: usize = 8;
+
+impl Connections {
+    fn connect(&self) -> Result<rusqlite::Connection> {
+        let connection = rusqlite::Connection::open(&self.path).map_err(|e| {
+            Error::internal(format!(
+                "cannot open the online store {}: {e}",
+                self.path.display()
+            ))
+        })?;
+        connection
+            .busy_timeout(Duration::from_secs(30))
+            .map_err(online_error)?;
+        for (pragma, value) in [
+            ("journal_mode", "WAL"),
+            ("synchronous", "NORMAL"),
+            // A full publish writes every key at once: keep its B-tree pages in memory; and
+            // lookups read pages through a memory map rather than a read call each.
+            ("cache_size", "-65536"),
+            ("mmap_size", "1073741824"),
+        ] {
+            connection
+                .pragma_update(None, pragma, value)
+                .map_err(online_error)?;
+        }
+        Ok(connection)
+    }
+
+    /// Runs `work` on an idle connection (or a new one), which is kept for reuse after.
+    fn with<T>(
+        &self,
+        work: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => self.connect()?,
+        };
+        let result = work(&mut connection).map_err(online_error);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < IDLE_CONNECTIONS_MAX
+        {
+            idle.push(connection);
+        }
+        result
+    }
 }
 
 impl SqliteOnlineStore {
     pub async fn open(path: &std::path::Path) -> Result<Self> {
-        use sqlx::sqlite::{
-            SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-        };
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(|e| Error::invalid(format!("bad online store path {}: {e}", path.display())))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            // A full publish writes every key at once: keep its B-tree pages in memory; and
-            // lookups read pages through a memory map rather than a read call each.
-            .pragma("cache_size", "-65536")
-            .pragma("mmap_size", "1073741824")
-            .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+        let connections = Arc::new(Connections {
+            path: path.to_path_buf(),
+            idle: Default::default(),
+        });
+        let setup = connections.clone();
+        tokio::task::spawn_blocking(move || setup.with(create_schema))
             .await
-            .map_err(|e| Error::internal(format!("cannot open the online store: {e}")))?;
-        for statement in [
-            "CREATE TABLE IF NOT EXISTS online_features (table_name TEXT NOT NULL, \
-             entity_key TEXT NOT NULL, feature_ts INTEGER, feature_values TEXT NOT NULL, \
-             PRIMARY KEY (table_name, entity_key)) WITHOUT ROWID",
-            "CREATE TABLE IF NOT EXISTS online_publications (table_name TEXT PRIMARY KEY, \
-             version INTEGER NOT NULL, published_at INTEGER NOT NULL, keys INTEGER NOT NULL, \
-             ttl_micros INTEGER)",
-        ] {
-            sqlx::query(statement)
-                .execute(&pool)
-                .await
-                .map_err(online_error)?;
-        }
-        // Columns added after the first release of the online store.
-        let existing: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM pragma_table_info('online_publications')")
-                .fetch_all(&pool)
-                .await
-                .map_err(online_error)?;
-        for (column, definition) in [
-            ("refresh", "TEXT"),
-            ("published_by", "TEXT NOT NULL DEFAULT ''"),
-            ("workspace", "TEXT NOT NULL DEFAULT ''"),
-            ("refresh_error", "TEXT"),
-        ] {
-            if !existing.iter().any(|c| c == column) {
-                // Both parts are the constants above.
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "ALTER TABLE online_publications ADD COLUMN {column} {definition}"
-                )))
-                .execute(&pool)
-                .await
-                .map_err(online_error)?;
-            }
-        }
-        Ok(Self { pool })
+            .map_err(|e| Error::internal(format!("cannot open the online store: {e}")))??;
+        Ok(Self { connections })
     }
 }
 
-fn online_error(err: sqlx::Error) -> Error {
+fn create_schema(connection: &mut rusqlite::Connection) -> rusqlite::Result<()> {
+    connection.execute_batch(
+        "CREATE TABLE IF NOT EXISTS online_features (table_name TEXT NOT NULL, \
+         entity_key TEXT NOT NULL, feature_ts INTEGER, feature_values TEXT NOT NULL, \
+         PRIMARY KEY (table_name, entity_key)) WITHOUT ROWID; \
+         CREATE TABLE IF NOT EXISTS online_publications (table_name TEXT PRIMARY KEY, \
+         version INTEGER NOT NULL, published_at INTEGER NOT NULL, keys INTEGER NOT NULL, \
+         ttl_micros INTEGER)",
+    )?;
+    // Columns added after the first release of the online store.
+    let existing = connection
+        .prepare("SELECT name FROM pragma_table_info('online_publications')")?
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (column, definition) in [
+        ("refresh", "TEXT"),
+        ("published_by", "TEXT NOT NULL DEFAULT ''"),
+        ("workspace", "TEXT NOT NULL DEFAULT ''"),
+        ("refresh_error", "TEXT"),
+    ] {
+        if !existing.iter().any(|c| c == column) {
+            // Both parts are the constants above.
+            connection.execute(
+                &format!("ALTER TABLE online_publications ADD COLUMN {column} {definition}"),
+                [],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn online_error(err: rusqlite::Error) -> Error {
     Error::internal(format!("online store: {err}"))
 }
 
-/// Rows per INSERT statement (4 parameters each, well under SQLite's limit).
-const ROWS_PER_INSERT: usize = 1000;
+/// Writes a publication's rows and state in one transaction.
+fn write_publication(
+    connection: &mut rusqlite::Connection,
+    publication: &Publication,
+    rows: &[OnlineRow],
+    gone: &[String],
+    replace_all: bool,
+) -> rusqlite::Result<()> {
+    let table = &publication.table_name;
+    let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if replace_all {
+        tx.execute("DELETE FROM online_features WHERE table_name = ?1", [table])?;
+    }
+    {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO online_features (table_name, entity_key, feature_ts, feature_values) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (table_name, entity_key) DO UPDATE SET \
+             feature_ts = excluded.feature_ts, feature_values = excluded.feature_values",
+        )?;
+        for row in rows {
+            upsert.execute(rusqlite::params![
+                table,
+                row.key,
+                row.feature_ts,
+                row.values
+            ])?;
+        }
+        let mut remove = tx.prepare_cached(
+            "DELETE FROM online_features WHERE table_name = ?1 AND entity_key = ?2",
+        )?;
+        for key in gone {
+            remove.execute([table, key])?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO online_publications (table_name, version, published_at, keys, ttl_micros, \
+         refresh, published_by, workspace, refresh_error) \
+         VALUES (?1, ?2, ?3, (SELECT COUNT(*) FROM online_features WHERE table_name = ?1), ?4, ?5, ?6, ?7, NULL) \
+         ON CONFLICT (table_name) DO UPDATE SET version = excluded.version, \
+         published_at = excluded.published_at, keys = excluded.keys, ttl_micros = excluded.ttl_micros, \
+         refresh = excluded.refresh, published_by = excluded.published_by, \
+         workspace = excluded.workspace, refresh_error = NULL",
+        rusqlite::params![
+            table,
+            publication.version as i64,
+            publication.published_at,
+            publication.ttl_micros,
+            publication.refresh,
+            publication.published_by,
+            publication.workspace,
+        ],
+    )?;
+    tx.commit()
+}
+
+const PUBLICATION_COLUMNS: &str = "SELECT table_name, version, published_at, keys, ttl_micros, \
+     refresh, published_by, workspace, refresh_error FROM online_publications";
+
+fn row_publication(row: &rusqlite::Row<'_>) -> rusqlite::Result<Publication> {
+    Ok(Publication {
+        table_name: row.get("table_name")?,
+        version: row.get::<_, i64>("version")? as u64,
+        published_at: row.get("published_at")?,
+        keys: row.get::<_, i64>("keys")? as u64,
+        ttl_micros: row.get("ttl_micros")?,
+        refresh: row.get("refresh")?,
+        published_by: row.get("published_by")?,
+        workspace: row.get("workspace")?,
+        refresh_error: row.get("refresh_error")?,
+    })
+}
 
 #[async_trait]
 impl OnlineStore for SqliteOnlineStore {
@@ -207,68 +320,17 @@ impl OnlineStore for SqliteOnlineStore {
 
     async fn apply(
         &self,
-        publication: &Publication,
-        rows: &[OnlineRow],
-        gone: &[String],
+        publication: Publication,
+        rows: Vec<OnlineRow>,
+        gone: Vec<String>,
         replace_all: bool,
     ) -> Result<()> {
-        let table = &publication.table_name;
-        let mut tx = self.pool.begin().await.map_err(online_error)?;
-        if replace_all {
-            sqlx::query("DELETE FROM online_features WHERE table_name = $1")
-                .bind(table)
-                .execute(&mut *tx)
-                .await
-                .map_err(online_error)?;
-        }
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO online_features (table_name, entity_key, feature_ts, feature_values) ",
-            );
-            insert.push_values(chunk, |mut row, r| {
-                row.push_bind(table)
-                    .push_bind(&r.key)
-                    .push_bind(r.feature_ts)
-                    .push_bind(&r.values);
-            });
-            insert.push(
-                " ON CONFLICT (table_name, entity_key) DO UPDATE SET \
-                 feature_ts = excluded.feature_ts, feature_values = excluded.feature_values",
-            );
-            insert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(online_error)?;
-        }
-        for key in gone {
-            sqlx::query("DELETE FROM online_features WHERE table_name = $1 AND entity_key = $2")
-                .bind(table)
-                .bind(key)
-                .execute(&mut *tx)
-                .await
-                .map_err(online_error)?;
-        }
-        sqlx::query(
-            "INSERT INTO online_publications (table_name, version, published_at, keys, ttl_micros, \
-             refresh, published_by, workspace, refresh_error) \
-             VALUES ($1, $2, $3, (SELECT COUNT(*) FROM online_features WHERE table_name = $1), $4, $5, $6, $7, NULL) \
-             ON CONFLICT (table_name) DO UPDATE SET version = excluded.version, \
-             published_at = excluded.published_at, keys = excluded.keys, ttl_micros = excluded.ttl_micros, \
-             refresh = excluded.refresh, published_by = excluded.published_by, \
-             workspace = excluded.workspace, refresh_error = NULL",
-        )
-        .bind(table)
-        .bind(publication.version as i64)
-        .bind(publication.published_at)
-        .bind(publication.ttl_micros)
-        .bind(&publication.refresh)
-        .bind(&publication.published_by)
-        .bind(&publication.workspace)
-        .execute(&mut *tx)
+        let connections = self.connections.clone();
+        tokio::task::spawn_blocking(move || {
+            connections.with(|c| write_publication(c, &publication, &rows, &gone, replace_all))
+        })
         .await
-        .map_err(online_error)?;
-        tx.commit().await.map_err(online_error)
+        .map_err(|e| Error::internal(format!("online store: {e}")))?
     }
 
     async fn get(
@@ -276,78 +338,50 @@ impl OnlineStore for SqliteOnlineStore {
         table: &str,
         keys: &[String],
     ) -> Result<Vec<Option<(Option<i64>, String)>>> {
-        let mut found: HashMap<String, (Option<i64>, String)> = HashMap::new();
-        for chunk in keys.chunks(ROWS_PER_INSERT) {
-            let mut select = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "SELECT entity_key, feature_ts, feature_values FROM online_features WHERE table_name = ",
-            );
-            select.push_bind(table);
-            select.push(" AND entity_key IN (");
-            let mut list = select.separated(", ");
-            for key in chunk {
-                list.push_bind(key);
-            }
-            select.push(")");
-            let rows: Vec<(String, Option<i64>, String)> = select
-                .build_query_as()
-                .fetch_all(&self.pool)
-                .await
-                .map_err(online_error)?;
-            found.extend(rows.into_iter().map(|(k, ts, v)| (k, (ts, v))));
-        }
-        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+        use rusqlite::OptionalExtension;
+        self.connections.with(|c| {
+            let mut select = c.prepare_cached(
+                "SELECT feature_ts, feature_values FROM online_features \
+                 WHERE table_name = ?1 AND entity_key = ?2",
+            )?;
+            keys.iter()
+                .map(|key| {
+                    select
+                        .query_row(rusqlite::params![table, key], |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })
+                        .optional()
+                })
+                .collect()
+        })
     }
 
     async fn publication(&self, table: &str) -> Result<Option<Publication>> {
-        let row = sqlx::query(
-            "SELECT table_name, version, published_at, keys, ttl_micros, refresh, published_by, \
-             workspace, refresh_error FROM online_publications WHERE table_name = $1",
-        )
-        .bind(table)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(online_error)?;
-        row.as_ref().map(row_publication).transpose()
+        use rusqlite::OptionalExtension;
+        self.connections.with(|c| {
+            c.prepare_cached(&format!("{PUBLICATION_COLUMNS} WHERE table_name = ?1"))?
+                .query_row([table], row_publication)
+                .optional()
+        })
     }
 
     async fn publications(&self) -> Result<Vec<Publication>> {
-        let rows = sqlx::query(
-            "SELECT table_name, version, published_at, keys, ttl_micros, refresh, published_by, \
-             workspace, refresh_error FROM online_publications ORDER BY table_name",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(online_error)?;
-        rows.iter().map(row_publication).collect()
+        self.connections.with(|c| {
+            c.prepare_cached(&format!("{PUBLICATION_COLUMNS} ORDER BY table_name"))?
+                .query_map([], row_publication)?
+                .collect()
+        })
     }
 
     async fn set_refresh_error(&self, table: &str, error: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE online_publications SET refresh_error = $2 WHERE table_name = $1")
-            .bind(table)
-            .bind(error)
-            .execute(&self.pool)
-            .await
-            .map_err(online_error)?;
-        Ok(())
-    }
-}
-
-fn row_publication(row: &sqlx::sqlite::SqliteRow) -> Result<Publication> {
-    use sqlx::Row;
-    let read = || -> std::result::Result<Publication, sqlx::Error> {
-        Ok(Publication {
-            table_name: row.try_get("table_name")?,
-            version: row.try_get::<i64, _>("version")? as u64,
-            published_at: row.try_get("published_at")?,
-            keys: row.try_get::<i64, _>("keys")? as u64,
-            ttl_micros: row.try_get("ttl_micros")?,
-            refresh: row.try_get("refresh")?,
-            published_by: row.try_get("published_by")?,
-            workspace: row.try_get("workspace")?,
-            refresh_error: row.try_get("refresh_error")?,
+        self.connections.with(|c| {
+            c.execute(
+                "UPDATE online_publications SET refresh_error = ?2 WHERE table_name = ?1",
+                rusqlite::params![table, error],
+            )
+            .map(drop)
         })
-    };
-    read().map_err(online_error)
+    }
 }
 
 /// The table's key columns in `batch` (its changes).
@@ -595,13 +629,14 @@ async fn publish_to(
         workspace: caller.workspace.clone(),
         refresh_error: None,
     };
+    let (keys_written, keys_removed) = (rows.len(), gone.len());
     online
-        .apply(&publication, &rows, &gone, since.is_none())
+        .apply(publication, rows, gone, since.is_none())
         .await?;
     tracing::info!(
         table = %meta.full_name,
         version,
-        keys_written = rows.len(),
+        keys_written,
         read_ms,
         write_ms = started.elapsed().as_millis() - read_ms,
         "published features"
@@ -615,8 +650,8 @@ async fn publish_to(
         },
         from_version: since,
         version,
-        keys_written: rows.len(),
-        keys_removed: gone.len(),
+        keys_written,
+        keys_removed,
         online_store: online.kind(),
         refresh,
     })
@@ -1002,6 +1037,9 @@ pub async fn lookup(
         .collect())
 }
 
+/// Fields per HSET or HDEL of a publish, so no command grows without bound.
+const FIELDS_PER_COMMAND: usize = 1000;
+
 /// The Redis online store: per published table a hash from key to `<time>\n<values JSON>`
 /// and a hash holding the publication. Every key is under `<namespace>:`.
 pub struct RedisOnlineStore {
@@ -1057,9 +1095,9 @@ impl OnlineStore for RedisOnlineStore {
 
     async fn apply(
         &self,
-        publication: &Publication,
-        rows: &[OnlineRow],
-        gone: &[String],
+        publication: Publication,
+        rows: Vec<OnlineRow>,
+        gone: Vec<String>,
         replace_all: bool,
     ) -> Result<()> {
         let key = self.features_key(&publication.table_name);
@@ -1068,7 +1106,7 @@ impl OnlineStore for RedisOnlineStore {
         if replace_all {
             pipe.del(&key).ignore();
         }
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
+        for chunk in rows.chunks(FIELDS_PER_COMMAND) {
             let fields: Vec<(&str, String)> = chunk
                 .iter()
                 .map(|r| {
@@ -1078,7 +1116,7 @@ impl OnlineStore for RedisOnlineStore {
                 .collect();
             pipe.hset_multiple(&key, &fields).ignore();
         }
-        for chunk in gone.chunks(ROWS_PER_INSERT) {
+        for chunk in gone.chunks(FIELDS_PER_COMMAND) {
             pipe.hdel(&key, chunk).ignore();
         }
         let mut fields = vec![

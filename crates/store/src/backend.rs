@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::{Pool, QueryBuilder, Row};
+use db::Row;
 use tarn_core::auth::{Grant, ObjectType, PermissionLevel, Principal, PrincipalKind};
 use tarn_core::entities::{
     Dataset, DatasetInput, Experiment, KeyValue, LifecycleStage, LogBatch, LoggedModel,
@@ -23,7 +23,7 @@ use tarn_core::{Error, Result};
 
 use crate::db_error;
 
-type Tx<'c> = sqlx::Transaction<'c, Db>;
+type Tx<'c> = db::Transaction<'c>;
 
 /// The creator manages what it creates: a CAN_MANAGE grant, in the creating transaction.
 async fn grant_creator(
@@ -33,7 +33,7 @@ async fn grant_creator(
     object_id: &str,
     creator_id: i64,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO acl (workspace, object_type, object_id, principal_id, level) VALUES ($1, $2, $3, $4, $5)")
+    db::query("INSERT INTO acl (workspace, object_type, object_id, principal_id, level) VALUES ($1, $2, $3, $4, $5)")
         .bind(workspace)
         .bind(object_type.as_str())
         .bind(object_id)
@@ -47,7 +47,7 @@ async fn grant_creator(
 
 /// Removes every grant on an object (deleted, or its list replaced).
 async fn delete_grants(tx: &mut Tx<'_>, workspace: &str, object_type: ObjectType, object_id: &str) -> Result<()> {
-    sqlx::query("DELETE FROM acl WHERE workspace = $1 AND object_type = $2 AND object_id = $3")
+    db::query("DELETE FROM acl WHERE workspace = $1 AND object_type = $2 AND object_id = $3")
         .bind(workspace)
         .bind(object_type.as_str())
         .bind(object_id)
@@ -56,14 +56,14 @@ async fn delete_grants(tx: &mut Tx<'_>, workspace: &str, object_type: ObjectType
         .map_err(db_error)?;
     Ok(())
 }
-type Builder = QueryBuilder<Db>;
+type Builder = db::QueryBuilder;
 
 /// The store over one backend. Reads go to `read`; writes to `write` (the same pool on
 /// PostgreSQL, a single connection on SQLite).
 #[derive(Debug, Clone)]
 pub struct Store {
-    read: Pool<Db>,
-    write: Pool<Db>,
+    read: db::Pool,
+    write: db::Pool,
     /// Set where the backend has a single writer (SQLite).
     group_commit: Option<GroupCommit>,
     /// Run id -> experiment id, asked on every logging call.
@@ -76,7 +76,7 @@ const RUN_EXPERIMENT_CACHE_MAX: usize = 100_000;
 
 impl Store {
     /// Must be called inside a Tokio runtime: SQLite's group-commit writer is a task.
-    pub fn new(read: Pool<Db>, write: Pool<Db>) -> Self {
+    pub fn new(read: db::Pool, write: db::Pool) -> Self {
         let group_commit =
             (DIALECT == crate::Dialect::Sqlite).then(|| GroupCommit::start(write.clone()));
         Self {
@@ -97,7 +97,7 @@ impl Store {
 /// server and the CLI share one database file, and a deferred transaction that read before
 /// another process committed could not write afterwards (SQLITE_BUSY_SNAPSHOT, which the busy
 /// timeout does not wait out); an immediate one waits for the other writer instead.
-async fn begin_write(pool: &Pool<Db>) -> std::result::Result<Tx<'static>, sqlx::Error> {
+async fn begin_write(pool: &db::Pool) -> std::result::Result<Tx<'static>, sqlx::Error> {
     match DIALECT {
         crate::Dialect::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
         crate::Dialect::Postgres => pool.begin().await,
@@ -126,7 +126,7 @@ fn lifecycle_condition(view_type: ViewType) -> &'static str {
 
 fn push_in_list<'a, T>(builder: &mut Builder, values: impl IntoIterator<Item = T>)
 where
-    T: 'a + sqlx::Encode<'a, Db> + sqlx::Type<Db> + Send,
+    T: db::Bind<'a>,
 {
     builder.push("(");
     let mut separated = builder.separated(", ");
@@ -265,7 +265,7 @@ fn push_key_value_condition(
 }
 
 fn row_experiment(
-    row: &<Db as sqlx::Database>::Row,
+    row: &db::DbRow,
 ) -> std::result::Result<Experiment, sqlx::Error> {
     Ok(Experiment {
         experiment_id: row.try_get::<i64, _>("experiment_id")?.to_string(),
@@ -279,7 +279,7 @@ fn row_experiment(
     })
 }
 
-fn row_run_info(row: &<Db as sqlx::Database>::Row) -> std::result::Result<RunInfo, sqlx::Error> {
+fn row_run_info(row: &db::DbRow) -> std::result::Result<RunInfo, sqlx::Error> {
     let run_id: String = row.try_get("run_uuid")?;
     Ok(RunInfo {
         run_uuid: run_id.clone(),
@@ -296,7 +296,7 @@ fn row_run_info(row: &<Db as sqlx::Database>::Row) -> std::result::Result<RunInf
     })
 }
 
-fn row_metric(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Metric, sqlx::Error> {
+fn row_metric(row: &db::DbRow) -> std::result::Result<Metric, sqlx::Error> {
     let is_nan: bool = row.try_get("is_nan")?;
     Ok(Metric {
         key: row.try_get("key")?,
@@ -315,7 +315,7 @@ fn row_metric(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Metric, 
 }
 
 fn row_principal(
-    row: &<Db as sqlx::Database>::Row,
+    row: &db::DbRow,
 ) -> std::result::Result<PrincipalRecord, sqlx::Error> {
     Ok(PrincipalRecord {
         id: row.try_get("id")?,
@@ -328,7 +328,7 @@ fn row_principal(
     })
 }
 
-fn row_token(row: &<Db as sqlx::Database>::Row) -> std::result::Result<TokenInfo, sqlx::Error> {
+fn row_token(row: &db::DbRow) -> std::result::Result<TokenInfo, sqlx::Error> {
     Ok(TokenInfo {
         token_id: row.try_get("token_id")?,
         principal_id: row.try_get("principal_id")?,
@@ -459,7 +459,7 @@ impl Store {
 
     async fn experiment_row(&self, workspace: &str, experiment_id: i64) -> Result<Experiment> {
         let row =
-            sqlx::query("SELECT * FROM experiments WHERE workspace = $1 AND experiment_id = $2")
+            db::query("SELECT * FROM experiments WHERE workspace = $1 AND experiment_id = $2")
                 .bind(workspace)
                 .bind(experiment_id)
                 .fetch_optional(&self.read)
@@ -581,7 +581,7 @@ impl Store {
 
     /// The run's lifecycle stage inside a write transaction; logging needs an active run.
     async fn active_run_in_tx(tx: &mut Tx<'_>, workspace: &str, run_id: &str) -> Result<()> {
-        let stage: Option<String> = sqlx::query_scalar(
+        let stage: Option<String> = db::query_scalar(
             "SELECT lifecycle_stage FROM runs WHERE workspace = $1 AND run_uuid = $2",
         )
         .bind(workspace)
@@ -600,7 +600,7 @@ impl Store {
 
     async fn principal_with_groups(&self, record: PrincipalRecord) -> Result<Principal> {
         let group_ids: Vec<i64> =
-            sqlx::query_scalar("SELECT group_id FROM group_members WHERE member_id = $1")
+            db::query_scalar("SELECT group_id FROM group_members WHERE member_id = $1")
                 .bind(record.id)
                 .fetch_all(&self.read)
                 .await
@@ -615,7 +615,7 @@ impl Store {
     }
 
     async fn principal_id(&self, name: &str) -> Result<i64> {
-        sqlx::query_scalar("SELECT id FROM principals WHERE name = $1")
+        db::query_scalar("SELECT id FROM principals WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.read)
             .await
@@ -717,7 +717,7 @@ impl ExperimentStore for Store {
         owner_id: i64,
     ) -> Result<String> {
         let mut tx = self.begin().await?;
-        let experiment_id: i64 = sqlx::query_scalar(
+        let experiment_id: i64 = db::query_scalar(
             "UPDATE workspaces SET next_experiment_id = next_experiment_id + 1 WHERE name = $1 RETURNING next_experiment_id - 1",
         )
         .bind(workspace)
@@ -741,7 +741,7 @@ impl ExperimentStore for Store {
             upsert_experiment_tag(&mut tx, workspace, experiment_id, tag).await?;
         }
         // The creator manages what it creates.
-        sqlx::query("INSERT INTO acl (workspace, object_type, object_id, principal_id, level) VALUES ($1, $2, $3, $4, $5)")
+        db::query("INSERT INTO acl (workspace, object_type, object_id, principal_id, level) VALUES ($1, $2, $3, $4, $5)")
             .bind(workspace)
             .bind(ObjectType::Experiment.as_str())
             .bind(experiment_id.to_string())
@@ -771,7 +771,7 @@ impl ExperimentStore for Store {
         {
             return Ok(true);
         }
-        let found: Option<i64> = sqlx::query_scalar(
+        let found: Option<i64> = db::query_scalar(
             "SELECT experiment_id FROM experiments WHERE workspace = $1 AND experiment_id = $2",
         )
         .bind(workspace)
@@ -791,7 +791,7 @@ impl ExperimentStore for Store {
     }
 
     async fn get_experiment_by_name(&self, workspace: &str, name: &str) -> Result<Experiment> {
-        let row = sqlx::query("SELECT * FROM experiments WHERE workspace = $1 AND name = $2")
+        let row = db::query("SELECT * FROM experiments WHERE workspace = $1 AND name = $2")
             .bind(workspace)
             .bind(name)
             .fetch_optional(&self.read)
@@ -897,7 +897,7 @@ impl ExperimentStore for Store {
         if experiment.lifecycle_stage != LifecycleStage::Active {
             return Err(Error::invalid("Cannot rename a non-active experiment."));
         }
-        let result = sqlx::query("UPDATE experiments SET name = $1, last_update_time = $2 WHERE workspace = $3 AND experiment_id = $4")
+        let result = db::query("UPDATE experiments SET name = $1, last_update_time = $2 WHERE workspace = $3 AND experiment_id = $4")
             .bind(new_name)
             .bind(now_millis())
             .bind(workspace)
@@ -945,7 +945,7 @@ impl ExperimentStore for Store {
         key: &str,
     ) -> Result<()> {
         self.experiment_row(workspace, experiment_id).await?;
-        let result = sqlx::query(
+        let result = db::query(
             "DELETE FROM experiment_tags WHERE workspace = $1 AND experiment_id = $2 AND key = $3",
         )
         .bind(workspace)
@@ -1021,7 +1021,7 @@ async fn insert_experiment(
     owner_id: Option<i64>,
 ) -> Result<()> {
     let now = now_millis();
-    let result = sqlx::query(
+    let result = db::query(
         "INSERT INTO experiments (workspace, experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time, owner_id) \
          VALUES ($1, $2, $3, $4, 'active', $5, $5, $6)",
     )
@@ -1048,7 +1048,7 @@ async fn upsert_experiment_tag(
     experiment_id: i64,
     tag: &KeyValue,
 ) -> Result<()> {
-    sqlx::query(
+    db::query(
         "INSERT INTO experiment_tags (workspace, experiment_id, key, value) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (workspace, experiment_id, key) DO UPDATE SET value = excluded.value",
     )
@@ -1092,7 +1092,7 @@ async fn set_experiment_stage(
     }
     let now = now_millis();
     let mut tx = store.begin().await?;
-    sqlx::query("UPDATE experiments SET lifecycle_stage = $1, last_update_time = $2 WHERE workspace = $3 AND experiment_id = $4")
+    db::query("UPDATE experiments SET lifecycle_stage = $1, last_update_time = $2 WHERE workspace = $3 AND experiment_id = $4")
         .bind(stage.as_str())
         .bind(now)
         .bind(workspace)
@@ -1101,7 +1101,7 @@ async fn set_experiment_stage(
         .await
         .map_err(db_error)?;
     // Runs follow their experiment, as in MLflow.
-    sqlx::query("UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE workspace = $3 AND experiment_id = $4 AND lifecycle_stage = $5")
+    db::query("UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE workspace = $3 AND experiment_id = $4 AND lifecycle_stage = $5")
         .bind(stage.as_str())
         .bind((stage == LifecycleStage::Deleted).then_some(now))
         .bind(workspace)
@@ -1243,7 +1243,7 @@ impl RunStore for Store {
         let artifact_uri: Option<String> = self
             .write(move |tx| {
                 Box::pin(async move {
-                    let artifact_uri: Option<String> = sqlx::query_scalar(
+                    let artifact_uri: Option<String> = db::query_scalar(
                         "INSERT INTO runs (run_uuid, workspace, experiment_id, name, user_id, status, start_time, lifecycle_stage, artifact_uri) \
                          SELECT $1, e.workspace, e.experiment_id, $4, $5, 'RUNNING', $6, 'active', RTRIM(e.artifact_location, '/') || '/' || $1 || '/artifacts' \
                          FROM experiments e WHERE e.workspace = $2 AND e.experiment_id = $3 AND e.lifecycle_stage = 'active' \
@@ -1297,7 +1297,7 @@ impl RunStore for Store {
     }
 
     async fn get_run(&self, workspace: &str, run_id: &str) -> Result<Run> {
-        let row = sqlx::query("SELECT * FROM runs WHERE workspace = $1 AND run_uuid = $2")
+        let row = db::query("SELECT * FROM runs WHERE workspace = $1 AND run_uuid = $2")
             .bind(workspace)
             .bind(run_id)
             .fetch_optional(&self.read)
@@ -1319,7 +1319,7 @@ impl RunStore for Store {
         {
             return Ok(id);
         }
-        let experiment_id: i64 = sqlx::query_scalar(
+        let experiment_id: i64 = db::query_scalar(
             "SELECT experiment_id FROM runs WHERE workspace = $1 AND run_uuid = $2",
         )
         .bind(workspace)
@@ -1347,7 +1347,7 @@ impl RunStore for Store {
         self.write(move |tx| {
             Box::pin(async move {
                 // The active-run check rides along in the WHERE clause; only a miss asks why.
-                let row = sqlx::query(
+                let row = db::query(
                     "UPDATE runs SET status = COALESCE($1, status), end_time = COALESCE($2, end_time), name = COALESCE($3, name) \
                      WHERE workspace = $4 AND run_uuid = $5 AND lifecycle_stage = 'active' RETURNING *",
                 )
@@ -1395,7 +1395,7 @@ impl RunStore for Store {
             Box::pin(async move {
                 let (workspace, run_id, key) = (workspace.as_str(), run_id.as_str(), key.as_str());
                 Self::active_run_in_tx(tx, workspace, run_id).await?;
-                let result = sqlx::query("DELETE FROM tags WHERE run_uuid = $1 AND key = $2")
+                let result = db::query("DELETE FROM tags WHERE run_uuid = $1 AND key = $2")
                     .bind(run_id)
                     .bind(key)
                     .execute(&mut **tx)
@@ -1471,7 +1471,7 @@ impl RunStore for Store {
                         .map(|t| t.value.clone());
                     let tags_json =
                         serde_json::to_string(&input.tags).map_err(|e| Error::internal(e.to_string()))?;
-                    sqlx::query(
+                    db::query(
                         "INSERT INTO run_inputs (run_uuid, name, digest, source_type, source, schema, profile, context, tags_json) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                          ON CONFLICT (run_uuid, name, digest) DO UPDATE SET context = excluded.context, tags_json = excluded.tags_json",
@@ -1490,7 +1490,7 @@ impl RunStore for Store {
                     .map_err(db_error)?;
                 }
                 for model_id in model_ids {
-                    sqlx::query("INSERT INTO run_model_inputs (run_uuid, model_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    db::query("INSERT INTO run_model_inputs (run_uuid, model_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                         .bind(run_id)
                         .bind(model_id)
                         .execute(&mut **tx)
@@ -1516,7 +1516,7 @@ impl RunStore for Store {
                 let (workspace, run_id, models) = (workspace.as_str(), run_id.as_str(), models.as_slice());
                 Self::active_run_in_tx(tx, workspace, run_id).await?;
                 for model in models {
-                    sqlx::query(
+                    db::query(
                         "INSERT INTO run_model_outputs (run_uuid, model_id, step) VALUES ($1, $2, $3) \
                          ON CONFLICT (run_uuid, model_id) DO UPDATE SET step = excluded.step",
                     )
@@ -1593,7 +1593,7 @@ async fn write_log_batch(
         Store::active_run_in_tx(tx, workspace, run_id).await?;
     }
     if let Some(name) = batch.tags.iter().rev().find(|t| t.key == "mlflow.runName") {
-        sqlx::query("UPDATE runs SET name = $1 WHERE run_uuid = $2")
+        db::query("UPDATE runs SET name = $1 WHERE run_uuid = $2")
             .bind(&name.value)
             .bind(run_id)
             .execute(&mut **tx)
@@ -1621,7 +1621,7 @@ impl ActiveRun<'_> {
     fn insert<I, F>(&self, insert: &str, rows: I, push_row: F) -> Builder
     where
         I: IntoIterator,
-        F: FnMut(sqlx::query_builder::Separated<'_, Db, &'static str>, I::Item),
+        F: FnMut(db::Separated<'_>, I::Item),
     {
         let mut builder = Builder::new(format!("{insert} SELECT * FROM ("));
         builder.push_values(rows, push_row);
@@ -1667,7 +1667,7 @@ fn writer_stopped() -> Error {
 }
 
 impl GroupCommit {
-    fn start(pool: Pool<Db>) -> Self {
+    fn start(pool: db::Pool) -> Self {
         let (jobs, receiver) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(Self::run(pool, receiver));
         Self { jobs }
@@ -1683,7 +1683,7 @@ impl GroupCommit {
         answer.await.map_err(|_| writer_stopped())?
     }
 
-    async fn run(pool: Pool<Db>, mut receiver: tokio::sync::mpsc::Receiver<QueuedWrite>) {
+    async fn run(pool: db::Pool, mut receiver: tokio::sync::mpsc::Receiver<QueuedWrite>) {
         while let Some(first) = receiver.recv().await {
             let mut group = vec![first];
             while group.len() < GROUP_COMMIT_MAX {
@@ -1696,7 +1696,7 @@ impl GroupCommit {
         }
     }
 
-    async fn write_group(pool: &Pool<Db>, group: Vec<QueuedWrite>) {
+    async fn write_group(pool: &db::Pool, group: Vec<QueuedWrite>) {
         let mut tx = match begin_write(pool).await {
             Ok(tx) => tx,
             Err(err) => {
@@ -1740,13 +1740,13 @@ impl GroupCommit {
     /// Savepoints are never released: `ROLLBACK TO` undoes the newest one of the name, which is
     /// this job's, and `COMMIT` keeps everything still standing. That saves a statement a job.
     async fn in_savepoint(tx: &mut Tx<'static>, job: WriteJob) -> Result<()> {
-        sqlx::query("SAVEPOINT tarn_write")
+        db::query("SAVEPOINT tarn_write")
             .execute(&mut **tx)
             .await
             .map_err(db_error)?;
         let outcome = job(tx).await;
         if outcome.is_err() {
-            sqlx::query("ROLLBACK TO tarn_write")
+            db::query("ROLLBACK TO tarn_write")
                 .execute(&mut **tx)
                 .await
                 .map_err(db_error)?;
@@ -1796,7 +1796,7 @@ async fn set_run_stage(
     store
         .write(move |tx| {
             Box::pin(async move {
-                let result = sqlx::query(
+                let result = db::query(
                     "UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE workspace = $3 AND run_uuid = $4",
                 )
                 .bind(stage.as_str())
@@ -1959,7 +1959,7 @@ impl LoggedModelStore for Store {
         );
         let now = now_millis();
         let mut tx = self.begin().await?;
-        sqlx::query(
+        db::query(
             "INSERT INTO logged_models (model_id, workspace, experiment_id, name, artifact_location, creation_timestamp_ms, \
              last_updated_timestamp_ms, status, lifecycle_stage, model_type, source_run_id, creator_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 'active', $8, $9, $10)",
@@ -2002,7 +2002,7 @@ impl LoggedModelStore for Store {
         model_id: &str,
         status: LoggedModelStatus,
     ) -> Result<LoggedModel> {
-        let result = sqlx::query(
+        let result = db::query(
             "UPDATE logged_models SET status = $1, last_updated_timestamp_ms = $2 WHERE workspace = $3 AND model_id = $4 AND lifecycle_stage = 'active'",
         )
         .bind(status.as_str())
@@ -2019,7 +2019,7 @@ impl LoggedModelStore for Store {
     }
 
     async fn delete_logged_model(&self, workspace: &str, model_id: &str) -> Result<()> {
-        let result = sqlx::query(
+        let result = db::query(
             "UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_timestamp_ms = $1 WHERE workspace = $2 AND model_id = $3 AND lifecycle_stage = 'active'",
         )
         .bind(now_millis())
@@ -2053,7 +2053,7 @@ impl LoggedModelStore for Store {
         key: &str,
     ) -> Result<()> {
         self.get_logged_model(workspace, model_id).await?;
-        let result = sqlx::query("DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2")
+        let result = db::query("DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2")
             .bind(model_id)
             .bind(key)
             .execute(&self.write)
@@ -2177,7 +2177,7 @@ async fn upsert_model_pairs(
     pairs: &[KeyValue],
 ) -> Result<()> {
     for pair in pairs {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        db::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {table} (model_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value"
         )))
         .bind(model_id)
@@ -2199,7 +2199,7 @@ impl IdentityStore for Store {
         is_admin: bool,
         password_hash: Option<&str>,
     ) -> Result<PrincipalRecord> {
-        let result = sqlx::query(
+        let result = db::query(
             "INSERT INTO principals (name, kind, is_admin, active, password_hash, created_at) VALUES ($1, $2, $3, TRUE, $4, $5) RETURNING *",
         )
         .bind(name)
@@ -2219,7 +2219,7 @@ impl IdentityStore for Store {
     }
 
     async fn get_principal(&self, name: &str) -> Result<PrincipalRecord> {
-        let row = sqlx::query("SELECT * FROM principals WHERE name = $1")
+        let row = db::query("SELECT * FROM principals WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.read)
             .await
@@ -2230,7 +2230,7 @@ impl IdentityStore for Store {
 
     async fn list_principals(&self, kind: Option<PrincipalKind>) -> Result<Vec<PrincipalRecord>> {
         let rows =
-            sqlx::query("SELECT * FROM principals WHERE ($1 IS NULL OR kind = $1) ORDER BY name")
+            db::query("SELECT * FROM principals WHERE ($1 IS NULL OR kind = $1) ORDER BY name")
                 .bind(kind.map(PrincipalKind::as_str))
                 .fetch_all(&self.read)
                 .await
@@ -2242,7 +2242,7 @@ impl IdentityStore for Store {
     }
 
     async fn set_password_hash(&self, name: &str, password_hash: &str) -> Result<()> {
-        let result = sqlx::query(
+        let result = db::query(
             "UPDATE principals SET password_hash = $1 WHERE name = $2 AND kind = 'user'",
         )
         .bind(password_hash)
@@ -2257,7 +2257,7 @@ impl IdentityStore for Store {
     }
 
     async fn set_active(&self, name: &str, active: bool) -> Result<()> {
-        let result = sqlx::query("UPDATE principals SET active = $1 WHERE name = $2")
+        let result = db::query("UPDATE principals SET active = $1 WHERE name = $2")
             .bind(active)
             .bind(name)
             .execute(&self.write)
@@ -2282,7 +2282,7 @@ impl IdentityStore for Store {
     }
 
     async fn password_login(&self, name: &str) -> Result<Option<(String, Principal)>> {
-        let Some(row) = sqlx::query(
+        let Some(row) = db::query(
             "SELECT * FROM principals WHERE name = $1 AND kind = 'user' AND active = TRUE",
         )
         .bind(name)
@@ -2308,7 +2308,7 @@ impl IdentityStore for Store {
             return Err(Error::invalid(format!("'{group}' is not a group")));
         }
         let member_id = self.principal_id(member).await?;
-        sqlx::query("INSERT INTO group_members (group_id, member_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        db::query("INSERT INTO group_members (group_id, member_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(group_record.id)
             .bind(member_id)
             .execute(&self.write)
@@ -2320,7 +2320,7 @@ impl IdentityStore for Store {
     async fn remove_group_member(&self, group: &str, member: &str) -> Result<()> {
         let group_id = self.principal_id(group).await?;
         let member_id = self.principal_id(member).await?;
-        sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND member_id = $2")
+        db::query("DELETE FROM group_members WHERE group_id = $1 AND member_id = $2")
             .bind(group_id)
             .bind(member_id)
             .execute(&self.write)
@@ -2331,7 +2331,7 @@ impl IdentityStore for Store {
 
     async fn group_members(&self, group: &str) -> Result<Vec<PrincipalRecord>> {
         let group_id = self.principal_id(group).await?;
-        let rows = sqlx::query("SELECT p.* FROM principals p JOIN group_members g ON g.member_id = p.id WHERE g.group_id = $1 ORDER BY p.name")
+        let rows = db::query("SELECT p.* FROM principals p JOIN group_members g ON g.member_id = p.id WHERE g.group_id = $1 ORDER BY p.name")
             .bind(group_id)
             .fetch_all(&self.read)
             .await
@@ -2352,7 +2352,7 @@ impl IdentityStore for Store {
     ) -> Result<TokenInfo> {
         let principal_id = self.principal_id(principal_name).await?;
         let now = now_millis();
-        sqlx::query(
+        db::query(
             "INSERT INTO tokens (token_id, principal_id, token_hash, comment, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(token_id)
@@ -2375,7 +2375,7 @@ impl IdentityStore for Store {
     }
 
     async fn principal_for_token(&self, token_hash: &str, now: i64) -> Result<Option<Principal>> {
-        let row = sqlx::query(
+        let row = db::query(
             "SELECT p.* FROM tokens t JOIN principals p ON p.id = t.principal_id \
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) AND p.active = TRUE",
         )
@@ -2394,7 +2394,7 @@ impl IdentityStore for Store {
     }
 
     async fn list_tokens(&self, principal_name: Option<&str>) -> Result<Vec<TokenInfo>> {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT t.*, p.name FROM tokens t JOIN principals p ON p.id = t.principal_id \
              WHERE t.revoked_at IS NULL AND ($1 IS NULL OR p.name = $1) ORDER BY t.created_at, t.token_id",
         )
@@ -2409,7 +2409,7 @@ impl IdentityStore for Store {
     }
 
     async fn revoke_token(&self, token_id: &str) -> Result<()> {
-        let result = sqlx::query(
+        let result = db::query(
             "UPDATE tokens SET revoked_at = $1 WHERE token_id = $2 AND revoked_at IS NULL",
         )
         .bind(now_millis())
@@ -2426,7 +2426,7 @@ impl IdentityStore for Store {
     }
 
     async fn token_owner(&self, token_id: &str) -> Result<i64> {
-        sqlx::query_scalar(
+        db::query_scalar(
             "SELECT principal_id FROM tokens WHERE token_id = $1 AND revoked_at IS NULL",
         )
         .bind(token_id)
@@ -2441,7 +2441,7 @@ impl IdentityStore for Store {
 impl WorkspaceStore for Store {
     async fn ensure_workspace(&self, name: &str) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let inserted = sqlx::query(
+        let inserted = db::query(
             "INSERT INTO workspaces (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(name)
@@ -2460,7 +2460,7 @@ impl WorkspaceStore for Store {
     }
 
     async fn list_workspaces(&self) -> Result<Vec<String>> {
-        sqlx::query_scalar("SELECT name FROM workspaces ORDER BY name")
+        db::query_scalar("SELECT name FROM workspaces ORDER BY name")
             .fetch_all(&self.read)
             .await
             .map_err(db_error)
@@ -2468,7 +2468,7 @@ impl WorkspaceStore for Store {
 
     async fn workspace_exists(&self, name: &str) -> Result<bool> {
         let found: Option<String> =
-            sqlx::query_scalar("SELECT name FROM workspaces WHERE name = $1")
+            db::query_scalar("SELECT name FROM workspaces WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&self.read)
                 .await
@@ -2483,7 +2483,7 @@ impl WorkspaceStore for Store {
             )));
         }
         let principal_id = self.principal_id(principal_name).await?;
-        sqlx::query("INSERT INTO workspace_members (workspace, principal_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        db::query("INSERT INTO workspace_members (workspace, principal_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(workspace)
             .bind(principal_id)
             .execute(&self.write)
@@ -2494,7 +2494,7 @@ impl WorkspaceStore for Store {
 
     async fn remove_workspace_member(&self, workspace: &str, principal_name: &str) -> Result<()> {
         let principal_id = self.principal_id(principal_name).await?;
-        sqlx::query("DELETE FROM workspace_members WHERE workspace = $1 AND principal_id = $2")
+        db::query("DELETE FROM workspace_members WHERE workspace = $1 AND principal_id = $2")
             .bind(workspace)
             .bind(principal_id)
             .execute(&self.write)
@@ -2504,7 +2504,7 @@ impl WorkspaceStore for Store {
     }
 
     async fn workspace_members(&self, workspace: &str) -> Result<Vec<PrincipalRecord>> {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT p.* FROM principals p JOIN workspace_members w ON w.principal_id = p.id WHERE w.workspace = $1 ORDER BY p.name",
         )
         .bind(workspace)
@@ -2571,7 +2571,7 @@ impl PermissionStore for Store {
         object_type: ObjectType,
         object_id: &str,
     ) -> Result<Vec<Grant>> {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT a.principal_id, a.level, p.name, p.kind FROM acl a JOIN principals p ON p.id = a.principal_id \
              WHERE a.workspace = $1 AND a.object_type = $2 AND a.object_id = $3 ORDER BY p.name",
         )
@@ -2682,7 +2682,7 @@ async fn write_grants(
     grants: &[(String, PermissionLevel)],
 ) -> Result<()> {
     for (principal_name, level) in grants {
-        let principal_id: i64 = sqlx::query_scalar("SELECT id FROM principals WHERE name = $1")
+        let principal_id: i64 = db::query_scalar("SELECT id FROM principals WHERE name = $1")
             .bind(principal_name)
             .fetch_optional(&mut **tx)
             .await
@@ -2690,7 +2690,7 @@ async fn write_grants(
             .ok_or_else(|| {
                 Error::invalid(format!("Principal '{principal_name}' does not exist"))
             })?;
-        sqlx::query(
+        db::query(
             "INSERT INTO acl (workspace, object_type, object_id, principal_id, level) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (workspace, object_type, object_id, principal_id) DO UPDATE SET level = excluded.level",
         )

@@ -11,9 +11,9 @@ use tarn_core::store::CatalogStore;
 
 async fn tags_of<'e, E>(executor: E, securable: &str) -> Result<BTreeMap<String, String>>
 where
-    E: sqlx::Executor<'e, Database = Db>,
+    E: db::Executor<'e>,
 {
-    let rows: Vec<(String, String)> = sqlx::query_as(
+    let rows: Vec<(String, String)> = db::query_as(
         "SELECT tag_key, tag_value FROM catalog_tags WHERE securable = $1 ORDER BY tag_key",
     )
     .bind(securable)
@@ -36,7 +36,7 @@ fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
 }
 
 fn decode_json<T: serde::de::DeserializeOwned>(
-    row: &<Db as sqlx::Database>::Row,
+    row: &db::DbRow,
     column: &str,
 ) -> std::result::Result<T, sqlx::Error> {
     let text: String = row.try_get(column)?;
@@ -46,7 +46,7 @@ fn decode_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn row_schema(row: &<Db as sqlx::Database>::Row) -> std::result::Result<SchemaInfo, sqlx::Error> {
+fn row_schema(row: &db::DbRow) -> std::result::Result<SchemaInfo, sqlx::Error> {
     let catalog: String = row.try_get("workspace")?;
     let name: String = row.try_get("name")?;
     Ok(SchemaInfo {
@@ -64,7 +64,7 @@ fn row_schema(row: &<Db as sqlx::Database>::Row) -> std::result::Result<SchemaIn
     })
 }
 
-fn row_table(row: &<Db as sqlx::Database>::Row) -> std::result::Result<TableInfo, sqlx::Error> {
+fn row_table(row: &db::DbRow) -> std::result::Result<TableInfo, sqlx::Error> {
     let catalog: String = row.try_get("workspace")?;
     let schema: String = row.try_get("schema_name")?;
     let name: String = row.try_get("name")?;
@@ -95,9 +95,9 @@ fn row_table(row: &<Db as sqlx::Database>::Row) -> std::result::Result<TableInfo
 /// Who holds what on a securable, one entry per principal, privileges in a fixed order.
 async fn assignments<'e, E>(executor: E, securable: &str) -> Result<Vec<PrivilegeAssignment>>
 where
-    E: sqlx::Executor<'e, Database = Db>,
+    E: db::Executor<'e>,
 {
-    let rows = sqlx::query(
+    let rows = db::query(
         "SELECT p.name, g.privilege FROM catalog_grants g JOIN principals p ON p.id = g.principal_id \
          WHERE g.securable = $1 ORDER BY p.name",
     )
@@ -128,7 +128,7 @@ const TABLE_COLUMNS: &str = "t.*, s.workspace, s.name AS schema_name";
 
 /// The schema's id, inside the transaction.
 async fn schema_id_in_tx(tx: &mut Tx<'_>, catalog: &str, name: &str) -> Result<String> {
-    sqlx::query_scalar("SELECT id FROM catalog_schemas WHERE workspace = $1 AND name = $2")
+    db::query_scalar("SELECT id FROM catalog_schemas WHERE workspace = $1 AND name = $2")
         .bind(catalog)
         .bind(name)
         .fetch_optional(&mut **tx)
@@ -156,7 +156,7 @@ impl Store {
         schema: &str,
         name: &str,
     ) -> Result<TableInfo> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let row = db::query(sqlx::AssertSqlSafe(format!(
             "SELECT {TABLE_COLUMNS} FROM catalog_tables t JOIN catalog_schemas s ON s.id = t.schema_id \
              WHERE s.workspace = $1 AND s.name = $2 AND t.name = $3"
         )))
@@ -177,7 +177,7 @@ impl CatalogStore for Store {
         let now = now_millis();
         let id = tarn_core::ids::hex32(rand::random());
         let mut tx = self.begin().await?;
-        let inserted = sqlx::query(
+        let inserted = db::query(
             "INSERT INTO catalog_schemas (id, workspace, name, comment, properties, owner, owner_id, \
              created_at, created_by, updated_at, updated_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $6, $8, $6)",
@@ -225,7 +225,7 @@ impl CatalogStore for Store {
     }
 
     async fn get_schema(&self, catalog: &str, name: &str) -> Result<SchemaInfo> {
-        let row = sqlx::query("SELECT * FROM catalog_schemas WHERE workspace = $1 AND name = $2")
+        let row = db::query("SELECT * FROM catalog_schemas WHERE workspace = $1 AND name = $2")
             .bind(catalog)
             .bind(name)
             .fetch_optional(&self.read)
@@ -268,7 +268,7 @@ impl CatalogStore for Store {
         let now = now_millis();
         let properties = properties.map(json_text).transpose()?;
         let mut tx = self.begin().await?;
-        let updated = sqlx::query(
+        let updated = db::query(
             "UPDATE catalog_schemas SET comment = COALESCE($1, comment), properties = COALESCE($2, properties), \
              updated_at = $3, updated_by = $4 WHERE workspace = $5 AND name = $6",
         )
@@ -309,7 +309,7 @@ impl CatalogStore for Store {
         let now = now_millis();
         let mut tx = self.begin().await?;
         let schema_id = schema_id_in_tx(&mut tx, catalog, name).await?;
-        let tables = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let tables = db::query(sqlx::AssertSqlSafe(format!(
             "SELECT {TABLE_COLUMNS} FROM catalog_tables t JOIN catalog_schemas s ON s.id = t.schema_id \
              WHERE t.schema_id = $1 ORDER BY t.name"
         )))
@@ -327,7 +327,7 @@ impl CatalogStore for Store {
                 tables.len()
             )));
         }
-        sqlx::query("DELETE FROM catalog_tables WHERE schema_id = $1")
+        db::query("DELETE FROM catalog_tables WHERE schema_id = $1")
             .bind(&schema_id)
             .execute(&mut *tx)
             .await
@@ -335,7 +335,7 @@ impl CatalogStore for Store {
         // The schema's grants and tags and those of every table in it.
         let full_name = format!("{catalog}.{name}");
         for owned in ["catalog_grants", "catalog_tags"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            db::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {owned} WHERE securable = $1 \
                  OR substr(securable, 1, length($1) + 1) = $1 || '.'"
             )))
@@ -344,7 +344,7 @@ impl CatalogStore for Store {
             .await
             .map_err(db_error)?;
         }
-        sqlx::query("DELETE FROM catalog_schemas WHERE id = $1")
+        db::query("DELETE FROM catalog_schemas WHERE id = $1")
             .bind(&schema_id)
             .execute(&mut *tx)
             .await
@@ -371,7 +371,7 @@ impl CatalogStore for Store {
         let now = now_millis();
         let mut tx = self.begin().await?;
         let schema_id = schema_id_in_tx(&mut tx, &table.catalog, &table.schema).await?;
-        let inserted = sqlx::query(
+        let inserted = db::query(
             "INSERT INTO catalog_tables (id, schema_id, name, table_type, data_source_format, columns, \
              storage_location, view_definition, comment, properties, owner, owner_id, created_at, created_by, updated_at, updated_by) \
              VALUES ($1, $2, $3, $4, 'DELTA', $5, $6, $7, $8, $9, $10, $11, $12, $10, $12, $10)",
@@ -395,7 +395,7 @@ impl CatalogStore for Store {
             Err(err) if is_unique_violation(&err) => {
                 // The failed statement ends the transaction on PostgreSQL: ask on a reader.
                 drop(tx);
-                let taken: Option<String> = sqlx::query_scalar(
+                let taken: Option<String> = db::query_scalar(
                     "SELECT name FROM catalog_tables WHERE schema_id = $1 AND name = $2",
                 )
                 .bind(&schema_id)
@@ -499,7 +499,7 @@ impl CatalogStore for Store {
                 }
             })
             .collect();
-        sqlx::query("UPDATE catalog_tables SET columns = $1, updated_at = $2, updated_by = $3 WHERE id = $4")
+        db::query("UPDATE catalog_tables SET columns = $1, updated_at = $2, updated_by = $3 WHERE id = $4")
             .bind(json_text(&columns)?)
             .bind(now)
             .bind(&actor.name)
@@ -536,13 +536,13 @@ impl CatalogStore for Store {
         let now = now_millis();
         let mut tx = self.begin().await?;
         let table = Self::table_in_tx(&mut tx, catalog, schema, name).await?;
-        sqlx::query("DELETE FROM catalog_tables WHERE id = $1")
+        db::query("DELETE FROM catalog_tables WHERE id = $1")
             .bind(&table.table_id)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
         for owned in ["catalog_grants", "catalog_tags"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
+            db::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {owned} WHERE securable = $1"
             )))
             .bind(&table.full_name)
@@ -609,7 +609,7 @@ impl CatalogStore for Store {
         let mut tx = self.begin().await?;
         for change in changes {
             let principal_id: i64 =
-                sqlx::query_scalar("SELECT id FROM principals WHERE name = $1")
+                db::query_scalar("SELECT id FROM principals WHERE name = $1")
                     .bind(&change.principal)
                     .fetch_optional(&mut *tx)
                     .await
@@ -621,7 +621,7 @@ impl CatalogStore for Store {
                         ))
                     })?;
             for privilege in &change.add {
-                sqlx::query(
+                db::query(
                     "INSERT INTO catalog_grants (securable, securable_type, principal_id, privilege, granted_by, granted_at) \
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
                 )
@@ -636,7 +636,7 @@ impl CatalogStore for Store {
                 .map_err(db_error)?;
             }
             for privilege in &change.remove {
-                sqlx::query(
+                db::query(
                     "DELETE FROM catalog_grants WHERE securable = $1 AND principal_id = $2 AND privilege = $3",
                 )
                 .bind(securable)
@@ -679,7 +679,7 @@ impl CatalogStore for Store {
         let now = now_millis();
         let mut tx = self.begin().await?;
         for (key, value) in set {
-            sqlx::query(
+            db::query(
                 "INSERT INTO catalog_tags (securable, securable_type, tag_key, tag_value, updated_by, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (securable, tag_key) DO UPDATE SET \
                  tag_value = excluded.tag_value, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
@@ -695,7 +695,7 @@ impl CatalogStore for Store {
             .map_err(db_error)?;
         }
         for key in unset {
-            sqlx::query("DELETE FROM catalog_tags WHERE securable = $1 AND tag_key = $2")
+            db::query("DELETE FROM catalog_tags WHERE securable = $1 AND tag_key = $2")
                 .bind(securable)
                 .bind(key)
                 .execute(&mut *tx)
@@ -726,7 +726,7 @@ impl CatalogStore for Store {
     }
 
     async fn catalog_bindings(&self, catalog: &str) -> Result<Vec<String>> {
-        sqlx::query_scalar(
+        db::query_scalar(
             "SELECT workspace FROM catalog_bindings WHERE catalog = $1 ORDER BY workspace",
         )
         .bind(catalog)
@@ -751,7 +751,7 @@ impl CatalogStore for Store {
         let mut tx = self.begin().await?;
         for name in [catalog, workspace] {
             let exists: Option<String> =
-                sqlx::query_scalar("SELECT name FROM workspaces WHERE name = $1")
+                db::query_scalar("SELECT name FROM workspaces WHERE name = $1")
                     .bind(name)
                     .fetch_optional(&mut *tx)
                     .await
@@ -761,7 +761,7 @@ impl CatalogStore for Store {
             }
         }
         if bound {
-            sqlx::query(
+            db::query(
                 "INSERT INTO catalog_bindings (catalog, workspace, created_at) VALUES ($1, $2, $3) \
                  ON CONFLICT DO NOTHING",
             )
@@ -772,7 +772,7 @@ impl CatalogStore for Store {
             .await
             .map_err(db_error)?;
         } else {
-            sqlx::query("DELETE FROM catalog_bindings WHERE catalog = $1 AND workspace = $2")
+            db::query("DELETE FROM catalog_bindings WHERE catalog = $1 AND workspace = $2")
                 .bind(catalog)
                 .bind(workspace)
                 .execute(&mut *tx)
@@ -795,7 +795,7 @@ impl CatalogStore for Store {
     }
 
     async fn ingested_files(&self, table_id: &str) -> Result<Vec<IngestedFile>> {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT * FROM ingested_files WHERE table_id = $1 ORDER BY ingested_at, source",
         )
         .bind(table_id)
@@ -820,7 +820,7 @@ impl CatalogStore for Store {
     }
 
     async fn record_ingested_file(&self, file: &IngestedFile) -> Result<()> {
-        let inserted = sqlx::query(
+        let inserted = db::query(
             "INSERT INTO ingested_files (table_id, source, size, rows_written, rows_quarantined, \
              table_version, ingested_at, ingested_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )

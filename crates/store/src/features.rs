@@ -7,7 +7,7 @@ use tarn_core::store::FeatureStore;
 const FEATURE_TABLE_COLUMNS: &str = "f.*, s.workspace, s.name AS schema_name, t.name AS table_name";
 
 fn row_feature_table(
-    row: &<Db as sqlx::Database>::Row,
+    row: &db::DbRow,
 ) -> std::result::Result<FeatureTable, sqlx::Error> {
     let catalog: String = row.try_get("workspace")?;
     let schema: String = row.try_get("schema_name")?;
@@ -26,7 +26,7 @@ fn row_feature_table(
 }
 
 fn row_training_set(
-    row: &<Db as sqlx::Database>::Row,
+    row: &db::DbRow,
 ) -> std::result::Result<TrainingSet, sqlx::Error> {
     let output: Option<String> = row.try_get("output_table")?;
     Ok(TrainingSet {
@@ -64,7 +64,7 @@ fn contains_pattern(text: &str) -> String {
 impl FeatureStore for Store {
     async fn create_feature_table(&self, table: &FeatureTable, actor: &Actor) -> Result<()> {
         let mut tx = self.begin().await?;
-        let inserted = sqlx::query(
+        let inserted = db::query(
             "INSERT INTO feature_tables (table_id, primary_keys, timestamp_key, description, \
              source_tables, pipeline, created_by, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -113,7 +113,7 @@ impl FeatureStore for Store {
         schema: &str,
         name: &str,
     ) -> Result<FeatureTable> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let row = db::query(sqlx::AssertSqlSafe(format!(
             "SELECT {FEATURE_TABLE_COLUMNS} FROM feature_tables f \
              JOIN catalog_tables t ON t.id = f.table_id JOIN catalog_schemas s ON s.id = t.schema_id \
              WHERE s.workspace = $1 AND s.name = $2 AND t.name = $3"
@@ -178,7 +178,7 @@ impl FeatureStore for Store {
 
     async fn record_training_set(&self, set: &TrainingSet) -> Result<()> {
         let output = set.output_table.as_ref().map(json_text).transpose()?;
-        sqlx::query(
+        db::query(
             "INSERT INTO training_sets (id, workspace, spec, tables_read, num_rows, output_table, \
              created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -197,7 +197,7 @@ impl FeatureStore for Store {
     }
 
     async fn get_training_set(&self, workspace: &str, id: &str) -> Result<TrainingSet> {
-        let row = sqlx::query("SELECT * FROM training_sets WHERE workspace = $1 AND id = $2")
+        let row = db::query("SELECT * FROM training_sets WHERE workspace = $1 AND id = $2")
             .bind(workspace)
             .bind(id)
             .fetch_optional(&self.read)

@@ -1,16 +1,43 @@
 //! The metadata store. One body of SQL logic (`backend.rs` for tracking and identity,
 //! `registry.rs` for the registry and event log, `webhooks.rs` for webhooks and their delivery
-//! queue) is compiled once per backend, with the dialect's differences in `Dialect`; each
-//! backend has its own migrations. The conformance suite in `tests/it` runs against both.
+//! queue, and the catalog, lineage, features and serving files) is compiled once per backend,
+//! with the dialect's differences in `Dialect` and its SQL access as `db`: sqlx for PostgreSQL
+//! (`pg`), rusqlite on the calling thread for SQLite (`lite`, which says why). Each backend has
+//! its own migrations. The conformance suite in `tests/it` runs against both.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, Result};
 
+pub mod lite;
 mod migrate;
+
+pub mod pg {
+    //! The PostgreSQL side of the store's SQL access: sqlx, under the names `lite` gives
+    //! SQLite's.
+    pub use sqlx::{Row, query, query_as, query_scalar};
+    pub type Pool = sqlx::PgPool;
+    pub type Transaction<'c> = sqlx::Transaction<'c, sqlx::Postgres>;
+    pub type QueryBuilder = sqlx::QueryBuilder<sqlx::Postgres>;
+    pub type Separated<'b> = sqlx::query_builder::Separated<'b, sqlx::Postgres, &'static str>;
+    pub type DbRow = sqlx::postgres::PgRow;
+
+    /// A value that can be bound to a statement.
+    pub trait Bind<'a>:
+        'a + sqlx::Encode<'a, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send
+    {
+    }
+    impl<'a, T> Bind<'a> for T where
+        T: 'a + sqlx::Encode<'a, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send
+    {
+    }
+
+    /// Where a statement runs.
+    pub trait Executor<'e>: sqlx::Executor<'e, Database = sqlx::Postgres> {}
+    impl<'e, T: sqlx::Executor<'e, Database = sqlx::Postgres>> Executor<'e> for T {}
+}
 
 /// What differs between the SQL dialects, kept small on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +49,7 @@ pub enum Dialect {
 pub mod sqlite {
     //! SQLite backend: WAL, synchronous=FULL (a commit is durable before it is acknowledged),
     //! one writer connection so writers queue in-process instead of failing with SQLITE_BUSY.
-    type Db = sqlx::Sqlite;
+    use crate::lite as db;
     const DIALECT: crate::Dialect = crate::Dialect::Sqlite;
     include!("backend.rs");
     include!("registry.rs");
@@ -35,7 +62,7 @@ pub mod sqlite {
 
 pub mod postgres {
     //! PostgreSQL backend: one pool for reads and writes.
-    type Db = sqlx::Postgres;
+    use crate::pg as db;
     const DIALECT: crate::Dialect = crate::Dialect::Postgres;
     include!("backend.rs");
     include!("registry.rs");
@@ -70,58 +97,32 @@ pub async fn open(url: &str) -> Result<Arc<dyn MetaStore>> {
 }
 
 async fn open_sqlite(path: &str) -> Result<Arc<dyn MetaStore>> {
-    use sqlx::sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    let options = lite::Options {
+        path: std::path::PathBuf::from(path),
+        read_only: false,
+        // Checkpoints copy the WAL back into the database and fsync it; done by the committing
+        // connection they stall every writer, so a background thread does them instead.
+        wal_autocheckpoint: Some(16384),
     };
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
-        .map_err(|e| Error::invalid(format!("bad SQLite path '{path}': {e}")))?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(30))
-        // MLflow's LIKE is case-sensitive (ILIKE is not); SQLite's is not by default.
-        .pragma("case_sensitive_like", "ON")
-        // Page cache and memory-mapped reads: the default 2 MB cache turns every search over a
-        // few thousand runs into reads from the OS.
-        .pragma("cache_size", "-16384")
-        .pragma("mmap_size", "268435456")
-        .pragma("temp_store", "MEMORY")
-        .pragma("journal_size_limit", "67108864");
-    // Checkpoints copy the WAL back into the database and fsync it; done by the committing
-    // connection they stall every writer, so a background connection does them instead.
-    let write = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options.clone().pragma("wal_autocheckpoint", "16384"))
-        .await
-        .map_err(|e| Error::internal(format!("cannot open SQLite database '{path}': {e}")))?;
+    let cannot_open =
+        |e: sqlx::Error| Error::internal(format!("cannot open SQLite database '{path}': {e}"));
+    let write = lite::Pool::open(options.clone(), 1).map_err(cannot_open)?;
     migrate::sqlite(&write).await?;
-    let checkpointer = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(options.clone())
-        .await
-        .map_err(|e| Error::internal(format!("cannot open SQLite database '{path}': {e}")))?;
-    tokio::spawn(checkpoint_regularly(checkpointer));
-    let read = SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(options.read_only(true))
-        .await
-        .map_err(|e| Error::internal(format!("cannot open SQLite database '{path}': {e}")))?;
+    write
+        .checkpoint_in_background(Duration::from_millis(200))
+        .map_err(cannot_open)?;
+    // Statements run on the threads that await them: as many readers as worker threads are
+    // busy at once, and a few more for transactions that read.
+    let read = lite::Pool::open(
+        lite::Options {
+            read_only: true,
+            wal_autocheckpoint: None,
+            ..options
+        },
+        4,
+    )
+    .map_err(cannot_open)?;
     Ok(Arc::new(SqliteStore::new(read, write)))
-}
-
-/// Checkpoints the SQLite WAL in the background. PASSIVE never blocks readers or the writer.
-async fn checkpoint_regularly(pool: sqlx::SqlitePool) {
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tick.tick().await;
-        if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            tracing::warn!(error = %err, "WAL checkpoint failed");
-        }
-    }
 }
 
 pub(crate) fn db_error(err: sqlx::Error) -> Error {

@@ -8,7 +8,7 @@ use tarn_core::lineage::{
 use tarn_core::store::LineageStore;
 
 fn row_node(
-    row: &<Db as sqlx::Database>::Row,
+    row: &db::DbRow,
     kind: &str,
     name: &str,
 ) -> std::result::Result<Node, sqlx::Error> {
@@ -23,7 +23,7 @@ fn row_node(
     })
 }
 
-fn row_edge(row: &<Db as sqlx::Database>::Row) -> std::result::Result<LineageEdge, sqlx::Error> {
+fn row_edge(row: &db::DbRow) -> std::result::Result<LineageEdge, sqlx::Error> {
     Ok(LineageEdge {
         source: row_node(row, "source_kind", "source_name")?,
         target: row_node(row, "target_kind", "target_name")?,
@@ -63,7 +63,7 @@ macro_rules! edges_query {
 impl LineageStore for Store {
     async fn record_lineage(&self, write: &NewLineage) -> Result<i64> {
         let mut tx = self.begin().await?;
-        let id: i64 = sqlx::query_scalar(
+        let id: i64 = db::query_scalar(
             "INSERT INTO lineage_writes (target_kind, target_name, target_version, operation, \
              actor, statement, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
@@ -99,7 +99,7 @@ impl LineageStore for Store {
             Direction::Upstream => edges_query!("w.target_kind = $1 AND w.target_name = $2"),
             Direction::Downstream => edges_query!("r.source_kind = $1 AND r.source_name = $2"),
         };
-        let rows = sqlx::query(sql)
+        let rows = db::query(sql)
             .bind(node.kind.as_str())
             .bind(&node.name)
             .fetch_all(&self.read)
@@ -112,7 +112,7 @@ impl LineageStore for Store {
     }
 
     async fn lineage_writes(&self, node: &Node, limit: u64) -> Result<Vec<LineageWrite>> {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT * FROM lineage_writes WHERE target_kind = $1 AND target_name = $2 \
              ORDER BY id DESC LIMIT $3",
         )

@@ -1,10 +1,10 @@
 //! Schema migrations, one folder per dialect, applied in order at start-up. Each migration runs
 //! in its own transaction; on PostgreSQL an advisory lock keeps two starting servers from racing.
 
-use sqlx::{Pool, Postgres, Sqlite};
+use sqlx::{Pool, Postgres};
 use tarn_core::Result;
 
-use crate::db_error;
+use crate::{db_error, lite};
 
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
@@ -57,27 +57,25 @@ const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT
 /// Arbitrary but fixed key for `pg_advisory_lock`.
 const MIGRATION_LOCK_KEY: i64 = 0x7461_726e_6d69;
 
-pub async fn sqlite(pool: &Pool<Sqlite>) -> Result<()> {
-    sqlx::query(LEDGER).execute(pool).await.map_err(db_error)?;
+pub async fn sqlite(pool: &lite::Pool) -> Result<()> {
+    lite::query(LEDGER).execute(pool).await.map_err(db_error)?;
     for (version, sql) in SQLITE {
-        let mut tx = pool.begin().await.map_err(db_error)?;
+        // Immediate: two processes starting at once take turns instead of both migrating.
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
         let done: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM tarn_migrations WHERE version = $1")
+            lite::query_scalar("SELECT version FROM tarn_migrations WHERE version = $1")
                 .bind(version)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut tx)
                 .await
                 .map_err(db_error)?;
         if done.is_some() {
             continue;
         }
-        sqlx::raw_sql(*sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        sqlx::query("INSERT INTO tarn_migrations (version, applied_at) VALUES ($1, $2)")
+        tx.execute_batch(sql).map_err(db_error)?;
+        lite::query("INSERT INTO tarn_migrations (version, applied_at) VALUES ($1, $2)")
             .bind(version)
             .bind(tarn_core::ids::now_millis())
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;

@@ -61,7 +61,7 @@ fn version_not_found(name: &str, version: i64) -> Error {
 }
 
 fn row_registered_model(
-    row: &<Db as sqlx::Database>::Row,
+    row: &db::DbRow,
 ) -> std::result::Result<RegisteredModel, sqlx::Error> {
     Ok(RegisteredModel {
         id: row.try_get("id")?,
@@ -77,7 +77,7 @@ fn row_registered_model(
 }
 
 fn row_model_version(
-    row: &<Db as sqlx::Database>::Row,
+    row: &db::DbRow,
 ) -> std::result::Result<ModelVersion, sqlx::Error> {
     let stage: String = row.try_get("current_stage")?;
     let status: String = row.try_get("status")?;
@@ -108,7 +108,7 @@ fn row_model_version(
 
 /// A JSON-array column, sorted (whatever order the database aggregated it in).
 fn json_list<T>(
-    row: &<Db as sqlx::Database>::Row,
+    row: &db::DbRow,
     column: &str,
 ) -> std::result::Result<Vec<T>, sqlx::Error>
 where
@@ -124,7 +124,7 @@ where
     Ok(list)
 }
 
-fn row_event(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Event, sqlx::Error> {
+fn row_event(row: &db::DbRow) -> std::result::Result<Event, sqlx::Error> {
     let data: String = row.try_get("data")?;
     Ok(Event {
         id: row.try_get("id")?,
@@ -150,7 +150,7 @@ async fn insert_event(
     data: serde_json::Value,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
+    db::query(
         "INSERT INTO events (workspace, timestamp, actor, entity, action, object, data) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(workspace)
@@ -172,7 +172,7 @@ async fn model_id_in_tx(tx: &mut Tx<'_>, workspace: &str, name: &str) -> Result<
         crate::Dialect::Postgres => " FOR UPDATE",
         crate::Dialect::Sqlite => "",
     };
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+    db::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT id FROM registered_models WHERE workspace = $1 AND name = $2{lock}"
     )))
     .bind(workspace)
@@ -184,7 +184,7 @@ async fn model_id_in_tx(tx: &mut Tx<'_>, workspace: &str, name: &str) -> Result<
 }
 
 async fn touch_model(tx: &mut Tx<'_>, model_id: &str, now: i64) -> Result<()> {
-    sqlx::query("UPDATE registered_models SET last_updated_timestamp = $1 WHERE id = $2")
+    db::query("UPDATE registered_models SET last_updated_timestamp = $1 WHERE id = $2")
         .bind(now)
         .bind(model_id)
         .execute(&mut **tx)
@@ -201,7 +201,7 @@ async fn version_in_tx(
     version: i64,
 ) -> Result<String> {
     let model_id = model_id_in_tx(tx, workspace, name).await?;
-    let found: Option<i64> = sqlx::query_scalar(
+    let found: Option<i64> = db::query_scalar(
         "SELECT version FROM model_versions WHERE model_id = $1 AND version = $2",
     )
     .bind(&model_id)
@@ -225,7 +225,7 @@ fn check_archive_existing(stage: Stage, archive_existing: bool) -> Result<()> {
 }
 
 async fn current_stage(tx: &mut Tx<'_>, model_id: &str, version: i64) -> Result<Stage> {
-    let stage: String = sqlx::query_scalar(
+    let stage: String = db::query_scalar(
         "SELECT current_stage FROM model_versions WHERE model_id = $1 AND version = $2",
     )
     .bind(model_id)
@@ -250,7 +250,7 @@ struct NewActivity<'a> {
 }
 
 async fn insert_activity(tx: &mut Tx<'_>, new: &NewActivity<'_>) -> Result<i64> {
-    sqlx::query_scalar(
+    db::query_scalar(
         "INSERT INTO model_version_activities (model_id, version, activity_type, from_stage, to_stage, user_id, comment, \
          system_comment, request_status, creation_timestamp, last_updated_timestamp) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
@@ -291,7 +291,7 @@ struct Transition<'a> {
 async fn apply_transition(tx: &mut Tx<'_>, change: &Transition<'_>) -> Result<(i64, ModelVersion)> {
     let from = change.from;
     let archived: Vec<i64> = if change.archive_existing {
-        sqlx::query_scalar(
+        db::query_scalar(
             "UPDATE model_versions SET current_stage = $1, last_updated_timestamp = $2 \
              WHERE model_id = $3 AND version <> $4 AND current_stage = $5 RETURNING version",
         )
@@ -307,7 +307,7 @@ async fn apply_transition(tx: &mut Tx<'_>, change: &Transition<'_>) -> Result<(i
         Vec::new()
     };
     // The moved version comes back from the UPDATE itself: one statement fewer per transition.
-    let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let moved = db::query(sqlx::AssertSqlSafe(format!(
         "UPDATE model_versions SET current_stage = $1, last_updated_timestamp = $2 WHERE model_id = $3 AND version = $4 \
          RETURNING *, $5 AS model_name, {RETURNED_VERSION_EXTRAS}"
     )))
@@ -388,7 +388,7 @@ async fn apply_transition(tx: &mut Tx<'_>, change: &Transition<'_>) -> Result<(i
     Ok((activity_id, moved))
 }
 
-fn row_activity(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Activity, sqlx::Error> {
+fn row_activity(row: &db::DbRow) -> std::result::Result<Activity, sqlx::Error> {
     let stage = |column: &str| -> std::result::Result<Option<Stage>, sqlx::Error> {
         let value: Option<String> = row.try_get(column)?;
         Ok(value.and_then(|v| Stage::parse(&v).ok()))
@@ -422,7 +422,7 @@ async fn version_stage_in_tx(
         crate::Dialect::Postgres => " FOR UPDATE OF rm",
         crate::Dialect::Sqlite => "",
     };
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+    let row = db::query(sqlx::AssertSqlSafe(format!(
         "SELECT rm.id, mv.current_stage FROM registered_models rm \
          LEFT JOIN model_versions mv ON mv.model_id = rm.id AND mv.version = $3 \
          WHERE rm.workspace = $1 AND rm.name = $2{lock}"
@@ -681,7 +681,7 @@ impl RegistryStore for Store {
             .write(move |tx| {
                 Box::pin(async move {
                     let (workspace, name, description, tags, actor) = (owned_workspace.as_str(), owned_name.as_str(), owned_description.as_str(), &owned_tags, &owned_actor);
-                let inserted = sqlx::query(
+                let inserted = db::query(
                     "INSERT INTO registered_models (id, workspace, name, description, owner_id, user_id, creation_timestamp, last_updated_timestamp) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
                 )
@@ -735,7 +735,7 @@ impl RegistryStore for Store {
     }
 
     async fn get_registered_model(&self, workspace: &str, name: &str) -> Result<RegisteredModel> {
-        let row = sqlx::query("SELECT * FROM registered_models WHERE workspace = $1 AND name = $2")
+        let row = db::query("SELECT * FROM registered_models WHERE workspace = $1 AND name = $2")
             .bind(workspace)
             .bind(name)
             .fetch_optional(&self.read)
@@ -747,7 +747,7 @@ impl RegistryStore for Store {
     }
 
     async fn registered_model_id(&self, workspace: &str, name: &str) -> Result<String> {
-        sqlx::query_scalar("SELECT id FROM registered_models WHERE workspace = $1 AND name = $2")
+        db::query_scalar("SELECT id FROM registered_models WHERE workspace = $1 AND name = $2")
             .bind(workspace)
             .bind(name)
             .fetch_optional(&self.read)
@@ -762,7 +762,7 @@ impl RegistryStore for Store {
         name: &str,
         version: i64,
     ) -> Result<(String, Option<Stage>)> {
-        let row = sqlx::query(
+        let row = db::query(
             "SELECT rm.id, mv.current_stage FROM registered_models rm \
              LEFT JOIN model_versions mv ON mv.model_id = rm.id AND mv.version = $3 \
              WHERE rm.workspace = $1 AND rm.name = $2",
@@ -782,7 +782,7 @@ impl RegistryStore for Store {
     }
 
     async fn registered_model_name(&self, workspace: &str, id: &str) -> Result<String> {
-        sqlx::query_scalar("SELECT name FROM registered_models WHERE workspace = $1 AND id = $2")
+        db::query_scalar("SELECT name FROM registered_models WHERE workspace = $1 AND id = $2")
             .bind(workspace)
             .bind(id)
             .fetch_optional(&self.read)
@@ -801,7 +801,7 @@ impl RegistryStore for Store {
         let now = now_millis();
         let mut tx = self.begin().await?;
         let model_id = model_id_in_tx(&mut tx, workspace, name).await?;
-        let renamed = sqlx::query(
+        let renamed = db::query(
             "UPDATE registered_models SET name = $1, last_updated_timestamp = $2 WHERE id = $3",
         )
         .bind(new_name)
@@ -843,7 +843,7 @@ impl RegistryStore for Store {
         let now = now_millis();
         let mut tx = self.begin().await?;
         let model_id = model_id_in_tx(&mut tx, workspace, name).await?;
-        sqlx::query(
+        db::query(
             "UPDATE registered_models SET description = $1, last_updated_timestamp = $2 WHERE id = $3",
         )
         .bind(description)
@@ -877,7 +877,7 @@ impl RegistryStore for Store {
         let mut tx = self.begin().await?;
         let model_id = model_id_in_tx(&mut tx, workspace, name).await?;
         let locations: Vec<String> =
-            sqlx::query_scalar("SELECT storage_location FROM model_versions WHERE model_id = $1")
+            db::query_scalar("SELECT storage_location FROM model_versions WHERE model_id = $1")
                 .bind(&model_id)
                 .fetch_all(&mut *tx)
                 .await
@@ -889,7 +889,7 @@ impl RegistryStore for Store {
             "DELETE FROM registered_model_tags WHERE model_id = $1",
             "DELETE FROM registered_models WHERE id = $1",
         ] {
-            sqlx::query(statement)
+            db::query(statement)
                 .bind(&model_id)
                 .execute(&mut *tx)
                 .await
@@ -1008,7 +1008,7 @@ impl RegistryStore for Store {
         let now = now_millis();
         let mut tx = self.begin().await?;
         let model_id = model_id_in_tx(&mut tx, workspace, name).await?;
-        sqlx::query("DELETE FROM registered_model_tags WHERE model_id = $1 AND key = $2")
+        db::query("DELETE FROM registered_model_tags WHERE model_id = $1 AND key = $2")
             .bind(&model_id)
             .bind(key)
             .execute(&mut *tx)
@@ -1068,7 +1068,7 @@ impl RegistryStore for Store {
                 Box::pin(async move {
                     let (workspace, new, actor) = (owned_workspace.as_str(), &owned_new, &owned_actor);
                 let model_id = model_id_in_tx(tx, workspace, &new.name).await?;
-                let version: i64 = sqlx::query_scalar(
+                let version: i64 = db::query_scalar(
                     "UPDATE registered_models SET next_version = next_version + 1, last_updated_timestamp = $1 \
                      WHERE id = $2 RETURNING next_version - 1",
                 )
@@ -1077,7 +1077,7 @@ impl RegistryStore for Store {
                 .fetch_one(&mut **tx)
                 .await
                 .map_err(db_error)?;
-                sqlx::query(
+                db::query(
                     "INSERT INTO model_versions (model_id, version, creation_timestamp, last_updated_timestamp, user_id, current_stage, \
                      description, source, run_id, run_link, logged_model_id, status, storage_location, checksum) \
                      VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
@@ -1152,7 +1152,7 @@ impl RegistryStore for Store {
         let now = now_millis();
         let mut tx = self.begin().await?;
         let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
-        sqlx::query(
+        db::query(
             "UPDATE model_versions SET description = $1, last_updated_timestamp = $2 WHERE model_id = $3 AND version = $4",
         )
         .bind(description)
@@ -1187,7 +1187,7 @@ impl RegistryStore for Store {
         let now = now_millis();
         let mut tx = self.begin().await?;
         let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
-        let location: String = sqlx::query_scalar(
+        let location: String = db::query_scalar(
             "SELECT storage_location FROM model_versions WHERE model_id = $1 AND version = $2",
         )
         .bind(&model_id)
@@ -1200,7 +1200,7 @@ impl RegistryStore for Store {
             "DELETE FROM model_version_tags WHERE model_id = $1 AND version = $2",
             "DELETE FROM model_versions WHERE model_id = $1 AND version = $2",
         ] {
-            sqlx::query(statement)
+            db::query(statement)
                 .bind(&model_id)
                 .bind(version)
                 .execute(&mut *tx)
@@ -1353,7 +1353,7 @@ impl RegistryStore for Store {
         let now = now_millis();
         let mut tx = self.begin().await?;
         let model_id = version_in_tx(&mut tx, workspace, name, version).await?;
-        sqlx::query(
+        db::query(
             "DELETE FROM model_version_tags WHERE model_id = $1 AND version = $2 AND key = $3",
         )
         .bind(&model_id)
@@ -1444,7 +1444,7 @@ impl RegistryStore for Store {
                 to_stage.as_str()
             )));
         }
-        let duplicate: Option<i64> = sqlx::query_scalar(
+        let duplicate: Option<i64> = db::query_scalar(
             "SELECT id FROM model_version_activities WHERE model_id = $1 AND version = $2 \
              AND activity_type = 'REQUESTED_TRANSITION' AND request_status = 'open' AND to_stage = $3 AND user_id = $4",
         )
@@ -1680,7 +1680,7 @@ impl RegistryStore for Store {
         let existing = self.get_comment(workspace, id).await?;
         let now = now_millis();
         let mut tx = self.begin().await?;
-        sqlx::query(
+        db::query(
             "UPDATE model_version_activities SET comment = $1, last_updated_timestamp = $2 WHERE id = $3",
         )
         .bind(comment)
@@ -1708,7 +1708,7 @@ impl RegistryStore for Store {
         let existing = self.get_comment(workspace, id).await?;
         let now = now_millis();
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM model_version_activities WHERE id = $1")
+        db::query("DELETE FROM model_version_activities WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await
@@ -1747,7 +1747,7 @@ impl RegistryStore for Store {
                 Box::pin(async move {
                     let (workspace, name, alias, actor) = (owned_workspace.as_str(), owned_name.as_str(), owned_alias.as_str(), &owned_actor);
                 let model_id = version_in_tx(tx, workspace, name, version).await?;
-                sqlx::query(
+                db::query(
                     "INSERT INTO registered_model_aliases (model_id, alias, version) VALUES ($1, $2, $3) \
                      ON CONFLICT (model_id, alias) DO UPDATE SET version = excluded.version",
                 )
@@ -1786,7 +1786,7 @@ impl RegistryStore for Store {
         let now = now_millis();
         let mut tx = self.begin().await?;
         let model_id = model_id_in_tx(&mut tx, workspace, name).await?;
-        sqlx::query("DELETE FROM registered_model_aliases WHERE model_id = $1 AND alias = $2")
+        db::query("DELETE FROM registered_model_aliases WHERE model_id = $1 AND alias = $2")
             .bind(&model_id)
             .bind(alias)
             .execute(&mut *tx)
@@ -1863,7 +1863,7 @@ impl RegistryStore for Store {
 }
 
 async fn upsert_registry_tag(tx: &mut Tx<'_>, model_id: &str, tag: &KeyValue) -> Result<()> {
-    sqlx::query(
+    db::query(
         "INSERT INTO registered_model_tags (model_id, key, value) VALUES ($1, $2, $3) \
          ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
     )
@@ -1882,7 +1882,7 @@ async fn upsert_version_tag(
     version: i64,
     tag: &KeyValue,
 ) -> Result<()> {
-    sqlx::query(
+    db::query(
         "INSERT INTO model_version_tags (model_id, version, key, value) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (model_id, version, key) DO UPDATE SET value = excluded.value",
     )

@@ -4,7 +4,7 @@
 use tarn_core::serving::{EndpointConfig, ServingEndpoint};
 use tarn_core::store::ServingStore;
 
-fn row_endpoint(row: &<Db as sqlx::Database>::Row) -> std::result::Result<ServingEndpoint, sqlx::Error> {
+fn row_endpoint(row: &db::DbRow) -> std::result::Result<ServingEndpoint, sqlx::Error> {
     Ok(ServingEndpoint {
         id: row.try_get("id")?,
         workspace: row.try_get("workspace")?,
@@ -30,7 +30,7 @@ fn endpoint_audit(name: &str, config: &EndpointConfig) -> serde_json::Value {
 impl ServingStore for Store {
     async fn create_endpoint(&self, endpoint: &ServingEndpoint, actor: &Actor) -> Result<()> {
         let mut tx = self.begin().await?;
-        let inserted = sqlx::query(
+        let inserted = db::query(
             "INSERT INTO serving_endpoints (id, workspace, name, creator, config, config_version, tags, \
              creation_timestamp, last_updated_timestamp) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         )
@@ -73,7 +73,7 @@ impl ServingStore for Store {
     }
 
     async fn get_endpoint(&self, workspace: &str, name: &str) -> Result<ServingEndpoint> {
-        let row = sqlx::query("SELECT * FROM serving_endpoints WHERE workspace = $1 AND name = $2")
+        let row = db::query("SELECT * FROM serving_endpoints WHERE workspace = $1 AND name = $2")
             .bind(workspace)
             .bind(name)
             .fetch_optional(&self.read)
@@ -86,13 +86,13 @@ impl ServingStore for Store {
     async fn list_endpoints(&self, workspace: Option<&str>) -> Result<Vec<ServingEndpoint>> {
         let rows = match workspace {
             Some(workspace) => {
-                sqlx::query("SELECT * FROM serving_endpoints WHERE workspace = $1 ORDER BY name")
+                db::query("SELECT * FROM serving_endpoints WHERE workspace = $1 ORDER BY name")
                     .bind(workspace)
                     .fetch_all(&self.read)
                     .await
             }
             None => {
-                sqlx::query("SELECT * FROM serving_endpoints ORDER BY workspace, name")
+                db::query("SELECT * FROM serving_endpoints ORDER BY workspace, name")
                     .fetch_all(&self.read)
                     .await
             }
@@ -110,7 +110,7 @@ impl ServingStore for Store {
         actor: &Actor,
     ) -> Result<ServingEndpoint> {
         let mut tx = self.begin().await?;
-        let updated = sqlx::query(
+        let updated = db::query(
             "UPDATE serving_endpoints SET config = $1, config_version = config_version + 1, \
              last_updated_timestamp = $2 WHERE workspace = $3 AND name = $4",
         )
@@ -124,7 +124,7 @@ impl ServingStore for Store {
         if updated.rows_affected() == 0 {
             return Err(endpoint_not_found(name));
         }
-        let row = sqlx::query("SELECT * FROM serving_endpoints WHERE workspace = $1 AND name = $2")
+        let row = db::query("SELECT * FROM serving_endpoints WHERE workspace = $1 AND name = $2")
             .bind(workspace)
             .bind(name)
             .fetch_one(&mut *tx)
@@ -139,14 +139,14 @@ impl ServingStore for Store {
 
     async fn delete_endpoint(&self, workspace: &str, name: &str, actor: &Actor) -> Result<String> {
         let mut tx = self.begin().await?;
-        let id: Option<String> = sqlx::query_scalar("SELECT id FROM serving_endpoints WHERE workspace = $1 AND name = $2")
+        let id: Option<String> = db::query_scalar("SELECT id FROM serving_endpoints WHERE workspace = $1 AND name = $2")
             .bind(workspace)
             .bind(name)
             .fetch_optional(&mut *tx)
             .await
             .map_err(db_error)?;
         let id = id.ok_or_else(|| endpoint_not_found(name))?;
-        sqlx::query("DELETE FROM serving_endpoints WHERE id = $1")
+        db::query("DELETE FROM serving_endpoints WHERE id = $1")
             .bind(&id)
             .execute(&mut *tx)
             .await

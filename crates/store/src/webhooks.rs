@@ -7,7 +7,7 @@ use tarn_core::webhooks::{self as hooks, Flavor, Webhook, WebhookStatus};
 
 const WEBHOOK_CURSOR: &str = "webhooks";
 
-fn row_webhook(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Webhook, sqlx::Error> {
+fn row_webhook(row: &db::DbRow) -> std::result::Result<Webhook, sqlx::Error> {
     let events: String = row.try_get("events")?;
     let status: String = row.try_get("status")?;
     let flavor: String = row.try_get("flavor")?;
@@ -29,7 +29,7 @@ fn row_webhook(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Webhook
     })
 }
 
-fn row_delivery(row: &<Db as sqlx::Database>::Row) -> std::result::Result<Delivery, sqlx::Error> {
+fn row_delivery(row: &db::DbRow) -> std::result::Result<Delivery, sqlx::Error> {
     Ok(Delivery {
         id: row.try_get("id")?,
         delivery_id: row.try_get("delivery_id")?,
@@ -69,11 +69,11 @@ fn webhook_audit(webhook: &Webhook) -> serde_json::Value {
 impl WebhookStore for Store {
     async fn create_webhook(&self, webhook: &Webhook, actor: &Actor) -> Result<()> {
         let mut tx = self.begin().await?;
-        let start: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM events")
+        let start: Option<i64> = db::query_scalar("SELECT MAX(id) FROM events")
             .fetch_one(&mut *tx)
             .await
             .map_err(db_error)?;
-        sqlx::query(
+        db::query(
             "INSERT INTO webhooks (id, workspace, flavor, name, description, url, secret, authorization_header, \
              enable_ssl_verification, model_name, events, status, start_event_id, creation_timestamp, last_updated_timestamp) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
@@ -110,7 +110,7 @@ impl WebhookStore for Store {
     }
 
     async fn get_webhook(&self, workspace: &str, id: &str) -> Result<Webhook> {
-        let row = sqlx::query("SELECT * FROM webhooks WHERE workspace = $1 AND id = $2")
+        let row = db::query("SELECT * FROM webhooks WHERE workspace = $1 AND id = $2")
             .bind(workspace)
             .bind(id)
             .fetch_optional(&self.read)
@@ -153,7 +153,7 @@ impl WebhookStore for Store {
 
     async fn update_webhook(&self, webhook: &Webhook, actor: &Actor) -> Result<()> {
         let mut tx = self.begin().await?;
-        let updated = sqlx::query(
+        let updated = db::query(
             "UPDATE webhooks SET name = $1, description = $2, url = $3, secret = $4, authorization_header = $5, \
              enable_ssl_verification = $6, events = $7, status = $8, last_updated_timestamp = $9 \
              WHERE workspace = $10 AND id = $11",
@@ -191,12 +191,12 @@ impl WebhookStore for Store {
 
     async fn delete_webhook(&self, workspace: &str, id: &str, actor: &Actor) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
+        db::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
-        let deleted = sqlx::query("DELETE FROM webhooks WHERE workspace = $1 AND id = $2")
+        let deleted = db::query("DELETE FROM webhooks WHERE workspace = $1 AND id = $2")
             .bind(workspace)
             .bind(id)
             .execute(&mut *tx)
@@ -222,7 +222,7 @@ impl WebhookStore for Store {
     async fn fan_out(&self, limit: u64, now: i64) -> Result<usize> {
         // Checked on a reader first: the dispatcher polls often, and taking the single SQLite
         // writer for nothing would stall every other write.
-        let pending: bool = sqlx::query_scalar(
+        let pending: bool = db::query_scalar(
             "SELECT COALESCE((SELECT MAX(id) FROM events), 0) > \
              COALESCE((SELECT last_event_id FROM outbox_cursors WHERE consumer = $1), 0)",
         )
@@ -234,7 +234,7 @@ impl WebhookStore for Store {
             return Ok(0);
         }
         let mut tx = self.begin().await?;
-        sqlx::query(
+        db::query(
             "INSERT INTO outbox_cursors (consumer, last_event_id) VALUES ($1, 0) ON CONFLICT (consumer) DO NOTHING",
         )
         .bind(WEBHOOK_CURSOR)
@@ -246,14 +246,14 @@ impl WebhookStore for Store {
             crate::Dialect::Postgres => " FOR UPDATE",
             crate::Dialect::Sqlite => "",
         };
-        let cursor: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        let cursor: i64 = db::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT last_event_id FROM outbox_cursors WHERE consumer = $1{lock}"
         )))
         .bind(WEBHOOK_CURSOR)
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
-        let rows = sqlx::query("SELECT * FROM events WHERE id > $1 ORDER BY id LIMIT $2")
+        let rows = db::query("SELECT * FROM events WHERE id > $1 ORDER BY id LIMIT $2")
             .bind(cursor)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&mut *tx)
@@ -267,7 +267,7 @@ impl WebhookStore for Store {
         let Some(last) = events.last().map(|e| e.id) else {
             return Ok(0);
         };
-        let hook_rows = sqlx::query("SELECT * FROM webhooks WHERE status = 'ACTIVE'")
+        let hook_rows = db::query("SELECT * FROM webhooks WHERE status = 'ACTIVE'")
             .fetch_all(&mut *tx)
             .await
             .map_err(db_error)?;
@@ -283,7 +283,7 @@ impl WebhookStore for Store {
                 }
                 for name in hooks::matching_names(webhook, event) {
                     let body = hooks::payload(webhook, &name, event);
-                    sqlx::query(
+                    db::query(
                         "INSERT INTO webhook_deliveries (delivery_id, webhook_id, event_id, event_name, payload, status, \
                          attempts, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
                     )
@@ -299,7 +299,7 @@ impl WebhookStore for Store {
                 }
             }
         }
-        sqlx::query("UPDATE outbox_cursors SET last_event_id = $1 WHERE consumer = $2")
+        db::query("UPDATE outbox_cursors SET last_event_id = $1 WHERE consumer = $2")
             .bind(last)
             .bind(WEBHOOK_CURSOR)
             .execute(&mut *tx)
@@ -315,7 +315,7 @@ impl WebhookStore for Store {
         lease_until: i64,
         limit: u64,
     ) -> Result<Vec<(Delivery, Webhook)>> {
-        let due: bool = sqlx::query_scalar(
+        let due: bool = db::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1)",
         )
         .bind(now)
@@ -325,7 +325,7 @@ impl WebhookStore for Store {
         if !due {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
+        let rows = db::query(
             "UPDATE webhook_deliveries SET next_attempt_at = $1 WHERE id IN \
              (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $2 ORDER BY id LIMIT $3) \
              AND status = 'pending' AND next_attempt_at <= $2 RETURNING *",
@@ -339,7 +339,7 @@ impl WebhookStore for Store {
         let mut claimed = Vec::with_capacity(rows.len());
         for row in &rows {
             let delivery = row_delivery(row).map_err(db_error)?;
-            let hook = sqlx::query("SELECT * FROM webhooks WHERE id = $1")
+            let hook = db::query("SELECT * FROM webhooks WHERE id = $1")
                 .bind(&delivery.webhook_id)
                 .fetch_optional(&self.write)
                 .await
@@ -358,7 +358,7 @@ impl WebhookStore for Store {
             AttemptOutcome::RetryAt(at) => ("pending", at),
             AttemptOutcome::GaveUp => ("failed", now),
         };
-        sqlx::query(
+        db::query(
             "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
              last_status_code = $3, last_error = $4, last_latency_ms = $5, updated_at = $6 WHERE id = $7",
         )
