@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::catalog::{ColumnInfo, Privilege, TableInfo};
@@ -289,12 +289,19 @@ struct LookupReq {
     ttl: Option<String>,
 }
 
+/// A lookup's answer, serialized straight from each key's stored JSON (a `Value` would parse
+/// and print every feature again).
+#[derive(Serialize)]
+struct LookupResponse {
+    results: Vec<online::Lookup>,
+}
+
 /// Looks keys up in the online store: per key a status, the feature time and the values.
 async fn lookup_features(
     State(state): State<AppState>,
     ctx: Ctx,
     Req(req): Req<LookupReq>,
-) -> JsonResult {
+) -> ApiResult<Json<LookupResponse>> {
     let table = req
         .table_name
         .filter(|t| !t.is_empty())
@@ -319,7 +326,7 @@ async fn lookup_features(
         &request,
     )
     .await?;
-    Ok(Json(json!({ "results": results })))
+    Ok(Json(LookupResponse { results }))
 }
 
 /// Drops the feature table: its data and its catalog entry (only its owner or an admin).
