@@ -16,6 +16,9 @@ pub struct ArtifactStore {
     inner: Arc<dyn ObjectStore>,
     /// Set when the destination is an object store: multipart uploads are offered only then.
     multipart: Option<S3Multipart>,
+    /// The folder of a local artifact root, where registry copies are made in one go on the
+    /// blocking pool (through `object_store` every file operation is a hand-off of its own).
+    local_root: Option<std::path::PathBuf>,
 }
 
 /// Client-driven multipart uploads on S3: parts go straight into an S3 multipart upload, so a
@@ -90,6 +93,7 @@ impl ArtifactStore {
             return Ok(Self {
                 inner,
                 multipart: Some(S3Multipart { store, prefix }),
+                local_root: None,
             });
         }
         let dir = root.strip_prefix("file://").unwrap_or(root);
@@ -101,6 +105,7 @@ impl ArtifactStore {
         Ok(Self {
             inner: Arc::new(store),
             multipart: None,
+            local_root: Some(std::path::PathBuf::from(dir)),
         })
     }
 
@@ -242,6 +247,28 @@ impl ArtifactStore {
         from: &str,
         to: &str,
     ) -> Result<(usize, String)> {
+        let Some(root) = &self.local_root else {
+            return self.copy_tree_through_store(workspace, from, to).await;
+        };
+        let folder = |path: &str| {
+            Self::key(workspace, path).map(|key| {
+                key.parts()
+                    .fold(root.clone(), |dir, part| dir.join(part.as_ref()))
+            })
+        };
+        let (from, to) = (folder(from)?, folder(to)?);
+        tokio::task::spawn_blocking(move || local::copy_tree_with_checksum(&from, &to))
+            .await
+            .map_err(|e| Error::internal(format!("registry copy failed: {e}")))?
+    }
+
+    /// `copy_tree_with_checksum` through `object_store`'s listing, copy and reads.
+    async fn copy_tree_through_store(
+        &self,
+        workspace: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<(usize, String)> {
         use sha2::Digest;
         let source = Self::key(workspace, from)?;
         let prefix_len = source.parts().count();
@@ -300,6 +327,84 @@ impl ArtifactStore {
 
 /// Files of one registry copy in flight at once.
 const COPY_CONCURRENCY: usize = 4;
+
+/// Registry copies on a local artifact root, with the same result as through `object_store`:
+/// hard links, and the checksum over `<relative path>\0<size>\0<sha256>\n` lines in path
+/// order, skipping the staging files of uploads in progress as its listing does.
+mod local {
+    use std::path::{Path, PathBuf};
+
+    use sha2::Digest;
+    use tarn_core::{Error, Result};
+
+    fn io_error(what: &str, path: &Path, err: std::io::Error) -> Error {
+        Error::internal(format!(
+            "artifact storage error: cannot {what} {}: {err}",
+            path.display()
+        ))
+    }
+
+    /// `name#123` is an upload being written.
+    fn is_staging(name: &str) -> bool {
+        name.split_once('#').is_some_and(|(_, suffix)| {
+            !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())
+        })
+    }
+
+    /// The files under `dir` as (path relative to `root` with `/`, file), none when it is absent.
+    fn files(root: &Path, dir: &Path, found: &mut Vec<(String, PathBuf)>) -> Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(io_error("list", dir, err)),
+        };
+        for entry in entries {
+            let path = entry.map_err(|e| io_error("list", dir, e))?.path();
+            let metadata = std::fs::metadata(&path).map_err(|e| io_error("read", &path, e))?;
+            if metadata.is_dir() {
+                files(root, &path, found)?;
+                continue;
+            }
+            let relative = path
+                .strip_prefix(root)
+                .ok()
+                .and_then(|r| r.to_str())
+                .ok_or_else(|| {
+                    Error::internal(format!(
+                        "artifact storage error: unreadable file name {}",
+                        path.display()
+                    ))
+                })?;
+            if !relative.rsplit('/').next().is_some_and(is_staging) {
+                found.push((relative.to_string(), path));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn copy_tree_with_checksum(from: &Path, to: &Path) -> Result<(usize, String)> {
+        let mut found = Vec::new();
+        files(from, from, &mut found)?;
+        found.sort();
+        let mut manifest = sha2::Sha256::new();
+        for (relative, source) in &found {
+            let target = to.join(relative);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io_error("create", parent, e))?;
+            }
+            std::fs::hard_link(source, &target).map_err(|e| io_error("link", &target, e))?;
+            // The checksum is of the copy: what the version holds even if the source changes.
+            let mut file =
+                std::fs::File::open(&target).map_err(|e| io_error("read", &target, e))?;
+            let mut digest = sha2::Sha256::new();
+            let size =
+                std::io::copy(&mut file, &mut digest).map_err(|e| io_error("read", &target, e))?;
+            let digest = hex::encode(digest.finalize());
+            manifest.update(format!("{relative}\0{size}\0{digest}\n"));
+        }
+        Ok((found.len(), hex::encode(manifest.finalize())))
+    }
+}
 
 /// Multipart uploads: `create` returns the upload id, each part is stored as it arrives and
 /// answers its ETag, `complete` assembles the parts in order, `abort` drops them.
@@ -558,6 +663,52 @@ mod tests {
         ] {
             assert!(validate_relative_path(good).is_ok(), "{good:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn local_registry_copies_match_object_store_copies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ArtifactStore::open(&dir.path().to_string_lossy()).expect("open");
+        for (path, body) in [
+            ("1/r/artifacts/model/MLmodel", &b"flavors: {}"[..]),
+            ("1/r/artifacts/model/data/model.pkl", &[0u8, 1, 2, 255][..]),
+            ("1/r/artifacts/model/a b.txt", &b""[..]),
+        ] {
+            let body = futures::stream::iter(vec![Ok(bytes::Bytes::copy_from_slice(body))]);
+            store.put_stream("dev", path, body).await.expect("put");
+        }
+        // An upload still being written is not part of the model.
+        std::fs::write(dir.path().join("dev/1/r/artifacts/model/MLmodel#12"), b"x")
+            .expect("staging file");
+        let through_store = ArtifactStore {
+            local_root: None,
+            ..store.clone()
+        };
+        let local = store
+            .copy_tree_with_checksum("dev", "1/r/artifacts/model", "_registry/m/1")
+            .await
+            .expect("local copy");
+        let general = through_store
+            .copy_tree_with_checksum("dev", "1/r/artifacts/model", "_registry/m/2")
+            .await
+            .expect("object_store copy");
+        assert_eq!(local.0, 3);
+        assert_eq!(local, general);
+        let (size, stream) = store
+            .get_stream("dev", "_registry/m/1/data/model.pkl")
+            .await
+            .expect("copied file");
+        let bytes: Vec<bytes::Bytes> = stream.try_collect().await.expect("read");
+        assert_eq!((size, bytes.concat()), (4, vec![0u8, 1, 2, 255]));
+        // Nothing there: no files, as through object_store.
+        assert_eq!(
+            store
+                .copy_tree_with_checksum("dev", "1/none", "_registry/m/3")
+                .await
+                .expect("empty")
+                .0,
+            0
+        );
     }
 
     #[tokio::test]
