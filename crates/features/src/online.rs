@@ -163,6 +163,10 @@ impl Connections {
             // lookups read pages through a memory map rather than a read call each.
             ("cache_size", "-65536"),
             ("mmap_size", "1073741824"),
+            // A full publish leaves tens of MB in the WAL: copying them back into the database
+            // is done after the publish answers (`checkpoint_later`), not inside its commit.
+            ("wal_autocheckpoint", "0"),
+            ("journal_size_limit", "67108864"),
         ] {
             connection
                 .pragma_update(None, pragma, value)
@@ -192,6 +196,18 @@ impl Connections {
 }
 
 impl SqliteOnlineStore {
+    /// Copies the WAL back into the database on the blocking pool, without waiting for it.
+    /// PASSIVE never blocks lookups; the next one catches up if this one could not finish.
+    fn checkpoint_later(&self) {
+        let connections = self.connections.clone();
+        tokio::task::spawn_blocking(move || {
+            let done = connections.with(|c| c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)"));
+            if let Err(err) = done {
+                tracing::warn!(error = %err, "online store checkpoint failed");
+            }
+        });
+    }
+
     pub async fn open(path: &std::path::Path) -> Result<Self> {
         let connections = Arc::new(Connections {
             path: path.to_path_buf(),
@@ -330,7 +346,9 @@ impl OnlineStore for SqliteOnlineStore {
             connections.with(|c| write_publication(c, &publication, &rows, &gone, replace_all))
         })
         .await
-        .map_err(|e| Error::internal(format!("online store: {e}")))?
+        .map_err(|e| Error::internal(format!("online store: {e}")))??;
+        self.checkpoint_later();
+        Ok(())
     }
 
     async fn get(
@@ -380,7 +398,9 @@ impl OnlineStore for SqliteOnlineStore {
                 rusqlite::params![table, error],
             )
             .map(drop)
-        })
+        })?;
+        self.checkpoint_later();
+        Ok(())
     }
 }
 
