@@ -27,6 +27,10 @@ const SQLITE: &[(i64, &str)] = &[
     ),
     (10, include_str!("../migrations/sqlite/0010_features.sql")),
     (11, include_str!("../migrations/sqlite/0011_serving.sql")),
+    (
+        12,
+        include_str!("../migrations/sqlite/0012_registry_search.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
