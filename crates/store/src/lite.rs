@@ -445,10 +445,16 @@ impl Statement {
         Ok(if read_only { 0 } else { connection.changes() })
     }
 
-    fn rows(&self, connection: &rusqlite::Connection, limit: usize) -> SqlResult<Vec<LiteRow>> {
+    /// Runs the statement and reads up to `limit` rows with `read`.
+    fn read<T>(
+        &self,
+        connection: &rusqlite::Connection,
+        limit: usize,
+        read: impl Fn(&rusqlite::Row<'_>, &Arc<[String]>) -> SqlResult<T>,
+    ) -> SqlResult<Vec<T>> {
         let mut found = Vec::new();
         self.run(connection, |row, columns| {
-            found.push(LiteRow::read(row, columns)?);
+            found.push(read(row, columns)?);
             Ok(found.len() < limit)
         })?;
         Ok(found)
@@ -500,7 +506,7 @@ impl Query {
         let statement = self.statement;
         executor
             .lease()
-            .run(move |c| statement.rows(c, usize::MAX))
+            .run(move |c| statement.read(c, usize::MAX, LiteRow::read))
             .await
     }
 
@@ -511,7 +517,7 @@ impl Query {
         let statement = self.statement;
         executor
             .lease()
-            .run(move |c| Ok(statement.rows(c, 1)?.into_iter().next()))
+            .run(move |c| Ok(statement.read(c, 1, LiteRow::read)?.into_iter().next()))
             .await
     }
 
@@ -546,14 +552,7 @@ impl<T: Decode + Send + 'static> QueryScalar<T> {
         let statement = self.statement;
         executor
             .lease()
-            .run(move |c| {
-                let mut found = Vec::new();
-                statement.run(c, |row, _| {
-                    found.push(decode_column(row, 0)?);
-                    Ok(true)
-                })?;
-                Ok(found)
-            })
+            .run(move |c| statement.read(c, usize::MAX, |row, _| decode_column(row, 0)))
             .await
     }
 
@@ -562,12 +561,8 @@ impl<T: Decode + Send + 'static> QueryScalar<T> {
         executor
             .lease()
             .run(move |c| {
-                let mut found = None;
-                statement.run(c, |row, _| {
-                    found = Some(decode_column(row, 0)?);
-                    Ok(false)
-                })?;
-                Ok(found)
+                let found = statement.read(c, 1, |row, _| decode_column(row, 0))?;
+                Ok(found.into_iter().next())
             })
             .await
     }
@@ -603,14 +598,7 @@ impl<T: FromRow + Send + 'static> QueryAs<T> {
         let statement = self.statement;
         executor
             .lease()
-            .run(move |c| {
-                let mut found = Vec::new();
-                statement.run(c, |row, _| {
-                    found.push(T::from_row(row)?);
-                    Ok(true)
-                })?;
-                Ok(found)
-            })
+            .run(move |c| statement.read(c, usize::MAX, |row, _| T::from_row(row)))
             .await
     }
 }
