@@ -473,24 +473,114 @@ impl QueryResult {
     }
 }
 
-/// `sqlx::query`: rows as `LiteRow`.
-#[derive(Debug)]
-pub struct Query {
-    statement: Statement,
+/// How a fetched row is read: whole (`query`), its first column (`query_scalar`) or its
+/// columns as a tuple (`query_as`).
+pub trait ReadRow: Send + 'static {
+    type Output: Send + 'static;
+    fn read(row: &rusqlite::Row<'_>, columns: &Arc<[String]>) -> SqlResult<Self::Output>;
 }
 
-pub fn query(sql: impl sqlx::SqlSafeStr) -> Query {
-    Query {
-        statement: Statement::new(sql),
+/// Rows as `LiteRow`.
+#[derive(Debug)]
+pub struct WholeRow;
+
+impl ReadRow for WholeRow {
+    type Output = LiteRow;
+    fn read(row: &rusqlite::Row<'_>, columns: &Arc<[String]>) -> SqlResult<LiteRow> {
+        LiteRow::read(row, columns)
     }
 }
 
-impl Query {
-    pub fn bind<T: rusqlite::ToSql>(mut self, value: T) -> Self {
+/// The first column of each row.
+#[derive(Debug)]
+pub struct FirstColumn<T>(PhantomData<fn() -> T>);
+
+impl<T: Decode + Send + 'static> ReadRow for FirstColumn<T> {
+    type Output = T;
+    fn read(row: &rusqlite::Row<'_>, _: &Arc<[String]>) -> SqlResult<T> {
+        decode_column(row, 0)
+    }
+}
+
+/// Each row as a tuple of its columns.
+#[derive(Debug)]
+pub struct Columns<T>(PhantomData<fn() -> T>);
+
+impl<T: FromRow + Send + 'static> ReadRow for Columns<T> {
+    type Output = T;
+    fn read(row: &rusqlite::Row<'_>, _: &Arc<[String]>) -> SqlResult<T> {
+        T::from_row(row)
+    }
+}
+
+/// A statement with its arguments, fetching rows read by `R`.
+#[derive(Debug)]
+pub struct Fetch<R> {
+    statement: Statement,
+    _read: PhantomData<fn() -> R>,
+}
+
+/// `sqlx::query`.
+pub type Query = Fetch<WholeRow>;
+/// `sqlx::query_scalar`.
+pub type QueryScalar<T> = Fetch<FirstColumn<T>>;
+/// `sqlx::query_as` for tuples.
+pub type QueryAs<T> = Fetch<Columns<T>>;
+
+impl<R> Fetch<R> {
+    fn new(statement: Statement) -> Self {
+        Self {
+            statement,
+            _read: PhantomData,
+        }
+    }
+}
+
+pub fn query(sql: impl sqlx::SqlSafeStr) -> Query {
+    Fetch::new(Statement::new(sql))
+}
+
+pub fn query_scalar<T: Decode>(sql: impl sqlx::SqlSafeStr) -> QueryScalar<T> {
+    Fetch::new(Statement::new(sql))
+}
+
+pub fn query_as<T: FromRow>(sql: impl sqlx::SqlSafeStr) -> QueryAs<T> {
+    Fetch::new(Statement::new(sql))
+}
+
+impl<R: ReadRow> Fetch<R> {
+    pub fn bind<V: rusqlite::ToSql>(mut self, value: V) -> Self {
         self.statement.bind(value);
         self
     }
 
+    pub async fn fetch_all<'e>(self, executor: impl Executor<'e>) -> SqlResult<Vec<R::Output>> {
+        let statement = self.statement;
+        executor
+            .lease()
+            .run(move |c| statement.read(c, usize::MAX, R::read))
+            .await
+    }
+
+    pub async fn fetch_optional<'e>(
+        self,
+        executor: impl Executor<'e>,
+    ) -> SqlResult<Option<R::Output>> {
+        let statement = self.statement;
+        executor
+            .lease()
+            .run(move |c| Ok(statement.read(c, 1, R::read)?.into_iter().next()))
+            .await
+    }
+
+    pub async fn fetch_one<'e>(self, executor: impl Executor<'e>) -> SqlResult<R::Output> {
+        self.fetch_optional(executor)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)
+    }
+}
+
+impl Query {
     pub async fn execute<'e>(self, executor: impl Executor<'e>) -> SqlResult<QueryResult> {
         let statement = self.statement;
         executor
@@ -499,106 +589,6 @@ impl Query {
                 let rows_affected = statement.run(c, |_, _| Ok(true))?;
                 Ok(QueryResult { rows_affected })
             })
-            .await
-    }
-
-    pub async fn fetch_all<'e>(self, executor: impl Executor<'e>) -> SqlResult<Vec<LiteRow>> {
-        let statement = self.statement;
-        executor
-            .lease()
-            .run(move |c| statement.read(c, usize::MAX, LiteRow::read))
-            .await
-    }
-
-    pub async fn fetch_optional<'e>(
-        self,
-        executor: impl Executor<'e>,
-    ) -> SqlResult<Option<LiteRow>> {
-        let statement = self.statement;
-        executor
-            .lease()
-            .run(move |c| Ok(statement.read(c, 1, LiteRow::read)?.into_iter().next()))
-            .await
-    }
-
-    pub async fn fetch_one<'e>(self, executor: impl Executor<'e>) -> SqlResult<LiteRow> {
-        self.fetch_optional(executor)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)
-    }
-}
-
-/// `sqlx::query_scalar`: the first column of each row.
-#[derive(Debug)]
-pub struct QueryScalar<T> {
-    statement: Statement,
-    _output: PhantomData<fn() -> T>,
-}
-
-pub fn query_scalar<T: Decode>(sql: impl sqlx::SqlSafeStr) -> QueryScalar<T> {
-    QueryScalar {
-        statement: Statement::new(sql),
-        _output: PhantomData,
-    }
-}
-
-impl<T: Decode + Send + 'static> QueryScalar<T> {
-    pub fn bind<V: rusqlite::ToSql>(mut self, value: V) -> Self {
-        self.statement.bind(value);
-        self
-    }
-
-    pub async fn fetch_all<'e>(self, executor: impl Executor<'e>) -> SqlResult<Vec<T>> {
-        let statement = self.statement;
-        executor
-            .lease()
-            .run(move |c| statement.read(c, usize::MAX, |row, _| decode_column(row, 0)))
-            .await
-    }
-
-    pub async fn fetch_optional<'e>(self, executor: impl Executor<'e>) -> SqlResult<Option<T>> {
-        let statement = self.statement;
-        executor
-            .lease()
-            .run(move |c| {
-                let found = statement.read(c, 1, |row, _| decode_column(row, 0))?;
-                Ok(found.into_iter().next())
-            })
-            .await
-    }
-
-    pub async fn fetch_one<'e>(self, executor: impl Executor<'e>) -> SqlResult<T> {
-        self.fetch_optional(executor)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)
-    }
-}
-
-/// `sqlx::query_as` for tuples of columns.
-#[derive(Debug)]
-pub struct QueryAs<T> {
-    statement: Statement,
-    _output: PhantomData<fn() -> T>,
-}
-
-pub fn query_as<T: FromRow>(sql: impl sqlx::SqlSafeStr) -> QueryAs<T> {
-    QueryAs {
-        statement: Statement::new(sql),
-        _output: PhantomData,
-    }
-}
-
-impl<T: FromRow + Send + 'static> QueryAs<T> {
-    pub fn bind<V: rusqlite::ToSql>(mut self, value: V) -> Self {
-        self.statement.bind(value);
-        self
-    }
-
-    pub async fn fetch_all<'e>(self, executor: impl Executor<'e>) -> SqlResult<Vec<T>> {
-        let statement = self.statement;
-        executor
-            .lease()
-            .run(move |c| statement.read(c, usize::MAX, |row, _| T::from_row(row)))
             .await
     }
 }
@@ -689,9 +679,7 @@ impl QueryBuilder {
 
     /// The statement built so far; the builder is left empty.
     pub fn build(&mut self) -> Query {
-        Query {
-            statement: self.take(),
-        }
+        Fetch::new(self.take())
     }
 
     fn take(&mut self) -> Statement {
@@ -699,10 +687,7 @@ impl QueryBuilder {
     }
 
     pub fn build_query_scalar<T: Decode>(&mut self) -> QueryScalar<T> {
-        QueryScalar {
-            statement: self.take(),
-            _output: PhantomData,
-        }
+        Fetch::new(self.take())
     }
 
     pub fn sql(&self) -> &str {
