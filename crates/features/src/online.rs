@@ -19,7 +19,7 @@ use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
 use tarn_lake::access::Caller;
 use tarn_lake::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use tarn_lake::arrow::compute::take;
+use tarn_lake::arrow::compute::{take, take_record_batch};
 use tarn_lake::arrow::datatypes::{Field, Schema};
 use tarn_lake::arrow::json::WriterBuilder;
 use tarn_lake::arrow::json::writer::LineDelimited;
@@ -470,6 +470,27 @@ pub fn key_of_json(values: &[&serde_json::Value]) -> Option<String> {
     Some(text)
 }
 
+/// Each key's rows at its newest time in `batch`: all a batch can add to the latest rows
+/// (all its rows for a table without a timestamp key, where each key has one row).
+fn newest_in_batch(meta: &FeatureTable, batch: RecordBatch) -> Result<RecordBatch> {
+    let Some(ts) = &meta.timestamp_key else {
+        return Ok(batch);
+    };
+    let keys = key_columns(meta, &batch)?;
+    let times = batch.column_by_name(ts).ok_or_else(|| {
+        Error::internal(format!(
+            "rows of {} lack its timestamp key '{ts}'",
+            meta.full_name
+        ))
+    })?;
+    let rows = FeatureIndex::newest_rows(&meta.full_name, &keys, &micros(times.as_ref(), ts)?)?;
+    if rows.len() == batch.num_rows() {
+        return Ok(batch);
+    }
+    take_record_batch(&batch, &UInt32Array::from(rows))
+        .map_err(|e| Error::internal(format!("cannot keep the newest rows: {e}")))
+}
+
 /// The latest row of each key among the table's rows (read in `batches`), as online rows;
 /// `only` narrows to keys whose text is in it.
 fn latest_rows(
@@ -700,16 +721,13 @@ async fn changed_rows(
         // New versions that changed no rows (an OPTIMIZE, say).
         return Ok((Vec::new(), Vec::new(), latest));
     }
-    let (schema, mut batches, version) = match filter {
-        Some(filter) => {
-            lake.read_matching(location, &meta.full_name, at, filter)
-                .await?
-        }
-        None => {
-            lake.read_columns(location, &meta.full_name, at, None)
-                .await?
-        }
+    let reducer = {
+        let meta = meta.clone();
+        Arc::new(move |batch| newest_in_batch(&meta, batch))
     };
+    let (schema, mut batches, version) = lake
+        .read_reduced(location, &meta.full_name, at, filter, reducer)
+        .await?;
     batches.retain(|b| b.num_rows() > 0);
     if batches.is_empty() {
         batches.push(RecordBatch::new_empty(schema));

@@ -26,7 +26,7 @@ use tarn_core::{Error, Result};
 use tarn_lake::arrow::array::{Array, ArrayRef, AsArray, Int64Array, UInt32Array, new_null_array};
 use tarn_lake::arrow::compute::kernels::arity::unary;
 use tarn_lake::arrow::compute::{cast, concat, interleave};
-use tarn_lake::arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use tarn_lake::arrow::datatypes::{DataType, Int64Type, TimeUnit, UInt32Type};
 use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::arrow::row::{RowConverter, SortField};
 use tarn_lake::arrow::util::display::array_value_to_string;
@@ -191,6 +191,51 @@ impl Grouped {
     }
 }
 
+/// `FeatureIndex::newest_rows` for a single integer key. Tables are mostly written key by key,
+/// so a row whose key is the previous row's skips the hash table.
+fn newest_by_integer_key(keys: &Int64Array, times: &Int64Array) -> Vec<u32> {
+    let usable = |row: usize| keys.is_valid(row) && times.is_valid(row);
+    let mut newest: HashMap<i64, i64> = HashMap::new();
+    let mut keep_newest = |key: i64, time: i64| {
+        let known = newest.entry(key).or_insert(time);
+        *known = (*known).max(time);
+    };
+    // The key of the current run of rows and its newest time in the run.
+    let mut run: Option<(i64, i64)> = None;
+    for row in (0..keys.len()).filter(|row| usable(*row)) {
+        let (key, time) = (keys.value(row), times.value(row));
+        match &mut run {
+            Some((run_key, run_time)) if *run_key == key => *run_time = (*run_time).max(time),
+            _ => {
+                if let Some((run_key, run_time)) = run {
+                    keep_newest(run_key, run_time);
+                }
+                run = Some((key, time));
+            }
+        }
+    }
+    if let Some((run_key, run_time)) = run {
+        keep_newest(run_key, run_time);
+    }
+    let mut last: Option<(i64, i64)> = None;
+    (0..keys.len())
+        .filter(|row| usable(*row))
+        .filter(|row| {
+            let key = keys.value(*row);
+            let time = match last {
+                Some((last_key, time)) if last_key == key => time,
+                _ => {
+                    let time = newest.get(&key).copied().unwrap_or(i64::MIN);
+                    last = Some((key, time));
+                    time
+                }
+            };
+            times.value(*row) == time
+        })
+        .map(|row| row as u32)
+        .collect()
+}
+
 impl FeatureIndex {
     /// Indexes a feature table's key columns (and times for a time-series table). Rows with a
     /// null key or time can match no label row and are left out. `table` and `key_names`
@@ -301,6 +346,34 @@ impl FeatureIndex {
         Ok(latest)
     }
 
+    /// The rows at their key's newest time (every one of them when several share it, so a
+    /// later pass over more rows still sees the tie), in row order; rows with a null key or
+    /// time are left out. What a part of a table can contribute to `latest_rows` of the whole.
+    pub fn newest_rows(table: &str, keys: &[ArrayRef], times: &Int64Array) -> Result<Vec<u32>> {
+        if let Some(values) = integer_key(keys) {
+            return Ok(newest_by_integer_key(&values, times));
+        }
+        let Grouped {
+            group_of, counts, ..
+        } = Grouped::new(table, keys, Some(times))?;
+        let mut newest = vec![i64::MIN; counts.len()];
+        for (row, group) in group_of.iter().enumerate() {
+            if let Some(time) = newest.get_mut(*group as usize) {
+                *time = (*time).max(times.value(row));
+            }
+        }
+        Ok(group_of
+            .iter()
+            .enumerate()
+            .filter(|(row, group)| {
+                newest
+                    .get(**group as usize)
+                    .is_some_and(|time| *time == times.value(*row))
+            })
+            .map(|(row, _)| row as u32)
+            .collect())
+    }
+
     /// For each label row, the feature row it gets (null when none qualifies). `keys` must
     /// have the feature keys' types; `times` are the label's event times for a time-series
     /// table; `lookback` bounds how old a feature row may be, in microseconds.
@@ -310,7 +383,7 @@ impl FeatureIndex {
         times: Option<&Int64Array>,
         lookback: Option<i64>,
     ) -> Result<UInt32Array> {
-        let group_of: Box<dyn Fn(usize) -> Option<u32>> = match &self.groups {
+        let group_of: Box<dyn Fn(usize) -> Option<u32> + Sync> = match &self.groups {
             Groups::Integer(map) => {
                 let values = integer_key(keys).ok_or_else(|| {
                     Error::internal("lookup keys of another type than the feature keys")
@@ -325,7 +398,7 @@ impl FeatureIndex {
             }
         };
         let rows = keys.first().map_or(0, |k| k.len());
-        let matched = (0..rows).map(|row| {
+        let find = |row: usize| {
             if !keys.iter().all(|k| k.is_valid(row)) {
                 return None;
             }
@@ -350,9 +423,48 @@ impl FeatureIndex {
                 }
                 _ => Some(self.rows[start]),
             }
+        };
+        let parts = per_core(rows, rows >= PARALLEL_MIN_ROWS, |range| {
+            range.map(find).collect::<UInt32Array>()
         });
-        Ok(matched.collect())
+        let parts: Vec<&dyn Array> = parts.iter().map(|p| p as &dyn Array).collect();
+        let matched = concat(&parts)
+            .map_err(|e| Error::internal(format!("cannot join the matched rows: {e}")))?;
+        Ok(matched.as_primitive::<UInt32Type>().clone())
     }
+}
+
+/// Below this many rows (or gathered values) joins and gathers stay on the calling thread.
+pub const PARALLEL_MIN_ROWS: usize = 100_000;
+
+/// Runs `work` on `0..n` split into one contiguous range per core, each on a thread of its
+/// own, and gives the results in range order; one range on the calling thread unless
+/// `worth_it`. Joins and gathers over a million label rows are memory-bound loops that would
+/// otherwise leave the second core idle.
+pub fn per_core<T: Send>(
+    n: usize,
+    worth_it: bool,
+    work: impl Fn(std::ops::Range<usize>) -> T + Sync,
+) -> Vec<T> {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    if !worth_it || cores < 2 || n < 2 {
+        return vec![work(0..n)];
+    }
+    let size = n.div_ceil(cores);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = (0..n)
+            .step_by(size)
+            .map(|start| scope.spawn(move || work(start..(start + size).min(n))))
+            .collect();
+        parts
+            .into_iter()
+            .map(|part| {
+                part.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 /// A column of rows read in several batches, put end to end (for keys and times, which the
@@ -562,6 +674,59 @@ mod tests {
             .lookup(&wanted, Some(&Int64Array::from(vec![8, 4, 8])), None)
             .expect("lookup");
         assert_eq!(found.iter().collect::<Vec<_>>(), vec![Some(4), None, None]);
+    }
+
+    #[test]
+    fn the_newest_rows_of_a_part_keep_ties_and_agree_across_key_types() {
+        // Key 1 in two runs (newest 9 twice: both kept for the final pass to refuse), key 2
+        // once, a null key and a null time left out.
+        let ids = vec![Some(1), Some(1), Some(2), Some(1), None, Some(1), Some(2)];
+        let times = Int64Array::from(vec![
+            Some(3),
+            Some(9),
+            Some(4),
+            Some(9),
+            Some(20),
+            Some(5),
+            None,
+        ]);
+        let integer: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(ids.clone()))];
+        let text: Vec<ArrayRef> = vec![Arc::new(StringArray::from(
+            ids.iter()
+                .map(|id| id.map(|i| i.to_string()))
+                .collect::<Vec<_>>(),
+        ))];
+        for keys in [&integer, &text] {
+            assert_eq!(
+                FeatureIndex::newest_rows("dev.f.t", keys, &times).expect("ok"),
+                vec![1, 2, 3]
+            );
+        }
+        // The latest rows of the parts' newest rows are the latest rows of the whole.
+        let split = 4;
+        let mut kept = Vec::new();
+        for (start, len) in [(0, split), (split, ids.len() - split)] {
+            let part: Vec<ArrayRef> = vec![integer[0].slice(start, len)];
+            let part_times = times.slice(start, len);
+            kept.extend(
+                FeatureIndex::newest_rows("dev.f.t", &part, &part_times)
+                    .expect("ok")
+                    .into_iter()
+                    .map(|row| row + start as u32),
+            );
+        }
+        assert_eq!(kept, vec![1, 2, 3, 5]);
+    }
+
+    #[test]
+    fn work_split_over_the_cores_comes_back_whole_and_in_order() {
+        for (n, worth_it) in [(0, true), (1, true), (7, true), (100_001, true), (9, false)] {
+            let parts = per_core(n, worth_it, |range| range.collect::<Vec<_>>());
+            assert_eq!(parts.concat(), (0..n).collect::<Vec<_>>());
+            if !worth_it {
+                assert_eq!(parts.len(), 1);
+            }
+        }
     }
 
     #[test]

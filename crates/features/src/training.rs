@@ -22,7 +22,7 @@ use tarn_lake::catalog::{ManagedTable, location_of};
 use tarn_lake::{At, Lake, WriteMode, columns_of_arrow, lineage};
 
 use crate::ondemand::add_on_demand_features;
-use crate::pit::{FeatureIndex, Gather, joined_column, micros};
+use crate::pit::{FeatureIndex, Gather, PARALLEL_MIN_ROWS, joined_column, micros, per_core};
 use crate::{creatable_table, readable_table};
 
 /// A built training set: its rows, and the record of how they were made.
@@ -239,9 +239,18 @@ fn join_lookup(
     let unmatched =
         is_null(&indices).map_err(|e| Error::internal(format!("cannot apply defaults: {e}")))?;
     let rows = Gather::new(&read.batches, &indices);
+    let names: Vec<&String> = lookup.feature_names.iter().flatten().collect();
+    // Each column is gathered on its own: spread over the cores when there are many rows.
+    let columns = per_core(names.len(), indices.len() >= PARALLEL_MIN_ROWS, |range| {
+        names[range]
+            .iter()
+            .map(|name| rows.column(name, table))
+            .collect::<Vec<_>>()
+    });
+    let columns = columns.into_iter().flatten();
     let mut out = Vec::new();
-    for name in lookup.feature_names.iter().flatten() {
-        let mut gathered = rows.column(name, table)?;
+    for (name, gathered) in names.into_iter().zip(columns) {
+        let mut gathered = gathered?;
         let output = lookup.rename_outputs.get(name).unwrap_or(name);
         let default = lookup
             .default_values

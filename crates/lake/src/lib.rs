@@ -22,4 +22,6 @@ pub use deltalake::datafusion;
 pub use deltalake::kernel::StructField;
 pub use maintenance::{Optimized, VacuumSpec, Vacuumed};
 pub use sql::{DEFAULT_SCHEMA, SqlOutput, SqlScope};
-pub use tables::{At, Commit, Lake, WriteMode, Written, format_timestamp, parse_timestamp};
+pub use tables::{
+    At, BatchReducer, Commit, Lake, WriteMode, Written, format_timestamp, parse_timestamp,
+};

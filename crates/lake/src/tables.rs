@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::catalog::{Session, TableProvider};
+use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnv;
 use deltalake::datafusion::logical_expr::LogicalPlan;
 use deltalake::kernel::transaction::CommitProperties;
@@ -15,13 +16,16 @@ use deltalake::kernel::{CommitInfo, StructField, Transaction};
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tarn_core::catalog::ColumnInfo;
 use tarn_core::{Error, Result};
 use url::Url;
 
 use crate::columns::columns_of;
 use crate::scan::PlainParquetSnapshot;
+
+/// What a reducing scan does with each batch it decodes: the rows it keeps.
+pub type BatchReducer = Arc<dyn Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync>;
 
 /// The lake: where managed tables live.
 #[derive(Debug, Clone)]
@@ -537,7 +541,8 @@ impl Lake {
         at: At,
         columns: Option<&[String]>,
     ) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
-        self.scan(location, full_name, at, columns, None).await
+        self.scan(location, full_name, at, columns, None, None)
+            .await
     }
 
     /// The rows at `at` that `filter` keeps, with the version read. The filter is evaluated
@@ -549,7 +554,24 @@ impl Lake {
         at: At,
         filter: deltalake::datafusion::prelude::Expr,
     ) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
-        self.scan(location, full_name, at, None, Some(filter)).await
+        self.scan(location, full_name, at, None, Some(filter), None)
+            .await
+    }
+
+    /// Every row at `at` (those `filter` keeps, when given), each batch put through `reduce`
+    /// as it is decoded, on the scan's own tasks (one per partition): work that keeps a few
+    /// rows of many runs beside the decoding, and only what it keeps is held in memory.
+    /// Batches come back in no particular order.
+    pub async fn read_reduced(
+        &self,
+        location: &Url,
+        full_name: &str,
+        at: At,
+        filter: Option<deltalake::datafusion::prelude::Expr>,
+        reduce: BatchReducer,
+    ) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
+        self.scan(location, full_name, at, None, filter, Some(reduce))
+            .await
     }
 
     async fn scan(
@@ -559,6 +581,7 @@ impl Lake {
         at: At,
         columns: Option<&[String]>,
         filter: Option<deltalake::datafusion::prelude::Expr>,
+        reduce: Option<BatchReducer>,
     ) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
         let mut config = deltalake::datafusion::prelude::SessionConfig::new();
         if filter.is_some() {
@@ -586,10 +609,41 @@ impl Lake {
                 .map_err(|e| Error::invalid(format!("cannot read {full_name}: {e}")))?;
         }
         let schema = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame
-            .collect()
-            .await
-            .map_err(|e| Error::internal(format!("cannot read table {full_name}: {e}")))?;
+        let read_error = |name: &str, e: DataFusionError| {
+            Error::internal(format!("cannot read table {name}: {e}"))
+        };
+        let batches = match reduce {
+            None => frame
+                .collect()
+                .await
+                .map_err(|e| read_error(full_name, e))?,
+            Some(reduce) => {
+                let partitions = frame
+                    .execute_stream_partitioned()
+                    .await
+                    .map_err(|e| read_error(full_name, e))?;
+                let tasks = partitions.into_iter().map(|mut stream| {
+                    let (reduce, name) = (reduce.clone(), full_name.to_string());
+                    tokio::spawn(async move {
+                        let mut kept = Vec::new();
+                        while let Some(batch) = stream.next().await {
+                            let batch = batch.map_err(|e| read_error(&name, e))?;
+                            if batch.num_rows() > 0 {
+                                kept.push(reduce(batch)?);
+                            }
+                        }
+                        Ok::<_, Error>(kept)
+                    })
+                });
+                let mut batches = Vec::new();
+                for task in futures::future::join_all(tasks).await {
+                    batches.extend(task.map_err(|e| {
+                        Error::internal(format!("reading table {full_name} failed: {e}"))
+                    })??);
+                }
+                batches
+            }
+        };
         Ok((schema, batches, version))
     }
 
