@@ -8,6 +8,7 @@
 Phases:
   batch   log-batch of 100 metrics, 8 concurrent clients        -> metric points/s
   metric  single log-metric, 8 concurrent clients                -> requests/s, p50/p99
+  latency single log-metric, 1 client, one request at a time     -> p50/p99
   run     create run + log-batch(10 params) + end, 8 clients     -> runs/s
   search  runs/search over N runs, filter + order_by, sequential -> p50/p99
 """
@@ -220,9 +221,10 @@ def phase_batch(server, args):
     return run_workers(server, args.threads, args.duration, args.max_requests, setup, step)
 
 
-def phase_metric(server, args):
+def log_metric_load(server, args, clients, name):
+    """`runs/log-metric` from `clients` closed-loop clients, each on a run of its own."""
     session = server.session()
-    experiment_id = server.create_experiment(session, f"bench-metric-{uuid.uuid4().hex[:8]}")
+    experiment_id = server.create_experiment(session, f"bench-{name}-{uuid.uuid4().hex[:8]}")
 
     def setup(connection):
         return {"run_id": new_run(connection, experiment_id), "step": 0}
@@ -232,7 +234,16 @@ def phase_metric(server, args):
         body = {"run_id": state["run_id"], "key": "loss", "value": random.random(), "timestamp": int(time.time() * 1000), "step": state["step"]}
         return connection.post("runs/log-metric", body)[0] == 200, 1
 
-    return run_workers(server, args.threads, args.duration, args.max_requests, setup, step)
+    return run_workers(server, clients, args.duration, args.max_requests, setup, step)
+
+
+def phase_metric(server, args):
+    return log_metric_load(server, args, args.threads, "metric")
+
+
+def phase_latency(server, args):
+    """One client, one request at a time: the latency of a write with no queue before it."""
+    return log_metric_load(server, args, 1, "latency")
 
 
 def phase_run(server, args):
@@ -379,7 +390,7 @@ def main():
     parser.add_argument("--search-runs", type=int, default=10_000)
     parser.add_argument("--max-requests", type=int, default=200_000)
     parser.add_argument("--only", default="tarn,mlflow-4w,mlflow-1w")
-    parser.add_argument("--phases", default="batch,metric,run,search")
+    parser.add_argument("--phases", default="batch,metric,latency,run,search")
     parser.add_argument("--tarn-bin")
     parser.add_argument("--venv")
     parser.add_argument("--out", default="bench-tracking.json")
@@ -411,7 +422,7 @@ def main():
                     if phase == "search":
                         result = phase_search(server, args, experiment_id)
                     else:
-                        result = {"batch": phase_batch, "metric": phase_metric, "run": phase_run}[phase](server, args)
+                        result = {"batch": phase_batch, "metric": phase_metric, "latency": phase_latency, "run": phase_run}[phase](server, args)
                     results[server.name][phase] = result
                     print(f"   {phase:<7} {json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()})}", flush=True)
                 results[server.name]["peak_rss_mib"] = server.peak_rss_kib / 1024
@@ -424,7 +435,7 @@ def main():
     print_table(results, phases, args)
 
 
-UNITS = {"batch": "metric points/s", "metric": "requests/s", "run": "runs/s", "search": "searches/s"}
+UNITS = {"batch": "metric points/s", "metric": "requests/s", "latency": "requests/s (1 client)", "run": "runs/s", "search": "searches/s"}
 
 
 def print_table(results, phases, args, title=None):
