@@ -82,15 +82,20 @@ def admin_api(server, method, path, workspace="dev", **body):
     return requests.request(method, url, json=body, headers=headers, timeout=30)
 
 
-def settled_deliveries(server, **filters):
-    """The delivery log once nothing in it is pending (or after 10 s): a receiver has each
-    request a moment before tarn records the answer."""
+def delivery_log(server, recorded, **filters):
+    """The delivery log once `recorded(log)` holds (or after 10 s): a receiver has each request
+    a moment before tarn records the answer."""
     deadline = time.time() + 10
     while True:
         log = admin_api(server, "GET", "tarn/webhooks/deliveries", **filters).json()["deliveries"]
-        if all(d["status"] != "pending" for d in log) or time.time() > deadline:
+        if recorded(log) or time.time() > deadline:
             return log
         time.sleep(0.05)
+
+
+def settled_deliveries(server, **filters):
+    """The delivery log once nothing in it is pending."""
+    return delivery_log(server, lambda log: all(d["status"] != "pending" for d in log), **filters)
 
 
 def test_both_formats_signed_byte_for_byte(server, client, unique, receiver):
@@ -235,8 +240,11 @@ def test_pending_deliveries_survive_a_restart(receiver, tmp_path):
         for name in names:
             assert admin_api(started, "POST", "mlflow/registered-models/create", name=name).status_code == 200
         receiver.wait_for(lambda r: len({x["headers"]["x-mlflow-delivery-id"] for x in r}) == 5)
-        pending = admin_api(started, "GET", "tarn/webhooks/deliveries", status="pending").json()["deliveries"]
-        assert len(pending) == 5 and all(d["last_status_code"] == 503 for d in pending)
+        def failed_once(log):
+            return len(log) == 5 and all(d["last_status_code"] == 503 for d in log)
+
+        pending = delivery_log(started, failed_once, status="pending")
+        assert failed_once(pending), pending
     finally:
         stop(drop_database=False)
     failed_ids = {r["headers"]["x-mlflow-delivery-id"] for r in receiver.received}
