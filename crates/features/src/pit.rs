@@ -427,6 +427,9 @@ impl FeatureIndex {
         let parts = per_core(rows, rows >= PARALLEL_MIN_ROWS, |range| {
             range.map(find).collect::<UInt32Array>()
         });
+        if let [one] = parts.as_slice() {
+            return Ok(one.clone());
+        }
         let parts: Vec<&dyn Array> = parts.iter().map(|p| p as &dyn Array).collect();
         let matched = concat(&parts)
             .map_err(|e| Error::internal(format!("cannot join the matched rows: {e}")))?;

@@ -545,20 +545,8 @@ impl Lake {
             .await
     }
 
-    /// The rows at `at` that `filter` keeps, with the version read. The filter is evaluated
-    /// in the Parquet scan (late materialisation), so a few rows cost little of a large table.
-    pub async fn read_matching(
-        &self,
-        location: &Url,
-        full_name: &str,
-        at: At,
-        filter: deltalake::datafusion::prelude::Expr,
-    ) -> Result<(SchemaRef, Vec<RecordBatch>, u64)> {
-        self.scan(location, full_name, at, None, Some(filter), None)
-            .await
-    }
-
-    /// Every row at `at` (those `filter` keeps, when given), each batch put through `reduce`
+    /// Every row at `at` (those `filter` keeps, when given: it is evaluated in the Parquet
+    /// scan, so a few rows cost little of a large table), each batch put through `reduce`
     /// as it is decoded, on the scan's own tasks (one per partition): work that keeps a few
     /// rows of many runs beside the decoding, and only what it keeps is held in memory.
     /// Batches come back in no particular order.
