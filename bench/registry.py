@@ -10,6 +10,10 @@ Phases (each client works on its own registered model, so clients do not queue o
               (tarn also copies the files into registry storage and checksums them; MLflow
               records the source only)
   transition  model-versions/transition-stage, alternating Staging/Production, 8 clients
+  create-1, transition-1
+              the same from one client, one request at a time: the latency of a write with
+              no queue before it (under 8 closed-loop clients a server that serves some
+              clients while others wait shows a low median and a long p99)
   alias       registered-models/alias (get by alias), 8 clients
   search      model-versions/search over N versions: name LIKE + tag filter, order_by,
               100 per page, sequential -> p50/p99
@@ -62,7 +66,7 @@ def get(connection, path, query):
     return response.status, response.read()
 
 
-def phase_create(server, args, run_id):
+def phase_create(server, args, run_id, clients=None):
     prefix = f"create-{time.time_ns()}"
 
     def setup(connection):
@@ -74,10 +78,10 @@ def phase_create(server, args, run_id):
         status, _ = create_version(connection, name, run_id)
         return status == 200, 1
 
-    return tracking.run_workers(server, args.threads, args.duration, args.max_requests, setup, step)
+    return tracking.run_workers(server, clients or args.threads, args.duration, args.max_requests, setup, step)
 
 
-def phase_transition(server, args, run_id):
+def phase_transition(server, args, run_id, clients=None):
     prefix = f"transition-{time.time_ns()}"
 
     def setup(connection):
@@ -92,7 +96,7 @@ def phase_transition(server, args, run_id):
         status, _ = connection.post("model-versions/transition-stage", {"name": state["name"], "version": "1", "stage": stage, "archive_existing_versions": False})
         return status == 200, 1
 
-    return tracking.run_workers(server, args.threads, args.duration, args.max_requests, setup, step)
+    return tracking.run_workers(server, clients or args.threads, args.duration, args.max_requests, setup, step)
 
 
 def phase_alias(server, args, run_id):
@@ -192,7 +196,14 @@ def phase_search(server, args):
     }
 
 
-UNITS = {"create": "versions/s", "transition": "transitions/s", "alias": "lookups/s", "search": "searches/s"}
+UNITS = {"create": "versions/s", "create-1": "versions/s (1 client)", "transition": "transitions/s", "transition-1": "transitions/s (1 client)", "alias": "lookups/s", "search": "searches/s"}
+PHASES = {
+    "create": phase_create,
+    "create-1": lambda server, args, run_id: phase_create(server, args, run_id, clients=1),
+    "transition": phase_transition,
+    "transition-1": lambda server, args, run_id: phase_transition(server, args, run_id, clients=1),
+    "alias": phase_alias,
+}
 
 
 def main():
@@ -202,7 +213,7 @@ def main():
     parser.add_argument("--search-versions", type=int, default=10_000)
     parser.add_argument("--max-requests", type=int, default=200_000)
     parser.add_argument("--only", default="tarn,mlflow-4w,mlflow-1w")
-    parser.add_argument("--phases", default="create,transition,alias,search")
+    parser.add_argument("--phases", default="create,create-1,transition,transition-1,alias,search")
     parser.add_argument("--tarn-bin")
     parser.add_argument("--venv")
     parser.add_argument("--out", default="bench-registry.json")
@@ -235,7 +246,7 @@ def main():
                     if phase == "search":
                         result = phase_search(server, args)
                     else:
-                        result = {"create": phase_create, "transition": phase_transition, "alias": phase_alias}[phase](server, args, run_id)
+                        result = PHASES[phase](server, args, run_id)
                     results[server.name][phase] = result
                     print(f"   {phase:<10} {json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()})}", flush=True)
                 results[server.name]["peak_rss_mib"] = server.peak_rss_kib / 1024
