@@ -23,7 +23,7 @@ use tarn_core::catalog::{
     self, CatalogInfo, ColumnInfo, NewSchema, NewTable, Privilege, SchemaInfo, TableInfo, TableType,
 };
 use tarn_core::lineage::{NewLineage, Node};
-use tarn_core::search::{decode_page_token, encode_page_token};
+use tarn_core::search::decode_page_token;
 use tarn_lake::access::{self, Securable, reach_catalog};
 use tarn_lake::arrow::datatypes::SchemaRef;
 use tarn_lake::arrow::record_batch::RecordBatch;
@@ -32,6 +32,7 @@ use tarn_lake::lineage;
 use tarn_lake::{At, MergeSpec, VacuumSpec, WriteMode, ipc};
 
 use super::registry::actor;
+use super::{PageBody, page_body};
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Ctx, PathArgs, QueryArgs, Req, de};
@@ -151,19 +152,11 @@ struct ListArgs {
     page_token: Option<String>,
 }
 
-fn page_body(key: &str, items: Value, next: Option<u64>) -> Json<Value> {
-    let mut body = json!({ key: items });
-    if let Some(next) = next {
-        body["next_page_token"] = json!(encode_page_token(next));
-    }
-    Json(body)
-}
-
 async fn list_schemas(
     State(state): State<AppState>,
     ctx: Ctx,
     Req(args): Req<ListArgs>,
-) -> JsonResult {
+) -> ApiResult<Json<PageBody<SchemaInfo>>> {
     let catalog = catalog::normalize_name(
         "catalog_name",
         args.catalog_name.as_deref().unwrap_or(&ctx.workspace),
@@ -177,7 +170,7 @@ async fn list_schemas(
     .await?;
     let (limit, offset) = page_args(args.max_results, args.page_token.as_deref())?;
     let page = state.store.list_schemas(&catalog, limit, offset).await?;
-    Ok(page_body("schemas", json!(page.items), page.next_offset))
+    Ok(page_body("schemas", page.items, page.next_offset))
 }
 
 #[derive(Deserialize)]
@@ -311,7 +304,7 @@ async fn list_tables(
     State(state): State<AppState>,
     ctx: Ctx,
     Req(args): Req<ListArgs>,
-) -> JsonResult {
+) -> ApiResult<Json<PageBody<TableInfo>>> {
     let catalog = catalog::normalize_name(
         "catalog_name",
         args.catalog_name.as_deref().unwrap_or(&ctx.workspace),
@@ -331,7 +324,7 @@ async fn list_tables(
         .store
         .list_tables(&catalog, &schema, limit, offset)
         .await?;
-    Ok(page_body("tables", json!(page.items), page.next_offset))
+    Ok(page_body("tables", page.items, page.next_offset))
 }
 
 #[derive(Deserialize)]

@@ -13,11 +13,12 @@ use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::catalog::{ColumnInfo, Privilege, TableInfo};
 use tarn_core::features::{FeatureTable, Pipeline, TrainingSet, TrainingSetSpec};
-use tarn_core::search::{decode_page_token, encode_page_token};
+use tarn_core::search::decode_page_token;
 use tarn_features::tables::{self, FeatureRows, NewFeatureTable};
 use tarn_features::{online, training};
 
 use super::catalog::{MAX_DATA_BODY, data_response, rows_of};
+use super::{PageBody, page_body};
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Ctx, PathArgs, Req, de, query_args};
@@ -177,7 +178,7 @@ async fn search_feature_tables(
     State(state): State<AppState>,
     ctx: Ctx,
     Req(args): Req<SearchArgs>,
-) -> JsonResult {
+) -> ApiResult<Json<PageBody<Value>>> {
     let max_results = match args.max_results {
         None => DEFAULT_PAGE,
         Some(n) if (1..=MAX_PAGE as i64).contains(&n) => n as u64,
@@ -198,13 +199,14 @@ async fn search_feature_tables(
         offset,
     )
     .await?;
-    let mut body = json!({
-        "feature_tables": found.iter().map(|(m, t)| feature_table_json(m, t)).collect::<Vec<_>>(),
-    });
-    if let Some(next) = next {
-        body["next_page_token"] = json!(encode_page_token(next));
-    }
-    Ok(Json(body))
+    Ok(page_body(
+        "feature_tables",
+        found
+            .iter()
+            .map(|(m, t)| feature_table_json(m, t))
+            .collect(),
+        next,
+    ))
 }
 
 /// A feature table, with its online freshness (the version published last and when).

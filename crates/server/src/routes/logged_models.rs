@@ -6,11 +6,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::auth::PermissionLevel;
-use tarn_core::entities::{KeyValue, LoggedModelStatus, NewLoggedModel};
+use tarn_core::entities::{KeyValue, LoggedModel, LoggedModelStatus, NewLoggedModel};
 use tarn_core::search;
 use tarn_core::store::SearchLoggedModels;
 
-use super::{experiment_access, max_results};
+use super::{PageBody, experiment_access, max_results, page_body};
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Ctx, PathArgs, Req, de};
@@ -208,7 +208,7 @@ pub async fn search(
     State(state): State<AppState>,
     ctx: Ctx,
     Req(req): Req<SearchReq>,
-) -> JsonResult {
+) -> ApiResult<Json<PageBody<LoggedModel>>> {
     let mut experiment_ids = Vec::new();
     for id in &req.experiment_ids {
         if let Ok(id) = experiment_access(&state, &ctx, id, PermissionLevel::CanRead).await {
@@ -235,9 +235,5 @@ pub async fn search(
         .store
         .search_logged_models(&ctx.workspace, &query)
         .await?;
-    let mut body = json!({ "models": page.items });
-    if let Some(next) = page.next_offset {
-        body["next_page_token"] = json!(search::encode_page_token(next));
-    }
-    Ok(Json(body))
+    Ok(page_body("models", page.items, page.next_offset))
 }

@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::auth::{ObjectType, PermissionLevel};
@@ -20,7 +20,7 @@ use tarn_core::registry::{
 use tarn_core::search;
 use tarn_core::store::{ReadableBy, SearchRegistry};
 
-use super::{experiment_access, max_results, run_access};
+use super::{PageBody, experiment_access, max_results, page_body, run_access};
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Ctx, Req, de};
@@ -231,38 +231,11 @@ fn search_query(
     })
 }
 
-/// A search's page, serialized straight from the items (through a `Value` each version's
-/// fields would be copied into maps first, a tenth of a 100-version search's time).
-#[derive(Serialize)]
-pub struct SearchPage<T> {
-    #[serde(flatten)]
-    items: T,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_page_token: Option<String>,
-}
-
-#[derive(Serialize)]
-pub struct RegisteredModels {
-    registered_models: Vec<RegisteredModel>,
-}
-
-#[derive(Serialize)]
-pub struct ModelVersions {
-    model_versions: Vec<ModelVersion>,
-}
-
-fn search_page<T>(items: T, next_offset: Option<u64>) -> Json<SearchPage<T>> {
-    Json(SearchPage {
-        items,
-        next_page_token: next_offset.map(search::encode_page_token),
-    })
-}
-
 pub async fn search_models(
     State(state): State<AppState>,
     ctx: Ctx,
     Req(req): Req<SearchReq>,
-) -> ApiResult<Json<SearchPage<RegisteredModels>>> {
+) -> ApiResult<Json<PageBody<RegisteredModel>>> {
     let query = search_query(
         &ctx,
         &req,
@@ -275,12 +248,7 @@ pub async fn search_models(
         .store
         .search_registered_models(&ctx.workspace, &query)
         .await?;
-    Ok(search_page(
-        RegisteredModels {
-            registered_models: page.items,
-        },
-        page.next_offset,
-    ))
+    Ok(page_body("registered_models", page.items, page.next_offset))
 }
 
 #[derive(Deserialize)]
@@ -734,7 +702,7 @@ pub async fn search_versions(
     State(state): State<AppState>,
     ctx: Ctx,
     Req(req): Req<SearchReq>,
-) -> ApiResult<Json<SearchPage<ModelVersions>>> {
+) -> ApiResult<Json<PageBody<ModelVersion>>> {
     let query = search_query(
         &ctx,
         &req,
@@ -747,12 +715,7 @@ pub async fn search_versions(
         .store
         .search_model_versions(&ctx.workspace, &query)
         .await?;
-    Ok(search_page(
-        ModelVersions {
-            model_versions: page.items,
-        },
-        page.next_offset,
-    ))
+    Ok(page_body("model_versions", page.items, page.next_offset))
 }
 
 #[derive(Deserialize)]

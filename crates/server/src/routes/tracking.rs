@@ -7,13 +7,14 @@ use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::auth::PermissionLevel;
 use tarn_core::entities::{
-    DatasetInput, KeyValue, LogBatch, Metric, ModelOutput, NewRun, RunStatus, RunUpdate, ViewType,
+    DatasetInput, Experiment, KeyValue, LogBatch, Metric, ModelOutput, NewRun, Run, RunStatus,
+    RunUpdate, ViewType,
 };
 use tarn_core::search;
 use tarn_core::store::{ReadableBy, SearchExperiments, SearchRuns};
 use tarn_core::validation;
 
-use super::{experiment_access, max_results, run_access};
+use super::{PageBody, experiment_access, max_results, page_body, run_access};
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Ctx, Req, de};
@@ -131,7 +132,7 @@ pub async fn search_experiments(
     State(state): State<AppState>,
     ctx: Ctx,
     Req(req): Req<SearchExperimentsReq>,
-) -> JsonResult {
+) -> ApiResult<Json<PageBody<Experiment>>> {
     let query = SearchExperiments {
         filter: search::parse_experiment_filter(req.filter.as_deref().unwrap_or(""))?,
         order_by: req
@@ -148,11 +149,7 @@ pub async fn search_experiments(
         .store
         .search_experiments(&ctx.workspace, &query)
         .await?;
-    let mut body = json!({ "experiments": page.items });
-    if let Some(next) = page.next_offset {
-        body["next_page_token"] = json!(search::encode_page_token(next));
-    }
-    Ok(Json(body))
+    Ok(page_body("experiments", page.items, page.next_offset))
 }
 
 #[derive(Deserialize)]
@@ -714,7 +711,7 @@ pub async fn metric_history(
     State(state): State<AppState>,
     ctx: Ctx,
     Req(req): Req<MetricHistoryReq>,
-) -> JsonResult {
+) -> ApiResult<Json<PageBody<Metric>>> {
     let run_id = req.id.get()?;
     run_access(&state, &ctx, run_id, PermissionLevel::CanRead).await?;
     let key = required(&req.metric_key, "metric_key")?;
@@ -729,11 +726,7 @@ pub async fn metric_history(
             max_results(req.max_results, 25000, 25000)?,
         )
         .await?;
-    let mut body = json!({ "metrics": page.items });
-    if let Some(next) = page.next_offset {
-        body["next_page_token"] = json!(search::encode_page_token(next));
-    }
-    Ok(Json(body))
+    Ok(page_body("metrics", page.items, page.next_offset))
 }
 
 #[derive(Deserialize)]
@@ -753,7 +746,7 @@ pub async fn search_runs(
     State(state): State<AppState>,
     ctx: Ctx,
     Req(req): Req<SearchRunsReq>,
-) -> JsonResult {
+) -> ApiResult<Json<PageBody<Run>>> {
     let filter = search::parse_run_filter(req.filter.as_deref().unwrap_or(""))?;
     let order_by = req
         .order_by
@@ -782,9 +775,5 @@ pub async fn search_runs(
         offset,
     };
     let page = state.store.search_runs(&ctx.workspace, &query).await?;
-    let mut body = json!({ "runs": page.items });
-    if let Some(next) = page.next_offset {
-        body["next_page_token"] = json!(search::encode_page_token(next));
-    }
-    Ok(Json(body))
+    Ok(page_body("runs", page.items, page.next_offset))
 }

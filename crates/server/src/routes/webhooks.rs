@@ -12,8 +12,8 @@ use tarn_core::auth::PermissionLevel;
 use tarn_core::store::DeliveryQuery;
 use tarn_core::webhooks::{self as hooks, Flavor, Webhook, WebhookStatus};
 
-use super::max_results;
 use super::registry::{actor, model_access, required};
+use super::{PageBody, max_results, page_body};
 use crate::AppState;
 use crate::auth::require_admin;
 use crate::error::ApiResult;
@@ -140,19 +140,11 @@ pub struct PageReq {
     model_name: Option<String>,
 }
 
-fn page_body(key: &str, items: Vec<Value>, next: Option<u64>) -> Json<Value> {
-    let mut body = json!({ key: items });
-    if let Some(next) = next {
-        body["next_page_token"] = json!(tarn_core::search::encode_page_token(next));
-    }
-    Json(body)
-}
-
 pub async fn list_mlflow(
     State(state): State<AppState>,
     ctx: Ctx,
     Req(req): Req<PageReq>,
-) -> JsonResult {
+) -> ApiResult<Json<PageBody<Value>>> {
     require_admin(&ctx.principal)?;
     let offset = tarn_core::search::decode_page_token(req.page_token.as_deref().unwrap_or(""))?;
     let page = state
@@ -374,7 +366,7 @@ pub async fn list_databricks(
     State(state): State<AppState>,
     ctx: Ctx,
     Req(req): Req<PageReq>,
-) -> JsonResult {
+) -> ApiResult<Json<PageBody<Value>>> {
     let model = req.model_name.as_deref().filter(|m| !m.is_empty());
     may_manage(&state, &ctx, model).await?;
     let offset = tarn_core::search::decode_page_token(req.page_token.as_deref().unwrap_or(""))?;
