@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from keepalive import KeepAliveClient  # noqa: E402
 from lakehouse import TarnServer, ensure_venv, tarn_binary, timed  # noqa: E402
 
 DAY_US = 86_400_000_000
@@ -149,60 +150,13 @@ def run_feast(args, workdir):
     return {"historical": historical, "materialize": materialize, "online": online, "served": served}
 
 
-class KeepAliveClient:
-    """A minimal HTTP/1.1 client on one keep-alive connection (TCP_NODELAY): a request's bytes
-    are made before the clock starts and the answer is read by its Content-Length, so what is
-    timed is the server and the loopback round trip, not Python's header parsing (http.client
-    adds ~50 us a call, a third of a 1-key lookup). Every server gets the same one."""
-
-    def __init__(self, port):
-        self.socket = socket.create_connection(("127.0.0.1", port), timeout=60)
-        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.pending = b""
-
-    @staticmethod
-    def request(path, headers, body):
-        lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-    def exchange(self, request):
-        """Sends `request`, returns (status, body)."""
-        self.socket.sendall(request)
-        data = self.pending
-        while (end := data.find(b"\r\n\r\n")) < 0:
-            data += self._receive()
-        head, data = data[:end].decode("latin-1"), data[end + 4:]
-        status = int(head[9:12])
-        length = None
-        for line in head.split("\r\n")[1:]:
-            name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
-        if length is None:
-            raise RuntimeError(f"an answer without Content-Length: {head!r}")
-        while len(data) < length:
-            data += self._receive()
-        self.pending = data[length:]
-        return status, data[:length]
-
-    def _receive(self):
-        chunk = self.socket.recv(1 << 20)
-        if not chunk:
-            raise RuntimeError("the server closed the connection")
-        return chunk
-
-    def close(self):
-        self.socket.close()
-
-
 def time_lookups(port, path, headers, make_body, check, calls, warmup=20):
     """p50 and p99 of POST `path` over one keep-alive connection; the request is made and the
     JSON answer read outside the timed part."""
-    client = KeepAliveClient(port)
+    client = KeepAliveClient("127.0.0.1", port)
     samples = []
     for call in range(calls + warmup):
-        request = client.request(path, headers, json.dumps(make_body()).encode())
+        request = client.request("POST", path, headers, json.dumps(make_body()).encode())
         started = time.perf_counter()
         status, data = client.exchange(request)
         elapsed = time.perf_counter() - started

@@ -58,14 +58,6 @@ def create_version(connection, name, run_id):
     return status, data
 
 
-def get(connection, path, query):
-    from urllib.parse import urlencode
-
-    connection.connection.request("GET", f"/api/2.0/mlflow/{path}?{urlencode(query, doseq=True)}", headers=connection.headers)
-    response = connection.connection.getresponse()
-    return response.status, response.read()
-
-
 def phase_create(server, args, run_id, clients=None):
     prefix = f"create-{time.time_ns()}"
 
@@ -112,7 +104,7 @@ def phase_alias(server, args, run_id):
         return name
 
     def step(connection, name):
-        status, _ = get(connection, "registered-models/alias", {"name": name, "alias": "champion"})
+        status, _ = connection.get("registered-models/alias", {"name": name, "alias": "champion"})
         return status == 200, 1
 
     return tracking.run_workers(server, args.threads, args.duration, args.max_requests, setup, step)
@@ -176,14 +168,14 @@ def fill_mlflow_sqlite(db_path, run_id, count):
 def phase_search(server, args):
     connection = tracking.Connection(server)
     body = {"filter": SEARCH_FILTER, "order_by": SEARCH_ORDER, "max_results": 100}
-    status, data = get(connection, "model-versions/search", body)
+    status, data = connection.get("model-versions/search", body)
     assert status == 200, data
     returned = len(json.loads(data).get("model_versions", []))
     latencies, errors = [], 0
     deadline = time.time() + args.duration
     while time.time() < deadline and len(latencies) < args.max_requests:
         started = time.perf_counter()
-        status, _ = get(connection, "model-versions/search", body)
+        status, _ = connection.get("model-versions/search", body)
         latencies.append(time.perf_counter() - started)
         errors += 0 if status == 200 else 1
     return {

@@ -14,7 +14,6 @@ Phases:
 """
 
 import argparse
-import http.client
 import json
 import multiprocessing
 import os
@@ -32,8 +31,12 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlencode
 
 import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from keepalive import KeepAliveClient  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH_FILTER = "metrics.acc > 0.5 and params.model = 'rf'"
@@ -140,19 +143,18 @@ class Server:
 
 
 class Connection:
-    """A keep-alive HTTP/1.1 client much lighter than requests, so the client is not the
-    bottleneck; every server gets the same one."""
+    """The benchmark's client: MLflow's REST API over one keep-alive connection."""
 
     def __init__(self, server):
         host, port = server.base.removeprefix("http://").split(":")
-        self.connection = http.client.HTTPConnection(host, int(port), timeout=120)
+        self.client = KeepAliveClient(host, int(port))
         self.headers = {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"}
 
     def post(self, path, body):
-        self.connection.request("POST", f"/api/2.0/mlflow/{path}", body=json.dumps(body), headers=self.headers)
-        response = self.connection.getresponse()
-        data = response.read()
-        return response.status, data
+        return self.client.exchange(KeepAliveClient.request("POST", f"/api/2.0/mlflow/{path}", self.headers, json.dumps(body).encode()))
+
+    def get(self, path, query):
+        return self.client.exchange(KeepAliveClient.request("GET", f"/api/2.0/mlflow/{path}?{urlencode(query, doseq=True)}", self.headers))
 
 
 def run_workers(server, workers, duration, max_requests, setup, step):

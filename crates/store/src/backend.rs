@@ -2,6 +2,7 @@
 // `DIALECT` set. Queries use `$N` placeholders, which both SQLite and PostgreSQL accept.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use db::Row;
@@ -75,10 +76,9 @@ pub struct Store {
 const RUN_EXPERIMENT_CACHE_MAX: usize = 100_000;
 
 impl Store {
-    /// Must be called inside a Tokio runtime: SQLite's group-commit writer is a task.
     pub fn new(read: db::Pool, write: db::Pool) -> Self {
         let group_commit =
-            (DIALECT == crate::Dialect::Sqlite).then(|| GroupCommit::start(write.clone()));
+            (DIALECT == crate::Dialect::Sqlite).then(|| GroupCommit::new(write.clone()));
         Self {
             read,
             write,
@@ -1639,13 +1639,23 @@ type WriteFuture<'t, T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 't>>;
 type WriteJob = Box<dyn for<'t> FnOnce(&'t mut Tx<'static>) -> WriteFuture<'t, ()> + Send>;
 
-/// Group commit for a single-writer database: concurrent writes are queued to one task, which
-/// runs up to `GROUP_COMMIT_MAX` of them in one transaction, each inside its own savepoint (a
-/// refused write rolls back alone), and acknowledges them all after the one durable commit. One
-/// fsync then serves many requests.
+/// Group commit for a single-writer database. A write that finds the writer idle runs at once
+/// on its own task, in a transaction of its own: a lone client pays no hand-off to another
+/// task and back. Writes that arrive meanwhile queue up; the one that finishes hands the queue
+/// to a thread of the blocking pool, which runs up to `GROUP_COMMIT_MAX` of them in one transaction, each inside
+/// its own savepoint (a refused write rolls back alone), and acknowledges them all after the
+/// one durable commit. One fsync then serves many requests.
 #[derive(Debug, Clone)]
 struct GroupCommit {
-    jobs: tokio::sync::mpsc::Sender<QueuedWrite>,
+    pool: db::Pool,
+    queue: Arc<std::sync::Mutex<WriteQueue>>,
+}
+
+#[derive(Debug, Default)]
+struct WriteQueue {
+    /// A write, or the thread draining the queue, holds the writer.
+    writing: bool,
+    waiting: Vec<QueuedWrite>,
 }
 
 struct QueuedWrite {
@@ -1666,33 +1676,86 @@ fn writer_stopped() -> Error {
     Error::internal("the metadata store writer has stopped")
 }
 
+/// Held by the write running on its own task; when it ends (or its request is dropped) the
+/// writer passes to the queue, or is released.
+struct WriterTurn {
+    commit: GroupCommit,
+}
+
+impl Drop for WriterTurn {
+    fn drop(&mut self) {
+        let Some(group) = self.commit.next_group() else {
+            return;
+        };
+        // The queue drains on a thread of the blocking pool: its commits wait for the disk
+        // there, not on a runtime worker that could be reading the next requests meanwhile.
+        // Without a runtime, the group is dropped and its waiters report it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let commit = self.commit.clone();
+            let on_runtime = runtime.clone();
+            runtime.spawn_blocking(move || on_runtime.block_on(commit.drain(group)));
+        }
+    }
+}
+
 impl GroupCommit {
-    fn start(pool: db::Pool) -> Self {
-        let (jobs, receiver) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(Self::run(pool, receiver));
-        Self { jobs }
+    fn new(pool: db::Pool) -> Self {
+        Self {
+            pool,
+            queue: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriteQueue> {
+        // The queue holds no invariant a panic elsewhere could break.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Returns once the job's changes are durably committed (or refused).
     async fn submit(&self, job: WriteJob) -> Result<()> {
         let (done, answer) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(QueuedWrite { job, done })
-            .await
-            .map_err(|_| writer_stopped())?;
+        if let Some(mine) = self.queue_unless_idle(QueuedWrite { job, done }) {
+            let turn = WriterTurn {
+                commit: self.clone(),
+            };
+            Self::write_group(&self.pool, vec![mine]).await;
+            drop(turn);
+        }
         answer.await.map_err(|_| writer_stopped())?
     }
 
-    async fn run(pool: db::Pool, mut receiver: tokio::sync::mpsc::Receiver<QueuedWrite>) {
-        while let Some(first) = receiver.recv().await {
-            let mut group = vec![first];
-            while group.len() < GROUP_COMMIT_MAX {
-                match receiver.try_recv() {
-                    Ok(queued) => group.push(queued),
-                    Err(_) => break,
-                }
+    /// Queues `write` while the writer is busy; gives it back, holding the writer, when idle.
+    fn queue_unless_idle(&self, write: QueuedWrite) -> Option<QueuedWrite> {
+        let mut queue = self.lock();
+        if queue.writing {
+            queue.waiting.push(write);
+            return None;
+        }
+        queue.writing = true;
+        Some(write)
+    }
+
+    /// The next writes waiting, or none, and then the writer is released.
+    fn next_group(&self) -> Option<Vec<QueuedWrite>> {
+        let mut queue = self.lock();
+        if queue.waiting.is_empty() {
+            queue.writing = false;
+            return None;
+        }
+        let take = queue.waiting.len().min(GROUP_COMMIT_MAX);
+        Some(queue.waiting.drain(..take).collect())
+    }
+
+    /// Writes `group`, then the queue in groups until it is empty.
+    async fn drain(self, mut group: Vec<QueuedWrite>) {
+        loop {
+            Self::write_group(&self.pool, group).await;
+            match self.next_group() {
+                Some(next) => group = next,
+                None => return,
             }
-            Self::write_group(&pool, group).await;
         }
     }
 

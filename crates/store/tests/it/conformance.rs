@@ -1472,6 +1472,66 @@ pub async fn concurrent_logging_to_one_run(store: Store) {
     assert_eq!(latest.step, 724);
 }
 
+/// Requests go away mid-write (a client hangs up): whichever write held the writer, the ones
+/// still waiting must be written and the writer must stay usable.
+pub async fn writers_that_go_away_do_not_stall_the_others(store: Store) {
+    let owner = setup(&store).await;
+    store
+        .create_experiment("dev", "e", None, &[], owner)
+        .await
+        .expect("create");
+    let run_id = new_run(&store, "1", "r", 1).await;
+    let mut kept = Vec::new();
+    for writer in 0..48i64 {
+        let store = store.clone();
+        let run_id = run_id.clone();
+        let task = tokio::spawn(async move {
+            let batch = LogBatch {
+                metrics: vec![metric(&format!("m{writer}"), 1.0, writer, 0)],
+                ..Default::default()
+            };
+            store.log_batch("dev", &run_id, &batch).await
+        });
+        if writer % 3 == 0 {
+            task.abort();
+        } else {
+            kept.push(task);
+        }
+    }
+    let kept_count = kept.len();
+    for task in kept {
+        tokio::time::timeout(std::time::Duration::from_secs(60), task)
+            .await
+            .expect("a waiting write was never written")
+            .expect("task")
+            .expect("log");
+    }
+    let last = LogBatch {
+        metrics: vec![metric("last", 2.0, 0, 0)],
+        ..Default::default()
+    };
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        store.log_batch("dev", &run_id, &last),
+    )
+    .await
+    .expect("the writer stalled")
+    .expect("log after the others");
+    let metrics = store
+        .get_run("dev", &run_id)
+        .await
+        .expect("run")
+        .data
+        .metrics;
+    // Each kept write and the last one are there; an aborted one may have landed or not.
+    assert!(
+        metrics.len() > kept_count && metrics.len() <= 49,
+        "{}",
+        metrics.len()
+    );
+    assert!(metrics.iter().any(|m| m.key == "last"));
+}
+
 /// Writes that arrive together may share a transaction (SQLite's group commit): a refused one
 /// must take back only what it wrote itself.
 pub async fn a_refused_write_rolls_back_alone_among_concurrent_ones(store: Store) {

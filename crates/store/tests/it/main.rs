@@ -119,6 +119,7 @@ conformance_suite!(
     conformance::workspace_membership_and_grants,
     conformance::concurrent_logging_to_one_run,
     conformance::a_refused_write_rolls_back_alone_among_concurrent_ones,
+    conformance::writers_that_go_away_do_not_stall_the_others,
     registry::registered_models_lifecycle,
     registry::versions_stages_and_aliases,
     registry::registry_search_filters_pages_and_grants,
