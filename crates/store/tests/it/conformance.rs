@@ -76,6 +76,16 @@ async fn setup(store: &Store) -> i64 {
         .id
 }
 
+/// A run in a new experiment of `dev`, the first one after `setup`.
+async fn run_in_new_experiment(store: &Store) -> String {
+    let owner = setup(store).await;
+    store
+        .create_experiment("dev", "e", None, &[], owner)
+        .await
+        .expect("create");
+    new_run(store, "1", "r", 1).await
+}
+
 async fn new_run(store: &Store, experiment_id: &str, name: &str, start_time: i64) -> String {
     let run = NewRun {
         experiment_id: experiment_id.into(),
@@ -641,12 +651,7 @@ pub async fn runs_log_and_read_back(store: Store) {
 }
 
 pub async fn params_are_immutable_and_a_failed_batch_writes_nothing(store: Store) {
-    let owner = setup(&store).await;
-    store
-        .create_experiment("dev", "e", None, &[], owner)
-        .await
-        .expect("create");
-    let run_id = new_run(&store, "1", "r", 1).await;
+    let run_id = run_in_new_experiment(&store).await;
     store
         .log_batch(
             "dev",
@@ -692,12 +697,7 @@ pub async fn params_are_immutable_and_a_failed_batch_writes_nothing(store: Store
 }
 
 pub async fn latest_metric_follows_step_then_timestamp(store: Store) {
-    let owner = setup(&store).await;
-    store
-        .create_experiment("dev", "e", None, &[], owner)
-        .await
-        .expect("create");
-    let run_id = new_run(&store, "1", "r", 1).await;
+    let run_id = run_in_new_experiment(&store).await;
     for m in [
         metric("m", 5.0, 100, 2),
         metric("m", 9.0, 200, 1),
@@ -772,12 +772,7 @@ pub async fn latest_metric_follows_step_then_timestamp(store: Store) {
 }
 
 pub async fn metric_history_pages_in_order(store: Store) {
-    let owner = setup(&store).await;
-    store
-        .create_experiment("dev", "e", None, &[], owner)
-        .await
-        .expect("create");
-    let run_id = new_run(&store, "1", "r", 1).await;
+    let run_id = run_in_new_experiment(&store).await;
     let metrics: Vec<Metric> = (0..1000)
         .rev()
         .map(|step| metric("loss", 1.0 / (step as f64 + 1.0), step, step))
@@ -1429,12 +1424,7 @@ pub async fn workspace_membership_and_grants(store: Store) {
 }
 
 pub async fn concurrent_logging_to_one_run(store: Store) {
-    let owner = setup(&store).await;
-    store
-        .create_experiment("dev", "e", None, &[], owner)
-        .await
-        .expect("create");
-    let run_id = new_run(&store, "1", "r", 1).await;
+    let run_id = run_in_new_experiment(&store).await;
     let mut tasks = Vec::new();
     for writer in 0..8i64 {
         let store = store.clone();
@@ -1475,12 +1465,7 @@ pub async fn concurrent_logging_to_one_run(store: Store) {
 /// Requests go away mid-write (a client hangs up): whichever write held the writer, the ones
 /// still waiting must be written and the writer must stay usable.
 pub async fn writers_that_go_away_do_not_stall_the_others(store: Store) {
-    let owner = setup(&store).await;
-    store
-        .create_experiment("dev", "e", None, &[], owner)
-        .await
-        .expect("create");
-    let run_id = new_run(&store, "1", "r", 1).await;
+    let run_id = run_in_new_experiment(&store).await;
     let mut kept = Vec::new();
     for writer in 0..48i64 {
         let store = store.clone();
@@ -1535,12 +1520,7 @@ pub async fn writers_that_go_away_do_not_stall_the_others(store: Store) {
 /// Writes that arrive together may share a transaction (SQLite's group commit): a refused one
 /// must take back only what it wrote itself.
 pub async fn a_refused_write_rolls_back_alone_among_concurrent_ones(store: Store) {
-    let owner = setup(&store).await;
-    store
-        .create_experiment("dev", "e", None, &[], owner)
-        .await
-        .expect("create");
-    let run_id = new_run(&store, "1", "r", 1).await;
+    let run_id = run_in_new_experiment(&store).await;
     store
         .log_batch(
             "dev",
