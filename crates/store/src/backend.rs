@@ -1642,9 +1642,9 @@ type WriteJob = Box<dyn for<'t> FnOnce(&'t mut Tx<'static>) -> WriteFuture<'t, (
 /// Group commit for a single-writer database. A write that finds the writer idle runs at once
 /// on its own task, in a transaction of its own: a lone client pays no hand-off to another
 /// task and back. Writes that arrive meanwhile queue up; the one that finishes hands the queue
-/// to a thread of the blocking pool, which runs up to `GROUP_COMMIT_MAX` of them in one transaction, each inside
-/// its own savepoint (a refused write rolls back alone), and acknowledges them all after the
-/// one durable commit. One fsync then serves many requests.
+/// to a thread of the blocking pool, which runs up to `GROUP_COMMIT_MAX` of them in one
+/// transaction, each inside its own savepoint (a refused write rolls back alone), and
+/// acknowledges them all after the one durable commit. One fsync then serves many requests.
 #[derive(Debug, Clone)]
 struct GroupCommit {
     pool: db::Pool,
@@ -1653,7 +1653,7 @@ struct GroupCommit {
 
 #[derive(Debug, Default)]
 struct WriteQueue {
-    /// A write, or the thread draining the queue, holds the writer.
+    /// A `WriterTurn` is held: by a write on its own task, or by the thread draining the queue.
     writing: bool,
     waiting: Vec<QueuedWrite>,
 }
@@ -1676,22 +1676,36 @@ fn writer_stopped() -> Error {
     Error::internal("the metadata store writer has stopped")
 }
 
-/// Held by the write running on its own task; when it ends (or its request is dropped) the
-/// writer passes to the queue, or is released.
+/// The writer, held. Dropped while writes wait (after a write on its own task, or when a
+/// request is cancelled or a drain unwinds), it hands them to a drain; otherwise it releases
+/// the writer.
 struct WriterTurn {
-    commit: GroupCommit,
+    /// `None` once released.
+    commit: Option<GroupCommit>,
+}
+
+impl WriterTurn {
+    /// The next writes waiting; none when the queue is empty, and then the writer is released.
+    fn next_group(&mut self) -> Option<Vec<QueuedWrite>> {
+        let group = self.commit.as_ref()?.next_group();
+        if group.is_none() {
+            self.commit = None;
+        }
+        group
+    }
 }
 
 impl Drop for WriterTurn {
     fn drop(&mut self) {
-        let Some(group) = self.commit.next_group() else {
+        let Some(group) = self.next_group() else {
             return;
         };
         // The queue drains on a thread of the blocking pool: its commits wait for the disk
         // there, not on a runtime worker that could be reading the next requests meanwhile.
         // Without a runtime, the group is dropped and its waiters report it.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let commit = self.commit.clone();
+        if let (Some(commit), Ok(runtime)) =
+            (self.commit.take(), tokio::runtime::Handle::try_current())
+        {
             let on_runtime = runtime.clone();
             runtime.spawn_blocking(move || on_runtime.block_on(commit.drain(group)));
         }
@@ -1718,7 +1732,7 @@ impl GroupCommit {
         let (done, answer) = tokio::sync::oneshot::channel();
         if let Some(mine) = self.queue_unless_idle(QueuedWrite { job, done }) {
             let turn = WriterTurn {
-                commit: self.clone(),
+                commit: Some(self.clone()),
             };
             Self::write_group(&self.pool, vec![mine]).await;
             drop(turn);
@@ -1748,11 +1762,13 @@ impl GroupCommit {
         Some(queue.waiting.drain(..take).collect())
     }
 
-    /// Writes `group`, then the queue in groups until it is empty.
+    /// Writes `group`, then the queue in groups until it is empty, holding the writer.
     async fn drain(self, mut group: Vec<QueuedWrite>) {
+        let pool = self.pool.clone();
+        let mut turn = WriterTurn { commit: Some(self) };
         loop {
-            Self::write_group(&self.pool, group).await;
-            match self.next_group() {
+            Self::write_group(&pool, group).await;
+            match turn.next_group() {
                 Some(next) => group = next,
                 None => return,
             }
