@@ -156,6 +156,8 @@ pub trait RunStore: Send + Sync {
     async fn get_run(&self, workspace: &str, run_id: &str) -> Result<Run>;
     /// The experiment a run belongs to, for permission checks before anything else is read.
     async fn run_experiment_id(&self, workspace: &str, run_id: &str) -> Result<i64>;
+    /// One tag of a run (`None` when the run has no such tag); an unknown run is not found.
+    async fn run_tag(&self, workspace: &str, run_id: &str, key: &str) -> Result<Option<String>>;
     async fn update_run(
         &self,
         workspace: &str,

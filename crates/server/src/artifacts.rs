@@ -135,6 +135,9 @@ impl ArtifactStore {
         if path.trim_matches('/').is_empty() {
             return Err(Error::invalid("An artifact upload needs a file path"));
         }
+        if let Some(root) = &self.local_root {
+            return local::put_stream(&Self::local_path(root, &key), body).await;
+        }
         let mut writer = object_store::buffered::BufWriter::new(self.inner.clone(), key);
         let mut reader = tokio_util::io::StreamReader::new(body);
         let written = tokio::io::copy(&mut reader, &mut writer)
@@ -250,16 +253,25 @@ impl ArtifactStore {
         let Some(root) = &self.local_root else {
             return self.copy_tree_through_store(workspace, from, to).await;
         };
-        let folder = |path: &str| {
-            Self::key(workspace, path).map(|key| {
-                key.parts()
-                    .fold(root.clone(), |dir, part| dir.join(part.as_ref()))
-            })
-        };
-        let (from, to) = (folder(from)?, folder(to)?);
-        tokio::task::spawn_blocking(move || local::copy_tree_with_checksum(&from, &to))
+        let from = Self::local_path(root, &Self::key(workspace, from)?);
+        let to = Self::local_path(root, &Self::key(workspace, to)?);
+        let found = local::files_under(&from)?;
+        // A model folder of a few small files is a handful of metadata calls (their digests
+        // were recorded at upload): cheaper here than a hand-off to the blocking pool and back.
+        // Anything larger may have to be read, and is copied there.
+        let bytes: u64 = found.iter().map(|file| file.size).sum();
+        if found.len() <= INLINE_COPY_FILES && bytes <= INLINE_COPY_BYTES {
+            return local::link_with_checksum(found, &to);
+        }
+        tokio::task::spawn_blocking(move || local::link_with_checksum(found, &to))
             .await
             .map_err(|e| Error::internal(format!("registry copy failed: {e}")))?
+    }
+
+    /// Where `key` lives under a local artifact root.
+    fn local_path(root: &std::path::Path, key: &ObjectPath) -> std::path::PathBuf {
+        key.parts()
+            .fold(root.to_path_buf(), |dir, part| dir.join(part.as_ref()))
     }
 
     /// `copy_tree_with_checksum` through `object_store`'s listing, copy and reads.
@@ -328,14 +340,32 @@ impl ArtifactStore {
 /// Files of one registry copy in flight at once.
 const COPY_CONCURRENCY: usize = 4;
 
-/// Registry copies on a local artifact root, with the same result as through `object_store`:
-/// hard links, and the checksum over `<relative path>\0<size>\0<sha256>\n` lines in path
-/// order, skipping the staging files of uploads in progress as its listing does.
+/// The largest local registry copy made on the request's own thread: files, and bytes (what
+/// hashing a file without a recorded digest could have to read).
+const INLINE_COPY_FILES: usize = 64;
+const INLINE_COPY_BYTES: u64 = 1 << 20;
+
+/// Local artifact storage where `object_store` would cost more: uploads and registry copies.
+/// Registry copies give the same result as through `object_store`: hard links, and the
+/// checksum over `<relative path>\0<size>\0<sha256>\n` lines in path order, skipping the
+/// staging files of uploads in progress as its listing does.
 mod local {
+    use std::os::unix::fs::MetadataExt;
     use std::path::{Path, PathBuf};
 
+    use futures::TryStreamExt;
     use sha2::Digest;
     use tarn_core::{Error, Result};
+    use tokio::io::AsyncWriteExt;
+
+    /// The extended attribute holding a file's SHA-256, as `<size>:<mtime ns>:<hex digest>`:
+    /// valid while the file keeps the size and modification time it was hashed at. Uploads
+    /// replace files (a new inode) and never change them in place, so a digest recorded when
+    /// the bytes arrived spares every registry copy of the file a re-read.
+    const DIGEST_ATTRIBUTE: &str = "user.tarn.sha256";
+
+    /// What an upload is buffered to before each write to disk.
+    const UPLOAD_BUFFER: usize = 1 << 20;
 
     fn io_error(what: &str, path: &Path, err: std::io::Error) -> Error {
         Error::internal(format!(
@@ -351,8 +381,106 @@ mod local {
         })
     }
 
-    /// The files under `dir` as (path relative to `root` with `/`, file), none when it is absent.
-    fn files(root: &Path, dir: &Path, found: &mut Vec<(String, PathBuf)>) -> Result<()> {
+    fn stamp(metadata: &std::fs::Metadata) -> String {
+        format!(
+            "{}:{}",
+            metadata.len(),
+            metadata.mtime() as i128 * 1_000_000_000 + metadata.mtime_nsec() as i128
+        )
+    }
+
+    /// Records `digest` on the open file. Best effort: where the filesystem keeps no extended
+    /// attributes, copies hash the file instead.
+    fn record_digest(file: &std::fs::File, digest: &str) {
+        if let Ok(metadata) = file.metadata() {
+            let value = format!("{}:{digest}", stamp(&metadata));
+            if let Err(err) = xattr::FileExt::set_xattr(file, DIGEST_ATTRIBUTE, value.as_bytes()) {
+                tracing::debug!(error = %err, "artifact digest not recorded");
+            }
+        }
+    }
+
+    /// The digest recorded on the open file, if it still describes its content.
+    fn recorded_digest(file: &std::fs::File, metadata: &std::fs::Metadata) -> Option<String> {
+        let value = xattr::FileExt::get_xattr(file, DIGEST_ATTRIBUTE).ok()??;
+        let value = String::from_utf8(value).ok()?;
+        let (recorded_stamp, digest) = value.rsplit_once(':')?;
+        (recorded_stamp == stamp(metadata)).then(|| digest.to_string())
+    }
+
+    /// Streams an upload into a staging file beside `target` (hidden from listings and copies,
+    /// as `object_store`'s own are), hashing it on the way; records the digest on the file and
+    /// renames it into place, so readers see the whole file or the one before.
+    pub async fn put_stream<S>(target: &Path, mut body: S) -> Result<u64>
+    where
+        S: futures::Stream<Item = std::result::Result<bytes::Bytes, std::io::Error>> + Unpin,
+    {
+        let parent = target
+            .parent()
+            .ok_or_else(|| Error::invalid("An artifact upload needs a file path"))?;
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| io_error("create", parent, e))?;
+        let mut staging = target.as_os_str().to_owned();
+        staging.push(format!("#{}", rand::random::<u64>()));
+        let staging = PathBuf::from(staging);
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staging)
+            .await
+            .map_err(|e| io_error("create", &staging, e))?;
+        let mut writer = tokio::io::BufWriter::with_capacity(UPLOAD_BUFFER, file);
+        let written = async {
+            let mut digest = sha2::Sha256::new();
+            let mut size = 0u64;
+            while let Some(chunk) = body
+                .try_next()
+                .await
+                .map_err(|e| Error::invalid(format!("artifact upload failed: {e}")))?
+            {
+                digest.update(&chunk);
+                writer
+                    .write_all(&chunk)
+                    .await
+                    .map_err(|e| io_error("write", &staging, e))?;
+                size += chunk.len() as u64;
+            }
+            writer
+                .flush()
+                .await
+                .map_err(|e| io_error("write", &staging, e))?;
+            let file = writer.into_inner().into_std().await;
+            record_digest(&file, &hex::encode(digest.finalize()));
+            tokio::fs::rename(&staging, target)
+                .await
+                .map_err(|e| io_error("rename", &staging, e))?;
+            Ok(size)
+        }
+        .await;
+        if written.is_err() {
+            let _ = tokio::fs::remove_file(&staging).await;
+        }
+        written
+    }
+
+    /// A file of a folder being copied.
+    pub struct FoundFile {
+        /// Relative to the folder, with `/`.
+        relative: String,
+        path: PathBuf,
+        pub size: u64,
+    }
+
+    /// The files under `dir`, in path order; none when it is absent.
+    pub fn files_under(dir: &Path) -> Result<Vec<FoundFile>> {
+        let mut found = Vec::new();
+        collect_files(dir, dir, &mut found)?;
+        found.sort_by(|a, b| a.relative.cmp(&b.relative));
+        Ok(found)
+    }
+
+    fn collect_files(root: &Path, dir: &Path, found: &mut Vec<FoundFile>) -> Result<()> {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -362,7 +490,7 @@ mod local {
             let path = entry.map_err(|e| io_error("list", dir, e))?.path();
             let metadata = std::fs::metadata(&path).map_err(|e| io_error("read", &path, e))?;
             if metadata.is_dir() {
-                files(root, &path, found)?;
+                collect_files(root, &path, found)?;
                 continue;
             }
             let relative = path
@@ -376,33 +504,45 @@ mod local {
                     ))
                 })?;
             if !relative.rsplit('/').next().is_some_and(is_staging) {
-                found.push((relative.to_string(), path));
+                found.push(FoundFile {
+                    relative: relative.to_string(),
+                    size: metadata.len(),
+                    path,
+                });
             }
         }
         Ok(())
     }
 
-    pub fn copy_tree_with_checksum(from: &Path, to: &Path) -> Result<(usize, String)> {
-        let mut found = Vec::new();
-        files(from, from, &mut found)?;
-        found.sort();
+    /// Links `files` under `to`; returns their number and the checksum of the copy.
+    pub fn link_with_checksum(files: Vec<FoundFile>, to: &Path) -> Result<(usize, String)> {
         let mut manifest = sha2::Sha256::new();
-        for (relative, source) in &found {
-            let target = to.join(relative);
+        for file in &files {
+            let target = to.join(&file.relative);
             if let Some(parent) = target.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| io_error("create", parent, e))?;
             }
-            std::fs::hard_link(source, &target).map_err(|e| io_error("link", &target, e))?;
-            // The checksum is of the copy: what the version holds even if the source changes.
-            let mut file =
-                std::fs::File::open(&target).map_err(|e| io_error("read", &target, e))?;
-            let mut digest = sha2::Sha256::new();
-            let size =
-                std::io::copy(&mut file, &mut digest).map_err(|e| io_error("read", &target, e))?;
-            let digest = hex::encode(digest.finalize());
-            manifest.update(format!("{relative}\0{size}\0{digest}\n"));
+            std::fs::hard_link(&file.path, &target).map_err(|e| io_error("link", &target, e))?;
+            // The checksum is of the copy: what the version holds even if the source is
+            // replaced meanwhile.
+            let (size, digest) = digest_of(&target)?;
+            manifest.update(format!("{}\0{size}\0{digest}\n", file.relative));
         }
-        Ok((found.len(), hex::encode(manifest.finalize())))
+        Ok((files.len(), hex::encode(manifest.finalize())))
+    }
+
+    /// The size and SHA-256 of a file: recorded, or read (and then recorded).
+    fn digest_of(path: &Path) -> Result<(u64, String)> {
+        let mut file = std::fs::File::open(path).map_err(|e| io_error("read", path, e))?;
+        let metadata = file.metadata().map_err(|e| io_error("read", path, e))?;
+        if let Some(digest) = recorded_digest(&file, &metadata) {
+            return Ok((metadata.len(), digest));
+        }
+        let mut digest = sha2::Sha256::new();
+        let size = std::io::copy(&mut file, &mut digest).map_err(|e| io_error("read", path, e))?;
+        let digest = hex::encode(digest.finalize());
+        record_digest(&file, &digest);
+        Ok((size, digest))
     }
 }
 
@@ -709,6 +849,46 @@ mod tests {
                 .0,
             0
         );
+    }
+
+    #[tokio::test]
+    async fn uploads_record_their_digest_and_copies_trust_it_only_while_the_file_is_unchanged() {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ArtifactStore::open(&dir.path().to_string_lossy()).expect("open");
+        let body = futures::stream::iter(vec![Ok(bytes::Bytes::from_static(b"abcd"))]);
+        store
+            .put_stream("dev", "1/r/artifacts/model/w.bin", body)
+            .await
+            .expect("put");
+        let path = dir.path().join("dev/1/r/artifacts/model/w.bin");
+        // Where the filesystem keeps extended attributes, the digest rides on the file.
+        if let Ok(Some(value)) = xattr::get(&path, "user.tarn.sha256") {
+            let value = String::from_utf8(value).expect("utf-8");
+            assert!(value.ends_with(&hex::encode(sha2::Sha256::digest(b"abcd"))));
+        }
+        let through_store = ArtifactStore {
+            local_root: None,
+            ..store.clone()
+        };
+        let copy = |store: &ArtifactStore, to: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .copy_tree_with_checksum("dev", "1/r/artifacts/model", to)
+                    .await
+                    .expect("copy")
+            }
+        };
+        let first = copy(&store, "_registry/m/1").await;
+        assert_eq!(first, copy(&through_store, "_registry/m/2").await);
+        // Changed in place (tarn itself always replaces files): same size, other bytes, a
+        // later modification time. The recorded digest no longer describes it.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, b"wxyz").expect("rewrite");
+        let again = copy(&store, "_registry/m/3").await;
+        assert_ne!(again, first);
+        assert_eq!(again, copy(&through_store, "_registry/m/4").await);
     }
 
     #[tokio::test]

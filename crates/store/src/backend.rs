@@ -1308,6 +1308,21 @@ impl RunStore for Store {
         Ok(self.runs_with_data(vec![info]).await?.remove(0))
     }
 
+    async fn run_tag(&self, workspace: &str, run_id: &str, key: &str) -> Result<Option<String>> {
+        let row = db::query(
+            "SELECT t.value FROM runs r LEFT JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = $3 \
+             WHERE r.workspace = $1 AND r.run_uuid = $2",
+        )
+        .bind(workspace)
+        .bind(run_id)
+        .bind(key)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| run_not_found(run_id))?;
+        row.try_get("value").map_err(db_error)
+    }
+
     async fn run_experiment_id(&self, workspace: &str, run_id: &str) -> Result<i64> {
         // A run never changes experiment, so the answer can be remembered.
         let key = (workspace.to_string(), run_id.to_string());

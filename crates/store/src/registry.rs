@@ -166,6 +166,20 @@ async fn insert_event(
     Ok(())
 }
 
+/// A version as the API returns it, read inside a write transaction.
+async fn version_row_in_tx(tx: &mut Tx<'_>, model_id: &str, version: i64) -> Result<ModelVersion> {
+    let row = db::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {MODEL_VERSION_COLUMNS} FROM model_versions mv JOIN registered_models rm ON rm.id = mv.model_id \
+         WHERE mv.model_id = $1 AND mv.version = $2"
+    )))
+    .bind(model_id)
+    .bind(version)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_error)?;
+    row_model_version(&row).map_err(db_error)
+}
+
 /// The id of a model, inside a transaction (so the row is locked on PostgreSQL).
 async fn model_id_in_tx(tx: &mut Tx<'_>, workspace: &str, name: &str) -> Result<String> {
     let lock = match DIALECT {
@@ -1063,8 +1077,7 @@ impl RegistryStore for Store {
         let now = now_millis();
         let (owned_workspace, owned_new, owned_actor) =
             (workspace.to_string(), new.clone(), actor.clone());
-        let version = self
-            .write(move |tx| {
+        self.write(move |tx| {
                 Box::pin(async move {
                     let (workspace, new, actor) = (owned_workspace.as_str(), &owned_new, &owned_actor);
                 let model_id = model_id_in_tx(tx, workspace, &new.name).await?;
@@ -1125,11 +1138,12 @@ impl RegistryStore for Store {
                     now,
                 )
                 .await?;
-                    Ok(version)
+                    // Read back on the writer, whose page cache this write leaves warm: a
+                    // reader would find the database changed and start from cold.
+                    version_row_in_tx(tx, &model_id, version).await
                 })
             })
-            .await?;
-        self.model_version_row(workspace, &new.name, version).await
+            .await
     }
 
     async fn get_model_version(

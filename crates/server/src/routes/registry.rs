@@ -561,7 +561,10 @@ async fn feature_spec_of(
     if id.is_none()
         && let Some(run_id) = &new.run_id
     {
-        id = tagged(&state.store.get_run(&ctx.workspace, run_id).await?.data.tags);
+        id = state
+            .store
+            .run_tag(&ctx.workspace, run_id, TRAINING_SET_TAG)
+            .await?;
     }
     if id.is_none()
         && let Some(model_id) = &new.model_id

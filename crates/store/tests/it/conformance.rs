@@ -584,6 +584,10 @@ pub async fn runs_log_and_read_back(store: Store) {
     );
     assert_eq!(run.data.params, vec![kv("depth", "3"), kv("lr", "0.1")]);
     assert!(run.data.tags.contains(&kv("t", "2")));
+    assert_eq!(
+        store.run_tag("dev", &run_id, "t").await.expect("one tag"),
+        Some("2".to_string())
+    );
 
     let dataset = DatasetInput {
         tags: vec![kv("mlflow.data.context", "training")],
@@ -639,7 +643,19 @@ pub async fn runs_log_and_read_back(store: Store) {
             .code,
         ErrorCode::ResourceDoesNotExist
     );
+    assert_eq!(
+        store.run_tag("dev", &run_id, "t").await.expect("no tag"),
+        None
+    );
     // Runs are workspace-scoped.
+    assert_eq!(
+        store
+            .run_tag("prod", &run_id, "t")
+            .await
+            .expect_err("other workspace")
+            .code,
+        ErrorCode::ResourceDoesNotExist
+    );
     assert_eq!(
         store
             .get_run("prod", &run_id)
