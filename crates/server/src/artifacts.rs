@@ -423,45 +423,57 @@ mod local {
             .map_err(|e| io_error("create", parent, e))?;
         let mut staging = target.as_os_str().to_owned();
         staging.push(format!("#{}", rand::random::<u64>()));
-        let staging = PathBuf::from(staging);
+        let mut staging = Staging {
+            path: PathBuf::from(staging),
+            renamed: false,
+        };
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&staging)
+            .open(&staging.path)
             .await
-            .map_err(|e| io_error("create", &staging, e))?;
+            .map_err(|e| io_error("create", &staging.path, e))?;
         let mut writer = tokio::io::BufWriter::with_capacity(UPLOAD_BUFFER, file);
-        let written = async {
-            let mut digest = sha2::Sha256::new();
-            let mut size = 0u64;
-            while let Some(chunk) = body
-                .try_next()
-                .await
-                .map_err(|e| Error::invalid(format!("artifact upload failed: {e}")))?
-            {
-                digest.update(&chunk);
-                writer
-                    .write_all(&chunk)
-                    .await
-                    .map_err(|e| io_error("write", &staging, e))?;
-                size += chunk.len() as u64;
-            }
+        let mut digest = sha2::Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| Error::invalid(format!("artifact upload failed: {e}")))?
+        {
+            digest.update(&chunk);
             writer
-                .flush()
+                .write_all(&chunk)
                 .await
-                .map_err(|e| io_error("write", &staging, e))?;
-            let file = writer.into_inner().into_std().await;
-            record_digest(&file, &hex::encode(digest.finalize()));
-            tokio::fs::rename(&staging, target)
-                .await
-                .map_err(|e| io_error("rename", &staging, e))?;
-            Ok(size)
+                .map_err(|e| io_error("write", &staging.path, e))?;
+            size += chunk.len() as u64;
         }
-        .await;
-        if written.is_err() {
-            let _ = tokio::fs::remove_file(&staging).await;
+        writer
+            .flush()
+            .await
+            .map_err(|e| io_error("write", &staging.path, e))?;
+        let file = writer.into_inner().into_std().await;
+        record_digest(&file, &hex::encode(digest.finalize()));
+        tokio::fs::rename(&staging.path, target)
+            .await
+            .map_err(|e| io_error("rename", &staging.path, e))?;
+        staging.renamed = true;
+        Ok(size)
+    }
+
+    /// An upload's staging file, removed unless renamed into place: on an error, and when the
+    /// request is dropped mid-upload (a client that goes away leaves nothing behind).
+    struct Staging {
+        path: PathBuf,
+        renamed: bool,
+    }
+
+    impl Drop for Staging {
+        fn drop(&mut self) {
+            if !self.renamed {
+                let _ = std::fs::remove_file(&self.path);
+            }
         }
-        written
     }
 
     /// A file of a folder being copied.
@@ -517,10 +529,15 @@ mod local {
     /// Links `files` under `to`; returns their number and the checksum of the copy.
     pub fn link_with_checksum(files: Vec<FoundFile>, to: &Path) -> Result<(usize, String)> {
         let mut manifest = sha2::Sha256::new();
+        // Files come in path order: a folder is created once, before its first file.
+        let mut created: Option<PathBuf> = None;
         for file in &files {
             let target = to.join(&file.relative);
-            if let Some(parent) = target.parent() {
+            if let Some(parent) = target.parent()
+                && created.as_deref() != Some(parent)
+            {
                 std::fs::create_dir_all(parent).map_err(|e| io_error("create", parent, e))?;
+                created = Some(parent.to_path_buf());
             }
             std::fs::hard_link(&file.path, &target).map_err(|e| io_error("link", &target, e))?;
             // The checksum is of the copy: what the version holds even if the source is
@@ -889,6 +906,29 @@ mod tests {
         let again = copy(&store, "_registry/m/3").await;
         assert_ne!(again, first);
         assert_eq!(again, copy(&through_store, "_registry/m/4").await);
+        // An upload that fails half-way leaves the file as it was and no staging file behind.
+        let broken = futures::stream::iter(vec![
+            Ok(bytes::Bytes::from_static(b"half")),
+            Err(std::io::Error::other("client went away")),
+        ]);
+        assert!(
+            store
+                .put_stream("dev", "1/r/artifacts/model/w.bin", broken)
+                .await
+                .is_err()
+        );
+        let names: Vec<String> = std::fs::read_dir(path.parent().expect("folder"))
+            .expect("list")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(names, vec!["w.bin".to_string()]);
+        assert_eq!(std::fs::read(&path).expect("read"), b"wxyz");
     }
 
     #[tokio::test]
