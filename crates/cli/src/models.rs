@@ -9,7 +9,7 @@ use tarn_core::registry::{
 use tarn_core::search;
 use tarn_core::store::{EventQuery, MetaStore, SearchRegistry};
 
-use crate::cli_actor;
+use crate::{cli_actor, cli_principal};
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
@@ -394,7 +394,7 @@ pub async fn run(store: &dyn MetaStore, command: ModelsCommand) -> Result<()> {
                     stage,
                     archive_existing,
                     "",
-                    &cli_actor(),
+                    &cli_principal(),
                 )
                 .await?;
             println!(

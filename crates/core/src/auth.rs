@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::{Error, Result};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PrincipalKind {
@@ -182,6 +184,27 @@ pub fn is_allowed(
     object_type
         .highest(grants_of_principal.iter().copied())
         .is_some_and(|granted| object_type.satisfies(granted, required))
+}
+
+/// Fails with the permission-denied error unless `grants_of_principal` (the levels granted to
+/// the principal and its groups on the object) include `required`; admins always pass.
+pub fn require_granted(
+    principal: &Principal,
+    object_type: ObjectType,
+    object_id: &str,
+    grants_of_principal: &[PermissionLevel],
+    required: PermissionLevel,
+) -> Result<()> {
+    if is_allowed(principal, object_type, grants_of_principal, required) {
+        Ok(())
+    } else {
+        Err(Error::permission_denied(format!(
+            "Permission denied: '{}' needs {} on {} {object_id}",
+            principal.name,
+            required.as_str(),
+            object_type.as_str().replace('_', " ")
+        )))
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use serde::{Serialize, Serializer};
 
+use crate::auth::{PermissionLevel, Principal};
 use crate::entities::KeyValue;
 use crate::{Error, Result};
 
@@ -56,6 +57,26 @@ impl Stage {
     /// Stages whose current versions `archive_existing_versions` may archive.
     pub fn is_active(self) -> bool {
         matches!(self, Self::Staging | Self::Production)
+    }
+
+    /// The level moving a version from `from` to this stage needs: Production managers for
+    /// anything touching Production, staging managers for the rest.
+    pub fn change_level(self, from: Stage) -> PermissionLevel {
+        if from == Stage::Production || self == Stage::Production {
+            PermissionLevel::CanManageProductionVersions
+        } else {
+            PermissionLevel::CanManageStagingVersions
+        }
+    }
+
+    /// The level a transition into this stage needs; archiving the versions in Production
+    /// moves them out of it.
+    pub fn transition_level(self, from: Stage, archive_existing: bool) -> PermissionLevel {
+        if archive_existing && self == Stage::Production {
+            PermissionLevel::CanManageProductionVersions
+        } else {
+            self.change_level(from)
+        }
     }
 }
 
@@ -262,6 +283,15 @@ pub enum RequestOutcome {
 pub struct Actor {
     pub id: i64,
     pub name: String,
+}
+
+impl From<&Principal> for Actor {
+    fn from(principal: &Principal) -> Self {
+        Self {
+            id: principal.id,
+            name: principal.name.clone(),
+        }
+    }
 }
 
 pub fn validate_model_name(name: &str) -> Result<()> {

@@ -357,14 +357,6 @@ pub trait RegistryStore: Send + Sync {
     async fn get_registered_model(&self, workspace: &str, name: &str) -> Result<RegisteredModel>;
     /// The id a model's permissions are keyed by (stable across renames).
     async fn registered_model_id(&self, workspace: &str, name: &str) -> Result<String>;
-    /// The model's id and the version's stage (`None` when the model has no such version), in
-    /// one read: what a transition's permission check needs.
-    async fn version_stage(
-        &self,
-        workspace: &str,
-        name: &str,
-        version: i64,
-    ) -> Result<(String, Option<Stage>)>;
     /// The current name of the model with this id.
     async fn registered_model_name(&self, workspace: &str, id: &str) -> Result<String>;
     async fn rename_registered_model(
@@ -466,7 +458,8 @@ pub trait RegistryStore: Send + Sync {
     ) -> Result<()>;
     /// Moves a version to `stage`; with `archive_existing`, the other versions in that stage
     /// go to Archived in the same transaction. Recorded as an APPLIED_TRANSITION activity
-    /// (and SYSTEM_TRANSITIONs for the archived versions).
+    /// (and SYSTEM_TRANSITIONs for the archived versions) by `principal`, whose stage-aware
+    /// level (`Stage::transition_level`) is checked inside the same transaction.
     #[allow(clippy::too_many_arguments)]
     async fn transition_stage(
         &self,
@@ -476,7 +469,7 @@ pub trait RegistryStore: Send + Sync {
         stage: Stage,
         archive_existing: bool,
         comment: &str,
-        actor: &Actor,
+        principal: &Principal,
     ) -> Result<ModelVersion>;
     /// Opens a request to move a version to `to_stage`.
     async fn create_transition_request(

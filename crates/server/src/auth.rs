@@ -11,7 +11,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use axum::http::HeaderMap;
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use tarn_core::auth::{ObjectType, PermissionLevel, Principal, PrincipalKind, is_allowed};
+use tarn_core::auth::{ObjectType, PermissionLevel, Principal, PrincipalKind, require_granted};
 use tarn_core::store::{MetaStore, PrincipalRecord};
 use tarn_core::{Error, Result};
 
@@ -308,16 +308,7 @@ pub async fn require(
     let granted = store
         .granted_levels(workspace, object_type, object_id, &principal.grantee_ids())
         .await?;
-    if is_allowed(principal, object_type, &granted, required) {
-        Ok(())
-    } else {
-        Err(Error::permission_denied(format!(
-            "Permission denied: '{}' needs {} on {} {object_id}",
-            principal.name,
-            required.as_str(),
-            object_type.as_str().replace('_', " ")
-        )))
-    }
+    require_granted(principal, object_type, object_id, &granted, required)
 }
 
 pub fn require_admin(principal: &Principal) -> Result<()> {

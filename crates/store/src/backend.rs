@@ -2628,6 +2628,40 @@ impl WorkspaceStore for Store {
     }
 }
 
+/// The levels granted on an object to any of `grantee_ids`, read through `executor` (the
+/// reader pool, or a write transaction that decides on them).
+async fn granted_levels_on<'e, E>(
+    executor: E,
+    workspace: &str,
+    object_type: ObjectType,
+    object_id: &str,
+    grantee_ids: &[i64],
+) -> Result<Vec<PermissionLevel>>
+where
+    E: db::Executor<'e>,
+{
+    if grantee_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut builder = Builder::new("SELECT level FROM acl WHERE workspace = ");
+    builder.push_bind(workspace.to_string());
+    builder.push(" AND object_type = ");
+    builder.push_bind(object_type.as_str());
+    builder.push(" AND object_id = ");
+    builder.push_bind(object_id.to_string());
+    builder.push(" AND principal_id IN ");
+    push_in_list(&mut builder, grantee_ids.iter().copied());
+    let levels: Vec<String> = builder
+        .build_query_scalar()
+        .fetch_all(executor)
+        .await
+        .map_err(db_error)?;
+    Ok(levels
+        .iter()
+        .filter_map(|l| PermissionLevel::parse(l))
+        .collect())
+}
+
 #[async_trait]
 impl PermissionStore for Store {
     async fn granted_levels(
@@ -2637,26 +2671,7 @@ impl PermissionStore for Store {
         object_id: &str,
         grantee_ids: &[i64],
     ) -> Result<Vec<PermissionLevel>> {
-        if grantee_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut builder = Builder::new("SELECT level FROM acl WHERE workspace = ");
-        builder.push_bind(workspace.to_string());
-        builder.push(" AND object_type = ");
-        builder.push_bind(object_type.as_str());
-        builder.push(" AND object_id = ");
-        builder.push_bind(object_id.to_string());
-        builder.push(" AND principal_id IN ");
-        push_in_list(&mut builder, grantee_ids.iter().copied());
-        let levels: Vec<String> = builder
-            .build_query_scalar()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)?;
-        Ok(levels
-            .iter()
-            .filter_map(|l| PermissionLevel::parse(l))
-            .collect())
+        granted_levels_on(&self.read, workspace, object_type, object_id, grantee_ids).await
     }
 
     async fn object_grants(

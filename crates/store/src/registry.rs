@@ -2,6 +2,7 @@
 // its event row in the same transaction (`insert_event`), so the audit trail and the webhook
 // outbox never miss or invent a change.
 
+use tarn_core::auth::require_granted;
 use tarn_core::registry::{
     Activity, ActivityType, Actor, Alias, ModelVersion, NewModelVersion, RegisteredModel,
     RequestOutcome, Stage, VersionStatus,
@@ -425,12 +426,19 @@ fn row_activity(row: &db::DbRow) -> std::result::Result<Activity, sqlx::Error> {
     })
 }
 
-/// The model id and the version's current stage, inside a transaction (one statement).
-async fn version_stage_in_tx(
+/// The model id and the version's current stage, read inside the transition's transaction
+/// and checked against the principal's grants there, so a transition reads nothing before
+/// its write. The errors come in this order: an unknown model, then no read permission
+/// (non-readers learn nothing of its versions), then an unknown version, then the level the
+/// move needs, then an `archive_existing` into an inactive stage.
+async fn checked_stage_in_tx(
     tx: &mut Tx<'_>,
     workspace: &str,
     name: &str,
     version: i64,
+    principal: &Principal,
+    to: Stage,
+    archive_existing: bool,
 ) -> Result<(String, Stage)> {
     let lock = match DIALECT {
         crate::Dialect::Postgres => " FOR UPDATE OF rm",
@@ -448,9 +456,34 @@ async fn version_stage_in_tx(
     .await
     .map_err(db_error)?
     .ok_or_else(|| model_not_found(name))?;
+    let model_id: String = row.try_get("id").map_err(db_error)?;
     let stage: Option<String> = row.try_get("current_stage").map_err(db_error)?;
-    let stage = stage.ok_or_else(|| version_not_found(name, version))?;
-    Ok((row.try_get("id").map_err(db_error)?, Stage::parse(&stage)?))
+    let granted = if principal.is_admin {
+        Vec::new()
+    } else {
+        granted_levels_on(
+            &mut **tx,
+            workspace,
+            ObjectType::RegisteredModel,
+            &model_id,
+            &principal.grantee_ids(),
+        )
+        .await?
+    };
+    let require = |level| {
+        require_granted(
+            principal,
+            ObjectType::RegisteredModel,
+            &model_id,
+            &granted,
+            level,
+        )
+    };
+    require(PermissionLevel::CanRead)?;
+    let from = Stage::parse(&stage.ok_or_else(|| version_not_found(name, version))?)?;
+    require(to.transition_level(from, archive_existing))?;
+    check_archive_existing(to, archive_existing)?;
+    Ok((model_id, from))
 }
 
 /// The prompt rule of MLflow's registry search: prompts (models tagged
@@ -768,31 +801,6 @@ impl RegistryStore for Store {
             .await
             .map_err(db_error)?
             .ok_or_else(|| model_not_found(name))
-    }
-
-    async fn version_stage(
-        &self,
-        workspace: &str,
-        name: &str,
-        version: i64,
-    ) -> Result<(String, Option<Stage>)> {
-        let row = db::query(
-            "SELECT rm.id, mv.current_stage FROM registered_models rm \
-             LEFT JOIN model_versions mv ON mv.model_id = rm.id AND mv.version = $3 \
-             WHERE rm.workspace = $1 AND rm.name = $2",
-        )
-        .bind(workspace)
-        .bind(name)
-        .bind(version)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(db_error)?
-        .ok_or_else(|| model_not_found(name))?;
-        let stage: Option<String> = row.try_get("current_stage").map_err(db_error)?;
-        Ok((
-            row.try_get("id").map_err(db_error)?,
-            stage.map(|s| Stage::parse(&s)).transpose()?,
-        ))
     }
 
     async fn registered_model_name(&self, workspace: &str, id: &str) -> Result<String> {
@@ -1398,27 +1406,34 @@ impl RegistryStore for Store {
         stage: Stage,
         archive_existing: bool,
         comment: &str,
-        actor: &Actor,
+        principal: &Principal,
     ) -> Result<ModelVersion> {
-        check_archive_existing(stage, archive_existing)?;
         let now = now_millis();
-        let (owned_workspace, owned_name, owned_comment, owned_actor) = (
+        let (owned_workspace, owned_name, owned_comment, owned_principal) = (
             workspace.to_string(),
             name.to_string(),
             comment.to_string(),
-            actor.clone(),
+            principal.clone(),
         );
         let moved = self
             .write(move |tx| {
                 Box::pin(async move {
-                    let (workspace, name, comment, actor) = (
+                    let (workspace, name, comment, principal) = (
                         owned_workspace.as_str(),
                         owned_name.as_str(),
                         owned_comment.as_str(),
-                        &owned_actor,
+                        &owned_principal,
                     );
-                    let (model_id, from) =
-                        version_stage_in_tx(tx, workspace, name, version).await?;
+                    let (model_id, from) = checked_stage_in_tx(
+                        tx,
+                        workspace,
+                        name,
+                        version,
+                        principal,
+                        stage,
+                        archive_existing,
+                    )
+                    .await?;
                     let change = Transition {
                         workspace,
                         model_id: &model_id,
@@ -1429,7 +1444,7 @@ impl RegistryStore for Store {
                         archive_existing,
                         activity: ActivityType::AppliedTransition,
                         comment,
-                        actor,
+                        actor: &Actor::from(principal),
                         now,
                     };
                     Ok(apply_transition(tx, &change).await?.1)

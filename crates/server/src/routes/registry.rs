@@ -38,10 +38,7 @@ pub(super) fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a 
 }
 
 pub(super) fn actor(ctx: &Ctx) -> Actor {
-    Actor {
-        id: ctx.principal.id,
-        name: ctx.principal.name.clone(),
-    }
+    Actor::from(&ctx.principal)
 }
 
 /// Checks the caller's level on a model and returns the model's id.
@@ -65,25 +62,6 @@ pub async fn model_access(
     )
     .await?;
     Ok(id)
-}
-
-/// The level moving a version between two stages needs: Production managers for anything
-/// touching Production, staging managers for the rest.
-pub(super) fn stage_change_level(from: Stage, to: Stage) -> PermissionLevel {
-    if from == Stage::Production || to == Stage::Production {
-        PermissionLevel::CanManageProductionVersions
-    } else {
-        PermissionLevel::CanManageStagingVersions
-    }
-}
-
-/// The level a transition needs; archiving the versions in Production moves them out of it.
-pub(super) fn transition_level(from: Stage, to: Stage, archive_existing: bool) -> PermissionLevel {
-    if archive_existing && to == Stage::Production {
-        PermissionLevel::CanManageProductionVersions
-    } else {
-        stage_change_level(from, to)
-    }
 }
 
 #[derive(Deserialize)]
@@ -777,7 +755,7 @@ pub struct TransitionReq {
     comment: Option<String>,
 }
 
-/// Checks the stage-aware level and moves the version.
+/// Moves the version; the store checks the stage-aware level in the same transaction.
 async fn transition(
     state: &AppState,
     ctx: &Ctx,
@@ -788,29 +766,6 @@ async fn transition(
     let archive = req.archive_existing_versions.unwrap_or(false);
     let comment = req.comment.unwrap_or_default();
     registry::validate_description(&comment)?;
-    // One read for the model id and the current stage; readers learn whether the version
-    // exists, others only that they may not read the model.
-    let (model_id, current) = state
-        .store
-        .version_stage(&ctx.workspace, &name, version)
-        .await?;
-    let require = |level| {
-        crate::auth::require(
-            state.store.as_ref(),
-            &ctx.workspace,
-            &ctx.principal,
-            ObjectType::RegisteredModel,
-            &model_id,
-            level,
-        )
-    };
-    require(PermissionLevel::CanRead).await?;
-    let current = current.ok_or_else(|| {
-        Error::not_found(format!(
-            "Model Version (name={name}, version={version}) not found"
-        ))
-    })?;
-    require(transition_level(current, stage, archive)).await?;
     Ok(state
         .store
         .transition_stage(
@@ -820,7 +775,7 @@ async fn transition(
             stage,
             archive,
             &comment,
-            &actor(ctx),
+            &ctx.principal,
         )
         .await?)
 }

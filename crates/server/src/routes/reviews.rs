@@ -12,7 +12,7 @@ use tarn_core::Error;
 use tarn_core::auth::{ObjectType, PermissionLevel};
 use tarn_core::registry::{self, Activity, RequestOutcome, Stage};
 
-use super::registry::{actor, model_access, required, stage_change_level};
+use super::registry::{actor, model_access, required};
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Ctx, Req, de};
@@ -53,7 +53,7 @@ fn request_json(
 ) -> Value {
     let mut actions = Vec::new();
     if let Some(to) = request.to_stage
-        && has(level, stage_change_level(current, to))
+        && has(level, to.change_level(current))
     {
         actions.extend(["APPROVE_TRANSITION_REQUEST", "REJECT_TRANSITION_REQUEST"]);
     }
@@ -165,7 +165,7 @@ async fn decide(
         state,
         ctx,
         &t.name,
-        super::registry::transition_level(current, t.stage, archive),
+        t.stage.transition_level(current, archive),
     )
     .await?;
     let activity = state

@@ -122,6 +122,7 @@ conformance_suite!(
     conformance::writers_that_go_away_do_not_stall_the_others,
     registry::registered_models_lifecycle,
     registry::versions_stages_and_aliases,
+    registry::transitions_check_stage_levels_in_their_write,
     registry::registry_search_filters_pages_and_grants,
     registry::every_change_is_an_event,
     registry::transition_requests_and_comments,

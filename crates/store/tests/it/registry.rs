@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tarn_core::ErrorCode;
-use tarn_core::auth::{ObjectType, PermissionLevel, PrincipalKind};
+use tarn_core::auth::{ObjectType, PermissionLevel, Principal, PrincipalKind};
 use tarn_core::entities::KeyValue;
 use tarn_core::registry::{ActivityType, Actor, NewModelVersion, RequestOutcome, Stage};
 use tarn_core::search::{Comparator, Comparison, Entity, OrderBy, Value};
@@ -21,6 +21,17 @@ async fn setup(store: &Store) -> Actor {
     Actor {
         id: owner.id,
         name: owner.name,
+    }
+}
+
+/// The non-admin principal behind `actor`, as the server hands it to the store.
+fn principal_of(actor: &Actor) -> Principal {
+    Principal {
+        id: actor.id,
+        name: actor.name.clone(),
+        kind: PrincipalKind::User,
+        is_admin: false,
+        group_ids: Vec::new(),
     }
 }
 
@@ -144,6 +155,7 @@ pub async fn registered_models_lifecycle(store: Store) {
 
 pub async fn versions_stages_and_aliases(store: Store) {
     let actor = setup(&store).await;
+    let owner = principal_of(&actor);
     store
         .create_registered_model("dev", "m", "", &[], &actor)
         .await
@@ -160,15 +172,15 @@ pub async fn versions_stages_and_aliases(store: Store) {
         (Stage::None, "_registry/x/a")
     );
     store
-        .transition_stage("dev", "m", 1, Stage::Production, false, "", &actor)
+        .transition_stage("dev", "m", 1, Stage::Production, false, "", &owner)
         .await
         .expect("to production");
     store
-        .transition_stage("dev", "m", 2, Stage::Staging, false, "", &actor)
+        .transition_stage("dev", "m", 2, Stage::Staging, false, "", &owner)
         .await
         .expect("to staging");
     let third = store
-        .transition_stage("dev", "m", 3, Stage::Production, true, "", &actor)
+        .transition_stage("dev", "m", 3, Stage::Production, true, "", &owner)
         .await
         .expect("to production, archiving");
     assert_eq!(third.current_stage, Stage::Production);
@@ -181,7 +193,7 @@ pub async fn versions_stages_and_aliases(store: Store) {
         Stage::Archived
     );
     let refused = store
-        .transition_stage("dev", "m", 1, Stage::None, true, "", &actor)
+        .transition_stage("dev", "m", 1, Stage::None, true, "", &owner)
         .await
         .expect_err("archive_existing needs an active stage");
     assert_eq!(refused.code, ErrorCode::InvalidParameterValue);
@@ -244,6 +256,124 @@ pub async fn versions_stages_and_aliases(store: Store) {
             .expect_err("no model")
             .code,
         ErrorCode::ResourceDoesNotExist
+    );
+}
+
+pub async fn transitions_check_stage_levels_in_their_write(store: Store) {
+    let owner = setup(&store).await;
+    store
+        .create_registered_model("dev", "m", "", &[], &owner)
+        .await
+        .expect("create");
+    store
+        .create_model_version("dev", &version("m", "a"), &owner)
+        .await
+        .expect("version");
+    let model_id = store.registered_model_id("dev", "m").await.expect("id");
+    let mut principals = Vec::new();
+    for (name, level) in [
+        ("stranger", None),
+        ("reader", Some(PermissionLevel::CanRead)),
+        ("stager", Some(PermissionLevel::CanManageStagingVersions)),
+        (
+            "producer",
+            Some(PermissionLevel::CanManageProductionVersions),
+        ),
+    ] {
+        let record = store
+            .create_principal(name, PrincipalKind::User, false, None)
+            .await
+            .expect("principal");
+        if let Some(level) = level {
+            store
+                .update_grants(
+                    "dev",
+                    ObjectType::RegisteredModel,
+                    &model_id,
+                    &[(name.into(), level)],
+                    &owner,
+                )
+                .await
+                .expect("grant");
+        }
+        principals.push(principal_of(&Actor {
+            id: record.id,
+            name: record.name,
+        }));
+    }
+    let [stranger, reader, stager, producer] = &principals[..] else {
+        unreachable!("four principals")
+    };
+    let transition = |version: i64, stage: Stage, archive: bool, who: &Principal| {
+        let (store, who) = (store.clone(), who.clone());
+        async move {
+            store
+                .transition_stage("dev", "m", version, stage, archive, "", &who)
+                .await
+        }
+    };
+    let code = |result: tarn_core::Result<_>| result.expect_err("refused").code;
+
+    // Unknown models are unknown to everyone; a model's versions only to its readers.
+    let missing_model = store
+        .transition_stage("dev", "nope", 1, Stage::Staging, false, "", stranger)
+        .await;
+    assert_eq!(code(missing_model), ErrorCode::ResourceDoesNotExist);
+    assert_eq!(
+        code(transition(9, Stage::Staging, false, stranger).await),
+        ErrorCode::PermissionDenied
+    );
+    assert_eq!(
+        code(transition(9, Stage::Staging, false, reader).await),
+        ErrorCode::ResourceDoesNotExist
+    );
+    // Readers move nothing; staging managers move outside Production only.
+    assert_eq!(
+        code(transition(1, Stage::Staging, false, reader).await),
+        ErrorCode::PermissionDenied
+    );
+    assert_eq!(
+        code(transition(1, Stage::Production, false, stager).await),
+        ErrorCode::PermissionDenied
+    );
+    // The level is checked before the request's own validity: a refused caller learns nothing.
+    assert_eq!(
+        code(transition(1, Stage::None, true, reader).await),
+        ErrorCode::PermissionDenied
+    );
+    let staged = transition(1, Stage::Staging, false, stager)
+        .await
+        .expect("staging managers stage");
+    assert_eq!(staged.current_stage, Stage::Staging);
+    // Archiving what is in Production needs the Production level, even from Staging.
+    assert_eq!(
+        code(transition(1, Stage::Production, true, stager).await),
+        ErrorCode::PermissionDenied
+    );
+    transition(1, Stage::Production, true, producer)
+        .await
+        .expect("production managers promote");
+    assert_eq!(
+        code(transition(1, Stage::Archived, false, stager).await),
+        ErrorCode::PermissionDenied
+    );
+    // Refusals changed nothing; the one applied transitions are recorded as their principals'.
+    let version = store.get_model_version("dev", "m", 1).await.expect("get");
+    assert_eq!(version.current_stage, Stage::Production);
+    let applied: Vec<(String, Option<Stage>)> = store
+        .activities("dev", "m", 1)
+        .await
+        .expect("activities")
+        .into_iter()
+        .filter(|a| a.activity_type == ActivityType::AppliedTransition)
+        .map(|a| (a.user_id, a.to_stage))
+        .collect();
+    assert_eq!(
+        applied,
+        vec![
+            ("stager".to_string(), Some(Stage::Staging)),
+            ("producer".to_string(), Some(Stage::Production)),
+        ]
     );
 }
 
@@ -418,6 +548,7 @@ pub async fn registry_search_filters_pages_and_grants(store: Store) {
 
 pub async fn every_change_is_an_event(store: Store) {
     let actor = setup(&store).await;
+    let owner = principal_of(&actor);
     store
         .create_registered_model("dev", "m", "", &[], &actor)
         .await
@@ -427,7 +558,7 @@ pub async fn every_change_is_an_event(store: Store) {
         .await
         .expect("version");
     store
-        .transition_stage("dev", "m", 1, Stage::Staging, false, "", &actor)
+        .transition_stage("dev", "m", 1, Stage::Staging, false, "", &owner)
         .await
         .expect("stage");
     store
@@ -493,6 +624,7 @@ pub async fn every_change_is_an_event(store: Store) {
 
 pub async fn transition_requests_and_comments(store: Store) {
     let actor = setup(&store).await;
+    let owner = principal_of(&actor);
     let reviewer = Actor {
         id: actor.id,
         name: "reviewer".into(),
@@ -508,7 +640,7 @@ pub async fn transition_requests_and_comments(store: Store) {
             .expect("version");
     }
     store
-        .transition_stage("dev", "m", 1, Stage::Production, false, "first", &actor)
+        .transition_stage("dev", "m", 1, Stage::Production, false, "first", &owner)
         .await
         .expect("v1 to production");
 
