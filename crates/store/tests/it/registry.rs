@@ -312,51 +312,45 @@ pub async fn transitions_check_stage_levels_in_their_write(store: Store) {
                 .await
         }
     };
-    let code = |result: tarn_core::Result<_>| result.expect_err("refused").code;
+    let refused = |version, stage, archive, who| {
+        let attempt = transition(version, stage, archive, who);
+        async move { attempt.await.expect_err("refused").code }
+    };
+    use ErrorCode::{PermissionDenied as Denied, ResourceDoesNotExist as Missing};
 
-    // Unknown models are unknown to everyone; a model's versions only to its readers.
     let missing_model = store
         .transition_stage("dev", "nope", 1, Stage::Staging, false, "", stranger)
-        .await;
-    assert_eq!(code(missing_model), ErrorCode::ResourceDoesNotExist);
-    assert_eq!(
-        code(transition(9, Stage::Staging, false, stranger).await),
-        ErrorCode::PermissionDenied
-    );
-    assert_eq!(
-        code(transition(9, Stage::Staging, false, reader).await),
-        ErrorCode::ResourceDoesNotExist
-    );
-    // Readers move nothing; staging managers move outside Production only.
-    assert_eq!(
-        code(transition(1, Stage::Staging, false, reader).await),
-        ErrorCode::PermissionDenied
-    );
-    assert_eq!(
-        code(transition(1, Stage::Production, false, stager).await),
-        ErrorCode::PermissionDenied
-    );
-    // The level is checked before the request's own validity: a refused caller learns nothing.
-    assert_eq!(
-        code(transition(1, Stage::None, true, reader).await),
-        ErrorCode::PermissionDenied
-    );
+        .await
+        .expect_err("unknown model");
+    assert_eq!(missing_model.code, Missing);
+    // (version, to, archive_existing, who, expected): a model's versions are known only to
+    // its readers; readers move nothing; staging managers move outside Production only; the
+    // level is checked before the request's own validity, so a refused caller learns nothing.
+    let before_staging = [
+        (9, Stage::Staging, false, stranger, Denied),
+        (9, Stage::Staging, false, reader, Missing),
+        (1, Stage::Staging, false, reader, Denied),
+        (1, Stage::Production, false, stager, Denied),
+        (1, Stage::None, true, reader, Denied),
+    ];
+    for (version, stage, archive, who, expected) in before_staging {
+        assert_eq!(
+            refused(version, stage, archive, who).await,
+            expected,
+            "{} moving version {version} to {stage:?}",
+            who.name
+        );
+    }
     let staged = transition(1, Stage::Staging, false, stager)
         .await
         .expect("staging managers stage");
     assert_eq!(staged.current_stage, Stage::Staging);
     // Archiving what is in Production needs the Production level, even from Staging.
-    assert_eq!(
-        code(transition(1, Stage::Production, true, stager).await),
-        ErrorCode::PermissionDenied
-    );
+    assert_eq!(refused(1, Stage::Production, true, stager).await, Denied);
     transition(1, Stage::Production, true, producer)
         .await
         .expect("production managers promote");
-    assert_eq!(
-        code(transition(1, Stage::Archived, false, stager).await),
-        ErrorCode::PermissionDenied
-    );
+    assert_eq!(refused(1, Stage::Archived, false, stager).await, Denied);
     // Refusals changed nothing; the one applied transitions are recorded as their principals'.
     let version = store.get_model_version("dev", "m", 1).await.expect("get");
     assert_eq!(version.current_stage, Stage::Production);
