@@ -592,3 +592,25 @@ def test_tags_on_tables_and_schemas(server, schema):
     assert call(server, "DELETE", f"{UC}/tables/{full_name}").status_code == 200
     payments_table(server, schema)
     assert call(server, "GET", tags).json()["tags"] == {}
+
+
+def test_databricks_sdk_lists_the_catalog_with_its_defaults(server, schema, caplog):
+    """The SDK's list calls send max_results=0 ("a page of the server's size") and page with
+    the tokens; its client first asks the host's /.well-known/databricks-config."""
+    from databricks.sdk import WorkspaceClient
+
+    for name in ("a", "b", "c"):
+        payments_table(server, schema, name)
+    with caplog.at_level("WARNING", logger="databricks.sdk"):
+        w = WorkspaceClient(host=server.base, token=server.admin_token)
+    assert not [r for r in caplog.records if "host metadata" in r.getMessage()]
+    assert {c.name for c in w.catalogs.list()} == {"dev", "prod"}
+    assert schema in {s.name for s in w.schemas.list(catalog_name="dev")}
+    tables = list(w.tables.list(catalog_name="dev", schema_name=schema))
+    assert [t.full_name for t in tables] == [f"dev.{schema}.{n}" for n in ("a", "b", "c")]
+    assert [c.name for c in tables[0].columns] == ["id", "amount", "country"]
+    paged = list(w.tables.list(catalog_name="dev", schema_name=schema, max_results=1))
+    assert [t.name for t in paged] == ["a", "b", "c"]
+    assert w.tables.get(f"dev.{schema}.b").comment == "card payments"
+    negative = call(server, "GET", f"{UC}/tables", params={"catalog_name": "dev", "schema_name": schema, "max_results": -1})
+    assert negative.status_code == 400 and negative.json()["error_code"] == "INVALID_PARAMETER_VALUE"

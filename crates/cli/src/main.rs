@@ -99,6 +99,13 @@ pub struct ServerArgs {
         hide = true
     )]
     pub webhook_retry_base_ms: u64,
+    /// Memory one SQL statement's operators may hold, in MiB; sorts, joins and aggregations
+    /// spill to disk past it.
+    #[arg(long, env = "TARN_SQL_MEMORY_LIMIT_MIB", default_value_t = 2048)]
+    pub sql_memory_limit_mib: usize,
+    /// How long one SQL statement may run, in seconds, before it is cancelled.
+    #[arg(long, env = "TARN_SQL_TIMEOUT_SECONDS", default_value_t = 3600)]
+    pub sql_timeout_seconds: u64,
     /// How long a serving endpoint's scoring thread waits for more requests to batch with the
     /// one it holds, in microseconds (0: only those already queued).
     #[arg(long, env = "TARN_SERVING_MAX_WAIT_US", default_value_t = 0)]
@@ -369,8 +376,22 @@ fn init_logging(format: &str, default_filter: &str) {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// Stack of each runtime thread. SQL planning and execution recurse once per level of an
+/// expression (tarn refuses deeper than `tarn_lake::MAX_EXPRESSION_DEPTH`); 2 MiB, tokio's
+/// default, left too little room at that depth with DataFusion's planner built unoptimised.
+/// Only the pages a thread touches are ever committed.
+const THREAD_STACK: usize = 16 * 1024 * 1024;
+
+fn main() -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(THREAD_STACK)
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run())
+}
+
+async fn run() -> Result<()> {
     let cli = Cli::parse();
     // The quickstart talks to its reader; request logs would drown that out.
     let default_filter = match cli.command {
@@ -506,6 +527,13 @@ pub async fn start_server(
     if let Some(threads) = args.serving_threads {
         scoring.threads = threads.max(1);
     }
+    state.statements = Arc::new(tarn_server::statements::Statements::new(
+        tarn_server::statements::StatementLimits {
+            memory: args.sql_memory_limit_mib.saturating_mul(1024 * 1024),
+            max_duration: std::time::Duration::from_secs(args.sql_timeout_seconds),
+        },
+        args.store.data_dir.join("statements"),
+    ));
     state.endpoints = Arc::new(tarn_server::endpoints::Endpoints::new(
         scoring,
         tarn_server::serving::Limits::default(),

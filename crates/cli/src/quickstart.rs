@@ -185,6 +185,8 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         // The quickstart's own receiver listens on loopback.
         webhooks_allow_private: true,
         webhook_retry_base_ms: 1000,
+        sql_memory_limit_mib: 2048,
+        sql_timeout_seconds: 3600,
         serving_max_wait_us: 0,
         serving_threads: None,
     };

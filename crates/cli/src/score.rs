@@ -97,6 +97,7 @@ pub async fn run(
             let scope = SqlScope {
                 catalog: Some(args.workspace.clone()),
                 schema: None,
+                ..SqlScope::default()
             };
             let output = lake.sql(store, &caller, query, &scope).await?;
             (output.schema, output.batches)

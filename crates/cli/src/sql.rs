@@ -43,6 +43,7 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, args: SqlArgs) -> Result<()
     let scope = SqlScope {
         catalog: Some(args.workspace),
         schema: Some(args.schema),
+        ..SqlScope::default()
     };
     let output = lake.sql(store, &caller, &args.statement, &scope).await?;
     let bytes = render(&output, args.format)?;

@@ -18,6 +18,10 @@ pub enum ErrorCode {
     InvalidState,
     NotImplemented,
     TemporarilyUnavailable,
+    /// A write lost a race with another that cannot be merged with it; trying again may work.
+    Aborted,
+    /// The work ran past its time limit.
+    DeadlineExceeded,
 }
 
 impl ErrorCode {
@@ -37,6 +41,8 @@ impl ErrorCode {
             Self::InvalidState => "INVALID_STATE",
             Self::NotImplemented => "NOT_IMPLEMENTED",
             Self::TemporarilyUnavailable => "TEMPORARILY_UNAVAILABLE",
+            Self::Aborted => "ABORTED",
+            Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
         }
     }
 
@@ -47,11 +53,12 @@ impl ErrorCode {
             Self::Unauthenticated => 401,
             Self::PermissionDenied => 403,
             Self::ResourceDoesNotExist | Self::EndpointNotFound => 404,
-            Self::ResourceConflict => 409,
+            Self::ResourceConflict | Self::Aborted => 409,
             Self::RequestLimitExceeded => 429,
             Self::InternalError | Self::InvalidState => 500,
             Self::NotImplemented => 501,
             Self::TemporarilyUnavailable => 503,
+            Self::DeadlineExceeded => 504,
         }
     }
 }

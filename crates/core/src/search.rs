@@ -84,6 +84,9 @@ fn error<T>(message: impl Into<String>) -> Result<T, SearchError> {
 
 /// Filters longer than this are refused outright.
 const MAX_FILTER_LENGTH: usize = 100_000;
+/// The most comparisons one filter may AND together. Each becomes a subquery of its own, and
+/// PostgreSQL's planner time grows steeply with their number (about 100 took 30 s of CPU).
+pub const MAX_FILTER_CLAUSES: usize = 50;
 
 // ---------------------------------------------------------------------------------------------
 // Tokens
@@ -510,6 +513,12 @@ impl Grammar {
         while i < tokens.len() {
             let (comparison, next) = self.comparison(&tokens, i)?;
             comparisons.push(comparison);
+            if comparisons.len() > MAX_FILTER_CLAUSES {
+                return error(format!(
+                    "Filter has too many clauses: at most {MAX_FILTER_CLAUSES} comparisons may be \
+                     joined with AND"
+                ));
+            }
             i = next;
             if i < tokens.len() {
                 if keyword(tokens.get(i), "and") {
@@ -908,6 +917,20 @@ mod tests {
             assert!(parse_run_filter(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(parse_run_filter(&"a".repeat(MAX_FILTER_LENGTH + 1)).is_err());
+        let clauses = |n: usize| {
+            (0..n)
+                .map(|i| format!("metrics.m{i} > 0"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        assert_eq!(
+            parse_run_filter(&clauses(MAX_FILTER_CLAUSES))
+                .expect("at the limit")
+                .len(),
+            MAX_FILTER_CLAUSES
+        );
+        let err = parse_run_filter(&clauses(MAX_FILTER_CLAUSES + 1)).expect_err("over");
+        assert!(err.0.contains("too many clauses"), "{}", err.0);
     }
 
     #[test]

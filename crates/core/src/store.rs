@@ -427,6 +427,9 @@ pub trait RegistryStore: Send + Sync {
         description: &str,
         actor: &Actor,
     ) -> Result<ModelVersion>;
+    /// Where the model's versions keep their registry copies, for finding copies no version
+    /// owns (left by a create that crashed before its version was stored).
+    async fn version_storage_locations(&self, model_id: &str) -> Result<Vec<String>>;
     /// Deletes the version (its number is never reused); returns its storage location.
     async fn delete_model_version(
         &self,
@@ -545,6 +548,16 @@ pub trait RegistryStore: Send + Sync {
     ) -> Result<ModelVersion>;
     /// Events in order of id, for the audit API and the outbox's subscribers.
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>>;
+    /// Records a change made outside the metadata store (a publish to the online store).
+    async fn record_event(
+        &self,
+        workspace: &str,
+        actor: &Actor,
+        entity: &str,
+        action: &str,
+        object: &str,
+        data: serde_json::Value,
+    ) -> Result<()>;
 }
 
 /// One delivery of one event to one webhook, with what its last attempt got.

@@ -44,6 +44,8 @@ pub async fn add_on_demand_features(
                 "a column of that name exists already".to_string(),
             ));
         }
+        tarn_lake::check_expression_depth(&feature.expression)
+            .map_err(|e| invalid(feature, e.message))?;
         let expr = frame
             .parse_sql_expr(&feature.expression)
             .map_err(|e| invalid(feature, e.to_string()))?;

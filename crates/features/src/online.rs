@@ -17,7 +17,7 @@ use tarn_core::features::{FeatureTable, parse_duration_micros};
 use tarn_core::ids::now_millis;
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
-use tarn_lake::access::Caller;
+use tarn_lake::access::{Caller, Securable, require_owner};
 use tarn_lake::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use tarn_lake::arrow::compute::{take, take_record_batch};
 use tarn_lake::arrow::datatypes::{Field, Schema};
@@ -168,9 +168,8 @@ impl Connections {
             ("wal_autocheckpoint", "0"),
             ("journal_size_limit", "67108864"),
         ] {
-            connection
-                .pragma_update(None, pragma, value)
-                .map_err(online_error)?;
+            // Two servers opening a new store at once (replicas sharing a data dir).
+            tarn_store::lite::set_pragma(&connection, pragma, value).map_err(online_error)?;
         }
         Ok(connection)
     }
@@ -222,6 +221,10 @@ impl SqliteOnlineStore {
 }
 
 fn create_schema(connection: &mut rusqlite::Connection) -> rusqlite::Result<()> {
+    // One writer at a time: two servers opening a new store at once would both find a column
+    // missing and both add it.
+    let connection =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     connection.execute_batch(
         "CREATE TABLE IF NOT EXISTS online_features (table_name TEXT NOT NULL, \
          entity_key TEXT NOT NULL, feature_ts INTEGER, feature_values TEXT NOT NULL, \
@@ -249,7 +252,7 @@ fn create_schema(connection: &mut rusqlite::Connection) -> rusqlite::Result<()> 
             )?;
         }
     }
-    Ok(())
+    connection.commit()
 }
 
 fn online_error(err: rusqlite::Error) -> Error {
@@ -608,13 +611,60 @@ pub async fn publish(
     full_name: &str,
     options: &PublishOptions,
 ) -> Result<Published> {
-    let (meta, table) = feature_table_for(store, caller, full_name, Privilege::Select).await?;
+    // Publishing writes the online copy and makes the publisher the principal refreshes run
+    // as: it takes MODIFY. How long values live and how the table stays published are the
+    // owner's to decide.
+    let (meta, table) = feature_table_for(store, caller, full_name, Privilege::Modify).await?;
+    let previous = online.publication(&meta.full_name).await?;
+    if changes_settings(options, previous.as_ref())? {
+        require_owner(store, caller, &Securable::table(&table)).await?;
+    }
     let target = Target {
         location: location_of(&table)?,
-        previous: online.publication(&meta.full_name).await?,
+        previous,
         meta,
     };
-    publish_to(lake, online, caller, target, options, None).await
+    let published = publish_to(lake, online, caller, target, options, None).await?;
+    store
+        .record_event(
+            &caller.workspace,
+            &caller.actor(),
+            "feature_table",
+            "published",
+            &published.table_name,
+            serde_json::json!({
+                "table_name": published.table_name,
+                "mode": published.mode,
+                "from_version": published.from_version,
+                "version": published.version,
+                "keys_written": published.keys_written,
+                "keys_removed": published.keys_removed,
+                "ttl": options.ttl,
+                "refresh": published.refresh,
+            }),
+        )
+        .await?;
+    Ok(published)
+}
+
+/// Whether a publish asks for a ttl or a refresh other than the table's current ones.
+fn changes_settings(options: &PublishOptions, previous: Option<&Publication>) -> Result<bool> {
+    let ttl_changes = match options.ttl.as_deref() {
+        Some(ttl) => Some(parse_duration_micros(ttl)?) != previous.and_then(|p| p.ttl_micros),
+        None => false,
+    };
+    let refresh_changes = match options.refresh.as_deref() {
+        Some(text) => {
+            let current = previous
+                .and_then(|p| p.refresh.as_deref())
+                .map(Refresh::parse)
+                .transpose()?
+                .unwrap_or(Refresh::Manual);
+            Refresh::parse(text)? != current
+        }
+        None => false,
+    };
+    Ok(ttl_changes || refresh_changes)
 }
 
 /// A feature table about to be published, its access checked.
@@ -787,7 +837,7 @@ pub async fn refresh_due(
         let attempt = async {
             let caller = publisher(store, &publication).await?;
             let (meta, table) =
-                feature_table_for(store, &caller, &publication.table_name, Privilege::Select)
+                feature_table_for(store, &caller, &publication.table_name, Privilege::Modify)
                     .await?;
             let location = location_of(&table)?;
             let latest = lake

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod ipc;
 pub mod lineage;
 mod maintenance;
+mod nesting;
 mod scan;
 mod sql;
 mod storage;
@@ -21,7 +22,10 @@ pub use deltalake::arrow;
 pub use deltalake::datafusion;
 pub use deltalake::kernel::StructField;
 pub use maintenance::{Optimized, VacuumSpec, Vacuumed};
-pub use sql::{DEFAULT_SCHEMA, SqlOutput, SqlScope};
+pub use nesting::{MAX_EXPRESSION_DEPTH, check_expression_depth};
+pub use sql::{
+    DEFAULT_SCHEMA, RESULT_FILE_BYTES, ResultFile, ResultRows, SqlLimits, SqlOutput, SqlScope,
+};
 pub use tables::{
     At, BatchReducer, Commit, Lake, WriteMode, Written, format_timestamp, parse_timestamp,
 };

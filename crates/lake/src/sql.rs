@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use deltalake::arrow::array::{ArrayRef, UInt64Array};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::record_batch::RecordBatch;
@@ -16,9 +18,12 @@ use deltalake::datafusion::catalog::{
 };
 use deltalake::datafusion::common::tree_node::{Transformed, TreeNode};
 use deltalake::datafusion::common::{DataFusionError, TableReference};
+use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::datasource::ViewTable;
 use deltalake::datafusion::execution::SessionStateBuilder;
 use deltalake::datafusion::execution::context::{SessionConfig, SessionContext};
+use deltalake::datafusion::execution::memory_pool::FairSpillPool;
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::logical_expr::{
     DdlStatement, DmlStatement, Expr, LogicalPlan, WriteOp, dml::InsertOp,
 };
@@ -40,6 +45,7 @@ use crate::access::{Caller, Securable, authorize, reach_catalog, require_owner};
 use crate::catalog::{ManagedTable, location_of, new_table_id};
 use crate::columns::columns_of_arrow;
 use crate::lineage;
+use crate::nesting::check_expression_depth;
 use crate::tables::{At, Lake, PlanWrite, parse_timestamp};
 
 /// How deep views may nest (a view over a view over ...).
@@ -52,6 +58,42 @@ pub const DEFAULT_SCHEMA: &str = "default";
 pub struct SqlScope {
     pub catalog: Option<String>,
     pub schema: Option<String>,
+    pub limits: SqlLimits,
+    pub rows: ResultRows,
+}
+
+/// Bounds on what one statement may hold; none unless given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SqlLimits {
+    /// Bytes the statement's operators may hold at once; sorts, joins and aggregations spill
+    /// to disk past it, and what cannot spill fails with an error naming the limit.
+    pub memory: Option<usize>,
+    /// Bytes of result rows kept (Arrow's in-memory size); rows past it are not read, and the
+    /// output says it was truncated.
+    pub result_bytes: Option<usize>,
+}
+
+/// Where a query's rows go.
+#[derive(Debug, Clone, Default)]
+pub enum ResultRows {
+    /// Into memory, within `SqlLimits::result_bytes`.
+    #[default]
+    InMemory,
+    /// Into Arrow IPC stream files in this folder, as the plan makes them, a file every
+    /// [`RESULT_FILE_BYTES`]: a result of any size, holding one batch in memory at a time.
+    Files(std::path::PathBuf),
+}
+
+/// About how many bytes of rows (Arrow's in-memory size) one result file holds.
+pub const RESULT_FILE_BYTES: usize = 16 * 1024 * 1024;
+
+/// One file of a result written to files.
+#[derive(Debug, Clone)]
+pub struct ResultFile {
+    pub path: std::path::PathBuf,
+    pub rows: usize,
+    /// Its size on disk.
+    pub bytes: u64,
 }
 
 /// The rows a statement produced; writes answer with counts, as Databricks does.
@@ -62,6 +104,11 @@ pub struct SqlOutput {
     /// The tables and views a query read, at the versions it read (empty for writes, whose
     /// reads go to the lineage graph).
     pub reads: Vec<SourceRead>,
+    /// Whether rows were left out at the result's byte limit.
+    pub truncated: bool,
+    /// The files holding the rows, for a query asked to write them to files (`batches` is
+    /// then empty).
+    pub files: Vec<ResultFile>,
 }
 
 impl SqlOutput {
@@ -70,6 +117,8 @@ impl SqlOutput {
             schema: Arc::new(Schema::empty()),
             batches: Vec::new(),
             reads: Vec::new(),
+            truncated: false,
+            files: Vec::new(),
         }
     }
 
@@ -90,6 +139,8 @@ impl SqlOutput {
             schema,
             batches: vec![batch],
             reads: Vec::new(),
+            truncated: false,
+            files: Vec::new(),
         })
     }
 
@@ -123,6 +174,13 @@ fn sql_error(err: DataFusionError) -> Error {
         | DataFusionError::Plan(_)
         | DataFusionError::SchemaError(..)
         | DataFusionError::NotImplemented(_) => Error::invalid(format!("Invalid SQL: {err}")),
+        DataFusionError::ResourcesExhausted(_) => Error::new(
+            ErrorCode::RequestLimitExceeded,
+            format!(
+                "The statement needs more memory than one statement may hold (the server's \
+                 --sql-memory-limit-mib) and could not spill the rest to disk: {err}"
+            ),
+        ),
         DataFusionError::Context(context, inner) => {
             let inner = sql_error(*inner);
             Error::new(inner.code, format!("{context}: {}", inner.message))
@@ -250,6 +308,7 @@ impl VisitorMut for Qualify<'_> {
 /// Checks that `text` is one SQL expression and nothing more: a Delta delete would parse the
 /// expression and quietly ignore whatever follows it (`id = 1; DROP TABLE x`).
 pub(crate) fn check_predicate(text: &str) -> Result<()> {
+    check_expression_depth(text)?;
     let dialect = DatabricksDialect {};
     let invalid = |e: ParserError| Error::invalid(format!("Invalid predicate '{text}': {e}"));
     let mut parser = Parser::new(&dialect).try_with_sql(text).map_err(invalid)?;
@@ -259,6 +318,7 @@ pub(crate) fn check_predicate(text: &str) -> Result<()> {
 }
 
 fn parse(sql: &str) -> Result<Statement> {
+    check_expression_depth(sql)?;
     let dialect = DatabricksDialect {};
     let mut statements = DFParserBuilder::new(sql)
         .with_dialect(&dialect)
@@ -379,11 +439,19 @@ impl Lake {
                 "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
                 0,
             );
+        let runtime = match scope.limits.memory {
+            // The lake's caches and spill folder, with a memory pool of the statement's own.
+            Some(limit) => RuntimeEnvBuilder::from_runtime_env(&self.runtime())
+                .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+                .build_arc()
+                .map_err(sql_error)?,
+            None => self.runtime(),
+        };
         // delta-rs's planner runs the plan nodes its writes add.
         let state = SessionStateBuilder::new()
             .with_default_features()
             .with_config(config)
-            .with_runtime_env(self.runtime())
+            .with_runtime_env(runtime)
             .with_query_planner(DeltaPlanner::new())
             .build();
         let context = SessionContext::new_with_state(state);
@@ -397,7 +465,14 @@ impl Lake {
             .await
             .map_err(sql_error)?;
         let (mut output, produced) = self
-            .execute(store, caller, &prepared.context, plan, prepared.view_query)
+            .execute(
+                store,
+                caller,
+                &prepared.context,
+                plan,
+                prepared.view_query,
+                scope,
+            )
             .await
             .map_err(|err| naming_reads(err, &prepared.reads))?;
         let Some(produced) = produced else {
@@ -581,6 +656,7 @@ impl Lake {
         context: &SessionContext,
         plan: LogicalPlan,
         view_query: Option<String>,
+        scope: &SqlScope,
     ) -> Result<(SqlOutput, Option<Produced>)> {
         let unproduced = |output: Result<SqlOutput>| output.map(|output| (output, None));
         match plan {
@@ -680,12 +756,27 @@ impl Lake {
                     .await
                     .map_err(sql_error)?;
                 let schema = Arc::new(frame.schema().as_arrow().clone());
-                let batches = frame.collect().await.map_err(sql_error)?;
+                let (batches, truncated, files) = match (&scope.rows, scope.limits.result_bytes) {
+                    (ResultRows::Files(folder), _) => (
+                        Vec::new(),
+                        false,
+                        write_files(frame, &schema, folder).await?,
+                    ),
+                    (ResultRows::InMemory, Some(limit)) => {
+                        let (batches, truncated) = collect_within(frame, limit).await?;
+                        (batches, truncated, Vec::new())
+                    }
+                    (ResultRows::InMemory, None) => {
+                        (frame.collect().await.map_err(sql_error)?, false, Vec::new())
+                    }
+                };
                 Ok((
                     SqlOutput {
                         schema,
                         batches,
                         reads: Vec::new(),
+                        truncated,
+                        files,
                     },
                     None,
                 ))
@@ -952,6 +1043,98 @@ impl Lake {
             ))),
         }
     }
+}
+
+/// The query's rows up to `limit` bytes, and whether more were left unread. The rows are read
+/// as the plan makes them, so a result far larger than the limit never sits in memory.
+async fn collect_within(frame: DataFrame, limit: usize) -> Result<(Vec<RecordBatch>, bool)> {
+    let mut stream = frame.execute_stream().await.map_err(sql_error)?;
+    let mut batches = Vec::new();
+    let mut held = 0usize;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(sql_error)?;
+        let size = batch.get_array_memory_size();
+        if held + size <= limit {
+            held += size;
+            batches.push(batch);
+            continue;
+        }
+        // The rows of this batch that still fit, at its average row size, copied out so
+        // the rest of the batch's buffers can go.
+        let room = limit - held;
+        let mut fitting = room / size.div_ceil(batch.num_rows().max(1)).max(1);
+        while fitting > 0 {
+            let rows = deltalake::arrow::compute::concat_batches(
+                &batch.schema(),
+                &[batch.slice(0, fitting)],
+            )
+            .map_err(|e| Error::internal(format!("cannot cut the result: {e}")))?;
+            let size = rows.get_array_memory_size();
+            if size <= room {
+                batches.push(rows);
+                break;
+            }
+            // Buffers are padded: cut a little more.
+            fitting = (fitting - 1).min(fitting * room / size);
+        }
+        return Ok((batches, true));
+    }
+    Ok((batches, false))
+}
+
+/// Writes the query's rows into Arrow IPC stream files under `folder` as the plan makes them.
+async fn write_files(
+    frame: DataFrame,
+    schema: &SchemaRef,
+    folder: &std::path::Path,
+) -> Result<Vec<ResultFile>> {
+    use deltalake::arrow::ipc::writer::StreamWriter;
+    type Writer = StreamWriter<std::io::BufWriter<std::fs::File>>;
+    let failed = |what: &str, e: &dyn std::fmt::Display| {
+        Error::internal(format!("cannot {what} a result file: {e}"))
+    };
+    std::fs::create_dir_all(folder).map_err(|e| failed("create the folder of", &e))?;
+    let mut stream = frame.execute_stream().await.map_err(sql_error)?;
+    let mut files = Vec::new();
+    let mut open: Option<(Writer, ResultFile, usize)> = None;
+    let finish = |(writer, mut file, _): (Writer, ResultFile, usize)| -> Result<ResultFile> {
+        let mut buffered = writer.into_inner().map_err(|e| failed("write", &e))?;
+        std::io::Write::flush(&mut buffered).map_err(|e| failed("write", &e))?;
+        file.bytes = std::fs::metadata(&file.path)
+            .map_err(|e| failed("read", &e))?
+            .len();
+        Ok(file)
+    };
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(sql_error)?;
+        let (writer, file, held) = match &mut open {
+            Some(current) => current,
+            None => {
+                let path = folder.join(format!("{:06}.arrow", files.len()));
+                let created = std::fs::File::create(&path).map_err(|e| failed("create", &e))?;
+                let writer = StreamWriter::try_new(std::io::BufWriter::new(created), schema)
+                    .map_err(|e| failed("write", &e))?;
+                let file = ResultFile {
+                    path,
+                    rows: 0,
+                    bytes: 0,
+                };
+                open.insert((writer, file, 0))
+            }
+        };
+        writer.write(&batch).map_err(|e| failed("write", &e))?;
+        file.rows += batch.num_rows();
+        *held += batch.get_array_memory_size();
+        if *held >= RESULT_FILE_BYTES
+            && let Some(full) = open.take()
+        {
+            files.push(finish(full)?);
+        }
+    }
+    if let Some(last) = open.take() {
+        files.push(finish(last)?);
+    }
+    Ok(files)
 }
 
 /// The table an `INSERT` or `DELETE` writes, as written in the statement.

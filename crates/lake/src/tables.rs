@@ -419,12 +419,14 @@ impl Lake {
         if merge_schema {
             write = write.with_schema_mode(SchemaMode::Merge);
         }
+        let mut commit = commit_properties();
         if let Some(record) = record {
-            write = write.with_commit_properties(
-                CommitProperties::default().with_application_transaction(record),
-            );
+            commit = commit.with_application_transaction(record);
         }
-        let table = write.await.map_err(|e| write_error(full_name, e))?;
+        let table = write
+            .with_commit_properties(commit)
+            .await
+            .map_err(|e| write_error(full_name, e))?;
         Ok(Written {
             version: table.version().unwrap_or_default(),
             rows,
@@ -459,7 +461,8 @@ impl Lake {
         let write = table
             .write(Vec::new())
             .with_input_plan(plan)
-            .with_session_state(session);
+            .with_session_state(session)
+            .with_commit_properties(commit_properties());
         let write = match mode {
             PlanWrite::Create => write
                 .with_save_mode(SaveMode::ErrorIfExists)
@@ -795,12 +798,35 @@ pub(crate) fn describe_state(table: &DeltaTable, full_name: &str) -> Result<Vec<
     )
 }
 
-/// A table that cannot be opened is named in the error, never a panic or a bare I/O message.
+/// How often a commit that finds another writer's commit at its version tries the next one.
+/// Appends never conflict with each other in Delta, but with many writers at once one can lose
+/// the race for the next version many times in a row (8 writers: 1 in 8 wins each round).
+const COMMIT_RETRIES: usize = 200;
+
+/// The commit settings of tarn's writes.
+pub(crate) fn commit_properties() -> CommitProperties {
+    CommitProperties::default().with_max_retries(COMMIT_RETRIES)
+}
+
+/// A table that cannot be opened is named in the error, never a panic or a bare I/O message;
+/// a write that lost to a conflicting one is the retryable `ABORTED`.
 pub(crate) fn table_error(full_name: &str, err: DeltaTableError) -> Error {
+    use deltalake::kernel::transaction::TransactionError;
     match err {
         DeltaTableError::NotATable(_) => Error::invalid(format!(
             "No Delta table for {full_name}: its location holds no Delta log"
         )),
+        DeltaTableError::Transaction {
+            source:
+                source @ (TransactionError::CommitConflict(_)
+                | TransactionError::MaxCommitAttempts(_)
+                | TransactionError::VersionAlreadyExists(_)),
+        } => Error::new(
+            tarn_core::ErrorCode::Aborted,
+            format!(
+                "Table {full_name} was changed by another write at the same time ({source}); try again"
+            ),
+        ),
         other => Error::internal(format!("Table {full_name} cannot be read: {other}")),
     }
 }

@@ -43,17 +43,36 @@ pub struct FileInfo {
     pub file_size: Option<u64>,
 }
 
-fn storage_error(err: object_store::Error) -> Error {
+/// Milliseconds since the epoch `age` ago.
+fn millis_ago(age: std::time::Duration) -> i64 {
+    tarn_core::ids::now_millis() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A storage failure as the client may see it: named by the path the client gave, never by
+/// where the server keeps it (the full error goes to the server's log).
+fn storage_error(err: object_store::Error, shown: &str) -> Error {
     match err {
-        object_store::Error::NotFound { path, .. } => {
-            Error::not_found(format!("Artifact '{path}' does not exist"))
+        object_store::Error::NotFound { .. } => {
+            Error::not_found(format!("Artifact '{shown}' does not exist"))
         }
-        other => Error::internal(format!("artifact storage error: {other}")),
+        other => {
+            tracing::error!(error = %other, path = shown, "artifact storage error");
+            Error::internal(format!(
+                "Artifact storage failed for '{shown}' (the server's log has the cause)"
+            ))
+        }
     }
 }
 
-/// Rejects `..`, absolute paths, NUL, backslashes and empty segments in a client path.
+/// The longest name of one folder or file in an artifact path (most file systems' limit).
+const MAX_PATH_SEGMENT: usize = 255;
+/// The longest artifact path.
+const MAX_PATH: usize = 4096;
+
+/// Rejects `..`, absolute paths, NUL, backslashes, empty segments and names longer than file
+/// systems take in a client path.
 pub fn validate_relative_path(path: &str) -> Result<()> {
+    let shown = || path.replace('\0', "\\0");
     let bad = path.starts_with('/')
         || path.contains('\0')
         || path.contains('\\')
@@ -62,7 +81,14 @@ pub fn validate_relative_path(path: &str) -> Result<()> {
     if bad {
         return Err(Error::invalid(format!(
             "Invalid artifact path: '{}'",
-            path.replace('\0', "\\0")
+            shown()
+        )));
+    }
+    if path.len() > MAX_PATH || path.split('/').any(|part| part.len() > MAX_PATH_SEGMENT) {
+        return Err(Error::invalid(format!(
+            "Invalid artifact path: '{}': names are limited to {MAX_PATH_SEGMENT} bytes and \
+             paths to {MAX_PATH}",
+            shown().chars().take(300).collect::<String>()
         )));
     }
     Ok(())
@@ -159,7 +185,11 @@ impl ArtifactStore {
         futures::stream::BoxStream<'static, std::result::Result<bytes::Bytes, std::io::Error>>,
     )> {
         let key = Self::key(workspace, path)?;
-        let result = self.inner.get(&key).await.map_err(storage_error)?;
+        let result = self
+            .inner
+            .get(&key)
+            .await
+            .map_err(|e| storage_error(e, path))?;
         let size = result.meta.size;
         let stream = result.into_stream().map_err(std::io::Error::other).boxed();
         Ok((size, stream))
@@ -168,14 +198,18 @@ impl ArtifactStore {
     /// The whole object at `path`; refused when larger than `limit` bytes.
     pub async fn get_bytes(&self, workspace: &str, path: &str, limit: u64) -> Result<bytes::Bytes> {
         let key = Self::key(workspace, path)?;
-        let result = self.inner.get(&key).await.map_err(storage_error)?;
+        let result = self
+            .inner
+            .get(&key)
+            .await
+            .map_err(|e| storage_error(e, path))?;
         if result.meta.size > limit {
             return Err(Error::invalid(format!(
                 "{path} is {} bytes, more than the {limit} tarn reads",
                 result.meta.size
             )));
         }
-        result.bytes().await.map_err(storage_error)
+        result.bytes().await.map_err(|e| storage_error(e, path))
     }
 
     /// The direct children of folder `path`, relative to it.
@@ -185,7 +219,7 @@ impl ArtifactStore {
             .inner
             .list_with_delimiter(Some(&key))
             .await
-            .map_err(storage_error)?;
+            .map_err(|e| storage_error(e, path))?;
         let prefix_len = key.parts().count();
         let relative = |p: &ObjectPath| {
             p.parts()
@@ -213,6 +247,40 @@ impl ArtifactStore {
         Ok(files)
     }
 
+    /// The folders directly under `path` (workspace-relative) whose newest file is older than
+    /// `age`, relative to the workspace.
+    pub async fn folders_untouched_for(
+        &self,
+        workspace: &str,
+        path: &str,
+        age: std::time::Duration,
+    ) -> Result<Vec<String>> {
+        let key = Self::key(workspace, path)?;
+        let listing = self
+            .inner
+            .list_with_delimiter(Some(&key))
+            .await
+            .map_err(|e| storage_error(e, path))?;
+        let cutoff = millis_ago(age);
+        let mut untouched = Vec::new();
+        for folder in listing.common_prefixes {
+            let newest = self
+                .inner
+                .list(Some(&folder))
+                .try_fold(None, |newest: Option<i64>, meta| async move {
+                    Ok(newest.max(Some(meta.last_modified.timestamp_millis())))
+                })
+                .await
+                .map_err(|e| storage_error(e, path))?;
+            if newest.is_none_or(|newest| newest < cutoff)
+                && let Some(name) = folder.filename()
+            {
+                untouched.push(format!("{}/{name}", path.trim_matches('/')));
+            }
+        }
+        Ok(untouched)
+    }
+
     /// Deletes the object at `path`, or everything below it when it is a folder.
     pub async fn delete(&self, workspace: &str, path: &str) -> Result<()> {
         let key = Self::key(workspace, path)?;
@@ -222,14 +290,14 @@ impl ArtifactStore {
             .map_ok(|m| m.location)
             .try_collect()
             .await
-            .map_err(storage_error)?;
+            .map_err(|e| storage_error(e, path))?;
         if under.is_empty() {
             under.push(key);
         }
         for location in under {
             match self.inner.delete(&location).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(err) => return Err(storage_error(err)),
+                Err(err) => return Err(storage_error(err, path)),
             }
         }
         Ok(())
@@ -299,7 +367,7 @@ impl ArtifactStore {
             })
             .try_collect()
             .await
-            .map_err(storage_error)?;
+            .map_err(|e| storage_error(e, from))?;
         files.sort();
         let count = files.len();
         let digests: Vec<String> = futures::stream::iter(files)
@@ -308,16 +376,20 @@ impl ArtifactStore {
                 self.inner
                     .copy(&location, &target)
                     .await
-                    .map_err(storage_error)?;
+                    .map_err(|e| storage_error(e, from))?;
                 let mut stream = self
                     .inner
                     .get(&target)
                     .await
-                    .map_err(storage_error)?
+                    .map_err(|e| storage_error(e, from))?
                     .into_stream();
                 let mut digest = sha2::Sha256::new();
                 let mut size: u64 = 0;
-                while let Some(chunk) = stream.try_next().await.map_err(storage_error)? {
+                while let Some(chunk) = stream
+                    .try_next()
+                    .await
+                    .map_err(|e| storage_error(e, from))?
+                {
                     digest.update(&chunk);
                     size += chunk.len() as u64;
                 }
@@ -367,10 +439,12 @@ mod local {
     /// What an upload is buffered to before each write to disk.
     const UPLOAD_BUFFER: usize = 1 << 20;
 
+    /// The server's paths stay in its log, out of the answer.
     fn io_error(what: &str, path: &Path, err: std::io::Error) -> Error {
+        tracing::error!(error = %err, path = %path.display(), "artifact storage error: cannot {what}");
         Error::internal(format!(
-            "artifact storage error: cannot {what} {}: {err}",
-            path.display()
+            "Artifact storage failed: cannot {what} a file ({}; the server's log has the path)",
+            err.kind()
         ))
     }
 
@@ -510,10 +584,8 @@ mod local {
                 .ok()
                 .and_then(|r| r.to_str())
                 .ok_or_else(|| {
-                    Error::internal(format!(
-                        "artifact storage error: unreadable file name {}",
-                        path.display()
-                    ))
+                    tracing::error!(path = %path.display(), "artifact file name is not UTF-8");
+                    Error::internal("Artifact storage holds a file name that is not UTF-8")
                 })?;
             if !relative.rsplit('/').next().is_some_and(is_staging) {
                 found.push(FoundFile {
@@ -592,7 +664,7 @@ impl ArtifactStore {
             .store
             .create_multipart(&key)
             .await
-            .map_err(storage_error)
+            .map_err(|e| storage_error(e, path))
     }
 
     /// Stores part `part_number` (1-based, as in S3 and MLflow) and returns its ETag.
@@ -617,7 +689,7 @@ impl ArtifactStore {
                 PutPayload::from(data),
             )
             .await
-            .map_err(storage_error)?;
+            .map_err(|e| storage_error(e, path))?;
         Ok(part.content_id)
     }
 
@@ -638,7 +710,7 @@ impl ArtifactStore {
             .store
             .complete_multipart(&key, &upload_id.to_string(), parts)
             .await
-            .map_err(storage_error)?;
+            .map_err(|e| storage_error(e, path))?;
         Ok(())
     }
 
@@ -653,7 +725,7 @@ impl ArtifactStore {
             .store
             .abort_multipart(&key, &upload_id.to_string())
             .await
-            .map_err(storage_error)
+            .map_err(|e| storage_error(e, path))
     }
 }
 
@@ -810,6 +882,9 @@ mod tests {
             "a\\..\\b",
             "C:/x",
             "./a",
+            &"x".repeat(256),
+            &format!("run/{}/model", "y".repeat(300)),
+            &"a/".repeat(2100),
         ] {
             assert!(validate_relative_path(bad).is_err(), "{bad:?}");
         }
@@ -817,6 +892,7 @@ mod tests {
             "1/abc/artifacts/model/MLmodel",
             "1/abc/artifacts",
             "a b/c.txt",
+            &"x".repeat(255),
         ] {
             assert!(validate_relative_path(good).is_ok(), "{good:?}");
         }

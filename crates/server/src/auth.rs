@@ -31,7 +31,18 @@ pub struct AuthCache {
     memberships: Mutex<HashMap<(String, i64), Instant>>,
     /// Checks passed on hot paths (scoring): (principal, object type, object id, level).
     allowed: Mutex<HashMap<(i64, ObjectType, String, PermissionLevel), Instant>>,
+    /// Failed password sign-ins per user name: how many in a row, and when the last was.
+    failed_sign_ins: Mutex<HashMap<String, (u32, Instant)>>,
 }
+
+/// Failed password sign-ins in a row a user name gets before each further try waits.
+const FREE_SIGN_IN_FAILURES: u32 = 5;
+/// The longest wait after failed sign-ins; it doubles from one second per failure past the
+/// free ones.
+const MAX_SIGN_IN_WAIT: Duration = Duration::from_secs(900);
+/// User names whose failures are remembered at most (a flood of made-up names cannot grow
+/// the map without bound).
+const MAX_TRACKED_SIGN_INS: usize = 100_000;
 
 impl AuthCache {
     fn principal(&self, key: &str) -> Option<Principal> {
@@ -49,6 +60,32 @@ impl AuthCache {
             }
             entries.insert(key, (principal, Instant::now()));
         }
+    }
+
+    /// How long `user` must still wait before a password is checked again, after too many
+    /// failures in a row.
+    fn sign_in_wait(&self, user: &str) -> Option<Duration> {
+        let entries = self.failed_sign_ins.lock().ok()?;
+        let (failures, last) = entries.get(user)?;
+        let wait = sign_in_backoff(*failures)?;
+        wait.checked_sub(last.elapsed())
+    }
+
+    fn record_sign_in(&self, user: &str, succeeded: bool) {
+        let Ok(mut entries) = self.failed_sign_ins.lock() else {
+            return;
+        };
+        if succeeded {
+            entries.remove(user);
+            return;
+        }
+        if entries.len() >= MAX_TRACKED_SIGN_INS {
+            entries.retain(|_, (_, last)| last.elapsed() < MAX_SIGN_IN_WAIT);
+        }
+        let entry = entries
+            .entry(user.to_string())
+            .or_insert((0, Instant::now()));
+        *entry = (entry.0.saturating_add(1), Instant::now());
     }
 
     pub fn is_member(&self, workspace: &str, principal_id: i64) -> bool {
@@ -199,6 +236,13 @@ async fn token_principal(state: &AppState, secret: &str) -> Result<Option<Princi
     Ok(principal)
 }
 
+/// The wait after `failures` failed sign-ins in a row: none for the first few, then one
+/// second doubling per failure, capped.
+fn sign_in_backoff(failures: u32) -> Option<Duration> {
+    let past_free = failures.checked_sub(FREE_SIGN_IN_FAILURES)?;
+    Some(Duration::from_secs(1u64 << past_free.min(10)).min(MAX_SIGN_IN_WAIT))
+}
+
 /// The principal behind the request's credentials; every API but `/health` requires one.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal> {
     let header = headers
@@ -235,16 +279,29 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
         if let Some(principal) = state.auth_cache.principal(&key) {
             return Ok(principal);
         }
-        let Some((stored, principal)) = state.store.password_login(user).await? else {
-            return Err(Error::unauthenticated("Invalid username or password"));
-        };
-        let password = password.to_string();
-        let verified = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
-            .await
-            .map_err(|e| Error::internal(format!("password check failed: {e}")))?;
-        if !verified {
-            return Err(Error::unauthenticated("Invalid username or password"));
+        // Guessing is slowed per user name: past a few failures in a row, each try waits.
+        if let Some(wait) = state.auth_cache.sign_in_wait(user) {
+            return Err(Error::new(
+                tarn_core::ErrorCode::RequestLimitExceeded,
+                format!(
+                    "Too many failed sign-ins for '{user}': try again in {} s",
+                    wait.as_secs() + 1
+                ),
+            ));
         }
+        let verified = match state.store.password_login(user).await? {
+            Some((stored, principal)) => {
+                let password = password.to_string();
+                tokio::task::spawn_blocking(move || verify_password(&password, &stored))
+                    .await
+                    .map_err(|e| Error::internal(format!("password check failed: {e}")))?
+                    .then_some(principal)
+            }
+            None => None,
+        };
+        state.auth_cache.record_sign_in(user, verified.is_some());
+        let principal =
+            verified.ok_or_else(|| Error::unauthenticated("Invalid username or password"))?;
         state.auth_cache.remember_principal(key, principal.clone());
         return Ok(principal);
     }
@@ -325,6 +382,27 @@ pub fn require_admin(principal: &Principal) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_in_waits_grow_after_the_free_failures() {
+        let waits: Vec<Option<u64>> = (0..20)
+            .map(|failures| sign_in_backoff(failures).map(|w| w.as_secs()))
+            .collect();
+        assert_eq!(
+            &waits[..8],
+            &[None, None, None, None, None, Some(1), Some(2), Some(4)]
+        );
+        assert_eq!(waits[19], Some(MAX_SIGN_IN_WAIT.as_secs()));
+        let cache = AuthCache::default();
+        for _ in 0..FREE_SIGN_IN_FAILURES {
+            assert_eq!(cache.sign_in_wait("alice"), None);
+            cache.record_sign_in("alice", false);
+        }
+        assert!(cache.sign_in_wait("alice").is_some());
+        assert_eq!(cache.sign_in_wait("bob"), None);
+        cache.record_sign_in("alice", true);
+        assert_eq!(cache.sign_in_wait("alice"), None);
+    }
 
     #[test]
     fn passwords_round_trip_and_tokens_differ() {

@@ -49,10 +49,18 @@ pub async fn bootstrap(
         Err(err) => return Err(err),
     };
     if !admin_exists {
-        store
+        // Replicas started together on a fresh database race to create the admin: the loser
+        // finds it made by the winner.
+        match store
             .create_principal(ADMIN_USER, PrincipalKind::User, true, None)
-            .await?;
-        tracing::info!("created admin user");
+            .await
+        {
+            Ok(_) => tracing::info!("created admin user"),
+            Err(err) if store.get_principal(ADMIN_USER).await.is_ok() => {
+                tracing::info!(error = %err.message, "the admin user was created by another process");
+            }
+            Err(err) => return Err(err),
+        }
     }
     let mut result = Bootstrap {
         generated_admin_token: None,
@@ -61,15 +69,18 @@ pub async fn bootstrap(
     if let Some(token) = admin_token {
         // A given token always works, also when it changes between starts.
         let hash = crate::auth::hash_token(token);
-        if store
-            .principal_for_token(&hash, tarn_core::ids::now_millis())
-            .await?
-            .is_none()
-        {
+        let known = || store.principal_for_token(&hash, tarn_core::ids::now_millis());
+        if known().await?.is_none() {
             let (token_id, _) = crate::auth::new_token();
-            store
+            let created = store
                 .create_token(&token_id, ADMIN_USER, &hash, "TARN_ADMIN_TOKEN", None)
-                .await?;
+                .await;
+            // Another replica starting with the same token may have stored it first.
+            if let Err(err) = created
+                && known().await?.is_none()
+            {
+                return Err(err);
+            }
         }
         return Ok(result);
     }

@@ -261,14 +261,20 @@ pub mod de {
         }
     }
 
+    /// The largest integer every smaller one of which a double holds exactly (2^53).
+    const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
     /// An int64 sent as a JSON number or a string (proto3 JSON and query strings do both).
     pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         match Option::<Value>::deserialize(d)? {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) if n.is_i64() => Ok(n.as_i64()),
+            // Not an i64: a float, or an integer beyond int64 that JSON parsing rounded to
+            // one. Only integral floats a double holds exactly are taken; anything larger is
+            // refused rather than clamped or rounded to a neighbouring value.
             Some(Value::Number(n)) => n
                 .as_f64()
-                .filter(|f| f.fract() == 0.0)
+                .filter(|f| f.fract() == 0.0 && f.abs() <= MAX_EXACT_INTEGER)
                 .map(|f| Some(f as i64))
                 .ok_or_else(|| {
                     serde::de::Error::custom(format!(

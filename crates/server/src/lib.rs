@@ -17,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod feature_serving;
 pub mod inference;
+mod keep_alive;
 pub mod metrics;
 mod routes;
 pub mod serving;
@@ -83,9 +84,18 @@ pub fn build_router(state: AppState) -> Router {
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
         .route("/metrics", get(routes::prometheus))
+        // The Databricks SDK asks this first for the host's identity provider; tarn has none
+        // and says so, rather than answer a 404 the SDK warns about for every client it makes.
+        .route(
+            "/.well-known/databricks-config",
+            get(|| async { axum::Json(serde_json::json!({ "oidc_endpoint": "" })) }),
+        )
         .merge(api.clone())
         .nest("/ws/{workspace}", api)
         .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn(
+            keep_alive::close_when_body_unread,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -108,7 +118,8 @@ pub async fn serve(
         stopped.clone(),
     ));
     let refresher = tokio::spawn(refresh_online_features(state.clone(), stopped.clone()));
-    let endpoints = tokio::spawn(sync_endpoints(state.clone(), stopped));
+    let endpoints = tokio::spawn(sync_endpoints(state.clone(), stopped.clone()));
+    let sweeper = tokio::spawn(remove_unowned_registry_copies(state.clone(), stopped));
     let served = axum::serve(
         listener,
         build_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
@@ -119,9 +130,33 @@ pub async fn serve(
     let _ = dispatcher.await;
     let _ = refresher.await;
     let _ = endpoints.await;
+    let _ = sweeper.await;
     // Requests in flight have finished: what they logged is written before we return.
     state.endpoints.shutdown().await;
     served
+}
+
+/// How often registry copies no version owns are looked for (also once at start).
+const UNOWNED_COPY_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes registry copies an interrupted create or delete left behind.
+async fn remove_unowned_registry_copies(
+    state: AppState,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        match routes::remove_unowned_copies(&state, routes::UNOWNED_COPY_GRACE).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed registry copies no version owns"),
+            Err(err) => {
+                tracing::warn!(error = %err.message, "cannot look for unowned registry copies")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(UNOWNED_COPY_SWEEP_EVERY) => {}
+            _ = stopped.changed() => return,
+        }
+    }
 }
 
 /// Keeps the running serving endpoints in line with the store and the registry.

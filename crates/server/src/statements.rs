@@ -1,8 +1,13 @@
 //! SQL statements in the shape of the Databricks SQL statement execution API: a statement is
 //! submitted, runs in the background, is waited on for a while, polled, cancelled, and its
-//! result is fetched in chunks. Statements and their results live in memory for an hour.
+//! result is fetched in chunks. Each statement runs within bounds: its operators' memory
+//! (spilling to disk past it), its running time, and its result's size (25 MiB inline, as
+//! Databricks caps it; the rows past it are not read and the manifest says `truncated`).
+//! Statements are kept for an hour; each chunk of a result is dropped once fetched, and the
+//! oldest results go first when the results kept together pass a bound.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,15 +19,41 @@ use tarn_lake::arrow::array::Array;
 use tarn_lake::arrow::datatypes::{Schema, SchemaRef};
 use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::arrow::util::display::{ArrayFormatter, FormatOptions};
-use tarn_lake::{SqlOutput, SqlScope, ipc};
+use tarn_lake::{ResultFile, ResultRows, SqlLimits, SqlOutput, SqlScope, ipc};
 use tokio::sync::watch;
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// Rows per result chunk.
 pub const CHUNK_ROWS: usize = 10_000;
+/// The most bytes of rows an inline result holds, Databricks' cap for `INLINE`.
+pub const INLINE_RESULT_BYTES: usize = 25 * 1024 * 1024;
 /// How long a finished statement's result stays fetchable.
 const KEEP_FOR: Duration = Duration::from_secs(3600);
 /// Statements kept at most; the oldest finished ones go first.
 const MAX_KEPT: usize = 1000;
+/// Bytes of results all kept statements may hold together; past it the oldest results are
+/// dropped (their statements stay, saying so).
+const MAX_RESULT_BYTES_KEPT: usize = 512 * 1024 * 1024;
+
+/// The bounds every statement runs within.
+#[derive(Debug, Clone, Copy)]
+pub struct StatementLimits {
+    /// Memory one statement's operators may hold; sorts, joins and aggregations spill to disk
+    /// past it.
+    pub memory: usize,
+    /// How long a statement may run before it is cancelled.
+    pub max_duration: Duration,
+}
+
+impl Default for StatementLimits {
+    fn default() -> Self {
+        Self {
+            memory: 2 * 1024 * 1024 * 1024,
+            max_duration: Duration::from_secs(3600),
+        }
+    }
+}
 
 /// Where a statement is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +74,29 @@ impl State {
         }
     }
 }
+
+/// Where results are returned: in the answers (`INLINE`, at most 25 MiB), or as files written
+/// while the statement runs and downloaded through signed links (`EXTERNAL_LINKS`, any size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Inline,
+    ExternalLinks,
+}
+
+impl Disposition {
+    pub fn parse(value: Option<&str>) -> Result<Self> {
+        match value.map(str::to_ascii_uppercase).as_deref() {
+            None | Some("INLINE") => Ok(Self::Inline),
+            Some("EXTERNAL_LINKS") => Ok(Self::ExternalLinks),
+            Some(other) => Err(Error::invalid(format!(
+                "Invalid disposition '{other}': expected INLINE or EXTERNAL_LINKS"
+            ))),
+        }
+    }
+}
+
+/// How long a result file's link works.
+const LINK_LIFETIME: Duration = Duration::from_secs(900);
 
 /// How results are returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,13 +128,33 @@ impl Format {
 
 /// What finished: the rows cut into chunks, or the error.
 enum Outcome {
-    Rows {
-        schema: SchemaRef,
-        chunks: Vec<RecordBatch>,
-        total_rows: usize,
-        truncated: bool,
-    },
+    Rows(Rows),
     Failed(Error),
+}
+
+/// A result, chunk by chunk; a chunk's rows go once it has been fetched.
+struct Rows {
+    schema: SchemaRef,
+    /// Each chunk's row count, which the manifest keeps saying after the rows are gone.
+    chunk_rows: Vec<usize>,
+    /// The chunks not fetched yet (`INLINE`).
+    chunks: Vec<Option<RecordBatch>>,
+    /// The files not downloaded yet (`EXTERNAL_LINKS`).
+    files: Vec<Option<ResultFile>>,
+    total_rows: usize,
+    truncated: bool,
+    /// Why the rows not fetched yet were dropped early, if they were.
+    dropped: Option<&'static str>,
+}
+
+impl Rows {
+    fn bytes_held(&self) -> usize {
+        self.chunks
+            .iter()
+            .flatten()
+            .map(RecordBatch::get_array_memory_size)
+            .sum()
+    }
 }
 
 struct Statement {
@@ -89,10 +163,24 @@ struct Statement {
     owner_id: i64,
     workspace: String,
     format: Format,
+    disposition: Disposition,
+    /// Where its result files go (`EXTERNAL_LINKS`); removed with the statement.
+    folder: Option<PathBuf>,
     submitted: Instant,
     state: watch::Receiver<State>,
     outcome: Mutex<Option<Outcome>>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Statement {
+    fn drop(&mut self) {
+        if let Some(folder) = &self.folder
+            && let Err(err) = std::fs::remove_dir_all(folder)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %err, folder = %folder.display(), "cannot remove a statement's result files");
+        }
+    }
 }
 
 /// What submitting takes.
@@ -100,17 +188,36 @@ pub struct Submission {
     pub statement: String,
     pub scope: SqlScope,
     pub format: Format,
+    pub disposition: Disposition,
     pub row_limit: Option<usize>,
+    /// Databricks' `byte_limit`: at most this many bytes of rows (and never past the inline cap).
+    pub byte_limit: Option<usize>,
     pub wait: Duration,
     /// Cancel instead of continuing in the background when the wait runs out.
     pub cancel_on_timeout: bool,
 }
 
 /// The statements of this server.
-#[derive(Default)]
 pub struct Statements {
-    by_id: Mutex<HashMap<String, Arc<Statement>>>,
+    by_id: Arc<Mutex<HashMap<String, Arc<Statement>>>>,
+    limits: StatementLimits,
+    /// Where `EXTERNAL_LINKS` results are written, a folder per statement.
+    folder: PathBuf,
+    /// Signs the links to result files (per process: links die with it, as the files do).
+    link_key: [u8; 32],
 }
+
+impl Default for Statements {
+    fn default() -> Self {
+        Self::new(
+            StatementLimits::default(),
+            std::env::temp_dir().join("tarn-statements"),
+        )
+    }
+}
+
+/// Where links to result files point: the address the client reached this server at.
+pub struct LinkBase(pub String);
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -119,6 +226,32 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Statements {
+    /// Statements running within `limits`, writing `EXTERNAL_LINKS` results in a folder of
+    /// this process's own under `parent`. Folders there older than any result lives (left by
+    /// a process that stopped: its links died with it) are removed; other processes sharing the
+    /// data directory keep theirs.
+    pub fn new(limits: StatementLimits, parent: PathBuf) -> Self {
+        if let Ok(entries) = std::fs::read_dir(&parent) {
+            for entry in entries.flatten() {
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|modified| modified.elapsed().ok())
+                    .is_some_and(|age| age > KEEP_FOR + LINK_LIFETIME);
+                if stale && let Err(err) = std::fs::remove_dir_all(entry.path()) {
+                    tracing::warn!(error = %err, folder = %entry.path().display(), "cannot remove old result files");
+                }
+            }
+        }
+        Self {
+            by_id: Arc::default(),
+            limits,
+            folder: parent.join(tarn_core::ids::hex32(rand::random())),
+            link_key: rand::random(),
+        }
+    }
+
     /// Starts a statement, waits up to `submission.wait` for it and answers with where it is.
     pub async fn submit(
         &self,
@@ -126,13 +259,19 @@ impl Statements {
         lake: Arc<tarn_lake::Lake>,
         caller: Caller,
         submission: Submission,
+        base: &LinkBase,
     ) -> Value {
         let (sender, receiver) = watch::channel(State::Running);
+        let id = uuid::Uuid::new_v4().to_string();
+        let folder =
+            (submission.disposition == Disposition::ExternalLinks).then(|| self.folder.join(&id));
         let statement = Arc::new(Statement {
-            id: uuid::Uuid::new_v4().to_string(),
+            id,
             owner_id: caller.id,
             workspace: caller.workspace.clone(),
             format: submission.format,
+            disposition: submission.disposition,
+            folder: folder.clone(),
             submitted: Instant::now(),
             state: receiver,
             outcome: Mutex::new(None),
@@ -141,18 +280,48 @@ impl Statements {
         self.keep(statement.clone());
         let running = statement.clone();
         let row_limit = submission.row_limit;
+        let kept = self.by_id.clone();
+        let limits = self.limits;
+        let mut scope = submission.scope;
+        scope.limits = SqlLimits {
+            memory: Some(limits.memory),
+            result_bytes: match &folder {
+                Some(_) => None,
+                None => Some(
+                    submission
+                        .byte_limit
+                        .map_or(INLINE_RESULT_BYTES, |n| n.min(INLINE_RESULT_BYTES)),
+                ),
+            },
+        };
+        if let Some(folder) = folder {
+            scope.rows = ResultRows::Files(folder);
+        }
         let task = tokio::spawn(async move {
             let started = Instant::now();
-            let result = lake
-                .sql(
-                    store.as_ref(),
-                    &caller,
-                    &submission.statement,
-                    &submission.scope,
-                )
-                .await;
-            let (state, outcome) = match result.and_then(|output| chunked(output, row_limit)) {
-                Ok(rows) => (State::Succeeded, rows),
+            let ran = tokio::time::timeout(
+                limits.max_duration,
+                lake.sql(store.as_ref(), &caller, &submission.statement, &scope),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::new(
+                    tarn_core::ErrorCode::DeadlineExceeded,
+                    format!(
+                        "The statement was cancelled after running for {} s, the server's limit",
+                        limits.max_duration.as_secs()
+                    ),
+                ))
+            });
+            let rows = ran.and_then(|output| {
+                if output.files.is_empty() {
+                    chunked(output, row_limit)
+                } else {
+                    Ok(in_files(output.schema, output.files))
+                }
+            });
+            let (state, outcome) = match rows {
+                Ok(rows) => (State::Succeeded, Outcome::Rows(rows)),
                 Err(err) => (State::Failed, Outcome::Failed(err)),
             };
             tracing::info!(
@@ -163,6 +332,7 @@ impl Statements {
             );
             *lock(&running.outcome) = Some(outcome);
             let _ = sender.send(state);
+            drop_oldest_results(&kept);
         });
         *lock(&statement.task) = Some(task.abort_handle());
         let mut state = statement.state.clone();
@@ -173,12 +343,19 @@ impl Statements {
         if !finished && submission.cancel_on_timeout {
             self.cancel_statement(&statement);
         }
-        describe(&statement)
+        describe(&statement, true, &self.linker(base))
+    }
+
+    fn linker<'a>(&'a self, base: &'a LinkBase) -> Linker<'a> {
+        Linker {
+            base: &base.0,
+            key: &self.link_key,
+        }
     }
 
     fn keep(&self, statement: Arc<Statement>) {
         let mut by_id = lock(&self.by_id);
-        by_id.retain(|_, s| s.submitted.elapsed() < KEEP_FOR);
+        forget_expired(&mut by_id);
         if by_id.len() >= MAX_KEPT {
             let oldest = by_id
                 .values()
@@ -192,32 +369,45 @@ impl Statements {
         by_id.insert(statement.id.clone(), statement);
     }
 
-    fn find(&self, caller: &Caller, id: &str) -> Result<Arc<Statement>> {
-        lock(&self.by_id)
+    /// The statement `id` if `caller` may see it: its submitter, or an admin when `admins` (a
+    /// statement's rows stay its submitter's).
+    fn find(&self, caller: &Caller, id: &str, admins: bool) -> Result<Arc<Statement>> {
+        let mut by_id = lock(&self.by_id);
+        forget_expired(&mut by_id);
+        by_id
             .get(id)
-            .filter(|s| s.owner_id == caller.id && s.workspace == caller.workspace)
+            .filter(|s| {
+                (s.owner_id == caller.id || (admins && caller.is_admin))
+                    && s.workspace == caller.workspace
+            })
             .cloned()
             .ok_or_else(|| Error::not_found(format!("Statement not found: {id}")))
     }
 
     /// Where a statement is, with the first chunk of its result once it succeeded.
-    pub fn get(&self, caller: &Caller, id: &str) -> Result<Value> {
-        Ok(describe(self.find(caller, id)?.as_ref()))
+    pub fn get(&self, caller: &Caller, id: &str, base: &LinkBase) -> Result<Value> {
+        let statement = self.find(caller, id, true)?;
+        let owner = statement.owner_id == caller.id;
+        Ok(describe(statement.as_ref(), owner, &self.linker(base)))
     }
 
-    /// One chunk of a succeeded statement's result.
-    pub fn chunk(&self, caller: &Caller, id: &str, index: usize) -> Result<Value> {
-        let statement = self.find(caller, id)?;
-        let outcome = lock(&statement.outcome);
-        match outcome.as_ref() {
-            Some(Outcome::Rows { chunks, .. }) => {
-                if index >= chunks.len().max(1) {
+    /// One chunk of a succeeded statement's result; its rows are dropped once fetched.
+    pub fn chunk(&self, caller: &Caller, id: &str, index: usize, base: &LinkBase) -> Result<Value> {
+        let statement = self.find(caller, id, false)?;
+        let mut outcome = lock(&statement.outcome);
+        match outcome.as_mut() {
+            Some(Outcome::Rows(rows)) => {
+                if index >= rows.chunk_rows.len().max(1) {
                     return Err(Error::invalid(format!(
                         "Statement {id} has no chunk {index}: it has {}",
-                        chunks.len()
+                        rows.chunk_rows.len()
                     )));
                 }
-                result_data(&statement, chunks, index)
+                if linked(&statement, rows) {
+                    let link = external_link(&statement, rows, index, &self.linker(base))?;
+                    return Ok(json!({ "external_links": [link] }));
+                }
+                take_chunk(&statement, rows, index)
             }
             _ => Err(Error::invalid(format!(
                 "Statement {id} has no result: it is {}",
@@ -226,9 +416,54 @@ impl Statements {
         }
     }
 
-    /// Stops a running statement; a finished one stays as it is.
+    /// The bytes of result file `index` of statement `id`, for a link signed by this server
+    /// that has not expired; the file is removed once downloaded.
+    pub async fn download(
+        &self,
+        id: &str,
+        index: usize,
+        expires: i64,
+        signature: &str,
+    ) -> Result<Vec<u8>> {
+        let refused = || Error::permission_denied("This result link is invalid or has expired");
+        let signed = hex::decode(signature).map_err(|_| refused())?;
+        hmac::Mac::verify_slice(link_mac(&self.link_key, id, index, expires)?, &signed)
+            .map_err(|_| refused())?;
+        if expires < tarn_core::ids::now_millis() {
+            return Err(refused());
+        }
+        let statement = lock(&self.by_id)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("Statement not found: {id}")))?;
+        let file = {
+            let mut outcome = lock(&statement.outcome);
+            let Some(Outcome::Rows(rows)) = outcome.as_mut() else {
+                return Err(Error::not_found(format!("Statement {id} has no result")));
+            };
+            rows.files
+                .get_mut(index)
+                .and_then(Option::take)
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "Chunk {index} of statement {id} is gone: a result file is removed once downloaded"
+                    ))
+                })?
+        };
+        let bytes = tokio::fs::read(&file.path).await.map_err(|e| {
+            tracing::error!(error = %e, path = %file.path.display(), "cannot read a result file");
+            Error::internal("Cannot read the result file (the server's log has the cause)")
+        })?;
+        if let Err(err) = tokio::fs::remove_file(&file.path).await {
+            tracing::warn!(error = %err, path = %file.path.display(), "cannot remove a downloaded result file");
+        }
+        Ok(bytes)
+    }
+
+    /// Stops a running statement (its submitter's, or any an admin names); a finished one
+    /// stays as it is.
     pub fn cancel(&self, caller: &Caller, id: &str) -> Result<()> {
-        let statement = self.find(caller, id)?;
+        let statement = self.find(caller, id, true)?;
         self.cancel_statement(&statement);
         Ok(())
     }
@@ -249,8 +484,32 @@ impl Statements {
     }
 }
 
+/// Forgets statements older than [`KEEP_FOR`].
+fn forget_expired(by_id: &mut HashMap<String, Arc<Statement>>) {
+    by_id.retain(|_, s| s.submitted.elapsed() < KEEP_FOR);
+}
+
+/// Drops the rows of the oldest results until those kept fit [`MAX_RESULT_BYTES_KEPT`].
+fn drop_oldest_results(kept: &Mutex<HashMap<String, Arc<Statement>>>) {
+    let mut statements: Vec<Arc<Statement>> = lock(kept).values().cloned().collect();
+    statements.sort_by_key(|s| std::cmp::Reverse(s.submitted));
+    let mut held = 0usize;
+    for statement in statements {
+        let mut outcome = lock(&statement.outcome);
+        let Some(Outcome::Rows(rows)) = outcome.as_mut() else {
+            continue;
+        };
+        held += rows.bytes_held();
+        if held > MAX_RESULT_BYTES_KEPT && rows.dropped.is_none() {
+            held -= rows.bytes_held();
+            rows.chunks.iter_mut().for_each(|chunk| *chunk = None);
+            rows.dropped = Some("newer results needed the server's memory");
+        }
+    }
+}
+
 /// Cuts the rows into chunks of `CHUNK_ROWS`, keeping at most `row_limit` rows.
-fn chunked(output: SqlOutput, row_limit: Option<usize>) -> Result<Outcome> {
+fn chunked(output: SqlOutput, row_limit: Option<usize>) -> Result<Rows> {
     let available = output.num_rows();
     let keep = row_limit.unwrap_or(usize::MAX).min(available);
     let mut chunks = Vec::new();
@@ -277,12 +536,87 @@ fn chunked(output: SqlOutput, row_limit: Option<usize>) -> Result<Outcome> {
     if pending_rows > 0 {
         chunks.push(concat(&output.schema, &pending)?);
     }
-    Ok(Outcome::Rows {
+    Ok(Rows {
         schema: output.schema,
-        chunks,
+        chunk_rows: chunks.iter().map(RecordBatch::num_rows).collect(),
+        chunks: chunks.into_iter().map(Some).collect(),
+        files: Vec::new(),
         total_rows: keep,
-        truncated: keep < available,
+        truncated: keep < available || output.truncated,
+        dropped: None,
     })
+}
+
+/// A result written to files: one chunk per file.
+fn in_files(schema: SchemaRef, files: Vec<ResultFile>) -> Rows {
+    Rows {
+        schema,
+        chunk_rows: files.iter().map(|f| f.rows).collect(),
+        chunks: Vec::new(),
+        total_rows: files.iter().map(|f| f.rows).sum(),
+        files: files.into_iter().map(Some).collect(),
+        truncated: false,
+        dropped: None,
+    }
+}
+
+/// What result links are made of.
+struct Linker<'a> {
+    base: &'a str,
+    key: &'a [u8; 32],
+}
+
+fn link_mac(key: &[u8; 32], id: &str, index: usize, expires: i64) -> Result<HmacSha256> {
+    let mut mac = <HmacSha256 as hmac::Mac>::new_from_slice(key)
+        .map_err(|e| Error::internal(format!("HMAC key: {e}")))?;
+    hmac::Mac::update(&mut mac, format!("{id}/{index}/{expires}").as_bytes());
+    Ok(mac)
+}
+
+/// Whether a result is handed out as links: asked for, and written to files (a write's counts
+/// stay inline).
+fn linked(statement: &Statement, rows: &Rows) -> bool {
+    statement.disposition == Disposition::ExternalLinks && rows.chunks.is_empty()
+}
+
+/// Databricks' `ExternalLink` for result file `index`: where to download it (a link signed for
+/// this file alone, working without credentials until `expiration`, as a presigned URL does).
+fn external_link(
+    statement: &Statement,
+    rows: &Rows,
+    index: usize,
+    linker: &Linker,
+) -> Result<Value> {
+    let Some(Some(file)) = rows.files.get(index) else {
+        return Err(Error::invalid(format!(
+            "Chunk {index} of statement {} is gone: a result file is removed once downloaded",
+            statement.id
+        )));
+    };
+    let expires = tarn_core::ids::now_millis() + LINK_LIFETIME.as_millis() as i64;
+    let signature = hex::encode(
+        hmac::Mac::finalize(link_mac(linker.key, &statement.id, index, expires)?).into_bytes(),
+    );
+    let mut link = json!({
+        "chunk_index": index,
+        "row_offset": rows.chunk_rows.iter().take(index).sum::<usize>(),
+        "row_count": file.rows,
+        "byte_count": file.bytes,
+        "external_link": format!(
+            "{}/api/2.0/sql/statements/{}/result/chunks/{index}/file?expires={expires}&signature={signature}",
+            linker.base, statement.id
+        ),
+        "expiration": tarn_core::webhooks::iso_timestamp(expires),
+    });
+    if index + 1 < rows.chunk_rows.len() {
+        link["next_chunk_index"] = json!(index + 1);
+        link["next_chunk_internal_link"] = json!(format!(
+            "/api/2.0/sql/statements/{}/result/chunks/{}",
+            statement.id,
+            index + 1
+        ));
+    }
+    Ok(link)
 }
 
 fn concat(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
@@ -290,10 +624,11 @@ fn concat(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
         .map_err(|e| Error::internal(format!("cannot assemble a result chunk: {e}")))
 }
 
-/// The statement as Databricks describes it: status, manifest and first chunk.
-fn describe(statement: &Statement) -> Value {
+/// The statement as Databricks describes it: status, manifest and, for its submitter, the
+/// first chunk (or its link).
+fn describe(statement: &Statement, owner: bool, linker: &Linker) -> Value {
     let state = *statement.state.borrow();
-    let outcome = lock(&statement.outcome);
+    let mut outcome = lock(&statement.outcome);
     let state = match (state, outcome.as_ref()) {
         (State::Running, Some(Outcome::Failed(_))) => State::Canceled,
         (state, _) => state,
@@ -302,51 +637,67 @@ fn describe(statement: &Statement) -> Value {
         "statement_id": statement.id,
         "status": { "state": state.as_str() },
     });
-    match outcome.as_ref() {
+    match outcome.as_mut() {
         Some(Outcome::Failed(err)) => {
             body["status"]["error"] = json!({
                 "error_code": err.code.as_str(),
                 "message": err.message,
             });
         }
-        Some(Outcome::Rows {
-            schema,
-            chunks,
-            total_rows,
-            truncated,
-        }) if state == State::Succeeded => {
+        Some(Outcome::Rows(rows)) if state == State::Succeeded => {
             let mut offset = 0;
-            let chunk_list: Vec<Value> = chunks
+            let chunk_list: Vec<Value> = rows
+                .chunk_rows
                 .iter()
                 .enumerate()
-                .map(|(index, chunk)| {
+                .map(|(index, count)| {
                     let entry = json!({
                         "chunk_index": index,
                         "row_offset": offset,
-                        "row_count": chunk.num_rows(),
+                        "row_count": count,
                     });
-                    offset += chunk.num_rows();
+                    offset += count;
                     entry
                 })
                 .collect();
             body["manifest"] = json!({
                 "format": statement.format.as_str(),
                 "schema": {
-                    "column_count": schema.fields().len(),
-                    "columns": manifest_columns(schema),
+                    "column_count": rows.schema.fields().len(),
+                    "columns": manifest_columns(&rows.schema),
                 },
-                "total_chunk_count": chunks.len(),
+                "total_chunk_count": rows.chunk_rows.len(),
                 "chunks": chunk_list,
-                "total_row_count": total_rows,
-                "truncated": truncated,
+                "total_row_count": rows.total_rows,
+                "truncated": rows.truncated,
             });
-            if let Ok(first) = result_data(statement, chunks, 0) {
-                body["result"] = first;
+            if linked(statement, rows) {
+                if owner && let Ok(first) = external_link(statement, rows, 0, linker) {
+                    body["result"] = json!({ "external_links": [first] });
+                }
+            } else {
+                // The first chunk comes with the answer until it has been fetched once.
+                let first_waiting = rows.chunks.first().is_none_or(Option::is_some);
+                if owner
+                    && first_waiting
+                    && let Ok(first) = take_chunk(statement, rows, 0)
+                {
+                    body["result"] = first;
+                }
             }
         }
         _ => {}
     }
     body
+}
+
+/// Chunk `index` in the statement's format, its rows dropped from the server afterwards.
+fn take_chunk(statement: &Statement, rows: &mut Rows, index: usize) -> Result<Value> {
+    let data = result_data(statement, rows, index)?;
+    if let Some(chunk) = rows.chunks.get_mut(index) {
+        *chunk = None;
+    }
+    Ok(data)
 }
 
 /// Columns with Unity Catalog's type names where Delta has the type, Arrow's otherwise.
@@ -377,15 +728,26 @@ fn manifest_columns(schema: &Schema) -> Vec<Value> {
 }
 
 /// One chunk in the statement's format, with the link to the next.
-fn result_data(statement: &Statement, chunks: &[RecordBatch], index: usize) -> Result<Value> {
-    let row_offset: usize = chunks.iter().take(index).map(RecordBatch::num_rows).sum();
+fn result_data(statement: &Statement, rows: &Rows, index: usize) -> Result<Value> {
+    let row_offset: usize = rows.chunk_rows.iter().take(index).sum();
     let mut data = json!({ "chunk_index": index, "row_offset": row_offset });
-    let Some(chunk) = chunks.get(index) else {
-        data["row_count"] = json!(0);
-        if statement.format == Format::JsonArray {
-            data["data_array"] = json!([]);
+    let chunk = match rows.chunks.get(index) {
+        Some(Some(chunk)) => chunk,
+        Some(None) => {
+            return Err(Error::invalid(format!(
+                "Chunk {index} of statement {} is gone: {}",
+                statement.id,
+                rows.dropped
+                    .unwrap_or("a result's rows are dropped once fetched; run the statement again to read them again")
+            )));
         }
-        return Ok(data);
+        None => {
+            data["row_count"] = json!(0);
+            if statement.format == Format::JsonArray {
+                data["data_array"] = json!([]);
+            }
+            return Ok(data);
+        }
     };
     data["row_count"] = json!(chunk.num_rows());
     match statement.format {
@@ -396,7 +758,7 @@ fn result_data(statement: &Statement, chunks: &[RecordBatch], index: usize) -> R
             data["attachment"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
         }
     }
-    if index + 1 < chunks.len() {
+    if index + 1 < rows.chunk_rows.len() {
         data["next_chunk_index"] = json!(index + 1);
         data["next_chunk_internal_link"] = json!(format!(
             "/api/2.0/sql/statements/{}/result/chunks/{}",

@@ -66,9 +66,33 @@ impl Sent {
 }
 
 /// Refuses destinations a webhook must not reach: non-HTTP schemes and, unless allowed,
-/// addresses on loopback, private, link-local, CGNAT, multicast or unspecified networks
-/// (server-side request forgery).
+/// addresses on loopback, private, link-local, CGNAT, multicast, reserved or unspecified
+/// networks, also when written inside an IPv6 address (server-side request forgery). Checked
+/// when a webhook is saved, for a clear error then; each send connects only to addresses
+/// checked by the same rule as it resolves them ([`CheckedResolver`]).
 pub async fn check_destination(url: &str, allow_private: bool) -> Result<()> {
+    let host = destination_host(url)?;
+    if allow_private {
+        return Ok(());
+    }
+    if let Some(ip) = literal_address(&host) {
+        return refuse_internal(url, ip);
+    }
+    let url::Host::Domain(name) = &host else {
+        return Ok(());
+    };
+    let addresses = tokio::net::lookup_host((name.as_str(), 0))
+        .await
+        .map_err(|e| Error::invalid(format!("Webhook host '{name}' does not resolve: {e}")))?;
+    for address in addresses {
+        refuse_internal(url, address.ip())?;
+    }
+    Ok(())
+}
+
+/// The host of an http(s) URL, as the URL standard reads it (`http://2130706433/` is
+/// 127.0.0.1).
+fn destination_host(url: &str) -> Result<url::Host<String>> {
     let parsed = url::Url::parse(url)
         .map_err(|e| Error::invalid(format!("Invalid webhook URL '{url}': {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -76,53 +100,115 @@ pub async fn check_destination(url: &str, allow_private: bool) -> Result<()> {
             "Invalid webhook URL '{url}': only http and https are allowed"
         )));
     }
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| Error::invalid(format!("Invalid webhook URL '{url}': no host")))?;
-    if allow_private {
-        return Ok(());
+    parsed
+        .host()
+        .map(|host| host.to_owned())
+        .ok_or_else(|| Error::invalid(format!("Invalid webhook URL '{url}': no host")))
+}
+
+fn literal_address(host: &url::Host<String>) -> Option<IpAddr> {
+    match host {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(*v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(*v6)),
+        url::Host::Domain(_) => None,
     }
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addresses: Vec<IpAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| Error::invalid(format!("Webhook host '{host}' does not resolve: {e}")))?
-        .map(|a| a.ip())
-        .collect();
-    if let Some(bad) = addresses.iter().find(|ip| is_internal(ip)) {
+}
+
+fn refuse_internal(url: &str, ip: IpAddr) -> Result<()> {
+    if is_internal(&ip) {
         return Err(Error::invalid(format!(
-            "Webhook URL '{url}' resolves to {bad}, a private or local address; an admin can \
+            "Webhook URL '{url}' resolves to {ip}, a private or local address; an admin can \
              allow such destinations (`tarn server --webhooks-allow-private`)"
         )));
     }
     Ok(())
 }
 
+/// Whether `ip` is on a network a webhook must not reach from the server.
 fn is_internal(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
                 || v4.is_unspecified()
-                || v4.is_broadcast()
                 || v4.is_multicast()
-                || (a == 100 && (64..128).contains(&b))
+                || v4.is_documentation()
                 || a == 0
+                // CGNAT 100.64.0.0/10
+                || (a == 100 && (64..128).contains(&b))
+                // IETF protocol assignments 192.0.0.0/24
+                || (a == 192 && b == 0 && c == 0)
+                // benchmarking 198.18.0.0/15
+                || (a == 198 && (b == 18 || b == 19))
+                // reserved 240.0.0.0/4, the broadcast address included
+                || a >= 240
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            let embedded = |high: u16, low: u16| {
+                let [h1, h2] = high.to_be_bytes();
+                let [l1, l2] = low.to_be_bytes();
+                is_internal(&IpAddr::V4(std::net::Ipv4Addr::new(h1, h2, l1, l2)))
+            };
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_internal(&IpAddr::V4(v4)))
+                // unique local fc00::/7, link-local fe80::/10, site-local fec0::/10
+                || (segments[0] & 0xfe00) == 0xfc00
+                || (segments[0] & 0xffc0) == 0xfe80
+                || (segments[0] & 0xffc0) == 0xfec0
+                // IPv4-mapped ::ffff:a.b.c.d and IPv4-compatible ::a.b.c.d
+                || (segments[..5] == [0; 5]
+                    && (segments[5] == 0xffff || segments[5] == 0)
+                    && embedded(segments[6], segments[7]))
+                // NAT64 64:ff9b::a.b.c.d; the local-use prefix 64:ff9b:1::/48 entirely
+                || (segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && embedded(segments[6], segments[7]))
+                || (segments[0] == 0x64 && segments[1] == 0xff9b && segments[2] == 1)
+                // 6to4 2002:aabb:ccdd::/48 carries a.b.c.d
+                || (segments[0] == 0x2002 && embedded(segments[1], segments[2]))
+                // Teredo 2001::/32 (the IPv4 address is obfuscated), documentation 2001:db8::/32
+                || (segments[0] == 0x2001 && (segments[1] == 0 || segments[1] == 0xdb8))
+                // discard-only 100::/64
+                || segments[..4] == [0x100, 0, 0, 0]
         }
     }
+}
+
+/// Resolves a webhook's host name for the HTTP client and keeps only addresses the SSRF rule
+/// allows, failing when any is refused. The address connected to is the address checked: a
+/// second lookup could answer differently (DNS rebinding).
+struct CheckedResolver;
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addresses: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(bad) = addresses.iter().find(|a| is_internal(&a.ip())) {
+                return Err(format!(
+                    "webhook host '{host}' resolves to {}, a private or local address",
+                    bad.ip()
+                )
+                .into());
+            }
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// An error and the causes under it (reqwest's own message names only the URL).
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// `v1,<base64 HMAC-SHA256(secret, "<delivery id>.<timestamp>.<body>")>`, MLflow's scheme.
@@ -160,10 +246,16 @@ pub struct Sender {
 impl Sender {
     pub fn new(settings: WebhookSettings) -> Result<Self> {
         let build = |verify: bool| {
-            reqwest::Client::builder()
+            let mut builder = reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(settings.timeout)
                 .danger_accept_invalid_certs(!verify)
+                // Proxies would resolve the host themselves, past the check.
+                .no_proxy();
+            if !settings.allow_private {
+                builder = builder.dns_resolver(Arc::new(CheckedResolver));
+            }
+            builder
                 .build()
                 .map_err(|e| Error::internal(format!("webhook HTTP client: {e}")))
         };
@@ -205,9 +297,12 @@ impl Sender {
         delivery_id: &str,
         body: &str,
     ) -> std::result::Result<(u16, String), String> {
-        check_destination(&webhook.url, self.settings.allow_private)
-            .await
-            .map_err(|e| e.message)?;
+        // Names are checked as they are resolved for the connection; an address written in
+        // the URL is checked here.
+        let host = destination_host(&webhook.url).map_err(|e| e.message)?;
+        if let Some(ip) = literal_address(&host).filter(|_| !self.settings.allow_private) {
+            refuse_internal(&webhook.url, ip).map_err(|e| e.message)?;
+        }
         let client = if webhook.enable_ssl_verification {
             &self.verified
         } else {
@@ -242,7 +337,7 @@ impl Sender {
                 }
             }
         }
-        let response = request.send().await.map_err(|e| e.to_string())?;
+        let response = request.send().await.map_err(|e| with_causes(&e))?;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
         // Receivers sometimes answer with whole pages; the log keeps the start.
@@ -345,6 +440,25 @@ pub async fn run_dispatcher(
 mod tests {
     use super::*;
 
+    fn test_webhook() -> Webhook {
+        Webhook {
+            id: "w1".into(),
+            workspace: "dev".into(),
+            flavor: Flavor::Mlflow,
+            name: "hook".into(),
+            description: String::new(),
+            url: String::new(),
+            secret: None,
+            authorization: None,
+            enable_ssl_verification: true,
+            model_name: None,
+            events: vec!["model_version.created".into()],
+            status: tarn_core::webhooks::WebhookStatus::Active,
+            creation_timestamp: 0,
+            last_updated_timestamp: 0,
+        }
+    }
+
     #[test]
     fn signatures_match_the_published_schemes() {
         // Values computed independently with Python's hmac/hashlib/base64.
@@ -369,6 +483,24 @@ mod tests {
             "http://[::1]/hook",
             "http://100.64.0.1/hook",
             "http://0.0.0.0/hook",
+            "http://2130706433/hook",
+            "http://0x7f.1/hook",
+            "http://[::127.0.0.1]/hook",
+            "http://[::ffff:10.0.0.1]/hook",
+            "http://[64:ff9b::7f00:1]/hook",
+            "http://[64:ff9b:1::1]/hook",
+            "http://[2002:7f00:1::]/hook",
+            "http://[2002:a9fe:a9fe::1]/hook",
+            "http://[fec0::1]/hook",
+            "http://[fd00::1]/hook",
+            "http://[fe80::1]/hook",
+            "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",
+            "http://198.18.0.1/hook",
+            "http://198.19.255.254/hook",
+            "http://240.0.0.1/hook",
+            "http://255.255.255.255/hook",
+            "http://192.0.0.8/hook",
+            "http://192.0.2.1/hook",
         ] {
             assert!(check_destination(url, false).await.is_err(), "{url}");
             assert!(check_destination(url, true).await.is_ok(), "{url}");
@@ -376,11 +508,34 @@ mod tests {
         for url in ["ftp://example.com/x", "file:///etc/passwd", "not a url"] {
             assert!(check_destination(url, true).await.is_err(), "{url}");
         }
-        assert!(
-            check_destination("http://93.184.216.34/hook", false)
-                .await
-                .is_ok()
-        );
+        for url in [
+            "http://93.184.216.34/hook",
+            "http://[64:ff9b::5db8:d822]/hook",
+            "http://[2002:5db8:d822::1]/hook",
+            "http://[2606:4700::1111]/hook",
+            "http://198.20.0.1/hook",
+        ] {
+            assert!(check_destination(url, false).await.is_ok(), "{url}");
+        }
+    }
+
+    /// A host name is checked as the client resolves it for the connection, so a name that
+    /// resolves to a loopback address at send time is never connected to.
+    #[tokio::test]
+    async fn sends_refuse_names_that_resolve_internally() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let sender = Sender::new(WebhookSettings::default()).expect("sender");
+        let hook = Webhook {
+            url: format!("http://localhost:{port}/hook"),
+            ..test_webhook()
+        };
+        let sent = sender.send(&hook, "d1", "{}").await;
+        assert_eq!(sent.status_code, None);
+        let error = sent.error.expect("refused");
+        assert!(error.contains("private or local"), "{error}");
+        listener.set_nonblocking(true).expect("nonblocking");
+        assert!(listener.accept().is_err(), "nothing connected");
     }
 
     #[test]

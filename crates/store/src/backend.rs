@@ -1574,9 +1574,7 @@ impl RunStore for Store {
         }
         builder.push("r.start_time DESC, r.run_uuid ASC");
         limit_offset(&mut builder, query.max_results, query.offset);
-        let rows = builder
-            .build()
-            .fetch_all(&self.read)
+        let rows = db::fetch_all_cancelling(&self.read, builder.build())
             .await
             .map_err(db_error)?;
         let infos = rows

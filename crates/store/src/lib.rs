@@ -5,6 +5,7 @@
 //! (`pg`), rusqlite on the calling thread for SQLite (`lite`, which says why). Each backend has
 //! its own migrations. The conformance suite in `tests/it` runs against both.
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,67 @@ pub mod pg {
     /// Where a statement runs.
     pub trait Executor<'e>: sqlx::Executor<'e, Database = sqlx::Postgres> {}
     impl<'e, T: sqlx::Executor<'e, Database = sqlx::Postgres>> Executor<'e> for T {}
+
+    /// A query built by a `QueryBuilder`.
+    pub type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+    /// Runs a read that may be long (a search) on a connection of its own, and cancels it on
+    /// the server when the caller stops waiting (the request was dropped): PostgreSQL would
+    /// otherwise run it on to the statement timeout.
+    pub async fn fetch_all_cancelling(
+        pool: &Pool,
+        query: Query<'_>,
+    ) -> Result<Vec<DbRow>, sqlx::Error> {
+        let mut connection = pool.acquire().await?;
+        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *connection)
+            .await?;
+        let mut guard = CancelOnDrop {
+            pool: pool.clone(),
+            connection: Some(connection),
+            backend,
+        };
+        let Some(connection) = guard.connection.as_mut() else {
+            return Err(sqlx::Error::PoolClosed);
+        };
+        let rows = query.fetch_all(&mut **connection).await;
+        // Done: the connection goes back to the pool as usual.
+        drop(guard.connection.take());
+        rows
+    }
+
+    /// Holds the connection of a read in flight; dropped before the read ended, it takes the
+    /// connection out of the pool (so no other query can be on it when the cancel arrives),
+    /// cancels the read and closes the connection.
+    struct CancelOnDrop {
+        pool: Pool,
+        connection: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+        backend: i32,
+    }
+
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            let Some(connection) = self.connection.take() else {
+                return;
+            };
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let connection = connection.detach();
+            let pool = self.pool.clone();
+            let backend = self.backend;
+            runtime.spawn(async move {
+                let cancelled = sqlx::query("SELECT pg_cancel_backend($1)")
+                    .bind(backend)
+                    .execute(&pool)
+                    .await;
+                if let Err(err) = cancelled {
+                    tracing::warn!(error = %err, backend, "could not cancel an abandoned query");
+                }
+                let _ = sqlx::Connection::close_hard(connection).await;
+            });
+        }
+    }
 }
 
 /// What differs between the SQL dialects, kept small on purpose.
@@ -76,13 +138,24 @@ pub mod postgres {
 pub use postgres::Store as PostgresStore;
 pub use sqlite::Store as SqliteStore;
 
+/// The longest any one statement may run on PostgreSQL.
+pub const POSTGRES_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Opens the store a URL names (`sqlite://path`, `postgres://...`) and applies migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn MetaStore>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(|e| Error::invalid(format!("invalid PostgreSQL URL: {e}")))?
+            // No statement of tarn's runs for long; one that does (a pathological search) is
+            // cancelled by the server rather than holding a connection and a core.
+            .options([(
+                "statement_timeout",
+                format!("{}ms", POSTGRES_STATEMENT_TIMEOUT.as_millis()),
+            )]);
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(|e| Error::internal(format!("cannot connect to PostgreSQL: {e}")))?;
         migrate::postgres(&pool).await?;

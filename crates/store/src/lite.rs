@@ -76,9 +76,33 @@ impl Options {
             pragmas.push(("wal_autocheckpoint", pages.to_string()));
         }
         for (name, value) in pragmas {
-            connection.pragma_update(None, name, value)?;
+            set_pragma(&connection, name, &value)?;
         }
         Ok(connection)
+    }
+}
+
+/// Sets a pragma, waiting out another process that holds the lock it needs: switching a new
+/// database to WAL answers "locked" at once, without the busy handler, while a second process
+/// opening it at the same moment reads it (two replicas started together).
+pub fn set_pragma(
+    connection: &rusqlite::Connection,
+    name: &str,
+    value: &str,
+) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match connection.pragma_update(None, name, value) {
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if matches!(
+                    failure.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -534,6 +558,12 @@ impl<R> Fetch<R> {
             _read: PhantomData,
         }
     }
+}
+
+/// `pg::fetch_all_cancelling`'s counterpart: a SQLite statement runs on the awaiting thread
+/// and cannot be left running behind a dropped request.
+pub async fn fetch_all_cancelling(pool: &Pool, query: Query) -> SqlResult<Vec<DbRow>> {
+    query.fetch_all(pool).await
 }
 
 pub fn query(sql: impl sqlx::SqlSafeStr) -> Query {

@@ -31,6 +31,10 @@ const SQLITE: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/sqlite/0012_registry_search.sql"),
     ),
+    (
+        13,
+        include_str!("../migrations/sqlite/0013_exact_metric_values.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),

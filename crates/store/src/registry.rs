@@ -1889,6 +1889,38 @@ impl RegistryStore for Store {
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(db_error)
     }
+
+    async fn version_storage_locations(&self, model_id: &str) -> Result<Vec<String>> {
+        db::query_scalar("SELECT storage_location FROM model_versions WHERE model_id = $1")
+            .bind(model_id)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn record_event(
+        &self,
+        workspace: &str,
+        actor: &Actor,
+        entity: &str,
+        action: &str,
+        object: &str,
+        data: serde_json::Value,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            entity,
+            action,
+            object,
+            data,
+            now_millis(),
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)
+    }
 }
 
 async fn upsert_registry_tag(tx: &mut Tx<'_>, model_id: &str, tag: &KeyValue) -> Result<()> {

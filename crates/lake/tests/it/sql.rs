@@ -185,6 +185,7 @@ async fn queries_name_tables_in_three_two_or_one_parts() {
             &SqlScope {
                 catalog: None,
                 schema: Some("bronze".into()),
+                ..SqlScope::default()
             },
         )
         .await
@@ -383,6 +384,7 @@ async fn views_are_stored_queries_over_qualified_tables() {
             &SqlScope {
                 catalog: None,
                 schema: Some("silver".into()),
+                ..SqlScope::default()
             },
         )
         .await
@@ -682,4 +684,114 @@ async fn reads_see_commits_from_other_writers_and_partition_values() {
         "{}",
         broken.message
     );
+}
+
+/// Statements nested deeper than the limit are refused before anything parses them; at the
+/// limit they plan and run on a test thread's 2 MiB stack, the size of a server worker's.
+#[tokio::test]
+async fn expression_depth_is_bounded_and_safe_at_the_limit() {
+    let f = Fixture::new().await;
+    let terms = tarn_lake::MAX_EXPRESSION_DEPTH;
+    let at_limit = format!("SELECT {} AS n", vec!["1"; terms].join("+"));
+    assert_eq!(longs(&f.ok(&at_limit).await), [terms as i64]);
+    let columns = format!(
+        "SELECT count(*) FROM dev.bronze.payments WHERE {}",
+        vec!["amount > 0"; terms / 2].join(" AND ")
+    );
+    assert_eq!(longs(&f.ok(&columns).await), [3]);
+    let ors = format!(
+        "SELECT count(*) FROM dev.bronze.payments WHERE {}",
+        (0..terms / 2)
+            .map(|i| format!("id = {i}"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    );
+    assert_eq!(longs(&f.ok(&ors).await), [3]);
+    for deep in [
+        format!("SELECT {}", vec!["1"; terms + 2].join("+")),
+        format!("SELECT {}", vec!["1"; 100_000].join("+")),
+        format!("SELECT {}1{}", "(".repeat(100_000), ")".repeat(100_000)),
+    ] {
+        let err = f.refused(&f.owner, &deep).await;
+        assert_eq!(err.code, ErrorCode::InvalidParameterValue);
+        assert!(err.message.contains("nests too deeply"), "{}", err.message);
+    }
+}
+
+/// A result past its byte limit is cut there and says so; a statement's operators hold no
+/// more than its memory limit (a sort spills to disk) and the rows still come out right.
+#[tokio::test]
+async fn results_and_memory_are_bounded_per_statement() {
+    let f = Fixture::new().await;
+    let run = |statement: &'static str, limits: tarn_lake::SqlLimits| {
+        let f = &f;
+        async move {
+            f.lake
+                .sql(
+                    f.store.as_ref(),
+                    &f.owner,
+                    statement,
+                    &SqlScope {
+                        limits,
+                        ..SqlScope::default()
+                    },
+                )
+                .await
+        }
+    };
+    let capped = run(
+        "SELECT value FROM generate_series(1, 10000000)",
+        tarn_lake::SqlLimits {
+            result_bytes: Some(1024 * 1024),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("capped");
+    assert!(capped.truncated);
+    let held: usize = capped
+        .batches
+        .iter()
+        .map(|b| b.get_array_memory_size())
+        .sum();
+    assert!(held <= 1024 * 1024, "{held}");
+    assert!(capped.num_rows() > 10_000, "{}", capped.num_rows());
+    let whole = run(
+        "SELECT count(*) FROM generate_series(1, 1000)",
+        tarn_lake::SqlLimits {
+            result_bytes: Some(1024 * 1024),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("whole");
+    assert!(!whole.truncated);
+    assert_eq!(longs(&whole), [1000]);
+
+    let sorted = run(
+        "SELECT value FROM generate_series(1, 3000000) ORDER BY value DESC LIMIT 3",
+        tarn_lake::SqlLimits {
+            memory: Some(16 * 1024 * 1024),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("sorted within the limit");
+    assert_eq!(longs(&sorted), [3_000_000, 2_999_999, 2_999_998]);
+    let spilled = run(
+        "SELECT value, count(*) FROM generate_series(1, 2000000) GROUP BY value ORDER BY value DESC LIMIT 2",
+        tarn_lake::SqlLimits {
+            memory: Some(8 * 1024 * 1024),
+            ..Default::default()
+        },
+    )
+    .await;
+    match spilled {
+        Ok(rows) => assert_eq!(longs(&rows), [2_000_000, 1_999_999]),
+        Err(err) => assert!(
+            err.message.contains("Resources exhausted") || err.message.contains("memory"),
+            "{}",
+            err.message
+        ),
+    }
 }

@@ -95,8 +95,10 @@ async fn require_owner(state: &AppState, ctx: &Ctx, securable: &Securable) -> Re
     access::require_owner(state.store.as_ref(), &ctx.caller(), securable).await
 }
 
+/// Unity Catalog's paging: `max_results` 0 (what the Databricks SDK sends by default) asks
+/// for a page of the server's size.
 fn page_args(max_results: Option<i64>, page_token: Option<&str>) -> Result<(u64, u64), Error> {
-    let limit = super::max_results(max_results, DEFAULT_PAGE, MAX_PAGE)?;
+    let limit = super::max_results(max_results.filter(|&n| n != 0), DEFAULT_PAGE, MAX_PAGE)?;
     let offset = decode_page_token(page_token.unwrap_or(""))
         .map_err(|e| Error::invalid(format!("Invalid page_token: {e}")))?;
     Ok((limit, offset))

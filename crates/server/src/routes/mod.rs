@@ -21,7 +21,7 @@ mod lineage;
 mod logged_models;
 mod permissions;
 mod registry;
-pub use registry::TRAINING_SET_TAG;
+pub use registry::{TRAINING_SET_TAG, UNOWNED_COPY_GRACE, remove_unowned_copies};
 mod reviews;
 mod serving;
 mod sql;
@@ -280,9 +280,8 @@ pub async fn experiment_access(
     level: PermissionLevel,
 ) -> ApiResult<i64> {
     let id = tarn_core::validation::parse_experiment_id(experiment_id)?;
-    if !state.store.experiment_exists(&ctx.workspace, id).await? {
-        return Err(Error::not_found(format!("No Experiment with id={id} exists")).into());
-    }
+    // Permission first: whoever may not read an id learns nothing, not even whether it exists
+    // (ids are small numbers, easy to walk).
     crate::auth::require(
         state.store.as_ref(),
         &ctx.workspace,
@@ -292,6 +291,9 @@ pub async fn experiment_access(
         level,
     )
     .await?;
+    if !state.store.experiment_exists(&ctx.workspace, id).await? {
+        return Err(Error::not_found(format!("No Experiment with id={id} exists")).into());
+    }
     Ok(id)
 }
 

@@ -169,6 +169,49 @@ pub async fn delete_model(
     Ok(Json(json!({})))
 }
 
+/// How long a registry copy no version owns is left alone: a create on this or another
+/// replica may still be about to store its version.
+pub const UNOWNED_COPY_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes registry copies that no version owns and that nothing wrote to for `grace`: what a
+/// create interrupted between its copy and its version (a crash, a dropped request) or a
+/// delete interrupted before its files went left behind. Returns how many it removed.
+pub async fn remove_unowned_copies(
+    state: &AppState,
+    grace: std::time::Duration,
+) -> Result<usize, Error> {
+    let mut removed = 0;
+    for workspace in state.store.list_workspaces().await? {
+        let models = match state.artifacts.list(&workspace, REGISTRY_PREFIX).await {
+            Ok(models) => models,
+            Err(err) if err.code == tarn_core::ErrorCode::ResourceDoesNotExist => continue,
+            Err(err) => return Err(err),
+        };
+        for model in models {
+            if !model.is_dir {
+                continue;
+            }
+            let owned: std::collections::HashSet<String> = state
+                .store
+                .version_storage_locations(&model.path)
+                .await?
+                .into_iter()
+                .collect();
+            let folder = format!("{REGISTRY_PREFIX}/{}", model.path);
+            let untouched = state
+                .artifacts
+                .folders_untouched_for(&workspace, &folder, grace)
+                .await?;
+            for copy in untouched.into_iter().filter(|copy| !owned.contains(copy)) {
+                tracing::info!(%workspace, copy, "removing a registry copy no version owns");
+                state.artifacts.delete(&workspace, &copy).await?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Removes registry copies after their rows are gone; a failure leaves only unreachable files.
 async fn remove_copies(state: &AppState, workspace: &str, locations: &[String]) {
     for location in locations {

@@ -5,16 +5,18 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
-use tarn_lake::SqlScope;
+use tarn_lake::{SqlScope, ipc};
 
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::extract::{Ctx, PathArgs, Req, de};
-use crate::statements::{Format, Submission};
+use crate::extract::{Ctx, PathArgs, QueryArgs, Req, de};
+use crate::statements::{Disposition, Format, LinkBase, Submission};
 
 type JsonResult = ApiResult<Json<Value>>;
 
@@ -27,6 +29,20 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/{statement_id}", get(status))
         .route("/{statement_id}/cancel", post(cancel))
         .route("/{statement_id}/result/chunks/{chunk_index}", get(chunk))
+        .route(
+            "/{statement_id}/result/chunks/{chunk_index}/file",
+            get(download),
+        )
+}
+
+/// The address the client reached this server at, for the links to result files.
+fn link_base(headers: &HeaderMap) -> LinkBase {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .unwrap_or("127.0.0.1");
+    let scheme = header("x-forwarded-proto").unwrap_or("http");
+    LinkBase(format!("{scheme}://{host}"))
 }
 
 #[derive(Deserialize)]
@@ -43,6 +59,8 @@ struct SubmitReq {
     disposition: Option<String>,
     #[serde(default, deserialize_with = "de::opt_i64")]
     row_limit: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    byte_limit: Option<i64>,
 }
 
 /// `wait_timeout` as Databricks takes it: `0s` (answer at once) or 5 to 50 seconds.
@@ -64,7 +82,12 @@ fn wait_of(text: Option<&str>) -> Result<Duration, Error> {
     Ok(Duration::from_secs(seconds))
 }
 
-async fn submit(State(state): State<AppState>, ctx: Ctx, Req(req): Req<SubmitReq>) -> JsonResult {
+async fn submit(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Req(req): Req<SubmitReq>,
+) -> JsonResult {
     let statement = req.statement.unwrap_or_default();
     if statement.trim().is_empty() {
         return Err(Error::invalid("Missing value for required parameter 'statement'").into());
@@ -75,13 +98,21 @@ async fn submit(State(state): State<AppState>, ctx: Ctx, Req(req): Req<SubmitReq
         ))
         .into());
     }
-    if let Some(disposition) = &req.disposition
-        && !disposition.eq_ignore_ascii_case("INLINE")
-    {
-        return Err(Error::invalid(format!(
-            "Invalid disposition '{disposition}': tarn returns results INLINE"
-        ))
-        .into());
+    let disposition = Disposition::parse(req.disposition.as_deref())?;
+    let format = Format::parse(req.format.as_deref())?;
+    if disposition == Disposition::ExternalLinks {
+        if format != Format::ArrowStream {
+            return Err(Error::invalid(
+                "EXTERNAL_LINKS results are written as ARROW_STREAM: ask for that format",
+            )
+            .into());
+        }
+        if req.row_limit.is_some() || req.byte_limit.is_some() {
+            return Err(Error::invalid(
+                "row_limit and byte_limit apply to INLINE results; limit an EXTERNAL_LINKS query in its SQL",
+            )
+            .into());
+        }
     }
     let cancel_on_timeout = match req.on_wait_timeout.as_deref().map(str::to_ascii_uppercase) {
         None => false,
@@ -102,14 +133,25 @@ async fn submit(State(state): State<AppState>, ctx: Ctx, Req(req): Req<SubmitReq
         }
         other => other.map(|n| n as usize),
     };
+    let byte_limit = match req.byte_limit {
+        Some(n) if n <= 0 => {
+            return Err(
+                Error::invalid(format!("Invalid byte_limit {n}: expected 1 or more")).into(),
+            );
+        }
+        other => other.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+    };
     let submission = Submission {
         statement,
         scope: SqlScope {
             catalog: req.catalog,
             schema: req.schema,
+            ..SqlScope::default()
         },
-        format: Format::parse(req.format.as_deref())?,
+        format,
+        disposition,
         row_limit,
+        byte_limit,
         wait: wait_of(req.wait_timeout.as_deref())?,
         cancel_on_timeout,
     };
@@ -120,20 +162,31 @@ async fn submit(State(state): State<AppState>, ctx: Ctx, Req(req): Req<SubmitReq
             state.lake.clone(),
             ctx.caller(),
             submission,
+            &link_base(&headers),
         )
         .await;
     Ok(Json(described))
 }
 
-async fn status(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
-    Ok(Json(
-        state
-            .statements
-            .get(&ctx.caller(), path.get("statement_id")?)?,
-    ))
+async fn status(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    path: PathArgs,
+) -> JsonResult {
+    Ok(Json(state.statements.get(
+        &ctx.caller(),
+        path.get("statement_id")?,
+        &link_base(&headers),
+    )?))
 }
 
-async fn chunk(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+async fn chunk(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    path: PathArgs,
+) -> JsonResult {
     let index = path.get("chunk_index")?;
     let index = index
         .parse::<usize>()
@@ -142,7 +195,38 @@ async fn chunk(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonR
         &ctx.caller(),
         path.get("statement_id")?,
         index,
+        &link_base(&headers),
     )?))
+}
+
+#[derive(Deserialize)]
+struct DownloadArgs {
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    expires: Option<i64>,
+    signature: Option<String>,
+}
+
+/// A result file, through the signed link a statement's answer gave: no credentials, as with
+/// the presigned URLs Databricks hands out.
+async fn download(
+    State(state): State<AppState>,
+    path: PathArgs,
+    QueryArgs(args): QueryArgs<DownloadArgs>,
+) -> ApiResult<Response> {
+    let index = path.get("chunk_index")?;
+    let index = index
+        .parse::<usize>()
+        .map_err(|_| Error::invalid(format!("Invalid chunk_index '{index}'")))?;
+    let bytes = state
+        .statements
+        .download(
+            path.get("statement_id")?,
+            index,
+            args.expires.unwrap_or_default(),
+            args.signature.as_deref().unwrap_or_default(),
+        )
+        .await?;
+    Ok(([(header::CONTENT_TYPE, ipc::ARROW_STREAM)], bytes).into_response())
 }
 
 async fn cancel(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {

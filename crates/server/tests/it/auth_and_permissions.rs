@@ -255,6 +255,18 @@ async fn experiment_permission_levels() {
         )
         .await;
     insta::assert_json_snapshot!("run_without_grant", status_and_body(&denied_run));
+    // An id that does not exist answers a non-reader as one it may not read: ids cannot be
+    // walked to learn which exist.
+    let absent = app
+        .call(
+            "GET",
+            "/api/2.0/mlflow/experiments/get",
+            Some(&other),
+            json!({"experiment_id": "987654"}),
+        )
+        .await;
+    assert_eq!(absent.status, StatusCode::FORBIDDEN);
+    assert_eq!(absent.json["error_code"], "PERMISSION_DENIED");
     // The other user cannot grant itself access.
     let self_grant = app
         .call("PATCH", &format!("/api/2.0/permissions/experiments/{id}"), Some(&other), json!({"access_control_list": [{"user_name": "other", "permission_level": "CAN_MANAGE"}]}))

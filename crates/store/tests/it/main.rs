@@ -186,3 +186,37 @@ async fn two_writers_share_one_sqlite_file() {
         80
     );
 }
+
+/// A PostgreSQL read whose caller stops waiting (a dropped request) is cancelled on the
+/// server at once instead of running on.
+#[tokio::test]
+async fn postgres_reads_are_cancelled_when_abandoned() {
+    let admin_url = std::env::var("TARN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let pool = sqlx::PgPool::connect(&admin_url).await.expect("connect");
+    let marker = format!("tarn_abandoned_{}", tarn_core::ids::hex32(rand::random()));
+    let sleeper = tarn_store::pg::fetch_all_cancelling(
+        &pool,
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT pg_sleep(60), '{marker}'"
+        ))),
+    );
+    let abandoned = tokio::time::timeout(std::time::Duration::from_millis(500), sleeper).await;
+    assert!(abandoned.is_err(), "the sleep cannot have finished");
+    let running = || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE $1 AND state = 'active' \
+             AND pid <> pg_backend_pid()",
+        )
+        .bind(format!("%{marker}%"))
+        .fetch_one(&pool)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while running().await.expect("activity") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned query is still running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
