@@ -11,6 +11,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tarn_core::{Error, ErrorCode, Result};
 
+use crate::signed_urls::UrlSigner;
+
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
     inner: Arc<dyn ObjectStore>,
@@ -255,27 +257,23 @@ impl ArtifactStore {
         path: &str,
         age: std::time::Duration,
     ) -> Result<Vec<String>> {
-        let key = Self::key(workspace, path)?;
-        let listing = self
-            .inner
-            .list_with_delimiter(Some(&key))
-            .await
-            .map_err(|e| storage_error(e, path))?;
         let cutoff = millis_ago(age);
         let mut untouched = Vec::new();
-        for folder in listing.common_prefixes {
+        for folder in self.list(workspace, path).await? {
+            if !folder.is_dir {
+                continue;
+            }
+            let folder = format!("{}/{}", path.trim_matches('/'), folder.path);
             let newest = self
                 .inner
-                .list(Some(&folder))
+                .list(Some(&Self::key(workspace, &folder)?))
                 .try_fold(None, |newest: Option<i64>, meta| async move {
                     Ok(newest.max(Some(meta.last_modified.timestamp_millis())))
                 })
                 .await
-                .map_err(|e| storage_error(e, path))?;
-            if newest.is_none_or(|newest| newest < cutoff)
-                && let Some(name) = folder.filename()
-            {
-                untouched.push(format!("{}/{name}", path.trim_matches('/')));
+                .map_err(|e| storage_error(e, &folder))?;
+            if newest.is_none_or(|newest| newest < cutoff) {
+                untouched.push(folder);
             }
         }
         Ok(untouched)
@@ -729,44 +727,17 @@ impl ArtifactStore {
     }
 }
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
-
-/// Signs and checks the part URLs of multipart uploads with a key that lives as long as the
-/// process (an upload interrupted by a restart is aborted and retried by the client).
+/// Signs and checks the part URLs of multipart uploads (an upload interrupted by a restart is
+/// aborted and retried by the client).
 pub struct PartUrls {
-    key: [u8; 32],
+    signer: UrlSigner,
 }
 
 impl PartUrls {
     pub fn random() -> Self {
         Self {
-            key: rand::random(),
+            signer: UrlSigner::random(),
         }
-    }
-
-    fn mac(
-        &self,
-        workspace: &str,
-        path: &str,
-        upload_id: &str,
-        part_number: u64,
-        expires: i64,
-    ) -> Result<HmacSha256> {
-        use hmac::Mac;
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.key)
-            .map_err(|e| Error::internal(format!("HMAC key: {e}")))?;
-        for field in [
-            workspace,
-            path,
-            upload_id,
-            &part_number.to_string(),
-            &expires.to_string(),
-        ] {
-            // Length-prefixed so no two field lists sign the same bytes.
-            mac.update(&(field.len() as u64).to_be_bytes());
-            mac.update(field.as_bytes());
-        }
-        Ok(mac)
     }
 
     /// The absolute URL a client PUTs part `part_number` to.
@@ -779,12 +750,10 @@ impl PartUrls {
         part_number: u64,
         expires: i64,
     ) -> Result<String> {
-        use hmac::Mac;
-        let signature = hex::encode(
-            self.mac(workspace, path, upload_id, part_number, expires)?
-                .finalize()
-                .into_bytes(),
-        );
+        let signature = self.signer.sign(
+            &[workspace, path, upload_id, &part_number.to_string()],
+            expires,
+        )?;
         let mut url = url::Url::parse(base)
             .map_err(|e| Error::invalid(format!("bad server address '{base}': {e}")))?;
         url.path_segments_mut()
@@ -819,16 +788,18 @@ impl PartUrls {
         signature: &str,
         now_secs: i64,
     ) -> Result<()> {
-        use hmac::Mac;
-        let denied = || Error::new(ErrorCode::PermissionDenied, "Invalid or expired part URL");
-        let signature = hex::decode(signature).map_err(|_| denied())?;
-        self.mac(workspace, path, upload_id, part_number, expires)?
-            .verify_slice(&signature)
-            .map_err(|_| denied())?;
-        if expires < now_secs {
-            return Err(denied());
+        let fields = [workspace, path, upload_id, &part_number.to_string()];
+        if self
+            .signer
+            .is_valid(&fields, expires, signature, now_secs)?
+        {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorCode::PermissionDenied,
+                "Invalid or expired part URL",
+            ))
         }
-        Ok(())
     }
 }
 

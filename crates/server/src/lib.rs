@@ -21,6 +21,7 @@ mod keep_alive;
 pub mod metrics;
 mod routes;
 pub mod serving;
+pub mod signed_urls;
 pub mod statements;
 pub mod webhooks;
 

@@ -22,7 +22,7 @@ use tarn_lake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use tarn_lake::{ResultFile, ResultRows, SqlLimits, SqlOutput, SqlScope, ipc};
 use tokio::sync::watch;
 
-type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+use crate::signed_urls::UrlSigner;
 
 /// Rows per result chunk.
 pub const CHUNK_ROWS: usize = 10_000;
@@ -204,7 +204,7 @@ pub struct Statements {
     /// Where `EXTERNAL_LINKS` results are written, a folder per statement.
     folder: PathBuf,
     /// Signs the links to result files (per process: links die with it, as the files do).
-    link_key: [u8; 32],
+    links: UrlSigner,
 }
 
 impl Default for Statements {
@@ -216,8 +216,9 @@ impl Default for Statements {
     }
 }
 
-/// Where links to result files point: the address the client reached this server at.
-pub struct LinkBase(pub String);
+/// Where links to result files point: the address the client reached this server at, when
+/// the request said.
+pub struct LinkBase(pub Option<String>);
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -248,7 +249,7 @@ impl Statements {
             by_id: Arc::default(),
             limits,
             folder: parent.join(tarn_core::ids::hex32(rand::random())),
-            link_key: rand::random(),
+            links: UrlSigner::random(),
         }
     }
 
@@ -348,8 +349,8 @@ impl Statements {
 
     fn linker<'a>(&'a self, base: &'a LinkBase) -> Linker<'a> {
         Linker {
-            base: &base.0,
-            key: &self.link_key,
+            base: base.0.as_deref(),
+            signer: &self.links,
         }
     }
 
@@ -425,12 +426,14 @@ impl Statements {
         expires: i64,
         signature: &str,
     ) -> Result<Vec<u8>> {
-        let refused = || Error::permission_denied("This result link is invalid or has expired");
-        let signed = hex::decode(signature).map_err(|_| refused())?;
-        hmac::Mac::verify_slice(link_mac(&self.link_key, id, index, expires)?, &signed)
-            .map_err(|_| refused())?;
-        if expires < tarn_core::ids::now_millis() {
-            return Err(refused());
+        let fields = [id, &index.to_string()];
+        if !self
+            .links
+            .is_valid(&fields, expires, signature, tarn_core::ids::now_millis())?
+        {
+            return Err(Error::permission_denied(
+                "This result link is invalid or has expired",
+            ));
         }
         let statement = lock(&self.by_id)
             .get(id)
@@ -562,15 +565,8 @@ fn in_files(schema: SchemaRef, files: Vec<ResultFile>) -> Rows {
 
 /// What result links are made of.
 struct Linker<'a> {
-    base: &'a str,
-    key: &'a [u8; 32],
-}
-
-fn link_mac(key: &[u8; 32], id: &str, index: usize, expires: i64) -> Result<HmacSha256> {
-    let mut mac = <HmacSha256 as hmac::Mac>::new_from_slice(key)
-        .map_err(|e| Error::internal(format!("HMAC key: {e}")))?;
-    hmac::Mac::update(&mut mac, format!("{id}/{index}/{expires}").as_bytes());
-    Ok(mac)
+    base: Option<&'a str>,
+    signer: &'a UrlSigner,
 }
 
 /// Whether a result is handed out as links: asked for, and written to files (a write's counts
@@ -593,10 +589,13 @@ fn external_link(
             statement.id
         )));
     };
+    let base = linker
+        .base
+        .ok_or_else(|| Error::invalid("The request has no Host header to link result files to"))?;
     let expires = tarn_core::ids::now_millis() + LINK_LIFETIME.as_millis() as i64;
-    let signature = hex::encode(
-        hmac::Mac::finalize(link_mac(linker.key, &statement.id, index, expires)?).into_bytes(),
-    );
+    let signature = linker
+        .signer
+        .sign(&[&statement.id, &index.to_string()], expires)?;
     let mut link = json!({
         "chunk_index": index,
         "row_offset": rows.chunk_rows.iter().take(index).sum::<usize>(),
@@ -604,7 +603,7 @@ fn external_link(
         "byte_count": file.bytes,
         "external_link": format!(
             "{}/api/2.0/sql/statements/{}/result/chunks/{index}/file?expires={expires}&signature={signature}",
-            linker.base, statement.id
+            base, statement.id
         ),
         "expiration": tarn_core::webhooks::iso_timestamp(expires),
     });

@@ -216,7 +216,8 @@ pub async fn create_multipart(
         .artifacts
         .create_multipart(&ctx.workspace, &path)
         .await?;
-    let base = request_base_url(&headers)?;
+    let base = crate::signed_urls::request_base_url(&headers)
+        .ok_or_else(|| Error::invalid("The request has no Host header"))?;
     let expires = tarn_core::ids::now_millis() / 1000 + PART_URL_LIFETIME_SECS;
     let credentials = (1..=num_parts)
         .map(|part_number| {
@@ -234,16 +235,6 @@ pub async fn create_multipart(
     Ok(Json(
         json!({ "upload_id": upload_id, "credentials": credentials }),
     ))
-}
-
-/// `scheme://host` the client used to reach this server.
-fn request_base_url(headers: &axum::http::HeaderMap) -> ApiResult<String> {
-    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let host = value("x-forwarded-host")
-        .or_else(|| value("host"))
-        .ok_or_else(|| Error::invalid("The request has no Host header"))?;
-    let scheme = value("x-forwarded-proto").unwrap_or("http");
-    Ok(format!("{scheme}://{host}"))
 }
 
 #[derive(Deserialize)]

@@ -37,12 +37,7 @@ pub fn routes() -> axum::Router<AppState> {
 
 /// The address the client reached this server at, for the links to result files.
 fn link_base(headers: &HeaderMap) -> LinkBase {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let host = header("x-forwarded-host")
-        .or_else(|| header("host"))
-        .unwrap_or("127.0.0.1");
-    let scheme = header("x-forwarded-proto").unwrap_or("http");
-    LinkBase(format!("{scheme}://{host}"))
+    LinkBase(crate::signed_urls::request_base_url(headers))
 }
 
 #[derive(Deserialize)]
