@@ -35,6 +35,10 @@ const SQLITE: &[(i64, &str)] = &[
         13,
         include_str!("../migrations/sqlite/0013_exact_metric_values.sql"),
     ),
+    (
+        14,
+        include_str!("../migrations/sqlite/0014_event_outbox.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -60,6 +64,10 @@ const POSTGRES: &[(i64, &str)] = &[
     ),
     (10, include_str!("../migrations/postgres/0010_features.sql")),
     (11, include_str!("../migrations/postgres/0011_serving.sql")),
+    (
+        12,
+        include_str!("../migrations/postgres/0012_event_outbox.sql"),
+    ),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 /// Arbitrary but fixed key for `pg_advisory_lock`.

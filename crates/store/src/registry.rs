@@ -139,7 +139,11 @@ fn row_event(row: &db::DbRow) -> std::result::Result<Event, sqlx::Error> {
     })
 }
 
-/// Appends one event; called inside the transaction of the change it describes.
+/// Who reads the event stream: each event waits in the outbox of each of them until taken.
+const EVENT_CONSUMERS: &[&str] = &[WEBHOOK_CONSUMER];
+
+/// Appends one event, and puts it in each consumer's outbox; called inside the transaction of
+/// the change it describes.
 #[allow(clippy::too_many_arguments)]
 async fn insert_event(
     tx: &mut Tx<'_>,
@@ -151,8 +155,9 @@ async fn insert_event(
     data: serde_json::Value,
     now: i64,
 ) -> Result<()> {
-    db::query(
-        "INSERT INTO events (workspace, timestamp, actor, entity, action, object, data) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    let id: i64 = db::query_scalar(
+        "INSERT INTO events (workspace, timestamp, actor, entity, action, object, data) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         RETURNING id",
     )
     .bind(workspace)
     .bind(now)
@@ -161,9 +166,17 @@ async fn insert_event(
     .bind(action)
     .bind(object)
     .bind(data.to_string())
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(db_error)?;
+    for consumer in EVENT_CONSUMERS {
+        db::query("INSERT INTO event_outbox (consumer, event_id) VALUES ($1, $2)")
+            .bind(*consumer)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+    }
     Ok(())
 }
 

@@ -1,11 +1,12 @@
 // Webhooks and their delivery queue, included next to `backend.rs` once per backend. The
-// fan-out reads the event log past its cursor and writes deliveries in the same transaction
-// that moves the cursor, so an event is queued exactly once and never lost across restarts.
+// fan-out takes events out of the webhooks' outbox and writes their deliveries in the same
+// transaction, so every committed event is queued exactly once, whatever order transactions
+// commit in, and none is lost across restarts.
 
 use tarn_core::store::{AttemptOutcome, AttemptResult, Delivery, DeliveryQuery, WebhookStore};
 use tarn_core::webhooks::{self as hooks, Flavor, Webhook, WebhookStatus};
 
-const WEBHOOK_CURSOR: &str = "webhooks";
+const WEBHOOK_CONSUMER: &str = "webhooks";
 
 fn row_webhook(row: &db::DbRow) -> std::result::Result<Webhook, sqlx::Error> {
     let events: String = row.try_get("events")?;
@@ -222,51 +223,39 @@ impl WebhookStore for Store {
     async fn fan_out(&self, limit: u64, now: i64) -> Result<usize> {
         // Checked on a reader first: the dispatcher polls often, and taking the single SQLite
         // writer for nothing would stall every other write.
-        let pending: bool = db::query_scalar(
-            "SELECT COALESCE((SELECT MAX(id) FROM events), 0) > \
-             COALESCE((SELECT last_event_id FROM outbox_cursors WHERE consumer = $1), 0)",
-        )
-        .bind(WEBHOOK_CURSOR)
-        .fetch_one(&self.read)
-        .await
-        .map_err(db_error)?;
+        let pending: bool =
+            db::query_scalar("SELECT EXISTS (SELECT 1 FROM event_outbox WHERE consumer = $1)")
+                .bind(WEBHOOK_CONSUMER)
+                .fetch_one(&self.read)
+                .await
+                .map_err(db_error)?;
         if !pending {
             return Ok(0);
         }
         let mut tx = self.begin().await?;
-        db::query(
-            "INSERT INTO outbox_cursors (consumer, last_event_id) VALUES ($1, 0) ON CONFLICT (consumer) DO NOTHING",
-        )
-        .bind(WEBHOOK_CURSOR)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        // The row lock serialises fan-outs of several servers on one PostgreSQL database.
+        // Several servers on one PostgreSQL database each take events the others have not
+        // locked; SQLite has one writer.
         let lock = match DIALECT {
-            crate::Dialect::Postgres => " FOR UPDATE",
+            crate::Dialect::Postgres => " FOR UPDATE OF o SKIP LOCKED",
             crate::Dialect::Sqlite => "",
         };
-        let cursor: i64 = db::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT last_event_id FROM outbox_cursors WHERE consumer = $1{lock}"
+        let rows = db::query(sqlx::AssertSqlSafe(format!(
+            "SELECT e.* FROM event_outbox o JOIN events e ON e.id = o.event_id \
+             WHERE o.consumer = $1 ORDER BY o.event_id LIMIT $2{lock}"
         )))
-        .bind(WEBHOOK_CURSOR)
-        .fetch_one(&mut *tx)
+        .bind(WEBHOOK_CONSUMER)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
         .await
         .map_err(db_error)?;
-        let rows = db::query("SELECT * FROM events WHERE id > $1 ORDER BY id LIMIT $2")
-            .bind(cursor)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
         let events = rows
             .iter()
             .map(row_event)
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(db_error)?;
-        let Some(last) = events.last().map(|e| e.id) else {
+        if events.is_empty() {
             return Ok(0);
-        };
+        }
         let hook_rows = db::query("SELECT * FROM webhooks WHERE status = 'ACTIVE'")
             .fetch_all(&mut *tx)
             .await
@@ -299,12 +288,15 @@ impl WebhookStore for Store {
                 }
             }
         }
-        db::query("UPDATE outbox_cursors SET last_event_id = $1 WHERE consumer = $2")
-            .bind(last)
-            .bind(WEBHOOK_CURSOR)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let mut taken =
+            Builder::new("DELETE FROM event_outbox WHERE consumer = ");
+        taken.push_bind(WEBHOOK_CONSUMER).push(" AND event_id IN (");
+        let mut ids = taken.separated(", ");
+        for event in &events {
+            ids.push_bind(event.id);
+        }
+        taken.push(")");
+        taken.build().execute(&mut *tx).await.map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(events.len())
     }

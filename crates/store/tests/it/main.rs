@@ -13,6 +13,7 @@ use tarn_core::store::MetaStore;
 
 pub struct Backend {
     pub store: Arc<dyn MetaStore>,
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
     drop_database: Option<(String, String)>,
 }
@@ -47,6 +48,7 @@ pub async fn sqlite() -> Backend {
     let store = tarn_store::open(&url).await.expect("open sqlite");
     Backend {
         store,
+        url,
         _dir: Some(dir),
         drop_database: None,
     }
@@ -67,11 +69,11 @@ pub async fn postgres() -> Backend {
     let (base, _) = admin_url
         .rsplit_once('/')
         .expect("database URL with a database name");
-    let store = tarn_store::open(&format!("{base}/{name}"))
-        .await
-        .expect("open postgres");
+    let url = format!("{base}/{name}");
+    let store = tarn_store::open(&url).await.expect("open postgres");
     Backend {
         store,
+        url,
         _dir: None,
         drop_database: Some((admin_url, name)),
     }
@@ -127,6 +129,7 @@ conformance_suite!(
     registry::every_change_is_an_event,
     registry::transition_requests_and_comments,
     registry::webhook_outbox_is_at_least_once,
+    registry::every_committed_event_is_fanned_out_once,
     catalog::schemas_and_tables_lifecycle,
     catalog::schema_updates_change_only_what_is_given,
     catalog::views_hold_a_definition_and_no_location,
@@ -219,4 +222,92 @@ async fn postgres_reads_are_cancelled_when_abandoned() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// The failure behind undelivered webhooks on PostgreSQL: an event's id is taken at insert, so a
+/// transaction that inserted an event and is still open can commit after a later event did, and
+/// after a fan-out has already taken that later one. A trigger the test installs holds the first
+/// model's transaction open, just after its event is written, until the test lets it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_delivers_an_event_committed_after_a_later_one() {
+    const HOLD: i64 = 0x686f_6c64;
+    let backend = postgres().await;
+    let store = backend.store.clone();
+    let pool = sqlx::PgPool::connect(&backend.url).await.expect("connect");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE FUNCTION hold_event() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.object LIKE 'held%' THEN PERFORM pg_advisory_xact_lock_shared({HOLD}); END IF; \
+           RETURN NEW; END $$; \
+         CREATE TRIGGER hold_event AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION hold_event();"
+    )))
+    .execute(&pool)
+    .await
+    .expect("trigger");
+    store.ensure_workspace("dev").await.expect("dev");
+    let owner = store
+        .create_principal("owner", tarn_core::auth::PrincipalKind::User, false, None)
+        .await
+        .expect("owner");
+    let actor = tarn_core::registry::Actor {
+        id: owner.id,
+        name: owner.name,
+    };
+    registry::model_created_hook(&store, &actor).await;
+
+    let mut gate = pool.acquire().await.expect("gate connection");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(HOLD)
+        .execute(&mut *gate)
+        .await
+        .expect("close the gate");
+    let held = tokio::spawn({
+        let (store, actor) = (store.clone(), actor.clone());
+        async move {
+            store
+                .create_registered_model("dev", "held", "", &[], &actor)
+                .await
+                .expect("held model")
+        }
+    });
+    // Its event is written (the trigger waits on the gate): its id is taken, it is not committed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid::bigint = $1",
+        )
+        .bind(HOLD)
+        .fetch_one(&pool)
+        .await
+        .expect("locks");
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the held write never reached its event"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    store
+        .create_registered_model("dev", "later", "", &[], &actor)
+        .await
+        .expect("later model");
+    store.fan_out(100, 1000).await.expect("fan out");
+    assert_eq!(registry::delivered_model_names(&store).await, vec!["later"]);
+
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(HOLD)
+        .execute(&mut *gate)
+        .await
+        .expect("open the gate");
+    held.await.expect("held write");
+    assert_eq!(
+        store.fan_out(100, 1000).await.expect("fan out"),
+        1,
+        "the held event alone"
+    );
+    assert_eq!(
+        registry::delivered_model_names(&store).await,
+        vec!["held", "later"]
+    );
 }

@@ -955,3 +955,100 @@ pub async fn webhook_outbox_is_at_least_once(store: Store) {
             .is_empty()
     );
 }
+
+/// A webhook in `dev` that asks for every registered model created after it.
+pub async fn model_created_hook(store: &Store, actor: &Actor) {
+    use tarn_core::webhooks::{Flavor, Webhook, WebhookStatus};
+    let webhook = Webhook {
+        id: "every-model".into(),
+        workspace: "dev".into(),
+        flavor: Flavor::Mlflow,
+        name: "every model".into(),
+        description: String::new(),
+        url: "http://127.0.0.1:9/hook".into(),
+        secret: None,
+        authorization: None,
+        enable_ssl_verification: true,
+        model_name: None,
+        events: vec!["registered_model.created".into()],
+        status: WebhookStatus::Active,
+        creation_timestamp: 1,
+        last_updated_timestamp: 1,
+    };
+    store
+        .create_webhook(&webhook, actor)
+        .await
+        .expect("webhook");
+}
+
+/// The names of the models whose creation the webhook of `model_created_hook` was sent, sorted.
+pub async fn delivered_model_names(store: &Store) -> Vec<String> {
+    let log = store
+        .deliveries(&tarn_core::store::DeliveryQuery {
+            workspace: "dev".into(),
+            webhook_id: Some("every-model".into()),
+            status: None,
+            limit: 100_000,
+        })
+        .await
+        .expect("deliveries");
+    let mut names: Vec<String> = log
+        .iter()
+        .map(|d| {
+            let body: serde_json::Value = serde_json::from_str(&d.payload).expect("json");
+            body["data"]["name"].as_str().expect("name").to_string()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Eight writers create models while two dispatchers fan out in small batches: every event
+/// committed gets exactly one delivery, whatever order the transactions commit in.
+pub async fn every_committed_event_is_fanned_out_once(store: Store) {
+    let actor = setup(&store).await;
+    model_created_hook(&store, &actor).await;
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let dispatcher = |store: Store| {
+        let writing = writing.clone();
+        tokio::spawn(async move {
+            while writing.load(std::sync::atomic::Ordering::SeqCst) {
+                store.fan_out(7, 1000).await.expect("fan out");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let dispatchers = [dispatcher(store.clone()), dispatcher(store.clone())];
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let (store, actor) = (store.clone(), actor.clone());
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    store
+                        .create_registered_model(
+                            "dev",
+                            &format!("m{writer}-{i:02}"),
+                            "",
+                            &[],
+                            &actor,
+                        )
+                        .await
+                        .expect("model");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    for dispatcher in dispatchers {
+        dispatcher.await.expect("dispatcher");
+    }
+    while store.fan_out(100, 1000).await.expect("drain") > 0 {}
+    let mut expected: Vec<String> = (0..8)
+        .flat_map(|writer| (0..40).map(move |i| format!("m{writer}-{i:02}")))
+        .collect();
+    expected.sort();
+    assert_eq!(delivered_model_names(&store).await, expected);
+}
