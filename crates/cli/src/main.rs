@@ -411,7 +411,7 @@ async fn run() -> Result<()> {
         } => {
             let lake = tarn_lake::Lake::open(&store.lake_root(lake_root))?;
             let artifacts =
-                tarn_server::artifacts::ArtifactStore::open(&store.artifact_root(artifact_root))?;
+                tarn_artifacts::ArtifactStore::open(&store.artifact_root(artifact_root))?;
             score::run(store.open().await?.as_ref(), &lake, &artifacts, args).await
         }
         Command::Users { store, command } => users(store.open().await?.as_ref(), command).await,
@@ -419,7 +419,7 @@ async fn run() -> Result<()> {
         Command::ServicePrincipals { store, command } => match command {
             ServicePrincipalsCommand::Create { name } => {
                 let store = store.open().await?;
-                let sp = tarn_server::auth::create_principal(
+                let sp = tarn_identity::create_principal(
                     store.as_ref(),
                     &name,
                     PrincipalKind::ServicePrincipal,
@@ -497,7 +497,7 @@ pub async fn start_server(
     )
     .await?;
     let artifact_root = args.store.artifact_root(args.artifact_root.clone());
-    let artifacts = tarn_server::artifacts::ArtifactStore::open(&artifact_root)?;
+    let artifacts = tarn_artifacts::ArtifactStore::open(&artifact_root)?;
     let lake = tarn_lake::Lake::open(&args.store.lake_root(args.lake_root.clone()))?;
     let online_url = args.online_store.clone().unwrap_or_else(|| {
         format!(
@@ -509,17 +509,6 @@ pub async fn start_server(
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-    let mut state = tarn_server::AppState::new(
-        store,
-        artifacts,
-        lake,
-        online,
-        tarn_server::webhooks::WebhookSettings {
-            allow_private: args.webhooks_allow_private,
-            retry_base: std::time::Duration::from_millis(args.webhook_retry_base_ms),
-            ..Default::default()
-        },
-    )?;
     let mut scoring = tarn_models::BatcherOptions {
         max_wait: std::time::Duration::from_micros(args.serving_max_wait_us),
         ..Default::default()
@@ -527,17 +516,21 @@ pub async fn start_server(
     if let Some(threads) = args.serving_threads {
         scoring.threads = threads.max(1);
     }
-    state.statements = Arc::new(tarn_server::statements::Statements::new(
-        tarn_server::statements::StatementLimits {
+    let settings = tarn_server::Settings {
+        webhooks: tarn_events::webhooks::WebhookSettings {
+            allow_private: args.webhooks_allow_private,
+            retry_base: std::time::Duration::from_millis(args.webhook_retry_base_ms),
+            ..Default::default()
+        },
+        scoring,
+        serving_limits: tarn_serving::Limits::default(),
+        statements: tarn_lake::statements::StatementLimits {
             memory: args.sql_memory_limit_mib.saturating_mul(1024 * 1024),
             max_duration: std::time::Duration::from_secs(args.sql_timeout_seconds),
         },
-        args.store.data_dir.join("statements"),
-    ));
-    state.endpoints = Arc::new(tarn_server::endpoints::Endpoints::new(
-        scoring,
-        tarn_server::serving::Limits::default(),
-    ));
+        statements_folder: args.store.data_dir.join("statements"),
+    };
+    let state = tarn_server::AppState::new(store, artifacts, lake, online, settings)?;
     Ok((state, listener, bootstrap))
 }
 
@@ -608,7 +601,7 @@ async fn users(store: &dyn MetaStore, command: UsersCommand) -> Result<()> {
             password,
             admin,
         } => {
-            let user = tarn_server::auth::create_principal(
+            let user = tarn_identity::create_principal(
                 store,
                 &name,
                 PrincipalKind::User,
@@ -626,7 +619,7 @@ async fn users(store: &dyn MetaStore, command: UsersCommand) -> Result<()> {
         UsersCommand::List => print_principals(&store.list_principals(None).await?),
         UsersCommand::SetPassword { name, password } => {
             store
-                .set_password_hash(&name, &tarn_server::auth::hash_password(&password)?)
+                .set_password_hash(&name, &tarn_identity::hash_password(&password)?)
                 .await?;
             println!("password set for {name}");
         }
@@ -641,14 +634,9 @@ async fn users(store: &dyn MetaStore, command: UsersCommand) -> Result<()> {
 async fn groups(store: &dyn MetaStore, command: GroupsCommand) -> Result<()> {
     match command {
         GroupsCommand::Create { name } => {
-            let group = tarn_server::auth::create_principal(
-                store,
-                &name,
-                PrincipalKind::Group,
-                false,
-                None,
-            )
-            .await?;
+            let group =
+                tarn_identity::create_principal(store, &name, PrincipalKind::Group, false, None)
+                    .await?;
             println!("created group {} (id {})", group.name, group.id);
         }
         GroupsCommand::AddMember { group, member } => {
@@ -702,8 +690,7 @@ async fn tokens(store: &dyn MetaStore, command: TokensCommand) -> Result<()> {
             comment,
         } => {
             let (info, secret) =
-                tarn_server::auth::issue_token(store, &principal, &comment, lifetime_seconds)
-                    .await?;
+                tarn_identity::issue_token(store, &principal, &comment, lifetime_seconds).await?;
             eprintln!(
                 "token {} for {} (shown once):",
                 info.token_id, info.principal_name

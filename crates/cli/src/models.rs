@@ -3,11 +3,12 @@
 
 use anyhow::Result;
 use clap::Subcommand;
+use tarn_core::events::EventQuery;
 use tarn_core::registry::{
     ModelVersion, RequestOutcome, Stage, parse_version, validate_settable_alias,
 };
 use tarn_core::search;
-use tarn_core::store::{EventQuery, MetaStore, SearchRegistry};
+use tarn_core::store::{MetaStore, SearchRegistry};
 
 use crate::{cli_actor, cli_principal};
 
@@ -207,7 +208,7 @@ async fn webhooks(store: &dyn MetaStore, command: WebhooksCommand) -> Result<()>
             if let Some(model) = &model {
                 store.registered_model_id(&workspace, model).await?;
             }
-            tarn_server::webhooks::check_destination(&url, allow_private).await?;
+            tarn_events::webhooks::check_destination(&url, allow_private).await?;
             let now = tarn_core::ids::now_millis();
             let hook = Webhook {
                 id: tarn_core::ids::hex32(rand::random()),

@@ -891,7 +891,7 @@ async fn register_and_promote(client: &Client, run_id: &str) -> Result<()> {
     });
     println!("Webhook deliveries received (signed, from the registry's event outbox):");
     for delivery in &deliveries {
-        let verified = tarn_server::webhooks::mlflow_signature(
+        let verified = tarn_events::webhooks::mlflow_signature(
             WEBHOOK_SECRET,
             &delivery.delivery_id,
             &delivery.timestamp,

@@ -73,7 +73,7 @@ pub struct ScoreArgs {
 pub async fn run(
     store: &dyn MetaStore,
     lake: &Lake,
-    artifacts: &tarn_server::artifacts::ArtifactStore,
+    artifacts: &tarn_artifacts::ArtifactStore,
     args: ScoreArgs,
 ) -> Result<()> {
     let mut scorer = Scorer::load(store, artifacts, &args, None)
@@ -121,19 +121,16 @@ impl Scorer {
     /// Resolves the model reference and loads the version, unless `current` is that version.
     async fn load(
         store: &dyn MetaStore,
-        artifacts: &tarn_server::artifacts::ArtifactStore,
+        artifacts: &tarn_artifacts::ArtifactStore,
         args: &ScoreArgs,
         current: Option<&Scorer>,
     ) -> Result<Option<Scorer>> {
         let (name, reference) = tarn_core::serving::parse_model_uri(&args.model)?;
-        let version =
-            tarn_server::endpoints::resolve_ref(store, &args.workspace, &name, reference).await?;
+        let version = tarn_serving::resolve_ref(store, &args.workspace, &name, reference).await?;
         if current.is_some_and(|c| c.version == version.version) {
             return Ok(None);
         }
-        let model = Arc::new(
-            tarn_server::endpoints::load_model(artifacts, &args.workspace, &version).await?,
-        );
+        let model = Arc::new(tarn_serving::load_model(artifacts, &args.workspace, &version).await?);
         eprintln!("scoring with {name} version {}", version.version);
         Ok(Some(Scorer {
             name,
@@ -199,7 +196,7 @@ fn score_all(
 async fn stream(
     store: &dyn MetaStore,
     lake: &Lake,
-    artifacts: &tarn_server::artifacts::ArtifactStore,
+    artifacts: &tarn_artifacts::ArtifactStore,
     args: &ScoreArgs,
     scorer: &mut Scorer,
 ) -> Result<()> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use tarn_models::{Batcher, BatcherOptions, Model};
-use tarn_server::serving::Limits;
+use tarn_serving::Limits;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -46,13 +46,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let model = if args.model.starts_with("models:/") {
         let (name, reference) = tarn_core::serving::parse_model_uri(&args.model)?;
         let store = args.store.open().await?;
-        let artifacts = tarn_server::artifacts::ArtifactStore::open(
+        let artifacts = tarn_artifacts::ArtifactStore::open(
             &args.store.artifact_root(args.artifact_root.clone()),
         )?;
         let version =
-            tarn_server::endpoints::resolve_ref(store.as_ref(), &args.workspace, &name, reference)
-                .await?;
-        tarn_server::endpoints::load_model(&artifacts, &args.workspace, &version)
+            tarn_serving::resolve_ref(store.as_ref(), &args.workspace, &name, reference).await?;
+        tarn_serving::load_model(&artifacts, &args.workspace, &version)
             .await
             .with_context(|| format!("cannot serve {}", args.model))?
     } else {
@@ -83,6 +82,6 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, model = %args.model, inputs = ?inputs, "tarn serve listening");
-    tarn_server::serving::serve_model(batcher, limits, listener, crate::shutdown_signal()).await?;
+    tarn_server::scoring::serve_model(batcher, limits, listener, crate::shutdown_signal()).await?;
     Ok(())
 }

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::ColumnInfo;
 use crate::{Error, Result};
 
+/// The tag naming the training set a model was trained on: set on the run or the logged model
+/// (or the version itself), it gives the version its feature spec.
+pub const TRAINING_SET_TAG: &str = "tarn.training_set_id";
+
 /// What makes a catalog table a feature table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureTable {

@@ -11,6 +11,7 @@ use crate::entities::{
     DatasetInput, Experiment, KeyValue, LogBatch, LoggedModel, LoggedModelStatus, Metric,
     ModelOutput, NewLoggedModel, NewRun, Run, RunInfo, RunUpdate, ViewType,
 };
+use crate::events::{Event, EventQuery};
 use crate::registry::{
     Activity, Actor, ModelVersion, NewModelVersion, RegisteredModel, RequestOutcome, Stage,
 };
@@ -68,35 +69,6 @@ pub struct SearchRegistry {
     pub offset: u64,
     /// Restricts results to registered models these grantees may read.
     pub readable_by: Option<ReadableBy>,
-}
-
-/// One change, written in the same transaction as the change itself: the audit trail and the
-/// outbox that webhooks (and later jobs) consume, in order of `id`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Event {
-    pub id: i64,
-    pub workspace: String,
-    pub timestamp: i64,
-    pub actor: String,
-    /// `registered_model`, `model_version`, `model_version_tag`, `model_version_alias`,
-    /// `model_version_stage`, `registered_model_tag`, `permissions`.
-    pub entity: String,
-    /// `created`, `updated`, `renamed`, `deleted`, `set`, `transitioned`.
-    pub action: String,
-    /// The registered model's name (or the object's id for permission changes).
-    pub object: String,
-    /// The event's data, as MLflow's webhook payload has it.
-    pub data: serde_json::Value,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EventQuery {
-    pub workspace: Option<String>,
-    pub after_id: i64,
-    pub entity: Option<String>,
-    pub object: Option<String>,
-    pub actor: Option<String>,
-    pub limit: u64,
 }
 
 /// A page of results and the offset of the next page, if there is one.

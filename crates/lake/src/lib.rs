@@ -13,6 +13,7 @@ mod maintenance;
 mod nesting;
 mod scan;
 mod sql;
+pub mod statements;
 mod storage;
 mod tables;
 

@@ -68,10 +68,10 @@ pub async fn bootstrap(
     };
     if let Some(token) = admin_token {
         // A given token always works, also when it changes between starts.
-        let hash = crate::auth::hash_token(token);
+        let hash = tarn_identity::hash_token(token);
         let known = || store.principal_for_token(&hash, tarn_core::ids::now_millis());
         if known().await?.is_none() {
-            let (token_id, _) = crate::auth::new_token();
+            let (token_id, _) = tarn_identity::new_token();
             let created = store
                 .create_token(&token_id, ADMIN_USER, &hash, "TARN_ADMIN_TOKEN", None)
                 .await;
@@ -87,7 +87,7 @@ pub async fn bootstrap(
     let token_file = data_dir.join("admin.token");
     if !token_file.exists() {
         let (_, secret) =
-            crate::auth::issue_token(store, ADMIN_USER, "generated at first start", None).await?;
+            tarn_identity::issue_token(store, ADMIN_USER, "generated at first start", None).await?;
         write_private(&token_file, &secret)?;
         result.generated_admin_token = Some(secret);
     }

@@ -1,6 +1,6 @@
 //! The wire form of errors: MLflow's `{"error_code", "message"}` with the code's HTTP status.
 
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tarn_core::{Error, ErrorCode};
 
@@ -40,4 +40,14 @@ impl From<tarn_core::search::SearchError> for ApiError {
     fn from(err: tarn_core::search::SearchError) -> Self {
         Self(err.into())
     }
+}
+
+pub async fn not_found(uri: Uri) -> Response {
+    let error = Error::new(
+        ErrorCode::EndpointNotFound,
+        format!("No API endpoint at {}", uri.path()),
+    );
+    let mut response = ApiError(error).into_response();
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
 }

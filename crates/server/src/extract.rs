@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 use tarn_core::Error;
 use tarn_core::auth::Principal;
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Largest JSON request body accepted; MLflow caps log-batch at 1 MB, this leaves room for
 /// other requests while refusing abuse.
@@ -54,7 +54,13 @@ impl FromRequestParts<AppState> for Ctx {
             return Ok(ctx.clone());
         }
         let workspace = workspace_of(parts).await;
-        let principal = crate::auth::authenticate(state, &parts.headers).await?;
+        let authorization = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let principal =
+            tarn_identity::authenticate(state.store.as_ref(), &state.auth_cache, authorization)
+                .await?;
         if !state.auth_cache.is_member(&workspace, principal.id) {
             if !state.store.workspace_exists(&workspace).await? {
                 return Err(
@@ -344,4 +350,12 @@ pub mod de {
             ))),
         }
     }
+}
+
+/// `scheme://host` the client used to reach this server, when the request says.
+pub fn request_base_url(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = value("x-forwarded-host").or_else(|| value("host"))?;
+    let scheme = value("x-forwarded-proto").unwrap_or("http");
+    Some(format!("{scheme}://{host}"))
 }

@@ -3,79 +3,22 @@
 //! `tarn server` and by the in-process tests alike.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use tarn_core::store::MetaStore;
 
-pub mod artifacts;
-pub mod auth;
 pub mod bootstrap;
-pub mod endpoints;
 pub mod error;
 pub mod extract;
-pub mod feature_serving;
-pub mod inference;
 mod keep_alive;
+mod listener;
 pub mod metrics;
 mod routes;
-pub mod serving;
-pub mod signed_urls;
-pub mod statements;
-pub mod webhooks;
+pub mod scoring;
+mod state;
 
 pub use bootstrap::{ADMIN_USER, Bootstrap, bootstrap};
-
-/// Everything a handler needs, cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn MetaStore>,
-    pub artifacts: artifacts::ArtifactStore,
-    pub metrics: Arc<metrics::HttpMetrics>,
-    pub auth_cache: Arc<auth::AuthCache>,
-    pub part_urls: Arc<artifacts::PartUrls>,
-    pub webhooks: Arc<webhooks::Sender>,
-    pub lake: Arc<tarn_lake::Lake>,
-    pub statements: Arc<statements::Statements>,
-    /// Where published features are looked up.
-    pub online: Arc<dyn tarn_features::online::OnlineStore>,
-    /// Tables lookups resolved recently.
-    pub lookups: Arc<tarn_features::online::LookupCache>,
-    /// The serving endpoints this server runs.
-    pub endpoints: Arc<endpoints::Endpoints>,
-}
-
-impl AppState {
-    pub fn new(
-        store: Arc<dyn MetaStore>,
-        artifacts: artifacts::ArtifactStore,
-        lake: tarn_lake::Lake,
-        online: Arc<dyn tarn_features::online::OnlineStore>,
-        webhooks: webhooks::WebhookSettings,
-    ) -> tarn_core::Result<Self> {
-        Ok(Self {
-            store,
-            artifacts,
-            metrics: Arc::new(metrics::HttpMetrics::default()),
-            auth_cache: Arc::new(auth::AuthCache::default()),
-            part_urls: Arc::new(artifacts::PartUrls::random()),
-            webhooks: Arc::new(webhooks::Sender::new(webhooks)?),
-            lake: Arc::new(lake),
-            online,
-            lookups: Arc::default(),
-            endpoints: Arc::default(),
-            statements: Arc::new(statements::Statements::default()),
-        })
-    }
-
-    /// Forgets cached access decisions: after a change to principals, tokens, memberships,
-    /// grants, bindings or tables through this server.
-    pub fn forget_access(&self) {
-        self.auth_cache.clear();
-        self.lookups.clear();
-    }
-}
+pub use state::{AppState, Settings};
 
 /// The whole HTTP surface: every API at its bare path (workspace `dev`) and under
 /// `/ws/{workspace}`.
@@ -93,12 +36,12 @@ pub fn build_router(state: AppState) -> Router {
         )
         .merge(api.clone())
         .nest("/ws/{workspace}", api)
-        .fallback(routes::not_found)
+        .fallback(error::not_found)
         .layer(axum::middleware::from_fn(
             keep_alive::close_when_body_unread,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             metrics::track,
         ))
         .with_state(state)
@@ -111,9 +54,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = no_delay(listener);
+    let listener = listener::no_delay(listener);
     let (stop_dispatcher, stopped) = tokio::sync::watch::channel(false);
-    let dispatcher = tokio::spawn(webhooks::run_dispatcher(
+    let dispatcher = tokio::spawn(tarn_events::webhooks::run_dispatcher(
         state.store.clone(),
         state.webhooks.clone(),
         stopped.clone(),
@@ -163,28 +106,14 @@ async fn remove_unowned_registry_copies(
 /// Keeps the running serving endpoints in line with the store and the registry.
 async fn sync_endpoints(state: AppState, mut stopped: tokio::sync::watch::Receiver<bool>) {
     loop {
-        if let Err(err) = state.endpoints.sync(&state).await {
+        if let Err(err) = state.endpoints.sync().await {
             tracing::warn!(error = %err.message, "cannot list serving endpoints");
         }
         tokio::select! {
-            _ = tokio::time::sleep(endpoints::SYNC_EVERY) => {}
+            _ = tokio::time::sleep(tarn_serving::SYNC_EVERY) => {}
             _ = stopped.changed() => return,
         }
     }
-}
-
-/// Accepts connections with TCP_NODELAY: without it, Nagle's algorithm meets the client's
-/// delayed ACK and each small response waits ~40 ms.
-pub(crate) fn no_delay(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
-    use axum::serve::ListenerExt;
-    fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %err, "could not set TCP_NODELAY");
-        }
-    }
-    listener.tap_io(set_nodelay as fn(&mut tokio::net::TcpStream))
 }
 
 /// How often the server looks for published feature tables due a refresh.

@@ -7,7 +7,8 @@ use tarn_core::registry::{
     Activity, ActivityType, Actor, Alias, ModelVersion, NewModelVersion, RegisteredModel,
     RequestOutcome, Stage, VersionStatus,
 };
-use tarn_core::store::{Event, EventQuery, RegistryStore, SearchRegistry};
+use tarn_core::events::{Event, EventQuery};
+use tarn_core::store::{RegistryStore, SearchRegistry};
 
 const PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
 

@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::auth::PrincipalKind;
 use tarn_core::store::{PrincipalRecord, TokenInfo};
+use tarn_identity::{create_principal, issue_token, require_admin};
 
-use crate::AppState;
-use crate::auth::{create_principal, issue_token, require_admin};
 use crate::error::ApiResult;
 use crate::extract::{Ctx, Req, de};
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -59,10 +59,10 @@ async fn audit(
     Req(req): Req<AuditReq>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&ctx.principal)?;
-    let limit = super::max_results(req.max_results, 1000, 10_000)?;
+    let limit = super::pages::max_results(req.max_results, 1000, 10_000)?;
     let events = state
         .store
-        .events(&tarn_core::store::EventQuery {
+        .events(&tarn_core::events::EventQuery {
             workspace: Some(ctx.workspace.clone()),
             after_id: req.after_id.unwrap_or(0),
             entity: req.entity,

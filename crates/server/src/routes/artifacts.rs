@@ -13,12 +13,12 @@ use serde_json::{Value, json};
 use tarn_core::auth::{ObjectType, PermissionLevel};
 use tarn_core::{Error, ErrorCode};
 
+use super::access::{experiment_access, run_access};
 use super::registry::REGISTRY_PREFIX;
-use super::{experiment_access, run_access};
-use crate::AppState;
-use crate::artifacts::validate_relative_path;
 use crate::error::ApiResult;
 use crate::extract::{Ctx, PathArgs, Req};
+use crate::state::AppState;
+use tarn_artifacts::validate_relative_path;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -56,7 +56,7 @@ async fn authorize_path(
             .into());
         }
         let model_id = segments.next().unwrap_or("");
-        crate::auth::require(
+        tarn_identity::require(
             state.store.as_ref(),
             &ctx.workspace,
             &ctx.principal,
@@ -216,7 +216,7 @@ pub async fn create_multipart(
         .artifacts
         .create_multipart(&ctx.workspace, &path)
         .await?;
-    let base = crate::signed_urls::request_base_url(&headers)
+    let base = crate::extract::request_base_url(&headers)
         .ok_or_else(|| Error::invalid("The request has no Host header"))?;
     let expires = tarn_core::ids::now_millis() / 1000 + PART_URL_LIFETIME_SECS;
     let credentials = (1..=num_parts)

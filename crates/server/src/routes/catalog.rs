@@ -31,11 +31,11 @@ use tarn_lake::catalog::{ManagedTable, location_of};
 use tarn_lake::lineage;
 use tarn_lake::{At, MergeSpec, VacuumSpec, WriteMode, ipc};
 
+use super::pages::{PageBody, page_body};
 use super::registry::actor;
-use super::{PageBody, page_body};
-use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Ctx, PathArgs, QueryArgs, Req, de};
+use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
 
@@ -98,7 +98,7 @@ async fn require_owner(state: &AppState, ctx: &Ctx, securable: &Securable) -> Re
 /// Unity Catalog's paging: `max_results` 0 (what the Databricks SDK sends by default) asks
 /// for a page of the server's size.
 fn page_args(max_results: Option<i64>, page_token: Option<&str>) -> Result<(u64, u64), Error> {
-    let limit = super::max_results(max_results.filter(|&n| n != 0), DEFAULT_PAGE, MAX_PAGE)?;
+    let limit = super::pages::max_results(max_results.filter(|&n| n != 0), DEFAULT_PAGE, MAX_PAGE)?;
     let offset = decode_page_token(page_token.unwrap_or(""))
         .map_err(|e| Error::invalid(format!("Invalid page_token: {e}")))?;
     Ok((limit, offset))
@@ -404,7 +404,7 @@ async fn create_table(
                 .await?
         }
         TableType::External => {
-            crate::auth::require_admin(&ctx.principal)?;
+            tarn_identity::require_admin(&ctx.principal)?;
             let given = req.storage_location.as_deref().unwrap_or("");
             let location = url::Url::parse(given)
                 .map_err(|e| Error::invalid(format!("Invalid storage_location '{given}': {e}")))?;
@@ -833,7 +833,7 @@ async fn history(
     Req(args): Req<HistoryArgs>,
 ) -> JsonResult {
     let table = table_of(&state, &ctx, &path, Privilege::Select).await?;
-    let limit = super::max_results(args.max_results, DEFAULT_PAGE, MAX_PAGE)?;
+    let limit = super::pages::max_results(args.max_results, DEFAULT_PAGE, MAX_PAGE)?;
     let commits = state
         .lake
         .history(&location_of(&table)?, &table.full_name, limit as usize)
@@ -1016,7 +1016,7 @@ async fn update_bindings(
     path: PathArgs,
     Req(req): Req<BindingsReq>,
 ) -> JsonResult {
-    crate::auth::require_admin(&ctx.principal)?;
+    tarn_identity::require_admin(&ctx.principal)?;
     let name = catalog::normalize_name("name", path.get("name")?)?;
     for (bindings, bound) in [(&req.add, true), (&req.remove, false)] {
         for binding in bindings {

@@ -18,10 +18,10 @@ use tarn_features::tables::{self, FeatureRows, NewFeatureTable};
 use tarn_features::{online, training};
 
 use super::catalog::{MAX_DATA_BODY, data_response, rows_of};
-use super::{PageBody, page_body};
-use crate::AppState;
+use super::pages::{PageBody, page_body};
 use crate::error::ApiResult;
 use crate::extract::{Ctx, PathArgs, Req, de, query_args};
+use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
 

@@ -10,9 +10,9 @@ use tarn_core::Error;
 use tarn_core::lineage::{Direction, NodeKind};
 use tarn_lake::lineage::{self, GraphNode, LineageGraph};
 
-use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Ctx, Req, de};
+use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
 

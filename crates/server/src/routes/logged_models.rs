@@ -10,10 +10,11 @@ use tarn_core::entities::{KeyValue, LoggedModel, LoggedModelStatus, NewLoggedMod
 use tarn_core::search;
 use tarn_core::store::SearchLoggedModels;
 
-use super::{PageBody, experiment_access, max_results, page_body};
-use crate::AppState;
+use super::access::experiment_access;
+use super::pages::{PageBody, max_results, page_body};
 use crate::error::ApiResult;
 use crate::extract::{Ctx, PathArgs, Req, de};
+use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
 

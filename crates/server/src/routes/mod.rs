@@ -1,27 +1,27 @@
 //! Route tables. The MLflow API is mounted under every prefix the client and UI use.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tarn_core::auth::{ObjectType, PermissionLevel};
-use tarn_core::{Error, ErrorCode};
 
-use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::Ctx;
+use crate::state::AppState;
 
+mod access;
 mod admin;
 mod artifacts;
 mod catalog;
 mod features;
 mod lineage;
 mod logged_models;
+mod pages;
 mod permissions;
 mod registry;
-pub use registry::{TRAINING_SET_TAG, UNOWNED_COPY_GRACE, remove_unowned_copies};
+pub use registry::{UNOWNED_COPY_GRACE, remove_unowned_copies};
 mod reviews;
 mod serving;
 mod sql;
@@ -182,34 +182,14 @@ pub fn api() -> Router<AppState> {
         .nest("/api/2.0/mlflow-artifacts", artifacts::routes())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::routes())
         .route(
-            "/api/2.0/permissions/experiments/{experiment_id}",
-            get(permissions::get_experiment)
-                .put(permissions::put_experiment)
-                .patch(permissions::patch_experiment),
+            "/api/2.0/permissions/{object_type}/{object_id}",
+            get(permissions::get)
+                .put(permissions::put)
+                .patch(permissions::patch),
         )
         .route(
-            "/api/2.0/permissions/experiments/{experiment_id}/permissionLevels",
-            get(permissions::experiment_levels),
-        )
-        .route(
-            "/api/2.0/permissions/registered-models/{registered_model_id}",
-            get(permissions::get_registered_model)
-                .put(permissions::put_registered_model)
-                .patch(permissions::patch_registered_model),
-        )
-        .route(
-            "/api/2.0/permissions/registered-models/{registered_model_id}/permissionLevels",
-            get(permissions::registered_model_levels),
-        )
-        .route(
-            "/api/2.0/permissions/serving-endpoints/{serving_endpoint_id}",
-            get(permissions::get_serving_endpoint)
-                .put(permissions::put_serving_endpoint)
-                .patch(permissions::patch_serving_endpoint),
-        )
-        .route(
-            "/api/2.0/permissions/serving-endpoints/{serving_endpoint_id}/permissionLevels",
-            get(permissions::serving_endpoint_levels),
+            "/api/2.0/permissions/{object_type}/{object_id}/permissionLevels",
+            get(permissions::permission_levels),
         )
         .route(
             "/api/2.0/serving-endpoints",
@@ -254,119 +234,10 @@ async fn server_info(State(state): State<AppState>, _ctx: Ctx) -> Json<Value> {
 }
 
 pub async fn prometheus(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Response> {
-    crate::auth::require_admin(&ctx.principal)?;
+    tarn_identity::require_admin(&ctx.principal)?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render() + &state.endpoints.render_metrics(),
     )
         .into_response())
-}
-
-pub async fn not_found(uri: axum::http::Uri) -> Response {
-    let error = Error::new(
-        ErrorCode::EndpointNotFound,
-        format!("No API endpoint at {}", uri.path()),
-    );
-    let mut response = ApiError(error).into_response();
-    *response.status_mut() = StatusCode::NOT_FOUND;
-    response
-}
-
-/// Experiment ids arrive as strings; check the experiment exists, then the caller's level.
-pub async fn experiment_access(
-    state: &AppState,
-    ctx: &Ctx,
-    experiment_id: &str,
-    level: PermissionLevel,
-) -> ApiResult<i64> {
-    let id = tarn_core::validation::parse_experiment_id(experiment_id)?;
-    // Permission first: whoever may not read an id learns nothing, not even whether it exists
-    // (ids are small numbers, easy to walk).
-    crate::auth::require(
-        state.store.as_ref(),
-        &ctx.workspace,
-        &ctx.principal,
-        ObjectType::Experiment,
-        &id.to_string(),
-        level,
-    )
-    .await?;
-    if !state.store.experiment_exists(&ctx.workspace, id).await? {
-        return Err(Error::not_found(format!("No Experiment with id={id} exists")).into());
-    }
-    Ok(id)
-}
-
-/// The same for a run, through its experiment.
-pub async fn run_access(
-    state: &AppState,
-    ctx: &Ctx,
-    run_id: &str,
-    level: PermissionLevel,
-) -> ApiResult<i64> {
-    tarn_core::validation::validate_run_id(run_id)?;
-    let experiment_id = state
-        .store
-        .run_experiment_id(&ctx.workspace, run_id)
-        .await?;
-    crate::auth::require(
-        state.store.as_ref(),
-        &ctx.workspace,
-        &ctx.principal,
-        ObjectType::Experiment,
-        &experiment_id.to_string(),
-        level,
-    )
-    .await?;
-    Ok(experiment_id)
-}
-
-/// Checks a `max_results` against MLflow's default and cap for that search.
-/// A page of a list or search answer, `{"<key>": [...], "next_page_token": "..."}` (the token
-/// only when more follow), serialized straight from the items: through a `Value` every item's
-/// fields would be copied into maps first, a tenth of a 100-version registry search's time.
-pub struct PageBody<T> {
-    key: &'static str,
-    items: Vec<T>,
-    next_offset: Option<u64>,
-}
-
-impl<T: serde::Serialize> serde::Serialize for PageBody<T> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry(self.key, &self.items)?;
-        if let Some(next) = self.next_offset {
-            map.serialize_entry(
-                "next_page_token",
-                &tarn_core::search::encode_page_token(next),
-            )?;
-        }
-        map.end()
-    }
-}
-
-pub fn page_body<T>(
-    key: &'static str,
-    items: Vec<T>,
-    next_offset: Option<u64>,
-) -> Json<PageBody<T>> {
-    Json(PageBody {
-        key,
-        items,
-        next_offset,
-    })
-}
-
-pub fn max_results(requested: Option<i64>, default: u64, cap: u64) -> Result<u64, Error> {
-    match requested {
-        None => Ok(default),
-        Some(n) if n <= 0 => Err(Error::invalid(format!(
-            "Invalid value {n} for parameter 'max_results' supplied. It must be a positive integer"
-        ))),
-        Some(n) if n as u64 > cap => Err(Error::invalid(format!(
-            "Invalid value {n} for parameter 'max_results' supplied. It must be at most {cap}"
-        ))),
-        Some(n) => Ok(n as u64),
-    }
 }

@@ -1,19 +1,20 @@
-//! `/api/2.0/permissions/experiments/{id}` in the Databricks shape. Changing permissions needs
+//! `/api/2.0/permissions/{experiments|registered-models|serving-endpoints}/{id}` in the
+//! Databricks shape. Changing permissions needs
 //! CAN_MANAGE on the object; reading them needs CAN_READ.
 
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tarn_core::Error;
 use tarn_core::auth::{ObjectType, PermissionLevel, PrincipalKind};
+use tarn_core::registry::Actor;
+use tarn_core::{Error, ErrorCode};
 
-use super::experiment_access;
+use super::access::experiment_access;
 use super::registry::model_access;
-use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Ctx, PathArgs, Req};
-use tarn_core::registry::Actor;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct AccessControlEntry {
@@ -66,11 +67,11 @@ async fn resolve(
 ) -> ApiResult<String> {
     match object_type {
         ObjectType::Experiment => {
-            let id = path_args.get("experiment_id")?;
+            let id = path_args.get("object_id")?;
             Ok(experiment_access(state, ctx, id, level).await?.to_string())
         }
         ObjectType::RegisteredModel => {
-            let id = path_args.get("registered_model_id")?;
+            let id = path_args.get("object_id")?;
             let name = state
                 .store
                 .registered_model_name(&ctx.workspace, id)
@@ -78,7 +79,7 @@ async fn resolve(
             model_access(state, ctx, &name, level).await
         }
         ObjectType::ServingEndpoint => {
-            let id = path_args.get("serving_endpoint_id")?;
+            let id = path_args.get("object_id")?;
             let endpoint = state
                 .store
                 .list_endpoints(Some(&ctx.workspace))
@@ -88,7 +89,7 @@ async fn resolve(
                 .ok_or_else(|| {
                     Error::not_found(format!("Serving endpoint with id {id} does not exist."))
                 })?;
-            crate::auth::require(
+            tarn_identity::require(
                 state.store.as_ref(),
                 &ctx.workspace,
                 &ctx.principal,
@@ -111,12 +112,35 @@ fn reading_level(object_type: ObjectType) -> PermissionLevel {
         .unwrap_or(PermissionLevel::CanRead)
 }
 
+/// The object types that have permissions, by their URL segment.
+const OBJECT_TYPES: [(&str, ObjectType); 3] = [
+    ("experiments", ObjectType::Experiment),
+    ("registered-models", ObjectType::RegisteredModel),
+    ("serving-endpoints", ObjectType::ServingEndpoint),
+];
+
 fn url_segment(object_type: ObjectType) -> &'static str {
-    match object_type {
-        ObjectType::Experiment => "experiments",
-        ObjectType::RegisteredModel => "registered-models",
-        ObjectType::ServingEndpoint => "serving-endpoints",
-    }
+    OBJECT_TYPES
+        .iter()
+        .find(|(_, t)| *t == object_type)
+        .map(|(segment, _)| *segment)
+        .unwrap_or_default()
+}
+
+/// The object type a permissions URL names; any other segment is no API endpoint.
+fn object_type_of(path_args: &PathArgs) -> ApiResult<ObjectType> {
+    let segment = path_args.get("object_type")?;
+    OBJECT_TYPES
+        .iter()
+        .find(|(s, _)| *s == segment)
+        .map(|(_, object_type)| *object_type)
+        .ok_or_else(|| {
+            Error::new(
+                ErrorCode::EndpointNotFound,
+                format!("No API endpoint at /api/2.0/permissions/{segment}"),
+            )
+            .into()
+        })
 }
 
 async fn render(
@@ -227,136 +251,40 @@ async fn levels(
     Ok(Json(json!({ "permission_levels": levels })))
 }
 
-pub async fn get_experiment(
+pub async fn get(
     State(state): State<AppState>,
     ctx: Ctx,
     path_args: PathArgs,
 ) -> ApiResult<Json<Value>> {
-    get_acl(state, ctx, path_args, ObjectType::Experiment).await
+    let object_type = object_type_of(&path_args)?;
+    get_acl(state, ctx, path_args, object_type).await
 }
 
-pub async fn patch_experiment(
+pub async fn patch(
     State(state): State<AppState>,
     ctx: Ctx,
     path_args: PathArgs,
     Req(req): Req<AclReq>,
 ) -> ApiResult<Json<Value>> {
-    change_acl(state, ctx, path_args, req, ObjectType::Experiment, false).await
+    let object_type = object_type_of(&path_args)?;
+    change_acl(state, ctx, path_args, req, object_type, false).await
 }
 
-pub async fn put_experiment(
+pub async fn put(
     State(state): State<AppState>,
     ctx: Ctx,
     path_args: PathArgs,
     Req(req): Req<AclReq>,
 ) -> ApiResult<Json<Value>> {
-    change_acl(state, ctx, path_args, req, ObjectType::Experiment, true).await
+    let object_type = object_type_of(&path_args)?;
+    change_acl(state, ctx, path_args, req, object_type, true).await
 }
 
-pub async fn experiment_levels(
+pub async fn permission_levels(
     State(state): State<AppState>,
     ctx: Ctx,
     path_args: PathArgs,
 ) -> ApiResult<Json<Value>> {
-    levels(state, ctx, path_args, ObjectType::Experiment).await
-}
-
-pub async fn get_registered_model(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    path_args: PathArgs,
-) -> ApiResult<Json<Value>> {
-    get_acl(state, ctx, path_args, ObjectType::RegisteredModel).await
-}
-
-pub async fn patch_registered_model(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    path_args: PathArgs,
-    Req(req): Req<AclReq>,
-) -> ApiResult<Json<Value>> {
-    change_acl(
-        state,
-        ctx,
-        path_args,
-        req,
-        ObjectType::RegisteredModel,
-        false,
-    )
-    .await
-}
-
-pub async fn put_registered_model(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    path_args: PathArgs,
-    Req(req): Req<AclReq>,
-) -> ApiResult<Json<Value>> {
-    change_acl(
-        state,
-        ctx,
-        path_args,
-        req,
-        ObjectType::RegisteredModel,
-        true,
-    )
-    .await
-}
-
-pub async fn registered_model_levels(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    path_args: PathArgs,
-) -> ApiResult<Json<Value>> {
-    levels(state, ctx, path_args, ObjectType::RegisteredModel).await
-}
-
-pub async fn get_serving_endpoint(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    path_args: PathArgs,
-) -> ApiResult<Json<Value>> {
-    get_acl(state, ctx, path_args, ObjectType::ServingEndpoint).await
-}
-
-pub async fn patch_serving_endpoint(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    path_args: PathArgs,
-    Req(req): Req<AclReq>,
-) -> ApiResult<Json<Value>> {
-    change_acl(
-        state,
-        ctx,
-        path_args,
-        req,
-        ObjectType::ServingEndpoint,
-        false,
-    )
-    .await
-}
-
-pub async fn put_serving_endpoint(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    path_args: PathArgs,
-    Req(req): Req<AclReq>,
-) -> ApiResult<Json<Value>> {
-    change_acl(
-        state,
-        ctx,
-        path_args,
-        req,
-        ObjectType::ServingEndpoint,
-        true,
-    )
-    .await
-}
-
-pub async fn serving_endpoint_levels(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    path_args: PathArgs,
-) -> ApiResult<Json<Value>> {
-    levels(state, ctx, path_args, ObjectType::ServingEndpoint).await
+    let object_type = object_type_of(&path_args)?;
+    levels(state, ctx, path_args, object_type).await
 }

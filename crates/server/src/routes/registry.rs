@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::auth::{ObjectType, PermissionLevel};
 use tarn_core::entities::KeyValue;
-use tarn_core::features::TrainingSet;
+use tarn_core::features::{TRAINING_SET_TAG, TrainingSet};
 use tarn_core::lineage::{NewLineage, Node, SourceRead};
 use tarn_core::registry::{
     self, Actor, MAX_MODEL_VERSIONS_PER_PAGE, MAX_REGISTERED_MODELS_PER_PAGE, ModelVersion,
@@ -20,10 +20,11 @@ use tarn_core::registry::{
 use tarn_core::search;
 use tarn_core::store::{ReadableBy, SearchRegistry};
 
-use super::{PageBody, experiment_access, max_results, page_body, run_access};
-use crate::AppState;
+use super::access::{experiment_access, run_access};
+use super::pages::{PageBody, max_results, page_body};
 use crate::error::ApiResult;
 use crate::extract::{Ctx, Req, de};
+use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
 
@@ -52,7 +53,7 @@ pub async fn model_access(
         .store
         .registered_model_id(&ctx.workspace, name)
         .await?;
-    crate::auth::require(
+    tarn_identity::require(
         state.store.as_ref(),
         &ctx.workspace,
         &ctx.principal,
@@ -473,7 +474,7 @@ async fn resolve_source(state: &AppState, ctx: &Ctx, source: &str) -> ApiResult<
         .ok_or_else(unsupported)?
         .trim_matches('/')
         .to_string();
-    crate::artifacts::validate_relative_path(&resolved.folder)?;
+    tarn_artifacts::validate_relative_path(&resolved.folder)?;
     let experiment_id = resolved.folder.split('/').next().unwrap_or("");
     experiment_access(state, ctx, experiment_id, PermissionLevel::CanRead).await?;
     Ok(resolved)
@@ -561,10 +562,6 @@ pub async fn create_version(
         }
     }
 }
-
-/// The tag naming the training set a model was trained on: set on the run or the logged model
-/// (or the version itself), it gives the version its feature spec.
-pub const TRAINING_SET_TAG: &str = "tarn.training_set_id";
 
 /// The training set a new version was trained on, named by the tag on the request, its run or
 /// its logged model; refused when the tag names no training set of this workspace.

@@ -13,9 +13,9 @@ use tarn_core::auth::{ObjectType, PermissionLevel};
 use tarn_core::registry::{self, Activity, RequestOutcome, Stage};
 
 use super::registry::{actor, model_access, required};
-use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Ctx, Req, de};
+use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
 

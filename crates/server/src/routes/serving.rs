@@ -16,11 +16,9 @@ use tarn_core::serving::{EndpointConfig, ServingEndpoint, validate_endpoint_name
 use tarn_core::{Error, ErrorCode};
 
 use super::registry::{actor, model_access};
-use crate::AppState;
-use crate::endpoints::{LiveEndpoint, LiveEntity};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Ctx, PathArgs, Req};
-use crate::inference::InferenceRow;
+use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
 
@@ -85,7 +83,7 @@ async fn endpoint_access(
     level: PermissionLevel,
 ) -> ApiResult<ServingEndpoint> {
     let endpoint = state.store.get_endpoint(&ctx.workspace, name).await?;
-    crate::auth::require(
+    tarn_identity::require(
         state.store.as_ref(),
         &ctx.workspace,
         &ctx.principal,
@@ -145,12 +143,9 @@ pub async fn create(
         config_version: 1,
         tags: args.tags,
     };
-    let entities = state.endpoints.prepare(&state, &endpoint).await?;
+    let entities = state.endpoints.prepare(&endpoint).await?;
     state.store.create_endpoint(&endpoint, &actor(&ctx)).await?;
-    state
-        .endpoints
-        .install(&state, endpoint.clone(), entities)
-        .await?;
+    state.endpoints.install(endpoint.clone(), entities).await?;
     Ok(Json(endpoint_json(&state, &endpoint)))
 }
 
@@ -163,7 +158,7 @@ pub async fn get(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> Jso
 pub async fn list(State(state): State<AppState>, ctx: Ctx) -> JsonResult {
     let mut visible = Vec::new();
     for endpoint in state.store.list_endpoints(Some(&ctx.workspace)).await? {
-        let allowed = crate::auth::require(
+        let allowed = tarn_identity::require(
             state.store.as_ref(),
             &ctx.workspace,
             &ctx.principal,
@@ -194,7 +189,7 @@ pub async fn update_config(
         config_version: current.config_version + 1,
         ..current
     };
-    let entities = state.endpoints.prepare(&state, &next).await?;
+    let entities = state.endpoints.prepare(&next).await?;
     let stored = state
         .store
         .update_endpoint_config(
@@ -205,10 +200,7 @@ pub async fn update_config(
             &actor(&ctx),
         )
         .await?;
-    state
-        .endpoints
-        .install(&state, stored.clone(), entities)
-        .await?;
+    state.endpoints.install(stored.clone(), entities).await?;
     Ok(Json(endpoint_json(&state, &stored)))
 }
 
@@ -247,8 +239,9 @@ pub async fn invoke(
             .into());
         }
     };
-    crate::auth::require_cached(
-        &state,
+    tarn_identity::require_cached(
+        state.store.as_ref(),
+        &state.auth_cache,
         &ctx.workspace,
         &ctx.principal,
         ObjectType::ServingEndpoint,
@@ -256,52 +249,11 @@ pub async fn invoke(
         PermissionLevel::CanQuery,
     )
     .await?;
-    let entity = live
-        .route(rand::random_range(0..100))
-        .or_else(|| live.entities.first())
-        .cloned()
-        .ok_or_else(|| Error::internal(format!("endpoint {name} serves nothing")))?;
-    let arrived = tarn_core::ids::now_millis();
-    let limits = state.endpoints.limits;
-    let body = crate::serving::read_body(&headers, body, limits).await;
-    let outcome = match &body {
-        Ok(bytes) => score(&state, &live, &entity, bytes).await,
-        Err(error) => Err(error.clone()),
-    };
-    let request_id = uuid::Uuid::new_v4().to_string();
-    if let Some(log) = &live.log {
-        let (status_code, execution_time_ms, client_request_id, response) = match &outcome {
-            Ok((scored, invocation)) => (
-                200,
-                scored.execution.as_millis() as i64,
-                invocation.client_request_id.clone(),
-                String::from_utf8_lossy(&scored.body).into_owned(),
-            ),
-            Err(error) => (
-                error.code.http_status(),
-                0,
-                None,
-                json!({ "error_code": error.code.as_str(), "message": error.message }).to_string(),
-            ),
-        };
-        log.record(InferenceRow {
-            request_id: request_id.clone(),
-            client_request_id,
-            timestamp_ms: arrived,
-            status_code,
-            execution_time_ms,
-            served_entity_name: entity.name.clone(),
-            model_name: entity.model.clone(),
-            model_version: entity.version,
-            request: body
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default(),
-            response,
-        });
-    }
-    let mut response = match outcome {
-        Ok((scored, _)) => crate::serving::predictions(scored),
+    let body = crate::scoring::read_body(&headers, body, state.endpoints.limits).await;
+    let invoked = state.endpoints.invoke(&live, body).await?;
+    let entity = &invoked.entity;
+    let mut response = match invoked.outcome {
+        Ok((scored, _)) => crate::scoring::predictions(scored),
         Err(error) => ApiError(error).into_response(),
     };
     let headers = response.headers_mut();
@@ -309,38 +261,8 @@ pub async fn invoke(
         headers.insert("served-model-name", value);
     }
     headers.insert("tarn-model-version", HeaderValue::from(entity.version));
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(value) = HeaderValue::from_str(&invoked.request_id) {
         headers.insert("x-request-id", value);
     }
     Ok(response)
-}
-
-/// Scores a request with one entity: looks up its features first when it has a feature spec
-/// (and answers them beside the predictions when asked to).
-async fn score(
-    state: &AppState,
-    live: &LiveEndpoint,
-    entity: &LiveEntity,
-    body: &[u8],
-) -> Result<(tarn_models::batcher::Scored, tarn_models::Invocation), Error> {
-    let mut invocation = tarn_models::Invocation::parse(body)?;
-    let mut features = None;
-    if let Some(spec) = &entity.features {
-        let added = spec
-            .enrich(state, &live.owner, &mut invocation.input)
-            .await?;
-        features = invocation.return_features.then_some(added);
-    }
-    let (mut scored, invocation) =
-        crate::serving::score_invocation(&entity.batcher, invocation, state.endpoints.limits)
-            .await?;
-    if let Some(features) = features {
-        // {"predictions": ...} becomes {"predictions": ..., "features": [...]}.
-        let features = serde_json::to_vec(&features).map_err(|e| Error::internal(e.to_string()))?;
-        scored.body.pop();
-        scored.body.extend_from_slice(b",\"features\":");
-        scored.body.extend_from_slice(&features);
-        scored.body.push(b'}');
-    }
-    Ok((scored, invocation))
 }

@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_lake::{SqlScope, ipc};
 
-use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Ctx, PathArgs, QueryArgs, Req, de};
-use crate::statements::{Disposition, Format, LinkBase, Submission};
+use crate::state::AppState;
+use tarn_lake::statements::{Disposition, Format, LinkBase, Submission};
 
 type JsonResult = ApiResult<Json<Value>>;
 
@@ -37,7 +37,7 @@ pub fn routes() -> axum::Router<AppState> {
 
 /// The address the client reached this server at, for the links to result files.
 fn link_base(headers: &HeaderMap) -> LinkBase {
-    LinkBase(crate::signed_urls::request_base_url(headers))
+    LinkBase(crate::extract::request_base_url(headers))
 }
 
 #[derive(Deserialize)]

@@ -14,10 +14,11 @@ use tarn_core::search;
 use tarn_core::store::{ReadableBy, SearchExperiments, SearchRuns};
 use tarn_core::validation;
 
-use super::{PageBody, experiment_access, max_results, page_body, run_access};
-use crate::AppState;
+use super::access::{experiment_access, run_access};
+use super::pages::{PageBody, max_results, page_body};
 use crate::error::ApiResult;
 use crate::extract::{Ctx, Req, de};
+use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
 

@@ -11,14 +11,14 @@ use tarn_core::Error;
 use tarn_core::auth::PermissionLevel;
 use tarn_core::store::DeliveryQuery;
 use tarn_core::webhooks::{self as hooks, Flavor, Webhook, WebhookStatus};
+use tarn_events::webhooks::check_destination;
+use tarn_identity::require_admin;
 
+use super::pages::{PageBody, max_results, page_body};
 use super::registry::{actor, model_access, required};
-use super::{PageBody, max_results, page_body};
-use crate::AppState;
-use crate::auth::require_admin;
 use crate::error::ApiResult;
 use crate::extract::{Ctx, PathArgs, Req, de};
-use crate::webhooks::check_destination;
+use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
 
@@ -259,7 +259,11 @@ pub async fn test_mlflow(
     }})))
 }
 
-async fn send_example(state: &AppState, webhook: &Webhook, name: &str) -> crate::webhooks::Sent {
+async fn send_example(
+    state: &AppState,
+    webhook: &Webhook,
+    name: &str,
+) -> tarn_events::webhooks::Sent {
     let event = hooks::example_event(webhook, name, tarn_core::ids::now_millis());
     let body = hooks::payload(webhook, name, &event).to_string();
     let delivery_id = format!("test-{}", tarn_core::ids::hex32(rand::random()));

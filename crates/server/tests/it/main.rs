@@ -32,13 +32,15 @@ pub async fn app() -> TestApp {
     tarn_server::bootstrap(store.as_ref(), dir.path(), Some(ADMIN_TOKEN))
         .await
         .expect("bootstrap");
-    let artifacts = tarn_server::artifacts::ArtifactStore::open(
-        &dir.path().join("artifacts").to_string_lossy(),
-    )
-    .expect("artifacts");
-    let settings = tarn_server::webhooks::WebhookSettings {
-        allow_private: true,
-        retry_base: std::time::Duration::from_millis(20),
+    let artifacts =
+        tarn_artifacts::ArtifactStore::open(&dir.path().join("artifacts").to_string_lossy())
+            .expect("artifacts");
+    let settings = tarn_server::Settings {
+        webhooks: tarn_events::webhooks::WebhookSettings {
+            allow_private: true,
+            retry_base: std::time::Duration::from_millis(20),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let lake = tarn_lake::Lake::open(&dir.path().join("lake").to_string_lossy()).expect("lake");

@@ -194,7 +194,7 @@ async fn an_endpoint_follows_its_alias_with_no_failed_request_and_logs_every_req
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     set_alias(&app, "fraud", "champion", "2").await;
-    app.state.endpoints.sync(&app.state).await.expect("sync");
+    app.state.endpoints.sync().await.expect("sync");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     stop.store(true, Ordering::Relaxed);
     let mut versions = std::collections::BTreeSet::new();

@@ -9,8 +9,9 @@ use tarn_core::catalog::{
     ColumnInfo, IngestedFile, NewSchema, NewTable, PermissionsChange, Privilege,
     PrivilegeAssignment, SecurableType, TableType,
 };
+use tarn_core::events::EventQuery;
 use tarn_core::registry::Actor;
-use tarn_core::store::{EventQuery, MetaStore};
+use tarn_core::store::MetaStore;
 
 type Store = Arc<dyn MetaStore>;
 

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use tarn_core::ErrorCode;
 use tarn_core::auth::{ObjectType, PermissionLevel, Principal, PrincipalKind};
 use tarn_core::entities::KeyValue;
+use tarn_core::events::EventQuery;
 use tarn_core::registry::{ActivityType, Actor, NewModelVersion, RequestOutcome, Stage};
 use tarn_core::search::{Comparator, Comparison, Entity, OrderBy, Value};
-use tarn_core::store::{EventQuery, MetaStore, ReadableBy, SearchRegistry};
+use tarn_core::store::{MetaStore, ReadableBy, SearchRegistry};
 
 type Store = Arc<dyn MetaStore>;
 

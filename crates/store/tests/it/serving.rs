@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use tarn_core::ErrorCode;
 use tarn_core::auth::{ObjectType, PermissionLevel, PrincipalKind};
+use tarn_core::events::EventQuery;
 use tarn_core::registry::Actor;
 use tarn_core::serving::{EndpointConfig, ServedEntity, ServingEndpoint};
-use tarn_core::store::{EventQuery, MetaStore};
+use tarn_core::store::MetaStore;
 
 type Store = Arc<dyn MetaStore>;
 

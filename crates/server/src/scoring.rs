@@ -1,6 +1,5 @@
-//! Scoring over HTTP: the invocation path shared by `tarn serve` (one model, the routes of
-//! `mlflow models serve`) and serving endpoints. Parsing and checking happen on the request's
-//! task; the model runs on the batcher's scoring threads.
+//! Scoring over HTTP: the request body and the response shared by `tarn serve` (one model, the
+//! routes of `mlflow models serve`) and serving endpoints.
 
 use std::sync::Arc;
 
@@ -11,27 +10,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tarn_core::Error;
+use tarn_models::Batcher;
 use tarn_models::batcher::Scored;
-use tarn_models::{Batcher, Invocation};
+use tarn_serving::Limits;
 
 use crate::error::ApiError;
-
-/// What one request may hold.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_body_bytes: usize,
-    pub max_rows: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        // 16 MiB is the payload limit of Databricks' serving endpoints.
-        Limits {
-            max_body_bytes: 16 * 1024 * 1024,
-            max_rows: 10_000,
-        }
-    }
-}
 
 /// Reads a JSON scoring body within the size limit.
 pub async fn read_body(headers: &HeaderMap, body: Body, limits: Limits) -> Result<Bytes, Error> {
@@ -53,26 +36,6 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limits: Limits) -> Resul
                 limits.max_body_bytes
             ))
         })
-}
-
-/// Checks a scoring body against the model and scores it on the batcher's threads.
-pub async fn score(
-    batcher: &Batcher,
-    body: &[u8],
-    limits: Limits,
-) -> Result<(Scored, Invocation), Error> {
-    score_invocation(batcher, Invocation::parse(body)?, limits).await
-}
-
-/// Checks a parsed request against the model and scores it on the batcher's threads.
-pub async fn score_invocation(
-    batcher: &Batcher,
-    invocation: Invocation,
-    limits: Limits,
-) -> Result<(Scored, Invocation), Error> {
-    let prepared = batcher.model().prepare(&invocation, limits.max_rows)?;
-    let scored = batcher.score(prepared).await?;
-    Ok((scored, invocation))
 }
 
 /// A `{"predictions": ...}` response.
@@ -98,7 +61,7 @@ pub fn local_router(batcher: Arc<Batcher>, limits: Limits) -> Router {
         .route("/ping", get(|| async { "" }))
         .route("/health", get(|| async { "" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
-        .fallback(crate::routes::not_found)
+        .fallback(crate::error::not_found)
         .with_state(LocalState { batcher, limits })
 }
 
@@ -108,7 +71,7 @@ async fn local_invocation(
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = read_body(&headers, body, state.limits).await?;
-    let (scored, _) = score(&state.batcher, &body, state.limits).await?;
+    let (scored, _) = tarn_serving::score(&state.batcher, &body, state.limits).await?;
     Ok(predictions(scored))
 }
 
@@ -119,7 +82,10 @@ pub async fn serve_model(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(crate::no_delay(listener), local_router(batcher, limits))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        crate::listener::no_delay(listener),
+        local_router(batcher, limits),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -13,13 +13,13 @@ use tarn_core::serving::{ServedEntity, ServingEndpoint, VersionRef};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, Result};
 use tarn_lake::access::Caller;
-use tarn_models::{Batcher, BatcherOptions, Model};
+use tarn_models::batcher::Scored;
+use tarn_models::{Batcher, BatcherOptions, Invocation, Model};
 
-use crate::AppState;
-use crate::artifacts::ArtifactStore;
-use crate::feature_serving::FeatureSpec;
-use crate::inference::{InferenceLog, ensure_table};
-use crate::serving::Limits;
+use crate::context::ServingContext;
+use crate::features::FeatureSpec;
+use crate::inference::{InferenceLog, InferenceRow, ensure_table};
+use crate::scoring::{Limits, score_invocation};
 
 /// Largest model file tarn loads.
 const MAX_MODEL_BYTES: u64 = 1 << 30;
@@ -75,8 +75,8 @@ struct Failure {
 const RETRY_FAILED_AFTER: Duration = Duration::from_secs(30);
 
 /// Every endpoint this server runs.
-#[derive(Default)]
 pub struct Endpoints {
+    context: ServingContext,
     live: RwLock<HashMap<Key, Arc<LiveEndpoint>>>,
     /// Why the last rollout of an endpoint failed (it keeps serving its previous config), for
     /// which config version, and when.
@@ -128,7 +128,7 @@ pub async fn resolve_ref(
 /// Loads a registered version's model from registry storage and warms it, off the async
 /// threads. Fails here, before anything serves it, when tarn cannot score it.
 pub async fn load_model(
-    artifacts: &ArtifactStore,
+    artifacts: &tarn_artifacts::ArtifactStore,
     workspace: &str,
     version: &ModelVersion,
 ) -> Result<Model> {
@@ -188,24 +188,34 @@ pub async fn load_model(
     .map_err(|e| describe(e.into()))
 }
 
-async fn load(
-    state: &AppState,
-    workspace: &str,
-    version: &ModelVersion,
-    options: &BatcherOptions,
-) -> Result<Arc<Batcher>> {
-    let model = load_model(&state.artifacts, workspace, version).await?;
-    Ok(Arc::new(Batcher::start(Arc::new(model), options.clone())))
+/// One request scored by an endpoint: the entity the traffic split picked, the id the request
+/// is logged under, and its answer.
+pub struct Invoked {
+    pub entity: Arc<LiveEntity>,
+    pub request_id: String,
+    pub outcome: Result<(Scored, Invocation)>,
 }
 
 impl Endpoints {
     /// Endpoints whose models score with `options` and take requests within `limits`.
-    pub fn new(options: BatcherOptions, limits: Limits) -> Endpoints {
+    pub fn new(context: ServingContext, options: BatcherOptions, limits: Limits) -> Endpoints {
         Endpoints {
+            context,
+            live: RwLock::default(),
+            failures: Mutex::default(),
+            rollout: tokio::sync::Mutex::default(),
+            writers: Mutex::default(),
             options,
             limits,
-            ..Endpoints::default()
         }
+    }
+
+    async fn load(&self, workspace: &str, version: &ModelVersion) -> Result<Arc<Batcher>> {
+        let model = load_model(&self.context.artifacts, workspace, version).await?;
+        Ok(Arc::new(Batcher::start(
+            Arc::new(model),
+            self.options.clone(),
+        )))
     }
 
     pub fn get(&self, workspace: &str, name: &str) -> Option<Arc<LiveEndpoint>> {
@@ -233,15 +243,12 @@ impl Endpoints {
     }
 
     /// Resolves and loads what `endpoint` serves, reusing the versions already running.
-    pub async fn prepare(
-        &self,
-        state: &AppState,
-        endpoint: &ServingEndpoint,
-    ) -> Result<Vec<Arc<LiveEntity>>> {
+    pub async fn prepare(&self, endpoint: &ServingEndpoint) -> Result<Vec<Arc<LiveEntity>>> {
+        let store = self.context.store.as_ref();
         let current = self.get(&endpoint.workspace, &endpoint.name);
         let mut entities = Vec::with_capacity(endpoint.config.served_entities.len());
         for entity in &endpoint.config.served_entities {
-            let version = resolve(state.store.as_ref(), &endpoint.workspace, entity).await?;
+            let version = resolve(store, &endpoint.workspace, entity).await?;
             let running = current
                 .iter()
                 .flat_map(|c| c.entities.iter())
@@ -249,9 +256,8 @@ impl Endpoints {
             let (batcher, features) = match running {
                 Some(running) => (running.batcher.clone(), running.features.clone()),
                 None => (
-                    load(state, &endpoint.workspace, &version, &self.options).await?,
-                    FeatureSpec::of_version(state.store.as_ref(), &endpoint.workspace, &version)
-                        .await?,
+                    self.load(&endpoint.workspace, &version).await?,
+                    FeatureSpec::of_version(store, &endpoint.workspace, &version).await?,
                 ),
             };
             entities.push(Arc::new(LiveEntity {
@@ -268,12 +274,15 @@ impl Endpoints {
     /// Switches `endpoint` over to `entities` (from `prepare`), opening its inference table.
     pub async fn install(
         &self,
-        state: &AppState,
         endpoint: ServingEndpoint,
         entities: Vec<Arc<LiveEntity>>,
     ) -> Result<Arc<LiveEndpoint>> {
         let current = self.get(&endpoint.workspace, &endpoint.name);
-        let principal = state.store.active_principal(&endpoint.creator).await?;
+        let principal = self
+            .context
+            .store
+            .active_principal(&endpoint.creator)
+            .await?;
         let owner = Caller {
             id: principal.id,
             name: principal.name.clone(),
@@ -299,16 +308,16 @@ impl Endpoints {
                     name: principal.name.clone(),
                 };
                 let table = ensure_table(
-                    state.store.as_ref(),
-                    &state.lake,
+                    self.context.store.as_ref(),
+                    &self.context.lake,
                     &actor,
                     &capture.catalog_name,
                     &capture.schema_name,
                     &capture.table_name(),
                 )
                 .await?;
-                record_lineage(state, &endpoint, &table.full_name).await;
-                let (log, writer) = InferenceLog::start(state.lake.clone(), &table)?;
+                record_lineage(self.context.store.as_ref(), &endpoint, &table.full_name).await;
+                let (log, writer) = InferenceLog::start(self.context.lake.clone(), &table)?;
                 if let Ok(mut writers) = self.writers.lock() {
                     writers.push(writer);
                 }
@@ -339,14 +348,10 @@ impl Endpoints {
     }
 
     /// Loads and switches in one go, one rollout at a time.
-    pub async fn deploy(
-        &self,
-        state: &AppState,
-        endpoint: ServingEndpoint,
-    ) -> Result<Arc<LiveEndpoint>> {
+    pub async fn deploy(&self, endpoint: ServingEndpoint) -> Result<Arc<LiveEndpoint>> {
         let _rollout = self.rollout.lock().await;
-        let entities = self.prepare(state, &endpoint).await?;
-        self.install(state, endpoint, entities).await
+        let entities = self.prepare(&endpoint).await?;
+        self.install(endpoint, entities).await
     }
 
     pub fn remove(&self, workspace: &str, name: &str) {
@@ -361,19 +366,19 @@ impl Endpoints {
 
     /// Brings the running endpoints in line with the store: new or updated configs, versions
     /// that followed aliases or stages moved to, endpoints deleted (possibly by another replica).
-    pub async fn sync(&self, state: &AppState) -> Result<()> {
-        let stored = state.store.list_endpoints(None).await?;
+    pub async fn sync(&self) -> Result<()> {
+        let stored = self.context.store.list_endpoints(None).await?;
         for endpoint in &stored {
             let current = self.get(&endpoint.workspace, &endpoint.name);
             let stale = match &current {
                 None => true,
                 Some(current) if current.endpoint.config_version != endpoint.config_version => true,
-                Some(current) => self.moved(state, current).await,
+                Some(current) => self.moved(current).await,
             };
             if !stale || self.failed_recently(endpoint) {
                 continue;
             }
-            if let Err(error) = self.deploy(state, endpoint.clone()).await {
+            if let Err(error) = self.deploy(endpoint.clone()).await {
                 tracing::warn!(workspace = %endpoint.workspace, endpoint = %endpoint.name, error = %error.message, "serving endpoint rollout failed");
                 if let Ok(mut failures) = self.failures.lock() {
                     let failure = Failure {
@@ -404,7 +409,8 @@ impl Endpoints {
     }
 
     /// Whether an alias or stage one of the endpoint's entities follows points elsewhere now.
-    async fn moved(&self, state: &AppState, current: &LiveEndpoint) -> bool {
+    async fn moved(&self, current: &LiveEndpoint) -> bool {
+        let store = self.context.store.as_ref();
         for (entity, live) in current
             .endpoint
             .config
@@ -415,12 +421,97 @@ impl Endpoints {
             if matches!(entity.version_ref(), Ok(VersionRef::Number(_))) {
                 continue;
             }
-            match resolve(state.store.as_ref(), &current.endpoint.workspace, entity).await {
+            match resolve(store, &current.endpoint.workspace, entity).await {
                 Ok(version) if version.version != live.version => return true,
                 _ => {}
             }
         }
         false
+    }
+
+    /// Scores a request (its body as read, or why it could not be) with the entity the traffic
+    /// split picks, and logs the request and its answer (or error) to the inference table.
+    pub async fn invoke(&self, live: &LiveEndpoint, body: Result<bytes::Bytes>) -> Result<Invoked> {
+        let entity = live
+            .route(rand::random_range(0..100))
+            .or_else(|| live.entities.first())
+            .cloned()
+            .ok_or_else(|| {
+                Error::internal(format!("endpoint {} serves nothing", live.endpoint.name))
+            })?;
+        let arrived = tarn_core::ids::now_millis();
+        let outcome = match &body {
+            Ok(bytes) => self.score(live, &entity, bytes).await,
+            Err(error) => Err(error.clone()),
+        };
+        let request_id = uuid::Uuid::new_v4().to_string();
+        if let Some(log) = &live.log {
+            let (status_code, execution_time_ms, client_request_id, response) = match &outcome {
+                Ok((scored, invocation)) => (
+                    200,
+                    scored.execution.as_millis() as i64,
+                    invocation.client_request_id.clone(),
+                    String::from_utf8_lossy(&scored.body).into_owned(),
+                ),
+                Err(error) => (
+                    error.code.http_status(),
+                    0,
+                    None,
+                    serde_json::json!({ "error_code": error.code.as_str(), "message": error.message })
+                        .to_string(),
+                ),
+            };
+            log.record(InferenceRow {
+                request_id: request_id.clone(),
+                client_request_id,
+                timestamp_ms: arrived,
+                status_code,
+                execution_time_ms,
+                served_entity_name: entity.name.clone(),
+                model_name: entity.model.clone(),
+                model_version: entity.version,
+                request: body
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default(),
+                response,
+            });
+        }
+        Ok(Invoked {
+            entity,
+            request_id,
+            outcome,
+        })
+    }
+
+    /// Scores a request with one entity: looks up its features first when it has a feature
+    /// spec (and answers them beside the predictions when asked to).
+    async fn score(
+        &self,
+        live: &LiveEndpoint,
+        entity: &LiveEntity,
+        body: &[u8],
+    ) -> Result<(Scored, Invocation)> {
+        let mut invocation = Invocation::parse(body)?;
+        let mut features = None;
+        if let Some(spec) = &entity.features {
+            let added = spec
+                .enrich(&self.context, &live.owner, &mut invocation.input)
+                .await?;
+            features = invocation.return_features.then_some(added);
+        }
+        let (mut scored, invocation) =
+            score_invocation(&entity.batcher, invocation, self.limits).await?;
+        if let Some(features) = features {
+            // {"predictions": ...} becomes {"predictions": ..., "features": [...]}.
+            let features =
+                serde_json::to_vec(&features).map_err(|e| Error::internal(e.to_string()))?;
+            scored.body.pop();
+            scored.body.extend_from_slice(b",\"features\":");
+            scored.body.extend_from_slice(&features);
+            scored.body.push(b'}');
+        }
+        Ok((scored, invocation))
     }
 
     /// Stops serving: drops every endpoint (requests in flight have finished when this runs)
@@ -494,7 +585,7 @@ impl Endpoints {
 }
 
 /// Lineage: the endpoint writes its inference table.
-async fn record_lineage(state: &AppState, endpoint: &ServingEndpoint, table: &str) {
+async fn record_lineage(store: &dyn MetaStore, endpoint: &ServingEndpoint, table: &str) {
     let edge = tarn_core::lineage::NewLineage {
         target: tarn_core::lineage::Node::table(table),
         target_version: None,
@@ -507,7 +598,7 @@ async fn record_lineage(state: &AppState, endpoint: &ServingEndpoint, table: &st
         statement: None,
         created_at: tarn_core::ids::now_millis(),
     };
-    if let Err(error) = state.store.record_lineage(&edge).await {
+    if let Err(error) = store.record_lineage(&edge).await {
         tracing::warn!(table, error = %error.message, "cannot record the inference table's lineage");
     }
 }

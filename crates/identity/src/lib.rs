@@ -1,4 +1,5 @@
-//! Authentication (bearer tokens, HTTP basic) and the authorization checks every API uses.
+//! Authentication (bearer tokens, HTTP basic) and the authorization checks every API, the CLI
+//! and background work use.
 //! Token secrets are never stored: only their SHA-256. Passwords are stored as Argon2 hashes;
 //! verified credentials are remembered briefly (`AuthCache`) so requests stay fast.
 
@@ -8,14 +9,11 @@ use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use axum::http::HeaderMap;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use tarn_core::auth::{ObjectType, PermissionLevel, Principal, PrincipalKind, require_granted};
 use tarn_core::store::{MetaStore, PrincipalRecord};
 use tarn_core::{Error, Result};
-
-use crate::AppState;
 
 const TOKEN_PREFIX: &str = "tarn_";
 /// How long a verified credential or workspace membership is trusted without asking the store.
@@ -220,18 +218,21 @@ pub async fn issue_token(
 }
 
 /// The principal a bearer token stands for, if it is valid now.
-async fn token_principal(state: &AppState, secret: &str) -> Result<Option<Principal>> {
+async fn token_principal(
+    store: &dyn MetaStore,
+    cache: &AuthCache,
+    secret: &str,
+) -> Result<Option<Principal>> {
     let hash = hash_token(secret);
     let key = format!("bearer:{hash}");
-    if let Some(principal) = state.auth_cache.principal(&key) {
+    if let Some(principal) = cache.principal(&key) {
         return Ok(Some(principal));
     }
-    let principal = state
-        .store
+    let principal = store
         .principal_for_token(&hash, tarn_core::ids::now_millis())
         .await?;
     if let Some(principal) = &principal {
-        state.auth_cache.remember_principal(key, principal.clone());
+        cache.remember_principal(key, principal.clone());
     }
     Ok(principal)
 }
@@ -243,20 +244,22 @@ fn sign_in_backoff(failures: u32) -> Option<Duration> {
     Some(Duration::from_secs(1u64 << past_free.min(10)).min(MAX_SIGN_IN_WAIT))
 }
 
-/// The principal behind the request's credentials; every API but `/health` requires one.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal> {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            Error::unauthenticated(
-                "Authentication required: send a bearer token or HTTP basic credentials",
-            )
-        })?;
+/// The principal behind a request's `Authorization` header; every API but `/health` requires
+/// one.
+pub async fn authenticate(
+    store: &dyn MetaStore,
+    cache: &AuthCache,
+    authorization: Option<&str>,
+) -> Result<Principal> {
+    let header = authorization.ok_or_else(|| {
+        Error::unauthenticated(
+            "Authentication required: send a bearer token or HTTP basic credentials",
+        )
+    })?;
     let (scheme, credentials) = header.split_once(' ').unwrap_or((header, ""));
     let credentials = credentials.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
-        return token_principal(state, credentials)
+        return token_principal(store, cache, credentials)
             .await?
             .ok_or_else(|| Error::unauthenticated("Invalid, expired or revoked token"));
     }
@@ -271,16 +274,16 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
             .ok_or_else(|| Error::unauthenticated("Malformed basic credentials"))?;
         // A token may stand in for the password, as Databricks allows.
         if user == "token"
-            && let Some(principal) = token_principal(state, password).await?
+            && let Some(principal) = token_principal(store, cache, password).await?
         {
             return Ok(principal);
         }
         let key = format!("basic:{user}:{}", hash_token(password));
-        if let Some(principal) = state.auth_cache.principal(&key) {
+        if let Some(principal) = cache.principal(&key) {
             return Ok(principal);
         }
         // Guessing is slowed per user name: past a few failures in a row, each try waits.
-        if let Some(wait) = state.auth_cache.sign_in_wait(user) {
+        if let Some(wait) = cache.sign_in_wait(user) {
             return Err(Error::new(
                 tarn_core::ErrorCode::RequestLimitExceeded,
                 format!(
@@ -289,7 +292,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
                 ),
             ));
         }
-        let verified = match state.store.password_login(user).await? {
+        let verified = match store.password_login(user).await? {
             Some((stored, principal)) => {
                 let password = password.to_string();
                 tokio::task::spawn_blocking(move || verify_password(&password, &stored))
@@ -299,10 +302,10 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
             }
             None => None,
         };
-        state.auth_cache.record_sign_in(user, verified.is_some());
+        cache.record_sign_in(user, verified.is_some());
         let principal =
             verified.ok_or_else(|| Error::unauthenticated("Invalid username or password"))?;
-        state.auth_cache.remember_principal(key, principal.clone());
+        cache.remember_principal(key, principal.clone());
         return Ok(principal);
     }
     Err(Error::unauthenticated(format!(
@@ -313,7 +316,8 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
 /// `require` for paths where a store read per request would cost more than the work itself
 /// (scoring): a passed check is trusted for the cache's lifetime, like a membership.
 pub async fn require_cached(
-    state: &AppState,
+    store: &dyn MetaStore,
+    cache: &AuthCache,
     workspace: &str,
     principal: &Principal,
     object_type: ObjectType,
@@ -324,7 +328,7 @@ pub async fn require_cached(
         return Ok(());
     }
     let key = (principal.id, object_type, object_id.to_string(), required);
-    let cached = state.auth_cache.allowed.lock().is_ok_and(|entries| {
+    let cached = cache.allowed.lock().is_ok_and(|entries| {
         entries
             .get(&key)
             .is_some_and(|at| at.elapsed() < AUTH_CACHE_TTL)
@@ -333,7 +337,7 @@ pub async fn require_cached(
         return Ok(());
     }
     require(
-        state.store.as_ref(),
+        store,
         workspace,
         principal,
         object_type,
@@ -341,7 +345,7 @@ pub async fn require_cached(
         required,
     )
     .await?;
-    if let Ok(mut entries) = state.auth_cache.allowed.lock() {
+    if let Ok(mut entries) = cache.allowed.lock() {
         if entries.len() >= AUTH_CACHE_MAX_ENTRIES {
             entries.retain(|_, at| at.elapsed() < AUTH_CACHE_TTL);
         }

@@ -3,9 +3,8 @@
 //! fields the link names and its expiry, with a key that lives as long as the process (what a
 //! link points at does not outlive it either).
 
-use axum::http::HeaderMap;
+use crate::{Error, Result};
 use hmac::Mac;
-use tarn_core::{Error, Result};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -54,14 +53,6 @@ impl UrlSigner {
         };
         Ok(self.mac(fields, expires)?.verify_slice(&signature).is_ok() && expires >= now)
     }
-}
-
-/// `scheme://host` the client used to reach this server, when the request says.
-pub fn request_base_url(headers: &HeaderMap) -> Option<String> {
-    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let host = value("x-forwarded-host").or_else(|| value("host"))?;
-    let scheme = value("x-forwarded-proto").unwrap_or("http");
-    Some(format!("{scheme}://{host}"))
 }
 
 #[cfg(test)]

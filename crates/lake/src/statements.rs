@@ -11,18 +11,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::access::Caller;
+use crate::arrow::array::Array;
+use crate::arrow::datatypes::{Schema, SchemaRef};
+use crate::arrow::record_batch::RecordBatch;
+use crate::arrow::util::display::{ArrayFormatter, FormatOptions};
+use crate::{ResultFile, ResultRows, SqlLimits, SqlOutput, SqlScope, ipc};
 use base64::Engine;
 use serde_json::{Value, json};
 use tarn_core::{Error, Result};
-use tarn_lake::access::Caller;
-use tarn_lake::arrow::array::Array;
-use tarn_lake::arrow::datatypes::{Schema, SchemaRef};
-use tarn_lake::arrow::record_batch::RecordBatch;
-use tarn_lake::arrow::util::display::{ArrayFormatter, FormatOptions};
-use tarn_lake::{ResultFile, ResultRows, SqlLimits, SqlOutput, SqlScope, ipc};
 use tokio::sync::watch;
 
-use crate::signed_urls::UrlSigner;
+use tarn_core::signed_urls::UrlSigner;
 
 /// Rows per result chunk.
 pub const CHUNK_ROWS: usize = 10_000;
@@ -207,15 +207,6 @@ pub struct Statements {
     links: UrlSigner,
 }
 
-impl Default for Statements {
-    fn default() -> Self {
-        Self::new(
-            StatementLimits::default(),
-            std::env::temp_dir().join("tarn-statements"),
-        )
-    }
-}
-
 /// Where links to result files point: the address the client reached this server at, when
 /// the request said.
 pub struct LinkBase(pub Option<String>);
@@ -257,7 +248,7 @@ impl Statements {
     pub async fn submit(
         &self,
         store: Arc<dyn tarn_core::store::MetaStore>,
-        lake: Arc<tarn_lake::Lake>,
+        lake: Arc<crate::Lake>,
         caller: Caller,
         submission: Submission,
         base: &LinkBase,
@@ -619,7 +610,7 @@ fn external_link(
 }
 
 fn concat(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
-    tarn_lake::arrow::compute::concat_batches(schema, batches)
+    crate::arrow::compute::concat_batches(schema, batches)
         .map_err(|e| Error::internal(format!("cannot assemble a result chunk: {e}")))
 }
 
@@ -707,7 +698,7 @@ fn manifest_columns(schema: &Schema) -> Vec<Value> {
         .enumerate()
         .map(|(position, field)| {
             let single = Schema::new(vec![field.as_ref().clone()]);
-            let (type_name, type_text) = match tarn_lake::columns_of_arrow(&single) {
+            let (type_name, type_text) = match crate::columns_of_arrow(&single) {
                 Ok(columns) if !columns.is_empty() => {
                     (columns[0].type_name.clone(), columns[0].type_text.clone())
                 }

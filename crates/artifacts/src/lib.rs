@@ -11,7 +11,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tarn_core::{Error, ErrorCode, Result};
 
-use crate::signed_urls::UrlSigner;
+use tarn_core::signed_urls::UrlSigner;
 
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {

@@ -18,8 +18,7 @@ use tarn_lake::arrow::json::ReaderBuilder;
 use tarn_lake::arrow::json::reader::infer_json_schema_from_iterator;
 use tarn_models::payload::{Frame, Input};
 
-use crate::AppState;
-use crate::routes::TRAINING_SET_TAG;
+use crate::context::ServingContext;
 
 /// One lookup of the spec with the feature table's primary keys.
 #[derive(Debug, Clone)]
@@ -48,7 +47,11 @@ impl FeatureSpec {
         workspace: &str,
         version: &ModelVersion,
     ) -> Result<Option<Arc<FeatureSpec>>> {
-        let Some(tag) = version.tags.iter().find(|t| t.key == TRAINING_SET_TAG) else {
+        let Some(tag) = version
+            .tags
+            .iter()
+            .find(|t| t.key == tarn_core::features::TRAINING_SET_TAG)
+        else {
             return Ok(None);
         };
         let set = store.get_training_set(workspace, &tag.value).await?;
@@ -112,7 +115,7 @@ impl FeatureSpec {
     /// gives itself is kept); returns the added features per row.
     pub async fn enrich(
         &self,
-        state: &AppState,
+        context: &ServingContext,
         caller: &Caller,
         input: &mut Input,
     ) -> Result<Vec<Map<String, Value>>> {
@@ -158,9 +161,9 @@ impl FeatureSpec {
                 now: tarn_core::ids::now_millis(),
             };
             let found = online::lookup(
-                state.store.as_ref(),
-                state.online.as_ref(),
-                &state.lookups,
+                context.store.as_ref(),
+                context.online.as_ref(),
+                &context.lookups,
                 caller,
                 &request,
             )

@@ -1,0 +1,102 @@
+//! What every handler and background task of the server shares, built once at start-up.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tarn_artifacts::ArtifactStore;
+use tarn_core::store::MetaStore;
+use tarn_lake::statements::{StatementLimits, Statements};
+use tarn_serving::ServingContext;
+
+use crate::metrics;
+
+/// Everything a handler needs, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn MetaStore>,
+    pub artifacts: ArtifactStore,
+    pub metrics: Arc<metrics::HttpMetrics>,
+    pub auth_cache: Arc<tarn_identity::AuthCache>,
+    pub part_urls: Arc<tarn_artifacts::PartUrls>,
+    pub webhooks: Arc<tarn_events::webhooks::Sender>,
+    pub lake: Arc<tarn_lake::Lake>,
+    pub statements: Arc<Statements>,
+    /// Where published features are looked up.
+    pub online: Arc<dyn tarn_features::online::OnlineStore>,
+    /// Tables lookups resolved recently.
+    pub lookups: Arc<tarn_features::online::LookupCache>,
+    /// The serving endpoints this server runs.
+    pub endpoints: Arc<tarn_serving::Endpoints>,
+}
+
+/// How the server's runtimes are tuned; the defaults suit tests.
+pub struct Settings {
+    pub webhooks: tarn_events::webhooks::WebhookSettings,
+    /// How serving endpoints batch and score.
+    pub scoring: tarn_models::BatcherOptions,
+    /// What one scoring request may hold.
+    pub serving_limits: tarn_serving::Limits,
+    /// The bounds every SQL statement runs within.
+    pub statements: StatementLimits,
+    /// Where SQL results too large to keep in memory are written.
+    pub statements_folder: PathBuf,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            webhooks: Default::default(),
+            scoring: Default::default(),
+            serving_limits: Default::default(),
+            statements: Default::default(),
+            statements_folder: std::env::temp_dir().join("tarn-statements"),
+        }
+    }
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn MetaStore>,
+        artifacts: ArtifactStore,
+        lake: tarn_lake::Lake,
+        online: Arc<dyn tarn_features::online::OnlineStore>,
+        settings: Settings,
+    ) -> tarn_core::Result<Self> {
+        let lake = Arc::new(lake);
+        let lookups = Arc::new(tarn_features::online::LookupCache::default());
+        let serving = ServingContext {
+            store: store.clone(),
+            artifacts: artifacts.clone(),
+            lake: lake.clone(),
+            online: online.clone(),
+            lookups: lookups.clone(),
+        };
+        Ok(Self {
+            store,
+            artifacts,
+            metrics: Arc::new(metrics::HttpMetrics::default()),
+            auth_cache: Arc::new(tarn_identity::AuthCache::default()),
+            part_urls: Arc::new(tarn_artifacts::PartUrls::random()),
+            webhooks: Arc::new(tarn_events::webhooks::Sender::new(settings.webhooks)?),
+            lake,
+            online,
+            lookups,
+            endpoints: Arc::new(tarn_serving::Endpoints::new(
+                serving,
+                settings.scoring,
+                settings.serving_limits,
+            )),
+            statements: Arc::new(Statements::new(
+                settings.statements,
+                settings.statements_folder,
+            )),
+        })
+    }
+
+    /// Forgets cached access decisions: after a change to principals, tokens, memberships,
+    /// grants, bindings or tables through this server.
+    pub fn forget_access(&self) {
+        self.auth_cache.clear();
+        self.lookups.clear();
+    }
+}

@@ -1,0 +1,16 @@
+//! The serving runtime, used by `tarn server` (serving endpoints), `tarn serve` (one model) and
+//! `tarn score` (a table): models loaded from the registry and warmed, endpoints rolled out
+//! without failing a request, feature lookups for versions trained on a training set, and the
+//! inference table every endpoint request is logged to.
+
+mod context;
+pub mod endpoints;
+pub mod features;
+pub mod inference;
+mod scoring;
+
+pub use context::ServingContext;
+pub use endpoints::{
+    Endpoints, Invoked, LiveEndpoint, LiveEntity, SYNC_EVERY, load_model, resolve_ref,
+};
+pub use scoring::{Limits, score, score_invocation};
