@@ -740,15 +740,16 @@ pub(crate) fn cli_actor() -> tarn_core::registry::Actor {
 }
 
 /// Local lakehouse commands act as an admin working in `workspace`.
-pub(crate) fn cli_caller(workspace: String) -> tarn_lake::access::Caller {
+pub(crate) fn cli_caller(workspace: String) -> tarn_core::caller::Caller {
     let actor = cli_actor();
-    tarn_lake::access::Caller {
+    let principal = tarn_core::auth::Principal {
         id: actor.id,
         name: actor.name,
+        kind: tarn_core::auth::PrincipalKind::User,
         is_admin: true,
-        workspace,
         group_ids: Vec::new(),
-    }
+    };
+    tarn_core::caller::Caller::new(workspace, principal)
 }
 
 async fn permissions(store: &dyn MetaStore, command: PermissionsCommand) -> Result<()> {

@@ -407,15 +407,16 @@ struct Lakehouse {
 
 impl Lakehouse {
     /// The admin, in `dev`: whom the quickstart's HTTP calls act as, too.
-    async fn admin(&self) -> Result<tarn_lake::access::Caller> {
+    async fn admin(&self) -> Result<tarn_core::caller::Caller> {
         let admin = self.store.get_principal(tarn_server::ADMIN_USER).await?;
-        Ok(tarn_lake::access::Caller {
+        let principal = tarn_core::auth::Principal {
             id: admin.id,
             name: admin.name,
+            kind: tarn_core::auth::PrincipalKind::User,
             is_admin: true,
-            workspace: "dev".into(),
             group_ids: Vec::new(),
-        })
+        };
+        Ok(tarn_core::caller::Caller::new("dev", principal))
     }
 }
 

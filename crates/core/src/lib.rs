@@ -2,6 +2,7 @@
 //! store traits. No I/O lives here.
 
 pub mod auth;
+pub mod caller;
 pub mod catalog;
 pub mod entities;
 pub mod error;

@@ -9,11 +9,12 @@ pub mod pit;
 pub mod tables;
 pub mod training;
 
+use tarn_core::caller::Caller;
 use tarn_core::catalog::{self, Privilege, TableInfo};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
 pub use tarn_lake::access::table_for;
-use tarn_lake::access::{Caller, Securable, authorize, reach_catalog};
+use tarn_lake::access::{Securable, authorize, reach_catalog};
 
 /// The table `full_name` names, once `caller` may read it.
 pub(crate) async fn readable_table(

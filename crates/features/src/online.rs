@@ -12,12 +12,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use tarn_core::caller::Caller;
 use tarn_core::catalog::Privilege;
 use tarn_core::features::{FeatureTable, parse_duration_micros};
 use tarn_core::ids::now_millis;
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
-use tarn_lake::access::{Caller, Securable, require_owner};
+use tarn_lake::access::{Securable, require_owner};
 use tarn_lake::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use tarn_lake::arrow::compute::{take, take_record_batch};
 use tarn_lake::arrow::datatypes::{Field, Schema};
@@ -727,7 +728,7 @@ async fn publish_to(
         keys: 0,
         ttl_micros: ttl_micros.or(previous.as_ref().and_then(|p| p.ttl_micros)),
         refresh: refresh.clone(),
-        published_by: caller.name.clone(),
+        published_by: caller.principal.name.clone(),
         workspace: caller.workspace.clone(),
         refresh_error: None,
     };
@@ -884,23 +885,18 @@ async fn publisher(store: &dyn MetaStore, publication: &Publication) -> Result<C
             if err.code == ErrorCode::ResourceDoesNotExist
                 && publication.published_by.starts_with("cli:") =>
         {
-            return Ok(Caller {
+            let local = tarn_core::auth::Principal {
                 id: 0,
                 name: publication.published_by.clone(),
+                kind: tarn_core::auth::PrincipalKind::User,
                 is_admin: true,
-                workspace: publication.workspace.clone(),
                 group_ids: Vec::new(),
-            });
+            };
+            return Ok(Caller::new(publication.workspace.clone(), local));
         }
         other => other?,
     };
-    Ok(Caller {
-        id: principal.id,
-        name: principal.name,
-        is_admin: principal.is_admin,
-        workspace: publication.workspace.clone(),
-        group_ids: principal.group_ids,
-    })
+    Ok(Caller::new(publication.workspace.clone(), principal))
 }
 
 /// Most changed keys read back through a filter; more and the whole table is read.
@@ -1006,7 +1002,11 @@ pub struct LookupCache {
 
 impl LookupCache {
     fn key(caller: &Caller, table: &str) -> LookupKey {
-        (caller.id, caller.workspace.clone(), table.to_string())
+        (
+            caller.principal.id,
+            caller.workspace.clone(),
+            table.to_string(),
+        )
     }
 
     fn get(&self, caller: &Caller, table: &str) -> Option<Arc<Resolved>> {

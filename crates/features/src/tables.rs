@@ -2,13 +2,13 @@
 //! their keys, so a late correction for a key and time replaces the old value in a new version
 //! of the table (its history shows both).
 
+use tarn_core::caller::Caller;
 use tarn_core::catalog::{ColumnInfo, Privilege, TableInfo};
 use tarn_core::features::{FeatureTable, Pipeline, validate_keys};
 use tarn_core::ids::now_millis;
 use tarn_core::lineage::{NewLineage, Node, NodeKind, SourceRead};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, Result};
-use tarn_lake::access::Caller;
 use tarn_lake::arrow::array::{Array, ArrayRef};
 use tarn_lake::arrow::compute::concat_batches;
 use tarn_lake::arrow::record_batch::RecordBatch;
@@ -137,7 +137,7 @@ pub async fn create(
         description: new.description.clone(),
         source_tables,
         pipeline: new.pipeline,
-        created_by: caller.name.clone(),
+        created_by: caller.principal.name.clone(),
         created_at: now_millis(),
     };
     checked_rows(&meta, &batches).await?;
@@ -201,7 +201,7 @@ async fn fill(
         Node::table(table.full_name.clone()),
         Some(written.version as i64),
         "CREATE FEATURE TABLE",
-        caller.name.clone(),
+        caller.principal.name.clone(),
     )
     .reading(reads);
     lineage::record(store, write).await;
@@ -253,7 +253,7 @@ pub async fn write(
         Node::table(table.full_name.clone()),
         Some(merged.version as i64),
         "MERGE",
-        caller.name.clone(),
+        caller.principal.name.clone(),
     );
     lineage::record(store, write).await;
     Ok(merged)

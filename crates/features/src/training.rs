@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tarn_core::caller::Caller;
 use tarn_core::features::{
     FeatureLookup, FeatureTable, TableVersion, TrainingSet, TrainingSetSpec, parse_duration_micros,
 };
@@ -12,7 +13,6 @@ use tarn_core::ids::now_millis;
 use tarn_core::lineage::{NewLineage, Node, NodeKind, SourceRead};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
-use tarn_lake::access::Caller;
 use tarn_lake::arrow::array::{Array, ArrayRef, Scalar, StringArray};
 use tarn_lake::arrow::compute::kernels::zip::zip;
 use tarn_lake::arrow::compute::{cast, concat_batches, is_null};
@@ -435,7 +435,7 @@ pub async fn create(
                 Node::table(table.full_name.clone()),
                 Some(written.version as i64),
                 "TRAINING SET",
-                caller.name.clone(),
+                caller.principal.name.clone(),
             )
             .reading(sources);
             lineage::record(store, write).await;
@@ -453,7 +453,7 @@ pub async fn create(
         tables_read,
         num_rows: batch.num_rows() as u64,
         output_table,
-        created_by: caller.name.clone(),
+        created_by: caller.principal.name.clone(),
         created_at: now_millis(),
     };
     store.record_training_set(&training_set).await?;

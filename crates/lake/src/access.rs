@@ -11,8 +11,8 @@
 //! reachable only where it is bound to this workspace, and then read-only: writes are refused
 //! even with a grant, even for admins.
 
+use tarn_core::caller::Caller;
 use tarn_core::catalog::{Privilege, SchemaInfo, SecurableType, TableInfo};
-use tarn_core::registry::Actor;
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, Result};
 
@@ -23,27 +23,6 @@ const MEMBER_DEFAULTS: [Privilege; 4] = [
     Privilege::CreateSchema,
     Privilege::CreateTable,
 ];
-
-/// The caller of a lakehouse operation and the workspace it works in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub id: i64,
-    pub name: String,
-    pub is_admin: bool,
-    pub workspace: String,
-    /// Groups the caller belongs to: their grants are the caller's too.
-    pub group_ids: Vec<i64>,
-}
-
-impl Caller {
-    /// Whom the metadata store records as having made a change.
-    pub fn actor(&self) -> Actor {
-        Actor {
-            id: self.id,
-            name: self.name.clone(),
-        }
-    }
-}
 
 /// A catalog, schema or table, with the owner of the object itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +136,9 @@ pub async fn authorize(
     privilege: Privilege,
 ) -> Result<()> {
     reach_catalog(store, caller, &securable.catalog, privilege.is_write()).await?;
-    if caller.is_admin || securable.owner.as_deref() == Some(caller.name.as_str()) {
+    if caller.principal.is_admin
+        || securable.owner.as_deref() == Some(caller.principal.name.as_str())
+    {
         return Ok(());
     }
     let own_catalog = securable.catalog == caller.workspace;
@@ -165,7 +146,8 @@ pub async fn authorize(
     let holds = |wanted: Privilege| {
         (own_catalog && MEMBER_DEFAULTS.contains(&wanted))
             || grants.iter().any(|grant| {
-                (grant.principal_id == caller.id || caller.group_ids.contains(&grant.principal_id))
+                (grant.principal_id == caller.principal.id
+                    || caller.principal.group_ids.contains(&grant.principal_id))
                     && (grant.privilege == wanted || grant.privilege == Privilege::AllPrivileges)
             })
     };
@@ -203,12 +185,14 @@ pub async fn require_owner(
     securable: &Securable,
 ) -> Result<()> {
     reach_catalog(store, caller, &securable.catalog, true).await?;
-    if caller.is_admin || securable.owner.as_deref() == Some(caller.name.as_str()) {
+    if caller.principal.is_admin
+        || securable.owner.as_deref() == Some(caller.principal.name.as_str())
+    {
         return Ok(());
     }
     Err(Error::permission_denied(format!(
         "'{}' may not change {} {}: only its owner{} or an admin may",
-        caller.name,
+        caller.principal.name,
         securable.kind().as_str(),
         securable.full_name(),
         securable
@@ -222,7 +206,7 @@ pub async fn require_owner(
 fn denied(caller: &Caller, privilege: Privilege, securable: &Securable) -> Error {
     Error::permission_denied(format!(
         "'{}' lacks {} on {} {}",
-        caller.name,
+        caller.principal.name,
         privilege.as_str(),
         securable.kind().as_str(),
         securable.full_name()

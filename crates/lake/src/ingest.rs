@@ -25,10 +25,11 @@ use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
 use url::Url;
 
-use crate::access::{Caller, Securable, authorize, reach_catalog};
+use crate::access::{Securable, authorize, reach_catalog};
 use crate::catalog::{ManagedTable, location_of};
 use crate::lineage;
 use crate::tables::{At, Lake, WriteMode, open, parse_timestamp};
+use tarn_core::caller::Caller;
 
 /// Rows converted and written per batch.
 const BATCH_ROWS: usize = 65_536;
@@ -342,7 +343,7 @@ impl Lake {
                     Node::table(table.full_name.clone()),
                     Some(version as i64),
                     "INGEST",
-                    caller.name.clone(),
+                    caller.principal.name.clone(),
                 );
                 lineage::record(store, write.reading(from_file())).await;
                 version
@@ -370,7 +371,7 @@ impl Lake {
                     Node::table(quarantined.full_name.clone()),
                     Some(written.version as i64),
                     "INGEST (quarantine)",
-                    caller.name.clone(),
+                    caller.principal.name.clone(),
                 );
                 lineage::record(store, write.reading(from_file())).await;
                 report.quarantine_table = Some(quarantined.full_name.clone());
@@ -385,7 +386,7 @@ impl Lake {
                     rows_quarantined: rejected.len() as i64,
                     table_version: version as i64,
                     ingested_at: now_millis(),
-                    ingested_by: caller.name.clone(),
+                    ingested_by: caller.principal.name.clone(),
                 })
                 .await?;
             tracing::info!(

@@ -10,7 +10,8 @@ use tarn_core::lineage::{Direction, LineageEdge, LineageWrite, NewLineage, Node,
 use tarn_core::store::MetaStore;
 use tarn_core::{ErrorCode, Result};
 
-use crate::access::{Caller, Securable, authorize, reach_catalog};
+use crate::access::{Securable, authorize, reach_catalog};
+use tarn_core::caller::Caller;
 
 /// How far a walk may go from its table.
 pub const MAX_DEPTH: usize = 10;
@@ -128,7 +129,7 @@ impl Walk<'_> {
             NodeKind::File => visible(None, true),
             // Models and endpoints are per workspace: another workspace's are masked.
             NodeKind::ModelVersion | NodeKind::ServingEndpoint
-                if self.caller.is_admin
+                if self.caller.principal.is_admin
                     || node.name.split('/').next() == Some(self.caller.workspace.as_str()) =>
             {
                 visible(None, true)
@@ -171,7 +172,7 @@ impl Walk<'_> {
                     .then(|| Some(table.table_type.as_str().to_string())))
             }
             Err(err) if err.code == ErrorCode::ResourceDoesNotExist => {
-                Ok(self.caller.is_admin.then_some(None))
+                Ok(self.caller.principal.is_admin.then_some(None))
             }
             Err(err) => Err(err),
         }
@@ -254,7 +255,7 @@ pub async fn lineage_graph(
     // is for the one who ran it and for admins.
     let mut recent_writes = store.lineage_writes(&root, RECENT_WRITES).await?;
     for write in &mut recent_writes {
-        if !caller.is_admin && write.actor != caller.name {
+        if !caller.principal.is_admin && write.actor != caller.principal.name {
             write.statement = None;
         }
     }

@@ -41,12 +41,13 @@ use tarn_core::lineage::{NewLineage, Node, SourceRead};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
 
-use crate::access::{Caller, Securable, authorize, reach_catalog, require_owner};
+use crate::access::{Securable, authorize, reach_catalog, require_owner};
 use crate::catalog::{ManagedTable, location_of, new_table_id};
 use crate::columns::columns_of_arrow;
 use crate::lineage;
 use crate::nesting::check_expression_depth;
 use crate::tables::{At, Lake, PlanWrite, parse_timestamp};
+use tarn_core::caller::Caller;
 
 /// How deep views may nest (a view over a view over ...).
 const MAX_VIEW_DEPTH: usize = 16;
@@ -490,7 +491,7 @@ impl Lake {
             Node::table(produced.target),
             produced.version.map(|v| v as i64),
             produced.operation,
-            caller.name.clone(),
+            caller.principal.name.clone(),
         )
         .reading(sources);
         write.statement = Some(sql.chars().take(MAX_RECORDED_STATEMENT).collect());

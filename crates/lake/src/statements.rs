@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::access::Caller;
 use crate::arrow::array::Array;
 use crate::arrow::datatypes::{Schema, SchemaRef};
 use crate::arrow::record_batch::RecordBatch;
@@ -19,6 +18,7 @@ use crate::arrow::util::display::{ArrayFormatter, FormatOptions};
 use crate::{ResultFile, ResultRows, SqlLimits, SqlOutput, SqlScope, ipc};
 use base64::Engine;
 use serde_json::{Value, json};
+use tarn_core::caller::Caller;
 use tarn_core::{Error, Result};
 use tokio::sync::watch;
 
@@ -259,7 +259,7 @@ impl Statements {
             (submission.disposition == Disposition::ExternalLinks).then(|| self.folder.join(&id));
         let statement = Arc::new(Statement {
             id,
-            owner_id: caller.id,
+            owner_id: caller.principal.id,
             workspace: caller.workspace.clone(),
             format: submission.format,
             disposition: submission.disposition,
@@ -369,7 +369,7 @@ impl Statements {
         by_id
             .get(id)
             .filter(|s| {
-                (s.owner_id == caller.id || (admins && caller.is_admin))
+                (s.owner_id == caller.principal.id || (admins && caller.principal.is_admin))
                     && s.workspace == caller.workspace
             })
             .cloned()
@@ -379,7 +379,7 @@ impl Statements {
     /// Where a statement is, with the first chunk of its result once it succeeded.
     pub fn get(&self, caller: &Caller, id: &str, base: &LinkBase) -> Result<Value> {
         let statement = self.find(caller, id, true)?;
-        let owner = statement.owner_id == caller.id;
+        let owner = statement.owner_id == caller.principal.id;
         Ok(describe(statement.as_ref(), owner, &self.linker(base)))
     }
 

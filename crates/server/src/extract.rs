@@ -1,4 +1,4 @@
-//! Request extractors: `Ctx` (who is calling, in which workspace) and `Req<T>` (MLflow-style
+//! Request extractors: `Caller` (who is calling, in which workspace) and `Req<T>` (MLflow-style
 //! arguments: the query string for GET, a JSON body otherwise).
 
 use axum::body::Body;
@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tarn_core::Error;
-use tarn_core::auth::Principal;
+use tarn_core::caller::Caller;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -22,35 +22,16 @@ pub const MAX_JSON_BODY: usize = 8 * 1024 * 1024;
 /// The workspace served when a path has no `/ws/{name}` prefix.
 pub const DEFAULT_WORKSPACE: &str = "dev";
 
-/// The authenticated caller and the workspace of the request. Taking it in a handler is what
-/// makes the handler require a principal and workspace membership.
-#[derive(Debug, Clone)]
-pub struct Ctx {
-    pub workspace: String,
-    pub principal: Principal,
-}
-
-impl Ctx {
-    /// The caller as the lakehouse sees it.
-    pub fn caller(&self) -> tarn_lake::access::Caller {
-        tarn_lake::access::Caller {
-            id: self.principal.id,
-            name: self.principal.name.clone(),
-            is_admin: self.principal.is_admin,
-            workspace: self.workspace.clone(),
-            group_ids: self.principal.group_ids.clone(),
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for Ctx {
+/// Taking a `Caller` in a handler is what makes the handler require a principal and workspace
+/// membership: it is the authenticated principal and the workspace of the request.
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if let Some(ctx) = parts.extensions.get::<Ctx>() {
+        if let Some(ctx) = parts.extensions.get::<Caller>() {
             return Ok(ctx.clone());
         }
         let workspace = workspace_of(parts).await;
@@ -81,7 +62,7 @@ impl FromRequestParts<AppState> for Ctx {
             }
             state.auth_cache.remember_member(&workspace, principal.id);
         }
-        let ctx = Ctx {
+        let ctx = Caller {
             workspace,
             principal,
         };

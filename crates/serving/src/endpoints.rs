@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tarn_core::registry::{Actor, ModelVersion};
+use tarn_core::caller::Caller;
+use tarn_core::registry::ModelVersion;
 use tarn_core::serving::{ServedEntity, ServingEndpoint, VersionRef};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, Result};
-use tarn_lake::access::Caller;
 use tarn_models::batcher::Scored;
 use tarn_models::{Batcher, BatcherOptions, Invocation, Model};
 
@@ -283,13 +283,7 @@ impl Endpoints {
             .store
             .active_principal(&endpoint.creator)
             .await?;
-        let owner = Caller {
-            id: principal.id,
-            name: principal.name.clone(),
-            is_admin: principal.is_admin,
-            workspace: endpoint.workspace.clone(),
-            group_ids: principal.group_ids.clone(),
-        };
+        let owner = Caller::new(endpoint.workspace.clone(), principal.clone());
         let capture = endpoint
             .config
             .auto_capture_config
@@ -303,10 +297,7 @@ impl Endpoints {
                 current.log.clone()
             }
             (_, Some(capture)) => {
-                let actor = Actor {
-                    id: principal.id,
-                    name: principal.name.clone(),
-                };
+                let actor = owner.actor();
                 let table = ensure_table(
                     self.context.store.as_ref(),
                     &self.context.lake,

@@ -8,12 +8,12 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use tarn_core::caller::Caller;
 use tarn_core::features::TrainingSetSpec;
 use tarn_core::registry::ModelVersion;
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, Result};
 use tarn_features::online::{self, Status};
-use tarn_lake::access::Caller;
 use tarn_lake::arrow::json::ReaderBuilder;
 use tarn_lake::arrow::json::reader::infer_json_schema_from_iterator;
 use tarn_models::payload::{Frame, Input};

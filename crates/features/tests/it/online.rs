@@ -3,10 +3,10 @@
 //! the time to live and agree with the offline point-in-time values.
 
 use serde_json::{Map, Value, json};
+use tarn_core::caller::Caller;
 use tarn_core::features::{FeatureLookup, LabelSource, TrainingSetSpec};
 use tarn_features::online::{self, LookupCache, LookupRequest, PublishOptions, Status};
 use tarn_features::{tables, training};
-use tarn_lake::access::Caller;
 use tarn_lake::catalog::location_of;
 
 use crate::pit_end_to_end::{DAY, Fixture, spend_rows};

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use tarn_core::ErrorCode;
 use tarn_core::auth::PrincipalKind;
+use tarn_core::caller::Caller;
 use tarn_core::catalog::NewSchema;
 use tarn_core::features::{FeatureLookup, LabelSource, OnDemandFeature, TrainingSetSpec};
 use tarn_core::lineage::Direction;
 use tarn_core::store::MetaStore;
 use tarn_features::tables::{FeatureRows, NewFeatureTable};
 use tarn_features::{tables, training};
-use tarn_lake::access::Caller;
 use tarn_lake::arrow::array::{
     Array, Float64Array, Int64Array, RecordBatch, TimestampMicrosecondArray,
 };
@@ -107,13 +107,16 @@ impl Fixture {
                 .create_principal(name, PrincipalKind::User, false, None)
                 .await
                 .expect("user");
-            callers.push(Caller {
-                id: principal.id,
-                name: principal.name,
-                is_admin: false,
-                workspace: "dev".into(),
-                group_ids: Vec::new(),
-            });
+            callers.push(Caller::new(
+                "dev",
+                tarn_core::auth::Principal {
+                    id: principal.id,
+                    name: principal.name,
+                    kind: principal.kind,
+                    is_admin: false,
+                    group_ids: Vec::new(),
+                },
+            ));
         }
         let bob = callers.pop().expect("bob");
         let alice = callers.pop().expect("alice");

@@ -3,7 +3,6 @@
 
 use tarn_core::ErrorCode;
 use tarn_core::catalog::{PermissionsChange, Privilege, SecurableType};
-use tarn_lake::access::Caller;
 use tarn_lake::catalog::location_of;
 use tarn_lake::ingest::{IngestSpec, Progress, SourceFormat};
 use tarn_lake::{At, ipc};
@@ -254,10 +253,8 @@ async fn ingestion_checks_grants_like_sql() {
         .set_catalog_binding("prod", "dev", true, &f.owner.actor())
         .await
         .expect("bind");
-    let admin = Caller {
-        is_admin: true,
-        ..f.owner.clone()
-    };
+    let mut admin = f.owner.clone();
+    admin.principal.is_admin = true;
     let read_only = f
         .lake
         .ingest(

@@ -2,9 +2,9 @@
 //! graph is walked for a caller, who sees only what they may read.
 
 use tarn_core::ErrorCode;
+use tarn_core::caller::Caller;
 use tarn_core::catalog::{Privilege, SecurableType};
 use tarn_core::lineage::Direction;
-use tarn_lake::access::Caller;
 use tarn_lake::ingest::IngestSpec;
 use tarn_lake::lineage::{LineageGraph, lineage_graph};
 
@@ -238,10 +238,8 @@ async fn callers_see_only_what_they_may_read() {
     f.ok("DROP TABLE dev.bronze.payments").await;
     let seen = graph(&f, &f.member, "dev.silver.copy", 1).await;
     assert!(seen.nodes.iter().any(|n| n.masked));
-    let admin = Caller {
-        is_admin: true,
-        ..f.member.clone()
-    };
+    let mut admin = f.member.clone();
+    admin.principal.is_admin = true;
     let seen = graph(&f, &admin, "dev.silver.copy", 1).await;
     let dropped = seen.node("table:dev.bronze.payments").expect("dropped");
     assert!(!dropped.exists);

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use tarn_core::ErrorCode;
 use tarn_core::auth::PrincipalKind;
+use tarn_core::caller::Caller;
 use tarn_core::catalog::{NewSchema, PermissionsChange, Privilege, SecurableType, TableType};
 use tarn_core::store::MetaStore;
-use tarn_lake::access::Caller;
 use tarn_lake::arrow::array::{Array, Int64Array};
 use tarn_lake::arrow::compute::cast;
 use tarn_lake::arrow::datatypes::DataType;
@@ -43,13 +43,16 @@ impl Fixture {
                 .create_principal(name, PrincipalKind::User, false, None)
                 .await
                 .expect("user");
-            callers.push(Caller {
-                id: principal.id,
-                name: principal.name,
-                is_admin: false,
-                workspace: "dev".into(),
-                group_ids: Vec::new(),
-            });
+            callers.push(Caller::new(
+                "dev",
+                tarn_core::auth::Principal {
+                    id: principal.id,
+                    name: principal.name,
+                    kind: principal.kind,
+                    is_admin: false,
+                    group_ids: Vec::new(),
+                },
+            ));
         }
         let member = callers.pop().expect("bob");
         let owner = callers.pop().expect("alice");
@@ -515,10 +518,8 @@ async fn grants_and_bindings_decide_what_sql_may_touch() {
         .await
         .expect("bound read");
     assert_eq!(longs(&read), [3]);
-    let admin = Caller {
-        is_admin: true,
-        ..f.owner.clone()
-    };
+    let mut admin = f.owner.clone();
+    admin.principal.is_admin = true;
     for statement in [
         "INSERT INTO prod.bronze.payments VALUES (9, 9.0)",
         "DELETE FROM prod.bronze.payments",

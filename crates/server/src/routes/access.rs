@@ -2,15 +2,15 @@
 
 use tarn_core::Error;
 use tarn_core::auth::{ObjectType, PermissionLevel};
+use tarn_core::caller::Caller;
 
 use crate::error::ApiResult;
-use crate::extract::Ctx;
 use crate::state::AppState;
 
 /// Experiment ids arrive as strings; check the experiment exists, then the caller's level.
 pub async fn experiment_access(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     experiment_id: &str,
     level: PermissionLevel,
 ) -> ApiResult<i64> {
@@ -35,7 +35,7 @@ pub async fn experiment_access(
 /// The same for a run, through its experiment.
 pub async fn run_access(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     run_id: &str,
     level: PermissionLevel,
 ) -> ApiResult<i64> {

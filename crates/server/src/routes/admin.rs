@@ -8,11 +8,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::auth::PrincipalKind;
+use tarn_core::caller::Caller;
 use tarn_core::store::{PrincipalRecord, TokenInfo};
 use tarn_identity::{create_principal, issue_token, require_admin};
 
 use crate::error::ApiResult;
-use crate::extract::{Ctx, Req, de};
+use crate::extract::{Req, de};
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -55,7 +56,7 @@ pub struct AuditReq {
 /// for admins. Page with `after_id` = the last `id` seen.
 async fn audit(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<AuditReq>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&ctx.principal)?;
@@ -98,7 +99,7 @@ pub struct CreateUser {
 
 pub async fn create_user(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<CreateUser>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&ctx.principal)?;
@@ -113,7 +114,7 @@ pub async fn create_user(
     Ok(Json(json!({ "user": principal_json(&user) })))
 }
 
-pub async fn list_users(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<Value>> {
+pub async fn list_users(State(state): State<AppState>, ctx: Caller) -> ApiResult<Json<Value>> {
     require_admin(&ctx.principal)?;
     let principals = state.store.list_principals(None).await?;
     Ok(Json(
@@ -128,7 +129,7 @@ pub struct NameReq {
 
 pub async fn create_group(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<NameReq>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&ctx.principal)?;
@@ -145,7 +146,7 @@ pub async fn create_group(
 
 pub async fn create_service_principal(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<NameReq>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&ctx.principal)?;
@@ -168,7 +169,7 @@ pub struct GroupMemberReq {
 
 pub async fn add_group_member(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<GroupMemberReq>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&ctx.principal)?;
@@ -186,7 +187,7 @@ pub struct MemberReq {
 
 pub async fn add_member(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<MemberReq>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&ctx.principal)?;
@@ -199,7 +200,7 @@ pub async fn add_member(
 
 pub async fn remove_member(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<MemberReq>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&ctx.principal)?;
@@ -211,14 +212,14 @@ pub async fn remove_member(
     Ok(Json(json!({})))
 }
 
-pub async fn list_members(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<Value>> {
+pub async fn list_members(State(state): State<AppState>, ctx: Caller) -> ApiResult<Json<Value>> {
     let members = state.store.workspace_members(&ctx.workspace).await?;
     Ok(Json(
         json!({ "members": members.iter().map(principal_json).collect::<Vec<_>>() }),
     ))
 }
 
-pub async fn me(ctx: Ctx) -> Json<Value> {
+pub async fn me(ctx: Caller) -> Json<Value> {
     Json(
         json!({ "name": ctx.principal.name, "kind": ctx.principal.kind.as_str(), "is_admin": ctx.principal.is_admin, "workspace": ctx.workspace }),
     )
@@ -238,7 +239,7 @@ fn issued(info: &TokenInfo, secret: String) -> Json<Value> {
 
 pub async fn create_own_token(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<TokenReq>,
 ) -> ApiResult<Json<Value>> {
     let (info, secret) = issue_token(
@@ -253,7 +254,7 @@ pub async fn create_own_token(
 
 pub async fn create_token_for(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<TokenReq>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&ctx.principal)?;
@@ -274,14 +275,14 @@ pub async fn create_token_for(
     Ok(issued(&info, secret))
 }
 
-pub async fn list_own_tokens(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<Value>> {
+pub async fn list_own_tokens(State(state): State<AppState>, ctx: Caller) -> ApiResult<Json<Value>> {
     let tokens = state.store.list_tokens(Some(&ctx.principal.name)).await?;
     Ok(Json(
         json!({ "token_infos": tokens.iter().map(token_json).collect::<Vec<_>>() }),
     ))
 }
 
-pub async fn list_all_tokens(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Json<Value>> {
+pub async fn list_all_tokens(State(state): State<AppState>, ctx: Caller) -> ApiResult<Json<Value>> {
     require_admin(&ctx.principal)?;
     let tokens = state.store.list_tokens(None).await?;
     Ok(Json(
@@ -296,7 +297,7 @@ pub struct RevokeReq {
 
 pub async fn revoke_own_token(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<RevokeReq>,
 ) -> ApiResult<Json<Value>> {
     let owner = state.store.token_owner(&req.token_id).await?;

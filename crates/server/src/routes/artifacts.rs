@@ -11,12 +11,13 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::auth::{ObjectType, PermissionLevel};
+use tarn_core::caller::Caller;
 use tarn_core::{Error, ErrorCode};
 
 use super::access::{experiment_access, run_access};
 use super::registry::REGISTRY_PREFIX;
 use crate::error::ApiResult;
-use crate::extract::{Ctx, PathArgs, Req};
+use crate::extract::{PathArgs, Req};
 use crate::state::AppState;
 use tarn_artifacts::validate_relative_path;
 
@@ -38,7 +39,7 @@ pub fn routes() -> Router<AppState> {
 /// copies are immutable: nobody writes or deletes them through the proxy.
 async fn authorize_path(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     path: &str,
     level: PermissionLevel,
 ) -> ApiResult<()> {
@@ -73,7 +74,7 @@ async fn authorize_path(
 
 pub async fn upload(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
     request: Request,
 ) -> ApiResult<Json<Value>> {
@@ -92,7 +93,7 @@ pub async fn upload(
 
 pub async fn download(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
 ) -> ApiResult<Response> {
     let path = path_args.get("path")?.to_string();
@@ -127,7 +128,7 @@ fn content_type_of(path: &str) -> &'static str {
 
 pub async fn remove(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
 ) -> ApiResult<Json<Value>> {
     let path = path_args.get("path")?.to_string();
@@ -143,7 +144,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(query): Req<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let path = query.path.unwrap_or_default();
@@ -198,7 +199,7 @@ const MAX_PART_BYTES: usize = 512 * 1024 * 1024;
 /// nothing else.
 pub async fn create_multipart(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
     headers: axum::http::HeaderMap,
     Req(req): Req<CreateMultipartReq>,
@@ -299,7 +300,7 @@ pub struct CompleteMultipartReq {
 
 pub async fn complete_multipart(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
     Req(req): Req<CompleteMultipartReq>,
 ) -> ApiResult<Json<Value>> {
@@ -334,7 +335,7 @@ pub struct AbortMultipartReq {
 
 pub async fn abort_multipart(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
     Req(req): Req<AbortMultipartReq>,
 ) -> ApiResult<Json<Value>> {
@@ -364,7 +365,7 @@ pub struct RunArtifactsReq {
 /// `GET /mlflow/artifacts/list`: paths relative to the run's artifact root.
 pub async fn list_run_artifacts(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<RunArtifactsReq>,
 ) -> ApiResult<Json<Value>> {
     let run_id = req

@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
+use tarn_core::caller::Caller;
 use tarn_core::catalog::{
     self, CatalogInfo, ColumnInfo, NewSchema, NewTable, Privilege, SchemaInfo, TableInfo, TableType,
 };
@@ -32,9 +33,8 @@ use tarn_lake::lineage;
 use tarn_lake::{At, MergeSpec, VacuumSpec, WriteMode, ipc};
 
 use super::pages::{PageBody, page_body};
-use super::registry::actor;
 use crate::error::ApiResult;
-use crate::extract::{Ctx, PathArgs, QueryArgs, Req, de};
+use crate::extract::{PathArgs, QueryArgs, Req, de};
 use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
@@ -84,15 +84,15 @@ pub fn table_data() -> axum::Router<AppState> {
 /// Checks the caller's privilege on a securable (see `tarn_lake::access`).
 async fn authorize(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     securable: &Securable,
     privilege: Privilege,
 ) -> Result<(), Error> {
-    access::authorize(state.store.as_ref(), &ctx.caller(), securable, privilege).await
+    access::authorize(state.store.as_ref(), ctx, securable, privilege).await
 }
 
-async fn require_owner(state: &AppState, ctx: &Ctx, securable: &Securable) -> Result<(), Error> {
-    access::require_owner(state.store.as_ref(), &ctx.caller(), securable).await
+async fn require_owner(state: &AppState, ctx: &Caller, securable: &Securable) -> Result<(), Error> {
+    access::require_owner(state.store.as_ref(), ctx, securable).await
 }
 
 /// Unity Catalog's paging: `max_results` 0 (what the Databricks SDK sends by default) asks
@@ -112,7 +112,7 @@ fn catalog_info(name: &str) -> CatalogInfo {
     }
 }
 
-async fn list_catalogs(State(state): State<AppState>, ctx: Ctx) -> JsonResult {
+async fn list_catalogs(State(state): State<AppState>, ctx: Caller) -> JsonResult {
     let mut catalogs = Vec::new();
     for workspace in state.store.list_workspaces().await? {
         let member = ctx.principal.is_admin
@@ -133,7 +133,7 @@ async fn list_catalogs(State(state): State<AppState>, ctx: Ctx) -> JsonResult {
     Ok(Json(json!({ "catalogs": catalogs })))
 }
 
-async fn get_catalog(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+async fn get_catalog(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> JsonResult {
     let name = catalog::normalize_name("name", path.get("name")?)?;
     authorize(
         &state,
@@ -156,7 +156,7 @@ struct ListArgs {
 
 async fn list_schemas(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(args): Req<ListArgs>,
 ) -> ApiResult<Json<PageBody<SchemaInfo>>> {
     let catalog = catalog::normalize_name(
@@ -186,7 +186,7 @@ struct CreateSchemaReq {
 
 async fn create_schema(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<CreateSchemaReq>,
 ) -> JsonResult {
     let name = catalog::normalize_name("name", req.name.as_deref().unwrap_or(""))?;
@@ -212,20 +212,20 @@ async fn create_schema(
                 comment,
                 properties: req.properties,
             },
-            &actor(&ctx),
+            &ctx.actor(),
         )
         .await?;
     Ok(Json(json!(schema)))
 }
 
 /// The schema a path names, once its catalog is reachable.
-async fn schema_of(state: &AppState, ctx: &Ctx, path: &PathArgs) -> Result<SchemaInfo, Error> {
+async fn schema_of(state: &AppState, ctx: &Caller, path: &PathArgs) -> Result<SchemaInfo, Error> {
     let (catalog, name) = catalog::parse_schema_name(path.get("full_name")?)?;
-    reach_catalog(state.store.as_ref(), &ctx.caller(), &catalog, false).await?;
+    reach_catalog(state.store.as_ref(), ctx, &catalog, false).await?;
     state.store.get_schema(&catalog, &name).await
 }
 
-async fn get_schema(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+async fn get_schema(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> JsonResult {
     let schema = schema_of(&state, &ctx, &path).await?;
     authorize(
         &state,
@@ -246,7 +246,7 @@ struct UpdateSchemaReq {
 
 async fn update_schema(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     Req(req): Req<UpdateSchemaReq>,
 ) -> JsonResult {
@@ -269,7 +269,7 @@ async fn update_schema(
             &name,
             req.comment.as_deref(),
             req.properties.as_ref(),
-            &actor(&ctx),
+            &ctx.actor(),
         )
         .await?;
     Ok(Json(json!(schema)))
@@ -277,7 +277,7 @@ async fn update_schema(
 
 async fn delete_schema(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     Query(query): Query<HashMap<String, String>>,
 ) -> JsonResult {
@@ -293,7 +293,7 @@ async fn delete_schema(
     require_owner(&state, &ctx, &Securable::schema(&current)).await?;
     let dropped = state
         .store
-        .delete_schema(&catalog, &name, force, &actor(&ctx))
+        .delete_schema(&catalog, &name, force, &ctx.actor())
         .await?;
     state.forget_access();
     for table in &dropped {
@@ -304,7 +304,7 @@ async fn delete_schema(
 
 async fn list_tables(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(args): Req<ListArgs>,
 ) -> ApiResult<Json<PageBody<TableInfo>>> {
     let catalog = catalog::normalize_name(
@@ -312,7 +312,7 @@ async fn list_tables(
         args.catalog_name.as_deref().unwrap_or(&ctx.workspace),
     )?;
     let schema = catalog::normalize_name("schema_name", args.schema_name.as_deref().unwrap_or(""))?;
-    reach_catalog(state.store.as_ref(), &ctx.caller(), &catalog, false).await?;
+    reach_catalog(state.store.as_ref(), &ctx, &catalog, false).await?;
     let schema_info = state.store.get_schema(&catalog, &schema).await?;
     authorize(
         &state,
@@ -346,7 +346,7 @@ struct CreateTableReq {
 
 async fn create_table(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<CreateTableReq>,
 ) -> JsonResult {
     let name = catalog::normalize_name("name", req.name.as_deref().unwrap_or(""))?;
@@ -370,7 +370,7 @@ async fn create_table(
         (None, Some(_)) => TableType::External,
         (None, None) => TableType::Managed,
     };
-    reach_catalog(state.store.as_ref(), &ctx.caller(), &catalog, true).await?;
+    reach_catalog(state.store.as_ref(), &ctx, &catalog, true).await?;
     let schema_info = state.store.get_schema(&catalog, &schema).await?;
     authorize(
         &state,
@@ -391,7 +391,7 @@ async fn create_table(
                 .lake
                 .create_managed(
                     state.store.as_ref(),
-                    &actor(&ctx),
+                    &ctx.actor(),
                     ManagedTable {
                         catalog,
                         schema,
@@ -442,7 +442,7 @@ async fn create_table(
                         comment,
                         properties: req.properties,
                     },
-                    &actor(&ctx),
+                    &ctx.actor(),
                 )
                 .await?
         }
@@ -458,26 +458,20 @@ async fn create_table(
 /// The table a path names, once the caller holds `privilege` on it.
 async fn table_of(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     path: &PathArgs,
     privilege: Privilege,
 ) -> Result<TableInfo, Error> {
-    access::table_for(
-        state.store.as_ref(),
-        &ctx.caller(),
-        path.get("full_name")?,
-        privilege,
-    )
-    .await
+    access::table_for(state.store.as_ref(), ctx, path.get("full_name")?, privilege).await
 }
 
-async fn get_table(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+async fn get_table(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> JsonResult {
     Ok(Json(json!(
         table_of(&state, &ctx, &path, Privilege::UseSchema).await?
     )))
 }
 
-async fn delete_table(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+async fn delete_table(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> JsonResult {
     let table = table_of(&state, &ctx, &path, Privilege::UseSchema).await?;
     require_owner(&state, &ctx, &Securable::table(&table)).await?;
     let dropped = state
@@ -486,7 +480,7 @@ async fn delete_table(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -
             &table.catalog_name,
             &table.schema_name,
             &table.name,
-            &actor(&ctx),
+            &ctx.actor(),
         )
         .await?;
     state.forget_access();
@@ -532,7 +526,7 @@ pub(crate) async fn data_response(
 
 async fn read_data(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     Req(args): Req<ReadArgs>,
 ) -> ApiResult<Response> {
@@ -576,7 +570,7 @@ pub(crate) async fn rows_of(body: Body) -> Result<Vec<RecordBatch>, Error> {
 /// from the client, so it read no table).
 async fn record_write(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     table: &TableInfo,
     version: u64,
     operation: &str,
@@ -585,19 +579,23 @@ async fn record_write(
         Node::table(table.full_name.clone()),
         Some(version as i64),
         operation,
-        ctx.caller().name,
+        ctx.principal.name.clone(),
     );
     lineage::record(state.store.as_ref(), write).await;
 }
 
 /// The table being written to, for a caller who may write it.
-async fn writable_table(state: &AppState, ctx: &Ctx, path: &PathArgs) -> Result<TableInfo, Error> {
+async fn writable_table(
+    state: &AppState,
+    ctx: &Caller,
+    path: &PathArgs,
+) -> Result<TableInfo, Error> {
     table_of(state, ctx, path, Privilege::Modify).await
 }
 
 async fn write_data(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     QueryArgs(args): QueryArgs<WriteArgs>,
     body: Body,
@@ -643,7 +641,7 @@ async fn write_data(
                 &table.schema_name,
                 &table.name,
                 &written.columns,
-                &actor(&ctx),
+                &ctx.actor(),
             )
             .await?;
     }
@@ -663,7 +661,7 @@ struct MergeArgs {
 /// Upserts the rows of the body on `keys` (comma-separated or repeated).
 async fn merge_data(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     QueryArgs(args): QueryArgs<MergeArgs>,
     body: Body,
@@ -697,7 +695,7 @@ struct DeleteArgs {
 /// `DELETE FROM table WHERE predicate`.
 async fn delete_rows(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     Req(args): Req<DeleteArgs>,
 ) -> JsonResult {
@@ -726,7 +724,7 @@ struct ChangesArgs {
 /// The change data feed between two versions, as Arrow or Parquet.
 async fn changes(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     Req(args): Req<ChangesArgs>,
 ) -> ApiResult<Response> {
@@ -756,7 +754,7 @@ struct OptimizeArgs {
 
 async fn optimize(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     Req(args): Req<OptimizeArgs>,
 ) -> JsonResult {
@@ -794,7 +792,7 @@ struct VacuumArgs {
 
 async fn vacuum(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     Req(args): Req<VacuumArgs>,
 ) -> JsonResult {
@@ -828,7 +826,7 @@ struct HistoryArgs {
 
 async fn history(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     Req(args): Req<HistoryArgs>,
 ) -> JsonResult {
@@ -842,11 +840,11 @@ async fn history(
 }
 
 /// The securable a permissions path names, which must exist.
-async fn securable_of(state: &AppState, ctx: &Ctx, path: &PathArgs) -> Result<Securable, Error> {
+async fn securable_of(state: &AppState, ctx: &Caller, path: &PathArgs) -> Result<Securable, Error> {
     let kind = catalog::SecurableType::parse(path.get("securable_type")?)?;
     let full_name = kind.normalize(path.get("full_name")?)?;
     let catalog = full_name.split('.').next().unwrap_or_default().to_string();
-    reach_catalog(state.store.as_ref(), &ctx.caller(), &catalog, false).await?;
+    reach_catalog(state.store.as_ref(), ctx, &catalog, false).await?;
     Ok(match kind {
         catalog::SecurableType::Catalog => Securable::catalog(&catalog),
         catalog::SecurableType::Schema => {
@@ -863,7 +861,7 @@ async fn securable_of(state: &AppState, ctx: &Ctx, path: &PathArgs) -> Result<Se
 /// The securable a path names, for a caller who may see it (`USE_*` on its containers).
 async fn visible_securable(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     path: &PathArgs,
 ) -> Result<Securable, Error> {
     let securable = securable_of(state, ctx, path).await?;
@@ -875,7 +873,7 @@ async fn visible_securable(
     Ok(securable)
 }
 
-async fn get_permissions(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+async fn get_permissions(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> JsonResult {
     let securable = visible_securable(&state, &ctx, &path).await?;
     let assignments = state
         .store
@@ -893,7 +891,7 @@ struct PermissionsReq {
 /// Grants and revokes: for the securable's owner and admins.
 async fn update_permissions(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     Req(req): Req<PermissionsReq>,
 ) -> JsonResult {
@@ -922,14 +920,14 @@ async fn update_permissions(
             kind,
             &securable.full_name(),
             &req.changes,
-            &actor(&ctx),
+            &ctx.actor(),
         )
         .await?;
     state.forget_access();
     Ok(Json(json!({ "privilege_assignments": assignments })))
 }
 
-async fn get_tags(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+async fn get_tags(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> JsonResult {
     let securable = visible_securable(&state, &ctx, &path).await?;
     let tags = state.store.catalog_tags(&securable.full_name()).await?;
     Ok(Json(
@@ -948,7 +946,7 @@ struct TagsReq {
 /// Sets and unsets tags: for the securable's owner and admins.
 async fn update_tags(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     Req(req): Req<TagsReq>,
 ) -> JsonResult {
@@ -963,7 +961,7 @@ async fn update_tags(
             &securable.full_name(),
             &req.set,
             &req.unset,
-            &actor(&ctx),
+            &ctx.actor(),
         )
         .await?;
     Ok(Json(
@@ -980,7 +978,7 @@ fn bindings_body(workspaces: Vec<String>) -> Json<Value> {
     }))
 }
 
-async fn get_bindings(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+async fn get_bindings(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> JsonResult {
     let name = catalog::normalize_name("name", path.get("name")?)?;
     if !state.store.workspace_exists(&name).await? {
         return Err(Error::not_found(format!("Catalog not found: {name}")).into());
@@ -1012,7 +1010,7 @@ struct BindingsReq {
 /// Lets workspaces read a catalog (read-only), or stops them: admins only.
 async fn update_bindings(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     Req(req): Req<BindingsReq>,
 ) -> JsonResult {
@@ -1023,7 +1021,7 @@ async fn update_bindings(
             let workspace = catalog::normalize_name("workspace", &binding.workspace)?;
             state
                 .store
-                .set_catalog_binding(&name, &workspace, bound, &actor(&ctx))
+                .set_catalog_binding(&name, &workspace, bound, &ctx.actor())
                 .await?;
         }
     }

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tarn_core::Error;
+use tarn_core::caller::Caller;
 use tarn_core::catalog::{ColumnInfo, Privilege, TableInfo};
 use tarn_core::features::{FeatureTable, Pipeline, TrainingSet, TrainingSetSpec};
 use tarn_core::search::decode_page_token;
@@ -20,7 +21,7 @@ use tarn_features::{online, training};
 use super::catalog::{MAX_DATA_BODY, data_response, rows_of};
 use super::pages::{PageBody, page_body};
 use crate::error::ApiResult;
-use crate::extract::{Ctx, PathArgs, Req, de, query_args};
+use crate::extract::{PathArgs, Req, de, query_args};
 use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
@@ -130,7 +131,7 @@ impl CreateFeatureTableReq {
 /// body, the other arguments in the query string).
 async fn create_feature_table(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     request: Request,
 ) -> JsonResult {
     let is_arrow = request
@@ -160,8 +161,7 @@ async fn create_feature_table(
         };
         (req.into_new()?, rows)
     };
-    let (meta, table) =
-        tables::create(&state.lake, state.store.as_ref(), &ctx.caller(), new, rows).await?;
+    let (meta, table) = tables::create(&state.lake, state.store.as_ref(), &ctx, new, rows).await?;
     Ok(Json(feature_table_json(&meta, &table)))
 }
 
@@ -176,7 +176,7 @@ struct SearchArgs {
 /// Feature tables the caller may see, matching `search` in name, description or columns.
 async fn search_feature_tables(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(args): Req<SearchArgs>,
 ) -> ApiResult<Json<PageBody<Value>>> {
     let max_results = match args.max_results {
@@ -193,7 +193,7 @@ async fn search_feature_tables(
         .map_err(|e| Error::invalid(format!("Invalid page_token: {e}")))?;
     let (found, next) = tables::search(
         state.store.as_ref(),
-        &ctx.caller(),
+        &ctx,
         args.search.as_deref().unwrap_or("").trim(),
         max_results,
         offset,
@@ -210,10 +210,14 @@ async fn search_feature_tables(
 }
 
 /// A feature table, with its online freshness (the version published last and when).
-async fn get_feature_table(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+async fn get_feature_table(
+    State(state): State<AppState>,
+    ctx: Caller,
+    path: PathArgs,
+) -> JsonResult {
     let (meta, table) = tables::feature_table_for(
         state.store.as_ref(),
-        &ctx.caller(),
+        &ctx,
         path.get("full_name")?,
         Privilege::UseSchema,
     )
@@ -247,7 +251,7 @@ struct PublishReq {
 /// Publishes the latest value of each key to the online store.
 async fn publish_feature_table(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     Req(req): Req<PublishReq>,
 ) -> JsonResult {
@@ -270,7 +274,7 @@ async fn publish_feature_table(
         &state.lake,
         state.store.as_ref(),
         state.online.as_ref(),
-        &ctx.caller(),
+        &ctx,
         path.get("full_name")?,
         &options,
     )
@@ -301,7 +305,7 @@ struct LookupResponse {
 /// Looks keys up in the online store: per key a status, the feature time and the values.
 async fn lookup_features(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<LookupReq>,
 ) -> ApiResult<Json<LookupResponse>> {
     let table = req
@@ -324,7 +328,7 @@ async fn lookup_features(
         state.store.as_ref(),
         state.online.as_ref(),
         &state.lookups,
-        &ctx.caller(),
+        &ctx,
         &request,
     )
     .await?;
@@ -334,10 +338,10 @@ async fn lookup_features(
 /// Drops the feature table: its data and its catalog entry (only its owner or an admin).
 async fn delete_feature_table(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
 ) -> JsonResult {
-    let caller = ctx.caller();
+    let caller = ctx.clone();
     let (_, table) = tables::feature_table_for(
         state.store.as_ref(),
         &caller,
@@ -362,7 +366,7 @@ async fn delete_feature_table(
 /// Upserts the rows of an Arrow IPC body on the table's keys.
 async fn write_features(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     body: axum::body::Body,
 ) -> JsonResult {
@@ -370,7 +374,7 @@ async fn write_features(
     let merged = tables::write(
         &state.lake,
         state.store.as_ref(),
-        &ctx.caller(),
+        &ctx,
         path.get("full_name")?,
         batches,
     )
@@ -408,7 +412,7 @@ async fn rows_response(
 /// is the training set's record; without, the answer is the rows.
 async fn create_training_set(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<CreateTrainingSetReq>,
 ) -> ApiResult<Response> {
     if let Some(format) = req.format.as_deref()
@@ -422,7 +426,7 @@ async fn create_training_set(
     let built = training::create(
         &state.lake,
         state.store.as_ref(),
-        &ctx.caller(),
+        &ctx,
         req.spec,
         req.output_table.as_deref(),
     )
@@ -438,7 +442,11 @@ async fn create_training_set(
     .await
 }
 
-async fn get_training_set(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+async fn get_training_set(
+    State(state): State<AppState>,
+    ctx: Caller,
+    path: PathArgs,
+) -> JsonResult {
     let set = state
         .store
         .get_training_set(&ctx.workspace, path.get("id")?)
@@ -454,16 +462,11 @@ struct DataArgs {
 /// The rows of a recorded training set, built again from the table versions it read.
 async fn training_set_data(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     Req(args): Req<DataArgs>,
 ) -> ApiResult<Response> {
-    let (batch, set) = training::rebuild(
-        &state.lake,
-        state.store.as_ref(),
-        &ctx.caller(),
-        path.get("id")?,
-    )
-    .await?;
+    let (batch, set) =
+        training::rebuild(&state.lake, state.store.as_ref(), &ctx, path.get("id")?).await?;
     rows_response(batch, args.format.as_deref(), &set.training_set_id).await
 }

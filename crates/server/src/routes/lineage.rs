@@ -7,11 +7,12 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
+use tarn_core::caller::Caller;
 use tarn_core::lineage::{Direction, NodeKind};
 use tarn_lake::lineage::{self, GraphNode, LineageGraph};
 
 use crate::error::ApiResult;
-use crate::extract::{Ctx, Req, de};
+use crate::extract::{Req, de};
 use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
@@ -61,10 +62,14 @@ fn table_name(name: Option<String>) -> Result<String, Error> {
 
 /// The lineage graph around a table: nodes, edges with the newest write's details, and the
 /// table's own recent writes.
-async fn graph(State(state): State<AppState>, ctx: Ctx, Req(args): Req<GraphArgs>) -> JsonResult {
+async fn graph(
+    State(state): State<AppState>,
+    ctx: Caller,
+    Req(args): Req<GraphArgs>,
+) -> JsonResult {
     let graph = lineage::lineage_graph(
         state.store.as_ref(),
-        &ctx.caller(),
+        &ctx,
         &table_name(args.table_name)?,
         &directions_of(args.direction.as_deref())?,
         depth_of(args.depth)?,
@@ -136,12 +141,12 @@ fn neighbours(graph: &LineageGraph, direction: Direction) -> Vec<Value> {
 /// `GET /api/2.0/lineage-tracking/table-lineage`: a table's direct upstreams and downstreams.
 async fn table_lineage(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(args): Req<TableLineageArgs>,
 ) -> JsonResult {
     let graph = lineage::lineage_graph(
         state.store.as_ref(),
-        &ctx.caller(),
+        &ctx,
         &table_name(args.table_name)?,
         &[Direction::Upstream, Direction::Downstream],
         1,

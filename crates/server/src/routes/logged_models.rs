@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::auth::PermissionLevel;
+use tarn_core::caller::Caller;
 use tarn_core::entities::{KeyValue, LoggedModel, LoggedModelStatus, NewLoggedModel};
 use tarn_core::search;
 use tarn_core::store::SearchLoggedModels;
@@ -13,7 +14,7 @@ use tarn_core::store::SearchLoggedModels;
 use super::access::experiment_access;
 use super::pages::{PageBody, max_results, page_body};
 use crate::error::ApiResult;
-use crate::extract::{Ctx, PathArgs, Req, de};
+use crate::extract::{PathArgs, Req, de};
 use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
@@ -33,7 +34,7 @@ pub struct CreateReq {
 
 pub async fn create(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<CreateReq>,
 ) -> JsonResult {
     let experiment_id = req
@@ -66,7 +67,7 @@ pub async fn create(
 /// Loads the model and checks the caller's level on its experiment.
 async fn model_access(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     model_id: &str,
     level: PermissionLevel,
 ) -> ApiResult<tarn_core::entities::LoggedModel> {
@@ -78,7 +79,7 @@ async fn model_access(
     Ok(model)
 }
 
-pub async fn get(State(state): State<AppState>, ctx: Ctx, path_args: PathArgs) -> JsonResult {
+pub async fn get(State(state): State<AppState>, ctx: Caller, path_args: PathArgs) -> JsonResult {
     let model_id = path_args.get("model_id")?.to_string();
     let model = model_access(&state, &ctx, &model_id, PermissionLevel::CanRead).await?;
     Ok(Json(json!({ "model": model })))
@@ -91,7 +92,7 @@ pub struct FinalizeReq {
 
 pub async fn finalize(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
     Req(req): Req<FinalizeReq>,
 ) -> JsonResult {
@@ -111,7 +112,7 @@ pub async fn finalize(
     Ok(Json(json!({ "model": model })))
 }
 
-pub async fn delete(State(state): State<AppState>, ctx: Ctx, path_args: PathArgs) -> JsonResult {
+pub async fn delete(State(state): State<AppState>, ctx: Caller, path_args: PathArgs) -> JsonResult {
     let model_id = path_args.get("model_id")?.to_string();
     model_access(&state, &ctx, &model_id, PermissionLevel::CanManage).await?;
     state
@@ -129,7 +130,7 @@ pub struct TagsReq {
 
 pub async fn set_tags(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
     Req(req): Req<TagsReq>,
 ) -> JsonResult {
@@ -147,7 +148,7 @@ pub async fn set_tags(
 
 pub async fn delete_tag(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
 ) -> JsonResult {
     let model_id = path_args.get("model_id")?.to_string();
@@ -168,7 +169,7 @@ pub struct ParamsReq {
 
 pub async fn log_params(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
     Req(req): Req<ParamsReq>,
 ) -> JsonResult {
@@ -207,7 +208,7 @@ pub struct SearchReq {
 
 pub async fn search(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<SearchReq>,
 ) -> ApiResult<Json<PageBody<LoggedModel>>> {
     let mut experiment_ids = Vec::new();

@@ -6,9 +6,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use tarn_core::caller::Caller;
 
 use crate::error::ApiResult;
-use crate::extract::Ctx;
 use crate::state::AppState;
 
 mod access;
@@ -220,7 +220,7 @@ pub fn api() -> Router<AppState> {
         .merge(admin::routes())
 }
 
-async fn server_info(State(state): State<AppState>, _ctx: Ctx) -> Json<Value> {
+async fn server_info(State(state): State<AppState>, _ctx: Caller) -> Json<Value> {
     Json(json!({
         "store_type": state.store.backend_name(),
         "workspaces_enabled": true,
@@ -233,7 +233,7 @@ async fn server_info(State(state): State<AppState>, _ctx: Ctx) -> Json<Value> {
     }))
 }
 
-pub async fn prometheus(State(state): State<AppState>, ctx: Ctx) -> ApiResult<Response> {
+pub async fn prometheus(State(state): State<AppState>, ctx: Caller) -> ApiResult<Response> {
     tarn_identity::require_admin(&ctx.principal)?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

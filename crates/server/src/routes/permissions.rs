@@ -7,13 +7,13 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::auth::{ObjectType, PermissionLevel, PrincipalKind};
-use tarn_core::registry::Actor;
+use tarn_core::caller::Caller;
 use tarn_core::{Error, ErrorCode};
 
 use super::access::experiment_access;
 use super::registry::model_access;
 use crate::error::ApiResult;
-use crate::extract::{Ctx, PathArgs, Req};
+use crate::extract::{PathArgs, Req};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -60,7 +60,7 @@ fn parse_acl(
 /// by id, registered models by their stable id.
 async fn resolve(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     object_type: ObjectType,
     path_args: &PathArgs,
     level: PermissionLevel,
@@ -145,7 +145,7 @@ fn object_type_of(path_args: &PathArgs) -> ApiResult<ObjectType> {
 
 async fn render(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     object_type: ObjectType,
     object_id: &str,
 ) -> ApiResult<Json<Value>> {
@@ -176,7 +176,7 @@ async fn render(
 
 async fn get_acl(
     state: AppState,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
     object_type: ObjectType,
 ) -> ApiResult<Json<Value>> {
@@ -194,7 +194,7 @@ async fn get_acl(
 /// PATCH adds or raises grants; PUT (`replace`) makes the list exactly the request's.
 async fn change_acl(
     state: AppState,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
     req: AclReq,
     object_type: ObjectType,
@@ -209,10 +209,7 @@ async fn change_acl(
     )
     .await?;
     let grants = parse_acl(object_type, &req)?;
-    let actor = Actor {
-        id: ctx.principal.id,
-        name: ctx.principal.name.clone(),
-    };
+    let actor = ctx.actor();
     if replace {
         state
             .store
@@ -231,7 +228,7 @@ async fn change_acl(
 
 async fn levels(
     state: AppState,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
     object_type: ObjectType,
 ) -> ApiResult<Json<Value>> {
@@ -253,7 +250,7 @@ async fn levels(
 
 pub async fn get(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
 ) -> ApiResult<Json<Value>> {
     let object_type = object_type_of(&path_args)?;
@@ -262,7 +259,7 @@ pub async fn get(
 
 pub async fn patch(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
     Req(req): Req<AclReq>,
 ) -> ApiResult<Json<Value>> {
@@ -272,7 +269,7 @@ pub async fn patch(
 
 pub async fn put(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
     Req(req): Req<AclReq>,
 ) -> ApiResult<Json<Value>> {
@@ -282,7 +279,7 @@ pub async fn put(
 
 pub async fn permission_levels(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
 ) -> ApiResult<Json<Value>> {
     let object_type = object_type_of(&path_args)?;

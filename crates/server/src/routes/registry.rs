@@ -10,11 +10,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::auth::{ObjectType, PermissionLevel};
+use tarn_core::caller::Caller;
 use tarn_core::entities::KeyValue;
 use tarn_core::features::{TRAINING_SET_TAG, TrainingSet};
 use tarn_core::lineage::{NewLineage, Node, SourceRead};
 use tarn_core::registry::{
-    self, Actor, MAX_MODEL_VERSIONS_PER_PAGE, MAX_REGISTERED_MODELS_PER_PAGE, ModelVersion,
+    self, MAX_MODEL_VERSIONS_PER_PAGE, MAX_REGISTERED_MODELS_PER_PAGE, ModelVersion,
     NewModelVersion, RegisteredModel, Stage,
 };
 use tarn_core::search;
@@ -23,7 +24,7 @@ use tarn_core::store::{ReadableBy, SearchRegistry};
 use super::access::{experiment_access, run_access};
 use super::pages::{PageBody, max_results, page_body};
 use crate::error::ApiResult;
-use crate::extract::{Ctx, Req, de};
+use crate::extract::{Req, de};
 use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
@@ -38,14 +39,10 @@ pub(super) fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a 
         .ok_or_else(|| Error::invalid(format!("Missing value for required parameter '{name}'.")))
 }
 
-pub(super) fn actor(ctx: &Ctx) -> Actor {
-    Actor::from(&ctx.principal)
-}
-
 /// Checks the caller's level on a model and returns the model's id.
 pub async fn model_access(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     name: &str,
     level: PermissionLevel,
 ) -> ApiResult<String> {
@@ -80,7 +77,7 @@ pub struct CreateModelReq {
 
 pub async fn create_model(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<CreateModelReq>,
 ) -> JsonResult {
     let name = req.name.as_deref().unwrap_or("");
@@ -92,14 +89,14 @@ pub async fn create_model(
     registry::validate_description(&description)?;
     let model = state
         .store
-        .create_registered_model(&ctx.workspace, name, &description, &req.tags, &actor(&ctx))
+        .create_registered_model(&ctx.workspace, name, &description, &req.tags, &ctx.actor())
         .await?;
     Ok(Json(json!({ "registered_model": model })))
 }
 
 pub async fn get_model(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<NameArg>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?;
@@ -119,7 +116,7 @@ pub struct RenameModelReq {
 
 pub async fn rename_model(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<RenameModelReq>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?;
@@ -128,7 +125,7 @@ pub async fn rename_model(
     model_access(&state, &ctx, name, PermissionLevel::CanManage).await?;
     let model = state
         .store
-        .rename_registered_model(&ctx.workspace, name, new_name, &actor(&ctx))
+        .rename_registered_model(&ctx.workspace, name, new_name, &ctx.actor())
         .await?;
     Ok(Json(json!({ "registered_model": model })))
 }
@@ -141,7 +138,7 @@ pub struct UpdateModelReq {
 
 pub async fn update_model(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<UpdateModelReq>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?;
@@ -150,21 +147,21 @@ pub async fn update_model(
     model_access(&state, &ctx, name, PermissionLevel::CanEdit).await?;
     let model = state
         .store
-        .update_registered_model(&ctx.workspace, name, &description, &actor(&ctx))
+        .update_registered_model(&ctx.workspace, name, &description, &ctx.actor())
         .await?;
     Ok(Json(json!({ "registered_model": model })))
 }
 
 pub async fn delete_model(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<NameArg>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?;
     model_access(&state, &ctx, name, PermissionLevel::CanManage).await?;
     let locations = state
         .store
-        .delete_registered_model(&ctx.workspace, name, &actor(&ctx))
+        .delete_registered_model(&ctx.workspace, name, &ctx.actor())
         .await?;
     remove_copies(&state, &ctx.workspace, &locations).await;
     Ok(Json(json!({})))
@@ -233,7 +230,7 @@ pub struct SearchReq {
 }
 
 fn search_query(
-    ctx: &Ctx,
+    ctx: &Caller,
     req: &SearchReq,
     parse_filter: fn(&str) -> Result<Vec<search::Comparison>, search::SearchError>,
     parse_order: fn(&str) -> Result<search::OrderBy, search::SearchError>,
@@ -255,7 +252,7 @@ fn search_query(
 
 pub async fn search_models(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<SearchReq>,
 ) -> ApiResult<Json<PageBody<RegisteredModel>>> {
     let query = search_query(
@@ -282,7 +279,7 @@ pub struct LatestVersionsReq {
 
 pub async fn latest_versions(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<LatestVersionsReq>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?;
@@ -308,7 +305,7 @@ pub struct ModelTagReq {
 
 pub async fn set_model_tag(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<ModelTagReq>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?;
@@ -320,14 +317,14 @@ pub async fn set_model_tag(
     model_access(&state, &ctx, name, PermissionLevel::CanEdit).await?;
     state
         .store
-        .set_registered_model_tag(&ctx.workspace, name, &tag, &actor(&ctx))
+        .set_registered_model_tag(&ctx.workspace, name, &tag, &ctx.actor())
         .await?;
     Ok(Json(json!({})))
 }
 
 pub async fn delete_model_tag(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<ModelTagReq>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?;
@@ -335,7 +332,7 @@ pub async fn delete_model_tag(
     model_access(&state, &ctx, name, PermissionLevel::CanEdit).await?;
     state
         .store
-        .delete_registered_model_tag(&ctx.workspace, name, key, &actor(&ctx))
+        .delete_registered_model_tag(&ctx.workspace, name, key, &ctx.actor())
         .await?;
     Ok(Json(json!({})))
 }
@@ -350,7 +347,7 @@ pub struct AliasReq {
 
 pub async fn set_alias(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<AliasReq>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?;
@@ -360,14 +357,14 @@ pub async fn set_alias(
     model_access(&state, &ctx, name, PermissionLevel::CanEdit).await?;
     state
         .store
-        .set_alias(&ctx.workspace, name, alias, version, &actor(&ctx))
+        .set_alias(&ctx.workspace, name, alias, version, &ctx.actor())
         .await?;
     Ok(Json(json!({})))
 }
 
 pub async fn delete_alias(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<AliasReq>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?;
@@ -376,14 +373,14 @@ pub async fn delete_alias(
     model_access(&state, &ctx, name, PermissionLevel::CanEdit).await?;
     state
         .store
-        .delete_alias(&ctx.workspace, name, alias, &actor(&ctx))
+        .delete_alias(&ctx.workspace, name, alias, &ctx.actor())
         .await?;
     Ok(Json(json!({})))
 }
 
 pub async fn get_by_alias(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<AliasReq>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?;
@@ -419,7 +416,7 @@ struct ResolvedSource {
 
 /// Resolves `models:/<model_id>`, `models:/<name>/<version>`, `runs:/<run_id>/<path>` or
 /// `mlflow-artifacts:/...` after checking the caller may read it.
-async fn resolve_source(state: &AppState, ctx: &Ctx, source: &str) -> ApiResult<ResolvedSource> {
+async fn resolve_source(state: &AppState, ctx: &Caller, source: &str) -> ApiResult<ResolvedSource> {
     let unsupported = || {
         Error::invalid(format!(
             "Unsupported model version source '{source}': use a models:/, runs:/ or \
@@ -482,7 +479,7 @@ async fn resolve_source(state: &AppState, ctx: &Ctx, source: &str) -> ApiResult<
 
 pub async fn create_version(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<CreateVersionReq>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?.to_string();
@@ -547,7 +544,7 @@ pub async fn create_version(
     }
     match state
         .store
-        .create_model_version(&ctx.workspace, &new, &actor(&ctx))
+        .create_model_version(&ctx.workspace, &new, &ctx.actor())
         .await
     {
         Ok(version) => {
@@ -567,7 +564,7 @@ pub async fn create_version(
 /// its logged model; refused when the tag names no training set of this workspace.
 async fn feature_spec_of(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     new: &NewModelVersion,
 ) -> Result<Option<TrainingSet>, Error> {
     let tagged = |tags: &[KeyValue]| {
@@ -612,7 +609,7 @@ async fn feature_spec_of(
 /// tables (and label tables) -> model version edges of the lineage graph.
 async fn record_features_of_version(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     version: &ModelVersion,
     set: &TrainingSet,
 ) {
@@ -652,7 +649,7 @@ fn name_and_version(
 
 pub async fn get_version(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<VersionArg>,
 ) -> JsonResult {
     let (name, version) = name_and_version(&req.name, &req.version)?;
@@ -666,7 +663,7 @@ pub async fn get_version(
 
 pub async fn download_uri(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<VersionArg>,
 ) -> JsonResult {
     let (name, version) = name_and_version(&req.name, &req.version)?;
@@ -690,7 +687,7 @@ pub struct UpdateVersionReq {
 
 pub async fn update_version(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<UpdateVersionReq>,
 ) -> JsonResult {
     let (name, version) = name_and_version(&req.name, &req.version)?;
@@ -699,21 +696,21 @@ pub async fn update_version(
     model_access(&state, &ctx, &name, PermissionLevel::CanEdit).await?;
     let version = state
         .store
-        .update_model_version(&ctx.workspace, &name, version, &description, &actor(&ctx))
+        .update_model_version(&ctx.workspace, &name, version, &description, &ctx.actor())
         .await?;
     Ok(Json(json!({ "model_version": version })))
 }
 
 pub async fn delete_version(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<VersionArg>,
 ) -> JsonResult {
     let (name, version) = name_and_version(&req.name, &req.version)?;
     model_access(&state, &ctx, &name, PermissionLevel::CanManage).await?;
     let location = state
         .store
-        .delete_model_version(&ctx.workspace, &name, version, &actor(&ctx))
+        .delete_model_version(&ctx.workspace, &name, version, &ctx.actor())
         .await?;
     remove_copies(&state, &ctx.workspace, &[location]).await;
     Ok(Json(json!({})))
@@ -721,7 +718,7 @@ pub async fn delete_version(
 
 pub async fn search_versions(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<SearchReq>,
 ) -> ApiResult<Json<PageBody<ModelVersion>>> {
     let query = search_query(
@@ -750,7 +747,7 @@ pub struct VersionTagReq {
 
 pub async fn set_version_tag(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<VersionTagReq>,
 ) -> JsonResult {
     let (name, version) = name_and_version(&req.name, &req.version)?;
@@ -764,14 +761,14 @@ pub async fn set_version_tag(
     model_access(&state, &ctx, &name, PermissionLevel::CanEdit).await?;
     state
         .store
-        .set_model_version_tag(&ctx.workspace, &name, version, &tag, &actor(&ctx))
+        .set_model_version_tag(&ctx.workspace, &name, version, &tag, &ctx.actor())
         .await?;
     Ok(Json(json!({})))
 }
 
 pub async fn delete_version_tag(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<VersionTagReq>,
 ) -> JsonResult {
     let (name, version) = name_and_version(&req.name, &req.version)?;
@@ -779,7 +776,7 @@ pub async fn delete_version_tag(
     model_access(&state, &ctx, &name, PermissionLevel::CanEdit).await?;
     state
         .store
-        .delete_model_version_tag(&ctx.workspace, &name, version, key, &actor(&ctx))
+        .delete_model_version_tag(&ctx.workspace, &name, version, key, &ctx.actor())
         .await?;
     Ok(Json(json!({})))
 }
@@ -798,7 +795,7 @@ pub struct TransitionReq {
 /// Moves the version; the store checks the stage-aware level in the same transaction.
 async fn transition(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     req: TransitionReq,
 ) -> ApiResult<tarn_core::registry::ModelVersion> {
     let (name, version) = name_and_version(&req.name, &req.version)?;
@@ -822,7 +819,7 @@ async fn transition(
 
 pub async fn transition_stage(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<TransitionReq>,
 ) -> JsonResult {
     let version = transition(&state, &ctx, req).await?;
@@ -832,7 +829,7 @@ pub async fn transition_stage(
 /// `databricks/model-versions/transition-stage`: the same with a comment, Databricks' shape.
 pub async fn transition_stage_databricks(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<TransitionReq>,
 ) -> JsonResult {
     let version = transition(&state, &ctx, req).await?;
@@ -843,7 +840,7 @@ pub async fn transition_stage_databricks(
 /// the permissions API and transition-request tooling need.
 pub async fn get_model_databricks(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<NameArg>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?;

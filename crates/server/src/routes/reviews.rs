@@ -10,11 +10,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::auth::{ObjectType, PermissionLevel};
+use tarn_core::caller::Caller;
 use tarn_core::registry::{self, Activity, RequestOutcome, Stage};
 
-use super::registry::{actor, model_access, required};
+use super::registry::{model_access, required};
 use crate::error::ApiResult;
-use crate::extract::{Ctx, Req, de};
+use crate::extract::{Req, de};
 use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
@@ -22,7 +23,7 @@ type JsonResult = ApiResult<Json<Value>>;
 /// The caller's effective level on a model (admins manage everything).
 async fn level_on(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     model_id: &str,
 ) -> ApiResult<Option<PermissionLevel>> {
     if ctx.principal.is_admin {
@@ -114,7 +115,7 @@ fn target(req: &RequestReq) -> Result<Target, Error> {
 
 pub async fn create_request(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<RequestReq>,
 ) -> JsonResult {
     let t = target(&req)?;
@@ -127,7 +128,7 @@ pub async fn create_request(
             t.version,
             t.stage,
             &t.comment,
-            &actor(&ctx),
+            &ctx.actor(),
         )
         .await?;
     let current = state
@@ -144,7 +145,7 @@ pub async fn create_request(
 /// Approve and reject need the level of the transition they decide.
 async fn decide(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     req: &RequestReq,
     outcome: RequestOutcome,
 ) -> JsonResult {
@@ -178,7 +179,7 @@ async fn decide(
             outcome,
             None,
             &t.comment,
-            &actor(ctx),
+            &ctx.actor(),
         )
         .await?;
     Ok(Json(json!({ "activity": activity })))
@@ -186,7 +187,7 @@ async fn decide(
 
 pub async fn approve_request(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<RequestReq>,
 ) -> JsonResult {
     // Databricks makes archive_existing_versions required on approval.
@@ -204,7 +205,7 @@ pub async fn approve_request(
 
 pub async fn reject_request(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<RequestReq>,
 ) -> JsonResult {
     decide(&state, &ctx, &req, RequestOutcome::Reject).await
@@ -212,7 +213,7 @@ pub async fn reject_request(
 
 pub async fn cancel_request(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<RequestReq>,
 ) -> JsonResult {
     let t = target(&req)?;
@@ -237,7 +238,7 @@ pub async fn cancel_request(
             RequestOutcome::Cancel,
             Some(&creator),
             &t.comment,
-            &actor(&ctx),
+            &ctx.actor(),
         )
         .await?;
     Ok(Json(json!({ "activity": activity })))
@@ -259,7 +260,7 @@ fn name_version(req: &VersionReq) -> Result<(String, i64), Error> {
 
 pub async fn list_requests(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<VersionReq>,
 ) -> JsonResult {
     let (name, version) = name_version(&req)?;
@@ -282,7 +283,7 @@ pub async fn list_requests(
 
 pub async fn list_activities(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<VersionReq>,
 ) -> JsonResult {
     let (name, version) = name_version(&req)?;
@@ -312,7 +313,7 @@ fn comment_text(req: &CommentReq) -> Result<String, Error> {
 
 pub async fn create_comment(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<CommentReq>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?.to_string();
@@ -321,7 +322,7 @@ pub async fn create_comment(
     let model_id = model_access(&state, &ctx, &name, PermissionLevel::CanRead).await?;
     let comment = state
         .store
-        .create_comment(&ctx.workspace, &name, version, &text, &actor(&ctx))
+        .create_comment(&ctx.workspace, &name, version, &text, &ctx.actor())
         .await?;
     let level = level_on(&state, &ctx, &model_id).await?;
     Ok(Json(
@@ -332,7 +333,7 @@ pub async fn create_comment(
 /// The comment `req.id` names, after checking the caller wrote it or manages the model.
 async fn own_comment(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     req: &CommentReq,
 ) -> ApiResult<(Activity, Option<PermissionLevel>)> {
     let id: i64 = required(&req.id, "id")?
@@ -353,14 +354,14 @@ async fn own_comment(
 
 pub async fn update_comment(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<CommentReq>,
 ) -> JsonResult {
     let text = comment_text(&req)?;
     let (comment, level) = own_comment(&state, &ctx, &req).await?;
     let updated = state
         .store
-        .update_comment(&ctx.workspace, comment.id, &text, &actor(&ctx))
+        .update_comment(&ctx.workspace, comment.id, &text, &ctx.actor())
         .await?;
     Ok(Json(
         json!({ "comment": comment_json(&updated, level, &ctx.principal.name) }),
@@ -369,13 +370,13 @@ pub async fn update_comment(
 
 pub async fn delete_comment(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<CommentReq>,
 ) -> JsonResult {
     let (comment, _) = own_comment(&state, &ctx, &req).await?;
     state
         .store
-        .delete_comment(&ctx.workspace, comment.id, &actor(&ctx))
+        .delete_comment(&ctx.workspace, comment.id, &ctx.actor())
         .await?;
     Ok(Json(json!({})))
 }

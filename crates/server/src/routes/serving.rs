@@ -11,13 +11,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::auth::{ObjectType, PermissionLevel};
+use tarn_core::caller::Caller;
 use tarn_core::entities::KeyValue;
 use tarn_core::serving::{EndpointConfig, ServingEndpoint, validate_endpoint_name};
 use tarn_core::{Error, ErrorCode};
 
-use super::registry::{actor, model_access};
+use super::registry::model_access;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Ctx, PathArgs, Req};
+use crate::extract::{PathArgs, Req};
 use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
@@ -78,7 +79,7 @@ fn endpoint_json(state: &AppState, endpoint: &ServingEndpoint) -> Value {
 /// The caller's level on the endpoint must include `level`.
 async fn endpoint_access(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     name: &str,
     level: PermissionLevel,
 ) -> ApiResult<ServingEndpoint> {
@@ -96,7 +97,7 @@ async fn endpoint_access(
 }
 
 /// Its owner (the caller) must be able to read every model the config serves.
-async fn check_models(state: &AppState, ctx: &Ctx, config: &EndpointConfig) -> ApiResult<()> {
+async fn check_models(state: &AppState, ctx: &Caller, config: &EndpointConfig) -> ApiResult<()> {
     for entity in &config.served_entities {
         model_access(state, ctx, &entity.entity_name, PermissionLevel::CanRead).await?;
     }
@@ -113,7 +114,7 @@ pub struct CreateEndpoint {
 
 pub async fn create(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(args): Req<CreateEndpoint>,
 ) -> JsonResult {
     validate_endpoint_name(&args.name)?;
@@ -144,18 +145,18 @@ pub async fn create(
         tags: args.tags,
     };
     let entities = state.endpoints.prepare(&endpoint).await?;
-    state.store.create_endpoint(&endpoint, &actor(&ctx)).await?;
+    state.store.create_endpoint(&endpoint, &ctx.actor()).await?;
     state.endpoints.install(endpoint.clone(), entities).await?;
     Ok(Json(endpoint_json(&state, &endpoint)))
 }
 
-pub async fn get(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+pub async fn get(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> JsonResult {
     let endpoint =
         endpoint_access(&state, &ctx, path.get("name")?, PermissionLevel::CanView).await?;
     Ok(Json(endpoint_json(&state, &endpoint)))
 }
 
-pub async fn list(State(state): State<AppState>, ctx: Ctx) -> JsonResult {
+pub async fn list(State(state): State<AppState>, ctx: Caller) -> JsonResult {
     let mut visible = Vec::new();
     for endpoint in state.store.list_endpoints(Some(&ctx.workspace)).await? {
         let allowed = tarn_identity::require(
@@ -176,7 +177,7 @@ pub async fn list(State(state): State<AppState>, ctx: Ctx) -> JsonResult {
 
 pub async fn update_config(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     Req(config): Req<EndpointConfig>,
 ) -> JsonResult {
@@ -197,19 +198,19 @@ pub async fn update_config(
             name,
             &config,
             tarn_core::ids::now_millis(),
-            &actor(&ctx),
+            &ctx.actor(),
         )
         .await?;
     state.endpoints.install(stored.clone(), entities).await?;
     Ok(Json(endpoint_json(&state, &stored)))
 }
 
-pub async fn delete(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
+pub async fn delete(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> JsonResult {
     let name = path.get("name")?;
     endpoint_access(&state, &ctx, name, PermissionLevel::CanManage).await?;
     state
         .store
-        .delete_endpoint(&ctx.workspace, name, &actor(&ctx))
+        .delete_endpoint(&ctx.workspace, name, &ctx.actor())
         .await?;
     state.endpoints.remove(&ctx.workspace, name);
     state.forget_access();
@@ -221,7 +222,7 @@ pub async fn delete(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> 
 /// its answer (or error) to the inference table.
 pub async fn invoke(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path: PathArgs,
     headers: HeaderMap,
     body: Body,

@@ -11,10 +11,11 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
+use tarn_core::caller::Caller;
 use tarn_lake::{SqlScope, ipc};
 
 use crate::error::ApiResult;
-use crate::extract::{Ctx, PathArgs, QueryArgs, Req, de};
+use crate::extract::{PathArgs, QueryArgs, Req, de};
 use crate::state::AppState;
 use tarn_lake::statements::{Disposition, Format, LinkBase, Submission};
 
@@ -79,7 +80,7 @@ fn wait_of(text: Option<&str>) -> Result<Duration, Error> {
 
 async fn submit(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     headers: HeaderMap,
     Req(req): Req<SubmitReq>,
 ) -> JsonResult {
@@ -155,7 +156,7 @@ async fn submit(
         .submit(
             state.store.clone(),
             state.lake.clone(),
-            ctx.caller(),
+            ctx.clone(),
             submission,
             &link_base(&headers),
         )
@@ -165,12 +166,12 @@ async fn submit(
 
 async fn status(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     headers: HeaderMap,
     path: PathArgs,
 ) -> JsonResult {
     Ok(Json(state.statements.get(
-        &ctx.caller(),
+        &ctx,
         path.get("statement_id")?,
         &link_base(&headers),
     )?))
@@ -178,7 +179,7 @@ async fn status(
 
 async fn chunk(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     headers: HeaderMap,
     path: PathArgs,
 ) -> JsonResult {
@@ -187,7 +188,7 @@ async fn chunk(
         .parse::<usize>()
         .map_err(|_| Error::invalid(format!("Invalid chunk_index '{index}'")))?;
     Ok(Json(state.statements.chunk(
-        &ctx.caller(),
+        &ctx,
         path.get("statement_id")?,
         index,
         &link_base(&headers),
@@ -224,9 +225,7 @@ async fn download(
     Ok(([(header::CONTENT_TYPE, ipc::ARROW_STREAM)], bytes).into_response())
 }
 
-async fn cancel(State(state): State<AppState>, ctx: Ctx, path: PathArgs) -> JsonResult {
-    state
-        .statements
-        .cancel(&ctx.caller(), path.get("statement_id")?)?;
+async fn cancel(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> JsonResult {
+    state.statements.cancel(&ctx, path.get("statement_id")?)?;
     Ok(Json(json!({})))
 }

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::auth::PermissionLevel;
+use tarn_core::caller::Caller;
 use tarn_core::entities::{
     DatasetInput, Experiment, KeyValue, LogBatch, Metric, ModelOutput, NewRun, Run, RunStatus,
     RunUpdate, ViewType,
@@ -17,7 +18,7 @@ use tarn_core::validation;
 use super::access::{experiment_access, run_access};
 use super::pages::{PageBody, max_results, page_body};
 use crate::error::ApiResult;
-use crate::extract::{Ctx, Req, de};
+use crate::extract::{Req, de};
 use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
@@ -48,7 +49,7 @@ pub struct CreateExperiment {
 
 pub async fn create_experiment(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<CreateExperiment>,
 ) -> JsonResult {
     let name = req.name.as_deref().unwrap_or("");
@@ -79,7 +80,7 @@ pub struct ExperimentIdArg {
 
 pub async fn get_experiment(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<ExperimentIdArg>,
 ) -> JsonResult {
     let id = experiment_access(
@@ -100,7 +101,7 @@ pub struct ExperimentNameArg {
 
 pub async fn get_experiment_by_name(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<ExperimentNameArg>,
 ) -> JsonResult {
     let name = required(&req.experiment_name, "experiment_name")?;
@@ -131,7 +132,7 @@ pub struct SearchExperimentsReq {
 
 pub async fn search_experiments(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<SearchExperimentsReq>,
 ) -> ApiResult<Json<PageBody<Experiment>>> {
     let query = SearchExperiments {
@@ -162,7 +163,7 @@ pub struct UpdateExperiment {
 
 pub async fn update_experiment(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<UpdateExperiment>,
 ) -> JsonResult {
     let id = experiment_access(
@@ -184,7 +185,7 @@ pub async fn update_experiment(
 
 pub async fn delete_experiment(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<ExperimentIdArg>,
 ) -> JsonResult {
     let id = experiment_access(
@@ -200,7 +201,7 @@ pub async fn delete_experiment(
 
 pub async fn restore_experiment(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<ExperimentIdArg>,
 ) -> JsonResult {
     let id = experiment_access(
@@ -224,7 +225,7 @@ pub struct ExperimentTagReq {
 
 pub async fn set_experiment_tag(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<ExperimentTagReq>,
 ) -> JsonResult {
     let id = experiment_access(
@@ -248,7 +249,7 @@ pub async fn set_experiment_tag(
 
 pub async fn delete_experiment_tag(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<ExperimentTagReq>,
 ) -> JsonResult {
     let id = experiment_access(
@@ -278,7 +279,7 @@ pub struct CreateRun {
 
 pub async fn create_run(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<CreateRun>,
 ) -> JsonResult {
     let experiment_id = req.experiment_id.clone().unwrap_or_else(|| "0".to_string());
@@ -342,7 +343,7 @@ impl RunIdArg {
 
 pub async fn get_run(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<RunIdArg>,
 ) -> JsonResult {
     let run_id = req.get()?;
@@ -364,7 +365,7 @@ pub struct UpdateRun {
 
 pub async fn update_run(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<UpdateRun>,
 ) -> JsonResult {
     let run_id = req.id.get()?;
@@ -390,7 +391,7 @@ pub async fn update_run(
 
 pub async fn delete_run(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<RunIdArg>,
 ) -> JsonResult {
     let run_id = req.get()?;
@@ -401,7 +402,7 @@ pub async fn delete_run(
 
 pub async fn restore_run(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<RunIdArg>,
 ) -> JsonResult {
     let run_id = req.get()?;
@@ -432,7 +433,7 @@ fn de_opt_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::
 
 pub async fn log_metric(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<LogMetric>,
 ) -> JsonResult {
     let run_id = req.id.get()?;
@@ -480,7 +481,7 @@ impl KeyValueReq {
 
 pub async fn log_param(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<KeyValueReq>,
 ) -> JsonResult {
     let (run_id, param) = req.pair()?;
@@ -493,7 +494,7 @@ pub async fn log_param(
 
 pub async fn set_tag(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<KeyValueReq>,
 ) -> JsonResult {
     let (run_id, tag) = req.pair()?;
@@ -506,7 +507,7 @@ pub async fn set_tag(
 
 pub async fn delete_tag(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<KeyValueReq>,
 ) -> JsonResult {
     let run_id = req.id.get()?;
@@ -546,7 +547,7 @@ pub struct LogBatchReq {
 
 pub async fn log_batch(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<LogBatchReq>,
 ) -> JsonResult {
     let run_id = req.id.get()?;
@@ -584,7 +585,7 @@ pub async fn log_batch(
 }
 
 /// log-metric, log-parameter, set-tag and log-batch all come here: validate, check, write once.
-async fn write_batch(state: &AppState, ctx: &Ctx, run_id: &str, batch: LogBatch) -> JsonResult {
+async fn write_batch(state: &AppState, ctx: &Caller, run_id: &str, batch: LogBatch) -> JsonResult {
     let batch = validation::validate_batch(&batch)?;
     run_access(state, ctx, run_id, PermissionLevel::CanEdit).await?;
     state
@@ -606,7 +607,7 @@ pub struct LogInputs {
 
 pub async fn log_inputs(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<LogInputs>,
 ) -> JsonResult {
     let run_id = req.id.get()?;
@@ -636,7 +637,7 @@ pub struct WireModelOutput {
 
 pub async fn log_outputs(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<LogOutputs>,
 ) -> JsonResult {
     let run_id = req.id.get()?;
@@ -666,7 +667,7 @@ pub struct LogModelReq {
 /// Legacy `log-model`: MLflow appends the model's JSON to the run tag `mlflow.log-model.history`.
 pub async fn log_model(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<LogModelReq>,
 ) -> JsonResult {
     let run_id = req.id.get()?;
@@ -710,7 +711,7 @@ pub struct MetricHistoryReq {
 
 pub async fn metric_history(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<MetricHistoryReq>,
 ) -> ApiResult<Json<PageBody<Metric>>> {
     let run_id = req.id.get()?;
@@ -745,7 +746,7 @@ pub struct SearchRunsReq {
 
 pub async fn search_runs(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<SearchRunsReq>,
 ) -> ApiResult<Json<PageBody<Run>>> {
     let filter = search::parse_run_filter(req.filter.as_deref().unwrap_or(""))?;

@@ -9,15 +9,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::auth::PermissionLevel;
+use tarn_core::caller::Caller;
 use tarn_core::store::DeliveryQuery;
 use tarn_core::webhooks::{self as hooks, Flavor, Webhook, WebhookStatus};
 use tarn_events::webhooks::check_destination;
 use tarn_identity::require_admin;
 
 use super::pages::{PageBody, max_results, page_body};
-use super::registry::{actor, model_access, required};
+use super::registry::{model_access, required};
 use crate::error::ApiResult;
-use crate::extract::{Ctx, PathArgs, Req, de};
+use crate::extract::{PathArgs, Req, de};
 use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
@@ -93,7 +94,7 @@ fn validate_name(name: &str) -> Result<(), Error> {
 
 pub async fn create_mlflow(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<MlflowWebhookReq>,
 ) -> JsonResult {
     require_admin(&ctx.principal)?;
@@ -128,7 +129,7 @@ pub async fn create_mlflow(
         creation_timestamp: now,
         last_updated_timestamp: now,
     };
-    state.store.create_webhook(&webhook, &actor(&ctx)).await?;
+    state.store.create_webhook(&webhook, &ctx.actor()).await?;
     Ok(Json(json!({ "webhook": mlflow_json(&webhook) })))
 }
 
@@ -142,7 +143,7 @@ pub struct PageReq {
 
 pub async fn list_mlflow(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<PageReq>,
 ) -> ApiResult<Json<PageBody<Value>>> {
     require_admin(&ctx.principal)?;
@@ -164,7 +165,11 @@ pub async fn list_mlflow(
     ))
 }
 
-async fn mlflow_webhook(state: &AppState, ctx: &Ctx, path_args: &PathArgs) -> ApiResult<Webhook> {
+async fn mlflow_webhook(
+    state: &AppState,
+    ctx: &Caller,
+    path_args: &PathArgs,
+) -> ApiResult<Webhook> {
     require_admin(&ctx.principal)?;
     let id = path_args.get("webhook_id")?;
     let webhook = state.store.get_webhook(&ctx.workspace, id).await?;
@@ -176,7 +181,7 @@ async fn mlflow_webhook(state: &AppState, ctx: &Ctx, path_args: &PathArgs) -> Ap
 
 pub async fn get_mlflow(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
 ) -> JsonResult {
     let webhook = mlflow_webhook(&state, &ctx, &path_args).await?;
@@ -185,7 +190,7 @@ pub async fn get_mlflow(
 
 pub async fn update_mlflow(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
     Req(req): Req<MlflowWebhookReq>,
 ) -> JsonResult {
@@ -211,19 +216,19 @@ pub async fn update_mlflow(
         webhook.status = WebhookStatus::parse(&status)?;
     }
     webhook.last_updated_timestamp = tarn_core::ids::now_millis();
-    state.store.update_webhook(&webhook, &actor(&ctx)).await?;
+    state.store.update_webhook(&webhook, &ctx.actor()).await?;
     Ok(Json(json!({ "webhook": mlflow_json(&webhook) })))
 }
 
 pub async fn delete_mlflow(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
 ) -> JsonResult {
     let webhook = mlflow_webhook(&state, &ctx, &path_args).await?;
     state
         .store
-        .delete_webhook(&ctx.workspace, &webhook.id, &actor(&ctx))
+        .delete_webhook(&ctx.workspace, &webhook.id, &ctx.actor())
         .await?;
     Ok(Json(json!({})))
 }
@@ -236,7 +241,7 @@ pub struct MlflowTestReq {
 /// Sends an example payload now and reports what the receiver answered; not queued.
 pub async fn test_mlflow(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     path_args: PathArgs,
     Req(req): Req<MlflowTestReq>,
 ) -> JsonResult {
@@ -304,7 +309,7 @@ fn databricks_events(events: &[String]) -> Result<Vec<String>, Error> {
 }
 
 /// Model webhooks need CAN_MANAGE on the model; registry-wide ones an admin.
-async fn may_manage(state: &AppState, ctx: &Ctx, model_name: Option<&str>) -> ApiResult<()> {
+async fn may_manage(state: &AppState, ctx: &Caller, model_name: Option<&str>) -> ApiResult<()> {
     match model_name {
         Some(model) => {
             model_access(state, ctx, model, PermissionLevel::CanManage).await?;
@@ -316,7 +321,7 @@ async fn may_manage(state: &AppState, ctx: &Ctx, model_name: Option<&str>) -> Ap
 
 pub async fn create_databricks(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<DatabricksWebhookReq>,
 ) -> JsonResult {
     if req.job_spec.is_some() {
@@ -363,13 +368,13 @@ pub async fn create_databricks(
         creation_timestamp: now,
         last_updated_timestamp: now,
     };
-    state.store.create_webhook(&webhook, &actor(&ctx)).await?;
+    state.store.create_webhook(&webhook, &ctx.actor()).await?;
     Ok(Json(json!({ "webhook": databricks_json(&webhook) })))
 }
 
 pub async fn list_databricks(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<PageReq>,
 ) -> ApiResult<Json<PageBody<Value>>> {
     let model = req.model_name.as_deref().filter(|m| !m.is_empty());
@@ -394,7 +399,7 @@ pub async fn list_databricks(
 
 async fn databricks_webhook(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Caller,
     id: &Option<String>,
 ) -> ApiResult<Webhook> {
     let id = required(id, "id")?;
@@ -408,7 +413,7 @@ async fn databricks_webhook(
 
 pub async fn update_databricks(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<DatabricksWebhookReq>,
 ) -> JsonResult {
     let mut webhook = databricks_webhook(&state, &ctx, &req.id).await?;
@@ -437,7 +442,7 @@ pub async fn update_databricks(
         }
     }
     webhook.last_updated_timestamp = tarn_core::ids::now_millis();
-    state.store.update_webhook(&webhook, &actor(&ctx)).await?;
+    state.store.update_webhook(&webhook, &ctx.actor()).await?;
     Ok(Json(json!({ "webhook": databricks_json(&webhook) })))
 }
 
@@ -449,13 +454,13 @@ pub struct IdReq {
 
 pub async fn delete_databricks(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<IdReq>,
 ) -> JsonResult {
     let webhook = databricks_webhook(&state, &ctx, &req.id).await?;
     state
         .store
-        .delete_webhook(&ctx.workspace, &webhook.id, &actor(&ctx))
+        .delete_webhook(&ctx.workspace, &webhook.id, &ctx.actor())
         .await?;
     Ok(Json(json!({})))
 }
@@ -463,7 +468,7 @@ pub async fn delete_databricks(
 /// Fires an example event now (any status, TEST_MODE included) and returns the answer.
 pub async fn test_databricks(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<IdReq>,
 ) -> JsonResult {
     let webhook = databricks_webhook(&state, &ctx, &req.id).await?;
@@ -495,7 +500,7 @@ pub struct DeliveriesReq {
 /// latency and last error, newest first. Admins, or managers of a model webhook's model.
 pub async fn deliveries(
     State(state): State<AppState>,
-    ctx: Ctx,
+    ctx: Caller,
     Req(req): Req<DeliveriesReq>,
 ) -> JsonResult {
     match &req.webhook_id {
