@@ -4,7 +4,8 @@
 use sqlx::{Pool, Postgres};
 use tarn_core::Result;
 
-use crate::{db_error, lite};
+use crate::common::db_error;
+use crate::lite;
 
 const SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),

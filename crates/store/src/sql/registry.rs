@@ -1,16 +1,9 @@
-// The model registry's SQL, included next to `backend.rs` once per backend. Every change writes
-// its event row in the same transaction (`insert_event`), so the audit trail and the webhook
-// outbox never miss or invent a change.
+//! The model registry's SQL. Every change writes its event row in the same transaction
+//! (`insert_event`), so the audit trail and the webhook outbox never miss or invent a change.
 
-use tarn_core::auth::require_granted;
-use tarn_core::registry::{
-    Activity, ActivityType, Actor, Alias, ModelVersion, NewModelVersion, RegisteredModel,
-    RequestOutcome, Stage, VersionStatus,
-};
-use tarn_core::events::{Event, EventQuery};
-use tarn_core::store::{RegistryStore, SearchRegistry};
+use super::*;
 
-const PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
+pub(super) const PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
 
 /// Tags and aliases of the version in `$table`, as two JSON-array columns, so one statement
 /// reads versions whole: each statement, and each row, is a hand-off to the database driver.
@@ -35,34 +28,34 @@ macro_rules! version_extras {
 
 /// A version row as `row_model_version` reads it, from `model_versions mv` joined with
 /// `registered_models rm`.
-const MODEL_VERSION_COLUMNS: &str = match DIALECT {
-    crate::Dialect::Sqlite => concat!(
+pub(super) const MODEL_VERSION_COLUMNS: &str = match DIALECT {
+    Dialect::Sqlite => concat!(
         "mv.*, rm.name AS model_name, ",
         version_extras!(sqlite, "mv")
     ),
-    crate::Dialect::Postgres => concat!(
+    Dialect::Postgres => concat!(
         "mv.*, rm.name AS model_name, ",
         version_extras!(postgres, "mv")
     ),
 };
 
 /// The same, returned by a statement that changes `model_versions`.
-const RETURNED_VERSION_EXTRAS: &str = match DIALECT {
-    crate::Dialect::Sqlite => version_extras!(sqlite, "model_versions"),
-    crate::Dialect::Postgres => version_extras!(postgres, "model_versions"),
+pub(super) const RETURNED_VERSION_EXTRAS: &str = match DIALECT {
+    Dialect::Sqlite => version_extras!(sqlite, "model_versions"),
+    Dialect::Postgres => version_extras!(postgres, "model_versions"),
 };
 
-fn model_not_found(name: &str) -> Error {
+pub(super) fn model_not_found(name: &str) -> Error {
     Error::not_found(format!("Registered Model with name={name} not found"))
 }
 
-fn version_not_found(name: &str, version: i64) -> Error {
+pub(super) fn version_not_found(name: &str, version: i64) -> Error {
     Error::not_found(format!(
         "Model Version (name={name}, version={version}) not found"
     ))
 }
 
-fn row_registered_model(
+pub(super) fn row_registered_model(
     row: &db::DbRow,
 ) -> std::result::Result<RegisteredModel, sqlx::Error> {
     Ok(RegisteredModel {
@@ -78,9 +71,7 @@ fn row_registered_model(
     })
 }
 
-fn row_model_version(
-    row: &db::DbRow,
-) -> std::result::Result<ModelVersion, sqlx::Error> {
+pub(super) fn row_model_version(row: &db::DbRow) -> std::result::Result<ModelVersion, sqlx::Error> {
     let stage: String = row.try_get("current_stage")?;
     let status: String = row.try_get("status")?;
     Ok(ModelVersion {
@@ -109,7 +100,7 @@ fn row_model_version(
 }
 
 /// A JSON-array column, sorted (whatever order the database aggregated it in).
-fn json_list<T>(
+pub(super) fn json_list<T>(
     row: &db::DbRow,
     column: &str,
 ) -> std::result::Result<Vec<T>, sqlx::Error>
@@ -126,7 +117,7 @@ where
     Ok(list)
 }
 
-fn row_event(row: &db::DbRow) -> std::result::Result<Event, sqlx::Error> {
+pub(super) fn row_event(row: &db::DbRow) -> std::result::Result<Event, sqlx::Error> {
     let data: String = row.try_get("data")?;
     Ok(Event {
         id: row.try_get("id")?,
@@ -141,12 +132,12 @@ fn row_event(row: &db::DbRow) -> std::result::Result<Event, sqlx::Error> {
 }
 
 /// Who reads the event stream: each event waits in the outbox of each of them until taken.
-const EVENT_CONSUMERS: &[&str] = &[WEBHOOK_CONSUMER];
+pub(super) const EVENT_CONSUMERS: &[&str] = &[WEBHOOK_CONSUMER];
 
 /// Appends one event, and puts it in each consumer's outbox; called inside the transaction of
 /// the change it describes.
 #[allow(clippy::too_many_arguments)]
-async fn insert_event(
+pub(super) async fn insert_event(
     tx: &mut Tx<'_>,
     workspace: &str,
     actor: &Actor,
@@ -182,7 +173,11 @@ async fn insert_event(
 }
 
 /// A version as the API returns it, read inside a write transaction.
-async fn version_row_in_tx(tx: &mut Tx<'_>, model_id: &str, version: i64) -> Result<ModelVersion> {
+pub(super) async fn version_row_in_tx(
+    tx: &mut Tx<'_>,
+    model_id: &str,
+    version: i64,
+) -> Result<ModelVersion> {
     let row = db::query(sqlx::AssertSqlSafe(format!(
         "SELECT {MODEL_VERSION_COLUMNS} FROM model_versions mv JOIN registered_models rm ON rm.id = mv.model_id \
          WHERE mv.model_id = $1 AND mv.version = $2"
@@ -196,10 +191,10 @@ async fn version_row_in_tx(tx: &mut Tx<'_>, model_id: &str, version: i64) -> Res
 }
 
 /// The id of a model, inside a transaction (so the row is locked on PostgreSQL).
-async fn model_id_in_tx(tx: &mut Tx<'_>, workspace: &str, name: &str) -> Result<String> {
+pub(super) async fn model_id_in_tx(tx: &mut Tx<'_>, workspace: &str, name: &str) -> Result<String> {
     let lock = match DIALECT {
-        crate::Dialect::Postgres => " FOR UPDATE",
-        crate::Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR UPDATE",
+        Dialect::Sqlite => "",
     };
     db::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT id FROM registered_models WHERE workspace = $1 AND name = $2{lock}"
@@ -212,7 +207,7 @@ async fn model_id_in_tx(tx: &mut Tx<'_>, workspace: &str, name: &str) -> Result<
     .ok_or_else(|| model_not_found(name))
 }
 
-async fn touch_model(tx: &mut Tx<'_>, model_id: &str, now: i64) -> Result<()> {
+pub(super) async fn touch_model(tx: &mut Tx<'_>, model_id: &str, now: i64) -> Result<()> {
     db::query("UPDATE registered_models SET last_updated_timestamp = $1 WHERE id = $2")
         .bind(now)
         .bind(model_id)
@@ -223,26 +218,25 @@ async fn touch_model(tx: &mut Tx<'_>, model_id: &str, now: i64) -> Result<()> {
 }
 
 /// Checks that the version exists (inside the transaction) and returns the model id.
-async fn version_in_tx(
+pub(super) async fn version_in_tx(
     tx: &mut Tx<'_>,
     workspace: &str,
     name: &str,
     version: i64,
 ) -> Result<String> {
     let model_id = model_id_in_tx(tx, workspace, name).await?;
-    let found: Option<i64> = db::query_scalar(
-        "SELECT version FROM model_versions WHERE model_id = $1 AND version = $2",
-    )
-    .bind(&model_id)
-    .bind(version)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db_error)?;
+    let found: Option<i64> =
+        db::query_scalar("SELECT version FROM model_versions WHERE model_id = $1 AND version = $2")
+            .bind(&model_id)
+            .bind(version)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_error)?;
     found.ok_or_else(|| version_not_found(name, version))?;
     Ok(model_id)
 }
 
-fn check_archive_existing(stage: Stage, archive_existing: bool) -> Result<()> {
+pub(super) fn check_archive_existing(stage: Stage, archive_existing: bool) -> Result<()> {
     if archive_existing && !stage.is_active() {
         return Err(Error::invalid(format!(
             "Model version transition cannot archive existing model versions because '{}' \
@@ -253,7 +247,7 @@ fn check_archive_existing(stage: Stage, archive_existing: bool) -> Result<()> {
     Ok(())
 }
 
-async fn current_stage(tx: &mut Tx<'_>, model_id: &str, version: i64) -> Result<Stage> {
+pub(super) async fn current_stage(tx: &mut Tx<'_>, model_id: &str, version: i64) -> Result<Stage> {
     let stage: String = db::query_scalar(
         "SELECT current_stage FROM model_versions WHERE model_id = $1 AND version = $2",
     )
@@ -265,7 +259,7 @@ async fn current_stage(tx: &mut Tx<'_>, model_id: &str, version: i64) -> Result<
     Stage::parse(&stage)
 }
 
-struct NewActivity<'a> {
+pub(super) struct NewActivity<'a> {
     model_id: &'a str,
     version: i64,
     activity: ActivityType,
@@ -278,7 +272,7 @@ struct NewActivity<'a> {
     now: i64,
 }
 
-async fn insert_activity(tx: &mut Tx<'_>, new: &NewActivity<'_>) -> Result<i64> {
+pub(super) async fn insert_activity(tx: &mut Tx<'_>, new: &NewActivity<'_>) -> Result<i64> {
     db::query_scalar(
         "INSERT INTO model_version_activities (model_id, version, activity_type, from_stage, to_stage, user_id, comment, \
          system_comment, request_status, creation_timestamp, last_updated_timestamp) \
@@ -300,7 +294,7 @@ async fn insert_activity(tx: &mut Tx<'_>, new: &NewActivity<'_>) -> Result<i64> 
 }
 
 /// A stage change, direct or by an approved request.
-struct Transition<'a> {
+pub(super) struct Transition<'a> {
     workspace: &'a str,
     model_id: &'a str,
     name: &'a str,
@@ -317,7 +311,10 @@ struct Transition<'a> {
 
 /// Moves the version (archiving the stage's other versions if asked), records the activities
 /// and events; returns the id of the version's activity and the moved version.
-async fn apply_transition(tx: &mut Tx<'_>, change: &Transition<'_>) -> Result<(i64, ModelVersion)> {
+pub(super) async fn apply_transition(
+    tx: &mut Tx<'_>,
+    change: &Transition<'_>,
+) -> Result<(i64, ModelVersion)> {
     let from = change.from;
     let archived: Vec<i64> = if change.archive_existing {
         db::query_scalar(
@@ -417,7 +414,7 @@ async fn apply_transition(tx: &mut Tx<'_>, change: &Transition<'_>) -> Result<(i
     Ok((activity_id, moved))
 }
 
-fn row_activity(row: &db::DbRow) -> std::result::Result<Activity, sqlx::Error> {
+pub(super) fn row_activity(row: &db::DbRow) -> std::result::Result<Activity, sqlx::Error> {
     let stage = |column: &str| -> std::result::Result<Option<Stage>, sqlx::Error> {
         let value: Option<String> = row.try_get(column)?;
         Ok(value.and_then(|v| Stage::parse(&v).ok()))
@@ -445,7 +442,7 @@ fn row_activity(row: &db::DbRow) -> std::result::Result<Activity, sqlx::Error> {
 /// its write. The errors come in this order: an unknown model, then no read permission
 /// (non-readers learn nothing of its versions), then an unknown version, then the level the
 /// move needs, then an `archive_existing` into an inactive stage.
-async fn checked_stage_in_tx(
+pub(super) async fn checked_stage_in_tx(
     tx: &mut Tx<'_>,
     workspace: &str,
     name: &str,
@@ -455,8 +452,8 @@ async fn checked_stage_in_tx(
     archive_existing: bool,
 ) -> Result<(String, Stage)> {
     let lock = match DIALECT {
-        crate::Dialect::Postgres => " FOR UPDATE OF rm",
-        crate::Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR UPDATE OF rm",
+        Dialect::Sqlite => "",
     };
     let row = db::query(sqlx::AssertSqlSafe(format!(
         "SELECT rm.id, mv.current_stage FROM registered_models rm \
@@ -503,7 +500,7 @@ async fn checked_stage_in_tx(
 /// The prompt rule of MLflow's registry search: prompts (models tagged
 /// `mlflow.prompt.is_prompt = 'true'`) are found only when the filter asks for them, and
 /// excluded otherwise; the prompt-tag comparisons themselves are consumed here.
-fn split_prompt_filter(filter: &[Comparison]) -> (bool, Vec<&Comparison>) {
+pub(super) fn split_prompt_filter(filter: &[Comparison]) -> (bool, Vec<&Comparison>) {
     let mut wants_prompts = false;
     let mut rest = Vec::new();
     for comparison in filter {
@@ -520,7 +517,7 @@ fn split_prompt_filter(filter: &[Comparison]) -> (bool, Vec<&Comparison>) {
     (wants_prompts, rest)
 }
 
-fn push_prompt_rule(builder: &mut Builder, model_column: &str, wants_prompts: bool) {
+pub(super) fn push_prompt_rule(builder: &mut Builder, model_column: &str, wants_prompts: bool) {
     builder.push(if wants_prompts {
         " AND EXISTS"
     } else {
@@ -535,7 +532,7 @@ fn push_prompt_rule(builder: &mut Builder, model_column: &str, wants_prompts: bo
 
 /// A tag comparison on a registry object. `!=` also matches objects without the tag, as
 /// MLflow's registry search does.
-fn push_registry_tag_condition(
+pub(super) fn push_registry_tag_condition(
     builder: &mut Builder,
     table: &str,
     join: &str,
@@ -552,7 +549,11 @@ fn push_registry_tag_condition(
     push_key_value_condition(builder, table, join, comparison)
 }
 
-fn push_readable(builder: &mut Builder, model_column: &str, readable_by: &Option<ReadableBy>) {
+pub(super) fn push_readable(
+    builder: &mut Builder,
+    model_column: &str,
+    readable_by: &Option<ReadableBy>,
+) {
     if let Some(readable) = readable_by {
         builder.push(format!(
             " AND EXISTS (SELECT 1 FROM acl a WHERE a.workspace = rm.workspace AND a.object_id = {model_column} AND a.object_type = "
@@ -564,12 +565,12 @@ fn push_readable(builder: &mut Builder, model_column: &str, readable_by: &Option
     }
 }
 
-fn order_direction(order: &OrderBy) -> &'static str {
+pub(super) fn order_direction(order: &OrderBy) -> &'static str {
     if order.ascending { "ASC" } else { "DESC" }
 }
 
 impl Store {
-    async fn fetch_activities(&self, builder: &mut Builder) -> Result<Vec<Activity>> {
+    pub(super) async fn fetch_activities(&self, builder: &mut Builder) -> Result<Vec<Activity>> {
         let rows = builder
             .build()
             .fetch_all(&self.read)
@@ -581,7 +582,7 @@ impl Store {
             .map_err(db_error)
     }
 
-    async fn activity_by_id(&self, workspace: &str, id: i64) -> Result<Activity> {
+    pub(super) async fn activity_by_id(&self, workspace: &str, id: i64) -> Result<Activity> {
         let mut builder = Builder::new(
             "SELECT a.*, rm.name AS model_name FROM model_version_activities a \
              JOIN registered_models rm ON rm.id = a.model_id WHERE rm.workspace = ",
@@ -595,7 +596,7 @@ impl Store {
             .ok_or_else(|| Error::not_found(format!("Activity {id} not found")))
     }
 
-    async fn version_activities(
+    pub(super) async fn version_activities(
         &self,
         workspace: &str,
         name: &str,
@@ -622,7 +623,7 @@ impl Store {
         self.fetch_activities(&mut builder).await
     }
 
-    async fn fetch_versions(&self, builder: &mut Builder) -> Result<Vec<ModelVersion>> {
+    pub(super) async fn fetch_versions(&self, builder: &mut Builder) -> Result<Vec<ModelVersion>> {
         let rows = builder
             .build()
             .fetch_all(&self.read)
@@ -635,7 +636,7 @@ impl Store {
     }
 
     /// Adds tags, aliases and the latest version per stage to models.
-    async fn complete_models(
+    pub(super) async fn complete_models(
         &self,
         mut models: Vec<RegisteredModel>,
     ) -> Result<Vec<RegisteredModel>> {
@@ -694,7 +695,7 @@ impl Store {
         Ok(models)
     }
 
-    async fn model_version_row(
+    pub(super) async fn model_version_row(
         &self,
         workspace: &str,
         name: &str,
@@ -1937,7 +1938,11 @@ impl RegistryStore for Store {
     }
 }
 
-async fn upsert_registry_tag(tx: &mut Tx<'_>, model_id: &str, tag: &KeyValue) -> Result<()> {
+pub(super) async fn upsert_registry_tag(
+    tx: &mut Tx<'_>,
+    model_id: &str,
+    tag: &KeyValue,
+) -> Result<()> {
     db::query(
         "INSERT INTO registered_model_tags (model_id, key, value) VALUES ($1, $2, $3) \
          ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
@@ -1951,7 +1956,7 @@ async fn upsert_registry_tag(tx: &mut Tx<'_>, model_id: &str, tag: &KeyValue) ->
     Ok(())
 }
 
-async fn upsert_version_tag(
+pub(super) async fn upsert_version_tag(
     tx: &mut Tx<'_>,
     model_id: &str,
     version: i64,
@@ -1971,6 +1976,6 @@ async fn upsert_version_tag(
     Ok(())
 }
 
-fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+pub(super) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
 }

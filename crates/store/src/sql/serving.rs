@@ -1,10 +1,9 @@
-// Serving endpoints, included next to `backend.rs` once per backend. The creator manages what it
-// creates; every change is an event in the log (the audit trail), in the change's transaction.
+//! Serving endpoints. The creator manages what it creates; every change is an event in the log (the
+//! audit trail), in the change's transaction.
 
-use tarn_core::serving::{EndpointConfig, ServingEndpoint};
-use tarn_core::store::ServingStore;
+use super::*;
 
-fn row_endpoint(row: &db::DbRow) -> std::result::Result<ServingEndpoint, sqlx::Error> {
+pub(super) fn row_endpoint(row: &db::DbRow) -> std::result::Result<ServingEndpoint, sqlx::Error> {
     Ok(ServingEndpoint {
         id: row.try_get("id")?,
         workspace: row.try_get("workspace")?,
@@ -18,11 +17,11 @@ fn row_endpoint(row: &db::DbRow) -> std::result::Result<ServingEndpoint, sqlx::E
     })
 }
 
-fn endpoint_not_found(name: &str) -> Error {
+pub(super) fn endpoint_not_found(name: &str) -> Error {
     Error::not_found(format!("Serving endpoint '{name}' does not exist."))
 }
 
-fn endpoint_audit(name: &str, config: &EndpointConfig) -> serde_json::Value {
+pub(super) fn endpoint_audit(name: &str, config: &EndpointConfig) -> serde_json::Value {
     serde_json::json!({ "name": name, "config": config })
 }
 
@@ -52,12 +51,22 @@ impl ServingStore for Store {
                 )));
             }
             Err(err) if is_foreign_key_violation(&err) => {
-                return Err(Error::not_found(format!("Workspace '{}' does not exist", endpoint.workspace)));
+                return Err(Error::not_found(format!(
+                    "Workspace '{}' does not exist",
+                    endpoint.workspace
+                )));
             }
             Err(err) => return Err(db_error(err)),
             Ok(_) => {}
         }
-        grant_creator(&mut tx, &endpoint.workspace, ObjectType::ServingEndpoint, &endpoint.id, actor.id).await?;
+        grant_creator(
+            &mut tx,
+            &endpoint.workspace,
+            ObjectType::ServingEndpoint,
+            &endpoint.id,
+            actor.id,
+        )
+        .await?;
         insert_event(
             &mut tx,
             &endpoint.workspace,
@@ -98,7 +107,10 @@ impl ServingStore for Store {
             }
         }
         .map_err(db_error)?;
-        rows.iter().map(row_endpoint).collect::<std::result::Result<_, _>>().map_err(db_error)
+        rows.iter()
+            .map(row_endpoint)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(db_error)
     }
 
     async fn update_endpoint_config(
@@ -131,20 +143,30 @@ impl ServingStore for Store {
             .await
             .map_err(db_error)?;
         let endpoint = row_endpoint(&row).map_err(db_error)?;
-        insert_event(&mut tx, workspace, actor, "serving_endpoint", "updated", &endpoint.id, endpoint_audit(name, config), now)
-            .await?;
+        insert_event(
+            &mut tx,
+            workspace,
+            actor,
+            "serving_endpoint",
+            "updated",
+            &endpoint.id,
+            endpoint_audit(name, config),
+            now,
+        )
+        .await?;
         tx.commit().await.map_err(db_error)?;
         Ok(endpoint)
     }
 
     async fn delete_endpoint(&self, workspace: &str, name: &str, actor: &Actor) -> Result<String> {
         let mut tx = self.begin().await?;
-        let id: Option<String> = db::query_scalar("SELECT id FROM serving_endpoints WHERE workspace = $1 AND name = $2")
-            .bind(workspace)
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let id: Option<String> =
+            db::query_scalar("SELECT id FROM serving_endpoints WHERE workspace = $1 AND name = $2")
+                .bind(workspace)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
         let id = id.ok_or_else(|| endpoint_not_found(name))?;
         db::query("DELETE FROM serving_endpoints WHERE id = $1")
             .bind(&id)

@@ -1,14 +1,12 @@
-// Webhooks and their delivery queue, included next to `backend.rs` once per backend. The
-// fan-out takes events out of the webhooks' outbox and writes their deliveries in the same
-// transaction, so every committed event is queued exactly once, whatever order transactions
-// commit in, and none is lost across restarts.
+//! Webhooks and their delivery queue. The fan-out takes events out of the webhooks' outbox and
+//! writes their deliveries in the same transaction, so every committed event is queued exactly
+//! once, whatever order transactions commit in, and none is lost across restarts.
 
-use tarn_core::store::{AttemptOutcome, AttemptResult, Delivery, DeliveryQuery, WebhookStore};
-use tarn_core::webhooks::{self as hooks, Flavor, Webhook, WebhookStatus};
+use super::*;
 
-const WEBHOOK_CONSUMER: &str = "webhooks";
+pub(super) const WEBHOOK_CONSUMER: &str = "webhooks";
 
-fn row_webhook(row: &db::DbRow) -> std::result::Result<Webhook, sqlx::Error> {
+pub(super) fn row_webhook(row: &db::DbRow) -> std::result::Result<Webhook, sqlx::Error> {
     let events: String = row.try_get("events")?;
     let status: String = row.try_get("status")?;
     let flavor: String = row.try_get("flavor")?;
@@ -30,7 +28,7 @@ fn row_webhook(row: &db::DbRow) -> std::result::Result<Webhook, sqlx::Error> {
     })
 }
 
-fn row_delivery(row: &db::DbRow) -> std::result::Result<Delivery, sqlx::Error> {
+pub(super) fn row_delivery(row: &db::DbRow) -> std::result::Result<Delivery, sqlx::Error> {
     Ok(Delivery {
         id: row.try_get("id")?,
         delivery_id: row.try_get("delivery_id")?,
@@ -49,12 +47,12 @@ fn row_delivery(row: &db::DbRow) -> std::result::Result<Delivery, sqlx::Error> {
     })
 }
 
-fn webhook_not_found(id: &str) -> Error {
+pub(super) fn webhook_not_found(id: &str) -> Error {
     Error::not_found(format!("Webhook with ID {id} not found."))
 }
 
 /// What the audit trail records of a webhook: never its secret or authorization.
-fn webhook_audit(webhook: &Webhook) -> serde_json::Value {
+pub(super) fn webhook_audit(webhook: &Webhook) -> serde_json::Value {
     serde_json::json!({
         "id": webhook.id,
         "flavor": webhook.flavor.as_str(),
@@ -236,8 +234,8 @@ impl WebhookStore for Store {
         // Several servers on one PostgreSQL database each take events the others have not
         // locked; SQLite has one writer.
         let lock = match DIALECT {
-            crate::Dialect::Postgres => " FOR UPDATE OF o SKIP LOCKED",
-            crate::Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE OF o SKIP LOCKED",
+            Dialect::Sqlite => "",
         };
         let rows = db::query(sqlx::AssertSqlSafe(format!(
             "SELECT e.* FROM event_outbox o JOIN events e ON e.id = o.event_id \
@@ -288,8 +286,7 @@ impl WebhookStore for Store {
                 }
             }
         }
-        let mut taken =
-            Builder::new("DELETE FROM event_outbox WHERE consumer = ");
+        let mut taken = Builder::new("DELETE FROM event_outbox WHERE consumer = ");
         taken.push_bind(WEBHOOK_CONSUMER).push(" AND event_id IN (");
         let mut ids = taken.separated(", ");
         for event in &events {
@@ -395,7 +392,7 @@ impl WebhookStore for Store {
 }
 
 /// A random UUID in its usual text form (what MLflow sends as the delivery id).
-fn uuid_v4() -> String {
+pub(super) fn uuid_v4() -> String {
     let mut bytes: [u8; 16] = rand::random();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;

@@ -1,14 +1,12 @@
-// Feature tables and training sets, included next to `backend.rs` once per backend. A feature
-// table's row hangs off its catalog table and goes with it.
+//! Feature tables and training sets. A feature table's row hangs off its catalog table and goes
+//! with it.
 
-use tarn_core::features::{FeatureTable, TrainingSet};
-use tarn_core::store::FeatureStore;
+use super::*;
 
-const FEATURE_TABLE_COLUMNS: &str = "f.*, s.workspace, s.name AS schema_name, t.name AS table_name";
+pub(super) const FEATURE_TABLE_COLUMNS: &str =
+    "f.*, s.workspace, s.name AS schema_name, t.name AS table_name";
 
-fn row_feature_table(
-    row: &db::DbRow,
-) -> std::result::Result<FeatureTable, sqlx::Error> {
+pub(super) fn row_feature_table(row: &db::DbRow) -> std::result::Result<FeatureTable, sqlx::Error> {
     let catalog: String = row.try_get("workspace")?;
     let schema: String = row.try_get("schema_name")?;
     let name: String = row.try_get("table_name")?;
@@ -25,9 +23,7 @@ fn row_feature_table(
     })
 }
 
-fn row_training_set(
-    row: &db::DbRow,
-) -> std::result::Result<TrainingSet, sqlx::Error> {
+pub(super) fn row_training_set(row: &db::DbRow) -> std::result::Result<TrainingSet, sqlx::Error> {
     let output: Option<String> = row.try_get("output_table")?;
     Ok(TrainingSet {
         training_set_id: row.try_get("id")?,
@@ -48,7 +44,7 @@ fn row_training_set(
 }
 
 /// `text` as a LIKE pattern matching it anywhere, its wildcards escaped.
-fn contains_pattern(text: &str) -> String {
+pub(super) fn contains_pattern(text: &str) -> String {
     let mut pattern = String::from("%");
     for c in text.to_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -1,13 +1,9 @@
-// The lineage graph's SQL, included next to `backend.rs` once per backend. A write and its
-// reads go in one transaction; edges are reads grouped by (source, target), with the details
-// of the newest write.
+//! The lineage graph's SQL. A write and its reads go in one transaction; edges are reads grouped by
+//! (source, target), with the details of the newest write.
 
-use tarn_core::lineage::{
-    Direction, LineageEdge, LineageWrite, NewLineage, Node, NodeKind, distinct_sources,
-};
-use tarn_core::store::LineageStore;
+use super::*;
 
-fn row_node(
+pub(super) fn row_node(
     row: &db::DbRow,
     kind: &str,
     name: &str,
@@ -23,7 +19,7 @@ fn row_node(
     })
 }
 
-fn row_edge(row: &db::DbRow) -> std::result::Result<LineageEdge, sqlx::Error> {
+pub(super) fn row_edge(row: &db::DbRow) -> std::result::Result<LineageEdge, sqlx::Error> {
     Ok(LineageEdge {
         source: row_node(row, "source_kind", "source_name")?,
         target: row_node(row, "target_kind", "target_name")?,

@@ -1,15 +1,9 @@
-// The lakehouse catalog's SQL, included next to `backend.rs` once per backend. Every change
-// writes its event in the same transaction, like the registry's, so the audit trail is whole.
+//! The lakehouse catalog's SQL. Every change writes its event in the same transaction, like the
+//! registry's, so the audit trail is whole.
 
-use std::collections::BTreeMap;
+use super::*;
 
-use tarn_core::catalog::{
-    CatalogGrant, ColumnInfo, IngestedFile, NewSchema, NewTable, PermissionsChange, Privilege, PrivilegeAssignment,
-    SchemaInfo, SecurableType, TableInfo, TableType,
-};
-use tarn_core::store::CatalogStore;
-
-async fn tags_of<'e, E>(executor: E, securable: &str) -> Result<BTreeMap<String, String>>
+pub(super) async fn tags_of<'e, E>(executor: E, securable: &str) -> Result<BTreeMap<String, String>>
 where
     E: db::Executor<'e>,
 {
@@ -23,19 +17,19 @@ where
     Ok(rows.into_iter().collect())
 }
 
-fn schema_not_found(catalog: &str, name: &str) -> Error {
+pub(super) fn schema_not_found(catalog: &str, name: &str) -> Error {
     Error::not_found(format!("Schema not found: {catalog}.{name}"))
 }
 
-fn table_not_found(catalog: &str, schema: &str, name: &str) -> Error {
+pub(super) fn table_not_found(catalog: &str, schema: &str, name: &str) -> Error {
     Error::not_found(format!("Table not found: {catalog}.{schema}.{name}"))
 }
 
-fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
+pub(super) fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::internal(format!("cannot encode: {e}")))
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(
+pub(super) fn decode_json<T: serde::de::DeserializeOwned>(
     row: &db::DbRow,
     column: &str,
 ) -> std::result::Result<T, sqlx::Error> {
@@ -46,7 +40,7 @@ fn decode_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn row_schema(row: &db::DbRow) -> std::result::Result<SchemaInfo, sqlx::Error> {
+pub(super) fn row_schema(row: &db::DbRow) -> std::result::Result<SchemaInfo, sqlx::Error> {
     let catalog: String = row.try_get("workspace")?;
     let name: String = row.try_get("name")?;
     Ok(SchemaInfo {
@@ -64,7 +58,7 @@ fn row_schema(row: &db::DbRow) -> std::result::Result<SchemaInfo, sqlx::Error> {
     })
 }
 
-fn row_table(row: &db::DbRow) -> std::result::Result<TableInfo, sqlx::Error> {
+pub(super) fn row_table(row: &db::DbRow) -> std::result::Result<TableInfo, sqlx::Error> {
     let catalog: String = row.try_get("workspace")?;
     let schema: String = row.try_get("schema_name")?;
     let name: String = row.try_get("name")?;
@@ -93,7 +87,10 @@ fn row_table(row: &db::DbRow) -> std::result::Result<TableInfo, sqlx::Error> {
 }
 
 /// Who holds what on a securable, one entry per principal, privileges in a fixed order.
-async fn assignments<'e, E>(executor: E, securable: &str) -> Result<Vec<PrivilegeAssignment>>
+pub(super) async fn assignments<'e, E>(
+    executor: E,
+    securable: &str,
+) -> Result<Vec<PrivilegeAssignment>>
 where
     E: db::Executor<'e>,
 {
@@ -124,10 +121,10 @@ where
     Ok(result)
 }
 
-const TABLE_COLUMNS: &str = "t.*, s.workspace, s.name AS schema_name";
+pub(super) const TABLE_COLUMNS: &str = "t.*, s.workspace, s.name AS schema_name";
 
 /// The schema's id, inside the transaction.
-async fn schema_id_in_tx(tx: &mut Tx<'_>, catalog: &str, name: &str) -> Result<String> {
+pub(super) async fn schema_id_in_tx(tx: &mut Tx<'_>, catalog: &str, name: &str) -> Result<String> {
     db::query_scalar("SELECT id FROM catalog_schemas WHERE workspace = $1 AND name = $2")
         .bind(catalog)
         .bind(name)
@@ -138,7 +135,7 @@ async fn schema_id_in_tx(tx: &mut Tx<'_>, catalog: &str, name: &str) -> Result<S
 }
 
 impl Store {
-    async fn fetch_tables(&self, builder: &mut Builder) -> Result<Vec<TableInfo>> {
+    pub(super) async fn fetch_tables(&self, builder: &mut Builder) -> Result<Vec<TableInfo>> {
         builder
             .build()
             .fetch_all(&self.read)
@@ -150,7 +147,7 @@ impl Store {
             .map_err(db_error)
     }
 
-    async fn table_in_tx(
+    pub(super) async fn table_in_tx(
         tx: &mut Tx<'_>,
         catalog: &str,
         schema: &str,
@@ -569,8 +566,9 @@ impl CatalogStore for Store {
         if securables.is_empty() {
             return Ok(Vec::new());
         }
-        let mut builder =
-            Builder::new("SELECT securable, principal_id, privilege FROM catalog_grants WHERE securable IN (");
+        let mut builder = Builder::new(
+            "SELECT securable, principal_id, privilege FROM catalog_grants WHERE securable IN (",
+        );
         let mut list = builder.separated(", ");
         for securable in securables {
             list.push_bind(securable.clone());
@@ -608,18 +606,14 @@ impl CatalogStore for Store {
         let now = now_millis();
         let mut tx = self.begin().await?;
         for change in changes {
-            let principal_id: i64 =
-                db::query_scalar("SELECT id FROM principals WHERE name = $1")
-                    .bind(&change.principal)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_error)?
-                    .ok_or_else(|| {
-                        Error::not_found(format!(
-                            "Principal '{}' does not exist",
-                            change.principal
-                        ))
-                    })?;
+            let principal_id: i64 = db::query_scalar("SELECT id FROM principals WHERE name = $1")
+                .bind(&change.principal)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| {
+                    Error::not_found(format!("Principal '{}' does not exist", change.principal))
+                })?;
             for privilege in &change.add {
                 db::query(
                     "INSERT INTO catalog_grants (securable, securable_type, principal_id, privilege, granted_by, granted_at) \

@@ -1,0 +1,59 @@
+//! PostgreSQL backend: one pool for reads and writes.
+
+use crate::common::*;
+use crate::pg as db;
+use db::Row;
+
+const DIALECT: Dialect = Dialect::Postgres;
+
+// One body of SQL for both dialects: `sql/` is compiled once here and once in the other
+// backend, with this file's `db` and `DIALECT`.
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/backend.rs"]
+mod backend;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/catalog.rs"]
+mod catalog;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/experiments.rs"]
+mod experiments;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/features.rs"]
+mod features;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/group_commit.rs"]
+mod group_commit;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/identity.rs"]
+mod identity;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/lineage.rs"]
+mod lineage;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/logged_models.rs"]
+mod logged_models;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/permissions.rs"]
+mod permissions;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/registry.rs"]
+mod registry;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/runs.rs"]
+mod runs;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/serving.rs"]
+mod serving;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/webhooks.rs"]
+mod webhooks;
+
+pub use backend::Store;
+// The SQL files are siblings that share helpers: each takes the others' through `super::*`.
+use backend::*;
+use catalog::*;
+use experiments::*;
+use group_commit::*;
+use permissions::*;
+use registry::*;
+use webhooks::*;
