@@ -15,7 +15,7 @@ use tarn_lake::catalog::location_of;
 use tarn_lake::ingest::SourceFormat;
 use tarn_lake::{Lake, ipc};
 
-use crate::cli_caller;
+use crate::local::cli_caller;
 
 #[derive(Subcommand)]
 pub enum FeaturesCommand {

@@ -11,7 +11,7 @@ use tarn_core::store::MetaStore;
 use tarn_lake::Lake;
 use tarn_lake::ingest::{IngestSpec, Progress, SourceFormat};
 
-use crate::cli_caller;
+use crate::local::cli_caller;
 
 #[derive(Args)]
 pub struct IngestArgs {

@@ -8,7 +8,7 @@ use tarn_core::lineage::{Direction, NodeKind};
 use tarn_core::store::MetaStore;
 use tarn_lake::lineage::{GraphEdge, LineageGraph, lineage_graph};
 
-use crate::cli_caller;
+use crate::local::cli_caller;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Walk {

@@ -1,9 +1,6 @@
 //! The `tarn` binary: the server, offline admin commands over the metadata store, and the
 //! quickstart.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use tarn_core::auth::{ObjectType, PrincipalKind};
@@ -12,12 +9,17 @@ use tarn_core::store::MetaStore;
 mod features;
 mod ingest;
 mod lineage;
+mod local;
 mod models;
 mod quickstart;
 mod score;
 mod serve;
+mod server;
 mod sql;
 mod tables;
+
+use local::cli_actor;
+use server::{ServerArgs, StoreArgs, run_server};
 
 #[derive(Parser)]
 #[command(
@@ -31,88 +33,6 @@ struct Cli {
     log_format: String,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Args, Clone)]
-pub struct StoreArgs {
-    /// Folder for the SQLite database, artifacts and the admin token.
-    #[arg(long, env = "TARN_DATA_DIR", default_value = "./tarn-data")]
-    pub data_dir: PathBuf,
-    /// Metadata store: `postgres://...` or `sqlite://PATH`; default `sqlite://DATA_DIR/tarn.db`.
-    #[arg(long, env = "TARN_DATABASE_URL")]
-    pub database_url: Option<String>,
-}
-
-impl StoreArgs {
-    fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tarn.db").display()))
-    }
-
-    /// The artifact root given, or DATA_DIR/artifacts.
-    fn artifact_root(&self, given: Option<String>) -> String {
-        given.unwrap_or_else(|| self.data_dir.join("artifacts").display().to_string())
-    }
-
-    /// The lake root given, or DATA_DIR/lake.
-    fn lake_root(&self, given: Option<String>) -> String {
-        given.unwrap_or_else(|| self.data_dir.join("lake").display().to_string())
-    }
-
-    async fn open(&self) -> Result<Arc<dyn MetaStore>> {
-        std::fs::create_dir_all(&self.data_dir)
-            .with_context(|| format!("cannot create {}", self.data_dir.display()))?;
-        Ok(tarn_store::open(&self.database_url()).await?)
-    }
-}
-
-#[derive(Args, Clone)]
-pub struct ServerArgs {
-    #[command(flatten)]
-    pub store: StoreArgs,
-    #[arg(long, env = "TARN_HOST", default_value = "127.0.0.1")]
-    pub host: String,
-    #[arg(long, env = "TARN_PORT", default_value_t = 5000)]
-    pub port: u16,
-    /// The lake: managed Delta tables live here; a local folder or `s3://bucket/prefix`,
-    /// default DATA_DIR/lake.
-    #[arg(long, env = "TARN_LAKE_ROOT")]
-    pub lake_root: Option<String>,
-    /// Artifacts: a local folder or `s3://bucket/prefix`; default DATA_DIR/artifacts.
-    #[arg(long, env = "TARN_ARTIFACT_ROOT")]
-    pub artifact_root: Option<String>,
-    /// The online feature store: `sqlite://PATH`; default DATA_DIR/online.db.
-    #[arg(long, env = "TARN_ONLINE_STORE")]
-    pub online_store: Option<String>,
-    /// The admin's token; generated into DATA_DIR/admin.token when not given.
-    #[arg(long, env = "TARN_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-    /// Let webhooks reach loopback and private addresses (refused by default: SSRF).
-    #[arg(long, env = "TARN_WEBHOOKS_ALLOW_PRIVATE")]
-    pub webhooks_allow_private: bool,
-    /// First webhook retry delay in milliseconds; doubles per attempt, capped at 5 minutes.
-    #[arg(
-        long,
-        env = "TARN_WEBHOOK_RETRY_BASE_MS",
-        default_value_t = 1000,
-        hide = true
-    )]
-    pub webhook_retry_base_ms: u64,
-    /// Memory one SQL statement's operators may hold, in MiB; sorts, joins and aggregations
-    /// spill to disk past it.
-    #[arg(long, env = "TARN_SQL_MEMORY_LIMIT_MIB", default_value_t = 2048)]
-    pub sql_memory_limit_mib: usize,
-    /// How long one SQL statement may run, in seconds, before it is cancelled.
-    #[arg(long, env = "TARN_SQL_TIMEOUT_SECONDS", default_value_t = 3600)]
-    pub sql_timeout_seconds: u64,
-    /// How long a serving endpoint's scoring thread waits for more requests to batch with the
-    /// one it holds, in microseconds (0: only those already queued).
-    #[arg(long, env = "TARN_SERVING_MAX_WAIT_US", default_value_t = 0)]
-    pub serving_max_wait_us: u64,
-    /// Scoring threads per served model version; default one per core.
-    #[arg(long, env = "TARN_SERVING_THREADS")]
-    pub serving_threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -481,103 +401,6 @@ async fn run() -> Result<()> {
     }
 }
 
-/// Opens the store, bootstraps it, binds and serves until Ctrl-C or SIGTERM.
-pub async fn start_server(
-    args: &ServerArgs,
-) -> Result<(
-    tarn_server::AppState,
-    tokio::net::TcpListener,
-    tarn_server::Bootstrap,
-)> {
-    let store = args.store.open().await?;
-    let bootstrap = tarn_server::bootstrap(
-        store.as_ref(),
-        &args.store.data_dir,
-        args.admin_token.as_deref(),
-    )
-    .await?;
-    let artifact_root = args.store.artifact_root(args.artifact_root.clone());
-    let artifacts = tarn_artifacts::ArtifactStore::open(&artifact_root)?;
-    let lake = tarn_lake::Lake::open(&args.store.lake_root(args.lake_root.clone()))?;
-    let online_url = args.online_store.clone().unwrap_or_else(|| {
-        format!(
-            "sqlite://{}",
-            args.store.data_dir.join("online.db").display()
-        )
-    });
-    let online = tarn_features::online::open(&online_url).await?;
-    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-    let mut scoring = tarn_models::BatcherOptions {
-        max_wait: std::time::Duration::from_micros(args.serving_max_wait_us),
-        ..Default::default()
-    };
-    if let Some(threads) = args.serving_threads {
-        scoring.threads = threads.max(1);
-    }
-    let settings = tarn_server::Settings {
-        webhooks: tarn_events::webhooks::WebhookSettings {
-            allow_private: args.webhooks_allow_private,
-            retry_base: std::time::Duration::from_millis(args.webhook_retry_base_ms),
-            ..Default::default()
-        },
-        scoring,
-        serving_limits: tarn_serving::Limits::default(),
-        statements: tarn_lake::statements::StatementLimits {
-            memory: args.sql_memory_limit_mib.saturating_mul(1024 * 1024),
-            max_duration: std::time::Duration::from_secs(args.sql_timeout_seconds),
-        },
-        statements_folder: args.store.data_dir.join("statements"),
-    };
-    let state = tarn_server::AppState::new(store, artifacts, lake, online, settings)?;
-    Ok((state, listener, bootstrap))
-}
-
-async fn run_server(args: ServerArgs) -> Result<()> {
-    let (state, listener, bootstrap) = start_server(&args).await?;
-    let address = listener.local_addr()?;
-    announce_admin_token(&bootstrap);
-    tracing::info!(%address, backend = state.store.backend_name(), "tarn server listening");
-    tarn_server::serve(state, listener, shutdown_signal()).await?;
-    tracing::info!("tarn server stopped");
-    Ok(())
-}
-
-pub fn announce_admin_token(bootstrap: &tarn_server::Bootstrap) {
-    if let (Some(token), Some(file)) = (
-        &bootstrap.generated_admin_token,
-        &bootstrap.admin_token_file,
-    ) {
-        eprintln!(
-            "Admin token (shown once, also saved to {}):\n  {token}",
-            file.display()
-        );
-    }
-}
-
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
-}
-
 fn print_principals(principals: &[tarn_core::store::PrincipalRecord]) {
     println!(
         "{:<24} {:<18} {:<6} {:<6}",
@@ -720,38 +543,6 @@ async fn tokens(store: &dyn MetaStore, command: TokensCommand) -> Result<()> {
     Ok(())
 }
 
-/// Offline commands act with the data directory's authority (an admin's); the audit trail
-/// names them so.
-pub(crate) fn cli_principal() -> tarn_core::auth::Principal {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    tarn_core::auth::Principal {
-        id: 0,
-        name: format!("cli:{user}"),
-        kind: tarn_core::auth::PrincipalKind::User,
-        is_admin: true,
-        group_ids: Vec::new(),
-    }
-}
-
-pub(crate) fn cli_actor() -> tarn_core::registry::Actor {
-    tarn_core::registry::Actor::from(&cli_principal())
-}
-
-/// Local lakehouse commands act as an admin working in `workspace`.
-pub(crate) fn cli_caller(workspace: String) -> tarn_core::caller::Caller {
-    let actor = cli_actor();
-    let principal = tarn_core::auth::Principal {
-        id: actor.id,
-        name: actor.name,
-        kind: tarn_core::auth::PrincipalKind::User,
-        is_admin: true,
-        group_ids: Vec::new(),
-    };
-    tarn_core::caller::Caller::new(workspace, principal)
-}
-
 async fn permissions(store: &dyn MetaStore, command: PermissionsCommand) -> Result<()> {
     match command {
         PermissionsCommand::Grant {
@@ -798,13 +589,4 @@ async fn permissions(store: &dyn MetaStore, command: PermissionsCommand) -> Resu
         }
     }
     Ok(())
-}
-
-/// Reads the admin token a server started from `data_dir` uses.
-pub fn read_admin_token(data_dir: &Path) -> Result<String> {
-    let file = data_dir.join("admin.token");
-    Ok(std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))?
-        .trim()
-        .to_string())
 }

@@ -10,7 +10,7 @@ use tarn_core::registry::{
 use tarn_core::search;
 use tarn_core::store::{MetaStore, SearchRegistry};
 
-use crate::{cli_actor, cli_principal};
+use crate::local::{cli_actor, cli_principal};
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
-use crate::{ServerArgs, StoreArgs};
+use crate::server::{ServerArgs, StoreArgs};
 
 #[derive(Args)]
 pub struct QuickstartArgs {
@@ -190,12 +190,12 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         serving_max_wait_us: 0,
         serving_threads: None,
     };
-    let started = match crate::start_server(&server_args).await {
+    let started = match crate::server::start_server(&server_args).await {
         Ok(started) => started,
         Err(err) => {
             eprintln!("port {} is taken ({err:#}); using a free port", args.port);
             server_args.port = 0;
-            crate::start_server(&server_args).await?
+            crate::server::start_server(&server_args).await?
         }
     };
     let (state, listener, bootstrap) = started;
@@ -204,10 +204,10 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         lake: state.lake.clone(),
     };
     let address = listener.local_addr()?;
-    crate::announce_admin_token(&bootstrap);
+    crate::server::announce_admin_token(&bootstrap);
     let token = match &server_args.admin_token {
         Some(token) => token.clone(),
-        None => crate::read_admin_token(&args.store.data_dir)?,
+        None => crate::server::read_admin_token(&args.store.data_dir)?,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(tarn_server::serve(state, listener, async move {
@@ -381,7 +381,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
     println!("  metrics        {base}/metrics");
     if args.keep_serving {
         println!("Serving until Ctrl-C.");
-        crate::shutdown_signal().await;
+        crate::server::shutdown_signal().await;
     } else {
         println!(
             "The server stops now; `tarn server --data-dir {}` serves the same data.",

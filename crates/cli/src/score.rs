@@ -19,7 +19,7 @@ use tarn_lake::catalog::ManagedTable;
 use tarn_lake::{At, Lake, MergeSpec, SqlScope, WriteMode};
 use tarn_models::Model;
 
-use crate::{cli_actor, cli_caller};
+use crate::local::{cli_actor, cli_caller};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Mode {
@@ -202,7 +202,7 @@ async fn stream(
 ) -> Result<()> {
     let source_name = args.table.as_deref().unwrap_or_default();
     let app_id = format!("tarn score {source_name}");
-    let shutdown = crate::shutdown_signal();
+    let shutdown = crate::server::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         if let Some(newer) = Scorer::load(store, artifacts, args, Some(scorer)).await? {

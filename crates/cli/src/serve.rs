@@ -17,7 +17,7 @@ pub struct ServeArgs {
     pub model: String,
     /// Where registered models are (for models:/ URIs).
     #[command(flatten)]
-    pub store: crate::StoreArgs,
+    pub store: crate::server::StoreArgs,
     /// Artifacts of the registry; default DATA_DIR/artifacts.
     #[arg(long, env = "TARN_ARTIFACT_ROOT")]
     pub artifact_root: Option<String>,
@@ -82,6 +82,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, model = %args.model, inputs = ?inputs, "tarn serve listening");
-    tarn_server::scoring::serve_model(batcher, limits, listener, crate::shutdown_signal()).await?;
+    tarn_server::scoring::serve_model(batcher, limits, listener, crate::server::shutdown_signal())
+        .await?;
     Ok(())
 }

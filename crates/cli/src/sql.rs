@@ -11,7 +11,7 @@ use tarn_core::store::MetaStore;
 use tarn_lake::arrow::util::pretty::pretty_format_batches;
 use tarn_lake::{Lake, SqlOutput, SqlScope, ipc};
 
-use crate::cli_caller;
+use crate::local::cli_caller;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum OutputFormat {

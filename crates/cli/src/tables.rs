@@ -14,7 +14,7 @@ use tarn_lake::catalog::ManagedTable;
 use tarn_lake::ingest::SourceFormat;
 use tarn_lake::{At, Lake, MergeSpec, VacuumSpec, WriteMode};
 
-use crate::cli_actor;
+use crate::local::cli_actor;
 
 #[derive(Subcommand)]
 pub enum TablesCommand {

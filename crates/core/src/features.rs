@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::ColumnInfo;
+use crate::lineage::{Node, SourceRead};
 use crate::{Error, Result};
 
 /// The tag naming the training set a model was trained on: set on the run or the logged model
@@ -245,6 +246,20 @@ impl TrainingSetSpec {
 pub struct TableVersion {
     pub name: String,
     pub version: u64,
+}
+
+impl TableVersion {
+    /// The tables read, as the sources of a lineage edge (a training set's output table, or a
+    /// model version trained on it).
+    pub fn lineage_sources(tables: &[TableVersion]) -> Vec<SourceRead> {
+        tables
+            .iter()
+            .map(|t| SourceRead {
+                node: Node::table(t.name.clone()),
+                version: Some(t.version as i64),
+            })
+            .collect()
+    }
 }
 
 /// A built training set: its spec with every table pinned to the version read, so building

@@ -13,8 +13,8 @@ use tarn_core::caller::Caller;
 use tarn_core::catalog::{self, Privilege, TableInfo};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
+use tarn_lake::access::authorize_create_table;
 pub use tarn_lake::access::table_for;
-use tarn_lake::access::{Securable, authorize, reach_catalog};
 
 /// The table `full_name` names, once `caller` may read it.
 pub(crate) async fn readable_table(
@@ -32,15 +32,7 @@ pub(crate) async fn creatable_table(
     full_name: &str,
 ) -> Result<(String, String, String)> {
     let (catalog, schema, name) = catalog::parse_table_name(full_name)?;
-    reach_catalog(store, caller, &catalog, true).await?;
-    let schema_info = store.get_schema(&catalog, &schema).await?;
-    authorize(
-        store,
-        caller,
-        &Securable::schema(&schema_info),
-        Privilege::CreateTable,
-    )
-    .await?;
+    authorize_create_table(store, caller, &catalog, &schema).await?;
     match store.get_table(&catalog, &schema, &name).await {
         Ok(_) => Err(Error::already_exists(format!(
             "Table already exists: {catalog}.{schema}.{name}"

@@ -10,7 +10,7 @@ use tarn_core::features::{
     FeatureLookup, FeatureTable, TableVersion, TrainingSet, TrainingSetSpec, parse_duration_micros,
 };
 use tarn_core::ids::now_millis;
-use tarn_core::lineage::{NewLineage, Node, NodeKind, SourceRead};
+use tarn_core::lineage::{NewLineage, Node, NodeKind};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
 use tarn_lake::arrow::array::{Array, ArrayRef, Scalar, StringArray};
@@ -424,13 +424,7 @@ pub async fn create(
                     false,
                 )
                 .await?;
-            let sources = tables_read
-                .iter()
-                .map(|t| SourceRead {
-                    node: Node::table(t.name.clone()),
-                    version: Some(t.version as i64),
-                })
-                .collect();
+            let sources = TableVersion::lineage_sources(&tables_read);
             let write = NewLineage::new(
                 Node::table(table.full_name.clone()),
                 Some(written.version as i64),

@@ -162,6 +162,26 @@ pub async fn authorize(
     }
 }
 
+/// Whether `caller` may create a table in `catalog.schema`: the catalog is writable from the
+/// caller's workspace and the caller holds CREATE_TABLE on the schema. Returns the schema.
+pub async fn authorize_create_table(
+    store: &dyn MetaStore,
+    caller: &Caller,
+    catalog: &str,
+    schema: &str,
+) -> Result<SchemaInfo> {
+    reach_catalog(store, caller, catalog, true).await?;
+    let schema = store.get_schema(catalog, schema).await?;
+    authorize(
+        store,
+        caller,
+        &Securable::schema(&schema),
+        Privilege::CreateTable,
+    )
+    .await?;
+    Ok(schema)
+}
+
 /// The table `full_name` names, once `caller` holds `privilege` on it (and may reach its
 /// catalog, for writing when the privilege writes).
 pub async fn table_for(

@@ -25,7 +25,7 @@ use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
 use url::Url;
 
-use crate::access::{Securable, authorize, reach_catalog};
+use crate::access::{Securable, authorize, authorize_create_table, reach_catalog};
 use crate::catalog::{ManagedTable, location_of};
 use crate::lineage;
 use crate::tables::{At, Lake, WriteMode, open, parse_timestamp};
@@ -254,14 +254,7 @@ impl Lake {
                 (table, false)
             }
             Err(err) if err.code == ErrorCode::ResourceDoesNotExist => {
-                let schema = store.get_schema(&catalog_name, &schema_name).await?;
-                authorize(
-                    store,
-                    caller,
-                    &Securable::schema(&schema),
-                    Privilege::CreateTable,
-                )
-                .await?;
+                authorize_create_table(store, caller, &catalog_name, &schema_name).await?;
                 let columns = match &spec.columns {
                     Some(columns) => columns.clone(),
                     None => {

@@ -41,7 +41,7 @@ use tarn_core::lineage::{NewLineage, Node, SourceRead};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
 
-use crate::access::{Securable, authorize, reach_catalog, require_owner};
+use crate::access::{Securable, authorize, authorize_create_table, reach_catalog, require_owner};
 use crate::catalog::{ManagedTable, location_of, new_table_id};
 use crate::columns::columns_of_arrow;
 use crate::lineage;
@@ -840,14 +840,7 @@ impl Lake {
             Err(err) if err.code == ErrorCode::ResourceDoesNotExist => {}
             Err(err) => return Err(err),
         }
-        let schema = store.get_schema(&table.catalog, &table.schema).await?;
-        authorize(
-            store,
-            caller,
-            &Securable::schema(&schema),
-            Privilege::CreateTable,
-        )
-        .await?;
+        authorize_create_table(store, caller, &table.catalog, &table.schema).await?;
         let table_id = new_table_id();
         let location =
             self.managed_location(&table.catalog, &table.schema, &table.name, &table_id)?;
@@ -890,14 +883,7 @@ impl Lake {
         or_replace: bool,
     ) -> Result<(SqlOutput, Option<Produced>)> {
         let full_name = format!("{catalog}.{schema}.{name}");
-        let schema_info = store.get_schema(catalog, schema).await?;
-        authorize(
-            store,
-            caller,
-            &Securable::schema(&schema_info),
-            Privilege::CreateTable,
-        )
-        .await?;
+        authorize_create_table(store, caller, catalog, schema).await?;
         match store.get_table(catalog, schema, name).await {
             Ok(existing) if or_replace && existing.table_type == TableType::View => {
                 require_owner(store, caller, &Securable::table(&existing)).await?;

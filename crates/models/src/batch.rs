@@ -15,9 +15,10 @@ use arrow_schema::DataType;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::tract_ndarray::ArrayD;
 
+use crate::error::ModelError;
 use crate::mlmodel::Schema;
+use crate::model::Model;
 use crate::onnx::{ElementType, TensorSpec};
-use crate::{Model, ModelError};
 
 fn bad(message: impl Into<String>) -> ModelError {
     ModelError::BadInput(message.into())

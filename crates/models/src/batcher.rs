@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tract_onnx::prelude::*;
 
+use crate::error::ModelError;
+use crate::model::Model;
 use crate::payload::{Predictions, Prepared};
-use crate::{Model, ModelError};
 
 #[derive(Debug, Clone)]
 pub struct BatcherOptions {

@@ -129,7 +129,8 @@ impl LinearModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Invocation, Model};
+    use crate::model::Model;
+    use crate::payload::Invocation;
 
     #[test]
     fn an_exported_linear_model_scores_its_formula() {

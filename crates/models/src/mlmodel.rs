@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::ModelError;
+use crate::error::ModelError;
 
 /// What tarn reads of an `MLmodel` file.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,7 +207,7 @@ impl MlModel {
             .get("data")
             .and_then(|d| d.as_str())
             .unwrap_or("model.onnx");
-        crate::safe_relative_path(data)?;
+        crate::error::safe_relative_path(data)?;
         Ok(data.to_string())
     }
 }

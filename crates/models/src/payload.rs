@@ -11,9 +11,10 @@ use serde_json::{Map, Value};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::tract_ndarray::{ArrayD, IxDyn};
 
+use crate::error::ModelError;
 use crate::mlmodel::{ColumnSpec, ColumnType, Schema};
+use crate::model::Model;
 use crate::onnx::{ElementType, TensorSpec};
-use crate::{Model, ModelError};
 
 const INPUT_FIELDS: [&str; 4] = [
     "dataframe_split",
@@ -289,6 +290,26 @@ pub struct Prepared {
 }
 
 impl Model {
+    /// Scores a request in one run on the calling thread: its `{"predictions": ...}` body.
+    pub fn predict(&self, invocation: &Invocation, max_rows: usize) -> Result<Vec<u8>, ModelError> {
+        use tract_onnx::prelude::IntoTValue;
+        let prepared = self.prepare(invocation, max_rows)?;
+        let outputs = self.onnx.run(
+            prepared
+                .feeds
+                .into_iter()
+                .map(IntoTValue::into_tvalue)
+                .collect(),
+        )?;
+        Predictions {
+            names: self.onnx.outputs(),
+            outputs: &outputs,
+            range: 0..prepared.rows,
+            records: prepared.records,
+        }
+        .to_json()
+    }
+
     /// Checks a request against the signature and the ONNX inputs and builds the input tensors.
     pub fn prepare(
         &self,

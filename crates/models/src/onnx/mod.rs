@@ -17,7 +17,7 @@ use tract_onnx::pb::{GraphProto, ModelProto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::{DimLike, TDim, format_err};
 
-use crate::ModelError;
+use crate::error::ModelError;
 
 /// The element type of a model input or output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,7 +343,7 @@ fn inline_external_data(
                 .transpose()
         };
         let (offset, length) = (number("offset")?.unwrap_or(0), number("length")?);
-        crate::safe_relative_path(&location)?;
+        crate::error::safe_relative_path(&location)?;
         if !files.contains_key(&location) {
             let bytes = read_file(&location)?;
             files.insert(location.clone(), bytes);

@@ -370,15 +370,7 @@ async fn create_table(
         (None, Some(_)) => TableType::External,
         (None, None) => TableType::Managed,
     };
-    reach_catalog(state.store.as_ref(), &ctx, &catalog, true).await?;
-    let schema_info = state.store.get_schema(&catalog, &schema).await?;
-    authorize(
-        &state,
-        &ctx,
-        &Securable::schema(&schema_info),
-        Privilege::CreateTable,
-    )
-    .await?;
+    access::authorize_create_table(state.store.as_ref(), &ctx, &catalog, &schema).await?;
     let table = match table_type {
         TableType::Managed => {
             if req.storage_location.is_some() {

@@ -12,8 +12,8 @@ use tarn_core::Error;
 use tarn_core::auth::{ObjectType, PermissionLevel};
 use tarn_core::caller::Caller;
 use tarn_core::entities::KeyValue;
-use tarn_core::features::{TRAINING_SET_TAG, TrainingSet};
-use tarn_core::lineage::{NewLineage, Node, SourceRead};
+use tarn_core::features::{TRAINING_SET_TAG, TableVersion, TrainingSet};
+use tarn_core::lineage::{NewLineage, Node};
 use tarn_core::registry::{
     self, MAX_MODEL_VERSIONS_PER_PAGE, MAX_REGISTERED_MODELS_PER_PAGE, ModelVersion,
     NewModelVersion, RegisteredModel, Stage,
@@ -613,14 +613,7 @@ async fn record_features_of_version(
     version: &ModelVersion,
     set: &TrainingSet,
 ) {
-    let sources = set
-        .tables_read
-        .iter()
-        .map(|t| SourceRead {
-            node: Node::table(t.name.clone()),
-            version: Some(t.version as i64),
-        })
-        .collect();
+    let sources = TableVersion::lineage_sources(&set.tables_read);
     let write = NewLineage::new(
         Node::model_version(&ctx.workspace, &version.name, version.version),
         Some(version.version),
