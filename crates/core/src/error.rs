@@ -80,6 +80,16 @@ pub struct Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether the error says only that the caller cannot see the object (refused, or not
+    /// there): a listing leaves such an object out, where any other error (a storage
+    /// failure) must reach the caller rather than shorten the list.
+    pub fn hides_object(&self) -> bool {
+        matches!(
+            self.code,
+            ErrorCode::PermissionDenied | ErrorCode::ResourceDoesNotExist
+        )
+    }
+
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,

@@ -269,11 +269,10 @@ pub async fn search(
 ) -> Result<(Vec<(FeatureTable, TableInfo)>, Option<u64>)> {
     let mut catalogs = Vec::new();
     for workspace in store.list_workspaces().await? {
-        if tarn_lake::access::reach_catalog(store, caller, &workspace, false)
-            .await
-            .is_ok()
-        {
-            catalogs.push(workspace);
+        match tarn_lake::access::reach_catalog(store, caller, &workspace, false).await {
+            Ok(()) => catalogs.push(workspace),
+            Err(err) if err.hides_object() => {}
+            Err(err) => return Err(err),
         }
     }
     let page = store

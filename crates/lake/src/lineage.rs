@@ -167,9 +167,11 @@ impl Walk<'_> {
                     Privilege::Select,
                 )
                 .await;
-                Ok(readable
-                    .is_ok()
-                    .then(|| Some(table.table_type.as_str().to_string())))
+                match readable {
+                    Ok(()) => Ok(Some(Some(table.table_type.as_str().to_string()))),
+                    Err(err) if err.hides_object() => Ok(None),
+                    Err(err) => Err(err),
+                }
             }
             Err(err) if err.code == ErrorCode::ResourceDoesNotExist => {
                 Ok(self.caller.principal.is_admin.then_some(None))

@@ -120,17 +120,16 @@ pub async fn create(
     validate_endpoint_name(&args.name)?;
     let config = args.config.normalized(&ctx.workspace, &args.name)?;
     check_models(&state, &ctx, &config).await?;
-    if state
-        .store
-        .get_endpoint(&ctx.workspace, &args.name)
-        .await
-        .is_ok()
-    {
-        return Err(Error::already_exists(format!(
-            "Serving endpoint '{}' already exists.",
-            args.name
-        ))
-        .into());
+    match state.store.get_endpoint(&ctx.workspace, &args.name).await {
+        Ok(_) => {
+            return Err(Error::already_exists(format!(
+                "Serving endpoint '{}' already exists.",
+                args.name
+            ))
+            .into());
+        }
+        Err(err) if err.code == ErrorCode::ResourceDoesNotExist => {}
+        Err(err) => return Err(err.into()),
     }
     let now = tarn_core::ids::now_millis();
     let endpoint = ServingEndpoint {
@@ -168,8 +167,10 @@ pub async fn list(State(state): State<AppState>, ctx: Caller) -> JsonResult {
             PermissionLevel::CanView,
         )
         .await;
-        if allowed.is_ok() {
-            visible.push(endpoint_json(&state, &endpoint));
+        match allowed {
+            Ok(()) => visible.push(endpoint_json(&state, &endpoint)),
+            Err(err) if err.hides_object() => {}
+            Err(err) => return Err(err.into()),
         }
     }
     Ok(Json(json!({ "endpoints": visible })))

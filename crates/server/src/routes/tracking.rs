@@ -762,10 +762,8 @@ pub async fn search_runs(
     for id in &req.experiment_ids {
         match experiment_access(&state, &ctx, id, PermissionLevel::CanRead).await {
             Ok(id) => experiment_ids.push(id),
-            Err(err) if err.0.code == tarn_core::ErrorCode::InvalidParameterValue => {
-                return Err(err);
-            }
-            Err(_) => {}
+            Err(err) if err.0.hides_object() => {}
+            Err(err) => return Err(err),
         }
     }
     let query = SearchRuns {

@@ -217,6 +217,32 @@ pub(super) fn push_key_value_condition(
     Ok(())
 }
 
+/// A JSON column decoded; text that does not decode is an error, never a silent default.
+pub(super) fn decode_json<T: serde::de::DeserializeOwned>(
+    row: &db::DbRow,
+    column: &str,
+) -> std::result::Result<T, sqlx::Error> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|err| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: Box::new(err),
+    })
+}
+
+/// A text column read through `parse`. A value it does not know (a damaged row, or one a newer
+/// tarn wrote) is an error, never a silent default.
+pub(super) fn decode_with<T>(
+    row: &db::DbRow,
+    column: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> std::result::Result<T, sqlx::Error> {
+    let text: String = row.try_get(column)?;
+    parse(&text).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: format!("unknown stored value {text:?}").into(),
+    })
+}
+
 pub(super) fn row_experiment(row: &db::DbRow) -> std::result::Result<Experiment, sqlx::Error> {
     Ok(Experiment {
         experiment_id: row.try_get::<i64, _>("experiment_id")?.to_string(),
@@ -238,8 +264,7 @@ pub(super) fn row_run_info(row: &db::DbRow) -> std::result::Result<RunInfo, sqlx
         run_name: row.try_get("name")?,
         experiment_id: row.try_get::<i64, _>("experiment_id")?.to_string(),
         user_id: row.try_get("user_id")?,
-        status: RunStatus::parse(&row.try_get::<String, _>("status")?)
-            .unwrap_or(RunStatus::Running),
+        status: decode_with(row, "status", RunStatus::parse)?,
         start_time: row.try_get("start_time")?,
         end_time: row.try_get("end_time")?,
         artifact_uri: row.try_get("artifact_uri")?,
@@ -269,8 +294,7 @@ pub(super) fn row_principal(row: &db::DbRow) -> std::result::Result<PrincipalRec
     Ok(PrincipalRecord {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
-        kind: PrincipalKind::parse(&row.try_get::<String, _>("kind")?)
-            .unwrap_or(PrincipalKind::User),
+        kind: decode_with(row, "kind", PrincipalKind::parse)?,
         is_admin: row.try_get("is_admin")?,
         active: row.try_get("active")?,
         created_at: row.try_get("created_at")?,
@@ -481,9 +505,8 @@ impl Store {
         {
             let run_id: String = row.try_get("run_uuid").map_err(db_error)?;
             if let Some(&i) = index.get(&run_id) {
-                let tags_json: String = row.try_get("tags_json").map_err(db_error)?;
                 runs[i].inputs.dataset_inputs.push(DatasetInput {
-                    tags: serde_json::from_str(&tags_json).unwrap_or_default(),
+                    tags: decode_json(&row, "tags_json").map_err(db_error)?,
                     dataset: Dataset {
                         name: row.try_get("name").map_err(db_error)?,
                         digest: row.try_get("digest").map_err(db_error)?,
@@ -591,7 +614,7 @@ impl Store {
             .map_err(db_error)?;
         let mut models = Vec::with_capacity(rows.len());
         for row in rows {
-            let status: String = row.try_get("status").map_err(db_error)?;
+            let status = decode_with(&row, "status", LoggedModelStatus::parse).map_err(db_error)?;
             models.push(LoggedModel {
                 info: LoggedModelInfo {
                     model_id: row.try_get("model_id").map_err(db_error)?,
@@ -607,8 +630,7 @@ impl Store {
                         .try_get("last_updated_timestamp_ms")
                         .map_err(db_error)?,
                     artifact_uri: row.try_get("artifact_location").map_err(db_error)?,
-                    status: LoggedModelStatus::parse(&status)
-                        .unwrap_or(LoggedModelStatus::LoggedModelStatusUnspecified),
+                    status,
                     creator_id: row
                         .try_get::<String, _>("creator_id")
                         .map_err(db_error)?

@@ -29,17 +29,6 @@ pub(super) fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::internal(format!("cannot encode: {e}")))
 }
 
-pub(super) fn decode_json<T: serde::de::DeserializeOwned>(
-    row: &db::DbRow,
-    column: &str,
-) -> std::result::Result<T, sqlx::Error> {
-    let text: String = row.try_get(column)?;
-    serde_json::from_str(&text).map_err(|err| sqlx::Error::ColumnDecode {
-        index: column.to_string(),
-        source: Box::new(err),
-    })
-}
-
 pub(super) fn row_schema(row: &db::DbRow) -> std::result::Result<SchemaInfo, sqlx::Error> {
     let catalog: String = row.try_get("workspace")?;
     let name: String = row.try_get("name")?;
@@ -62,14 +51,13 @@ pub(super) fn row_table(row: &db::DbRow) -> std::result::Result<TableInfo, sqlx:
     let catalog: String = row.try_get("workspace")?;
     let schema: String = row.try_get("schema_name")?;
     let name: String = row.try_get("name")?;
-    let table_type: String = row.try_get("table_type")?;
     Ok(TableInfo {
         table_id: row.try_get("id")?,
         full_name: format!("{catalog}.{schema}.{name}"),
         catalog_name: catalog,
         schema_name: schema,
         name,
-        table_type: TableType::parse(&table_type).unwrap_or(TableType::External),
+        table_type: decode_with(row, "table_type", |v| TableType::parse(v).ok())?,
         data_source_format: row.try_get("data_source_format")?,
         columns: decode_json(row, "columns")?,
         storage_location: row

@@ -72,7 +72,6 @@ pub(super) fn row_registered_model(
 }
 
 pub(super) fn row_model_version(row: &db::DbRow) -> std::result::Result<ModelVersion, sqlx::Error> {
-    let stage: String = row.try_get("current_stage")?;
     let status: String = row.try_get("status")?;
     Ok(ModelVersion {
         name: row.try_get("model_name")?,
@@ -80,7 +79,7 @@ pub(super) fn row_model_version(row: &db::DbRow) -> std::result::Result<ModelVer
         creation_timestamp: row.try_get("creation_timestamp")?,
         last_updated_timestamp: row.try_get("last_updated_timestamp")?,
         user_id: row.try_get("user_id")?,
-        current_stage: Stage::parse(&stage).unwrap_or(Stage::None),
+        current_stage: decode_with(row, "current_stage", |v| Stage::parse(v).ok())?,
         description: row.try_get("description")?,
         source: row.try_get("source")?,
         run_id: row.try_get("run_id")?,
@@ -118,7 +117,6 @@ where
 }
 
 pub(super) fn row_event(row: &db::DbRow) -> std::result::Result<Event, sqlx::Error> {
-    let data: String = row.try_get("data")?;
     Ok(Event {
         id: row.try_get("id")?,
         workspace: row.try_get("workspace")?,
@@ -127,7 +125,7 @@ pub(super) fn row_event(row: &db::DbRow) -> std::result::Result<Event, sqlx::Err
         entity: row.try_get("entity")?,
         action: row.try_get("action")?,
         object: row.try_get("object")?,
-        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+        data: decode_json(row, "data")?,
     })
 }
 
@@ -417,13 +415,19 @@ pub(super) async fn apply_transition(
 pub(super) fn row_activity(row: &db::DbRow) -> std::result::Result<Activity, sqlx::Error> {
     let stage = |column: &str| -> std::result::Result<Option<Stage>, sqlx::Error> {
         let value: Option<String> = row.try_get(column)?;
-        Ok(value.and_then(|v| Stage::parse(&v).ok()))
+        value
+            .map(|v| {
+                Stage::parse(&v).map_err(|_| sqlx::Error::ColumnDecode {
+                    index: column.to_string(),
+                    source: format!("unknown stored value {v:?}").into(),
+                })
+            })
+            .transpose()
     };
-    let activity_type: String = row.try_get("activity_type")?;
     let status: Option<String> = row.try_get("request_status")?;
     Ok(Activity {
         id: row.try_get("id")?,
-        activity_type: ActivityType::parse(&activity_type).unwrap_or(ActivityType::NewComment),
+        activity_type: decode_with(row, "activity_type", ActivityType::parse)?,
         from_stage: stage("from_stage")?,
         to_stage: stage("to_stage")?,
         user_id: row.try_get("user_id")?,

@@ -7,13 +7,14 @@ use super::*;
 pub(super) const WEBHOOK_CONSUMER: &str = "webhooks";
 
 pub(super) fn row_webhook(row: &db::DbRow) -> std::result::Result<Webhook, sqlx::Error> {
-    let events: String = row.try_get("events")?;
-    let status: String = row.try_get("status")?;
-    let flavor: String = row.try_get("flavor")?;
     Ok(Webhook {
         id: row.try_get("id")?,
         workspace: row.try_get("workspace")?,
-        flavor: Flavor::parse(&flavor),
+        flavor: decode_with(row, "flavor", |v| {
+            [Flavor::Mlflow, Flavor::Databricks]
+                .into_iter()
+                .find(|f| f.as_str() == v)
+        })?,
         name: row.try_get("name")?,
         description: row.try_get("description")?,
         url: row.try_get("url")?,
@@ -21,8 +22,8 @@ pub(super) fn row_webhook(row: &db::DbRow) -> std::result::Result<Webhook, sqlx:
         authorization: row.try_get("authorization_header")?,
         enable_ssl_verification: row.try_get("enable_ssl_verification")?,
         model_name: row.try_get("model_name")?,
-        events: serde_json::from_str(&events).unwrap_or_default(),
-        status: WebhookStatus::parse(&status).unwrap_or(WebhookStatus::Disabled),
+        events: decode_json(row, "events")?,
+        status: decode_with(row, "status", |v| WebhookStatus::parse(v).ok())?,
         creation_timestamp: row.try_get("creation_timestamp")?,
         last_updated_timestamp: row.try_get("last_updated_timestamp")?,
     })

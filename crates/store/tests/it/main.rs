@@ -311,3 +311,62 @@ async fn postgres_delivers_an_event_committed_after_a_later_one() {
         vec!["held", "later"]
     );
 }
+
+/// Runs SQL on a backend's database behind the store's back, as damage (or a newer tarn) would.
+async fn alter_behind_the_store(backend: &Backend, sql: &str) {
+    if let Some(path) = backend.url.strip_prefix("sqlite://") {
+        let connection = rusqlite::Connection::open(path).expect("open");
+        connection.execute_batch(sql).expect("sql");
+    } else {
+        let pool = sqlx::PgPool::connect(&backend.url).await.expect("connect");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&pool)
+            .await
+            .expect("sql");
+    }
+}
+
+/// A stored value tarn cannot decode is an error naming its column, on both backends; it is
+/// never read as a default (a webhook that reads as disabled, an event without data).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_stored_values_are_errors() {
+    for backend in [sqlite().await, postgres().await] {
+        let store = backend.store.clone();
+        store.ensure_workspace("dev").await.expect("dev");
+        let owner = store
+            .create_principal("owner", tarn_core::auth::PrincipalKind::User, false, None)
+            .await
+            .expect("owner");
+        let actor = tarn_core::registry::Actor::from(&tarn_core::auth::Principal {
+            id: owner.id,
+            name: owner.name,
+            kind: owner.kind,
+            is_admin: false,
+            group_ids: Vec::new(),
+        });
+        registry::model_created_hook(&store, &actor).await;
+        alter_behind_the_store(
+            &backend,
+            "UPDATE webhooks SET status = 'SOMETIMES' WHERE id = 'every-model'",
+        )
+        .await;
+        let err = store
+            .get_webhook("dev", "every-model")
+            .await
+            .expect_err("an unknown status");
+        assert_eq!(err.code, tarn_core::ErrorCode::InternalError);
+        assert!(err.message.contains("status"), "{}", err.message);
+
+        alter_behind_the_store(&backend, "UPDATE events SET data = 'not json'").await;
+        let err = store
+            .events(&tarn_core::events::EventQuery {
+                workspace: Some("dev".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect_err("event data that is not JSON");
+        assert_eq!(err.code, tarn_core::ErrorCode::InternalError);
+        assert!(err.message.contains("data"), "{}", err.message);
+    }
+}
