@@ -341,6 +341,41 @@ pub(super) fn limit_offset(builder: &mut Builder, max_results: u64, offset: u64)
     builder.push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
 }
 
+/// How a row becomes a value.
+pub(super) type Decode<T> = fn(&db::DbRow) -> std::result::Result<T, sqlx::Error>;
+
+impl Store {
+    /// Runs a built read on the reader pool and decodes every row.
+    pub(super) async fn read_all<T>(
+        &self,
+        builder: &mut Builder,
+        decode: Decode<T>,
+    ) -> Result<Vec<T>> {
+        builder
+            .build()
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(decode)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(db_error)
+    }
+
+    /// One page of a built read: one row more than asked tells whether another page follows.
+    pub(super) async fn read_page<T>(
+        &self,
+        builder: &mut Builder,
+        decode: Decode<T>,
+        max_results: u64,
+        offset: u64,
+    ) -> Result<Page<T>> {
+        limit_offset(builder, max_results, offset);
+        let items = self.read_all(builder, decode).await?;
+        Ok(into_page(items, offset, max_results))
+    }
+}
+
 impl Store {
     /// Key-value rows (params, tags) of several owners, grouped by owner and sorted by key.
     /// `table` and `owner_column` are fixed names chosen by the caller.

@@ -124,15 +124,7 @@ pub(super) async fn schema_id_in_tx(tx: &mut Tx<'_>, catalog: &str, name: &str) 
 
 impl Store {
     pub(super) async fn fetch_tables(&self, builder: &mut Builder) -> Result<Vec<TableInfo>> {
-        builder
-            .build()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)?
-            .iter()
-            .map(row_table)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_error)
+        self.read_all(builder, row_table).await
     }
 
     pub(super) async fn table_in_tx(
@@ -229,17 +221,8 @@ impl CatalogStore for Store {
         let mut builder = Builder::new("SELECT * FROM catalog_schemas WHERE workspace = ");
         builder.push_bind(catalog.to_string());
         builder.push(" ORDER BY name");
-        limit_offset(&mut builder, max_results, offset);
-        let schemas = builder
-            .build()
-            .fetch_all(&self.read)
+        self.read_page(&mut builder, row_schema, max_results, offset)
             .await
-            .map_err(db_error)?
-            .iter()
-            .map(row_schema)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_error)?;
-        Ok(into_page(schemas, offset, max_results))
     }
 
     async fn update_schema(
@@ -454,9 +437,8 @@ impl CatalogStore for Store {
         builder.push(" AND s.name = ");
         builder.push_bind(schema.to_string());
         builder.push(" ORDER BY t.name");
-        limit_offset(&mut builder, max_results, offset);
-        let tables = self.fetch_tables(&mut builder).await?;
-        Ok(into_page(tables, offset, max_results))
+        self.read_page(&mut builder, row_table, max_results, offset)
+            .await
     }
 
     async fn set_table_columns(

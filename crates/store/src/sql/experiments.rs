@@ -165,18 +165,14 @@ impl ExperimentStore for Store {
             ));
         }
         builder.push("e.creation_time DESC, e.experiment_id ASC");
-        limit_offset(&mut builder, query.max_results, query.offset);
-        let rows = builder
-            .build()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)?;
-        let experiments = rows
-            .iter()
-            .map(row_experiment)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_error)?;
-        let page = into_page(experiments, query.offset, query.max_results);
+        let page = self
+            .read_page(
+                &mut builder,
+                row_experiment,
+                query.max_results,
+                query.offset,
+            )
+            .await?;
         Ok(Page {
             items: self.with_experiment_tags(workspace, page.items).await?,
             next_offset: page.next_offset,

@@ -158,18 +158,8 @@ impl FeatureStore for Store {
             builder.push(" ESCAPE '\\')");
         }
         builder.push(" ORDER BY s.workspace, s.name, t.name");
-        limit_offset(&mut builder, max_results, offset);
-        let rows = builder
-            .build()
-            .fetch_all(&self.read)
+        self.read_page(&mut builder, row_feature_table, max_results, offset)
             .await
-            .map_err(db_error)?;
-        let items = rows
-            .iter()
-            .map(row_feature_table)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_error)?;
-        Ok(into_page(items, offset, max_results))
     }
 
     async fn record_training_set(&self, set: &TrainingSet) -> Result<()> {

@@ -575,15 +575,7 @@ pub(super) fn order_direction(order: &OrderBy) -> &'static str {
 
 impl Store {
     pub(super) async fn fetch_activities(&self, builder: &mut Builder) -> Result<Vec<Activity>> {
-        let rows = builder
-            .build()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)?;
-        rows.iter()
-            .map(row_activity)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_error)
+        self.read_all(builder, row_activity).await
     }
 
     pub(super) async fn activity_by_id(&self, workspace: &str, id: i64) -> Result<Activity> {
@@ -628,15 +620,7 @@ impl Store {
     }
 
     pub(super) async fn fetch_versions(&self, builder: &mut Builder) -> Result<Vec<ModelVersion>> {
-        let rows = builder
-            .build()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)?;
-        rows.iter()
-            .map(row_model_version)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_error)
+        self.read_all(builder, row_model_version).await
     }
 
     /// Adds tags, aliases and the latest version per stage to models.
@@ -995,18 +979,14 @@ impl RegistryStore for Store {
             builder.push(format!("{column} {}, ", order_direction(order)));
         }
         builder.push(format!("rm.name{} ASC", collate()));
-        limit_offset(&mut builder, query.max_results, query.offset);
-        let rows = builder
-            .build()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)?;
-        let models = rows
-            .iter()
-            .map(row_registered_model)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_error)?;
-        let page = into_page(models, query.offset, query.max_results);
+        let page = self
+            .read_page(
+                &mut builder,
+                row_registered_model,
+                query.max_results,
+                query.offset,
+            )
+            .await?;
         Ok(Page {
             items: self.complete_models(page.items).await?,
             next_offset: page.next_offset,
@@ -1898,15 +1878,7 @@ impl RegistryStore for Store {
         }
         builder.push(" ORDER BY id LIMIT ");
         builder.push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
-        let rows = builder
-            .build()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)?;
-        rows.iter()
-            .map(row_event)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_error)
+        self.read_all(&mut builder, row_event).await
     }
 
     async fn version_storage_locations(&self, model_id: &str) -> Result<Vec<String>> {

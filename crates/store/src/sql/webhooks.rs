@@ -137,18 +137,8 @@ impl WebhookStore for Store {
             builder.push_bind(model.to_string());
         }
         builder.push(" ORDER BY creation_timestamp DESC, id");
-        limit_offset(&mut builder, max_results, offset);
-        let rows = builder
-            .build()
-            .fetch_all(&self.read)
+        self.read_page(&mut builder, row_webhook, max_results, offset)
             .await
-            .map_err(db_error)?;
-        let webhooks = rows
-            .iter()
-            .map(row_webhook)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_error)?;
-        Ok(into_page(webhooks, offset, max_results))
     }
 
     async fn update_webhook(&self, webhook: &Webhook, actor: &Actor) -> Result<()> {
@@ -380,15 +370,7 @@ impl WebhookStore for Store {
         }
         builder.push(" ORDER BY d.id DESC LIMIT ");
         builder.push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
-        let rows = builder
-            .build()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)?;
-        rows.iter()
-            .map(row_delivery)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_error)
+        self.read_all(&mut builder, row_delivery).await
     }
 }
 
