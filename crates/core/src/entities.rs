@@ -33,12 +33,10 @@ impl LifecycleStage {
             Self::Deleted => "deleted",
         }
     }
-    pub fn parse(value: &str) -> Self {
-        if value == "deleted" {
-            Self::Deleted
-        } else {
-            Self::Active
-        }
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Active, Self::Deleted]
+            .into_iter()
+            .find(|stage| stage.as_str() == value)
     }
 }
 

@@ -102,12 +102,14 @@ impl VersionStatus {
             Self::Ready => "READY",
         }
     }
-    pub fn parse(value: &str) -> Self {
-        match value {
-            "PENDING_REGISTRATION" => Self::PendingRegistration,
-            "FAILED_REGISTRATION" => Self::FailedRegistration,
-            _ => Self::Ready,
-        }
+    pub fn parse(value: &str) -> Option<Self> {
+        [
+            Self::PendingRegistration,
+            Self::FailedRegistration,
+            Self::Ready,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == value)
     }
 }
 

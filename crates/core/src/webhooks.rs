@@ -24,12 +24,10 @@ impl Flavor {
             Self::Databricks => "databricks",
         }
     }
-    pub fn parse(value: &str) -> Self {
-        if value == "databricks" {
-            Self::Databricks
-        } else {
-            Self::Mlflow
-        }
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Mlflow, Self::Databricks]
+            .into_iter()
+            .find(|flavor| flavor.as_str() == value)
     }
 }
 

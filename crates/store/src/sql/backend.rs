@@ -248,7 +248,7 @@ pub(super) fn row_experiment(row: &db::DbRow) -> std::result::Result<Experiment,
         experiment_id: row.try_get::<i64, _>("experiment_id")?.to_string(),
         name: row.try_get("name")?,
         artifact_location: row.try_get("artifact_location")?,
-        lifecycle_stage: LifecycleStage::parse(&row.try_get::<String, _>("lifecycle_stage")?),
+        lifecycle_stage: decode_with(row, "lifecycle_stage", LifecycleStage::parse)?,
         last_update_time: row.try_get("last_update_time")?,
         creation_time: row.try_get("creation_time")?,
         tags: Vec::new(),
@@ -268,7 +268,7 @@ pub(super) fn row_run_info(row: &db::DbRow) -> std::result::Result<RunInfo, sqlx
         start_time: row.try_get("start_time")?,
         end_time: row.try_get("end_time")?,
         artifact_uri: row.try_get("artifact_uri")?,
-        lifecycle_stage: LifecycleStage::parse(&row.try_get::<String, _>("lifecycle_stage")?),
+        lifecycle_stage: decode_with(row, "lifecycle_stage", LifecycleStage::parse)?,
     })
 }
 

@@ -72,7 +72,6 @@ pub(super) fn row_registered_model(
 }
 
 pub(super) fn row_model_version(row: &db::DbRow) -> std::result::Result<ModelVersion, sqlx::Error> {
-    let status: String = row.try_get("status")?;
     Ok(ModelVersion {
         name: row.try_get("model_name")?,
         version: row.try_get("version")?,
@@ -83,7 +82,7 @@ pub(super) fn row_model_version(row: &db::DbRow) -> std::result::Result<ModelVer
         description: row.try_get("description")?,
         source: row.try_get("source")?,
         run_id: row.try_get("run_id")?,
-        status: VersionStatus::parse(&status),
+        status: decode_with(row, "status", VersionStatus::parse)?,
         status_message: row.try_get("status_message")?,
         tags: json_list::<(String, String)>(row, "tags_json")?
             .into_iter()

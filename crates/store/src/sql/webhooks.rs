@@ -10,11 +10,7 @@ pub(super) fn row_webhook(row: &db::DbRow) -> std::result::Result<Webhook, sqlx:
     Ok(Webhook {
         id: row.try_get("id")?,
         workspace: row.try_get("workspace")?,
-        flavor: decode_with(row, "flavor", |v| {
-            [Flavor::Mlflow, Flavor::Databricks]
-                .into_iter()
-                .find(|f| f.as_str() == v)
-        })?,
+        flavor: decode_with(row, "flavor", Flavor::parse)?,
         name: row.try_get("name")?,
         description: row.try_get("description")?,
         url: row.try_get("url")?,
