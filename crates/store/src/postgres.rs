@@ -7,7 +7,8 @@ use db::Row;
 const DIALECT: Dialect = Dialect::Postgres;
 
 // One body of SQL for both dialects: `sql/` is compiled once here and once in the other
-// backend, with this file's `db` and `DIALECT`.
+// backend, with this file's `db` and `DIALECT`. The list is written out in each backend, not
+// made by a macro, because rustfmt does not follow modules a macro declares.
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/backend.rs"]
 mod backend;

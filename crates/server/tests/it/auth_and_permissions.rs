@@ -348,4 +348,13 @@ async fn experiment_permission_levels() {
     assert_eq!(read(other.clone()).await, StatusCode::FORBIDDEN);
     // Admins pass every check.
     assert_eq!(read(ADMIN_TOKEN.to_string()).await, StatusCode::OK);
+    // An object type the permissions API does not have is no endpoint, and changes nothing.
+    for method in ["GET", "PUT", "PATCH"] {
+        let unknown = app
+            .call(method, &format!("/api/2.0/permissions/notebooks/{id}"), Some(&owner), json!({"access_control_list": [{"user_name": "other", "permission_level": "CAN_MANAGE"}]}))
+            .await;
+        assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{method}");
+        assert_eq!(unknown.json["error_code"], "ENDPOINT_NOT_FOUND", "{method}");
+    }
+    assert_eq!(read(other.clone()).await, StatusCode::FORBIDDEN);
 }
