@@ -131,7 +131,7 @@ def _wait_for(url, process, log_path):
 @pytest.fixture(scope="session")
 def server():
     started, stop = start_tarn(
-        extra_args=["--webhooks-allow-private"],
+        extra_args=["--webhooks-allow-private", "--table-watch-interval-ms", "200"],
         extra_env={"TARN_WEBHOOK_RETRY_BASE_MS": "100"},
         database_url=os.environ.get("TARN_TEST_DATABASE_URL"),
     )

@@ -11,7 +11,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import deltalake
 import mlflow
+import pyarrow as pa
 import pytest
 import requests
 from mlflow.exceptions import MlflowException
@@ -269,3 +271,47 @@ def test_pending_deliveries_survive_a_restart(receiver, tmp_path):
         assert all(d["status"] == "succeeded" and d["attempts"] >= 2 for d in log), log
     finally:
         stop_again()
+
+
+def test_table_commits_reach_webhooks_from_tarn_and_from_other_delta_writers(server, unique, receiver):
+    """A webhook on `table.committed` hears tarn's writes (with what they read) and the commits
+    the `deltalake` package makes straight to the table's storage, which tarn finds in the log."""
+    from test_lakehouse import UC, call, local_path, payments_table, write
+
+    schema = unique("commits").replace("-", "_")
+    assert call(server, "POST", f"{UC}/schemas", json={"name": schema, "catalog_name": "dev"}).status_code == 200
+    info = payments_table(server, schema)
+    full_name = info["full_name"]
+    hook = admin_api(
+        server, "POST", "mlflow/webhooks",
+        name=unique("tables"), url=f"{receiver.url}/tables",
+        events=[{"entity": "TABLE", "action": "COMMITTED"}], secret="table-secret",
+    )
+    assert hook.status_code == 200, hook.text
+
+    first = pa.table({"id": pa.array([1], pa.int64()), "amount": [10.0], "country": ["FR"]})
+    assert write(server, full_name, first).status_code == 200
+    deltalake.write_deltalake(
+        local_path(info),
+        pa.table({"id": pa.array([2], pa.int64()), "amount": [20.0], "country": ["DE"]}),
+        mode="append",
+        partition_by=["country"],
+    )
+
+    def commits(seen):
+        bodies = [json.loads(r["body"]) for r in seen if r["path"] == "/tables"]
+        return [b for b in bodies if b["data"]["full_name"] == full_name]
+
+    seen = commits(receiver.wait_for(lambda r: len(commits(r)) >= 2))
+    assert [(b["entity"], b["action"]) for b in seen] == [("table", "committed")] * 2
+    by_version = sorted((b["data"]["version"], b["data"]["outside"], b["data"]["operation"]) for b in seen)
+    assert by_version == [(1, False, "APPEND"), (2, True, "WRITE")], by_version
+    # Each commit once: a later scan of the log finds nothing new.
+    time.sleep(1)
+    with receiver.lock:
+        assert len(commits(receiver.received)) == 2
+    # The audit trail has both, with the other writer named.
+    trail = admin_api(server, "GET", "tarn/audit", entity="table", object=full_name).json()["events"]
+    committed = [e for e in trail if e["action"] == "committed"]
+    assert [e["data"]["outside"] for e in committed] == [False, True]
+    assert committed[1]["actor"].startswith("delta-rs"), committed[1]

@@ -345,6 +345,7 @@ async fn run() -> Result<()> {
                     PrincipalKind::ServicePrincipal,
                     false,
                     None,
+                    &local::cli_actor().name,
                 )
                 .await?;
                 println!("created service principal {} (id {})", sp.name, sp.id);
@@ -430,6 +431,7 @@ async fn users(store: &dyn MetaStore, command: UsersCommand) -> Result<()> {
                 PrincipalKind::User,
                 admin,
                 password.as_deref(),
+                &local::cli_actor().name,
             )
             .await?;
             println!(
@@ -442,12 +444,18 @@ async fn users(store: &dyn MetaStore, command: UsersCommand) -> Result<()> {
         UsersCommand::List => print_principals(&store.list_principals(None).await?),
         UsersCommand::SetPassword { name, password } => {
             store
-                .set_password_hash(&name, &tarn_identity::hash_password(&password)?)
+                .set_password_hash(
+                    &name,
+                    &tarn_identity::hash_password(&password)?,
+                    &local::cli_actor().name,
+                )
                 .await?;
             println!("password set for {name}");
         }
         UsersCommand::Deactivate { name } => {
-            store.set_active(&name, false).await?;
+            store
+                .set_active(&name, false, &local::cli_actor().name)
+                .await?;
             println!("deactivated {name}");
         }
     }
@@ -457,17 +465,27 @@ async fn users(store: &dyn MetaStore, command: UsersCommand) -> Result<()> {
 async fn groups(store: &dyn MetaStore, command: GroupsCommand) -> Result<()> {
     match command {
         GroupsCommand::Create { name } => {
-            let group =
-                tarn_identity::create_principal(store, &name, PrincipalKind::Group, false, None)
-                    .await?;
+            let group = tarn_identity::create_principal(
+                store,
+                &name,
+                PrincipalKind::Group,
+                false,
+                None,
+                &local::cli_actor().name,
+            )
+            .await?;
             println!("created group {} (id {})", group.name, group.id);
         }
         GroupsCommand::AddMember { group, member } => {
-            store.add_group_member(&group, &member).await?;
+            store
+                .add_group_member(&group, &member, &local::cli_actor().name)
+                .await?;
             println!("added {member} to {group}");
         }
         GroupsCommand::RemoveMember { group, member } => {
-            store.remove_group_member(&group, &member).await?;
+            store
+                .remove_group_member(&group, &member, &local::cli_actor().name)
+                .await?;
             println!("removed {member} from {group}");
         }
         GroupsCommand::Members { group } => print_principals(&store.group_members(&group).await?),
@@ -486,7 +504,9 @@ async fn workspaces(store: &dyn MetaStore, command: WorkspacesCommand) -> Result
             workspace,
             principal,
         } => {
-            store.add_workspace_member(&workspace, &principal).await?;
+            store
+                .add_workspace_member(&workspace, &principal, &local::cli_actor().name)
+                .await?;
             println!("{principal} is a member of {workspace}");
         }
         WorkspacesCommand::RemoveMember {
@@ -494,7 +514,7 @@ async fn workspaces(store: &dyn MetaStore, command: WorkspacesCommand) -> Result
             principal,
         } => {
             store
-                .remove_workspace_member(&workspace, &principal)
+                .remove_workspace_member(&workspace, &principal, &local::cli_actor().name)
                 .await?;
             println!("{principal} is no longer a member of {workspace}");
         }
@@ -512,8 +532,14 @@ async fn tokens(store: &dyn MetaStore, command: TokensCommand) -> Result<()> {
             lifetime_seconds,
             comment,
         } => {
-            let (info, secret) =
-                tarn_identity::issue_token(store, &principal, &comment, lifetime_seconds).await?;
+            let (info, secret) = tarn_identity::issue_token(
+                store,
+                &principal,
+                &comment,
+                lifetime_seconds,
+                &local::cli_actor().name,
+            )
+            .await?;
             eprintln!(
                 "token {} for {} (shown once):",
                 info.token_id, info.principal_name
@@ -536,7 +562,9 @@ async fn tokens(store: &dyn MetaStore, command: TokensCommand) -> Result<()> {
             }
         }
         TokensCommand::Revoke { token_id } => {
-            store.revoke_token(&token_id).await?;
+            store
+                .revoke_token(&token_id, &local::cli_actor().name)
+                .await?;
             println!("revoked {token_id}");
         }
     }

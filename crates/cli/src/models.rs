@@ -526,14 +526,15 @@ async fn print_events(store: &dyn MetaStore, query: EventQuery) -> Result<()> {
         "ID", "TIME (UTC)", "ACTOR", "ENTITY", "ACTION"
     );
     for event in store.events(&query).await? {
+        let stored = event.change.store()?;
         println!(
             "{:<6} {:<19} {:<14} {:<20} {:<12} {}",
             event.id,
             time(event.timestamp),
             event.actor,
-            event.entity,
-            event.action,
-            event.data
+            stored.entity,
+            stored.action,
+            stored.data
         );
     }
     Ok(())

@@ -189,6 +189,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         sql_timeout_seconds: 3600,
         serving_max_wait_us: 0,
         serving_threads: None,
+        table_watch_interval_ms: 5000,
     };
     let started = match crate::server::start_server(&server_args).await {
         Ok(started) => started,

@@ -87,6 +87,10 @@ pub struct ServerArgs {
     /// Scoring threads per served model version; default one per core.
     #[arg(long, env = "TARN_SERVING_THREADS")]
     pub serving_threads: Option<usize>,
+    /// How often tables' Delta logs are read for commits other writers made (Spark,
+    /// `deltalake`), which become `table.committed` events, in milliseconds.
+    #[arg(long, env = "TARN_TABLE_WATCH_INTERVAL_MS", default_value_t = 5000)]
+    pub table_watch_interval_ms: u64,
 }
 
 /// Opens the store, bootstraps it, binds and serves until Ctrl-C or SIGTERM.
@@ -137,6 +141,7 @@ pub async fn start_server(
             max_duration: std::time::Duration::from_secs(args.sql_timeout_seconds),
         },
         statements_folder: args.store.data_dir.join("statements"),
+        table_watch_every: std::time::Duration::from_millis(args.table_watch_interval_ms.max(10)),
     };
     let state = tarn_server::AppState::new(store, artifacts, lake, online, settings)?;
     Ok((state, listener, bootstrap))

@@ -187,7 +187,7 @@ async fn record_write(
         operation,
         cli_actor().name,
     );
-    tarn_lake::lineage::record(store, write.reading(reads)).await;
+    store.record_committed_write(&write.reading(reads)).await;
 }
 
 /// A table of the catalog and where its data is.

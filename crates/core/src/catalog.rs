@@ -299,6 +299,28 @@ pub struct PermissionsChange {
     pub remove: Vec<Privilege>,
 }
 
+/// A table whose Delta log the commit watcher follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchedTable {
+    pub table_id: String,
+    pub full_name: String,
+    pub storage_location: String,
+    /// The last version of the log accounted for; none before the first scan.
+    pub watched_version: Option<i64>,
+}
+
+/// A commit another Delta writer made to a table, as the table's log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutsideCommit {
+    pub version: i64,
+    /// `WRITE`, `MERGE`, `DELETE`, ... (the commit's `operation`).
+    pub operation: String,
+    /// Who wrote it: the commit's `engineInfo` or `clientVersion`.
+    pub writer: String,
+    /// When, in milliseconds (the commit's `timestamp`).
+    pub timestamp: i64,
+}
+
 /// A file ingested into a table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestedFile {

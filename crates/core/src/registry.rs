@@ -1,7 +1,7 @@
 //! The model registry's entities in MLflow's wire shape, its stages and its input rules
 //! (`mlflow/utils/validation.py`, `model_version_stages.py`).
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::auth::{PermissionLevel, Principal};
 use crate::entities::KeyValue;
@@ -83,6 +83,13 @@ impl Stage {
 impl Serialize for Stage {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Stage {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(|err| serde::de::Error::custom(err.message))
     }
 }
 

@@ -11,7 +11,7 @@ use crate::entities::{
     DatasetInput, Experiment, KeyValue, LogBatch, LoggedModel, LoggedModelStatus, Metric,
     ModelOutput, NewLoggedModel, NewRun, Run, RunInfo, RunUpdate, ViewType,
 };
-use crate::events::{Event, EventQuery};
+use crate::events::{Change, Event, EventQuery};
 use crate::registry::{
     Activity, Actor, ModelVersion, NewModelVersion, RegisteredModel, RequestOutcome, Stage,
 };
@@ -228,6 +228,8 @@ pub struct PrincipalRecord {
 }
 
 #[async_trait]
+/// Principals and their credentials. Each change names the principal who made it (`actor`), for
+/// the event it records.
 pub trait IdentityStore: Send + Sync {
     /// Creates a user, service principal or group. `password_hash` only for users.
     async fn create_principal(
@@ -236,18 +238,19 @@ pub trait IdentityStore: Send + Sync {
         kind: PrincipalKind,
         is_admin: bool,
         password_hash: Option<&str>,
+        actor: &str,
     ) -> Result<PrincipalRecord>;
     async fn get_principal(&self, name: &str) -> Result<PrincipalRecord>;
     /// The principal with its groups, for work done on its behalf later (refreshes); refused
     /// (PERMISSION_DENIED) when it was deactivated.
     async fn active_principal(&self, name: &str) -> Result<Principal>;
     async fn list_principals(&self, kind: Option<PrincipalKind>) -> Result<Vec<PrincipalRecord>>;
-    async fn set_password_hash(&self, name: &str, password_hash: &str) -> Result<()>;
-    async fn set_active(&self, name: &str, active: bool) -> Result<()>;
+    async fn set_password_hash(&self, name: &str, password_hash: &str, actor: &str) -> Result<()>;
+    async fn set_active(&self, name: &str, active: bool, actor: &str) -> Result<()>;
     /// The stored password hash and the principal for basic auth; `None` when unknown or inactive.
     async fn password_login(&self, name: &str) -> Result<Option<(String, Principal)>>;
-    async fn add_group_member(&self, group: &str, member: &str) -> Result<()>;
-    async fn remove_group_member(&self, group: &str, member: &str) -> Result<()>;
+    async fn add_group_member(&self, group: &str, member: &str, actor: &str) -> Result<()>;
+    async fn remove_group_member(&self, group: &str, member: &str, actor: &str) -> Result<()>;
     async fn group_members(&self, group: &str) -> Result<Vec<PrincipalRecord>>;
     async fn create_token(
         &self,
@@ -256,23 +259,34 @@ pub trait IdentityStore: Send + Sync {
         token_hash: &str,
         comment: &str,
         expires_at: Option<i64>,
+        actor: &str,
     ) -> Result<TokenInfo>;
     /// The principal behind a token hash, if the token exists, is not revoked and not expired
     /// at `now`.
     async fn principal_for_token(&self, token_hash: &str, now: i64) -> Result<Option<Principal>>;
     async fn list_tokens(&self, principal_name: Option<&str>) -> Result<Vec<TokenInfo>>;
-    async fn revoke_token(&self, token_id: &str) -> Result<()>;
+    async fn revoke_token(&self, token_id: &str, actor: &str) -> Result<()>;
     async fn token_owner(&self, token_id: &str) -> Result<i64>;
 }
 
 #[async_trait]
 pub trait WorkspaceStore: Send + Sync {
     /// Creates the workspace if it does not exist; returns whether it was created.
-    async fn ensure_workspace(&self, name: &str) -> Result<bool>;
+    async fn ensure_workspace(&self, name: &str, actor: &str) -> Result<bool>;
     async fn list_workspaces(&self) -> Result<Vec<String>>;
     async fn workspace_exists(&self, name: &str) -> Result<bool>;
-    async fn add_workspace_member(&self, workspace: &str, principal_name: &str) -> Result<()>;
-    async fn remove_workspace_member(&self, workspace: &str, principal_name: &str) -> Result<()>;
+    async fn add_workspace_member(
+        &self,
+        workspace: &str,
+        principal_name: &str,
+        actor: &str,
+    ) -> Result<()>;
+    async fn remove_workspace_member(
+        &self,
+        workspace: &str,
+        principal_name: &str,
+        actor: &str,
+    ) -> Result<()>;
     async fn workspace_members(&self, workspace: &str) -> Result<Vec<PrincipalRecord>>;
     /// Whether any of the ids (a principal and its groups) is a member.
     async fn is_workspace_member(&self, workspace: &str, grantee_ids: &[i64]) -> Result<bool>;
@@ -518,18 +532,6 @@ pub trait RegistryStore: Send + Sync {
         name: &str,
         alias: &str,
     ) -> Result<ModelVersion>;
-    /// Events in order of id, for the audit API and the outbox's subscribers.
-    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>>;
-    /// Records a change made outside the metadata store (a publish to the online store).
-    async fn record_event(
-        &self,
-        workspace: &str,
-        actor: &Actor,
-        entity: &str,
-        action: &str,
-        object: &str,
-        data: serde_json::Value,
-    ) -> Result<()>;
 }
 
 /// One delivery of one event to one webhook, with what its last attempt got.
@@ -705,6 +707,18 @@ pub trait CatalogStore: Send + Sync {
     async fn ingested_files(&self, table_id: &str) -> Result<Vec<crate::catalog::IngestedFile>>;
     /// Records an ingested file; a file recorded already is refused.
     async fn record_ingested_file(&self, file: &crate::catalog::IngestedFile) -> Result<()>;
+    /// Tables with data (views have none), each with the last version of its log the commit
+    /// watcher has accounted for.
+    async fn watched_tables(&self) -> Result<Vec<crate::catalog::WatchedTable>>;
+    /// Records the commits other writers made to `table` since its watched version as
+    /// `table.committed` events and moves the watched version to `latest`, in one transaction.
+    /// False, recording nothing, when another watcher moved it first.
+    async fn record_outside_commits(
+        &self,
+        table: &crate::catalog::WatchedTable,
+        latest: i64,
+        commits: &[crate::catalog::OutsideCommit],
+    ) -> Result<bool>;
     /// The workspaces that may read `catalog` (besides its own).
     async fn catalog_bindings(&self, catalog: &str) -> Result<Vec<String>>;
     /// Lets `workspace` read `catalog`, or stops it.
@@ -722,6 +736,19 @@ pub trait CatalogStore: Send + Sync {
 pub trait LineageStore: Send + Sync {
     /// Records one write and its sources (one read per source); returns the write's id.
     async fn record_lineage(&self, write: &crate::lineage::NewLineage) -> Result<i64>;
+    /// Records a write whose data has committed. The data is in the table by then, so a
+    /// failure to record is logged rather than failing the write (a client would retry and
+    /// write twice).
+    async fn record_committed_write(&self, write: &crate::lineage::NewLineage) {
+        if let Err(err) = self.record_lineage(write).await {
+            tracing::error!(
+                target_name = %write.target.name,
+                operation = %write.operation,
+                error = %err.message,
+                "cannot record lineage"
+            );
+        }
+    }
     /// The edges into `node` (upstream) or out of it (downstream), one per neighbour.
     async fn lineage_edges(
         &self,
@@ -800,6 +827,15 @@ pub trait ServingStore: Send + Sync {
     async fn delete_endpoint(&self, workspace: &str, name: &str, actor: &Actor) -> Result<String>;
 }
 
+/// The event stream: the audit trail, and what webhooks, job triggers and alerts react to.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Events in order of id, for the audit API and the outbox's subscribers.
+    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>>;
+    /// Records a change made outside the metadata store (a publish to the online store).
+    async fn record_event(&self, workspace: &str, actor: &Actor, change: &Change) -> Result<()>;
+}
+
 /// The whole metadata store.
 pub trait MetaStore:
     ExperimentStore
@@ -814,6 +850,7 @@ pub trait MetaStore:
     + LineageStore
     + FeatureStore
     + ServingStore
+    + EventStore
 {
     /// `sqlite` or `postgresql`, as `server-info` reports it.
     fn backend_name(&self) -> &'static str;

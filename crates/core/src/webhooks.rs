@@ -4,10 +4,13 @@
 //! `X-Databricks-Signature`. This module maps events to each format's event names and
 //! payloads; delivery lives in the server.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::events::Event;
+use crate::events::{Change, CommentText, Event};
+use crate::registry::Stage;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,7 +87,8 @@ pub struct Webhook {
 }
 
 /// MLflow's entity/action pairs, plus tarn's extensions for what MLflow 3 does not emit
-/// (stage transitions, transition requests, comments, renames and deletions).
+/// (stage transitions, transition requests, comments, renames and deletions, and commits to
+/// tables, by tarn or by other Delta writers).
 pub const MLFLOW_EVENTS: &[&str] = &[
     "registered_model.created",
     "registered_model.updated",
@@ -105,6 +109,7 @@ pub const MLFLOW_EVENTS: &[&str] = &[
     "transition_request.rejected",
     "transition_request.cancelled",
     "comment.created",
+    "table.committed",
 ];
 
 pub const DATABRICKS_EVENTS: &[&str] = &[
@@ -156,62 +161,62 @@ pub fn validate_databricks_event(name: &str) -> Result<()> {
     }
 }
 
-fn text(data: &Value, key: &str) -> String {
-    data[key].as_str().unwrap_or_default().to_string()
-}
-
-/// The names under which `event` is announced in `flavor`; empty when that format has none.
-pub fn event_names(flavor: Flavor, event: &Event) -> Vec<String> {
-    let key = format!("{}.{}", event.entity, event.action);
-    match flavor {
-        Flavor::Mlflow => MLFLOW_EVENTS
-            .contains(&key.as_str())
-            .then_some(key)
-            .into_iter()
-            .collect(),
+/// The names under which `change` is announced in `flavor`; empty when that format has none.
+pub fn event_names(flavor: Flavor, change: &Change) -> Result<Vec<String>> {
+    Ok(match flavor {
+        Flavor::Mlflow => {
+            let stored = change.store()?;
+            let key = format!("{}.{}", stored.entity, stored.action);
+            if MLFLOW_EVENTS.contains(&key.as_str()) {
+                vec![key]
+            } else {
+                Vec::new()
+            }
+        }
         Flavor::Databricks => {
-            let stage = text(&event.data, "to_stage").to_ascii_uppercase();
-            let staged = matches!(stage.as_str(), "STAGING" | "PRODUCTION" | "ARCHIVED");
-            let names: Vec<String> = match key.as_str() {
-                "registered_model.created" => vec!["REGISTERED_MODEL_CREATED".into()],
-                "model_version.created" => vec!["MODEL_VERSION_CREATED".into()],
-                "model_version_tag.set" => vec!["MODEL_VERSION_TAG_SET".into()],
-                "comment.created" => vec!["COMMENT_CREATED".into()],
-                "model_version_stage.transitioned" => {
-                    let mut names = vec!["MODEL_VERSION_TRANSITIONED_STAGE".to_string()];
-                    if staged {
-                        names.push(format!("MODEL_VERSION_TRANSITIONED_TO_{stage}"));
-                    }
-                    names
+            // A move to Staging, Production or Archived is announced under its own name too.
+            let staged = |all: &str, stage: &Stage, named: &dyn Fn(&str) -> String| {
+                let mut names = vec![all.to_string()];
+                if *stage != Stage::None {
+                    names.push(named(&stage.as_str().to_ascii_uppercase()));
                 }
-                "transition_request.created" => {
-                    let mut names = vec!["TRANSITION_REQUEST_CREATED".to_string()];
-                    if staged {
-                        names.push(format!("TRANSITION_REQUEST_TO_{stage}_CREATED"));
-                    }
-                    names
+                names
+            };
+            match change {
+                Change::ModelCreated { .. } => vec!["REGISTERED_MODEL_CREATED".into()],
+                Change::VersionCreated { .. } => vec!["MODEL_VERSION_CREATED".into()],
+                Change::VersionTagSet { .. } => vec!["MODEL_VERSION_TAG_SET".into()],
+                Change::CommentCreated(_) => vec!["COMMENT_CREATED".into()],
+                Change::StageTransitioned { to_stage, .. } => {
+                    staged("MODEL_VERSION_TRANSITIONED_STAGE", to_stage, &|stage| {
+                        format!("MODEL_VERSION_TRANSITIONED_TO_{stage}")
+                    })
+                }
+                Change::TransitionRequested { to_stage, .. } => {
+                    staged("TRANSITION_REQUEST_CREATED", to_stage, &|stage| {
+                        format!("TRANSITION_REQUEST_TO_{stage}_CREATED")
+                    })
                 }
                 _ => Vec::new(),
-            };
-            names
+            }
         }
-    }
+    })
 }
 
 /// Whether `webhook` subscribes to `event`; returns the matching names.
-pub fn matching_names(webhook: &Webhook, event: &Event) -> Vec<String> {
+pub fn matching_names(webhook: &Webhook, event: &Event) -> Result<Vec<String>> {
     if webhook.workspace != event.workspace || webhook.status != WebhookStatus::Active {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     if let Some(model) = &webhook.model_name
-        && model != &event.object
+        && Some(model.as_str()) != event.change.model_name()
     {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    event_names(webhook.flavor, event)
+    Ok(event_names(webhook.flavor, &event.change)?
         .into_iter()
         .filter(|name| webhook.events.iter().any(|e| e == name))
-        .collect()
+        .collect())
 }
 
 /// MLflow's ISO-8601 UTC timestamp (`2026-11-25T02:13:47.123000+00:00`) from milliseconds.
@@ -224,74 +229,89 @@ pub fn iso_timestamp(millis: i64) -> String {
 }
 
 /// The JSON body delivered for `event` under `name` to `webhook`.
-pub fn payload(webhook: &Webhook, name: &str, event: &Event) -> Value {
-    match webhook.flavor {
+pub fn payload(webhook: &Webhook, name: &str, event: &Event) -> Result<Value> {
+    Ok(match webhook.flavor {
         Flavor::Mlflow => {
             let (entity, action) = name.split_once('.').unwrap_or((name, ""));
             json!({
                 "entity": entity,
                 "action": action,
                 "timestamp": iso_timestamp(event.timestamp),
-                "data": event.data,
+                "data": event.change.store()?.data,
                 "workspace": event.workspace,
             })
         }
         Flavor::Databricks => databricks_payload(webhook, name, event),
-    }
+    })
 }
 
 fn databricks_payload(webhook: &Webhook, name: &str, event: &Event) -> Value {
-    let data = &event.data;
-    let model = text(data, "name");
-    let version = text(data, "version");
+    let model = event.change.model_name().unwrap_or_default();
     let mut body = json!({
         "event": name,
         "webhook_id": webhook.id,
         "event_timestamp": event.timestamp,
         "model_name": model,
     });
-    let set = |body: &mut Value, key: &str, value: Value| {
-        body[key] = value;
+    let actor = &event.actor;
+    let mut moved = |version: i64, from: &Stage, to: &Stage| {
+        body["version"] = json!(version.to_string());
+        body["from_stage"] = json!(from);
+        body["to_stage"] = json!(to);
     };
-    if !version.is_empty() {
-        set(&mut body, "version", json!(version));
-    }
-    let from = text(data, "from_stage");
-    let to = text(data, "to_stage");
-    let text_line = match event.entity.as_str() {
-        "model_version_stage" => {
-            set(&mut body, "from_stage", json!(from));
-            set(&mut body, "to_stage", json!(to));
+    let text = match &event.change {
+        Change::StageTransitioned {
+            version,
+            from_stage,
+            to_stage,
+            ..
+        } => {
+            moved(*version, from_stage, to_stage);
             format!(
-                "{} moved version {version} of {model} from {from} to {to}.",
-                event.actor
+                "{actor} moved version {version} of {model} from {} to {}.",
+                from_stage.as_str(),
+                to_stage.as_str()
             )
         }
-        "transition_request" => {
-            set(&mut body, "from_stage", json!(from));
-            set(&mut body, "to_stage", json!(to));
-            set(&mut body, "comment", json!(text(data, "comment")));
+        Change::TransitionRequested {
+            version,
+            from_stage,
+            to_stage,
+            comment,
+            ..
+        } => {
+            moved(*version, from_stage, to_stage);
+            body["comment"] = json!(comment);
             format!(
-                "{} requested moving version {version} of {model} from {from} to {to}.",
-                event.actor
+                "{actor} requested moving version {version} of {model} from {} to {}.",
+                from_stage.as_str(),
+                to_stage.as_str()
             )
         }
-        "model_version_tag" => {
-            set(
-                &mut body,
-                "tags",
-                json!([{ "key": text(data, "key"), "value": text(data, "value") }]),
-            );
-            format!("{} set a tag on version {version} of {model}.", event.actor)
+        Change::VersionTagSet {
+            version,
+            key,
+            value,
+            ..
+        } => {
+            body["version"] = json!(version.to_string());
+            body["tags"] = json!([{ "key": key, "value": value }]);
+            format!("{actor} set a tag on version {version} of {model}.")
         }
-        "comment" => {
-            set(&mut body, "comment", json!(text(data, "comment")));
-            format!("{} commented on version {version} of {model}.", event.actor)
+        Change::CommentCreated(CommentText {
+            version, comment, ..
+        }) => {
+            body["version"] = json!(version.to_string());
+            body["comment"] = json!(comment);
+            format!("{actor} commented on version {version} of {model}.")
         }
-        "model_version" => format!("{} created version {version} of {model}.", event.actor),
-        _ => format!("{} created registered model {model}.", event.actor),
+        Change::VersionCreated { version, .. } => {
+            body["version"] = json!(version.to_string());
+            format!("{actor} created version {version} of {model}.")
+        }
+        _ => format!("{actor} created registered model {model}."),
     };
-    set(&mut body, "text", json!(text_line));
+    body["text"] = json!(text);
     body
 }
 
@@ -302,52 +322,71 @@ pub fn example_event(webhook: &Webhook, name: &str, now: i64) -> Event {
         .model_name
         .clone()
         .unwrap_or_else(|| "example-model".into());
-    let (entity, action, data) = match name {
-        n if n.contains("TRANSITION_REQUEST") || n.starts_with("transition_request") => (
-            "transition_request",
-            "created",
-            json!({"name": model, "version": "1", "from_stage": "None", "to_stage": "Production", "comment": "example"}),
-        ),
-        n if n.contains("TRANSITIONED") || n.starts_with("model_version_stage") => (
-            "model_version_stage",
-            "transitioned",
-            json!({"name": model, "version": "1", "from_stage": "None", "to_stage": "Production"}),
-        ),
-        n if n.contains("TAG") || n.contains("tag") => (
-            "model_version_tag",
-            "set",
-            json!({"name": model, "version": "1", "key": "example_key", "value": "example_value"}),
-        ),
-        n if n.contains("COMMENT") || n.starts_with("comment") => (
-            "comment",
-            "created",
-            json!({"name": model, "version": "1", "comment": "example"}),
-        ),
-        n if n.starts_with("REGISTERED_MODEL") || n.starts_with("registered_model") => (
-            "registered_model",
-            "created",
-            json!({"name": model, "tags": {}, "description": "example"}),
-        ),
-        n if n.contains("alias") => (
-            "model_version_alias",
-            "created",
-            json!({"name": model, "alias": "example_alias", "version": "1"}),
-        ),
-        _ => (
-            "model_version",
-            "created",
-            json!({"name": model, "version": "1", "source": "models:/m-example", "run_id": "example", "tags": {}, "description": "example"}),
-        ),
+    let version = 1;
+    let change = match name {
+        n if n.contains("TRANSITION_REQUEST") || n.starts_with("transition_request") => {
+            Change::TransitionRequested {
+                name: model.clone(),
+                version,
+                from_stage: Stage::None,
+                to_stage: Stage::Production,
+                comment: "example".into(),
+                request_id: 1,
+            }
+        }
+        n if n.contains("TRANSITIONED") || n.starts_with("model_version_stage") => {
+            Change::StageTransitioned {
+                name: model.clone(),
+                version,
+                from_stage: Stage::None,
+                to_stage: Stage::Production,
+                system: false,
+                comment: String::new(),
+            }
+        }
+        n if n.contains("TAG") || n.contains("tag") => Change::VersionTagSet {
+            name: model.clone(),
+            version,
+            key: "example_key".into(),
+            value: "example_value".into(),
+        },
+        n if n.contains("COMMENT") || n.starts_with("comment") => {
+            Change::CommentCreated(CommentText {
+                name: model.clone(),
+                version,
+                comment: "example".into(),
+                id: 1,
+            })
+        }
+        n if n.starts_with("REGISTERED_MODEL") || n.starts_with("registered_model") => {
+            Change::ModelCreated {
+                name: model.clone(),
+                tags: BTreeMap::new(),
+                description: "example".into(),
+            }
+        }
+        n if n.contains("alias") => Change::AliasSet {
+            name: model.clone(),
+            alias: "example_alias".into(),
+            version,
+        },
+        _ => Change::VersionCreated {
+            name: model.clone(),
+            version,
+            source: "models:/m-example".into(),
+            run_id: Some("example".into()),
+            model_id: None,
+            tags: BTreeMap::new(),
+            description: "example".into(),
+        },
     };
     Event {
         id: 0,
         workspace: webhook.workspace.clone(),
         timestamp: now,
         actor: "tarn".into(),
-        entity: entity.into(),
-        action: action.into(),
         object: model,
-        data,
+        change,
     }
 }
 
@@ -355,16 +394,14 @@ pub fn example_event(webhook: &Webhook, name: &str, now: i64) -> Event {
 mod tests {
     use super::*;
 
-    fn event(entity: &str, action: &str, data: Value) -> Event {
+    fn event(change: Change) -> Event {
         Event {
             id: 1,
             workspace: "dev".into(),
             timestamp: 1_795_572_827_587,
             actor: "alice".into(),
-            entity: entity.into(),
-            action: action.into(),
             object: "fraud".into(),
-            data,
+            change,
         }
     }
 
@@ -389,11 +426,14 @@ mod tests {
 
     #[test]
     fn stage_transitions_map_to_both_databricks_names() {
-        let moved = event(
-            "model_version_stage",
-            "transitioned",
-            json!({"name": "fraud", "version": "3", "from_stage": "Staging", "to_stage": "Production"}),
-        );
+        let moved = event(Change::StageTransitioned {
+            name: "fraud".into(),
+            version: 3,
+            from_stage: Stage::Staging,
+            to_stage: Stage::Production,
+            system: false,
+            comment: String::new(),
+        });
         let webhook = hook(
             Flavor::Databricks,
             &[
@@ -403,13 +443,14 @@ mod tests {
             Some("fraud"),
         );
         assert_eq!(
-            matching_names(&webhook, &moved),
+            matching_names(&webhook, &moved).expect("names"),
             vec![
                 "MODEL_VERSION_TRANSITIONED_STAGE",
                 "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION"
             ]
         );
-        let body = payload(&webhook, "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION", &moved);
+        let body =
+            payload(&webhook, "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION", &moved).expect("payload");
         assert_eq!(body["event"], "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION");
         assert_eq!(
             (
@@ -432,22 +473,26 @@ mod tests {
             &["MODEL_VERSION_TRANSITIONED_STAGE"],
             Some("churn"),
         );
-        assert!(matching_names(&other, &moved).is_empty());
+        assert!(matching_names(&other, &moved).expect("names").is_empty());
     }
 
     #[test]
     fn mlflow_envelope() {
-        let created = event(
-            "model_version",
-            "created",
-            json!({"name": "fraud", "version": "1"}),
-        );
+        let created = event(Change::VersionCreated {
+            name: "fraud".into(),
+            version: 1,
+            source: "models:/m-1".into(),
+            run_id: None,
+            model_id: None,
+            tags: BTreeMap::new(),
+            description: String::new(),
+        });
         let webhook = hook(Flavor::Mlflow, &["model_version.created"], None);
         assert_eq!(
-            matching_names(&webhook, &created),
+            matching_names(&webhook, &created).expect("names"),
             vec!["model_version.created"]
         );
-        let body = payload(&webhook, "model_version.created", &created);
+        let body = payload(&webhook, "model_version.created", &created).expect("payload");
         assert_eq!(body["entity"], "model_version");
         assert_eq!(body["action"], "created");
         assert_eq!(body["timestamp"], "2026-11-25T02:13:47.587000+00:00");
@@ -466,9 +511,17 @@ mod tests {
         // Disabled webhooks and other workspaces hear nothing.
         let mut disabled = webhook.clone();
         disabled.status = WebhookStatus::Disabled;
-        assert!(matching_names(&disabled, &created).is_empty());
+        assert!(
+            matching_names(&disabled, &created)
+                .expect("names")
+                .is_empty()
+        );
         let mut elsewhere = webhook;
         elsewhere.workspace = "prod".into();
-        assert!(matching_names(&elsewhere, &created).is_empty());
+        assert!(
+            matching_names(&elsewhere, &created)
+                .expect("names")
+                .is_empty()
+        );
     }
 }

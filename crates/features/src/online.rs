@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tarn_core::caller::Caller;
 use tarn_core::catalog::Privilege;
+use tarn_core::events::Change;
 use tarn_core::features::{FeatureTable, parse_duration_micros};
 use tarn_core::ids::now_millis;
 use tarn_core::store::MetaStore;
@@ -630,19 +631,16 @@ pub async fn publish(
         .record_event(
             &caller.workspace,
             &caller.actor(),
-            "feature_table",
-            "published",
-            &published.table_name,
-            serde_json::json!({
-                "table_name": published.table_name,
-                "mode": published.mode,
-                "from_version": published.from_version,
-                "version": published.version,
-                "keys_written": published.keys_written,
-                "keys_removed": published.keys_removed,
-                "ttl": options.ttl,
-                "refresh": published.refresh,
-            }),
+            &Change::FeaturesPublished {
+                table_name: published.table_name.clone(),
+                mode: published.mode.to_string(),
+                from_version: published.from_version,
+                version: published.version,
+                keys_written: published.keys_written as u64,
+                keys_removed: published.keys_removed as u64,
+                ttl: options.ttl.clone(),
+                refresh: published.refresh.clone(),
+            },
         )
         .await?;
     Ok(published)

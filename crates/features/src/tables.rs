@@ -13,7 +13,7 @@ use tarn_lake::arrow::array::{Array, ArrayRef};
 use tarn_lake::arrow::compute::concat_batches;
 use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::catalog::{ManagedTable, location_of};
-use tarn_lake::{Lake, MergeSpec, Merged, WriteMode, columns_of_arrow, lineage};
+use tarn_lake::{Lake, MergeSpec, Merged, WriteMode, columns_of_arrow};
 
 use crate::pit::{FeatureIndex, micros};
 use crate::{creatable_table, table_for};
@@ -204,7 +204,7 @@ async fn fill(
         caller.principal.name.clone(),
     )
     .reading(reads);
-    lineage::record(store, write).await;
+    store.record_committed_write(&write).await;
     Ok(())
 }
 
@@ -255,7 +255,7 @@ pub async fn write(
         "MERGE",
         caller.principal.name.clone(),
     );
-    lineage::record(store, write).await;
+    store.record_committed_write(&write).await;
     Ok(merged)
 }
 

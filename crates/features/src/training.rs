@@ -19,7 +19,7 @@ use tarn_lake::arrow::compute::{cast, concat_batches, is_null};
 use tarn_lake::arrow::datatypes::{DataType, Field, Schema};
 use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::catalog::{ManagedTable, location_of};
-use tarn_lake::{At, Lake, WriteMode, columns_of_arrow, lineage};
+use tarn_lake::{At, Lake, WriteMode, columns_of_arrow};
 
 use crate::ondemand::add_on_demand_features;
 use crate::pit::{FeatureIndex, Gather, PARALLEL_MIN_ROWS, joined_column, micros, per_core};
@@ -432,7 +432,7 @@ pub async fn create(
                 caller.principal.name.clone(),
             )
             .reading(sources);
-            lineage::record(store, write).await;
+            store.record_committed_write(&write).await;
             Some(TableVersion {
                 name: table.full_name,
                 version: written.version,

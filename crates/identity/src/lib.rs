@@ -3,6 +3,8 @@
 //! Token secrets are never stored: only their SHA-256. Passwords are stored as Argon2 hashes;
 //! verified credentials are remembered briefly (`AuthCache`) so requests stay fast.
 
+pub mod access;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -173,6 +175,7 @@ pub async fn create_principal(
     kind: PrincipalKind,
     is_admin: bool,
     password: Option<&str>,
+    actor: &str,
 ) -> Result<PrincipalRecord> {
     validate_principal_name(name)?;
     let hash = match password {
@@ -186,7 +189,7 @@ pub async fn create_principal(
         None => None,
     };
     store
-        .create_principal(name, kind, is_admin, hash.as_deref())
+        .create_principal(name, kind, is_admin, hash.as_deref(), actor)
         .await
 }
 
@@ -196,6 +199,7 @@ pub async fn issue_token(
     principal_name: &str,
     comment: &str,
     lifetime_seconds: Option<i64>,
+    actor: &str,
 ) -> Result<(tarn_core::store::TokenInfo, String)> {
     if let Some(seconds) = lifetime_seconds
         && seconds <= 0
@@ -212,6 +216,7 @@ pub async fn issue_token(
             &hash_token(&secret),
             comment,
             expires_at,
+            actor,
         )
         .await?;
     Ok((info, secret))

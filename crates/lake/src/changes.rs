@@ -16,7 +16,7 @@ use tarn_core::{Error, ErrorCode, Result};
 use url::Url;
 
 use crate::sql::check_predicate;
-use crate::tables::{At, Lake, describe_state, open, table_error, write_error};
+use crate::tables::{At, Lake, commit_properties, describe_state, open, table_error, write_error};
 
 /// What a merge did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -133,6 +133,7 @@ impl Lake {
         let update_fields = fields.clone();
         let mut merge = table
             .merge(source, on)
+            .with_commit_properties(commit_properties())
             .with_source_alias("source")
             .with_target_alias("target")
             .when_matched_update(move |update: UpdateBuilder| {
@@ -177,7 +178,11 @@ impl Lake {
         }
         check_predicate(predicate)?;
         let table = open(location, full_name, At::Latest).await?;
-        let deleted = table.delete().with_predicate(predicate).await;
+        let deleted = table
+            .delete()
+            .with_commit_properties(commit_properties())
+            .with_predicate(predicate)
+            .await;
         deletion(full_name, deleted).map_err(|e| {
             if e.code == ErrorCode::InvalidParameterValue {
                 Error::invalid(format!(
@@ -198,7 +203,7 @@ impl Lake {
         predicate: Option<Expr>,
     ) -> Result<Deleted> {
         let table = open(location, full_name, At::Latest).await?;
-        let delete = table.delete();
+        let delete = table.delete().with_commit_properties(commit_properties());
         let deleted = match predicate {
             Some(predicate) => delete.with_predicate(predicate).await,
             None => delete.await,

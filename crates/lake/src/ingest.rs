@@ -27,7 +27,7 @@ use url::Url;
 
 use crate::access::{Securable, authorize, authorize_create_table, reach_catalog};
 use crate::catalog::{ManagedTable, location_of};
-use crate::lineage;
+
 use crate::tables::{At, Lake, WriteMode, open, parse_timestamp};
 use tarn_core::caller::Caller;
 
@@ -338,7 +338,9 @@ impl Lake {
                     "INGEST",
                     caller.principal.name.clone(),
                 );
-                lineage::record(store, write.reading(from_file())).await;
+                store
+                    .record_committed_write(&write.reading(from_file()))
+                    .await;
                 version
             } else {
                 open(&location, &table.full_name, At::Latest)
@@ -366,7 +368,9 @@ impl Lake {
                     "INGEST (quarantine)",
                     caller.principal.name.clone(),
                 );
-                lineage::record(store, write.reading(from_file())).await;
+                store
+                    .record_committed_write(&write.reading(from_file()))
+                    .await;
                 report.quarantine_table = Some(quarantined.full_name.clone());
                 quarantine = Some(quarantined);
             }

@@ -6,6 +6,7 @@ pub mod access;
 pub mod catalog;
 mod changes;
 mod columns;
+pub mod commits;
 pub mod ingest;
 pub mod ipc;
 pub mod lineage;

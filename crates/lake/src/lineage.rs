@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use tarn_core::catalog::{self, Privilege};
-use tarn_core::lineage::{Direction, LineageEdge, LineageWrite, NewLineage, Node, NodeKind};
+use tarn_core::lineage::{Direction, LineageEdge, LineageWrite, Node, NodeKind};
 use tarn_core::store::MetaStore;
 use tarn_core::{ErrorCode, Result};
 
@@ -17,19 +17,6 @@ use tarn_core::caller::Caller;
 pub const MAX_DEPTH: usize = 10;
 /// How many of the table's own writes the graph lists.
 const RECENT_WRITES: u64 = 10;
-
-/// Records a write that has committed. The data is in the table by then, so a failure to
-/// record is logged rather than failing the write (a client would retry and write twice).
-pub async fn record(store: &dyn MetaStore, write: NewLineage) {
-    if let Err(err) = store.record_lineage(&write).await {
-        tracing::error!(
-            target_name = %write.target.name,
-            operation = %write.operation,
-            error = %err.message,
-            "cannot record lineage"
-        );
-    }
-}
 
 /// One node as the caller sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tarn_core::{Error, Result};
 use url::Url;
 
-use crate::tables::{At, Lake, open, table_error};
+use crate::tables::{At, Lake, commit_properties, open, table_error};
 
 /// What an optimize did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -55,7 +55,7 @@ impl Lake {
         zorder_by: Vec<String>,
     ) -> Result<Optimized> {
         let table = open(location, full_name, At::Latest).await?;
-        let mut optimize = table.optimize();
+        let mut optimize = table.optimize().with_commit_properties(commit_properties());
         if !zorder_by.is_empty() {
             optimize = optimize.with_type(OptimizeType::ZOrder(zorder_by));
         }
@@ -105,6 +105,7 @@ impl Lake {
         }
         let mut vacuum = table
             .vacuum()
+            .with_commit_properties(commit_properties())
             .with_mode(VacuumMode::Full)
             .with_dry_run(spec.dry_run)
             .with_enforce_retention_duration(!spec.skip_retention_check);

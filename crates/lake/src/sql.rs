@@ -44,7 +44,7 @@ use tarn_core::{Error, ErrorCode, Result};
 use crate::access::{Securable, authorize, authorize_create_table, reach_catalog, require_owner};
 use crate::catalog::{ManagedTable, location_of, new_table_id};
 use crate::columns::columns_of_arrow;
-use crate::lineage;
+
 use crate::nesting::check_expression_depth;
 use crate::tables::{At, Lake, PlanWrite, parse_timestamp};
 use tarn_core::caller::Caller;
@@ -495,7 +495,7 @@ impl Lake {
         )
         .reading(sources);
         write.statement = Some(sql.chars().take(MAX_RECORDED_STATEMENT).collect());
-        lineage::record(store, write).await;
+        store.record_committed_write(&write).await;
         Ok(output)
     }
 

@@ -308,6 +308,7 @@ impl Lake {
             .with_columns(fields)
             .with_partition_columns(partition_columns.to_vec())
             .with_save_mode(SaveMode::ErrorIfExists)
+            .with_commit_properties(commit_properties())
             // `delta.*` properties configure the Delta table itself (the change data feed,
             // retention, ...); the others live in the catalog only.
             .with_configuration(
@@ -803,9 +804,15 @@ pub(crate) fn describe_state(table: &DeltaTable, full_name: &str) -> Result<Vec<
 /// the race for the next version many times in a row (8 writers: 1 in 8 wins each round).
 const COMMIT_RETRIES: usize = 200;
 
-/// The commit settings of tarn's writes.
+/// The commit settings of tarn's writes; the mark in their commit info tells the commit
+/// watcher that tarn made them.
 pub(crate) fn commit_properties() -> CommitProperties {
-    CommitProperties::default().with_max_retries(COMMIT_RETRIES)
+    CommitProperties::default()
+        .with_max_retries(COMMIT_RETRIES)
+        .with_metadata([(
+            crate::commits::TARN_COMMIT_MARK.to_string(),
+            serde_json::Value::String(format!("tarn {}", env!("CARGO_PKG_VERSION"))),
+        )])
 }
 
 /// A table that cannot be opened is named in the error, never a panic or a bare I/O message;

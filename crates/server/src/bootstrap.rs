@@ -18,6 +18,9 @@ pub struct Bootstrap {
     pub admin_token_file: Option<std::path::PathBuf>,
 }
 
+/// Whom the audit trail names for what start-up creates.
+const SYSTEM: &str = "system";
+
 pub async fn bootstrap(
     store: &dyn MetaStore,
     data_dir: &Path,
@@ -25,7 +28,7 @@ pub async fn bootstrap(
 ) -> Result<Bootstrap> {
     let mut created: Vec<&str> = Vec::new();
     for workspace in WORKSPACES {
-        if store.ensure_workspace(workspace).await? {
+        if store.ensure_workspace(workspace, SYSTEM).await? {
             tracing::info!(workspace, "created workspace");
             created.push(workspace);
         }
@@ -35,7 +38,7 @@ pub async fn bootstrap(
     if created.contains(&"prod") {
         let system = tarn_core::registry::Actor {
             id: 0,
-            name: "system".into(),
+            name: SYSTEM.into(),
         };
         for reader in ["dev", "staging"] {
             store
@@ -52,7 +55,7 @@ pub async fn bootstrap(
         // Replicas started together on a fresh database race to create the admin: the loser
         // finds it made by the winner.
         match store
-            .create_principal(ADMIN_USER, PrincipalKind::User, true, None)
+            .create_principal(ADMIN_USER, PrincipalKind::User, true, None, SYSTEM)
             .await
         {
             Ok(_) => tracing::info!("created admin user"),
@@ -73,7 +76,14 @@ pub async fn bootstrap(
         if known().await?.is_none() {
             let (token_id, _) = tarn_identity::new_token();
             let created = store
-                .create_token(&token_id, ADMIN_USER, &hash, "TARN_ADMIN_TOKEN", None)
+                .create_token(
+                    &token_id,
+                    ADMIN_USER,
+                    &hash,
+                    "TARN_ADMIN_TOKEN",
+                    None,
+                    SYSTEM,
+                )
                 .await;
             // Another replica starting with the same token may have stored it first.
             if let Err(err) = created
@@ -87,7 +97,8 @@ pub async fn bootstrap(
     let token_file = data_dir.join("admin.token");
     if !token_file.exists() {
         let (_, secret) =
-            tarn_identity::issue_token(store, ADMIN_USER, "generated at first start", None).await?;
+            tarn_identity::issue_token(store, ADMIN_USER, "generated at first start", None, SYSTEM)
+                .await?;
         write_private(&token_file, &secret)?;
         result.generated_admin_token = Some(secret);
     }

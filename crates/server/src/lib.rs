@@ -3,6 +3,10 @@
 //! `tarn server` and by the in-process tests alike.
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
 
 use axum::Router;
 use axum::routing::get;
@@ -47,99 +51,152 @@ pub fn build_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish. The webhook
-/// dispatcher runs alongside and stops with the server; undelivered deliveries stay queued.
+/// Serves until `shutdown` resolves, then lets in-flight requests finish. The background tasks
+/// (webhook delivery, online refreshes, endpoint sync, the commit watcher, the sweeper) run
+/// alongside and stop with the server; undelivered deliveries stay queued.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = listener::no_delay(listener);
-    let (stop_dispatcher, stopped) = tokio::sync::watch::channel(false);
-    let dispatcher = tokio::spawn(tarn_events::webhooks::run_dispatcher(
-        state.store.clone(),
-        state.webhooks.clone(),
-        stopped.clone(),
-    ));
-    let refresher = tokio::spawn(refresh_online_features(state.clone(), stopped.clone()));
-    let endpoints = tokio::spawn(sync_endpoints(state.clone(), stopped.clone()));
-    let sweeper = tokio::spawn(remove_unowned_registry_copies(state.clone(), stopped));
+    let (stop, stopped) = watch::channel(false);
+    let tasks = [
+        tokio::spawn(tarn_events::webhooks::run_dispatcher(
+            state.store.clone(),
+            state.webhooks.clone(),
+            stopped.clone(),
+        )),
+        tokio::spawn(every(
+            ONLINE_REFRESH_TICK,
+            stopped.clone(),
+            refresh_online_features(state.clone()),
+        )),
+        tokio::spawn(every(
+            tarn_serving::SYNC_EVERY,
+            stopped.clone(),
+            sync_endpoints(state.clone()),
+        )),
+        tokio::spawn(every(
+            state.table_watch_every,
+            stopped.clone(),
+            watch_tables(state.clone()),
+        )),
+        tokio::spawn(every(
+            UNOWNED_COPY_SWEEP_EVERY,
+            stopped,
+            remove_unowned_registry_copies(state.clone()),
+        )),
+    ];
     let served = axum::serve(
         listener,
         build_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;
-    let _ = stop_dispatcher.send(true);
-    let _ = dispatcher.await;
-    let _ = refresher.await;
-    let _ = endpoints.await;
-    let _ = sweeper.await;
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
     // Requests in flight have finished: what they logged is written before we return.
     state.endpoints.shutdown().await;
     served
 }
 
-/// How often registry copies no version owns are looked for (also once at start).
-const UNOWNED_COPY_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Removes registry copies an interrupted create or delete left behind.
-async fn remove_unowned_registry_copies(
-    state: AppState,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
-) {
+/// Runs `tick` now and then every `period` until the server stops.
+async fn every<Tick, Ticked>(period: Duration, mut stopped: watch::Receiver<bool>, mut tick: Tick)
+where
+    Tick: FnMut() -> Ticked,
+    Ticked: std::future::Future<Output = ()>,
+{
     loop {
-        match routes::remove_unowned_copies(&state, routes::UNOWNED_COPY_GRACE).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "removed registry copies no version owns"),
-            Err(err) => {
-                tracing::warn!(error = %err.message, "cannot look for unowned registry copies")
-            }
-        }
+        tick().await;
         tokio::select! {
-            _ = tokio::time::sleep(UNOWNED_COPY_SWEEP_EVERY) => {}
+            _ = tokio::time::sleep(period) => {}
             _ = stopped.changed() => return,
         }
+    }
+}
+
+/// How often registry copies no version owns are looked for (also once at start).
+const UNOWNED_COPY_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Removes registry copies an interrupted create or delete left behind.
+fn remove_unowned_registry_copies(state: AppState) -> impl FnMut() -> BoxFuture<'static, ()> {
+    move || {
+        let state = state.clone();
+        Box::pin(async move {
+            let removed = tarn_registry::remove_unowned_copies(
+                state.store.as_ref(),
+                &state.artifacts,
+                tarn_registry::UNOWNED_COPY_GRACE,
+            )
+            .await;
+            match removed {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "removed registry copies no version owns"),
+                Err(err) => {
+                    tracing::warn!(error = %err.message, "cannot look for unowned registry copies")
+                }
+            }
+        })
     }
 }
 
 /// Keeps the running serving endpoints in line with the store and the registry.
-async fn sync_endpoints(state: AppState, mut stopped: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        if let Err(err) = state.endpoints.sync().await {
-            tracing::warn!(error = %err.message, "cannot list serving endpoints");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(tarn_serving::SYNC_EVERY) => {}
-            _ = stopped.changed() => return,
-        }
+fn sync_endpoints(state: AppState) -> impl FnMut() -> BoxFuture<'static, ()> {
+    move || {
+        let state = state.clone();
+        Box::pin(async move {
+            if let Err(err) = state.endpoints.sync().await {
+                tracing::warn!(error = %err.message, "cannot list serving endpoints");
+            }
+        })
+    }
+}
+
+/// Records the commits other Delta writers made to tables as events.
+fn watch_tables(state: AppState) -> impl FnMut() -> BoxFuture<'static, ()> {
+    move || {
+        let state = state.clone();
+        Box::pin(async move {
+            match tarn_lake::commits::record_outside_commits(state.store.as_ref()).await {
+                Ok(scanned) if scanned.outside_commits > 0 => tracing::info!(
+                    commits = scanned.outside_commits,
+                    "recorded commits other writers made to tables"
+                ),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err.message, "cannot list tables to watch"),
+            }
+        })
     }
 }
 
 /// How often the server looks for published feature tables due a refresh.
-const ONLINE_REFRESH_TICK: std::time::Duration = std::time::Duration::from_secs(2);
+const ONLINE_REFRESH_TICK: Duration = Duration::from_secs(2);
 
 /// Keeps continuously published and scheduled feature tables fresh in the online store.
-async fn refresh_online_features(state: AppState, mut stopped: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(ONLINE_REFRESH_TICK) => {}
-            _ = stopped.changed() => return,
-        }
-        let refreshed = tarn_features::online::refresh_due(
-            &state.lake,
-            state.store.as_ref(),
-            state.online.as_ref(),
-            tarn_core::ids::now_millis(),
-        )
-        .await;
-        match refreshed {
-            Ok(published) => {
-                for p in published {
-                    tracing::info!(table = %p.table_name, version = p.version, keys_written = p.keys_written, keys_removed = p.keys_removed, "refreshed online features");
+fn refresh_online_features(state: AppState) -> impl FnMut() -> BoxFuture<'static, ()> {
+    move || {
+        let state = state.clone();
+        Box::pin(async move {
+            let refreshed = tarn_features::online::refresh_due(
+                &state.lake,
+                state.store.as_ref(),
+                state.online.as_ref(),
+                tarn_core::ids::now_millis(),
+            )
+            .await;
+            match refreshed {
+                Ok(published) => {
+                    for p in published {
+                        tracing::info!(table = %p.table_name, version = p.version, keys_written = p.keys_written, keys_removed = p.keys_removed, "refreshed online features");
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err.message, "cannot list publications to refresh")
                 }
             }
-            Err(err) => tracing::warn!(error = %err.message, "cannot list publications to refresh"),
-        }
+        })
     }
 }

@@ -27,6 +27,8 @@ pub struct AppState {
     pub lookups: Arc<tarn_features::online::LookupCache>,
     /// The serving endpoints this server runs.
     pub endpoints: Arc<tarn_serving::Endpoints>,
+    /// How often tables' Delta logs are read for commits other writers made.
+    pub table_watch_every: std::time::Duration,
 }
 
 /// How the server's runtimes are tuned; the defaults suit tests.
@@ -40,6 +42,8 @@ pub struct Settings {
     pub statements: StatementLimits,
     /// Where SQL results too large to keep in memory are written.
     pub statements_folder: PathBuf,
+    /// How often tables' Delta logs are read for commits other writers made.
+    pub table_watch_every: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -50,6 +54,7 @@ impl Default for Settings {
             serving_limits: Default::default(),
             statements: Default::default(),
             statements_folder: std::env::temp_dir().join("tarn-statements"),
+            table_watch_every: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -90,6 +95,7 @@ impl AppState {
                 settings.statements,
                 settings.statements_folder,
             )),
+            table_watch_every: settings.table_watch_every,
         })
     }
 

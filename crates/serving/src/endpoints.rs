@@ -589,7 +589,5 @@ async fn record_lineage(store: &dyn MetaStore, endpoint: &ServingEndpoint, table
         statement: None,
         created_at: tarn_core::ids::now_millis(),
     };
-    if let Err(error) = store.record_lineage(&edge).await {
-        tracing::warn!(table, error = %error.message, "cannot record the inference table's lineage");
-    }
+    store.record_committed_write(&edge).await;
 }

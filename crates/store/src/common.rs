@@ -9,8 +9,8 @@ pub(crate) use std::sync::Arc;
 pub(crate) use tarn_core::auth::require_granted;
 pub(crate) use tarn_core::auth::{Grant, ObjectType, PermissionLevel, Principal, PrincipalKind};
 pub(crate) use tarn_core::catalog::{
-    CatalogGrant, ColumnInfo, IngestedFile, NewSchema, NewTable, PermissionsChange, Privilege,
-    PrivilegeAssignment, SchemaInfo, SecurableType, TableInfo, TableType,
+    CatalogGrant, ColumnInfo, IngestedFile, NewSchema, NewTable, OutsideCommit, PermissionsChange,
+    Privilege, PrivilegeAssignment, SchemaInfo, SecurableType, TableInfo, TableType, WatchedTable,
 };
 pub(crate) use tarn_core::entities::{
     Dataset, DatasetInput, Experiment, KeyValue, LifecycleStage, LogBatch, LoggedModel,
@@ -18,7 +18,7 @@ pub(crate) use tarn_core::entities::{
     NewLoggedModel, NewRun, Run, RunData, RunInfo, RunInputs, RunOutputs, RunStatus, RunUpdate,
     ViewType,
 };
-pub(crate) use tarn_core::events::{Event, EventQuery};
+pub(crate) use tarn_core::events::{self as event, Change, Event, EventQuery};
 pub(crate) use tarn_core::features::{FeatureTable, TrainingSet};
 pub(crate) use tarn_core::ids::now_millis;
 pub(crate) use tarn_core::lineage::{
@@ -37,12 +37,12 @@ pub(crate) use tarn_core::store::ServingStore;
 pub(crate) use tarn_core::store::{
     AttemptOutcome, AttemptResult, Delivery, DeliveryQuery, WebhookStore,
 };
+pub(crate) use tarn_core::store::{EventStore, RegistryStore, SearchRegistry};
 pub(crate) use tarn_core::store::{
     ExperimentStore, IdentityStore, LoggedModelStore, MetaStore, Page, PermissionStore,
     PrincipalRecord, ReadableBy, RunStore, SearchExperiments, SearchLoggedModels, SearchRuns,
     TokenInfo, WorkspaceStore,
 };
-pub(crate) use tarn_core::store::{RegistryStore, SearchRegistry};
 pub(crate) use tarn_core::webhooks::{self as hooks, Flavor, Webhook, WebhookStatus};
 pub(crate) use tarn_core::{Error, Result};
 

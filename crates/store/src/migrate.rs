@@ -40,6 +40,10 @@ const SQLITE: &[(i64, &str)] = &[
         14,
         include_str!("../migrations/sqlite/0014_event_outbox.sql"),
     ),
+    (
+        15,
+        include_str!("../migrations/sqlite/0015_table_watch.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -68,6 +72,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         12,
         include_str!("../migrations/postgres/0012_event_outbox.sql"),
+    ),
+    (
+        13,
+        include_str!("../migrations/postgres/0013_table_watch.sql"),
     ),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";

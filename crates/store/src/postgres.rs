@@ -16,6 +16,9 @@ mod backend;
 #[path = "sql/catalog.rs"]
 mod catalog;
 #[allow(clippy::duplicate_mod)]
+#[path = "sql/events.rs"]
+mod events;
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/experiments.rs"]
 mod experiments;
 #[allow(clippy::duplicate_mod)]
@@ -53,6 +56,7 @@ pub use backend::Store;
 // The SQL files are siblings that share helpers: each takes the others' through `super::*`.
 use backend::*;
 use catalog::*;
+use events::*;
 use experiments::*;
 use group_commit::*;
 use permissions::*;

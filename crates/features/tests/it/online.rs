@@ -359,7 +359,10 @@ async fn kept_fresh_by_the_server(f: &Fixture, online: &dyn online::OnlineStore,
     assert_eq!(spend_of_key_1().await, json!(8.0));
 
     // The publisher deactivated: the refresh fails, says why, and works again once they are back.
-    store.set_active("alice", false).await.expect("deactivate");
+    store
+        .set_active("alice", false, "tester")
+        .await
+        .expect("deactivate");
     write(9, 9.0).await.expect("write");
     assert_eq!(refreshed(now + 4 * hour).await, []);
     let failed = online
@@ -374,7 +377,10 @@ async fn kept_fresh_by_the_server(f: &Fixture, online: &dyn online::OnlineStore,
             .is_some_and(|e| e.contains("'alice' is deactivated")),
         "{failed:?}"
     );
-    store.set_active("alice", true).await.expect("reactivate");
+    store
+        .set_active("alice", true, "tester")
+        .await
+        .expect("reactivate");
     assert_eq!(refreshed(now + 4 * hour).await, [(table.to_string(), 6, 1)]);
     let healed = online
         .publication(table)

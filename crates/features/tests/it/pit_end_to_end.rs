@@ -100,11 +100,14 @@ impl Fixture {
         .await
         .expect("store");
         let lake = Lake::open(dir.path().join("lake").to_str().expect("path")).expect("lake");
-        store.ensure_workspace("dev").await.expect("workspace");
+        store
+            .ensure_workspace("dev", "tester")
+            .await
+            .expect("workspace");
         let mut callers = Vec::new();
         for name in ["alice", "bob"] {
             let principal = store
-                .create_principal(name, PrincipalKind::User, false, None)
+                .create_principal(name, PrincipalKind::User, false, None, "tester")
                 .await
                 .expect("user");
             callers.push(Caller::new(

@@ -11,6 +11,7 @@ use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::{At, Lake, WriteMode, field_of, ipc};
 
 mod changes;
+mod commits;
 mod ingest;
 mod lineage;
 mod maintenance;

@@ -35,12 +35,15 @@ impl Fixture {
         .expect("store");
         let lake = Lake::open(dir.path().join("lake").to_str().expect("path")).expect("lake");
         for workspace in ["dev", "prod"] {
-            store.ensure_workspace(workspace).await.expect("workspace");
+            store
+                .ensure_workspace(workspace, "tester")
+                .await
+                .expect("workspace");
         }
         let mut callers = Vec::new();
         for name in ["alice", "bob"] {
             let principal = store
-                .create_principal(name, PrincipalKind::User, false, None)
+                .create_principal(name, PrincipalKind::User, false, None, "tester")
                 .await
                 .expect("user");
             callers.push(Caller::new(

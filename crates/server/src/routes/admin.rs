@@ -109,6 +109,7 @@ pub async fn create_user(
         PrincipalKind::User,
         req.admin.unwrap_or(false),
         req.password.as_deref(),
+        &ctx.principal.name,
     )
     .await?;
     Ok(Json(json!({ "user": principal_json(&user) })))
@@ -139,6 +140,7 @@ pub async fn create_group(
         PrincipalKind::Group,
         false,
         None,
+        &ctx.principal.name,
     )
     .await?;
     Ok(Json(json!({ "group": principal_json(&group) })))
@@ -156,6 +158,7 @@ pub async fn create_service_principal(
         PrincipalKind::ServicePrincipal,
         false,
         None,
+        &ctx.principal.name,
     )
     .await?;
     Ok(Json(json!({ "service_principal": principal_json(&sp) })))
@@ -175,7 +178,7 @@ pub async fn add_group_member(
     require_admin(&ctx.principal)?;
     state
         .store
-        .add_group_member(&req.group, &req.member)
+        .add_group_member(&req.group, &req.member, &ctx.principal.name)
         .await?;
     Ok(Json(json!({})))
 }
@@ -193,7 +196,7 @@ pub async fn add_member(
     require_admin(&ctx.principal)?;
     state
         .store
-        .add_workspace_member(&ctx.workspace, &req.principal)
+        .add_workspace_member(&ctx.workspace, &req.principal, &ctx.principal.name)
         .await?;
     Ok(Json(json!({})))
 }
@@ -206,7 +209,7 @@ pub async fn remove_member(
     require_admin(&ctx.principal)?;
     state
         .store
-        .remove_workspace_member(&ctx.workspace, &req.principal)
+        .remove_workspace_member(&ctx.workspace, &req.principal, &ctx.principal.name)
         .await?;
     state.forget_access();
     Ok(Json(json!({})))
@@ -247,6 +250,7 @@ pub async fn create_own_token(
         &ctx.principal.name,
         req.comment.as_deref().unwrap_or(""),
         req.lifetime_seconds,
+        &ctx.principal.name,
     )
     .await?;
     Ok(issued(&info, secret))
@@ -270,6 +274,7 @@ pub async fn create_token_for(
         principal,
         req.comment.as_deref().unwrap_or(""),
         req.lifetime_seconds,
+        &ctx.principal.name,
     )
     .await?;
     Ok(issued(&info, secret))
@@ -306,7 +311,10 @@ pub async fn revoke_own_token(
             Error::permission_denied("Only the token's owner or an admin can revoke it").into(),
         );
     }
-    state.store.revoke_token(&req.token_id).await?;
+    state
+        .store
+        .revoke_token(&req.token_id, &ctx.principal.name)
+        .await?;
     state.forget_access();
     Ok(Json(json!({})))
 }

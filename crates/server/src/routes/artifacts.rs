@@ -14,12 +14,12 @@ use tarn_core::auth::{ObjectType, PermissionLevel};
 use tarn_core::caller::Caller;
 use tarn_core::{Error, ErrorCode};
 
-use super::access::{experiment_access, run_access};
-use super::registry::REGISTRY_PREFIX;
 use crate::error::ApiResult;
 use crate::extract::{PathArgs, Req};
 use crate::state::AppState;
 use tarn_artifacts::validate_relative_path;
+use tarn_identity::access;
+use tarn_registry::REGISTRY_PREFIX;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -68,7 +68,7 @@ async fn authorize_path(
         .await?;
         return Ok(());
     }
-    experiment_access(state, ctx, first, level).await?;
+    access::experiment(state.store.as_ref(), ctx, first, level).await?;
     Ok(())
 }
 
@@ -372,7 +372,13 @@ pub async fn list_run_artifacts(
         .run_id
         .or(req.run_uuid)
         .ok_or_else(|| Error::invalid("Missing value for required parameter 'run_id'."))?;
-    run_access(&state, &ctx, &run_id, PermissionLevel::CanRead).await?;
+    access::run(
+        state.store.as_ref(),
+        &ctx,
+        &run_id,
+        PermissionLevel::CanRead,
+    )
+    .await?;
     let run = state.store.get_run(&ctx.workspace, &run_id).await?;
     let sub = req.path.unwrap_or_default();
     let sub = sub.trim_matches('/');

@@ -29,7 +29,6 @@ use tarn_lake::access::{self, Securable, reach_catalog};
 use tarn_lake::arrow::datatypes::SchemaRef;
 use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::catalog::{ManagedTable, location_of};
-use tarn_lake::lineage;
 use tarn_lake::{At, MergeSpec, VacuumSpec, WriteMode, ipc};
 
 use super::pages::{PageBody, page_body};
@@ -573,7 +572,7 @@ async fn record_write(
         operation,
         ctx.principal.name.clone(),
     );
-    lineage::record(state.store.as_ref(), write).await;
+    state.store.record_committed_write(&write).await;
 }
 
 /// The table being written to, for a caller who may write it.

@@ -11,11 +11,11 @@ use tarn_core::entities::{KeyValue, LoggedModel, LoggedModelStatus, NewLoggedMod
 use tarn_core::search;
 use tarn_core::store::SearchLoggedModels;
 
-use super::access::experiment_access;
 use super::pages::{PageBody, max_results, page_body};
 use crate::error::ApiResult;
 use crate::extract::{PathArgs, Req, de};
 use crate::state::AppState;
+use tarn_identity::access;
 
 type JsonResult = ApiResult<Json<Value>>;
 
@@ -41,7 +41,13 @@ pub async fn create(
         .experiment_id
         .clone()
         .ok_or_else(|| Error::invalid("Missing value for required parameter 'experiment_id'."))?;
-    experiment_access(&state, &ctx, &experiment_id, PermissionLevel::CanEdit).await?;
+    access::experiment(
+        state.store.as_ref(),
+        &ctx,
+        &experiment_id,
+        PermissionLevel::CanEdit,
+    )
+    .await?;
     let name = req
         .name
         .clone()
@@ -75,7 +81,7 @@ async fn model_access(
         .store
         .get_logged_model(&ctx.workspace, model_id)
         .await?;
-    experiment_access(state, ctx, &model.info.experiment_id, level).await?;
+    access::experiment(state.store.as_ref(), ctx, &model.info.experiment_id, level).await?;
     Ok(model)
 }
 
@@ -213,7 +219,9 @@ pub async fn search(
 ) -> ApiResult<Json<PageBody<LoggedModel>>> {
     let mut experiment_ids = Vec::new();
     for id in &req.experiment_ids {
-        if let Ok(id) = experiment_access(&state, &ctx, id, PermissionLevel::CanRead).await {
+        if let Ok(id) =
+            access::experiment(state.store.as_ref(), &ctx, id, PermissionLevel::CanRead).await
+        {
             experiment_ids.push(id);
         }
     }

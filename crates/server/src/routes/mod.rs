@@ -11,7 +11,6 @@ use tarn_core::caller::Caller;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
-mod access;
 mod admin;
 mod artifacts;
 mod catalog;
@@ -21,7 +20,6 @@ mod logged_models;
 mod pages;
 mod permissions;
 mod registry;
-pub use registry::{UNOWNED_COPY_GRACE, remove_unowned_copies};
 mod reviews;
 mod serving;
 mod sql;

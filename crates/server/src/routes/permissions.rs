@@ -10,11 +10,10 @@ use tarn_core::auth::{ObjectType, PermissionLevel, PrincipalKind};
 use tarn_core::caller::Caller;
 use tarn_core::{Error, ErrorCode};
 
-use super::access::experiment_access;
-use super::registry::model_access;
 use crate::error::ApiResult;
 use crate::extract::{PathArgs, Req};
 use crate::state::AppState;
+use tarn_identity::access;
 
 #[derive(Deserialize)]
 pub struct AccessControlEntry {
@@ -68,7 +67,9 @@ async fn resolve(
     match object_type {
         ObjectType::Experiment => {
             let id = path_args.get("object_id")?;
-            Ok(experiment_access(state, ctx, id, level).await?.to_string())
+            Ok(access::experiment(state.store.as_ref(), ctx, id, level)
+                .await?
+                .to_string())
         }
         ObjectType::RegisteredModel => {
             let id = path_args.get("object_id")?;
@@ -76,7 +77,7 @@ async fn resolve(
                 .store
                 .registered_model_name(&ctx.workspace, id)
                 .await?;
-            model_access(state, ctx, &name, level).await
+            Ok(access::registered_model(state.store.as_ref(), ctx, &name, level).await?)
         }
         ObjectType::ServingEndpoint => {
             let id = path_args.get("object_id")?;

@@ -12,54 +12,27 @@ use tarn_core::Error;
 use tarn_core::auth::{ObjectType, PermissionLevel};
 use tarn_core::caller::Caller;
 use tarn_core::entities::KeyValue;
-use tarn_core::features::{TRAINING_SET_TAG, TableVersion, TrainingSet};
-use tarn_core::lineage::{NewLineage, Node};
 use tarn_core::registry::{
     self, MAX_MODEL_VERSIONS_PER_PAGE, MAX_REGISTERED_MODELS_PER_PAGE, ModelVersion,
-    NewModelVersion, RegisteredModel, Stage,
+    RegisteredModel, Stage,
 };
 use tarn_core::search;
 use tarn_core::store::{ReadableBy, SearchRegistry};
 
-use super::access::{experiment_access, run_access};
 use super::pages::{PageBody, max_results, page_body};
 use crate::error::ApiResult;
 use crate::extract::{Req, de};
 use crate::state::AppState;
+use tarn_identity::access;
+use tarn_registry::VersionRequest;
 
 type JsonResult = ApiResult<Json<Value>>;
-
-/// Where registry-owned copies live, relative to a workspace's artifact root.
-pub const REGISTRY_PREFIX: &str = "_registry";
 
 pub(super) fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, Error> {
     value
         .as_deref()
         .filter(|v| !v.is_empty())
         .ok_or_else(|| Error::invalid(format!("Missing value for required parameter '{name}'.")))
-}
-
-/// Checks the caller's level on a model and returns the model's id.
-pub async fn model_access(
-    state: &AppState,
-    ctx: &Caller,
-    name: &str,
-    level: PermissionLevel,
-) -> ApiResult<String> {
-    let id = state
-        .store
-        .registered_model_id(&ctx.workspace, name)
-        .await?;
-    tarn_identity::require(
-        state.store.as_ref(),
-        &ctx.workspace,
-        &ctx.principal,
-        ObjectType::RegisteredModel,
-        &id,
-        level,
-    )
-    .await?;
-    Ok(id)
 }
 
 #[derive(Deserialize)]
@@ -100,7 +73,7 @@ pub async fn get_model(
     Req(req): Req<NameArg>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?;
-    model_access(&state, &ctx, name, PermissionLevel::CanRead).await?;
+    access::registered_model(state.store.as_ref(), &ctx, name, PermissionLevel::CanRead).await?;
     let model = state
         .store
         .get_registered_model(&ctx.workspace, name)
@@ -122,7 +95,7 @@ pub async fn rename_model(
     let name = required(&req.name, "name")?;
     let new_name = required(&req.new_name, "new_name")?;
     registry::validate_model_name(new_name)?;
-    model_access(&state, &ctx, name, PermissionLevel::CanManage).await?;
+    access::registered_model(state.store.as_ref(), &ctx, name, PermissionLevel::CanManage).await?;
     let model = state
         .store
         .rename_registered_model(&ctx.workspace, name, new_name, &ctx.actor())
@@ -144,7 +117,7 @@ pub async fn update_model(
     let name = required(&req.name, "name")?;
     let description = req.description.unwrap_or_default();
     registry::validate_description(&description)?;
-    model_access(&state, &ctx, name, PermissionLevel::CanEdit).await?;
+    access::registered_model(state.store.as_ref(), &ctx, name, PermissionLevel::CanEdit).await?;
     let model = state
         .store
         .update_registered_model(&ctx.workspace, name, &description, &ctx.actor())
@@ -158,65 +131,8 @@ pub async fn delete_model(
     Req(req): Req<NameArg>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?;
-    model_access(&state, &ctx, name, PermissionLevel::CanManage).await?;
-    let locations = state
-        .store
-        .delete_registered_model(&ctx.workspace, name, &ctx.actor())
-        .await?;
-    remove_copies(&state, &ctx.workspace, &locations).await;
+    tarn_registry::delete_model(state.store.as_ref(), &state.artifacts, &ctx, name).await?;
     Ok(Json(json!({})))
-}
-
-/// How long a registry copy no version owns is left alone: a create on this or another
-/// replica may still be about to store its version.
-pub const UNOWNED_COPY_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Removes registry copies that no version owns and that nothing wrote to for `grace`: what a
-/// create interrupted between its copy and its version (a crash, a dropped request) or a
-/// delete interrupted before its files went left behind. Returns how many it removed.
-pub async fn remove_unowned_copies(
-    state: &AppState,
-    grace: std::time::Duration,
-) -> Result<usize, Error> {
-    let mut removed = 0;
-    for workspace in state.store.list_workspaces().await? {
-        let models = match state.artifacts.list(&workspace, REGISTRY_PREFIX).await {
-            Ok(models) => models,
-            Err(err) if err.code == tarn_core::ErrorCode::ResourceDoesNotExist => continue,
-            Err(err) => return Err(err),
-        };
-        for model in models {
-            if !model.is_dir {
-                continue;
-            }
-            let owned: std::collections::HashSet<String> = state
-                .store
-                .version_storage_locations(&model.path)
-                .await?
-                .into_iter()
-                .collect();
-            let folder = format!("{REGISTRY_PREFIX}/{}", model.path);
-            let untouched = state
-                .artifacts
-                .folders_untouched_for(&workspace, &folder, grace)
-                .await?;
-            for copy in untouched.into_iter().filter(|copy| !owned.contains(copy)) {
-                tracing::info!(%workspace, copy, "removing a registry copy no version owns");
-                state.artifacts.delete(&workspace, &copy).await?;
-                removed += 1;
-            }
-        }
-    }
-    Ok(removed)
-}
-
-/// Removes registry copies after their rows are gone; a failure leaves only unreachable files.
-async fn remove_copies(state: &AppState, workspace: &str, locations: &[String]) {
-    for location in locations {
-        if let Err(err) = state.artifacts.delete(workspace, location).await {
-            tracing::warn!(location, error = %err.message, "could not remove registry copy");
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -288,7 +204,7 @@ pub async fn latest_versions(
         .iter()
         .map(|s| Stage::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    model_access(&state, &ctx, name, PermissionLevel::CanRead).await?;
+    access::registered_model(state.store.as_ref(), &ctx, name, PermissionLevel::CanRead).await?;
     let versions = state
         .store
         .latest_versions(&ctx.workspace, name, &stages)
@@ -314,7 +230,7 @@ pub async fn set_model_tag(
         value: req.value.unwrap_or_default(),
     };
     registry::validate_registry_tag(&tag)?;
-    model_access(&state, &ctx, name, PermissionLevel::CanEdit).await?;
+    access::registered_model(state.store.as_ref(), &ctx, name, PermissionLevel::CanEdit).await?;
     state
         .store
         .set_registered_model_tag(&ctx.workspace, name, &tag, &ctx.actor())
@@ -329,7 +245,7 @@ pub async fn delete_model_tag(
 ) -> JsonResult {
     let name = required(&req.name, "name")?;
     let key = required(&req.key, "key")?;
-    model_access(&state, &ctx, name, PermissionLevel::CanEdit).await?;
+    access::registered_model(state.store.as_ref(), &ctx, name, PermissionLevel::CanEdit).await?;
     state
         .store
         .delete_registered_model_tag(&ctx.workspace, name, key, &ctx.actor())
@@ -354,7 +270,7 @@ pub async fn set_alias(
     let alias = req.alias.as_deref().unwrap_or("");
     registry::validate_settable_alias(alias)?;
     let version = registry::parse_version(required(&req.version, "version")?)?;
-    model_access(&state, &ctx, name, PermissionLevel::CanEdit).await?;
+    access::registered_model(state.store.as_ref(), &ctx, name, PermissionLevel::CanEdit).await?;
     state
         .store
         .set_alias(&ctx.workspace, name, alias, version, &ctx.actor())
@@ -370,7 +286,7 @@ pub async fn delete_alias(
     let name = required(&req.name, "name")?;
     let alias = req.alias.as_deref().unwrap_or("");
     registry::validate_alias(alias)?;
-    model_access(&state, &ctx, name, PermissionLevel::CanEdit).await?;
+    access::registered_model(state.store.as_ref(), &ctx, name, PermissionLevel::CanEdit).await?;
     state
         .store
         .delete_alias(&ctx.workspace, name, alias, &ctx.actor())
@@ -386,7 +302,7 @@ pub async fn get_by_alias(
     let name = required(&req.name, "name")?;
     let alias = req.alias.as_deref().unwrap_or("");
     registry::validate_alias(alias)?;
-    model_access(&state, &ctx, name, PermissionLevel::CanRead).await?;
+    access::registered_model(state.store.as_ref(), &ctx, name, PermissionLevel::CanRead).await?;
     let version = state
         .store
         .version_by_alias(&ctx.workspace, name, alias)
@@ -406,222 +322,24 @@ pub struct CreateVersionReq {
     model_id: Option<String>,
 }
 
-/// What a version's source names: a folder of this workspace's artifacts, and the lineage
-/// the source implies (a logged model's run).
-struct ResolvedSource {
-    folder: String,
-    run_id: Option<String>,
-    model_id: Option<String>,
-}
-
-/// Resolves `models:/<model_id>`, `models:/<name>/<version>`, `runs:/<run_id>/<path>` or
-/// `mlflow-artifacts:/...` after checking the caller may read it.
-async fn resolve_source(state: &AppState, ctx: &Caller, source: &str) -> ApiResult<ResolvedSource> {
-    let unsupported = || {
-        Error::invalid(format!(
-            "Unsupported model version source '{source}': use a models:/, runs:/ or \
-             mlflow-artifacts:/ URI of this workspace"
-        ))
-    };
-    let mut resolved = ResolvedSource {
-        folder: String::new(),
-        run_id: None,
-        model_id: None,
-    };
-    if let Some(rest) = source.strip_prefix("models:/") {
-        match rest.split_once('/') {
-            None if !rest.is_empty() => {
-                let model = state.store.get_logged_model(&ctx.workspace, rest).await?;
-                resolved.folder = model.info.artifact_uri;
-                resolved.run_id = model.info.source_run_id;
-                resolved.model_id = Some(rest.to_string());
-            }
-            Some((name, version)) => {
-                let version = registry::parse_version(version)?;
-                model_access(state, ctx, name, PermissionLevel::CanRead).await?;
-                let from = state
-                    .store
-                    .get_model_version(&ctx.workspace, name, version)
-                    .await?;
-                // Registry copies are readable to whoever may read the model: done.
-                resolved.folder = from.storage_location;
-                resolved.run_id = from.run_id;
-                resolved.model_id = from.model_id;
-                return Ok(resolved);
-            }
-            None => return Err(unsupported().into()),
-        }
-    } else if let Some(rest) = source.strip_prefix("runs:/") {
-        let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let experiment_id = run_access(state, ctx, run_id, PermissionLevel::CanRead).await?;
-        // Runs' artifact roots are always this (tarn refuses custom locations).
-        resolved.folder = format!(
-            "mlflow-artifacts:/{experiment_id}/{run_id}/artifacts/{}",
-            path.trim_matches('/')
-        );
-        resolved.run_id = Some(run_id.to_string());
-    } else if source.starts_with("mlflow-artifacts:") {
-        resolved.folder = source.to_string();
-    } else {
-        return Err(unsupported().into());
-    }
-    resolved.folder = resolved
-        .folder
-        .strip_prefix("mlflow-artifacts:")
-        .ok_or_else(unsupported)?
-        .trim_matches('/')
-        .to_string();
-    tarn_artifacts::validate_relative_path(&resolved.folder)?;
-    let experiment_id = resolved.folder.split('/').next().unwrap_or("");
-    experiment_access(state, ctx, experiment_id, PermissionLevel::CanRead).await?;
-    Ok(resolved)
-}
-
 pub async fn create_version(
     State(state): State<AppState>,
     ctx: Caller,
     Req(req): Req<CreateVersionReq>,
 ) -> JsonResult {
-    let name = required(&req.name, "name")?.to_string();
-    let source = required(&req.source, "source")?.to_string();
-    for tag in &req.tags {
-        registry::validate_registry_tag(tag)?;
-    }
-    let description = req.description.unwrap_or_default();
-    registry::validate_description(&description)?;
-    let model_id = model_access(&state, &ctx, &name, PermissionLevel::CanEdit).await?;
-    let run_id = req.run_id.filter(|r| !r.is_empty());
-    if let Some(run_id) = &run_id {
-        run_access(&state, &ctx, run_id, PermissionLevel::CanRead).await?;
-    }
-    let resolved = resolve_source(&state, &ctx, &source).await?;
-    let location = format!(
-        "{REGISTRY_PREFIX}/{model_id}/{}",
-        tarn_core::ids::hex32(rand::random())
-    );
-    let copied = state
-        .artifacts
-        .copy_tree_with_checksum(&ctx.workspace, &resolved.folder, &location)
-        .await;
-    let (files, checksum) = match copied {
-        Ok(copied) => copied,
-        Err(err) => {
-            remove_copies(&state, &ctx.workspace, &[location]).await;
-            return Err(err.into());
-        }
-    };
-    if files == 0 {
-        return Err(Error::invalid(format!(
-            "Unable to fetch model from model URI source artifact location '{source}': it holds no files"
-        ))
-        .into());
-    }
-    let mut new = NewModelVersion {
-        name,
-        source,
-        run_id: run_id.or(resolved.run_id),
-        run_link: req.run_link.filter(|l| !l.is_empty()),
-        description,
+    let request = VersionRequest {
+        name: required(&req.name, "name")?.to_string(),
+        source: required(&req.source, "source")?.to_string(),
+        run_id: req.run_id,
+        run_link: req.run_link,
+        description: req.description.unwrap_or_default(),
         tags: req.tags,
-        model_id: req.model_id.filter(|m| !m.is_empty()).or(resolved.model_id),
-        storage_location: location.clone(),
-        checksum,
+        model_id: req.model_id,
     };
-    let training_set = match feature_spec_of(&state, &ctx, &new).await {
-        Ok(found) => found,
-        Err(err) => {
-            remove_copies(&state, &ctx.workspace, &[location]).await;
-            return Err(err.into());
-        }
-    };
-    if let Some(set) = &training_set
-        && !new.tags.iter().any(|t| t.key == TRAINING_SET_TAG)
-    {
-        new.tags.push(KeyValue {
-            key: TRAINING_SET_TAG.to_string(),
-            value: set.training_set_id.clone(),
-        });
-    }
-    match state
-        .store
-        .create_model_version(&ctx.workspace, &new, &ctx.actor())
-        .await
-    {
-        Ok(version) => {
-            if let Some(set) = training_set {
-                record_features_of_version(&state, &ctx, &version, &set).await;
-            }
-            Ok(Json(json!({ "model_version": version })))
-        }
-        Err(err) => {
-            remove_copies(&state, &ctx.workspace, &[location]).await;
-            Err(err.into())
-        }
-    }
-}
-
-/// The training set a new version was trained on, named by the tag on the request, its run or
-/// its logged model; refused when the tag names no training set of this workspace.
-async fn feature_spec_of(
-    state: &AppState,
-    ctx: &Caller,
-    new: &NewModelVersion,
-) -> Result<Option<TrainingSet>, Error> {
-    let tagged = |tags: &[KeyValue]| {
-        tags.iter()
-            .find(|t| t.key == TRAINING_SET_TAG)
-            .map(|t| t.value.clone())
-    };
-    let mut id = tagged(&new.tags);
-    if id.is_none()
-        && let Some(run_id) = &new.run_id
-    {
-        id = state
-            .store
-            .run_tag(&ctx.workspace, run_id, TRAINING_SET_TAG)
+    let version =
+        tarn_registry::create_version(state.store.as_ref(), &state.artifacts, &ctx, request)
             .await?;
-    }
-    if id.is_none()
-        && let Some(model_id) = &new.model_id
-    {
-        let model = state
-            .store
-            .get_logged_model(&ctx.workspace, model_id)
-            .await?;
-        id = tagged(&model.info.tags);
-    }
-    let Some(id) = id else {
-        return Ok(None);
-    };
-    match state.store.get_training_set(&ctx.workspace, &id).await {
-        Ok(set) => Ok(Some(set)),
-        Err(err) if err.code == tarn_core::ErrorCode::ResourceDoesNotExist => {
-            Err(Error::invalid(format!(
-                "Tag {TRAINING_SET_TAG} names training set '{id}', which workspace '{}' does not have",
-                ctx.workspace
-            )))
-        }
-        Err(err) => Err(err),
-    }
-}
-
-/// Links a version to the tables its training set read, at the versions read: the feature
-/// tables (and label tables) -> model version edges of the lineage graph.
-async fn record_features_of_version(
-    state: &AppState,
-    ctx: &Caller,
-    version: &ModelVersion,
-    set: &TrainingSet,
-) {
-    let sources = TableVersion::lineage_sources(&set.tables_read);
-    let write = NewLineage::new(
-        Node::model_version(&ctx.workspace, &version.name, version.version),
-        Some(version.version),
-        "CREATE MODEL VERSION",
-        ctx.principal.name.clone(),
-    )
-    .reading(sources);
-    tarn_lake::lineage::record(state.store.as_ref(), write).await;
+    Ok(Json(json!({ "model_version": version })))
 }
 
 #[derive(Deserialize)]
@@ -646,7 +364,7 @@ pub async fn get_version(
     Req(req): Req<VersionArg>,
 ) -> JsonResult {
     let (name, version) = name_and_version(&req.name, &req.version)?;
-    model_access(&state, &ctx, &name, PermissionLevel::CanRead).await?;
+    access::registered_model(state.store.as_ref(), &ctx, &name, PermissionLevel::CanRead).await?;
     let version = state
         .store
         .get_model_version(&ctx.workspace, &name, version)
@@ -660,7 +378,7 @@ pub async fn download_uri(
     Req(req): Req<VersionArg>,
 ) -> JsonResult {
     let (name, version) = name_and_version(&req.name, &req.version)?;
-    model_access(&state, &ctx, &name, PermissionLevel::CanRead).await?;
+    access::registered_model(state.store.as_ref(), &ctx, &name, PermissionLevel::CanRead).await?;
     let version = state
         .store
         .get_model_version(&ctx.workspace, &name, version)
@@ -686,7 +404,7 @@ pub async fn update_version(
     let (name, version) = name_and_version(&req.name, &req.version)?;
     let description = req.description.unwrap_or_default();
     registry::validate_description(&description)?;
-    model_access(&state, &ctx, &name, PermissionLevel::CanEdit).await?;
+    access::registered_model(state.store.as_ref(), &ctx, &name, PermissionLevel::CanEdit).await?;
     let version = state
         .store
         .update_model_version(&ctx.workspace, &name, version, &description, &ctx.actor())
@@ -700,12 +418,8 @@ pub async fn delete_version(
     Req(req): Req<VersionArg>,
 ) -> JsonResult {
     let (name, version) = name_and_version(&req.name, &req.version)?;
-    model_access(&state, &ctx, &name, PermissionLevel::CanManage).await?;
-    let location = state
-        .store
-        .delete_model_version(&ctx.workspace, &name, version, &ctx.actor())
+    tarn_registry::delete_version(state.store.as_ref(), &state.artifacts, &ctx, &name, version)
         .await?;
-    remove_copies(&state, &ctx.workspace, &[location]).await;
     Ok(Json(json!({})))
 }
 
@@ -751,7 +465,7 @@ pub async fn set_version_tag(
             .ok_or_else(|| Error::invalid("Tag value cannot be None"))?,
     };
     registry::validate_registry_tag(&tag)?;
-    model_access(&state, &ctx, &name, PermissionLevel::CanEdit).await?;
+    access::registered_model(state.store.as_ref(), &ctx, &name, PermissionLevel::CanEdit).await?;
     state
         .store
         .set_model_version_tag(&ctx.workspace, &name, version, &tag, &ctx.actor())
@@ -766,7 +480,7 @@ pub async fn delete_version_tag(
 ) -> JsonResult {
     let (name, version) = name_and_version(&req.name, &req.version)?;
     let key = required(&req.key, "key")?;
-    model_access(&state, &ctx, &name, PermissionLevel::CanEdit).await?;
+    access::registered_model(state.store.as_ref(), &ctx, &name, PermissionLevel::CanEdit).await?;
     state
         .store
         .delete_model_version_tag(&ctx.workspace, &name, version, key, &ctx.actor())
@@ -837,7 +551,8 @@ pub async fn get_model_databricks(
     Req(req): Req<NameArg>,
 ) -> JsonResult {
     let name = required(&req.name, "name")?;
-    let id = model_access(&state, &ctx, name, PermissionLevel::CanRead).await?;
+    let id = access::registered_model(state.store.as_ref(), &ctx, name, PermissionLevel::CanRead)
+        .await?;
     let model = state
         .store
         .get_registered_model(&ctx.workspace, name)

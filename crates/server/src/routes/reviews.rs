@@ -13,10 +13,11 @@ use tarn_core::auth::{ObjectType, PermissionLevel};
 use tarn_core::caller::Caller;
 use tarn_core::registry::{self, Activity, RequestOutcome, Stage};
 
-use super::registry::{model_access, required};
+use super::registry::required;
 use crate::error::ApiResult;
 use crate::extract::{Req, de};
 use crate::state::AppState;
+use tarn_identity::access;
 
 type JsonResult = ApiResult<Json<Value>>;
 
@@ -119,7 +120,13 @@ pub async fn create_request(
     Req(req): Req<RequestReq>,
 ) -> JsonResult {
     let t = target(&req)?;
-    let model_id = model_access(&state, &ctx, &t.name, PermissionLevel::CanRead).await?;
+    let model_id = access::registered_model(
+        state.store.as_ref(),
+        &ctx,
+        &t.name,
+        PermissionLevel::CanRead,
+    )
+    .await?;
     let request = state
         .store
         .create_transition_request(
@@ -150,7 +157,7 @@ async fn decide(
     outcome: RequestOutcome,
 ) -> JsonResult {
     let t = target(req)?;
-    model_access(state, ctx, &t.name, PermissionLevel::CanRead).await?;
+    access::registered_model(state.store.as_ref(), ctx, &t.name, PermissionLevel::CanRead).await?;
     let current = state
         .store
         .get_model_version(&ctx.workspace, &t.name, t.version)
@@ -162,8 +169,8 @@ async fn decide(
             archive_existing: true
         }
     );
-    model_access(
-        state,
+    access::registered_model(
+        state.store.as_ref(),
         ctx,
         &t.name,
         t.stage.transition_level(current, archive),
@@ -227,7 +234,7 @@ pub async fn cancel_request(
     } else {
         PermissionLevel::CanManage
     };
-    model_access(&state, &ctx, &t.name, needed).await?;
+    access::registered_model(state.store.as_ref(), &ctx, &t.name, needed).await?;
     let activity = state
         .store
         .resolve_transition_request(
@@ -264,7 +271,9 @@ pub async fn list_requests(
     Req(req): Req<VersionReq>,
 ) -> JsonResult {
     let (name, version) = name_version(&req)?;
-    let model_id = model_access(&state, &ctx, &name, PermissionLevel::CanRead).await?;
+    let model_id =
+        access::registered_model(state.store.as_ref(), &ctx, &name, PermissionLevel::CanRead)
+            .await?;
     let current = state
         .store
         .get_model_version(&ctx.workspace, &name, version)
@@ -287,7 +296,7 @@ pub async fn list_activities(
     Req(req): Req<VersionReq>,
 ) -> JsonResult {
     let (name, version) = name_version(&req)?;
-    model_access(&state, &ctx, &name, PermissionLevel::CanRead).await?;
+    access::registered_model(state.store.as_ref(), &ctx, &name, PermissionLevel::CanRead).await?;
     let activities = state
         .store
         .activities(&ctx.workspace, &name, version)
@@ -319,7 +328,9 @@ pub async fn create_comment(
     let name = required(&req.name, "name")?.to_string();
     let version = registry::parse_version(required(&req.version, "version")?)?;
     let text = comment_text(&req)?;
-    let model_id = model_access(&state, &ctx, &name, PermissionLevel::CanRead).await?;
+    let model_id =
+        access::registered_model(state.store.as_ref(), &ctx, &name, PermissionLevel::CanRead)
+            .await?;
     let comment = state
         .store
         .create_comment(&ctx.workspace, &name, version, &text, &ctx.actor())
@@ -340,7 +351,13 @@ async fn own_comment(
         .parse()
         .map_err(|_| Error::invalid("Parameter 'id' must be an integer"))?;
     let comment = state.store.get_comment(&ctx.workspace, id).await?;
-    let model_id = model_access(state, ctx, &comment.model_name, PermissionLevel::CanRead).await?;
+    let model_id = access::registered_model(
+        state.store.as_ref(),
+        ctx,
+        &comment.model_name,
+        PermissionLevel::CanRead,
+    )
+    .await?;
     let level = level_on(state, ctx, &model_id).await?;
     if comment.user_id != ctx.principal.name && !has(level, PermissionLevel::CanManage) {
         return Err(Error::permission_denied(format!(

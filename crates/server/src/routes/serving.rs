@@ -16,10 +16,10 @@ use tarn_core::entities::KeyValue;
 use tarn_core::serving::{EndpointConfig, ServingEndpoint, validate_endpoint_name};
 use tarn_core::{Error, ErrorCode};
 
-use super::registry::model_access;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{PathArgs, Req};
 use crate::state::AppState;
+use tarn_identity::access;
 
 type JsonResult = ApiResult<Json<Value>>;
 
@@ -99,7 +99,13 @@ async fn endpoint_access(
 /// Its owner (the caller) must be able to read every model the config serves.
 async fn check_models(state: &AppState, ctx: &Caller, config: &EndpointConfig) -> ApiResult<()> {
     for entity in &config.served_entities {
-        model_access(state, ctx, &entity.entity_name, PermissionLevel::CanRead).await?;
+        access::registered_model(
+            state.store.as_ref(),
+            ctx,
+            &entity.entity_name,
+            PermissionLevel::CanRead,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -15,11 +15,11 @@ use tarn_core::search;
 use tarn_core::store::{ReadableBy, SearchExperiments, SearchRuns};
 use tarn_core::validation;
 
-use super::access::{experiment_access, run_access};
 use super::pages::{PageBody, max_results, page_body};
 use crate::error::ApiResult;
 use crate::extract::{Req, de};
 use crate::state::AppState;
+use tarn_identity::access;
 
 type JsonResult = ApiResult<Json<Value>>;
 
@@ -83,8 +83,8 @@ pub async fn get_experiment(
     ctx: Caller,
     Req(req): Req<ExperimentIdArg>,
 ) -> JsonResult {
-    let id = experiment_access(
-        &state,
+    let id = access::experiment(
+        state.store.as_ref(),
         &ctx,
         required(&req.experiment_id, "experiment_id")?,
         PermissionLevel::CanRead,
@@ -109,8 +109,8 @@ pub async fn get_experiment_by_name(
         .store
         .get_experiment_by_name(&ctx.workspace, name)
         .await?;
-    experiment_access(
-        &state,
+    access::experiment(
+        state.store.as_ref(),
         &ctx,
         &experiment.experiment_id,
         PermissionLevel::CanRead,
@@ -166,8 +166,8 @@ pub async fn update_experiment(
     ctx: Caller,
     Req(req): Req<UpdateExperiment>,
 ) -> JsonResult {
-    let id = experiment_access(
-        &state,
+    let id = access::experiment(
+        state.store.as_ref(),
         &ctx,
         required(&req.experiment_id, "experiment_id")?,
         PermissionLevel::CanManage,
@@ -188,8 +188,8 @@ pub async fn delete_experiment(
     ctx: Caller,
     Req(req): Req<ExperimentIdArg>,
 ) -> JsonResult {
-    let id = experiment_access(
-        &state,
+    let id = access::experiment(
+        state.store.as_ref(),
         &ctx,
         required(&req.experiment_id, "experiment_id")?,
         PermissionLevel::CanManage,
@@ -204,8 +204,8 @@ pub async fn restore_experiment(
     ctx: Caller,
     Req(req): Req<ExperimentIdArg>,
 ) -> JsonResult {
-    let id = experiment_access(
-        &state,
+    let id = access::experiment(
+        state.store.as_ref(),
         &ctx,
         required(&req.experiment_id, "experiment_id")?,
         PermissionLevel::CanManage,
@@ -228,8 +228,8 @@ pub async fn set_experiment_tag(
     ctx: Caller,
     Req(req): Req<ExperimentTagReq>,
 ) -> JsonResult {
-    let id = experiment_access(
-        &state,
+    let id = access::experiment(
+        state.store.as_ref(),
         &ctx,
         required(&req.experiment_id, "experiment_id")?,
         PermissionLevel::CanEdit,
@@ -252,8 +252,8 @@ pub async fn delete_experiment_tag(
     ctx: Caller,
     Req(req): Req<ExperimentTagReq>,
 ) -> JsonResult {
-    let id = experiment_access(
-        &state,
+    let id = access::experiment(
+        state.store.as_ref(),
         &ctx,
         required(&req.experiment_id, "experiment_id")?,
         PermissionLevel::CanEdit,
@@ -283,7 +283,13 @@ pub async fn create_run(
     Req(req): Req<CreateRun>,
 ) -> JsonResult {
     let experiment_id = req.experiment_id.clone().unwrap_or_else(|| "0".to_string());
-    experiment_access(&state, &ctx, &experiment_id, PermissionLevel::CanEdit).await?;
+    access::experiment(
+        state.store.as_ref(),
+        &ctx,
+        &experiment_id,
+        PermissionLevel::CanEdit,
+    )
+    .await?;
     let tags = req
         .tags
         .iter()
@@ -347,7 +353,7 @@ pub async fn get_run(
     Req(req): Req<RunIdArg>,
 ) -> JsonResult {
     let run_id = req.get()?;
-    run_access(&state, &ctx, run_id, PermissionLevel::CanRead).await?;
+    access::run(state.store.as_ref(), &ctx, run_id, PermissionLevel::CanRead).await?;
     Ok(Json(
         json!({ "run": state.store.get_run(&ctx.workspace, run_id).await? }),
     ))
@@ -369,7 +375,7 @@ pub async fn update_run(
     Req(req): Req<UpdateRun>,
 ) -> JsonResult {
     let run_id = req.id.get()?;
-    run_access(&state, &ctx, run_id, PermissionLevel::CanEdit).await?;
+    access::run(state.store.as_ref(), &ctx, run_id, PermissionLevel::CanEdit).await?;
     let status = match &req.status {
         None => None,
         Some(s) => Some(
@@ -395,7 +401,13 @@ pub async fn delete_run(
     Req(req): Req<RunIdArg>,
 ) -> JsonResult {
     let run_id = req.get()?;
-    run_access(&state, &ctx, run_id, PermissionLevel::CanManage).await?;
+    access::run(
+        state.store.as_ref(),
+        &ctx,
+        run_id,
+        PermissionLevel::CanManage,
+    )
+    .await?;
     state.store.delete_run(&ctx.workspace, run_id).await?;
     Ok(Json(json!({})))
 }
@@ -406,7 +418,13 @@ pub async fn restore_run(
     Req(req): Req<RunIdArg>,
 ) -> JsonResult {
     let run_id = req.get()?;
-    run_access(&state, &ctx, run_id, PermissionLevel::CanManage).await?;
+    access::run(
+        state.store.as_ref(),
+        &ctx,
+        run_id,
+        PermissionLevel::CanManage,
+    )
+    .await?;
     state.store.restore_run(&ctx.workspace, run_id).await?;
     Ok(Json(json!({})))
 }
@@ -511,7 +529,7 @@ pub async fn delete_tag(
     Req(req): Req<KeyValueReq>,
 ) -> JsonResult {
     let run_id = req.id.get()?;
-    run_access(&state, &ctx, run_id, PermissionLevel::CanEdit).await?;
+    access::run(state.store.as_ref(), &ctx, run_id, PermissionLevel::CanEdit).await?;
     state
         .store
         .delete_run_tag(&ctx.workspace, run_id, required(&req.key, "key")?)
@@ -587,7 +605,7 @@ pub async fn log_batch(
 /// log-metric, log-parameter, set-tag and log-batch all come here: validate, check, write once.
 async fn write_batch(state: &AppState, ctx: &Caller, run_id: &str, batch: LogBatch) -> JsonResult {
     let batch = validation::validate_batch(&batch)?;
-    run_access(state, ctx, run_id, PermissionLevel::CanEdit).await?;
+    access::run(state.store.as_ref(), ctx, run_id, PermissionLevel::CanEdit).await?;
     state
         .store
         .log_batch(&ctx.workspace, run_id, &batch)
@@ -611,7 +629,7 @@ pub async fn log_inputs(
     Req(req): Req<LogInputs>,
 ) -> JsonResult {
     let run_id = req.id.get()?;
-    run_access(&state, &ctx, run_id, PermissionLevel::CanEdit).await?;
+    access::run(state.store.as_ref(), &ctx, run_id, PermissionLevel::CanEdit).await?;
     let model_ids: Vec<String> = req.models.into_iter().map(|m| m.model_id).collect();
     state
         .store
@@ -641,7 +659,7 @@ pub async fn log_outputs(
     Req(req): Req<LogOutputs>,
 ) -> JsonResult {
     let run_id = req.id.get()?;
-    run_access(&state, &ctx, run_id, PermissionLevel::CanEdit).await?;
+    access::run(state.store.as_ref(), &ctx, run_id, PermissionLevel::CanEdit).await?;
     let models: Vec<ModelOutput> = req
         .models
         .into_iter()
@@ -671,7 +689,7 @@ pub async fn log_model(
     Req(req): Req<LogModelReq>,
 ) -> JsonResult {
     let run_id = req.id.get()?;
-    run_access(&state, &ctx, run_id, PermissionLevel::CanEdit).await?;
+    access::run(state.store.as_ref(), &ctx, run_id, PermissionLevel::CanEdit).await?;
     let model: Value = serde_json::from_str(required(&req.model_json, "model_json")?)
         .map_err(|e| Error::invalid(format!("Invalid model_json: {e}")))?;
     let run = state.store.get_run(&ctx.workspace, run_id).await?;
@@ -715,7 +733,7 @@ pub async fn metric_history(
     Req(req): Req<MetricHistoryReq>,
 ) -> ApiResult<Json<PageBody<Metric>>> {
     let run_id = req.id.get()?;
-    run_access(&state, &ctx, run_id, PermissionLevel::CanRead).await?;
+    access::run(state.store.as_ref(), &ctx, run_id, PermissionLevel::CanRead).await?;
     let key = required(&req.metric_key, "metric_key")?;
     let offset = search::decode_page_token(req.page_token.as_deref().unwrap_or(""))?;
     let page = state
@@ -760,10 +778,10 @@ pub async fn search_runs(
     // Experiments the caller may not read are left out, as MLflow's auth plugin does.
     let mut experiment_ids = Vec::with_capacity(req.experiment_ids.len());
     for id in &req.experiment_ids {
-        match experiment_access(&state, &ctx, id, PermissionLevel::CanRead).await {
+        match access::experiment(state.store.as_ref(), &ctx, id, PermissionLevel::CanRead).await {
             Ok(id) => experiment_ids.push(id),
-            Err(err) if err.0.hides_object() => {}
-            Err(err) => return Err(err),
+            Err(err) if err.hides_object() => {}
+            Err(err) => return Err(err.into()),
         }
     }
     let query = SearchRuns {

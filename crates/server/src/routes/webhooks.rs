@@ -16,10 +16,11 @@ use tarn_events::webhooks::check_destination;
 use tarn_identity::require_admin;
 
 use super::pages::{PageBody, max_results, page_body};
-use super::registry::{model_access, required};
+use super::registry::required;
 use crate::error::ApiResult;
 use crate::extract::{PathArgs, Req, de};
 use crate::state::AppState;
+use tarn_identity::access;
 
 type JsonResult = ApiResult<Json<Value>>;
 
@@ -254,7 +255,7 @@ pub async fn test_mlflow(
             .cloned()
             .unwrap_or_else(|| "model_version.created".into()),
     };
-    let sent = send_example(&state, &webhook, &name).await;
+    let sent = send_example(&state, &webhook, &name).await?;
     // The receiver's body stays out of the answer: the server is not a proxy that reads pages
     // for its callers.
     Ok(Json(json!({ "result": {
@@ -268,11 +269,11 @@ async fn send_example(
     state: &AppState,
     webhook: &Webhook,
     name: &str,
-) -> tarn_events::webhooks::Sent {
+) -> Result<tarn_events::webhooks::Sent, Error> {
     let event = hooks::example_event(webhook, name, tarn_core::ids::now_millis());
-    let body = hooks::payload(webhook, name, &event).to_string();
+    let body = hooks::payload(webhook, name, &event)?.to_string();
     let delivery_id = format!("test-{}", tarn_core::ids::hex32(rand::random()));
-    state.webhooks.send(webhook, &delivery_id, &body).await
+    Ok(state.webhooks.send(webhook, &delivery_id, &body).await)
 }
 
 #[derive(Deserialize)]
@@ -312,7 +313,8 @@ fn databricks_events(events: &[String]) -> Result<Vec<String>, Error> {
 async fn may_manage(state: &AppState, ctx: &Caller, model_name: Option<&str>) -> ApiResult<()> {
     match model_name {
         Some(model) => {
-            model_access(state, ctx, model, PermissionLevel::CanManage).await?;
+            access::registered_model(state.store.as_ref(), ctx, model, PermissionLevel::CanManage)
+                .await?;
             Ok(())
         }
         None => Ok(require_admin(&ctx.principal)?),
@@ -479,7 +481,7 @@ pub async fn test_databricks(
         }
         None => webhook.events.first().cloned().unwrap_or_default(),
     };
-    let sent = send_example(&state, &webhook, &name).await;
+    let sent = send_example(&state, &webhook, &name).await?;
     if let Some(error) = sent.error {
         return Err(Error::invalid(format!("The test delivery failed: {error}")).into());
     }

@@ -148,6 +148,31 @@ impl Store {
     }
 }
 
+/// Where the commit watcher starts reading a new table's log. A managed table's every commit is
+/// read (tarn's own carry its mark and are skipped; another writer may write to a managed
+/// location too); an external table's history came before tarn knew it, so its first scan takes
+/// the table as it is then.
+fn first_watched_version(table_type: TableType) -> Option<i64> {
+    match table_type {
+        TableType::Managed => Some(-1),
+        TableType::External | TableType::View => None,
+    }
+}
+
+/// A catalog bound to a workspace (read-only) or unbound from it.
+fn binding_change(bound: bool, catalog: &str, workspace: &str) -> Change {
+    let binding = event::CatalogBinding {
+        catalog: catalog.to_string(),
+        workspace: workspace.to_string(),
+        access: "read-only".into(),
+    };
+    if bound {
+        Change::CatalogBound(binding)
+    } else {
+        Change::CatalogUnbound(binding)
+    }
+}
+
 #[async_trait]
 impl CatalogStore for Store {
     async fn create_schema(&self, schema: &NewSchema, actor: &Actor) -> Result<SchemaInfo> {
@@ -189,12 +214,11 @@ impl CatalogStore for Store {
         insert_event(
             &mut tx,
             &schema.catalog,
-            actor,
-            "schema",
-            "created",
-            &schema.name,
-            serde_json::json!({ "full_name": format!("{}.{}", schema.catalog, schema.name) }),
+            &actor.name,
             now,
+            &Change::SchemaCreated {
+                full_name: format!("{}.{}", schema.catalog, schema.name),
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -255,12 +279,12 @@ impl CatalogStore for Store {
         insert_event(
             &mut tx,
             catalog,
-            actor,
-            "schema",
-            "updated",
-            name,
-            serde_json::json!({ "full_name": format!("{catalog}.{name}"), "comment": comment }),
+            &actor.name,
             now,
+            &Change::SchemaUpdated {
+                full_name: format!("{catalog}.{name}"),
+                comment: comment.map(str::to_string),
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -320,15 +344,12 @@ impl CatalogStore for Store {
         insert_event(
             &mut tx,
             catalog,
-            actor,
-            "schema",
-            "deleted",
-            name,
-            serde_json::json!({
-                "full_name": format!("{catalog}.{name}"),
-                "tables": tables.iter().map(|t| t.full_name.clone()).collect::<Vec<_>>(),
-            }),
+            &actor.name,
             now,
+            &Change::SchemaDeleted {
+                full_name: format!("{catalog}.{name}"),
+                tables: tables.iter().map(|t| t.full_name.clone()).collect(),
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -341,8 +362,9 @@ impl CatalogStore for Store {
         let schema_id = schema_id_in_tx(&mut tx, &table.catalog, &table.schema).await?;
         let inserted = db::query(
             "INSERT INTO catalog_tables (id, schema_id, name, table_type, data_source_format, columns, \
-             storage_location, view_definition, comment, properties, owner, owner_id, created_at, created_by, updated_at, updated_by) \
-             VALUES ($1, $2, $3, $4, 'DELTA', $5, $6, $7, $8, $9, $10, $11, $12, $10, $12, $10)",
+             storage_location, view_definition, comment, properties, owner, owner_id, created_at, created_by, updated_at, updated_by, \
+             watched_version) \
+             VALUES ($1, $2, $3, $4, 'DELTA', $5, $6, $7, $8, $9, $10, $11, $12, $10, $12, $10, $13)",
         )
         .bind(&table.table_id)
         .bind(&schema_id)
@@ -356,6 +378,7 @@ impl CatalogStore for Store {
         .bind(&actor.name)
         .bind(actor.id)
         .bind(now)
+        .bind(first_watched_version(table.table_type))
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -386,16 +409,13 @@ impl CatalogStore for Store {
         insert_event(
             &mut tx,
             &table.catalog,
-            actor,
-            "table",
-            "created",
-            &full_name,
-            serde_json::json!({
-                "full_name": full_name,
-                "table_type": table.table_type.as_str(),
-                "storage_location": table.storage_location,
-            }),
+            &actor.name,
             now,
+            &Change::TableCreated {
+                full_name: full_name.clone(),
+                table_type: table.table_type,
+                storage_location: table.storage_location.clone(),
+            },
         )
         .await?;
         let created =
@@ -477,15 +497,12 @@ impl CatalogStore for Store {
         insert_event(
             &mut tx,
             catalog,
-            actor,
-            "table",
-            "schema_changed",
-            &current.full_name,
-            serde_json::json!({
-                "full_name": current.full_name,
-                "columns": columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
-            }),
+            &actor.name,
             now,
+            &Change::TableSchemaChanged {
+                full_name: current.full_name.clone(),
+                columns: columns.iter().map(|c| c.name.clone()).collect(),
+            },
         )
         .await?;
         let updated = Self::table_in_tx(&mut tx, catalog, schema, name).await?;
@@ -520,12 +537,12 @@ impl CatalogStore for Store {
         insert_event(
             &mut tx,
             catalog,
-            actor,
-            "table",
-            "deleted",
-            &table.full_name,
-            serde_json::json!({ "full_name": table.full_name, "table_type": table.table_type.as_str() }),
+            &actor.name,
             now,
+            &Change::TableDeleted {
+                full_name: table.full_name.clone(),
+                table_type: table.table_type,
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -614,12 +631,13 @@ impl CatalogStore for Store {
         insert_event(
             &mut tx,
             catalog,
-            actor,
-            securable_type.as_str(),
-            "permissions_changed",
-            securable,
-            serde_json::json!({ "securable": securable, "changes": changes }),
+            &actor.name,
             now,
+            &Change::GrantsChanged {
+                securable_type,
+                securable: securable.to_string(),
+                changes: changes.to_vec(),
+            },
         )
         .await?;
         let updated = assignments(&mut *tx, securable).await?;
@@ -677,12 +695,14 @@ impl CatalogStore for Store {
         insert_event(
             &mut tx,
             catalog,
-            actor,
-            securable_type.as_str(),
-            "tags_changed",
-            securable,
-            serde_json::json!({ "securable": securable, "set": set, "unset": unset }),
+            &actor.name,
             now,
+            &Change::TagsChanged {
+                securable_type,
+                securable: securable.to_string(),
+                set: set.clone(),
+                unset: unset.to_vec(),
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -746,12 +766,9 @@ impl CatalogStore for Store {
         insert_event(
             &mut tx,
             catalog,
-            actor,
-            "catalog",
-            if bound { "bound" } else { "unbound" },
-            catalog,
-            serde_json::json!({ "catalog": catalog, "workspace": workspace, "access": "read-only" }),
+            &actor.name,
             now,
+            &binding_change(bound, catalog, workspace),
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -781,6 +798,67 @@ impl CatalogStore for Store {
             })
             .collect::<std::result::Result<_, sqlx::Error>>()
             .map_err(db_error)
+    }
+
+    async fn watched_tables(&self) -> Result<Vec<WatchedTable>> {
+        let rows = db::query(
+            "SELECT t.id, s.workspace, s.name AS schema_name, t.name, t.storage_location, \
+             t.watched_version FROM catalog_tables t JOIN catalog_schemas s ON s.id = t.schema_id \
+             WHERE t.storage_location IS NOT NULL ORDER BY t.id",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let catalog: String = row.try_get("workspace")?;
+                let schema: String = row.try_get("schema_name")?;
+                let name: String = row.try_get("name")?;
+                Ok(WatchedTable {
+                    table_id: row.try_get("id")?,
+                    full_name: format!("{catalog}.{schema}.{name}"),
+                    storage_location: row.try_get("storage_location")?,
+                    watched_version: row.try_get("watched_version")?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(db_error)
+    }
+
+    async fn record_outside_commits(
+        &self,
+        table: &WatchedTable,
+        latest: i64,
+        commits: &[OutsideCommit],
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let moved = db::query(
+            "UPDATE catalog_tables SET watched_version = $1 \
+             WHERE id = $2 AND watched_version IS NOT DISTINCT FROM $3",
+        )
+        .bind(latest)
+        .bind(&table.table_id)
+        .bind(table.watched_version)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if moved == 0 {
+            return Ok(false);
+        }
+        let catalog = table.full_name.split('.').next().unwrap_or_default();
+        for commit in commits {
+            let change = Change::TableCommitted {
+                full_name: table.full_name.clone(),
+                version: commit.version,
+                operation: commit.operation.clone(),
+                sources: Vec::new(),
+                outside: true,
+            };
+            insert_event(&mut tx, catalog, &commit.writer, commit.timestamp, &change).await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(true)
     }
 
     async fn record_ingested_file(&self, file: &IngestedFile) -> Result<()> {

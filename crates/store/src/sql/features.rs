@@ -88,16 +88,13 @@ impl FeatureStore for Store {
         insert_event(
             &mut tx,
             catalog,
-            actor,
-            "feature_table",
-            "created",
-            &table.full_name,
-            serde_json::json!({
-                "name": table.full_name,
-                "primary_keys": table.primary_keys,
-                "timestamp_key": table.timestamp_key,
-            }),
+            &actor.name,
             table.created_at,
+            &Change::FeatureTableCreated {
+                name: table.full_name.clone(),
+                primary_keys: table.primary_keys.clone(),
+                timestamp_key: table.timestamp_key.clone(),
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)

@@ -10,7 +10,10 @@ impl IdentityStore for Store {
         kind: PrincipalKind,
         is_admin: bool,
         password_hash: Option<&str>,
+        actor: &str,
     ) -> Result<PrincipalRecord> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
         let result = db::query(
             "INSERT INTO principals (name, kind, is_admin, active, password_hash, created_at) VALUES ($1, $2, $3, TRUE, $4, $5) RETURNING *",
         )
@@ -18,16 +21,25 @@ impl IdentityStore for Store {
         .bind(kind.as_str())
         .bind(is_admin)
         .bind(password_hash)
-        .bind(now_millis())
-        .fetch_one(&self.write)
+        .bind(now)
+        .fetch_one(&mut *tx)
         .await;
-        match result {
-            Err(err) if is_unique_violation(&err) => Err(Error::already_exists(format!(
-                "Principal '{name}' already exists"
-            ))),
-            Err(err) => Err(db_error(err)),
-            Ok(row) => row_principal(&row).map_err(db_error),
-        }
+        let record = match result {
+            Err(err) if is_unique_violation(&err) => {
+                return Err(Error::already_exists(format!(
+                    "Principal '{name}' already exists"
+                )));
+            }
+            Err(err) => return Err(db_error(err)),
+            Ok(row) => row_principal(&row).map_err(db_error)?,
+        };
+        let change = Change::PrincipalCreated {
+            name: name.to_string(),
+            kind: kind.as_str().to_string(),
+        };
+        insert_event(&mut tx, event::ACCOUNT, actor, now, &change).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(record)
     }
 
     async fn get_principal(&self, name: &str) -> Result<PrincipalRecord> {
@@ -53,33 +65,54 @@ impl IdentityStore for Store {
             .map_err(db_error)
     }
 
-    async fn set_password_hash(&self, name: &str, password_hash: &str) -> Result<()> {
+    async fn set_password_hash(&self, name: &str, password_hash: &str, actor: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
         let result =
             db::query("UPDATE principals SET password_hash = $1 WHERE name = $2 AND kind = 'user'")
                 .bind(password_hash)
                 .bind(name)
-                .execute(&self.write)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_error)?;
         if result.rows_affected() == 0 {
             return Err(Error::not_found(format!("User '{name}' does not exist")));
         }
-        Ok(())
+        let change = Change::PasswordSet {
+            name: name.to_string(),
+        };
+        insert_event(&mut tx, event::ACCOUNT, actor, now_millis(), &change).await?;
+        tx.commit().await.map_err(db_error)
     }
 
-    async fn set_active(&self, name: &str, active: bool) -> Result<()> {
-        let result = db::query("UPDATE principals SET active = $1 WHERE name = $2")
-            .bind(active)
+    async fn set_active(&self, name: &str, active: bool, actor: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let was: Option<bool> = db::query_scalar("SELECT active FROM principals WHERE name = $1")
             .bind(name)
-            .execute(&self.write)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_error)?;
-        if result.rows_affected() == 0 {
+        let Some(was) = was else {
             return Err(Error::not_found(format!(
                 "Principal '{name}' does not exist"
             )));
+        };
+        if was == active {
+            return Ok(());
         }
-        Ok(())
+        db::query("UPDATE principals SET active = $1 WHERE name = $2")
+            .bind(active)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let name = name.to_string();
+        let change = if active {
+            Change::PrincipalActivated { name }
+        } else {
+            Change::PrincipalDeactivated { name }
+        };
+        insert_event(&mut tx, event::ACCOUNT, actor, now_millis(), &change).await?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn active_principal(&self, name: &str) -> Result<Principal> {
@@ -113,31 +146,49 @@ impl IdentityStore for Store {
         Ok(Some((hash, self.principal_with_groups(record).await?)))
     }
 
-    async fn add_group_member(&self, group: &str, member: &str) -> Result<()> {
+    async fn add_group_member(&self, group: &str, member: &str, actor: &str) -> Result<()> {
         let group_record = self.get_principal(group).await?;
         if group_record.kind != PrincipalKind::Group {
             return Err(Error::invalid(format!("'{group}' is not a group")));
         }
         let member_id = self.principal_id(member).await?;
-        db::query("INSERT INTO group_members (group_id, member_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        let mut tx = self.begin().await?;
+        let added = db::query("INSERT INTO group_members (group_id, member_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(group_record.id)
             .bind(member_id)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
-            .map_err(db_error)?;
-        Ok(())
+            .map_err(db_error)?
+            .rows_affected();
+        if added > 0 {
+            let change = Change::GroupMemberAdded {
+                group: group.to_string(),
+                member: member.to_string(),
+            };
+            insert_event(&mut tx, event::ACCOUNT, actor, now_millis(), &change).await?;
+        }
+        tx.commit().await.map_err(db_error)
     }
 
-    async fn remove_group_member(&self, group: &str, member: &str) -> Result<()> {
+    async fn remove_group_member(&self, group: &str, member: &str, actor: &str) -> Result<()> {
         let group_id = self.principal_id(group).await?;
         let member_id = self.principal_id(member).await?;
-        db::query("DELETE FROM group_members WHERE group_id = $1 AND member_id = $2")
+        let mut tx = self.begin().await?;
+        let removed = db::query("DELETE FROM group_members WHERE group_id = $1 AND member_id = $2")
             .bind(group_id)
             .bind(member_id)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
-            .map_err(db_error)?;
-        Ok(())
+            .map_err(db_error)?
+            .rows_affected();
+        if removed > 0 {
+            let change = Change::GroupMemberRemoved {
+                group: group.to_string(),
+                member: member.to_string(),
+            };
+            insert_event(&mut tx, event::ACCOUNT, actor, now_millis(), &change).await?;
+        }
+        tx.commit().await.map_err(db_error)
     }
 
     async fn group_members(&self, group: &str) -> Result<Vec<PrincipalRecord>> {
@@ -160,9 +211,11 @@ impl IdentityStore for Store {
         token_hash: &str,
         comment: &str,
         expires_at: Option<i64>,
+        actor: &str,
     ) -> Result<TokenInfo> {
         let principal_id = self.principal_id(principal_name).await?;
         let now = now_millis();
+        let mut tx = self.begin().await?;
         db::query(
             "INSERT INTO tokens (token_id, principal_id, token_hash, comment, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -172,9 +225,16 @@ impl IdentityStore for Store {
         .bind(comment)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
+        let change = Change::TokenCreated {
+            id: token_id.to_string(),
+            principal: principal_name.to_string(),
+            expires_at,
+        };
+        insert_event(&mut tx, event::ACCOUNT, actor, now, &change).await?;
+        tx.commit().await.map_err(db_error)?;
         Ok(TokenInfo {
             token_id: token_id.to_string(),
             principal_id,
@@ -219,13 +279,15 @@ impl IdentityStore for Store {
             .map_err(db_error)
     }
 
-    async fn revoke_token(&self, token_id: &str) -> Result<()> {
+    async fn revoke_token(&self, token_id: &str, actor: &str) -> Result<()> {
+        let now = now_millis();
+        let mut tx = self.begin().await?;
         let result = db::query(
             "UPDATE tokens SET revoked_at = $1 WHERE token_id = $2 AND revoked_at IS NULL",
         )
-        .bind(now_millis())
+        .bind(now)
         .bind(token_id)
-        .execute(&self.write)
+        .execute(&mut *tx)
         .await
         .map_err(db_error)?;
         if result.rows_affected() == 0 {
@@ -233,7 +295,11 @@ impl IdentityStore for Store {
                 "Token '{token_id}' does not exist"
             )));
         }
-        Ok(())
+        let change = Change::TokenRevoked {
+            id: token_id.to_string(),
+        };
+        insert_event(&mut tx, event::ACCOUNT, actor, now, &change).await?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn token_owner(&self, token_id: &str) -> Result<i64> {
@@ -250,13 +316,14 @@ impl IdentityStore for Store {
 
 #[async_trait]
 impl WorkspaceStore for Store {
-    async fn ensure_workspace(&self, name: &str) -> Result<bool> {
+    async fn ensure_workspace(&self, name: &str, actor: &str) -> Result<bool> {
+        let now = now_millis();
         let mut tx = self.begin().await?;
         let inserted = db::query(
             "INSERT INTO workspaces (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(name)
-        .bind(now_millis())
+        .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?
@@ -265,6 +332,10 @@ impl WorkspaceStore for Store {
         if inserted {
             // Every workspace has MLflow's "Default" experiment 0.
             insert_experiment(&mut tx, name, 0, "Default", "mlflow-artifacts:/0", None).await?;
+            let change = Change::WorkspaceCreated {
+                name: name.to_string(),
+            };
+            insert_event(&mut tx, name, actor, now, &change).await?;
         }
         tx.commit().await.map_err(db_error)?;
         Ok(inserted)
@@ -286,31 +357,60 @@ impl WorkspaceStore for Store {
         Ok(found.is_some())
     }
 
-    async fn add_workspace_member(&self, workspace: &str, principal_name: &str) -> Result<()> {
+    async fn add_workspace_member(
+        &self,
+        workspace: &str,
+        principal_name: &str,
+        actor: &str,
+    ) -> Result<()> {
         if !self.workspace_exists(workspace).await? {
             return Err(Error::not_found(format!(
                 "Workspace '{workspace}' does not exist"
             )));
         }
         let principal_id = self.principal_id(principal_name).await?;
-        db::query("INSERT INTO workspace_members (workspace, principal_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        let mut tx = self.begin().await?;
+        let added = db::query("INSERT INTO workspace_members (workspace, principal_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(workspace)
             .bind(principal_id)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await
-            .map_err(db_error)?;
-        Ok(())
+            .map_err(db_error)?
+            .rows_affected();
+        if added > 0 {
+            let change = Change::WorkspaceMemberAdded {
+                workspace: workspace.to_string(),
+                member: principal_name.to_string(),
+            };
+            insert_event(&mut tx, workspace, actor, now_millis(), &change).await?;
+        }
+        tx.commit().await.map_err(db_error)
     }
 
-    async fn remove_workspace_member(&self, workspace: &str, principal_name: &str) -> Result<()> {
+    async fn remove_workspace_member(
+        &self,
+        workspace: &str,
+        principal_name: &str,
+        actor: &str,
+    ) -> Result<()> {
         let principal_id = self.principal_id(principal_name).await?;
-        db::query("DELETE FROM workspace_members WHERE workspace = $1 AND principal_id = $2")
-            .bind(workspace)
-            .bind(principal_id)
-            .execute(&self.write)
-            .await
-            .map_err(db_error)?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        let removed =
+            db::query("DELETE FROM workspace_members WHERE workspace = $1 AND principal_id = $2")
+                .bind(workspace)
+                .bind(principal_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+        if removed > 0 {
+            let change = Change::WorkspaceMemberRemoved {
+                workspace: workspace.to_string(),
+                member: principal_name.to_string(),
+            };
+            insert_event(&mut tx, workspace, actor, now_millis(), &change).await?;
+        }
+        tx.commit().await.map_err(db_error)
     }
 
     async fn workspace_members(&self, workspace: &str) -> Result<Vec<PrincipalRecord>> {

@@ -86,6 +86,22 @@ impl LineageStore for Store {
             });
             insert.build().execute(&mut *tx).await.map_err(db_error)?;
         }
+        if let (NodeKind::Table, Some(version)) = (write.target.kind, write.target_version) {
+            let full_name = &write.target.name;
+            let catalog = full_name.split('.').next().unwrap_or_default();
+            let change = Change::TableCommitted {
+                full_name: full_name.clone(),
+                version,
+                operation: write.operation.clone(),
+                sources: sources
+                    .iter()
+                    .filter(|read| read.node.kind == NodeKind::Table)
+                    .map(|read| read.node.name.clone())
+                    .collect(),
+                outside: false,
+            };
+            insert_event(&mut tx, catalog, &write.actor, write.created_at, &change).await?;
+        }
         tx.commit().await.map_err(db_error)?;
         Ok(id)
     }

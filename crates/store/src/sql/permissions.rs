@@ -136,7 +136,7 @@ impl PermissionStore for Store {
             object_type,
             object_id,
             grants,
-            "updated",
+            Change::PermissionsUpdated,
             actor,
         )
         .await?;
@@ -158,7 +158,7 @@ impl PermissionStore for Store {
             object_type,
             object_id,
             grants,
-            "replaced",
+            Change::PermissionsReplaced,
             actor,
         )
         .await?;
@@ -175,22 +175,26 @@ pub(super) async fn record_grant_change(
     object_type: ObjectType,
     object_id: &str,
     grants: &[(String, PermissionLevel)],
-    action: &str,
+    change: fn(event::ObjectGrants) -> Change,
     actor: &tarn_core::registry::Actor,
 ) -> Result<()> {
-    let listed: Vec<serde_json::Value> = grants
+    let listed = grants
         .iter()
-        .map(|(name, level)| serde_json::json!({ "principal": name, "permission_level": level.as_str() }))
+        .map(|(name, level)| event::ObjectGrant {
+            principal: name.clone(),
+            permission_level: level.as_str().to_string(),
+        })
         .collect();
     insert_event(
         tx,
         workspace,
-        actor,
-        "permissions",
-        action,
-        &format!("{}/{object_id}", object_type.as_str()),
-        serde_json::json!({ "object_type": object_type.as_str(), "object_id": object_id, "grants": listed }),
+        &actor.name,
         now_millis(),
+        &change(event::ObjectGrants {
+            object_type: object_type.as_str().to_string(),
+            object_id: object_id.to_string(),
+            grants: listed,
+        }),
     )
     .await
 }

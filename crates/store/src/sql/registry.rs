@@ -115,60 +115,6 @@ where
     Ok(list)
 }
 
-pub(super) fn row_event(row: &db::DbRow) -> std::result::Result<Event, sqlx::Error> {
-    Ok(Event {
-        id: row.try_get("id")?,
-        workspace: row.try_get("workspace")?,
-        timestamp: row.try_get("timestamp")?,
-        actor: row.try_get("actor")?,
-        entity: row.try_get("entity")?,
-        action: row.try_get("action")?,
-        object: row.try_get("object")?,
-        data: decode_json(row, "data")?,
-    })
-}
-
-/// Who reads the event stream: each event waits in the outbox of each of them until taken.
-pub(super) const EVENT_CONSUMERS: &[&str] = &[WEBHOOK_CONSUMER];
-
-/// Appends one event, and puts it in each consumer's outbox; called inside the transaction of
-/// the change it describes.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn insert_event(
-    tx: &mut Tx<'_>,
-    workspace: &str,
-    actor: &Actor,
-    entity: &str,
-    action: &str,
-    object: &str,
-    data: serde_json::Value,
-    now: i64,
-) -> Result<()> {
-    let id: i64 = db::query_scalar(
-        "INSERT INTO events (workspace, timestamp, actor, entity, action, object, data) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         RETURNING id",
-    )
-    .bind(workspace)
-    .bind(now)
-    .bind(&actor.name)
-    .bind(entity)
-    .bind(action)
-    .bind(object)
-    .bind(data.to_string())
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(db_error)?;
-    for consumer in EVENT_CONSUMERS {
-        db::query("INSERT INTO event_outbox (consumer, event_id) VALUES ($1, $2)")
-            .bind(*consumer)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(db_error)?;
-    }
-    Ok(())
-}
-
 /// A version as the API returns it, read inside a write transaction.
 pub(super) async fn version_row_in_tx(
     tx: &mut Tx<'_>,
@@ -392,19 +338,16 @@ pub(super) async fn apply_transition(
         insert_event(
             tx,
             change.workspace,
-            change.actor,
-            "model_version_stage",
-            "transitioned",
-            change.name,
-            serde_json::json!({
-                "name": change.name,
-                "version": changed.to_string(),
-                "from_stage": from_stage.as_str(),
-                "to_stage": to_stage.as_str(),
-                "system": by_system,
-                "comment": change.comment,
-            }),
+            &change.actor.name,
             change.now,
+            &Change::StageTransitioned {
+                name: change.name.to_string(),
+                version: changed,
+                from_stage,
+                to_stage,
+                system: by_system,
+                comment: change.comment.to_string(),
+            },
         )
         .await?;
     }
@@ -761,20 +704,8 @@ impl RegistryStore for Store {
                     upsert_registry_tag(tx, &id, tag).await?;
                 }
                 grant_creator(tx, workspace, ObjectType::RegisteredModel, &id, actor.id).await?;
-                let tag_map: serde_json::Map<String, serde_json::Value> = tags
-                    .iter()
-                    .map(|t| (t.key.clone(), serde_json::Value::String(t.value.clone())))
-                    .collect();
-                insert_event(
-                    tx,
-                    workspace,
-                    actor,
-                    "registered_model",
-                    "created",
-                    name,
-                    serde_json::json!({ "name": name, "tags": tag_map, "description": description }),
-                    now,
-                )
+                let tag_map = tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+                insert_event(tx, workspace, &actor.name, now, &Change::ModelCreated { name: name.to_string(), tags: tag_map, description: description.to_string() })
                 .await?;
                     Ok(())
                 })
@@ -845,12 +776,12 @@ impl RegistryStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "registered_model",
-            "renamed",
-            new_name,
-            serde_json::json!({ "name": new_name, "previous_name": name }),
+            &actor.name,
             now,
+            &Change::ModelRenamed {
+                name: new_name.to_string(),
+                previous_name: name.to_string(),
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -879,12 +810,12 @@ impl RegistryStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "registered_model",
-            "updated",
-            name,
-            serde_json::json!({ "name": name, "description": description }),
+            &actor.name,
             now,
+            &Change::ModelUpdated {
+                name: name.to_string(),
+                description: description.to_string(),
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -923,12 +854,11 @@ impl RegistryStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "registered_model",
-            "deleted",
-            name,
-            serde_json::json!({ "name": name }),
+            &actor.name,
             now,
+            &Change::ModelDeleted {
+                name: name.to_string(),
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -1007,12 +937,13 @@ impl RegistryStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "registered_model_tag",
-            "set",
-            name,
-            serde_json::json!({ "name": name, "key": tag.key, "value": tag.value }),
+            &actor.name,
             now,
+            &Change::ModelTagSet {
+                name: name.to_string(),
+                key: tag.key.clone(),
+                value: tag.value.clone(),
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)
@@ -1038,12 +969,12 @@ impl RegistryStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "registered_model_tag",
-            "deleted",
-            name,
-            serde_json::json!({ "name": name, "key": key }),
+            &actor.name,
             now,
+            &Change::ModelTagDeleted {
+                name: name.to_string(),
+                key: key.to_string(),
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)
@@ -1120,29 +1051,8 @@ impl RegistryStore for Store {
                 for tag in &new.tags {
                     upsert_version_tag(tx, &model_id, version, tag).await?;
                 }
-                let tag_map: serde_json::Map<String, serde_json::Value> = new
-                    .tags
-                    .iter()
-                    .map(|t| (t.key.clone(), serde_json::Value::String(t.value.clone())))
-                    .collect();
-                insert_event(
-                    tx,
-                    workspace,
-                    actor,
-                    "model_version",
-                    "created",
-                    &new.name,
-                    serde_json::json!({
-                        "name": new.name,
-                        "version": version.to_string(),
-                        "source": new.source,
-                        "run_id": new.run_id,
-                        "model_id": new.model_id,
-                        "tags": tag_map,
-                        "description": new.description,
-                    }),
-                    now,
-                )
+                let tag_map = new.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+                insert_event(tx, workspace, &actor.name, now, &Change::VersionCreated { name: new.name.clone(), version, source: new.source.clone(), run_id: new.run_id.clone(), model_id: new.model_id.clone(), tags: tag_map, description: new.description.clone() })
                 .await?;
                     // Read back on the writer, whose page cache this write leaves warm: a
                     // reader would find the database changed and start from cold.
@@ -1185,12 +1095,13 @@ impl RegistryStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "model_version",
-            "updated",
-            name,
-            serde_json::json!({ "name": name, "version": version.to_string(), "description": description }),
+            &actor.name,
             now,
+            &Change::VersionUpdated {
+                name: name.to_string(),
+                version,
+                description: description.to_string(),
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -1231,12 +1142,12 @@ impl RegistryStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "model_version",
-            "deleted",
-            name,
-            serde_json::json!({ "name": name, "version": version.to_string() }),
+            &actor.name,
             now,
+            &Change::VersionDeleted {
+                name: name.to_string(),
+                version,
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -1341,20 +1252,27 @@ impl RegistryStore for Store {
         let () = self
             .write(move |tx| {
                 Box::pin(async move {
-                    let (workspace, name, tag, actor) = (owned_workspace.as_str(), owned_name.as_str(), &owned_tag, &owned_actor);
-                let model_id = version_in_tx(tx, workspace, name, version).await?;
-                upsert_version_tag(tx, &model_id, version, tag).await?;
-                insert_event(
-                    tx,
-                    workspace,
-                    actor,
-                    "model_version_tag",
-                    "set",
-                    name,
-                    serde_json::json!({ "name": name, "version": version.to_string(), "key": tag.key, "value": tag.value }),
-                    now,
-                )
-                .await?;
+                    let (workspace, name, tag, actor) = (
+                        owned_workspace.as_str(),
+                        owned_name.as_str(),
+                        &owned_tag,
+                        &owned_actor,
+                    );
+                    let model_id = version_in_tx(tx, workspace, name, version).await?;
+                    upsert_version_tag(tx, &model_id, version, tag).await?;
+                    insert_event(
+                        tx,
+                        workspace,
+                        &actor.name,
+                        now,
+                        &Change::VersionTagSet {
+                            name: name.to_string(),
+                            version,
+                            key: tag.key.clone(),
+                            value: tag.value.clone(),
+                        },
+                    )
+                    .await?;
                     Ok(())
                 })
             })
@@ -1385,12 +1303,13 @@ impl RegistryStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "model_version_tag",
-            "deleted",
-            name,
-            serde_json::json!({ "name": name, "version": version.to_string(), "key": key }),
+            &actor.name,
             now,
+            &Change::VersionTagDeleted {
+                name: name.to_string(),
+                version,
+                key: key.to_string(),
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)
@@ -1508,15 +1427,16 @@ impl RegistryStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "transition_request",
-            "created",
-            name,
-            serde_json::json!({
-                "name": name, "version": version.to_string(), "from_stage": current.as_str(),
-                "to_stage": to_stage.as_str(), "comment": comment, "request_id": id.to_string(),
-            }),
+            &actor.name,
             now,
+            &Change::TransitionRequested {
+                name: name.to_string(),
+                version,
+                from_stage: current,
+                to_stage,
+                comment: comment.to_string(),
+                request_id: id,
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -1571,10 +1491,19 @@ impl RegistryStore for Store {
                 requester.map(|r| format!(" by {r}")).unwrap_or_default()
             )));
         }
-        let (activity, action) = match outcome {
-            RequestOutcome::Approve { .. } => (ActivityType::ApprovedRequest, "approved"),
-            RequestOutcome::Reject => (ActivityType::RejectedRequest, "rejected"),
-            RequestOutcome::Cancel => (ActivityType::CancelledRequest, "cancelled"),
+        let (activity, resolved): (_, fn(event::RequestResolved) -> Change) = match outcome {
+            RequestOutcome::Approve { .. } => (
+                ActivityType::ApprovedRequest,
+                Change::TransitionRequestApproved,
+            ),
+            RequestOutcome::Reject => (
+                ActivityType::RejectedRequest,
+                Change::TransitionRequestRejected,
+            ),
+            RequestOutcome::Cancel => (
+                ActivityType::CancelledRequest,
+                Change::TransitionRequestCancelled,
+            ),
         };
         let current = current_stage(&mut tx, &model_id, version).await?;
         let id = match outcome {
@@ -1616,16 +1545,16 @@ impl RegistryStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "transition_request",
-            action,
-            name,
-            serde_json::json!({
-                "name": name, "version": version.to_string(), "from_stage": current.as_str(),
-                "to_stage": to_stage.as_str(), "comment": comment,
-                "request_ids": ended.iter().map(i64::to_string).collect::<Vec<_>>(),
-            }),
+            &actor.name,
             now,
+            &resolved(event::RequestResolved {
+                name: name.to_string(),
+                version,
+                from_stage: current,
+                to_stage,
+                comment: comment.to_string(),
+                request_ids: ended,
+            }),
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -1677,12 +1606,14 @@ impl RegistryStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "comment",
-            "created",
-            name,
-            serde_json::json!({ "name": name, "version": version.to_string(), "comment": comment, "id": id.to_string() }),
+            &actor.name,
             now,
+            &Change::CommentCreated(event::CommentText {
+                name: name.to_string(),
+                version,
+                comment: comment.to_string(),
+                id,
+            }),
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -1719,12 +1650,14 @@ impl RegistryStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "comment",
-            "updated",
-            &existing.model_name,
-            serde_json::json!({ "name": existing.model_name, "version": existing.version.to_string(), "comment": comment, "id": id.to_string() }),
+            &actor.name,
             now,
+            &Change::CommentUpdated(event::CommentText {
+                name: existing.model_name.clone(),
+                version: existing.version,
+                comment: comment.to_string(),
+                id,
+            }),
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -1743,12 +1676,13 @@ impl RegistryStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "comment",
-            "deleted",
-            &existing.model_name,
-            serde_json::json!({ "name": existing.model_name, "version": existing.version.to_string(), "id": id.to_string() }),
+            &actor.name,
             now,
+            &Change::CommentDeleted {
+                name: existing.model_name.clone(),
+                version: existing.version,
+                id,
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)
@@ -1785,16 +1719,7 @@ impl RegistryStore for Store {
                 .await
                 .map_err(db_error)?;
                 touch_model(tx, &model_id, now).await?;
-                insert_event(
-                    tx,
-                    workspace,
-                    actor,
-                    "model_version_alias",
-                    "created",
-                    name,
-                    serde_json::json!({ "name": name, "alias": alias, "version": version.to_string() }),
-                    now,
-                )
+                insert_event(tx, workspace, &actor.name, now, &Change::AliasSet { name: name.to_string(), alias: alias.to_string(), version })
                 .await?;
                     Ok(())
                 })
@@ -1823,12 +1748,12 @@ impl RegistryStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "model_version_alias",
-            "deleted",
-            name,
-            serde_json::json!({ "name": name, "alias": alias }),
+            &actor.name,
             now,
+            &Change::AliasDeleted {
+                name: name.to_string(),
+                alias: alias.to_string(),
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)
@@ -1861,55 +1786,12 @@ impl RegistryStore for Store {
         Ok(found)
     }
 
-    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {
-        let mut builder = Builder::new("SELECT * FROM events WHERE id > ");
-        builder.push_bind(query.after_id);
-        for (column, value) in [
-            ("workspace", &query.workspace),
-            ("entity", &query.entity),
-            ("object", &query.object),
-            ("actor", &query.actor),
-        ] {
-            if let Some(value) = value {
-                builder.push(format!(" AND {column} = "));
-                builder.push_bind(value.clone());
-            }
-        }
-        builder.push(" ORDER BY id LIMIT ");
-        builder.push_bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
-        self.read_all(&mut builder, row_event).await
-    }
-
     async fn version_storage_locations(&self, model_id: &str) -> Result<Vec<String>> {
         db::query_scalar("SELECT storage_location FROM model_versions WHERE model_id = $1")
             .bind(model_id)
             .fetch_all(&self.read)
             .await
             .map_err(db_error)
-    }
-
-    async fn record_event(
-        &self,
-        workspace: &str,
-        actor: &Actor,
-        entity: &str,
-        action: &str,
-        object: &str,
-        data: serde_json::Value,
-    ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        insert_event(
-            &mut tx,
-            workspace,
-            actor,
-            entity,
-            action,
-            object,
-            data,
-            now_millis(),
-        )
-        .await?;
-        tx.commit().await.map_err(db_error)
     }
 }
 

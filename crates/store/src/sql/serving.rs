@@ -21,10 +21,6 @@ pub(super) fn endpoint_not_found(name: &str) -> Error {
     Error::not_found(format!("Serving endpoint '{name}' does not exist."))
 }
 
-pub(super) fn endpoint_audit(name: &str, config: &EndpointConfig) -> serde_json::Value {
-    serde_json::json!({ "name": name, "config": config })
-}
-
 #[async_trait]
 impl ServingStore for Store {
     async fn create_endpoint(&self, endpoint: &ServingEndpoint, actor: &Actor) -> Result<()> {
@@ -70,12 +66,13 @@ impl ServingStore for Store {
         insert_event(
             &mut tx,
             &endpoint.workspace,
-            actor,
-            "serving_endpoint",
-            "created",
-            &endpoint.id,
-            endpoint_audit(&endpoint.name, &endpoint.config),
+            &actor.name,
             endpoint.creation_timestamp,
+            &Change::EndpointCreated(event::EndpointChange {
+                id: endpoint.id.clone(),
+                name: endpoint.name.clone(),
+                config: endpoint.config.clone(),
+            }),
         )
         .await?;
         tx.commit().await.map_err(db_error)
@@ -146,12 +143,13 @@ impl ServingStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "serving_endpoint",
-            "updated",
-            &endpoint.id,
-            endpoint_audit(name, config),
+            &actor.name,
             now,
+            &Change::EndpointUpdated(event::EndpointChange {
+                id: endpoint.id.clone(),
+                name: name.to_string(),
+                config: config.clone(),
+            }),
         )
         .await?;
         tx.commit().await.map_err(db_error)?;
@@ -177,12 +175,12 @@ impl ServingStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "serving_endpoint",
-            "deleted",
-            &id,
-            serde_json::json!({ "name": name }),
+            &actor.name,
             tarn_core::ids::now_millis(),
+            &Change::EndpointDeleted {
+                id: id.clone(),
+                name: name.to_string(),
+            },
         )
         .await?;
         tx.commit().await.map_err(db_error)?;

@@ -49,16 +49,16 @@ pub(super) fn webhook_not_found(id: &str) -> Error {
 }
 
 /// What the audit trail records of a webhook: never its secret or authorization.
-pub(super) fn webhook_audit(webhook: &Webhook) -> serde_json::Value {
-    serde_json::json!({
-        "id": webhook.id,
-        "flavor": webhook.flavor.as_str(),
-        "name": webhook.name,
-        "url": webhook.url,
-        "events": webhook.events,
-        "status": webhook.status.as_str(),
-        "model_name": webhook.model_name,
-    })
+pub(super) fn webhook_audit(webhook: &Webhook) -> event::WebhookChange {
+    event::WebhookChange {
+        id: webhook.id.clone(),
+        flavor: webhook.flavor.as_str().to_string(),
+        name: webhook.name.clone(),
+        url: webhook.url.clone(),
+        events: webhook.events.clone(),
+        status: webhook.status.as_str().to_string(),
+        model_name: webhook.model_name.clone(),
+    }
 }
 
 #[async_trait]
@@ -94,12 +94,9 @@ impl WebhookStore for Store {
         insert_event(
             &mut tx,
             &webhook.workspace,
-            actor,
-            "webhook",
-            "created",
-            &webhook.id,
-            webhook_audit(webhook),
+            &actor.name,
             webhook.creation_timestamp,
+            &Change::WebhookCreated(webhook_audit(webhook)),
         )
         .await?;
         tx.commit().await.map_err(db_error)
@@ -164,12 +161,9 @@ impl WebhookStore for Store {
         insert_event(
             &mut tx,
             &webhook.workspace,
-            actor,
-            "webhook",
-            "updated",
-            &webhook.id,
-            webhook_audit(webhook),
+            &actor.name,
             webhook.last_updated_timestamp,
+            &Change::WebhookUpdated(webhook_audit(webhook)),
         )
         .await?;
         tx.commit().await.map_err(db_error)
@@ -194,12 +188,9 @@ impl WebhookStore for Store {
         insert_event(
             &mut tx,
             workspace,
-            actor,
-            "webhook",
-            "deleted",
-            id,
-            serde_json::json!({ "id": id }),
+            &actor.name,
             now_millis(),
+            &Change::WebhookDeleted { id: id.to_string() },
         )
         .await?;
         tx.commit().await.map_err(db_error)
@@ -255,8 +246,8 @@ impl WebhookStore for Store {
                 if event.id <= *start {
                     continue;
                 }
-                for name in hooks::matching_names(webhook, event) {
-                    let body = hooks::payload(webhook, &name, event);
+                for name in hooks::matching_names(webhook, event)? {
+                    let body = hooks::payload(webhook, &name, event)?;
                     db::query(
                         "INSERT INTO webhook_deliveries (delivery_id, webhook_id, event_id, event_name, payload, status, \
                          attempts, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",

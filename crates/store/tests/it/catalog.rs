@@ -6,20 +6,24 @@ use std::sync::Arc;
 use tarn_core::ErrorCode;
 use tarn_core::auth::PrincipalKind;
 use tarn_core::catalog::{
-    ColumnInfo, IngestedFile, NewSchema, NewTable, PermissionsChange, Privilege,
-    PrivilegeAssignment, SecurableType, TableType,
+    ColumnInfo, IngestedFile, NewSchema, NewTable, OutsideCommit, PermissionsChange, Privilege,
+    PrivilegeAssignment, SecurableType, TableType, WatchedTable,
 };
-use tarn_core::events::EventQuery;
+use tarn_core::events::{Change, EventQuery};
+use tarn_core::lineage::{NewLineage, Node, SourceRead};
 use tarn_core::registry::Actor;
 use tarn_core::store::MetaStore;
 
 type Store = Arc<dyn MetaStore>;
 
 async fn setup(store: &Store) -> Actor {
-    store.ensure_workspace("dev").await.expect("dev");
-    store.ensure_workspace("prod").await.expect("prod");
+    store.ensure_workspace("dev", "tester").await.expect("dev");
+    store
+        .ensure_workspace("prod", "tester")
+        .await
+        .expect("prod");
     let owner = store
-        .create_principal("alice", PrincipalKind::User, false, None)
+        .create_principal("alice", PrincipalKind::User, false, None, "tester")
         .await
         .expect("owner");
     Actor {
@@ -207,7 +211,10 @@ pub async fn schemas_and_tables_lifecycle(store: Store) {
         })
         .await
         .expect("events");
-    let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
+    let actions: Vec<_> = events
+        .iter()
+        .map(|e| e.change.store().expect("stored").action)
+        .collect();
     assert_eq!(
         actions,
         [
@@ -295,7 +302,7 @@ pub async fn views_hold_a_definition_and_no_location(store: Store) {
 pub async fn grants_and_bindings_follow_their_objects(store: Store) {
     let alice = setup(&store).await;
     let bob = store
-        .create_principal("bob", PrincipalKind::User, false, None)
+        .create_principal("bob", PrincipalKind::User, false, None, "tester")
         .await
         .expect("bob");
     store
@@ -727,4 +734,126 @@ pub async fn feature_tables_and_training_sets_are_kept_and_searched(store: Store
         .await
         .expect_err("other workspace");
     assert_eq!(elsewhere.code, ErrorCode::ResourceDoesNotExist);
+}
+
+/// A write recorded with its lineage is a `table.committed` event with its version and the
+/// tables it read; the commit watcher's record of other writers' commits moves the table's
+/// watched version once, so two watchers never record the same commits twice.
+pub async fn table_commits_are_events_and_outside_commits_recorded_once(store: Store) {
+    let actor = setup(&store).await;
+    store
+        .create_schema(&schema("dev", "bronze"), &actor)
+        .await
+        .expect("schema");
+    store
+        .create_table(&table("bronze", "orders", "file:///lake/orders"), &actor)
+        .await
+        .expect("table");
+    let mut write = NewLineage::new(
+        Node::table("dev.bronze.orders"),
+        Some(3),
+        "INSERT INTO",
+        "alice",
+    );
+    write = write.reading(vec![
+        SourceRead {
+            node: Node::table("dev.bronze.raw"),
+            version: Some(7),
+        },
+        SourceRead {
+            node: Node::file("/landing/orders.csv"),
+            version: None,
+        },
+    ]);
+    store.record_lineage(&write).await.expect("lineage");
+
+    let watched = store.watched_tables().await.expect("watched");
+    let orders = watched
+        .iter()
+        .find(|t| t.full_name == "dev.bronze.orders")
+        .cloned()
+        .expect("orders is watched");
+    assert_eq!(
+        orders.watched_version,
+        Some(-1),
+        "a managed table's log is read from its first commit"
+    );
+    assert!(
+        store
+            .record_outside_commits(&orders, 3, &[])
+            .await
+            .expect("baseline")
+    );
+    let outside = OutsideCommit {
+        version: 4,
+        operation: "MERGE".into(),
+        writer: "Apache-Spark/3.5.1 Delta-Lake/3.2.0".into(),
+        timestamp: 1_795_572_827_587,
+    };
+    let seen = WatchedTable {
+        watched_version: Some(3),
+        ..orders.clone()
+    };
+    assert!(
+        store
+            .record_outside_commits(&seen, 4, std::slice::from_ref(&outside))
+            .await
+            .expect("record")
+    );
+    // A second watcher that read the same version before the first recorded finds it moved.
+    assert!(
+        !store
+            .record_outside_commits(&seen, 4, std::slice::from_ref(&outside))
+            .await
+            .expect("second watcher")
+    );
+    let commits: Vec<_> = store
+        .events(&EventQuery {
+            workspace: Some("dev".into()),
+            object: Some("dev.bronze.orders".into()),
+            limit: 100,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events")
+        .into_iter()
+        .filter_map(|e| match e.change {
+            Change::TableCommitted { .. } => Some((e.actor, e.timestamp, e.change)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(commits.len(), 2, "{commits:?}");
+    assert_eq!(
+        commits[0].2,
+        Change::TableCommitted {
+            full_name: "dev.bronze.orders".into(),
+            version: 3,
+            operation: "INSERT INTO".into(),
+            sources: vec!["dev.bronze.raw".into()],
+            outside: false,
+        }
+    );
+    assert_eq!(commits[0].0, "alice");
+    assert_eq!(
+        commits[1],
+        (
+            outside.writer.clone(),
+            outside.timestamp,
+            Change::TableCommitted {
+                full_name: "dev.bronze.orders".into(),
+                version: 4,
+                operation: "MERGE".into(),
+                sources: Vec::new(),
+                outside: true,
+            }
+        )
+    );
+    let after = store.watched_tables().await.expect("watched");
+    assert_eq!(
+        after
+            .iter()
+            .find(|t| t.full_name == "dev.bronze.orders")
+            .and_then(|t| t.watched_version),
+        Some(4)
+    );
 }

@@ -8,6 +8,7 @@ use tarn_core::entities::{
     Dataset, DatasetInput, KeyValue, LifecycleStage, LogBatch, LoggedModelStatus, Metric,
     ModelOutput, NewLoggedModel, NewRun, RunStatus, RunUpdate, ViewType,
 };
+use tarn_core::events::{ACCOUNT, Change, EventQuery};
 use tarn_core::search::{Comparator, Comparison, Entity, OrderBy, Value};
 use tarn_core::store::{MetaStore, ReadableBy, SearchExperiments, SearchLoggedModels, SearchRuns};
 
@@ -67,10 +68,13 @@ async fn grant(store: &Store, experiment_id: &str, principal: &str, level: Permi
 }
 
 async fn setup(store: &Store) -> i64 {
-    store.ensure_workspace("dev").await.expect("dev");
-    store.ensure_workspace("prod").await.expect("prod");
+    store.ensure_workspace("dev", "tester").await.expect("dev");
     store
-        .create_principal("owner", PrincipalKind::User, false, None)
+        .ensure_workspace("prod", "tester")
+        .await
+        .expect("prod");
+    store
+        .create_principal("owner", PrincipalKind::User, false, None, "tester")
         .await
         .expect("owner")
         .id
@@ -125,8 +129,18 @@ async fn run_names(store: &Store, query: &SearchRuns) -> Vec<String> {
 }
 
 pub async fn workspaces_start_with_a_default_experiment(store: Store) {
-    assert!(store.ensure_workspace("dev").await.expect("create"));
-    assert!(!store.ensure_workspace("dev").await.expect("again"));
+    assert!(
+        store
+            .ensure_workspace("dev", "tester")
+            .await
+            .expect("create")
+    );
+    assert!(
+        !store
+            .ensure_workspace("dev", "tester")
+            .await
+            .expect("again")
+    );
     let default = store
         .get_experiment("dev", 0)
         .await
@@ -450,12 +464,12 @@ pub async fn experiment_search_filters_orders_and_pages(store: Store) {
 pub async fn experiment_search_respects_read_grants(store: Store) {
     let owner = setup(&store).await;
     let reader = store
-        .create_principal("reader", PrincipalKind::User, false, None)
+        .create_principal("reader", PrincipalKind::User, false, None, "tester")
         .await
         .expect("reader")
         .id;
     let group = store
-        .create_principal("analysts", PrincipalKind::Group, false, None)
+        .create_principal("analysts", PrincipalKind::Group, false, None, "tester")
         .await
         .expect("group")
         .id;
@@ -1210,25 +1224,28 @@ pub async fn logged_models_lifecycle(store: Store) {
 pub async fn principals_tokens_and_groups(store: Store) {
     setup(&store).await;
     let alice = store
-        .create_principal("alice", PrincipalKind::User, false, Some("hash"))
+        .create_principal("alice", PrincipalKind::User, false, Some("hash"), "tester")
         .await
         .expect("alice");
     assert_eq!(
         store
-            .create_principal("alice", PrincipalKind::User, false, None)
+            .create_principal("alice", PrincipalKind::User, false, None, "tester")
             .await
             .expect_err("dup")
             .code,
         ErrorCode::ResourceAlreadyExists
     );
     store
-        .create_principal("ml", PrincipalKind::Group, false, None)
+        .create_principal("ml", PrincipalKind::Group, false, None, "tester")
         .await
         .expect("group");
-    store.add_group_member("ml", "alice").await.expect("member");
+    store
+        .add_group_member("ml", "alice", "tester")
+        .await
+        .expect("member");
     assert_eq!(
         store
-            .add_group_member("alice", "owner")
+            .add_group_member("alice", "owner", "tester")
             .await
             .expect_err("not a group")
             .code,
@@ -1236,7 +1253,7 @@ pub async fn principals_tokens_and_groups(store: Store) {
     );
 
     let info = store
-        .create_token("t1", "alice", "h1", "laptop", None)
+        .create_token("t1", "alice", "h1", "laptop", None, "tester")
         .await
         .expect("token");
     let principal = store
@@ -1247,7 +1264,7 @@ pub async fn principals_tokens_and_groups(store: Store) {
     assert_eq!((principal.id, principal.name.as_str()), (alice.id, "alice"));
     assert_eq!(principal.group_ids.len(), 1);
     store
-        .create_token("t2", "alice", "h2", "short", Some(1_000))
+        .create_token("t2", "alice", "h2", "short", Some(1_000), "tester")
         .await
         .expect("token");
     assert!(
@@ -1269,7 +1286,10 @@ pub async fn principals_tokens_and_groups(store: Store) {
         store.list_tokens(Some("alice")).await.expect("list").len(),
         2
     );
-    store.revoke_token(&info.token_id).await.expect("revoke");
+    store
+        .revoke_token(&info.token_id, "tester")
+        .await
+        .expect("revoke");
     assert!(
         store
             .principal_for_token("h1", 0)
@@ -1292,7 +1312,10 @@ pub async fn principals_tokens_and_groups(store: Store) {
         (alice.id, 1),
         "with the groups whose grants it holds"
     );
-    store.set_active("alice", false).await.expect("deactivate");
+    store
+        .set_active("alice", false, "tester")
+        .await
+        .expect("deactivate");
     let err = store
         .active_principal("alice")
         .await
@@ -1322,21 +1345,83 @@ pub async fn principals_tokens_and_groups(store: Store) {
             .expect("group login")
             .is_none()
     );
+
+    // Every change to principals, memberships and tokens is in the account's trail, by whom,
+    // and no token secret or hash is in it; refused and repeated changes are not.
+    store
+        .add_group_member("ml", "alice", "tester")
+        .await
+        .expect("already a member");
+    store
+        .set_active("alice", false, "tester")
+        .await
+        .expect("already inactive");
+    let trail = store
+        .events(&EventQuery {
+            workspace: Some(ACCOUNT.into()),
+            limit: 100,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events");
+    let alice_created = Change::PrincipalCreated {
+        name: "alice".into(),
+        kind: "user".into(),
+    };
+    let changes: Vec<Change> = trail
+        .iter()
+        .map(|e| e.change.clone())
+        .skip_while(|change| *change != alice_created)
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            alice_created,
+            Change::PrincipalCreated {
+                name: "ml".into(),
+                kind: "group".into()
+            },
+            Change::GroupMemberAdded {
+                group: "ml".into(),
+                member: "alice".into()
+            },
+            Change::TokenCreated {
+                id: "t1".into(),
+                principal: "alice".into(),
+                expires_at: None
+            },
+            Change::TokenCreated {
+                id: "t2".into(),
+                principal: "alice".into(),
+                expires_at: Some(1_000)
+            },
+            Change::TokenRevoked { id: "t1".into() },
+            Change::PrincipalDeactivated {
+                name: "alice".into()
+            },
+        ]
+    );
+    assert!(trail.iter().all(|e| e.actor == "tester"));
+    let text = serde_json::to_string(&trail).expect("json");
+    assert!(!text.contains("\"h1\"") && !text.contains("hash"), "{text}");
 }
 
 pub async fn workspace_membership_and_grants(store: Store) {
     let owner = setup(&store).await;
     let bob = store
-        .create_principal("bob", PrincipalKind::User, false, None)
+        .create_principal("bob", PrincipalKind::User, false, None, "tester")
         .await
         .expect("bob")
         .id;
     let team = store
-        .create_principal("team", PrincipalKind::Group, false, None)
+        .create_principal("team", PrincipalKind::Group, false, None, "tester")
         .await
         .expect("team")
         .id;
-    store.add_group_member("team", "bob").await.expect("member");
+    store
+        .add_group_member("team", "bob", "tester")
+        .await
+        .expect("member");
     assert!(
         !store
             .is_workspace_member("dev", &[bob, team])
@@ -1344,7 +1429,7 @@ pub async fn workspace_membership_and_grants(store: Store) {
             .expect("member?")
     );
     store
-        .add_workspace_member("dev", "team")
+        .add_workspace_member("dev", "team", "tester")
         .await
         .expect("add group");
     assert!(
@@ -1361,7 +1446,7 @@ pub async fn workspace_membership_and_grants(store: Store) {
     );
     assert_eq!(
         store
-            .add_workspace_member("nope", "bob")
+            .add_workspace_member("nope", "bob", "tester")
             .await
             .expect_err("no ws")
             .code,

@@ -137,6 +137,7 @@ conformance_suite!(
     catalog::ingested_files_are_recorded_once_and_go_with_their_table,
     catalog::tags_are_set_unset_limited_and_go_with_their_table,
     catalog::feature_tables_and_training_sets_are_kept_and_searched,
+    catalog::table_commits_are_events_and_outside_commits_recorded_once,
     lineage::edges_group_writes_and_keep_the_newest_details,
     serving::endpoints_lifecycle_grants_and_events,
 );
@@ -152,9 +153,15 @@ async fn two_writers_share_one_sqlite_file() {
     let url = format!("sqlite://{}", dir.path().join("tarn.db").display());
     let server = tarn_store::open(&url).await.expect("open");
     let cli = tarn_store::open(&url).await.expect("open again");
-    server.ensure_workspace("dev").await.expect("dev");
+    server.ensure_workspace("dev", "tester").await.expect("dev");
     let owner = server
-        .create_principal("alice", tarn_core::auth::PrincipalKind::User, false, None)
+        .create_principal(
+            "alice",
+            tarn_core::auth::PrincipalKind::User,
+            false,
+            None,
+            "tester",
+        )
         .await
         .expect("owner");
     let actor = tarn_core::registry::Actor {
@@ -243,9 +250,15 @@ async fn postgres_delivers_an_event_committed_after_a_later_one() {
     .execute(&pool)
     .await
     .expect("trigger");
-    store.ensure_workspace("dev").await.expect("dev");
+    store.ensure_workspace("dev", "tester").await.expect("dev");
     let owner = store
-        .create_principal("owner", tarn_core::auth::PrincipalKind::User, false, None)
+        .create_principal(
+            "owner",
+            tarn_core::auth::PrincipalKind::User,
+            false,
+            None,
+            "tester",
+        )
         .await
         .expect("owner");
     let actor = tarn_core::registry::Actor {
@@ -332,9 +345,15 @@ async fn alter_behind_the_store(backend: &Backend, sql: &str) {
 async fn undecodable_stored_values_are_errors() {
     for backend in [sqlite().await, postgres().await] {
         let store = backend.store.clone();
-        store.ensure_workspace("dev").await.expect("dev");
+        store.ensure_workspace("dev", "tester").await.expect("dev");
         let owner = store
-            .create_principal("owner", tarn_core::auth::PrincipalKind::User, false, None)
+            .create_principal(
+                "owner",
+                tarn_core::auth::PrincipalKind::User,
+                false,
+                None,
+                "tester",
+            )
             .await
             .expect("owner");
         let actor = tarn_core::registry::Actor::from(&tarn_core::auth::Principal {
@@ -368,5 +387,21 @@ async fn undecodable_stored_values_are_errors() {
             .expect_err("event data that is not JSON");
         assert_eq!(err.code, tarn_core::ErrorCode::InternalError);
         assert!(err.message.contains("data"), "{}", err.message);
+
+        alter_behind_the_store(
+            &backend,
+            "UPDATE events SET action = 'exploded', data = '{\"name\": \"m\"}'",
+        )
+        .await;
+        let err = store
+            .events(&tarn_core::events::EventQuery {
+                workspace: Some("dev".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect_err("an event of no known kind");
+        assert_eq!(err.code, tarn_core::ErrorCode::InternalError);
+        assert!(err.message.contains("exploded"), "{}", err.message);
     }
 }

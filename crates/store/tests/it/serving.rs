@@ -25,10 +25,13 @@ fn config(version: &str) -> EndpointConfig {
 }
 
 pub async fn endpoints_lifecycle_grants_and_events(store: Store) {
-    store.ensure_workspace("dev").await.expect("dev");
-    store.ensure_workspace("prod").await.expect("prod");
+    store.ensure_workspace("dev", "tester").await.expect("dev");
+    store
+        .ensure_workspace("prod", "tester")
+        .await
+        .expect("prod");
     let owner = store
-        .create_principal("owner", PrincipalKind::User, false, None)
+        .create_principal("owner", PrincipalKind::User, false, None, "tester")
         .await
         .expect("owner");
     let actor = Actor {
@@ -147,7 +150,10 @@ pub async fn endpoints_lifecycle_grants_and_events(store: Store) {
         })
         .await
         .expect("events");
-    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    let actions: Vec<String> = events
+        .iter()
+        .map(|e| e.change.store().expect("stored").action)
+        .collect();
     assert_eq!(actions, vec!["created", "updated", "deleted"]);
     assert!(events.iter().all(|e| e.actor == "owner"));
 }
