@@ -6,15 +6,16 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use tarn_core::catalog::{self, NewSchema, SecurableType, TableInfo};
-use tarn_core::lineage::{NewLineage, Node, SourceRead};
+use tarn_core::lineage::{Node, SourceRead};
 use tarn_core::store::MetaStore;
 use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::arrow::util::pretty::pretty_format_batches;
 use tarn_lake::catalog::ManagedTable;
 use tarn_lake::ingest::SourceFormat;
+use tarn_lake::writes;
 use tarn_lake::{At, Lake, MergeSpec, VacuumSpec, WriteMode};
 
-use crate::local::cli_actor;
+use crate::local::{cli_actor, cli_caller};
 
 #[derive(Subcommand)]
 pub enum TablesCommand {
@@ -165,29 +166,21 @@ fn pairs(given: &[String]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// Records a write made from the command line: the files it read, who ran it.
-async fn record_write(
-    store: &dyn MetaStore,
-    table: &TableInfo,
-    version: u64,
-    operation: &str,
-    sources: &[std::path::PathBuf],
-) {
-    let reads = sources
+/// The files a command read, as lineage sources.
+fn files_read(sources: &[std::path::PathBuf]) -> Vec<SourceRead> {
+    sources
         .iter()
         .filter_map(|path| std::path::absolute(path).ok())
         .map(|path| SourceRead {
             node: Node::file(path.display().to_string()),
             version: None,
         })
-        .collect();
-    let write = NewLineage::new(
-        Node::table(table.full_name.clone()),
-        Some(version as i64),
-        operation,
-        cli_actor().name,
-    );
-    store.record_committed_write(&write.reading(reads)).await;
+        .collect()
+}
+
+/// Local table writes act as an admin working in the table's catalog.
+fn writer_of(table: &TableInfo) -> tarn_core::caller::Caller {
+    cli_caller(table.catalog_name.clone())
 }
 
 /// A table of the catalog and where its data is.
@@ -309,14 +302,24 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
             let batches = lake
                 .read_rows(&location, &table.full_name, &sources, format)
                 .await?;
-            let (mode, operation) = match mode {
-                Mode::Append => (WriteMode::Append, "APPEND"),
-                Mode::Overwrite => (WriteMode::Overwrite, "OVERWRITE"),
+            let mode = match mode {
+                Mode::Append => WriteMode::Append,
+                Mode::Overwrite => WriteMode::Overwrite,
             };
-            let written = lake
-                .write(&location, &table.full_name, batches, mode, false)
-                .await?;
-            record_write(store, &table, written.version, operation, &sources).await;
+            let rows = writes::Rows {
+                batches,
+                read_from: files_read(&sources),
+            };
+            let written = writes::write_rows(
+                lake,
+                store,
+                &writer_of(&table),
+                &table.full_name,
+                rows,
+                mode,
+                false,
+            )
+            .await?;
             println!("wrote {} rows: version {}", written.rows, written.version);
         }
         TablesCommand::Merge {
@@ -335,10 +338,19 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
                 keys,
                 delete_unmatched,
             };
-            let merged = lake
-                .merge(&location, &table.full_name, batches, &spec)
-                .await?;
-            record_write(store, &table, merged.version, "MERGE", &sources).await;
+            let rows = writes::Rows {
+                batches,
+                read_from: files_read(&sources),
+            };
+            let merged = writes::merge_rows(
+                lake,
+                store,
+                &writer_of(&table),
+                &table.full_name,
+                rows,
+                &spec,
+            )
+            .await?;
             println!(
                 "merged {} rows: {} inserted, {} updated, {} deleted; version {}",
                 merged.num_source_rows,
@@ -454,11 +466,15 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
             full_name,
             predicate,
         } => {
-            let (table, location) = located(store, &full_name).await?;
-            let deleted = lake
-                .delete_where(&location, &table.full_name, &predicate)
-                .await?;
-            record_write(store, &table, deleted.version, "DELETE", &[]).await;
+            let (table, _) = located(store, &full_name).await?;
+            let deleted = writes::delete_rows(
+                lake,
+                store,
+                &writer_of(&table),
+                &table.full_name,
+                &predicate,
+            )
+            .await?;
             match deleted.num_deleted_rows {
                 Some(rows) => println!("deleted {rows} rows: version {}", deleted.version),
                 None => println!("deleted whole files: version {}", deleted.version),

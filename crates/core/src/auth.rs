@@ -207,6 +207,18 @@ pub fn require_granted(
     }
 }
 
+/// Refuses whoever is not an admin.
+pub fn require_admin(principal: &Principal) -> Result<()> {
+    if principal.is_admin {
+        Ok(())
+    } else {
+        Err(Error::permission_denied(format!(
+            "'{}' is not an admin",
+            principal.name
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,8 @@
 
 pub mod access;
 
+pub use tarn_core::auth::require_admin;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -375,17 +377,6 @@ pub async fn require(
         .granted_levels(workspace, object_type, object_id, &principal.grantee_ids())
         .await?;
     require_granted(principal, object_type, object_id, &granted, required)
-}
-
-pub fn require_admin(principal: &Principal) -> Result<()> {
-    if principal.is_admin {
-        Ok(())
-    } else {
-        Err(Error::permission_denied(format!(
-            "'{}' is not an admin",
-            principal.name
-        )))
-    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod sql;
 pub mod statements;
 mod storage;
 mod tables;
+pub mod writes;
 
 pub use changes::{Deleted, MergeSpec, Merged};
 pub use columns::{columns_of, columns_of_arrow, field_of};

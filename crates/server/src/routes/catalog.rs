@@ -21,14 +21,14 @@ use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::caller::Caller;
 use tarn_core::catalog::{
-    self, CatalogInfo, ColumnInfo, NewSchema, NewTable, Privilege, SchemaInfo, TableInfo, TableType,
+    self, CatalogInfo, ColumnInfo, NewSchema, Privilege, SchemaInfo, TableInfo, TableType,
 };
-use tarn_core::lineage::{NewLineage, Node};
 use tarn_core::search::decode_page_token;
 use tarn_lake::access::{self, Securable, reach_catalog};
 use tarn_lake::arrow::datatypes::SchemaRef;
 use tarn_lake::arrow::record_batch::RecordBatch;
-use tarn_lake::catalog::{ManagedTable, location_of};
+use tarn_lake::catalog::location_of;
+use tarn_lake::writes::{self, TableRequest};
 use tarn_lake::{At, MergeSpec, VacuumSpec, WriteMode, ipc};
 
 use super::pages::{PageBody, page_body};
@@ -369,80 +369,17 @@ async fn create_table(
         (None, Some(_)) => TableType::External,
         (None, None) => TableType::Managed,
     };
-    access::authorize_create_table(state.store.as_ref(), &ctx, &catalog, &schema).await?;
-    let table = match table_type {
-        TableType::Managed => {
-            if req.storage_location.is_some() {
-                return Err(Error::invalid(
-                    "A MANAGED table lives under the lake root: leave storage_location out",
-                )
-                .into());
-            }
-            state
-                .lake
-                .create_managed(
-                    state.store.as_ref(),
-                    &ctx.actor(),
-                    ManagedTable {
-                        catalog,
-                        schema,
-                        name,
-                        columns: req.columns,
-                        comment,
-                        properties: req.properties,
-                    },
-                )
-                .await?
-        }
-        TableType::External => {
-            tarn_identity::require_admin(&ctx.principal)?;
-            let given = req.storage_location.as_deref().unwrap_or("");
-            let location = url::Url::parse(given)
-                .map_err(|e| Error::invalid(format!("Invalid storage_location '{given}': {e}")))?;
-            if !state.lake.reaches(&location) {
-                return Err(Error::invalid(format!(
-                    "Invalid storage_location '{given}': expected a file:// location, or s3:// when the lake root is on S3"
-                ))
-                .into());
-            }
-            if state.lake.contains(&location) {
-                return Err(Error::invalid(format!(
-                    "Invalid storage_location '{given}': it lies under the lake root, which holds managed tables"
-                ))
-                .into());
-            }
-            let full_name = format!("{catalog}.{schema}.{name}");
-            let mut columns = state.lake.describe(&location, &full_name).await?;
-            for column in &mut columns {
-                if let Some(asked) = req.columns.iter().find(|c| c.name == column.name) {
-                    column.comment = asked.comment.clone();
-                }
-            }
-            state
-                .store
-                .create_table(
-                    &NewTable {
-                        table_id: tarn_lake::catalog::new_table_id(),
-                        catalog,
-                        schema,
-                        name,
-                        table_type,
-                        columns,
-                        storage_location: location.to_string(),
-                        view_definition: String::new(),
-                        comment,
-                        properties: req.properties,
-                    },
-                    &ctx.actor(),
-                )
-                .await?
-        }
-        TableType::View => {
-            return Err(
-                Error::invalid("Create views with SQL: CREATE VIEW name AS SELECT ...").into(),
-            );
-        }
+    let request = TableRequest {
+        catalog,
+        schema,
+        name,
+        table_type,
+        storage_location: req.storage_location,
+        columns: req.columns,
+        comment,
+        properties: req.properties,
     };
+    let table = writes::create_table(&state.lake, state.store.as_ref(), &ctx, request).await?;
     Ok(Json(json!(table)))
 }
 
@@ -537,6 +474,14 @@ struct WriteArgs {
     merge_schema: Option<bool>,
 }
 
+/// The rows a client sent to write: they were read from no table.
+async fn client_rows(body: Body) -> Result<writes::Rows, Error> {
+    Ok(writes::Rows {
+        batches: rows_of(body).await?,
+        read_from: Vec::new(),
+    })
+}
+
 /// The rows of a data request: an Arrow IPC stream or file.
 pub(crate) async fn rows_of(body: Body) -> Result<Vec<RecordBatch>, Error> {
     let body: Bytes = axum::body::to_bytes(body, MAX_DATA_BODY)
@@ -557,33 +502,6 @@ pub(crate) async fn rows_of(body: Body) -> Result<Vec<RecordBatch>, Error> {
     Ok(batches)
 }
 
-/// Records a table-API write in the lineage graph: who wrote which version (the rows came
-/// from the client, so it read no table).
-async fn record_write(
-    state: &AppState,
-    ctx: &Caller,
-    table: &TableInfo,
-    version: u64,
-    operation: &str,
-) {
-    let write = NewLineage::new(
-        Node::table(table.full_name.clone()),
-        Some(version as i64),
-        operation,
-        ctx.principal.name.clone(),
-    );
-    state.store.record_committed_write(&write).await;
-}
-
-/// The table being written to, for a caller who may write it.
-async fn writable_table(
-    state: &AppState,
-    ctx: &Caller,
-    path: &PathArgs,
-) -> Result<TableInfo, Error> {
-    table_of(state, ctx, path, Privilege::Modify).await
-}
-
 async fn write_data(
     State(state): State<AppState>,
     ctx: Caller,
@@ -591,7 +509,6 @@ async fn write_data(
     QueryArgs(args): QueryArgs<WriteArgs>,
     body: Body,
 ) -> JsonResult {
-    let table = writable_table(&state, &ctx, &path).await?;
     let mode = match args.mode.as_deref() {
         None | Some("append") => WriteMode::Append,
         Some("overwrite") => WriteMode::Overwrite,
@@ -602,40 +519,17 @@ async fn write_data(
             .into());
         }
     };
-    let batches = rows_of(body).await?;
-    let written = state
-        .lake
-        .write(
-            &location_of(&table)?,
-            &table.full_name,
-            batches,
-            mode,
-            args.merge_schema.unwrap_or(false),
-        )
-        .await?;
-    let operation = match mode {
-        WriteMode::Append => "APPEND",
-        WriteMode::Overwrite => "OVERWRITE",
-    };
-    record_write(&state, &ctx, &table, written.version, operation).await;
-    if written.columns.len() != table.columns.len()
-        || written
-            .columns
-            .iter()
-            .zip(&table.columns)
-            .any(|(a, b)| a.name != b.name || a.type_text != b.type_text)
-    {
-        state
-            .store
-            .set_table_columns(
-                &table.catalog_name,
-                &table.schema_name,
-                &table.name,
-                &written.columns,
-                &ctx.actor(),
-            )
-            .await?;
-    }
+    let rows = client_rows(body).await?;
+    let written = writes::write_rows(
+        &state.lake,
+        state.store.as_ref(),
+        &ctx,
+        path.get("full_name")?,
+        rows,
+        mode,
+        args.merge_schema.unwrap_or(false),
+    )
+    .await?;
     Ok(Json(
         json!({ "version": written.version, "num_rows": written.rows }),
     ))
@@ -657,7 +551,6 @@ async fn merge_data(
     QueryArgs(args): QueryArgs<MergeArgs>,
     body: Body,
 ) -> JsonResult {
-    let table = writable_table(&state, &ctx, &path).await?;
     let keys: Vec<String> = args
         .keys
         .iter()
@@ -669,12 +562,16 @@ async fn merge_data(
         keys,
         delete_unmatched: args.delete_unmatched.unwrap_or(false),
     };
-    let batches = rows_of(body).await?;
-    let merged = state
-        .lake
-        .merge(&location_of(&table)?, &table.full_name, batches, &spec)
-        .await?;
-    record_write(&state, &ctx, &table, merged.version, "MERGE").await;
+    let rows = client_rows(body).await?;
+    let merged = writes::merge_rows(
+        &state.lake,
+        state.store.as_ref(),
+        &ctx,
+        path.get("full_name")?,
+        rows,
+        &spec,
+    )
+    .await?;
     Ok(Json(json!(merged)))
 }
 
@@ -690,16 +587,14 @@ async fn delete_rows(
     path: PathArgs,
     Req(args): Req<DeleteArgs>,
 ) -> JsonResult {
-    let table = writable_table(&state, &ctx, &path).await?;
-    let deleted = state
-        .lake
-        .delete_where(
-            &location_of(&table)?,
-            &table.full_name,
-            args.predicate.as_deref().unwrap_or(""),
-        )
-        .await?;
-    record_write(&state, &ctx, &table, deleted.version, "DELETE").await;
+    let deleted = writes::delete_rows(
+        &state.lake,
+        state.store.as_ref(),
+        &ctx,
+        path.get("full_name")?,
+        args.predicate.as_deref().unwrap_or(""),
+    )
+    .await?;
     Ok(Json(json!(deleted)))
 }
 
@@ -749,7 +644,7 @@ async fn optimize(
     path: PathArgs,
     Req(args): Req<OptimizeArgs>,
 ) -> JsonResult {
-    let table = writable_table(&state, &ctx, &path).await?;
+    let table = table_of(&state, &ctx, &path, Privilege::Modify).await?;
     let target_size = match args.target_size {
         Some(size) if size <= 0 => {
             return Err(Error::invalid(format!(
@@ -787,7 +682,7 @@ async fn vacuum(
     path: PathArgs,
     Req(args): Req<VacuumArgs>,
 ) -> JsonResult {
-    let table = writable_table(&state, &ctx, &path).await?;
+    let table = table_of(&state, &ctx, &path, Privilege::Modify).await?;
     let retention_hours = match args.retention_hours {
         Some(hours) if hours < 0 => {
             return Err(Error::invalid(format!(
