@@ -76,7 +76,7 @@ const RETRY_FAILED_AFTER: Duration = Duration::from_secs(30);
 
 /// Every endpoint this server runs.
 pub struct Endpoints {
-    context: ServingContext,
+    pub(crate) context: ServingContext,
     live: RwLock<HashMap<Key, Arc<LiveEndpoint>>>,
     /// Why the last rollout of an endpoint failed (it keeps serving its previous config), for
     /// which config version, and when.

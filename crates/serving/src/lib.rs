@@ -7,6 +7,7 @@ mod context;
 pub mod endpoints;
 pub mod features;
 pub mod inference;
+mod manage;
 mod scoring;
 
 pub use context::ServingContext;

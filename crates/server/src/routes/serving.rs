@@ -13,13 +13,12 @@ use serde_json::{Value, json};
 use tarn_core::auth::{ObjectType, PermissionLevel};
 use tarn_core::caller::Caller;
 use tarn_core::entities::KeyValue;
-use tarn_core::serving::{EndpointConfig, ServingEndpoint, validate_endpoint_name};
+use tarn_core::serving::{EndpointConfig, ServingEndpoint};
 use tarn_core::{Error, ErrorCode};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{PathArgs, Req};
 use crate::state::AppState;
-use tarn_identity::access;
 
 type JsonResult = ApiResult<Json<Value>>;
 
@@ -76,40 +75,6 @@ fn endpoint_json(state: &AppState, endpoint: &ServingEndpoint) -> Value {
     body
 }
 
-/// The caller's level on the endpoint must include `level`.
-async fn endpoint_access(
-    state: &AppState,
-    ctx: &Caller,
-    name: &str,
-    level: PermissionLevel,
-) -> ApiResult<ServingEndpoint> {
-    let endpoint = state.store.get_endpoint(&ctx.workspace, name).await?;
-    tarn_identity::require(
-        state.store.as_ref(),
-        &ctx.workspace,
-        &ctx.principal,
-        ObjectType::ServingEndpoint,
-        &endpoint.id,
-        level,
-    )
-    .await?;
-    Ok(endpoint)
-}
-
-/// Its owner (the caller) must be able to read every model the config serves.
-async fn check_models(state: &AppState, ctx: &Caller, config: &EndpointConfig) -> ApiResult<()> {
-    for entity in &config.served_entities {
-        access::registered_model(
-            state.store.as_ref(),
-            ctx,
-            &entity.entity_name,
-            PermissionLevel::CanRead,
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 #[derive(Deserialize)]
 pub struct CreateEndpoint {
     name: String,
@@ -123,41 +88,18 @@ pub async fn create(
     ctx: Caller,
     Req(args): Req<CreateEndpoint>,
 ) -> JsonResult {
-    validate_endpoint_name(&args.name)?;
-    let config = args.config.normalized(&ctx.workspace, &args.name)?;
-    check_models(&state, &ctx, &config).await?;
-    match state.store.get_endpoint(&ctx.workspace, &args.name).await {
-        Ok(_) => {
-            return Err(Error::already_exists(format!(
-                "Serving endpoint '{}' already exists.",
-                args.name
-            ))
-            .into());
-        }
-        Err(err) if err.code == ErrorCode::ResourceDoesNotExist => {}
-        Err(err) => return Err(err.into()),
-    }
-    let now = tarn_core::ids::now_millis();
-    let endpoint = ServingEndpoint {
-        id: tarn_core::ids::hex32(rand::random()),
-        workspace: ctx.workspace.clone(),
-        name: args.name,
-        creator: ctx.principal.name.clone(),
-        creation_timestamp: now,
-        last_updated_timestamp: now,
-        config,
-        config_version: 1,
-        tags: args.tags,
-    };
-    let entities = state.endpoints.prepare(&endpoint).await?;
-    state.store.create_endpoint(&endpoint, &ctx.actor()).await?;
-    state.endpoints.install(endpoint.clone(), entities).await?;
+    let endpoint = state
+        .endpoints
+        .create(&ctx, args.name, args.config, args.tags)
+        .await?;
     Ok(Json(endpoint_json(&state, &endpoint)))
 }
 
 pub async fn get(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> JsonResult {
-    let endpoint =
-        endpoint_access(&state, &ctx, path.get("name")?, PermissionLevel::CanView).await?;
+    let endpoint = state
+        .endpoints
+        .endpoint_for(&ctx, path.get("name")?, PermissionLevel::CanView)
+        .await?;
     Ok(Json(endpoint_json(&state, &endpoint)))
 }
 
@@ -188,38 +130,15 @@ pub async fn update_config(
     path: PathArgs,
     Req(config): Req<EndpointConfig>,
 ) -> JsonResult {
-    let name = path.get("name")?;
-    let current = endpoint_access(&state, &ctx, name, PermissionLevel::CanManage).await?;
-    let config = config.normalized(&ctx.workspace, name)?;
-    check_models(&state, &ctx, &config).await?;
-    let next = ServingEndpoint {
-        config: config.clone(),
-        config_version: current.config_version + 1,
-        ..current
-    };
-    let entities = state.endpoints.prepare(&next).await?;
     let stored = state
-        .store
-        .update_endpoint_config(
-            &ctx.workspace,
-            name,
-            &config,
-            tarn_core::ids::now_millis(),
-            &ctx.actor(),
-        )
+        .endpoints
+        .update_config(&ctx, path.get("name")?, config)
         .await?;
-    state.endpoints.install(stored.clone(), entities).await?;
     Ok(Json(endpoint_json(&state, &stored)))
 }
 
 pub async fn delete(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> JsonResult {
-    let name = path.get("name")?;
-    endpoint_access(&state, &ctx, name, PermissionLevel::CanManage).await?;
-    state
-        .store
-        .delete_endpoint(&ctx.workspace, name, &ctx.actor())
-        .await?;
-    state.endpoints.remove(&ctx.workspace, name);
+    state.endpoints.delete(&ctx, path.get("name")?).await?;
     state.forget_access();
     Ok(Json(json!({})))
 }

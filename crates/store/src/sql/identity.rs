@@ -2,6 +2,21 @@
 
 use super::*;
 
+/// Commits a membership change, with its event when the statement changed a row (adding a
+/// member twice or removing one who is not changes nothing, and records nothing).
+async fn commit_membership(
+    mut tx: Tx<'_>,
+    rows_changed: u64,
+    scope: &str,
+    actor: &str,
+    change: Change,
+) -> Result<()> {
+    if rows_changed > 0 {
+        insert_event(&mut tx, scope, actor, now_millis(), &change).await?;
+    }
+    tx.commit().await.map_err(db_error)
+}
+
 #[async_trait]
 impl IdentityStore for Store {
     async fn create_principal(
@@ -160,14 +175,11 @@ impl IdentityStore for Store {
             .await
             .map_err(db_error)?
             .rows_affected();
-        if added > 0 {
-            let change = Change::GroupMemberAdded {
-                group: group.to_string(),
-                member: member.to_string(),
-            };
-            insert_event(&mut tx, event::ACCOUNT, actor, now_millis(), &change).await?;
-        }
-        tx.commit().await.map_err(db_error)
+        let change = Change::GroupMemberAdded {
+            group: group.to_string(),
+            member: member.to_string(),
+        };
+        commit_membership(tx, added, event::ACCOUNT, actor, change).await
     }
 
     async fn remove_group_member(&self, group: &str, member: &str, actor: &str) -> Result<()> {
@@ -181,14 +193,11 @@ impl IdentityStore for Store {
             .await
             .map_err(db_error)?
             .rows_affected();
-        if removed > 0 {
-            let change = Change::GroupMemberRemoved {
-                group: group.to_string(),
-                member: member.to_string(),
-            };
-            insert_event(&mut tx, event::ACCOUNT, actor, now_millis(), &change).await?;
-        }
-        tx.commit().await.map_err(db_error)
+        let change = Change::GroupMemberRemoved {
+            group: group.to_string(),
+            member: member.to_string(),
+        };
+        commit_membership(tx, removed, event::ACCOUNT, actor, change).await
     }
 
     async fn group_members(&self, group: &str) -> Result<Vec<PrincipalRecord>> {
@@ -377,14 +386,11 @@ impl WorkspaceStore for Store {
             .await
             .map_err(db_error)?
             .rows_affected();
-        if added > 0 {
-            let change = Change::WorkspaceMemberAdded {
-                workspace: workspace.to_string(),
-                member: principal_name.to_string(),
-            };
-            insert_event(&mut tx, workspace, actor, now_millis(), &change).await?;
-        }
-        tx.commit().await.map_err(db_error)
+        let change = Change::WorkspaceMemberAdded {
+            workspace: workspace.to_string(),
+            member: principal_name.to_string(),
+        };
+        commit_membership(tx, added, workspace, actor, change).await
     }
 
     async fn remove_workspace_member(
@@ -403,14 +409,11 @@ impl WorkspaceStore for Store {
                 .await
                 .map_err(db_error)?
                 .rows_affected();
-        if removed > 0 {
-            let change = Change::WorkspaceMemberRemoved {
-                workspace: workspace.to_string(),
-                member: principal_name.to_string(),
-            };
-            insert_event(&mut tx, workspace, actor, now_millis(), &change).await?;
-        }
-        tx.commit().await.map_err(db_error)
+        let change = Change::WorkspaceMemberRemoved {
+            workspace: workspace.to_string(),
+            member: principal_name.to_string(),
+        };
+        commit_membership(tx, removed, workspace, actor, change).await
     }
 
     async fn workspace_members(&self, workspace: &str) -> Result<Vec<PrincipalRecord>> {
