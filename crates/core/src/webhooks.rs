@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::events::{Change, CommentText, Event};
+use crate::events::{Change, CommentText, Event, StoredChange};
 use crate::registry::Stage;
 use crate::{Error, Result};
 
@@ -161,11 +161,11 @@ pub fn validate_databricks_event(name: &str) -> Result<()> {
     }
 }
 
-/// The names under which `change` is announced in `flavor`; empty when that format has none.
-pub fn event_names(flavor: Flavor, change: &Change) -> Result<Vec<String>> {
-    Ok(match flavor {
+/// The names under which `change` (stored as `stored`) is announced in `flavor`; empty when
+/// that format has none.
+pub fn event_names(flavor: Flavor, change: &Change, stored: &StoredChange) -> Vec<String> {
+    match flavor {
         Flavor::Mlflow => {
-            let stored = change.store()?;
             let key = format!("{}.{}", stored.entity, stored.action);
             if MLFLOW_EVENTS.contains(&key.as_str()) {
                 vec![key]
@@ -200,23 +200,24 @@ pub fn event_names(flavor: Flavor, change: &Change) -> Result<Vec<String>> {
                 _ => Vec::new(),
             }
         }
-    })
+    }
 }
 
-/// Whether `webhook` subscribes to `event`; returns the matching names.
-pub fn matching_names(webhook: &Webhook, event: &Event) -> Result<Vec<String>> {
+/// Whether `webhook` subscribes to `event` (its change stored as `stored`, computed once per
+/// event by the caller); returns the matching names.
+pub fn matching_names(webhook: &Webhook, event: &Event, stored: &StoredChange) -> Vec<String> {
     if webhook.workspace != event.workspace || webhook.status != WebhookStatus::Active {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     if let Some(model) = &webhook.model_name
         && Some(model.as_str()) != event.change.model_name()
     {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    Ok(event_names(webhook.flavor, &event.change)?
+    event_names(webhook.flavor, &event.change, stored)
         .into_iter()
         .filter(|name| webhook.events.iter().any(|e| e == name))
-        .collect())
+        .collect()
 }
 
 /// MLflow's ISO-8601 UTC timestamp (`2026-11-25T02:13:47.123000+00:00`) from milliseconds.
@@ -228,21 +229,22 @@ pub fn iso_timestamp(millis: i64) -> String {
     )
 }
 
-/// The JSON body delivered for `event` under `name` to `webhook`.
-pub fn payload(webhook: &Webhook, name: &str, event: &Event) -> Result<Value> {
-    Ok(match webhook.flavor {
+/// The JSON body delivered for `event` (its change stored as `stored`) under `name` to
+/// `webhook`.
+pub fn payload(webhook: &Webhook, name: &str, event: &Event, stored: &StoredChange) -> Value {
+    match webhook.flavor {
         Flavor::Mlflow => {
             let (entity, action) = name.split_once('.').unwrap_or((name, ""));
             json!({
                 "entity": entity,
                 "action": action,
                 "timestamp": iso_timestamp(event.timestamp),
-                "data": event.change.store()?.data,
+                "data": stored.data,
                 "workspace": event.workspace,
             })
         }
         Flavor::Databricks => databricks_payload(webhook, name, event),
-    })
+    }
 }
 
 fn databricks_payload(webhook: &Webhook, name: &str, event: &Event) -> Value {
@@ -405,6 +407,10 @@ mod tests {
         }
     }
 
+    fn stored(event: &Event) -> StoredChange {
+        event.change.store().expect("stored")
+    }
+
     fn hook(flavor: Flavor, events: &[&str], model: Option<&str>) -> Webhook {
         Webhook {
             id: "w1".into(),
@@ -443,14 +449,18 @@ mod tests {
             Some("fraud"),
         );
         assert_eq!(
-            matching_names(&webhook, &moved).expect("names"),
+            matching_names(&webhook, &moved, &stored(&moved)),
             vec![
                 "MODEL_VERSION_TRANSITIONED_STAGE",
                 "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION"
             ]
         );
-        let body =
-            payload(&webhook, "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION", &moved).expect("payload");
+        let body = payload(
+            &webhook,
+            "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION",
+            &moved,
+            &stored(&moved),
+        );
         assert_eq!(body["event"], "MODEL_VERSION_TRANSITIONED_TO_PRODUCTION");
         assert_eq!(
             (
@@ -473,7 +483,7 @@ mod tests {
             &["MODEL_VERSION_TRANSITIONED_STAGE"],
             Some("churn"),
         );
-        assert!(matching_names(&other, &moved).expect("names").is_empty());
+        assert!(matching_names(&other, &moved, &stored(&moved)).is_empty());
     }
 
     #[test]
@@ -489,10 +499,15 @@ mod tests {
         });
         let webhook = hook(Flavor::Mlflow, &["model_version.created"], None);
         assert_eq!(
-            matching_names(&webhook, &created).expect("names"),
+            matching_names(&webhook, &created, &stored(&created)),
             vec!["model_version.created"]
         );
-        let body = payload(&webhook, "model_version.created", &created).expect("payload");
+        let body = payload(
+            &webhook,
+            "model_version.created",
+            &created,
+            &stored(&created),
+        );
         assert_eq!(body["entity"], "model_version");
         assert_eq!(body["action"], "created");
         assert_eq!(body["timestamp"], "2026-11-25T02:13:47.587000+00:00");
@@ -511,17 +526,9 @@ mod tests {
         // Disabled webhooks and other workspaces hear nothing.
         let mut disabled = webhook.clone();
         disabled.status = WebhookStatus::Disabled;
-        assert!(
-            matching_names(&disabled, &created)
-                .expect("names")
-                .is_empty()
-        );
+        assert!(matching_names(&disabled, &created, &stored(&created)).is_empty());
         let mut elsewhere = webhook;
         elsewhere.workspace = "prod".into();
-        assert!(
-            matching_names(&elsewhere, &created)
-                .expect("names")
-                .is_empty()
-        );
+        assert!(matching_names(&elsewhere, &created, &stored(&created)).is_empty());
     }
 }

@@ -271,7 +271,8 @@ async fn send_example(
     name: &str,
 ) -> Result<tarn_events::webhooks::Sent, Error> {
     let event = hooks::example_event(webhook, name, tarn_core::ids::now_millis());
-    let body = hooks::payload(webhook, name, &event)?.to_string();
+    let stored = event.change.store()?;
+    let body = hooks::payload(webhook, name, &event, &stored).to_string();
     let delivery_id = format!("test-{}", tarn_core::ids::hex32(rand::random()));
     Ok(state.webhooks.send(webhook, &delivery_id, &body).await)
 }

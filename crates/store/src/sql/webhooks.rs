@@ -242,12 +242,13 @@ impl WebhookStore for Store {
             webhooks.push((start, row_webhook(row).map_err(db_error)?));
         }
         for event in &events {
+            let stored = event.change.store()?;
             for (start, webhook) in &webhooks {
                 if event.id <= *start {
                     continue;
                 }
-                for name in hooks::matching_names(webhook, event)? {
-                    let body = hooks::payload(webhook, &name, event)?;
+                for name in hooks::matching_names(webhook, event, &stored) {
+                    let body = hooks::payload(webhook, &name, event, &stored);
                     db::query(
                         "INSERT INTO webhook_deliveries (delivery_id, webhook_id, event_id, event_name, payload, status, \
                          attempts, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
