@@ -50,20 +50,51 @@ fn millis_ago(age: std::time::Duration) -> i64 {
     tarn_core::ids::now_millis() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// A storage failure as the client may see it: named by the path the client gave, never by
-/// where the server keeps it (the full error goes to the server's log).
-fn storage_error(err: object_store::Error, shown: &str) -> Error {
-    match err {
-        object_store::Error::NotFound { .. } => {
-            Error::not_found(format!("Artifact '{shown}' does not exist"))
-        }
-        other => {
-            tracing::error!(error = %other, path = shown, "artifact storage error");
-            Error::internal(format!(
+/// A failure of artifact storage. It becomes the wire error in one place
+/// (`From<ArtifactError> for Error`): named by the path the client gave, never by where the
+/// server keeps it; the full error stays underneath for the server's log.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// The object store failed on the artifact the client calls `shown`.
+    #[error("artifact storage failed for '{shown}': {source}")]
+    Storage {
+        shown: String,
+        source: object_store::Error,
+    },
+    /// The local store could not `what` (create, write, read...) a file at `path`.
+    #[error("artifact storage cannot {what} {}: {source}", path.display())]
+    File {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl From<ArtifactError> for Error {
+    fn from(err: ArtifactError) -> Self {
+        match &err {
+            ArtifactError::Storage {
+                shown,
+                source: object_store::Error::NotFound { .. },
+            } => Error::not_found(format!("Artifact '{shown}' does not exist")),
+            ArtifactError::Storage { shown, .. } => Error::internal(format!(
                 "Artifact storage failed for '{shown}' (the server's log has the cause)"
-            ))
+            )),
+            ArtifactError::File { what, source, .. } => Error::internal(format!(
+                "Artifact storage failed: cannot {what} a file ({}; the server's log has the path)",
+                source.kind()
+            )),
         }
+        .with_source(err)
     }
+}
+
+fn storage_error(source: object_store::Error, shown: &str) -> Error {
+    ArtifactError::Storage {
+        shown: shown.to_string(),
+        source,
+    }
+    .into()
 }
 
 /// The longest name of one folder or file in an artifact path (most file systems' limit).
@@ -126,9 +157,9 @@ impl ArtifactStore {
         }
         let dir = root.strip_prefix("file://").unwrap_or(root);
         std::fs::create_dir_all(dir)
-            .map_err(|e| Error::internal(format!("cannot create artifact root '{dir}': {e}")))?;
+            .map_err(|e| Error::internal_from(format!("cannot create artifact root '{dir}'"), e))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
-            .map_err(|e| Error::internal(format!("cannot open artifact root '{dir}': {e}")))?
+            .map_err(|e| Error::internal_from(format!("cannot open artifact root '{dir}'"), e))?
             .with_automatic_cleanup(true);
         Ok(Self {
             inner: Arc::new(store),
@@ -173,7 +204,7 @@ impl ArtifactStore {
             .map_err(|e| Error::invalid(format!("artifact upload failed: {e}")))?;
         tokio::io::AsyncWriteExt::shutdown(&mut writer)
             .await
-            .map_err(|e| Error::internal(format!("artifact upload failed: {e}")))?;
+            .map_err(|e| Error::internal_from("artifact upload failed", e))?;
         Ok(written)
     }
 
@@ -331,7 +362,7 @@ impl ArtifactStore {
         }
         tokio::task::spawn_blocking(move || local::link_with_checksum(found, &to))
             .await
-            .map_err(|e| Error::internal(format!("registry copy failed: {e}")))?
+            .map_err(|e| Error::internal_from("registry copy failed", e))?
     }
 
     /// Where `key` lives under a local artifact root.
@@ -438,12 +469,13 @@ mod local {
     const UPLOAD_BUFFER: usize = 1 << 20;
 
     /// The server's paths stay in its log, out of the answer.
-    fn io_error(what: &str, path: &Path, err: std::io::Error) -> Error {
-        tracing::error!(error = %err, path = %path.display(), "artifact storage error: cannot {what}");
-        Error::internal(format!(
-            "Artifact storage failed: cannot {what} a file ({}; the server's log has the path)",
-            err.kind()
-        ))
+    fn io_error(what: &'static str, path: &Path, source: std::io::Error) -> Error {
+        crate::ArtifactError::File {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()
     }
 
     /// `name#123` is an upload being written.
@@ -647,7 +679,7 @@ impl ArtifactStore {
         let key = Self::key(workspace, path)?;
         let full = match &multipart.prefix {
             Some(prefix) => ObjectPath::parse(prefix)
-                .map_err(|e| Error::internal(format!("bad artifact prefix: {e}")))?
+                .map_err(|e| Error::internal_from("bad artifact prefix", e))?
                 .parts()
                 .chain(key.parts())
                 .collect(),

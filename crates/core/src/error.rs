@@ -1,7 +1,9 @@
 //! The one error-code table: every error tarn returns over HTTP is one of these codes, with the
 //! status MLflow uses for it, so the stock client reads our errors like its own server's.
 
+use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -69,15 +71,43 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// An error with its wire code and a message meant for the user.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
+/// What lies under an error: the failure of a library or the system that caused it.
+pub type Source = Arc<dyn StdError + Send + Sync + 'static>;
+
+/// An error with its wire code, a message meant for the user, and (for failures of storage,
+/// the lake or the network) the error underneath, kept for the logs rather than flattened
+/// into the message.
+#[derive(Debug, Clone)]
 pub struct Error {
     pub code: ErrorCode,
     pub message: String,
+    source: Option<Source>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn StdError + 'static))
+    }
+}
+
+/// Two errors are the same answer when their code and message are: the source is for the logs.
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code && self.message == other.message
+    }
+}
+
+impl Eq for Error {}
 
 impl Error {
     /// Whether the error says only that the caller cannot see the object (refused, or not
@@ -94,7 +124,20 @@ impl Error {
         Self {
             code,
             message: message.into(),
+            source: None,
         }
+    }
+    /// Keeps `source` as the cause of this error.
+    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+    /// A failure of the server's own machinery while doing `context`, the cause kept.
+    pub fn internal_from(
+        context: impl fmt::Display,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        Self::internal(format!("{context}: {source}")).with_source(source)
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidParameterValue, message)
@@ -114,10 +157,60 @@ impl Error {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InternalError, message)
     }
+    /// A service tarn depends on (the database, Redis) cannot answer now; trying later may work.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::TemporarilyUnavailable, message)
+    }
+
+    /// The message and every cause under it, for the server's log: what a client sees is the
+    /// message alone.
+    pub fn report(&self) -> String {
+        let mut report = self.message.clone();
+        let mut cause = StdError::source(self);
+        while let Some(err) = cause {
+            let text = err.to_string();
+            // Causes often repeat their own cause in their message; say each thing once.
+            if !report.contains(&text) {
+                report.push_str(" <- ");
+                report.push_str(&text);
+            }
+            cause = err.source();
+        }
+        report
+    }
 }
 
 impl From<crate::search::SearchError> for Error {
     fn from(err: crate::search::SearchError) -> Self {
         Self::invalid(err.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_is_kept_for_the_log_and_left_out_of_the_answer() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "disk says no");
+        let err = Error::internal_from("cannot write table main.s.t", io);
+        assert_eq!(err.code, ErrorCode::InternalError);
+        assert_eq!(err.message, "cannot write table main.s.t: disk says no");
+        let source = StdError::source(&err).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("disk says no"));
+        // The cause already in the message is not said twice.
+        assert_eq!(err.report(), "cannot write table main.s.t: disk says no");
+
+        let wrapped = Error::unavailable("the database cannot be reached")
+            .with_source(std::io::Error::other("connection refused"));
+        assert_eq!(
+            wrapped.report(),
+            "the database cannot be reached <- connection refused"
+        );
+        assert_eq!(
+            wrapped,
+            Error::unavailable("the database cannot be reached"),
+            "equal answers compare equal whatever lies under them"
+        );
     }
 }

@@ -357,7 +357,7 @@ impl Change {
     /// The change's `entity`, `action` and payload, as stored.
     pub fn store(&self) -> crate::Result<StoredChange> {
         let tagged = serde_json::to_value(self)
-            .map_err(|err| crate::Error::internal(format!("cannot encode an event: {err}")))?;
+            .map_err(|err| crate::Error::internal_from("cannot encode an event", err))?;
         let kind = tagged["kind"].as_str().unwrap_or_default();
         let (entity, action) = kind.split_once('.').unwrap_or((kind, ""));
         let data = tagged["data"].clone();

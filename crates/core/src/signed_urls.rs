@@ -22,7 +22,7 @@ impl UrlSigner {
 
     fn mac(&self, fields: &[&str], expires: i64) -> Result<HmacSha256> {
         let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.key)
-            .map_err(|e| Error::internal(format!("HMAC key: {e}")))?;
+            .map_err(|e| Error::internal_from("HMAC key", e))?;
         let expires = expires.to_string();
         for field in fields.iter().copied().chain([expires.as_str()]) {
             // Length-prefixed so no two field lists sign the same bytes.

@@ -744,7 +744,7 @@ pub trait LineageStore: Send + Sync {
             tracing::error!(
                 target_name = %write.target.name,
                 operation = %write.operation,
-                error = %err.message,
+                error = %err.report(),
                 "cannot record lineage"
             );
         }

@@ -219,7 +219,7 @@ pub fn mlflow_signature(
     body: &str,
 ) -> Result<String> {
     let mut mac = HmacSha256::new_from_slice(secret.as_bytes())
-        .map_err(|e| Error::internal(format!("HMAC key: {e}")))?;
+        .map_err(|e| Error::internal_from("HMAC key", e))?;
     mac.update(format!("{delivery_id}.{timestamp}.{body}").as_bytes());
     Ok(format!(
         "v1,{}",
@@ -230,7 +230,7 @@ pub fn mlflow_signature(
 /// Lowercase hex HMAC-SHA256(secret, body), Databricks' `X-Databricks-Signature`.
 pub fn databricks_signature(secret: &str, body: &str) -> Result<String> {
     let mut mac = HmacSha256::new_from_slice(secret.as_bytes())
-        .map_err(|e| Error::internal(format!("HMAC key: {e}")))?;
+        .map_err(|e| Error::internal_from("HMAC key", e))?;
     mac.update(body.as_bytes());
     Ok(hex::encode(mac.finalize().into_bytes()))
 }
@@ -257,7 +257,7 @@ impl Sender {
             }
             builder
                 .build()
-                .map_err(|e| Error::internal(format!("webhook HTTP client: {e}")))
+                .map_err(|e| Error::internal_from("webhook HTTP client", e))
         };
         Ok(Self {
             verified: build(true)?,
@@ -431,7 +431,7 @@ pub async fn run_dispatcher(
             _ = stop.changed() => return,
         }
         if let Err(err) = dispatch_once(store.as_ref(), &sender).await {
-            tracing::warn!(error = %err.message, "webhook dispatch failed");
+            tracing::warn!(error = %err.report(), "webhook dispatch failed");
         }
     }
 }

@@ -33,7 +33,7 @@ pub async fn add_on_demand_features(
     };
     let mut frame = context
         .read_batch(batch)
-        .map_err(|e| Error::internal(format!("cannot compute on-demand features: {e}")))?;
+        .map_err(|e| Error::internal_from("cannot compute on-demand features", e))?;
     for feature in features {
         if frame
             .schema()
@@ -77,7 +77,7 @@ pub async fn add_on_demand_features(
         .await
         .map_err(|e| Error::invalid(format!("On-demand features failed: {e}")))?;
     concat_batches(&schema, &batches)
-        .map_err(|e| Error::internal(format!("cannot gather on-demand features: {e}")))
+        .map_err(|e| Error::internal_from("cannot gather on-demand features", e))
 }
 
 #[cfg(test)]

@@ -150,10 +150,10 @@ const IDLE_CONNECTIONS_MAX: usize = 8;
 impl Connections {
     fn connect(&self) -> Result<rusqlite::Connection> {
         let connection = rusqlite::Connection::open(&self.path).map_err(|e| {
-            Error::internal(format!(
-                "cannot open the online store {}: {e}",
-                self.path.display()
-            ))
+            Error::internal_from(
+                format!("cannot open the online store {}", self.path.display()),
+                e,
+            )
         })?;
         connection
             .busy_timeout(Duration::from_secs(30))
@@ -217,7 +217,7 @@ impl SqliteOnlineStore {
         let setup = connections.clone();
         tokio::task::spawn_blocking(move || setup.with(create_schema))
             .await
-            .map_err(|e| Error::internal(format!("cannot open the online store: {e}")))??;
+            .map_err(|e| Error::internal_from("cannot open the online store", e))??;
         Ok(Self { connections })
     }
 }
@@ -257,8 +257,37 @@ fn create_schema(connection: &mut rusqlite::Connection) -> rusqlite::Result<()> 
     connection.commit()
 }
 
+/// A failure of an online store. It becomes the wire error in one place
+/// (`From<OnlineError> for Error`), the store's own error kept underneath for the logs.
+#[derive(Debug, thiserror::Error)]
+pub enum OnlineError {
+    #[error("online store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("online store (Redis): {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+impl From<OnlineError> for Error {
+    fn from(err: OnlineError) -> Self {
+        let message = err.to_string();
+        match &err {
+            // Redis down or unreachable: lookups may work again shortly, so say so (503).
+            OnlineError::Redis(redis)
+                if redis.is_io_error()
+                    || redis.is_connection_dropped()
+                    || redis.is_connection_refusal()
+                    || redis.is_timeout() =>
+            {
+                Error::unavailable(message)
+            }
+            OnlineError::Sqlite(_) | OnlineError::Redis(_) => Error::internal(message),
+        }
+        .with_source(err)
+    }
+}
+
 fn online_error(err: rusqlite::Error) -> Error {
-    Error::internal(format!("online store: {err}"))
+    OnlineError::from(err).into()
 }
 
 /// Writes a publication's rows and state in one transaction.
@@ -351,7 +380,7 @@ impl OnlineStore for SqliteOnlineStore {
             connections.with(|c| write_publication(c, &publication, &rows, &gone, replace_all))
         })
         .await
-        .map_err(|e| Error::internal(format!("online store: {e}")))??;
+        .map_err(|e| Error::internal_from("online store", e))??;
         self.checkpoint_later();
         Ok(())
     }
@@ -451,7 +480,7 @@ impl<'a> KeyTexts<'a> {
             .iter()
             .map(|k| ArrayFormatter::try_new(k.as_ref(), &KEY_FORMAT))
             .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::internal(format!("cannot print keys: {e}")))?;
+            .map_err(|e| Error::internal_from("cannot print keys", e))?;
         Ok(Self { formatters })
     }
 
@@ -504,7 +533,7 @@ fn newest_in_batch(meta: &FeatureTable, batch: RecordBatch) -> Result<RecordBatc
         return Ok(batch);
     }
     take_record_batch(&batch, &UInt32Array::from(rows))
-        .map_err(|e| Error::internal(format!("cannot keep the newest rows: {e}")))
+        .map_err(|e| Error::internal_from("cannot keep the newest rows", e))
 }
 
 /// The latest row of each key among the table's rows (read in `batches`), as online rows;
@@ -549,21 +578,21 @@ fn latest_rows(
         .map(|f| rows.column(f.name(), table))
         .collect::<Result<Vec<_>>>()?;
     let taken = RecordBatch::try_new(Arc::new(Schema::new(feature_fields)), taken)
-        .map_err(|e| Error::internal(format!("cannot gather features: {e}")))?;
+        .map_err(|e| Error::internal_from("cannot gather features", e))?;
     let mut writer = WriterBuilder::new()
         .with_explicit_nulls(true)
         .build::<_, LineDelimited>(Vec::new());
     writer
         .write(&taken)
         .and_then(|_| writer.finish())
-        .map_err(|e| Error::internal(format!("cannot encode features: {e}")))?;
+        .map_err(|e| Error::internal_from("cannot encode features", e))?;
     let json = writer.into_inner();
     let lines = json.split(|b| *b == b'\n').filter(|l| !l.is_empty());
     let key_columns: Vec<ArrayRef> = keys
         .iter()
         .map(|k| take(k.as_ref(), &indices, None))
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::internal(format!("cannot gather keys: {e}")))?;
+        .map_err(|e| Error::internal_from("cannot gather keys", e))?;
     let texts = KeyTexts::new(&key_columns)?;
     Ok(lines
         .enumerate()
@@ -797,7 +826,7 @@ async fn changed_rows(
         latest_rows(&meta, &batches, changed.as_ref()).map(|rows| (rows, changed))
     })
     .await
-    .map_err(|e| Error::internal(format!("publishing failed: {e}")))??;
+    .map_err(|e| Error::internal_from("publishing failed", e))??;
     // In key order, the store's B-tree fills page after page instead of all over.
     let mut rows = rows;
     rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
@@ -864,7 +893,7 @@ pub async fn refresh_due(
             }
             Ok(None) => {}
             Err(err) => {
-                tracing::warn!(table = %publication.table_name, error = %err.message, "refreshing online features failed");
+                tracing::warn!(table = %publication.table_name, error = %err.report(), "refreshing online features failed");
                 online
                     .set_refresh_error(&publication.table_name, Some(&err.message))
                     .await?;
@@ -923,7 +952,7 @@ async fn changed_keys(
                 && values.len() <= MAX_FILTERED_KEYS
             {
                 let value = ScalarValue::try_from_array(column, row)
-                    .map_err(|e| Error::internal(format!("cannot read a changed key: {e}")))?;
+                    .map_err(|e| Error::internal_from("cannot read a changed key", e))?;
                 values.push(lit(value));
             }
         }
@@ -1145,7 +1174,7 @@ pub struct RedisOnlineStore {
 }
 
 fn redis_error(err: redis::RedisError) -> Error {
-    Error::internal(format!("online store (Redis): {err}"))
+    OnlineError::from(err).into()
 }
 
 impl RedisOnlineStore {

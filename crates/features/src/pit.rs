@@ -47,7 +47,7 @@ pub fn micros(array: &dyn Array, column: &str) -> Result<Int64Array> {
         }
     };
     let raw = cast(array, &DataType::Int64)
-        .map_err(|e| Error::internal(format!("cannot read times of '{column}': {e}")))?;
+        .map_err(|e| Error::internal_from(format!("cannot read times of '{column}'"), e))?;
     let raw = raw.as_primitive::<Int64Type>();
     Ok(unary(raw, |v: i64| {
         v.saturating_mul(multiply).div_euclid(divide)
@@ -431,8 +431,8 @@ impl FeatureIndex {
             return Ok(one.clone());
         }
         let parts: Vec<&dyn Array> = parts.iter().map(|p| p as &dyn Array).collect();
-        let matched = concat(&parts)
-            .map_err(|e| Error::internal(format!("cannot join the matched rows: {e}")))?;
+        let matched =
+            concat(&parts).map_err(|e| Error::internal_from("cannot join the matched rows", e))?;
         Ok(matched.as_primitive::<UInt32Type>().clone())
     }
 }
@@ -484,7 +484,7 @@ pub fn joined_column(batches: &[RecordBatch], name: &str, table: &str) -> Result
     match parts.as_slice() {
         [] => Err(Error::internal(format!("no rows of {table} were read"))),
         [one] => Ok(one.slice(0, one.len())),
-        _ => concat(&parts).map_err(|e| Error::internal(format!("cannot read {table}: {e}"))),
+        _ => concat(&parts).map_err(|e| Error::internal_from(format!("cannot read {table}"), e)),
     }
 }
 
@@ -536,7 +536,7 @@ impl<'a> Gather<'a> {
         parts.push(new_null_array(&data_type, 1));
         let refs: Vec<&dyn Array> = parts.iter().map(|p| p.as_ref()).collect();
         interleave(&refs, &self.pairs)
-            .map_err(|e| Error::internal(format!("cannot gather features: {e}")))
+            .map_err(|e| Error::internal_from("cannot gather features", e))
     }
 }
 

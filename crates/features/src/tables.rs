@@ -83,7 +83,7 @@ async fn checked_rows(meta: &FeatureTable, batches: &[RecordBatch]) -> Result<()
     let meta = meta.clone();
     tokio::task::spawn_blocking(move || check_rows(&meta, &batch))
         .await
-        .map_err(|e| Error::internal(format!("checking rows failed: {e}")))?
+        .map_err(|e| Error::internal_from("checking rows failed", e))?
 }
 
 /// Creates a feature table for `caller`, with its first rows when given.
@@ -164,7 +164,7 @@ pub async fn create(
     if let Err(err) = created {
         // All or nothing: a table that could not become a feature table goes again.
         if let Err(drop_err) = lake.drop_table(store, &caller.actor(), &table).await {
-            tracing::warn!(table = %full_name, error = %drop_err.message, "cannot drop a half-made feature table");
+            tracing::warn!(table = %full_name, error = %drop_err.report(), "cannot drop a half-made feature table");
         }
         return Err(err);
     }

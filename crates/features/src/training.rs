@@ -79,7 +79,7 @@ async fn label_rows(
         (output.schema, output.batches)
     };
     concat_batches(&schema, &batches)
-        .map_err(|e| Error::internal(format!("cannot gather the label rows: {e}")))
+        .map_err(|e| Error::internal_from("cannot gather the label rows", e))
 }
 
 /// Checks a lookup against its table and fills in what it left to defaults: the lookup key,
@@ -237,7 +237,7 @@ fn join_lookup(
     let indices = index.lookup(&label_keys, label_times.as_ref(), lookback)?;
     drop(index);
     let unmatched =
-        is_null(&indices).map_err(|e| Error::internal(format!("cannot apply defaults: {e}")))?;
+        is_null(&indices).map_err(|e| Error::internal_from("cannot apply defaults", e))?;
     let rows = Gather::new(&read.batches, &indices);
     let names: Vec<&String> = lookup.feature_names.iter().flatten().collect();
     // Each column is gathered on its own: spread over the cores when there are many rows.
@@ -260,7 +260,7 @@ fn join_lookup(
         if let Some(default) = default {
             let default = default_array(default, gathered.data_type(), name)?;
             gathered = zip(&unmatched, &Scalar::new(default), &gathered)
-                .map_err(|e| Error::internal(format!("cannot apply defaults: {e}")))?;
+                .map_err(|e| Error::internal_from("cannot apply defaults", e))?;
         }
         out.push((
             Field::new(output, gathered.data_type().clone(), true),
@@ -336,7 +336,7 @@ pub async fn build(
         let (rows, job) = (label.clone(), lookup.clone());
         let joined = tokio::task::spawn_blocking(move || join_lookup(&rows, &job, &read))
             .await
-            .map_err(|e| Error::internal(format!("the join failed: {e}")))??;
+            .map_err(|e| Error::internal_from("the join failed", e))??;
         tracing::info!(
             table = %lookup.table_name,
             rows = label.num_rows(),
@@ -357,7 +357,7 @@ pub async fn build(
         }
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| Error::internal(format!("cannot assemble the training set: {e}")))?;
+        .map_err(|e| Error::internal_from("cannot assemble the training set", e))?;
     let batch = add_on_demand_features(batch, &spec.on_demand_features).await?;
     let batch = exclude(batch, &spec.exclude_columns)?;
     tables_read.sort_by(|a, b| a.name.cmp(&b.name));
@@ -377,7 +377,7 @@ fn exclude(batch: RecordBatch, excluded: &[String]) -> Result<RecordBatch> {
         .collect();
     batch
         .project(&keep)
-        .map_err(|e| Error::internal(format!("cannot drop excluded columns: {e}")))
+        .map_err(|e| Error::internal_from("cannot drop excluded columns", e))
 }
 
 /// Builds a training set, records it (and writes it to `output_table` when given), and

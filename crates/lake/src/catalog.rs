@@ -45,10 +45,10 @@ pub fn location_of(table: &TableInfo) -> Result<Url> {
         )));
     }
     Url::parse(&table.storage_location).map_err(|e| {
-        Error::internal(format!(
-            "Table {} has an invalid storage location: {e}",
-            table.full_name
-        ))
+        Error::internal_from(
+            format!("Table {} has an invalid storage location", table.full_name),
+            e,
+        )
     })
 }
 
@@ -127,7 +127,7 @@ impl Lake {
         if registered.is_err()
             && let Err(err) = self.remove_managed(&location).await
         {
-            tracing::warn!(%location, error = %err.message, "unregistered table data left behind");
+            tracing::warn!(%location, error = %err.report(), "unregistered table data left behind");
         }
         registered
     }
@@ -157,7 +157,7 @@ impl Lake {
             Err(err) => Err(err),
         };
         if let Err(err) = removed {
-            tracing::warn!(table = %table.full_name, error = %err.message, "managed data left behind");
+            tracing::warn!(table = %table.full_name, error = %err.report(), "managed data left behind");
         }
     }
 }

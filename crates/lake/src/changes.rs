@@ -15,8 +15,9 @@ use serde::Serialize;
 use tarn_core::{Error, ErrorCode, Result};
 use url::Url;
 
+use crate::error::{table_error, write_error};
 use crate::sql::check_predicate;
-use crate::tables::{At, Lake, commit_properties, describe_state, open, table_error, write_error};
+use crate::tables::{At, Lake, commit_properties, describe_state, open};
 
 /// What a merge did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -259,9 +260,9 @@ impl Lake {
                 other => table_error(full_name, other),
             })?;
         let schema = plan.schema();
-        let batches = collect(plan, state.task_ctx())
-            .await
-            .map_err(|e| Error::internal(format!("cannot read the changes of {full_name}: {e}")))?;
+        let batches = collect(plan, state.task_ctx()).await.map_err(|e| {
+            Error::internal_from(format!("cannot read the changes of {full_name}"), e)
+        })?;
         Ok((schema, batches))
     }
 }

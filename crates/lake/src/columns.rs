@@ -16,7 +16,7 @@ pub fn columns_of(schema: &StructType, partition_columns: &[String]) -> Result<V
                 type_name: type_name(field.data_type()),
                 type_text: field.data_type().to_string(),
                 type_json: serde_json::to_string(field)
-                    .map_err(|e| Error::internal(format!("cannot describe a column: {e}")))?,
+                    .map_err(|e| Error::internal_from("cannot describe a column", e))?,
                 position: position as i64,
                 nullable: field.is_nullable(),
                 comment: String::new(),

@@ -12,6 +12,8 @@ use tarn_core::store::MetaStore;
 use tarn_core::{Error, Result};
 use url::Url;
 
+use crate::error::table_error;
+
 /// The commit info key that marks a commit as tarn's own.
 pub(crate) const TARN_COMMIT_MARK: &str = "tarnWriter";
 
@@ -34,7 +36,7 @@ pub async fn record_outside_commits(store: &dyn MetaStore) -> Result<Scanned> {
             Ok(found) => scanned.outside_commits += found,
             Err(err) => tracing::warn!(
                 table = %table.full_name,
-                error = %err.message,
+                error = %err.report(),
                 "cannot read the table's Delta log"
             ),
         }
@@ -44,15 +46,15 @@ pub async fn record_outside_commits(store: &dyn MetaStore) -> Result<Scanned> {
 
 async fn scan_table(store: &dyn MetaStore, table: &WatchedTable) -> Result<usize> {
     let location = Url::parse(&table.storage_location)
-        .map_err(|e| Error::internal(format!("invalid storage location: {e}")))?;
+        .map_err(|e| Error::internal_from("invalid storage location", e))?;
     let log = deltalake::DeltaTableBuilder::from_url(location)
         .and_then(|builder| builder.build())
-        .map_err(|e| Error::internal(e.to_string()))?
+        .map_err(|e| table_error(&table.full_name, e))?
         .log_store();
     if !log
         .is_delta_table_location()
         .await
-        .map_err(|e| Error::internal(e.to_string()))?
+        .map_err(|e| table_error(&table.full_name, e))?
     {
         // Created in the catalog, its first commit not written yet.
         return Ok(0);
@@ -61,7 +63,7 @@ async fn scan_table(store: &dyn MetaStore, table: &WatchedTable) -> Result<usize
     let latest = log
         .get_latest_version(start as u64)
         .await
-        .map_err(|e| Error::internal(e.to_string()))? as i64;
+        .map_err(|e| table_error(&table.full_name, e))? as i64;
     let Some(watched) = table.watched_version else {
         // The first scan takes the table as it is: its history came before anyone watched.
         store.record_outside_commits(table, latest, &[]).await?;
@@ -72,7 +74,7 @@ async fn scan_table(store: &dyn MetaStore, table: &WatchedTable) -> Result<usize
     }
     let mut commits = Vec::new();
     for version in watched + 1..=latest {
-        if let Some(commit) = outside_commit(log.as_ref(), version).await? {
+        if let Some(commit) = outside_commit(log.as_ref(), table, version).await? {
             commits.push(commit);
         }
     }
@@ -84,11 +86,15 @@ async fn scan_table(store: &dyn MetaStore, table: &WatchedTable) -> Result<usize
 
 /// The commit at `version` unless tarn made it; none for a version whose log entry is gone
 /// (cleaned up after a checkpoint) too, as nothing is left to say what it was.
-async fn outside_commit(log: &dyn LogStore, version: i64) -> Result<Option<OutsideCommit>> {
+async fn outside_commit(
+    log: &dyn LogStore,
+    table: &WatchedTable,
+    version: i64,
+) -> Result<Option<OutsideCommit>> {
     let Some(entry) = log
         .read_commit_entry(version as u64)
         .await
-        .map_err(|e| Error::internal(e.to_string()))?
+        .map_err(|e| table_error(&table.full_name, e))?
     else {
         return Ok(None);
     };

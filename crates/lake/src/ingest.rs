@@ -189,7 +189,7 @@ async fn arrow_schema_of(location: &Url, full_name: &str) -> Result<SchemaRef> {
     Ok(open(location, full_name, At::Latest)
         .await?
         .snapshot()
-        .map_err(|e| crate::tables::table_error(full_name, e))?
+        .map_err(|e| crate::error::table_error(full_name, e))?
         .snapshot()
         .arrow_schema())
 }
@@ -216,7 +216,7 @@ impl Lake {
             let (batches, rejected) =
                 tokio::task::spawn_blocking(move || read_file(&read_path, format, &target))
                     .await
-                    .map_err(|e| Error::internal(format!("reading failed: {e}")))??;
+                    .map_err(|e| Error::internal_from("reading failed", e))??;
             if let Some(first) = rejected.first() {
                 return Err(Error::invalid(format!(
                     "{} row(s) of {} do not fit {full_name}; the first, line {}: {}",
@@ -313,7 +313,7 @@ impl Lake {
             let (batches, rejected) =
                 tokio::task::spawn_blocking(move || read_file(&read_path, format, &target_schema))
                     .await
-                    .map_err(|e| Error::internal(format!("ingestion failed: {e}")))??;
+                    .map_err(|e| Error::internal_from("ingestion failed", e))??;
             let rows_written: usize = batches.iter().map(RecordBatch::num_rows).sum();
             let from_file = || {
                 vec![SourceRead {
@@ -500,7 +500,7 @@ fn quarantine_batch(source: &str, rejected: &[Rejected]) -> Result<RecordBatch> 
         ),
     ]));
     RecordBatch::try_new(schema, columns)
-        .map_err(|e| Error::internal(format!("cannot build quarantine rows: {e}")))
+        .map_err(|e| Error::internal_from("cannot build quarantine rows", e))
 }
 
 /// Reads one file into batches of the target schema and the rows that did not fit.
@@ -635,16 +635,16 @@ fn convert(
         cast.push(converted);
     }
     let batch = RecordBatch::try_new(target.clone(), cast)
-        .map_err(|e| Error::internal(format!("cannot assemble ingested rows: {e}")))?;
+        .map_err(|e| Error::internal_from("cannot assemble ingested rows", e))?;
     if !bad.iter().any(|b| *b) {
         return Ok((Some(batch).filter(|b| b.num_rows() > 0), Vec::new()));
     }
     let mask = BooleanArray::from(bad.clone());
     let good = filter_record_batch(
         &batch,
-        &not(&mask).map_err(|e| Error::internal(format!("cannot filter rows: {e}")))?,
+        &not(&mask).map_err(|e| Error::internal_from("cannot filter rows", e))?,
     )
-    .map_err(|e| Error::internal(format!("cannot filter rows: {e}")))?;
+    .map_err(|e| Error::internal_from("cannot filter rows", e))?;
     let rejected = (0..rows)
         .filter(|row| bad[*row])
         .map(|row| Rejected {

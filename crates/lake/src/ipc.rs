@@ -34,9 +34,8 @@ pub fn decode(bytes: &[u8]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
 
 /// Writes batches as one Arrow IPC stream.
 pub fn encode(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
-    let failed = |e: deltalake::arrow::error::ArrowError| {
-        Error::internal(format!("cannot encode Arrow IPC: {e}"))
-    };
+    let failed =
+        |e: deltalake::arrow::error::ArrowError| Error::internal_from("cannot encode Arrow IPC", e);
     let mut writer = StreamWriter::try_new(Vec::new(), schema).map_err(failed)?;
     for batch in batches {
         writer.write(batch).map_err(failed)?;
@@ -47,7 +46,7 @@ pub fn encode(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
 /// Writes batches as one Parquet file.
 pub fn encode_parquet(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
     let failed = |e: deltalake::parquet::errors::ParquetError| {
-        Error::internal(format!("cannot encode Parquet: {e}"))
+        Error::internal_from("cannot encode Parquet", e)
     };
     let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), None).map_err(failed)?;
     for batch in batches {

@@ -7,6 +7,7 @@ pub mod catalog;
 mod changes;
 mod columns;
 pub mod commits;
+pub mod error;
 pub mod ingest;
 pub mod ipc;
 pub mod lineage;

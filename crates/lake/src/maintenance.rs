@@ -12,7 +12,8 @@ use serde::Serialize;
 use tarn_core::{Error, Result};
 use url::Url;
 
-use crate::tables::{At, Lake, commit_properties, open, table_error};
+use crate::error::table_error;
+use crate::tables::{At, Lake, commit_properties, open};
 
 /// What an optimize did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

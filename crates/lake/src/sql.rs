@@ -16,8 +16,8 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, Session,
 };
+use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::common::tree_node::{Transformed, TreeNode};
-use deltalake::datafusion::common::{DataFusionError, TableReference};
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::datasource::ViewTable;
 use deltalake::datafusion::execution::SessionStateBuilder;
@@ -44,6 +44,7 @@ use tarn_core::{Error, ErrorCode, Result};
 use crate::access::{Securable, authorize, authorize_create_table, reach_catalog, require_owner};
 use crate::catalog::{ManagedTable, location_of, new_table_id};
 use crate::columns::columns_of_arrow;
+use crate::error::sql_error;
 
 use crate::nesting::check_expression_depth;
 use crate::tables::{At, Lake, PlanWrite, parse_timestamp};
@@ -135,7 +136,7 @@ impl SqlOutput {
             .map(|(_, n)| Arc::new(UInt64Array::from(vec![*n])) as ArrayRef)
             .collect();
         let batch = RecordBatch::try_new(schema.clone(), columns)
-            .map_err(|e| Error::internal(format!("cannot build the result: {e}")))?;
+            .map_err(|e| Error::internal_from("cannot build the result", e))?;
         Ok(Self {
             schema,
             batches: vec![batch],
@@ -157,47 +158,13 @@ fn cores() -> usize {
 
 /// A failure of tarn's own while reading (a data file gone, a corrupt file) names the tables
 /// the statement read, which a storage path alone does not.
-fn naming_reads(err: Error, reads: &[SourceRead]) -> Error {
+fn naming_reads(mut err: Error, reads: &[SourceRead]) -> Error {
     if err.code != ErrorCode::InternalError || reads.is_empty() {
         return err;
     }
     let names: Vec<&str> = reads.iter().map(|read| read.node.name.as_str()).collect();
-    Error::new(
-        err.code,
-        format!("{} (reading {})", err.message, names.join(", ")),
-    )
-}
-
-/// A SQL error is the caller's unless DataFusion failed at run time on its own.
-fn sql_error(err: DataFusionError) -> Error {
-    match err {
-        DataFusionError::SQL(..)
-        | DataFusionError::Plan(_)
-        | DataFusionError::SchemaError(..)
-        | DataFusionError::NotImplemented(_) => Error::invalid(format!("Invalid SQL: {err}")),
-        DataFusionError::ResourcesExhausted(_) => Error::new(
-            ErrorCode::RequestLimitExceeded,
-            format!(
-                "The statement needs more memory than one statement may hold (the server's \
-                 --sql-memory-limit-mib) and could not spill the rest to disk: {err}"
-            ),
-        ),
-        DataFusionError::Context(context, inner) => {
-            let inner = sql_error(*inner);
-            Error::new(inner.code, format!("{context}: {}", inner.message))
-        }
-        DataFusionError::External(inner) => match inner.downcast::<Error>() {
-            Ok(ours) => *ours,
-            Err(other) => Error::internal(format!("SQL execution failed: {other}")),
-        },
-        DataFusionError::ArrowError(err, _) => {
-            Error::invalid(format!("SQL execution failed: {err}"))
-        }
-        DataFusionError::Execution(message) => {
-            Error::invalid(format!("SQL execution failed: {message}"))
-        }
-        other => Error::internal(format!("SQL execution failed: {other}")),
-    }
+    err.message = format!("{} (reading {})", err.message, names.join(", "));
+    err
 }
 
 /// Turns `t VERSION AS OF 3` / `t TIMESTAMP AS OF '...'` into a reference to a table named
@@ -1055,7 +1022,7 @@ async fn collect_within(frame: DataFrame, limit: usize) -> Result<(Vec<RecordBat
                 &batch.schema(),
                 &[batch.slice(0, fitting)],
             )
-            .map_err(|e| Error::internal(format!("cannot cut the result: {e}")))?;
+            .map_err(|e| Error::internal_from("cannot cut the result", e))?;
             let size = rows.get_array_memory_size();
             if size <= room {
                 batches.push(rows);
@@ -1077,18 +1044,18 @@ async fn write_files(
 ) -> Result<Vec<ResultFile>> {
     use deltalake::arrow::ipc::writer::StreamWriter;
     type Writer = StreamWriter<std::io::BufWriter<std::fs::File>>;
-    let failed = |what: &str, e: &dyn std::fmt::Display| {
-        Error::internal(format!("cannot {what} a result file: {e}"))
-    };
-    std::fs::create_dir_all(folder).map_err(|e| failed("create the folder of", &e))?;
+    fn failed(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::internal_from(format!("cannot {what} a result file"), e)
+    }
+    std::fs::create_dir_all(folder).map_err(|e| failed("create the folder of", e))?;
     let mut stream = frame.execute_stream().await.map_err(sql_error)?;
     let mut files = Vec::new();
     let mut open: Option<(Writer, ResultFile, usize)> = None;
     let finish = |(writer, mut file, _): (Writer, ResultFile, usize)| -> Result<ResultFile> {
-        let mut buffered = writer.into_inner().map_err(|e| failed("write", &e))?;
-        std::io::Write::flush(&mut buffered).map_err(|e| failed("write", &e))?;
+        let mut buffered = writer.into_inner().map_err(|e| failed("write", e))?;
+        std::io::Write::flush(&mut buffered).map_err(|e| failed("write", e))?;
         file.bytes = std::fs::metadata(&file.path)
-            .map_err(|e| failed("read", &e))?
+            .map_err(|e| failed("read", e))?
             .len();
         Ok(file)
     };
@@ -1098,9 +1065,9 @@ async fn write_files(
             Some(current) => current,
             None => {
                 let path = folder.join(format!("{:06}.arrow", files.len()));
-                let created = std::fs::File::create(&path).map_err(|e| failed("create", &e))?;
+                let created = std::fs::File::create(&path).map_err(|e| failed("create", e))?;
                 let writer = StreamWriter::try_new(std::io::BufWriter::new(created), schema)
-                    .map_err(|e| failed("write", &e))?;
+                    .map_err(|e| failed("write", e))?;
                 let file = ResultFile {
                     path,
                     rows: 0,
@@ -1109,7 +1076,7 @@ async fn write_files(
                 open.insert((writer, file, 0))
             }
         };
-        writer.write(&batch).map_err(|e| failed("write", &e))?;
+        writer.write(&batch).map_err(|e| failed("write", e))?;
         file.rows += batch.num_rows();
         *held += batch.get_array_memory_size();
         if *held >= RESULT_FILE_BYTES

@@ -611,7 +611,7 @@ fn external_link(
 
 fn concat(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
     crate::arrow::compute::concat_batches(schema, batches)
-        .map_err(|e| Error::internal(format!("cannot assemble a result chunk: {e}")))
+        .map_err(|e| Error::internal_from("cannot assemble a result chunk", e))
 }
 
 /// The statement as Databricks describes it: status, manifest and, for its submitter, the
@@ -767,7 +767,7 @@ fn json_rows(batch: &RecordBatch) -> Result<Vec<Vec<Value>>> {
         .iter()
         .map(|column| ArrayFormatter::try_new(column.as_ref(), &options))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::internal(format!("cannot format a result: {e}")))?;
+        .map_err(|e| Error::internal_from("cannot format a result", e))?;
     Ok((0..batch.num_rows())
         .map(|row| {
             batch

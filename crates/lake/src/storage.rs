@@ -80,9 +80,9 @@ pub(crate) fn register_s3() {
 /// Deletes every object under `location` (an `s3://bucket/prefix/` URL).
 pub(crate) async fn remove_prefix(location: &Url) -> Result<()> {
     let store = s3_store(location, std::iter::empty())
-        .map_err(|e| Error::internal(format!("cannot open {location}: {e}")))?;
+        .map_err(|e| Error::internal_from(format!("cannot open {location}"), e))?;
     let prefix = Path::from_url_path(location.path())
-        .map_err(|e| Error::internal(format!("invalid location {location}: {e}")))?;
+        .map_err(|e| Error::internal_from(format!("invalid location {location}"), e))?;
     let listed = store
         .list(Some(&prefix))
         .map_ok(|meta| meta.location)
@@ -91,6 +91,6 @@ pub(crate) async fn remove_prefix(location: &Url) -> Result<()> {
         .delete_stream(listed)
         .try_collect::<Vec<_>>()
         .await
-        .map_err(|e| Error::internal(format!("cannot delete {location}: {e}")))?;
+        .map_err(|e| Error::internal_from(format!("cannot delete {location}"), e))?;
     Ok(())
 }

@@ -22,6 +22,7 @@ use tarn_core::{Error, Result};
 use url::Url;
 
 use crate::columns::columns_of;
+use crate::error::{table_error, write_error};
 use crate::scan::PlainParquetSnapshot;
 
 /// What a reducing scan does with each batch it decodes: the rows it keeps.
@@ -157,10 +158,10 @@ impl Lake {
                     .to_file_path()
                     .map_err(|()| Error::invalid(format!("Invalid lake root '{root}'")))?;
                 std::fs::create_dir_all(&path).map_err(|e| {
-                    Error::internal(format!(
-                        "cannot create the lake root {}: {e}",
-                        path.display()
-                    ))
+                    Error::internal_from(
+                        format!("cannot create the lake root {}", path.display()),
+                        e,
+                    )
                 })?;
             }
             "s3" if url.host_str().is_some_and(|bucket| !bucket.is_empty()) => {
@@ -242,7 +243,7 @@ impl Lake {
     ) -> Result<Url> {
         self.root
             .join(&format!("{catalog}/{schema}/{name}-{table_id}/"))
-            .map_err(|e| Error::internal(format!("cannot place table {name}: {e}")))
+            .map_err(|e| Error::internal_from(format!("cannot place table {name}"), e))
     }
 
     /// Whether tables at `location` can be opened: local ones always, S3 ones when the lake
@@ -284,10 +285,10 @@ impl Lake {
         }
         if let Ok(path) = location.to_file_path() {
             tokio::fs::create_dir_all(&path).await.map_err(|e| {
-                Error::internal(format!(
-                    "cannot create {} for {full_name}: {e}",
-                    path.display()
-                ))
+                Error::internal_from(
+                    format!("cannot create {} for {full_name}", path.display()),
+                    e,
+                )
             })?;
         }
         let table = unloaded(location).map_err(|e| table_error(full_name, e))?;
@@ -449,10 +450,10 @@ impl Lake {
             PlanWrite::Create => {
                 if let Ok(path) = location.to_file_path() {
                     tokio::fs::create_dir_all(&path).await.map_err(|e| {
-                        Error::internal(format!(
-                            "cannot create {} for {full_name}: {e}",
-                            path.display()
-                        ))
+                        Error::internal_from(
+                            format!("cannot create {} for {full_name}", path.display()),
+                            e,
+                        )
                     })?;
                 }
                 unloaded(location).map_err(|e| table_error(full_name, e))?
@@ -512,7 +513,7 @@ impl Lake {
         let provider = table
             .table_provider()
             .await
-            .map_err(|e| Error::internal(format!("Table {full_name} cannot be read: {e}")))?;
+            .map_err(|e| Error::internal_from(format!("Table {full_name} cannot be read"), e))?;
         Ok((provider, version))
     }
 
@@ -532,7 +533,7 @@ impl Lake {
         let batches = stream
             .try_collect()
             .await
-            .map_err(|e| Error::internal(format!("cannot read table {full_name}: {e}")))?;
+            .map_err(|e| Error::internal_from(format!("cannot read table {full_name}"), e))?;
         Ok((schema, batches))
     }
 
@@ -602,7 +603,7 @@ impl Lake {
         }
         let schema = Arc::new(frame.schema().as_arrow().clone());
         let read_error = |name: &str, e: DataFusionError| {
-            Error::internal(format!("cannot read table {name}: {e}"))
+            Error::internal_from(format!("cannot read table {name}"), e)
         };
         let batches = match reduce {
             None => frame
@@ -630,7 +631,7 @@ impl Lake {
                 let mut batches = Vec::new();
                 for task in futures::future::join_all(tasks).await {
                     batches.extend(task.map_err(|e| {
-                        Error::internal(format!("reading table {full_name} failed: {e}"))
+                        Error::internal_from(format!("reading table {full_name} failed"), e)
                     })??);
                 }
                 batches
@@ -690,10 +691,10 @@ impl Lake {
         match tokio::fs::remove_dir_all(&path).await {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(err) => Err(Error::internal(format!(
-                "cannot delete {}: {err}",
-                path.display()
-            ))),
+            Err(err) => Err(Error::internal_from(
+                format!("cannot delete {}", path.display()),
+                err,
+            )),
         }
     }
 }
@@ -813,40 +814,4 @@ pub(crate) fn commit_properties() -> CommitProperties {
             crate::commits::TARN_COMMIT_MARK.to_string(),
             serde_json::Value::String(format!("tarn {}", env!("CARGO_PKG_VERSION"))),
         )])
-}
-
-/// A table that cannot be opened is named in the error, never a panic or a bare I/O message;
-/// a write that lost to a conflicting one is the retryable `ABORTED`.
-pub(crate) fn table_error(full_name: &str, err: DeltaTableError) -> Error {
-    use deltalake::kernel::transaction::TransactionError;
-    match err {
-        DeltaTableError::NotATable(_) => Error::invalid(format!(
-            "No Delta table for {full_name}: its location holds no Delta log"
-        )),
-        DeltaTableError::Transaction {
-            source:
-                source @ (TransactionError::CommitConflict(_)
-                | TransactionError::MaxCommitAttempts(_)
-                | TransactionError::VersionAlreadyExists(_)),
-        } => Error::new(
-            tarn_core::ErrorCode::Aborted,
-            format!(
-                "Table {full_name} was changed by another write at the same time ({source}); try again"
-            ),
-        ),
-        other => Error::internal(format!("Table {full_name} cannot be read: {other}")),
-    }
-}
-
-/// Data that does not fit the table is the caller's mistake (400), not the server's.
-pub(crate) fn write_error(full_name: &str, err: DeltaTableError) -> Error {
-    match err {
-        DeltaTableError::SchemaMismatch { .. }
-        | DeltaTableError::Arrow { .. }
-        | DeltaTableError::InvalidData { .. }
-        | DeltaTableError::Generic(_) => {
-            Error::invalid(format!("The data does not fit table {full_name}: {err}"))
-        }
-        other => table_error(full_name, other),
-    }
 }

@@ -32,7 +32,7 @@ pub(crate) async fn remove_copies(
 ) {
     for location in locations {
         if let Err(err) = artifacts.delete(workspace, location).await {
-            tracing::warn!(location, error = %err.message, "could not remove registry copy");
+            tracing::warn!(location, error = %err.report(), "could not remove registry copy");
         }
     }
 }

@@ -60,7 +60,7 @@ pub async fn bootstrap(
         {
             Ok(_) => tracing::info!("created admin user"),
             Err(err) if store.get_principal(ADMIN_USER).await.is_ok() => {
-                tracing::info!(error = %err.message, "the admin user was created by another process");
+                tracing::info!(error = %err.report(), "the admin user was created by another process");
             }
             Err(err) => return Err(err),
         }

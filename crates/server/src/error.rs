@@ -21,7 +21,7 @@ impl IntoResponse for ApiError {
         let status = StatusCode::from_u16(self.0.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
-            tracing::error!(error_code = %self.0.code, message = %self.0.message, "request failed");
+            tracing::error!(error_code = %self.0.code, error = %self.0.report(), "request failed");
         }
         let body =
             serde_json::json!({ "error_code": self.0.code.as_str(), "message": self.0.message });

@@ -136,7 +136,7 @@ fn remove_unowned_registry_copies(state: AppState) -> impl FnMut() -> BoxFuture<
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "removed registry copies no version owns"),
                 Err(err) => {
-                    tracing::warn!(error = %err.message, "cannot look for unowned registry copies")
+                    tracing::warn!(error = %err.report(), "cannot look for unowned registry copies")
                 }
             }
         })
@@ -149,7 +149,7 @@ fn sync_endpoints(state: AppState) -> impl FnMut() -> BoxFuture<'static, ()> {
         let state = state.clone();
         Box::pin(async move {
             if let Err(err) = state.endpoints.sync().await {
-                tracing::warn!(error = %err.message, "cannot list serving endpoints");
+                tracing::warn!(error = %err.report(), "cannot list serving endpoints");
             }
         })
     }
@@ -166,7 +166,7 @@ fn watch_tables(state: AppState) -> impl FnMut() -> BoxFuture<'static, ()> {
                     "recorded commits other writers made to tables"
                 ),
                 Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err.message, "cannot list tables to watch"),
+                Err(err) => tracing::warn!(error = %err.report(), "cannot list tables to watch"),
             }
         })
     }
@@ -194,7 +194,7 @@ fn refresh_online_features(state: AppState) -> impl FnMut() -> BoxFuture<'static
                     }
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err.message, "cannot list publications to refresh")
+                    tracing::warn!(error = %err.report(), "cannot list publications to refresh")
                 }
             }
         })

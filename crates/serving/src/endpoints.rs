@@ -184,7 +184,7 @@ pub async fn load_model(
         Ok::<_, tarn_models::ModelError>(model)
     })
     .await
-    .map_err(|e| Error::internal(format!("model loading stopped: {e}")))?
+    .map_err(|e| Error::internal_from("model loading stopped", e))?
     .map_err(|e| describe(e.into()))
 }
 
@@ -495,8 +495,8 @@ impl Endpoints {
             score_invocation(&entity.batcher, invocation, self.limits).await?;
         if let Some(features) = features {
             // {"predictions": ...} becomes {"predictions": ..., "features": [...]}.
-            let features =
-                serde_json::to_vec(&features).map_err(|e| Error::internal(e.to_string()))?;
+            let features = serde_json::to_vec(&features)
+                .map_err(|e| Error::internal_from("cannot encode features", e))?;
             scored.body.pop();
             scored.body.extend_from_slice(b",\"features\":");
             scored.body.extend_from_slice(&features);

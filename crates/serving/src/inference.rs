@@ -155,7 +155,7 @@ fn to_batch(rows: &[InferenceRow]) -> Result<RecordBatch> {
         Arc::new(version.finish()),
     ];
     RecordBatch::try_new(arrow_schema(), arrays)
-        .map_err(|e| Error::internal(format!("inference rows: {e}")))
+        .map_err(|e| Error::internal_from("inference rows", e))
 }
 
 /// Finds the endpoint's inference table, creating its schema and the table when missing (owned

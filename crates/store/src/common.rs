@@ -5,7 +5,6 @@
 pub(crate) use async_trait::async_trait;
 pub(crate) use std::collections::BTreeMap;
 pub(crate) use std::collections::HashMap;
-pub(crate) use std::sync::Arc;
 pub(crate) use tarn_core::auth::require_granted;
 pub(crate) use tarn_core::auth::{Grant, ObjectType, PermissionLevel, Principal, PrincipalKind};
 pub(crate) use tarn_core::catalog::{
@@ -53,7 +52,8 @@ pub enum Dialect {
     Postgres,
 }
 
-pub(crate) fn db_error(err: sqlx::Error) -> Error {
-    tracing::error!(error = %err, "database error");
-    Error::internal(format!("database error: {err}"))
-}
+pub(crate) use crate::error::db_error;
+
+/// A write's work inside the transaction it borrows, as each backend's writer runs it.
+pub(crate) type WriteFuture<'t, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 't>>;

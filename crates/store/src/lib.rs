@@ -14,6 +14,7 @@ use tarn_core::store::MetaStore;
 use tarn_core::{Error, Result};
 
 mod common;
+mod error;
 pub mod lite;
 mod migrate;
 pub mod pg;
@@ -21,6 +22,7 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use common::Dialect;
+pub use error::StoreError;
 pub use postgres::Store as PostgresStore;
 pub use sqlite::Store as SqliteStore;
 
@@ -43,7 +45,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn MetaStore>> {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await
-            .map_err(|e| Error::internal(format!("cannot connect to PostgreSQL: {e}")))?;
+            .map_err(|e| Error::internal_from("cannot connect to PostgreSQL", e))?;
         migrate::postgres(&pool).await?;
         Ok(Arc::new(PostgresStore::new(pool.clone(), pool)))
     } else if let Some(path) = url.strip_prefix("sqlite://") {
@@ -64,7 +66,7 @@ async fn open_sqlite(path: &str) -> Result<Arc<dyn MetaStore>> {
         wal_autocheckpoint: Some(16384),
     };
     let cannot_open =
-        |e: sqlx::Error| Error::internal(format!("cannot open SQLite database '{path}': {e}"));
+        |e: sqlx::Error| Error::internal_from(format!("cannot open SQLite database '{path}'"), e);
     let write = lite::Pool::open(options.clone(), 1).map_err(cannot_open)?;
     migrate::sqlite(&write).await?;
     write

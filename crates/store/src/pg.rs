@@ -1,11 +1,37 @@
 //! The PostgreSQL side of the store's SQL access: sqlx, under the names `lite` gives
 //! SQLite's.
 pub use sqlx::{Row, query, query_as, query_scalar};
+
+use crate::error::db_error;
 pub type Pool = sqlx::PgPool;
 pub type Transaction<'c> = sqlx::Transaction<'c, sqlx::Postgres>;
 pub type QueryBuilder = sqlx::QueryBuilder<sqlx::Postgres>;
 pub type Separated<'b> = sqlx::query_builder::Separated<'b, sqlx::Postgres, &'static str>;
 pub type DbRow = sqlx::postgres::PgRow;
+
+/// PostgreSQL's writer: each write in a transaction of its own, many committing side by side
+/// (SQLite's is group commit, `crate::lite::Writer`).
+#[derive(Debug, Clone)]
+pub struct Writer {
+    pool: Pool,
+}
+
+impl Writer {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// Runs `write` in a transaction and returns its value once committed.
+    pub async fn write<T, F>(&self, write: F) -> tarn_core::Result<T>
+    where
+        F: for<'t> FnOnce(&'t mut Transaction<'static>) -> crate::common::WriteFuture<'t, T>,
+    {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let value = write(&mut tx).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(value)
+    }
+}
 
 /// A value that can be bound to a statement.
 pub trait Bind<'a>:

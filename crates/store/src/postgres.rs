@@ -25,9 +25,6 @@ mod experiments;
 #[path = "sql/features.rs"]
 mod features;
 #[allow(clippy::duplicate_mod)]
-#[path = "sql/group_commit.rs"]
-mod group_commit;
-#[allow(clippy::duplicate_mod)]
 #[path = "sql/identity.rs"]
 mod identity;
 #[allow(clippy::duplicate_mod)]
@@ -58,7 +55,6 @@ use backend::*;
 use catalog::*;
 use events::*;
 use experiments::*;
-use group_commit::*;
 use permissions::*;
 use registry::*;
 use webhooks::*;

@@ -17,6 +17,32 @@ fn key(id: i64) -> Map<String, Value> {
     key
 }
 
+/// Redis that is not there is a service to try again later (503), with Redis's own error kept
+/// as the cause for the server's log; never a bare internal error.
+#[tokio::test]
+async fn a_redis_that_does_not_answer_is_temporarily_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let err = match online::open(&format!("redis://127.0.0.1:{port}/0")).await {
+        Ok(_) => panic!("nothing listens on port {port}"),
+        Err(err) => err,
+    };
+    assert_eq!(
+        err.code,
+        tarn_core::ErrorCode::TemporarilyUnavailable,
+        "{err} {:?}",
+        std::error::Error::source(&err)
+    );
+    assert!(err.message.contains("Redis"), "{}", err.message);
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the cause is kept: {}",
+        err.report()
+    );
+}
+
 #[tokio::test]
 async fn sqlite_publishes_incrementally_and_looks_up_within_the_time_to_live() {
     let f = Fixture::new().await;

@@ -448,7 +448,7 @@ pub(crate) async fn data_response(
         }
     })
     .await
-    .map_err(|e| Error::internal(format!("encoding failed: {e}")))??;
+    .map_err(|e| Error::internal_from("encoding failed", e))??;
     Ok(([(header::CONTENT_TYPE, media_type)], Body::from(bytes)).into_response())
 }
 
@@ -498,7 +498,7 @@ pub(crate) async fn rows_of(body: Body) -> Result<Vec<RecordBatch>, Error> {
     }
     let (_, batches) = tokio::task::spawn_blocking(move || ipc::decode(&body))
         .await
-        .map_err(|e| Error::internal(format!("decoding failed: {e}")))??;
+        .map_err(|e| Error::internal_from("decoding failed", e))??;
     Ok(batches)
 }
 

@@ -571,7 +571,8 @@ pub async fn get_model_databricks(
             .await?;
         ObjectType::RegisteredModel.highest(granted)
     };
-    let mut body = serde_json::to_value(&model).map_err(|e| Error::internal(e.to_string()))?;
+    let mut body = serde_json::to_value(&model)
+        .map_err(|e| Error::internal_from("cannot encode a model", e))?;
     body["id"] = json!(id);
     if let Some(level) = level {
         body["permission_level"] = json!(level.as_str());

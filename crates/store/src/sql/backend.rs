@@ -14,8 +14,8 @@ pub(super) type Builder = db::QueryBuilder;
 pub struct Store {
     pub(super) read: db::Pool,
     pub(super) write: db::Pool,
-    /// Set where the backend has a single writer (SQLite).
-    pub(super) group_commit: Option<GroupCommit>,
+    /// Runs writes: SQLite's group commit, or a transaction each on PostgreSQL.
+    pub(super) writer: db::Writer,
     /// Run id -> experiment id, asked on every logging call.
     pub(super) run_experiments: std::sync::Arc<std::sync::Mutex<HashMap<(String, String), i64>>>,
     /// Experiments known to exist, asked on every call that names one.
@@ -27,11 +27,11 @@ pub(super) const RUN_EXPERIMENT_CACHE_MAX: usize = 100_000;
 
 impl Store {
     pub fn new(read: db::Pool, write: db::Pool) -> Self {
-        let group_commit = (DIALECT == Dialect::Sqlite).then(|| GroupCommit::new(write.clone()));
+        let writer = db::Writer::new(write.clone());
         Self {
             read,
             write,
-            group_commit,
+            writer,
             run_experiments: Default::default(),
             known_experiments: Default::default(),
         }

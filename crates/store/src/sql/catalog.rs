@@ -26,7 +26,7 @@ pub(super) fn table_not_found(catalog: &str, schema: &str, name: &str) -> Error 
 }
 
 pub(super) fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::internal(format!("cannot encode: {e}")))
+    serde_json::to_string(value).map_err(|e| Error::internal_from("cannot encode", e))
 }
 
 pub(super) fn row_schema(row: &db::DbRow) -> std::result::Result<SchemaInfo, sqlx::Error> {

@@ -377,7 +377,7 @@ impl RunStore for Store {
                         .find(|t| t.key == "mlflow.data.context")
                         .map(|t| t.value.clone());
                     let tags_json =
-                        serde_json::to_string(&input.tags).map_err(|e| Error::internal(e.to_string()))?;
+                        serde_json::to_string(&input.tags).map_err(|e| Error::internal_from("cannot encode dataset tags", e))?;
                     db::query(
                         "INSERT INTO run_inputs (run_uuid, name, digest, source_type, source, schema, profile, context, tags_json) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -540,33 +540,14 @@ impl ActiveRun<'_> {
 }
 
 impl Store {
-    /// Runs `write` in a transaction and returns its value once committed: through group commit
-    /// on SQLite, in a transaction of its own on PostgreSQL.
+    /// Runs `write` in a transaction and returns its value once committed (on SQLite, through
+    /// group commit).
     pub(super) async fn write<T, F>(&self, write: F) -> Result<T>
     where
         T: Send + 'static,
         F: for<'t> FnOnce(&'t mut Tx<'static>) -> WriteFuture<'t, T> + Send + 'static,
     {
-        match &self.group_commit {
-            Some(group_commit) => {
-                let (value_tx, value_rx) = tokio::sync::oneshot::channel();
-                let job: WriteJob = Box::new(move |tx| {
-                    Box::pin(async move {
-                        let value = write(tx).await?;
-                        let _ = value_tx.send(value);
-                        Ok(())
-                    })
-                });
-                group_commit.submit(job).await?;
-                value_rx.await.map_err(|_| writer_stopped())
-            }
-            None => {
-                let mut tx = self.begin().await?;
-                let value = write(&mut tx).await?;
-                tx.commit().await.map_err(db_error)?;
-                Ok(value)
-            }
-        }
+        self.writer.write(write).await
     }
 }
 

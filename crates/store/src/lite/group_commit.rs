@@ -1,12 +1,17 @@
-//! SQLite's group commit: many writers' transactions committed by one fsync.
+//! SQLite's group commit: many writers' transactions committed by one fsync. It is the
+//! SQLite pool's writer; PostgreSQL's (`crate::pg::Writer`) commits each write on its own.
 
-use super::*;
+use std::sync::Arc;
 
-/// A future borrowing the write transaction.
-pub(super) type WriteFuture<'t, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 't>>;
-pub(super) type WriteJob =
-    Box<dyn for<'t> FnOnce(&'t mut Tx<'static>) -> WriteFuture<'t, ()> + Send>;
+use tarn_core::{Error, Result};
+
+use super::{Pool, Transaction};
+use crate::common::WriteFuture;
+use crate::error::db_error;
+
+type Tx<'c> = Transaction<'c>;
+
+type WriteJob = Box<dyn for<'t> FnOnce(&'t mut Tx<'static>) -> WriteFuture<'t, ()> + Send>;
 
 /// Group commit for a single-writer database. A write that finds the writer idle runs at once
 /// on its own task, in a transaction of its own: a lone client pays no hand-off to another
@@ -15,19 +20,19 @@ pub(super) type WriteJob =
 /// transaction, each inside its own savepoint (a refused write rolls back alone), and
 /// acknowledges them all after the one durable commit. One fsync then serves many requests.
 #[derive(Debug, Clone)]
-pub(super) struct GroupCommit {
-    pool: db::Pool,
+pub struct GroupCommit {
+    pool: Pool,
     queue: Arc<std::sync::Mutex<WriteQueue>>,
 }
 
 #[derive(Debug, Default)]
-pub(super) struct WriteQueue {
+struct WriteQueue {
     /// A `WriterTurn` is held: by a write on its own task, or by the thread draining the queue.
     writing: bool,
     waiting: Vec<QueuedWrite>,
 }
 
-pub(super) struct QueuedWrite {
+struct QueuedWrite {
     job: WriteJob,
     done: tokio::sync::oneshot::Sender<Result<()>>,
 }
@@ -39,23 +44,23 @@ impl std::fmt::Debug for QueuedWrite {
 }
 
 /// Most writes committed by one transaction.
-pub(super) const GROUP_COMMIT_MAX: usize = 64;
+const GROUP_COMMIT_MAX: usize = 64;
 
-pub(super) fn writer_stopped() -> Error {
+fn writer_stopped() -> Error {
     Error::internal("the metadata store writer has stopped")
 }
 
 /// The writer, held. Dropped while writes wait (after a write on its own task, or when a
 /// request is cancelled or a drain unwinds), it hands them to a drain; otherwise it releases
 /// the writer.
-pub(super) struct WriterTurn {
+struct WriterTurn {
     /// `None` once released.
     commit: Option<GroupCommit>,
 }
 
 impl WriterTurn {
     /// The next writes waiting; none when the queue is empty, and then the writer is released.
-    pub(super) fn next_group(&mut self) -> Option<Vec<QueuedWrite>> {
+    fn next_group(&mut self) -> Option<Vec<QueuedWrite>> {
         let group = self.commit.as_ref()?.next_group();
         if group.is_none() {
             self.commit = None;
@@ -82,22 +87,40 @@ impl Drop for WriterTurn {
 }
 
 impl GroupCommit {
-    pub(super) fn new(pool: db::Pool) -> Self {
+    pub fn new(pool: Pool) -> Self {
         Self {
             pool,
             queue: Arc::default(),
         }
     }
 
-    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, WriteQueue> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriteQueue> {
         // The queue holds no invariant a panic elsewhere could break.
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Runs `write` in the next group's transaction and returns its value once committed.
+    pub async fn write<T, F>(&self, write: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx<'static>) -> WriteFuture<'t, T> + Send + 'static,
+    {
+        let (value_tx, value_rx) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |tx| {
+            Box::pin(async move {
+                let value = write(tx).await?;
+                let _ = value_tx.send(value);
+                Ok(())
+            })
+        });
+        self.submit(job).await?;
+        value_rx.await.map_err(|_| writer_stopped())
+    }
+
     /// Returns once the job's changes are durably committed (or refused).
-    pub(super) async fn submit(&self, job: WriteJob) -> Result<()> {
+    async fn submit(&self, job: WriteJob) -> Result<()> {
         let (done, answer) = tokio::sync::oneshot::channel();
         if let Some(mine) = self.queue_unless_idle(QueuedWrite { job, done }) {
             let turn = WriterTurn {
@@ -110,7 +133,7 @@ impl GroupCommit {
     }
 
     /// Queues `write` while the writer is busy; gives it back, holding the writer, when idle.
-    pub(super) fn queue_unless_idle(&self, write: QueuedWrite) -> Option<QueuedWrite> {
+    fn queue_unless_idle(&self, write: QueuedWrite) -> Option<QueuedWrite> {
         let mut queue = self.lock();
         if queue.writing {
             queue.waiting.push(write);
@@ -121,7 +144,7 @@ impl GroupCommit {
     }
 
     /// The next writes waiting, or none, and then the writer is released.
-    pub(super) fn next_group(&self) -> Option<Vec<QueuedWrite>> {
+    fn next_group(&self) -> Option<Vec<QueuedWrite>> {
         let mut queue = self.lock();
         if queue.waiting.is_empty() {
             queue.writing = false;
@@ -132,7 +155,7 @@ impl GroupCommit {
     }
 
     /// Writes `group`, then the queue in groups until it is empty, holding the writer.
-    pub(super) async fn drain(self, mut group: Vec<QueuedWrite>) {
+    async fn drain(self, mut group: Vec<QueuedWrite>) {
         let pool = self.pool.clone();
         let mut turn = WriterTurn { commit: Some(self) };
         loop {
@@ -144,8 +167,8 @@ impl GroupCommit {
         }
     }
 
-    pub(super) async fn write_group(pool: &db::Pool, group: Vec<QueuedWrite>) {
-        let mut tx = match begin_write(pool).await {
+    async fn write_group(pool: &Pool, group: Vec<QueuedWrite>) {
+        let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
             Ok(tx) => tx,
             Err(err) => {
                 let err = db_error(err);
@@ -187,14 +210,14 @@ impl GroupCommit {
 
     /// Savepoints are never released: `ROLLBACK TO` undoes the newest one of the name, which is
     /// this job's, and `COMMIT` keeps everything still standing. That saves a statement a job.
-    pub(super) async fn in_savepoint(tx: &mut Tx<'static>, job: WriteJob) -> Result<()> {
-        db::query("SAVEPOINT tarn_write")
+    async fn in_savepoint(tx: &mut Tx<'static>, job: WriteJob) -> Result<()> {
+        super::query("SAVEPOINT tarn_write")
             .execute(&mut **tx)
             .await
             .map_err(db_error)?;
         let outcome = job(tx).await;
         if outcome.is_err() {
-            db::query("ROLLBACK TO tarn_write")
+            super::query("ROLLBACK TO tarn_write")
                 .execute(&mut **tx)
                 .await
                 .map_err(db_error)?;

@@ -22,6 +22,11 @@ use std::time::Duration;
 use rusqlite::types::{Value, ValueRef};
 use sqlx::error::{DatabaseError, ErrorKind};
 
+mod group_commit;
+
+/// SQLite's writer: group commit on the pool's one writing connection.
+pub use group_commit::GroupCommit as Writer;
+
 type SqlResult<T> = std::result::Result<T, sqlx::Error>;
 
 /// A row as the store's decoders read it.
