@@ -641,13 +641,33 @@ mod local {
                 std::fs::create_dir_all(parent).map_err(|e| io_error("create", parent, e))?;
                 created = Some(parent.to_path_buf());
             }
-            std::fs::hard_link(&file.path, &target).map_err(|e| io_error("link", &target, e))?;
+            link_or_copy(&file.path, &target)?;
             // The checksum is of the copy: what the version holds even if the source is
             // replaced meanwhile.
             let (size, digest) = digest_of(&target)?;
             manifest.update(format!("{}\0{size}\0{digest}\n", file.relative));
         }
         Ok((files.len(), hex::encode(manifest.finalize())))
+    }
+
+    /// A hard link to `from` at `to`; a copy where the file system refuses one more link
+    /// (ext4 allows 65,000 per file: a run's model registered as that many versions) or the
+    /// two lie on different file systems.
+    fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+        match std::fs::hard_link(from, to) {
+            Ok(()) => Ok(()),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::TooManyLinks | std::io::ErrorKind::CrossesDevices
+                ) =>
+            {
+                tracing::debug!(error = %err, path = %from.display(), "copying instead of linking");
+                std::fs::copy(from, to).map_err(|e| io_error("copy", to, e))?;
+                Ok(())
+            }
+            Err(err) => Err(io_error("link", to, err)),
+        }
     }
 
     /// The size and SHA-256 of a file: recorded, or read (and then recorded).
@@ -838,6 +858,44 @@ impl PartUrls {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ext4 allows a file 65,000 links: a run's model registered as more versions than that
+    /// gets copies, with the same checksum, rather than failing.
+    #[test]
+    fn a_file_out_of_links_is_copied() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let source = dir.path().join("run/model");
+        std::fs::create_dir_all(&source).expect("source");
+        std::fs::write(source.join("model.pkl"), b"weights").expect("file");
+        let (_, linked) = local::link_with_checksum(
+            local::files_under(&source).expect("files"),
+            &dir.path().join("v1"),
+        )
+        .expect("a linked copy");
+        let links = dir.path().join("links");
+        std::fs::create_dir(&links).expect("links");
+        let refused = (0..70_000).find_map(|i| {
+            std::fs::hard_link(source.join("model.pkl"), links.join(i.to_string()))
+                .err()
+                .map(|err| err.kind())
+        });
+        if refused != Some(std::io::ErrorKind::TooManyLinks) {
+            // A file system without ext4's limit (tmpfs, XFS) has nothing to fall back from.
+            return;
+        }
+        let copy = dir.path().join("v2");
+        let (files, copied) =
+            local::link_with_checksum(local::files_under(&source).expect("files"), &copy)
+                .expect("a copy when no link is left");
+        assert_eq!((files, &copied), (1, &linked), "the same checksum");
+        assert_eq!(
+            std::fs::read(copy.join("model.pkl")).expect("read"),
+            b"weights"
+        );
+        let metadata = std::fs::metadata(copy.join("model.pkl")).expect("metadata");
+        assert_eq!(metadata.nlink(), 1, "a file of its own");
+    }
 
     #[test]
     fn part_urls_bind_every_field() {
