@@ -59,6 +59,7 @@ pub enum ObjectType {
     Experiment,
     RegisteredModel,
     ServingEndpoint,
+    Job,
 }
 
 impl ObjectType {
@@ -68,6 +69,7 @@ impl ObjectType {
             Self::Experiment => "experiment",
             Self::RegisteredModel => "registered_model",
             Self::ServingEndpoint => "serving_endpoint",
+            Self::Job => "job",
         }
     }
     /// The `object_type` of the Databricks permissions API.
@@ -76,6 +78,7 @@ impl ObjectType {
             Self::Experiment => "mlflow-experiment",
             Self::RegisteredModel => "registered-model",
             Self::ServingEndpoint => "serving-endpoint",
+            Self::Job => "job",
         }
     }
     /// The levels this object type knows, lowest first.
@@ -91,6 +94,15 @@ impl ObjectType {
                 CanManage,
             ],
             Self::ServingEndpoint => &[CanView, CanQuery, CanManage],
+            // Databricks' job levels; the owner (one per job) outranks CAN_MANAGE.
+            Self::Job => &[CanView, CanManageRun, CanManage, IsOwner],
+        }
+    }
+    /// The level a principal gets on what it creates: the owner of a job, CAN_MANAGE elsewhere.
+    pub fn creator_level(self) -> PermissionLevel {
+        match self {
+            Self::Job => PermissionLevel::IsOwner,
+            _ => PermissionLevel::CanManage,
         }
     }
     fn rank(self, level: PermissionLevel) -> Option<usize> {
@@ -131,6 +143,10 @@ pub enum PermissionLevel {
     CanManageStagingVersions,
     CanManageProductionVersions,
     CanManage,
+    /// Jobs: start and cancel runs.
+    CanManageRun,
+    /// Jobs: the owner, as whom the job runs unless `run_as` says otherwise.
+    IsOwner,
 }
 
 impl PermissionLevel {
@@ -143,6 +159,8 @@ impl PermissionLevel {
             Self::CanManageStagingVersions => "CAN_MANAGE_STAGING_VERSIONS",
             Self::CanManageProductionVersions => "CAN_MANAGE_PRODUCTION_VERSIONS",
             Self::CanManage => "CAN_MANAGE",
+            Self::CanManageRun => "CAN_MANAGE_RUN",
+            Self::IsOwner => "IS_OWNER",
         }
     }
     pub fn parse(name: &str) -> Option<Self> {
@@ -156,6 +174,8 @@ impl PermissionLevel {
             "MANAGE_STAGING_VERSIONS" => Some(Self::CanManageStagingVersions),
             "MANAGE_PRODUCTION_VERSIONS" => Some(Self::CanManageProductionVersions),
             "MANAGE" => Some(Self::CanManage),
+            "MANAGE_RUN" => Some(Self::CanManageRun),
+            "IS_OWNER" => Some(Self::IsOwner),
             _ => None,
         }
     }

@@ -239,6 +239,14 @@ pub enum Change {
         name: String,
     },
 
+    #[serde(rename = "job.created")]
+    JobCreated(JobChange),
+    /// Reset or updated: the settings after the change.
+    #[serde(rename = "job.updated")]
+    JobUpdated(JobChange),
+    #[serde(rename = "job.deleted")]
+    JobDeleted { job_id: i64, name: String },
+
     #[serde(rename = "webhook.created")]
     WebhookCreated(WebhookChange),
     #[serde(rename = "webhook.updated")]
@@ -319,6 +327,14 @@ pub struct CatalogBinding {
     pub catalog: String,
     pub workspace: String,
     pub access: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobChange {
+    pub job_id: i64,
+    pub name: String,
+    /// The job's settings as stored.
+    pub settings: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -419,6 +435,9 @@ impl Change {
                 ..
             } => full_name.clone(),
             Self::CatalogBound(binding) | Self::CatalogUnbound(binding) => binding.catalog.clone(),
+            Self::JobCreated(JobChange { job_id, .. })
+            | Self::JobUpdated(JobChange { job_id, .. })
+            | Self::JobDeleted { job_id, .. } => job_id.to_string(),
             Self::PermissionsUpdated(grants) | Self::PermissionsReplaced(grants) => {
                 format!("{}/{}", grants.object_type, grants.object_id)
             }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod features;
 pub mod ids;
+pub mod jobs;
 pub mod lineage;
 pub mod registry;
 pub mod search;

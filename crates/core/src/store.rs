@@ -827,6 +827,42 @@ pub trait ServingStore: Send + Sync {
     async fn delete_endpoint(&self, workspace: &str, name: &str, actor: &Actor) -> Result<String>;
 }
 
+/// Jobs: their settings as sent, checked by tarn-jobs before they get here.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Stores a new job, makes `actor` its owner (IS_OWNER) and records `job.created`.
+    async fn create_job(
+        &self,
+        workspace: &str,
+        settings: &serde_json::Value,
+        run_as: &str,
+        now: i64,
+        actor: &Actor,
+    ) -> Result<crate::jobs::Job>;
+    /// RESOURCE_DOES_NOT_EXIST when the workspace has no job of that id.
+    async fn get_job(&self, workspace: &str, job_id: i64) -> Result<crate::jobs::Job>;
+    /// The workspace's jobs by id, `name` matched exactly but for case; at most `limit` from
+    /// `offset`, and whether more follow.
+    async fn list_jobs(
+        &self,
+        workspace: &str,
+        name: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<crate::jobs::Job>>;
+    /// Replaces the settings (and the principal runs act as) and records `job.updated`.
+    async fn replace_job_settings(
+        &self,
+        workspace: &str,
+        job_id: i64,
+        settings: &serde_json::Value,
+        run_as: &str,
+        actor: &Actor,
+    ) -> Result<crate::jobs::Job>;
+    /// Deletes the job and its grants and records `job.deleted`.
+    async fn delete_job(&self, workspace: &str, job_id: i64, actor: &Actor) -> Result<()>;
+}
+
 /// The event stream: the audit trail, and what webhooks, job triggers and alerts react to.
 #[async_trait]
 pub trait EventStore: Send + Sync {
@@ -850,6 +886,7 @@ pub trait MetaStore:
     + LineageStore
     + FeatureStore
     + ServingStore
+    + JobStore
     + EventStore
 {
     /// `sqlite` or `postgresql`, as `server-info` reports it.

@@ -8,8 +8,6 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use tarn_core::{Error, Result};
 
-use crate::settings::JobSettings;
-
 /// The fields of a time (`job.start_time.*`, `job.trigger.time.*`).
 const TIME_FIELDS: [&str; 11] = [
     "iso_date",
@@ -39,20 +37,14 @@ const LEGACY: [&str; 7] = [
     "task_key",
 ];
 
-/// Checks every reference in the tasks of `settings`.
-pub fn check(settings: &Value, typed: &JobSettings) -> Result<()> {
-    let known = Known {
-        tasks: typed
-            .tasks
-            .iter()
-            .map(|task| task.key().to_string())
-            .collect(),
-        parameters: typed
-            .parameters
-            .iter()
-            .map(|parameter| parameter.name.clone())
-            .collect(),
-    };
+/// Checks every reference in the tasks of `settings` against the job's task keys and
+/// parameter names.
+pub fn check(
+    settings: &Value,
+    tasks: BTreeSet<String>,
+    parameters: BTreeSet<String>,
+) -> Result<()> {
+    let known = Known { tasks, parameters };
     let Some(tasks) = settings.get("tasks").and_then(Value::as_array) else {
         return Ok(());
     };
@@ -192,8 +184,23 @@ pub fn parse_path(text: &str) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::checked;
     use serde_json::json;
+
+    fn checked(settings: Value) -> Result<()> {
+        let names = |list: &str, field: &str| -> BTreeSet<String> {
+            settings[list]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|item| item[field].as_str().map(str::to_string))
+                .collect()
+        };
+        check(
+            &settings,
+            names("tasks", "task_key"),
+            names("parameters", "name"),
+        )
+    }
 
     #[test]
     fn paths_are_read_with_back_quotes_and_malformed_text_is_no_reference() {

@@ -253,7 +253,15 @@ pub fn checked(settings: Value) -> Result<(Value, JobSettings)> {
     let settings = Value::Object(fields);
     let typed = JobSettings::read(&settings)?;
     validate(&typed)?;
-    references::check(&settings, &typed)?;
+    references::check(
+        &settings,
+        typed
+            .tasks
+            .iter()
+            .map(|task| task.key().to_string())
+            .collect(),
+        typed.parameters.iter().map(|p| p.name.clone()).collect(),
+    )?;
     Ok((settings, typed))
 }
 

@@ -29,6 +29,9 @@ mod features;
 #[path = "sql/identity.rs"]
 mod identity;
 #[allow(clippy::duplicate_mod)]
+#[path = "sql/jobs.rs"]
+mod jobs;
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/lineage.rs"]
 mod lineage;
 #[allow(clippy::duplicate_mod)]

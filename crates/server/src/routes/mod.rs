@@ -15,6 +15,7 @@ mod admin;
 mod artifacts;
 mod catalog;
 mod features;
+mod jobs;
 mod lineage;
 mod logged_models;
 mod pages;
@@ -205,6 +206,8 @@ pub fn api() -> Router<AppState> {
             "/serving-endpoints/{name}/invocations",
             post(serving::invoke),
         )
+        .nest("/api/2.2/jobs", jobs::routes())
+        .nest("/api/2.1/jobs", jobs::routes())
         .nest("/api/2.1/unity-catalog", catalog::unity_catalog())
         .nest("/api/2.0/tarn/tables", catalog::table_data())
         .nest("/api/2.0/sql/statements", sql::routes())

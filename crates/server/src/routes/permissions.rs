@@ -1,4 +1,4 @@
-//! `/api/2.0/permissions/{experiments|registered-models|serving-endpoints}/{id}` in the
+//! `/api/2.0/permissions/{experiments|registered-models|serving-endpoints|jobs}/{id}` in the
 //! Databricks shape. Changing permissions needs
 //! CAN_MANAGE on the object; reading them needs CAN_READ.
 
@@ -101,6 +101,14 @@ async fn resolve(
             .await?;
             Ok(endpoint.id)
         }
+        ObjectType::Job => {
+            let id = path_args.get("object_id")?;
+            let job_id = id
+                .parse::<i64>()
+                .map_err(|_| Error::not_found(format!("Job {id} does not exist.")))?;
+            tarn_jobs::manage::job_for(state.store.as_ref(), ctx, job_id, level).await?;
+            Ok(job_id.to_string())
+        }
     }
 }
 
@@ -114,10 +122,11 @@ fn reading_level(object_type: ObjectType) -> PermissionLevel {
 }
 
 /// The object types that have permissions, by their URL segment.
-const OBJECT_TYPES: [(&str, ObjectType); 3] = [
+const OBJECT_TYPES: [(&str, ObjectType); 4] = [
     ("experiments", ObjectType::Experiment),
     ("registered-models", ObjectType::RegisteredModel),
     ("serving-endpoints", ObjectType::ServingEndpoint),
+    ("jobs", ObjectType::Job),
 ];
 
 fn url_segment(object_type: ObjectType) -> &'static str {
@@ -210,6 +219,9 @@ async fn change_acl(
     )
     .await?;
     let grants = parse_acl(object_type, &req)?;
+    if object_type == ObjectType::Job {
+        check_job_owner(&grants, replace)?;
+    }
     let actor = ctx.actor();
     if replace {
         state
@@ -225,6 +237,26 @@ async fn change_acl(
     // Scoring trusts passed checks for a while; a change here applies at once.
     state.forget_access();
     render(&state, &ctx, object_type, &id).await
+}
+
+/// A job has exactly one owner, as in Databricks: a replaced list names it, and a patch does
+/// not add another (moving ownership is not supported yet).
+fn check_job_owner(grants: &[(String, PermissionLevel)], replace: bool) -> Result<(), Error> {
+    let owners = grants
+        .iter()
+        .filter(|(_, level)| *level == PermissionLevel::IsOwner)
+        .count();
+    if replace && owners != 1 {
+        return Err(Error::invalid(format!(
+            "A job's access control list needs exactly one IS_OWNER, not {owners}"
+        )));
+    }
+    if !replace && owners > 0 {
+        return Err(Error::invalid(
+            "Moving a job to a new owner is not supported yet; grant CAN_MANAGE instead",
+        ));
+    }
+    Ok(())
 }
 
 async fn levels(

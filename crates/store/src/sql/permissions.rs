@@ -16,7 +16,7 @@ pub(super) async fn grant_creator(
         .bind(object_type.as_str())
         .bind(object_id)
         .bind(creator_id)
-        .bind(PermissionLevel::CanManage.as_str())
+        .bind(object_type.creator_level().as_str())
         .execute(&mut **tx)
         .await
         .map_err(db_error)?;

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod conformance;
+mod jobs;
 mod lineage;
 mod registry;
 mod serving;
@@ -140,6 +141,7 @@ conformance_suite!(
     catalog::table_commits_are_events_and_outside_commits_recorded_once,
     lineage::edges_group_writes_and_keep_the_newest_details,
     serving::endpoints_lifecycle_grants_and_events,
+    jobs::jobs_keep_their_settings_owner_and_events,
 );
 
 /// The server and the CLI open one SQLite file from two processes (two stores here): writes
