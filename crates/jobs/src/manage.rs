@@ -105,17 +105,7 @@ pub async fn reset(
     new_settings: Value,
 ) -> Result<Job> {
     job_for(store, caller, job_id, PermissionLevel::CanManage).await?;
-    let (settings, typed) = checked(new_settings)?;
-    let run_as = run_as(store, caller, &typed).await?;
-    store
-        .replace_job_settings(
-            &caller.workspace,
-            job_id,
-            &settings,
-            &run_as,
-            &caller.actor(),
-        )
-        .await
+    replace_settings(store, caller, job_id, new_settings).await
 }
 
 /// Changes some settings of a job the caller manages (`jobs/update`): top-level fields of
@@ -155,7 +145,17 @@ pub async fn update(
         }
         Some(_) => return Err(Error::invalid("new_settings must be a JSON object")),
     }
-    let (settings, typed) = checked(Value::Object(settings))?;
+    replace_settings(store, caller, job_id, Value::Object(settings)).await
+}
+
+/// Checks a job's new settings as a whole and stores them.
+async fn replace_settings(
+    store: &dyn MetaStore,
+    caller: &Caller,
+    job_id: i64,
+    new_settings: Value,
+) -> Result<Job> {
+    let (settings, typed) = checked(new_settings)?;
     let run_as = run_as(store, caller, &typed).await?;
     store
         .replace_job_settings(
