@@ -229,3 +229,41 @@ def test_job_permissions_follow_the_databricks_levels(server, unique):
     assert viewer.jobs.get(job_id).job_id == job_id
     with pytest.raises(PermissionDenied):
         viewer.jobs.delete(job_id)
+
+
+def test_tarn_jobs_creates_lists_shows_and_deletes_from_the_command_line(server, unique, tmp_path):
+    """The CLI works on the store with the API's checks: what it creates the SDK sees."""
+    import json
+    import os
+    import subprocess
+
+    binary = os.environ.get("TARN_BIN", "target/debug/tarn")
+    base = [binary, "jobs", "--data-dir", server.data_dir]
+    if os.environ.get("TARN_TEST_DATABASE_URL"):
+        base += ["--database-url", os.environ["TARN_TEST_DATABASE_URL"]]
+
+    def tarn_jobs(*args, ok=True):
+        done = subprocess.run([*base, *args], capture_output=True, text=True)
+        assert (done.returncode == 0) == ok, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    name = unique("cli job")
+    settings = {
+        "name": name,
+        "tasks": [{"task_key": "score", "spark_python_task": {"python_file": "/jobs/score.py"}}],
+        "schedule": {"quartz_cron_expression": "0 0 6 ? * MON-FRI", "timezone_id": "UTC", "pause_status": "PAUSED"},
+    }
+    (tmp_path / "job.json").write_text(json.dumps(settings))
+    created = tarn_jobs("create", str(tmp_path / "job.json"))
+    job_id = int(created.split()[2])
+    job = workspace(server).jobs.get(job_id)
+    assert job.settings.name == name and job.creator_user_name == "admin"
+    listed = tarn_jobs("list", "--name", name)
+    assert str(job_id) in listed and "0 0 6 ? * MON-FRI (paused)" in listed
+    assert json.loads(tarn_jobs("get", str(job_id)))["schedule"] == settings["schedule"]
+    (tmp_path / "bad.json").write_text(json.dumps({"tasks": [{"task_key": "a"}]}))
+    assert "needs one task type" in tarn_jobs("create", str(tmp_path / "bad.json"), ok=False)
+    assert "no active principal 'nobody'" in tarn_jobs("create", str(tmp_path / "job.json"), "--owner", "nobody", ok=False)
+    assert f"deleted job {job_id}" in tarn_jobs("delete", str(job_id))
+    with pytest.raises(NotFound):
+        workspace(server).jobs.get(job_id)

@@ -8,6 +8,7 @@ use tarn_core::store::MetaStore;
 
 mod features;
 mod ingest;
+mod jobs;
 mod lineage;
 mod local;
 mod models;
@@ -91,6 +92,13 @@ enum Command {
         store: StoreArgs,
         #[command(subcommand)]
         command: TokensCommand,
+    },
+    /// Jobs in the Databricks Jobs shape: create from settings, list, get, delete.
+    Jobs {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: jobs::JobsCommand,
     },
     /// The model registry: list, show, transition, aliases, audit trail.
     Models {
@@ -359,6 +367,7 @@ async fn run() -> Result<()> {
         Command::Permissions { store, command } => {
             permissions(store.open().await?.as_ref(), command).await
         }
+        Command::Jobs { store, command } => jobs::run(store.open().await?.as_ref(), command).await,
         Command::Models { store, command } => {
             models::run(store.open().await?.as_ref(), command).await
         }
