@@ -98,12 +98,41 @@ impl ObjectType {
             Self::Job => &[CanView, CanManageRun, CanManage, IsOwner],
         }
     }
-    /// The level a principal gets on what it creates: the owner of a job, CAN_MANAGE elsewhere.
-    pub fn creator_level(self) -> PermissionLevel {
+    /// The level exactly one principal holds, for the types that have an owner (a job's
+    /// IS_OWNER, as in Databricks).
+    pub fn owner_level(self) -> Option<PermissionLevel> {
         match self {
-            Self::Job => PermissionLevel::IsOwner,
-            _ => PermissionLevel::CanManage,
+            Self::Job => Some(PermissionLevel::IsOwner),
+            _ => None,
         }
+    }
+    /// The level a principal gets on what it creates: its owner where the type has one,
+    /// CAN_MANAGE elsewhere.
+    pub fn creator_level(self) -> PermissionLevel {
+        self.owner_level().unwrap_or(PermissionLevel::CanManage)
+    }
+    /// Checks the levels of an access control list against the type's owner: a list that
+    /// replaces an object's grants names exactly one owner, and a list that adds to them names
+    /// none (moving ownership is not supported yet).
+    pub fn check_owners(self, levels: &[PermissionLevel], replaces: bool) -> Result<()> {
+        let Some(owner) = self.owner_level() else {
+            return Ok(());
+        };
+        let owners = levels.iter().filter(|level| **level == owner).count();
+        if replaces && owners != 1 {
+            return Err(Error::invalid(format!(
+                "The access control list of a {} needs exactly one {}, not {owners}",
+                self.wire_name(),
+                owner.as_str()
+            )));
+        }
+        if !replaces && owners > 0 {
+            return Err(Error::invalid(format!(
+                "Moving a {} to a new owner is not supported yet; grant CAN_MANAGE instead",
+                self.wire_name()
+            )));
+        }
+        Ok(())
     }
     fn rank(self, level: PermissionLevel) -> Option<usize> {
         self.levels().iter().position(|l| *l == level)
@@ -251,6 +280,35 @@ mod tests {
             is_admin,
             group_ids: vec![9],
         }
+    }
+
+    #[test]
+    fn a_job_keeps_exactly_one_owner() {
+        use PermissionLevel::*;
+        let job = ObjectType::Job;
+        assert_eq!(job.creator_level(), IsOwner);
+        assert_eq!(ObjectType::Experiment.creator_level(), CanManage);
+        assert!(job.satisfies(IsOwner, CanManage) && !job.satisfies(CanManageRun, CanManage));
+        assert!(job.check_owners(&[IsOwner, CanView], true).is_ok());
+        assert!(
+            job.check_owners(&[CanManage], true).is_err(),
+            "no owner left"
+        );
+        assert!(
+            job.check_owners(&[IsOwner, IsOwner], true).is_err(),
+            "two owners"
+        );
+        assert!(job.check_owners(&[CanView], false).is_ok());
+        assert!(
+            job.check_owners(&[IsOwner], false).is_err(),
+            "ownership moved by a patch"
+        );
+        assert!(
+            ObjectType::Experiment
+                .check_owners(&[CanManage], true)
+                .is_ok(),
+            "types without an owner take any list"
+        );
     }
 
     #[test]

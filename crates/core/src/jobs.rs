@@ -17,11 +17,15 @@ pub struct Job {
 }
 
 impl Job {
-    /// The job's name from its settings (`Untitled` when it has none).
     pub fn name(&self) -> &str {
-        self.settings
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("Untitled")
+        name_in(&self.settings)
     }
+}
+
+/// A job's name from its settings (`Untitled` when they have none, as Databricks names it).
+pub fn name_in(settings: &Value) -> &str {
+    settings
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("Untitled")
 }

@@ -38,6 +38,16 @@ pub async fn job_for(
     level: PermissionLevel,
 ) -> Result<Job> {
     let job = store.get_job(&caller.workspace, job_id).await?;
+    require_on(store, caller, job_id, level).await?;
+    Ok(job)
+}
+
+async fn require_on(
+    store: &dyn MetaStore,
+    caller: &Caller,
+    job_id: i64,
+    level: PermissionLevel,
+) -> Result<()> {
     tarn_identity::require(
         store,
         &caller.workspace,
@@ -46,8 +56,7 @@ pub async fn job_for(
         &job_id.to_string(),
         level,
     )
-    .await?;
-    Ok(job)
+    .await
 }
 
 /// The jobs of the caller's workspace it may view, by id: `limit` of them from `offset`, and
@@ -73,24 +82,18 @@ pub async fn list(
                     next_offset: Some(from + index as u64),
                 });
             }
-            match job_for(store, caller, job.job_id, PermissionLevel::CanView).await {
-                Ok(_) => jobs.push(job),
+            match require_on(store, caller, job.job_id, PermissionLevel::CanView).await {
+                Ok(()) => jobs.push(job),
                 Err(err) if err.hides_object() => {}
                 Err(err) => return Err(err),
             }
         }
         match page.next_offset {
             Some(next) if (jobs.len() as u64) < limit => from = next,
-            Some(next) => {
+            next_offset => {
                 return Ok(Page {
                     items: jobs,
-                    next_offset: Some(next),
-                });
-            }
-            None => {
-                return Ok(Page {
-                    items: jobs,
-                    next_offset: None,
+                    next_offset,
                 });
             }
         }

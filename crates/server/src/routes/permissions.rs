@@ -219,9 +219,8 @@ async fn change_acl(
     )
     .await?;
     let grants = parse_acl(object_type, &req)?;
-    if object_type == ObjectType::Job {
-        check_job_owner(&grants, replace)?;
-    }
+    let levels: Vec<PermissionLevel> = grants.iter().map(|(_, level)| *level).collect();
+    object_type.check_owners(&levels, replace)?;
     let actor = ctx.actor();
     if replace {
         state
@@ -237,26 +236,6 @@ async fn change_acl(
     // Scoring trusts passed checks for a while; a change here applies at once.
     state.forget_access();
     render(&state, &ctx, object_type, &id).await
-}
-
-/// A job has exactly one owner, as in Databricks: a replaced list names it, and a patch does
-/// not add another (moving ownership is not supported yet).
-fn check_job_owner(grants: &[(String, PermissionLevel)], replace: bool) -> Result<(), Error> {
-    let owners = grants
-        .iter()
-        .filter(|(_, level)| *level == PermissionLevel::IsOwner)
-        .count();
-    if replace && owners != 1 {
-        return Err(Error::invalid(format!(
-            "A job's access control list needs exactly one IS_OWNER, not {owners}"
-        )));
-    }
-    if !replace && owners > 0 {
-        return Err(Error::invalid(
-            "Moving a job to a new owner is not supported yet; grant CAN_MANAGE instead",
-        ));
-    }
-    Ok(())
 }
 
 async fn levels(

@@ -19,13 +19,6 @@ pub(super) fn job_not_found(job_id: i64) -> Error {
     Error::not_found(format!("Job {job_id} does not exist."))
 }
 
-fn job_name(settings: &serde_json::Value) -> &str {
-    settings
-        .get("name")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("Untitled")
-}
-
 fn job_change(job: &Job) -> event::JobChange {
     event::JobChange {
         job_id: job.job_id,
@@ -34,11 +27,16 @@ fn job_change(job: &Job) -> event::JobChange {
     }
 }
 
-async fn job_in(tx: &mut Tx<'_>, workspace: &str, job_id: i64) -> Result<Job> {
+/// The job `job_id` of `workspace`, read through `executor` (the reader pool, or the write
+/// transaction that changes it).
+async fn job_in<'e, E>(executor: E, workspace: &str, job_id: i64) -> Result<Job>
+where
+    E: db::Executor<'e>,
+{
     let row = db::query("SELECT * FROM jobs WHERE workspace = $1 AND job_id = $2")
         .bind(workspace)
         .bind(job_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(executor)
         .await
         .map_err(db_error)?
         .ok_or_else(|| job_not_found(job_id))?;
@@ -61,7 +59,7 @@ impl JobStore for Store {
              last_updated_time) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING job_id",
         )
         .bind(workspace)
-        .bind(job_name(settings))
+        .bind(tarn_core::jobs::name_in(settings))
         .bind(&actor.name)
         .bind(run_as)
         .bind(json_text(settings)?)
@@ -106,14 +104,7 @@ impl JobStore for Store {
     }
 
     async fn get_job(&self, workspace: &str, job_id: i64) -> Result<Job> {
-        let row = db::query("SELECT * FROM jobs WHERE workspace = $1 AND job_id = $2")
-            .bind(workspace)
-            .bind(job_id)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| job_not_found(job_id))?;
-        row_job(&row).map_err(db_error)
+        job_in(&self.read, workspace, job_id).await
     }
 
     async fn list_jobs(
@@ -131,18 +122,7 @@ impl JobStore for Store {
             builder.push(")");
         }
         builder.push(" ORDER BY job_id");
-        limit_offset(&mut builder, limit, offset);
-        let rows = builder
-            .build()
-            .fetch_all(&self.read)
-            .await
-            .map_err(db_error)?;
-        let jobs = rows
-            .iter()
-            .map(row_job)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(db_error)?;
-        Ok(into_page(jobs, offset, limit))
+        self.read_page(&mut builder, row_job, limit, offset).await
     }
 
     async fn replace_job_settings(
@@ -154,13 +134,13 @@ impl JobStore for Store {
         actor: &Actor,
     ) -> Result<Job> {
         let mut tx = self.begin().await?;
-        let mut job = job_in(&mut tx, workspace, job_id).await?;
+        let mut job = job_in(&mut *tx, workspace, job_id).await?;
         let now = tarn_core::ids::now_millis();
         db::query(
             "UPDATE jobs SET name = $1, run_as = $2, settings = $3, last_updated_time = $4 \
              WHERE job_id = $5",
         )
-        .bind(job_name(settings))
+        .bind(tarn_core::jobs::name_in(settings))
         .bind(run_as)
         .bind(json_text(settings)?)
         .bind(now)
@@ -184,7 +164,7 @@ impl JobStore for Store {
 
     async fn delete_job(&self, workspace: &str, job_id: i64, actor: &Actor) -> Result<()> {
         let mut tx = self.begin().await?;
-        let job = job_in(&mut tx, workspace, job_id).await?;
+        let job = job_in(&mut *tx, workspace, job_id).await?;
         db::query("DELETE FROM jobs WHERE job_id = $1")
             .bind(job_id)
             .execute(&mut *tx)
