@@ -9,6 +9,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -84,7 +85,11 @@ def start_tarn(extra_args=(), extra_env=None, database_url=None, data_dir=None, 
     data_dir = data_dir or tempfile.mkdtemp(prefix="tarn-compat-")
     port = port or _free_port()
     token = admin_token or "tarn_compat_" + secrets.token_hex(16)
-    command = [binary, "server", "--data-dir", data_dir, "--host", "127.0.0.1", "--port", str(port), *extra_args]
+    # Job tasks run with this interpreter: the one running the tests, which has mlflow and the SDK.
+    command = [
+        binary, "server", "--data-dir", data_dir, "--host", "127.0.0.1", "--port", str(port),
+        "--jobs-python", sys.executable, *extra_args,
+    ]
     admin_url = None
     if database_url:
         admin_url = database_url.rsplit("/", 1)[0] + "/postgres"

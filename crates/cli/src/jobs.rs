@@ -1,16 +1,23 @@
 //! `tarn jobs ...`: jobs from the command line, on the metadata store directly (like the other
-//! admin commands), through the same use cases and checks as the Jobs API.
+//! admin commands), through the same use cases and checks as the Jobs API. `run` follows the
+//! run live; when no server runs the store's jobs, it starts one in-process for the run.
 
-use anyhow::{Context, Result};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use serde_json::Value;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::{Map, Value};
+use tarn_core::auth::PermissionLevel;
 use tarn_core::caller::Caller;
-use tarn_core::jobs::Job;
+use tarn_core::jobs::{Job, JobRun, LifeCycle, ResultState, RunFilter, TaskRun};
 use tarn_core::store::MetaStore;
-use tarn_jobs::manage;
+use tarn_jobs::{executor, manage, runs};
 
 use crate::local::cli_caller;
 use crate::models::time;
+use crate::server::{ServerArgs, StoreArgs};
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
@@ -45,9 +52,59 @@ pub enum JobsCommand {
         #[arg(long, default_value = "dev")]
         workspace: String,
     },
+    /// Run a job now and follow its tasks live until it ends (a server running the store's
+    /// jobs runs it; without one, this command runs it in-process). Exits non-zero unless the
+    /// run succeeds.
+    Run {
+        job_id: i64,
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        /// A job parameter's value, `NAME=VALUE`; repeat for more.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Run only this task; repeat for more.
+        #[arg(long)]
+        only: Vec<String>,
+        /// Start the run and return (needs a server running the store's jobs).
+        #[arg(long)]
+        no_wait: bool,
+        /// The interpreter of Python tasks when this command runs the job itself.
+        #[arg(long, env = "TARN_JOBS_PYTHON", default_value = "python3")]
+        python: std::path::PathBuf,
+    },
+    /// List runs, newest first: id, job, state, result, trigger, start, duration.
+    Runs {
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        /// Only this job's runs.
+        #[arg(long)]
+        job_id: Option<i64>,
+        /// Only runs not yet ended.
+        #[arg(long)]
+        active: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Print a task run's log (standard output and error); `--follow` keeps printing while it
+    /// runs. A run of one task may be named by its own id.
+    Logs {
+        run_id: i64,
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Cancel a run: tasks not started are skipped, running ones ended with their processes.
+    Cancel {
+        run_id: i64,
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+    },
 }
 
-pub async fn run(store: &dyn MetaStore, command: JobsCommand) -> Result<()> {
+pub async fn run(store_args: &StoreArgs, command: JobsCommand) -> Result<()> {
+    let opened = store_args.open().await?;
+    let store = opened.as_ref();
     match command {
         JobsCommand::Create {
             file,
@@ -106,8 +163,354 @@ pub async fn run(store: &dyn MetaStore, command: JobsCommand) -> Result<()> {
             manage::delete(store, &cli_caller(workspace), job_id).await?;
             println!("deleted job {job_id}");
         }
+        JobsCommand::Run {
+            job_id,
+            workspace,
+            params,
+            only,
+            no_wait,
+            python,
+        } => {
+            let caller = cli_caller(workspace);
+            let mut job_parameters = Map::new();
+            for param in params {
+                let (name, value) = param
+                    .split_once('=')
+                    .with_context(|| format!("--param takes NAME=VALUE, not '{param}'"))?;
+                job_parameters.insert(name.to_string(), Value::String(value.to_string()));
+            }
+            let request = runs::RunNow {
+                job_parameters,
+                only,
+                ..Default::default()
+            };
+            let served = server_running(store).await?;
+            if no_wait && !served {
+                bail!(
+                    "no server runs this store's jobs: start `tarn server`, or run without --no-wait"
+                );
+            }
+            let embedded = if served {
+                None
+            } else {
+                Some(Embedded::start(store_args, python).await?)
+            };
+            let wakeup = embedded
+                .as_ref()
+                .map(|embedded| embedded.state.jobs.runner.clone())
+                .unwrap_or_default();
+            let followed = async {
+                let run = runs::run_now(store, &wakeup, &caller, job_id, request).await?;
+                println!("run {} of job {job_id} ({})", run.run_id, run.run_name);
+                if no_wait {
+                    return Ok(None);
+                }
+                follow(store, &caller, run.run_id).await.map(Some)
+            }
+            .await;
+            if let Some(embedded) = embedded {
+                embedded.stop().await;
+            }
+            let Some(ended) = followed? else {
+                return Ok(());
+            };
+            print_summary(&ended);
+            if !matches!(
+                ended.state.result,
+                Some(ResultState::Success | ResultState::SuccessWithFailures)
+            ) {
+                bail!(
+                    "run {} ended {}",
+                    ended.run_id,
+                    ended
+                        .state
+                        .result
+                        .map_or("without a result", ResultState::as_str)
+                );
+            }
+        }
+        JobsCommand::Runs {
+            workspace,
+            job_id,
+            active,
+            limit,
+        } => {
+            let caller = cli_caller(workspace);
+            let filter = RunFilter {
+                job_id,
+                active_only: active,
+                ..Default::default()
+            };
+            println!(
+                "{:<10} {:<8} {:<28} {:<12} {:<22} {:<10} {:<19} DURATION",
+                "RUN ID", "JOB", "NAME", "STATE", "RESULT", "TRIGGER", "STARTED"
+            );
+            let mut offset = 0;
+            let mut shown = 0;
+            while shown < limit {
+                let page = runs::list(store, &caller, &filter, false, offset, runs::MAX_LIST_LIMIT)
+                    .await?;
+                for run in page.items.iter().take(limit - shown) {
+                    print_run_line(run);
+                    shown += 1;
+                }
+                match page.next_offset {
+                    Some(next) => offset = next,
+                    None => break,
+                }
+            }
+        }
+        JobsCommand::Logs {
+            run_id,
+            workspace,
+            follow,
+        } => {
+            let caller = cli_caller(workspace);
+            print_log(store, &store_args.jobs_folder(), &caller, run_id, follow).await?;
+        }
+        JobsCommand::Cancel { run_id, workspace } => {
+            let caller = cli_caller(workspace);
+            runs::cancel(store, &runs::Wakeup::default(), &caller, run_id).await?;
+            println!("asked run {run_id} to stop");
+        }
     }
     Ok(())
+}
+
+/// Whether a server holds the job runner's lease: it runs what this command starts.
+async fn server_running(store: &dyn MetaStore) -> Result<bool> {
+    let holder = store.lease_holder(tarn_jobs::runner::RUNNER_LEASE).await?;
+    Ok(holder.is_some_and(|(_, until)| until > tarn_core::ids::now_millis()))
+}
+
+/// A server started in-process on a free loopback port to run one job run: its runner and
+/// executor, and the API its tasks' clients talk to.
+struct Embedded {
+    state: tarn_server::AppState,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Embedded {
+    async fn start(store: &StoreArgs, python: std::path::PathBuf) -> Result<Self> {
+        let mut args = ServerArgs::defaults();
+        args.store = store.clone();
+        args.port = 0;
+        args.jobs_python = python;
+        let (state, listener, _) = crate::server::start_server(&args).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(tarn_server::serve(state.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            state,
+            stop,
+            served,
+        })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.served.await;
+    }
+}
+
+/// How often a followed run is read again.
+const FOLLOW_EVERY: Duration = Duration::from_millis(200);
+/// How long a followed run may stay unstarted before the command checks that a runner is
+/// still there (a queued run may wait longer while one is).
+const UNSTARTED_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Follows a run until it ends: a line per task that changes on a terminal, a line per change
+/// otherwise.
+async fn follow(store: &dyn MetaStore, caller: &Caller, run_id: i64) -> Result<JobRun> {
+    let live = std::io::stdout().is_terminal();
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template("{spinner} {prefix:<24} {msg}")?;
+    let mut shown: Vec<(String, ProgressBar, String)> = Vec::new();
+    let started = std::time::Instant::now();
+    loop {
+        let run = runs::run_for(store, caller, run_id, PermissionLevel::CanView).await?;
+        for task in run.latest_attempts() {
+            let status = task_status(task);
+            let position = shown.iter().position(|(key, _, _)| *key == task.task_key);
+            let index = match position {
+                Some(index) => index,
+                None => {
+                    let bar = bars.add(ProgressBar::new_spinner());
+                    bar.set_style(style.clone());
+                    bar.set_prefix(task.task_key.clone());
+                    shown.push((task.task_key.clone(), bar, String::new()));
+                    shown.len() - 1
+                }
+            };
+            let (key, bar, last) = &mut shown[index];
+            let state = status.split(' ').next().unwrap_or_default().to_string();
+            if live {
+                bar.set_message(status.clone());
+                bar.tick();
+            } else if *last != state {
+                println!(
+                    "[{:>6.1}s] {key:<24} {status}",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            *last = state;
+            if task.state.life_cycle.is_terminal() && live {
+                bar.finish();
+            }
+        }
+        if run.state.life_cycle.is_terminal() {
+            for (_, bar, _) in &shown {
+                bar.finish();
+            }
+            return Ok(run);
+        }
+        if run.start_time == 0
+            && started.elapsed() > UNSTARTED_PATIENCE
+            && !server_running(store).await?
+        {
+            bail!(
+                "run {run_id} has not started and no server runs this store's jobs (the one that \
+                 did stopped); start `tarn server`, which will run it"
+            );
+        }
+        tokio::time::sleep(FOLLOW_EVERY).await;
+    }
+}
+
+/// A task's state as a line shows it: `RUNNING 3.2s`, `SUCCESS 1.0s`, `EXCLUDED`.
+fn task_status(task: &TaskRun) -> String {
+    let attempt = if task.attempt_number > 0 {
+        format!(" (retry {})", task.attempt_number)
+    } else {
+        String::new()
+    };
+    let seconds = |end: i64| (end - task.start_time) as f64 / 1000.0;
+    match (task.state.life_cycle, task.state.result) {
+        (LifeCycle::Running, _) => format!(
+            "RUNNING {:.1}s{attempt}",
+            seconds(tarn_core::ids::now_millis())
+        ),
+        (_, Some(result)) if task.start_time > 0 && task.end_time > task.start_time => {
+            format!(
+                "{} {:.1}s{attempt}",
+                result.as_str(),
+                seconds(task.end_time)
+            )
+        }
+        (_, Some(result)) => format!("{}{attempt}", result.as_str()),
+        (life_cycle, None) => format!("{}{attempt}", life_cycle.as_str()),
+    }
+}
+
+fn print_summary(run: &JobRun) {
+    println!();
+    println!(
+        "{:<12} {:<24} {:<8} {:<22} DURATION",
+        "TASK RUN", "TASK", "ATTEMPT", "RESULT"
+    );
+    for task in run.latest_attempts() {
+        let duration = if task.end_time > task.start_time && task.start_time > 0 {
+            format!("{:.1}s", (task.end_time - task.start_time) as f64 / 1000.0)
+        } else {
+            "-".to_string()
+        };
+        println!(
+            "{:<12} {:<24} {:<8} {:<22} {duration}",
+            task.run_id,
+            task.task_key,
+            task.attempt_number,
+            task.state.result.map_or("-", ResultState::as_str),
+        );
+    }
+    let result = run.state.result.map_or("-", ResultState::as_str);
+    println!(
+        "\nrun {} {result} in {:.1}s{}",
+        run.run_id,
+        (run.end_time - run.start_time).max(0) as f64 / 1000.0,
+        if run.state.message.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", run.state.message)
+        }
+    );
+    for task in run.latest_attempts() {
+        if matches!(
+            task.state.result,
+            Some(ResultState::Failed | ResultState::TimedOut)
+        ) {
+            println!(
+                "  logs of {}: tarn jobs logs {}",
+                task.task_key, task.run_id
+            );
+        }
+    }
+}
+
+fn print_run_line(run: &JobRun) {
+    let duration = if run.start_time > 0 {
+        let end = if run.end_time > 0 {
+            run.end_time
+        } else {
+            tarn_core::ids::now_millis()
+        };
+        format!("{:.1}s", (end - run.start_time) as f64 / 1000.0)
+    } else {
+        "-".to_string()
+    };
+    println!(
+        "{:<10} {:<8} {:<28} {:<12} {:<22} {:<10} {:<19} {duration}",
+        run.run_id,
+        run.job_id.map_or("-".to_string(), |id| id.to_string()),
+        run.run_name,
+        run.state.life_cycle.as_str(),
+        run.state.result.map_or("-", ResultState::as_str),
+        run.trigger,
+        time(if run.start_time > 0 {
+            run.start_time
+        } else {
+            run.created_time
+        }),
+    );
+}
+
+/// Prints a task run's log; when following, what it writes next until it ends.
+async fn print_log(
+    store: &dyn MetaStore,
+    folder: &std::path::Path,
+    caller: &Caller,
+    run_id: i64,
+    follow: bool,
+) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let (_, task) = runs::output_of(store, caller, run_id).await?;
+    let path = executor::log_path(folder, &task);
+    let mut printed = 0u64;
+    let mut out = std::io::stdout();
+    loop {
+        if let Ok(mut file) = std::fs::File::open(&path) {
+            file.seek(SeekFrom::Start(printed))?;
+            let mut fresh = Vec::new();
+            file.read_to_end(&mut fresh)?;
+            printed += fresh.len() as u64;
+            out.write_all(&fresh)?;
+            out.flush()?;
+        }
+        if !follow {
+            return Ok(());
+        }
+        let (_, now) = runs::output_of(store, caller, run_id).await?;
+        if now.state.life_cycle.is_terminal() {
+            // Whatever it wrote last.
+            if let Ok(mut file) = std::fs::File::open(&path) {
+                file.seek(SeekFrom::Start(printed))?;
+                std::io::copy(&mut file, &mut out)?;
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(FOLLOW_EVERY).await;
+    }
 }
 
 fn print_job_line(job: &Job) {

@@ -93,7 +93,8 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
-    /// Jobs in the Databricks Jobs shape: create from settings, list, get, delete.
+    /// Jobs in the Databricks Jobs shape: create from settings, list, get, delete, run and
+    /// follow, runs, logs, cancel.
     Jobs {
         #[command(flatten)]
         store: StoreArgs,
@@ -367,7 +368,7 @@ async fn run() -> Result<()> {
         Command::Permissions { store, command } => {
             permissions(store.open().await?.as_ref(), command).await
         }
-        Command::Jobs { store, command } => jobs::run(store.open().await?.as_ref(), command).await,
+        Command::Jobs { store, command } => jobs::run(&store, command).await,
         Command::Models { store, command } => {
             models::run(store.open().await?.as_ref(), command).await
         }

@@ -174,23 +174,12 @@ fn train(
 }
 
 pub async fn run(args: QuickstartArgs) -> Result<()> {
-    let mut server_args = ServerArgs {
-        store: args.store.clone(),
-        host: "127.0.0.1".to_string(),
-        port: args.port,
-        lake_root: None,
-        artifact_root: None,
-        online_store: None,
-        admin_token: std::env::var("TARN_ADMIN_TOKEN").ok(),
-        // The quickstart's own receiver listens on loopback.
-        webhooks_allow_private: true,
-        webhook_retry_base_ms: 1000,
-        sql_memory_limit_mib: 2048,
-        sql_timeout_seconds: 3600,
-        serving_max_wait_us: 0,
-        serving_threads: None,
-        table_watch_interval_ms: 5000,
-    };
+    let mut server_args = ServerArgs::defaults();
+    server_args.store = args.store.clone();
+    server_args.host = "127.0.0.1".to_string();
+    server_args.port = args.port;
+    // The quickstart's own receiver listens on loopback.
+    server_args.webhooks_allow_private = true;
     let started = match crate::server::start_server(&server_args).await {
         Ok(started) => started,
         Err(err) => {

@@ -29,6 +29,11 @@ impl StoreArgs {
         given.unwrap_or_else(|| self.data_dir.join("artifacts").display().to_string())
     }
 
+    /// Where job tasks keep their logs and files: DATA_DIR/jobs.
+    pub fn jobs_folder(&self) -> PathBuf {
+        self.data_dir.join("jobs")
+    }
+
     /// The lake root given, or DATA_DIR/lake.
     pub fn lake_root(&self, given: Option<String>) -> String {
         given.unwrap_or_else(|| self.data_dir.join("lake").display().to_string())
@@ -91,6 +96,30 @@ pub struct ServerArgs {
     /// `deltalake`), which become `table.committed` events, in milliseconds.
     #[arg(long, env = "TARN_TABLE_WATCH_INTERVAL_MS", default_value_t = 5000)]
     pub table_watch_interval_ms: u64,
+    /// The Python interpreter job tasks run with (spark_python_task, python_wheel_task,
+    /// notebook_task); a virtual environment's holds the task's packages.
+    #[arg(long, env = "TARN_JOBS_PYTHON", default_value = "python3")]
+    pub jobs_python: PathBuf,
+    /// Job tasks this server runs at once (0: only `tarn worker`s run them).
+    #[arg(long, env = "TARN_JOBS_SLOTS", default_value_t = 8)]
+    pub jobs_slots: usize,
+    /// How long, in seconds, an executor's claim on a task holds without renewal: how soon a
+    /// task whose executor died is failed or retried.
+    #[arg(long, env = "TARN_JOBS_LEASE_SECONDS", default_value_t = 30)]
+    pub jobs_lease_seconds: u64,
+}
+
+impl ServerArgs {
+    /// A server's flags as `tarn server` would take them with none given (environment
+    /// variables still apply).
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            server: ServerArgs,
+        }
+        <Only as clap::Parser>::parse_from(["tarn"]).server
+    }
 }
 
 /// Opens the store, bootstraps it, binds and serves until Ctrl-C or SIGTERM.
@@ -142,9 +171,27 @@ pub async fn start_server(
         },
         statements_folder: args.store.data_dir.join("statements"),
         table_watch_every: std::time::Duration::from_millis(args.table_watch_interval_ms.max(10)),
+        jobs: tarn_server::JobsSettings {
+            folder: args.store.jobs_folder(),
+            python: args.jobs_python.clone(),
+            slots: args.jobs_slots,
+            lease: std::time::Duration::from_secs(args.jobs_lease_seconds.max(1)),
+            worker: executor_name(listener.local_addr()?.port()),
+        },
     };
     let state = tarn_server::AppState::new(store, artifacts, lake, online, settings)?;
     Ok((state, listener, bootstrap))
+}
+
+/// This server's executor as the store names it: the machine and the port, stable across
+/// restarts so a restarted server ends what its previous start left running.
+fn executor_name(port: u16) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host}:{port}")
 }
 
 pub async fn run_server(args: ServerArgs) -> Result<()> {

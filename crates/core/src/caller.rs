@@ -5,6 +5,9 @@
 use crate::auth::Principal;
 use crate::registry::Actor;
 
+/// The workspace served when a path has no `/ws/{name}` prefix.
+pub const DEFAULT_WORKSPACE: &str = "dev";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The workspace the call works in.

@@ -863,6 +863,68 @@ pub trait JobStore: Send + Sync {
     async fn delete_job(&self, workspace: &str, job_id: i64, actor: &Actor) -> Result<()>;
 }
 
+/// Runs of jobs and their task runs. The runner decides and the executors run; each change
+/// to a task run names the life-cycle state it expects to find, so a decision made on a stale
+/// read changes nothing.
+#[async_trait]
+pub trait JobRunStore: Send + Sync {
+    /// Stores a new run with its task runs (ids given here, in one id space). A run whose
+    /// `idempotency_token` the workspace already holds is not made again: that run is returned.
+    async fn create_job_run(&self, run: &crate::jobs::JobRun) -> Result<crate::jobs::JobRun>;
+    /// The run with every attempt of its tasks; RESOURCE_DOES_NOT_EXIST when the workspace has
+    /// no run of that id (a task run's id included: its run is returned).
+    async fn get_job_run(&self, workspace: &str, run_id: i64) -> Result<crate::jobs::JobRun>;
+    /// The workspace's runs, newest first, without their task runs unless `with_tasks`.
+    async fn list_job_runs(
+        &self,
+        workspace: &str,
+        filter: &crate::jobs::RunFilter,
+        with_tasks: bool,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<crate::jobs::JobRun>>;
+    /// Every run not yet ended, in every workspace, with its task runs: the runner's view.
+    async fn active_job_runs(&self) -> Result<Vec<crate::jobs::JobRun>>;
+    /// Writes a run's state and times (the runner's decisions); the cancel request stays.
+    async fn update_job_run(&self, run: &crate::jobs::JobRun) -> Result<()>;
+    /// Writes a task run's state, times, claim and output when it is still in `expected`
+    /// (and, when `worker` is given, still claimed by it); whether it was.
+    async fn update_task_run(
+        &self,
+        task: &crate::jobs::TaskRun,
+        expected: crate::jobs::LifeCycle,
+        worker: Option<&str>,
+    ) -> Result<bool>;
+    /// Adds an attempt to a run (a retry); returns it with its id.
+    async fn insert_task_run(&self, task: &crate::jobs::TaskRun) -> Result<crate::jobs::TaskRun>;
+    /// Claims the oldest task run ready to run for `worker`: RUNNING, started `now`, its claim
+    /// held until `lease_until`. Returns it with its workspace.
+    async fn claim_task_run(
+        &self,
+        worker: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<(String, crate::jobs::TaskRun)>>;
+    /// Extends the claims `worker` holds; returns those of its task runs whose run is to be
+    /// cancelled.
+    async fn renew_task_runs(&self, worker: &str, lease_until: i64) -> Result<Vec<i64>>;
+    /// Asks for the runs to end: of `run_id`, or of every active run of `job_id`. Returns the
+    /// ids of the runs asked.
+    async fn request_job_run_cancel(
+        &self,
+        workspace: &str,
+        run_id: Option<i64>,
+        job_id: Option<i64>,
+    ) -> Result<Vec<i64>>;
+    /// Deletes an ended run with its task runs.
+    async fn delete_job_run(&self, workspace: &str, run_id: i64) -> Result<()>;
+    /// Takes or renews the lease `name` for `holder` until `until`: granted when no one holds
+    /// it, `holder` does, or its holder let it lapse before `now`. Whether it is held.
+    async fn hold_lease(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool>;
+    /// Who holds the lease `name` and until when, if anyone ever took it.
+    async fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>>;
+}
+
 /// The event stream: the audit trail, and what webhooks, job triggers and alerts react to.
 #[async_trait]
 pub trait EventStore: Send + Sync {
@@ -887,6 +949,7 @@ pub trait MetaStore:
     + FeatureStore
     + ServingStore
     + JobStore
+    + JobRunStore
     + EventStore
 {
     /// `sqlite` or `postgresql`, as `server-info` reports it.

@@ -107,6 +107,13 @@ impl AuthCache {
         }
     }
 
+    /// Forgets one token's principal: after that token is revoked.
+    pub fn forget_token(&self, secret: &str) {
+        if let Ok(mut entries) = self.principals.lock() {
+            entries.remove(&format!("bearer:{}", hash_token(secret)));
+        }
+    }
+
     /// Forgets everything: after a token is revoked or a user, group or membership changes.
     pub fn clear(&self) {
         if let Ok(mut entries) = self.principals.lock() {

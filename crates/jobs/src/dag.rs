@@ -4,50 +4,18 @@
 
 use tarn_core::{Error, Result};
 
-/// A task run's result state, as Databricks reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ResultState {
-    Success,
-    Failed,
-    TimedOut,
-    Canceled,
-    /// Skipped by a condition, or by a `run_if` that handles failures when nothing failed.
-    Excluded,
-    UpstreamFailed,
-    UpstreamCanceled,
-    Disabled,
-    /// A run whose leaf tasks succeeded while some other task failed.
-    SuccessWithFailures,
-    MaximumConcurrentRunsReached,
-}
+pub use tarn_core::jobs::ResultState;
 
-impl ResultState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Success => "SUCCESS",
-            Self::Failed => "FAILED",
-            Self::TimedOut => "TIMEDOUT",
-            Self::Canceled => "CANCELED",
-            Self::Excluded => "EXCLUDED",
-            Self::UpstreamFailed => "UPSTREAM_FAILED",
-            Self::UpstreamCanceled => "UPSTREAM_CANCELED",
-            Self::Disabled => "DISABLED",
-            Self::SuccessWithFailures => "SUCCESS_WITH_FAILURES",
-            Self::MaximumConcurrentRunsReached => "MAXIMUM_CONCURRENT_RUNS_REACHED",
-        }
-    }
-
-    /// How a task that depends on a task ending so sees it.
-    fn seen_downstream(self) -> Upstream {
-        match self {
-            Self::Success | Self::SuccessWithFailures => Upstream::Succeeded,
-            Self::Excluded | Self::Disabled => Upstream::Excluded,
-            Self::Failed
-            | Self::TimedOut
-            | Self::UpstreamFailed
-            | Self::MaximumConcurrentRunsReached => Upstream::Failed,
-            Self::Canceled | Self::UpstreamCanceled => Upstream::Canceled,
-        }
+/// How a task that depends on a task ending so sees it.
+fn seen_downstream(state: ResultState) -> Upstream {
+    match state {
+        ResultState::Success | ResultState::SuccessWithFailures => Upstream::Succeeded,
+        ResultState::Excluded | ResultState::Disabled => Upstream::Excluded,
+        ResultState::Failed
+        | ResultState::TimedOut
+        | ResultState::UpstreamFailed
+        | ResultState::MaximumConcurrentRunsReached => Upstream::Failed,
+        ResultState::Canceled | ResultState::UpstreamCanceled => Upstream::Canceled,
     }
 }
 
@@ -130,7 +98,7 @@ impl Finished {
             {
                 Upstream::Excluded
             }
-            _ => self.state.seen_downstream(),
+            _ => seen_downstream(self.state),
         }
     }
 }
@@ -186,7 +154,7 @@ pub fn decide(run_if: RunIf, dependencies: &[Finished]) -> Decision {
 pub fn run_result(tasks: &[(ResultState, bool)]) -> ResultState {
     let succeeded = |state: ResultState| {
         matches!(
-            state.seen_downstream(),
+            seen_downstream(state),
             Upstream::Succeeded | Upstream::Excluded
         )
     };

@@ -112,6 +112,50 @@ impl Known {
     }
 }
 
+/// `text` with each reference `lookup` knows replaced by its value; the rest stays as written.
+pub fn resolve(text: &str, lookup: &dyn Fn(&[&str]) -> Option<String>) -> String {
+    let mut resolved = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            break;
+        };
+        resolved.push_str(&rest[..start]);
+        let value = parse_path(after[..end].trim()).and_then(|path| {
+            let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+            lookup(&parts)
+        });
+        match value {
+            Some(value) => resolved.push_str(&value),
+            None => resolved.push_str(&rest[start..start + 2 + end + 2]),
+        }
+        rest = &after[end + 2..];
+    }
+    resolved.push_str(rest);
+    resolved
+}
+
+/// A time's fields as `{{job.start_time.*}}` gives them, in UTC.
+pub fn time_field(millis: i64, field: &str) -> Option<String> {
+    use chrono::{Datelike, Timelike};
+    let time = chrono::DateTime::from_timestamp_millis(millis)?;
+    Some(match field {
+        "iso_date" => time.format("%Y-%m-%d").to_string(),
+        "iso_datetime" => time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        "timestamp_ms" => millis.to_string(),
+        "year" => time.year().to_string(),
+        "month" => time.month().to_string(),
+        "day" => time.day().to_string(),
+        "hour" => time.hour().to_string(),
+        "minute" => time.minute().to_string(),
+        "second" => time.second().to_string(),
+        "is_weekday" => (time.weekday().number_from_monday() <= 5).to_string(),
+        "day_of_week" => time.weekday().number_from_monday().to_string(),
+        _ => return None,
+    })
+}
+
 /// Calls `f` with every string in `value`, keys of objects included.
 fn visit_strings(value: &Value, f: &mut impl FnMut(&str)) {
     match value {
@@ -213,6 +257,25 @@ mod tests {
         );
         assert!(references("{{ not a reference }} and {{}} and {{job.}}").is_empty());
         assert!(references("{{ unclosed").is_empty());
+    }
+
+    #[test]
+    fn references_resolve_to_their_values_and_the_rest_stays() {
+        let lookup = |path: &[&str]| match path {
+            ["job", "run_id"] => Some("42".to_string()),
+            ["job", "parameters", "my param"] => Some("x y".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            resolve(
+                "run {{job.run_id}}/{{ job.parameters.`my param` }} {{job.other}} {{ no }} {{",
+                &lookup
+            ),
+            "run 42/x y {{job.other}} {{ no }} {{"
+        );
+        assert_eq!(time_field(0, "iso_date").as_deref(), Some("1970-01-01"));
+        assert_eq!(time_field(0, "is_weekday").as_deref(), Some("true"));
+        assert_eq!(time_field(0, "day_of_week").as_deref(), Some("4"));
     }
 
     #[test]

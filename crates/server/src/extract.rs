@@ -19,8 +19,7 @@ use crate::state::AppState;
 /// other requests while refusing abuse.
 pub const MAX_JSON_BODY: usize = 8 * 1024 * 1024;
 
-/// The workspace served when a path has no `/ws/{name}` prefix.
-pub const DEFAULT_WORKSPACE: &str = "dev";
+pub use tarn_core::caller::DEFAULT_WORKSPACE;
 
 /// Taking a `Caller` in a handler is what makes the handler require a principal and workspace
 /// membership: it is the authenticated principal and the workspace of the request.

@@ -22,7 +22,7 @@ pub mod scoring;
 mod state;
 
 pub use bootstrap::{ADMIN_USER, Bootstrap, bootstrap};
-pub use state::{AppState, Settings};
+pub use state::{AppState, JobsSettings, Settings};
 
 /// The whole HTTP surface: every API at its bare path (workspace `dev`) and under
 /// `/ws/{workspace}`.
@@ -52,16 +52,43 @@ pub fn build_router(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish. The background tasks
-/// (webhook delivery, online refreshes, endpoint sync, the commit watcher, the sweeper) run
-/// alongside and stop with the server; undelivered deliveries stay queued.
+/// (the job runner and this server's executor, webhook delivery, online refreshes, endpoint
+/// sync, the commit watcher, the sweeper) run alongside and stop with the server; undelivered
+/// deliveries stay queued, and tasks still running keep their claims until the next start.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let server_url = listener
+        .local_addr()
+        .map(|address| task_facing_url(&address))?;
     let listener = listener::no_delay(listener);
     let (stop, stopped) = watch::channel(false);
+    let jobs = &state.jobs;
+    let executor = std::sync::Arc::new(tarn_jobs::executor::Executor::new(
+        state.store.clone(),
+        tarn_jobs::executor::ExecutorConfig {
+            worker: jobs.executor.worker.clone(),
+            slots: jobs.executor.slots,
+            python: jobs.executor.python.clone(),
+            server_url,
+            folder: jobs.executor.folder.clone(),
+            lease: jobs.executor.lease,
+        },
+        jobs.ready.clone(),
+        jobs.runner.clone(),
+        state.auth_cache.clone(),
+    ));
     let tasks = [
+        tokio::spawn(tarn_jobs::runner::run(
+            state.store.clone(),
+            jobs.executor.worker.clone(),
+            jobs.runner.clone(),
+            jobs.ready.clone(),
+            stopped.clone(),
+        )),
+        tokio::spawn(executor.run(stopped.clone())),
         tokio::spawn(tarn_events::webhooks::run_dispatcher(
             state.store.clone(),
             state.webhooks.clone(),
@@ -101,6 +128,20 @@ pub async fn serve(
     // Requests in flight have finished: what they logged is written before we return.
     state.endpoints.shutdown().await;
     served
+}
+
+/// The URL a task started here reaches this server at: the listening address, with a
+/// wildcard one replaced by loopback.
+fn task_facing_url(address: &SocketAddr) -> String {
+    let ip = if address.ip().is_unspecified() {
+        match address {
+            SocketAddr::V4(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            SocketAddr::V6(_) => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        }
+    } else {
+        address.ip()
+    };
+    format!("http://{}", SocketAddr::new(ip, address.port()))
 }
 
 /// Runs `tick` now and then every `period` until the server stops.

@@ -29,6 +29,45 @@ pub struct AppState {
     pub endpoints: Arc<tarn_serving::Endpoints>,
     /// How often tables' Delta logs are read for commits other writers made.
     pub table_watch_every: std::time::Duration,
+    /// The job runner and this server's executor.
+    pub jobs: Arc<JobsRuntime>,
+}
+
+/// What the API shares with the job runner and the executor `serve` starts.
+pub struct JobsRuntime {
+    /// Wakes the runner: a run was made or asked to stop.
+    pub runner: tarn_jobs::runs::Wakeup,
+    /// Wakes the executor: tasks are ready.
+    pub ready: tarn_jobs::runs::Wakeup,
+    pub executor: JobsSettings,
+}
+
+/// How this server's executor runs tasks.
+#[derive(Debug, Clone)]
+pub struct JobsSettings {
+    /// Tasks' logs and files; `runs/get-output` reads the logs here.
+    pub folder: PathBuf,
+    /// The interpreter of Python tasks.
+    pub python: PathBuf,
+    /// Tasks run at once (0: none here, `tarn worker`s run them).
+    pub slots: usize,
+    /// How long an executor's claim on a task holds without renewal.
+    pub lease: std::time::Duration,
+    /// The executor's name in the store; its claims left from a previous start are ended
+    /// when it starts again.
+    pub worker: String,
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        Self {
+            folder: std::env::temp_dir().join(format!("tarn-jobs-{}", std::process::id())),
+            python: PathBuf::from("python3"),
+            slots: 8,
+            lease: std::time::Duration::from_secs(30),
+            worker: "local".to_string(),
+        }
+    }
 }
 
 /// How the server's runtimes are tuned; the defaults suit tests.
@@ -44,6 +83,7 @@ pub struct Settings {
     pub statements_folder: PathBuf,
     /// How often tables' Delta logs are read for commits other writers made.
     pub table_watch_every: std::time::Duration,
+    pub jobs: JobsSettings,
 }
 
 impl Default for Settings {
@@ -55,6 +95,7 @@ impl Default for Settings {
             statements: Default::default(),
             statements_folder: std::env::temp_dir().join("tarn-statements"),
             table_watch_every: std::time::Duration::from_secs(5),
+            jobs: JobsSettings::default(),
         }
     }
 }
@@ -96,6 +137,11 @@ impl AppState {
                 settings.statements_folder,
             )),
             table_watch_every: settings.table_watch_every,
+            jobs: Arc::new(JobsRuntime {
+                runner: Default::default(),
+                ready: Default::default(),
+                executor: settings.jobs,
+            }),
         })
     }
 

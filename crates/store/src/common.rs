@@ -31,6 +31,7 @@ pub(crate) use tarn_core::search::{Comparator, Comparison, Entity, OrderBy, Valu
 pub(crate) use tarn_core::serving::{EndpointConfig, ServingEndpoint};
 pub(crate) use tarn_core::store::CatalogStore;
 pub(crate) use tarn_core::store::FeatureStore;
+pub(crate) use tarn_core::store::JobRunStore;
 pub(crate) use tarn_core::store::JobStore;
 pub(crate) use tarn_core::store::LineageStore;
 pub(crate) use tarn_core::store::ServingStore;

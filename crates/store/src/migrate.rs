@@ -45,6 +45,7 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0015_table_watch.sql"),
     ),
     (16, include_str!("../migrations/sqlite/0016_jobs.sql")),
+    (17, include_str!("../migrations/sqlite/0017_job_runs.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -79,6 +80,7 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0013_table_watch.sql"),
     ),
     (14, include_str!("../migrations/postgres/0014_jobs.sql")),
+    (15, include_str!("../migrations/postgres/0015_job_runs.sql")),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 /// Arbitrary but fixed key for `pg_advisory_lock`.

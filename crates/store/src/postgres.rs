@@ -28,6 +28,9 @@ mod features;
 #[path = "sql/identity.rs"]
 mod identity;
 #[allow(clippy::duplicate_mod)]
+#[path = "sql/job_runs.rs"]
+mod job_runs;
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/jobs.rs"]
 mod jobs;
 #[allow(clippy::duplicate_mod)]

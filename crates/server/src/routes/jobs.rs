@@ -1,6 +1,8 @@
 //! Jobs in the Databricks Jobs API shape, at `/api/2.2/jobs` and `/api/2.1/jobs` (the SDK's
-//! paths): create, get, list, reset, update, delete. The use cases and their permission checks
-//! are `tarn_jobs::manage`'s; settings are checked there before anything is stored.
+//! paths): create, get, list, reset, update, delete; run-now, runs/submit, runs/get, list,
+//! cancel, cancel-all, get-output, delete. The use cases and their permission checks are
+//! `tarn_jobs::manage`'s and `tarn_jobs::runs`'; settings are checked there before anything
+//! is stored.
 
 use axum::Json;
 use axum::Router;
@@ -11,8 +13,8 @@ use serde_json::{Map, Value, json};
 use tarn_core::Error;
 use tarn_core::auth::PermissionLevel;
 use tarn_core::caller::Caller;
-use tarn_core::jobs::Job;
-use tarn_jobs::manage;
+use tarn_core::jobs::{Job, JobRun, RunFilter, RunState, TaskRun};
+use tarn_jobs::{executor, manage, runs};
 
 use crate::error::ApiResult;
 use crate::extract::{Req, de};
@@ -31,6 +33,14 @@ pub fn routes() -> Router<AppState> {
         .route("/reset", post(reset))
         .route("/update", post(update))
         .route("/delete", post(delete))
+        .route("/run-now", post(run_now))
+        .route("/runs/submit", post(submit))
+        .route("/runs/get", get(get_run))
+        .route("/runs/list", get(list_runs))
+        .route("/runs/cancel", post(cancel_run))
+        .route("/runs/cancel-all", post(cancel_all_runs))
+        .route("/runs/get-output", get(get_run_output))
+        .route("/runs/delete", post(delete_run))
 }
 
 /// A job as `jobs/get` shows it; `jobs/list` leaves out the tasks and clusters unless asked.
@@ -112,26 +122,8 @@ pub async fn list(
     ctx: Caller,
     Req(args): Req<ListJobs>,
 ) -> JsonResult {
-    let limit = match args.limit {
-        None | Some(0) => DEFAULT_LIST_LIMIT,
-        Some(limit) if (1..=manage::MAX_LIST_LIMIT as i64).contains(&limit) => limit as u64,
-        Some(limit) => {
-            return Err(Error::invalid(format!(
-                "limit must be between 1 and {}, not {limit}",
-                manage::MAX_LIST_LIMIT
-            ))
-            .into());
-        }
-    };
-    // The page token is where the next page starts, as the offset would say it.
-    let offset = match (&args.page_token, args.offset) {
-        (Some(token), _) if !token.is_empty() => token
-            .parse::<u64>()
-            .map_err(|_| Error::invalid(format!("Invalid page_token '{token}'")))?,
-        (_, Some(offset)) => u64::try_from(offset)
-            .map_err(|_| Error::invalid(format!("offset must not be negative, not {offset}")))?,
-        _ => 0,
-    };
+    let limit = page_limit(args.limit, DEFAULT_LIST_LIMIT, manage::MAX_LIST_LIMIT)?;
+    let offset = page_offset(args.page_token.as_deref(), args.offset)?;
     let page = manage::list(
         state.store.as_ref(),
         &ctx,
@@ -142,14 +134,7 @@ pub async fn list(
     .await?;
     let expand = args.expand_tasks.unwrap_or(false);
     let jobs: Vec<Value> = page.items.iter().map(|job| job_json(job, expand)).collect();
-    let mut body = json!({ "has_more": page.next_offset.is_some() });
-    if !jobs.is_empty() {
-        body["jobs"] = Value::Array(jobs);
-    }
-    if let Some(next) = page.next_offset {
-        body["next_page_token"] = json!(next.to_string());
-    }
-    Ok(Json(body))
+    Ok(Json(paged("jobs", jobs, page.next_offset)))
 }
 
 #[derive(Deserialize)]
@@ -202,5 +187,409 @@ pub async fn delete(
     Req(args): Req<JobId>,
 ) -> JsonResult {
     manage::delete(state.store.as_ref(), &ctx, required(args.job_id)?).await?;
+    Ok(Json(json!({})))
+}
+
+/// A state as the API shows it (`state`), and the newer `status` beside it.
+fn state_json(state: &RunState) -> (Value, Value) {
+    let mut legacy = json!({
+        "life_cycle_state": state.life_cycle.as_str(),
+        "state_message": state.message,
+        "user_cancelled_or_timedout": state.user_cancelled_or_timedout,
+    });
+    let mut status = json!({ "state": state.life_cycle.status() });
+    if let Some(result) = state.result {
+        legacy["result_state"] = json!(result.as_str());
+    }
+    if let Some((code, kind)) = state.termination() {
+        status["termination_details"] = json!({
+            "code": code,
+            "type": kind,
+            "message": state.message,
+        });
+    }
+    if state.life_cycle == tarn_core::jobs::LifeCycle::Queued {
+        legacy["queue_reason"] = json!(state.message);
+        status["queue_details"] = json!({
+            "code": "ACTIVE_RUNS_LIMIT_REACHED",
+            "message": state.message,
+        });
+    }
+    (legacy, status)
+}
+
+/// How long something ran: from its start to its end, or to now while it runs.
+fn duration(start: i64, end: i64) -> i64 {
+    match (start, end) {
+        (0, _) => 0,
+        (start, 0) => tarn_core::ids::now_millis().saturating_sub(start),
+        (start, end) => end.saturating_sub(start),
+    }
+}
+
+/// A task run as `runs/get` lists it: the task's settings with how this attempt went.
+fn task_json(run: &JobRun, task: &TaskRun) -> Value {
+    let mut fields = run
+        .settings
+        .get("tasks")
+        .and_then(Value::as_array)
+        .and_then(|tasks| {
+            tasks
+                .iter()
+                .find(|t| t.get("task_key").and_then(Value::as_str) == Some(task.task_key.as_str()))
+        })
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let (state, status) = state_json(&task.state);
+    let ran = duration(task.start_time, task.end_time);
+    for (name, value) in [
+        ("run_id", json!(task.run_id)),
+        ("task_key", json!(task.task_key)),
+        ("attempt_number", json!(task.attempt_number)),
+        ("state", state),
+        ("status", status),
+        ("start_time", json!(task.start_time)),
+        ("end_time", json!(task.end_time)),
+        ("setup_duration", json!(0)),
+        ("execution_duration", json!(ran)),
+        ("cleanup_duration", json!(0)),
+        ("run_duration", json!(ran)),
+    ] {
+        fields.insert(name.to_string(), value);
+    }
+    if let Some(outcome) = &task.outcome
+        && let Some(Value::Object(condition)) = fields.get_mut("condition_task")
+    {
+        condition.insert("outcome".into(), json!(outcome));
+    }
+    Value::Object(fields)
+}
+
+/// A run as `runs/get` shows it; `runs/list` leaves out the tasks unless asked.
+fn run_json(run: &JobRun, with_tasks: bool, with_history: bool) -> Value {
+    let (state, status) = state_json(&run.state);
+    let declared: Vec<&Value> = run
+        .settings
+        .get("parameters")
+        .and_then(Value::as_array)
+        .map(|parameters| parameters.iter().collect())
+        .unwrap_or_default();
+    let job_parameters: Vec<Value> = declared
+        .iter()
+        .filter_map(|parameter| {
+            let name = parameter.get("name")?.as_str()?;
+            Some(json!({
+                "name": name,
+                "default": parameter.get("default").cloned().unwrap_or(json!("")),
+                "value": run.job_parameters.get(name).cloned().unwrap_or(json!("")),
+            }))
+        })
+        .collect();
+    let ran = duration(run.start_time, run.end_time);
+    let mut body = json!({
+        "run_id": run.run_id,
+        "number_in_job": run.run_id,
+        "original_attempt_run_id": run.run_id,
+        "run_name": run.run_name,
+        "run_type": run.run_type,
+        "trigger": run.trigger,
+        "creator_user_name": run.creator_user_name,
+        "run_as_user_name": run.run_as_user_name,
+        "state": state,
+        "status": status,
+        "start_time": if run.start_time == 0 { run.created_time } else { run.start_time },
+        "end_time": run.end_time,
+        "setup_duration": 0,
+        "execution_duration": ran,
+        "cleanup_duration": 0,
+        "run_duration": ran,
+        "attempt_number": 0,
+        "format": "MULTI_TASK",
+    });
+    if let Some(job_id) = run.job_id {
+        body["job_id"] = json!(job_id);
+    }
+    if !job_parameters.is_empty() {
+        body["job_parameters"] = Value::Array(job_parameters);
+    }
+    if run
+        .overriding_parameters
+        .as_object()
+        .is_some_and(|fields| !fields.is_empty())
+    {
+        body["overriding_parameters"] = run.overriding_parameters.clone();
+    }
+    if with_tasks {
+        let tasks: Vec<Value> = if with_history {
+            run.tasks.iter().map(|task| task_json(run, task)).collect()
+        } else {
+            run.latest_attempts()
+                .into_iter()
+                .map(|task| task_json(run, task))
+                .collect()
+        };
+        body["tasks"] = Value::Array(tasks);
+    }
+    body
+}
+
+#[derive(Deserialize)]
+pub struct RunNowArgs {
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    job_id: Option<i64>,
+    #[serde(default)]
+    job_parameters: Map<String, Value>,
+    #[serde(default)]
+    only: Vec<String>,
+    idempotency_token: Option<String>,
+    python_params: Option<Value>,
+    notebook_params: Option<Value>,
+    python_named_params: Option<Value>,
+}
+
+pub async fn run_now(
+    State(state): State<AppState>,
+    ctx: Caller,
+    Req(args): Req<RunNowArgs>,
+) -> JsonResult {
+    let mut overriding = Map::new();
+    for (name, value) in [
+        ("python_params", args.python_params),
+        ("notebook_params", args.notebook_params),
+        ("python_named_params", args.python_named_params),
+    ] {
+        if let Some(value) = value.filter(|value| !value.is_null()) {
+            overriding.insert(name.to_string(), value);
+        }
+    }
+    let request = runs::RunNow {
+        job_parameters: args.job_parameters,
+        only: args.only,
+        idempotency_token: args.idempotency_token,
+        overriding,
+    };
+    let run = runs::run_now(
+        state.store.as_ref(),
+        &state.jobs.runner,
+        &ctx,
+        required(args.job_id)?,
+        request,
+    )
+    .await?;
+    Ok(Json(
+        json!({ "run_id": run.run_id, "number_in_job": run.run_id }),
+    ))
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    ctx: Caller,
+    Req(body): Req<Map<String, Value>>,
+) -> JsonResult {
+    let run = runs::submit(state.store.as_ref(), &state.jobs.runner, &ctx, body).await?;
+    Ok(Json(json!({ "run_id": run.run_id })))
+}
+
+#[derive(Deserialize)]
+pub struct RunId {
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    run_id: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    include_history: Option<bool>,
+}
+
+fn required_run(run_id: Option<i64>) -> Result<i64, Error> {
+    run_id.ok_or_else(|| Error::invalid("run_id is required"))
+}
+
+pub async fn get_run(
+    State(state): State<AppState>,
+    ctx: Caller,
+    Req(args): Req<RunId>,
+) -> JsonResult {
+    let run = runs::run_for(
+        state.store.as_ref(),
+        &ctx,
+        required_run(args.run_id)?,
+        PermissionLevel::CanView,
+    )
+    .await?;
+    Ok(Json(run_json(
+        &run,
+        true,
+        args.include_history.unwrap_or(false),
+    )))
+}
+
+#[derive(Deserialize)]
+pub struct ListRuns {
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    job_id: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    active_only: Option<bool>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    completed_only: Option<bool>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    limit: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    offset: Option<i64>,
+    page_token: Option<String>,
+    run_type: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    start_time_from: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    start_time_to: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    expand_tasks: Option<bool>,
+}
+
+/// Runs listed per page when the client does not say (Databricks' default).
+const DEFAULT_RUNS_LIMIT: u64 = 20;
+
+pub async fn list_runs(
+    State(state): State<AppState>,
+    ctx: Caller,
+    Req(args): Req<ListRuns>,
+) -> JsonResult {
+    let limit = page_limit(args.limit, DEFAULT_RUNS_LIMIT, runs::MAX_LIST_LIMIT)?;
+    let offset = page_offset(args.page_token.as_deref(), args.offset)?;
+    if let Some(run_type) = &args.run_type
+        && !["JOB_RUN", "WORKFLOW_RUN", "SUBMIT_RUN"].contains(&run_type.as_str())
+    {
+        return Err(Error::invalid(format!("Unknown run_type '{run_type}'")).into());
+    }
+    let filter = RunFilter {
+        job_id: args.job_id,
+        active_only: args.active_only.unwrap_or(false),
+        completed_only: args.completed_only.unwrap_or(false),
+        run_type: args.run_type,
+        start_time_from: args.start_time_from,
+        start_time_to: args.start_time_to,
+    };
+    let expand = args.expand_tasks.unwrap_or(false);
+    let page = runs::list(state.store.as_ref(), &ctx, &filter, expand, offset, limit).await?;
+    let listed: Vec<Value> = page
+        .items
+        .iter()
+        .map(|run| run_json(run, expand, false))
+        .collect();
+    Ok(Json(paged("runs", listed, page.next_offset)))
+}
+
+/// A list page's body: its items (left out when none, as Databricks does), whether more
+/// follow and the token of the next page.
+fn paged(field: &str, items: Vec<Value>, next_offset: Option<u64>) -> Value {
+    let mut body = json!({ "has_more": next_offset.is_some() });
+    if !items.is_empty() {
+        body[field] = Value::Array(items);
+    }
+    if let Some(next) = next_offset {
+        body["next_page_token"] = json!(next.to_string());
+    }
+    body
+}
+
+/// A page's size: the default when not given, refused outside 1..=max.
+fn page_limit(limit: Option<i64>, default: u64, max: u64) -> Result<u64, Error> {
+    match limit {
+        None | Some(0) => Ok(default),
+        Some(limit) if (1..=max as i64).contains(&limit) => Ok(limit as u64),
+        Some(limit) => Err(Error::invalid(format!(
+            "limit must be between 1 and {max}, not {limit}"
+        ))),
+    }
+}
+
+/// Where a page starts: the page token is the offset the next page starts at.
+fn page_offset(page_token: Option<&str>, offset: Option<i64>) -> Result<u64, Error> {
+    match (page_token, offset) {
+        (Some(token), _) if !token.is_empty() => token
+            .parse::<u64>()
+            .map_err(|_| Error::invalid(format!("Invalid page_token '{token}'"))),
+        (_, Some(offset)) => u64::try_from(offset)
+            .map_err(|_| Error::invalid(format!("offset must not be negative, not {offset}"))),
+        _ => Ok(0),
+    }
+}
+
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    ctx: Caller,
+    Req(args): Req<RunId>,
+) -> JsonResult {
+    runs::cancel(
+        state.store.as_ref(),
+        &state.jobs.runner,
+        &ctx,
+        required_run(args.run_id)?,
+    )
+    .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct CancelAll {
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    job_id: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    all_queued_runs: Option<bool>,
+}
+
+pub async fn cancel_all_runs(
+    State(state): State<AppState>,
+    ctx: Caller,
+    Req(args): Req<CancelAll>,
+) -> JsonResult {
+    if args.all_queued_runs == Some(true) && args.job_id.is_none() {
+        return Err(Error::invalid(
+            "all_queued_runs without job_id is not supported; name the job",
+        )
+        .into());
+    }
+    runs::cancel_all(
+        state.store.as_ref(),
+        &state.jobs.runner,
+        &ctx,
+        required(args.job_id)?,
+    )
+    .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn get_run_output(
+    State(state): State<AppState>,
+    ctx: Caller,
+    Req(args): Req<RunId>,
+) -> JsonResult {
+    let (run, task) =
+        runs::output_of(state.store.as_ref(), &ctx, required_run(args.run_id)?).await?;
+    let (logs, truncated) =
+        executor::read_log(&state.jobs.executor.folder, &task, executor::MAX_OUTPUT_LOG)?;
+    let mut body = json!({ "metadata": task_json(&run, &task) });
+    if let Some(result) = &task.output.result {
+        body["notebook_output"] = json!({ "result": result, "truncated": false });
+    } else if body["metadata"].get("notebook_task").is_some() {
+        body["notebook_output"] = json!({});
+    }
+    if !logs.is_empty() {
+        body["logs"] = json!(logs);
+        body["logs_truncated"] = json!(truncated);
+    }
+    if let Some(error) = &task.output.error {
+        body["error"] = json!(error);
+    }
+    if let Some(trace) = &task.output.error_trace {
+        body["error_trace"] = json!(trace);
+    }
+    Ok(Json(body))
+}
+
+pub async fn delete_run(
+    State(state): State<AppState>,
+    ctx: Caller,
+    Req(args): Req<RunId>,
+) -> JsonResult {
+    runs::delete(state.store.as_ref(), &ctx, required_run(args.run_id)?).await?;
     Ok(Json(json!({})))
 }

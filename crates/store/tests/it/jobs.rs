@@ -6,6 +6,7 @@ use serde_json::json;
 use tarn_core::ErrorCode;
 use tarn_core::auth::{ObjectType, PermissionLevel, PrincipalKind};
 use tarn_core::events::{Change, EventQuery};
+use tarn_core::jobs::{JobRun, LifeCycle, ResultState, RunFilter, RunState, TaskOutput, TaskRun};
 use tarn_core::registry::Actor;
 use tarn_core::store::MetaStore;
 
@@ -169,4 +170,319 @@ pub async fn jobs_keep_their_settings_owner_and_events(store: Store) {
             if created.settings == settings && changed.name == "renamed" && *job_id == job.job_id && name == "renamed"),
         "{kinds:?}"
     );
+}
+
+fn new_run(workspace: &str, job_id: i64, keys: &[&str], token: Option<&str>) -> JobRun {
+    JobRun {
+        run_id: 0,
+        workspace: workspace.into(),
+        job_id: Some(job_id),
+        run_name: "nightly ✓".into(),
+        run_type: "JOB_RUN".into(),
+        trigger: "ONE_TIME".into(),
+        creator_user_name: "owner".into(),
+        run_as_user_name: "robot".into(),
+        settings: json!({"tasks": keys.iter().map(|k| json!({"task_key": k})).collect::<Vec<_>>(),
+                         "big": 9007199254740993_i64}),
+        job_parameters: json!({"day": "2026-12-06"}),
+        overriding_parameters: json!({"python_params": ["--x", "'; DROP TABLE job_runs; --"]}),
+        state: RunState::new(LifeCycle::Pending),
+        cancel_requested: false,
+        created_time: 100,
+        start_time: 0,
+        end_time: 0,
+        idempotency_token: token.map(str::to_string),
+        tasks: keys.iter().map(|key| TaskRun::blocked(key, 0)).collect(),
+    }
+}
+
+/// Runs keep what was sent; task runs share the runs' id space; claims go to one executor at
+/// a time and only a claim's holder records its end; a stale decision changes nothing;
+/// cancel requests reach the executor's renewals; ended runs delete with their task runs.
+pub async fn job_runs_are_claimed_renewed_cancelled_and_kept(store: Store) {
+    store.ensure_workspace("dev", "tester").await.expect("dev");
+    store
+        .ensure_workspace("prod", "tester")
+        .await
+        .expect("prod");
+    let run = store
+        .create_job_run(&new_run("dev", 7, &["a", "b"], Some("token-1")))
+        .await
+        .expect("create");
+    assert!(run.run_id > 0);
+    assert_eq!(run.tasks.len(), 2);
+    assert!(
+        run.tasks
+            .iter()
+            .all(|t| t.job_run_id == run.run_id && t.run_id > run.run_id)
+    );
+    let read = store.get_job_run("dev", run.run_id).await.expect("get");
+    assert_eq!(read, run, "every value comes back as sent");
+    assert_eq!(
+        store
+            .get_job_run("dev", run.tasks[1].run_id)
+            .await
+            .expect("by a task run's id")
+            .run_id,
+        run.run_id
+    );
+    assert_eq!(
+        store
+            .get_job_run("prod", run.run_id)
+            .await
+            .expect_err("another workspace's")
+            .code,
+        ErrorCode::ResourceDoesNotExist
+    );
+    let again = store
+        .create_job_run(&new_run("dev", 7, &["a", "b"], Some("token-1")))
+        .await
+        .expect("same token");
+    assert_eq!(
+        again.run_id, run.run_id,
+        "an idempotency token makes one run"
+    );
+    let other = store
+        .create_job_run(&new_run("prod", 7, &["a", "b"], Some("token-1")))
+        .await
+        .expect("the token is per workspace");
+    assert_ne!(other.run_id, run.run_id);
+
+    // Nothing is ready: no claim.
+    assert_eq!(
+        store.claim_task_run("w1", 200, 1_000).await.expect("claim"),
+        None
+    );
+    let mut started = run.clone();
+    started.state = RunState::new(LifeCycle::Running);
+    started.start_time = 150;
+    store.update_job_run(&started).await.expect("start");
+    let mut ready = run.tasks[0].clone();
+    ready.state = RunState::new(LifeCycle::Pending);
+    assert!(
+        store
+            .update_task_run(&ready, LifeCycle::Blocked, None)
+            .await
+            .expect("ready")
+    );
+    assert!(
+        !store
+            .update_task_run(&ready, LifeCycle::Blocked, None)
+            .await
+            .expect("stale"),
+        "a decision on a stale read changes nothing"
+    );
+    let (workspace, claimed) = store
+        .claim_task_run("w1", 200, 1_000)
+        .await
+        .expect("claim")
+        .expect("one ready");
+    assert_eq!(workspace, "dev");
+    assert_eq!(claimed.run_id, ready.run_id);
+    assert_eq!(claimed.state.life_cycle, LifeCycle::Running);
+    assert_eq!(claimed.worker.as_deref(), Some("w1"));
+    assert_eq!(claimed.start_time, 200);
+    assert_eq!(
+        store.claim_task_run("w2", 201, 1_000).await.expect("claim"),
+        None,
+        "claimed once"
+    );
+
+    assert_eq!(
+        store.renew_task_runs("w1", 5_000).await.expect("renew"),
+        Vec::<i64>::new()
+    );
+    let active = store.active_job_runs().await.expect("active");
+    let seen = active
+        .iter()
+        .find(|r| r.run_id == run.run_id)
+        .expect("active run");
+    assert_eq!(seen.tasks[0].lease_until, 5_000);
+    assert_eq!(seen.state.life_cycle, LifeCycle::Running);
+
+    // Cancelling reaches the claim's renewals.
+    let asked = store
+        .request_job_run_cancel("dev", Some(run.run_id), None)
+        .await
+        .expect("cancel");
+    assert_eq!(asked, vec![run.run_id]);
+    assert_eq!(
+        store.renew_task_runs("w1", 6_000).await.expect("renew"),
+        vec![claimed.run_id]
+    );
+    assert!(
+        store
+            .get_job_run("dev", run.run_id)
+            .await
+            .expect("get")
+            .cancel_requested
+    );
+
+    // Only the claim's holder records the end; the values and output come back.
+    let mut ended = claimed.clone();
+    ended.state = RunState::ended(LifeCycle::Terminated, ResultState::Canceled, "killed ✓");
+    ended.end_time = 300;
+    ended.values = json!({"auc": 0.91, "note": "ünïcode"});
+    ended.output = TaskOutput {
+        result: Some("done".into()),
+        error: Some("ValueError: x".into()),
+        error_trace: Some("Traceback ...".into()),
+    };
+    assert!(
+        !store
+            .update_task_run(&ended, LifeCycle::Running, Some("w2"))
+            .await
+            .expect("not w2's")
+    );
+    assert!(
+        store
+            .update_task_run(&ended, LifeCycle::Running, Some("w1"))
+            .await
+            .expect("w1's")
+    );
+    let retry = store
+        .insert_task_run(&TaskRun {
+            attempt_number: 1,
+            job_run_id: run.run_id,
+            ..TaskRun::blocked("a", 1)
+        })
+        .await
+        .expect("retry");
+    assert!(retry.run_id > run.tasks[1].run_id);
+    let read = store.get_job_run("dev", run.run_id).await.expect("get");
+    assert_eq!(read.tasks.len(), 3);
+    assert_eq!(read.tasks[0], ended);
+    assert_eq!(
+        read.latest_attempts()
+            .iter()
+            .map(|t| t.run_id)
+            .collect::<Vec<_>>(),
+        vec![retry.run_id, run.tasks[1].run_id]
+    );
+
+    assert_eq!(
+        store
+            .delete_job_run("dev", run.run_id)
+            .await
+            .expect_err("active")
+            .code,
+        ErrorCode::InvalidParameterValue
+    );
+    let mut finished = read.clone();
+    finished.state = RunState::ended(LifeCycle::Terminated, ResultState::Canceled, "");
+    finished.end_time = 400;
+    store.update_job_run(&finished).await.expect("finish");
+    assert!(
+        store
+            .active_job_runs()
+            .await
+            .expect("active")
+            .iter()
+            .all(|r| r.run_id != run.run_id)
+    );
+
+    // Listing: newest first, by job, active or completed, a page at a time.
+    let newer = store
+        .create_job_run(&new_run("dev", 8, &["x"], None))
+        .await
+        .expect("newer");
+    let all = store
+        .list_job_runs("dev", &RunFilter::default(), false, 0, 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        all.items.iter().map(|r| r.run_id).collect::<Vec<_>>(),
+        vec![newer.run_id, run.run_id]
+    );
+    assert!(all.items.iter().all(|r| r.tasks.is_empty()));
+    let active_only = RunFilter {
+        active_only: true,
+        ..Default::default()
+    };
+    let listed = store
+        .list_job_runs("dev", &active_only, true, 0, 10)
+        .await
+        .expect("active");
+    assert_eq!(
+        listed.items.iter().map(|r| r.run_id).collect::<Vec<_>>(),
+        vec![newer.run_id]
+    );
+    assert_eq!(listed.items[0].tasks.len(), 1);
+    let of_job = RunFilter {
+        job_id: Some(7),
+        completed_only: true,
+        ..Default::default()
+    };
+    let page = store
+        .list_job_runs("dev", &of_job, false, 0, 1)
+        .await
+        .expect("of job 7");
+    assert_eq!(
+        page.items.iter().map(|r| r.run_id).collect::<Vec<_>>(),
+        vec![run.run_id]
+    );
+    assert_eq!(page.next_offset, None);
+
+    store
+        .delete_job_run("dev", run.run_id)
+        .await
+        .expect("delete");
+    assert_eq!(
+        store
+            .get_job_run("dev", retry.run_id)
+            .await
+            .expect_err("gone")
+            .code,
+        ErrorCode::ResourceDoesNotExist,
+        "its task runs go with it"
+    );
+
+    // One runner at a time: the lease is renewed by its holder and taken over once it lapses.
+    assert!(
+        store
+            .hold_lease("job-runner", "a", 1_000, 2_000)
+            .await
+            .expect("take")
+    );
+    assert!(
+        !store
+            .hold_lease("job-runner", "b", 1_500, 2_500)
+            .await
+            .expect("held by a")
+    );
+    assert!(
+        store
+            .hold_lease("job-runner", "a", 1_900, 3_000)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        !store
+            .hold_lease("job-runner", "b", 2_999, 4_000)
+            .await
+            .expect("still a's")
+    );
+    assert!(
+        store
+            .hold_lease("job-runner", "b", 3_001, 4_000)
+            .await
+            .expect("lapsed")
+    );
+    assert!(
+        !store
+            .hold_lease("job-runner", "a", 3_002, 5_000)
+            .await
+            .expect("b's now")
+    );
+    assert!(
+        store
+            .hold_lease("scheduler", "a", 3_002, 5_000)
+            .await
+            .expect("another lease")
+    );
+    assert_eq!(
+        store.lease_holder("job-runner").await.expect("holder"),
+        Some(("b".to_string(), 4_000))
+    );
+    assert_eq!(store.lease_holder("nobody").await.expect("none"), None);
 }

@@ -142,6 +142,7 @@ conformance_suite!(
     lineage::edges_group_writes_and_keep_the_newest_details,
     serving::endpoints_lifecycle_grants_and_events,
     jobs::jobs_keep_their_settings_owner_and_events,
+    jobs::job_runs_are_claimed_renewed_cancelled_and_kept,
 );
 
 /// The server and the CLI open one SQLite file from two processes (two stores here): writes

@@ -1,0 +1,548 @@
+"""Running jobs through the Databricks SDK, as a user does: run-now and wait, read the run and
+each task's output, a condition's branches, task values and references, retries, timeouts,
+cancelling a process tree, concurrency limits, one-time runs, permissions, a server killed
+mid-run. Tasks are real Python processes that talk back to tarn with the stock clients."""
+
+import os
+from datetime import timedelta
+import signal
+import subprocess
+import textwrap
+import time
+
+import pytest
+import requests
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import InvalidParameterValue, NotFound, PermissionDenied
+from databricks.sdk.service import jobs
+
+from conftest import start_tarn
+
+WAIT = 120  # seconds a run may take before a test gives up on it
+
+
+def workspace(server, token=None):
+    return WorkspaceClient(host=server.base, token=token or server.admin_token)
+
+
+def script(folder, name, body):
+    path = folder / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def python_task(key, file, parameters=(), depends_on=(), **fields):
+    return jobs.Task(
+        task_key=key,
+        spark_python_task=jobs.SparkPythonTask(python_file=file, parameters=list(parameters)),
+        depends_on=[jobs.TaskDependency(task_key=k) for k in depends_on],
+        **fields,
+    )
+
+
+def wait_for(w, run_id, until, timeout=WAIT):
+    deadline = time.time() + timeout
+    while True:
+        run = w.jobs.get_run(run_id)
+        if until(run):
+            return run
+        assert time.time() < deadline, f"run {run_id} stayed {run.state}"
+        time.sleep(0.1)
+
+
+def task_of(run, key):
+    return next(t for t in run.tasks if t.task_key == key)
+
+
+def test_a_pipeline_runs_with_values_references_a_condition_and_outputs(server, unique, tmp_path):
+    w = workspace(server)
+    ingest = script(
+        tmp_path,
+        "ingest.py",
+        """
+        import sys
+        from databricks.sdk import WorkspaceClient
+        from tarn_dbutils import dbutils
+
+        rows = int(sys.argv[sys.argv.index("--rows") + 1])
+        day = sys.argv[sys.argv.index("--day") + 1]
+        # The task acts as the job's principal through the SDK, configured by its environment.
+        job = WorkspaceClient().jobs.get(int(sys.argv[sys.argv.index("--job") + 1]))
+        print(f"ingested rows={rows} day={day} for job {job.settings.name}")
+        dbutils.jobs.taskValues.set("rows", rows)
+        """,
+    )
+    notebook = tmp_path / "train.py"
+    notebook.write_text(
+        textwrap.dedent(
+            """\
+            # Databricks notebook source
+            # MAGIC %md
+            # MAGIC # Training
+
+            # COMMAND ----------
+
+            import mlflow
+            rows = dbutils.jobs.taskValues.get("ingest", "rows")
+            model = dbutils.widgets.get("model")
+
+            # COMMAND ----------
+
+            mlflow.set_experiment("/jobs/" + dbutils.widgets.get("experiment"))
+            with mlflow.start_run() as run:
+                mlflow.log_param("model", model)
+                mlflow.log_metric("auc", 0.91)
+            dbutils.jobs.taskValues.set("auc", 0.91)
+            dbutils.jobs.taskValues.set("mlflow_run", run.info.run_id)
+            dbutils.notebook.exit(f"trained {model} on {rows} rows")
+
+            # COMMAND ----------
+
+            raise RuntimeError("never reached: the notebook exited")
+            """
+        )
+    )
+    register = script(tmp_path, "register.py", "import sys; print('registering', ' '.join(sys.argv[1:]))\n")
+    name = unique("pipeline")
+    experiment = unique("exp")
+    job_id = w.jobs.create(
+        name=name,
+        parameters=[jobs.JobParameterDefinition(name="day", default="2026-01-01")],
+        tasks=[
+            python_task("ingest", ingest, ["--rows", "1000", "--day", "{{job.parameters.day}}", "--job", "{{job.id}}"]),
+            jobs.Task(
+                task_key="train",
+                depends_on=[jobs.TaskDependency(task_key="ingest")],
+                notebook_task=jobs.NotebookTask(
+                    notebook_path=str(notebook), base_parameters={"model": "rf", "experiment": experiment}
+                ),
+            ),
+            jobs.Task(
+                task_key="good_enough",
+                depends_on=[jobs.TaskDependency(task_key="train")],
+                condition_task=jobs.ConditionTask(
+                    op=jobs.ConditionTaskOp.GREATER_THAN, left="{{tasks.train.values.auc}}", right="0.8"
+                ),
+            ),
+            jobs.Task(
+                task_key="register",
+                depends_on=[jobs.TaskDependency(task_key="good_enough", outcome="true")],
+                spark_python_task=jobs.SparkPythonTask(
+                    python_file=register,
+                    parameters=["{{tasks.train.values.mlflow_run}}", "rows={{tasks.ingest.values.rows}}", "{{job.run_id}}"],
+                ),
+            ),
+            jobs.Task(
+                task_key="alert",
+                depends_on=[jobs.TaskDependency(task_key="good_enough", outcome="false")],
+                spark_python_task=jobs.SparkPythonTask(python_file=register),
+            ),
+        ],
+    ).job_id
+
+    run = w.jobs.run_now(job_id, job_parameters={"day": "2026-12-06"}).result(timeout=timedelta(seconds=WAIT))
+    assert run.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED, run.state
+    assert run.state.result_state == jobs.RunResultState.SUCCESS, run.state
+    assert run.status.state == jobs.RunLifecycleStateV2State.TERMINATED
+    assert run.status.termination_details.code == jobs.TerminationCodeCode.SUCCESS
+    assert run.job_id == job_id and run.run_name == name
+    assert run.trigger == jobs.TriggerType.ONE_TIME
+    assert run.run_type == jobs.RunType.JOB_RUN
+    assert run.start_time > 0 and run.end_time >= run.start_time
+    assert {p.name: p.value for p in run.job_parameters} == {"day": "2026-12-06"}
+    states = {t.task_key: t.state.result_state for t in run.tasks}
+    assert states == {
+        "ingest": jobs.RunResultState.SUCCESS,
+        "train": jobs.RunResultState.SUCCESS,
+        "good_enough": jobs.RunResultState.SUCCESS,
+        "register": jobs.RunResultState.SUCCESS,
+        "alert": jobs.RunResultState.EXCLUDED,
+    }
+    assert task_of(run, "good_enough").condition_task.outcome == "true"
+
+    ingest_output = w.jobs.get_run_output(task_of(run, "ingest").run_id)
+    assert f"ingested rows=1000 day=2026-12-06 for job {name}" in ingest_output.logs
+    train_output = w.jobs.get_run_output(task_of(run, "train").run_id)
+    assert train_output.notebook_output.result == "trained rf on 1000 rows"
+    register_output = w.jobs.get_run_output(task_of(run, "register").run_id)
+    mlflow_run_id = register_output.logs.split()[1]
+    assert register_output.logs.strip().endswith(f"rows=1000 {run.run_id}")
+
+    # The notebook's MLflow run is in tarn, logged as the job's principal.
+    found = server.admin("GET", "/api/2.0/mlflow/runs/get", params={"run_id": mlflow_run_id})["run"]
+    assert found["data"]["params"] == [{"key": "model", "value": "rf"}]
+
+    # A run of several tasks has no single output.
+    with pytest.raises(InvalidParameterValue, match="multiple tasks"):
+        w.jobs.get_run_output(run.run_id)
+    listed = list(w.jobs.list_runs(job_id=job_id, expand_tasks=True))
+    assert [r.run_id for r in listed] == [run.run_id]
+    assert len(listed[0].tasks) == 5
+
+
+def test_a_failing_task_is_retried_then_reports_its_error(server, unique, tmp_path):
+    w = workspace(server)
+    attempts = tmp_path / "attempts"
+    failing = script(
+        tmp_path,
+        "failing.py",
+        f"""
+        with open({str(attempts)!r}, "a") as f:
+            f.write("x")
+        raise ValueError("bad rows: 3 of 10 had no label")
+        """,
+    )
+    job_id = w.jobs.create(
+        name=unique("flaky"),
+        tasks=[
+            python_task("load", failing, max_retries=1, min_retry_interval_millis=200),
+            python_task("after", failing, depends_on=["load"]),
+            python_task("cleanup", script(tmp_path, "ok.py", "print('cleaned')\n"), depends_on=["load"],
+                        run_if=jobs.RunIf.AT_LEAST_ONE_FAILED),
+        ],
+    ).job_id
+    run_id = w.jobs.run_now(job_id).run_id
+    run = wait_for(w, run_id, lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED)
+    assert run.state.result_state == jobs.RunResultState.FAILED
+    assert "Task load failed with message: ValueError: bad rows: 3 of 10 had no label" in run.state.state_message
+    assert attempts.read_text() == "xx", "one try and one retry"
+    load = task_of(run, "load")
+    assert load.attempt_number == 1
+    assert task_of(run, "after").state.result_state == jobs.RunResultState.UPSTREAM_FAILED
+    assert task_of(run, "cleanup").state.result_state == jobs.RunResultState.SUCCESS
+    history = w.jobs.get_run(run_id, include_history=True)
+    assert sorted(t.attempt_number for t in history.tasks if t.task_key == "load") == [0, 1]
+    output = w.jobs.get_run_output(load.run_id)
+    assert output.error == "ValueError: bad rows: 3 of 10 had no label"
+    assert output.error_trace.startswith("Traceback (most recent call last):")
+    assert 'failing.py", line 4' in output.error_trace
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for every purpose but its entry.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_cancel_ends_the_whole_process_tree(server, unique, tmp_path):
+    w = workspace(server)
+    pids = tmp_path / "pids"
+    sleeper = script(
+        tmp_path,
+        "sleeper.py",
+        f"""
+        import os, subprocess, time
+        child = subprocess.Popen(["sleep", "300"])
+        with open({str(pids)!r}, "w") as f:
+            f.write(f"{{os.getpid()}} {{child.pid}}")
+        print("started", flush=True)
+        time.sleep(300)
+        """,
+    )
+    job_id = w.jobs.create(name=unique("sleepy"), tasks=[python_task("sleep", sleeper), python_task("next", sleeper, depends_on=["sleep"])]).job_id
+    run_id = w.jobs.run_now(job_id).run_id
+    deadline = time.time() + WAIT
+    while not pids.exists() or not pids.read_text():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    running = w.jobs.get_run(run_id)
+    assert running.state.life_cycle_state == jobs.RunLifeCycleState.RUNNING
+    assert task_of(running, "next").state.life_cycle_state == jobs.RunLifeCycleState.BLOCKED
+    # Logs are readable while the task runs.
+    assert "started" in w.jobs.get_run_output(task_of(running, "sleep").run_id).logs
+    w.jobs.cancel_run(run_id).result(timeout=timedelta(seconds=WAIT))
+    run = w.jobs.get_run(run_id)
+    assert run.state.result_state == jobs.RunResultState.CANCELED
+    assert run.state.user_cancelled_or_timedout
+    assert task_of(run, "sleep").state.result_state == jobs.RunResultState.CANCELED
+    assert task_of(run, "next").state.result_state == jobs.RunResultState.CANCELED
+    for pid in map(int, pids.read_text().split()):
+        deadline = time.time() + 10
+        while alive(pid):
+            assert time.time() < deadline, f"process {pid} outlived its cancelled task"
+            time.sleep(0.05)
+
+
+def test_timeouts_end_a_task_and_a_run(server, unique, tmp_path):
+    w = workspace(server)
+    sleeper = script(tmp_path, "sleep.py", "import time; time.sleep(60)\n")
+    task_timeout = w.jobs.create(name=unique("t"), tasks=[python_task("slow", sleeper, timeout_seconds=1)]).job_id
+    run = wait_for(w, w.jobs.run_now(task_timeout).run_id, lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED)
+    assert run.state.result_state == jobs.RunResultState.TIMEDOUT
+    assert task_of(run, "slow").state.result_state == jobs.RunResultState.TIMEDOUT
+    job_timeout = w.jobs.create(name=unique("t"), timeout_seconds=1, tasks=[python_task("slow", sleeper)]).job_id
+    run = wait_for(w, w.jobs.run_now(job_timeout).run_id, lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED)
+    assert run.state.result_state == jobs.RunResultState.TIMEDOUT
+    assert run.end_time - run.start_time < 30_000
+
+
+def test_concurrent_runs_queue_or_are_skipped(server, unique, tmp_path):
+    w = workspace(server)
+    gate = tmp_path / "gate"
+    waiter = script(
+        tmp_path,
+        "wait.py",
+        f"""
+        import os, time
+        while not os.path.exists({str(gate)!r}):
+            time.sleep(0.02)
+        """,
+    )
+    skipping = w.jobs.create(
+        name=unique("one"), max_concurrent_runs=1, queue=jobs.QueueSettings(enabled=False), tasks=[python_task("w", waiter)]
+    ).job_id
+    first = w.jobs.run_now(skipping).run_id
+    second = w.jobs.run_now(skipping).run_id
+    skipped = wait_for(w, second, lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.SKIPPED)
+    assert skipped.state.result_state == jobs.RunResultState.MAXIMUM_CONCURRENT_RUNS_REACHED
+    assert "limit of 1 maximum concurrent runs" in skipped.state.state_message
+
+    queueing = w.jobs.create(name=unique("queued"), max_concurrent_runs=1, tasks=[python_task("w", waiter)]).job_id
+    held = w.jobs.run_now(queueing).run_id
+    wait_for(w, held, lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.RUNNING)
+    queued = w.jobs.run_now(queueing).run_id
+    assert wait_for(w, queued, lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.QUEUED).status.state == (
+        jobs.RunLifecycleStateV2State.QUEUED
+    )
+    active = [r.run_id for r in w.jobs.list_runs(job_id=queueing, active_only=True)]
+    assert active == [queued, held], "newest first"
+    gate.write_text("open")
+    for run_id in (first, held, queued):
+        run = wait_for(w, run_id, lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED)
+        assert run.state.result_state == jobs.RunResultState.SUCCESS
+    assert [r.run_id for r in w.jobs.list_runs(job_id=queueing, completed_only=True)] == [queued, held]
+
+
+def test_one_time_runs_idempotency_and_only(server, unique, tmp_path):
+    w = workspace(server)
+    hello = script(tmp_path, "hello.py", "import sys; print('hello', *sys.argv[1:])\n")
+    submitted = w.jobs.submit(
+        run_name=unique("once"), tasks=[jobs.SubmitTask(task_key="hi", spark_python_task=jobs.SparkPythonTask(python_file=hello, parameters=["{{job.run_id}}"]))]
+    ).result(timeout=timedelta(seconds=WAIT))
+    assert submitted.state.result_state == jobs.RunResultState.SUCCESS
+    assert submitted.run_type == jobs.RunType.SUBMIT_RUN
+    # A run of one task answers get-output by its own id too.
+    assert w.jobs.get_run_output(submitted.run_id).logs.strip() == f"hello {submitted.run_id}"
+
+    job_id = w.jobs.create(name=unique("only"), tasks=[python_task("a", hello), python_task("b", hello, depends_on=["a"])]).job_id
+    token = unique("token")
+    first = w.jobs.run_now(job_id, idempotency_token=token, only=["b"]).run_id
+    assert w.jobs.run_now(job_id, idempotency_token=token).run_id == first, "the same token, the same run"
+    run = wait_for(w, first, lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED)
+    assert [t.task_key for t in run.tasks] == ["b"]
+    assert run.state.result_state == jobs.RunResultState.SUCCESS
+
+
+def test_bad_requests_are_refused_and_run_nothing(server, unique, tmp_path):
+    w = workspace(server)
+    hello = script(tmp_path, "hello.py", "print('hello')\n")
+    job_id = w.jobs.create(
+        name=unique("strict"), parameters=[jobs.JobParameterDefinition(name="day", default="x")], tasks=[python_task("a", hello)]
+    ).job_id
+    with pytest.raises(NotFound):
+        w.jobs.run_now(987654321)
+    with pytest.raises(InvalidParameterValue, match="no parameter 'month'"):
+        w.jobs.run_now(job_id, job_parameters={"month": "12"})
+    with pytest.raises(InvalidParameterValue, match="'z' is not a task"):
+        w.jobs.run_now(job_id, only=["z"])
+    with pytest.raises(NotFound):
+        w.jobs.get_run(987654321)
+    assert list(w.jobs.list_runs(job_id=job_id)) == []
+    relative = w.jobs.create(name=unique("relative"), tasks=[python_task("a", "scripts/hello.py")]).job_id
+    run = wait_for(w, w.jobs.run_now(relative).run_id, lambda r: r.state.life_cycle_state.value in ("TERMINATED", "INTERNAL_ERROR"))
+    assert run.state.result_state == jobs.RunResultState.FAILED
+    assert "must be an absolute path" in task_of(run, "a").state.state_message
+
+
+def test_run_permissions_follow_the_job(server, unique, tmp_path):
+    w = workspace(server)
+    token_file = tmp_path / "token"
+    hello = script(
+        tmp_path,
+        "who.py",
+        f"""
+        import os, requests
+        me = requests.get(os.environ["TARN_URL"] + "/api/2.0/tarn/me",
+                          headers={{"Authorization": "Bearer " + os.environ["DATABRICKS_TOKEN"]}}).json()
+        open({str(token_file)!r}, "w").write(os.environ["DATABRICKS_TOKEN"])
+        print("acting as", me["name"])
+        """,
+    )
+    viewer_name = unique("viewer")
+    viewer = workspace(server, server.create_user(viewer_name, "pw-123456789"))
+    job_id = w.jobs.create(name=unique("guarded"), tasks=[python_task("a", hello)]).job_id
+    run_id = w.jobs.run_now(job_id).run_id
+    with pytest.raises(PermissionDenied):
+        viewer.jobs.get_run(run_id)
+    with pytest.raises(PermissionDenied):
+        viewer.jobs.run_now(job_id)
+    assert run_id not in {r.run_id for r in viewer.jobs.list_runs()}
+    w.jobs.update_permissions(
+        str(job_id),
+        access_control_list=[jobs.JobAccessControlRequest(user_name=viewer_name, permission_level=jobs.JobPermissionLevel.CAN_VIEW)],
+    )
+    assert viewer.jobs.get_run(run_id).run_id == run_id
+    with pytest.raises(PermissionDenied):
+        viewer.jobs.cancel_run(run_id)
+    w.jobs.update_permissions(
+        str(job_id),
+        access_control_list=[jobs.JobAccessControlRequest(user_name=viewer_name, permission_level=jobs.JobPermissionLevel.CAN_MANAGE_RUN)],
+    )
+    mine = viewer.jobs.run_now(job_id).result(timeout=timedelta(seconds=WAIT))
+    assert mine.state.result_state == jobs.RunResultState.SUCCESS
+    assert mine.creator_user_name == viewer_name
+    logs = viewer.jobs.get_run_output(mine.tasks[0].run_id).logs
+    assert logs.strip() == "acting as admin", "tasks act as the job's run_as, not as who started them"
+    # The task's token ended with the task.
+    revoked = requests.get(server.base + "/api/2.0/tarn/me", headers={"Authorization": "Bearer " + token_file.read_text()})
+    assert revoked.status_code == 401, revoked.text
+
+
+def test_megabytes_of_logs_are_kept_and_their_end_returned(server, unique, tmp_path):
+    w = workspace(server)
+    chatty = script(
+        tmp_path,
+        "chatty.py",
+        """
+        import sys
+        line = "x" * 99 + "\\n"
+        for i in range(80_000):
+            sys.stdout.write(line)
+        print("the end")
+        """,
+    )
+    job_id = w.jobs.create(name=unique("chatty"), tasks=[python_task("talk", chatty)]).job_id
+    run = w.jobs.run_now(job_id).result(timeout=timedelta(seconds=WAIT))
+    output = w.jobs.get_run_output(task_of(run, "talk").run_id)
+    assert output.logs_truncated
+    assert output.logs.endswith("the end\n")
+    assert 5 * 1024 * 1024 - 200 <= len(output.logs) <= 5 * 1024 * 1024
+
+
+def test_a_run_interrupted_by_a_killed_server_is_ended_on_restart(tmp_path, unique):
+    data_dir = str(tmp_path / "data")
+    database_url = os.environ.get("TARN_TEST_DATABASE_URL")
+    if database_url:
+        database_url = database_url.rsplit("/", 1)[0] + "/tarn_compat_restart"
+    started, stop = start_tarn(data_dir=data_dir, database_url=database_url)
+    port = int(started.base.rsplit(":", 1)[1])
+    pids = tmp_path / "pid"
+    sleeper = script(
+        tmp_path,
+        "sleeper.py",
+        f"""
+        import os, time
+        open({str(pids)!r}, "w").write(str(os.getpid()))
+        time.sleep(300)
+        """,
+    )
+    w = workspace(started)
+    job_id = w.jobs.create(name=unique("interrupted"), tasks=[python_task("sleep", sleeper)]).job_id
+    run_id = w.jobs.run_now(job_id).run_id
+    deadline = time.time() + WAIT
+    while not pids.exists() or not pids.read_text():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    pid = int(pids.read_text())
+    server_pid = int(subprocess.check_output(["pgrep", "-f", f"tarn server .*--port {port}"]).split()[0])
+    os.kill(server_pid, signal.SIGKILL)
+    time.sleep(0.5)
+    restarted, stop_again = start_tarn(
+        data_dir=data_dir, database_url=database_url, fresh_database=False, port=port, admin_token=started.admin_token
+    )
+    try:
+        w = workspace(restarted)
+        run = wait_for(w, run_id, lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED, timeout=30)
+        assert run.state.result_state == jobs.RunResultState.FAILED
+        assert "restarted while it ran" in task_of(run, "sleep").state.state_message
+        deadline = time.time() + 10
+        while alive(pid):
+            assert time.time() < deadline, "the orphaned task process was not ended"
+            time.sleep(0.05)
+    finally:
+        stop_again()
+        stop(drop_database=False)
+
+
+def tarn_cli(data_dir, *args, ok=True, database_url=None):
+    binary = os.environ.get("TARN_BIN", "target/debug/tarn")
+    command = [binary, "jobs", "--data-dir", data_dir]
+    if database_url:
+        command += ["--database-url", database_url]
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=WAIT, env=dict(os.environ, RUST_BACKTRACE="0"))
+    assert (done.returncode == 0) == ok, done.stdout + done.stderr
+    return done.stdout
+
+
+def job_file(tmp_path, hello, failing):
+    settings = {
+        "name": "cli run",
+        "parameters": [{"name": "day", "default": "x"}],
+        "tasks": [
+            {"task_key": "first", "spark_python_task": {"python_file": hello, "parameters": ["{{job.parameters.day}}"]}},
+            {"task_key": "second", "depends_on": [{"task_key": "first"}], "spark_python_task": {"python_file": hello}},
+            {"task_key": "broken", "depends_on": [{"task_key": "first"}], "spark_python_task": {"python_file": failing}},
+        ],
+    }
+    path = tmp_path / "job.json"
+    path.write_text(__import__("json").dumps(settings))
+    return str(path)
+
+
+def test_tarn_jobs_run_follows_a_run_the_server_runs(server, tmp_path):
+    """With a server running the store's jobs, `tarn jobs run` starts the run and follows it."""
+    hello = script(tmp_path, "hello.py", "import sys; print('hello', *sys.argv[1:])\n")
+    failing = script(tmp_path, "failing.py", "raise SystemExit('no luck')\n")
+    database_url = os.environ.get("TARN_TEST_DATABASE_URL")
+    created = tarn_cli(server.data_dir, "create", job_file(tmp_path, hello, failing), database_url=database_url)
+    job_id = int(created.split()[2])
+    out = tarn_cli(server.data_dir, "run", str(job_id), "--param", "day=monday", ok=False, database_url=database_url)
+    run_id = int(out.split()[1])
+    assert "first" in out and "SUCCESS" in out and "FAILED" in out
+    assert f"run {run_id} FAILED" in out and "Task broken failed" in out
+    run = workspace(server).jobs.get_run(run_id)
+    assert run.state.result_state == jobs.RunResultState.FAILED
+    first = task_of(run, "first").run_id
+    assert tarn_cli(server.data_dir, "logs", str(first), database_url=database_url) == "hello monday\n"
+    assert str(run_id) in tarn_cli(server.data_dir, "runs", "--job-id", str(job_id), database_url=database_url)
+
+
+def test_tarn_jobs_run_runs_a_job_itself_without_a_server(tmp_path):
+    """With no server, `tarn jobs run` runs the job in-process, its tasks' clients included."""
+    database_url = os.environ.get("TARN_TEST_DATABASE_URL")
+    if database_url:
+        database_url = database_url.rsplit("/", 1)[0] + "/tarn_compat_cli_run"
+    data_dir = str(tmp_path / "data")
+    # A server's first start makes the admin; stopping it hands back the runner's lease.
+    started, stop = start_tarn(data_dir=data_dir, database_url=database_url)
+    stop(drop_database=False)
+    try:
+        hello = script(
+            tmp_path,
+            "hello.py",
+            """
+            import sys, mlflow
+            mlflow.set_experiment("cli-run")
+            with mlflow.start_run():
+                mlflow.log_param("day", sys.argv[1] if len(sys.argv) > 1 else "-")
+            print("hello", *sys.argv[1:])
+            """,
+        )
+        failing = script(tmp_path, "failing.py", "raise SystemExit('no luck')\n")
+        created = tarn_cli(data_dir, "create", job_file(tmp_path, hello, failing), database_url=database_url)
+        job_id = int(created.split()[2])
+        out = tarn_cli(data_dir, "run", str(job_id), "--param", "day=friday", "--python", os.sys.executable, ok=False, database_url=database_url)
+        assert "Task broken failed" in out, out
+        runs = tarn_cli(data_dir, "runs", database_url=database_url)
+        assert "FAILED" in runs and "cli run" in runs
+        out = tarn_cli(data_dir, "run", str(job_id), "--only", "second", "--python", os.sys.executable, database_url=database_url)
+        assert "SUCCESS" in out
+    finally:
+        if database_url:
+            from conftest import _psql
+
+            _psql(database_url.rsplit("/", 1)[0] + "/postgres", "DROP DATABASE IF EXISTS tarn_compat_cli_run WITH (FORCE)")
