@@ -532,13 +532,20 @@ def test_tarn_jobs_run_runs_a_job_itself_without_a_server(tmp_path):
             print("hello", *sys.argv[1:])
             """,
         )
-        failing = script(tmp_path, "failing.py", "raise SystemExit('no luck')\n")
+        fixed = tmp_path / "fixed"
+        failing = script(
+            tmp_path, "failing.py", f"import os\nif not os.path.exists({str(fixed)!r}):\n    raise SystemExit('no luck')\n"
+        )
         created = tarn_cli(data_dir, "create", job_file(tmp_path, hello, failing), database_url=database_url)
         job_id = int(created.split()[2])
         out = tarn_cli(data_dir, "run", str(job_id), "--param", "day=friday", "--python", os.sys.executable, ok=False, database_url=database_url)
         assert "Task broken failed" in out, out
+        run_id = int(out.split()[1])
+        fixed.write_text("yes")
+        out = tarn_cli(data_dir, "repair", str(run_id), "--python", os.sys.executable, database_url=database_url)
+        assert f"run {run_id} SUCCESS" in out, out
         runs = tarn_cli(data_dir, "runs", database_url=database_url)
-        assert "FAILED" in runs and "cli run" in runs
+        assert "SUCCESS" in runs and "cli run" in runs, "repaired"
         out = tarn_cli(data_dir, "run", str(job_id), "--only", "second", "--python", os.sys.executable, database_url=database_url)
         assert "SUCCESS" in out
     finally:
@@ -546,3 +553,147 @@ def test_tarn_jobs_run_runs_a_job_itself_without_a_server(tmp_path):
             from conftest import _psql
 
             _psql(database_url.rsplit("/", 1)[0] + "/postgres", "DROP DATABASE IF EXISTS tarn_compat_cli_run WITH (FORCE)")
+
+
+def test_repair_reruns_what_failed_inside_the_same_run(server, unique, tmp_path):
+    w = workspace(server)
+    counts = tmp_path / "counts"
+    counts.mkdir()
+    fixed = tmp_path / "fixed"
+    counting = script(
+        tmp_path,
+        "counting.py",
+        f"""
+        import os, sys
+        key = sys.argv[1]
+        with open(os.path.join({str(counts)!r}, key), "a") as f:
+            f.write("x")
+        if key == "transform" and not os.path.exists({str(fixed)!r}):
+            raise RuntimeError("the input is not fixed yet")
+        """,
+    )
+    job_id = w.jobs.create(
+        name=unique("repairable"),
+        tasks=[
+            python_task("extract", counting, ["extract"]),
+            python_task("transform", counting, ["transform"], depends_on=["extract"]),
+            python_task("load", counting, ["load"], depends_on=["transform"]),
+            python_task("report", counting, ["report"], depends_on=["extract"]),
+        ],
+    ).job_id
+    run = w.jobs.run_now(job_id).result(timeout=timedelta(seconds=WAIT))
+    assert run.state.result_state == jobs.RunResultState.FAILED
+    assert task_of(run, "load").state.result_state == jobs.RunResultState.UPSTREAM_FAILED
+    with pytest.raises(InvalidParameterValue, match="latest_repair_id"):
+        w.jobs.repair_run(run.run_id, rerun_all_failed_tasks=True, latest_repair_id=12345)
+
+    fixed.write_text("yes")
+    repaired = w.jobs.repair_run(run.run_id, rerun_all_failed_tasks=True).result(timeout=timedelta(seconds=WAIT))
+    assert repaired.run_id == run.run_id
+    assert repaired.state.result_state == jobs.RunResultState.SUCCESS
+    ran = {path.name: path.read_text() for path in counts.iterdir()}
+    assert ran == {"extract": "x", "report": "x", "transform": "xx", "load": "x"}, "only what failed ran again"
+    assert task_of(repaired, "transform").run_id != task_of(run, "transform").run_id
+    assert task_of(repaired, "extract").run_id == task_of(run, "extract").run_id
+    history = repaired.repair_history
+    assert [h.type for h in history] == [jobs.RepairHistoryItemType.ORIGINAL, jobs.RepairHistoryItemType.REPAIR]
+    assert history[0].state.result_state == jobs.RunResultState.FAILED
+    assert set(history[1].task_run_ids) == {task_of(repaired, "transform").run_id, task_of(repaired, "load").run_id}
+
+    # A second repair names the first; rerun_dependent_tasks reruns what depends on the task.
+    again = w.jobs.repair_run(
+        run.run_id, rerun_tasks=["extract"], rerun_dependent_tasks=True, latest_repair_id=history[1].id
+    ).result(timeout=timedelta(seconds=WAIT))
+    assert again.state.result_state == jobs.RunResultState.SUCCESS
+    assert {path.name: path.read_text() for path in counts.iterdir()} == {
+        "extract": "xx", "report": "xx", "transform": "xxx", "load": "xx"
+    }
+    assert len(again.repair_history) == 3
+    with pytest.raises(InvalidParameterValue, match="'nope' is not a task"):
+        w.jobs.repair_run(run.run_id, rerun_tasks=["nope"], latest_repair_id=again.repair_history[2].id)
+
+
+def runs_of(server, job_id):
+    """Every run of a job as the API lists it (raw JSON: a MODEL trigger is newer than the SDK)."""
+    listed = server.admin("GET", "/api/2.2/jobs/runs/list", params={"job_id": job_id, "limit": 25})
+    return listed.get("runs", [])
+
+
+def wait_for_runs(server, job_id, count, timeout=WAIT):
+    deadline = time.time() + timeout
+    while len(runs := runs_of(server, job_id)) < count:
+        assert time.time() < deadline, f"job {job_id} has {len(runs)} runs, not {count}"
+        time.sleep(0.1)
+    return runs
+
+
+def test_schedules_and_triggers_start_runs_from_the_clock_and_the_event_stream(server, client, unique, tmp_path):
+    import mlflow
+    import pyarrow as pa
+    from test_lakehouse import payments_table, write
+    from test_registry import _log_and_register
+
+    w = workspace(server)
+    hello = script(tmp_path, "hello.py", "print('triggered')\n")
+
+    # A Quartz schedule firing every second; paused, it stops.
+    every_second = w.jobs.create(
+        name=unique("cron"),
+        schedule=jobs.CronSchedule(quartz_cron_expression="* * * * * ?", timezone_id="Europe/Amsterdam"),
+        max_concurrent_runs=5,
+        tasks=[python_task("a", hello)],
+    ).job_id
+    fired = wait_for_runs(server, every_second, 2)
+    assert {run["trigger"] for run in fired} == {"PERIODIC"}
+    assert fired[0]["creator_user_name"] == "admin"
+    w.jobs.update(
+        every_second,
+        new_settings=jobs.JobSettings(
+            schedule=jobs.CronSchedule(
+                quartz_cron_expression="* * * * * ?", timezone_id="Europe/Amsterdam", pause_status=jobs.PauseStatus.PAUSED
+            )
+        ),
+    )
+    time.sleep(1.5)
+    settled = len(runs_of(server, every_second))
+    time.sleep(2.5)
+    assert len(runs_of(server, every_second)) == settled, "a paused schedule fires no more"
+
+    # Commits to a watched table start a run, whoever writes them.
+    schema = unique("trig").replace("-", "_")
+    server.admin("POST", "/api/2.1/unity-catalog/schemas", json={"name": schema, "catalog_name": "dev"})
+    payments_table(server, schema)
+    table = f"dev.{schema}.payments"
+    on_table = w.jobs.create(
+        name=unique("on table"),
+        trigger=jobs.TriggerSettings(
+            table_update=jobs.TableUpdateTriggerConfiguration(table_names=[table], condition=jobs.Condition.ANY_UPDATED)
+        ),
+        tasks=[python_task("a", hello)],
+    ).job_id
+    time.sleep(1.5)
+    assert runs_of(server, on_table) == [], "nothing committed since the job was made"
+    write(server, table, pa.table({"id": pa.array([1], pa.int64()), "amount": [2.0], "country": ["NL"]}))
+    assert wait_for_runs(server, on_table, 1)[0]["trigger"] == "TABLE"
+
+    # Setting the watched alias of the watched model starts a run.
+    model = unique("churn")
+    on_model = w.jobs.create(
+        name=unique("on model"),
+        trigger=jobs.TriggerSettings(
+            model=jobs.ModelTriggerConfiguration(
+                condition=jobs.ModelTriggerConfigurationCondition.MODEL_ALIAS_SET, securable_name=model, aliases=["champion"]
+            )
+        ),
+        tasks=[python_task("a", hello)],
+    ).job_id
+    mlflow.set_experiment(unique())
+    _log_and_register(model)
+    client.set_registered_model_alias(model, "challenger", "1")
+    time.sleep(1.5)
+    assert runs_of(server, on_model) == [], "another alias"
+    client.set_registered_model_alias(model, "champion", "1")
+    run = wait_for_runs(server, on_model, 1)[0]
+    assert run["trigger"] == "MODEL"
+    done = wait_for(w, run["run_id"], lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED)
+    assert done.state.result_state == jobs.RunResultState.SUCCESS

@@ -72,6 +72,21 @@ pub enum JobsCommand {
         #[arg(long, env = "TARN_JOBS_PYTHON", default_value = "python3")]
         python: std::path::PathBuf,
     },
+    /// Rerun tasks of an ended run inside it (the failed ones by default) and follow it.
+    Repair {
+        run_id: i64,
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+        /// Rerun this task; repeat for more (default: every task that did not succeed).
+        #[arg(long = "task")]
+        tasks: Vec<String>,
+        /// Also rerun the tasks that depend on those rerun.
+        #[arg(long)]
+        dependents: bool,
+        /// The interpreter of Python tasks when this command runs the repair itself.
+        #[arg(long, env = "TARN_JOBS_PYTHON", default_value = "python3")]
+        python: std::path::PathBuf,
+    },
     /// List runs, newest first: id, job, state, result, trigger, start, duration.
     Runs {
         #[arg(long, default_value = "dev")]
@@ -184,50 +199,40 @@ pub async fn run(store_args: &StoreArgs, command: JobsCommand) -> Result<()> {
                 only,
                 ..Default::default()
             };
-            let served = server_running(store).await?;
-            if no_wait && !served {
-                bail!(
-                    "no server runs this store's jobs: start `tarn server`, or run without --no-wait"
-                );
-            }
-            let embedded = if served {
-                None
-            } else {
-                Some(Embedded::start(store_args, python).await?)
-            };
-            let wakeup = embedded
-                .as_ref()
-                .map(|embedded| embedded.state.jobs.runner.clone())
-                .unwrap_or_default();
-            let followed = async {
+            let start = |wakeup: runs::Wakeup| async move {
                 let run = runs::run_now(store, &wakeup, &caller, job_id, request).await?;
                 println!("run {} of job {job_id} ({})", run.run_id, run.run_name);
-                if no_wait {
-                    return Ok(None);
-                }
-                follow(store, &caller, run.run_id).await.map(Some)
-            }
-            .await;
-            if let Some(embedded) = embedded {
-                embedded.stop().await;
-            }
-            let Some(ended) = followed? else {
-                return Ok(());
+                Ok(run)
             };
-            print_summary(&ended);
-            if !matches!(
-                ended.state.result,
-                Some(ResultState::Success | ResultState::SuccessWithFailures)
-            ) {
-                bail!(
-                    "run {} ended {}",
-                    ended.run_id,
-                    ended
-                        .state
-                        .result
-                        .map_or("without a result", ResultState::as_str)
+            start_and_follow(store_args, store, python, no_wait, start).await?;
+        }
+        JobsCommand::Repair {
+            run_id,
+            workspace,
+            tasks,
+            dependents,
+            python,
+        } => {
+            let caller = cli_caller(workspace);
+            let latest = runs::run_for(store, &caller, run_id, PermissionLevel::CanView)
+                .await?
+                .latest_repair_id();
+            let request = runs::Repair {
+                rerun_all_failed_tasks: tasks.is_empty(),
+                rerun_tasks: tasks,
+                rerun_dependent_tasks: dependents,
+                latest_repair_id: latest,
+                ..Default::default()
+            };
+            let start = |wakeup: runs::Wakeup| async move {
+                let run = runs::repair(store, &wakeup, &caller, run_id, request).await?;
+                println!(
+                    "repair {} of run {run_id}",
+                    run.latest_repair_id().unwrap_or_default()
                 );
-            }
+                Ok(run)
+            };
+            start_and_follow(store_args, store, python, false, start).await?;
         }
         JobsCommand::Runs {
             workspace,
@@ -273,6 +278,65 @@ pub async fn run(store_args: &StoreArgs, command: JobsCommand) -> Result<()> {
             runs::cancel(store, &runs::Wakeup::default(), &caller, run_id).await?;
             println!("asked run {run_id} to stop");
         }
+    }
+    Ok(())
+}
+
+/// Starts a run (or a repair) with `start` and follows it to its end; without a server
+/// running the store's jobs, runs it in-process. Fails unless the run succeeds.
+async fn start_and_follow<Start, Started>(
+    store_args: &StoreArgs,
+    store: &dyn MetaStore,
+    python: std::path::PathBuf,
+    no_wait: bool,
+    start: Start,
+) -> Result<()>
+where
+    Start: FnOnce(runs::Wakeup) -> Started,
+    Started: std::future::Future<Output = tarn_core::Result<JobRun>>,
+{
+    let served = server_running(store).await?;
+    if no_wait && !served {
+        bail!("no server runs this store's jobs: start `tarn server`, or run without --no-wait");
+    }
+    let embedded = if served {
+        None
+    } else {
+        Some(Embedded::start(store_args, python).await?)
+    };
+    let wakeup = embedded
+        .as_ref()
+        .map(|embedded| embedded.state.jobs.runner.clone())
+        .unwrap_or_default();
+    let caller = cli_caller(String::new());
+    let followed = async {
+        let run = start(wakeup).await?;
+        if no_wait {
+            return Ok(None);
+        }
+        let caller = Caller::new(run.workspace.clone(), caller.principal.clone());
+        follow(store, &caller, run.run_id).await.map(Some)
+    }
+    .await;
+    if let Some(embedded) = embedded {
+        embedded.stop().await;
+    }
+    let Some(ended) = followed? else {
+        return Ok(());
+    };
+    print_summary(&ended);
+    if !matches!(
+        ended.state.result,
+        Some(ResultState::Success | ResultState::SuccessWithFailures)
+    ) {
+        bail!(
+            "run {} ended {}",
+            ended.run_id,
+            ended
+                .state
+                .result
+                .map_or("without a result", ResultState::as_str)
+        );
     }
     Ok(())
 }

@@ -249,22 +249,69 @@ pub struct JobRun {
     pub start_time: i64,
     pub end_time: i64,
     pub idempotency_token: Option<String>,
+    /// The run as it first went and each repair since (`repair_history`); empty until the
+    /// first repair.
+    pub repair_history: Vec<RepairAttempt>,
     /// Every attempt of every task, in id order.
     pub tasks: Vec<TaskRun>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RepairKind {
+    Original,
+    Repair,
+}
+
+/// One attempt of a run in its repair history: the original run or a repair, with the task
+/// runs it made and, once the next repair began, how it had ended.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RepairAttempt {
+    #[serde(rename = "type")]
+    pub kind: RepairKind,
+    /// The repair's id (`repair_id`); the run's own for the original.
+    pub id: i64,
+    pub start_time: i64,
+    /// 0 while it is the run's current attempt.
+    pub end_time: i64,
+    /// How it ended (`life_cycle_state`, `result_state`); absent while current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub life_cycle_state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_state: Option<String>,
+    pub task_run_ids: Vec<i64>,
+}
+
 impl JobRun {
-    /// The latest attempt of each task, in the order the tasks were made.
+    /// The latest attempt of each task (its last task run: retries and repairs come after
+    /// what they follow), in the order the tasks were first made.
     pub fn latest_attempts(&self) -> Vec<&TaskRun> {
         let mut latest: Vec<&TaskRun> = Vec::new();
         for task in &self.tasks {
             match latest.iter_mut().find(|t| t.task_key == task.task_key) {
-                Some(slot) if slot.attempt_number < task.attempt_number => *slot = task,
-                Some(_) => {}
+                Some(slot) => *slot = task,
                 None => latest.push(task),
             }
         }
         latest
+    }
+
+    /// The id of the run's latest repair, if it was repaired.
+    pub fn latest_repair_id(&self) -> Option<i64> {
+        self.repair_history
+            .iter()
+            .rev()
+            .find(|attempt| attempt.kind == RepairKind::Repair)
+            .map(|attempt| attempt.id)
+    }
+
+    /// When the run's current attempt (the original, or its latest repair) started: its
+    /// timeout counts from there.
+    pub fn attempt_start(&self) -> i64 {
+        self.repair_history
+            .last()
+            .filter(|attempt| attempt.kind == RepairKind::Repair)
+            .map_or(self.start_time, |attempt| attempt.start_time)
     }
 }
 

@@ -916,11 +916,23 @@ pub trait JobRunStore: Send + Sync {
         run_id: Option<i64>,
         job_id: Option<i64>,
     ) -> Result<Vec<i64>>;
+    /// Starts a repair of an ended run: the run takes `run`'s settings, parameters and
+    /// history (to which the repair's own entry is added, its id the first new task run's),
+    /// goes back to PENDING, and gets the task runs `rerun`. Refused while the run is active.
+    async fn repair_job_run(
+        &self,
+        run: &crate::jobs::JobRun,
+        rerun: &[crate::jobs::TaskRun],
+        now: i64,
+    ) -> Result<crate::jobs::JobRun>;
     /// Deletes an ended run with its task runs.
     async fn delete_job_run(&self, workspace: &str, run_id: i64) -> Result<()>;
     /// Takes or renews the lease `name` for `holder` until `until`: granted when no one holds
     /// it, `holder` does, or its holder let it lapse before `now`. Whether it is held.
     async fn hold_lease(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool>;
+    /// What each job's schedule and triggers have seen (tarn-jobs' state, as JSON), by job.
+    async fn trigger_states(&self) -> Result<Vec<(i64, serde_json::Value)>>;
+    async fn save_trigger_state(&self, job_id: i64, state: &serde_json::Value) -> Result<()>;
     /// Who holds the lease `name` and until when, if anyone ever took it.
     async fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>>;
 }
@@ -932,6 +944,10 @@ pub trait EventStore: Send + Sync {
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>>;
     /// Records a change made outside the metadata store (a publish to the online store).
     async fn record_event(&self, workspace: &str, actor: &Actor, change: &Change) -> Result<()>;
+    /// The events waiting in `consumer`'s outbox, oldest first, at most `limit`.
+    async fn pending_events(&self, consumer: &str, limit: u64) -> Result<Vec<Event>>;
+    /// Takes `consumer`'s events up to `up_to` out of its outbox: they were handled.
+    async fn acknowledge_events(&self, consumer: &str, up_to: i64) -> Result<()>;
 }
 
 /// The whole metadata store.

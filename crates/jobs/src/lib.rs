@@ -3,7 +3,8 @@
 //! in a time zone (`cron`); what a run's graph decides (`run_if`, If/else conditions, the run's
 //! result) is in `dag`, and what the runner does with a run at a moment in `plan`; creating,
 //! reading, changing and deleting jobs with their permission checks in `manage`, running them
-//! in `runs`. `runner` advances the runs and `executor` runs their tasks' processes.
+//! in `runs`. `runner` advances the runs and `executor` runs their tasks' processes; `triggers`
+//! starts runs by schedule and by what the event stream reports.
 
 pub mod cron;
 pub mod dag;
@@ -14,3 +15,4 @@ pub mod references;
 pub mod runner;
 pub mod runs;
 pub mod settings;
+pub mod triggers;

@@ -106,7 +106,10 @@ fn start(
     let limit = settings.max_concurrent_runs.unwrap_or(1).max(1) as usize;
     if run.job_id.is_none() || running_of_job < limit {
         run.state = RunState::new(LifeCycle::Running);
-        run.start_time = now;
+        // A repaired run keeps its first start; its repair's start is in its history.
+        if run.start_time == 0 {
+            run.start_time = now;
+        }
         decisions.run_changed = true;
         return true;
     }
@@ -162,7 +165,9 @@ fn stop_reason(
 ) -> Option<ResultState> {
     let timeout = settings.timeout_seconds.unwrap_or(0);
     if timeout > 0 {
-        let deadline = run.start_time.saturating_add(timeout.saturating_mul(1000));
+        let deadline = run
+            .attempt_start()
+            .saturating_add(timeout.saturating_mul(1000));
         if now >= deadline {
             return Some(ResultState::TimedOut);
         }
@@ -203,14 +208,10 @@ impl Graph {
     }
 }
 
-/// The index of the latest attempt of `key` in `run.tasks`.
+/// The index of the latest attempt of `key` in `run.tasks`: its last (retries and repairs
+/// are added after what they follow).
 fn latest(run: &JobRun, key: &str) -> Option<usize> {
-    run.tasks
-        .iter()
-        .enumerate()
-        .filter(|(_, task)| task.task_key == key)
-        .max_by_key(|(_, task)| task.attempt_number)
-        .map(|(index, _)| index)
+    run.tasks.iter().rposition(|task| task.task_key == key)
 }
 
 /// Whether an ended attempt gets another: a failure (or a timeout, with `retry_on_timeout`)
@@ -559,6 +560,7 @@ mod tests {
             start_time: 0,
             end_time: 0,
             idempotency_token: None,
+            repair_history: Vec::new(),
             tasks,
         };
         (run, typed)

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::plan;
 use crate::runs::Wakeup;
 use crate::settings::JobSettings;
+use crate::triggers::Triggers;
 
 /// The longest the runner sleeps without being woken: how late a lost executor's lease or a
 /// queue left behind by another server is noticed, at worst.
@@ -116,7 +117,8 @@ async fn write(store: &dyn MetaStore, run: &JobRun, decisions: &plan::Decisions)
 }
 
 /// Runs passes until `stopped`: when woken, when something falls due, and every tick, while
-/// `holder` holds the runner's lease.
+/// `holder` holds the runner's lease; each pass first lets schedules and triggers start the
+/// runs that are due.
 pub async fn run(
     store: Arc<dyn MetaStore>,
     holder: String,
@@ -125,6 +127,7 @@ pub async fn run(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut held_until = 0;
+    let mut triggers = Triggers::default();
     loop {
         let now = tarn_core::ids::now_millis();
         let mut sleep = TICK;
@@ -142,8 +145,15 @@ pub async fn run(
             };
         }
         let passed = if held_until > now {
+            if let Err(err) = triggers.tick(store.as_ref(), &wakeup, now).await {
+                tracing::warn!(error = %err.report(), "cannot fire job triggers");
+                // Read everything again next time rather than go on from a partial view.
+                triggers = Triggers::default();
+            }
             pass(store.as_ref(), now).await
         } else {
+            // Another process fires the triggers meanwhile: start from the store when back.
+            triggers = Triggers::default();
             Ok(Pass::default())
         };
         match passed {

@@ -1,5 +1,5 @@
 //! Running jobs, called alike by the HTTP API and the CLI: run-now and one-time runs, reading
-//! runs and their output, cancelling and deleting them, each with its permission check (CAN_VIEW
+//! runs and their output, cancelling, repairing and deleting them, each with its permission check (CAN_VIEW
 //! to read, CAN_MANAGE_RUN to run and cancel; a one-time run is its submitter's and the
 //! admins'). Making a run stores it with every task blocked and wakes the runner, which takes
 //! it from there.
@@ -10,7 +10,10 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tarn_core::auth::{ObjectType, PermissionLevel};
 use tarn_core::caller::Caller;
-use tarn_core::jobs::{JobRun, LifeCycle, RunFilter, RunState, TaskRun, trigger};
+use tarn_core::jobs::{
+    Job, JobRun, LifeCycle, RepairAttempt, RepairKind, ResultState, RunFilter, RunState, TaskRun,
+    trigger,
+};
 use tarn_core::store::{MetaStore, Page};
 use tarn_core::{Error, Result};
 use tokio::sync::Notify;
@@ -77,35 +80,61 @@ pub async fn run_now(
             Value::Object(request.job_parameters),
         );
     }
-    let tasks = settings
-        .tasks
-        .iter()
-        .filter(|task| request.only.is_empty() || request.only.iter().any(|k| k == task.key()))
-        .map(|task| TaskRun::blocked(task.key(), 0))
-        .collect();
-    let run = JobRun {
+    let mut run = job_run(&job, &settings, &request.only, trigger::ONE_TIME);
+    run.creator_user_name = caller.principal.name.clone();
+    run.job_parameters = Value::Object(parameters);
+    run.overriding_parameters = Value::Object(overriding);
+    run.idempotency_token = request.idempotency_token.filter(|token| !token.is_empty());
+    let run = store.create_job_run(&run).await?;
+    wakeup.wake();
+    Ok(run)
+}
+
+/// A run a job's schedule or trigger starts (`kind`, one of `trigger::*`): made by the job's
+/// owner, with the parameters' defaults.
+pub async fn triggered(
+    store: &dyn MetaStore,
+    wakeup: &Wakeup,
+    job: &Job,
+    kind: &str,
+) -> Result<JobRun> {
+    let settings = JobSettings::read(&job.settings)?;
+    let mut run = job_run(job, &settings, &[], kind);
+    run.job_parameters = Value::Object(job_parameters(&settings, Map::new())?);
+    let run = store.create_job_run(&run).await?;
+    wakeup.wake();
+    Ok(run)
+}
+
+/// A new run of `job`, every task (or those of `only`) blocked, made by the job's owner with
+/// no parameters yet.
+fn job_run(job: &Job, settings: &JobSettings, only: &[String], kind: &str) -> JobRun {
+    JobRun {
         run_id: 0,
-        workspace: caller.workspace.clone(),
-        job_id: Some(job_id),
+        workspace: job.workspace.clone(),
+        job_id: Some(job.job_id),
         run_name: job.name().to_string(),
         run_type: "JOB_RUN".into(),
-        trigger: trigger::ONE_TIME.into(),
-        creator_user_name: caller.principal.name.clone(),
+        trigger: kind.to_string(),
+        creator_user_name: job.creator_user_name.clone(),
         run_as_user_name: job.run_as_user_name.clone(),
         settings: job.settings.clone(),
-        job_parameters: Value::Object(parameters),
-        overriding_parameters: Value::Object(overriding),
+        job_parameters: Value::Object(Map::new()),
+        overriding_parameters: Value::Object(Map::new()),
         state: RunState::new(LifeCycle::Pending),
         cancel_requested: false,
         created_time: tarn_core::ids::now_millis(),
         start_time: 0,
         end_time: 0,
-        idempotency_token: request.idempotency_token.filter(|token| !token.is_empty()),
-        tasks,
-    };
-    let run = store.create_job_run(&run).await?;
-    wakeup.wake();
-    Ok(run)
+        idempotency_token: None,
+        repair_history: Vec::new(),
+        tasks: settings
+            .tasks
+            .iter()
+            .filter(|task| only.is_empty() || only.iter().any(|key| key == task.key()))
+            .map(|task| TaskRun::blocked(task.key(), 0))
+            .collect(),
+    }
 }
 
 /// The job's parameters with their defaults, overridden by `given`; a name the job does not
@@ -172,6 +201,7 @@ pub async fn submit(
         start_time: 0,
         end_time: 0,
         idempotency_token,
+        repair_history: Vec::new(),
         tasks: typed
             .tasks
             .iter()
@@ -344,4 +374,180 @@ pub async fn output_of(
             .ok_or_else(|| Error::not_found(format!("Run {run_id} does not exist.")))?
     };
     Ok((run, task))
+}
+
+/// What `runs/repair` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Repair {
+    pub rerun_tasks: Vec<String>,
+    pub rerun_all_failed_tasks: bool,
+    /// Also rerun every task that depends, directly or not, on one rerun.
+    pub rerun_dependent_tasks: bool,
+    /// The repair the caller saw last: refused if another came since.
+    pub latest_repair_id: Option<i64>,
+    /// New values for the job's parameters; the run's others stay.
+    pub job_parameters: Map<String, Value>,
+}
+
+/// Reruns some tasks of an ended run (CAN_MANAGE_RUN) with the job's settings as they are now,
+/// inside the same run: the others keep how they ended; the run ends again by all of them.
+pub async fn repair(
+    store: &dyn MetaStore,
+    wakeup: &Wakeup,
+    caller: &Caller,
+    run_id: i64,
+    request: Repair,
+) -> Result<JobRun> {
+    let mut run = run_for(store, caller, run_id, PermissionLevel::CanManageRun).await?;
+    if run.run_id != run_id {
+        return Err(Error::invalid(format!(
+            "Run {run_id} is a task run; repair its run {} instead",
+            run.run_id
+        )));
+    }
+    if !run.state.life_cycle.is_terminal() {
+        return Err(Error::invalid(format!(
+            "Run {run_id} is still active; it can be repaired once it has ended"
+        )));
+    }
+    if request.latest_repair_id != run.latest_repair_id() {
+        return Err(Error::invalid(format!(
+            "latest_repair_id {} is not the run's latest repair ({}); read the run again",
+            request
+                .latest_repair_id
+                .map_or("none".into(), |id| id.to_string()),
+            run.latest_repair_id()
+                .map_or("none".into(), |id| id.to_string()),
+        )));
+    }
+    if let Some(job_id) = run.job_id {
+        run.settings = store.get_job(&caller.workspace, job_id).await?.settings;
+    }
+    let settings = JobSettings::read(&run.settings)?;
+    let chosen = tasks_to_rerun(&run, &settings, &request)?;
+    if !request.job_parameters.is_empty() {
+        let mut values = match &run.job_parameters {
+            Value::Object(values) => values.clone(),
+            _ => Map::new(),
+        };
+        values.extend(job_parameters(&settings, request.job_parameters)?);
+        run.job_parameters = Value::Object(values);
+    }
+    let now = tarn_core::ids::now_millis();
+    close_current_attempt(&mut run);
+    let rerun: Vec<TaskRun> = settings
+        .tasks
+        .iter()
+        .filter(|task| chosen.contains(task.key()))
+        .map(|task| TaskRun::blocked(task.key(), 0))
+        .collect();
+    let run = store.repair_job_run(&run, &rerun, now).await?;
+    wakeup.wake();
+    Ok(run)
+}
+
+/// The keys a repair reruns: those named, or every task that did not succeed; with their
+/// dependants when asked.
+fn tasks_to_rerun(
+    run: &JobRun,
+    settings: &JobSettings,
+    request: &Repair,
+) -> Result<BTreeSet<String>> {
+    let known: BTreeSet<&str> = settings.tasks.iter().map(|task| task.key()).collect();
+    let mut chosen: BTreeSet<String> = match (
+        request.rerun_tasks.is_empty(),
+        request.rerun_all_failed_tasks,
+    ) {
+        (false, false) => {
+            if let Some(unknown) = request
+                .rerun_tasks
+                .iter()
+                .find(|key| !known.contains(key.as_str()))
+            {
+                return Err(Error::invalid(format!(
+                    "rerun_tasks: '{unknown}' is not a task of the job"
+                )));
+            }
+            request.rerun_tasks.iter().cloned().collect()
+        }
+        (true, true) => run
+            .latest_attempts()
+            .into_iter()
+            .filter(|task| {
+                known.contains(task.task_key.as_str())
+                    && !matches!(
+                        task.state.result,
+                        Some(
+                            ResultState::Success
+                                | ResultState::SuccessWithFailures
+                                | ResultState::Excluded
+                                | ResultState::Disabled
+                        )
+                    )
+            })
+            .map(|task| task.task_key.clone())
+            .collect(),
+        (false, true) => {
+            return Err(Error::invalid(
+                "rerun_tasks and rerun_all_failed_tasks cannot both be given",
+            ));
+        }
+        (true, false) => {
+            return Err(Error::invalid(
+                "Name the tasks to rerun (rerun_tasks) or set rerun_all_failed_tasks",
+            ));
+        }
+    };
+    if request.rerun_dependent_tasks {
+        loop {
+            let before = chosen.len();
+            for task in &settings.tasks {
+                if task
+                    .depends_on
+                    .iter()
+                    .any(|dependency| chosen.contains(&dependency.task_key))
+                {
+                    chosen.insert(task.key().to_string());
+                }
+            }
+            if chosen.len() == before {
+                break;
+            }
+        }
+    }
+    if chosen.is_empty() {
+        return Err(Error::invalid(format!(
+            "Run {} has no failed task to rerun",
+            run.run_id
+        )));
+    }
+    Ok(chosen)
+}
+
+/// Records how the run's current attempt (the original, or the last repair) ended, before a
+/// repair starts the next.
+fn close_current_attempt(run: &mut JobRun) {
+    let ended = (
+        run.end_time,
+        Some(run.state.life_cycle.as_str().to_string()),
+        run.state.result.map(|result| result.as_str().to_string()),
+    );
+    match run.repair_history.last_mut() {
+        Some(current) => {
+            (
+                current.end_time,
+                current.life_cycle_state,
+                current.result_state,
+            ) = ended
+        }
+        None => run.repair_history.push(RepairAttempt {
+            kind: RepairKind::Original,
+            id: run.run_id,
+            start_time: run.start_time,
+            end_time: ended.0,
+            life_cycle_state: ended.1,
+            result_state: ended.2,
+            task_run_ids: run.tasks.iter().map(|task| task.run_id).collect(),
+        }),
+    }
 }

@@ -46,6 +46,10 @@ const SQLITE: &[(i64, &str)] = &[
     ),
     (16, include_str!("../migrations/sqlite/0016_jobs.sql")),
     (17, include_str!("../migrations/sqlite/0017_job_runs.sql")),
+    (
+        18,
+        include_str!("../migrations/sqlite/0018_job_repairs_and_triggers.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -81,6 +85,10 @@ const POSTGRES: &[(i64, &str)] = &[
     ),
     (14, include_str!("../migrations/postgres/0014_jobs.sql")),
     (15, include_str!("../migrations/postgres/0015_job_runs.sql")),
+    (
+        16,
+        include_str!("../migrations/postgres/0016_job_repairs_and_triggers.sql"),
+    ),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 /// Arbitrary but fixed key for `pg_advisory_lock`.

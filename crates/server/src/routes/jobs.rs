@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/cancel-all", post(cancel_all_runs))
         .route("/runs/get-output", get(get_run_output))
         .route("/runs/delete", post(delete_run))
+        .route("/runs/repair", post(repair_run))
 }
 
 /// A job as `jobs/get` shows it; `jobs/list` leaves out the tasks and clusters unless asked.
@@ -320,6 +321,38 @@ fn run_json(run: &JobRun, with_tasks: bool, with_history: bool) -> Value {
     {
         body["overriding_parameters"] = run.overriding_parameters.clone();
     }
+    if !run.repair_history.is_empty() {
+        let last = run.repair_history.len() - 1;
+        let history: Vec<Value> = run
+            .repair_history
+            .iter()
+            .enumerate()
+            .map(|(index, attempt)| {
+                // The current attempt ends as the run does.
+                let (end_time, state) = if index == last {
+                    (run.end_time, state_json(&run.state).0)
+                } else {
+                    let mut state = json!({});
+                    if let Some(life_cycle) = &attempt.life_cycle_state {
+                        state["life_cycle_state"] = json!(life_cycle);
+                    }
+                    if let Some(result) = &attempt.result_state {
+                        state["result_state"] = json!(result);
+                    }
+                    (attempt.end_time, state)
+                };
+                json!({
+                    "type": attempt.kind,
+                    "id": attempt.id,
+                    "start_time": attempt.start_time,
+                    "end_time": end_time,
+                    "state": state,
+                    "task_run_ids": attempt.task_run_ids,
+                })
+            })
+            .collect();
+        body["repair_history"] = Value::Array(history);
+    }
     if with_tasks {
         let tasks: Vec<Value> = if with_history {
             run.tasks.iter().map(|task| task_json(run, task)).collect()
@@ -592,4 +625,43 @@ pub async fn delete_run(
 ) -> JsonResult {
     runs::delete(state.store.as_ref(), &ctx, required_run(args.run_id)?).await?;
     Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct RepairArgs {
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    run_id: Option<i64>,
+    #[serde(default)]
+    rerun_tasks: Vec<String>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    rerun_all_failed_tasks: Option<bool>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    rerun_dependent_tasks: Option<bool>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    latest_repair_id: Option<i64>,
+    #[serde(default)]
+    job_parameters: Map<String, Value>,
+}
+
+pub async fn repair_run(
+    State(state): State<AppState>,
+    ctx: Caller,
+    Req(args): Req<RepairArgs>,
+) -> JsonResult {
+    let request = runs::Repair {
+        rerun_tasks: args.rerun_tasks,
+        rerun_all_failed_tasks: args.rerun_all_failed_tasks.unwrap_or(false),
+        rerun_dependent_tasks: args.rerun_dependent_tasks.unwrap_or(false),
+        latest_repair_id: args.latest_repair_id,
+        job_parameters: args.job_parameters,
+    };
+    let run = runs::repair(
+        state.store.as_ref(),
+        &state.jobs.runner,
+        &ctx,
+        required_run(args.run_id)?,
+        request,
+    )
+    .await?;
+    Ok(Json(json!({ "repair_id": run.latest_repair_id() })))
 }

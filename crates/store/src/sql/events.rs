@@ -23,7 +23,9 @@ pub(super) fn row_event(row: &db::DbRow) -> std::result::Result<Event, sqlx::Err
 }
 
 /// Who reads the event stream: each event waits in the outbox of each of them until taken.
-pub(super) const EVENT_CONSUMERS: &[&str] = &[WEBHOOK_CONSUMER];
+pub(super) const EVENT_CONSUMERS: &[&str] = &[WEBHOOK_CONSUMER, JOB_TRIGGERS_CONSUMER];
+/// Job schedules and triggers (tarn_jobs::triggers::CONSUMER).
+const JOB_TRIGGERS_CONSUMER: &str = "job_triggers";
 
 /// Appends `change`, made by `actor` in `workspace` at `now`, and puts it in each consumer's
 /// outbox; called inside the transaction of the change.
@@ -84,6 +86,27 @@ impl EventStore for Store {
     async fn record_event(&self, workspace: &str, actor: &Actor, change: &Change) -> Result<()> {
         let mut tx = self.begin().await?;
         insert_event(&mut tx, workspace, &actor.name, now_millis(), change).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn pending_events(&self, consumer: &str, limit: u64) -> Result<Vec<Event>> {
+        let mut builder = Builder::new(
+            "SELECT e.* FROM event_outbox o JOIN events e ON e.id = o.event_id WHERE o.consumer = ",
+        );
+        builder.push_bind(consumer.to_string());
+        builder.push(" ORDER BY o.event_id LIMIT ");
+        builder.push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        self.read_all(&mut builder, row_event).await
+    }
+
+    async fn acknowledge_events(&self, consumer: &str, up_to: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        db::query("DELETE FROM event_outbox WHERE consumer = $1 AND event_id <= $2")
+            .bind(consumer)
+            .bind(up_to)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         tx.commit().await.map_err(db_error)
     }
 }

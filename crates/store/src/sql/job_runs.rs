@@ -3,7 +3,10 @@
 //! decision made on a stale read changes nothing; the cancel flag is the API's alone.
 
 use super::*;
-use tarn_core::jobs::{JobRun, LifeCycle, ResultState, RunFilter, RunState, TaskOutput, TaskRun};
+use tarn_core::jobs::{
+    JobRun, LifeCycle, RepairAttempt, RepairKind, ResultState, RunFilter, RunState, TaskOutput,
+    TaskRun,
+};
 
 fn row_state(row: &db::DbRow) -> std::result::Result<RunState, sqlx::Error> {
     let result: Option<String> = row.try_get("result_state")?;
@@ -49,6 +52,7 @@ fn row_job_run(row: &db::DbRow) -> std::result::Result<JobRun, sqlx::Error> {
         start_time: row.try_get("start_time")?,
         end_time: row.try_get("end_time")?,
         idempotency_token: row.try_get("idempotency_token")?,
+        repair_history: decode_opt_json(row, "repair_history")?,
         tasks: Vec::new(),
     })
 }
@@ -428,6 +432,61 @@ impl JobRunStore for Store {
         Ok(asked)
     }
 
+    async fn repair_job_run(&self, run: &JobRun, rerun: &[TaskRun], now: i64) -> Result<JobRun> {
+        let mut tx = self.begin().await?;
+        let reopened = db::query(
+            "UPDATE job_runs SET settings = $1, job_parameters = $2, overriding_parameters = $3, \
+             life_cycle = 'PENDING', result_state = NULL, state_message = '', \
+             user_cancelled_or_timedout = FALSE, cancel_requested = FALSE, end_time = 0 \
+             WHERE workspace = $4 AND run_id = $5 AND job_run_id IS NULL \
+             AND life_cycle IN ('TERMINATED', 'SKIPPED', 'INTERNAL_ERROR')",
+        )
+        .bind(json_text(&run.settings)?)
+        .bind(json_text(&run.job_parameters)?)
+        .bind(json_text(&run.overriding_parameters)?)
+        .bind(&run.workspace)
+        .bind(run.run_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if reopened != 1 {
+            return Err(Error::invalid(format!(
+                "Run {} is still active; it can be repaired once it has ended",
+                run.run_id
+            )));
+        }
+        let mut repaired = run.clone();
+        repaired.state = RunState::new(LifeCycle::Pending);
+        repaired.cancel_requested = false;
+        repaired.end_time = 0;
+        let mut ids = Vec::with_capacity(rerun.len());
+        for task in rerun {
+            let mut task = task.clone();
+            task.job_run_id = run.run_id;
+            task.run_id = insert_task(&mut *tx, &run.workspace, &task, now).await?;
+            ids.push(task.run_id);
+            repaired.tasks.push(task);
+        }
+        repaired.repair_history.push(RepairAttempt {
+            kind: RepairKind::Repair,
+            id: ids.first().copied().unwrap_or(run.run_id),
+            start_time: now,
+            end_time: 0,
+            life_cycle_state: None,
+            result_state: None,
+            task_run_ids: ids,
+        });
+        db::query("UPDATE job_runs SET repair_history = $1 WHERE run_id = $2")
+            .bind(json_text(&repaired.repair_history)?)
+            .bind(run.run_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(repaired)
+    }
+
     async fn delete_job_run(&self, workspace: &str, run_id: i64) -> Result<()> {
         let mut tx = self.begin().await?;
         let life_cycle: Option<String> = db::query_scalar(
@@ -469,6 +528,37 @@ impl JobRunStore for Store {
         .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         Ok(held.is_some())
+    }
+
+    async fn trigger_states(&self) -> Result<Vec<(i64, serde_json::Value)>> {
+        let rows: Vec<(i64, String)> =
+            db::query_as("SELECT job_id, state FROM job_trigger_states ORDER BY job_id")
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_error)?;
+        rows.into_iter()
+            .map(|(job_id, state)| {
+                serde_json::from_str(&state)
+                    .map(|state| (job_id, state))
+                    .map_err(|err| {
+                        Error::internal_from("a stored trigger state does not decode", err)
+                    })
+            })
+            .collect()
+    }
+
+    async fn save_trigger_state(&self, job_id: i64, state: &serde_json::Value) -> Result<()> {
+        let mut tx = self.begin().await?;
+        db::query(
+            "INSERT INTO job_trigger_states (job_id, state) VALUES ($1, $2) \
+             ON CONFLICT (job_id) DO UPDATE SET state = excluded.state",
+        )
+        .bind(job_id)
+        .bind(json_text(state)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
     }
 
     async fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>> {

@@ -171,6 +171,11 @@ impl JobStore for Store {
             .await
             .map_err(db_error)?;
         delete_grants(&mut tx, workspace, ObjectType::Job, &job_id.to_string()).await?;
+        db::query("DELETE FROM job_trigger_states WHERE job_id = $1")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
         insert_event(
             &mut tx,
             workspace,

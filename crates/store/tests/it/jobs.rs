@@ -192,6 +192,7 @@ fn new_run(workspace: &str, job_id: i64, keys: &[&str], token: Option<&str>) -> 
         start_time: 0,
         end_time: 0,
         idempotency_token: token.map(str::to_string),
+        repair_history: Vec::new(),
         tasks: keys.iter().map(|key| TaskRun::blocked(key, 0)).collect(),
     }
 }
@@ -485,4 +486,54 @@ pub async fn job_runs_are_claimed_renewed_cancelled_and_kept(store: Store) {
         Some(("b".to_string(), 4_000))
     );
     assert_eq!(store.lease_holder("nobody").await.expect("none"), None);
+
+    // The job triggers' outbox holds every event until acknowledged; a trigger state is kept
+    // per job and goes with it.
+    let pending = store
+        .pending_events("job_triggers", 1000)
+        .await
+        .expect("pending");
+    assert!(!pending.is_empty());
+    assert!(pending.windows(2).all(|pair| pair[0].id < pair[1].id));
+    let first = pending.first().expect("first").id;
+    store
+        .acknowledge_events("job_triggers", first)
+        .await
+        .expect("acknowledge");
+    let rest = store
+        .pending_events("job_triggers", 1000)
+        .await
+        .expect("rest");
+    assert_eq!(rest.len(), pending.len() - 1);
+    assert!(rest.iter().all(|event| event.id > first));
+    let owner = store
+        .create_principal("owner", PrincipalKind::User, false, None, "tester")
+        .await
+        .expect("owner");
+    let actor = Actor {
+        id: owner.id,
+        name: owner.name,
+    };
+    let job = store
+        .create_job("dev", &json!({"name": "scheduled"}), "owner", 1, &actor)
+        .await
+        .expect("job");
+    let state = json!({"last_fired": 9007199254740993_i64, "updated_tables": {"dev.a.b": 5}});
+    store
+        .save_trigger_state(job.job_id, &state)
+        .await
+        .expect("save");
+    store
+        .save_trigger_state(job.job_id, &state)
+        .await
+        .expect("save again");
+    assert_eq!(
+        store.trigger_states().await.expect("states"),
+        vec![(job.job_id, state)]
+    );
+    store
+        .delete_job("dev", job.job_id, &actor)
+        .await
+        .expect("delete");
+    assert!(store.trigger_states().await.expect("states").is_empty());
 }

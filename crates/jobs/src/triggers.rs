@@ -1,0 +1,501 @@
+//! Schedules and triggers: when a job starts a run by itself. A Quartz `schedule` and a
+//! `trigger.periodic` fire by the clock; `trigger.table_update` and `trigger.model` by what
+//! the event stream says happened (commits to the listed tables, whoever wrote them; a model
+//! created, a version ready, an alias set), with `min_time_between_triggers_seconds` and
+//! `wait_after_last_change_seconds`. What each job's triggers have seen is kept in the store,
+//! so a restarted or another server's runner goes on from there. The decisions are pure
+//! functions of the job, its state, the event and the time; `Triggers` keeps them for the
+//! runner, which holds the lease that makes one process fire.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tarn_core::events::{Change, Event};
+use tarn_core::jobs::{Job, trigger};
+use tarn_core::store::MetaStore;
+use tarn_core::{Error, Result};
+
+use crate::cron::{Cron, time_zone};
+use crate::runs::{self, Wakeup};
+use crate::settings::{JobSettings, Trigger};
+
+/// The event stream's consumer name for job triggers.
+pub const CONSUMER: &str = "job_triggers";
+/// Events taken from the stream per pass.
+const EVENT_BATCH: u64 = 500;
+
+/// What a job's triggers have seen since it last fired.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TriggerState {
+    /// When it last started a run by itself (0: never).
+    #[serde(default)]
+    pub last_fired: i64,
+    /// When the clock-driven triggers were first armed: a periodic trigger counts from here
+    /// until it first fires.
+    #[serde(default)]
+    pub armed_at: i64,
+    /// Watched tables committed to since it last fired, with the last commit's time.
+    #[serde(default)]
+    pub updated_tables: BTreeMap<String, i64>,
+    /// The last matching model event since it last fired.
+    #[serde(default)]
+    pub model_changed: Option<i64>,
+}
+
+fn unpaused(pause_status: Option<&str>) -> bool {
+    pause_status != Some("PAUSED")
+}
+
+/// When a clock-driven trigger next fires after `state`'s last fire (or its arming), if the
+/// job has an unpaused one: the schedule's next Quartz time, or the periodic interval.
+pub fn next_fire(settings: &JobSettings, state: &TriggerState) -> Option<i64> {
+    let since = state.last_fired.max(state.armed_at);
+    let schedule = settings
+        .schedule
+        .as_ref()
+        .filter(|schedule| unpaused(schedule.pause_status.as_deref()))
+        .and_then(|schedule| {
+            let cron: Cron = schedule.quartz_cron_expression.parse().ok()?;
+            let zone = time_zone(&schedule.timezone_id).ok()?;
+            let after = DateTime::<Utc>::from_timestamp_millis(since)?;
+            Some(cron.next_after(after, zone)?.timestamp_millis())
+        });
+    let periodic = active_trigger(settings)
+        .and_then(|trigger| trigger.periodic.as_ref())
+        .and_then(|periodic| {
+            let unit = match periodic.unit.as_str() {
+                "MINUTES" => 60_000,
+                "HOURS" => 3_600_000,
+                "DAYS" => 86_400_000,
+                "WEEKS" => 604_800_000,
+                _ => return None,
+            };
+            Some(since.saturating_add(periodic.interval.max(1).saturating_mul(unit)))
+        });
+    match (schedule, periodic) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn active_trigger(settings: &JobSettings) -> Option<&Trigger> {
+    settings
+        .trigger
+        .as_ref()
+        .filter(|trigger| unpaused(trigger.pause_status.as_deref()))
+}
+
+/// Notes what an event means for a job's table and model triggers; whether it mattered.
+pub fn observe(settings: &JobSettings, state: &mut TriggerState, event: &Event) -> bool {
+    let Some(trigger) = active_trigger(settings) else {
+        return false;
+    };
+    let table_update = trigger.table_update.as_ref().or(trigger.table.as_ref());
+    match &event.change {
+        Change::TableCommitted { full_name, .. } => {
+            let Some(watch) = table_update else {
+                return false;
+            };
+            let Some(name) = watch
+                .table_names
+                .iter()
+                .find(|name| name.eq_ignore_ascii_case(full_name))
+            else {
+                return false;
+            };
+            state
+                .updated_tables
+                .insert(name.to_lowercase(), event.timestamp);
+            true
+        }
+        change => {
+            let Some(model) = &trigger.model else {
+                return false;
+            };
+            let (name, matches) = match change {
+                Change::ModelCreated { name, .. } => (name, model.condition == "MODEL_CREATED"),
+                Change::VersionCreated { name, .. } => {
+                    (name, model.condition == "MODEL_VERSION_READY")
+                }
+                Change::AliasSet { name, alias, .. } => (
+                    name,
+                    model.condition == "MODEL_ALIAS_SET"
+                        && (model.aliases.is_empty() || model.aliases.contains(alias)),
+                ),
+                _ => return false,
+            };
+            let named = model
+                .securable_name
+                .as_deref()
+                .is_none_or(|securable| securable.eq_ignore_ascii_case(name));
+            if matches && named {
+                state.model_changed = Some(event.timestamp);
+            }
+            matches && named
+        }
+    }
+}
+
+/// The trigger type of the run a job starts now, if one is due: a clock trigger past its time,
+/// or table or model changes that have settled (`wait_after_last_change_seconds`) and come at
+/// least `min_time_between_triggers_seconds` after the last fire.
+pub fn due(settings: &JobSettings, state: &TriggerState, now: i64) -> Option<&'static str> {
+    if next_fire(settings, state).is_some_and(|at| at <= now) {
+        return Some(trigger::PERIODIC);
+    }
+    let trigger = active_trigger(settings)?;
+    let settled = |last_change: i64, wait: Option<i64>, min_between: Option<i64>| {
+        now.saturating_sub(last_change) >= wait.unwrap_or(0).saturating_mul(1000)
+            && (state.last_fired == 0
+                || now.saturating_sub(state.last_fired)
+                    >= min_between.unwrap_or(0).saturating_mul(1000))
+    };
+    if let Some(watch) = trigger.table_update.as_ref().or(trigger.table.as_ref())
+        && !state.updated_tables.is_empty()
+    {
+        let all = watch.condition.as_deref() == Some("ALL_UPDATED");
+        let complete = !all
+            || watch
+                .table_names
+                .iter()
+                .all(|name| state.updated_tables.contains_key(&name.to_lowercase()));
+        let last_change = state.updated_tables.values().copied().max().unwrap_or(0);
+        if complete
+            && settled(
+                last_change,
+                watch.wait_after_last_change_seconds,
+                watch.min_time_between_triggers_seconds,
+            )
+        {
+            return Some(trigger::TABLE);
+        }
+    }
+    if let (Some(model), Some(changed)) = (&trigger.model, state.model_changed)
+        && settled(
+            changed,
+            model.wait_after_last_change_seconds,
+            model.min_time_between_triggers_seconds,
+        )
+    {
+        return Some(trigger::MODEL);
+    }
+    None
+}
+
+/// A job's state after it fired at `now`.
+pub fn fired(state: &TriggerState, now: i64) -> TriggerState {
+    TriggerState {
+        last_fired: now,
+        armed_at: state.armed_at,
+        updated_tables: BTreeMap::new(),
+        model_changed: None,
+    }
+}
+
+struct Watched {
+    job: Job,
+    settings: JobSettings,
+    state: TriggerState,
+}
+
+/// Every job with a schedule or a trigger, as the runner's lease holder keeps them.
+#[derive(Default)]
+pub struct Triggers {
+    watched: HashMap<i64, Watched>,
+    loaded: bool,
+}
+
+impl Triggers {
+    /// Reads the event stream, then starts the runs that are due. Loads every job the first
+    /// time (and again after losing track, when an event could not be applied).
+    pub async fn tick(&mut self, store: &dyn MetaStore, wakeup: &Wakeup, now: i64) -> Result<()> {
+        if !self.loaded {
+            self.load(store, now).await?;
+            self.loaded = true;
+        }
+        let events = store.pending_events(CONSUMER, EVENT_BATCH).await?;
+        let mut changed: Vec<i64> = Vec::new();
+        for event in &events {
+            match &event.change {
+                Change::JobCreated(job) | Change::JobUpdated(job) => {
+                    let stored = store.get_job(&event.workspace, job.job_id).await;
+                    match stored {
+                        Ok(job) => self.watch(job, now),
+                        Err(err) if err.hides_object() => {
+                            self.watched.remove(&job.job_id);
+                        }
+                        Err(err) => return Err(err),
+                    }
+                }
+                Change::JobDeleted { job_id, .. } => {
+                    self.watched.remove(job_id);
+                }
+                _ => {
+                    for (job_id, watched) in &mut self.watched {
+                        if watched.job.workspace == event.workspace
+                            && observe(&watched.settings, &mut watched.state, event)
+                        {
+                            changed.push(*job_id);
+                        }
+                    }
+                }
+            }
+        }
+        for job_id in changed {
+            if let Some(watched) = self.watched.get(&job_id) {
+                save(store, job_id, &watched.state).await?;
+            }
+        }
+        if let Some(last) = events.last() {
+            store.acknowledge_events(CONSUMER, last.id).await?;
+        }
+        self.fire_due(store, wakeup, now).await
+    }
+
+    async fn load(&mut self, store: &dyn MetaStore, now: i64) -> Result<()> {
+        let states: HashMap<i64, Value> = store.trigger_states().await?.into_iter().collect();
+        self.watched.clear();
+        for workspace in store.list_workspaces().await? {
+            let mut offset = 0;
+            loop {
+                let page = store.list_jobs(&workspace, None, offset, 100).await?;
+                for job in page.items {
+                    let state = states
+                        .get(&job.job_id)
+                        .and_then(|state| serde_json::from_value(state.clone()).ok());
+                    self.watch_with(job, state, now);
+                }
+                match page.next_offset {
+                    Some(next) => offset = next,
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn watch(&mut self, job: Job, now: i64) {
+        let state = self
+            .watched
+            .remove(&job.job_id)
+            .map(|watched| watched.state);
+        self.watch_with(job, state, now);
+    }
+
+    /// Keeps a job whose settings have a schedule or a trigger; its clock triggers are armed
+    /// from `now` when it had none before.
+    fn watch_with(&mut self, job: Job, state: Option<TriggerState>, now: i64) {
+        let Ok(settings) = JobSettings::read(&job.settings) else {
+            return;
+        };
+        if settings.schedule.is_none() && settings.trigger.is_none() {
+            self.watched.remove(&job.job_id);
+            return;
+        }
+        let mut state = state.unwrap_or_default();
+        if state.armed_at == 0 {
+            state.armed_at = now;
+        }
+        self.watched.insert(
+            job.job_id,
+            Watched {
+                job,
+                settings,
+                state,
+            },
+        );
+    }
+
+    async fn fire_due(&mut self, store: &dyn MetaStore, wakeup: &Wakeup, now: i64) -> Result<()> {
+        for (job_id, watched) in &mut self.watched {
+            let Some(kind) = due(&watched.settings, &watched.state, now) else {
+                continue;
+            };
+            // Fired first, then run: a failure to start the run skips this firing rather than
+            // repeat it every pass.
+            watched.state = fired(&watched.state, now);
+            save(store, *job_id, &watched.state).await?;
+            match runs::triggered(store, wakeup, &watched.job, kind).await {
+                Ok(run) => tracing::info!(
+                    job_id = *job_id,
+                    run_id = run.run_id,
+                    trigger = kind,
+                    "a trigger started a run"
+                ),
+                Err(err) => tracing::warn!(
+                    job_id = *job_id,
+                    error = %err.report(),
+                    "a trigger could not start a run"
+                ),
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn save(store: &dyn MetaStore, job_id: i64, state: &TriggerState) -> Result<()> {
+    let value = serde_json::to_value(state)
+        .map_err(|err| Error::internal_from("cannot encode a trigger's state", err))?;
+    store.save_trigger_state(job_id, &value).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn settings(value: Value) -> JobSettings {
+        JobSettings::read(&value).expect("settings")
+    }
+
+    fn event(change: Change, timestamp: i64) -> Event {
+        Event {
+            id: 1,
+            workspace: "dev".into(),
+            timestamp,
+            actor: "someone".into(),
+            object: String::new(),
+            change,
+        }
+    }
+
+    const MINUTE: i64 = 60_000;
+    /// 2026-03-29 00:30 UTC: the night Europe/Amsterdam moves to summer time at 02:00.
+    const NIGHT: i64 = 1_774_744_200_000;
+
+    #[test]
+    fn a_schedule_fires_at_its_quartz_times_in_its_zone_and_not_when_paused() {
+        let job = |pause: &str| {
+            settings(
+                json!({"schedule": {"quartz_cron_expression": "0 30 2 * * ?",
+                "timezone_id": "Europe/Amsterdam", "pause_status": pause}}),
+            )
+        };
+        let state = TriggerState {
+            armed_at: NIGHT,
+            ..Default::default()
+        };
+        // 02:30 does not exist that night in Amsterdam: it fires at 03:30 local, 01:30 UTC.
+        let next = next_fire(&job("UNPAUSED"), &state).expect("fires");
+        assert_eq!(next, NIGHT + 60 * MINUTE);
+        assert_eq!(due(&job("UNPAUSED"), &state, next - 1), None);
+        assert_eq!(due(&job("UNPAUSED"), &state, next), Some(trigger::PERIODIC));
+        let after = fired(&state, next);
+        let following = next_fire(&job("UNPAUSED"), &after).expect("again");
+        assert_eq!(
+            following,
+            next + 24 * 60 * MINUTE - 60 * MINUTE,
+            "02:30 CEST is 00:30 UTC"
+        );
+        assert_eq!(next_fire(&job("PAUSED"), &state), None);
+        assert_eq!(due(&job("PAUSED"), &state, NIGHT + 10_000 * MINUTE), None);
+    }
+
+    #[test]
+    fn a_periodic_trigger_counts_from_its_last_fire() {
+        let job = settings(json!({"trigger": {"periodic": {"interval": 2, "unit": "HOURS"}}}));
+        let state = TriggerState {
+            armed_at: NIGHT,
+            ..Default::default()
+        };
+        assert_eq!(next_fire(&job, &state), Some(NIGHT + 120 * MINUTE));
+        let state = fired(&state, NIGHT + 125 * MINUTE);
+        assert_eq!(next_fire(&job, &state), Some(NIGHT + 245 * MINUTE));
+    }
+
+    #[test]
+    fn table_updates_wait_for_quiet_and_for_every_table_when_asked() {
+        let job = |condition: &str| {
+            settings(json!({"trigger": {"table_update": {
+                "table_names": ["dev.silver.events", "dev.silver.users"], "condition": condition,
+                "wait_after_last_change_seconds": 60, "min_time_between_triggers_seconds": 600}}}))
+        };
+        let commit = |table: &str, at: i64| {
+            event(
+                Change::TableCommitted {
+                    full_name: table.into(),
+                    version: 3,
+                    operation: "WRITE".into(),
+                    sources: Vec::new(),
+                    outside: true,
+                },
+                at,
+            )
+        };
+        let any = job("ANY_UPDATED");
+        let mut state = TriggerState::default();
+        assert!(!observe(&any, &mut state, &commit("dev.gold.other", NIGHT)));
+        assert!(observe(
+            &any,
+            &mut state,
+            &commit("DEV.silver.events", NIGHT)
+        ));
+        assert_eq!(due(&any, &state, NIGHT + MINUTE - 1), None, "not quiet yet");
+        assert_eq!(due(&any, &state, NIGHT + MINUTE), Some(trigger::TABLE));
+        let state = fired(&state, NIGHT + MINUTE);
+        let mut again = state.clone();
+        observe(
+            &any,
+            &mut again,
+            &commit("dev.silver.events", NIGHT + 2 * MINUTE),
+        );
+        assert_eq!(
+            due(&any, &again, NIGHT + 5 * MINUTE),
+            None,
+            "too soon after the last fire"
+        );
+        assert_eq!(due(&any, &again, NIGHT + 11 * MINUTE), Some(trigger::TABLE));
+
+        let all = job("ALL_UPDATED");
+        let mut state = TriggerState::default();
+        observe(&all, &mut state, &commit("dev.silver.events", NIGHT));
+        assert_eq!(
+            due(&all, &state, NIGHT + 10 * MINUTE),
+            None,
+            "users not updated yet"
+        );
+        observe(
+            &all,
+            &mut state,
+            &commit("dev.silver.users", NIGHT + MINUTE),
+        );
+        assert_eq!(due(&all, &state, NIGHT + 2 * MINUTE), Some(trigger::TABLE));
+    }
+
+    #[test]
+    fn model_triggers_follow_their_condition_model_and_aliases() {
+        let job = settings(json!({"trigger": {"model": {"condition": "MODEL_ALIAS_SET",
+            "securable_name": "churn", "aliases": ["champion"]}}}));
+        let alias = |name: &str, alias: &str| {
+            event(
+                Change::AliasSet {
+                    name: name.into(),
+                    alias: alias.into(),
+                    version: 4,
+                },
+                NIGHT,
+            )
+        };
+        let mut state = TriggerState::default();
+        assert!(!observe(&job, &mut state, &alias("churn", "challenger")));
+        assert!(!observe(&job, &mut state, &alias("fraud", "champion")));
+        let created = event(
+            Change::ModelCreated {
+                name: "churn".into(),
+                tags: BTreeMap::new(),
+                description: String::new(),
+            },
+            NIGHT,
+        );
+        assert!(!observe(&job, &mut state, &created), "another condition");
+        assert_eq!(due(&job, &state, NIGHT + MINUTE), None);
+        assert!(observe(&job, &mut state, &alias("churn", "champion")));
+        assert_eq!(due(&job, &state, NIGHT), Some(trigger::MODEL));
+        let paused = settings(json!({"trigger": {"pause_status": "PAUSED", "model": {
+            "condition": "MODEL_ALIAS_SET", "securable_name": "churn"}}}));
+        let mut state = TriggerState::default();
+        assert!(!observe(&paused, &mut state, &alias("churn", "champion")));
+    }
+}
