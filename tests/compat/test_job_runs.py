@@ -14,7 +14,7 @@ import pytest
 import requests
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import InvalidParameterValue, NotFound, PermissionDenied
-from databricks.sdk.service import jobs
+from databricks.sdk.service import compute, jobs
 
 from conftest import start_tarn
 
@@ -697,3 +697,88 @@ def test_schedules_and_triggers_start_runs_from_the_clock_and_the_event_stream(s
     assert run["trigger"] == "MODEL"
     done = wait_for(w, run["run_id"], lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED)
     assert done.state.result_state == jobs.RunResultState.SUCCESS
+
+
+def test_sql_tasks_and_run_job_tasks(server, unique, tmp_path):
+    w = workspace(server)
+    schema = unique("jobsql").replace("-", "_")
+    server.admin("POST", "/api/2.1/unity-catalog/schemas", json={"name": schema, "catalog_name": "dev"})
+    statements = tmp_path / "refresh.sql"
+    statements.write_text(
+        textwrap.dedent(
+            f"""
+            -- a comment; with a semicolon
+            CREATE TABLE dev.{schema}.daily AS SELECT 1 AS day, 'a;b' AS note;
+            INSERT INTO dev.{schema}.daily VALUES ({{{{day}}}}, 'c');
+            SELECT count(*) AS days FROM dev.{schema}.daily
+            """
+        )
+    )
+    refresh = w.jobs.create(
+        name=unique("refresh"),
+        parameters=[jobs.JobParameterDefinition(name="day", default="1")],
+        tasks=[
+            jobs.Task(
+                task_key="sql",
+                sql_task=jobs.SqlTask(
+                    file=jobs.SqlTaskFile(path=str(statements)), parameters={"day": "{{job.parameters.day}}"}, warehouse_id="local"
+                ),
+            )
+        ],
+    ).job_id
+    parent = w.jobs.create(
+        name=unique("parent"),
+        tasks=[jobs.Task(task_key="child", run_job_task=jobs.RunJobTask(job_id=refresh, job_parameters={"day": "2"}))],
+    ).job_id
+    run = w.jobs.run_now(parent).result(timeout=timedelta(seconds=WAIT))
+    assert run.state.result_state == jobs.RunResultState.SUCCESS, run.state
+    children = list(w.jobs.list_runs(job_id=refresh))
+    assert len(children) == 1 and children[0].trigger == jobs.TriggerType.RUN_JOB_TASK
+    child = w.jobs.get_run(children[0].run_id)
+    assert {p.name: p.value for p in child.job_parameters} == {"day": "2"}
+    logs = w.jobs.get_run_output(child.tasks[0].run_id).logs
+    assert "days\n2\n(1 row)" in logs, logs
+    rows = server.admin("POST", "/api/2.0/sql/statements", json={"statement": f"SELECT day, note FROM dev.{schema}.daily ORDER BY day"})
+    assert rows["result"]["data_array"] == [["1", "a;b"], ["2", "c"]]
+
+    # A failing statement fails the task, and the run that started it.
+    broken = tmp_path / "broken.sql"
+    broken.write_text("SELECT * FROM dev.nowhere.nothing")
+    w.jobs.reset(
+        refresh,
+        new_settings=jobs.JobSettings(
+            name="refresh",
+            parameters=[jobs.JobParameterDefinition(name="day", default="1")],
+            tasks=[jobs.Task(task_key="sql", sql_task=jobs.SqlTask(file=jobs.SqlTaskFile(path=str(broken)), warehouse_id="local"))],
+        ),
+    )
+    failed = w.jobs.run_now(parent).result(timeout=timedelta(seconds=WAIT))
+    assert failed.state.result_state == jobs.RunResultState.FAILED
+    assert "ended FAILED" in failed.state.state_message, failed.state
+    child_logs = w.jobs.get_run_output(w.jobs.get_run(list(w.jobs.list_runs(job_id=refresh))[0].run_id).tasks[0].run_id)
+    assert "SQL statement failed" in child_logs.logs and "nowhere" in child_logs.logs
+
+
+def test_environments_install_a_tasks_packages_once(server, unique, tmp_path):
+    """A job's `environments` spec is installed for the tasks that name it, once, and reused."""
+    w = workspace(server)
+    uses = script(tmp_path, "uses.py", "import tomli_w, sys; print(tomli_w.dumps({'ok': True}).strip(), sys.argv[1])\n")
+    job_id = w.jobs.create(
+        name=unique("env"),
+        environments=[jobs.JobEnvironment(environment_key="toml", spec=compute.Environment(client="1", dependencies=["tomli-w==1.2.0"]))],
+        tasks=[
+            python_task("one", uses, ["one"], environment_key="toml"),
+            python_task("two", uses, ["two"], environment_key="toml", depends_on=["one"]),
+            python_task("bare", uses, ["bare"]),
+        ],
+    ).job_id
+    run = w.jobs.run_now(job_id).result(timeout=timedelta(seconds=300))
+    states = {t.task_key: t.state.result_state for t in run.tasks}
+    assert states == {"one": jobs.RunResultState.SUCCESS, "two": jobs.RunResultState.SUCCESS, "bare": jobs.RunResultState.FAILED}
+    first = w.jobs.get_run_output(task_of(run, "one").run_id).logs
+    assert "Successfully installed tomli-w-1.2.0" in first and "ok = true one" in first
+    second = w.jobs.get_run_output(task_of(run, "two").run_id).logs
+    assert "Successfully installed" not in second and "ok = true two" in second, "built once, reused"
+    assert "No module named 'tomli_w'" in w.jobs.get_run_output(task_of(run, "bare").run_id).error
+    with pytest.raises(InvalidParameterValue, match="environment 'missing'"):
+        w.jobs.create(name=unique("env"), tasks=[python_task("x", uses, environment_key="missing")])

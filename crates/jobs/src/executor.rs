@@ -19,7 +19,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::plan;
 use crate::references;
-use crate::runs::Wakeup;
+use crate::runs::{self, Wakeup};
 use crate::settings::{JobSettings, TaskSettings};
 
 /// The most of a task's log `runs/get-output` returns: its end (Databricks' limit).
@@ -34,6 +34,9 @@ const IDLE_LOOK: Duration = Duration::from_millis(500);
 const DBUTILS: &str = include_str!("../python/tarn_dbutils.py");
 const NOTEBOOK_RUNNER: &str = include_str!("../python/tarn_notebook.py");
 const WHEEL_RUNNER: &str = include_str!("../python/tarn_wheel.py");
+const SQL_RUNNER: &str = include_str!("../python/tarn_sql.py");
+/// How often a run_job_task looks at the run it started.
+const CHILD_RUN_LOOK: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
@@ -80,8 +83,9 @@ pub fn read_log(folder: &Path, task: &TaskRun, limit: u64) -> Result<(String, bo
     ))
 }
 
-/// Processes this executor runs, by task run id: how to ask each to stop.
-type Running = Arc<Mutex<HashMap<i64, oneshot::Sender<ResultState>>>>;
+/// Task runs this executor runs, by task run id: how to ask each to stop, and whether it holds
+/// one of the slots (a run_job_task waiting for its run holds none).
+type Running = Arc<Mutex<HashMap<i64, (oneshot::Sender<ResultState>, bool)>>>;
 
 pub struct Executor {
     store: Arc<dyn MetaStore>,
@@ -94,6 +98,8 @@ pub struct Executor {
     /// The server's cache of verified credentials: a task's token is forgotten there as it
     /// is revoked.
     auth_cache: Arc<tarn_identity::AuthCache>,
+    /// Held while an environment is installed: tasks asking for the same one wait for it.
+    building: tokio::sync::Mutex<()>,
 }
 
 impl Executor {
@@ -111,6 +117,7 @@ impl Executor {
             runner,
             running: Arc::default(),
             auth_cache,
+            building: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -144,6 +151,7 @@ impl Executor {
             ("tarn_dbutils.py", DBUTILS),
             ("tarn_notebook.py", NOTEBOOK_RUNNER),
             ("tarn_wheel.py", WHEEL_RUNNER),
+            ("tarn_sql.py", SQL_RUNNER),
         ] {
             std::fs::write(helpers.join(name), text)
                 .map_err(|err| Error::internal_from("cannot write the task helpers", err))?;
@@ -210,7 +218,7 @@ impl Executor {
             };
             let (stop, stopped) = oneshot::channel();
             if let Ok(mut running) = self.running.lock() {
-                running.insert(claimed.1.run_id, stop);
+                running.insert(claimed.1.run_id, (stop, true));
             }
             let executor = self.clone();
             tokio::spawn(async move {
@@ -245,7 +253,7 @@ impl Executor {
                 Ok(cancelled) => {
                     if let Ok(mut running) = self.running.lock() {
                         for task_run_id in cancelled {
-                            if let Some(stop) = running.remove(&task_run_id) {
+                            if let Some((stop, _)) = running.remove(&task_run_id) {
                                 let _ = stop.send(ResultState::Canceled);
                             }
                         }
@@ -313,8 +321,18 @@ impl Executor {
         std::fs::create_dir_all(&folder)
             .map_err(|err| Error::internal_from("cannot create the task's folder", err))?;
         let files = TaskFiles::in_folder(&folder);
+        if let Some(child) = &task_settings.run_job_task {
+            self.release_slot(task.run_id);
+            return self
+                .run_child_job(&run, task, child, &files, &mut stop)
+                .await;
+        }
         write_json(&files.upstream, &upstream_values(&run, task))?;
-        let command = self.command(&run, task, task_settings, &files)?;
+        let mut command = self.command(&run, task, task_settings, &files)?;
+        let packages = requirements(&settings, task_settings);
+        if !packages.is_empty() {
+            command.packages = Some(self.environment(&packages, &files.log).await?);
+        }
         write_json(&files.widgets, &Value::Object(command.widgets.clone()))?;
         let lifetime = token_lifetime(&settings, task_settings);
         let (token, secret) = tarn_identity::issue_token(
@@ -349,6 +367,173 @@ impl Executor {
         Ok((state, output))
     }
 
+    /// A folder with `packages` installed (`pip install --target`), made once per distinct
+    /// list and interpreter and reused; pip's output goes to the task's log.
+    async fn environment(&self, packages: &[String], log: &Path) -> Result<PathBuf> {
+        use sha2::Digest;
+        let mut sorted = packages.to_vec();
+        sorted.sort();
+        let mut digest = sha2::Sha256::new();
+        digest.update(self.config.python.display().to_string());
+        for package in &sorted {
+            digest.update([0]);
+            digest.update(package);
+        }
+        let name = hex::encode(digest.finalize());
+        let folder = self.config.folder.join("environments").join(&name[..16]);
+        let _building = self.building.lock().await;
+        if folder.join(".ready").exists() {
+            return Ok(folder);
+        }
+        let partial = folder.with_extension(format!("partial-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&partial);
+        let output = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|err| Error::internal_from("cannot open the task's log", err))?;
+        let output_again = output
+            .try_clone()
+            .map_err(|err| Error::internal_from("cannot share the task's log", err))?;
+        let status = tokio::process::Command::new(&self.config.python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--target",
+            ])
+            .arg(&partial)
+            .args(&sorted)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(output))
+            .stderr(Stdio::from(output_again))
+            .status()
+            .await
+            .map_err(|err| Error::internal_from("cannot start pip", err))?;
+        if !status.success() {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(Error::invalid(format!(
+                "Installing the task's environment ({}) failed; pip's output is in the task's log",
+                sorted.join(", ")
+            )));
+        }
+        std::fs::write(partial.join(".ready"), sorted.join("\n"))
+            .map_err(|err| Error::internal_from("cannot mark the environment ready", err))?;
+        std::fs::rename(&partial, &folder)
+            .map_err(|err| Error::internal_from("cannot keep the environment", err))?;
+        Ok(folder)
+    }
+
+    /// Gives back a task's slot: it waits without a process.
+    fn release_slot(&self, task_run_id: i64) {
+        if let Ok(mut running) = self.running.lock()
+            && let Some((_, slot)) = running.get_mut(&task_run_id)
+        {
+            *slot = false;
+        }
+        self.ready.wake();
+    }
+
+    /// A run_job_task: starts a run of the job it names (which the run's principal must be
+    /// allowed to run), as that job's own principal, and ends as that run ends; cancelling the
+    /// task cancels that run.
+    async fn run_child_job(
+        &self,
+        run: &JobRun,
+        task: &TaskRun,
+        child: &crate::settings::RunJobTask,
+        files: &TaskFiles,
+        stop: &mut oneshot::Receiver<ResultState>,
+    ) -> Result<(RunState, tarn_core::jobs::TaskOutput)> {
+        let job_id = child
+            .job_id
+            .ok_or_else(|| Error::invalid("run_job_task.job_id is required"))?;
+        let job = self.store.get_job(&run.workspace, job_id).await?;
+        let principal = self.store.active_principal(&run.run_as_user_name).await?;
+        tarn_identity::require(
+            self.store.as_ref(),
+            &run.workspace,
+            &principal,
+            tarn_core::auth::ObjectType::Job,
+            &job_id.to_string(),
+            tarn_core::auth::PermissionLevel::CanManageRun,
+        )
+        .await?;
+        let lookup = |path: &[&str]| plan::lookup(run, Some(task), path);
+        let parameters: Map<String, Value> = child
+            .job_parameters
+            .iter()
+            .map(|(name, value)| {
+                let text = references::resolve(&text_of(value), &lookup);
+                (name.clone(), Value::String(text))
+            })
+            .collect();
+        let started = runs::triggered(
+            self.store.as_ref(),
+            &self.runner,
+            &job,
+            tarn_core::jobs::trigger::RUN_JOB_TASK,
+            parameters,
+        )
+        .await?;
+        let note = format!(
+            "started run {} of job {job_id} ({})\n",
+            started.run_id,
+            job.name()
+        );
+        std::fs::write(&files.log, &note)
+            .map_err(|err| Error::internal_from("cannot write the task's log", err))?;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(CHILD_RUN_LOOK) => {}
+                reason = &mut *stop => {
+                    self.store
+                        .request_job_run_cancel(&run.workspace, Some(started.run_id), None)
+                        .await?;
+                    self.runner.wake();
+                    let reason = reason.unwrap_or(ResultState::Canceled);
+                    return Ok((
+                        RunState::ended(LifeCycle::Terminated, reason, "The run was cancelled."),
+                        Default::default(),
+                    ));
+                }
+            }
+            let child = self
+                .store
+                .get_job_run(&run.workspace, started.run_id)
+                .await?;
+            if !child.state.life_cycle.is_terminal() {
+                continue;
+            }
+            let result = child.state.result.unwrap_or(ResultState::Failed);
+            if matches!(
+                result,
+                ResultState::Success | ResultState::SuccessWithFailures
+            ) {
+                return Ok((
+                    RunState::ended(LifeCycle::Terminated, ResultState::Success, ""),
+                    Default::default(),
+                ));
+            }
+            let message = format!(
+                "Run {} of job {job_id} ended {}: {}",
+                child.run_id,
+                result.as_str(),
+                child.state.message
+            );
+            let output = tarn_core::jobs::TaskOutput {
+                error: Some(message.clone()),
+                ..Default::default()
+            };
+            return Ok((
+                RunState::ended(LifeCycle::Terminated, ResultState::Failed, message),
+                output,
+            ));
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn spawn_and_wait(
         &self,
@@ -360,7 +545,11 @@ impl Executor {
         secret: &str,
         stop: &mut oneshot::Receiver<ResultState>,
     ) -> Result<(RunState, tarn_core::jobs::TaskOutput)> {
-        let log = std::fs::File::create(&files.log)
+        // Appended to: installing the task's environment may have written to it first.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&files.log)
             .map_err(|err| Error::internal_from("cannot create the task's log", err))?;
         let log_again = log
             .try_clone()
@@ -374,7 +563,10 @@ impl Executor {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_again))
-            .env("PYTHONPATH", python_path(&self.helpers_folder()))
+            .env(
+                "PYTHONPATH",
+                python_path(&self.helpers_folder(), command.packages.as_deref()),
+            )
             .env("PYTHONUNBUFFERED", "1")
             .env("MLFLOW_TRACKING_URI", &url)
             .env("MLFLOW_TRACKING_TOKEN", secret)
@@ -545,6 +737,7 @@ impl Executor {
                     args,
                     dir,
                     widgets: job_widgets,
+                    packages: None,
                 })
             }
             "notebook_task" => {
@@ -582,6 +775,40 @@ impl Executor {
                 ];
                 Ok(Command::new(python, args, &file, widgets, files))
             }
+            "sql_task" => {
+                if spec.get("file").is_none() {
+                    return Err(Error::invalid(format!(
+                        "Task '{}': sql_task runs a file of statements (sql_task.file.path); \
+                         saved queries, dashboards and alerts are not in tarn",
+                        task.task_key
+                    )));
+                }
+                let file = local_file(
+                    spec.pointer("/file/path").and_then(Value::as_str),
+                    "sql_task.file.path",
+                )?;
+                let parameters: Map<String, Value> = spec
+                    .get("parameters")
+                    .and_then(Value::as_object)
+                    .map(|given| {
+                        given
+                            .iter()
+                            .map(|(name, value)| {
+                                (name.clone(), Value::String(resolve(&text_of(value))))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let args = vec![
+                    self.helpers_folder()
+                        .join("tarn_sql.py")
+                        .display()
+                        .to_string(),
+                    file.display().to_string(),
+                    Value::Object(parameters).to_string(),
+                ];
+                Ok(Command::new(python, args, &file, job_widgets, files))
+            }
             other => Err(Error::invalid(format!(
                 "Task '{}': {other} is not run by this version of tarn",
                 task.task_key
@@ -596,6 +823,8 @@ struct Command {
     args: Vec<String>,
     dir: PathBuf,
     widgets: Map<String, Value>,
+    /// The folder its environment's packages are installed in, if it has one.
+    packages: Option<PathBuf>,
 }
 
 impl Command {
@@ -618,6 +847,7 @@ impl Command {
             args,
             dir,
             widgets,
+            packages: None,
         }
     }
 }
@@ -694,11 +924,45 @@ fn workspace_url(server_url: &str, workspace: &str) -> String {
     }
 }
 
-fn python_path(helpers: &Path) -> String {
-    match std::env::var("PYTHONPATH") {
-        Ok(existing) if !existing.is_empty() => format!("{}:{existing}", helpers.display()),
-        _ => helpers.display().to_string(),
+/// The helpers first, then the task's environment, then whatever the server was given.
+fn python_path(helpers: &Path, packages: Option<&Path>) -> String {
+    let mut parts = vec![helpers.display().to_string()];
+    if let Some(packages) = packages {
+        parts.push(packages.display().to_string());
     }
+    if let Ok(existing) = std::env::var("PYTHONPATH")
+        && !existing.is_empty()
+    {
+        parts.push(existing);
+    }
+    parts.join(":")
+}
+
+/// The packages a task asks for: its environment's dependencies, then its `libraries`
+/// (`pypi.package`, `whl`).
+fn requirements(job: &JobSettings, task: &TaskSettings) -> Vec<String> {
+    let mut packages: Vec<String> = task
+        .environment_key
+        .as_ref()
+        .and_then(|key| {
+            job.environments
+                .iter()
+                .find(|environment| environment.environment_key == *key)
+        })
+        .map(|environment| environment.spec.dependencies.clone())
+        .unwrap_or_default();
+    if let Some(Value::Array(libraries)) = task.rest.get("libraries") {
+        for library in libraries {
+            let package = library
+                .pointer("/pypi/package")
+                .or_else(|| library.get("whl"))
+                .and_then(Value::as_str);
+            if let Some(package) = package {
+                packages.push(package.to_string());
+            }
+        }
+    }
+    packages
 }
 
 /// A task's token lives as long as the task may (its timeout, or the job's), with a margin;

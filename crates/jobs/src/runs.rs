@@ -90,17 +90,18 @@ pub async fn run_now(
     Ok(run)
 }
 
-/// A run a job's schedule or trigger starts (`kind`, one of `trigger::*`): made by the job's
-/// owner, with the parameters' defaults.
+/// A run a job's schedule, trigger or another job's run_job_task starts (`kind`, one of
+/// `trigger::*`): made by the job's owner, with its parameters' defaults overridden by `given`.
 pub async fn triggered(
     store: &dyn MetaStore,
     wakeup: &Wakeup,
     job: &Job,
     kind: &str,
+    given: Map<String, Value>,
 ) -> Result<JobRun> {
     let settings = JobSettings::read(&job.settings)?;
     let mut run = job_run(job, &settings, &[], kind);
-    run.job_parameters = Value::Object(job_parameters(&settings, Map::new())?);
+    run.job_parameters = Value::Object(job_parameters(&settings, given)?);
     let run = store.create_job_run(&run).await?;
     wakeup.wake();
     Ok(run)

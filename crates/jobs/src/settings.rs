@@ -74,6 +74,23 @@ pub struct JobSettings {
     pub queue: Option<QueueSettings>,
     pub run_as: Option<RunAs>,
     pub tags: BTreeMap<String, String>,
+    pub environments: Vec<Environment>,
+}
+
+/// A Python environment tasks name by `environment_key`: the packages installed for them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Environment {
+    pub environment_key: String,
+    pub spec: EnvironmentSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EnvironmentSpec {
+    pub client: Option<String>,
+    /// pip requirement lines: `pandas==2.2.3`, a wheel's path.
+    pub dependencies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -90,6 +107,7 @@ pub struct TaskSettings {
     pub condition_task: Option<ConditionTask>,
     pub run_job_task: Option<RunJobTask>,
     pub for_each_task: Option<Box<ForEachTask>>,
+    pub environment_key: Option<String>,
     /// Every other field, the task's type among them.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
@@ -114,6 +132,8 @@ pub struct ConditionTask {
 #[serde(default)]
 pub struct RunJobTask {
     pub job_id: Option<i64>,
+    /// Values for the job's parameters; references resolve in the run that starts it.
+    pub job_parameters: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -291,8 +311,28 @@ pub fn validate(settings: &JobSettings) -> Result<()> {
             )));
         }
     }
+    let mut environments = BTreeSet::new();
+    for environment in &settings.environments {
+        if environment.environment_key.is_empty() {
+            return Err(Error::invalid("environments: environment_key is required"));
+        }
+        if !environments.insert(environment.environment_key.as_str()) {
+            return Err(Error::invalid(format!(
+                "Environment key '{}' is used by more than one environment",
+                environment.environment_key
+            )));
+        }
+    }
     for task in &settings.tasks {
         check_dependencies(task, &keys)?;
+        if let Some(key) = &task.environment_key
+            && !environments.contains(key.as_str())
+        {
+            return Err(Error::invalid(format!(
+                "Task '{}' names environment '{key}', which the job does not declare",
+                task.key()
+            )));
+        }
     }
     if let Some(cycle) = cycle(&settings.tasks) {
         return Err(Error::invalid(format!(

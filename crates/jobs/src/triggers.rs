@@ -317,7 +317,7 @@ impl Triggers {
             // repeat it every pass.
             watched.state = fired(&watched.state, now);
             save(store, *job_id, &watched.state).await?;
-            match runs::triggered(store, wakeup, &watched.job, kind).await {
+            match runs::triggered(store, wakeup, &watched.job, kind, Default::default()).await {
                 Ok(run) => tracing::info!(
                     job_id = *job_id,
                     run_id = run.run_id,
