@@ -782,3 +782,56 @@ def test_environments_install_a_tasks_packages_once(server, unique, tmp_path):
     assert "No module named 'tomli_w'" in w.jobs.get_run_output(task_of(run, "bare").run_id).error
     with pytest.raises(InvalidParameterValue, match="environment 'missing'"):
         w.jobs.create(name=unique("env"), tasks=[python_task("x", uses, environment_key="missing")])
+
+
+def test_run_notifications_reach_webhooks_signed(server, unique, tmp_path):
+    """A run's start and end are events: webhooks subscribed to job_run.* get them, and those a
+    job's webhook_notifications name get the ones they are named for, signed like any other."""
+    import json
+
+    from test_webhooks import Receiver, admin_api, mlflow_signature
+
+    receiver = Receiver()
+    hooks = []
+    try:
+        subscribed = admin_api(
+            server, "POST", "mlflow/webhooks", name=unique("all-runs"), url=f"{receiver.url}/all", secret="s3cret",
+            events=[{"entity": "job_run", "action": "failed"}],
+        ).json()["webhook"]
+        hooks.append(subscribed["webhook_id"])
+        named = admin_api(
+            server, "POST", "mlflow/webhooks", name=unique("named"), url=f"{receiver.url}/named", secret="other",
+            events=[{"entity": "registered_model", "action": "created"}],
+        ).json()["webhook"]
+        hooks.append(named["webhook_id"])
+        w = workspace(server)
+        failing = script(tmp_path, "failing.py", "raise SystemExit('broken')\n")
+        job_id = w.jobs.create(
+            name=unique("notified"),
+            webhook_notifications=jobs.WebhookNotifications(
+                on_start=[jobs.Webhook(id=named["webhook_id"])], on_failure=[jobs.Webhook(id=named["webhook_id"])]
+            ),
+            email_notifications=jobs.JobEmailNotifications(on_failure=["oncall@example.com"]),
+            tasks=[python_task("a", failing)],
+        ).job_id
+        run = w.jobs.run_now(job_id).result(timeout=timedelta(seconds=WAIT))
+        assert run.state.result_state == jobs.RunResultState.FAILED
+        seen = receiver.wait_for(lambda got: len(got) >= 3)
+        by_path = {}
+        for request in seen:
+            by_path.setdefault(request["path"], []).append(json.loads(request["body"]))
+        assert [(b["entity"], b["action"]) for b in by_path["/named"]] == [("job_run", "started"), ("job_run", "failed")]
+        failed = by_path["/all"][0]
+        assert (failed["entity"], failed["action"]) == ("job_run", "failed")
+        assert failed["data"]["run_id"] == run.run_id and failed["data"]["job_id"] == job_id
+        assert failed["data"]["result_state"] == "FAILED" and "broken" in failed["data"]["state_message"]
+        request = next(r for r in seen if r["path"] == "/all")
+        headers = request["headers"]
+        assert headers["x-mlflow-signature"] == mlflow_signature(
+            "s3cret", headers["x-mlflow-delivery-id"], headers["x-mlflow-timestamp"], request["body"]
+        )
+    finally:
+        # The stock client cannot list webhooks on tarn's own events: leave none behind.
+        for hook in hooks:
+            admin_api(server, "DELETE", f"mlflow/webhooks/{hook}")
+        receiver.close()

@@ -246,6 +246,14 @@ pub enum Change {
     JobUpdated(JobChange),
     #[serde(rename = "job.deleted")]
     JobDeleted { job_id: i64, name: String },
+    /// A run of a job started (a repair's start too).
+    #[serde(rename = "job_run.started")]
+    JobRunStarted(JobRunChange),
+    #[serde(rename = "job_run.succeeded")]
+    JobRunSucceeded(JobRunChange),
+    /// Ended without success: failed, timed out, cancelled or skipped.
+    #[serde(rename = "job_run.failed")]
+    JobRunFailed(JobRunChange),
 
     #[serde(rename = "webhook.created")]
     WebhookCreated(WebhookChange),
@@ -327,6 +335,25 @@ pub struct CatalogBinding {
     pub catalog: String,
     pub workspace: String,
     pub access: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRunChange {
+    /// Absent for a one-time run.
+    pub job_id: Option<i64>,
+    pub run_id: i64,
+    pub run_name: String,
+    pub trigger: String,
+    pub run_as: String,
+    /// Once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_state: Option<String>,
+    #[serde(default)]
+    pub state_message: String,
+    /// The webhooks the job's `webhook_notifications` name for this event: they are told
+    /// whatever events they subscribe to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -438,6 +465,9 @@ impl Change {
             Self::JobCreated(JobChange { job_id, .. })
             | Self::JobUpdated(JobChange { job_id, .. })
             | Self::JobDeleted { job_id, .. } => job_id.to_string(),
+            Self::JobRunStarted(run) | Self::JobRunSucceeded(run) | Self::JobRunFailed(run) => {
+                run.run_id.to_string()
+            }
             Self::PermissionsUpdated(grants) | Self::PermissionsReplaced(grants) => {
                 format!("{}/{}", grants.object_type, grants.object_id)
             }

@@ -885,8 +885,13 @@ pub trait JobRunStore: Send + Sync {
     ) -> Result<Page<crate::jobs::JobRun>>;
     /// Every run not yet ended, in every workspace, with its task runs: the runner's view.
     async fn active_job_runs(&self) -> Result<Vec<crate::jobs::JobRun>>;
-    /// Writes a run's state and times (the runner's decisions); the cancel request stays.
-    async fn update_job_run(&self, run: &crate::jobs::JobRun) -> Result<()>;
+    /// Writes a run's state and times (the runner's decisions), with the event it makes (its
+    /// start or its end) in the same transaction; the cancel request stays.
+    async fn update_job_run(
+        &self,
+        run: &crate::jobs::JobRun,
+        event: Option<&crate::events::Change>,
+    ) -> Result<()>;
     /// Writes a task run's state, times, claim and output when it is still in `expected`
     /// (and, when `worker` is given, still claimed by it); whether it was.
     async fn update_task_run(

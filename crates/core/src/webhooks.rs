@@ -110,6 +110,9 @@ pub const MLFLOW_EVENTS: &[&str] = &[
     "transition_request.cancelled",
     "comment.created",
     "table.committed",
+    "job_run.started",
+    "job_run.succeeded",
+    "job_run.failed",
 ];
 
 pub const DATABRICKS_EVENTS: &[&str] = &[
@@ -214,9 +217,15 @@ pub fn matching_names(webhook: &Webhook, event: &Event, stored: &StoredChange) -
     {
         return Vec::new();
     }
+    let named = match &event.change {
+        Change::JobRunStarted(run) | Change::JobRunSucceeded(run) | Change::JobRunFailed(run) => {
+            run.notify.contains(&webhook.id)
+        }
+        _ => false,
+    };
     event_names(webhook.flavor, &event.change, stored)
         .into_iter()
-        .filter(|name| webhook.events.iter().any(|e| e == name))
+        .filter(|name| named || webhook.events.iter().any(|e| e == name))
         .collect()
 }
 

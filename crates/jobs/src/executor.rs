@@ -1001,9 +1001,15 @@ fn failure_output(tail: &str, status: std::process::ExitStatus) -> tarn_core::jo
                 error_trace: Some(trace),
             }
         }
+        // No traceback: the last thing it said, if anything, is the likeliest reason.
         None => tarn_core::jobs::TaskOutput {
             result: None,
-            error: Some(exit),
+            error: Some(
+                match tail.lines().rev().find(|line| !line.trim().is_empty()) {
+                    Some(last) => format!("{exit}: {}", last.trim()),
+                    None => exit,
+                },
+            ),
             error_trace: None,
         },
     }
@@ -1050,10 +1056,18 @@ mod tests {
                 .as_deref()
                 .is_some_and(|t| t.starts_with("Traceback"))
         );
-        let output = failure_output("no trace\n", std::process::ExitStatus::from_raw(9));
+        let output = failure_output("", std::process::ExitStatus::from_raw(9));
         assert_eq!(
             output.error.as_deref(),
             Some("The task's process was ended by signal 9")
+        );
+        let output = failure_output(
+            "working\nbroken input\n\n",
+            std::process::ExitStatus::from_raw(256),
+        );
+        assert_eq!(
+            output.error.as_deref(),
+            Some("The task's process exited with code 1: broken input")
         );
     }
 

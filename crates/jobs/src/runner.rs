@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
 use tarn_core::Result;
+use tarn_core::events::{Change, JobRunChange};
 use tarn_core::jobs::{JobRun, LifeCycle, ResultState, RunState};
 use tarn_core::store::MetaStore;
 use tokio::sync::watch;
@@ -49,10 +51,8 @@ pub async fn pass(store: &dyn MetaStore, now: i64) -> Result<Pass> {
     }
     let mut outcome = Pass::default();
     for run in &mut runs {
-        let held_before = matches!(
-            run.state.life_cycle,
-            LifeCycle::Running | LifeCycle::Terminating
-        );
+        let before = run.state.life_cycle;
+        let held_before = matches!(before, LifeCycle::Running | LifeCycle::Terminating);
         let settings = match JobSettings::read(&run.settings) {
             Ok(settings) => settings,
             Err(err) => {
@@ -60,7 +60,9 @@ pub async fn pass(store: &dyn MetaStore, now: i64) -> Result<Pass> {
                 run.state =
                     RunState::ended(LifeCycle::InternalError, ResultState::Failed, err.message);
                 run.end_time = now;
-                store.update_job_run(run).await?;
+                store
+                    .update_job_run(run, notification(run, LifeCycle::Running).as_ref())
+                    .await?;
                 continue;
             }
         };
@@ -84,7 +86,7 @@ pub async fn pass(store: &dyn MetaStore, now: i64) -> Result<Pass> {
                 count.saturating_sub(1)
             };
         }
-        outcome.again |= !write(store, run, &decisions).await?;
+        outcome.again |= !write(store, run, before, &decisions).await?;
         outcome.ready += decisions.ready;
         if let Some(at) = decisions.wake_at {
             outcome.wake_at = Some(outcome.wake_at.map_or(at, |earliest| earliest.min(at)));
@@ -94,7 +96,12 @@ pub async fn pass(store: &dyn MetaStore, now: i64) -> Result<Pass> {
 }
 
 /// Writes a run's decisions; false when one met a change made meanwhile.
-async fn write(store: &dyn MetaStore, run: &JobRun, decisions: &plan::Decisions) -> Result<bool> {
+async fn write(
+    store: &dyn MetaStore,
+    run: &JobRun,
+    before: LifeCycle,
+    decisions: &plan::Decisions,
+) -> Result<bool> {
     let mut all_written = true;
     for index in &decisions.added {
         store.insert_task_run(&run.tasks[*index]).await?;
@@ -111,9 +118,70 @@ async fn write(store: &dyn MetaStore, run: &JobRun, decisions: &plan::Decisions)
     }
     // A run ends only once its tasks' ends are written.
     if decisions.run_changed && (all_written || !run.state.life_cycle.is_terminal()) {
-        store.update_job_run(run).await?;
+        store
+            .update_job_run(run, notification(run, before).as_ref())
+            .await?;
     }
     Ok(all_written)
+}
+
+/// The event a run's change makes, if it started or ended: what webhooks subscribed to
+/// `job_run.*` and those the job's `webhook_notifications` name are told. The job's
+/// `email_notifications` go to the server's log (tarn sends no mail).
+fn notification(run: &JobRun, before: LifeCycle) -> Option<Change> {
+    let now = run.state.life_cycle;
+    let (kind, hook) = if now.is_terminal() && !before.is_terminal() {
+        match run.state.result {
+            Some(ResultState::Success | ResultState::SuccessWithFailures) => {
+                ("succeeded", "on_success")
+            }
+            _ => ("failed", "on_failure"),
+        }
+    } else if now == LifeCycle::Running && matches!(before, LifeCycle::Pending | LifeCycle::Queued)
+    {
+        ("started", "on_start")
+    } else {
+        return None;
+    };
+    let listed = |field: &str, key: &str| -> Vec<String> {
+        run.settings
+            .pointer(&format!("/{field}/{hook}"))
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| match item {
+                        Value::String(text) => Some(text.clone()),
+                        other => other.get(key).and_then(Value::as_str).map(str::to_string),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let emails = listed("email_notifications", "");
+    if !emails.is_empty() {
+        tracing::info!(
+            run_id = run.run_id,
+            job_id = run.job_id,
+            recipients = %emails.join(", "),
+            "job run {kind}: e-mail notification (tarn sends no mail; logged instead)"
+        );
+    }
+    let change = JobRunChange {
+        job_id: run.job_id,
+        run_id: run.run_id,
+        run_name: run.run_name.clone(),
+        trigger: run.trigger.clone(),
+        run_as: run.run_as_user_name.clone(),
+        result_state: run.state.result.map(|result| result.as_str().to_string()),
+        state_message: run.state.message.clone(),
+        notify: listed("webhook_notifications", "id"),
+    };
+    Some(match kind {
+        "started" => Change::JobRunStarted(change),
+        "succeeded" => Change::JobRunSucceeded(change),
+        _ => Change::JobRunFailed(change),
+    })
 }
 
 /// Runs passes until `stopped`: when woken, when something falls due, and every tick, while

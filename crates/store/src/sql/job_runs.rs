@@ -278,8 +278,18 @@ impl JobRunStore for Store {
         self.with_tasks(runs).await
     }
 
-    async fn update_job_run(&self, run: &JobRun) -> Result<()> {
+    async fn update_job_run(&self, run: &JobRun, event: Option<&Change>) -> Result<()> {
         let mut tx = self.begin().await?;
+        if let Some(event) = event {
+            insert_event(
+                &mut tx,
+                &run.workspace,
+                &run.creator_user_name,
+                now_millis(),
+                event,
+            )
+            .await?;
+        }
         db::query(
             "UPDATE job_runs SET life_cycle = $1, result_state = $2, state_message = $3, \
              user_cancelled_or_timedout = $4, start_time = $5, end_time = $6 \

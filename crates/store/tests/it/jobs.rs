@@ -257,7 +257,7 @@ pub async fn job_runs_are_claimed_renewed_cancelled_and_kept(store: Store) {
     let mut started = run.clone();
     started.state = RunState::new(LifeCycle::Running);
     started.start_time = 150;
-    store.update_job_run(&started).await.expect("start");
+    store.update_job_run(&started, None).await.expect("start");
     let mut ready = run.tasks[0].clone();
     ready.state = RunState::new(LifeCycle::Pending);
     assert!(
@@ -372,7 +372,7 @@ pub async fn job_runs_are_claimed_renewed_cancelled_and_kept(store: Store) {
     let mut finished = read.clone();
     finished.state = RunState::ended(LifeCycle::Terminated, ResultState::Canceled, "");
     finished.end_time = 400;
-    store.update_job_run(&finished).await.expect("finish");
+    store.update_job_run(&finished, None).await.expect("finish");
     assert!(
         store
             .active_job_runs()
