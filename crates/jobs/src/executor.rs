@@ -387,14 +387,7 @@ impl Executor {
         }
         let partial = folder.with_extension(format!("partial-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&partial);
-        let output = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|err| Error::internal_from("cannot open the task's log", err))?;
-        let output_again = output
-            .try_clone()
-            .map_err(|err| Error::internal_from("cannot share the task's log", err))?;
+        let (output, output_again) = open_log(log)?;
         let status = tokio::process::Command::new(&self.config.python)
             .args([
                 "-m",
@@ -546,14 +539,7 @@ impl Executor {
         stop: &mut oneshot::Receiver<ResultState>,
     ) -> Result<(RunState, tarn_core::jobs::TaskOutput)> {
         // Appended to: installing the task's environment may have written to it first.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&files.log)
-            .map_err(|err| Error::internal_from("cannot create the task's log", err))?;
-        let log_again = log
-            .try_clone()
-            .map_err(|err| Error::internal_from("cannot share the task's log", err))?;
+        let (log, log_again) = open_log(&files.log)?;
         let url = workspace_url(&self.config.server_url, &run.workspace);
         let mut process = tokio::process::Command::new(&command.program);
         process
@@ -873,6 +859,19 @@ impl TaskFiles {
             widgets: folder.join("widgets.json"),
         }
     }
+}
+
+/// A task's log opened for appending, twice: its process's standard output and error.
+fn open_log(path: &Path) -> Result<(std::fs::File, std::fs::File)> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|err| Error::internal_from("cannot open the task's log", err))?;
+    let again = log
+        .try_clone()
+        .map_err(|err| Error::internal_from("cannot share the task's log", err))?;
+    Ok((log, again))
 }
 
 fn write_json(path: &Path, value: &Value) -> Result<()> {

@@ -69,33 +69,52 @@ pub async fn list(
     limit: u64,
 ) -> Result<Page<Job>> {
     let limit = limit.clamp(1, MAX_LIST_LIMIT);
-    let mut jobs = Vec::new();
+    visible_page(
+        offset,
+        limit,
+        |from| store.list_jobs(&caller.workspace, name, from, limit),
+        |job: Job| async move {
+            require_on(store, caller, job.job_id, PermissionLevel::CanView)
+                .await
+                .map(|()| job)
+        },
+    )
+    .await
+}
+
+/// `limit` items the caller may see, from `offset` of what `fetch` pages through, and where
+/// the next page starts: items `visible` refuses as hidden are skipped (a refusal that is not
+/// about visibility is the answer).
+pub(crate) async fn visible_page<T, Fetched, Checked>(
+    offset: u64,
+    limit: u64,
+    fetch: impl Fn(u64) -> Fetched,
+    visible: impl Fn(T) -> Checked,
+) -> Result<Page<T>>
+where
+    Fetched: std::future::Future<Output = Result<Page<T>>>,
+    Checked: std::future::Future<Output = Result<T>>,
+{
+    let mut items = Vec::new();
     let mut from = offset;
     loop {
-        let page = store
-            .list_jobs(&caller.workspace, name, from, limit)
-            .await?;
-        for (index, job) in page.items.into_iter().enumerate() {
-            if jobs.len() as u64 == limit {
+        let page = fetch(from).await?;
+        for (index, item) in page.items.into_iter().enumerate() {
+            if items.len() as u64 == limit {
                 return Ok(Page {
-                    items: jobs,
+                    items,
                     next_offset: Some(from + index as u64),
                 });
             }
-            match require_on(store, caller, job.job_id, PermissionLevel::CanView).await {
-                Ok(()) => jobs.push(job),
+            match visible(item).await {
+                Ok(item) => items.push(item),
                 Err(err) if err.hides_object() => {}
                 Err(err) => return Err(err),
             }
         }
         match page.next_offset {
-            Some(next) if (jobs.len() as u64) < limit => from = next,
-            next_offset => {
-                return Ok(Page {
-                    items: jobs,
-                    next_offset,
-                });
-            }
+            Some(next) if (items.len() as u64) < limit => from = next,
+            next_offset => return Ok(Page { items, next_offset }),
         }
     }
 }

@@ -274,35 +274,17 @@ pub async fn list(
         manage::job_for(store, caller, job_id, PermissionLevel::CanView).await?;
     }
     let limit = limit.clamp(1, MAX_LIST_LIMIT);
-    let mut runs = Vec::new();
-    let mut from = offset;
-    loop {
-        let page = store
-            .list_job_runs(&caller.workspace, filter, with_tasks, from, limit)
-            .await?;
-        for (index, run) in page.items.into_iter().enumerate() {
-            if runs.len() as u64 == limit {
-                return Ok(Page {
-                    items: runs,
-                    next_offset: Some(from + index as u64),
-                });
-            }
-            match require_on_run(store, caller, &run, PermissionLevel::CanView).await {
-                Ok(()) => runs.push(run),
-                Err(err) if err.hides_object() => {}
-                Err(err) => return Err(err),
-            }
-        }
-        match page.next_offset {
-            Some(next) if (runs.len() as u64) < limit => from = next,
-            next_offset => {
-                return Ok(Page {
-                    items: runs,
-                    next_offset,
-                });
-            }
-        }
-    }
+    manage::visible_page(
+        offset,
+        limit,
+        |from| store.list_job_runs(&caller.workspace, filter, with_tasks, from, limit),
+        |run: JobRun| async move {
+            require_on_run(store, caller, &run, PermissionLevel::CanView)
+                .await
+                .map(|()| run)
+        },
+    )
+    .await
 }
 
 /// Asks a run to stop (CAN_MANAGE_RUN): tasks not started are skipped, running ones ended.
