@@ -892,14 +892,24 @@ pub trait JobRunStore: Send + Sync {
         run: &crate::jobs::JobRun,
         event: Option<&crate::events::Change>,
     ) -> Result<()>;
-    /// Writes a task run's state, times, claim and output when it is still in `expected`
-    /// (and, when `worker` is given, still claimed by it); whether it was.
+    /// Writes task runs' states, times, claims and outputs in one transaction, each only
+    /// when it is still in the life cycle paired with it (and, when `worker` is given, still
+    /// claimed by it); whether each was.
+    async fn update_task_runs(
+        &self,
+        changes: &[(&crate::jobs::TaskRun, crate::jobs::LifeCycle)],
+        worker: Option<&str>,
+    ) -> Result<Vec<bool>>;
+    /// `update_task_runs` for one task run.
     async fn update_task_run(
         &self,
         task: &crate::jobs::TaskRun,
         expected: crate::jobs::LifeCycle,
         worker: Option<&str>,
-    ) -> Result<bool>;
+    ) -> Result<bool> {
+        let written = self.update_task_runs(&[(task, expected)], worker).await?;
+        Ok(written.first() == Some(&true))
+    }
     /// Adds an attempt to a run (a retry); returns it with its id.
     async fn insert_task_run(&self, task: &crate::jobs::TaskRun) -> Result<crate::jobs::TaskRun>;
     /// Claims the oldest task run ready to run for `worker`: RUNNING, started `now`, its claim

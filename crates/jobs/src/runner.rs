@@ -106,10 +106,15 @@ async fn write(
     for index in &decisions.added {
         store.insert_task_run(&run.tasks[*index]).await?;
     }
-    for (index, was) in &decisions.changed {
-        all_written &= store
-            .update_task_run(&run.tasks[*index], *was, None)
-            .await?;
+    // One transaction for the pass's decisions on this run: a fan-out readies its tasks at once.
+    let changes: Vec<_> = decisions
+        .changed
+        .iter()
+        .map(|(index, was)| (&run.tasks[*index], *was))
+        .collect();
+    if !changes.is_empty() {
+        let written = store.update_task_runs(&changes, None).await?;
+        all_written &= written.iter().all(|written| *written);
     }
     if decisions.stop_running {
         store

@@ -308,42 +308,46 @@ impl JobRunStore for Store {
         tx.commit().await.map_err(db_error)
     }
 
-    async fn update_task_run(
+    async fn update_task_runs(
         &self,
-        task: &TaskRun,
-        expected: LifeCycle,
+        changes: &[(&TaskRun, LifeCycle)],
         worker: Option<&str>,
-    ) -> Result<bool> {
+    ) -> Result<Vec<bool>> {
         let mut tx = self.begin().await?;
-        let changed = db::query(
-            "UPDATE job_runs SET life_cycle = $1, result_state = $2, state_message = $3, \
-             user_cancelled_or_timedout = $4, start_time = $5, end_time = $6, not_before = $7, \
-             worker = $8, lease_until = $9, process_group = $10, outcome = $11, \
-             task_values = $12, output = $13 WHERE run_id = $14 AND job_run_id IS NOT NULL \
-             AND life_cycle = $15 AND ($16 IS NULL OR worker = $16)",
-        )
-        .bind(task.state.life_cycle.as_str())
-        .bind(task.state.result.map(ResultState::as_str))
-        .bind(&task.state.message)
-        .bind(task.state.user_cancelled_or_timedout)
-        .bind(task.start_time)
-        .bind(task.end_time)
-        .bind(task.not_before)
-        .bind(task.worker.as_deref())
-        .bind(task.lease_until)
-        .bind(task.process_group)
-        .bind(task.outcome.as_deref())
-        .bind(json_text(&task.values)?)
-        .bind(json_text(&task.output)?)
-        .bind(task.run_id)
-        .bind(expected.as_str())
-        .bind(worker)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
+        let mut written = Vec::with_capacity(changes.len());
+        for (task, expected) in changes {
+            let changed = db::query(
+                "UPDATE job_runs SET life_cycle = $1, result_state = $2, state_message = $3, \
+                 user_cancelled_or_timedout = $4, start_time = $5, end_time = $6, \
+                 not_before = $7, worker = $8, lease_until = $9, process_group = $10, \
+                 outcome = $11, task_values = $12, output = $13 WHERE run_id = $14 \
+                 AND job_run_id IS NOT NULL AND life_cycle = $15 \
+                 AND ($16 IS NULL OR worker = $16)",
+            )
+            .bind(task.state.life_cycle.as_str())
+            .bind(task.state.result.map(ResultState::as_str))
+            .bind(&task.state.message)
+            .bind(task.state.user_cancelled_or_timedout)
+            .bind(task.start_time)
+            .bind(task.end_time)
+            .bind(task.not_before)
+            .bind(task.worker.as_deref())
+            .bind(task.lease_until)
+            .bind(task.process_group)
+            .bind(task.outcome.as_deref())
+            .bind(json_text(&task.values)?)
+            .bind(json_text(&task.output)?)
+            .bind(task.run_id)
+            .bind(expected.as_str())
+            .bind(worker)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+            written.push(changed == 1);
+        }
         tx.commit().await.map_err(db_error)?;
-        Ok(changed == 1)
+        Ok(written)
     }
 
     async fn insert_task_run(&self, task: &TaskRun) -> Result<TaskRun> {
