@@ -355,7 +355,7 @@ def test_bad_requests_are_refused_and_run_nothing(server, unique, tmp_path):
     relative = w.jobs.create(name=unique("relative"), tasks=[python_task("a", "scripts/hello.py")]).job_id
     run = wait_for(w, w.jobs.run_now(relative).run_id, lambda r: r.state.life_cycle_state.value in ("TERMINATED", "INTERNAL_ERROR"))
     assert run.state.result_state == jobs.RunResultState.FAILED
-    assert "must be an absolute path" in task_of(run, "a").state.state_message
+    assert "must be a workspace path or an absolute path" in task_of(run, "a").state.state_message
 
 
 def test_run_permissions_follow_the_job(server, unique, tmp_path):
@@ -475,7 +475,16 @@ def tarn_cli(data_dir, *args, ok=True, database_url=None):
         command += ["--database-url", database_url]
     done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=WAIT, env=dict(os.environ, RUST_BACKTRACE="0"))
     assert (done.returncode == 0) == ok, done.stdout + done.stderr
-    return done.stdout
+    return CliOutput(done.stdout, done.stderr)
+
+
+class CliOutput(str):
+    """What a command printed on stdout, with its stderr beside it for failure messages."""
+
+    def __new__(cls, stdout, stderr):
+        printed = super().__new__(cls, stdout)
+        printed.stderr = stderr
+        return printed
 
 
 def job_file(tmp_path, hello, failing):
@@ -539,11 +548,11 @@ def test_tarn_jobs_run_runs_a_job_itself_without_a_server(tmp_path):
         created = tarn_cli(data_dir, "create", job_file(tmp_path, hello, failing), database_url=database_url)
         job_id = int(created.split()[2])
         out = tarn_cli(data_dir, "run", str(job_id), "--param", "day=friday", "--python", os.sys.executable, ok=False, database_url=database_url)
-        assert "Task broken failed" in out, out
+        assert "Task broken failed" in out, out + out.stderr
         run_id = int(out.split()[1])
         fixed.write_text("yes")
         out = tarn_cli(data_dir, "repair", str(run_id), "--python", os.sys.executable, database_url=database_url)
-        assert f"run {run_id} SUCCESS" in out, out
+        assert f"run {run_id} SUCCESS" in out, out + out.stderr
         runs = tarn_cli(data_dir, "runs", database_url=database_url)
         assert "SUCCESS" in runs and "cli run" in runs, "repaired"
         out = tarn_cli(data_dir, "run", str(job_id), "--only", "second", "--python", os.sys.executable, database_url=database_url)
@@ -698,6 +707,28 @@ def test_schedules_and_triggers_start_runs_from_the_clock_and_the_event_stream(s
     done = wait_for(w, run["run_id"], lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED)
     assert done.state.result_state == jobs.RunResultState.SUCCESS
 
+    # New files in a watched directory start a run; the files already there do not.
+    landing = tmp_path / "landing"
+    (landing / "day1").mkdir(parents=True)
+    (landing / "day1" / "old.csv").write_text("a,b\n")
+    on_files = w.jobs.create(
+        name=unique("on files"),
+        trigger=jobs.TriggerSettings(file_arrival=jobs.FileArrivalTriggerConfiguration(url=f"file://{landing}/")),
+        tasks=[python_task("a", hello)],
+    ).job_id
+    time.sleep(5)  # more than two listings of the directory
+    assert runs_of(server, on_files) == [], "files there before the trigger"
+    (landing / "day2").mkdir()
+    (landing / "day2" / "new.csv").write_text("c,d\n")
+    assert wait_for_runs(server, on_files, 1)[0]["trigger"] == "FILE_ARRIVAL"
+    for url in ["s3://bucket/landing/", "file:///landing/../etc", "relative/dir"]:
+        with pytest.raises(InvalidParameterValue):
+            w.jobs.create(
+                name=unique("bad files"),
+                trigger=jobs.TriggerSettings(file_arrival=jobs.FileArrivalTriggerConfiguration(url=url)),
+                tasks=[python_task("a", hello)],
+            )
+
 
 def test_sql_tasks_and_run_job_tasks(server, unique, tmp_path):
     w = workspace(server)
@@ -782,6 +813,71 @@ def test_environments_install_a_tasks_packages_once(server, unique, tmp_path):
     assert "No module named 'tomli_w'" in w.jobs.get_run_output(task_of(run, "bare").run_id).error
     with pytest.raises(InvalidParameterValue, match="environment 'missing'"):
         w.jobs.create(name=unique("env"), tasks=[python_task("x", uses, environment_key="missing")])
+
+
+def build_wheel(folder, name, version, files, entry_points):
+    """A pure-Python wheel made by hand (a zip with its metadata and RECORD), as `pip wheel`
+    would make it."""
+    import base64
+    import hashlib
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    files = dict(files)
+    files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    files[f"{info}/WHEEL"] = "Wheel-Version: 1.0\nGenerator: tarn-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{info}/entry_points.txt"] = entry_points
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{info}/RECORD,,")
+    files[f"{info}/RECORD"] = "\n".join(record) + "\n"
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return str(wheel)
+
+
+def test_a_wheel_task_runs_its_entry_point_with_job_parameters_pushed_down(server, unique, tmp_path):
+    """A python_wheel_task runs the entry point of the wheel its libraries install; job
+    parameters reach a wheel taking keyword arguments over its own of the same name."""
+    w = workspace(server)
+    package = "tarnpipe_" + unique("w").split("-")[1]
+    wheel = build_wheel(
+        tmp_path,
+        package,
+        "0.1",
+        {f"{package}/__init__.py": "import sys\n\ndef main():\n    print('wheel args', sys.argv[1:])\n"},
+        f"[console_scripts]\n{package}-run = {package}:main\n",
+    )
+    job_id = w.jobs.create(
+        name=unique("wheel"),
+        parameters=[jobs.JobParameterDefinition(name="day", default="sunday")],
+        tasks=[
+            jobs.Task(
+                task_key="named",
+                python_wheel_task=jobs.PythonWheelTask(
+                    package_name=package,
+                    entry_point=f"{package}-run",
+                    named_parameters={"day": "from-task", "model": "rf-{{job.id}}"},
+                ),
+                libraries=[compute.Library(whl=wheel)],
+            ),
+            jobs.Task(
+                task_key="positional",
+                python_wheel_task=jobs.PythonWheelTask(package_name=package, entry_point="main", parameters=["a", "{{job.parameters.day}}"]),
+                libraries=[compute.Library(whl=wheel)],
+            ),
+        ],
+    ).job_id
+    run = w.jobs.run_now(job_id, job_parameters={"day": "monday"}).result(timeout=timedelta(seconds=300))
+    assert run.state.result_state == jobs.RunResultState.SUCCESS, [t.state for t in run.tasks]
+    named = w.jobs.get_run_output(task_of(run, "named").run_id).logs
+    assert f"wheel args ['--day=monday', '--model=rf-{job_id}']" in named
+    positional = w.jobs.get_run_output(task_of(run, "positional").run_id).logs
+    assert "wheel args ['a', 'monday']" in positional
 
 
 def test_run_notifications_reach_webhooks_signed(server, unique, tmp_path):

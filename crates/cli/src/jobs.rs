@@ -13,7 +13,7 @@ use tarn_core::auth::PermissionLevel;
 use tarn_core::caller::Caller;
 use tarn_core::jobs::{Job, JobRun, LifeCycle, ResultState, RunFilter, TaskRun};
 use tarn_core::store::MetaStore;
-use tarn_jobs::{executor, manage, runs};
+use tarn_jobs::{logs, manage, runs};
 
 use crate::local::cli_caller;
 use crate::models::time;
@@ -283,7 +283,8 @@ pub async fn run(store_args: &StoreArgs, command: JobsCommand) -> Result<()> {
 }
 
 /// Starts a run (or a repair) with `start` and follows it to its end; without a server
-/// running the store's jobs, runs it in-process. Fails unless the run succeeds.
+/// running the store's jobs, runs it in-process, and takes it over in-process if the server
+/// that ran it goes away. Fails unless the run succeeds.
 async fn start_and_follow<Start, Started>(
     store_args: &StoreArgs,
     store: &dyn MetaStore,
@@ -299,23 +300,34 @@ where
     if no_wait && !served {
         bail!("no server runs this store's jobs: start `tarn server`, or run without --no-wait");
     }
-    let embedded = if served {
+    let mut embedded = if served {
         None
     } else {
-        Some(Embedded::start(store_args, python).await?)
+        Some(Embedded::start(store_args, python.clone()).await?)
     };
     let wakeup = embedded
         .as_ref()
         .map(|embedded| embedded.state.jobs.runner.clone())
         .unwrap_or_default();
     let caller = cli_caller(String::new());
-    let followed = async {
+    let followed: Result<Option<JobRun>> = async {
         let run = start(wakeup).await?;
         if no_wait {
             return Ok(None);
         }
         let caller = Caller::new(run.workspace.clone(), caller.principal.clone());
-        follow(store, &caller, run.run_id).await.map(Some)
+        loop {
+            match follow(store, &caller, run.run_id, embedded.is_none()).await? {
+                Followed::Ended(ended) => return Ok(Some(*ended)),
+                Followed::Unattended => {
+                    eprintln!(
+                        "no server runs this store's jobs any more: running the rest of run {} here",
+                        run.run_id
+                    );
+                    embedded = Some(Embedded::start(store_args, python.clone()).await?);
+                }
+            }
+        }
     }
     .await;
     if let Some(embedded) = embedded {
@@ -360,7 +372,7 @@ impl Embedded {
         let mut args = ServerArgs::defaults();
         args.store = store.clone();
         args.port = 0;
-        args.jobs_python = python;
+        args.jobs.python = python;
         let (state, listener, _) = crate::server::start_server(&args).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = tokio::spawn(tarn_server::serve(state.clone(), listener, async {
@@ -381,13 +393,22 @@ impl Embedded {
 
 /// How often a followed run is read again.
 const FOLLOW_EVERY: Duration = Duration::from_millis(200);
-/// How long a followed run may stay unstarted before the command checks that a runner is
-/// still there (a queued run may wait longer while one is).
-const UNSTARTED_PATIENCE: Duration = Duration::from_secs(15);
 
-/// Follows a run until it ends: a line per task that changes on a terminal, a line per change
-/// otherwise.
-async fn follow(store: &dyn MetaStore, caller: &Caller, run_id: i64) -> Result<JobRun> {
+/// How following a run ended.
+enum Followed {
+    Ended(Box<JobRun>),
+    /// The run is not over and no server holds the runner's lease: nobody will end it.
+    Unattended,
+}
+
+/// Follows a run until it ends (or, when `watch_runner`, until no server runs the store's
+/// jobs): a line per task that changes on a terminal, a line per change otherwise.
+async fn follow(
+    store: &dyn MetaStore,
+    caller: &Caller,
+    run_id: i64,
+    watch_runner: bool,
+) -> Result<Followed> {
     let live = std::io::stdout().is_terminal();
     let bars = MultiProgress::new();
     let style = ProgressStyle::with_template("{spinner} {prefix:<24} {msg}")?;
@@ -428,16 +449,10 @@ async fn follow(store: &dyn MetaStore, caller: &Caller, run_id: i64) -> Result<J
             for (_, bar, _) in &shown {
                 bar.finish();
             }
-            return Ok(run);
+            return Ok(Followed::Ended(Box::new(run)));
         }
-        if run.start_time == 0
-            && started.elapsed() > UNSTARTED_PATIENCE
-            && !server_running(store).await?
-        {
-            bail!(
-                "run {run_id} has not started and no server runs this store's jobs (the one that \
-                 did stopped); start `tarn server`, which will run it"
-            );
+        if watch_runner && !server_running(store).await? {
+            return Ok(Followed::Unattended);
         }
         tokio::time::sleep(FOLLOW_EVERY).await;
     }
@@ -547,35 +562,34 @@ async fn print_log(
     run_id: i64,
     follow: bool,
 ) -> Result<()> {
-    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::io::Write;
     let (_, task) = runs::output_of(store, caller, run_id).await?;
-    let path = executor::log_path(folder, &task);
     let mut printed = 0u64;
     let mut out = std::io::stdout();
     loop {
-        if let Ok(mut file) = std::fs::File::open(&path) {
-            file.seek(SeekFrom::Start(printed))?;
-            let mut fresh = Vec::new();
-            file.read_to_end(&mut fresh)?;
+        // Read the end state first: what the task wrote before it ended is in the log then.
+        let ended = !follow || {
+            let (_, now) = runs::output_of(store, caller, run_id).await?;
+            now.state.life_cycle.is_terminal()
+        };
+        loop {
+            let (fresh, _) = logs::read(store, folder, &task, printed, LOG_PIECE).await?;
+            if fresh.is_empty() {
+                break;
+            }
             printed += fresh.len() as u64;
             out.write_all(&fresh)?;
-            out.flush()?;
         }
-        if !follow {
-            return Ok(());
-        }
-        let (_, now) = runs::output_of(store, caller, run_id).await?;
-        if now.state.life_cycle.is_terminal() {
-            // Whatever it wrote last.
-            if let Ok(mut file) = std::fs::File::open(&path) {
-                file.seek(SeekFrom::Start(printed))?;
-                std::io::copy(&mut file, &mut out)?;
-            }
+        out.flush()?;
+        if ended {
             return Ok(());
         }
         tokio::time::sleep(FOLLOW_EVERY).await;
     }
 }
+
+/// How much of a log `tarn jobs logs` reads at once.
+const LOG_PIECE: u64 = 1024 * 1024;
 
 fn print_job_line(job: &Job) {
     let tasks = job

@@ -18,6 +18,7 @@ mod serve;
 mod server;
 mod sql;
 mod tables;
+mod worker;
 
 use local::cli_actor;
 use server::{ServerArgs, StoreArgs, run_server};
@@ -40,6 +41,8 @@ struct Cli {
 enum Command {
     /// Run the tarn server.
     Server(ServerArgs),
+    /// Run job tasks on this machine for the servers sharing a metadata store.
+    Worker(worker::WorkerArgs),
     /// Start tarn on embedded defaults and log a small real example into `dev`.
     Quickstart(quickstart::QuickstartArgs),
     /// Serve one model (an MLflow model directory or a registered model) with the scoring API
@@ -330,6 +333,7 @@ async fn run() -> Result<()> {
     init_logging(&cli.log_format, default_filter);
     match cli.command {
         Command::Server(args) => run_server(args).await,
+        Command::Worker(args) => worker::run(args).await,
         Command::Quickstart(args) => quickstart::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Score {

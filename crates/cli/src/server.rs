@@ -96,17 +96,54 @@ pub struct ServerArgs {
     /// `deltalake`), which become `table.committed` events, in milliseconds.
     #[arg(long, env = "TARN_TABLE_WATCH_INTERVAL_MS", default_value_t = 5000)]
     pub table_watch_interval_ms: u64,
+    #[command(flatten)]
+    pub jobs: ExecutorArgs,
+}
+
+/// How job tasks run here: `tarn server`'s and `tarn worker`'s flags.
+#[derive(Args, Clone)]
+pub struct ExecutorArgs {
     /// The Python interpreter job tasks run with (spark_python_task, python_wheel_task,
     /// notebook_task); a virtual environment's holds the task's packages.
-    #[arg(long, env = "TARN_JOBS_PYTHON", default_value = "python3")]
-    pub jobs_python: PathBuf,
-    /// Job tasks this server runs at once (0: only `tarn worker`s run them).
-    #[arg(long, env = "TARN_JOBS_SLOTS", default_value_t = 8)]
-    pub jobs_slots: usize,
+    #[arg(
+        long = "jobs-python",
+        env = "TARN_JOBS_PYTHON",
+        default_value = "python3"
+    )]
+    pub python: PathBuf,
+    /// Job tasks run here at once (on a server, 0: only `tarn worker`s run them).
+    #[arg(long = "jobs-slots", env = "TARN_JOBS_SLOTS", default_value_t = 8)]
+    pub slots: usize,
     /// How long, in seconds, an executor's claim on a task holds without renewal: how soon a
     /// task whose executor died is failed or retried.
-    #[arg(long, env = "TARN_JOBS_LEASE_SECONDS", default_value_t = 30)]
-    pub jobs_lease_seconds: u64,
+    #[arg(
+        long = "jobs-lease-seconds",
+        env = "TARN_JOBS_LEASE_SECONDS",
+        default_value_t = 30
+    )]
+    pub lease_seconds: u64,
+}
+
+impl ExecutorArgs {
+    /// The executor these flags describe, named `worker` in the store, keeping its tasks'
+    /// folders under `folder`.
+    pub fn config(
+        &self,
+        worker: String,
+        server_url: String,
+        folder: PathBuf,
+        ship_logs: bool,
+    ) -> tarn_jobs::executor::ExecutorConfig {
+        tarn_jobs::executor::ExecutorConfig {
+            worker,
+            slots: self.slots,
+            python: self.python.clone(),
+            server_url,
+            folder,
+            lease: std::time::Duration::from_secs(self.lease_seconds.max(1)),
+            ship_logs,
+        }
+    }
 }
 
 impl ServerArgs {
@@ -173,33 +210,33 @@ pub async fn start_server(
         table_watch_every: std::time::Duration::from_millis(args.table_watch_interval_ms.max(10)),
         jobs: tarn_server::JobsSettings {
             folder: args.store.jobs_folder(),
-            python: args.jobs_python.clone(),
-            slots: args.jobs_slots,
-            lease: std::time::Duration::from_secs(args.jobs_lease_seconds.max(1)),
-            worker: executor_name(listener.local_addr()?.port()),
+            python: args.jobs.python.clone(),
+            slots: args.jobs.slots,
+            lease: std::time::Duration::from_secs(args.jobs.lease_seconds.max(1)),
+            // Stable across restarts: a restarted server ends what its previous start left.
+            worker: format!("{}:{}", host_name(), listener.local_addr()?.port()),
         },
     };
     let state = tarn_server::AppState::new(store, artifacts, lake, online, settings)?;
     Ok((state, listener, bootstrap))
 }
 
-/// This server's executor as the store names it: the machine and the port, stable across
-/// restarts so a restarted server ends what its previous start left running.
-fn executor_name(port: u16) -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
+/// This machine's name, as executors' names in the store begin.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|name| name.trim().to_string())
         .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_string());
-    format!("{host}:{port}")
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 pub async fn run_server(args: ServerArgs) -> Result<()> {
+    let stop = shutdown_signal();
     let (state, listener, bootstrap) = start_server(&args).await?;
     let address = listener.local_addr()?;
     announce_admin_token(&bootstrap);
     tracing::info!(%address, backend = state.store.backend_name(), "tarn server listening");
-    tarn_server::serve(state, listener, shutdown_signal()).await?;
+    tarn_server::serve(state, listener, stop).await?;
     tracing::info!("tarn server stopped");
     Ok(())
 }
@@ -216,26 +253,42 @@ pub fn announce_admin_token(bootstrap: &tarn_server::Bootstrap) {
     }
 }
 
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when
+/// first polled: a SIGTERM that arrives while the server starts still stops it gracefully
+/// (handing back its leases) instead of killing it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        [SignalKind::interrupt(), SignalKind::terminate()].map(|kind| {
+            signal(kind)
+                .map_err(|err| tracing::warn!(error = %err, "cannot listen for a stop signal"))
+                .ok()
+        })
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let [interrupt, terminate] = signals;
+            let received = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = received(interrupt) => {},
+                () = received(terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 /// Reads the admin token a server started from `data_dir` uses.

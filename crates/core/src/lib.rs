@@ -8,6 +8,7 @@ pub mod entities;
 pub mod error;
 pub mod events;
 pub mod features;
+pub mod files;
 pub mod ids;
 pub mod jobs;
 pub mod lineage;

@@ -950,6 +950,59 @@ pub trait JobRunStore: Send + Sync {
     async fn save_trigger_state(&self, job_id: i64, state: &serde_json::Value) -> Result<()>;
     /// Who holds the lease `name` and until when, if anyone ever took it.
     async fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>>;
+    /// Keeps the piece of a task run's log that starts at byte `offset` (a worker ships its
+    /// tasks' logs this way). Shipping the same piece again changes nothing.
+    async fn append_task_log(&self, task_run_id: i64, offset: i64, data: &[u8]) -> Result<()>;
+    /// The shipped log of a task run from byte `from`, at most `limit` bytes, and the log's
+    /// shipped length.
+    async fn read_task_log(
+        &self,
+        task_run_id: i64,
+        from: i64,
+        limit: i64,
+    ) -> Result<(Vec<u8>, i64)>;
+}
+
+/// Workspace files and directories, by normalized path ([`crate::files::normalize_path`]).
+#[async_trait]
+pub trait WorkspaceFileStore: Send + Sync {
+    /// Stores a file or notebook at `path`, making the directories above it. A directory there,
+    /// or a file above it, is refused; so is an existing file unless `overwrite`
+    /// (RESOURCE_ALREADY_EXISTS).
+    async fn put_workspace_file(
+        &self,
+        workspace: &str,
+        path: &str,
+        object_type: crate::files::ObjectType,
+        language: Option<&str>,
+        content: &[u8],
+        overwrite: bool,
+    ) -> Result<crate::files::WorkspaceObject>;
+    /// Makes a directory and those above it; one already there is fine, a file in the way is
+    /// refused.
+    async fn make_workspace_dirs(&self, workspace: &str, path: &str) -> Result<()>;
+    /// The object at `path`, if any (the root is always a directory).
+    async fn workspace_object(
+        &self,
+        workspace: &str,
+        path: &str,
+    ) -> Result<Option<crate::files::WorkspaceObject>>;
+    /// A file's or notebook's bytes; RESOURCE_DOES_NOT_EXIST when there is none at `path`.
+    async fn workspace_file_content(&self, workspace: &str, path: &str) -> Result<Vec<u8>>;
+    /// What `directory` holds, directly or (`recursive`) at any depth, by path.
+    async fn list_workspace_objects(
+        &self,
+        workspace: &str,
+        directory: &str,
+        recursive: bool,
+    ) -> Result<Vec<crate::files::WorkspaceObject>>;
+    /// Deletes the object at `path`; a directory that holds anything only when `recursive`.
+    async fn delete_workspace_object(
+        &self,
+        workspace: &str,
+        path: &str,
+        recursive: bool,
+    ) -> Result<()>;
 }
 
 /// The event stream: the audit trail, and what webhooks, job triggers and alerts react to.
@@ -981,6 +1034,7 @@ pub trait MetaStore:
     + ServingStore
     + JobStore
     + JobRunStore
+    + WorkspaceFileStore
     + EventStore
 {
     /// `sqlite` or `postgresql`, as `server-info` reports it.

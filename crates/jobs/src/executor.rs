@@ -17,13 +17,12 @@ use tarn_core::store::MetaStore;
 use tarn_core::{Error, Result};
 use tokio::sync::{oneshot, watch};
 
+use crate::logs::{self, task_folder};
 use crate::plan;
 use crate::references;
 use crate::runs::{self, Wakeup};
 use crate::settings::{JobSettings, TaskSettings};
 
-/// The most of a task's log `runs/get-output` returns: its end (Databricks' limit).
-pub const MAX_OUTPUT_LOG: u64 = 5 * 1024 * 1024;
 /// The most of a log's end searched for the error a failed task ended with.
 const ERROR_SEARCH: u64 = 64 * 1024;
 /// How long a process asked to stop may take before its group is killed.
@@ -52,35 +51,9 @@ pub struct ExecutorConfig {
     pub folder: PathBuf,
     /// How long a claim holds without renewal; renewed every third of it.
     pub lease: Duration,
-}
-
-/// A task's folder under the executor's: `<folder>/<run id>/<task run id>/`.
-pub fn task_folder(folder: &Path, task: &TaskRun) -> PathBuf {
-    folder
-        .join(task.job_run_id.to_string())
-        .join(task.run_id.to_string())
-}
-
-/// The log of a task run: its standard output and error, interleaved as written.
-pub fn log_path(folder: &Path, task: &TaskRun) -> PathBuf {
-    task_folder(folder, task).join("output.log")
-}
-
-/// The end of a task's log, at most `limit` bytes, and whether earlier output was left out.
-pub fn read_log(folder: &Path, task: &TaskRun, limit: u64) -> Result<(String, bool)> {
-    let path = log_path(folder, task);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((String::new(), false));
-        }
-        Err(err) => return Err(Error::internal_from("cannot read the task's log", err)),
-    };
-    let start = bytes.len().saturating_sub(limit as usize);
-    Ok((
-        String::from_utf8_lossy(&bytes[start..]).into_owned(),
-        start > 0,
-    ))
+    /// Whether tasks' logs are shipped into the store as they are written: an executor on
+    /// another machine than the servers (`tarn worker`) does, so they can read them.
+    pub ship_logs: bool,
 }
 
 /// Task runs this executor runs, by task run id: how to ask each to stop, and whether it holds
@@ -271,7 +244,23 @@ impl Executor {
         mut task: TaskRun,
         stop: oneshot::Receiver<ResultState>,
     ) {
-        let (state, output) = match self.run_process(workspace, &mut task, stop).await {
+        let shipping = self.config.ship_logs.then(|| {
+            let (done, shipped) = oneshot::channel();
+            let store = self.store.clone();
+            let path = logs::log_path(&self.config.folder, &task);
+            let task_run_id = task.run_id;
+            let shipping = tokio::spawn(async move {
+                logs::ship(store.as_ref(), task_run_id, &path, shipped).await;
+            });
+            (done, shipping)
+        });
+        let ended = self.run_process(workspace, &mut task, stop).await;
+        // The whole log is shipped before the end is recorded: whoever sees the end reads it all.
+        if let Some((done, shipping)) = shipping {
+            let _ = done.send(());
+            let _ = shipping.await;
+        }
+        let (state, output) = match ended {
             Ok(ended) => ended,
             Err(err) => {
                 tracing::warn!(task_run_id = task.run_id, error = %err.report(), "a task could not run");
@@ -328,7 +317,8 @@ impl Executor {
                 .await;
         }
         write_json(&files.upstream, &upstream_values(&run, task))?;
-        let mut command = self.command(&run, task, task_settings, &files)?;
+        let source = self.workspace_source(&run, task_settings, &folder).await?;
+        let mut command = self.command(&run, task, task_settings, &files, source)?;
         let packages = requirements(&settings, task_settings);
         if !packages.is_empty() {
             command.packages = Some(self.environment(&packages, &files.log).await?);
@@ -630,7 +620,7 @@ impl Executor {
                 Default::default(),
             ));
         }
-        let (tail, _) = read_log(&self.config.folder, task, ERROR_SEARCH)?;
+        let (tail, _) = logs::local_tail(&files.log, ERROR_SEARCH)?;
         let output = failure_output(&tail, status);
         let message = output.error.clone().unwrap_or_default();
         Ok((
@@ -639,14 +629,54 @@ impl Executor {
         ))
     }
 
-    /// The command a task runs: its program, arguments, folder and widget values.
+    /// The task's file (`python_file`, `notebook_path`, `sql_task.file.path`) written out from
+    /// the workspace's files into the task's folder, when the workspace holds it.
+    async fn workspace_source(
+        &self,
+        run: &JobRun,
+        settings: &TaskSettings,
+        folder: &Path,
+    ) -> Result<Option<PathBuf>> {
+        let kind = settings.task_type().unwrap_or("none");
+        let pointer = match kind {
+            "spark_python_task" => "/python_file",
+            "notebook_task" => "/notebook_path",
+            "sql_task" => "/file/path",
+            _ => return Ok(None),
+        };
+        let Some(given) = settings
+            .rest
+            .get(kind)
+            .and_then(|spec| spec.pointer(pointer))
+            .and_then(Value::as_str)
+        else {
+            return Ok(None);
+        };
+        let run_as = self.store.active_principal(&run.run_as_user_name).await?;
+        crate::workspace_files::materialize(
+            self.store.as_ref(),
+            &run.workspace,
+            &run_as,
+            given,
+            &folder.join("workspace"),
+        )
+        .await
+    }
+
+    /// The command a task runs: its program, arguments, folder and widget values; `source`
+    /// is its file when the workspace holds it.
     fn command(
         &self,
         run: &JobRun,
         task: &TaskRun,
         settings: &TaskSettings,
         files: &TaskFiles,
+        source: Option<PathBuf>,
     ) -> Result<Command> {
+        let source_or = |given: Option<&str>, field: &str| match &source {
+            Some(path) => Ok(path.clone()),
+            None => local_file(given, field),
+        };
         let lookup = |path: &[&str]| plan::lookup(run, Some(task), path);
         let resolve = |text: &str| references::resolve(text, &lookup);
         let overriding = &run.overriding_parameters;
@@ -659,7 +689,7 @@ impl Executor {
         let spec = settings.rest.get(kind).cloned().unwrap_or(Value::Null);
         match kind {
             "spark_python_task" => {
-                let file = local_file(
+                let file = source_or(
                     spec.get("python_file").and_then(Value::as_str),
                     "python_file",
                 )?;
@@ -699,6 +729,12 @@ impl Executor {
                         .and_then(Value::as_object)
                         .cloned(),
                 };
+                // Job parameters are pushed down to a wheel taking keyword arguments, over
+                // its own of the same name (Databricks' job parameter pushdown).
+                let named = named.map(|mut named| {
+                    named.extend(job_widgets.clone());
+                    named
+                });
                 match named {
                     Some(named) => args.extend(
                         named
@@ -727,7 +763,7 @@ impl Executor {
                 })
             }
             "notebook_task" => {
-                let file = local_file(
+                let file = source_or(
                     spec.get("notebook_path").and_then(Value::as_str),
                     "notebook_path",
                 )?;
@@ -769,7 +805,7 @@ impl Executor {
                         task.task_key
                     )));
                 }
-                let file = local_file(
+                let file = source_or(
                     spec.pointer("/file/path").and_then(Value::as_str),
                     "sql_task.file.path",
                 )?;
@@ -891,6 +927,7 @@ fn upstream_values(run: &JobRun, task: &TaskRun) -> Value {
 }
 
 /// A file a task names: an absolute path on this machine (`file:` allowed).
+/// A task's file given as a path on the machine that runs it (the workspace did not hold it).
 fn local_file(given: Option<&str>, field: &str) -> Result<PathBuf> {
     let given = given
         .filter(|text| !text.is_empty())
@@ -898,7 +935,8 @@ fn local_file(given: Option<&str>, field: &str) -> Result<PathBuf> {
     let path = PathBuf::from(given.strip_prefix("file:").unwrap_or(given));
     if !path.is_absolute() {
         return Err(Error::invalid(format!(
-            "{field} '{given}' must be an absolute path on the machine that runs the task"
+            "{field} '{given}' must be a workspace path or an absolute path on the machine \
+             that runs the task"
         )));
     }
     Ok(path)

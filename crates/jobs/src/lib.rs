@@ -9,6 +9,7 @@
 pub mod cron;
 pub mod dag;
 pub mod executor;
+pub mod logs;
 pub mod manage;
 pub mod plan;
 pub mod references;
@@ -16,3 +17,4 @@ pub mod runner;
 pub mod runs;
 pub mod settings;
 pub mod triggers;
+pub mod workspace_files;

@@ -359,6 +359,34 @@ pub async fn output_of(
     Ok((run, task))
 }
 
+/// What `runs/get-output` returns: the task run, its run, and the end of its log.
+pub struct RunOutput {
+    pub run: JobRun,
+    pub task: TaskRun,
+    pub logs: String,
+    /// Whether earlier output was left out of `logs`.
+    pub logs_truncated: bool,
+}
+
+/// The output of the task run `run_id` names (see [`output_of`]): the end of its log, read
+/// where it ran (`folder` is this machine's jobs folder) or from what its worker shipped.
+pub async fn output(
+    store: &dyn MetaStore,
+    folder: &std::path::Path,
+    caller: &Caller,
+    run_id: i64,
+) -> Result<RunOutput> {
+    let (run, task) = output_of(store, caller, run_id).await?;
+    let (logs, logs_truncated) =
+        crate::logs::tail(store, folder, &task, crate::logs::MAX_OUTPUT_LOG).await?;
+    Ok(RunOutput {
+        run,
+        task,
+        logs,
+        logs_truncated,
+    })
+}
+
 /// What `runs/repair` asks for.
 #[derive(Debug, Clone, Default)]
 pub struct Repair {

@@ -661,10 +661,19 @@ fn check_trigger(trigger: &Trigger) -> Result<()> {
             table.wait_after_last_change_seconds,
         )?;
     }
-    if let Some(files) = &trigger.file_arrival
-        && files.url.is_empty()
-    {
-        return Err(Error::invalid("trigger.file_arrival.url is required"));
+    if let Some(files) = &trigger.file_arrival {
+        if files.url.is_empty() {
+            return Err(Error::invalid("trigger.file_arrival.url is required"));
+        }
+        watched_directory(&files.url)?;
+        non_negative(
+            "trigger.file_arrival.min_time_between_triggers_seconds",
+            files.min_time_between_triggers_seconds,
+        )?;
+        non_negative(
+            "trigger.file_arrival.wait_after_last_change_seconds",
+            files.wait_after_last_change_seconds,
+        )?;
     }
     if let Some(model) = &trigger.model {
         one_of(
@@ -679,6 +688,21 @@ fn check_trigger(trigger: &Trigger) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The local directory a file arrival trigger's `url` names: `file:///path` or `/path`.
+pub fn watched_directory(url: &str) -> Result<std::path::PathBuf> {
+    let path = std::path::Path::new(url.strip_prefix("file://").unwrap_or(url));
+    if !path.is_absolute()
+        || path
+            .components()
+            .any(|part| matches!(part, std::path::Component::ParentDir))
+    {
+        return Err(Error::invalid(format!(
+            "trigger.file_arrival.url '{url}' must be a local directory: file:///path or /path"
+        )));
+    }
+    Ok(path.to_path_buf())
 }
 
 #[cfg(test)]

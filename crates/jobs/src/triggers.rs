@@ -2,12 +2,16 @@
 //! `trigger.periodic` fire by the clock; `trigger.table_update` and `trigger.model` by what
 //! the event stream says happened (commits to the listed tables, whoever wrote them; a model
 //! created, a version ready, an alias set), with `min_time_between_triggers_seconds` and
-//! `wait_after_last_change_seconds`. What each job's triggers have seen is kept in the store,
+//! `wait_after_last_change_seconds`; `trigger.file_arrival` by new files in a local directory,
+//! listed every few seconds (a file is new when it is newer than the newest seen before, so
+//! files there when the trigger was armed never fire it). What each job's triggers have seen is
+//! kept in the store,
 //! so a restarted or another server's runner goes on from there. The decisions are pure
 //! functions of the job, its state, the event and the time; `Triggers` keeps them for the
 //! runner, which holds the lease that makes one process fire.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,12 +23,17 @@ use tarn_core::{Error, Result};
 
 use crate::cron::{Cron, time_zone};
 use crate::runs::{self, Wakeup};
-use crate::settings::{JobSettings, Trigger};
+use crate::settings::{JobSettings, Trigger, watched_directory};
 
 /// The event stream's consumer name for job triggers.
 pub const CONSUMER: &str = "job_triggers";
 /// Events taken from the stream per pass.
 const EVENT_BATCH: u64 = 500;
+/// How often a file arrival trigger's directory is listed.
+const FILE_POLL: i64 = 2_000;
+/// The most files a watched directory may hold (Databricks' limit too): past it the trigger
+/// does not fire, and says why in the server's log.
+pub const MAX_WATCHED_FILES: usize = 10_000;
 
 /// What a job's triggers have seen since it last fired.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -42,6 +51,13 @@ pub struct TriggerState {
     /// The last matching model event since it last fired.
     #[serde(default)]
     pub model_changed: Option<i64>,
+    /// file_arrival: the newest modification time among the files seen, and the files that
+    /// have it; `None` until the directory was first listed.
+    #[serde(default)]
+    pub files_seen: Option<(i64, BTreeSet<String>)>,
+    /// file_arrival: when new files were last noticed since it last fired.
+    #[serde(default)]
+    pub files_arrived: Option<i64>,
 }
 
 fn unpaused(pause_status: Option<&str>) -> bool {
@@ -138,6 +154,89 @@ pub fn observe(settings: &JobSettings, state: &mut TriggerState, event: &Event) 
     }
 }
 
+/// Notes what a listing of a file arrival trigger's directory (relative path, modification
+/// time in ms) means at `now`; whether new files arrived. The first listing only arms it.
+pub fn observe_files(state: &mut TriggerState, listing: &[(String, i64)], now: i64) -> bool {
+    let Some((watermark, at_watermark)) = &state.files_seen else {
+        state.files_seen = Some(high_water(listing, i64::MIN));
+        return false;
+    };
+    let arrived = listing.iter().any(|(path, modified)| {
+        *modified > *watermark || (*modified == *watermark && !at_watermark.contains(path))
+    });
+    if arrived {
+        state.files_seen = Some(high_water(listing, *watermark));
+        state.files_arrived = Some(now);
+    }
+    arrived
+}
+
+/// The newest modification time in `listing` (at least `floor`) and the files that have it.
+fn high_water(listing: &[(String, i64)], floor: i64) -> (i64, BTreeSet<String>) {
+    let newest = listing
+        .iter()
+        .map(|(_, modified)| *modified)
+        .max()
+        .unwrap_or(floor)
+        .max(floor);
+    let files = listing
+        .iter()
+        .filter(|(_, modified)| *modified == newest)
+        .map(|(path, _)| path.clone())
+        .collect();
+    (newest, files)
+}
+
+/// The files under `directory` at any depth (symbolic links not followed), with their
+/// modification times; refused past [`MAX_WATCHED_FILES`].
+pub fn list_files(directory: &Path) -> Result<Vec<(String, i64)>> {
+    let mut found = Vec::new();
+    let mut folders = vec![directory.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            // A directory not made yet holds no files.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && folder == directory => {
+                return Ok(found);
+            }
+            Err(err) => {
+                return Err(Error::invalid(format!(
+                    "cannot list {}: {err}",
+                    folder.display()
+                )));
+            }
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                folders.push(entry.path());
+                continue;
+            }
+            if !meta.is_file() {
+                continue;
+            }
+            if found.len() == MAX_WATCHED_FILES {
+                return Err(Error::invalid(format!(
+                    "{} holds more than {MAX_WATCHED_FILES} files; a file arrival trigger \
+                     watches fewer",
+                    directory.display()
+                )));
+            }
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |since| since.as_millis() as i64);
+            let relative = entry.path();
+            let relative = relative.strip_prefix(directory).unwrap_or(&relative);
+            found.push((relative.display().to_string(), modified));
+        }
+    }
+    Ok(found)
+}
+
 /// The trigger type of the run a job starts now, if one is due: a clock trigger past its time,
 /// or table or model changes that have settled (`wait_after_last_change_seconds`) and come at
 /// least `min_time_between_triggers_seconds` after the last fire.
@@ -172,6 +271,15 @@ pub fn due(settings: &JobSettings, state: &TriggerState, now: i64) -> Option<&'s
             return Some(trigger::TABLE);
         }
     }
+    if let (Some(files), Some(arrived)) = (&trigger.file_arrival, state.files_arrived)
+        && settled(
+            arrived,
+            files.wait_after_last_change_seconds,
+            files.min_time_between_triggers_seconds,
+        )
+    {
+        return Some(trigger::FILE_ARRIVAL);
+    }
     if let (Some(model), Some(changed)) = (&trigger.model, state.model_changed)
         && settled(
             changed,
@@ -191,6 +299,8 @@ pub fn fired(state: &TriggerState, now: i64) -> TriggerState {
         armed_at: state.armed_at,
         updated_tables: BTreeMap::new(),
         model_changed: None,
+        files_seen: state.files_seen.clone(),
+        files_arrived: None,
     }
 }
 
@@ -198,6 +308,8 @@ struct Watched {
     job: Job,
     settings: JobSettings,
     state: TriggerState,
+    /// When its file arrival directory was last listed.
+    files_listed_at: i64,
 }
 
 /// Every job with a schedule or a trigger, as the runner's lease holder keeps them.
@@ -251,6 +363,7 @@ impl Triggers {
         if let Some(last) = events.last() {
             store.acknowledge_events(CONSUMER, last.id).await?;
         }
+        self.list_arrivals(store, now).await?;
         self.fire_due(store, wakeup, now).await
     }
 
@@ -304,8 +417,42 @@ impl Triggers {
                 job,
                 settings,
                 state,
+                files_listed_at: 0,
             },
         );
+    }
+
+    /// Lists the directories of file arrival triggers that are due a look.
+    async fn list_arrivals(&mut self, store: &dyn MetaStore, now: i64) -> Result<()> {
+        for (job_id, watched) in &mut self.watched {
+            let Some(files) =
+                active_trigger(&watched.settings).and_then(|trigger| trigger.file_arrival.as_ref())
+            else {
+                continue;
+            };
+            if now - watched.files_listed_at < FILE_POLL {
+                continue;
+            }
+            watched.files_listed_at = now;
+            let listed = match watched_directory(&files.url) {
+                Ok(directory) => tokio::task::spawn_blocking(move || list_files(&directory))
+                    .await
+                    .map_err(|err| Error::internal_from("listing files failed", err))?,
+                Err(err) => Err(err),
+            };
+            let listing = match listed {
+                Ok(listing) => listing,
+                Err(err) => {
+                    tracing::warn!(job_id = *job_id, error = %err.report(), "a file arrival trigger cannot list its directory");
+                    continue;
+                }
+            };
+            let armed = watched.state.files_seen.is_none();
+            if observe_files(&mut watched.state, &listing, now) || armed {
+                save(store, *job_id, &watched.state).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn fire_due(&mut self, store: &dyn MetaStore, wakeup: &Wakeup, now: i64) -> Result<()> {
@@ -462,6 +609,77 @@ mod tests {
             &commit("dev.silver.users", NIGHT + MINUTE),
         );
         assert_eq!(due(&all, &state, NIGHT + 2 * MINUTE), Some(trigger::TABLE));
+    }
+
+    #[test]
+    fn new_files_fire_once_settled_and_files_already_there_never() {
+        let job = settings(
+            json!({"trigger": {"file_arrival": {"url": "file:///landing/",
+            "wait_after_last_change_seconds": 60, "min_time_between_triggers_seconds": 600}}}),
+        );
+        let file = |path: &str, modified: i64| (path.to_string(), modified);
+        let mut state = TriggerState::default();
+        let before = [file("old.csv", NIGHT - MINUTE), file("also-old.csv", NIGHT)];
+        assert!(!observe_files(&mut state, &before, NIGHT), "arming");
+        assert!(!observe_files(&mut state, &before, NIGHT + MINUTE));
+        assert_eq!(due(&job, &state, NIGHT + 60 * MINUTE), None);
+        // A file written in the same millisecond as the newest seen is still new.
+        let same_time = [&before[..], &[file("sub/new.csv", NIGHT)]].concat();
+        assert!(observe_files(&mut state, &same_time, NIGHT + 2 * MINUTE));
+        assert_eq!(
+            due(&job, &state, NIGHT + 3 * MINUTE - 1),
+            None,
+            "not quiet yet"
+        );
+        assert_eq!(
+            due(&job, &state, NIGHT + 3 * MINUTE),
+            Some(trigger::FILE_ARRIVAL)
+        );
+        let mut state = fired(&state, NIGHT + 3 * MINUTE);
+        assert!(
+            !observe_files(&mut state, &same_time, NIGHT + 4 * MINUTE),
+            "seen"
+        );
+        let later = [&same_time[..], &[file("newer.csv", NIGHT + 4 * MINUTE)]].concat();
+        assert!(observe_files(&mut state, &later, NIGHT + 5 * MINUTE));
+        assert_eq!(
+            due(&job, &state, NIGHT + 8 * MINUTE),
+            None,
+            "too soon after the last fire"
+        );
+        assert_eq!(
+            due(&job, &state, NIGHT + 13 * MINUTE),
+            Some(trigger::FILE_ARRIVAL)
+        );
+        assert!(watched_directory("file:///landing/../etc").is_err());
+        assert!(watched_directory("s3://bucket/landing").is_err());
+        assert_eq!(
+            watched_directory("file:///landing/").expect("in the test"),
+            std::path::PathBuf::from("/landing/")
+        );
+    }
+
+    #[test]
+    fn listing_finds_files_at_any_depth_without_following_links() {
+        let dir = std::env::temp_dir().join(format!("tarn-arrivals-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a/b")).expect("in the test");
+        std::fs::write(dir.join("top.csv"), "1").expect("in the test");
+        std::fs::write(dir.join("a/b/deep.csv"), "2").expect("in the test");
+        std::os::unix::fs::symlink("/", dir.join("a/root")).expect("in the test");
+        let mut names: Vec<String> = list_files(&dir)
+            .expect("in the test")
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["a/b/deep.csv", "top.csv"]);
+        assert!(
+            list_files(&dir.join("not-yet"))
+                .expect("in the test")
+                .is_empty()
+        );
+        std::fs::remove_dir_all(&dir).expect("in the test");
     }
 
     #[test]

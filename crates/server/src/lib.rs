@@ -75,6 +75,8 @@ pub async fn serve(
             server_url,
             folder: jobs.executor.folder.clone(),
             lease: jobs.executor.lease,
+            // This server reads its tasks' logs where they are written.
+            ship_logs: false,
         },
         jobs.ready.clone(),
         jobs.runner.clone(),

@@ -35,6 +35,7 @@ pub(crate) use tarn_core::store::JobRunStore;
 pub(crate) use tarn_core::store::JobStore;
 pub(crate) use tarn_core::store::LineageStore;
 pub(crate) use tarn_core::store::ServingStore;
+pub(crate) use tarn_core::store::WorkspaceFileStore;
 pub(crate) use tarn_core::store::{
     AttemptOutcome, AttemptResult, Delivery, DeliveryQuery, WebhookStore,
 };

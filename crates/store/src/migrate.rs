@@ -50,6 +50,10 @@ const SQLITE: &[(i64, &str)] = &[
         18,
         include_str!("../migrations/sqlite/0018_job_repairs_and_triggers.sql"),
     ),
+    (
+        19,
+        include_str!("../migrations/sqlite/0019_task_logs_and_workspace_files.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -88,6 +92,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         16,
         include_str!("../migrations/postgres/0016_job_repairs_and_triggers.sql"),
+    ),
+    (
+        17,
+        include_str!("../migrations/postgres/0017_task_logs_and_workspace_files.sql"),
     ),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";

@@ -54,6 +54,9 @@ mod serving;
 #[allow(clippy::duplicate_mod)]
 #[path = "sql/webhooks.rs"]
 mod webhooks;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/workspace_files.rs"]
+mod workspace_files;
 
 pub use backend::Store;
 // The SQL files are siblings that share helpers: each takes the others' through `super::*`.

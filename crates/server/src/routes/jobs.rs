@@ -14,7 +14,7 @@ use tarn_core::Error;
 use tarn_core::auth::PermissionLevel;
 use tarn_core::caller::Caller;
 use tarn_core::jobs::{Job, JobRun, RunFilter, RunState, TaskRun};
-use tarn_jobs::{executor, manage, runs};
+use tarn_jobs::{manage, runs};
 
 use crate::error::ApiResult;
 use crate::extract::{Req, de};
@@ -595,10 +595,18 @@ pub async fn get_run_output(
     ctx: Caller,
     Req(args): Req<RunId>,
 ) -> JsonResult {
-    let (run, task) =
-        runs::output_of(state.store.as_ref(), &ctx, required_run(args.run_id)?).await?;
-    let (logs, truncated) =
-        executor::read_log(&state.jobs.executor.folder, &task, executor::MAX_OUTPUT_LOG)?;
+    let runs::RunOutput {
+        run,
+        task,
+        logs,
+        logs_truncated,
+    } = runs::output(
+        state.store.as_ref(),
+        &state.jobs.executor.folder,
+        &ctx,
+        required_run(args.run_id)?,
+    )
+    .await?;
     let mut body = json!({ "metadata": task_json(&run, &task) });
     if let Some(result) = &task.output.result {
         body["notebook_output"] = json!({ "result": result, "truncated": false });
@@ -607,7 +615,7 @@ pub async fn get_run_output(
     }
     if !logs.is_empty() {
         body["logs"] = json!(logs);
-        body["logs_truncated"] = json!(truncated);
+        body["logs_truncated"] = json!(logs_truncated);
     }
     if let Some(error) = &task.output.error {
         body["error"] = json!(error);

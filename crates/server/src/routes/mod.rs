@@ -26,6 +26,7 @@ mod serving;
 mod sql;
 mod tracking;
 mod webhooks;
+mod workspace_files;
 
 fn mlflow() -> Router<AppState> {
     use tracking::*;
@@ -206,6 +207,7 @@ pub fn api() -> Router<AppState> {
             "/serving-endpoints/{name}/invocations",
             post(serving::invoke),
         )
+        .nest("/api/2.0/workspace", workspace_files::routes())
         .nest("/api/2.2/jobs", jobs::routes())
         .nest("/api/2.1/jobs", jobs::routes())
         .nest("/api/2.1/unity-catalog", catalog::unity_catalog())

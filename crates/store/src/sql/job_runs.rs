@@ -518,6 +518,14 @@ impl JobRunStore for Store {
                 "Run {run_id} is still active ({life_cycle}); cancel it before deleting it"
             )));
         }
+        db::query(
+            "DELETE FROM job_task_logs WHERE task_run_id IN \
+             (SELECT run_id FROM job_runs WHERE job_run_id = $1)",
+        )
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         db::query("DELETE FROM job_runs WHERE job_run_id = $1 OR run_id = $1")
             .bind(run_id)
             .execute(&mut *tx)
@@ -581,5 +589,57 @@ impl JobRunStore for Store {
             .fetch_optional(&self.read)
             .await
             .map_err(db_error)
+    }
+
+    async fn append_task_log(&self, task_run_id: i64, offset: i64, data: &[u8]) -> Result<()> {
+        db::query(
+            "INSERT INTO job_task_logs (task_run_id, start_offset, end_offset, data) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (task_run_id, start_offset) DO NOTHING",
+        )
+        .bind(task_run_id)
+        .bind(offset)
+        .bind(offset + data.len() as i64)
+        .bind(data)
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn read_task_log(
+        &self,
+        task_run_id: i64,
+        from: i64,
+        limit: i64,
+    ) -> Result<(Vec<u8>, i64)> {
+        let length: Option<i64> =
+            db::query_scalar("SELECT MAX(end_offset) FROM job_task_logs WHERE task_run_id = $1")
+                .bind(task_run_id)
+                .fetch_one(&self.read)
+                .await
+                .map_err(db_error)?;
+        let length = length.unwrap_or(0);
+        let until = from.saturating_add(limit.max(0)).min(length);
+        let pieces: Vec<(i64, Vec<u8>)> = db::query_as(
+            "SELECT start_offset, data FROM job_task_logs WHERE task_run_id = $1 \
+             AND end_offset > $2 AND start_offset < $3 ORDER BY start_offset",
+        )
+        .bind(task_run_id)
+        .bind(from)
+        .bind(until)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?;
+        let mut text = Vec::with_capacity((until - from).max(0) as usize);
+        for (start, data) in pieces {
+            // Pieces are contiguous; a retried shipment may overlap what is taken already.
+            let have = from + text.len() as i64;
+            let skip = (have - start).max(0) as usize;
+            let take = ((until - have).max(0) as usize).min(data.len().saturating_sub(skip));
+            if skip < data.len() {
+                text.extend_from_slice(&data[skip..skip + take]);
+            }
+        }
+        Ok((text, length))
     }
 }

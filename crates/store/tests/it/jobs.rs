@@ -199,7 +199,8 @@ fn new_run(workspace: &str, job_id: i64, keys: &[&str], token: Option<&str>) -> 
 
 /// Runs keep what was sent; task runs share the runs' id space; claims go to one executor at
 /// a time and only a claim's holder records its end; a stale decision changes nothing;
-/// cancel requests reach the executor's renewals; ended runs delete with their task runs.
+/// cancel requests reach the executor's renewals; shipped logs read back in order; ended runs
+/// delete with their task runs and logs.
 pub async fn job_runs_are_claimed_renewed_cancelled_and_kept(store: Store) {
     store.ensure_workspace("dev", "tester").await.expect("dev");
     store
@@ -424,6 +425,35 @@ pub async fn job_runs_are_claimed_renewed_cancelled_and_kept(store: Store) {
     );
     assert_eq!(page.next_offset, None);
 
+    // A worker's shipped log reads back in order, a piece shipped twice counted once.
+    for (offset, piece) in [(0, "hello "), (6, "world\n"), (0, "hello ")] {
+        store
+            .append_task_log(retry.run_id, offset, piece.as_bytes())
+            .await
+            .expect("ship");
+    }
+    let read_log = |from, limit| {
+        let store = store.clone();
+        async move {
+            let (bytes, length) = store
+                .read_task_log(retry.run_id, from, limit)
+                .await
+                .expect("read log");
+            (String::from_utf8(bytes).expect("text"), length)
+        }
+    };
+    assert_eq!(read_log(0, 1 << 20).await, ("hello world\n".into(), 12));
+    assert_eq!(read_log(3, 5).await, ("lo wo".into(), 12));
+    assert_eq!(read_log(8, 100).await, ("rld\n".into(), 12));
+    assert_eq!(read_log(12, 100).await, (String::new(), 12));
+    assert_eq!(
+        store
+            .read_task_log(run.tasks[1].run_id, 0, 100)
+            .await
+            .expect("never shipped"),
+        (Vec::new(), 0)
+    );
+
     store
         .delete_job_run("dev", run.run_id)
         .await
@@ -437,6 +467,7 @@ pub async fn job_runs_are_claimed_renewed_cancelled_and_kept(store: Store) {
         ErrorCode::ResourceDoesNotExist,
         "its task runs go with it"
     );
+    assert_eq!(read_log(0, 100).await, (String::new(), 0), "and their logs");
 
     // One runner at a time: the lease is renewed by its holder and taken over once it lapses.
     assert!(
@@ -536,4 +567,181 @@ pub async fn job_runs_are_claimed_renewed_cancelled_and_kept(store: Store) {
         .await
         .expect("delete");
     assert!(store.trigger_states().await.expect("states").is_empty());
+}
+
+/// Workspace files: a file makes its directories; existing paths are refused unless
+/// overwritten; listings are per directory or recursive, in path order; a directory in use is
+/// deleted only recursively; workspaces do not see each other's files.
+pub async fn workspace_files_keep_a_tree_per_workspace(store: Store) {
+    use tarn_core::files::ObjectType;
+    store.ensure_workspace("dev", "tester").await.expect("dev");
+    store
+        .ensure_workspace("prod", "tester")
+        .await
+        .expect("prod");
+    let stored = store
+        .put_workspace_file(
+            "dev",
+            "/Shared/proj/src/main.py",
+            ObjectType::File,
+            None,
+            b"print('hi')\n",
+            false,
+        )
+        .await
+        .expect("put");
+    assert_eq!(stored.path, "/Shared/proj/src/main.py");
+    assert_eq!((stored.object_type, stored.size), (ObjectType::File, 12));
+    assert_eq!(
+        store
+            .workspace_file_content("dev", "/Shared/proj/src/main.py")
+            .await
+            .expect("content"),
+        b"print('hi')\n"
+    );
+    let again = store
+        .put_workspace_file(
+            "dev",
+            "/Shared/proj/src/main.py",
+            ObjectType::File,
+            None,
+            b"x",
+            false,
+        )
+        .await
+        .expect_err("exists");
+    assert_eq!(again.code, ErrorCode::ResourceAlreadyExists);
+    let overwritten = store
+        .put_workspace_file(
+            "dev",
+            "/Shared/proj/src/main.py",
+            ObjectType::Notebook,
+            Some("PYTHON"),
+            b"# Databricks notebook source\n",
+            true,
+        )
+        .await
+        .expect("overwrite");
+    assert_eq!(overwritten.object_id, stored.object_id, "same object");
+    assert_eq!(overwritten.language.as_deref(), Some("PYTHON"));
+    store
+        .put_workspace_file(
+            "dev",
+            "/Shared/proj/lib.py",
+            ObjectType::File,
+            None,
+            b"",
+            false,
+        )
+        .await
+        .expect("empty file");
+    let refused = store
+        .put_workspace_file(
+            "dev",
+            "/Shared/proj/lib.py/inner.py",
+            ObjectType::File,
+            None,
+            b"",
+            false,
+        )
+        .await
+        .expect_err("a file is no directory");
+    assert_eq!(refused.code, ErrorCode::InvalidParameterValue);
+    let refused = store
+        .put_workspace_file("dev", "/Shared/proj", ObjectType::File, None, b"", true)
+        .await
+        .expect_err("a directory is no file");
+    assert_eq!(refused.code, ErrorCode::ResourceAlreadyExists);
+    store
+        .make_workspace_dirs("dev", "/Shared/proj/empty")
+        .await
+        .expect("mkdirs");
+    store
+        .make_workspace_dirs("dev", "/Shared/proj/empty")
+        .await
+        .expect("mkdirs again is fine");
+
+    let paths = |objects: Vec<tarn_core::files::WorkspaceObject>| {
+        objects
+            .into_iter()
+            .map(|object| format!("{} {}", object.object_type.as_str(), object.path))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        paths(
+            store
+                .list_workspace_objects("dev", "/Shared/proj", false)
+                .await
+                .expect("list")
+        ),
+        vec![
+            "DIRECTORY /Shared/proj/empty",
+            "FILE /Shared/proj/lib.py",
+            "DIRECTORY /Shared/proj/src"
+        ]
+    );
+    assert_eq!(
+        paths(
+            store
+                .list_workspace_objects("dev", "/", true)
+                .await
+                .expect("all")
+        ),
+        vec![
+            "DIRECTORY /Shared",
+            "DIRECTORY /Shared/proj",
+            "DIRECTORY /Shared/proj/empty",
+            "FILE /Shared/proj/lib.py",
+            "DIRECTORY /Shared/proj/src",
+            "NOTEBOOK /Shared/proj/src/main.py"
+        ]
+    );
+    assert!(
+        store
+            .list_workspace_objects("prod", "/", true)
+            .await
+            .expect("prod")
+            .is_empty(),
+        "another workspace's tree"
+    );
+    assert_eq!(
+        store
+            .list_workspace_objects("dev", "/Nowhere", false)
+            .await
+            .expect_err("missing")
+            .code,
+        ErrorCode::ResourceDoesNotExist
+    );
+    assert_eq!(
+        store
+            .delete_workspace_object("dev", "/Shared/proj", false)
+            .await
+            .expect_err("not empty")
+            .code,
+        ErrorCode::InvalidParameterValue
+    );
+    store
+        .delete_workspace_object("dev", "/Shared/proj/empty", false)
+        .await
+        .expect("an empty directory");
+    store
+        .delete_workspace_object("dev", "/Shared/proj", true)
+        .await
+        .expect("recursive");
+    assert_eq!(
+        paths(
+            store
+                .list_workspace_objects("dev", "/", true)
+                .await
+                .expect("left")
+        ),
+        vec!["DIRECTORY /Shared"]
+    );
+    assert!(
+        store
+            .workspace_object("dev", "/")
+            .await
+            .expect("root")
+            .is_some_and(|root| root.object_type == ObjectType::Directory)
+    );
 }

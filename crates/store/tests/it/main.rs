@@ -143,6 +143,7 @@ conformance_suite!(
     serving::endpoints_lifecycle_grants_and_events,
     jobs::jobs_keep_their_settings_owner_and_events,
     jobs::job_runs_are_claimed_renewed_cancelled_and_kept,
+    jobs::workspace_files_keep_a_tree_per_workspace,
 );
 
 /// The server and the CLI open one SQLite file from two processes (two stores here): writes
