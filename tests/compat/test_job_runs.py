@@ -815,6 +815,83 @@ def test_environments_install_a_tasks_packages_once(server, unique, tmp_path):
         w.jobs.create(name=unique("env"), tasks=[python_task("x", uses, environment_key="missing")])
 
 
+def test_a_for_each_task_runs_its_nested_task_per_input(server, unique, tmp_path):
+    """A for_each task takes its inputs from an upstream task's value, runs its nested task on
+    each, `concurrency` at a time, retries a failed iteration, and shows its iterations."""
+    w = workspace(server)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    lister = script(
+        tmp_path,
+        "list.py",
+        """
+        from tarn_dbutils import dbutils
+        dbutils.jobs.taskValues.set("regions", ["eu", "us", "ap", "sa"])
+        """,
+    )
+    per_region = script(
+        tmp_path,
+        "region.py",
+        f"""
+        import os, sys, time
+        region = sys.argv[1]
+        mark = os.path.join({str(marks)!r}, region)
+        # "us" fails its first try.
+        if region == "us" and not os.path.exists(mark):
+            open(mark, "w").write("tried")
+            raise SystemExit("us is flaky")
+        open(mark, "w").write("done")
+        print("trained", region, "attempt", os.environ["TARN_TASK_RUN_ID"])
+        """,
+    )
+    job_id = w.jobs.create(
+        name=unique("for-each"),
+        tasks=[
+            python_task("list", lister),
+            jobs.Task(
+                task_key="per_region",
+                depends_on=[jobs.TaskDependency(task_key="list")],
+                for_each_task=jobs.ForEachTask(
+                    inputs="{{tasks.list.values.regions}}",
+                    concurrency=2,
+                    task=python_task("train_region", per_region, ["{{input}}"], max_retries=1),
+                ),
+            ),
+            python_task("report", lister, depends_on=["per_region"]),
+        ],
+    ).job_id
+    run = w.jobs.run_now(job_id).result(timeout=timedelta(seconds=WAIT))
+    assert run.state.result_state == jobs.RunResultState.SUCCESS, [(t.task_key, t.state) for t in run.tasks]
+    assert [t.task_key for t in run.tasks] == ["list", "per_region", "report"], "iterations are not tasks"
+    for_each = task_of(run, "per_region")
+    stats = for_each.for_each_task.stats.task_run_stats
+    assert (stats.total_iterations, stats.succeeded_iterations, stats.failed_iterations) == (4, 4, 0)
+    detail = w.jobs.get_run(for_each.run_id)
+    assert len(detail.iterations) == 4
+    logs = {}
+    for iteration in detail.iterations:
+        assert iteration.state.result_state == jobs.RunResultState.SUCCESS
+        logs[iteration.run_id] = w.jobs.get_run_output(iteration.run_id).logs
+    assert sorted(line.split()[1] for line in logs.values()) == ["ap", "eu", "sa", "us"]
+    us = next(i for i in detail.iterations if "trained us" in logs[i.run_id])
+    assert us.attempt_number == 1, "retried once"
+    assert sorted(os.listdir(marks)) == ["ap", "eu", "sa", "us"]
+
+    # Inputs that are not an array fail the task, with a clear message.
+    bad = w.jobs.create(
+        name=unique("for-each-bad"),
+        tasks=[
+            jobs.Task(
+                task_key="each",
+                for_each_task=jobs.ForEachTask(inputs="not a list", task=python_task("x", per_region, ["{{input}}"])),
+            )
+        ],
+    ).job_id
+    run = w.jobs.run_now(bad).result(timeout=timedelta(seconds=WAIT))
+    assert run.state.result_state == jobs.RunResultState.FAILED
+    assert "must be a JSON array" in task_of(run, "each").state.state_message
+
+
 def build_wheel(folder, name, version, files, entry_points):
     """A pure-Python wheel made by hand (a zip with its metadata and RECORD), as `pip wheel`
     would make it."""

@@ -417,7 +417,15 @@ async fn follow(
     loop {
         let run = runs::run_for(store, caller, run_id, PermissionLevel::CanView).await?;
         for task in run.latest_attempts() {
-            let status = task_status(task);
+            let mut status = task_status(task);
+            let iterations = run.iterations_of(task.run_id);
+            if !iterations.is_empty() {
+                let done = iterations
+                    .iter()
+                    .filter(|iteration| iteration.state.life_cycle.is_terminal())
+                    .count();
+                status.push_str(&format!(" ({done}/{} iterations)", iterations.len()));
+            }
             let position = shown.iter().position(|(key, _, _)| *key == task.task_key);
             let index = match position {
                 Some(index) => index,

@@ -287,13 +287,27 @@ impl JobRun {
     /// what they follow), in the order the tasks were first made.
     pub fn latest_attempts(&self) -> Vec<&TaskRun> {
         let mut latest: Vec<&TaskRun> = Vec::new();
-        for task in &self.tasks {
+        for task in self.tasks.iter().filter(|task| task.iteration.is_none()) {
             match latest.iter_mut().find(|t| t.task_key == task.task_key) {
                 Some(slot) => *slot = task,
                 None => latest.push(task),
             }
         }
         latest
+    }
+
+    /// The latest attempt of each iteration of the for_each task run `parent_run_id`, in
+    /// input order.
+    pub fn iterations_of(&self, parent_run_id: i64) -> Vec<&TaskRun> {
+        let mut latest: std::collections::BTreeMap<i64, &TaskRun> = Default::default();
+        for task in &self.tasks {
+            if let Some(iteration) = &task.iteration
+                && iteration.parent_run_id == parent_run_id
+            {
+                latest.insert(iteration.index, task);
+            }
+        }
+        latest.into_values().collect()
     }
 
     /// The id of the run's latest repair, if it was repaired.
@@ -339,6 +353,19 @@ pub struct TaskRun {
     pub values: serde_json::Value,
     /// What `runs/get-output` shows besides the logs.
     pub output: TaskOutput,
+    /// Set on an iteration of a for_each task: which one it is.
+    pub iteration: Option<Iteration>,
+}
+
+/// One iteration of a for_each task run: the nested task run on one of its inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iteration {
+    /// The for_each task run it belongs to.
+    pub parent_run_id: i64,
+    /// Its place among the inputs, from 0.
+    pub index: i64,
+    /// Its input, as `{{input}}` gives it: a string as it is, anything else as JSON.
+    pub input: String,
 }
 
 impl TaskRun {
@@ -359,6 +386,20 @@ impl TaskRun {
             outcome: None,
             values: serde_json::Value::Object(Default::default()),
             output: TaskOutput::default(),
+            iteration: None,
+        }
+    }
+
+    /// A for_each task run's iteration `index` on `input`, waiting for its turn.
+    pub fn iteration_of(parent: &TaskRun, index: i64, input: String) -> Self {
+        Self {
+            job_run_id: parent.job_run_id,
+            iteration: Some(Iteration {
+                parent_run_id: parent.run_id,
+                index,
+                input,
+            }),
+            ..Self::blocked(&parent.task_key, 0)
         }
     }
 }

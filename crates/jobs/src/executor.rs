@@ -306,6 +306,11 @@ impl Executor {
             .iter()
             .find(|candidate| candidate.key() == task.task_key)
             .ok_or_else(|| Error::internal(format!("The run has no task '{}'", task.task_key)))?;
+        // An iteration of a for_each task runs its nested task.
+        let task_settings = match (&task.iteration, &task_settings.for_each_task) {
+            (Some(_), Some(for_each)) => &for_each.task,
+            _ => task_settings,
+        };
         let folder = task_folder(&self.config.folder, task);
         std::fs::create_dir_all(&folder)
             .map_err(|err| Error::internal_from("cannot create the task's folder", err))?;

@@ -1,8 +1,9 @@
 //! What the runner decides for one run at one moment, as a pure function of the run as read,
 //! its settings, how many other runs of its job hold a slot, and the time: start or queue or
 //! skip the run; make tasks ready, skip them, evaluate conditions, schedule retries, give up on
-//! a task whose executor stopped answering; stop the run on cancel or timeout; end it with its
-//! result. The runner writes what changed; the tests drive it with an injected clock.
+//! a task whose executor stopped answering; run a for_each task's iterations, `concurrency` at
+//! a time; stop the run on cancel or timeout; end it with its result. The runner writes what
+//! changed; the tests drive it with an injected clock.
 
 use std::collections::HashMap;
 
@@ -209,9 +210,11 @@ impl Graph {
 }
 
 /// The index of the latest attempt of `key` in `run.tasks`: its last (retries and repairs
-/// are added after what they follow).
+/// are added after what they follow); a for_each task's iterations are not attempts of it.
 fn latest(run: &JobRun, key: &str) -> Option<usize> {
-    run.tasks.iter().rposition(|task| task.task_key == key)
+    run.tasks
+        .iter()
+        .rposition(|task| task.task_key == key && task.iteration.is_none())
 }
 
 /// Whether an ended attempt gets another: a failure (or a timeout, with `retry_on_timeout`)
@@ -267,6 +270,9 @@ fn step(
                 None
             }
         }
+        LifeCycle::Running if settings.for_each_task.is_some() => {
+            return iterate(run, index, settings, stop, now, decisions);
+        }
         LifeCycle::Running if run.tasks[index].lease_until < now => Some(RunState::ended(
             LifeCycle::InternalError,
             ResultState::Failed,
@@ -278,26 +284,51 @@ fn step(
         LifeCycle::Terminated | LifeCycle::Skipped | LifeCycle::InternalError
             if stop.is_none() && retries(&run.tasks[index], settings) =>
         {
-            let ended = &run.tasks[index];
-            let mut retry = TaskRun::blocked(key, ended.attempt_number + 1);
-            retry.job_run_id = run.run_id;
-            retry.state = RunState::new(LifeCycle::WaitingForRetry);
-            retry.not_before = ended
-                .end_time
-                .max(ended.start_time)
-                .saturating_add(settings.min_retry_interval_millis.unwrap_or(0).max(0));
-            run.tasks.push(retry);
-            decisions.added.push(run.tasks.len() - 1);
+            retry(run, index, settings, decisions);
             return true;
         }
         _ => None,
     };
-    let Some(next) = next else {
+    let Some(mut next) = next else {
         return false;
     };
+    if next.life_cycle == LifeCycle::Pending
+        && let Some(for_each) = &settings.for_each_task
+    {
+        // No process of its own: it starts its iterations.
+        if run.tasks[index].run_id == 0 {
+            // Inserted first, so its iterations can name it.
+            decisions.wake(now);
+            return false;
+        }
+        next = expand(run, index, for_each, now, decisions);
+    }
+    if was == LifeCycle::Blocked && next.life_cycle == LifeCycle::Terminated {
+        // A condition evaluated on the spot.
+        run.tasks[index].start_time = now;
+    }
+    if outcome.is_some() {
+        run.tasks[index].outcome = outcome;
+    }
+    apply(run, index, was, next, now, decisions);
+    true
+}
+
+/// Gives the task run at `index` its next state and notes the change for the runner.
+fn apply(
+    run: &mut JobRun,
+    index: usize,
+    was: LifeCycle,
+    next: RunState,
+    now: i64,
+    decisions: &mut Decisions,
+) {
     let task = &mut run.tasks[index];
     if next.life_cycle == LifeCycle::Pending {
         decisions.ready += 1;
+    }
+    if next.life_cycle == LifeCycle::Running && task.start_time == 0 {
+        task.start_time = now;
     }
     if next.life_cycle.is_terminal() && task.end_time == 0 {
         task.end_time = now;
@@ -305,14 +336,7 @@ fn step(
             task.start_time = now;
         }
     }
-    if was == LifeCycle::Blocked && next.life_cycle == LifeCycle::Terminated {
-        // A condition evaluated on the spot.
-        task.start_time = now;
-    }
     task.state = next;
-    if outcome.is_some() {
-        task.outcome = outcome;
-    }
     if task.run_id == 0 {
         // An attempt added this round: inserted as it now is.
     } else if !decisions
@@ -322,6 +346,167 @@ fn step(
     {
         decisions.changed.push((index, was));
     }
+}
+
+/// Adds the next attempt of the ended task run at `index` (an iteration stays the same
+/// iteration), waiting out `min_retry_interval_millis`.
+fn retry(run: &mut JobRun, index: usize, settings: &TaskSettings, decisions: &mut Decisions) {
+    let ended = &run.tasks[index];
+    let mut retry = TaskRun::blocked(&ended.task_key, ended.attempt_number + 1);
+    retry.job_run_id = run.run_id;
+    retry.iteration = ended.iteration.clone();
+    retry.state = RunState::new(LifeCycle::WaitingForRetry);
+    retry.not_before = ended
+        .end_time
+        .max(ended.start_time)
+        .saturating_add(settings.min_retry_interval_millis.unwrap_or(0).max(0));
+    run.tasks.push(retry);
+    decisions.added.push(run.tasks.len() - 1);
+}
+
+/// A for_each task run's start: its inputs resolved (a JSON array, or a reference to one),
+/// one iteration added per input, and it RUNNING until they end; ended at once when the inputs
+/// are not an array or are empty.
+fn expand(
+    run: &mut JobRun,
+    index: usize,
+    for_each: &crate::settings::ForEachTask,
+    now: i64,
+    decisions: &mut Decisions,
+) -> RunState {
+    let parent = run.tasks[index].clone();
+    let text = references::resolve(&for_each.inputs, &|path: &[&str]| {
+        lookup(run, Some(&parent), path)
+    });
+    let inputs = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Array(inputs)) => inputs,
+        _ => {
+            return RunState::ended(
+                LifeCycle::Terminated,
+                ResultState::Failed,
+                format!("for_each_task.inputs must be a JSON array, not {text:?}"),
+            );
+        }
+    };
+    if inputs.is_empty() {
+        return RunState::ended(LifeCycle::Terminated, ResultState::Success, "");
+    }
+    for (position, input) in inputs.iter().enumerate() {
+        run.tasks.push(TaskRun::iteration_of(
+            &parent,
+            position as i64,
+            text_of(input),
+        ));
+        decisions.added.push(run.tasks.len() - 1);
+    }
+    decisions.wake(now);
+    RunState::new(LifeCycle::Running)
+}
+
+/// A running for_each task: readies waiting iterations up to its `concurrency`, retries or
+/// gives up on them as the nested task's settings say, and ends once they all have: SUCCESS
+/// when every one succeeded. Whether anything moved.
+fn iterate(
+    run: &mut JobRun,
+    parent: usize,
+    settings: &TaskSettings,
+    stop: Option<ResultState>,
+    now: i64,
+    decisions: &mut Decisions,
+) -> bool {
+    let Some(for_each) = &settings.for_each_task else {
+        return false;
+    };
+    let nested = &for_each.task;
+    let concurrency = for_each.concurrency.unwrap_or(1).max(1) as usize;
+    let parent_id = run.tasks[parent].run_id;
+    let latest: Vec<usize> = {
+        let mut by_input = std::collections::BTreeMap::new();
+        for (index, task) in run.tasks.iter().enumerate() {
+            if let Some(iteration) = &task.iteration
+                && iteration.parent_run_id == parent_id
+            {
+                by_input.insert(iteration.index, index);
+            }
+        }
+        by_input.into_values().collect()
+    };
+    let mut active = latest
+        .iter()
+        .filter(|index| {
+            matches!(
+                run.tasks[**index].state.life_cycle,
+                LifeCycle::Pending | LifeCycle::Running
+            )
+        })
+        .count();
+    let mut moved = false;
+    let mut settled = true;
+    for &index in &latest {
+        let task = &run.tasks[index];
+        let was = task.state.life_cycle;
+        let next = match was {
+            LifeCycle::Blocked | LifeCycle::Pending | LifeCycle::WaitingForRetry
+                if stop.is_some() =>
+            {
+                Some(RunState::ended(
+                    LifeCycle::Skipped,
+                    stop.unwrap_or(ResultState::Canceled),
+                    "The run was stopped before this iteration ran.",
+                ))
+            }
+            LifeCycle::Blocked if active < concurrency => Some(RunState::new(LifeCycle::Pending)),
+            LifeCycle::WaitingForRetry if task.not_before > now => {
+                decisions.wake(task.not_before);
+                None
+            }
+            LifeCycle::WaitingForRetry if active < concurrency => {
+                Some(RunState::new(LifeCycle::Pending))
+            }
+            LifeCycle::Running if task.lease_until < now => Some(RunState::ended(
+                LifeCycle::InternalError,
+                ResultState::Failed,
+                format!(
+                    "The executor running this task ({}) stopped answering.",
+                    task.worker.as_deref().unwrap_or("unknown")
+                ),
+            )),
+            LifeCycle::Terminated | LifeCycle::Skipped | LifeCycle::InternalError
+                if stop.is_none() && retries(task, nested) =>
+            {
+                retry(run, index, nested, decisions);
+                moved = true;
+                settled = false;
+                continue;
+            }
+            _ => None,
+        };
+        if let Some(next) = next {
+            if next.life_cycle == LifeCycle::Pending {
+                active += 1;
+            }
+            apply(run, index, was, next, now, decisions);
+            moved = true;
+        }
+        settled &= run.tasks[index].state.life_cycle.is_terminal();
+    }
+    if !settled {
+        return moved;
+    }
+    let failed = latest
+        .iter()
+        .filter(|index| run.tasks[**index].state.result != Some(ResultState::Success))
+        .count();
+    let next = match (stop, failed) {
+        (Some(reason), _) => RunState::ended(LifeCycle::Terminated, reason, "The run was stopped."),
+        (None, 0) => RunState::ended(LifeCycle::Terminated, ResultState::Success, ""),
+        (None, failed) => RunState::ended(
+            LifeCycle::Terminated,
+            ResultState::Failed,
+            format!("{failed} of {} iterations failed.", latest.len()),
+        ),
+    };
+    apply(run, parent, LifeCycle::Running, next, now, decisions);
     true
 }
 
@@ -495,6 +680,17 @@ pub fn lookup(run: &JobRun, task: Option<&TaskRun>, path: &[&str]) -> Option<Str
         ["task", "execution_count"] => task.map(|task| (task.attempt_number + 1).to_string()),
         ["task_retry_count"] => task.map(|task| task.attempt_number.to_string()),
         ["parent_run_id"] => Some(run.run_id.to_string()),
+        ["input", fields @ ..] => {
+            let input = &task?.iteration.as_ref()?.input;
+            if fields.is_empty() {
+                return Some(input.clone());
+            }
+            let mut value: Value = serde_json::from_str(input).ok()?;
+            for field in fields {
+                value = value.get(*field)?.clone();
+            }
+            Some(text_of(&value))
+        }
         ["tasks", key, "values", name] => other(key)
             .and_then(|task| task.values.get(*name))
             .map(text_of),
@@ -782,6 +978,174 @@ mod tests {
         assert_eq!(run.tasks[0].state.life_cycle, InternalError);
         assert!(run.tasks[0].state.message.contains("w1"));
         assert_eq!(decisions.added, vec![1], "retried");
+    }
+
+    /// The runner's write of what it added: ids for the new task runs.
+    fn insert_added(run: &mut JobRun, decisions: &Decisions) {
+        for (next_id, index) in (500..).zip(&decisions.added) {
+            run.tasks[*index].run_id = next_id + *index as i64;
+        }
+    }
+
+    fn iterations(run: &JobRun) -> Vec<(i64, String, LifeCycle, i64)> {
+        run.iterations_of(101)
+            .into_iter()
+            .map(|task| {
+                let iteration = task.iteration.as_ref().expect("an iteration");
+                (
+                    iteration.index,
+                    iteration.input.clone(),
+                    task.state.life_cycle,
+                    task.attempt_number,
+                )
+            })
+            .collect()
+    }
+
+    fn end_iteration(run: &mut JobRun, input: i64, result: ResultState, at: i64) {
+        let index = run
+            .tasks
+            .iter()
+            .rposition(|task| task.iteration.as_ref().is_some_and(|it| it.index == input))
+            .expect("iteration");
+        let task = &mut run.tasks[index];
+        assert_eq!(
+            task.state.life_cycle, Pending,
+            "iteration {input} was ready"
+        );
+        task.start_time = at;
+        task.end_time = at;
+        task.state = RunState::ended(Terminated, result, "");
+    }
+
+    #[test]
+    fn a_for_each_task_runs_its_inputs_concurrency_at_a_time_and_retries_each() {
+        let (mut run, settings) = run_of(json!({"tasks": [
+            python("list", &[]),
+            {"task_key": "each", "depends_on": [{"task_key": "list"}],
+             "for_each_task": {"inputs": "{{tasks.list.values.regions}}", "concurrency": 2,
+                "task": {"task_key": "each_region", "max_retries": 1,
+                         "spark_python_task": {"python_file": "train.py", "parameters": ["{{input}}"]}}}},
+            python("report", &["each"]),
+        ]}));
+        advance(&mut run, &settings, 0, T0);
+        ends(&mut run, "list", Success, T0 + 10);
+        run.tasks[0].values = json!({"regions": ["eu", {"name": "us"}, "ap"]});
+        let decisions = advance(&mut run, &settings, 0, T0 + 11);
+        assert_eq!(state_of(&run, "each"), (Running, None));
+        assert_eq!(decisions.added.len(), 3, "one task run per input");
+        assert_eq!(decisions.ready, 2, "two at a time");
+        insert_added(&mut run, &decisions);
+        assert_eq!(
+            iterations(&run),
+            vec![
+                (0, "eu".into(), Pending, 0),
+                (1, r#"{"name":"us"}"#.into(), Pending, 0),
+                (2, "ap".into(), Blocked, 0)
+            ]
+        );
+        let second = run.iterations_of(101)[1].clone();
+        assert_eq!(
+            lookup(&run, Some(&second), &["input", "name"]).as_deref(),
+            Some("us")
+        );
+
+        end_iteration(&mut run, 0, Success, T0 + 20);
+        end_iteration(&mut run, 1, Failed, T0 + 21);
+        let decisions = advance(&mut run, &settings, 0, T0 + 22);
+        insert_added(&mut run, &decisions);
+        assert_eq!(
+            iterations(&run),
+            vec![
+                (0, "eu".into(), Terminated, 0),
+                (1, r#"{"name":"us"}"#.into(), Pending, 1),
+                (2, "ap".into(), Pending, 0)
+            ],
+            "the failed one retried as the nested task says, the third started"
+        );
+        assert_eq!(state_of(&run, "each"), (Running, None));
+        end_iteration(&mut run, 1, Success, T0 + 30);
+        end_iteration(&mut run, 2, Failed, T0 + 31);
+        let decisions = advance(&mut run, &settings, 0, T0 + 32);
+        insert_added(&mut run, &decisions);
+        end_iteration(&mut run, 2, Failed, T0 + 40);
+        advance(&mut run, &settings, 0, T0 + 41);
+        let each = &run.tasks[latest(&run, "each").expect("each")];
+        assert_eq!(
+            (each.state.life_cycle, each.state.result),
+            (Terminated, Some(Failed))
+        );
+        assert_eq!(each.state.message, "1 of 3 iterations failed.");
+        assert_eq!(state_of(&run, "report"), (Skipped, Some(UpstreamFailed)));
+        assert_eq!(
+            run.latest_attempts().len(),
+            3,
+            "iterations are not tasks of the run"
+        );
+    }
+
+    #[test]
+    fn a_for_each_task_with_no_inputs_succeeds_and_bad_inputs_fail_it() {
+        let job = |inputs: &str| {
+            run_of(json!({"tasks": [
+                python("list", &[]),
+                {"task_key": "each", "depends_on": [{"task_key": "list"}],
+                 "for_each_task": {"inputs": inputs,
+                    "task": {"task_key": "x", "spark_python_task": {"python_file": "x.py"}}}},
+            ]}))
+        };
+        for (inputs, result) in [
+            ("[]", Success),
+            ("not json", Failed),
+            (r#"{"a": 1}"#, Failed),
+        ] {
+            let (mut run, settings) = job(inputs);
+            advance(&mut run, &settings, 0, T0);
+            ends(&mut run, "list", Success, T0 + 1);
+            let decisions = advance(&mut run, &settings, 0, T0 + 2);
+            assert!(decisions.added.is_empty(), "{inputs}");
+            assert_eq!(
+                state_of(&run, "each"),
+                (Terminated, Some(result)),
+                "{inputs}"
+            );
+            assert_eq!(run.state.life_cycle, Terminated);
+        }
+    }
+
+    #[test]
+    fn cancelling_a_for_each_run_skips_the_iterations_not_started() {
+        let (mut run, settings) = run_of(json!({"tasks": [
+            {"task_key": "each", "for_each_task": {"inputs": "[1, 2, 3]",
+                "task": {"task_key": "x", "spark_python_task": {"python_file": "x.py"}}}},
+        ]}));
+        let decisions = advance(&mut run, &settings, 0, T0);
+        insert_added(&mut run, &decisions);
+        assert_eq!(decisions.ready, 1, "one at a time by default");
+        run.cancel_requested = true;
+        let pending = run.iterations_of(100)[0].run_id;
+        let index = run
+            .tasks
+            .iter()
+            .position(|t| t.run_id == pending)
+            .expect("first");
+        run.tasks[index].state = RunState::new(Running);
+        run.tasks[index].lease_until = T0 + 60_000;
+        advance(&mut run, &settings, 0, T0 + 1);
+        let states: Vec<LifeCycle> = run
+            .iterations_of(100)
+            .iter()
+            .map(|t| t.state.life_cycle)
+            .collect();
+        assert_eq!(states, vec![Running, Skipped, Skipped]);
+        assert_eq!(run.state.life_cycle, Terminating);
+        run.tasks[index].state = RunState::ended(Terminated, Canceled, "");
+        advance(&mut run, &settings, 0, T0 + 2);
+        assert_eq!(state_of(&run, "each"), (Terminated, Some(Canceled)));
+        assert_eq!(
+            (run.state.life_cycle, run.state.result),
+            (Terminated, Some(Canceled))
+        );
     }
 
     #[test]

@@ -54,6 +54,10 @@ const SQLITE: &[(i64, &str)] = &[
         19,
         include_str!("../migrations/sqlite/0019_task_logs_and_workspace_files.sql"),
     ),
+    (
+        20,
+        include_str!("../migrations/sqlite/0020_for_each_iterations.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -96,6 +100,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         17,
         include_str!("../migrations/postgres/0017_task_logs_and_workspace_files.sql"),
+    ),
+    (
+        18,
+        include_str!("../migrations/postgres/0018_for_each_iterations.sql"),
     ),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";

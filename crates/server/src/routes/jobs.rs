@@ -228,9 +228,10 @@ fn duration(start: i64, end: i64) -> i64 {
     }
 }
 
-/// A task run as `runs/get` lists it: the task's settings with how this attempt went.
+/// A task run as `runs/get` lists it: the task's settings (an iteration's, its for_each
+/// task's nested task) with how this attempt went.
 fn task_json(run: &JobRun, task: &TaskRun) -> Value {
-    let mut fields = run
+    let settings = run
         .settings
         .get("tasks")
         .and_then(Value::as_array)
@@ -238,7 +239,12 @@ fn task_json(run: &JobRun, task: &TaskRun) -> Value {
             tasks
                 .iter()
                 .find(|t| t.get("task_key").and_then(Value::as_str) == Some(task.task_key.as_str()))
-        })
+        });
+    let settings = match &task.iteration {
+        Some(_) => settings.and_then(|settings| settings.pointer("/for_each_task/task")),
+        None => settings,
+    };
+    let mut fields = settings
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
@@ -264,7 +270,29 @@ fn task_json(run: &JobRun, task: &TaskRun) -> Value {
     {
         condition.insert("outcome".into(), json!(outcome));
     }
+    if task.iteration.is_none()
+        && let Some(Value::Object(for_each)) = fields.get_mut("for_each_task")
+    {
+        for_each.insert(
+            "stats".into(),
+            json!({ "task_run_stats": iteration_stats(&run.iterations_of(task.run_id)) }),
+        );
+    }
     Value::Object(fields)
+}
+
+/// How a for_each task's iterations stand, as Databricks counts them.
+fn iteration_stats(iterations: &[&TaskRun]) -> Value {
+    use tarn_core::jobs::LifeCycle;
+    let count = |keep: &dyn Fn(&TaskRun) -> bool| iterations.iter().filter(|t| keep(t)).count();
+    json!({
+        "total_iterations": iterations.len(),
+        "scheduled_iterations": count(&|t| t.state.life_cycle != LifeCycle::Blocked),
+        "active_iterations": count(&|t| matches!(t.state.life_cycle, LifeCycle::Pending | LifeCycle::Running)),
+        "completed_iterations": count(&|t| t.state.life_cycle.is_terminal()),
+        "succeeded_iterations": count(&|t| t.state.result == Some(tarn_core::jobs::ResultState::Success)),
+        "failed_iterations": count(&|t| t.state.life_cycle.is_terminal() && t.state.result != Some(tarn_core::jobs::ResultState::Success)),
+    })
 }
 
 /// A run as `runs/get` shows it; `runs/list` leaves out the tasks unless asked.
@@ -355,7 +383,11 @@ fn run_json(run: &JobRun, with_tasks: bool, with_history: bool) -> Value {
     }
     if with_tasks {
         let tasks: Vec<Value> = if with_history {
-            run.tasks.iter().map(|task| task_json(run, task)).collect()
+            run.tasks
+                .iter()
+                .filter(|task| task.iteration.is_none())
+                .map(|task| task_json(run, task))
+                .collect()
         } else {
             run.latest_attempts()
                 .into_iter()
@@ -448,11 +480,16 @@ pub async fn get_run(
         PermissionLevel::CanView,
     )
     .await?;
-    Ok(Json(run_json(
-        &run,
-        true,
-        args.include_history.unwrap_or(false),
-    )))
+    let mut body = run_json(&run, true, args.include_history.unwrap_or(false));
+    // Asked with a for_each task run's id: its iterations too, as Databricks answers.
+    let iterations = run.iterations_of(required_run(args.run_id)?);
+    if !iterations.is_empty() {
+        body["iterations"] = iterations
+            .into_iter()
+            .map(|task| task_json(&run, task))
+            .collect();
+    }
+    Ok(Json(body))
 }
 
 #[derive(Deserialize)]

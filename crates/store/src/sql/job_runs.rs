@@ -4,8 +4,8 @@
 
 use super::*;
 use tarn_core::jobs::{
-    JobRun, LifeCycle, RepairAttempt, RepairKind, ResultState, RunFilter, RunState, TaskOutput,
-    TaskRun,
+    Iteration, JobRun, LifeCycle, RepairAttempt, RepairKind, ResultState, RunFilter, RunState,
+    TaskOutput, TaskRun,
 };
 
 fn row_state(row: &db::DbRow) -> std::result::Result<RunState, sqlx::Error> {
@@ -77,6 +77,14 @@ fn row_task_run(row: &db::DbRow) -> std::result::Result<TaskRun, sqlx::Error> {
             Some(_) => decode_json(row, "task_values")?,
         },
         output: decode_opt_json::<TaskOutput>(row, "output")?,
+        iteration: match row.try_get::<Option<i64>, _>("parent_run_id")? {
+            None => None,
+            Some(parent_run_id) => Some(Iteration {
+                parent_run_id,
+                index: row.try_get("iteration")?,
+                input: row.try_get("iteration_input")?,
+            }),
+        },
     })
 }
 
@@ -92,8 +100,9 @@ where
         "INSERT INTO job_runs (workspace, job_run_id, task_key, attempt_number, life_cycle, \
          result_state, state_message, user_cancelled_or_timedout, start_time, end_time, \
          not_before, worker, lease_until, process_group, outcome, task_values, output, \
-         created_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-         $15, $16, $17, $18) RETURNING run_id",
+         created_time, parent_run_id, iteration, iteration_input) VALUES ($1, $2, $3, $4, $5, \
+         $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+         RETURNING run_id",
     )
     .bind(workspace)
     .bind(task.job_run_id)
@@ -113,6 +122,17 @@ where
     .bind(json_text(&task.values)?)
     .bind(json_text(&task.output)?)
     .bind(now)
+    .bind(
+        task.iteration
+            .as_ref()
+            .map(|iteration| iteration.parent_run_id),
+    )
+    .bind(task.iteration.as_ref().map(|iteration| iteration.index))
+    .bind(
+        task.iteration
+            .as_ref()
+            .map(|iteration| iteration.input.as_str()),
+    )
     .fetch_one(executor)
     .await
     .map_err(db_error)

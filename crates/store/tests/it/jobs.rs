@@ -425,6 +425,42 @@ pub async fn job_runs_are_claimed_renewed_cancelled_and_kept(store: Store) {
     );
     assert_eq!(page.next_offset, None);
 
+    // A for_each task's iteration keeps which one it is, and is no attempt of the task.
+    let parent = store
+        .get_job_run("dev", run.run_id)
+        .await
+        .expect("get")
+        .tasks[1]
+        .clone();
+    let iteration = store
+        .insert_task_run(&TaskRun::iteration_of(
+            &parent,
+            2,
+            r#"{"region": "eu"}"#.into(),
+        ))
+        .await
+        .expect("iteration");
+    let read = store.get_job_run("dev", run.run_id).await.expect("get");
+    let stored = read
+        .tasks
+        .iter()
+        .find(|task| task.run_id == iteration.run_id)
+        .expect("stored");
+    assert_eq!(stored.iteration, iteration.iteration);
+    assert_eq!(
+        stored
+            .iteration
+            .as_ref()
+            .map(|it| (it.parent_run_id, it.index)),
+        Some((parent.run_id, 2))
+    );
+    assert_eq!(read.iterations_of(parent.run_id), vec![stored]);
+    assert!(
+        read.latest_attempts()
+            .iter()
+            .all(|task| task.iteration.is_none())
+    );
+
     // A worker's shipped log reads back in order, a piece shipped twice counted once.
     for (offset, piece) in [(0, "hello "), (6, "world\n"), (0, "hello ")] {
         store
