@@ -3,6 +3,7 @@ to bronze (bad rows quarantined), silver by SQL, a feature table and a point-in-
 set, training runs that record their dataset, the registry (the version knows its training
 set), online features, and the lineage. Run twice, the raw file is not ingested again."""
 
+import json
 import os
 import re
 import subprocess
@@ -25,6 +26,14 @@ def quickstart(data_dir):
         [binary, "quickstart", "--data-dir", str(data_dir), "--port", "0"],
         capture_output=True, text=True, env=env, timeout=600,
     )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def tarn_jobs(data_dir, *args):
+    binary = os.environ.get("TARN_BIN", str(ROOT / "target" / "debug" / "tarn"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARN_")}
+    done = subprocess.run([binary, "jobs", "--data-dir", str(data_dir), *args], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -72,7 +81,21 @@ def test_quickstart_builds_the_pipeline_from_a_raw_file(tmp_path):
     assert sorted(inference.column("client_request_id").to_pylist()) == ["quickstart-sensor-12", "quickstart-sensor-3", "quickstart-sensor-7"]
     assert set(inference.column("status_code").to_pylist()) == {200} and set(inference.column("model_version").to_pylist()) == {1}
 
+    # The pipeline ran as a job of four tasks, followed live; it stays with a paused schedule.
+    started = re.search(r"Running job (\d+) \(quickstart pipeline: ingest -> features -> train -> register\)", first)
+    assert started, first
+    job_id = started.group(1)
+    assert [line for line in first.splitlines() if line in ("[ingest]", "[features]", "[train]", "[register]")] == [
+        "[ingest]", "[features]", "[train]", "[register]"
+    ]
+    settings = json.loads(tarn_jobs(data_dir, "get", job_id))
+    assert settings["schedule"] == {"quartz_cron_expression": "0 0 6 * * ?", "timezone_id": "UTC", "pause_status": "PAUSED"}
+    assert [t["task_key"] for t in settings["tasks"]] == ["ingest", "features", "train", "register"]
+
     second = quickstart(data_dir)
+    assert f"Running job {job_id} (quickstart pipeline" in second, "the same job, run again"
+    runs = tarn_jobs(data_dir, "runs", "--job-id", job_id)
+    assert runs.count("SUCCESS") == 2, runs
     assert f"{raw}: ingested before, skipped" in second
     # The new champion (version 2) took over the endpoint.
     assert "Serving endpoint quickstart: quickstart-linear@champion (version 2), READY" in second

@@ -353,6 +353,18 @@ where
     Ok(())
 }
 
+/// Follows a run that a server in this process runs until it ends.
+pub(crate) async fn follow_to_end(
+    store: &dyn MetaStore,
+    caller: &Caller,
+    run_id: i64,
+) -> Result<JobRun> {
+    match follow(store, caller, run_id, false).await? {
+        Followed::Ended(ended) => Ok(*ended),
+        Followed::Unattended => bail!("run {run_id} has nobody to run it"),
+    }
+}
+
 /// Whether a server holds the job runner's lease: it runs what this command starts.
 async fn server_running(store: &dyn MetaStore) -> Result<bool> {
     let holder = store.lease_holder(tarn_jobs::runner::RUNNER_LEASE).await?;

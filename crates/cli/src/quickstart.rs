@@ -6,6 +6,11 @@
 //! move it through Staging to Production, show the registry's signed webhooks, publish the
 //! features online and look one up, serve the champion on an endpoint with requests by key and
 //! show its inference table, and show the lineage from the raw file to the model.
+//!
+//! The pipeline (ingest, features, train, register) is a job, `quickstart pipeline`, whose
+//! tasks run this binary's steps (`tarn quickstart --step ...`) as processes with the job
+//! owner's token, as any job's tasks do; the quickstart runs it, follows it live, shows what
+//! each task printed, and leaves it with a daily schedule, paused.
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -22,7 +27,46 @@ pub struct QuickstartArgs {
     /// Keep serving after the example, until Ctrl-C.
     #[arg(long)]
     keep_serving: bool,
+    /// One step of the pipeline, as the job's task runs it (with TARN_URL and TARN_TOKEN).
+    #[arg(long, hide = true, value_enum)]
+    step: Option<Step>,
+    /// The training run whose model `--step register` registers.
+    #[arg(long, hide = true)]
+    run_id: Option<String>,
 }
+
+/// The pipeline's steps: the job's tasks, in order.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Step {
+    /// Raw file -> bronze (ingestion) -> silver (SQL).
+    Ingest,
+    /// The sensors' daily statistics, a feature table.
+    Features,
+    /// A point-in-time training set, three tracked training runs; the best run as a task value.
+    Train,
+    /// The best run's model registered and promoted; the features published online.
+    Register,
+}
+
+impl Step {
+    const ALL: [Step; 4] = [Step::Ingest, Step::Features, Step::Train, Step::Register];
+
+    fn key(self) -> &'static str {
+        match self {
+            Step::Ingest => "ingest",
+            Step::Features => "features",
+            Step::Train => "train",
+            Step::Register => "register",
+        }
+    }
+}
+
+/// The job that runs the pipeline.
+const PIPELINE_JOB: &str = "quickstart pipeline";
+/// Its schedule, left paused: every day at 06:00 UTC.
+const PIPELINE_SCHEDULE: &str = "0 0 6 * * ?";
+/// The experiment the training runs go to.
+const EXPERIMENT: &str = "quickstart-linear-regression";
 
 struct Client {
     http: reqwest::Client,
@@ -174,6 +218,9 @@ fn train(
 }
 
 pub async fn run(args: QuickstartArgs) -> Result<()> {
+    if let Some(step) = args.step {
+        return run_step(step, &args).await;
+    }
     let mut server_args = ServerArgs::defaults();
     server_args.store = args.store.clone();
     server_args.host = "127.0.0.1".to_string();
@@ -210,11 +257,101 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         base: base.clone(),
         token: token.clone(),
     };
-    let experiment_name = "quickstart-linear-regression";
+    let job_id = pipeline_job(&client, &args.store.data_dir).await?;
+    println!(
+        "Running job {job_id} ({PIPELINE_JOB}: ingest -> features -> train -> register), its \
+         tasks as processes acting as the job's owner:"
+    );
+    let started = client
+        .request(
+            reqwest::Method::POST,
+            "/api/2.2/jobs/run-now",
+            json!({"job_id": job_id}),
+        )
+        .await?;
+    let run_id = started["run_id"].as_i64().context("run id")?;
+    let caller = crate::local::cli_caller("dev".to_string());
+    let store = lake.store.clone();
+    let ended = crate::jobs::follow_to_end(store.as_ref(), &caller, run_id).await?;
+    for task in ended.latest_attempts() {
+        let output = tarn_jobs::runs::output(
+            store.as_ref(),
+            &args.store.jobs_folder(),
+            &caller,
+            task.run_id,
+        )
+        .await?;
+        println!();
+        println!("[{}]", task.task_key);
+        print!("{}", output.logs);
+    }
+    if ended.state.result != Some(tarn_core::jobs::ResultState::Success) {
+        bail!(
+            "run {run_id} of the pipeline ended {}: {} (`tarn jobs logs --data-dir {} TASK_RUN_ID` shows a task's log)",
+            ended
+                .state
+                .result
+                .map_or("without a result", |r| r.as_str()),
+            ended.state.message,
+            args.store.data_dir.display()
+        );
+    }
+    serve_champion(&client).await?;
+    println!();
+    println!("Lineage of {FEATURE_TABLE}:");
+    let both = [
+        tarn_core::lineage::Direction::Upstream,
+        tarn_core::lineage::Direction::Downstream,
+    ];
+    let graph = tarn_lake::lineage::lineage_graph(
+        lake.store.as_ref(),
+        &lake.admin().await?,
+        FEATURE_TABLE,
+        &both,
+        4,
+    )
+    .await?;
+    print!("{}", crate::lineage::render_tree(&graph, &both));
+    println!();
+    println!("Where to look:");
+    let dir = args.store.data_dir.display();
+    println!(
+        "  tracking URI   MLFLOW_TRACKING_URI={base}   (workspaces: {base}/ws/staging, {base}/ws/prod)"
+    );
+    println!("  admin token    MLFLOW_TRACKING_TOKEN=$(cat {dir}/admin.token)");
+    println!(
+        "  try            curl -s -H \"Authorization: Bearer $(cat {dir}/admin.token)\" '{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={EXPERIMENT}'"
+    );
+    println!(
+        "  SQL            tarn sql --data-dir {dir} \"SELECT count(*) FROM {TRAINING_TABLE}\""
+    );
+    println!("  lineage        tarn lineage --data-dir {dir} {TRAINING_TABLE}");
+    println!("  features       tarn features show --data-dir {dir} {FEATURE_TABLE}");
+    println!("  metrics        {base}/metrics");
+    println!(
+        "  the pipeline   tarn jobs runs --data-dir {dir} --job-id {job_id}   (daily at 06:00 UTC, paused: tarn jobs get --data-dir {dir} {job_id})"
+    );
+    if args.keep_serving {
+        println!("Serving until Ctrl-C.");
+        crate::server::shutdown_signal().await;
+    } else {
+        println!(
+            "The server stops now; `tarn server --data-dir {}` serves the same data.",
+            args.store.data_dir.display()
+        );
+    }
+    let _ = stop_tx.send(());
+    server.await??;
+    Ok(())
+}
+
+/// Trains the model three ways on the training set, each a tracked run with its dataset, its
+/// loss curve and its model (JSON and ONNX in an MLflow model directory); the best run's id.
+async fn train_runs(client: &Client, training: &TrainingSet) -> Result<String> {
     let experiment_id = match client
         .get(
             "experiments/get-by-name",
-            json!({"experiment_name": experiment_name}),
+            json!({"experiment_name": EXPERIMENT}),
         )
         .await
     {
@@ -223,15 +360,12 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
             .unwrap_or("0")
             .to_string(),
         Err(_) => client
-            .post("experiments/create", json!({"name": experiment_name}))
+            .post("experiments/create", json!({"name": EXPERIMENT}))
             .await?["experiment_id"]
             .as_str()
             .unwrap_or("0")
             .to_string(),
     };
-    let (raw_x, raw_y) = make_data(2000);
-    let training =
-        build_training_table(&client, &lake, &args.store.data_dir, &raw_x, &raw_y).await?;
     let (xs, ys) = (&training.xs, &training.ys);
     println!();
     println!(
@@ -276,12 +410,13 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         client.post("runs/log-metric", json!({"run_id": run_id, "key": "rmse", "value": rmse, "timestamp": now, "step": 0})).await?;
         let model = json!({"weights": w, "bias": b});
         let artifact_url = format!(
-            "{base}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/model/model.json"
+            "{}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/model/model.json",
+            client.base
         );
         let response = client
             .http
             .put(&artifact_url)
-            .bearer_auth(&token)
+            .bearer_auth(&client.token)
             .body(model.to_string())
             .send()
             .await?;
@@ -300,12 +435,13 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
             ("model.onnx", linear.onnx()),
         ] {
             let url = format!(
-                "{base}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/model/{file}"
+                "{}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/model/{file}",
+                client.base
             );
             let response = client
                 .http
                 .put(&url)
-                .bearer_auth(&token)
+                .bearer_auth(&client.token)
                 .body(body)
                 .send()
                 .await?;
@@ -335,58 +471,123 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         .as_str()
         .context("best run id")?
         .to_string();
-    register_and_promote(&client, &best_run_id).await?;
-    publish_features(&client).await?;
-    serve_champion(&client).await?;
-    println!();
-    println!("Lineage of {FEATURE_TABLE}:");
-    let both = [
-        tarn_core::lineage::Direction::Upstream,
-        tarn_core::lineage::Direction::Downstream,
-    ];
-    let graph = tarn_lake::lineage::lineage_graph(
-        lake.store.as_ref(),
-        &lake.admin().await?,
-        FEATURE_TABLE,
-        &both,
-        4,
-    )
-    .await?;
-    print!("{}", crate::lineage::render_tree(&graph, &both));
-    println!();
-    println!("Where to look:");
-    let dir = args.store.data_dir.display();
-    println!(
-        "  tracking URI   MLFLOW_TRACKING_URI={base}   (workspaces: {base}/ws/staging, {base}/ws/prod)"
-    );
-    println!("  admin token    MLFLOW_TRACKING_TOKEN=$(cat {dir}/admin.token)");
-    println!(
-        "  try            curl -s -H \"Authorization: Bearer $(cat {dir}/admin.token)\" '{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={experiment_name}'"
-    );
-    println!(
-        "  SQL            tarn sql --data-dir {dir} \"SELECT count(*) FROM {TRAINING_TABLE}\""
-    );
-    println!("  lineage        tarn lineage --data-dir {dir} {TRAINING_TABLE}");
-    println!("  features       tarn features show --data-dir {dir} {FEATURE_TABLE}");
-    println!("  metrics        {base}/metrics");
-    if args.keep_serving {
-        println!("Serving until Ctrl-C.");
-        crate::server::shutdown_signal().await;
-    } else {
-        println!(
-            "The server stops now; `tarn server --data-dir {}` serves the same data.",
-            args.store.data_dir.display()
-        );
-    }
-    let _ = stop_tx.send(());
-    server.await??;
-    Ok(())
+    Ok(best_run_id)
 }
 
 const MODEL_NAME: &str = "quickstart-linear";
 const RAW_TABLE: &str = "dev.bronze.quickstart_measurements";
 const TRAINING_TABLE: &str = "dev.silver.quickstart_training";
 const FEATURE_TABLE: &str = "dev.features.quickstart_sensor_daily";
+
+/// Runs one step of the pipeline, as the job's task does: against the server at TARN_URL with
+/// the task's token, and on the data directory's store and lake for ingestion.
+async fn run_step(step: Step, args: &QuickstartArgs) -> Result<()> {
+    let variable = |name: &str| {
+        std::env::var(name)
+            .with_context(|| format!("--step runs inside the pipeline's job, which sets {name}"))
+    };
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: variable("TARN_URL")?,
+        token: variable("TARN_TOKEN")?,
+    };
+    let lake = Lakehouse {
+        store: args.store.open().await?,
+        lake: std::sync::Arc::new(tarn_lake::Lake::open(&args.store.lake_root(None))?),
+    };
+    match step {
+        Step::Ingest => {
+            let (raw_x, raw_y) = make_data(2000);
+            build_silver_table(&client, &lake, &args.store.data_dir, &raw_x, &raw_y).await
+        }
+        Step::Features => refresh_feature_table(&client, &lake).await,
+        Step::Train => {
+            let training = training_set(&client).await?;
+            let best = train_runs(&client, &training).await?;
+            // The register task takes it as {{tasks.train.values.best_run_id}}.
+            let values = variable("TARN_TASK_VALUES")?;
+            std::fs::write(&values, json!({ "best_run_id": best }).to_string())
+                .with_context(|| format!("cannot write {values}"))
+        }
+        Step::Register => {
+            let run_id = args
+                .run_id
+                .as_deref()
+                .context("--step register needs --run-id")?;
+            register_and_promote(&client, run_id).await?;
+            publish_features(&client).await
+        }
+    }
+}
+
+/// Creates the pipeline's job, or resets it to these settings when an earlier quickstart made
+/// it: one task per step, each running this binary through a small launcher, and a daily
+/// schedule, paused. Its id.
+async fn pipeline_job(client: &Client, data_dir: &std::path::Path) -> Result<i64> {
+    let folder = data_dir.join("quickstart").join("pipeline");
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("cannot create {}", folder.display()))?;
+    let launcher = folder.join("tarn_step.py");
+    let binary = std::env::current_exe().context("cannot find the tarn binary")?;
+    std::fs::write(
+        &launcher,
+        format!(
+            "# A task of the quickstart's pipeline: one step of `tarn quickstart`.\n\
+             import os, sys\n\
+             tarn = {binary:?}\n\
+             os.execv(tarn, [tarn, \"quickstart\", *sys.argv[1:]])\n",
+            binary = binary.display().to_string()
+        ),
+    )
+    .with_context(|| format!("cannot write {}", launcher.display()))?;
+    let data_dir = std::path::absolute(data_dir)?.display().to_string();
+    let mut previous: Option<&str> = None;
+    let tasks: Vec<Value> = Step::ALL
+        .iter()
+        .map(|step| {
+            let mut parameters = vec!["--data-dir", &data_dir, "--step", step.key()];
+            if *step == Step::Register {
+                parameters.extend(["--run-id", "{{tasks.train.values.best_run_id}}"]);
+            }
+            let mut task = json!({
+                "task_key": step.key(),
+                "spark_python_task": {"python_file": launcher.display().to_string(), "parameters": parameters},
+            });
+            if let Some(upstream) = previous {
+                task["depends_on"] = json!([{ "task_key": upstream }]);
+            }
+            previous = Some(step.key());
+            task
+        })
+        .collect();
+    let settings = json!({
+        "name": PIPELINE_JOB,
+        "description": "tarn quickstart's pipeline: raw file to a registered, promoted model",
+        "tasks": tasks,
+        "schedule": {"quartz_cron_expression": PIPELINE_SCHEDULE, "timezone_id": "UTC", "pause_status": "PAUSED"},
+    });
+    let listed = client
+        .request(
+            reqwest::Method::GET,
+            "/api/2.2/jobs/list",
+            json!({"name": PIPELINE_JOB}),
+        )
+        .await?;
+    if let Some(job_id) = listed["jobs"][0]["job_id"].as_i64() {
+        client
+            .request(
+                reqwest::Method::POST,
+                "/api/2.2/jobs/reset",
+                json!({"job_id": job_id, "new_settings": settings}),
+            )
+            .await?;
+        return Ok(job_id);
+    }
+    let created = client
+        .request(reqwest::Method::POST, "/api/2.2/jobs/create", settings)
+        .await?;
+    created["job_id"].as_i64().context("job id")
+}
 
 /// The server's store and lake, for what the quickstart does in-process (ingestion, lineage),
 /// as `tarn ingest` and `tarn lineage` do.
@@ -441,14 +642,14 @@ impl TrainingSet {
     }
 }
 
-/// Raw file -> bronze (ingestion, bad rows quarantined) -> silver (SQL) -> rows to train on.
-async fn build_training_table(
+/// Raw file -> bronze (ingestion, bad rows quarantined) -> silver (SQL).
+async fn build_silver_table(
     client: &Client,
     lake: &Lakehouse,
     data_dir: &std::path::Path,
     xs: &[[f64; 2]],
     ys: &[f64],
-) -> Result<TrainingSet> {
+) -> Result<()> {
     for schema in ["bronze", "silver", "features"] {
         let created = client
             .request(
@@ -523,8 +724,7 @@ async fn build_training_table(
         bail!("building {TRAINING_TABLE} failed: {}", result["status"]);
     }
     println!("Built {TRAINING_TABLE} with SQL: {statement}");
-    refresh_feature_table(client, lake).await?;
-    training_set(client).await
+    Ok(())
 }
 
 /// Each sensor's daily statistics from the silver table. A day's figures are known only when
