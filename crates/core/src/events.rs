@@ -184,6 +184,14 @@ pub enum Change {
         sources: Vec<String>,
         outside: bool,
     },
+    /// New files under a directory a job's file arrival trigger watches, found by listing it:
+    /// how many, and the first of them.
+    #[serde(rename = "files.arrived")]
+    FilesArrived {
+        location: String,
+        count: usize,
+        files: Vec<String>,
+    },
     #[serde(rename = "table.deleted")]
     TableDeleted {
         full_name: String,
@@ -445,6 +453,10 @@ impl Change {
             | Self::TableCreated { full_name, .. }
             | Self::TableSchemaChanged { full_name, .. }
             | Self::TableCommitted { full_name, .. }
+            | Self::FilesArrived {
+                location: full_name,
+                ..
+            }
             | Self::TableDeleted { full_name, .. }
             | Self::GrantsChanged {
                 securable: full_name,

@@ -110,6 +110,7 @@ pub const MLFLOW_EVENTS: &[&str] = &[
     "transition_request.cancelled",
     "comment.created",
     "table.committed",
+    "files.arrived",
     "job_run.started",
     "job_run.succeeded",
     "job_run.failed",

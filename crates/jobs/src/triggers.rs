@@ -3,8 +3,8 @@
 //! the event stream says happened (commits to the listed tables, whoever wrote them; a model
 //! created, a version ready, an alias set), with `min_time_between_triggers_seconds` and
 //! `wait_after_last_change_seconds`; `trigger.file_arrival` by new files in a local directory,
-//! listed every few seconds (a file is new when it is newer than the newest seen before, so
-//! files there when the trigger was armed never fire it). What each job's triggers have seen is
+//! listed every few seconds into `files.arrived` events (a file is new when it is newer than
+//! the newest seen before, so files there when the trigger was armed never fire it). What each job's triggers have seen is
 //! kept in the store,
 //! so a restarted or another server's runner goes on from there. The decisions are pure
 //! functions of the job, its state, the event and the time; `Triggers` keeps them for the
@@ -34,6 +34,8 @@ const FILE_POLL: i64 = 2_000;
 /// The most files a watched directory may hold (Databricks' limit too): past it the trigger
 /// does not fire, and says why in the server's log.
 pub const MAX_WATCHED_FILES: usize = 10_000;
+/// The most new files a `files.arrived` event names (it counts them all).
+const ARRIVALS_NAMED: usize = 100;
 
 /// What a job's triggers have seen since it last fired.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -126,6 +128,17 @@ pub fn observe(settings: &JobSettings, state: &mut TriggerState, event: &Event) 
                 .insert(name.to_lowercase(), event.timestamp);
             true
         }
+        Change::FilesArrived { location, .. } => {
+            let watched = trigger
+                .file_arrival
+                .as_ref()
+                .and_then(|files| watched_directory(&files.url).ok());
+            if watched.is_none_or(|directory| directory != Path::new(location)) {
+                return false;
+            }
+            state.files_arrived = Some(event.timestamp);
+            true
+        }
         change => {
             let Some(model) = &trigger.model else {
                 return false;
@@ -154,19 +167,29 @@ pub fn observe(settings: &JobSettings, state: &mut TriggerState, event: &Event) 
     }
 }
 
-/// Notes what a listing of a file arrival trigger's directory (relative path, modification
-/// time in ms) means at `now`; whether new files arrived. The first listing only arms it.
-pub fn observe_files(state: &mut TriggerState, listing: &[(String, i64)], now: i64) -> bool {
+/// The files of a listing of a file arrival trigger's directory (relative path, modification
+/// time in ms) that are new since the last listing, in path order; notes the listing in
+/// `state`. The first listing only arms the trigger: nothing there is new.
+pub fn new_files(state: &mut TriggerState, listing: &[(String, i64)]) -> Vec<String> {
     let Some((watermark, at_watermark)) = &state.files_seen else {
         state.files_seen = Some(high_water(listing, i64::MIN));
-        return false;
+        return Vec::new();
     };
-    let arrived = listing.iter().any(|(path, modified)| {
-        *modified > *watermark || (*modified == *watermark && !at_watermark.contains(path))
-    });
-    if arrived {
-        state.files_seen = Some(high_water(listing, *watermark));
-        state.files_arrived = Some(now);
+    let mut arrived: Vec<String> = listing
+        .iter()
+        .filter(|(path, modified)| {
+            *modified > *watermark || (*modified == *watermark && !at_watermark.contains(path))
+        })
+        .map(|(path, _)| path.clone())
+        .collect();
+    if !arrived.is_empty() {
+        let mut seen = high_water(listing, *watermark);
+        if seen.0 == *watermark {
+            // Files at the same time as the newest before: they are seen now too.
+            seen.1.extend(at_watermark.iter().cloned());
+        }
+        state.files_seen = Some(seen);
+        arrived.sort();
     }
     arrived
 }
@@ -448,9 +471,28 @@ impl Triggers {
                 }
             };
             let armed = watched.state.files_seen.is_none();
-            if observe_files(&mut watched.state, &listing, now) || armed {
-                save(store, *job_id, &watched.state).await?;
+            let arrived = new_files(&mut watched.state, &listing);
+            if arrived.is_empty() && !armed {
+                continue;
             }
+            save(store, *job_id, &watched.state).await?;
+            if arrived.is_empty() {
+                continue;
+            }
+            // Into the event stream, which fires this trigger (and whatever else listens).
+            let location = watched_directory(&files.url)?.display().to_string();
+            let change = Change::FilesArrived {
+                location,
+                count: arrived.len(),
+                files: arrived.into_iter().take(ARRIVALS_NAMED).collect(),
+            };
+            let system = tarn_core::registry::Actor {
+                id: 0,
+                name: "system".into(),
+            };
+            store
+                .record_event(&watched.job.workspace, &system, &change)
+                .await?;
         }
         Ok(())
     }
@@ -618,14 +660,39 @@ mod tests {
             "wait_after_last_change_seconds": 60, "min_time_between_triggers_seconds": 600}}}),
         );
         let file = |path: &str, modified: i64| (path.to_string(), modified);
+        let arrived = |at: i64| {
+            event(
+                Change::FilesArrived {
+                    location: "/landing/".into(),
+                    count: 1,
+                    files: vec!["new.csv".into()],
+                },
+                at,
+            )
+        };
         let mut state = TriggerState::default();
         let before = [file("old.csv", NIGHT - MINUTE), file("also-old.csv", NIGHT)];
-        assert!(!observe_files(&mut state, &before, NIGHT), "arming");
-        assert!(!observe_files(&mut state, &before, NIGHT + MINUTE));
-        assert_eq!(due(&job, &state, NIGHT + 60 * MINUTE), None);
+        assert!(new_files(&mut state, &before).is_empty(), "arming");
+        assert!(new_files(&mut state, &before).is_empty());
         // A file written in the same millisecond as the newest seen is still new.
         let same_time = [&before[..], &[file("sub/new.csv", NIGHT)]].concat();
-        assert!(observe_files(&mut state, &same_time, NIGHT + 2 * MINUTE));
+        assert_eq!(new_files(&mut state, &same_time), vec!["sub/new.csv"]);
+        assert!(new_files(&mut state, &same_time).is_empty(), "seen");
+        let later = [&same_time[..], &[file("newer.csv", NIGHT + 4 * MINUTE)]].concat();
+        assert_eq!(new_files(&mut state, &later), vec!["newer.csv"]);
+
+        // The event stream fires the trigger: events about other places do not.
+        let elsewhere = event(
+            Change::FilesArrived {
+                location: "/other".into(),
+                count: 1,
+                files: vec![],
+            },
+            NIGHT,
+        );
+        assert!(!observe(&job, &mut state, &elsewhere));
+        assert_eq!(due(&job, &state, NIGHT + 60 * MINUTE), None);
+        assert!(observe(&job, &mut state, &arrived(NIGHT + 2 * MINUTE)));
         assert_eq!(
             due(&job, &state, NIGHT + 3 * MINUTE - 1),
             None,
@@ -636,12 +703,7 @@ mod tests {
             Some(trigger::FILE_ARRIVAL)
         );
         let mut state = fired(&state, NIGHT + 3 * MINUTE);
-        assert!(
-            !observe_files(&mut state, &same_time, NIGHT + 4 * MINUTE),
-            "seen"
-        );
-        let later = [&same_time[..], &[file("newer.csv", NIGHT + 4 * MINUTE)]].concat();
-        assert!(observe_files(&mut state, &later, NIGHT + 5 * MINUTE));
+        observe(&job, &mut state, &arrived(NIGHT + 5 * MINUTE));
         assert_eq!(
             due(&job, &state, NIGHT + 8 * MINUTE),
             None,
@@ -653,10 +715,6 @@ mod tests {
         );
         assert!(watched_directory("file:///landing/../etc").is_err());
         assert!(watched_directory("s3://bucket/landing").is_err());
-        assert_eq!(
-            watched_directory("file:///landing/").expect("in the test"),
-            std::path::PathBuf::from("/landing/")
-        );
     }
 
     #[test]
