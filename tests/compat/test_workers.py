@@ -152,6 +152,49 @@ def test_a_killed_worker_is_noticed_and_its_task_retried_on_another(cluster, uni
     assert not alive(pid)
 
 
+def test_a_stopped_worker_ends_its_tasks_and_they_are_retried_elsewhere(cluster, unique, tmp_path):
+    """SIGTERM: the worker stops its task's process group and records the task failed, so the
+    retry starts at once on another worker rather than beside an orphaned process."""
+    server, start_worker = cluster
+    first, _ = start_worker("worker-a")
+    pids = tmp_path / "pid"
+    tried = tmp_path / "tried"
+    slow = script(
+        tmp_path,
+        "slow.py",
+        f"""
+        import os, time
+        if not os.path.exists({str(tried)!r}):
+            open({str(tried)!r}, "w").write("once")
+            open({str(pids)!r}, "w").write(str(os.getpid()))
+            time.sleep(300)
+        print("finished on", os.environ["TARN_TASK_VALUES"])
+        """,
+    )
+    w = workspace(server)
+    job_id = w.jobs.create(
+        name=unique("worker-stops"),
+        tasks=[python_task("slow", slow, max_retries=1, min_retry_interval_millis=0)],
+    ).job_id
+    run_id = w.jobs.run_now(job_id).run_id
+    deadline = time.time() + WAIT
+    while not pids.exists() or not pids.read_text():
+        assert time.time() < deadline, "the task never started on the worker"
+        time.sleep(0.05)
+    pid = int(pids.read_text())
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    assert not alive(pid), "the task's process ended with the worker"
+    history = w.jobs.get_run(run_id, include_history=True)
+    stopped = [t for t in history.tasks if t.task_key == "slow" and t.attempt_number == 0][0]
+    assert stopped.state.result_state == jobs.RunResultState.FAILED
+    assert "stopped while it ran" in stopped.state.state_message
+    _, second_folder = start_worker("worker-b")
+    run = wait_for(w, run_id, lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED)
+    assert run.state.result_state == jobs.RunResultState.SUCCESS
+    assert f"finished on {second_folder}" in w.jobs.get_run_output(task_of(run, "slow").run_id).logs
+
+
 def test_a_worker_refuses_a_bad_server_url(tmp_path):
     binary = os.environ.get("TARN_BIN", "target/debug/tarn")
     for url in ["file:///etc/passwd", "not a url", "http://host/?x=1"]:

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,6 +69,8 @@ pub struct Executor {
     /// Wakes the runner when a task ends.
     runner: Wakeup,
     running: Running,
+    /// Claimed tasks not yet recorded as ended.
+    in_flight: AtomicUsize,
     /// The server's cache of verified credentials: a task's token is forgotten there as it
     /// is revoked.
     auth_cache: Arc<tarn_identity::AuthCache>,
@@ -89,13 +92,13 @@ impl Executor {
             ready,
             runner,
             running: Arc::default(),
+            in_flight: AtomicUsize::new(0),
             auth_cache,
             building: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Claims and runs tasks until `stopped`; what is running then is left to end on its own
-    /// claim (the next start reclaims it).
+    /// Claims and runs tasks until `stopped`; then stops what still runs here.
     pub async fn run(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
         if let Err(err) = self.prepare().await {
             tracing::error!(error = %err.report(), "the job executor cannot start");
@@ -110,7 +113,30 @@ impl Executor {
                 _ = stopped.changed() => break,
             }
         }
+        self.stop_running().await;
         renewing.abort();
+    }
+
+    /// Ends what runs here as the executor stops: each task's process group is stopped and the
+    /// task recorded failed, so the runner retries it as its settings say at once, instead of
+    /// the task running on unwatched until its claim lapses.
+    async fn stop_running(&self) {
+        let stops: Vec<oneshot::Sender<ResultState>> = self
+            .running
+            .lock()
+            .map(|mut running| running.drain().map(|(_, (stop, _))| stop).collect())
+            .unwrap_or_default();
+        if stops.is_empty() && self.in_flight.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        tracing::info!(tasks = stops.len(), "stopping the tasks running here");
+        for stop in stops {
+            let _ = stop.send(ResultState::Failed);
+        }
+        let deadline = tokio::time::Instant::now() + STOP_GRACE + Duration::from_secs(5);
+        while self.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Writes the Python helpers and ends what a previous life of this executor left claimed:
@@ -194,6 +220,7 @@ impl Executor {
                 running.insert(claimed.1.run_id, (stop, true));
             }
             let executor = self.clone();
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let (workspace, task) = claimed;
                 let task_run_id = task.run_id;
@@ -201,6 +228,7 @@ impl Executor {
                 if let Ok(mut running) = executor.running.lock() {
                     running.remove(&task_run_id);
                 }
+                executor.in_flight.fetch_sub(1, Ordering::SeqCst);
                 // A slot is free.
                 executor.ready.wake();
             });
@@ -483,7 +511,7 @@ impl Executor {
                     self.runner.wake();
                     let reason = reason.unwrap_or(ResultState::Canceled);
                     return Ok((
-                        RunState::ended(LifeCycle::Terminated, reason, "The run was cancelled."),
+                        RunState::ended(LifeCycle::Terminated, reason, stopped_because(reason)),
                         Default::default(),
                     ));
                 }
@@ -598,7 +626,7 @@ impl Executor {
             reason = &mut *stop => {
                 let reason = reason.unwrap_or(ResultState::Canceled);
                 stop_group(&mut child, group).await;
-                return Ok((RunState::ended(LifeCycle::Terminated, reason, "The run was cancelled."), Default::default()));
+                return Ok((RunState::ended(LifeCycle::Terminated, reason, stopped_because(reason)), Default::default()));
             }
         };
         let Some(status) = status else {
@@ -1063,6 +1091,15 @@ fn kill_group(group: i64, signal: nix::sys::signal::Signal) {
     };
     // ESRCH: the group has already ended.
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group), signal);
+}
+
+/// Why a task was stopped, as its state says: its run was cancelled, or (a failure, retried as
+/// the task's settings say) the executor running it stopped.
+fn stopped_because(reason: ResultState) -> &'static str {
+    match reason {
+        ResultState::Canceled => "The run was cancelled.",
+        _ => "The executor running this task stopped while it ran.",
+    }
 }
 
 /// Asks the task's process group to end, and kills it if it has not after a grace period.
