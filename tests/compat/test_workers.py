@@ -108,14 +108,14 @@ def test_a_worker_runs_tasks_as_the_run_and_its_logs_reach_the_server(cluster, u
     assert full.count("x" * 99) == 60_000 and full.endswith("the end\n")
 
 
-def test_a_killed_worker_is_noticed_and_its_task_retried_on_another(cluster, unique, tmp_path):
-    server, start_worker = cluster
-    first, _ = start_worker("worker-a")
+def start_stuck_run(server, unique, tmp_path, name):
+    """Runs a one-task job (one retry) whose first attempt hangs and whose second prints where
+    it ran; returns the client, the run id and the hanging process's id once it started."""
     pids = tmp_path / "pid"
     tried = tmp_path / "tried"
-    flaky = script(
+    stuck = script(
         tmp_path,
-        "flaky.py",
+        "stuck.py",
         f"""
         import os, time
         if not os.path.exists({str(tried)!r}):
@@ -127,15 +127,26 @@ def test_a_killed_worker_is_noticed_and_its_task_retried_on_another(cluster, uni
     )
     w = workspace(server)
     job_id = w.jobs.create(
-        name=unique("worker-dies"),
-        tasks=[python_task("flaky", flaky, max_retries=1, min_retry_interval_millis=0)],
+        name=unique(name),
+        tasks=[python_task("stuck", stuck, max_retries=1, min_retry_interval_millis=0)],
     ).job_id
     run_id = w.jobs.run_now(job_id).run_id
     deadline = time.time() + WAIT
     while not pids.exists() or not pids.read_text():
         assert time.time() < deadline, "the task never started on the worker"
         time.sleep(0.05)
-    pid = int(pids.read_text())
+    return w, run_id, int(pids.read_text())
+
+
+def first_attempt(w, run_id):
+    history = w.jobs.get_run(run_id, include_history=True)
+    return [t for t in history.tasks if t.task_key == "stuck" and t.attempt_number == 0][0]
+
+
+def test_a_killed_worker_is_noticed_and_its_task_retried_on_another(cluster, unique, tmp_path):
+    server, start_worker = cluster
+    first, _ = start_worker("worker-a")
+    w, run_id, pid = start_stuck_run(server, unique, tmp_path, "worker-dies")
     # The machine goes away: the worker and the task with it.
     first.kill()
     first.wait()
@@ -143,12 +154,11 @@ def test_a_killed_worker_is_noticed_and_its_task_retried_on_another(cluster, uni
     _, second_folder = start_worker("worker-b")
     run = wait_for(w, run_id, lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED)
     assert run.state.result_state == jobs.RunResultState.SUCCESS, run.state
-    assert task_of(run, "flaky").attempt_number == 1
-    history = w.jobs.get_run(run_id, include_history=True)
-    gone = [t for t in history.tasks if t.task_key == "flaky" and t.attempt_number == 0]
-    assert "stopped answering" in gone[0].state.state_message
-    assert "worker-a" in gone[0].state.state_message
-    assert f"second try on {second_folder}" in w.jobs.get_run_output(task_of(run, "flaky").run_id).logs
+    assert task_of(run, "stuck").attempt_number == 1
+    gone = first_attempt(w, run_id)
+    assert "stopped answering" in gone.state.state_message
+    assert "worker-a" in gone.state.state_message
+    assert f"second try on {second_folder}" in w.jobs.get_run_output(task_of(run, "stuck").run_id).logs
     assert not alive(pid)
 
 
@@ -157,42 +167,17 @@ def test_a_stopped_worker_ends_its_tasks_and_they_are_retried_elsewhere(cluster,
     retry starts at once on another worker rather than beside an orphaned process."""
     server, start_worker = cluster
     first, _ = start_worker("worker-a")
-    pids = tmp_path / "pid"
-    tried = tmp_path / "tried"
-    slow = script(
-        tmp_path,
-        "slow.py",
-        f"""
-        import os, time
-        if not os.path.exists({str(tried)!r}):
-            open({str(tried)!r}, "w").write("once")
-            open({str(pids)!r}, "w").write(str(os.getpid()))
-            time.sleep(300)
-        print("finished on", os.environ["TARN_TASK_VALUES"])
-        """,
-    )
-    w = workspace(server)
-    job_id = w.jobs.create(
-        name=unique("worker-stops"),
-        tasks=[python_task("slow", slow, max_retries=1, min_retry_interval_millis=0)],
-    ).job_id
-    run_id = w.jobs.run_now(job_id).run_id
-    deadline = time.time() + WAIT
-    while not pids.exists() or not pids.read_text():
-        assert time.time() < deadline, "the task never started on the worker"
-        time.sleep(0.05)
-    pid = int(pids.read_text())
+    w, run_id, pid = start_stuck_run(server, unique, tmp_path, "worker-stops")
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=30) == 0
     assert not alive(pid), "the task's process ended with the worker"
-    history = w.jobs.get_run(run_id, include_history=True)
-    stopped = [t for t in history.tasks if t.task_key == "slow" and t.attempt_number == 0][0]
+    stopped = first_attempt(w, run_id)
     assert stopped.state.result_state == jobs.RunResultState.FAILED
     assert "stopped while it ran" in stopped.state.state_message
     _, second_folder = start_worker("worker-b")
     run = wait_for(w, run_id, lambda r: r.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED)
     assert run.state.result_state == jobs.RunResultState.SUCCESS
-    assert f"finished on {second_folder}" in w.jobs.get_run_output(task_of(run, "slow").run_id).logs
+    assert f"second try on {second_folder}" in w.jobs.get_run_output(task_of(run, "stuck").run_id).logs
 
 
 def test_a_worker_refuses_a_bad_server_url(tmp_path):

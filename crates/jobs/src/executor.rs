@@ -685,11 +685,10 @@ impl Executor {
         else {
             return Ok(None);
         };
-        let run_as = self.store.active_principal(&run.run_as_user_name).await?;
         crate::workspace_files::materialize(
             self.store.as_ref(),
             &run.workspace,
-            &run_as,
+            &run.run_as_user_name,
             given,
             &folder.join("workspace"),
         )

@@ -273,14 +273,9 @@ fn step(
         LifeCycle::Running if settings.for_each_task.is_some() => {
             return iterate(run, index, settings, stop, now, decisions);
         }
-        LifeCycle::Running if run.tasks[index].lease_until < now => Some(RunState::ended(
-            LifeCycle::InternalError,
-            ResultState::Failed,
-            format!(
-                "The executor running this task ({}) stopped answering.",
-                run.tasks[index].worker.as_deref().unwrap_or("unknown")
-            ),
-        )),
+        LifeCycle::Running if run.tasks[index].lease_until < now => {
+            Some(executor_gone(&run.tasks[index]))
+        }
         LifeCycle::Terminated | LifeCycle::Skipped | LifeCycle::InternalError
             if stop.is_none() && retries(&run.tasks[index], settings) =>
         {
@@ -312,6 +307,19 @@ fn step(
     }
     apply(run, index, was, next, now, decisions);
     true
+}
+
+/// The end of a task run whose executor let its claim lapse: failed, and retried as its
+/// settings say.
+fn executor_gone(task: &TaskRun) -> RunState {
+    RunState::ended(
+        LifeCycle::InternalError,
+        ResultState::Failed,
+        format!(
+            "The executor running this task ({}) stopped answering.",
+            task.worker.as_deref().unwrap_or("unknown")
+        ),
+    )
 }
 
 /// Gives the task run at `index` its next state and notes the change for the runner.
@@ -463,14 +471,7 @@ fn iterate(
             LifeCycle::WaitingForRetry if active < concurrency => {
                 Some(RunState::new(LifeCycle::Pending))
             }
-            LifeCycle::Running if task.lease_until < now => Some(RunState::ended(
-                LifeCycle::InternalError,
-                ResultState::Failed,
-                format!(
-                    "The executor running this task ({}) stopped answering.",
-                    task.worker.as_deref().unwrap_or("unknown")
-                ),
-            )),
+            LifeCycle::Running if task.lease_until < now => Some(executor_gone(task)),
             LifeCycle::Terminated | LifeCycle::Skipped | LifeCycle::InternalError
                 if stop.is_none() && retries(task, nested) =>
             {

@@ -189,7 +189,7 @@ pub async fn delete(
 pub async fn materialize(
     store: &dyn MetaStore,
     workspace: &str,
-    run_as: &Principal,
+    run_as: &str,
     given: &str,
     folder: &Path,
 ) -> Result<Option<PathBuf>> {
@@ -204,6 +204,8 @@ pub async fn materialize(
             "{given} is a workspace directory, not a file"
         )));
     }
+    // Only now: a task naming a local file costs one read of the store, not two.
+    let run_as = &store.active_principal(run_as).await?;
     if !may_access(run_as, &path) {
         return Err(Error::permission_denied(format!(
             "The run's principal {} cannot read {path}",

@@ -127,7 +127,7 @@ async fn form_import(mut form: Multipart) -> ApiResult<(ImportArgs, Vec<u8>)> {
 }
 
 #[derive(Deserialize)]
-struct PathArgs {
+struct ObjectArgs {
     path: Option<String>,
     #[serde(default, deserialize_with = "de::opt_bool")]
     direct_download: Option<bool>,
@@ -135,7 +135,7 @@ struct PathArgs {
     recursive: Option<bool>,
 }
 
-impl PathArgs {
+impl ObjectArgs {
     fn path(&self) -> Result<&str, Error> {
         self.path
             .as_deref()
@@ -146,7 +146,7 @@ impl PathArgs {
 async fn export(
     State(state): State<AppState>,
     ctx: Caller,
-    Req(args): Req<PathArgs>,
+    Req(args): Req<ObjectArgs>,
 ) -> ApiResult<Response> {
     let (object, content) =
         workspace_files::export(state.store.as_ref(), &ctx, args.path()?).await?;
@@ -193,13 +193,17 @@ fn object_json(object: &WorkspaceObject) -> Value {
 async fn get_status(
     State(state): State<AppState>,
     ctx: Caller,
-    Req(args): Req<PathArgs>,
+    Req(args): Req<ObjectArgs>,
 ) -> JsonResult {
     let object = workspace_files::status(state.store.as_ref(), &ctx, args.path()?).await?;
     Ok(Json(object_json(&object)))
 }
 
-async fn list(State(state): State<AppState>, ctx: Caller, Req(args): Req<PathArgs>) -> JsonResult {
+async fn list(
+    State(state): State<AppState>,
+    ctx: Caller,
+    Req(args): Req<ObjectArgs>,
+) -> JsonResult {
     let objects = workspace_files::list(state.store.as_ref(), &ctx, args.path()?).await?;
     if objects.is_empty() {
         return Ok(Json(json!({})));
@@ -212,7 +216,7 @@ async fn list(State(state): State<AppState>, ctx: Caller, Req(args): Req<PathArg
 async fn mkdirs(
     State(state): State<AppState>,
     ctx: Caller,
-    Req(args): Req<PathArgs>,
+    Req(args): Req<ObjectArgs>,
 ) -> JsonResult {
     workspace_files::mkdirs(state.store.as_ref(), &ctx, args.path()?).await?;
     Ok(Json(json!({})))
@@ -221,7 +225,7 @@ async fn mkdirs(
 async fn delete(
     State(state): State<AppState>,
     ctx: Caller,
-    Req(args): Req<PathArgs>,
+    Req(args): Req<ObjectArgs>,
 ) -> JsonResult {
     workspace_files::delete(
         state.store.as_ref(),
