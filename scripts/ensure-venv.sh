@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Creates (once per requirements file content) the Python venv the compatibility suite and the
-# benchmark use, outside the clone so later runs reuse it. Prints its path.
+# Creates (once per requirements file content) a Python venv outside the clone so later runs
+# reuse it, and prints its path: the compatibility suite's and the benchmarks' by default
+# (tests/compat/requirements.txt), or the one for the requirements file given (Evidently's).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-requirements="$root/tests/compat/requirements.txt"
+requirements="${1:-$root/tests/compat/requirements.txt}"
 hash="$(sha256sum "$requirements" | cut -c1-16)"
-venv="${TARN_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tarn/venv-$hash}"
+if [ $# -eq 0 ]; then
+  venv="${TARN_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tarn/venv-$hash}"
+else
+  venv="${XDG_CACHE_HOME:-$HOME/.cache}/tarn/venv-$hash"
+fi
 if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
   rm -rf "$venv"
   mkdir -p "$(dirname "$venv")"

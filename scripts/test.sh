@@ -22,6 +22,10 @@ step "Redis at 127.0.0.1:6379"
 step "Python venv for the compatibility suite"
 venv="$("$root/scripts/ensure-venv.sh")"
 echo "venv: $venv"
+# Evidently, which monitors' drift values are checked against, needs pandas 2: its own venv.
+evidently_venv="$("$root/scripts/ensure-venv.sh" "$root/tests/compat/requirements-evidently.txt")"
+export TARN_EVIDENTLY_PYTHON="$evidently_venv/bin/python"
+echo "Evidently venv: $evidently_venv"
 
 step "cargo build"
 cargo build --workspace --all-targets

@@ -12,6 +12,7 @@ mod jobs;
 mod lineage;
 mod local;
 mod models;
+mod monitors;
 mod quickstart;
 mod score;
 mod serve;
@@ -153,6 +154,16 @@ enum Command {
         online_store: Option<String>,
         #[command(subcommand)]
         command: features::FeaturesCommand,
+    },
+    /// Table monitors: profile, drift and model-quality metrics tables, refreshed on demand.
+    Monitors {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The lake; default DATA_DIR/lake.
+        #[arg(long, env = "TARN_LAKE_ROOT")]
+        lake_root: Option<String>,
+        #[command(subcommand)]
+        command: monitors::MonitorsCommand,
     },
     /// Show where a table's data came from and where it went.
     Lineage {
@@ -411,6 +422,14 @@ async fn run() -> Result<()> {
                 format!("sqlite://{}", store.data_dir.join("online.db").display())
             });
             features::run(store.open().await?.as_ref(), &lake, &online_url, command).await
+        }
+        Command::Monitors {
+            store,
+            lake_root,
+            command,
+        } => {
+            let lake = std::sync::Arc::new(tarn_lake::Lake::open(&store.lake_root(lake_root))?);
+            monitors::run(store.open().await?, lake, command).await
         }
         Command::Lineage { store, args } => lineage::run(store.open().await?.as_ref(), args).await,
     }

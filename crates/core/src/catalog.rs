@@ -216,17 +216,20 @@ pub enum Privilege {
     Modify,
     CreateSchema,
     CreateTable,
+    /// Managing what hangs off a securable (a table's monitor) without owning it.
+    Manage,
     AllPrivileges,
 }
 
 impl Privilege {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::UseCatalog,
         Self::UseSchema,
         Self::Select,
         Self::Modify,
         Self::CreateSchema,
         Self::CreateTable,
+        Self::Manage,
         Self::AllPrivileges,
     ];
 
@@ -238,6 +241,7 @@ impl Privilege {
             Self::Modify => "MODIFY",
             Self::CreateSchema => "CREATE_SCHEMA",
             Self::CreateTable => "CREATE_TABLE",
+            Self::Manage => "MANAGE",
             Self::AllPrivileges => "ALL_PRIVILEGES",
         }
     }
@@ -259,7 +263,11 @@ impl Privilege {
     pub fn is_write(self) -> bool {
         matches!(
             self,
-            Self::Modify | Self::CreateSchema | Self::CreateTable | Self::AllPrivileges
+            Self::Modify
+                | Self::CreateSchema
+                | Self::CreateTable
+                | Self::Manage
+                | Self::AllPrivileges
         )
     }
 
@@ -269,7 +277,7 @@ impl Privilege {
         match self {
             Self::UseCatalog | Self::CreateSchema => securable == SecurableType::Catalog,
             Self::UseSchema | Self::CreateTable => securable != SecurableType::Table,
-            Self::Select | Self::Modify | Self::AllPrivileges => true,
+            Self::Select | Self::Modify | Self::Manage | Self::AllPrivileges => true,
         }
     }
 }

@@ -263,6 +263,23 @@ pub enum Change {
     #[serde(rename = "job_run.failed")]
     JobRunFailed(JobRunChange),
 
+    #[serde(rename = "monitor.created")]
+    MonitorCreated(MonitorChange),
+    #[serde(rename = "monitor.updated")]
+    MonitorUpdated(MonitorChange),
+    #[serde(rename = "monitor.deleted")]
+    MonitorDeleted { table_name: String },
+    /// A refresh of a monitor's metrics ended: SUCCESS, FAILED or CANCELED, with the source
+    /// table version its metrics reflect.
+    #[serde(rename = "monitor_refresh.finished")]
+    MonitorRefreshFinished {
+        table_name: String,
+        refresh_id: i64,
+        state: String,
+        source_version: Option<i64>,
+        message: Option<String>,
+    },
+
     #[serde(rename = "webhook.created")]
     WebhookCreated(WebhookChange),
     #[serde(rename = "webhook.updated")]
@@ -298,6 +315,14 @@ pub enum Change {
     WorkspaceMemberAdded { workspace: String, member: String },
     #[serde(rename = "workspace.member_removed")]
     WorkspaceMemberRemoved { workspace: String, member: String },
+}
+
+/// A monitor's settings after a change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorChange {
+    pub table_name: String,
+    pub monitor_version: i64,
+    pub settings: Value,
 }
 
 /// A transition request approved, rejected or cancelled, with the requests it ended.
@@ -470,6 +495,21 @@ impl Change {
                 name: full_name, ..
             }
             | Self::FeaturesPublished {
+                table_name: full_name,
+                ..
+            }
+            | Self::MonitorCreated(MonitorChange {
+                table_name: full_name,
+                ..
+            })
+            | Self::MonitorUpdated(MonitorChange {
+                table_name: full_name,
+                ..
+            })
+            | Self::MonitorDeleted {
+                table_name: full_name,
+            }
+            | Self::MonitorRefreshFinished {
                 table_name: full_name,
                 ..
             } => full_name.clone(),

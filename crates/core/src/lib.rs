@@ -12,6 +12,7 @@ pub mod files;
 pub mod ids;
 pub mod jobs;
 pub mod lineage;
+pub mod monitors;
 pub mod registry;
 pub mod search;
 pub mod serving;

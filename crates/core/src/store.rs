@@ -1005,6 +1005,71 @@ pub trait WorkspaceFileStore: Send + Sync {
     ) -> Result<()>;
 }
 
+/// Table monitors and their refreshes, keyed by the monitored table's id.
+#[async_trait]
+pub trait MonitorStore: Send + Sync {
+    /// Stores a new monitor and records `monitor.created`; RESOURCE_ALREADY_EXISTS when the
+    /// table has one.
+    async fn create_monitor(&self, monitor: &crate::monitors::Monitor, actor: &Actor)
+    -> Result<()>;
+    /// RESOURCE_DOES_NOT_EXIST when the table has no monitor.
+    async fn get_monitor(&self, table_id: &str) -> Result<crate::monitors::Monitor>;
+    /// Every monitor (the scheduler's view), by table name.
+    async fn list_monitors(&self) -> Result<Vec<crate::monitors::Monitor>>;
+    /// Replaces the settings, bumps `monitor_version` and records `monitor.updated`.
+    async fn update_monitor(
+        &self,
+        table_id: &str,
+        settings: &crate::monitors::MonitorSettings,
+        now: i64,
+        actor: &Actor,
+    ) -> Result<crate::monitors::Monitor>;
+    /// The outcome of the latest refresh: the status and, after a failure, why.
+    async fn set_monitor_status(
+        &self,
+        table_id: &str,
+        status: crate::monitors::MonitorStatus,
+        failure: Option<&str>,
+    ) -> Result<()>;
+    /// Deletes the monitor with its refreshes and records `monitor.deleted` (the metrics
+    /// tables stay, as Databricks leaves them).
+    async fn delete_monitor(&self, table_id: &str, actor: &Actor) -> Result<()>;
+    /// A new PENDING refresh; RESOURCE_CONFLICT while another is pending or running.
+    async fn create_refresh(
+        &self,
+        table_id: &str,
+        trigger: crate::monitors::RefreshTrigger,
+        now: i64,
+    ) -> Result<crate::monitors::Refresh>;
+    async fn get_refresh(
+        &self,
+        table_id: &str,
+        refresh_id: i64,
+    ) -> Result<crate::monitors::Refresh>;
+    /// The latest `limit` refreshes, newest first.
+    async fn list_refreshes(
+        &self,
+        table_id: &str,
+        limit: u64,
+    ) -> Result<Vec<crate::monitors::Refresh>>;
+    /// Moves a refresh found in one of `from` to `to`; an end sets `end_time_ms` to `now`
+    /// and records `end`. False when it was in none of them.
+    async fn transition_refresh(
+        &self,
+        table_id: &str,
+        refresh_id: i64,
+        from: &[crate::monitors::RefreshState],
+        to: crate::monitors::RefreshState,
+        now: i64,
+        end: &crate::monitors::RefreshEnd,
+    ) -> Result<bool>;
+    /// The latest refresh that succeeded, with the versions it read.
+    async fn last_successful_refresh(
+        &self,
+        table_id: &str,
+    ) -> Result<Option<crate::monitors::Refresh>>;
+}
+
 /// The event stream: the audit trail, and what webhooks, job triggers and alerts react to.
 #[async_trait]
 pub trait EventStore: Send + Sync {
@@ -1035,6 +1100,7 @@ pub trait MetaStore:
     + JobStore
     + JobRunStore
     + WorkspaceFileStore
+    + MonitorStore
     + EventStore
 {
     /// `sqlite` or `postgresql`, as `server-info` reports it.

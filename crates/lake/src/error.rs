@@ -112,6 +112,18 @@ fn sql_failure(source: DataFusionError) -> Error {
         DataFusionError::Context(..) | DataFusionError::External(_) => {
             return unwrapped_sql_failure(source);
         }
+        // A planning error with a diagnostic attached is still the caller's.
+        DataFusionError::Diagnostic(..)
+            if matches!(
+                source.find_root(),
+                DataFusionError::SQL(..)
+                    | DataFusionError::Plan(_)
+                    | DataFusionError::SchemaError(..)
+                    | DataFusionError::NotImplemented(_)
+            ) =>
+        {
+            Error::invalid(format!("Invalid SQL: {}", source.find_root()))
+        }
         _ => Error::internal(format!("SQL execution failed: {source}")),
     };
     err.with_source(source)

@@ -34,6 +34,7 @@ pub(crate) use tarn_core::store::FeatureStore;
 pub(crate) use tarn_core::store::JobRunStore;
 pub(crate) use tarn_core::store::JobStore;
 pub(crate) use tarn_core::store::LineageStore;
+pub(crate) use tarn_core::store::MonitorStore;
 pub(crate) use tarn_core::store::ServingStore;
 pub(crate) use tarn_core::store::WorkspaceFileStore;
 pub(crate) use tarn_core::store::{

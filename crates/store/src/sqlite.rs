@@ -41,6 +41,9 @@ mod lineage;
 #[path = "sql/logged_models.rs"]
 mod logged_models;
 #[allow(clippy::duplicate_mod)]
+#[path = "sql/monitors.rs"]
+mod monitors;
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/permissions.rs"]
 mod permissions;
 #[allow(clippy::duplicate_mod)]

@@ -18,6 +18,7 @@ mod features;
 mod jobs;
 mod lineage;
 mod logged_models;
+mod monitors;
 mod pages;
 mod permissions;
 mod registry;
@@ -210,7 +211,10 @@ pub fn api() -> Router<AppState> {
         .nest("/api/2.0/workspace", workspace_files::routes())
         .nest("/api/2.2/jobs", jobs::routes())
         .nest("/api/2.1/jobs", jobs::routes())
-        .nest("/api/2.1/unity-catalog", catalog::unity_catalog())
+        .nest(
+            "/api/2.1/unity-catalog",
+            catalog::unity_catalog().merge(monitors::routes()),
+        )
         .nest("/api/2.0/tarn/tables", catalog::table_data())
         .nest("/api/2.0/sql/statements", sql::routes())
         .nest("/api/2.0/tarn/lineage", lineage::routes())

@@ -5,6 +5,7 @@ mod catalog;
 mod conformance;
 mod jobs;
 mod lineage;
+mod monitors;
 mod registry;
 mod serving;
 
@@ -144,6 +145,7 @@ conformance_suite!(
     jobs::jobs_keep_their_settings_owner_and_events,
     jobs::job_runs_are_claimed_renewed_cancelled_and_kept,
     jobs::workspace_files_keep_a_tree_per_workspace,
+    monitors::monitors_and_refreshes_are_kept_with_their_events,
 );
 
 /// The server and the CLI open one SQLite file from two processes (two stores here): writes

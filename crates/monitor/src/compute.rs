@@ -1,0 +1,857 @@
+//! A refresh's arithmetic, apart from where the rows come from and where the metrics go: the
+//! source's rows are grouped by window (per granularity), model and slice, each group's
+//! columns are profiled, and each group is compared with the same group in the previous window
+//! (CONSECUTIVE) and in the baseline (BASELINE). Work is spread over the machine's cores by
+//! (group, column).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tarn_core::monitors::{Granularity, ProblemType};
+use tarn_core::{Error, Result};
+use tarn_lake::arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray};
+use tarn_lake::arrow::compute::{cast, concat_batches};
+use tarn_lake::arrow::datatypes::{
+    DataType, Date32Type, Date64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+};
+use tarn_lake::arrow::record_batch::RecordBatch;
+
+use crate::drift::{self, ColumnDrift};
+use crate::metrics::{self, Classification, ColumnProfile, Regression};
+use crate::tables::{DriftRow, Group, LogType, ProfileRow, TABLE_ROW};
+use crate::windows::{Window, previous, window_of};
+
+/// How many values of a slicing column get a slice each (the most frequent).
+pub const MAX_SLICE_VALUES: usize = 100;
+/// The prefix of the columns holding slicing expressions' values in the source query.
+pub const SLICE_COLUMN: &str = "__tarn_slice_";
+
+/// What to compute, from the monitor's settings.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Granularities by their names, for windowed profiles; empty for a snapshot.
+    pub granularities: Vec<(String, Granularity)>,
+    pub timestamp_col: Option<String>,
+    pub model_id_col: Option<String>,
+    pub quality: Option<Quality>,
+    /// The slicing expressions, in the order of the source's slice columns.
+    pub slicing_exprs: Vec<String>,
+    /// For an incremental refresh, the windows to recompute by granularity: the others read
+    /// are only compared with. None: every window, and the baseline's profile.
+    pub only: Option<BTreeMap<String, BTreeSet<Window>>>,
+}
+
+/// The columns model quality is computed from.
+#[derive(Debug, Clone)]
+pub struct Quality {
+    pub problem_type: ProblemType,
+    pub prediction_col: String,
+    pub label_col: String,
+    pub prediction_proba_col: Option<String>,
+}
+
+/// A column as the groups read it.
+enum Values {
+    Numeric(Float64Array),
+    Text(StringArray),
+    /// Counted (rows, nulls) only: timestamps, dates, nested values.
+    Opaque(ArrayRef),
+}
+
+struct Column {
+    name: String,
+    data_type: String,
+    values: Values,
+    /// Whether drift is computed for it (not the timestamp or the model id).
+    drifts: bool,
+}
+
+/// The rows of a source (the monitored table or its baseline), decoded once.
+pub struct Source {
+    rows: usize,
+    columns: Vec<Column>,
+    times: Option<Vec<Option<i64>>>,
+    models: Option<Coded>,
+    slices: Vec<(String, Coded)>,
+    quality: Option<QualityValues>,
+}
+
+/// A text column's values as codes into a list of values.
+struct Coded {
+    codes: Vec<Option<u32>>,
+    values: Vec<String>,
+}
+
+enum QualityValues {
+    Classification {
+        predictions: StringArray,
+        labels: StringArray,
+        probabilities: Option<Float64Array>,
+    },
+    Regression {
+        predictions: Float64Array,
+        labels: Float64Array,
+    },
+}
+
+/// Spark's name for an Arrow type, as the metrics tables' `data_type` shows it.
+pub fn type_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Int8 => "tinyint".into(),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "int".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => "bigint".into(),
+        DataType::Float16 | DataType::Float32 => "float".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamp".into(),
+        DataType::Timestamp(_, None) => "timestamp_ntz".into(),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "binary".into(),
+        DataType::Dictionary(_, value) => type_name(value),
+        other => other.to_string().to_ascii_lowercase(),
+    }
+}
+
+pub fn is_numeric(data_type: &DataType) -> bool {
+    data_type.is_numeric() && !matches!(data_type, DataType::Float16)
+}
+
+pub fn is_text(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean => true,
+        DataType::Dictionary(_, value) => is_text(value),
+        _ => false,
+    }
+}
+
+pub fn is_time(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64
+    )
+}
+
+fn cast_error(column: &str, err: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::internal_from(format!("cannot read column '{column}'"), err)
+}
+
+fn as_f64(array: &ArrayRef, column: &str) -> Result<Float64Array> {
+    let cast = cast(array, &DataType::Float64).map_err(|e| cast_error(column, e))?;
+    Ok(cast.as_primitive().clone())
+}
+
+fn as_text(array: &ArrayRef, column: &str) -> Result<StringArray> {
+    let cast = cast(array, &DataType::Utf8).map_err(|e| cast_error(column, e))?;
+    Ok(cast.as_string::<i32>().clone())
+}
+
+/// Microseconds since the epoch of a timestamp or date column.
+pub fn micros(array: &ArrayRef, column: &str) -> Result<Vec<Option<i64>>> {
+    let scaled = |values: Vec<Option<i64>>, scale: fn(i64) -> i64| {
+        values.into_iter().map(|v| v.map(scale)).collect()
+    };
+    Ok(match array.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => scaled(
+            array.as_primitive::<TimestampSecondType>().iter().collect(),
+            |v| v * 1_000_000,
+        ),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => scaled(
+            array
+                .as_primitive::<TimestampMillisecondType>()
+                .iter()
+                .collect(),
+            |v| v * 1_000,
+        ),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => array
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .collect(),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => scaled(
+            array
+                .as_primitive::<TimestampNanosecondType>()
+                .iter()
+                .collect(),
+            |v| v.div_euclid(1_000),
+        ),
+        DataType::Date32 => array
+            .as_primitive::<Date32Type>()
+            .iter()
+            .map(|v| v.map(|days| i64::from(days) * 86_400_000_000))
+            .collect(),
+        DataType::Date64 => scaled(array.as_primitive::<Date64Type>().iter().collect(), |v| {
+            v * 1_000
+        }),
+        other => {
+            return Err(Error::invalid(format!(
+                "Column '{column}' is {other}: a timestamp column must be a timestamp or a date"
+            )));
+        }
+    })
+}
+
+/// Codes for a text column's values; only the `keep` most frequent get one when given.
+fn coded(values: &StringArray, keep: Option<usize>) -> Coded {
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    for value in values.iter().flatten() {
+        *counts.entry(value).or_default() += 1;
+    }
+    let mut ranked: Vec<(&str, u64)> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    if let Some(keep) = keep {
+        ranked.truncate(keep);
+    }
+    let index: HashMap<&str, u32> = ranked
+        .iter()
+        .enumerate()
+        .map(|(i, (value, _))| (*value, i as u32))
+        .collect();
+    Coded {
+        codes: values
+            .iter()
+            .map(|v| v.and_then(|v| index.get(v).copied()))
+            .collect(),
+        values: ranked.iter().map(|(v, _)| v.to_string()).collect(),
+    }
+}
+
+impl Source {
+    /// Decodes a query's rows: the table's columns and, after them, one text column per slicing
+    /// expression (`__tarn_slice_<i>`).
+    pub fn decode(
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+        plan: &Plan,
+        baseline: bool,
+    ) -> Result<Self> {
+        let batch = concat_batches(schema, batches)
+            .map_err(|e| Error::internal_from("cannot gather the monitored rows", e))?;
+        let schema = batch.schema();
+        let mut columns = Vec::new();
+        let mut slices = Vec::new();
+        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+            let name = field.name();
+            if let Some(index) = name.strip_prefix(SLICE_COLUMN) {
+                let index: usize = index.parse().unwrap_or(usize::MAX);
+                let key = plan.slicing_exprs.get(index).cloned().unwrap_or_default();
+                slices.push((key, coded(&as_text(array, name)?, Some(MAX_SLICE_VALUES))));
+                continue;
+            }
+            let data_type = field.data_type();
+            let values = if is_numeric(data_type) {
+                Values::Numeric(as_f64(array, name)?)
+            } else if is_text(data_type) {
+                Values::Text(as_text(array, name)?)
+            } else {
+                Values::Opaque(array.clone())
+            };
+            let is_time_column = plan.timestamp_col.as_deref() == Some(name.as_str());
+            let is_model = plan.model_id_col.as_deref() == Some(name.as_str());
+            if is_time_column {
+                continue;
+            }
+            columns.push(Column {
+                name: name.clone(),
+                data_type: type_name(data_type),
+                values,
+                drifts: !is_model,
+            });
+        }
+        let column = |name: &str| -> Result<&ArrayRef> {
+            batch.column_by_name(name).ok_or_else(|| {
+                Error::invalid(format!("The monitored table has no column '{name}'"))
+            })
+        };
+        let times = match (&plan.timestamp_col, baseline) {
+            (Some(name), false) => Some(micros(column(name)?, name)?),
+            _ => None,
+        };
+        let models = match (&plan.model_id_col, baseline) {
+            (Some(name), false) => Some(coded(&as_text(column(name)?, name)?, None)),
+            _ => None,
+        };
+        let quality = match &plan.quality {
+            Some(quality) if !baseline => Some(match quality.problem_type {
+                ProblemType::Classification => QualityValues::Classification {
+                    predictions: as_text(
+                        column(&quality.prediction_col)?,
+                        &quality.prediction_col,
+                    )?,
+                    labels: as_text(column(&quality.label_col)?, &quality.label_col)?,
+                    probabilities: match &quality.prediction_proba_col {
+                        Some(name) => Some(as_f64(column(name)?, name)?),
+                        None => None,
+                    },
+                },
+                ProblemType::Regression => QualityValues::Regression {
+                    predictions: as_f64(column(&quality.prediction_col)?, &quality.prediction_col)?,
+                    labels: as_f64(column(&quality.label_col)?, &quality.label_col)?,
+                },
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            rows: batch.num_rows(),
+            columns,
+            times,
+            models,
+            slices,
+            quality,
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// What a group of rows is within a window: a model (None: all) and a slice (None: all).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Member {
+    model: Option<u32>,
+    slice: Option<(usize, u32)>,
+}
+
+/// A column summarized in one group: its profile, and what drift compares.
+struct Summary {
+    profile: ColumnProfile,
+    sample: Sample,
+}
+
+enum Sample {
+    /// Non-null, non-NaN values in order.
+    Numeric(Vec<f64>),
+    Text(HashMap<String, u64>),
+    None,
+}
+
+impl Sample {
+    /// The values drift compares: finite numbers only, as Evidently drops NaN and infinities.
+    fn finite(values: &[f64]) -> &[f64] {
+        let start = values.partition_point(|v| *v == f64::NEG_INFINITY);
+        let end = values.partition_point(|v| *v != f64::INFINITY);
+        &values[start..end.max(start)]
+    }
+}
+
+/// A group's summaries, one per column, and its model quality.
+struct GroupSummary {
+    group: Arc<Group>,
+    rows: u64,
+    columns: Vec<Summary>,
+    classification: Option<Classification>,
+    regression: Option<Regression>,
+}
+
+fn summarize(column: &Column, rows: &[u32]) -> Summary {
+    let count = rows.len() as u64;
+    match &column.values {
+        Values::Numeric(values) => {
+            let (mut nulls, mut nan) = (0u64, 0u64);
+            let mut present = Vec::with_capacity(rows.len());
+            for row in rows {
+                let row = *row as usize;
+                if values.is_null(row) {
+                    nulls += 1;
+                } else {
+                    let value = values.value(row);
+                    if value.is_nan() {
+                        nan += 1;
+                    } else {
+                        present.push(value);
+                    }
+                }
+            }
+            present.sort_unstable_by(f64::total_cmp);
+            Summary {
+                profile: metrics::numeric_profile(count, nulls, nan, &present),
+                sample: Sample::Numeric(present),
+            }
+        }
+        Values::Text(values) => {
+            let mut nulls = 0u64;
+            let mut counts: HashMap<&str, u64> = HashMap::new();
+            for row in rows {
+                let row = *row as usize;
+                if values.is_null(row) {
+                    nulls += 1;
+                } else {
+                    *counts.entry(values.value(row)).or_default() += 1;
+                }
+            }
+            let counts: HashMap<String, u64> = counts
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+            Summary {
+                profile: metrics::text_profile(count, nulls, &counts),
+                sample: Sample::Text(counts),
+            }
+        }
+        Values::Opaque(array) => {
+            let nulls = rows.iter().filter(|r| array.is_null(**r as usize)).count() as u64;
+            Summary {
+                profile: ColumnProfile {
+                    count,
+                    num_nulls: nulls,
+                    ..ColumnProfile::default()
+                },
+                sample: Sample::None,
+            }
+        }
+    }
+}
+
+fn quality(source: &Source, rows: &[u32]) -> (Option<Classification>, Option<Regression>) {
+    match &source.quality {
+        None => (None, None),
+        Some(QualityValues::Classification {
+            predictions,
+            labels,
+            probabilities,
+        }) => {
+            let kept: Vec<usize> = rows
+                .iter()
+                .map(|r| *r as usize)
+                .filter(|r| {
+                    predictions.is_valid(*r)
+                        && labels.is_valid(*r)
+                        && probabilities.as_ref().is_none_or(|p| p.is_valid(*r))
+                })
+                .collect();
+            let pairs: Vec<(&str, &str)> = kept
+                .iter()
+                .map(|r| (predictions.value(*r), labels.value(*r)))
+                .collect();
+            let probabilities: Option<Vec<f64>> = probabilities
+                .as_ref()
+                .map(|p| kept.iter().map(|r| p.value(*r)).collect());
+            (
+                metrics::classification(&pairs, probabilities.as_deref()),
+                None,
+            )
+        }
+        Some(QualityValues::Regression {
+            predictions,
+            labels,
+        }) => {
+            let pairs: Vec<(f64, f64)> = rows
+                .iter()
+                .map(|r| *r as usize)
+                .filter(|r| predictions.is_valid(*r) && labels.is_valid(*r))
+                .map(|r| (predictions.value(r), labels.value(r)))
+                .collect();
+            (None, metrics::regression(&pairs))
+        }
+    }
+}
+
+/// Runs `work(i)` for i in 0..count on every core, results in order.
+fn parallel<T: Send>(count: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(count.max(1));
+    if threads <= 1 {
+        return (0..count).map(work).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= count {
+                            break;
+                        }
+                        done.push((i, work(i)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap_or_default())
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, result)| result).collect()
+}
+
+/// Splits a window's rows into its groups: all rows, each model, each slice value, and each
+/// model's slices.
+fn members(source: &Source, rows: &[u32]) -> BTreeMap<Member, Vec<u32>> {
+    let mut groups: BTreeMap<Member, Vec<u32>> = BTreeMap::new();
+    for row in rows {
+        let index = *row as usize;
+        let model = source.models.as_ref().and_then(|m| m.codes[index]);
+        let models: &[Option<u32>] = if model.is_some() {
+            &[None, model]
+        } else {
+            &[None]
+        };
+        for model in models {
+            groups
+                .entry(Member {
+                    model: *model,
+                    slice: None,
+                })
+                .or_default()
+                .push(*row);
+            for (slice, (_, coded)) in source.slices.iter().enumerate() {
+                if let Some(value) = coded.codes[index] {
+                    groups
+                        .entry(Member {
+                            model: *model,
+                            slice: Some((slice, value)),
+                        })
+                        .or_default()
+                        .push(*row);
+                }
+            }
+        }
+    }
+    groups
+}
+
+fn group_of(
+    source: &Source,
+    member: &Member,
+    granularity: Option<&str>,
+    window: Option<Window>,
+) -> Group {
+    let (slice_key, slice_value) = match member.slice {
+        Some((slice, value)) => {
+            let (key, coded) = &source.slices[slice];
+            (
+                Some(key.clone()),
+                Some(coded.values[value as usize].clone()),
+            )
+        }
+        None => (None, None),
+    };
+    Group {
+        granularity: granularity.map(str::to_string),
+        window,
+        model_id: member.model.and_then(|m| {
+            source
+                .models
+                .as_ref()
+                .map(|models| models.values[m as usize].clone())
+        }),
+        slice_key,
+        slice_value,
+    }
+}
+
+/// Summarizes each group's columns, spread over the cores.
+fn summarize_groups(
+    source: &Source,
+    groups: &BTreeMap<Member, Vec<u32>>,
+    granularity: Option<&str>,
+    window: Option<Window>,
+) -> BTreeMap<Member, GroupSummary> {
+    let members: Vec<(&Member, &Vec<u32>)> = groups.iter().collect();
+    let columns = source.columns.len();
+    let mut summaries = parallel(members.len() * (columns + 1), |i| {
+        let (_, rows) = members[i / (columns + 1)];
+        match source.columns.get(i % (columns + 1)) {
+            Some(column) => (Some(summarize(column, rows)), None),
+            None => (None, Some(quality(source, rows))),
+        }
+    })
+    .into_iter();
+    let mut out = BTreeMap::new();
+    for (member, rows) in members {
+        let mut summaries_of_group = Vec::with_capacity(columns);
+        let mut quality = (None, None);
+        for _ in 0..=columns {
+            match summaries.next() {
+                Some((Some(summary), _)) => summaries_of_group.push(summary),
+                Some((None, Some(found))) => quality = found,
+                _ => {}
+            }
+        }
+        out.insert(
+            member.clone(),
+            GroupSummary {
+                group: Arc::new(group_of(source, member, granularity, window)),
+                rows: rows.len() as u64,
+                columns: summaries_of_group,
+                classification: quality.0,
+                regression: quality.1,
+            },
+        );
+    }
+    out
+}
+
+fn profile_rows(source: &Source, summary: &GroupSummary, log_type: LogType) -> Vec<ProfileRow> {
+    let mut rows = Vec::with_capacity(source.columns.len() + 1);
+    let non_null: Vec<String> = source
+        .columns
+        .iter()
+        .zip(&summary.columns)
+        .filter(|(_, s)| s.profile.count > s.profile.num_nulls)
+        .map(|(c, _)| c.name.clone())
+        .collect();
+    rows.push(ProfileRow {
+        group: summary.group.clone(),
+        log_type,
+        column_name: TABLE_ROW.into(),
+        data_type: "struct".into(),
+        profile: ColumnProfile {
+            count: summary.rows,
+            ..ColumnProfile::default()
+        },
+        non_null_columns: Some(non_null),
+        classification: summary.classification.clone(),
+        regression: summary.regression.clone(),
+    });
+    for (column, column_summary) in source.columns.iter().zip(&summary.columns) {
+        rows.push(ProfileRow {
+            group: summary.group.clone(),
+            log_type,
+            column_name: column.name.clone(),
+            data_type: column.data_type.clone(),
+            profile: column_summary.profile.clone(),
+            non_null_columns: None,
+            classification: None,
+            regression: None,
+        });
+    }
+    rows
+}
+
+fn difference(current: Option<f64>, compared: Option<f64>) -> Option<f64> {
+    Some(current? - compared?)
+}
+
+/// Drift of each of a group's columns against `compared` (the same group earlier, or the
+/// baseline's), and the `:table` row.
+fn drift_rows(
+    source: &Source,
+    compared_source: &Source,
+    current: &GroupSummary,
+    compared: &GroupSummary,
+    window_cmp: Option<Window>,
+    baseline: bool,
+) -> Vec<DriftRow> {
+    let pairs: Vec<(usize, Option<usize>)> = source
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.drifts)
+        .map(|(i, c)| {
+            (
+                i,
+                compared_source
+                    .columns
+                    .iter()
+                    .position(|other| other.name == c.name),
+            )
+        })
+        .collect();
+    let drifts = parallel(pairs.len(), |i| {
+        let (column, other) = pairs[i];
+        let Some(other) = other else {
+            return ColumnDrift::default();
+        };
+        match (
+            &current.columns[column].sample,
+            &compared.columns[other].sample,
+        ) {
+            (Sample::Numeric(now), Sample::Numeric(before)) => {
+                drift::numeric(Sample::finite(before), Sample::finite(now))
+            }
+            (Sample::Text(now), Sample::Text(before)) => drift::categorical(before, now),
+            _ => ColumnDrift::default(),
+        }
+    });
+    let mut rows = Vec::with_capacity(pairs.len() + 1);
+    let (mut judged, mut drifted) = (0usize, 0usize);
+    for ((column, other), drift) in pairs.into_iter().zip(drifts) {
+        if let Some(verdict) = drift.drifted {
+            judged += 1;
+            drifted += usize::from(verdict);
+        }
+        let now = &current.columns[column].profile;
+        let before = other.map(|other| &compared.columns[other].profile);
+        let delta = |pick: fn(&ColumnProfile) -> Option<f64>| {
+            before.and_then(|before| difference(pick(now), pick(before)))
+        };
+        rows.push(DriftRow {
+            group: current.group.clone(),
+            window_cmp,
+            baseline,
+            column_name: source.columns[column].name.clone(),
+            data_type: source.columns[column].data_type.clone(),
+            count_delta: delta(|p| Some(p.count as f64)),
+            avg_delta: delta(|p| p.avg),
+            percent_null_delta: delta(ColumnProfile::percent_null),
+            percent_zeros_delta: delta(ColumnProfile::percent_zeros),
+            percent_distinct_delta: delta(ColumnProfile::percent_distinct),
+            non_null_columns_delta: None,
+            drift,
+            share_of_drifted_columns: None,
+        });
+    }
+    let present = |source: &Source, summary: &GroupSummary| -> Vec<String> {
+        source
+            .columns
+            .iter()
+            .zip(&summary.columns)
+            .filter(|(_, s)| s.profile.count > s.profile.num_nulls)
+            .map(|(c, _)| c.name.clone())
+            .collect()
+    };
+    let now_present = present(source, current);
+    let before_present = present(compared_source, compared);
+    let added = now_present
+        .iter()
+        .filter(|c| !before_present.contains(c))
+        .count() as i32;
+    let missing = before_present
+        .iter()
+        .filter(|c| !now_present.contains(c))
+        .count() as i32;
+    rows.insert(
+        0,
+        DriftRow {
+            group: current.group.clone(),
+            window_cmp,
+            baseline,
+            column_name: TABLE_ROW.into(),
+            data_type: "struct".into(),
+            count_delta: Some(current.rows as f64 - compared.rows as f64),
+            avg_delta: None,
+            percent_null_delta: None,
+            percent_zeros_delta: None,
+            percent_distinct_delta: None,
+            non_null_columns_delta: Some((added, missing)),
+            drift: ColumnDrift::default(),
+            share_of_drifted_columns: (judged > 0).then(|| drifted as f64 / judged as f64),
+        },
+    );
+    rows
+}
+
+/// The metrics a refresh writes.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub profile: Vec<ProfileRow>,
+    pub drift: Vec<DriftRow>,
+}
+
+/// Computes every metric of `source` (and against `baseline`): CPU-bound, run it off the async
+/// threads.
+pub fn compute(plan: &Plan, source: &Source, baseline: Option<&Source>) -> Metrics {
+    let mut metrics = Metrics::default();
+    let baseline_summaries = baseline.map(|baseline| {
+        let all: Vec<u32> = (0..baseline.rows as u32).collect();
+        let summaries = summarize_groups(baseline, &members(baseline, &all), None, None);
+        if plan.only.is_none() {
+            for summary in summaries.values() {
+                metrics
+                    .profile
+                    .extend(profile_rows(baseline, summary, LogType::Baseline));
+            }
+        }
+        summaries
+    });
+    // The baseline's groups by slice: every model's group is compared with its slice there.
+    let baseline_for = |member: &Member| -> Option<(&Source, &GroupSummary)> {
+        let baseline = baseline?;
+        let summaries = baseline_summaries.as_ref()?;
+        let slice = member.slice.map(|(slice, value)| {
+            let (key, coded) = &source.slices[slice];
+            (key.clone(), coded.values[value as usize].clone())
+        });
+        let found = summaries.iter().find(|(m, _)| {
+            m.model.is_none()
+                && match (&m.slice, &slice) {
+                    (None, None) => true,
+                    (Some((s, v)), Some((key, value))) => {
+                        let (bkey, bcoded) = &baseline.slices[*s];
+                        bkey == key && &bcoded.values[*v as usize] == value
+                    }
+                    _ => false,
+                }
+        })?;
+        Some((baseline, found.1))
+    };
+    let emit = |summaries: &BTreeMap<Member, GroupSummary>,
+                previous: Option<(Window, &BTreeMap<Member, GroupSummary>)>,
+                metrics: &mut Metrics| {
+        for (member, summary) in summaries {
+            metrics
+                .profile
+                .extend(profile_rows(source, summary, LogType::Input));
+            if let Some((window, earlier)) = previous
+                && let Some(before) = earlier.get(member)
+            {
+                metrics.drift.extend(drift_rows(
+                    source,
+                    source,
+                    summary,
+                    before,
+                    Some(window),
+                    false,
+                ));
+            }
+            if let Some((baseline, base)) = baseline_for(member) {
+                metrics
+                    .drift
+                    .extend(drift_rows(source, baseline, summary, base, None, true));
+            }
+        }
+    };
+    match (&source.times, plan.granularities.is_empty()) {
+        (Some(times), false) => {
+            for (name, granularity) in &plan.granularities {
+                let mut windows: BTreeMap<Window, Vec<u32>> = BTreeMap::new();
+                for (row, time) in times.iter().enumerate() {
+                    if let Some(time) = time {
+                        windows
+                            .entry(window_of(*granularity, *time))
+                            .or_default()
+                            .push(row as u32);
+                    }
+                }
+                let wanted = plan.only.as_ref().map(|only| only.get(name));
+                let mut last: Option<(Window, BTreeMap<Member, GroupSummary>)> = None;
+                for (window, rows) in windows {
+                    let summaries =
+                        summarize_groups(source, &members(source, &rows), Some(name), Some(window));
+                    let before = previous(*granularity, window);
+                    let earlier = last
+                        .as_ref()
+                        .filter(|(w, _)| *w == before)
+                        .map(|(w, s)| (*w, s));
+                    let emitted = match wanted {
+                        None => true,
+                        Some(windows) => windows.is_some_and(|w| w.contains(&window)),
+                    };
+                    if emitted {
+                        emit(&summaries, earlier, &mut metrics);
+                    }
+                    last = Some((window, summaries));
+                }
+            }
+        }
+        _ => {
+            let all: Vec<u32> = (0..source.rows as u32).collect();
+            let summaries = summarize_groups(source, &members(source, &all), None, None);
+            emit(&summaries, None, &mut metrics);
+        }
+    }
+    metrics
+}

@@ -1,0 +1,22 @@
+//! Table monitors in the shape of Databricks Lakehouse Monitoring: a monitored Delta table's
+//! rows grouped by time window, model and slice, profiled (`<table>_profile_metrics`) and
+//! compared with the previous window and a baseline (`<table>_drift_metrics`) with Evidently's
+//! drift definitions and scipy's tests, so the numbers match what users compute by hand.
+//!
+//! - `drift`, `kolmogorov`, `metrics`: the statistics, pure functions over values;
+//! - `windows`: time windows by granularity;
+//! - `compute`: grouping a source's rows and computing every metric, on all cores;
+//! - `tables`: the metrics tables' rows and Arrow shape;
+//! - `refresh`: reading the sources through SQL and writing the metrics tables;
+//! - `manage`: the API's use cases with their permission checks;
+//! - `overview`: the metrics over time, for the CLI and the charts.
+
+pub mod compute;
+pub mod drift;
+pub mod kolmogorov;
+pub mod manage;
+pub mod metrics;
+pub mod overview;
+pub mod refresh;
+pub mod tables;
+pub mod windows;

@@ -1,0 +1,585 @@
+//! Running a refresh: the monitored table (and its baseline) read through SQL at one version,
+//! with the slicing expressions evaluated beside its columns; the metrics computed off the
+//! async threads; both metrics tables written only once everything is computed, so a refresh
+//! that fails leaves them as they were.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use tarn_core::caller::Caller;
+use tarn_core::catalog::{self, Privilege, TableInfo};
+use tarn_core::events::Change;
+use tarn_core::ids::now_millis;
+use tarn_core::monitors::{
+    Granularity, Monitor, MonitorStatus, Profile, Refresh, RefreshEnd, RefreshState,
+    RefreshVersions,
+};
+use tarn_core::store::MetaStore;
+use tarn_core::{Error, ErrorCode, Result};
+use tarn_lake::access::{Securable, authorize, authorize_create_table, table_for};
+use tarn_lake::arrow::array::{Array, AsArray, BooleanArray};
+use tarn_lake::arrow::compute::{cast, filter_record_batch};
+use tarn_lake::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
+use tarn_lake::arrow::record_batch::RecordBatch;
+use tarn_lake::catalog::{ManagedTable, location_of};
+use tarn_lake::{At, Lake, WriteMode, columns_of_arrow};
+
+use crate::compute::{self, Plan, Quality, SLICE_COLUMN, Source};
+use crate::tables::{self, Provenance};
+use crate::windows::{Window, previous, window_of};
+
+/// What a monitor's settings ask to compute.
+pub fn plan_of(monitor: &Monitor) -> Result<Plan> {
+    let profile = monitor.settings.profile()?;
+    let mut plan = Plan {
+        granularities: Vec::new(),
+        timestamp_col: None,
+        model_id_col: None,
+        quality: None,
+        slicing_exprs: monitor.settings.slicing_exprs.clone(),
+        only: None,
+    };
+    if let Some((timestamp_col, granularities)) = profile.windows() {
+        plan.timestamp_col = Some(timestamp_col.to_string());
+        for name in granularities {
+            plan.granularities
+                .push((name.clone(), Granularity::parse(name)?));
+        }
+    }
+    if let Profile::InferenceLog(log) = &profile {
+        plan.model_id_col = Some(log.model_id_col.clone());
+        plan.quality = log.label_col.as_ref().map(|label| Quality {
+            problem_type: log.problem_type,
+            prediction_col: log.prediction_col.clone(),
+            label_col: label.clone(),
+            prediction_proba_col: log.prediction_proba_col.clone(),
+        });
+    }
+    Ok(plan)
+}
+
+/// A name as the SQL dialect quotes it.
+pub fn quoted(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// The query reading a source: its columns and one text column per slicing expression.
+pub fn source_query(full_name: &str, slicing_exprs: &[String], limit_zero: bool) -> String {
+    let table = full_name
+        .split('.')
+        .map(quoted)
+        .collect::<Vec<_>>()
+        .join(".");
+    let mut sql = String::from("SELECT *");
+    for (i, expr) in slicing_exprs.iter().enumerate() {
+        sql.push_str(&format!(", CAST(({expr}) AS STRING) AS {SLICE_COLUMN}{i}"));
+    }
+    sql.push_str(&format!(" FROM {table}"));
+    if limit_zero {
+        sql.push_str(" LIMIT 0");
+    }
+    sql
+}
+
+/// A source's rows at `version` (those `filter` keeps, when given: a SQL condition).
+async fn read(
+    lake: &Lake,
+    store: &dyn MetaStore,
+    caller: &Caller,
+    table: &TableInfo,
+    slicing_exprs: &[String],
+    version: u64,
+    filter: Option<&str>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let mut sql = source_query(&table.full_name, slicing_exprs, false);
+    if let Some(filter) = filter {
+        sql.push_str(" WHERE ");
+        sql.push_str(filter);
+    }
+    let pinned = BTreeMap::from([(table.full_name.clone(), version)]);
+    let output = lake
+        .query(store, caller, &sql, &pinned)
+        .await
+        .map_err(|err| {
+            Error::new(
+                err.code,
+                format!("Reading {} failed: {}", table.full_name, err.message),
+            )
+        })?;
+    Ok((output.schema, output.batches))
+}
+
+async fn latest(lake: &Lake, table: &TableInfo, known: Option<i64>) -> Result<u64> {
+    lake.latest_version(
+        &location_of(table)?,
+        &table.full_name,
+        known.unwrap_or_default().max(0) as u64,
+    )
+    .await
+}
+
+/// What a refresh recomputes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every window (the first refresh, changed settings or baseline, no change feed).
+    Full,
+    /// The windows the source's new commits touched, and the windows after them (whose
+    /// comparison changed), by granularity.
+    Windows(BTreeMap<String, BTreeSet<Window>>),
+    /// Nothing was committed since the last refresh.
+    Unchanged,
+}
+
+impl Scope {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Full => "every window".into(),
+            Self::Windows(windows) => {
+                format!(
+                    "{} windows",
+                    windows.values().map(BTreeSet::len).sum::<usize>()
+                )
+            }
+            Self::Unchanged => "nothing: no commits since the last refresh".into(),
+        }
+    }
+}
+
+/// The metrics a refresh computed, ready to write.
+pub struct Computed {
+    pub profile: RecordBatch,
+    pub drift: RecordBatch,
+    pub versions: RefreshVersions,
+    pub scope: Scope,
+}
+
+/// The windows the commits after `since` up to `version` touched, with those after them.
+async fn touched_windows(
+    lake: &Lake,
+    table: &TableInfo,
+    plan: &Plan,
+    since: i64,
+    version: u64,
+) -> Result<BTreeMap<String, BTreeSet<Window>>> {
+    let timestamp_col = plan.timestamp_col.as_deref().unwrap_or_default();
+    let (_, changes) = lake
+        .changes(
+            &location_of(table)?,
+            &table.full_name,
+            since as u64 + 1,
+            Some(version),
+        )
+        .await?;
+    let mut touched: BTreeMap<String, BTreeSet<Window>> = BTreeMap::new();
+    for batch in &changes {
+        let Some(times) = batch.column_by_name(timestamp_col) else {
+            return Err(Error::internal(format!(
+                "the changes of {} lack column {timestamp_col}",
+                table.full_name
+            )));
+        };
+        for time in compute::micros(times, timestamp_col)?.into_iter().flatten() {
+            for (name, granularity) in &plan.granularities {
+                let window = window_of(*granularity, time);
+                let next = Window {
+                    start: window.end,
+                    end: window_of(*granularity, window.end).end,
+                };
+                let windows = touched.entry(name.clone()).or_default();
+                windows.insert(window);
+                windows.insert(next);
+            }
+        }
+    }
+    Ok(touched)
+}
+
+/// A SQL condition keeping the rows of `windows` and of the windows before them.
+fn window_filter(plan: &Plan, windows: &BTreeMap<String, BTreeSet<Window>>) -> String {
+    let column = quoted(plan.timestamp_col.as_deref().unwrap_or_default());
+    let literal = |micros: i64| format!("TIMESTAMP '{}'", format_timestamp_micros(micros));
+    let mut ranges: Vec<(i64, i64)> = Vec::new();
+    for (name, granularity) in &plan.granularities {
+        for window in windows.get(name).into_iter().flatten() {
+            ranges.push((previous(*granularity, *window).start, window.end));
+        }
+    }
+    ranges.sort();
+    let mut merged: Vec<(i64, i64)> = Vec::new();
+    for (start, end) in ranges {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    if merged.is_empty() {
+        return "FALSE".into();
+    }
+    merged
+        .iter()
+        .map(|(start, end)| {
+            format!(
+                "({column} >= {} AND {column} < {})",
+                literal(*start),
+                literal(*end)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+fn format_timestamp_micros(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_default()
+}
+
+/// Reads what changed in the monitored table (all of it when `previous` cannot be built on)
+/// and its baseline, and computes the metrics.
+pub async fn compute_metrics(
+    lake: &Lake,
+    store: &dyn MetaStore,
+    caller: &Caller,
+    monitor: &Monitor,
+    previous: Option<RefreshVersions>,
+) -> Result<Computed> {
+    let mut plan = plan_of(monitor)?;
+    let table = table_for(store, caller, &monitor.table_name, Privilege::Select).await?;
+    let version = latest(lake, &table, previous.map(|p| p.source)).await?;
+    let baseline_table = match &monitor.settings.baseline_table_name {
+        Some(name) => Some(table_for(store, caller, name, Privilege::Select).await?),
+        None => None,
+    };
+    let baseline_version = match &baseline_table {
+        Some(baseline) => Some(latest(lake, baseline, None).await?),
+        None => None,
+    };
+    let versions = RefreshVersions {
+        source: version as i64,
+        baseline: baseline_version.map(|v| v as i64),
+        monitor: monitor.monitor_version,
+    };
+    let scope = match previous {
+        Some(previous)
+            if previous.monitor == versions.monitor
+                && previous.baseline == versions.baseline
+                && !plan.granularities.is_empty() =>
+        {
+            if previous.source == versions.source {
+                Scope::Unchanged
+            } else {
+                match touched_windows(lake, &table, &plan, previous.source, version).await {
+                    Ok(windows) => Scope::Windows(windows),
+                    Err(err) => {
+                        tracing::info!(table = %table.full_name, reason = %err.message, "refreshing every window");
+                        Scope::Full
+                    }
+                }
+            }
+        }
+        _ => Scope::Full,
+    };
+    let provenance = Provenance {
+        source_version: versions.source,
+        monitor_version: monitor.monitor_version,
+    };
+    if scope == Scope::Unchanged {
+        return Ok(Computed {
+            profile: tables::profile_batch(&[], provenance)?,
+            drift: tables::drift_batch(&[], provenance)?,
+            versions,
+            scope,
+        });
+    }
+    let filter = match &scope {
+        Scope::Windows(windows) => Some(window_filter(&plan, windows)),
+        _ => None,
+    };
+    let (schema, batches) = read(
+        lake,
+        store,
+        caller,
+        &table,
+        &plan.slicing_exprs,
+        version,
+        filter.as_deref(),
+    )
+    .await?;
+    let baseline = match (&baseline_table, baseline_version) {
+        (Some(baseline), Some(baseline_version)) => {
+            // The baseline is sliced too when it has what the expressions read.
+            let sliced = read(
+                lake,
+                store,
+                caller,
+                baseline,
+                &plan.slicing_exprs,
+                baseline_version,
+                None,
+            )
+            .await;
+            Some(match sliced {
+                Ok(read) => read,
+                Err(_) if !plan.slicing_exprs.is_empty() => {
+                    read(lake, store, caller, baseline, &[], baseline_version, None).await?
+                }
+                Err(err) => return Err(err),
+            })
+        }
+        _ => None,
+    };
+    if let Scope::Windows(windows) = &scope {
+        plan.only = Some(windows.clone());
+    }
+    tokio::task::spawn_blocking(move || -> Result<Computed> {
+        let source = Source::decode(&schema, &batches, &plan, false)?;
+        drop(batches);
+        let baseline = match &baseline {
+            Some((schema, batches)) => Some(Source::decode(schema, batches, &plan, true)?),
+            None => None,
+        };
+        let metrics = compute::compute(&plan, &source, baseline.as_ref());
+        Ok(Computed {
+            profile: tables::profile_batch(&metrics.profile, provenance)?,
+            drift: tables::drift_batch(&metrics.drift, provenance)?,
+            versions,
+            scope,
+        })
+    })
+    .await
+    .map_err(|e| Error::internal_from("computing the monitor's metrics failed", e))?
+}
+
+/// The metrics table `full_name`, made when missing, once `caller` may write it.
+async fn metrics_table(
+    lake: &Lake,
+    store: &dyn MetaStore,
+    caller: &Caller,
+    full_name: &str,
+    schema: &SchemaRef,
+) -> Result<TableInfo> {
+    let (catalog_name, schema_name, name) = catalog::parse_table_name(full_name)?;
+    match store.get_table(&catalog_name, &schema_name, &name).await {
+        Ok(table) => {
+            authorize(store, caller, &Securable::table(&table), Privilege::Modify).await?;
+            Ok(table)
+        }
+        Err(err) if err.code == ErrorCode::ResourceDoesNotExist => {
+            authorize_create_table(store, caller, &catalog_name, &schema_name).await?;
+            lake.create_managed(
+                store,
+                &caller.actor(),
+                ManagedTable {
+                    catalog: catalog_name,
+                    schema: schema_name,
+                    name,
+                    columns: columns_of_arrow(schema)?,
+                    comment: "Metrics written by a tarn monitor".into(),
+                    properties: Default::default(),
+                },
+            )
+            .await
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// A batch read back from a metrics table in the shape the refresh writes (the scan may hand
+/// text back as views).
+fn conformed(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| {
+                Error::internal(format!("a metrics table lacks column {}", field.name()))
+            })?;
+            cast(column, field.data_type()).map_err(|e| {
+                Error::internal_from(format!("cannot read metrics column {}", field.name()), e)
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::internal_from("cannot read a metrics table back", e))
+}
+
+/// The rows of a metrics table outside the recomputed windows (a baseline's profile rows, which
+/// have no window, stay), in the shape of `schema`.
+fn kept_rows(
+    batches: Vec<RecordBatch>,
+    schema: &SchemaRef,
+    recomputed: &BTreeMap<String, BTreeSet<Window>>,
+) -> Result<Vec<RecordBatch>> {
+    let mut kept = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let batch = conformed(&batch, schema)?;
+        let granularities = batch
+            .column_by_name("granularity")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| Error::internal("a metrics table lacks its granularity"))?;
+        let windows = batch
+            .column_by_name("window")
+            .and_then(|c| c.as_struct_opt())
+            .ok_or_else(|| Error::internal("a metrics table lacks its window"))?;
+        let starts = windows
+            .column(0)
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(|| Error::internal("a metrics table's window has no start"))?;
+        let keep: BooleanArray = (0..batch.num_rows())
+            .map(|row| {
+                let replaced = granularities.is_valid(row)
+                    && windows.is_valid(row)
+                    && recomputed
+                        .get(granularities.value(row))
+                        .is_some_and(|set| set.iter().any(|w| w.start == starts.value(row)));
+                Some(!replaced)
+            })
+            .collect();
+        kept.push(
+            filter_record_batch(&batch, &keep)
+                .map_err(|e| Error::internal_from("cannot keep a metrics table's rows", e))?,
+        );
+    }
+    Ok(kept)
+}
+
+/// Writes both metrics tables in a commit each: replaced by a full refresh's rows, or with the
+/// recomputed windows' rows in place of the old ones.
+pub async fn write_metrics(
+    lake: &Lake,
+    store: &dyn MetaStore,
+    caller: &Caller,
+    monitor: &Monitor,
+    computed: Computed,
+) -> Result<()> {
+    if computed.scope == Scope::Unchanged {
+        return Ok(());
+    }
+    let (profile_name, drift_name) = monitor.metrics_tables();
+    let profile = metrics_table(
+        lake,
+        store,
+        caller,
+        &profile_name,
+        &computed.profile.schema(),
+    )
+    .await?;
+    let drift = metrics_table(lake, store, caller, &drift_name, &computed.drift.schema()).await?;
+    let mut writes = Vec::new();
+    for (table, batch) in [(profile, computed.profile), (drift, computed.drift)] {
+        let location = location_of(&table)?;
+        let batches = match &computed.scope {
+            Scope::Windows(recomputed) => {
+                let (_, existing, _) = lake
+                    .read_columns(&location, &table.full_name, At::Latest, None)
+                    .await?;
+                let mut batches = kept_rows(existing, &batch.schema(), recomputed)?;
+                batches.push(batch);
+                batches
+            }
+            _ => vec![batch],
+        };
+        writes.push((location, table.full_name, batches));
+    }
+    for (location, name, batches) in writes {
+        lake.write(&location, &name, batches, WriteMode::Overwrite, false)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Runs a PENDING refresh to its end as `caller`: RUNNING, then SUCCESS with the metrics
+/// written, FAILED with why, or nothing more when it was cancelled meanwhile. Records the end
+/// as an event and the monitor's status.
+pub async fn execute(
+    lake: Arc<Lake>,
+    store: Arc<dyn MetaStore>,
+    caller: Caller,
+    monitor: Monitor,
+    refresh: Refresh,
+) {
+    let table_id = monitor.table_id.clone();
+    let id = refresh.refresh_id;
+    let started = store
+        .transition_refresh(
+            &table_id,
+            id,
+            &[RefreshState::Pending],
+            RefreshState::Running,
+            now_millis(),
+            &RefreshEnd::default(),
+        )
+        .await;
+    if !matches!(started, Ok(true)) {
+        return;
+    }
+    let previous = match store.last_successful_refresh(&table_id).await {
+        Ok(previous) => previous.and_then(|p| p.versions),
+        Err(err) => {
+            tracing::warn!(error = %err.report(), "cannot read the last refresh: refreshing every window");
+            None
+        }
+    };
+    let outcome = match compute_metrics(&lake, store.as_ref(), &caller, &monitor, previous).await {
+        Ok(computed) => {
+            let versions = computed.versions;
+            // A refresh cancelled while it computed writes nothing.
+            match store.get_refresh(&table_id, id).await {
+                Ok(current) if current.state == RefreshState::Running => {
+                    write_metrics(&lake, store.as_ref(), &caller, &monitor, computed)
+                        .await
+                        .map(|()| versions)
+                }
+                _ => return,
+            }
+        }
+        Err(err) => Err(err),
+    };
+    let (state, message, versions) = match &outcome {
+        Ok(versions) => (RefreshState::Success, None, Some(*versions)),
+        Err(err) => (RefreshState::Failed, Some(err.message.clone()), None),
+    };
+    if let Err(err) = &outcome {
+        tracing::warn!(table = %monitor.table_name, refresh = id, error = %err.report(), "monitor refresh failed");
+    }
+    let ended = store
+        .transition_refresh(
+            &table_id,
+            id,
+            &[RefreshState::Running],
+            state,
+            now_millis(),
+            &RefreshEnd {
+                message: message.clone(),
+                versions,
+            },
+        )
+        .await;
+    if !matches!(ended, Ok(true)) {
+        return;
+    }
+    let status = if outcome.is_ok() {
+        MonitorStatus::Active
+    } else {
+        MonitorStatus::Error
+    };
+    if let Err(err) = store
+        .set_monitor_status(&table_id, status, message.as_deref())
+        .await
+    {
+        tracing::warn!(table = %monitor.table_name, error = %err.report(), "cannot record a monitor's status");
+    }
+    let change = Change::MonitorRefreshFinished {
+        table_name: monitor.table_name.clone(),
+        refresh_id: id,
+        state: state.as_str().to_string(),
+        source_version: versions.map(|v| v.source),
+        message,
+    };
+    if let Err(err) = store
+        .record_event(&monitor.workspace, &caller.actor(), &change)
+        .await
+    {
+        tracing::warn!(table = %monitor.table_name, error = %err.report(), "cannot record a refresh's end");
+    }
+}
