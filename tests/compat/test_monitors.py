@@ -566,3 +566,28 @@ def test_the_cli_creates_refreshes_and_shows_a_monitor(server, schema, tmp_path)
     assert again.splitlines()[1:] == shown.splitlines()[2:]
     refused = subprocess.run([os.environ.get("TARN_BIN", "target/debug/tarn"), "monitors", "--data-dir", server.data_dir, *(["--database-url", os.environ["TARN_TEST_DATABASE_URL"]] if os.environ.get("TARN_TEST_DATABASE_URL") else []), "show", table, "--granularity", "1 hour"], capture_output=True, text=True)
     assert refused.returncode != 0 and "no granularity" in refused.stderr
+
+
+def test_a_schedule_refreshes_the_monitor_until_paused(server, schema):
+    from databricks.sdk.service.catalog import MonitorCronSchedulePauseStatus, MonitorRefreshInfoTrigger
+
+    w = workspace(server)
+    table = f"dev.{schema}.predictions"
+    create_table(server, table, to_arrow(predictions(days=2, per_day=50)))
+    every_two_seconds = MonitorCronSchedule(quartz_cron_expression="0/2 * * * * ?", timezone_id="Europe/Amsterdam")
+    settings = dict(table_name=table, output_schema_name=f"dev.{schema}", time_series=MonitorTimeSeries(timestamp_col="ts", granularities=["1 day"]))
+    w.quality_monitors.create(assets_dir="/Shared/x", schedule=every_two_seconds, **settings)
+    deadline = time.time() + 60
+    while True:
+        scheduled = [r for r in w.quality_monitors.list_refreshes(table_name=table).refreshes or [] if r.trigger == MonitorRefreshInfoTrigger.SCHEDULE]
+        if any(r.state == MonitorRefreshInfoState.SUCCESS for r in scheduled):
+            break
+        assert time.time() < deadline, "no scheduled refresh succeeded"
+        time.sleep(0.2)
+    assert metrics_frame(server, f"dev.{schema}.predictions_profile_metrics")["count"].max() > 0
+    paused = MonitorCronSchedule(quartz_cron_expression="0/2 * * * * ?", timezone_id="UTC", pause_status=MonitorCronSchedulePauseStatus.PAUSED)
+    w.quality_monitors.update(schedule=paused, **settings)
+    time.sleep(1)
+    before = len(w.quality_monitors.list_refreshes(table_name=table).refreshes)
+    time.sleep(4.5)
+    assert len(w.quality_monitors.list_refreshes(table_name=table).refreshes) == before

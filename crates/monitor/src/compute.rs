@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tarn_core::monitors::{Granularity, ProblemType};
 use tarn_core::{Error, Result};
 use tarn_lake::arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray};
-use tarn_lake::arrow::compute::{cast, concat_batches};
+use tarn_lake::arrow::compute::cast;
 use tarn_lake::arrow::datatypes::{
     DataType, Date32Type, Date64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
@@ -52,12 +52,46 @@ pub struct Quality {
     pub prediction_proba_col: Option<String>,
 }
 
+/// A number column: a value per row and whether the row holds one.
+#[derive(Default)]
+struct Numbers {
+    values: Vec<f64>,
+    valid: Vec<bool>,
+}
+
+impl Numbers {
+    fn get(&self, row: usize) -> Option<f64> {
+        self.valid[row].then(|| self.values[row])
+    }
+}
+
+/// The code of a null in a text column.
+const NULL: u32 = u32::MAX;
+
+/// A text column as a code per row into its distinct values (`NULL` for a null).
+struct Codes {
+    codes: Vec<u32>,
+    values: Vec<String>,
+}
+
+impl Codes {
+    fn get(&self, row: usize) -> Option<u32> {
+        let code = self.codes[row];
+        (code != NULL).then_some(code)
+    }
+
+    fn text(&self, row: usize) -> Option<&str> {
+        self.get(row)
+            .map(|code| self.values[code as usize].as_str())
+    }
+}
+
 /// A column as the groups read it.
 enum Values {
-    Numeric(Float64Array),
-    Text(StringArray),
-    /// Counted (rows, nulls) only: timestamps, dates, nested values.
-    Opaque(ArrayRef),
+    Numeric(Numbers),
+    Text(Codes),
+    /// Counted (rows, nulls) only: timestamps, dates, nested values; true for a null.
+    Opaque(Vec<bool>),
 }
 
 struct Column {
@@ -68,31 +102,26 @@ struct Column {
     drifts: bool,
 }
 
-/// The rows of a source (the monitored table or its baseline), decoded once.
+/// The rows of a source (the monitored table or its baseline), decoded once into compact
+/// columns (numbers as f64, text as codes) so the groups read them cheaply.
 pub struct Source {
     rows: usize,
     columns: Vec<Column>,
     times: Option<Vec<Option<i64>>>,
-    models: Option<Coded>,
-    slices: Vec<(String, Coded)>,
+    models: Option<Codes>,
+    slices: Vec<(String, Codes)>,
     quality: Option<QualityValues>,
-}
-
-/// A text column's values as codes into a list of values.
-struct Coded {
-    codes: Vec<Option<u32>>,
-    values: Vec<String>,
 }
 
 enum QualityValues {
     Classification {
-        predictions: StringArray,
-        labels: StringArray,
-        probabilities: Option<Float64Array>,
+        predictions: Codes,
+        labels: Codes,
+        probabilities: Option<Numbers>,
     },
     Regression {
-        predictions: Float64Array,
-        labels: Float64Array,
+        predictions: Numbers,
+        labels: Numbers,
     },
 }
 
@@ -141,14 +170,140 @@ fn cast_error(column: &str, err: impl std::error::Error + Send + Sync + 'static)
     Error::internal_from(format!("cannot read column '{column}'"), err)
 }
 
-fn as_f64(array: &ArrayRef, column: &str) -> Result<Float64Array> {
-    let cast = cast(array, &DataType::Float64).map_err(|e| cast_error(column, e))?;
-    Ok(cast.as_primitive().clone())
+/// Builds a number column batch by batch.
+#[derive(Default)]
+struct NumbersBuilder(Numbers);
+
+impl NumbersBuilder {
+    fn push(&mut self, array: &ArrayRef, column: &str) -> Result<()> {
+        let cast = cast(array, &DataType::Float64).map_err(|e| cast_error(column, e))?;
+        let numbers: &Float64Array = cast.as_primitive();
+        self.0.values.extend_from_slice(numbers.values());
+        match numbers.nulls() {
+            Some(nulls) => self.0.valid.extend(nulls.iter()),
+            None => self
+                .0
+                .valid
+                .extend(std::iter::repeat_n(true, numbers.len())),
+        }
+        Ok(())
+    }
 }
 
-fn as_text(array: &ArrayRef, column: &str) -> Result<StringArray> {
-    let cast = cast(array, &DataType::Utf8).map_err(|e| cast_error(column, e))?;
-    Ok(cast.as_string::<i32>().clone())
+/// Builds a text column's codes batch by batch.
+#[derive(Default)]
+struct CodesBuilder {
+    index: HashMap<String, u32>,
+    values: Vec<String>,
+    codes: Vec<u32>,
+}
+
+impl CodesBuilder {
+    fn push(&mut self, array: &ArrayRef, column: &str) -> Result<()> {
+        let cast = cast(array, &DataType::Utf8).map_err(|e| cast_error(column, e))?;
+        let text: &StringArray = cast.as_string();
+        self.codes.reserve(text.len());
+        for value in text.iter() {
+            let code = match value {
+                None => NULL,
+                Some(value) => match self.index.get(value) {
+                    Some(code) => *code,
+                    None => {
+                        let code = self.values.len() as u32;
+                        self.index.insert(value.to_string(), code);
+                        self.values.push(value.to_string());
+                        code
+                    }
+                },
+            };
+            self.codes.push(code);
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Codes {
+        Codes {
+            codes: self.codes,
+            values: self.values,
+        }
+    }
+
+    /// Only the `keep` most frequent values keep a code (ties by value); the others become
+    /// null.
+    fn finish_top(self, keep: usize) -> Codes {
+        let mut counts = vec![0u64; self.values.len()];
+        for code in &self.codes {
+            if *code != NULL {
+                counts[*code as usize] += 1;
+            }
+        }
+        let mut ranked: Vec<u32> = (0..self.values.len() as u32).collect();
+        ranked.sort_by(|a, b| {
+            counts[*b as usize]
+                .cmp(&counts[*a as usize])
+                .then_with(|| self.values[*a as usize].cmp(&self.values[*b as usize]))
+        });
+        ranked.truncate(keep);
+        let mut recode = vec![NULL; self.values.len()];
+        for (new, old) in ranked.iter().enumerate() {
+            recode[*old as usize] = new as u32;
+        }
+        Codes {
+            codes: self
+                .codes
+                .iter()
+                .map(|code| {
+                    if *code == NULL {
+                        NULL
+                    } else {
+                        recode[*code as usize]
+                    }
+                })
+                .collect(),
+            values: ranked
+                .iter()
+                .map(|old| self.values[*old as usize].clone())
+                .collect(),
+        }
+    }
+}
+
+/// Builds a column of any kind batch by batch.
+enum ValuesBuilder {
+    Numeric(NumbersBuilder),
+    Text(CodesBuilder),
+    Opaque(Vec<bool>),
+}
+
+impl ValuesBuilder {
+    fn for_type(data_type: &DataType) -> Self {
+        if is_numeric(data_type) {
+            Self::Numeric(NumbersBuilder::default())
+        } else if is_text(data_type) {
+            Self::Text(CodesBuilder::default())
+        } else {
+            Self::Opaque(Vec::new())
+        }
+    }
+
+    fn push(&mut self, array: &ArrayRef, column: &str) -> Result<()> {
+        match self {
+            Self::Numeric(builder) => builder.push(array, column),
+            Self::Text(builder) => builder.push(array, column),
+            Self::Opaque(nulls) => {
+                nulls.extend((0..array.len()).map(|row| array.is_null(row)));
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> Values {
+        match self {
+            Self::Numeric(builder) => Values::Numeric(builder.0),
+            Self::Text(builder) => Values::Text(builder.finish()),
+            Self::Opaque(nulls) => Values::Opaque(nulls),
+        }
+    }
 }
 
 /// Microseconds since the epoch of a timestamp or date column.
@@ -195,112 +350,155 @@ pub fn micros(array: &ArrayRef, column: &str) -> Result<Vec<Option<i64>>> {
     })
 }
 
-/// Codes for a text column's values; only the `keep` most frequent get one when given.
-fn coded(values: &StringArray, keep: Option<usize>) -> Coded {
-    let mut counts: HashMap<&str, u64> = HashMap::new();
-    for value in values.iter().flatten() {
-        *counts.entry(value).or_default() += 1;
-    }
-    let mut ranked: Vec<(&str, u64)> = counts.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    if let Some(keep) = keep {
-        ranked.truncate(keep);
-    }
-    let index: HashMap<&str, u32> = ranked
-        .iter()
-        .enumerate()
-        .map(|(i, (value, _))| (*value, i as u32))
-        .collect();
-    Coded {
-        codes: values
-            .iter()
-            .map(|v| v.and_then(|v| index.get(v).copied()))
-            .collect(),
-        values: ranked.iter().map(|(v, _)| v.to_string()).collect(),
-    }
+/// What a source is decoded into, column by column.
+enum Role {
+    Profiled(usize),
+    Slice(usize),
+    Time,
+    Model,
+    Prediction,
+    Label,
+    Probability,
 }
 
 impl Source {
-    /// Decodes a query's rows: the table's columns and, after them, one text column per slicing
-    /// expression (`__tarn_slice_<i>`).
+    /// Decodes a query's rows (the table's columns and, after them, one text column per slicing
+    /// expression, `__tarn_slice_<i>`), a batch at a time: each batch is dropped once decoded,
+    /// so the rows are held about once.
     pub fn decode(
         schema: &SchemaRef,
-        batches: &[RecordBatch],
+        batches: Vec<RecordBatch>,
         plan: &Plan,
         baseline: bool,
     ) -> Result<Self> {
-        let batch = concat_batches(schema, batches)
-            .map_err(|e| Error::internal_from("cannot gather the monitored rows", e))?;
-        let schema = batch.schema();
-        let mut columns = Vec::new();
-        let mut slices = Vec::new();
-        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+        let position = |name: &str| -> Result<usize> {
+            schema
+                .index_of(name)
+                .map_err(|_| Error::invalid(format!("The monitored table has no column '{name}'")))
+        };
+        let mut roles: Vec<(usize, Role)> = Vec::new();
+        let mut columns: Vec<(String, String, bool, ValuesBuilder)> = Vec::new();
+        let mut slices: Vec<(String, CodesBuilder)> = Vec::new();
+        for (index, field) in schema.fields().iter().enumerate() {
             let name = field.name();
-            if let Some(index) = name.strip_prefix(SLICE_COLUMN) {
-                let index: usize = index.parse().unwrap_or(usize::MAX);
-                let key = plan.slicing_exprs.get(index).cloned().unwrap_or_default();
-                slices.push((key, coded(&as_text(array, name)?, Some(MAX_SLICE_VALUES))));
+            if let Some(slice) = name.strip_prefix(SLICE_COLUMN) {
+                let slice: usize = slice.parse().unwrap_or(usize::MAX);
+                let key = plan.slicing_exprs.get(slice).cloned().unwrap_or_default();
+                roles.push((index, Role::Slice(slices.len())));
+                slices.push((key, CodesBuilder::default()));
                 continue;
             }
-            let data_type = field.data_type();
-            let values = if is_numeric(data_type) {
-                Values::Numeric(as_f64(array, name)?)
-            } else if is_text(data_type) {
-                Values::Text(as_text(array, name)?)
-            } else {
-                Values::Opaque(array.clone())
-            };
-            let is_time_column = plan.timestamp_col.as_deref() == Some(name.as_str());
+            if plan.timestamp_col.as_deref() == Some(name.as_str()) {
+                continue;
+            }
             let is_model = plan.model_id_col.as_deref() == Some(name.as_str());
-            if is_time_column {
-                continue;
-            }
-            columns.push(Column {
-                name: name.clone(),
-                data_type: type_name(data_type),
-                values,
-                drifts: !is_model,
-            });
+            roles.push((index, Role::Profiled(columns.len())));
+            columns.push((
+                name.clone(),
+                type_name(field.data_type()),
+                !is_model,
+                ValuesBuilder::for_type(field.data_type()),
+            ));
         }
-        let column = |name: &str| -> Result<&ArrayRef> {
-            batch.column_by_name(name).ok_or_else(|| {
-                Error::invalid(format!("The monitored table has no column '{name}'"))
-            })
-        };
-        let times = match (&plan.timestamp_col, baseline) {
-            (Some(name), false) => Some(micros(column(name)?, name)?),
-            _ => None,
-        };
-        let models = match (&plan.model_id_col, baseline) {
-            (Some(name), false) => Some(coded(&as_text(column(name)?, name)?, None)),
-            _ => None,
-        };
-        let quality = match &plan.quality {
-            Some(quality) if !baseline => Some(match quality.problem_type {
-                ProblemType::Classification => QualityValues::Classification {
-                    predictions: as_text(
-                        column(&quality.prediction_col)?,
-                        &quality.prediction_col,
-                    )?,
-                    labels: as_text(column(&quality.label_col)?, &quality.label_col)?,
-                    probabilities: match &quality.prediction_proba_col {
-                        Some(name) => Some(as_f64(column(name)?, name)?),
-                        None => None,
-                    },
-                },
-                ProblemType::Regression => QualityValues::Regression {
-                    predictions: as_f64(column(&quality.prediction_col)?, &quality.prediction_col)?,
-                    labels: as_f64(column(&quality.label_col)?, &quality.label_col)?,
-                },
-            }),
+        let mut times: Option<Vec<Option<i64>>> = None;
+        let mut models: Option<CodesBuilder> = None;
+        if !baseline {
+            if let Some(name) = &plan.timestamp_col {
+                roles.push((position(name)?, Role::Time));
+                times = Some(Vec::new());
+            }
+            if let Some(name) = &plan.model_id_col {
+                roles.push((position(name)?, Role::Model));
+                models = Some(CodesBuilder::default());
+            }
+        }
+        let (mut predictions, mut labels, mut probabilities) = (
+            ValuesBuilder::Opaque(Vec::new()),
+            ValuesBuilder::Opaque(Vec::new()),
+            None,
+        );
+        let quality = plan.quality.as_ref().filter(|_| !baseline);
+        if let Some(quality) = quality {
+            let (prediction, label) = match quality.problem_type {
+                ProblemType::Classification => (
+                    ValuesBuilder::Text(CodesBuilder::default()),
+                    ValuesBuilder::Text(CodesBuilder::default()),
+                ),
+                ProblemType::Regression => (
+                    ValuesBuilder::Numeric(NumbersBuilder::default()),
+                    ValuesBuilder::Numeric(NumbersBuilder::default()),
+                ),
+            };
+            (predictions, labels) = (prediction, label);
+            roles.push((position(&quality.prediction_col)?, Role::Prediction));
+            roles.push((position(&quality.label_col)?, Role::Label));
+            if let Some(name) = &quality.prediction_proba_col {
+                roles.push((position(name)?, Role::Probability));
+                probabilities = Some(NumbersBuilder::default());
+            }
+        }
+        let mut rows = 0;
+        for batch in batches {
+            rows += batch.num_rows();
+            for (index, role) in &roles {
+                let array = batch.column(*index);
+                let name = schema.field(*index).name();
+                match role {
+                    Role::Profiled(column) => columns[*column].3.push(array, name)?,
+                    Role::Slice(slice) => slices[*slice].1.push(array, name)?,
+                    Role::Time => {
+                        if let Some(times) = times.as_mut() {
+                            times.extend(micros(array, name)?);
+                        }
+                    }
+                    Role::Model => {
+                        if let Some(models) = models.as_mut() {
+                            models.push(array, name)?;
+                        }
+                    }
+                    Role::Prediction => predictions.push(array, name)?,
+                    Role::Label => labels.push(array, name)?,
+                    Role::Probability => {
+                        if let Some(probabilities) = probabilities.as_mut() {
+                            probabilities.push(array, name)?;
+                        }
+                    }
+                }
+            }
+        }
+        let quality = match (predictions.finish(), labels.finish()) {
+            (Values::Text(predictions), Values::Text(labels)) => {
+                Some(QualityValues::Classification {
+                    predictions,
+                    labels,
+                    probabilities: probabilities.map(|p| p.0),
+                })
+            }
+            (Values::Numeric(predictions), Values::Numeric(labels)) => {
+                Some(QualityValues::Regression {
+                    predictions,
+                    labels,
+                })
+            }
             _ => None,
         };
         Ok(Self {
-            rows: batch.num_rows(),
-            columns,
+            rows,
+            columns: columns
+                .into_iter()
+                .map(|(name, data_type, drifts, values)| Column {
+                    name,
+                    data_type,
+                    values: values.finish(),
+                    drifts,
+                })
+                .collect(),
             times,
-            models,
-            slices,
+            models: models.map(CodesBuilder::finish),
+            slices: slices
+                .into_iter()
+                .map(|(key, codes)| (key, codes.finish_top(MAX_SLICE_VALUES)))
+                .collect(),
             quality,
         })
     }
@@ -351,20 +549,14 @@ struct GroupSummary {
 fn summarize(column: &Column, rows: &[u32]) -> Summary {
     let count = rows.len() as u64;
     match &column.values {
-        Values::Numeric(values) => {
+        Values::Numeric(numbers) => {
             let (mut nulls, mut nan) = (0u64, 0u64);
             let mut present = Vec::with_capacity(rows.len());
             for row in rows {
-                let row = *row as usize;
-                if values.is_null(row) {
-                    nulls += 1;
-                } else {
-                    let value = values.value(row);
-                    if value.is_nan() {
-                        nan += 1;
-                    } else {
-                        present.push(value);
-                    }
+                match numbers.get(*row as usize) {
+                    None => nulls += 1,
+                    Some(value) if value.is_nan() => nan += 1,
+                    Some(value) => present.push(value),
                 }
             }
             present.sort_unstable_by(f64::total_cmp);
@@ -373,37 +565,32 @@ fn summarize(column: &Column, rows: &[u32]) -> Summary {
                 sample: Sample::Numeric(present),
             }
         }
-        Values::Text(values) => {
+        Values::Text(codes) => {
             let mut nulls = 0u64;
-            let mut counts: HashMap<&str, u64> = HashMap::new();
+            let mut counts: HashMap<u32, u64> = HashMap::new();
             for row in rows {
-                let row = *row as usize;
-                if values.is_null(row) {
-                    nulls += 1;
-                } else {
-                    *counts.entry(values.value(row)).or_default() += 1;
+                match codes.get(*row as usize) {
+                    None => nulls += 1,
+                    Some(code) => *counts.entry(code).or_default() += 1,
                 }
             }
             let counts: HashMap<String, u64> = counts
                 .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
+                .map(|(code, n)| (codes.values[code as usize].clone(), n))
                 .collect();
             Summary {
                 profile: metrics::text_profile(count, nulls, &counts),
                 sample: Sample::Text(counts),
             }
         }
-        Values::Opaque(array) => {
-            let nulls = rows.iter().filter(|r| array.is_null(**r as usize)).count() as u64;
-            Summary {
-                profile: ColumnProfile {
-                    count,
-                    num_nulls: nulls,
-                    ..ColumnProfile::default()
-                },
-                sample: Sample::None,
-            }
-        }
+        Values::Opaque(nulls) => Summary {
+            profile: ColumnProfile {
+                count,
+                num_nulls: rows.iter().filter(|r| nulls[**r as usize]).count() as u64,
+                ..ColumnProfile::default()
+            },
+            sample: Sample::None,
+        },
     }
 }
 
@@ -415,26 +602,23 @@ fn quality(source: &Source, rows: &[u32]) -> (Option<Classification>, Option<Reg
             labels,
             probabilities,
         }) => {
-            let kept: Vec<usize> = rows
-                .iter()
-                .map(|r| *r as usize)
-                .filter(|r| {
-                    predictions.is_valid(*r)
-                        && labels.is_valid(*r)
-                        && probabilities.as_ref().is_none_or(|p| p.is_valid(*r))
-                })
-                .collect();
-            let pairs: Vec<(&str, &str)> = kept
-                .iter()
-                .map(|r| (predictions.value(*r), labels.value(*r)))
-                .collect();
-            let probabilities: Option<Vec<f64>> = probabilities
-                .as_ref()
-                .map(|p| kept.iter().map(|r| p.value(*r)).collect());
-            (
-                metrics::classification(&pairs, probabilities.as_deref()),
-                None,
-            )
+            let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(rows.len());
+            let mut scores: Vec<f64> = Vec::new();
+            for row in rows.iter().map(|r| *r as usize) {
+                let (Some(prediction), Some(label)) = (predictions.text(row), labels.text(row))
+                else {
+                    continue;
+                };
+                if let Some(probabilities) = probabilities {
+                    match probabilities.get(row) {
+                        Some(score) => scores.push(score),
+                        None => continue,
+                    }
+                }
+                pairs.push((prediction, label));
+            }
+            let scores = probabilities.as_ref().map(|_| scores.as_slice());
+            (metrics::classification(&pairs, scores), None)
         }
         Some(QualityValues::Regression {
             predictions,
@@ -442,9 +626,7 @@ fn quality(source: &Source, rows: &[u32]) -> (Option<Classification>, Option<Reg
         }) => {
             let pairs: Vec<(f64, f64)> = rows
                 .iter()
-                .map(|r| *r as usize)
-                .filter(|r| predictions.is_valid(*r) && labels.is_valid(*r))
-                .map(|r| (predictions.value(r), labels.value(r)))
+                .filter_map(|r| Some((predictions.get(*r as usize)?, labels.get(*r as usize)?)))
                 .collect();
             (None, metrics::regression(&pairs))
         }
@@ -492,7 +674,7 @@ fn members(source: &Source, rows: &[u32]) -> BTreeMap<Member, Vec<u32>> {
     let mut groups: BTreeMap<Member, Vec<u32>> = BTreeMap::new();
     for row in rows {
         let index = *row as usize;
-        let model = source.models.as_ref().and_then(|m| m.codes[index]);
+        let model = source.models.as_ref().and_then(|m| m.get(index));
         let models: &[Option<u32>] = if model.is_some() {
             &[None, model]
         } else {
@@ -507,7 +689,7 @@ fn members(source: &Source, rows: &[u32]) -> BTreeMap<Member, Vec<u32>> {
                 .or_default()
                 .push(*row);
             for (slice, (_, coded)) in source.slices.iter().enumerate() {
-                if let Some(value) = coded.codes[index] {
+                if let Some(value) = coded.get(index) {
                     groups
                         .entry(Member {
                             model: *model,

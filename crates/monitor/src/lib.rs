@@ -8,6 +8,7 @@
 //! - `compute`: grouping a source's rows and computing every metric, on all cores;
 //! - `tables`: the metrics tables' rows and Arrow shape;
 //! - `refresh`: reading the sources through SQL and writing the metrics tables;
+//! - `schedule`: refreshes started by their Quartz schedules, one server at a time;
 //! - `manage`: the API's use cases with their permission checks;
 //! - `overview`: the metrics over time, for the CLI and the charts.
 
@@ -18,5 +19,6 @@ pub mod manage;
 pub mod metrics;
 pub mod overview;
 pub mod refresh;
+pub mod schedule;
 pub mod tables;
 pub mod windows;

@@ -259,10 +259,19 @@ pub async fn compute_metrics(
         baseline: baseline_version.map(|v| v as i64),
         monitor: monitor.monitor_version,
     };
+    // Metrics tables dropped since the last refresh are made again whole.
+    let (profile_name, _) = monitor.metrics_tables();
+    let (catalog_name, schema_name, name) = catalog::parse_table_name(&profile_name)?;
+    let tables_kept = match store.get_table(&catalog_name, &schema_name, &name).await {
+        Ok(_) => true,
+        Err(err) if err.code == ErrorCode::ResourceDoesNotExist => false,
+        Err(err) => return Err(err),
+    };
     let scope = match previous {
         Some(previous)
             if previous.monitor == versions.monitor
                 && previous.baseline == versions.baseline
+                && tables_kept
                 && !plan.granularities.is_empty() =>
         {
             if previous.source == versions.source {
@@ -332,10 +341,9 @@ pub async fn compute_metrics(
         plan.only = Some(windows.clone());
     }
     tokio::task::spawn_blocking(move || -> Result<Computed> {
-        let source = Source::decode(&schema, &batches, &plan, false)?;
-        drop(batches);
-        let baseline = match &baseline {
-            Some((schema, batches)) => Some(Source::decode(schema, batches, &plan, true)?),
+        let source = Source::decode(&schema, batches, &plan, false)?;
+        let baseline = match baseline {
+            Some((schema, batches)) => Some(Source::decode(&schema, batches, &plan, true)?),
             None => None,
         };
         let metrics = compute::compute(&plan, &source, baseline.as_ref());

@@ -53,8 +53,9 @@ pub fn build_router(state: AppState) -> Router {
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish. The background tasks
 /// (the job runner and this server's executor, webhook delivery, online refreshes, endpoint
-/// sync, the commit watcher, the sweeper) run alongside and stop with the server; undelivered
-/// deliveries stay queued, and tasks still running keep their claims until the next start.
+/// sync, the commit watcher, monitors' schedules, the sweeper) run alongside and stop with
+/// the server; undelivered deliveries stay queued, and tasks still running keep their claims
+/// until the next start.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
@@ -110,6 +111,11 @@ pub async fn serve(
             state.table_watch_every,
             stopped.clone(),
             watch_tables(state.clone()),
+        )),
+        tokio::spawn(every(
+            MONITOR_SCHEDULE_TICK,
+            stopped.clone(),
+            start_scheduled_refreshes(state.clone()),
         )),
         tokio::spawn(every(
             UNOWNED_COPY_SWEEP_EVERY,
@@ -210,6 +216,28 @@ fn watch_tables(state: AppState) -> impl FnMut() -> BoxFuture<'static, ()> {
                 ),
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err.report(), "cannot list tables to watch"),
+            }
+        })
+    }
+}
+
+/// How often the server looks for monitors whose schedule came due (well within the lease's
+/// term, so the holder keeps it).
+const MONITOR_SCHEDULE_TICK: Duration = Duration::from_secs(5);
+
+/// Starts monitors' scheduled refreshes while this server holds the scheduler's lease.
+fn start_scheduled_refreshes(state: AppState) -> impl FnMut() -> BoxFuture<'static, ()> {
+    move || {
+        let state = state.clone();
+        Box::pin(async move {
+            let holder = &state.jobs.executor.worker;
+            let now = tarn_core::ids::now_millis();
+            match tarn_monitor::schedule::tick(&state.lake, &state.store, holder, now).await {
+                Ok(0) => {}
+                Ok(started) => tracing::info!(started, "started scheduled monitor refreshes"),
+                Err(err) => {
+                    tracing::warn!(error = %err.report(), "cannot start scheduled monitor refreshes")
+                }
             }
         })
     }
