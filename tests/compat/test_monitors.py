@@ -564,6 +564,20 @@ def test_the_cli_creates_refreshes_and_shows_a_monitor(server, schema, tmp_path)
     assert any(bar in lines["amount"] for bar in "▁▂▃▄▅▆▇█")
     again = cli(server, "monitors", "show", table, "--granularity", "1 day")
     assert again.splitlines()[1:] == shown.splitlines()[2:]
+    # Charts: SVG from the API for pages to embed, and a self-contained HTML report.
+    chart = call(server, "GET", f"/api/2.0/tarn/monitors/{table}/charts/amount", params={"metric": "drift"})
+    assert chart.status_code == 200 and chart.headers["content-type"] == "image/svg+xml"
+    assert chart.text.startswith("<svg") and "amount: drift (wasserstein)" in chart.text and "threshold 0.1" in chart.text
+    assert chart.text.count("<circle") == 5, "three windows against the baseline, two against the day before"
+    rows = call(server, "GET", f"/api/2.0/tarn/monitors/{table}/charts/:table", params={"metric": "rows"})
+    assert rows.status_code == 200 and "rows per window" in rows.text
+    bad = call(server, "GET", f"/api/2.0/tarn/monitors/{table}/charts/amount", params={"metric": "colour"})
+    assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert call(server, "GET", f"/api/2.0/tarn/monitors/{table}/charts/nothing").status_code == 404
+    report = tmp_path / "report.html"
+    assert "Wrote the report" in cli(server, "monitors", "report", table, "--out", str(report))
+    html = report.read_text()
+    assert html.startswith("<!doctype html>") and html.count("<svg") >= 10 and "http" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     refused = subprocess.run([os.environ.get("TARN_BIN", "target/debug/tarn"), "monitors", "--data-dir", server.data_dir, *(["--database-url", os.environ["TARN_TEST_DATABASE_URL"]] if os.environ.get("TARN_TEST_DATABASE_URL") else []), "show", table, "--granularity", "1 hour"], capture_output=True, text=True)
     assert refused.returncode != 0 and "no granularity" in refused.stderr
 

@@ -14,7 +14,7 @@ use tarn_core::store::MetaStore;
 use tarn_lake::Lake;
 use tarn_lake::format_timestamp;
 use tarn_monitor::overview::{self, DriftPoint, Overview};
-use tarn_monitor::{manage, refresh};
+use tarn_monitor::{charts, manage, refresh};
 
 use crate::local::cli_caller;
 
@@ -35,6 +35,20 @@ pub enum MonitorsCommand {
     Refresh {
         /// `catalog.schema.table`
         table: String,
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+    },
+    /// Write a self-contained HTML report of a monitor's metrics over time: charts of drift
+    /// against its threshold, model quality, rows, means and nulls.
+    Report {
+        /// `catalog.schema.table`
+        table: String,
+        /// The HTML file to write.
+        #[arg(long, default_value = "monitor-report.html")]
+        out: PathBuf,
+        /// The granularity to show (the monitor's first by default).
+        #[arg(long)]
+        granularity: Option<String>,
         #[arg(long, default_value = "dev")]
         workspace: String,
     },
@@ -117,6 +131,25 @@ pub async fn run(
                     ended.message.unwrap_or_default()
                 ),
             }
+        }
+        MonitorsCommand::Report {
+            table,
+            out,
+            granularity,
+            workspace,
+        } => {
+            let caller = cli_caller(workspace);
+            let overview = overview::overview(
+                &lake,
+                store.as_ref(),
+                &caller,
+                &table,
+                granularity.as_deref(),
+            )
+            .await?;
+            std::fs::write(&out, charts::report(&overview))
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!("Wrote the report of {table} to {}", out.display());
         }
         MonitorsCommand::Show {
             table,

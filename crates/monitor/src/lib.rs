@@ -10,8 +10,10 @@
 //! - `refresh`: reading the sources through SQL and writing the metrics tables;
 //! - `schedule`: refreshes started by their Quartz schedules, one server at a time;
 //! - `manage`: the API's use cases with their permission checks;
-//! - `overview`: the metrics over time, for the CLI and the charts.
+//! - `overview`: the metrics over time, for the CLI and the charts;
+//! - `charts`: SVG charts of them and the HTML report.
 
+pub mod charts;
 pub mod compute;
 pub mod drift;
 pub mod kolmogorov;

@@ -41,6 +41,8 @@ pub struct Point {
     pub baseline: Option<DriftPoint>,
     /// On the `:table` row: the share of drifted columns against the baseline.
     pub share_drifted: Option<f64>,
+    /// On the `:table` row: the model's accuracy (classification) or RMSE (regression).
+    pub quality: Option<(String, f64)>,
 }
 
 /// A column's windows, oldest first (`:table` for the table's own row).
@@ -185,6 +187,8 @@ pub async fn overview(
             .and_then(|c| c.as_primitive_opt())
             .ok_or_else(|| Error::internal("a profile table lacks its version"))?;
         let (avg, nulls) = (doubles(&batch, "avg")?, doubles(&batch, "percent_null")?);
+        let accuracy = doubles(&batch, "accuracy_score")?;
+        let rmse = doubles(&batch, "root_mean_squared_error")?;
         for (row, whole) in whole_rows(&batch)?.into_iter().enumerate() {
             if log_types.value(row) != "INPUT" || !whole {
                 continue;
@@ -203,6 +207,11 @@ pub async fn overview(
             point.count = counts.value(row);
             point.avg = number(avg, row);
             point.percent_null = number(nulls, row);
+            point.quality = match (number(accuracy, row), number(rmse, row)) {
+                (Some(value), _) => Some(("accuracy".to_string(), value)),
+                (None, Some(value)) => Some(("RMSE".to_string(), value)),
+                (None, None) => None,
+            };
         }
     }
     for batch in read(lake, store, caller, &drift_name).await? {

@@ -216,6 +216,7 @@ pub fn api() -> Router<AppState> {
             catalog::unity_catalog().merge(monitors::routes()),
         )
         .nest("/api/2.0/tarn/tables", catalog::table_data())
+        .nest("/api/2.0/tarn/monitors", monitors::tarn_routes())
         .nest("/api/2.0/sql/statements", sql::routes())
         .nest("/api/2.0/tarn/lineage", lineage::routes())
         .merge(features::routes())

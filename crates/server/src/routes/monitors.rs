@@ -1,18 +1,24 @@
 //! Table monitors in Lakehouse Monitoring's REST shape
 //! (`/api/2.1/unity-catalog/tables/{full_name}/monitor` and its `/refreshes`), as
-//! `databricks-sdk`'s `w.quality_monitors` calls them. Thin over `tarn_monitor::manage`.
+//! `databricks-sdk`'s `w.quality_monitors` calls them, and their charts as SVG
+//! (`/api/2.0/tarn/monitors/{full_name}/charts/{column}?metric=drift|mean|nulls|quality|rows`).
+//! Thin over `tarn_monitor`.
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::caller::Caller;
 use tarn_core::monitors::{MonitorSettings, RefreshTrigger};
-use tarn_monitor::manage;
+use tarn_monitor::charts::{self, Metric};
+use tarn_monitor::{manage, overview};
 
 use crate::error::ApiResult;
-use crate::extract::{PathArgs, Req};
+use crate::extract::{PathArgs, QueryArgs, Req};
 use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
@@ -36,6 +42,49 @@ pub fn routes() -> axum::Router<AppState> {
             "/tables/{full_name}/monitor/refreshes/{refresh_id}/cancel",
             post(cancel_refresh),
         )
+}
+
+/// tarn's own monitor routes.
+pub fn tarn_routes() -> axum::Router<AppState> {
+    axum::Router::new().route("/{full_name}/charts/{column}", get(chart))
+}
+
+#[derive(Deserialize)]
+struct ChartArgs {
+    #[serde(default)]
+    metric: Option<String>,
+    #[serde(default)]
+    granularity: Option<String>,
+}
+
+async fn chart(
+    State(state): State<AppState>,
+    ctx: Caller,
+    path: PathArgs,
+    QueryArgs(args): QueryArgs<ChartArgs>,
+) -> ApiResult<Response> {
+    let metric = args.metric.as_deref().unwrap_or("drift");
+    let metric = Metric::parse(metric).ok_or_else(|| {
+        Error::invalid(format!(
+            "Invalid metric '{metric}': use drift, mean, nulls, quality or rows"
+        ))
+    })?;
+    let column = path.get("column")?;
+    let overview = overview::overview(
+        &state.lake,
+        state.store.as_ref(),
+        &ctx,
+        path.get("full_name")?,
+        args.granularity.as_deref(),
+    )
+    .await?;
+    let svg = charts::chart(&overview, column, metric).ok_or_else(|| {
+        Error::not_found(format!(
+            "The monitor has no {} metrics for column '{column}'",
+            metric.as_str()
+        ))
+    })?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
 fn refresh_id(path: &PathArgs) -> Result<i64, Error> {
