@@ -138,15 +138,7 @@ pub async fn run(
             granularity,
             workspace,
         } => {
-            let caller = cli_caller(workspace);
-            let overview = overview::overview(
-                &lake,
-                store.as_ref(),
-                &caller,
-                &table,
-                granularity.as_deref(),
-            )
-            .await?;
+            let overview = overview_of(&lake, &store, workspace, &table, granularity).await?;
             std::fs::write(&out, charts::report(&overview))
                 .with_context(|| format!("cannot write {}", out.display()))?;
             println!("Wrote the report of {table} to {}", out.display());
@@ -156,19 +148,21 @@ pub async fn run(
             granularity,
             workspace,
         } => {
-            let caller = cli_caller(workspace);
-            let overview = overview::overview(
-                &lake,
-                store.as_ref(),
-                &caller,
-                &table,
-                granularity.as_deref(),
-            )
-            .await?;
-            print_overview(&overview);
+            print_overview(&overview_of(&lake, &store, workspace, &table, granularity).await?);
         }
     }
     Ok(())
+}
+
+async fn overview_of(
+    lake: &Lake,
+    store: &Arc<dyn MetaStore>,
+    workspace: String,
+    table: &str,
+    granularity: Option<String>,
+) -> Result<Overview> {
+    let caller = cli_caller(workspace);
+    Ok(overview::overview(lake, store.as_ref(), &caller, table, granularity.as_deref()).await?)
 }
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];

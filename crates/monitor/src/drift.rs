@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 
-use crate::kolmogorov::ks_2samp;
+use crate::kolmogorov::{Steps, ks_2samp};
 
 /// The test Evidently would choose, and its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,27 +332,14 @@ pub fn upper_regularized_gamma(a: f64, x: f64) -> f64 {
 /// distribution functions.
 pub fn wasserstein(a: &[f64], b: &[f64]) -> f64 {
     let (n1, n2) = (a.len() as f64, b.len() as f64);
-    let (mut i, mut j) = (0usize, 0usize);
     let mut previous: Option<f64> = None;
     let mut total = 0.0;
-    while i < a.len() || j < b.len() {
-        let value = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.min(*y),
-            (Some(x), None) => *x,
-            (None, Some(y)) => *y,
-            (None, None) => break,
-        };
+    for step in Steps::new(a, b) {
         if let Some(previous) = previous {
-            let gap = i as f64 / n1 - j as f64 / n2;
-            total += gap.abs() * (value - previous);
+            let gap = step.a_below as f64 / n1 - step.b_below as f64 / n2;
+            total += gap.abs() * (step.value - previous);
         }
-        while i < a.len() && a[i] <= value {
-            i += 1;
-        }
-        while j < b.len() && b[j] <= value {
-            j += 1;
-        }
-        previous = Some(value);
+        previous = Some(step.value);
     }
     total
 }
@@ -372,47 +359,19 @@ fn distinct_sorted(values: &[f64]) -> usize {
 }
 
 fn distinct_union(a: &[f64], b: &[f64]) -> usize {
-    let (mut i, mut j, mut count) = (0usize, 0usize, 0usize);
-    while i < a.len() || j < b.len() {
-        let value = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.min(*y),
-            (Some(x), None) => *x,
-            (None, Some(y)) => *y,
-            (None, None) => break,
-        };
-        count += 1;
-        while i < a.len() && a[i] == value {
-            i += 1;
-        }
-        while j < b.len() && b[j] == value {
-            j += 1;
-        }
-    }
-    count
+    Steps::new(a, b).count()
 }
 
 /// Counts per distinct value of the union, in sorted order, on both sides.
 fn value_counts_sorted(a: &[f64], b: &[f64]) -> (Vec<u64>, Vec<u64>) {
-    let (mut i, mut j) = (0usize, 0usize);
-    let (mut left, mut right) = (Vec::new(), Vec::new());
-    while i < a.len() || j < b.len() {
-        let value = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.min(*y),
-            (Some(x), None) => *x,
-            (None, Some(y)) => *y,
-            (None, None) => break,
-        };
-        let (start_i, start_j) = (i, j);
-        while i < a.len() && a[i] == value {
-            i += 1;
-        }
-        while j < b.len() && b[j] == value {
-            j += 1;
-        }
-        left.push((i - start_i) as u64);
-        right.push((j - start_j) as u64);
-    }
-    (left, right)
+    Steps::new(a, b)
+        .map(|step| {
+            (
+                (step.a_through - step.a_below) as u64,
+                (step.b_through - step.b_below) as u64,
+            )
+        })
+        .unzip()
 }
 
 fn value_shares_sorted(a: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {

@@ -29,27 +29,67 @@ pub fn ks_2samp(a: &[f64], b: &[f64]) -> (f64, f64) {
 /// does) at every value of either sample.
 fn statistic(a: &[f64], b: &[f64]) -> f64 {
     let (n1, n2) = (a.len() as f64, b.len() as f64);
-    let (mut i, mut j) = (0usize, 0usize);
     let (mut most, mut least) = (f64::NEG_INFINITY, f64::INFINITY);
-    while i < a.len() || j < b.len() {
-        let value = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => x.min(*y),
-            (Some(x), None) => *x,
-            (None, Some(y)) => *y,
-            (None, None) => break,
-        };
-        while i < a.len() && a[i] <= value {
-            i += 1;
-        }
-        while j < b.len() && b[j] <= value {
-            j += 1;
-        }
-        let diff = i as f64 / n1 - j as f64 / n2;
+    for step in Steps::new(a, b) {
+        let diff = step.a_through as f64 / n1 - step.b_through as f64 / n2;
         most = most.max(diff);
         least = least.min(diff);
     }
     let below = (-least).clamp(0.0, 1.0);
     if below > most { below } else { most }
+}
+
+/// One distinct value of two sorted samples, in order: how many values of each side lie
+/// below it and how many at or below it.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub value: f64,
+    pub a_below: usize,
+    pub b_below: usize,
+    pub a_through: usize,
+    pub b_through: usize,
+}
+
+/// The distinct values of two sorted samples merged, in order: the walk every two-sample
+/// statistic here makes.
+pub struct Steps<'s> {
+    a: &'s [f64],
+    b: &'s [f64],
+    i: usize,
+    j: usize,
+}
+
+impl<'s> Steps<'s> {
+    pub fn new(a: &'s [f64], b: &'s [f64]) -> Self {
+        Self { a, b, i: 0, j: 0 }
+    }
+}
+
+impl Iterator for Steps<'_> {
+    type Item = Step;
+
+    fn next(&mut self) -> Option<Step> {
+        let value = match (self.a.get(self.i), self.b.get(self.j)) {
+            (Some(x), Some(y)) => x.min(*y),
+            (Some(x), None) => *x,
+            (None, Some(y)) => *y,
+            (None, None) => return None,
+        };
+        let (a_below, b_below) = (self.i, self.j);
+        while self.i < self.a.len() && self.a[self.i] <= value {
+            self.i += 1;
+        }
+        while self.j < self.b.len() && self.b[self.j] <= value {
+            self.j += 1;
+        }
+        Some(Step {
+            value,
+            a_below,
+            b_below,
+            a_through: self.i,
+            b_through: self.j,
+        })
+    }
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {

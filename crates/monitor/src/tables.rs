@@ -351,18 +351,21 @@ fn per_class<'a>(values: impl Iterator<Item = Option<&'a PerClass>>) -> ArrayRef
     ))
 }
 
-fn string_lists<'a>(values: impl Iterator<Item = Option<&'a Vec<String>>>) -> ArrayRef {
-    let mut builder = ListBuilder::new(StringBuilder::new()).with_field(Field::new(
-        "element",
-        DataType::Utf8,
-        true,
-    ));
-    for value in values {
-        match value {
+/// A list column built by `append` for each item of each present list.
+fn lists<B, T>(
+    values: B,
+    item: DataType,
+    rows: impl Iterator<Item = Option<T>>,
+    append: impl Fn(&mut B, T),
+) -> ArrayRef
+where
+    B: tarn_lake::arrow::array::ArrayBuilder,
+{
+    let mut builder = ListBuilder::new(values).with_field(Field::new("element", item, true));
+    for row in rows {
+        match row {
             Some(items) => {
-                for item in items {
-                    builder.values().append_value(item);
-                }
+                append(builder.values(), items);
                 builder.append(true);
             }
             None => builder.append(false),
@@ -371,24 +374,19 @@ fn string_lists<'a>(values: impl Iterator<Item = Option<&'a Vec<String>>>) -> Ar
     Arc::new(builder.finish())
 }
 
+fn string_lists<'a>(values: impl Iterator<Item = Option<&'a Vec<String>>>) -> ArrayRef {
+    lists(StringBuilder::new(), DataType::Utf8, values, |b, items| {
+        items.iter().for_each(|item| b.append_value(item))
+    })
+}
+
 fn double_lists<'a>(values: impl Iterator<Item = Option<&'a Vec<f64>>>) -> ArrayRef {
-    let mut builder = ListBuilder::new(Float64Builder::new()).with_field(Field::new(
-        "element",
+    lists(
+        Float64Builder::new(),
         DataType::Float64,
-        true,
-    ));
-    for value in values {
-        match value {
-            Some(items) => {
-                for item in items {
-                    builder.values().append_value(*item);
-                }
-                builder.append(true);
-            }
-            None => builder.append(false),
-        }
-    }
-    Arc::new(builder.finish())
+        values,
+        |b, items| b.append_slice(items),
+    )
 }
 
 /// A list of structs of (text, text?, count): frequent items or a confusion matrix.
