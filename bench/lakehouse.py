@@ -86,12 +86,12 @@ class TarnServer:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.token = "bench_" + secrets.token_hex(16)
-        env = dict(os.environ, TARN_ADMIN_TOKEN=self.token, TARN_LOG="warn")
+        env = dict(os.environ, TARN_ADMIN_TOKEN=self.token, TARN_LOG=os.environ.get("TARN_LOG", "warn"))
         self.process = subprocess.Popen(
             [binary, "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(self.port)],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=open(os.environ["TARN_BENCH_LOG"], "w") if os.environ.get("TARN_BENCH_LOG") else subprocess.DEVNULL,
         )
         import requests
 

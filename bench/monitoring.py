@@ -285,7 +285,7 @@ def main():
         duck_time, duck_rows = timed(lambda: connection.sql(sql).fetchall())
         profile = metrics_table(server, "dev.bench.inference_profile_metrics")
         whole = profile[profile.slice_key.isna() & (profile.column_name == "amount")]
-        day_rows = sorted((r.window["start"].value // 1000, r["count"], r.avg) for _, r in whole.iterrows())
+        day_rows = sorted((int(r.window["start"].timestamp() * 1e6), r["count"], r.avg) for _, r in whole.iterrows())
         duck_whole = sorted((int(r[0].timestamp() * 1e6), r[4], r[7]) for r in duck_rows if r[1] is None and r[2] is None and r[3] is None)
         if len(day_rows) != len(duck_whole) or any(a[0] != b[0] or a[1] != b[1] or abs(a[2] - b[2]) > 1e-6 for a, b in zip(day_rows, duck_whole)):
             raise RuntimeError(f"tarn's day profiles differ from DuckDB's: {day_rows[:2]} vs {duck_whole[:2]}")

@@ -304,6 +304,7 @@ pub async fn compute_metrics(
         Scope::Windows(windows) => Some(window_filter(&plan, windows)),
         _ => None,
     };
+    let started = std::time::Instant::now();
     let (schema, batches) = read(
         lake,
         store,
@@ -314,6 +315,7 @@ pub async fn compute_metrics(
         filter.as_deref(),
     )
     .await?;
+    let read_time = started.elapsed();
     let baseline = match (&baseline_table, baseline_version) {
         (Some(baseline), Some(baseline_version)) => {
             // The baseline is sliced too when it has what the expressions read.
@@ -340,13 +342,25 @@ pub async fn compute_metrics(
     if let Scope::Windows(windows) = &scope {
         plan.only = Some(windows.clone());
     }
+    let table_name = table.full_name.clone();
     tokio::task::spawn_blocking(move || -> Result<Computed> {
+        let decoding = std::time::Instant::now();
         let source = Source::decode(&schema, batches, &plan, false)?;
         let baseline = match baseline {
             Some((schema, batches)) => Some(Source::decode(&schema, batches, &plan, true)?),
             None => None,
         };
+        let computing = std::time::Instant::now();
         let metrics = compute::compute(&plan, &source, baseline.as_ref());
+        tracing::info!(
+            table = %table_name,
+            rows = source.rows(),
+            scope = %scope.describe(),
+            read_ms = read_time.as_millis() as u64,
+            decode_ms = (computing - decoding).as_millis() as u64,
+            compute_ms = computing.elapsed().as_millis() as u64,
+            "computed a monitor's metrics"
+        );
         Ok(Computed {
             profile: tables::profile_batch(&metrics.profile, provenance)?,
             drift: tables::drift_batch(&metrics.drift, provenance)?,
