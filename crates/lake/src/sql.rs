@@ -84,6 +84,9 @@ pub enum ResultRows {
     /// Into Arrow IPC stream files in this folder, as the plan makes them, a file every
     /// [`RESULT_FILE_BYTES`]: a result of any size, holding one batch in memory at a time.
     Files(std::path::PathBuf),
+    /// Into a channel, as the plan makes them; the plan waits while the channel is full, so
+    /// the reader's pace bounds what is held.
+    Channel(tokio::sync::mpsc::Sender<RecordBatch>),
 }
 
 /// About how many bytes of rows (Arrow's in-memory size) one result file holds.
@@ -371,6 +374,31 @@ impl Lake {
             ));
         }
         self.run_sql(store, caller, statement, sql, &SqlScope::default(), pinned)
+            .await
+    }
+
+    /// Runs a query as `query` does, sending its rows to `rows` as the plan makes them instead
+    /// of gathering them: a reader that decodes as they come holds a large result about once.
+    /// The channel closes when the query ends.
+    pub async fn query_streamed(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        sql: &str,
+        pinned: &BTreeMap<String, u64>,
+        rows: tokio::sync::mpsc::Sender<RecordBatch>,
+    ) -> Result<SqlOutput> {
+        let mut statement = parse(sql)?;
+        if !matches!(sql_statement(&mut statement)?, SqlStatement::Query(_)) {
+            return Err(Error::invalid(
+                "Expected a query (SELECT ...): this statement would change the lakehouse",
+            ));
+        }
+        let scope = SqlScope {
+            rows: ResultRows::Channel(rows),
+            ..SqlScope::default()
+        };
+        self.run_sql(store, caller, statement, sql, &scope, pinned)
             .await
     }
 
@@ -730,6 +758,10 @@ impl Lake {
                         false,
                         write_files(frame, &schema, folder).await?,
                     ),
+                    (ResultRows::Channel(rows), _) => {
+                        send_rows(frame, rows).await?;
+                        (Vec::new(), false, Vec::new())
+                    }
                     (ResultRows::InMemory, Some(limit)) => {
                         let (batches, truncated) = collect_within(frame, limit).await?;
                         (batches, truncated, Vec::new())
@@ -1034,6 +1066,18 @@ async fn collect_within(frame: DataFrame, limit: usize) -> Result<(Vec<RecordBat
         return Ok((batches, true));
     }
     Ok((batches, false))
+}
+
+/// Sends the query's rows to `rows` as the plan makes them.
+async fn send_rows(frame: DataFrame, rows: &tokio::sync::mpsc::Sender<RecordBatch>) -> Result<()> {
+    let mut stream = frame.execute_stream().await.map_err(sql_error)?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(sql_error)?;
+        rows.send(batch)
+            .await
+            .map_err(|_| Error::internal("the reader of a query's rows stopped"))?;
+    }
+    Ok(())
 }
 
 /// Writes the query's rows into Arrow IPC stream files under `folder` as the plan makes them.

@@ -367,7 +367,7 @@ impl Source {
     /// so the rows are held about once.
     pub fn decode(
         schema: &SchemaRef,
-        batches: Vec<RecordBatch>,
+        batches: impl IntoIterator<Item = RecordBatch>,
         plan: &Plan,
         baseline: bool,
     ) -> Result<Self> {
@@ -559,7 +559,7 @@ fn summarize(column: &Column, rows: &[u32]) -> Summary {
                     Some(value) => present.push(value),
                 }
             }
-            present.sort_unstable_by(f64::total_cmp);
+            metrics::sort_numbers(&mut present);
             Summary {
                 profile: metrics::numeric_profile(count, nulls, nan, &present),
                 sample: Sample::Numeric(present),

@@ -300,3 +300,89 @@ pub fn regression(pairs: &[(f64, f64)]) -> Option<Regression> {
         r2_score: r2,
     })
 }
+
+/// Sorts numbers in `f64::total_cmp`'s order; large slices by a radix sort of their bits
+/// (four passes of 16 bits), several times faster than a comparison sort on the millions of
+/// values a window holds.
+pub fn sort_numbers(values: &mut [f64]) {
+    const RADIX_FROM: usize = 4096;
+    if values.len() < RADIX_FROM {
+        values.sort_unstable_by(f64::total_cmp);
+        return;
+    }
+    // The bits ordered as the numbers are: negatives flipped whole, positives by the sign.
+    let key = |value: f64| {
+        let bits = value.to_bits();
+        if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits | (1 << 63)
+        }
+    };
+    let unkey = |key: u64| {
+        let bits = if key >> 63 == 1 {
+            key & !(1 << 63)
+        } else {
+            !key
+        };
+        f64::from_bits(bits)
+    };
+    let mut keys: Vec<u64> = values.iter().map(|v| key(*v)).collect();
+    let mut scratch = vec![0u64; keys.len()];
+    let mut counts = vec![0usize; 1 << 16];
+    for pass in 0..4 {
+        let shift = pass * 16;
+        counts.iter_mut().for_each(|c| *c = 0);
+        for key in &keys {
+            counts[((key >> shift) & 0xffff) as usize] += 1;
+        }
+        // A digit every key shares moves nothing.
+        if counts.contains(&keys.len()) {
+            continue;
+        }
+        let mut offset = 0;
+        for count in counts.iter_mut() {
+            let here = *count;
+            *count = offset;
+            offset += here;
+        }
+        for key in &keys {
+            let digit = ((key >> shift) & 0xffff) as usize;
+            scratch[counts[digit]] = *key;
+            counts[digit] += 1;
+        }
+        std::mem::swap(&mut keys, &mut scratch);
+    }
+    for (value, key) in values.iter_mut().zip(&keys) {
+        *value = unkey(*key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_radix_sort_orders_as_total_cmp_does() {
+        let mut values: Vec<f64> = (0..20_000)
+            .map(|i| ((i * 7919) % 10_007) as f64 / 37.0 - 135.0)
+            .chain([
+                0.0,
+                -0.0,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                1e-310,
+                -1e-310,
+                f64::MAX,
+                f64::MIN,
+            ])
+            .collect();
+        let mut expected = values.clone();
+        expected.sort_by(f64::total_cmp);
+        sort_numbers(&mut values);
+        assert_eq!(
+            values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+}

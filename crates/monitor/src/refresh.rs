@@ -81,32 +81,58 @@ pub fn source_query(full_name: &str, slicing_exprs: &[String], limit_zero: bool)
     sql
 }
 
-/// A source's rows at `version` (those `filter` keeps, when given: a SQL condition).
+/// A source's rows at `version` (those `filter` keeps, when given: a SQL condition), decoded
+/// as the query makes them, so the rows are held about once.
 async fn read(
     lake: &Lake,
     store: &dyn MetaStore,
     caller: &Caller,
     table: &TableInfo,
-    slicing_exprs: &[String],
-    version: u64,
-    filter: Option<&str>,
-) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let mut sql = source_query(&table.full_name, slicing_exprs, false);
-    if let Some(filter) = filter {
+    read: Read<'_>,
+    plan: &Plan,
+    baseline: bool,
+) -> Result<Source> {
+    let mut sql = source_query(&table.full_name, read.slicing_exprs, false);
+    if let Some(filter) = read.filter {
         sql.push_str(" WHERE ");
         sql.push_str(filter);
     }
-    let pinned = BTreeMap::from([(table.full_name.clone(), version)]);
+    let pinned = BTreeMap::from([(table.full_name.clone(), read.version)]);
+    let (rows, mut received) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+    let decoding_plan = plan.clone();
+    let decoding = tokio::task::spawn_blocking(move || -> Result<Option<Source>> {
+        let Some(first) = received.blocking_recv() else {
+            return Ok(None);
+        };
+        let schema = first.schema();
+        let batches = std::iter::once(first).chain(std::iter::from_fn(|| received.blocking_recv()));
+        Source::decode(&schema, batches, &decoding_plan, baseline).map(Some)
+    });
     let output = lake
-        .query(store, caller, &sql, &pinned)
+        .query_streamed(store, caller, &sql, &pinned, rows)
         .await
         .map_err(|err| {
             Error::new(
                 err.code,
                 format!("Reading {} failed: {}", table.full_name, err.message),
             )
-        })?;
-    Ok((output.schema, output.batches))
+        });
+    let decoded = decoding
+        .await
+        .map_err(|e| Error::internal_from("decoding a monitored table failed", e))?;
+    let output = output?;
+    match decoded? {
+        Some(source) => Ok(source),
+        None => Source::decode(&output.schema, Vec::new(), plan, baseline),
+    }
+}
+
+/// Which rows of a source a refresh reads.
+#[derive(Clone, Copy)]
+struct Read<'a> {
+    slicing_exprs: &'a [String],
+    version: u64,
+    filter: Option<&'a str>,
 }
 
 async fn latest(lake: &Lake, table: &TableInfo, known: Option<i64>) -> Result<u64> {
@@ -305,51 +331,42 @@ pub async fn compute_metrics(
         _ => None,
     };
     let started = std::time::Instant::now();
-    let (schema, batches) = read(
-        lake,
-        store,
-        caller,
-        &table,
-        &plan.slicing_exprs,
+    let reading = Read {
+        slicing_exprs: &plan.slicing_exprs,
         version,
-        filter.as_deref(),
-    )
-    .await?;
-    let read_time = started.elapsed();
+        filter: filter.as_deref(),
+    };
+    let source = read(lake, store, caller, &table, reading, &plan, false).await?;
     let baseline = match (&baseline_table, baseline_version) {
         (Some(baseline), Some(baseline_version)) => {
             // The baseline is sliced too when it has what the expressions read.
-            let sliced = read(
-                lake,
-                store,
-                caller,
-                baseline,
-                &plan.slicing_exprs,
-                baseline_version,
-                None,
+            let sliced = Read {
+                filter: None,
+                version: baseline_version,
+                ..reading
+            };
+            Some(
+                match read(lake, store, caller, baseline, sliced, &plan, true).await {
+                    Ok(source) => source,
+                    Err(_) if !plan.slicing_exprs.is_empty() => {
+                        let whole = Read {
+                            slicing_exprs: &[],
+                            ..sliced
+                        };
+                        read(lake, store, caller, baseline, whole, &plan, true).await?
+                    }
+                    Err(err) => return Err(err),
+                },
             )
-            .await;
-            Some(match sliced {
-                Ok(read) => read,
-                Err(_) if !plan.slicing_exprs.is_empty() => {
-                    read(lake, store, caller, baseline, &[], baseline_version, None).await?
-                }
-                Err(err) => return Err(err),
-            })
         }
         _ => None,
     };
+    let read_time = started.elapsed();
     if let Scope::Windows(windows) = &scope {
         plan.only = Some(windows.clone());
     }
     let table_name = table.full_name.clone();
     tokio::task::spawn_blocking(move || -> Result<Computed> {
-        let decoding = std::time::Instant::now();
-        let source = Source::decode(&schema, batches, &plan, false)?;
-        let baseline = match baseline {
-            Some((schema, batches)) => Some(Source::decode(&schema, batches, &plan, true)?),
-            None => None,
-        };
         let computing = std::time::Instant::now();
         let metrics = compute::compute(&plan, &source, baseline.as_ref());
         tracing::info!(
@@ -357,7 +374,6 @@ pub async fn compute_metrics(
             rows = source.rows(),
             scope = %scope.describe(),
             read_ms = read_time.as_millis() as u64,
-            decode_ms = (computing - decoding).as_millis() as u64,
             compute_ms = computing.elapsed().as_millis() as u64,
             "computed a monitor's metrics"
         );
