@@ -1,7 +1,8 @@
 """The README's main job, `tarn quickstart`, on embedded defaults in a fresh data dir: raw file
 to bronze (bad rows quarantined), silver by SQL, a feature table and a point-in-time training
 set, training runs that record their dataset, the registry (the version knows its training
-set), online features, and the lineage. Run twice, the raw file is not ingested again."""
+set), online features, the endpoint's predictions monitored for drift, and the lineage. Run
+twice, the raw file is not ingested again."""
 
 import json
 import os
@@ -78,8 +79,20 @@ def test_quickstart_builds_the_pipeline_from_a_raw_file(tmp_path):
     served = re.findall(r"sensor +(\d+) x0=(\S+) +x1=(\S+) +-> y=(\S+) \(version 1; looked up (\{.*\})\)", first)
     assert [int(s[0]) for s in served] == [7, 3, 12] and all('"readings"' in s[4] for s in served)
     inference = deltalake.DeltaTable(table_path(data_dir, "inference", "quickstart_payload")).to_pyarrow_table()
-    assert sorted(inference.column("client_request_id").to_pylist()) == ["quickstart-sensor-12", "quickstart-sensor-3", "quickstart-sensor-7"]
+    named = [i for i in inference.column("client_request_id").to_pylist() if i is not None]
+    assert sorted(named) == ["quickstart-sensor-12", "quickstart-sensor-3", "quickstart-sensor-7"]
+    assert inference.num_rows == 3 + 4  # and the monitored readings' four requests
     assert set(inference.column("status_code").to_pylist()) == {200} and set(inference.column("model_version").to_pylist()) == {1}
+
+    # The endpoint's predictions, one row per scored reading, are monitored against the training
+    # table: the drift the quickstart shows is the drift injected into x1, and only there.
+    predictions = deltalake.DeltaTable(table_path(data_dir, "inference", "quickstart_predictions")).to_pyarrow_table()
+    assert predictions.num_rows == 3 + 200
+    assert "Scored 200 more readings (x1 drifted by +0.8); dev.inference.quickstart_predictions holds one row per prediction:" in first
+    assert "Monitor on dev.inference.quickstart_predictions (baseline dev.silver.quickstart_training) refreshed" in first, first
+    drift = {line.split()[0]: line.split() for line in first.split("against the baseline:")[1].splitlines()[2:5]}
+    assert set(drift) == {"sensor_id", "x0", "x1"}, first
+    assert drift["x1"][-1] == "yes" and drift["x0"][-1] == "no", first
 
     # The pipeline ran as a job of four tasks, followed live; it stays with a paused schedule.
     started = re.search(r"Running job (\d+) \(quickstart pipeline: ingest -> features -> train -> register\)", first)
@@ -99,6 +112,7 @@ def test_quickstart_builds_the_pipeline_from_a_raw_file(tmp_path):
     assert f"{raw}: ingested before, skipped" in second
     # The new champion (version 2) took over the endpoint.
     assert "Serving endpoint quickstart: quickstart-linear@champion (version 2), READY" in second
+    assert "Monitor on dev.inference.quickstart_predictions (baseline dev.silver.quickstart_training) refreshed" in second
     assert "on dev.silver.quickstart_training (version 1)" in second
     assert "Refreshed feature table dev.features.quickstart_sensor_daily" in second
 

@@ -1,6 +1,7 @@
 //! `tarn monitors ...`: table monitors from the command line, on the metadata store and the
 //! lake directly (like `tarn tables`), through the same use cases and checks as the API:
-//! create from a settings file, refresh in-process, show the latest window per column.
+//! create from a settings file, refresh in-process, show the latest window per column, list
+//! the alerts on the metrics.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use tarn_core::store::MetaStore;
 use tarn_lake::Lake;
 use tarn_lake::format_timestamp;
 use tarn_monitor::overview::{self, DriftPoint, Overview};
-use tarn_monitor::{charts, manage, refresh};
+use tarn_monitor::{alerts, charts, manage, refresh};
 
 use crate::local::cli_caller;
 
@@ -49,6 +50,15 @@ pub enum MonitorsCommand {
         /// The granularity to show (the monitor's first by default).
         #[arg(long)]
         granularity: Option<String>,
+        #[arg(long, default_value = "dev")]
+        workspace: String,
+    },
+    /// List the workspace's alerts: state, the value last compared against its threshold, the
+    /// values over the latest evaluations, and when the state last changed.
+    Alerts {
+        /// Evaluate every alert now, in this process, before listing them.
+        #[arg(long)]
+        evaluate: bool,
         #[arg(long, default_value = "dev")]
         workspace: String,
     },
@@ -150,8 +160,105 @@ pub async fn run(
         } => {
             print_overview(&overview_of(&lake, &store, workspace, &table, granularity).await?);
         }
+        MonitorsCommand::Alerts {
+            evaluate,
+            workspace,
+        } => {
+            let caller = cli_caller(workspace);
+            if evaluate {
+                for alert in alerts::list(store.as_ref(), &caller).await? {
+                    alerts::evaluate_now(&lake, store.as_ref(), &caller, &alert.id).await?;
+                }
+            }
+            print_alerts(store.as_ref(), &caller).await?;
+        }
     }
     Ok(())
+}
+
+/// Evaluations shown as a sparkline per alert.
+const ALERT_TREND: u64 = 20;
+
+async fn print_alerts(store: &dyn MetaStore, caller: &tarn_core::caller::Caller) -> Result<()> {
+    let listed = alerts::list(store, caller).await?;
+    if listed.is_empty() {
+        println!("No alerts in workspace {}", caller.workspace);
+        return Ok(());
+    }
+    println!(
+        "{:<36} {:<28} {:<9} {:>12} {:<24} {:<20} {:<20} RECENT VALUES",
+        "ID", "NAME", "STATE", "VALUE", "CONDITION", "EVALUATED", "STATE SINCE"
+    );
+    for alert in listed {
+        let history = store.list_evaluations(&alert.id, ALERT_TREND).await?;
+        let trend: Vec<Option<f64>> = history
+            .iter()
+            .rev()
+            .map(|e| e.value.as_deref().and_then(|v| v.parse().ok()))
+            .collect();
+        let latest = history.first();
+        let evaluation = &alert.settings.evaluation;
+        let source = match &evaluation.source.aggregation {
+            Some(aggregation) => format!("{aggregation}({})", evaluation.source.name),
+            None => evaluation.source.name.clone(),
+        };
+        let threshold = latest
+            .and_then(|e| e.threshold.clone())
+            .or_else(|| {
+                let value = evaluation.threshold.as_ref()?.value.as_ref()?;
+                value
+                    .double_value
+                    .map(|v| v.to_string())
+                    .or_else(|| value.string_value.clone())
+                    .or_else(|| value.bool_value.map(|b| b.to_string()))
+            })
+            .unwrap_or_default();
+        let when = |at: Option<i64>| at.map_or("-".to_string(), |ms| format_timestamp(ms / 1000));
+        let value = latest
+            .and_then(|e| e.value.clone())
+            .or_else(|| latest.and_then(|e| e.message.clone()))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<36} {:<28} {:<9} {:>12} {:<24} {:<20} {:<20} {}",
+            alert.id,
+            truncate(&alert.settings.display_name, 28),
+            alert.state.as_str(),
+            truncate(&value, 12),
+            truncate(
+                &format!(
+                    "{source} {} {threshold}",
+                    operator(&evaluation.comparison_operator)
+                ),
+                24
+            ),
+            when(alert.last_evaluated_at),
+            when(alert.state_changed_at),
+            sparkline(&trend)
+        );
+    }
+    Ok(())
+}
+
+fn operator(name: &str) -> &str {
+    match name {
+        "GREATER_THAN" => ">",
+        "GREATER_THAN_OR_EQUAL" => ">=",
+        "LESS_THAN" => "<",
+        "LESS_THAN_OR_EQUAL" => "<=",
+        "EQUAL" => "=",
+        "NOT_EQUAL" => "!=",
+        "IS_NULL" => "is null",
+        "IS_NOT_NULL" => "is not null",
+        other => other,
+    }
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(width.saturating_sub(1)).collect();
+    format!("{kept}…")
 }
 
 async fn overview_of(

@@ -5,7 +5,8 @@
 //! model three ways on it and track the runs, register the best one (with its training set),
 //! move it through Staging to Production, show the registry's signed webhooks, publish the
 //! features online and look one up, serve the champion on an endpoint with requests by key and
-//! show its inference table, and show the lineage from the raw file to the model.
+//! show its inference table, monitor the endpoint's predictions for drift against the training
+//! table, and show the lineage from the raw file to the model.
 //!
 //! The pipeline (ingest, features, train, register) is a job, `quickstart pipeline`, whose
 //! tasks run this binary's steps (`tarn quickstart --step ...`) as processes with the job
@@ -297,6 +298,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         );
     }
     serve_champion(&client).await?;
+    monitor_predictions(&client).await?;
     println!();
     println!("Lineage of {FEATURE_TABLE}:");
     let both = [
@@ -327,6 +329,7 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
     );
     println!("  lineage        tarn lineage --data-dir {dir} {TRAINING_TABLE}");
     println!("  features       tarn features show --data-dir {dir} {FEATURE_TABLE}");
+    println!("  monitoring     tarn monitors show --data-dir {dir} {PREDICTIONS_TABLE}");
     println!("  metrics        {base}/metrics");
     println!(
         "  the pipeline   tarn jobs runs --data-dir {dir} --job-id {job_id}   (daily at 06:00 UTC, paused: tarn jobs get --data-dir {dir} {job_id})"
@@ -1008,6 +1011,167 @@ async fn serve_champion(client: &Client) -> Result<()> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
+}
+
+const PREDICTIONS_TABLE: &str = "dev.inference.quickstart_predictions";
+/// Rows scored for the monitor, in requests of 50.
+const MONITORED_ROWS: usize = 200;
+
+/// Statement results' rows, each a list of values as text.
+async fn sql_rows(client: &Client, statement: &str) -> Result<Vec<Value>> {
+    let result = client
+        .request(
+            reqwest::Method::POST,
+            "/api/2.0/sql/statements",
+            json!({"statement": statement, "wait_timeout": "30s"}),
+        )
+        .await?;
+    Ok(result["result"]["data_array"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// How many rows a table has (0 before it exists).
+async fn count_rows(client: &Client, table: &str) -> u64 {
+    sql_rows(client, &format!("SELECT count(*) FROM {table}"))
+        .await
+        .ok()
+        .and_then(|rows| rows.first()?[0].as_str()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Watches the endpoint in production: scores readings whose x1 drifted upward since training,
+/// waits for them to be unpacked into one row per prediction, monitors that table against the
+/// training table as baseline, refreshes the monitor and shows the drift it found per column.
+async fn monitor_predictions(client: &Client) -> Result<()> {
+    let before = count_rows(client, PREDICTIONS_TABLE).await;
+    let (xs, _) = make_data(MONITORED_ROWS);
+    let url = format!("{}/serving-endpoints/{ENDPOINT}/invocations", client.base);
+    for (batch, chunk) in xs.chunks(50).enumerate() {
+        let records: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                json!({"sensor_id": (batch * 50 + i) % SENSORS, "x0": x[0], "x1": x[1] + 0.8})
+            })
+            .collect();
+        let response = client
+            .http
+            .post(&url)
+            .bearer_auth(&client.token)
+            .json(&json!({"dataframe_records": records}))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("invoking {ENDPOINT} answered {}", response.status());
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count_rows(client, PREDICTIONS_TABLE).await < before + MONITORED_ROWS as u64 {
+        if std::time::Instant::now() > deadline {
+            bail!("the predictions of {ENDPOINT} did not reach {PREDICTIONS_TABLE} in 30 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    println!();
+    println!(
+        "Scored {MONITORED_ROWS} more readings (x1 drifted by +0.8); {PREDICTIONS_TABLE} holds one row per prediction:"
+    );
+    for row in sql_rows(
+        client,
+        &format!(
+            "SELECT timestamp, sensor_id, round(x0, 3), round(x1, 3), round(prediction, 3), model_version \
+             FROM {PREDICTIONS_TABLE} ORDER BY timestamp DESC, row_index LIMIT 3"
+        ),
+    )
+    .await?
+    {
+        let cells: Vec<&str> = row
+            .as_array()
+            .map(|r| r.iter().map(|c| c.as_str().unwrap_or("null")).collect())
+            .unwrap_or_default();
+        println!("  {}", cells.join("  "));
+    }
+    let monitor = format!("/api/2.1/unity-catalog/tables/{PREDICTIONS_TABLE}/monitor");
+    let settings = json!({
+        "output_schema_name": "dev.inference",
+        "baseline_table_name": TRAINING_TABLE,
+        "inference_log": {
+            "problem_type": "PROBLEM_TYPE_REGRESSION",
+            "timestamp_col": "timestamp",
+            "granularities": ["1 day"],
+            "model_id_col": "model_version",
+            "prediction_col": "prediction",
+        },
+    });
+    if let Err(err) = client
+        .request(reqwest::Method::POST, &monitor, settings)
+        .await
+        && !err.to_string().contains("RESOURCE_ALREADY_EXISTS")
+    {
+        return Err(err);
+    }
+    let refresh = client
+        .request(
+            reqwest::Method::POST,
+            &format!("{monitor}/refreshes"),
+            json!({}),
+        )
+        .await?;
+    let refresh_id = refresh["refresh_id"].as_i64().context("refresh id")?;
+    let ended = loop {
+        let info = client
+            .request(
+                reqwest::Method::GET,
+                &format!("{monitor}/refreshes/{refresh_id}"),
+                json!({}),
+            )
+            .await?;
+        match info["state"].as_str() {
+            Some("PENDING" | "RUNNING") => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+            }
+            _ => break info,
+        }
+    };
+    if ended["state"] != "SUCCESS" {
+        bail!(
+            "the monitor's refresh ended {}: {}",
+            ended["state"],
+            ended["message"]
+        );
+    }
+    println!(
+        "Monitor on {PREDICTIONS_TABLE} (baseline {TRAINING_TABLE}) refreshed; drift of today's window against the baseline:"
+    );
+    let drift = sql_rows(
+        client,
+        "SELECT column_name, drift_test, round(drift_score, 6), round(population_stability_index, 4), \
+         round(wasserstein_distance, 4), drift_detected FROM dev.inference.quickstart_predictions_drift_metrics \
+         WHERE drift_type = 'BASELINE' AND slice_key IS NULL AND model_id IS NULL \
+         AND column_name IN ('sensor_id', 'x0', 'x1') \
+         AND window.start = (SELECT max(window.start) FROM dev.inference.quickstart_predictions_drift_metrics) \
+         ORDER BY column_name",
+    )
+    .await?;
+    println!(
+        "  {:<11} {:<17} {:>10} {:>8} {:>11}  DRIFT",
+        "COLUMN", "TEST", "P/SCORE", "PSI", "WASSERSTEIN"
+    );
+    for row in drift {
+        let cell = |i: usize| row[i].as_str().unwrap_or("null").to_string();
+        println!(
+            "  {:<11} {:<17} {:>10} {:>8} {:>11}  {}",
+            cell(0),
+            cell(1),
+            cell(2),
+            cell(3),
+            cell(4),
+            if cell(5) == "true" { "yes" } else { "no" }
+        );
+    }
+    Ok(())
 }
 
 /// Registers the best run's model as a new version, moves it None -> Staging -> Production

@@ -431,7 +431,13 @@ async fn write(
     let location = tarn_lake::catalog::location_of(&info)?;
     if let Some((app_id, source_version)) = record {
         let written = lake
-            .append_recording(&location, &info.full_name, batches, app_id, source_version)
+            .append_recording(
+                &location,
+                &info.full_name,
+                batches,
+                (app_id, source_version),
+                false,
+            )
             .await?;
         return Ok(written.version);
     }

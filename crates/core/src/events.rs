@@ -280,6 +280,19 @@ pub enum Change {
         message: Option<String>,
     },
 
+    #[serde(rename = "alert.created")]
+    AlertCreated(AlertChange),
+    #[serde(rename = "alert.updated")]
+    AlertUpdated(AlertChange),
+    #[serde(rename = "alert.deleted")]
+    AlertDeleted {
+        alert_id: String,
+        display_name: String,
+    },
+    /// An evaluation changed an alert's state, or announced a state again (a retrigger).
+    #[serde(rename = "alert.state_changed")]
+    AlertStateChanged(AlertStateChange),
+
     #[serde(rename = "webhook.created")]
     WebhookCreated(WebhookChange),
     #[serde(rename = "webhook.updated")]
@@ -315,6 +328,33 @@ pub enum Change {
     WorkspaceMemberAdded { workspace: String, member: String },
     #[serde(rename = "workspace.member_removed")]
     WorkspaceMemberRemoved { workspace: String, member: String },
+}
+
+/// An alert's settings after a change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertChange {
+    pub alert_id: String,
+    pub display_name: String,
+    pub settings: Value,
+}
+
+/// An alert's evaluation that is announced: its state before and after, the value compared
+/// and the threshold, and the webhooks its subscriptions name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertStateChange {
+    pub alert_id: String,
+    pub display_name: String,
+    pub state: String,
+    pub previous_state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub query_text: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
 }
 
 /// A monitor's settings after a change.
@@ -523,6 +563,10 @@ impl Change {
             Self::PermissionsUpdated(grants) | Self::PermissionsReplaced(grants) => {
                 format!("{}/{}", grants.object_type, grants.object_id)
             }
+            Self::AlertCreated(AlertChange { alert_id, .. })
+            | Self::AlertUpdated(AlertChange { alert_id, .. })
+            | Self::AlertDeleted { alert_id, .. }
+            | Self::AlertStateChanged(AlertStateChange { alert_id, .. }) => alert_id.clone(),
             Self::EndpointCreated(EndpointChange { id, .. })
             | Self::EndpointUpdated(EndpointChange { id, .. })
             | Self::EndpointDeleted { id, .. }

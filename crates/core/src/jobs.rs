@@ -218,6 +218,8 @@ pub mod trigger {
     pub const FILE_ARRIVAL: &str = "FILE_ARRIVAL";
     pub const TABLE: &str = "TABLE";
     pub const MODEL: &str = "MODEL";
+    /// tarn's: an alert changed to TRIGGERED.
+    pub const ALERT: &str = "ALERT";
 }
 
 /// A job's run, or a one-time run (`runs/submit`), with its task runs.

@@ -1,6 +1,7 @@
 //! tarn's domain: ids, entities, error codes, the search grammar, the permission model and the
 //! store traits. No I/O lives here.
 
+pub mod alerts;
 pub mod auth;
 pub mod caller;
 pub mod catalog;

@@ -160,6 +160,10 @@ pub struct AutoCaptureConfig {
     pub table_name_prefix: String,
     #[serde(default = "enabled")]
     pub enabled: bool,
+    /// tarn's: where the ground truth for the endpoint's predictions arrives, joined into
+    /// `<prefix>_predictions` as it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<InferenceLabels>,
 }
 
 fn enabled() -> bool {
@@ -167,8 +171,65 @@ fn enabled() -> bool {
 }
 
 impl AutoCaptureConfig {
+    /// The table of requests and responses as they came.
     pub fn table_name(&self) -> String {
         format!("{}_payload", self.table_name_prefix)
+    }
+
+    /// The table of one row per scored row, unpacked from the payload table.
+    pub fn predictions_table_name(&self) -> String {
+        format!("{}_predictions", self.table_name_prefix)
+    }
+}
+
+/// A label table joined into an endpoint's predictions: its rows match predictions on
+/// `join_columns` (columns of both tables: a request field such as a transaction id, or
+/// `client_request_id`, `request_id` and `row_index`) and carry the true outcome in
+/// `label_column`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceLabels {
+    /// `catalog.schema.table`.
+    pub table_name: String,
+    pub join_columns: Vec<String>,
+    #[serde(default = "default_label_column")]
+    pub label_column: String,
+}
+
+fn default_label_column() -> String {
+    "label".to_string()
+}
+
+impl InferenceLabels {
+    fn check(&self) -> Result<()> {
+        crate::catalog::parse_table_name(&self.table_name).map_err(|_| {
+            Error::invalid(format!(
+                "labels.table_name must be catalog.schema.table, got {:?}",
+                self.table_name
+            ))
+        })?;
+        if self.join_columns.is_empty() {
+            return Err(Error::invalid(
+                "labels.join_columns must name at least one column",
+            ));
+        }
+        let columns = self.join_columns.iter().chain([&self.label_column]);
+        for (i, name) in columns.enumerate() {
+            if name.trim().is_empty() {
+                return Err(Error::invalid("labels' column names cannot be empty"));
+            }
+            if self.join_columns[..i.min(self.join_columns.len())].contains(name) {
+                return Err(Error::invalid(format!(
+                    "labels name the column {name:?} twice"
+                )));
+            }
+        }
+        if self.join_columns.iter().any(|c| c == "label") {
+            return Err(Error::invalid(
+                "labels.join_columns cannot include label, the predictions' label column",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -250,6 +311,7 @@ impl EndpointConfig {
                 schema_name: String::new(),
                 table_name_prefix: String::new(),
                 enabled: true,
+                labels: None,
             });
         if capture.catalog_name.is_empty() {
             capture.catalog_name = workspace.to_string();
@@ -264,6 +326,9 @@ impl EndpointConfig {
             return Err(Error::invalid(format!(
                 "the inference table must be in the endpoint's workspace catalog {workspace:?}"
             )));
+        }
+        if let Some(labels) = &capture.labels {
+            labels.check()?;
         }
         self.auto_capture_config = Some(capture);
         Ok(self)

@@ -1083,6 +1083,42 @@ pub trait EventStore: Send + Sync {
     async fn acknowledge_events(&self, consumer: &str, up_to: i64) -> Result<()>;
 }
 
+/// Alerts and their evaluations; each change to an alert, and each announced evaluation, is an
+/// event in the change's transaction.
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// Stores a new alert and records `alert.created`.
+    async fn create_alert(&self, alert: &crate::alerts::Alert, actor: &Actor) -> Result<()>;
+    /// RESOURCE_DOES_NOT_EXIST when the workspace has no alert `id`.
+    async fn get_alert(&self, workspace: &str, id: &str) -> Result<crate::alerts::Alert>;
+    /// The workspace's alerts (every workspace's when None), by display name.
+    async fn list_alerts(&self, workspace: Option<&str>) -> Result<Vec<crate::alerts::Alert>>;
+    /// Replaces the settings and records `alert.updated`.
+    async fn update_alert(
+        &self,
+        workspace: &str,
+        id: &str,
+        settings: &crate::alerts::AlertSettings,
+        now: i64,
+        actor: &Actor,
+    ) -> Result<crate::alerts::Alert>;
+    /// Deletes the alert with its history and records `alert.deleted`.
+    async fn delete_alert(&self, workspace: &str, id: &str, actor: &Actor) -> Result<()>;
+    /// Keeps an evaluation and sets the alert's state from it, recording `announce` as an
+    /// `alert.state_changed` event in the same transaction when given.
+    async fn record_evaluation(
+        &self,
+        evaluation: &crate::alerts::Evaluation,
+        announce: Option<&crate::events::AlertStateChange>,
+    ) -> Result<()>;
+    /// The latest `limit` evaluations of an alert, newest first.
+    async fn list_evaluations(
+        &self,
+        alert_id: &str,
+        limit: u64,
+    ) -> Result<Vec<crate::alerts::Evaluation>>;
+}
+
 /// The whole metadata store.
 pub trait MetaStore:
     ExperimentStore
@@ -1101,6 +1137,7 @@ pub trait MetaStore:
     + JobRunStore
     + WorkspaceFileStore
     + MonitorStore
+    + AlertStore
     + EventStore
 {
     /// `sqlite` or `postgresql`, as `server-info` reports it.

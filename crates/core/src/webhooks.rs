@@ -114,6 +114,7 @@ pub const MLFLOW_EVENTS: &[&str] = &[
     "job_run.started",
     "job_run.succeeded",
     "job_run.failed",
+    "alert.state_changed",
 ];
 
 pub const DATABRICKS_EVENTS: &[&str] = &[
@@ -222,6 +223,7 @@ pub fn matching_names(webhook: &Webhook, event: &Event, stored: &StoredChange) -
         Change::JobRunStarted(run) | Change::JobRunSucceeded(run) | Change::JobRunFailed(run) => {
             run.notify.contains(&webhook.id)
         }
+        Change::AlertStateChanged(change) => change.notify.contains(&webhook.id),
         _ => false,
     };
     event_names(webhook.flavor, &event.change, stored)

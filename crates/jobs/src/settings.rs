@@ -169,6 +169,8 @@ pub struct Trigger {
     pub table: Option<TableUpdate>,
     pub file_arrival: Option<FileArrival>,
     pub model: Option<ModelTrigger>,
+    /// tarn's: runs when an alert changes to TRIGGERED (retraining on drift).
+    pub alert: Option<AlertTrigger>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -203,6 +205,17 @@ pub struct ModelTrigger {
     pub aliases: Vec<String>,
     pub min_time_between_triggers_seconds: Option<i64>,
     pub wait_after_last_change_seconds: Option<i64>,
+}
+
+/// A run when the alert changes to TRIGGERED, with the alert's details as the job parameters
+/// of these names the job declares: `alert_id`, `alert_name`, `alert_state`, `alert_value`,
+/// `alert_threshold`. `min_time_between_triggers_seconds` is the cool-down: a change within it
+/// starts its run when it ends.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AlertTrigger {
+    pub alert_id: String,
+    pub min_time_between_triggers_seconds: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -617,19 +630,29 @@ fn check_trigger(trigger: &Trigger) -> Result<()> {
         table.is_some(),
         trigger.file_arrival.is_some(),
         trigger.model.is_some(),
+        trigger.alert.is_some(),
     ];
     match kinds.iter().filter(|given| **given).count() {
         1 => {}
         0 => {
             return Err(Error::invalid(
-                "A trigger needs one of periodic, table_update, file_arrival or model",
+                "A trigger needs one of periodic, table_update, file_arrival, model or alert",
             ));
         }
         _ => {
             return Err(Error::invalid(
-                "A trigger takes only one of periodic, table_update, file_arrival and model",
+                "A trigger takes only one of periodic, table_update, file_arrival, model and alert",
             ));
         }
+    }
+    if let Some(alert) = &trigger.alert {
+        if alert.alert_id.trim().is_empty() {
+            return Err(Error::invalid("trigger.alert.alert_id is required"));
+        }
+        non_negative(
+            "trigger.alert.min_time_between_triggers_seconds",
+            alert.min_time_between_triggers_seconds,
+        )?;
     }
     if let Some(periodic) = &trigger.periodic {
         if periodic.interval < 1 {

@@ -1,7 +1,8 @@
 //! Schedules and triggers: when a job starts a run by itself. A Quartz `schedule` and a
-//! `trigger.periodic` fire by the clock; `trigger.table_update` and `trigger.model` by what
-//! the event stream says happened (commits to the listed tables, whoever wrote them; a model
-//! created, a version ready, an alias set), with `min_time_between_triggers_seconds` and
+//! `trigger.periodic` fire by the clock; `trigger.table_update`, `trigger.model` and
+//! `trigger.alert` by what the event stream says happened (commits to the listed tables,
+//! whoever wrote them; a model created, a version ready, an alias set; an alert changed to
+//! TRIGGERED, whose details become job parameters), with `min_time_between_triggers_seconds` and
 //! `wait_after_last_change_seconds`; `trigger.file_arrival` by new files in a local directory,
 //! listed every few seconds into `files.arrived` events (a file is new when it is newer than
 //! the newest seen before, so files there when the trigger was armed never fire it). What each job's triggers have seen is
@@ -60,6 +61,17 @@ pub struct TriggerState {
     /// file_arrival: when new files were last noticed since it last fired.
     #[serde(default)]
     pub files_arrived: Option<i64>,
+    /// alert: the latest change to TRIGGERED since it last fired, with the parameters it
+    /// gives the run.
+    #[serde(default)]
+    pub alert_triggered: Option<AlertTriggered>,
+}
+
+/// An alert's change to TRIGGERED, as a job's alert trigger keeps it until it fires.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertTriggered {
+    pub at: i64,
+    pub parameters: BTreeMap<String, String>,
 }
 
 fn unpaused(pause_status: Option<&str>) -> bool {
@@ -137,6 +149,31 @@ pub fn observe(settings: &JobSettings, state: &mut TriggerState, event: &Event) 
                 return false;
             }
             state.files_arrived = Some(event.timestamp);
+            true
+        }
+        Change::AlertStateChanged(change) => {
+            let watched = trigger
+                .alert
+                .as_ref()
+                .is_some_and(|alert| alert.alert_id == change.alert_id);
+            // A change into TRIGGERED; a retrigger (already TRIGGERED) is for webhooks.
+            if !watched || change.state != "TRIGGERED" || change.previous_state == "TRIGGERED" {
+                return false;
+            }
+            let parameters = [
+                ("alert_id", Some(&change.alert_id)),
+                ("alert_name", Some(&change.display_name)),
+                ("alert_state", Some(&change.state)),
+                ("alert_value", change.value.as_ref()),
+                ("alert_threshold", change.threshold.as_ref()),
+            ]
+            .into_iter()
+            .filter_map(|(name, value)| Some((name.to_string(), value?.clone())))
+            .collect();
+            state.alert_triggered = Some(AlertTriggered {
+                at: event.timestamp,
+                parameters,
+            });
             true
         }
         change => {
@@ -312,7 +349,34 @@ pub fn due(settings: &JobSettings, state: &TriggerState, now: i64) -> Option<&'s
     {
         return Some(trigger::MODEL);
     }
+    if let (Some(alert), Some(triggered)) = (&trigger.alert, &state.alert_triggered)
+        && settled(triggered.at, None, alert.min_time_between_triggers_seconds)
+    {
+        return Some(trigger::ALERT);
+    }
     None
+}
+
+/// The job parameters a run started by `kind` gets from what fired it: an alert's details,
+/// those the job declares.
+pub fn given_parameters(
+    settings: &JobSettings,
+    state: &TriggerState,
+    kind: &str,
+) -> serde_json::Map<String, Value> {
+    let Some(triggered) = state
+        .alert_triggered
+        .as_ref()
+        .filter(|_| kind == trigger::ALERT)
+    else {
+        return serde_json::Map::new();
+    };
+    triggered
+        .parameters
+        .iter()
+        .filter(|(name, _)| settings.parameters.iter().any(|p| &p.name == *name))
+        .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+        .collect()
 }
 
 /// A job's state after it fired at `now`.
@@ -324,6 +388,7 @@ pub fn fired(state: &TriggerState, now: i64) -> TriggerState {
         model_changed: None,
         files_seen: state.files_seen.clone(),
         files_arrived: None,
+        alert_triggered: None,
     }
 }
 
@@ -502,11 +567,12 @@ impl Triggers {
             let Some(kind) = due(&watched.settings, &watched.state, now) else {
                 continue;
             };
+            let given = given_parameters(&watched.settings, &watched.state, kind);
             // Fired first, then run: a failure to start the run skips this firing rather than
             // repeat it every pass.
             watched.state = fired(&watched.state, now);
             save(store, *job_id, &watched.state).await?;
-            match runs::triggered(store, wakeup, &watched.job, kind, Default::default()).await {
+            match runs::triggered(store, wakeup, &watched.job, kind, given).await {
                 Ok(run) => tracing::info!(
                     job_id = *job_id,
                     run_id = run.run_id,
@@ -773,5 +839,69 @@ mod tests {
             "condition": "MODEL_ALIAS_SET", "securable_name": "churn"}}}));
         let mut state = TriggerState::default();
         assert!(!observe(&paused, &mut state, &alias("churn", "champion")));
+    }
+
+    #[test]
+    fn alert_triggers_fire_on_a_change_into_triggered_after_their_cool_down() {
+        let job = settings(json!({
+            "trigger": {"alert": {"alert_id": "a1", "min_time_between_triggers_seconds": 3600}},
+            "parameters": [{"name": "alert_value", "default": ""}, {"name": "region", "default": "eu"}],
+        }));
+        let change = |alert: &str, previous: &str, state: &str, at: i64| {
+            event(
+                Change::AlertStateChanged(tarn_core::events::AlertStateChange {
+                    alert_id: alert.into(),
+                    display_name: "psi".into(),
+                    state: state.into(),
+                    previous_state: previous.into(),
+                    value: Some("0.31".into()),
+                    threshold: Some("0.2".into()),
+                    message: None,
+                    query_text: "SELECT 1".into(),
+                    notify: Vec::new(),
+                }),
+                at,
+            )
+        };
+        let mut state = TriggerState::default();
+        assert!(
+            !observe(&job, &mut state, &change("a2", "OK", "TRIGGERED", NIGHT)),
+            "another alert"
+        );
+        assert!(
+            !observe(&job, &mut state, &change("a1", "TRIGGERED", "OK", NIGHT)),
+            "back to OK"
+        );
+        assert!(
+            !observe(
+                &job,
+                &mut state,
+                &change("a1", "TRIGGERED", "TRIGGERED", NIGHT)
+            ),
+            "a retrigger is for webhooks"
+        );
+        assert!(observe(
+            &job,
+            &mut state,
+            &change("a1", "OK", "TRIGGERED", NIGHT)
+        ));
+        assert_eq!(due(&job, &state, NIGHT), Some(trigger::ALERT));
+        let given = given_parameters(&job, &state, trigger::ALERT);
+        assert_eq!(
+            given,
+            serde_json::Map::from_iter([("alert_value".to_string(), json!("0.31"))])
+        );
+        assert!(given_parameters(&job, &state, trigger::TABLE).is_empty());
+
+        // Fired; flapping back within the cool-down waits for it to pass, then fires once.
+        let fired_state = fired(&state, NIGHT);
+        let mut state = fired_state;
+        assert!(observe(
+            &job,
+            &mut state,
+            &change("a1", "OK", "TRIGGERED", NIGHT + 10 * MINUTE)
+        ));
+        assert_eq!(due(&job, &state, NIGHT + 30 * MINUTE), None);
+        assert_eq!(due(&job, &state, NIGHT + 60 * MINUTE), Some(trigger::ALERT));
     }
 }

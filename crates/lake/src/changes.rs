@@ -5,9 +5,11 @@ use deltalake::DeltaTableError;
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::common::Column;
-use deltalake::datafusion::logical_expr::{Expr, col};
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::logical_expr::{Expr, JoinType, cast, col};
 use deltalake::datafusion::physical_plan::collect;
 use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::Transaction;
 use deltalake::operations::delete::DeleteMetrics;
 use deltalake::operations::merge::{InsertBuilder, UpdateBuilder};
 use deltalake::table::config::TablePropertiesExt;
@@ -67,6 +69,14 @@ fn column(relation: &str, name: &str) -> Expr {
     col(Column::new(Some(relation), name))
 }
 
+/// What a merge does with the rows it matches and the rows it does not.
+struct MergeActions {
+    insert_unmatched: bool,
+    delete_unmatched: bool,
+    /// Recorded in the merge's commit as a Delta application transaction.
+    record: Option<Transaction>,
+}
+
 impl Lake {
     /// Upserts `batches` into the table on `spec.keys`: `MERGE INTO target USING source ON
     /// keys WHEN MATCHED UPDATE SET * WHEN NOT MATCHED INSERT *`.
@@ -77,7 +87,44 @@ impl Lake {
         batches: Vec<RecordBatch>,
         spec: &MergeSpec,
     ) -> Result<Merged> {
-        if spec.keys.is_empty() {
+        let actions = MergeActions {
+            insert_unmatched: true,
+            delete_unmatched: spec.delete_unmatched,
+            record: None,
+        };
+        self.run_merge(location, full_name, batches, &spec.keys, actions)
+            .await
+    }
+
+    /// Sets the other columns of `batches` on the rows that match them on `keys` and leaves
+    /// the rest (`MERGE ... WHEN MATCHED UPDATE SET *` alone), recording `(app_id, version)` in
+    /// the same commit as `append_recording` does.
+    pub async fn update_matching(
+        &self,
+        location: &Url,
+        full_name: &str,
+        batches: Vec<RecordBatch>,
+        keys: &[String],
+        (app_id, version): (&str, i64),
+    ) -> Result<Merged> {
+        let actions = MergeActions {
+            insert_unmatched: false,
+            delete_unmatched: false,
+            record: Some(Transaction::new(app_id, version)),
+        };
+        self.run_merge(location, full_name, batches, keys, actions)
+            .await
+    }
+
+    async fn run_merge(
+        &self,
+        location: &Url,
+        full_name: &str,
+        batches: Vec<RecordBatch>,
+        keys: &[String],
+        actions: MergeActions,
+    ) -> Result<Merged> {
+        if keys.is_empty() {
             return Err(Error::invalid(format!(
                 "A merge into {full_name} needs at least one key column"
             )));
@@ -93,7 +140,7 @@ impl Lake {
             .into_iter()
             .map(|c| c.name)
             .collect();
-        for key in &spec.keys {
+        for key in keys {
             if !target_columns.contains(key) {
                 return Err(Error::invalid(format!(
                     "Merge key '{key}' is not a column of {full_name}"
@@ -120,8 +167,7 @@ impl Lake {
         let source = SessionContext::new()
             .read_batches(batches)
             .map_err(|e| Error::invalid(format!("The rows sent to {full_name}: {e}")))?;
-        let on = spec
-            .keys
+        let on = keys
             .iter()
             .map(|key| column("target", key).eq(column("source", key)))
             .reduce(Expr::and)
@@ -132,9 +178,13 @@ impl Lake {
             .map(|f| f.name().clone())
             .collect();
         let update_fields = fields.clone();
+        let mut commit = commit_properties();
+        if let Some(record) = actions.record {
+            commit = commit.with_application_transaction(record);
+        }
         let mut merge = table
             .merge(source, on)
-            .with_commit_properties(commit_properties())
+            .with_commit_properties(commit)
             .with_source_alias("source")
             .with_target_alias("target")
             .when_matched_update(move |update: UpdateBuilder| {
@@ -142,15 +192,17 @@ impl Lake {
                     update.update(Column::new_unqualified(name), column("source", name))
                 })
             })
-            .and_then(|merge| {
-                merge.when_not_matched_insert(move |insert: InsertBuilder| {
+            .map_err(|e| write_error(full_name, e))?;
+        if actions.insert_unmatched {
+            merge = merge
+                .when_not_matched_insert(move |insert: InsertBuilder| {
                     fields.iter().fold(insert, |insert, name| {
                         insert.set(Column::new_unqualified(name), column("source", name))
                     })
                 })
-            })
-            .map_err(|e| write_error(full_name, e))?;
-        if spec.delete_unmatched {
+                .map_err(|e| write_error(full_name, e))?;
+        }
+        if actions.delete_unmatched {
             merge = merge
                 .when_not_matched_by_source_delete(|delete| delete)
                 .map_err(|e| write_error(full_name, e))?;
@@ -163,6 +215,83 @@ impl Lake {
             num_updated_rows: metrics.num_target_rows_updated,
             num_deleted_rows: metrics.num_target_rows_deleted,
         })
+    }
+
+    /// The rows of the table that match `keys` on all of its columns (named as in the table;
+    /// the table's values are cast to the types in `keys`): `keys`' columns and `value`, an
+    /// inner join read at the table's latest version. A key the table holds twice comes back
+    /// twice.
+    pub async fn lookup(
+        &self,
+        location: &Url,
+        full_name: &str,
+        keys: RecordBatch,
+        value: &str,
+    ) -> Result<Vec<RecordBatch>> {
+        let context = SessionContext::new();
+        let (provider, _) = self
+            .provider(location, full_name, At::Latest, &context.state())
+            .await?;
+        let key_fields = keys.schema();
+        let names: Vec<String> = key_fields
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let looked_up = |i: usize| format!("__tarn_lookup_key_{i}");
+        let mut projection: Vec<Expr> = key_fields
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                cast(col(field.name()), field.data_type().clone()).alias(looked_up(i))
+            })
+            .collect();
+        projection.push(col(value).alias("__tarn_lookup_value"));
+        let bad = |e: DataFusionError| {
+            Error::invalid(format!("Cannot look up {value} in {full_name}: {e}"))
+        };
+        let table = context
+            .read_table(provider)
+            .and_then(|table| table.select(projection))
+            .map_err(bad)?;
+        let left: Vec<String> = names.clone();
+        let right: Vec<String> = (0..names.len()).map(looked_up).collect();
+        let left_refs: Vec<&str> = left.iter().map(String::as_str).collect();
+        let right_refs: Vec<&str> = right.iter().map(String::as_str).collect();
+        let mut output: Vec<Expr> = names.iter().map(|n| col(n.as_str())).collect();
+        output.push(col("__tarn_lookup_value").alias(value));
+        context
+            .read_batch(keys)
+            .and_then(|keys| keys.join(table, JoinType::Inner, &left_refs, &right_refs, None))
+            .and_then(|joined| joined.select(output))
+            .map_err(bad)?
+            .collect()
+            .await
+            .map_err(bad)
+    }
+
+    /// Turns the table's change data feed on from its next version (a property change, as
+    /// `ALTER TABLE ... SET TBLPROPERTIES` makes).
+    pub async fn enable_change_feed(&self, location: &Url, full_name: &str) -> Result<()> {
+        let table = open(location, full_name, At::Latest).await?;
+        let enabled = table
+            .snapshot()
+            .map_err(|e| table_error(full_name, e))?
+            .table_config()
+            .enable_change_data_feed();
+        if enabled {
+            return Ok(());
+        }
+        table
+            .set_tbl_properties()
+            .with_properties(
+                [("delta.enableChangeDataFeed".to_string(), "true".to_string())].into(),
+            )
+            .with_commit_properties(commit_properties())
+            .await
+            .map_err(|e| write_error(full_name, e))?;
+        Ok(())
     }
 
     /// Deletes the rows matching a SQL predicate (`DELETE FROM t WHERE predicate`).

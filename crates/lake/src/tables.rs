@@ -365,13 +365,14 @@ impl Lake {
 
     /// Appends rows and records `(app_id, version)` in the same commit (a Delta application
     /// transaction): a job that reads the record back on restart knows exactly what it wrote.
+    /// With `merge_schema`, new columns in the data are added.
     pub async fn append_recording(
         &self,
         location: &Url,
         full_name: &str,
         batches: Vec<RecordBatch>,
-        app_id: &str,
-        version: i64,
+        (app_id, version): (&str, i64),
+        merge_schema: bool,
     ) -> Result<Written> {
         let record = Transaction::new(app_id, version);
         self.write_recording(
@@ -379,7 +380,7 @@ impl Lake {
             full_name,
             batches,
             WriteMode::Append,
-            false,
+            merge_schema,
             Some(record),
         )
         .await
@@ -394,6 +395,11 @@ impl Lake {
         merge_schema: bool,
         record: Option<Transaction>,
     ) -> Result<Written> {
+        if batches.is_empty() {
+            return Err(Error::invalid(format!(
+                "No rows to write to {full_name}: send at least one record batch"
+            )));
+        }
         let table = open(location, full_name, At::Latest).await?;
         let rows = batches.iter().map(RecordBatch::num_rows).sum();
         // Schema-level metadata (pandas writes its own into every Arrow table) is no part of a

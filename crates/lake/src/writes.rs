@@ -144,9 +144,19 @@ pub async fn write_rows(
         rows.read_from,
     )
     .await;
-    let same_columns = written.columns.len() == table.columns.len()
-        && written
-            .columns
+    keep_columns(store, caller, &table, &written.columns).await?;
+    Ok(written)
+}
+
+/// Updates the catalog's columns of `table` when a write changed them.
+async fn keep_columns(
+    store: &dyn MetaStore,
+    caller: &Caller,
+    table: &TableInfo,
+    columns: &[ColumnInfo],
+) -> Result<()> {
+    let same_columns = columns.len() == table.columns.len()
+        && columns
             .iter()
             .zip(&table.columns)
             .all(|(a, b)| a.name == b.name && a.type_text == b.type_text);
@@ -156,12 +166,79 @@ pub async fn write_rows(
                 &table.catalog_name,
                 &table.schema_name,
                 &table.name,
-                &written.columns,
+                columns,
                 &caller.actor(),
             )
             .await?;
     }
+    Ok(())
+}
+
+/// Appends rows that a continuous job derived from other tables to a table the caller may
+/// modify, adding the new columns they bring, and records `progress` (the job's name and how
+/// far it has read) in the same commit, where `Lake::recorded_version` finds it.
+pub async fn append_progress(
+    lake: &Lake,
+    store: &dyn MetaStore,
+    caller: &Caller,
+    table: &TableInfo,
+    rows: Rows,
+    progress: (&str, i64),
+) -> Result<Written> {
+    let table = table_for(store, caller, &table.full_name, Privilege::Modify).await?;
+    let written = lake
+        .append_recording(
+            &location_of(&table)?,
+            &table.full_name,
+            rows.batches,
+            progress,
+            true,
+        )
+        .await?;
+    record(
+        store,
+        caller,
+        &table,
+        written.version,
+        "APPEND",
+        rows.read_from,
+    )
+    .await;
+    keep_columns(store, caller, &table, &written.columns).await?;
     Ok(written)
+}
+
+/// Sets the other columns of `rows` on the rows of the table matching them on `keys`, as a
+/// continuous job does, recording `progress` as `append_progress` does.
+pub async fn update_progress(
+    lake: &Lake,
+    store: &dyn MetaStore,
+    caller: &Caller,
+    table: &TableInfo,
+    rows: Rows,
+    keys: &[String],
+    progress: (&str, i64),
+) -> Result<Merged> {
+    let table = table_for(store, caller, &table.full_name, Privilege::Modify).await?;
+    let merged = lake
+        .update_matching(
+            &location_of(&table)?,
+            &table.full_name,
+            rows.batches,
+            keys,
+            progress,
+        )
+        .await?;
+    record(
+        store,
+        caller,
+        &table,
+        merged.version,
+        "MERGE",
+        rows.read_from,
+    )
+    .await;
+    Ok(merged)
 }
 
 /// Upserts rows into a table the caller may modify on `spec`'s keys.

@@ -11,8 +11,10 @@
 //! - `schedule`: refreshes started by their Quartz schedules, one server at a time;
 //! - `manage`: the API's use cases with their permission checks;
 //! - `overview`: the metrics over time, for the CLI and the charts;
-//! - `charts`: SVG charts of them and the HTML report.
+//! - `charts`: SVG charts of them and the HTML report;
+//! - `alerts`: conditions on the metrics evaluated after refreshes and on schedules.
 
+pub mod alerts;
 pub mod charts;
 pub mod compute;
 pub mod drift;

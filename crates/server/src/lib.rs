@@ -118,6 +118,16 @@ pub async fn serve(
             start_scheduled_refreshes(state.clone()),
         )),
         tokio::spawn(every(
+            ALERT_PASS_EVERY,
+            stopped.clone(),
+            evaluate_alerts(state.clone()),
+        )),
+        tokio::spawn(every(
+            UNPACK_EVERY,
+            stopped.clone(),
+            unpack_inference_tables(state.clone()),
+        )),
+        tokio::spawn(every(
             UNOWNED_COPY_SWEEP_EVERY,
             stopped,
             remove_unowned_registry_copies(state.clone()),
@@ -237,6 +247,54 @@ fn start_scheduled_refreshes(state: AppState) -> impl FnMut() -> BoxFuture<'stat
                 Ok(started) => tracing::info!(started, "started scheduled monitor refreshes"),
                 Err(err) => {
                     tracing::warn!(error = %err.report(), "cannot start scheduled monitor refreshes")
+                }
+            }
+        })
+    }
+}
+
+/// How often the server evaluates the alerts that refreshes or schedules made due.
+const ALERT_PASS_EVERY: Duration = Duration::from_secs(2);
+
+/// Evaluates alerts after monitor refreshes and on their schedules while this server holds
+/// the evaluator's lease.
+fn evaluate_alerts(state: AppState) -> impl FnMut() -> BoxFuture<'static, ()> {
+    move || {
+        let state = state.clone();
+        Box::pin(async move {
+            let holder = &state.jobs.executor.worker;
+            let now = tarn_core::ids::now_millis();
+            match tarn_monitor::alerts::pass(&state.lake, state.store.as_ref(), holder, now).await {
+                Ok(evaluations) => {
+                    for e in evaluations {
+                        tracing::info!(alert = %e.alert_id, state = e.state.as_str(), value = ?e.value, reason = e.reason.as_str(), "evaluated an alert");
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err.report(), "cannot evaluate alerts"),
+            }
+        })
+    }
+}
+
+/// How often the server unpacks what endpoints logged: a logged request becomes a prediction
+/// row within about this long after its payload row is written.
+const UNPACK_EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps every endpoint's predictions table up with its payload table and label table.
+fn unpack_inference_tables(state: AppState) -> impl FnMut() -> BoxFuture<'static, ()> {
+    move || {
+        let state = state.clone();
+        Box::pin(async move {
+            let holder = &state.jobs.executor.worker;
+            let now = tarn_core::ids::now_millis();
+            match tarn_serving::unpack::tick(&state.lake, state.store.as_ref(), holder, now).await {
+                Ok(done) => {
+                    for unpacked in done {
+                        tracing::info!(endpoint = %unpacked.endpoint, table = %unpacked.table, rows = unpacked.rows, labeled = unpacked.labeled, "unpacked inference rows");
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err.report(), "cannot unpack inference tables")
                 }
             }
         })

@@ -201,7 +201,8 @@ pub async fn ensure_table(
         name: name.to_string(),
         columns: columns(),
         comment: "requests and responses of a serving endpoint".into(),
-        ..ManagedTable::default()
+        // The unpacker reads only what is new through the change feed.
+        properties: [("delta.enableChangeDataFeed".to_string(), "true".to_string())].into(),
     };
     match lake.create_managed(store, owner, table).await {
         Ok(table) => Ok(table),

@@ -5,6 +5,7 @@
 
 use tarn_core::auth::{ObjectType, PermissionLevel};
 use tarn_core::caller::Caller;
+use tarn_core::catalog::Privilege;
 use tarn_core::entities::KeyValue;
 use tarn_core::serving::{EndpointConfig, ServingEndpoint, validate_endpoint_name};
 use tarn_core::{Error, ErrorCode, Result};
@@ -46,7 +47,7 @@ impl Endpoints {
     ) -> Result<ServingEndpoint> {
         validate_endpoint_name(&name)?;
         let config = config.normalized(&caller.workspace, &name)?;
-        self.check_models(caller, &config).await?;
+        self.check_access(caller, &config).await?;
         let store = self.context.store.as_ref();
         match store.get_endpoint(&caller.workspace, &name).await {
             Ok(_) => {
@@ -87,7 +88,7 @@ impl Endpoints {
             .endpoint_for(caller, name, PermissionLevel::CanManage)
             .await?;
         let config = config.normalized(&caller.workspace, name)?;
-        self.check_models(caller, &config).await?;
+        self.check_access(caller, &config).await?;
         let next = ServingEndpoint {
             config: config.clone(),
             config_version: current.config_version + 1,
@@ -121,8 +122,22 @@ impl Endpoints {
         Ok(())
     }
 
-    /// Its owner (the caller) must be able to read every model the config serves.
-    async fn check_models(&self, caller: &Caller, config: &EndpointConfig) -> Result<()> {
+    /// Its owner (the caller) must be able to read every model the config serves, and the
+    /// label table it joins into the predictions.
+    async fn check_access(&self, caller: &Caller, config: &EndpointConfig) -> Result<()> {
+        if let Some(labels) = config
+            .auto_capture_config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+        {
+            tarn_lake::access::table_for(
+                self.context.store.as_ref(),
+                caller,
+                &labels.table_name,
+                Privilege::Select,
+            )
+            .await?;
+        }
         for entity in &config.served_entities {
             access::registered_model(
                 self.context.store.as_ref(),

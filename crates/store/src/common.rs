@@ -29,6 +29,7 @@ pub(crate) use tarn_core::registry::{
 };
 pub(crate) use tarn_core::search::{Comparator, Comparison, Entity, OrderBy, Value};
 pub(crate) use tarn_core::serving::{EndpointConfig, ServingEndpoint};
+pub(crate) use tarn_core::store::AlertStore;
 pub(crate) use tarn_core::store::CatalogStore;
 pub(crate) use tarn_core::store::FeatureStore;
 pub(crate) use tarn_core::store::JobRunStore;

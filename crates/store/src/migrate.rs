@@ -59,6 +59,7 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0020_for_each_iterations.sql"),
     ),
     (21, include_str!("../migrations/sqlite/0021_monitors.sql")),
+    (22, include_str!("../migrations/sqlite/0022_alerts.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -107,6 +108,7 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0018_for_each_iterations.sql"),
     ),
     (19, include_str!("../migrations/postgres/0019_monitors.sql")),
+    (20, include_str!("../migrations/postgres/0020_alerts.sql")),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 /// Arbitrary but fixed key for `pg_advisory_lock`.

@@ -11,6 +11,9 @@ const DIALECT: Dialect = Dialect::Sqlite;
 // backend, with this file's `db` and `DIALECT`. The list is written out in each backend, not
 // made by a macro, because rustfmt does not follow modules a macro declares.
 #[allow(clippy::duplicate_mod)]
+#[path = "sql/alerts.rs"]
+mod alerts;
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/backend.rs"]
 mod backend;
 #[allow(clippy::duplicate_mod)]

@@ -362,3 +362,109 @@ fn rfc3339(millis: i64) -> String {
     let at = tarn_lake::parse_timestamp(&millis.to_string()).expect("millis");
     at.to_rfc3339()
 }
+
+/// What a continuous job leans on: an update-only merge that records how far it read in the
+/// same commit, a lookup by keys (cast to the keys' types), turning the change feed on for a
+/// table made without it, and nothing written for no rows.
+#[tokio::test]
+async fn update_matching_records_progress_and_lookup_joins_on_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::open(dir.path().to_str().expect("path")).expect("lake");
+    let location = new_table(&lake).await;
+    lake.write(
+        &location,
+        "t",
+        vec![payments(&[1, 2, 3], &[10.0, 20.0, 30.0])],
+        WriteMode::Append,
+        false,
+    )
+    .await
+    .expect("append");
+
+    let updated = lake
+        .update_matching(
+            &location,
+            "t",
+            vec![payments(&[2, 9], &[25.0, 90.0])],
+            &["id".to_string()],
+            ("labels", 7),
+        )
+        .await
+        .expect("update");
+    assert_eq!(
+        (updated.num_updated_rows, updated.num_inserted_rows),
+        (1, 0)
+    );
+    let (_, batches) = lake.read(&location, "t", At::Latest).await.expect("read");
+    assert_eq!(amounts(&batches), [(1, 10.0), (2, 25.0), (3, 30.0)]);
+    assert_eq!(
+        lake.recorded_version(&location, "t", "labels")
+            .await
+            .expect("recorded"),
+        Some(7)
+    );
+
+    // Keys as strings find the table's integers.
+    let keys = RecordBatch::try_new(
+        std::sync::Arc::new(tarn_lake::arrow::datatypes::Schema::new(vec![
+            tarn_lake::arrow::datatypes::Field::new(
+                "id",
+                tarn_lake::arrow::datatypes::DataType::Utf8,
+                true,
+            ),
+        ])),
+        vec![std::sync::Arc::new(StringArray::from(vec!["3", "4", "2"]))],
+    )
+    .expect("keys");
+    let found = lake
+        .lookup(&location, "t", keys, "amount")
+        .await
+        .expect("lookup");
+    let mut pairs: Vec<(String, f64)> = Vec::new();
+    for batch in &found {
+        let id = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("id");
+        let amount = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("amount");
+        for i in 0..batch.num_rows() {
+            pairs.push((id.value(i).to_string(), amount.value(i)));
+        }
+    }
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(pairs, [("2".to_string(), 25.0), ("3".to_string(), 30.0)]);
+
+    let feed = lake
+        .changes(&location, "t", 0, None)
+        .await
+        .expect_err("no feed");
+    assert_eq!(feed.code, ErrorCode::InvalidParameterValue);
+    lake.enable_change_feed(&location, "t")
+        .await
+        .expect("enable");
+    lake.enable_change_feed(&location, "t")
+        .await
+        .expect("twice is once");
+    lake.write(
+        &location,
+        "t",
+        vec![payments(&[4], &[40.0])],
+        WriteMode::Append,
+        false,
+    )
+    .await
+    .expect("append");
+    let (_, changes) = lake.changes(&location, "t", 4, None).await.expect("feed");
+    assert_eq!(ids(&changes), [4]);
+
+    let nothing = lake
+        .write(&location, "t", Vec::new(), WriteMode::Append, false)
+        .await
+        .expect_err("no rows");
+    assert!(nothing.message.contains("No rows"), "{}", nothing.message);
+}

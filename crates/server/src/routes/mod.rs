@@ -12,6 +12,7 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 
 mod admin;
+mod alerts;
 mod artifacts;
 mod catalog;
 mod features;
@@ -217,6 +218,8 @@ pub fn api() -> Router<AppState> {
         )
         .nest("/api/2.0/tarn/tables", catalog::table_data())
         .nest("/api/2.0/tarn/monitors", monitors::tarn_routes())
+        .nest("/api/2.0/alerts", alerts::routes())
+        .nest("/api/2.0/tarn/alerts", alerts::tarn_routes())
         .nest("/api/2.0/sql/statements", sql::routes())
         .nest("/api/2.0/tarn/lineage", lineage::routes())
         .merge(features::routes())

@@ -23,9 +23,12 @@ pub(super) fn row_event(row: &db::DbRow) -> std::result::Result<Event, sqlx::Err
 }
 
 /// Who reads the event stream: each event waits in the outbox of each of them until taken.
-pub(super) const EVENT_CONSUMERS: &[&str] = &[WEBHOOK_CONSUMER, JOB_TRIGGERS_CONSUMER];
+pub(super) const EVENT_CONSUMERS: &[&str] =
+    &[WEBHOOK_CONSUMER, JOB_TRIGGERS_CONSUMER, ALERTS_CONSUMER];
 /// Job schedules and triggers (tarn_jobs::triggers::CONSUMER).
 const JOB_TRIGGERS_CONSUMER: &str = "job_triggers";
+/// Alerts evaluated after monitor refreshes (tarn_monitor::alerts::CONSUMER).
+const ALERTS_CONSUMER: &str = "alerts";
 
 /// Appends `change`, made by `actor` in `workspace` at `now`, and puts it in each consumer's
 /// outbox; called inside the transaction of the change.

@@ -1,6 +1,7 @@
 //! The store conformance suite: every test runs against SQLite and against PostgreSQL
 //! (`TARN_TEST_POSTGRES_URL`, default the server at 127.0.0.1:5432), each on a fresh database.
 
+mod alerts;
 mod catalog;
 mod conformance;
 mod jobs;
@@ -146,6 +147,7 @@ conformance_suite!(
     jobs::job_runs_are_claimed_renewed_cancelled_and_kept,
     jobs::workspace_files_keep_a_tree_per_workspace,
     monitors::monitors_and_refreshes_are_kept_with_their_events,
+    alerts::alerts_and_evaluations_are_kept_with_their_events,
 );
 
 /// The server and the CLI open one SQLite file from two processes (two stores here): writes
