@@ -605,3 +605,84 @@ def test_a_schedule_refreshes_the_monitor_until_paused(server, schema):
     before = len(w.quality_monitors.list_refreshes(table_name=table).refreshes)
     time.sleep(4.5)
     assert len(w.quality_monitors.list_refreshes(table_name=table).refreshes) == before
+
+
+def test_custom_metrics_are_computed_per_group_and_compared(server, schema):
+    """Aggregate, derived and drift custom metrics (`w.quality_monitors`' `custom_metrics`) are
+    columns of the metrics tables, equal to numpy's per window, slice and baseline, and the same
+    after an incremental refresh as after a full one; definitions that do not evaluate are
+    refused."""
+    from databricks.sdk.service.catalog import MonitorMetric, MonitorMetricType
+
+    w = workspace(server)
+    table = f"dev.{schema}.predictions"
+    data = predictions(days=3, per_day=300, shift_from=2)
+    create_table(server, table, to_arrow(data), properties={"delta.enableChangeDataFeed": "true"})
+    baseline = f"dev.{schema}.baseline"
+    base = predictions(days=1, per_day=400, seed=4)
+    create_table(server, baseline, to_arrow(base))
+    double = '{"name": "output", "type": "double", "nullable": true, "metadata": {}}'
+    metrics = [
+        MonitorMetric(name="log_avg", definition="avg(ln({{input_column}}))", input_columns=["amount"],
+                      output_data_type=double, type=MonitorMetricType.CUSTOM_METRIC_TYPE_AGGREGATE),
+        MonitorMetric(name="mean_square", definition="avg({{input_column}} * {{input_column}})", input_columns=["amount", "tenure"],
+                      output_data_type=double, type=MonitorMetricType.CUSTOM_METRIC_TYPE_AGGREGATE),
+        MonitorMetric(name="spend", definition="sum(amount * age)", input_columns=[":table"],
+                      output_data_type=double, type=MonitorMetricType.CUSTOM_METRIC_TYPE_AGGREGATE),
+        MonitorMetric(name="geo_mean", definition="exp(log_avg)", input_columns=["amount"],
+                      output_data_type=double, type=MonitorMetricType.CUSTOM_METRIC_TYPE_DERIVED),
+        MonitorMetric(name="log_avg_delta", definition="{{current_df}}.log_avg - {{base_df}}.log_avg",
+                      input_columns=["amount"], output_data_type=double,
+                      type=MonitorMetricType.CUSTOM_METRIC_TYPE_DRIFT),
+    ]
+    settings = dict(
+        table_name=table, output_schema_name=f"dev.{schema}", assets_dir="/Shared/x",
+        time_series=MonitorTimeSeries(timestamp_col="ts", granularities=["1 day"]),
+        baseline_table_name=baseline, slicing_exprs=["region"], custom_metrics=metrics,
+    )
+    for bad, words in [
+        (MonitorMetric(name="m", definition="avg(nope({{input_column}}))", input_columns=["amount"], output_data_type=double, type=MonitorMetricType.CUSTOM_METRIC_TYPE_AGGREGATE), "nope"),
+        (MonitorMetric(name="m", definition="avg({{input_column}})", input_columns=["missing"], output_data_type=double, type=MonitorMetricType.CUSTOM_METRIC_TYPE_AGGREGATE), "missing"),
+        (MonitorMetric(name="avg", definition="avg({{input_column}})", input_columns=["amount"], output_data_type=double, type=MonitorMetricType.CUSTOM_METRIC_TYPE_AGGREGATE), "taken"),
+        (MonitorMetric(name="m", definition="{{current_df}}.unknown - 1", input_columns=["amount"], output_data_type=double, type=MonitorMetricType.CUSTOM_METRIC_TYPE_DRIFT), "unknown"),
+    ]:
+        with pytest.raises(DatabricksError) as refused:
+            w.quality_monitors.create(**{**settings, "custom_metrics": [bad]})
+        assert refused.value.error_code == "INVALID_PARAMETER_VALUE" and words in str(refused.value), (words, str(refused.value))
+    w.quality_monitors.create(**settings)
+    assert refreshed(w, table).state == MonitorRefreshInfoState.SUCCESS
+
+    profile = metrics_frame(server, f"dev.{schema}.predictions_profile_metrics")
+    drift = metrics_frame(server, f"dev.{schema}.predictions_drift_metrics")
+    day1 = data[(data.ts >= START_US + DAY_US) & (data.ts < START_US + 2 * DAY_US)]
+    inputs = profile[profile.log_type == "INPUT"]
+    east = window_of(inputs[(inputs.slice_key == "region") & (inputs.slice_value == "east") & inputs.model_id.isna()], 1).set_index("column_name")
+    rows = day1[day1.region == "east"]
+    assert abs(east.loc["amount"].log_avg - np.log(rows.amount).mean()) < TOLERANCE
+    assert abs(east.loc["amount"].geo_mean - np.exp(np.log(rows.amount).mean())) < TOLERANCE
+    assert abs(east.loc["tenure"].mean_square - (rows.tenure.dropna() ** 2).mean()) < TOLERANCE * 100
+    assert abs(east.loc[":table"].spend - (rows.amount * rows.age).sum()) < 1e-6 * abs((rows.amount * rows.age).sum())
+    assert np.isnan(east.loc["age"].log_avg)
+    base_rows = profile[(profile.log_type == "BASELINE") & profile.slice_key.isna()].set_index("column_name")
+    assert abs(base_rows.loc["amount"].log_avg - np.log(base.amount).mean()) < TOLERANCE
+
+    # Drift: each window against the one before and against the baseline.
+    amount_drift = whole(drift[drift.column_name == "amount"])
+    day0 = data[data.ts < START_US + DAY_US]
+    consecutive = window_of(amount_drift[amount_drift.drift_type == "CONSECUTIVE"], 1).iloc[0]
+    assert abs(consecutive.log_avg_delta - (np.log(day1.amount).mean() - np.log(day0.amount).mean())) < TOLERANCE
+    against_base = window_of(amount_drift[amount_drift.drift_type == "BASELINE"], 1).iloc[0]
+    assert abs(against_base.log_avg_delta - (np.log(day1.amount).mean() - np.log(base.amount).mean())) < TOLERANCE
+
+    # Late rows for day 1: an incremental refresh gives what a full one gives.
+    late = predictions(days=2, per_day=100, shift_from=9, seed=31)
+    late = late[late.ts >= START_US + DAY_US]
+    written = call(server, "POST", f"/api/2.0/tarn/tables/{table}/data", data=arrow_body(to_arrow(late)), headers={"Content-Type": "application/vnd.apache.arrow.stream"})
+    assert written.status_code == 200, written.text
+    assert refreshed(w, table).state == MonitorRefreshInfoState.SUCCESS
+    profile_name, drift_name = f"dev.{schema}.predictions_profile_metrics", f"dev.{schema}.predictions_drift_metrics"
+    incremental = (metrics_rows(server, profile_name), metrics_rows(server, drift_name))
+    w.quality_monitors.delete(table_name=table)
+    w.quality_monitors.create(**settings)
+    assert refreshed(w, table).state == MonitorRefreshInfoState.SUCCESS
+    same(incremental, (metrics_rows(server, profile_name), metrics_rows(server, drift_name)))

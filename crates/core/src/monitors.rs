@@ -211,10 +211,13 @@ impl MonitorSettings {
                 )));
             }
         }
-        if !self.custom_metrics.is_empty() {
-            return Err(Error::invalid(
-                "custom_metrics are not supported by tarn yet: compute them with SQL over the metrics tables",
-            ));
+        for metric in &self.custom_metrics {
+            if metric.definition.len() > MAX_EXPRESSION {
+                return Err(Error::invalid(format!(
+                    "custom metric '{}': a definition holds at most {MAX_EXPRESSION} bytes",
+                    metric.name
+                )));
+            }
         }
         if let Some(schedule) = &self.schedule {
             if schedule.quartz_cron_expression.trim().is_empty() {

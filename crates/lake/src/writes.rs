@@ -149,7 +149,7 @@ pub async fn write_rows(
 }
 
 /// Updates the catalog's columns of `table` when a write changed them.
-async fn keep_columns(
+pub async fn keep_columns(
     store: &dyn MetaStore,
     caller: &Caller,
     table: &TableInfo,

@@ -6,6 +6,7 @@
 //! - `drift`, `kolmogorov`, `metrics`: the statistics, pure functions over values;
 //! - `windows`: time windows by granularity;
 //! - `compute`: grouping a source's rows and computing every metric, on all cores;
+//! - `custom`: the monitor's custom metrics (aggregate, derived, drift SQL) for the same groups;
 //! - `tables`: the metrics tables' rows and Arrow shape;
 //! - `refresh`: reading the sources through SQL and writing the metrics tables;
 //! - `schedule`: refreshes started by their Quartz schedules, one server at a time;
@@ -17,6 +18,7 @@
 pub mod alerts;
 pub mod charts;
 pub mod compute;
+pub mod custom;
 pub mod drift;
 pub mod kolmogorov;
 pub mod manage;

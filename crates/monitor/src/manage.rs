@@ -21,6 +21,7 @@ use tarn_lake::access::{Securable, authorize, authorize_create_table, table_for}
 use tarn_lake::arrow::datatypes::{DataType, Schema};
 
 use crate::compute::{SLICE_COLUMN, is_numeric, is_text, is_time};
+use crate::custom::Custom;
 use crate::refresh::{self, source_query};
 
 /// How many refreshes `list_refreshes` shows, newest first (Databricks shows the latest 25).
@@ -107,6 +108,9 @@ async fn check(
         &settings.slicing_exprs,
     )
     .await?;
+    if let Some(custom) = Custom::of(&settings.custom_metrics)? {
+        custom.check(&schema).await?;
+    }
     if let Some((timestamp_col, _)) = profile.windows() {
         let data_type = column_type(&schema, timestamp_col, "timestamp_col")?;
         if !is_time(data_type) {

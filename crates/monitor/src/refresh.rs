@@ -22,9 +22,11 @@ use tarn_lake::arrow::compute::{cast, filter_record_batch};
 use tarn_lake::arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
 use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::catalog::{ManagedTable, location_of};
+use tarn_lake::writes::keep_columns;
 use tarn_lake::{At, Lake, WriteMode, columns_of_arrow};
 
 use crate::compute::{self, Plan, Quality, SLICE_COLUMN, Source};
+use crate::custom::{self, Custom};
 use crate::tables::{self, Provenance};
 use crate::windows::{Window, previous, window_of};
 
@@ -81,6 +83,26 @@ pub fn source_query(full_name: &str, slicing_exprs: &[String], limit_zero: bool)
     sql
 }
 
+/// The query reading a source's rows for `read`, and the version it pins.
+fn read_query(table: &TableInfo, read: Read<'_>) -> (String, BTreeMap<String, u64>) {
+    let mut sql = source_query(&table.full_name, read.slicing_exprs, false);
+    if let Some(filter) = read.filter {
+        sql.push_str(" WHERE ");
+        sql.push_str(filter);
+    }
+    (
+        sql,
+        BTreeMap::from([(table.full_name.clone(), read.version)]),
+    )
+}
+
+fn reading_failed(table: &TableInfo, err: Error) -> Error {
+    Error::new(
+        err.code,
+        format!("Reading {} failed: {}", table.full_name, err.message),
+    )
+}
+
 /// A source's rows at `version` (those `filter` keeps, when given: a SQL condition), decoded
 /// as the query makes them, so the rows are held about once.
 async fn read(
@@ -92,12 +114,7 @@ async fn read(
     plan: &Plan,
     baseline: bool,
 ) -> Result<Source> {
-    let mut sql = source_query(&table.full_name, read.slicing_exprs, false);
-    if let Some(filter) = read.filter {
-        sql.push_str(" WHERE ");
-        sql.push_str(filter);
-    }
-    let pinned = BTreeMap::from([(table.full_name.clone(), read.version)]);
+    let (sql, pinned) = read_query(table, read);
     let (rows, mut received) = tokio::sync::mpsc::channel::<RecordBatch>(2);
     let decoding_plan = plan.clone();
     let decoding = tokio::task::spawn_blocking(move || -> Result<Option<Source>> {
@@ -111,12 +128,7 @@ async fn read(
     let output = lake
         .query_streamed(store, caller, &sql, &pinned, rows)
         .await
-        .map_err(|err| {
-            Error::new(
-                err.code,
-                format!("Reading {} failed: {}", table.full_name, err.message),
-            )
-        });
+        .map_err(|err| reading_failed(table, err));
     let decoded = decoding
         .await
         .map_err(|e| Error::internal_from("decoding a monitored table failed", e))?;
@@ -124,6 +136,65 @@ async fn read(
     match decoded? {
         Some(source) => Ok(source),
         None => Source::decode(&output.schema, Vec::new(), plan, baseline),
+    }
+}
+
+/// A source's rows as Arrow batches, for the custom metrics' SQL.
+async fn read_rows(
+    lake: &Lake,
+    store: &dyn MetaStore,
+    caller: &Caller,
+    table: &TableInfo,
+    read: Read<'_>,
+) -> Result<Vec<RecordBatch>> {
+    let (sql, pinned) = read_query(table, read);
+    let (rows, mut received) = tokio::sync::mpsc::channel::<RecordBatch>(4);
+    let collecting = tokio::spawn(async move {
+        let mut batches = Vec::new();
+        while let Some(batch) = received.recv().await {
+            batches.push(batch);
+        }
+        batches
+    });
+    let output = lake
+        .query_streamed(store, caller, &sql, &pinned, rows)
+        .await
+        .map_err(|err| reading_failed(table, err));
+    let mut batches = collecting
+        .await
+        .map_err(|e| Error::internal_from("reading a monitored table failed", e))?;
+    let output = output?;
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(output.schema));
+    }
+    Ok(batches)
+}
+
+/// Reads the baseline at `version` with the source's slicing columns when it has what the
+/// expressions read (it is sliced too), else whole.
+async fn sliced_or_whole<'a, T, Fut>(
+    reading: Read<'a>,
+    version: u64,
+    read: impl Fn(Read<'a>) -> Fut,
+) -> Result<T>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let sliced = Read {
+        filter: None,
+        version,
+        ..reading
+    };
+    match read(sliced).await {
+        Ok(found) => Ok(found),
+        Err(_) if !sliced.slicing_exprs.is_empty() => {
+            read(Read {
+                slicing_exprs: &[],
+                ..sliced
+            })
+            .await
+        }
+        Err(err) => Err(err),
     }
 }
 
@@ -270,6 +341,7 @@ pub async fn compute_metrics(
     previous: Option<RefreshVersions>,
 ) -> Result<Computed> {
     let mut plan = plan_of(monitor)?;
+    let custom = Custom::of(&monitor.settings.custom_metrics)?;
     let table = table_for(store, caller, &monitor.table_name, Privilege::Select).await?;
     let version = latest(lake, &table, previous.map(|p| p.source)).await?;
     let baseline_table = match &monitor.settings.baseline_table_name {
@@ -319,9 +391,10 @@ pub async fn compute_metrics(
         monitor_version: monitor.monitor_version,
     };
     if scope == Scope::Unchanged {
+        let (profile, drift) = custom::schemas(custom.as_ref());
         return Ok(Computed {
-            profile: tables::profile_batch(&[], provenance)?,
-            drift: tables::drift_batch(&[], provenance)?,
+            profile: RecordBatch::new_empty(profile),
+            drift: RecordBatch::new_empty(drift),
             versions,
             scope,
         });
@@ -338,28 +411,29 @@ pub async fn compute_metrics(
     };
     let source = read(lake, store, caller, &table, reading, &plan, false).await?;
     let baseline = match (&baseline_table, baseline_version) {
-        (Some(baseline), Some(baseline_version)) => {
-            // The baseline is sliced too when it has what the expressions read.
-            let sliced = Read {
-                filter: None,
-                version: baseline_version,
-                ..reading
-            };
-            Some(
-                match read(lake, store, caller, baseline, sliced, &plan, true).await {
-                    Ok(source) => source,
-                    Err(_) if !plan.slicing_exprs.is_empty() => {
-                        let whole = Read {
-                            slicing_exprs: &[],
-                            ..sliced
-                        };
-                        read(lake, store, caller, baseline, whole, &plan, true).await?
-                    }
-                    Err(err) => return Err(err),
-                },
-            )
-        }
+        (Some(baseline), Some(baseline_version)) => Some(
+            sliced_or_whole(reading, baseline_version, |r| {
+                read(lake, store, caller, baseline, r, &plan, true)
+            })
+            .await?,
+        ),
         _ => None,
+    };
+    let custom_values = match &custom {
+        Some(custom) => {
+            let rows = read_rows(lake, store, caller, &table, reading).await?;
+            let base_rows = match (&baseline_table, baseline_version) {
+                (Some(baseline), Some(baseline_version)) => Some(
+                    sliced_or_whole(reading, baseline_version, |r| {
+                        read_rows(lake, store, caller, baseline, r)
+                    })
+                    .await?,
+                ),
+                _ => None,
+            };
+            Some(custom::compute(custom, &plan, &rows, base_rows.as_deref()).await?)
+        }
+        None => None,
     };
     let read_time = started.elapsed();
     if let Scope::Windows(windows) = &scope {
@@ -377,9 +451,18 @@ pub async fn compute_metrics(
             compute_ms = computing.elapsed().as_millis() as u64,
             "computed a monitor's metrics"
         );
+        let profile = tables::profile_batch(&metrics.profile, provenance)?;
+        let drift = tables::drift_batch(&metrics.drift, provenance)?;
+        let (profile, drift) = match (&custom, &custom_values) {
+            (Some(custom), Some(values)) => (
+                custom::extend_profile(custom, &profile, values)?,
+                custom::extend_drift(custom, &drift, values)?,
+            ),
+            _ => (profile, drift),
+        };
         Ok(Computed {
-            profile: tables::profile_batch(&metrics.profile, provenance)?,
-            drift: tables::drift_batch(&metrics.drift, provenance)?,
+            profile,
+            drift,
             versions,
             scope,
         })
@@ -517,11 +600,20 @@ pub async fn write_metrics(
             }
             _ => vec![batch],
         };
-        writes.push((location, table.full_name, batches));
+        writes.push((location, table, batches));
     }
-    for (location, name, batches) in writes {
-        lake.write(&location, &name, batches, WriteMode::Overwrite, false)
+    for (location, table, batches) in writes {
+        // Custom metrics added since the table was made are new columns.
+        let written = lake
+            .write(
+                &location,
+                &table.full_name,
+                batches,
+                WriteMode::Overwrite,
+                true,
+            )
             .await?;
+        keep_columns(store, caller, &table, &written.columns).await?;
     }
     Ok(())
 }
