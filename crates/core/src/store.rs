@@ -1068,6 +1068,14 @@ pub trait MonitorStore: Send + Sync {
         &self,
         table_id: &str,
     ) -> Result<Option<crate::monitors::Refresh>>;
+    /// Notes that the process running a refresh is alive.
+    async fn beat_refresh(&self, table_id: &str, refresh_id: i64, now: i64) -> Result<()>;
+    /// The PENDING and RUNNING refreshes not heard from since `silent_since` (by their last
+    /// heartbeat, or their start), with their tables' ids: their processes stopped.
+    async fn stalled_refreshes(
+        &self,
+        silent_since: i64,
+    ) -> Result<Vec<(String, crate::monitors::Refresh)>>;
 }
 
 /// The event stream: the audit trail, and what webhooks, job triggers and alerts react to.

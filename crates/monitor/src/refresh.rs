@@ -618,9 +618,22 @@ pub async fn write_metrics(
     Ok(())
 }
 
+/// How often the process running a refresh says it is alive.
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Stops the heartbeat when the refresh ends, whichever way.
+struct Beating(tokio::task::JoinHandle<()>);
+
+impl Drop for Beating {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs a PENDING refresh to its end as `caller`: RUNNING, then SUCCESS with the metrics
 /// written, FAILED with why, or nothing more when it was cancelled meanwhile. Records the end
-/// as an event and the monitor's status.
+/// as an event and the monitor's status. While it runs it beats a heartbeat, so a refresh
+/// whose process stops is found and failed (`schedule::tick`).
 pub async fn execute(
     lake: Arc<Lake>,
     store: Arc<dyn MetaStore>,
@@ -643,6 +656,17 @@ pub async fn execute(
     if !matches!(started, Ok(true)) {
         return;
     }
+    let _beating = Beating(tokio::spawn({
+        let (store, table_id) = (store.clone(), table_id.clone());
+        async move {
+            loop {
+                if let Err(err) = store.beat_refresh(&table_id, id, now_millis()).await {
+                    tracing::warn!(refresh = id, error = %err.report(), "cannot note a refresh's heartbeat");
+                }
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+            }
+        }
+    }));
     let previous = match store.last_successful_refresh(&table_id).await {
         Ok(previous) => previous.and_then(|p| p.versions),
         Err(err) => {
@@ -665,36 +689,53 @@ pub async fn execute(
         }
         Err(err) => Err(err),
     };
-    let (state, message, versions) = match &outcome {
-        Ok(versions) => (RefreshState::Success, None, Some(*versions)),
-        Err(err) => (RefreshState::Failed, Some(err.message.clone()), None),
-    };
     if let Err(err) = &outcome {
         tracing::warn!(table = %monitor.table_name, refresh = id, error = %err.report(), "monitor refresh failed");
     }
+    let end = match outcome {
+        Ok(versions) => RefreshEnd {
+            message: None,
+            versions: Some(versions),
+        },
+        Err(err) => RefreshEnd {
+            message: Some(err.message),
+            versions: None,
+        },
+    };
+    finish(
+        store.as_ref(),
+        &monitor,
+        &caller.actor(),
+        id,
+        &[RefreshState::Running],
+        end,
+    )
+    .await;
+}
+
+/// Ends a refresh found in one of `from`: SUCCESS when `end` has the versions it read, FAILED
+/// with its message otherwise; then the monitor's status and the `monitor_refresh.finished`
+/// event. Nothing when the refresh had already moved on (cancelled, or ended elsewhere).
+pub async fn finish(
+    store: &dyn MetaStore,
+    monitor: &Monitor,
+    actor: &tarn_core::registry::Actor,
+    id: i64,
+    from: &[RefreshState],
+    end: RefreshEnd,
+) {
+    let (state, status) = match end.versions {
+        Some(_) => (RefreshState::Success, MonitorStatus::Active),
+        None => (RefreshState::Failed, MonitorStatus::Error),
+    };
     let ended = store
-        .transition_refresh(
-            &table_id,
-            id,
-            &[RefreshState::Running],
-            state,
-            now_millis(),
-            &RefreshEnd {
-                message: message.clone(),
-                versions,
-            },
-        )
+        .transition_refresh(&monitor.table_id, id, from, state, now_millis(), &end)
         .await;
     if !matches!(ended, Ok(true)) {
         return;
     }
-    let status = if outcome.is_ok() {
-        MonitorStatus::Active
-    } else {
-        MonitorStatus::Error
-    };
     if let Err(err) = store
-        .set_monitor_status(&table_id, status, message.as_deref())
+        .set_monitor_status(&monitor.table_id, status, end.message.as_deref())
         .await
     {
         tracing::warn!(table = %monitor.table_name, error = %err.report(), "cannot record a monitor's status");
@@ -703,13 +744,10 @@ pub async fn execute(
         table_name: monitor.table_name.clone(),
         refresh_id: id,
         state: state.as_str().to_string(),
-        source_version: versions.map(|v| v.source),
-        message,
+        source_version: end.versions.map(|v| v.source),
+        message: end.message,
     };
-    if let Err(err) = store
-        .record_event(&monitor.workspace, &caller.actor(), &change)
-        .await
-    {
+    if let Err(err) = store.record_event(&monitor.workspace, actor, &change).await {
         tracing::warn!(table = %monitor.table_name, error = %err.report(), "cannot record a refresh's end");
     }
 }

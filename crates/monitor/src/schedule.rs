@@ -2,12 +2,14 @@
 //! lease) starts every monitor's refresh when its Quartz schedule comes due, as the monitor's
 //! creator. A schedule fires at most once per pass however many times it came due meanwhile
 //! (a server that was down does not replay missed refreshes), and not while a refresh runs.
+//! The same pass fails the refreshes whose process stopped (no heartbeat for a minute), so a
+//! server that crashed mid-refresh does not block the monitor's next one.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tarn_core::caller::Caller;
-use tarn_core::monitors::{Monitor, RefreshTrigger};
+use tarn_core::monitors::{Monitor, RefreshEnd, RefreshState, RefreshTrigger};
 use tarn_core::store::MetaStore;
 use tarn_core::{ErrorCode, Result};
 use tarn_jobs::cron::{Cron, time_zone};
@@ -19,6 +21,8 @@ use crate::refresh;
 pub const SCHEDULER_LEASE: &str = "monitor-scheduler";
 /// How long a pass's hold on the lease lasts; passes come more often than this.
 pub const LEASE_TERM_MS: i64 = 30_000;
+/// A refresh not heard from for this long has lost its process (it beats every 10 s).
+pub const STALLED_AFTER_MS: i64 = 60_000;
 
 /// When the monitor's schedule next fires after its latest scheduled refresh (or after it was
 /// made or changed); None without an active schedule.
@@ -46,6 +50,7 @@ pub async fn tick(
     {
         return Ok(0);
     }
+    fail_stalled(store.as_ref(), now).await?;
     let mut started = 0;
     for monitor in store.list_monitors().await? {
         if monitor.settings.schedule.is_none() {
@@ -88,6 +93,40 @@ pub async fn tick(
         started += 1;
     }
     Ok(started)
+}
+
+/// Fails the refreshes whose process stopped beating.
+pub async fn fail_stalled(store: &dyn MetaStore, now: i64) -> Result<usize> {
+    let mut failed = 0;
+    for (table_id, stalled) in store.stalled_refreshes(now - STALLED_AFTER_MS).await? {
+        let monitor = match store.get_monitor(&table_id).await {
+            Ok(monitor) => monitor,
+            Err(err) if err.code == ErrorCode::ResourceDoesNotExist => continue,
+            Err(err) => return Err(err),
+        };
+        tracing::warn!(table = %monitor.table_name, refresh = stalled.refresh_id, "a refresh's process stopped: failing it");
+        let system = tarn_core::registry::Actor {
+            id: 0,
+            name: "system".into(),
+        };
+        let end = RefreshEnd {
+            message: Some(
+                "The server running this refresh stopped before it ended; refresh again".into(),
+            ),
+            versions: None,
+        };
+        refresh::finish(
+            store,
+            &monitor,
+            &system,
+            stalled.refresh_id,
+            &[RefreshState::Pending, RefreshState::Running],
+            end,
+        )
+        .await;
+        failed += 1;
+    }
+    Ok(failed)
 }
 
 #[cfg(test)]

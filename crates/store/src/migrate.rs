@@ -60,6 +60,10 @@ const SQLITE: &[(i64, &str)] = &[
     ),
     (21, include_str!("../migrations/sqlite/0021_monitors.sql")),
     (22, include_str!("../migrations/sqlite/0022_alerts.sql")),
+    (
+        23,
+        include_str!("../migrations/sqlite/0023_refresh_heartbeats.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -109,6 +113,10 @@ const POSTGRES: &[(i64, &str)] = &[
     ),
     (19, include_str!("../migrations/postgres/0019_monitors.sql")),
     (20, include_str!("../migrations/postgres/0020_alerts.sql")),
+    (
+        21,
+        include_str!("../migrations/postgres/0021_refresh_heartbeats.sql"),
+    ),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
 /// Arbitrary but fixed key for `pg_advisory_lock`.

@@ -332,4 +332,33 @@ impl MonitorStore for Store {
             .transpose()
             .map_err(db_error)
     }
+
+    async fn beat_refresh(&self, table_id: &str, refresh_id: i64, now: i64) -> Result<()> {
+        db::query(
+            "UPDATE monitor_refreshes SET heartbeat_at = $1 WHERE table_id = $2 \
+             AND refresh_id = $3 AND state IN ('PENDING', 'RUNNING')",
+        )
+        .bind(now)
+        .bind(table_id)
+        .bind(refresh_id)
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn stalled_refreshes(&self, silent_since: i64) -> Result<Vec<(String, Refresh)>> {
+        let rows = db::query(
+            "SELECT * FROM monitor_refreshes WHERE state IN ('PENDING', 'RUNNING') \
+             AND COALESCE(heartbeat_at, start_time_ms) < $1 ORDER BY refresh_id",
+        )
+        .bind(silent_since)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("table_id")?, row_refresh(row)?)))
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(db_error)
+    }
 }

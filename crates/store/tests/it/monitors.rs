@@ -29,28 +29,39 @@ fn settings(granularities: &[&str]) -> MonitorSettings {
     }
 }
 
-pub async fn monitors_and_refreshes_are_kept_with_their_events(store: Store) {
+/// A new owner in `dev` and a monitor of theirs on `table_id` (not stored yet).
+async fn owned_monitor(
+    store: &Store,
+    owner: &str,
+    table_id: &str,
+    table_name: &str,
+) -> (Actor, Monitor) {
     store.ensure_workspace("dev", "tester").await.expect("dev");
-    let owner = store
-        .create_principal("owner", PrincipalKind::User, false, None, "tester")
+    let principal = store
+        .create_principal(owner, PrincipalKind::User, false, None, "tester")
         .await
         .expect("owner");
     let actor = Actor {
-        id: owner.id,
-        name: owner.name.clone(),
+        id: principal.id,
+        name: principal.name.clone(),
     };
     let monitor = Monitor {
-        table_id: "t1".into(),
-        table_name: "dev.sales.orders".into(),
+        table_id: table_id.into(),
+        table_name: table_name.into(),
         workspace: "dev".into(),
         settings: settings(&["1 day"]),
         status: MonitorStatus::Active,
         monitor_version: 1,
-        created_by: "owner".into(),
+        created_by: owner.into(),
         created_at: 10,
         updated_at: 10,
         latest_failure: None,
     };
+    (actor, monitor)
+}
+
+pub async fn monitors_and_refreshes_are_kept_with_their_events(store: Store) {
+    let (actor, monitor) = owned_monitor(&store, "owner", "t1", "dev.sales.orders").await;
     store
         .create_monitor(&monitor, &actor)
         .await
@@ -238,4 +249,60 @@ pub async fn monitors_and_refreshes_are_kept_with_their_events(store: Store) {
             .iter()
             .all(|e| e.actor == "owner" && e.object == "dev.sales.orders")
     );
+}
+
+/// A refresh's heartbeat keeps it off the stalled list; silence (or an end) does not.
+pub async fn refreshes_that_fall_silent_are_found(store: Store) {
+    let (actor, monitor) = owned_monitor(&store, "beater", "silent", "dev.sales.silent").await;
+    store
+        .create_monitor(&monitor, &actor)
+        .await
+        .expect("create");
+    let refresh = store
+        .create_refresh("silent", RefreshTrigger::Manual, 100)
+        .await
+        .expect("refresh");
+    let stalled = |silent_since: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .stalled_refreshes(silent_since)
+                .await
+                .expect("stalled")
+                .into_iter()
+                .map(|(table, r)| (table, r.refresh_id))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(stalled(100).await, []);
+    assert_eq!(
+        stalled(101).await,
+        [("silent".to_string(), refresh.refresh_id)]
+    );
+    store
+        .beat_refresh("silent", refresh.refresh_id, 300)
+        .await
+        .expect("beat");
+    assert_eq!(stalled(200).await, []);
+    assert_eq!(stalled(301).await.len(), 1);
+    assert!(
+        store
+            .transition_refresh(
+                "silent",
+                refresh.refresh_id,
+                &[RefreshState::Pending],
+                RefreshState::Success,
+                400,
+                &RefreshEnd::default(),
+            )
+            .await
+            .expect("end")
+    );
+    assert_eq!(stalled(10_000).await, []);
+    // An ended refresh keeps no heartbeat.
+    store
+        .beat_refresh("silent", refresh.refresh_id, 500)
+        .await
+        .expect("beat after");
+    assert_eq!(stalled(10_000).await, []);
 }
