@@ -28,6 +28,11 @@ pub const MAX_SLICE_VALUES: usize = 100;
 /// The prefix of the columns holding slicing expressions' values in the source query.
 pub const SLICE_COLUMN: &str = "__tarn_slice_";
 
+/// A name as the SQL dialect quotes it.
+pub fn quoted(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
 /// What to compute, from the monitor's settings.
 #[derive(Debug, Clone)]
 pub struct Plan {

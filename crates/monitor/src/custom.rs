@@ -23,8 +23,7 @@ use tarn_lake::datafusion::common::ScalarValue;
 use tarn_lake::datafusion::datasource::MemTable;
 use tarn_lake::datafusion::prelude::SessionContext;
 
-use crate::compute::{Plan, SLICE_COLUMN, micros};
-use crate::refresh::quoted;
+use crate::compute::{Plan, SLICE_COLUMN, micros, quoted};
 use crate::tables::{TABLE_ROW, drift_schema, profile_schema};
 use crate::windows::{previous, window_of};
 

@@ -25,7 +25,7 @@ use tarn_lake::catalog::{ManagedTable, location_of};
 use tarn_lake::writes::keep_columns;
 use tarn_lake::{At, Lake, WriteMode, columns_of_arrow};
 
-use crate::compute::{self, Plan, Quality, SLICE_COLUMN, Source};
+use crate::compute::{self, Plan, Quality, SLICE_COLUMN, Source, quoted};
 use crate::custom::{self, Custom};
 use crate::tables::{self, Provenance};
 use crate::windows::{Window, previous, window_of};
@@ -58,11 +58,6 @@ pub fn plan_of(monitor: &Monitor) -> Result<Plan> {
         });
     }
     Ok(plan)
-}
-
-/// A name as the SQL dialect quotes it.
-pub fn quoted(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
 }
 
 /// The query reading a source: its columns and one text column per slicing expression.
