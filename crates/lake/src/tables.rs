@@ -355,12 +355,31 @@ impl Lake {
         full_name: &str,
         app_id: &str,
     ) -> Result<Option<i64>> {
+        let versions = self
+            .recorded_versions(location, full_name, &[app_id])
+            .await?;
+        Ok(versions.into_iter().next().flatten())
+    }
+
+    /// The versions several applications last recorded, from one read of the table's log.
+    pub async fn recorded_versions(
+        &self,
+        location: &Url,
+        full_name: &str,
+        app_ids: &[&str],
+    ) -> Result<Vec<Option<i64>>> {
         let table = open(location, full_name, At::Latest).await?;
         let state = table.snapshot().map_err(|e| table_error(full_name, e))?;
-        state
-            .transaction_version(table.log_store().as_ref(), app_id)
-            .await
-            .map_err(|e| table_error(full_name, e))
+        let mut versions = Vec::with_capacity(app_ids.len());
+        for app_id in app_ids {
+            versions.push(
+                state
+                    .transaction_version(table.log_store().as_ref(), app_id)
+                    .await
+                    .map_err(|e| table_error(full_name, e))?,
+            );
+        }
+        Ok(versions)
     }
 
     /// Appends rows and records `(app_id, version)` in the same commit (a Delta application

@@ -140,12 +140,16 @@ pub async fn unpack(
         ..Unpacked::default()
     };
     let mut predictions = find_table(store, &full_name).await?;
-    let read = match &predictions {
+    // How far the payload and the labels were read, from one read of the table's log.
+    let (read, labels_read) = match &predictions {
         Some(table) => {
-            lake.recorded_version(&location_of(table)?, &table.full_name, PAYLOAD_PROGRESS)
-                .await?
+            let progress = [PAYLOAD_PROGRESS, LABELS_PROGRESS];
+            let versions = lake
+                .recorded_versions(&location_of(table)?, &table.full_name, &progress)
+                .await?;
+            (versions[0], versions[1])
         }
-        None => None,
+        None => (None, None),
     };
     if let Some((logged, version)) = logged_since(lake, &payload, read).await? {
         let existing = predictions.as_ref().map(|t| kinds_of(&t.columns));
@@ -188,7 +192,8 @@ pub async fn unpack(
         }
     }
     if let (Some(labels), Some(table)) = (&capture.labels, &predictions) {
-        unpacked.labeled = join_late_labels(lake, store, &caller, labels, table).await?;
+        unpacked.labeled =
+            join_late_labels(lake, store, &caller, labels, table, labels_read).await?;
     }
     Ok(unpacked)
 }
@@ -810,25 +815,19 @@ async fn labels_for(
     Ok(Some(labels))
 }
 
-/// Sets the labels that arrived since the last pass on the predictions they match; returns how
-/// many predictions changed.
+/// Sets the labels that arrived since version `read` of the label table (all of them when
+/// never read) on the predictions they match; returns how many predictions changed.
 async fn join_late_labels(
     lake: &Lake,
     store: &dyn MetaStore,
     caller: &Caller,
     labels: &InferenceLabels,
     predictions: &TableInfo,
+    read: Option<i64>,
 ) -> Result<usize> {
     let table = label_table(store, caller, labels).await?;
     let location = location_of(&table)?;
-    let read = lake
-        .recorded_version(
-            &location_of(predictions)?,
-            &predictions.full_name,
-            LABELS_PROGRESS,
-        )
-        .await?
-        .map(|v| v.max(0) as u64);
+    let read = read.map(|v| v.max(0) as u64);
     let latest = lake
         .latest_version(&location, &table.full_name, read.unwrap_or_default())
         .await?;
