@@ -315,7 +315,8 @@ fn init_logging(format: &str, default_filter: &str) {
 }
 
 // Arrow and Parquet work allocates and frees large buffers from many threads; glibc's
-// per-thread arenas kept much of it resident after a training set was answered.
+// per-thread arenas kept much of it resident after a training set was answered. Built without
+// asking for transparent huge pages (Cargo.toml says why).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

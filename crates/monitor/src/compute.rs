@@ -681,23 +681,29 @@ fn parallel<T: Send>(count: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
 /// Splits a window's rows into its groups: all rows, each model, each slice value, and each
 /// model's slices.
 fn members(source: &Source, rows: &[u32]) -> BTreeMap<Member, Vec<u32>> {
-    let mut groups: BTreeMap<Member, Vec<u32>> = BTreeMap::new();
+    let all = Member {
+        model: None,
+        slice: None,
+    };
+    let mut groups = BTreeMap::from([(all, rows.to_vec())]);
+    if source.models.is_none() && source.slices.is_empty() {
+        return groups;
+    }
     for row in rows {
         let index = *row as usize;
         let model = source.models.as_ref().and_then(|m| m.get(index));
+        if model.is_some() {
+            groups
+                .entry(Member { model, slice: None })
+                .or_default()
+                .push(*row);
+        }
         let models: &[Option<u32>] = if model.is_some() {
             &[None, model]
         } else {
             &[None]
         };
         for model in models {
-            groups
-                .entry(Member {
-                    model: *model,
-                    slice: None,
-                })
-                .or_default()
-                .push(*row);
             for (slice, (_, coded)) in source.slices.iter().enumerate() {
                 if let Some(value) = coded.get(index) {
                     groups
@@ -936,6 +942,29 @@ fn drift_rows(
     rows
 }
 
+/// Each window's rows. Rows mostly arrive in time order, so a run of rows in one window is
+/// collected before its window is looked up.
+fn rows_by_window(times: &[Option<i64>], granularity: Granularity) -> BTreeMap<Window, Vec<u32>> {
+    let mut windows: BTreeMap<Window, Vec<u32>> = BTreeMap::new();
+    let mut run: Option<(Window, Vec<u32>)> = None;
+    for (row, time) in times.iter().enumerate() {
+        let Some(time) = time else { continue };
+        let window = window_of(granularity, *time);
+        match &mut run {
+            Some((current, rows)) if *current == window => rows.push(row as u32),
+            _ => {
+                if let Some((done, rows)) = run.replace((window, vec![row as u32])) {
+                    windows.entry(done).or_default().extend(rows);
+                }
+            }
+        }
+    }
+    if let Some((done, rows)) = run {
+        windows.entry(done).or_default().extend(rows);
+    }
+    windows
+}
+
 /// The metrics a refresh writes.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -1009,15 +1038,7 @@ pub fn compute(plan: &Plan, source: &Source, baseline: Option<&Source>) -> Metri
     match (&source.times, plan.granularities.is_empty()) {
         (Some(times), false) => {
             for (name, granularity) in &plan.granularities {
-                let mut windows: BTreeMap<Window, Vec<u32>> = BTreeMap::new();
-                for (row, time) in times.iter().enumerate() {
-                    if let Some(time) = time {
-                        windows
-                            .entry(window_of(*granularity, *time))
-                            .or_default()
-                            .push(row as u32);
-                    }
-                }
+                let windows = rows_by_window(times, *granularity);
                 let wanted = plan.only.as_ref().map(|only| only.get(name));
                 let mut last: Option<(Window, BTreeMap<Member, GroupSummary>)> = None;
                 for (window, rows) in windows {

@@ -62,19 +62,29 @@ impl ColumnProfile {
 /// The profile of a numeric column from its values in the group: `sorted` holds the non-null,
 /// non-NaN values in order.
 pub fn numeric_profile(count: u64, num_nulls: u64, num_nan: u64, sorted: &[f64]) -> ColumnProfile {
+    // Zeros, the sum (from -0.0, as `Iterator::sum` starts) and the distinct values in one
+    // read of the millions of values.
+    let (mut zeros, mut sum, mut distinct) = (0u64, -0.0, 0u64);
+    let mut previous = None;
+    for value in sorted {
+        zeros += u64::from(*value == 0.0);
+        sum += value;
+        distinct += u64::from(previous != Some(*value));
+        previous = Some(*value);
+    }
     let mut profile = ColumnProfile {
         count,
         num_nulls,
         num_nan: Some(num_nan),
-        num_zeros: Some(sorted.iter().filter(|v| **v == 0.0).count() as u64),
+        num_zeros: Some(zeros),
+        distinct_count: Some(distinct),
         ..ColumnProfile::default()
     };
     if sorted.is_empty() {
-        profile.distinct_count = Some(0);
         return profile;
     }
     let n = sorted.len() as f64;
-    let mean = sorted.iter().sum::<f64>() / n;
+    let mean = sum / n;
     profile.avg = Some(mean);
     profile.min = sorted.first().copied();
     profile.max = sorted.last().copied();
@@ -83,7 +93,6 @@ pub fn numeric_profile(count: u64, num_nulls: u64, num_nan: u64, sorted: &[f64])
     let quantiles: Vec<f64> = QUANTILES.iter().map(|q| quantile(sorted, *q)).collect();
     profile.median = Some(quantile(sorted, 0.5));
     profile.quantiles = Some(quantiles);
-    profile.distinct_count = Some(1 + sorted.windows(2).filter(|w| w[0] != w[1]).count() as u64);
     profile
 }
 
@@ -302,15 +311,24 @@ pub fn regression(pairs: &[(f64, f64)]) -> Option<Regression> {
 }
 
 /// Sorts numbers in `f64::total_cmp`'s order; large slices by a radix sort of their bits
-/// (four passes of 16 bits), several times faster than a comparison sort on the millions of
-/// values a window holds.
+/// (four passes of 16 bits, counted in one read), several times faster than a comparison sort
+/// on the millions of values a window holds. Each thread keeps its scratch buffer between
+/// sorts: a fresh one per column would be paged in (and zeroed by the kernel) every time.
 pub fn sort_numbers(values: &mut [f64]) {
     const RADIX_FROM: usize = 4096;
+    const BITS: usize = 16;
+    const DIGITS: usize = 1 << BITS;
+    const PASSES: usize = 64usize.div_ceil(BITS);
+    const MASK: u64 = (DIGITS - 1) as u64;
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     if values.len() < RADIX_FROM {
         values.sort_unstable_by(f64::total_cmp);
         return;
     }
-    // The bits ordered as the numbers are: negatives flipped whole, positives by the sign.
+    // The bits ordered as the numbers are (negatives flipped whole, positives by the sign),
+    // kept in the slice's own storage while it is sorted.
     let key = |value: f64| {
         let bits = value.to_bits();
         if bits >> 63 == 1 {
@@ -327,34 +345,52 @@ pub fn sort_numbers(values: &mut [f64]) {
         };
         f64::from_bits(bits)
     };
-    let mut keys: Vec<u64> = values.iter().map(|v| key(*v)).collect();
-    let mut scratch = vec![0u64; keys.len()];
-    let mut counts = vec![0usize; 1 << 16];
-    for pass in 0..4 {
-        let shift = pass * 16;
-        counts.iter_mut().for_each(|c| *c = 0);
-        for key in &keys {
-            counts[((key >> shift) & 0xffff) as usize] += 1;
+    let digit = |key: u64, pass: usize| ((key >> (pass * BITS)) & MASK) as usize;
+    // Each pass's counts, one after another (on the heap: 2 MiB would not fit a thread's
+    // stack in a debug build).
+    let mut counts = vec![0usize; PASSES * DIGITS];
+    for value in values.iter_mut() {
+        let bits = key(*value);
+        *value = f64::from_bits(bits);
+        for pass in 0..PASSES {
+            counts[pass * DIGITS + digit(bits, pass)] += 1;
         }
-        // A digit every key shares moves nothing.
-        if counts.contains(&keys.len()) {
-            continue;
-        }
-        let mut offset = 0;
-        for count in counts.iter_mut() {
-            let here = *count;
-            *count = offset;
-            offset += here;
-        }
-        for key in &keys {
-            let digit = ((key >> shift) & 0xffff) as usize;
-            scratch[counts[digit]] = *key;
-            counts[digit] += 1;
-        }
-        std::mem::swap(&mut keys, &mut scratch);
     }
-    for (value, key) in values.iter_mut().zip(&keys) {
-        *value = unkey(*key);
+    SCRATCH.with_borrow_mut(|scratch| {
+        if scratch.len() < values.len() {
+            scratch.resize(values.len(), 0.0);
+        }
+        let scratch = &mut scratch[..values.len()];
+        let mut sorted_in_values = true;
+        for (pass, counts) in counts.chunks_exact_mut(DIGITS).enumerate() {
+            // A digit every key shares moves nothing.
+            if counts.contains(&values.len()) {
+                continue;
+            }
+            let mut offset = 0;
+            for count in counts.iter_mut() {
+                let here = *count;
+                *count = offset;
+                offset += here;
+            }
+            let (from, to): (&[f64], &mut [f64]) = if sorted_in_values {
+                (&*values, &mut *scratch)
+            } else {
+                (&*scratch, &mut *values)
+            };
+            for value in from {
+                let slot = &mut counts[digit(value.to_bits(), pass)];
+                to[*slot] = *value;
+                *slot += 1;
+            }
+            sorted_in_values = !sorted_in_values;
+        }
+        if !sorted_in_values {
+            values.copy_from_slice(scratch);
+        }
+    });
+    for value in values.iter_mut() {
+        *value = unkey(value.to_bits());
     }
 }
 

@@ -404,16 +404,24 @@ pub async fn compute_metrics(
         version,
         filter: filter.as_deref(),
     };
-    let source = read(lake, store, caller, &table, reading, &plan, false).await?;
-    let baseline = match (&baseline_table, baseline_version) {
-        (Some(baseline), Some(baseline_version)) => Some(
-            sliced_or_whole(reading, baseline_version, |r| {
-                read(lake, store, caller, baseline, r, &plan, true)
-            })
-            .await?,
-        ),
-        _ => None,
+    // Both sources are read at once: each query decodes on its own thread.
+    let reading_baseline = async {
+        match (&baseline_table, baseline_version) {
+            (Some(baseline), Some(baseline_version)) => Some(
+                sliced_or_whole(reading, baseline_version, |r| {
+                    read(lake, store, caller, baseline, r, &plan, true)
+                })
+                .await,
+            )
+            .transpose(),
+            _ => Ok(None),
+        }
     };
+    let (source, baseline) = tokio::join!(
+        read(lake, store, caller, &table, reading, &plan, false),
+        reading_baseline
+    );
+    let (source, baseline) = (source?, baseline?);
     let custom_values = match &custom {
         Some(custom) => {
             let rows = read_rows(lake, store, caller, &table, reading).await?;
