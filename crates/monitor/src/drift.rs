@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 
 use crate::kolmogorov::{Steps, ks_2samp, two_sided};
+use crate::metrics::sum_of;
 
 /// The test Evidently would choose, and its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,8 +390,8 @@ pub fn upper_regularized_gamma(a: f64, x: f64) -> f64 {
 /// numpy's `std` (ddof 0) with its pairwise mean.
 pub fn population_std(values: &[f64]) -> f64 {
     let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt()
+    let mean = sum_of(values, |v| v) / n;
+    (sum_of(values, |v| (v - mean) * (v - mean)) / n).sqrt()
 }
 
 /// Counts per distinct value of the union, in sorted order, on both sides.

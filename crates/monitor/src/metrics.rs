@@ -62,16 +62,14 @@ impl ColumnProfile {
 /// The profile of a numeric column from its values in the group: `sorted` holds the non-null,
 /// non-NaN values in order.
 pub fn numeric_profile(count: u64, num_nulls: u64, num_nan: u64, sorted: &[f64]) -> ColumnProfile {
-    // Zeros, the sum (from -0.0, as `Iterator::sum` starts) and the distinct values in one
-    // read of the millions of values.
-    let (mut zeros, mut sum, mut distinct) = (0u64, -0.0, 0u64);
-    let mut previous = None;
-    for value in sorted {
-        zeros += u64::from(*value == 0.0);
-        sum += value;
-        distinct += u64::from(previous != Some(*value));
-        previous = Some(*value);
-    }
+    // Zeros (-0.0 and 0.0) lie together in order: two searches count them. A value is new
+    // where it differs from the one before.
+    let zeros =
+        (sorted.partition_point(|v| *v <= 0.0) - sorted.partition_point(|v| *v < 0.0)) as u64;
+    let distinct = match sorted.first() {
+        None => 0,
+        Some(_) => 1 + sorted.windows(2).filter(|pair| pair[0] != pair[1]).count() as u64,
+    };
     let mut profile = ColumnProfile {
         count,
         num_nulls,
@@ -84,16 +82,35 @@ pub fn numeric_profile(count: u64, num_nulls: u64, num_nan: u64, sorted: &[f64])
         return profile;
     }
     let n = sorted.len() as f64;
-    let mean = sum / n;
+    let mean = sum_of(sorted, |v| v) / n;
     profile.avg = Some(mean);
     profile.min = sorted.first().copied();
     profile.max = sorted.last().copied();
     profile.stddev = (sorted.len() > 1)
-        .then(|| (sorted.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)).sqrt());
+        .then(|| (sum_of(sorted, |v| (v - mean) * (v - mean)) / (n - 1.0)).sqrt());
     let quantiles: Vec<f64> = QUANTILES.iter().map(|q| quantile(sorted, *q)).collect();
     profile.median = Some(quantile(sorted, 0.5));
     profile.quantiles = Some(quantiles);
     profile
+}
+
+/// The sum of `term` over `values`, kept in eight running sums as numpy's pairwise summation
+/// keeps them: one running sum waits for each addition to end before the next starts (4
+/// cycles a value), eight let them overlap. Empty: -0.0, as `Iterator::sum`.
+pub fn sum_of(values: &[f64], term: impl Fn(f64) -> f64) -> f64 {
+    let mut lanes = [-0.0f64; 8];
+    let mut chunks = values.chunks_exact(lanes.len());
+    for chunk in &mut chunks {
+        for (lane, value) in lanes.iter_mut().zip(chunk) {
+            *lane += term(*value);
+        }
+    }
+    let rest = chunks
+        .remainder()
+        .iter()
+        .fold(-0.0, |sum, value| sum + term(*value));
+    let [a, b, c, d, e, f, g, h] = lanes;
+    ((a + b) + (c + d)) + ((e + f) + (g + h)) + rest
 }
 
 /// numpy's linear quantile of sorted values.
@@ -310,34 +327,51 @@ pub fn regression(pairs: &[(f64, f64)]) -> Option<Regression> {
     })
 }
 
-/// Sorts numbers in `f64::total_cmp`'s order; large slices by a radix sort of their bits
-/// (four passes of 16 bits, counted in one read), several times faster than a comparison sort
-/// on the millions of values a window holds. Each thread keeps its scratch buffer between
-/// sorts: a fresh one per column would be paged in (and zeroed by the kernel) every time.
-pub fn sort_numbers(values: &mut [f64]) {
-    const RADIX_FROM: usize = 4096;
-    const BITS: usize = 16;
-    const DIGITS: usize = 1 << BITS;
-    const PASSES: usize = 64usize.div_ceil(BITS);
-    const MASK: u64 = (DIGITS - 1) as u64;
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    if values.len() < RADIX_FROM {
-        values.sort_unstable_by(f64::total_cmp);
-        return;
-    }
-    // The bits ordered as the numbers are (negatives flipped whole, positives by the sign),
-    // kept in the slice's own storage while it is sorted.
-    let key = |value: f64| {
+/// Where the numbers to sort go: each is made a key as it comes (negatives flipped whole,
+/// positives by the sign, so that unsigned order is the numbers' order) and counted by its
+/// top digit.
+pub struct Unsorted<'a> {
+    keys: &'a mut Vec<u64>,
+    /// None for a few numbers, sorted by comparison.
+    counts: Option<&'a mut [usize]>,
+}
+
+impl Unsorted<'_> {
+    #[inline]
+    pub fn push(&mut self, value: f64) {
         let bits = value.to_bits();
-        if bits >> 63 == 1 {
+        let key = if bits >> 63 == 1 {
             !bits
         } else {
             bits | (1 << 63)
+        };
+        self.keys.push(key);
+        if let Some(counts) = self.counts.as_mut() {
+            counts[(key >> (64 - TOP_BITS)) as usize] += 1;
         }
-    };
-    let unkey = |key: u64| {
+    }
+}
+
+/// The numbers `fill` pushes, sorted in `f64::total_cmp`'s order. They are sorted by their
+/// keys' bits, most significant first: the top 16 bits (sign, exponent and 4 bits of
+/// mantissa) bucket them, real data filling a few hundred buckets small enough for the core's
+/// cache; each bucket is split by its next bits, a digit sized to it, and so on until the
+/// runs are a few keys long. Measured on a million normal values: 14 ms, where four 16-bit LSD
+/// radix passes (whose writes to 65,536 places per pass miss the cache) took 22 ms and
+/// `sort_unstable` 28 ms. The numbers go straight into the sort's buffer, so the sorted
+/// result is the only new memory written.
+///
+/// `at_most`: how many numbers `fill` may push (fewer than a few thousand are sorted by
+/// comparison).
+pub fn sorted_numbers(at_most: usize, fill: impl FnOnce(&mut Unsorted<'_>)) -> Vec<f64> {
+    const RADIX_FROM: usize = 4096;
+    thread_local! {
+        /// Room for the keys and a copy, and for the digits' counts, kept between sorts: fresh
+        /// buffers per column would be paged in (and zeroed by the kernel) every time.
+        static SCRATCH: std::cell::RefCell<(Vec<u64>, Vec<u64>, Vec<usize>)> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
+    }
+    let unkey = |key: &u64| {
         let bits = if key >> 63 == 1 {
             key & !(1 << 63)
         } else {
@@ -345,53 +379,119 @@ pub fn sort_numbers(values: &mut [f64]) {
         };
         f64::from_bits(bits)
     };
-    let digit = |key: u64, pass: usize| ((key >> (pass * BITS)) & MASK) as usize;
-    // Each pass's counts, one after another (on the heap: 2 MiB would not fit a thread's
-    // stack in a debug build).
-    let mut counts = vec![0usize; PASSES * DIGITS];
-    for value in values.iter_mut() {
-        let bits = key(*value);
-        *value = f64::from_bits(bits);
-        for pass in 0..PASSES {
-            counts[pass * DIGITS + digit(bits, pass)] += 1;
+    SCRATCH.with_borrow_mut(|(keys, spare, counts)| {
+        keys.clear();
+        counts.clear();
+        if at_most < RADIX_FROM {
+            fill(&mut Unsorted { keys, counts: None });
+            keys.sort_unstable();
+            return keys.iter().map(unkey).collect();
         }
+        counts.resize(1 << TOP_BITS, 0);
+        fill(&mut Unsorted {
+            keys,
+            counts: Some(counts.as_mut_slice()),
+        });
+        let n = keys.len();
+        if n < RADIX_FROM {
+            keys.sort_unstable();
+            return keys.iter().map(unkey).collect();
+        }
+        if counts.contains(&n) {
+            counts.clear();
+            sort_keys(keys, spare_of(spare, n), 64 - TOP_BITS, counts);
+            return keys.iter().map(unkey).collect();
+        }
+        let spare = spare_of(spare, n);
+        split(keys, spare, 64 - TOP_BITS, counts, 0);
+        spare.iter().map(unkey).collect()
+    })
+}
+
+/// The first `n` places of `spare`, grown to hold them.
+fn spare_of(spare: &mut Vec<u64>, n: usize) -> &mut [u64] {
+    if spare.len() < n {
+        spare.resize(n, 0);
     }
-    SCRATCH.with_borrow_mut(|scratch| {
-        if scratch.len() < values.len() {
-            scratch.resize(values.len(), 0.0);
-        }
-        let scratch = &mut scratch[..values.len()];
-        let mut sorted_in_values = true;
-        for (pass, counts) in counts.chunks_exact_mut(DIGITS).enumerate() {
-            // A digit every key shares moves nothing.
-            if counts.contains(&values.len()) {
-                continue;
-            }
-            let mut offset = 0;
-            for count in counts.iter_mut() {
-                let here = *count;
-                *count = offset;
-                offset += here;
-            }
-            let (from, to): (&[f64], &mut [f64]) = if sorted_in_values {
-                (&*values, &mut *scratch)
-            } else {
-                (&*scratch, &mut *values)
-            };
-            for value in from {
-                let slot = &mut counts[digit(value.to_bits(), pass)];
-                to[*slot] = *value;
-                *slot += 1;
-            }
-            sorted_in_values = !sorted_in_values;
-        }
-        if !sorted_in_values {
-            values.copy_from_slice(scratch);
-        }
-    });
-    for value in values.iter_mut() {
-        *value = unkey(value.to_bits());
+    &mut spare[..n]
+}
+
+/// The width of the first digit: the sign, the exponent and 4 bits of mantissa.
+const TOP_BITS: u32 = 16;
+
+/// Moves `keys` into `spare` by their digit at `shift`, whose count each value has in
+/// `counts[level..]` (as many places as the digit has values), then sorts each run there:
+/// the keys end sorted in `spare`. Deeper levels count after `level`.
+fn split(keys: &mut [u64], spare: &mut [u64], shift: u32, counts: &mut Vec<usize>, level: usize) {
+    let places = counts.len() - level;
+    let mask = (places - 1) as u64;
+    let digit = |key: u64| level + ((key >> shift) & mask) as usize;
+    // Each digit's start, then, as its keys are placed, its end.
+    let mut start = 0;
+    for count in &mut counts[level..] {
+        (*count, start) = (start, start + *count);
     }
+    for key in keys.iter() {
+        let end = &mut counts[digit(*key)];
+        spare[*end] = *key;
+        *end += 1;
+    }
+    let mut start = 0;
+    for place in level..level + places {
+        let end = counts[place];
+        let run = &mut spare[start..end];
+        if run.len() <= SHORT {
+            insertion_sort(run);
+        } else {
+            sort_keys(run, &mut keys[start..end], shift, counts);
+        }
+        start = end;
+    }
+}
+
+/// Runs this short are sorted by insertion.
+const SHORT: usize = 32;
+
+fn insertion_sort(keys: &mut [u64]) {
+    for at in 1..keys.len() {
+        let key = keys[at];
+        let mut to = at;
+        while to > 0 && keys[to - 1] > key {
+            keys[to] = keys[to - 1];
+            to -= 1;
+        }
+        keys[to] = key;
+    }
+}
+
+/// Sorts `keys` that agree on their bits from `unsorted_bits` up, by their lower bits, with
+/// `spare` (as long) to move them through and room after `counts`' end to count digits.
+fn sort_keys(keys: &mut [u64], spare: &mut [u64], unsorted_bits: u32, counts: &mut Vec<usize>) {
+    if unsorted_bits == 0 {
+        return;
+    }
+    // A digit with about half as many values as there are keys.
+    let bits = (usize::BITS - keys.len().leading_zeros() - 1)
+        .clamp(1, 16)
+        .min(unsorted_bits);
+    let shift = unsorted_bits - bits;
+    let mask = (1u64 << bits) - 1;
+    let level = counts.len();
+    counts.resize(level + (1 << bits), 0);
+    for key in keys.iter() {
+        counts[level + ((*key >> shift) & mask) as usize] += 1;
+    }
+    // A digit all keys share moves nothing; keys all equal are sorted.
+    if counts[level..].contains(&keys.len()) {
+        counts.truncate(level);
+        if keys.iter().all(|key| *key == keys[0]) {
+            return;
+        }
+        return sort_keys(keys, spare, shift, counts);
+    }
+    split(keys, spare, shift, counts, level);
+    counts.truncate(level);
+    keys.copy_from_slice(spare);
 }
 
 #[cfg(test)]
@@ -399,8 +499,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_radix_sort_orders_as_total_cmp_does() {
-        let mut values: Vec<f64> = (0..20_000)
+    fn the_bucket_sort_orders_as_total_cmp_does() {
+        // Spread values, specials, a cluster sharing its top 30 bits (one bucket, one
+        // sub-bucket, sorted by its lower digits) and a run of one value.
+        let values: Vec<f64> = (0..20_000)
             .map(|i| ((i * 7919) % 10_007) as f64 / 37.0 - 135.0)
             .chain([
                 0.0,
@@ -412,13 +514,23 @@ mod tests {
                 f64::MAX,
                 f64::MIN,
             ])
+            .chain((0..30_000i64).map(|i| 1.0 + ((i * 104_729) % 30_011) as f64 * 1e-12))
+            .chain(std::iter::repeat_n(2.5, 5_000))
             .collect();
-        let mut expected = values.clone();
-        expected.sort_by(f64::total_cmp);
-        sort_numbers(&mut values);
-        assert_eq!(
-            values.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        );
+        // A few (sorted by comparison), and all; fewer than promised, too, and none.
+        assert!(sorted_numbers(10_000, |_| {}).is_empty());
+        for (values, at_most) in [
+            (&values[..100], 100),
+            (&values[..], values.len()),
+            (&values[..], usize::MAX),
+        ] {
+            let sorted = sorted_numbers(at_most, |out| values.iter().for_each(|v| out.push(*v)));
+            let mut expected = values.to_vec();
+            expected.sort_by(f64::total_cmp);
+            assert_eq!(
+                sorted.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+        }
     }
 }

@@ -55,7 +55,9 @@ pub fn build_router(state: AppState) -> Router {
 /// (the job runner and this server's executor, webhook delivery, online refreshes, endpoint
 /// sync, the commit watcher, monitors' schedules, the sweeper) run alongside and stop with
 /// the server; undelivered deliveries stay queued, and tasks still running keep their claims
-/// until the next start.
+/// until the next start. Of the servers sharing a store, one at a time does each kind of
+/// work that must not be done twice (it holds that work's lease); a server that stops hands
+/// its leases back.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
@@ -100,7 +102,12 @@ pub async fn serve(
         tokio::spawn(every(
             ONLINE_REFRESH_TICK,
             stopped.clone(),
-            refresh_online_features(state.clone()),
+            leased(
+                &state,
+                ONLINE_REFRESHER_LEASE,
+                lease_term(ONLINE_REFRESH_TICK),
+                refresh_online_features(state.clone()),
+            ),
         )),
         tokio::spawn(every(
             tarn_serving::SYNC_EVERY,
@@ -110,7 +117,12 @@ pub async fn serve(
         tokio::spawn(every(
             state.table_watch_every,
             stopped.clone(),
-            watch_tables(state.clone()),
+            leased(
+                &state,
+                COMMIT_WATCHER_LEASE,
+                lease_term(state.table_watch_every),
+                watch_tables(state.clone()),
+            ),
         )),
         tokio::spawn(every(
             MONITOR_SCHEDULE_TICK,
@@ -130,7 +142,12 @@ pub async fn serve(
         tokio::spawn(every(
             UNOWNED_COPY_SWEEP_EVERY,
             stopped,
-            remove_unowned_registry_copies(state.clone()),
+            leased(
+                &state,
+                COPY_SWEEPER_LEASE,
+                lease_term(UNOWNED_COPY_SWEEP_EVERY),
+                remove_unowned_registry_copies(state.clone()),
+            ),
         )),
     ];
     let served = axum::serve(
@@ -143,6 +160,7 @@ pub async fn serve(
     for task in tasks {
         let _ = task.await;
     }
+    hand_back_leases(&state).await;
     // Requests in flight have finished: what they logged is written before we return.
     state.endpoints.shutdown().await;
     served
@@ -173,6 +191,69 @@ where
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
             _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// The leases of the background work one replica at a time does (on one store, any number of
+/// servers run; the job runner, the monitors' scheduler and alert evaluator, and the
+/// unpacker hold leases of their own).
+pub const ONLINE_REFRESHER_LEASE: &str = "online-refresher";
+pub const COMMIT_WATCHER_LEASE: &str = "commit-watcher";
+pub const COPY_SWEEPER_LEASE: &str = "copy-sweeper";
+
+/// How long a holder's lease lasts past its last tick: a few ticks, and no less than 30 s, so
+/// a slow store does not pass the work around; a holder that stops is replaced that long
+/// after.
+fn lease_term(tick: Duration) -> Duration {
+    (tick * 3).max(Duration::from_secs(30))
+}
+
+/// Runs `tick` only while this server holds the lease `name`, renewing it for `term` at each
+/// turn.
+fn leased<Tick>(
+    state: &AppState,
+    name: &'static str,
+    term: Duration,
+    mut tick: Tick,
+) -> impl FnMut() -> BoxFuture<'static, ()> + use<Tick>
+where
+    Tick: FnMut() -> BoxFuture<'static, ()>,
+{
+    let store = state.store.clone();
+    let holder = state.jobs.executor.worker.clone();
+    move || {
+        let (store, holder) = (store.clone(), holder.clone());
+        let ticked = tick();
+        Box::pin(async move {
+            let now = tarn_core::ids::now_millis();
+            let until = now.saturating_add(i64::try_from(term.as_millis()).unwrap_or(i64::MAX));
+            match store.hold_lease(name, &holder, now, until).await {
+                Ok(true) => ticked.await,
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(lease = name, error = %err.report(), "cannot take a lease")
+                }
+            }
+        })
+    }
+}
+
+/// Lets another replica take this one's background work over at once rather than when its
+/// leases lapse.
+async fn hand_back_leases(state: &AppState) {
+    let now = tarn_core::ids::now_millis();
+    for name in [
+        ONLINE_REFRESHER_LEASE,
+        COMMIT_WATCHER_LEASE,
+        COPY_SWEEPER_LEASE,
+    ] {
+        let handed = state
+            .store
+            .hold_lease(name, &state.jobs.executor.worker, now, 0)
+            .await;
+        if let Err(err) = handed {
+            tracing::warn!(lease = name, error = %err.report(), "cannot hand back a lease");
         }
     }
 }

@@ -3,6 +3,7 @@
 mod api_errors;
 mod auth_and_permissions;
 mod registry_api;
+mod replicas;
 mod serving_api;
 mod shutdown;
 mod tracking_api;

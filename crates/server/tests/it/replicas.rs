@@ -1,0 +1,135 @@
+//! Two servers on one store: each lease-held kind of background work runs on one of them,
+//! and a server that stops hands its work to the other at once.
+
+use std::time::Duration;
+
+use tarn_server::{COMMIT_WATCHER_LEASE, COPY_SWEEPER_LEASE, ONLINE_REFRESHER_LEASE};
+
+const LEASES: [&str; 3] = [
+    ONLINE_REFRESHER_LEASE,
+    COMMIT_WATCHER_LEASE,
+    COPY_SWEEPER_LEASE,
+];
+
+struct Replica {
+    name: &'static str,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn replica(dir: &std::path::Path, name: &'static str) -> (tarn_server::AppState, Replica) {
+    let store = tarn_store::open(&format!("sqlite://{}", dir.join("tarn.db").display()))
+        .await
+        .expect("store");
+    let artifacts = tarn_artifacts::ArtifactStore::open(&dir.join("artifacts").to_string_lossy())
+        .expect("artifacts");
+    let lake = tarn_lake::Lake::open(&dir.join("lake").to_string_lossy()).expect("lake");
+    let online = tarn_features::online::open(&dir.join("online.db").to_string_lossy())
+        .await
+        .expect("online store");
+    let settings = tarn_server::Settings {
+        table_watch_every: Duration::from_millis(200),
+        jobs: tarn_server::JobsSettings {
+            folder: dir.join(format!("jobs-{name}")),
+            slots: 0,
+            worker: name.to_string(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let state =
+        tarn_server::AppState::new(store, artifacts, lake, online, settings).expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(tarn_server::serve(state.clone(), listener, async move {
+        let _ = stopped.await;
+    }));
+    (state.clone(), Replica { name, stop, served })
+}
+
+/// Who holds each of `leases` now (None: no one, or it lapsed).
+async fn holders(state: &tarn_server::AppState, leases: &[&str]) -> Vec<Option<String>> {
+    let now = tarn_core::ids::now_millis();
+    let mut found = Vec::new();
+    for lease in leases {
+        let holder = state.store.lease_holder(lease).await.expect("lease");
+        found.push(holder.filter(|(_, until)| *until > now).map(|(h, _)| h));
+    }
+    found
+}
+
+async fn until_held(
+    state: &tarn_server::AppState,
+    leases: &[&str],
+    by: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    for _ in 0..100 {
+        let now = holders(state, leases).await;
+        if now.iter().all(|h| h.as_deref().is_some_and(&by)) {
+            return now.into_iter().flatten().collect();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "leases not held as expected: {:?}",
+        holders(state, leases).await
+    );
+}
+
+#[tokio::test]
+async fn background_work_runs_on_one_replica_and_moves_when_it_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tarn_server::bootstrap(
+        tarn_store::open(&format!(
+            "sqlite://{}",
+            dir.path().join("tarn.db").display()
+        ))
+        .await
+        .expect("store")
+        .as_ref(),
+        dir.path(),
+        Some(crate::ADMIN_TOKEN),
+    )
+    .await
+    .expect("bootstrap");
+    let (state_a, a) = replica(dir.path(), "replica-a").await;
+    let (_state_b, b) = replica(dir.path(), "replica-b").await;
+
+    // Every lease has one holder among the two, and keeps it while the holder runs.
+    let first = until_held(&state_a, &LEASES, |h| h == a.name || h == b.name).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(until_held(&state_a, &LEASES, |_| true).await, first);
+
+    // The holder of the online refresher stops: it hands its leases back, and the work that
+    // ticks every few seconds moves to the one left (the hourly sweep moves at its next turn).
+    let (stopping, staying) = if first[0] == a.name { (a, b) } else { (b, a) };
+    stopping.stop.send(()).expect("stop");
+    tokio::time::timeout(Duration::from_secs(20), stopping.served)
+        .await
+        .expect("stops")
+        .expect("join")
+        .expect("serve");
+    // Handed back: none of the stopped server's leases holds any longer (they would have
+    // held for 30 s and more).
+    let stopping_name = stopping.name;
+    assert!(
+        holders(&state_a, &LEASES)
+            .await
+            .iter()
+            .all(|h| h.as_deref() != Some(stopping_name)),
+        "{:?}",
+        holders(&state_a, &LEASES).await
+    );
+    let staying_name = staying.name;
+    until_held(
+        &state_a,
+        &[ONLINE_REFRESHER_LEASE, COMMIT_WATCHER_LEASE],
+        |h| h == staying_name,
+    )
+    .await;
+
+    staying.stop.send(()).expect("stop");
+    staying.served.await.expect("join").expect("serve");
+}
