@@ -382,18 +382,17 @@ pub fn sorted_numbers(at_most: usize, fill: impl FnOnce(&mut Unsorted<'_>)) -> V
     SCRATCH.with_borrow_mut(|(keys, spare, counts)| {
         keys.clear();
         counts.clear();
-        if at_most < RADIX_FROM {
-            fill(&mut Unsorted { keys, counts: None });
-            keys.sort_unstable();
-            return keys.iter().map(unkey).collect();
+        // Only a radix sort reads the counts: a few numbers are not worth zeroing them.
+        let radix = at_most >= RADIX_FROM;
+        if radix {
+            counts.resize(1 << TOP_BITS, 0);
         }
-        counts.resize(1 << TOP_BITS, 0);
         fill(&mut Unsorted {
             keys,
-            counts: Some(counts.as_mut_slice()),
+            counts: radix.then_some(counts.as_mut_slice()),
         });
         let n = keys.len();
-        if n < RADIX_FROM {
+        if !radix || n < RADIX_FROM {
             keys.sort_unstable();
             return keys.iter().map(unkey).collect();
         }

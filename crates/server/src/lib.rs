@@ -201,6 +201,11 @@ where
 pub const ONLINE_REFRESHER_LEASE: &str = "online-refresher";
 pub const COMMIT_WATCHER_LEASE: &str = "commit-watcher";
 pub const COPY_SWEEPER_LEASE: &str = "copy-sweeper";
+const LEASED_WORK: [&str; 3] = [
+    ONLINE_REFRESHER_LEASE,
+    COMMIT_WATCHER_LEASE,
+    COPY_SWEEPER_LEASE,
+];
 
 /// How long a holder's lease lasts past its last tick: a few ticks, and no less than 30 s, so
 /// a slow store does not pass the work around; a holder that stops is replaced that long
@@ -243,11 +248,7 @@ where
 /// leases lapse.
 async fn hand_back_leases(state: &AppState) {
     let now = tarn_core::ids::now_millis();
-    for name in [
-        ONLINE_REFRESHER_LEASE,
-        COMMIT_WATCHER_LEASE,
-        COPY_SWEEPER_LEASE,
-    ] {
+    for name in LEASED_WORK {
         let handed = state
             .store
             .hold_lease(name, &state.jobs.executor.worker, now, 0)
