@@ -427,6 +427,21 @@ def test_an_incremental_refresh_recomputes_only_touched_windows_and_equals_a_ful
     assert versions == {day_start(0): 1, day_start(1): 1, day_start(2): 2, day_start(3): 2, day_start(4): 1}
     assert window_of(whole(daily[daily.column_name == ":table"]), 2).iloc[0]["count"] == 400 + len(late)
     assert set(profile[profile.granularity == "1 week"].logging_table_commit_version) == {2}
+
+    # Rows for a new day after the last: day 5 is compared with day 4, which the server kept
+    # from the first refresh (through the second, which did not touch it) instead of reading.
+    new_day = predictions(days=6, per_day=120, shift_from=9, seed=78)
+    new_day = new_day[new_day.ts >= START_US + 5 * DAY_US]
+    written = call(server, "POST", f"/api/2.0/tarn/tables/{table}/data", data=arrow_body(to_arrow(new_day)), headers={"Content-Type": "application/vnd.apache.arrow.stream"})
+    assert written.status_code == 200, written.text
+    assert refreshed(w, table).state == MonitorRefreshInfoState.SUCCESS
+    profile = metrics_frame(server, profile_name)
+    daily = profile[(profile.granularity == "1 day")]
+    versions = {r.window["start"]: r.logging_table_commit_version for _, r in daily.iterrows()}
+    assert versions == {day_start(0): 1, day_start(1): 1, day_start(2): 2, day_start(3): 2, day_start(4): 1, day_start(5): 3}
+    drift = metrics_frame(server, f"dev.{schema}.predictions_drift_metrics")
+    compared = drift[(drift.granularity == "1 day") & (drift.drift_type == "CONSECUTIVE") & (drift.logging_table_commit_version == 3)]
+    assert {r.window_cmp["start"] for _, r in compared.iterrows()} == {day_start(4)}
     incremental = (metrics_rows(server, profile_name), metrics_rows(server, f"dev.{schema}.predictions_drift_metrics"))
 
     # The same metrics as a refresh of everything.

@@ -579,6 +579,64 @@ struct GroupSummary {
     regression: Option<Regression>,
 }
 
+impl GroupSummary {
+    /// Roughly the memory its samples hold.
+    fn bytes(&self) -> usize {
+        self.columns
+            .iter()
+            .map(|column| match &column.sample {
+                Sample::Numeric(values) => values.len() * size_of::<f64>(),
+                Sample::Text(counts) => counts
+                    .keys()
+                    .map(|value| value.len() + size_of::<(String, u64)>())
+                    .sum(),
+                Sample::None => 0,
+            })
+            .sum()
+    }
+}
+
+/// A group by what it is, as text: its model and slice. Codes are not used as they differ
+/// between reads of a source.
+type GroupKey = (Option<String>, Option<(String, String)>);
+
+fn key_of(group: &Group) -> GroupKey {
+    let slice = match (&group.slice_key, &group.slice_value) {
+        (Some(key), Some(value)) => Some((key.clone(), value.clone())),
+        _ => None,
+    };
+    (group.model_id.clone(), slice)
+}
+
+/// The summaries of a window's groups (or the baseline's), with the names of the columns
+/// they follow: what later windows are compared with, in the same refresh or, kept, in the
+/// next one.
+pub struct Summaries {
+    columns: Vec<String>,
+    groups: HashMap<GroupKey, GroupSummary>,
+}
+
+impl Summaries {
+    fn of(source: &Source, groups: BTreeMap<Member, GroupSummary>) -> Self {
+        Self {
+            columns: source.columns.iter().map(|c| c.name.clone()).collect(),
+            groups: groups
+                .into_values()
+                .map(|summary| (key_of(&summary.group), summary))
+                .collect(),
+        }
+    }
+
+    fn get(&self, key: &GroupKey) -> Option<&GroupSummary> {
+        self.groups.get(key)
+    }
+
+    /// Roughly the memory they hold.
+    pub fn bytes(&self) -> usize {
+        self.groups.values().map(GroupSummary::bytes).sum()
+    }
+}
+
 fn summarize(column: &Column, rows: &[u32]) -> Summary {
     let count = rows.len() as u64;
     match &column.values {
@@ -866,8 +924,8 @@ fn difference(current: Option<f64>, compared: Option<f64>) -> Option<f64> {
 /// baseline's), and the `:table` row.
 fn drift_rows(
     source: &Source,
-    compared_source: &Source,
     current: &GroupSummary,
+    compared_columns: &[String],
     compared: &GroupSummary,
     window_cmp: Option<Window>,
     baseline: bool,
@@ -880,10 +938,7 @@ fn drift_rows(
         .map(|(i, c)| {
             (
                 i,
-                compared_source
-                    .columns
-                    .iter()
-                    .position(|other| other.name == c.name),
+                compared_columns.iter().position(|other| *other == c.name),
             )
         })
         .collect();
@@ -931,17 +986,17 @@ fn drift_rows(
             share_of_drifted_columns: None,
         });
     }
-    let present = |source: &Source, summary: &GroupSummary| -> Vec<String> {
-        source
-            .columns
+    let present = |names: &'_ [String], summary: &GroupSummary| -> Vec<String> {
+        names
             .iter()
             .zip(&summary.columns)
             .filter(|(_, s)| s.profile.count > s.profile.num_nulls)
-            .map(|(c, _)| c.name.clone())
+            .map(|(name, _)| name.clone())
             .collect()
     };
-    let now_present = present(source, current);
-    let before_present = present(compared_source, compared);
+    let names: Vec<String> = source.columns.iter().map(|c| c.name.clone()).collect();
+    let now_present = present(&names, current);
+    let before_present = present(compared_columns, compared);
     let added = now_present
         .iter()
         .filter(|c| !before_present.contains(c))
@@ -994,16 +1049,23 @@ fn rows_by_window(times: &[Option<i64>], granularity: Granularity) -> BTreeMap<W
     windows
 }
 
-/// The metrics a refresh writes.
-#[derive(Debug, Default)]
+/// The metrics a refresh writes, and the last window it summarized per granularity.
+#[derive(Default)]
 pub struct Metrics {
     pub profile: Vec<ProfileRow>,
     pub drift: Vec<DriftRow>,
+    pub last: BTreeMap<String, (Window, Summaries)>,
 }
 
 /// Computes every metric of `source` (and against `baseline`): CPU-bound, run it off the async
-/// threads.
-pub fn compute(plan: &Plan, source: &Source, baseline: Option<&Source>) -> Metrics {
+/// threads. `earlier` holds, by granularity, a window's summaries kept from a previous refresh
+/// that the source's rows may leave out: a window after it is compared with them.
+pub fn compute(
+    plan: &Plan,
+    source: &Source,
+    baseline: Option<&Source>,
+    earlier: &BTreeMap<String, (Window, Arc<Summaries>)>,
+) -> Metrics {
     let mut metrics = Metrics::default();
     let baseline_summaries = baseline.map(|baseline| {
         let all: Vec<u32> = (0..baseline.rows as u32).collect();
@@ -1015,52 +1077,40 @@ pub fn compute(plan: &Plan, source: &Source, baseline: Option<&Source>) -> Metri
                     .extend(profile_rows(baseline, summary, LogType::Baseline));
             }
         }
-        summaries
+        Summaries::of(baseline, summaries)
     });
-    // The baseline's groups by slice: every model's group is compared with its slice there.
-    let baseline_for = |member: &Member| -> Option<(&Source, &GroupSummary)> {
-        let baseline = baseline?;
-        let summaries = baseline_summaries.as_ref()?;
-        let slice = member.slice.map(|(slice, value)| {
-            let (key, coded) = &source.slices[slice];
-            (key.clone(), coded.values[value as usize].clone())
-        });
-        let found = summaries.iter().find(|(m, _)| {
-            m.model.is_none()
-                && match (&m.slice, &slice) {
-                    (None, None) => true,
-                    (Some((s, v)), Some((key, value))) => {
-                        let (bkey, bcoded) = &baseline.slices[*s];
-                        bkey == key && &bcoded.values[*v as usize] == value
-                    }
-                    _ => false,
-                }
-        })?;
-        Some((baseline, found.1))
-    };
     let emit = |summaries: &BTreeMap<Member, GroupSummary>,
-                previous: Option<(Window, &BTreeMap<Member, GroupSummary>)>,
+                previous: Option<(Window, &Summaries)>,
                 metrics: &mut Metrics| {
-        for (member, summary) in summaries {
+        for summary in summaries.values() {
             metrics
                 .profile
                 .extend(profile_rows(source, summary, LogType::Input));
+            let key = key_of(&summary.group);
             if let Some((window, earlier)) = previous
-                && let Some(before) = earlier.get(member)
+                && let Some(before) = earlier.get(&key)
             {
                 metrics.drift.extend(drift_rows(
                     source,
-                    source,
                     summary,
+                    &earlier.columns,
                     before,
                     Some(window),
                     false,
                 ));
             }
-            if let Some((baseline, base)) = baseline_for(member) {
-                metrics
-                    .drift
-                    .extend(drift_rows(source, baseline, summary, base, None, true));
+            // Every model's group is compared with its slice in the baseline.
+            if let Some(base) = &baseline_summaries
+                && let Some(compared) = base.get(&(None, key.1))
+            {
+                metrics.drift.extend(drift_rows(
+                    source,
+                    summary,
+                    &base.columns,
+                    compared,
+                    None,
+                    true,
+                ));
             }
         }
     };
@@ -1069,15 +1119,18 @@ pub fn compute(plan: &Plan, source: &Source, baseline: Option<&Source>) -> Metri
             for (name, granularity) in &plan.granularities {
                 let windows = rows_by_window(times, *granularity);
                 let wanted = plan.only.as_ref().map(|only| only.get(name));
-                let mut last: Option<(Window, BTreeMap<Member, GroupSummary>)> = None;
+                let mut last: Option<(Window, Summaries)> = None;
                 for (window, rows) in windows {
                     let summaries =
                         summarize_groups(source, &members(source, &rows), Some(name), Some(window));
                     let before = previous(*granularity, window);
-                    let earlier = last
-                        .as_ref()
-                        .filter(|(w, _)| *w == before)
-                        .map(|(w, s)| (*w, s));
+                    let earlier = match &last {
+                        Some((w, s)) if *w == before => Some((*w, s)),
+                        _ => earlier
+                            .get(name)
+                            .filter(|(w, _)| *w == before)
+                            .map(|(w, s)| (*w, s.as_ref())),
+                    };
                     let emitted = match wanted {
                         None => true,
                         Some(windows) => windows.is_some_and(|w| w.contains(&window)),
@@ -1085,7 +1138,10 @@ pub fn compute(plan: &Plan, source: &Source, baseline: Option<&Source>) -> Metri
                     if emitted {
                         emit(&summaries, earlier, &mut metrics);
                     }
-                    last = Some((window, summaries));
+                    last = Some((window, Summaries::of(source, summaries)));
+                }
+                if let Some(last) = last {
+                    metrics.last.insert(name.clone(), last);
                 }
             }
         }

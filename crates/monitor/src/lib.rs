@@ -9,6 +9,7 @@
 //! - `custom`: the monitor's custom metrics (aggregate, derived, drift SQL) for the same groups;
 //! - `tables`: the metrics tables' rows and Arrow shape;
 //! - `refresh`: reading the sources through SQL and writing the metrics tables;
+//! - `kept`: the last window's summaries kept between refreshes, for incremental ones;
 //! - `schedule`: refreshes started by their Quartz schedules, one server at a time;
 //! - `manage`: the API's use cases with their permission checks;
 //! - `overview`: the metrics over time, for the CLI and the charts;
@@ -20,6 +21,7 @@ pub mod charts;
 pub mod compute;
 pub mod custom;
 pub mod drift;
+pub mod kept;
 pub mod kolmogorov;
 pub mod manage;
 pub mod metrics;

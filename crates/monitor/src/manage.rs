@@ -22,6 +22,7 @@ use tarn_lake::arrow::datatypes::{DataType, Schema};
 
 use crate::compute::{SLICE_COLUMN, is_numeric, is_text, is_time};
 use crate::custom::Custom;
+use crate::kept;
 use crate::refresh::{self, source_query};
 
 /// How many refreshes `list_refreshes` shows, newest first (Databricks shows the latest 25).
@@ -241,7 +242,11 @@ pub async fn update(
 pub async fn delete(store: &dyn MetaStore, caller: &Caller, table_name: &str) -> Result<()> {
     let table = managed_table(store, caller, table_name).await?;
     monitor_of(store, &table).await?;
-    store.delete_monitor(&table.table_id, &caller.actor()).await
+    store
+        .delete_monitor(&table.table_id, &caller.actor())
+        .await?;
+    kept::forget(&table.table_id);
+    Ok(())
 }
 
 /// Records a PENDING refresh of the monitor on `table_name`, for `refresh::execute` to run.

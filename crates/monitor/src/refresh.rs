@@ -25,8 +25,9 @@ use tarn_lake::catalog::{ManagedTable, location_of};
 use tarn_lake::writes::keep_columns;
 use tarn_lake::{At, Lake, WriteMode, columns_of_arrow};
 
-use crate::compute::{self, Plan, Quality, SLICE_COLUMN, Source, quoted};
+use crate::compute::{self, Plan, Quality, SLICE_COLUMN, Source, Summaries, quoted};
 use crate::custom::{self, Custom};
+use crate::kept;
 use crate::tables::{self, Provenance};
 use crate::windows::{Window, previous, window_of};
 
@@ -286,14 +287,27 @@ async fn touched_windows(
     Ok(touched)
 }
 
-/// A SQL condition keeping the rows of `windows` and of the windows before them.
-fn window_filter(plan: &Plan, windows: &BTreeMap<String, BTreeSet<Window>>) -> String {
+/// A SQL condition keeping the rows of `windows` and of the windows before them, but for
+/// those `earlier` holds already.
+fn window_filter(
+    plan: &Plan,
+    windows: &BTreeMap<String, BTreeSet<Window>>,
+    earlier: &BTreeMap<String, (Window, Arc<Summaries>)>,
+) -> String {
     let column = quoted(plan.timestamp_col.as_deref().unwrap_or_default());
     let literal = |micros: i64| format!("TIMESTAMP '{}'", format_timestamp_micros(micros));
     let mut ranges: Vec<(i64, i64)> = Vec::new();
     for (name, granularity) in &plan.granularities {
-        for window in windows.get(name).into_iter().flatten() {
-            ranges.push((previous(*granularity, *window).start, window.end));
+        let held = earlier.get(name).map(|(window, _)| *window);
+        let touched = windows.get(name);
+        for window in touched.into_iter().flatten() {
+            let before = previous(*granularity, *window);
+            let start = if held == Some(before) && !touched.is_some_and(|t| t.contains(&before)) {
+                window.start
+            } else {
+                before.start
+            };
+            ranges.push((start, window.end));
         }
     }
     ranges.sort();
@@ -394,8 +408,16 @@ pub async fn compute_metrics(
             scope,
         });
     }
+    // The last window kept from the previous refresh spares reading it again: only when it
+    // is as of the version that refresh read and its settings are the same.
+    let earlier = match (&scope, previous, &custom) {
+        (Scope::Windows(_), Some(previous), None) => {
+            kept::kept_at(&monitor.table_id, monitor.monitor_version, previous.source)
+        }
+        _ => BTreeMap::new(),
+    };
     let filter = match &scope {
-        Scope::Windows(windows) => Some(window_filter(&plan, windows)),
+        Scope::Windows(windows) => Some(window_filter(&plan, windows, &earlier)),
         _ => None,
     };
     let started = std::time::Instant::now();
@@ -443,16 +465,26 @@ pub async fn compute_metrics(
         plan.only = Some(windows.clone());
     }
     let table_name = table.full_name.clone();
+    let (table_id, monitor_version) = (monitor.table_id.clone(), monitor.monitor_version);
     tokio::task::spawn_blocking(move || -> Result<Computed> {
         let computing = std::time::Instant::now();
-        let metrics = compute::compute(&plan, &source, baseline.as_ref());
+        let mut metrics = compute::compute(&plan, &source, baseline.as_ref(), &earlier);
         tracing::info!(
             table = %table_name,
             rows = source.rows(),
             scope = %scope.describe(),
+            windows_kept_before = earlier.len(),
             read_ms = read_time.as_millis() as u64,
             compute_ms = computing.elapsed().as_millis() as u64,
             "computed a monitor's metrics"
+        );
+        kept::keep(
+            &table_id,
+            monitor_version,
+            versions.source,
+            std::mem::take(&mut metrics.last),
+            earlier,
+            plan.only.as_ref(),
         );
         let profile = tables::profile_batch(&metrics.profile, provenance)?;
         let drift = tables::drift_batch(&metrics.drift, provenance)?;
@@ -580,19 +612,11 @@ pub async fn write_metrics(
         return Ok(());
     }
     let (profile_name, drift_name) = monitor.metrics_tables();
-    let profile = metrics_table(
-        lake,
-        store,
-        caller,
-        &profile_name,
-        &computed.profile.schema(),
-    )
-    .await?;
-    let drift = metrics_table(lake, store, caller, &drift_name, &computed.drift.schema()).await?;
-    let mut writes = Vec::new();
-    for (table, batch) in [(profile, computed.profile), (drift, computed.drift)] {
+    let scope = &computed.scope;
+    let write = |full_name: String, batch: RecordBatch| async move {
+        let table = metrics_table(lake, store, caller, &full_name, &batch.schema()).await?;
         let location = location_of(&table)?;
-        let batches = match &computed.scope {
+        let batches = match scope {
             Scope::Windows(recomputed) => {
                 let (_, existing, _) = lake
                     .read_columns(&location, &table.full_name, At::Latest, None)
@@ -603,9 +627,6 @@ pub async fn write_metrics(
             }
             _ => vec![batch],
         };
-        writes.push((location, table, batches));
-    }
-    for (location, table, batches) in writes {
         // Custom metrics added since the table was made are new columns.
         let written = lake
             .write(
@@ -616,9 +637,15 @@ pub async fn write_metrics(
                 true,
             )
             .await?;
-        keep_columns(store, caller, &table, &written.columns).await?;
-    }
-    Ok(())
+        keep_columns(store, caller, &table, &written.columns).await
+    };
+    // The tables are written at once, each to its end: one table's failure does not leave
+    // the other's write between its files and its commit.
+    let (profile, drift) = tokio::join!(
+        write(profile_name, computed.profile),
+        write(drift_name, computed.drift)
+    );
+    profile.and(drift)
 }
 
 /// How often the process running a refresh says it is alive.
