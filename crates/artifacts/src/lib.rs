@@ -779,17 +779,15 @@ impl ArtifactStore {
     }
 }
 
-/// Signs and checks the part URLs of multipart uploads (an upload interrupted by a restart is
-/// aborted and retried by the client).
+/// Signs and checks the part URLs of multipart uploads, with the servers' shared key: a part
+/// may reach any replica.
 pub struct PartUrls {
     signer: UrlSigner,
 }
 
 impl PartUrls {
-    pub fn random() -> Self {
-        Self {
-            signer: UrlSigner::random(),
-        }
+    pub fn new(signer: UrlSigner) -> Self {
+        Self { signer }
     }
 
     /// The absolute URL a client PUTs part `part_number` to.
@@ -899,7 +897,7 @@ mod tests {
 
     #[test]
     fn part_urls_bind_every_field() {
-        let urls = PartUrls::random();
+        let urls = PartUrls::new(UrlSigner::random());
         let url = urls
             .url(
                 "http://h:5000",
@@ -927,7 +925,7 @@ mod tests {
         assert!(!check("dev", "1/r/artifacts/a b.bin", "up1", 3, 100, 99));
         assert!(!check("dev", "1/r/artifacts/a b.bin", "up1", 2, 1000, 99));
         assert!(
-            PartUrls::random()
+            PartUrls::new(UrlSigner::random())
                 .verify("dev", "1/r/artifacts/a b.bin", "up1", 2, 100, signature, 99)
                 .is_err()
         );

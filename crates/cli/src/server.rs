@@ -216,6 +216,7 @@ pub async fn start_server(
             // Stable across restarts: a restarted server ends what its previous start left.
             worker: format!("{}:{}", host_name(), listener.local_addr()?.port()),
         },
+        link_key: tarn_core::signed_urls::shared_key(store.as_ref()).await?,
     };
     let state = tarn_server::AppState::new(store, artifacts, lake, online, settings)?;
     Ok((state, listener, bootstrap))

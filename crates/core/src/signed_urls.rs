@@ -1,23 +1,41 @@
 //! URLs that carry their own authorisation, for clients that follow a link without
 //! credentials (the parts of a multipart upload, the files of a SQL result): an HMAC over the
-//! fields the link names and its expiry, with a key that lives as long as the process (what a
-//! link points at does not outlive it either).
+//! fields the link names and its expiry, with a key every server on one store shares (kept in
+//! the store by the first), so a link one replica made is honoured by the others.
 
+use crate::store::MetaStore;
 use crate::{Error, Result};
 use hmac::Mac;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
-/// Signs and checks links with one random key.
+/// The name the link-signing key is kept under in the store.
+const LINK_KEY: &str = "link-signing-key";
+
+/// The key that signs links, the same for every server on `store`.
+pub async fn shared_key(store: &dyn MetaStore) -> Result<[u8; 32]> {
+    let candidate = hex::encode(rand::random::<[u8; 32]>());
+    let kept = store
+        .shared_secret(LINK_KEY, &candidate, crate::ids::now_millis())
+        .await?;
+    hex::decode(&kept)
+        .ok()
+        .and_then(|key| <[u8; 32]>::try_from(key).ok())
+        .ok_or_else(|| Error::internal("the stored link-signing key is not 32 bytes of hex"))
+}
+
+/// Signs and checks links with one key.
 pub struct UrlSigner {
     key: [u8; 32],
 }
 
 impl UrlSigner {
+    pub fn new(key: [u8; 32]) -> Self {
+        Self { key }
+    }
+
     pub fn random() -> Self {
-        Self {
-            key: rand::random(),
-        }
+        Self::new(rand::random())
     }
 
     fn mac(&self, fields: &[&str], expires: i64) -> Result<HmacSha256> {

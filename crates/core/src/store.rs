@@ -950,6 +950,9 @@ pub trait JobRunStore: Send + Sync {
     async fn save_trigger_state(&self, job_id: i64, state: &serde_json::Value) -> Result<()>;
     /// Who holds the lease `name` and until when, if anyone ever took it.
     async fn lease_holder(&self, name: &str) -> Result<Option<(String, i64)>>;
+    /// The secret `name` every server on this store shares: `candidate` when none was kept
+    /// yet (kept then, at `now`), else the one the first server kept.
+    async fn shared_secret(&self, name: &str, candidate: &str, now: i64) -> Result<String>;
     /// Keeps the piece of a task run's log that starts at byte `offset` (a worker ships its
     /// tasks' logs this way). Shipping the same piece again changes nothing.
     async fn append_task_log(&self, task_run_id: i64, offset: i64, data: &[u8]) -> Result<()>;

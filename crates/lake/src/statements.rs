@@ -222,7 +222,7 @@ impl Statements {
     /// this process's own under `parent`. Folders there older than any result lives (left by
     /// a process that stopped: its links died with it) are removed; other processes sharing the
     /// data directory keep theirs.
-    pub fn new(limits: StatementLimits, parent: PathBuf) -> Self {
+    pub fn new(limits: StatementLimits, parent: PathBuf, links: UrlSigner) -> Self {
         if let Ok(entries) = std::fs::read_dir(&parent) {
             for entry in entries.flatten() {
                 let stale = entry
@@ -240,7 +240,7 @@ impl Statements {
             by_id: Arc::default(),
             limits,
             folder: parent.join(tarn_core::ids::hex32(rand::random())),
-            links: UrlSigner::random(),
+            links,
         }
     }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tarn_artifacts::ArtifactStore;
+use tarn_core::signed_urls::UrlSigner;
 use tarn_core::store::MetaStore;
 use tarn_lake::statements::{StatementLimits, Statements};
 use tarn_serving::ServingContext;
@@ -84,6 +85,9 @@ pub struct Settings {
     /// How often tables' Delta logs are read for commits other writers made.
     pub table_watch_every: std::time::Duration,
     pub jobs: JobsSettings,
+    /// The key that signs links (upload parts, result files): the store's shared one
+    /// (`tarn_core::signed_urls::shared_key`) when several servers serve it.
+    pub link_key: [u8; 32],
 }
 
 impl Default for Settings {
@@ -96,6 +100,7 @@ impl Default for Settings {
             statements_folder: std::env::temp_dir().join("tarn-statements"),
             table_watch_every: std::time::Duration::from_secs(5),
             jobs: JobsSettings::default(),
+            link_key: rand::random(),
         }
     }
 }
@@ -122,7 +127,9 @@ impl AppState {
             artifacts,
             metrics: Arc::new(metrics::HttpMetrics::default()),
             auth_cache: Arc::new(tarn_identity::AuthCache::default()),
-            part_urls: Arc::new(tarn_artifacts::PartUrls::random()),
+            part_urls: Arc::new(tarn_artifacts::PartUrls::new(UrlSigner::new(
+                settings.link_key,
+            ))),
             webhooks: Arc::new(tarn_events::webhooks::Sender::new(settings.webhooks)?),
             lake,
             online,
@@ -135,6 +142,7 @@ impl AppState {
             statements: Arc::new(Statements::new(
                 settings.statements,
                 settings.statements_folder,
+                UrlSigner::new(settings.link_key),
             )),
             table_watch_every: settings.table_watch_every,
             jobs: Arc::new(JobsRuntime {

@@ -64,6 +64,10 @@ const SQLITE: &[(i64, &str)] = &[
         23,
         include_str!("../migrations/sqlite/0023_refresh_heartbeats.sql"),
     ),
+    (
+        24,
+        include_str!("../migrations/sqlite/0024_server_secrets.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -116,6 +120,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         21,
         include_str!("../migrations/postgres/0021_refresh_heartbeats.sql"),
+    ),
+    (
+        22,
+        include_str!("../migrations/postgres/0022_server_secrets.sql"),
     ),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";

@@ -1,5 +1,6 @@
 //! Two servers on one store: each lease-held kind of background work runs on one of them,
-//! and a server that stops hands its work to the other at once.
+//! a server that stops hands its work to the other at once, and links one signs the other
+//! honours.
 
 use std::time::Duration;
 
@@ -28,6 +29,9 @@ async fn replica(dir: &std::path::Path, name: &'static str) -> (tarn_server::App
         .await
         .expect("online store");
     let settings = tarn_server::Settings {
+        link_key: tarn_core::signed_urls::shared_key(store.as_ref())
+            .await
+            .expect("link key"),
         table_watch_every: Duration::from_millis(200),
         jobs: tarn_server::JobsSettings {
             folder: dir.join(format!("jobs-{name}")),
@@ -95,7 +99,27 @@ async fn background_work_runs_on_one_replica_and_moves_when_it_stops() {
     .await
     .expect("bootstrap");
     let (state_a, a) = replica(dir.path(), "replica-a").await;
-    let (_state_b, b) = replica(dir.path(), "replica-b").await;
+    let (state_b, b) = replica(dir.path(), "replica-b").await;
+
+    // A part URL one replica signed is honoured by the other: they share the store's key.
+    let expires = tarn_core::ids::now_millis() / 1000 + 60;
+    let url = state_a
+        .part_urls
+        .url("http://a", "dev", "1/r/artifacts/x.bin", "up", 1, expires)
+        .expect("url");
+    let signature = url.rsplit_once("signature=").expect("signed").1;
+    state_b
+        .part_urls
+        .verify(
+            "dev",
+            "1/r/artifacts/x.bin",
+            "up",
+            1,
+            expires,
+            signature,
+            expires - 60,
+        )
+        .expect("honoured by the other replica");
 
     // Every lease has one holder among the two, and keeps it while the holder runs.
     let first = until_held(&state_a, &LEASES, |h| h == a.name || h == b.name).await;

@@ -611,6 +611,29 @@ impl JobRunStore for Store {
             .map_err(db_error)
     }
 
+    async fn shared_secret(&self, name: &str, candidate: &str, now: i64) -> Result<String> {
+        let mut tx = self.begin().await?;
+        // Two servers starting at once both insert: the second's candidate is dropped and
+        // both read the first's.
+        db::query(
+            "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let kept: String = db::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(kept)
+    }
+
     async fn append_task_log(&self, task_run_id: i64, offset: i64, data: &[u8]) -> Result<()> {
         db::query(
             "INSERT INTO job_task_logs (task_run_id, start_offset, end_offset, data) \

@@ -554,6 +554,29 @@ pub async fn job_runs_are_claimed_renewed_cancelled_and_kept(store: Store) {
     );
     assert_eq!(store.lease_holder("nobody").await.expect("none"), None);
 
+    // A secret the servers share: whichever server keeps one first, every server reads it.
+    let (first, second) = tokio::join!(
+        store.shared_secret("links", "key-of-a", 1),
+        store.shared_secret("links", "key-of-b", 1)
+    );
+    let kept = first.expect("a's");
+    assert!(kept == "key-of-a" || kept == "key-of-b", "{kept}");
+    assert_eq!(second.expect("b's"), kept, "both servers read one key");
+    assert_eq!(
+        store
+            .shared_secret("links", "key-of-c", 2)
+            .await
+            .expect("later"),
+        kept
+    );
+    assert_eq!(
+        store
+            .shared_secret("other", "other-key", 2)
+            .await
+            .expect("another"),
+        "other-key"
+    );
+
     // The job triggers' outbox holds every event until acknowledged; a trigger state is kept
     // per job and goes with it.
     let pending = store
