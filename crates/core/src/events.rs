@@ -470,6 +470,36 @@ pub struct StoredChange {
 const SECURABLE: &str = "securable";
 
 impl Change {
+    /// Whether the change can alter who may do what, or what a name resolves to: a server's
+    /// caches of credentials, memberships, passed checks and lookups forget what they hold.
+    pub fn changes_access(&self) -> bool {
+        matches!(
+            self,
+            Self::ModelRenamed { .. }
+                | Self::ModelDeleted { .. }
+                | Self::PermissionsUpdated(_)
+                | Self::PermissionsReplaced(_)
+                | Self::SchemaDeleted { .. }
+                | Self::TableDeleted { .. }
+                | Self::GrantsChanged { .. }
+                | Self::CatalogBound(_)
+                | Self::CatalogUnbound(_)
+                | Self::FeatureTableCreated { .. }
+                | Self::FeaturesPublished { .. }
+                | Self::EndpointCreated(_)
+                | Self::EndpointUpdated(_)
+                | Self::EndpointDeleted { .. }
+                | Self::PrincipalActivated { .. }
+                | Self::PrincipalDeactivated { .. }
+                | Self::PasswordSet { .. }
+                | Self::GroupMemberAdded { .. }
+                | Self::GroupMemberRemoved { .. }
+                | Self::TokenRevoked { .. }
+                | Self::WorkspaceMemberAdded { .. }
+                | Self::WorkspaceMemberRemoved { .. }
+        )
+    }
+
     /// The change's `entity`, `action` and payload, as stored.
     pub fn store(&self) -> crate::Result<StoredChange> {
         let tagged = serde_json::to_value(self)

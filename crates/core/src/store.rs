@@ -1086,6 +1086,8 @@ pub trait MonitorStore: Send + Sync {
 pub trait EventStore: Send + Sync {
     /// Events in order of id, for the audit API and the outbox's subscribers.
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>>;
+    /// The id of the newest event (0: none yet), where a follower of the stream starts.
+    async fn last_event_id(&self) -> Result<i64>;
     /// Records a change made outside the metadata store (a publish to the online store).
     async fn record_event(&self, workspace: &str, actor: &Actor, change: &Change) -> Result<()>;
     /// The events waiting in `consumer`'s outbox, oldest first, at most `limit`.

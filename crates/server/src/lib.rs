@@ -114,6 +114,7 @@ pub async fn serve(
             stopped.clone(),
             sync_endpoints(state.clone()),
         )),
+        tokio::spawn(follow_access_changes(state.clone(), stopped.clone())),
         tokio::spawn(every(
             state.table_watch_every,
             stopped.clone(),
@@ -255,6 +256,53 @@ async fn hand_back_leases(state: &AppState) {
             .await;
         if let Err(err) = handed {
             tracing::warn!(lease = name, error = %err.report(), "cannot hand back a lease");
+        }
+    }
+}
+
+/// How often a server reads the event stream for changes to access that any server (or the
+/// CLI) made: what its caches hold is forgotten this soon after.
+pub const ACCESS_WATCH_EVERY: Duration = Duration::from_millis(250);
+/// How many ids behind the newest event seen are read again: PostgreSQL takes an id before
+/// the commit, so a change can appear after one with a higher id. (One that lags further is
+/// missed, and the caches forget it when their entries expire.)
+const ACCESS_WATCH_LOOKBACK: i64 = 100;
+
+/// Forgets this server's cached access decisions whenever the event stream shows a change to
+/// access (a revoked token, a grant, a membership), wherever it was made.
+async fn follow_access_changes(state: AppState, mut stopped: watch::Receiver<bool>) {
+    let mut newest = state.store.last_event_id().await.unwrap_or_else(|err| {
+        tracing::warn!(error = %err.report(), "cannot read the event stream's end");
+        0
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ACCESS_WATCH_EVERY) => {}
+            _ = stopped.changed() => return,
+        }
+        let query = tarn_core::events::EventQuery {
+            after_id: newest.saturating_sub(ACCESS_WATCH_LOOKBACK),
+            limit: 1000,
+            ..Default::default()
+        };
+        let events = match state.store.events(&query).await {
+            Ok(events) => events,
+            Err(err) => {
+                tracing::warn!(error = %err.report(), "cannot read the event stream");
+                continue;
+            }
+        };
+        let mut changed = false;
+        for event in &events {
+            if seen.insert(event.id) {
+                changed |= event.change.changes_access();
+            }
+            newest = newest.max(event.id);
+        }
+        seen = seen.split_off(&newest.saturating_sub(ACCESS_WATCH_LOOKBACK));
+        if changed {
+            state.forget_access();
         }
     }
 }

@@ -19,7 +19,8 @@ pub const ADMIN_TOKEN: &str = "tarn_test_admin_token";
 pub struct TestApp {
     pub router: axum::Router,
     pub state: tarn_server::AppState,
-    _dir: tempfile::TempDir,
+    /// The data folder, removed with the app (None: the test owns it).
+    _dir: Option<tempfile::TempDir>,
 }
 
 pub async fn app() -> TestApp {
@@ -53,7 +54,7 @@ pub async fn app() -> TestApp {
     TestApp {
         router: tarn_server::build_router(state.clone()),
         state,
-        _dir: dir,
+        _dir: Some(dir),
     }
 }
 

@@ -18,7 +18,7 @@ struct Replica {
     served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-async fn replica(dir: &std::path::Path, name: &'static str) -> (tarn_server::AppState, Replica) {
+async fn replica(dir: &std::path::Path, name: &'static str) -> (crate::TestApp, Replica) {
     let store = tarn_store::open(&format!("sqlite://{}", dir.join("tarn.db").display()))
         .await
         .expect("store");
@@ -50,7 +50,12 @@ async fn replica(dir: &std::path::Path, name: &'static str) -> (tarn_server::App
     let served = tokio::spawn(tarn_server::serve(state.clone(), listener, async move {
         let _ = stopped.await;
     }));
-    (state.clone(), Replica { name, stop, served })
+    let app = crate::TestApp {
+        router: tarn_server::build_router(state.clone()),
+        state,
+        _dir: None,
+    };
+    (app, Replica { name, stop, served })
 }
 
 /// Who holds each of `leases` now (None: no one, or it lapsed).
@@ -82,8 +87,7 @@ async fn until_held(
     );
 }
 
-#[tokio::test]
-async fn background_work_runs_on_one_replica_and_moves_when_it_stops() {
+async fn bootstrapped() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     tarn_server::bootstrap(
         tarn_store::open(&format!(
@@ -98,8 +102,15 @@ async fn background_work_runs_on_one_replica_and_moves_when_it_stops() {
     )
     .await
     .expect("bootstrap");
-    let (state_a, a) = replica(dir.path(), "replica-a").await;
-    let (state_b, b) = replica(dir.path(), "replica-b").await;
+    dir
+}
+
+#[tokio::test]
+async fn background_work_runs_on_one_replica_and_moves_when_it_stops() {
+    let dir = bootstrapped().await;
+    let (app_a, a) = replica(dir.path(), "replica-a").await;
+    let (app_b, b) = replica(dir.path(), "replica-b").await;
+    let (state_a, state_b) = (&app_a.state, &app_b.state);
 
     // A part URL one replica signed is honoured by the other: they share the store's key.
     let expires = tarn_core::ids::now_millis() / 1000 + 60;
@@ -122,9 +133,9 @@ async fn background_work_runs_on_one_replica_and_moves_when_it_stops() {
         .expect("honoured by the other replica");
 
     // Every lease has one holder among the two, and keeps it while the holder runs.
-    let first = until_held(&state_a, &LEASES, |h| h == a.name || h == b.name).await;
+    let first = until_held(state_a, &LEASES, |h| h == a.name || h == b.name).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(until_held(&state_a, &LEASES, |_| true).await, first);
+    assert_eq!(until_held(state_a, &LEASES, |_| true).await, first);
 
     // The holder of the online refresher stops: it hands its leases back, and the work that
     // ticks every few seconds moves to the one left (the hourly sweep moves at its next turn).
@@ -139,16 +150,16 @@ async fn background_work_runs_on_one_replica_and_moves_when_it_stops() {
     // held for 30 s and more).
     let stopping_name = stopping.name;
     assert!(
-        holders(&state_a, &LEASES)
+        holders(state_a, &LEASES)
             .await
             .iter()
             .all(|h| h.as_deref() != Some(stopping_name)),
         "{:?}",
-        holders(&state_a, &LEASES).await
+        holders(state_a, &LEASES).await
     );
     let staying_name = staying.name;
     until_held(
-        &state_a,
+        state_a,
         &[ONLINE_REFRESHER_LEASE, COMMIT_WATCHER_LEASE],
         |h| h == staying_name,
     )
@@ -156,4 +167,71 @@ async fn background_work_runs_on_one_replica_and_moves_when_it_stops() {
 
     staying.stop.send(()).expect("stop");
     staying.served.await.expect("join").expect("serve");
+}
+
+#[tokio::test]
+async fn a_token_revoked_on_one_replica_is_refused_by_the_other_at_once() {
+    let dir = bootstrapped().await;
+    let (app_a, a) = replica(dir.path(), "replica-a").await;
+    let (app_b, b) = replica(dir.path(), "replica-b").await;
+    let admin = Some(crate::ADMIN_TOKEN);
+    let created = app_a
+        .call(
+            "POST",
+            "/api/2.0/token/create",
+            admin,
+            serde_json::json!({"comment": "laptop"}),
+        )
+        .await;
+    let token = created.json["token_value"].as_str().expect("token");
+    let token_id = created.json["token_info"]["token_id"].as_str().expect("id");
+    async fn me(app: &crate::TestApp, token: &str) -> axum::http::StatusCode {
+        app.call(
+            "GET",
+            "/api/2.0/tarn/me",
+            Some(token),
+            serde_json::json!({}),
+        )
+        .await
+        .status
+    }
+    // Replica B has checked the token and holds it in its cache (for 10 s, unless told).
+    assert_eq!(me(&app_b, token).await, axum::http::StatusCode::OK);
+    let revoked = app_a
+        .call(
+            "POST",
+            "/api/2.0/token/delete",
+            admin,
+            serde_json::json!({"token_id": token_id}),
+        )
+        .await;
+    assert_eq!(
+        revoked.status,
+        axum::http::StatusCode::OK,
+        "{}",
+        revoked.text
+    );
+    assert_eq!(
+        me(&app_a, token).await,
+        axum::http::StatusCode::UNAUTHORIZED
+    );
+    // B reads the revocation from the event stream and forgets the token: refused long
+    // before its cache entry would have expired.
+    let mut refused_after = None;
+    for turn in 0..20 {
+        if me(&app_b, token).await == axum::http::StatusCode::UNAUTHORIZED {
+            refused_after = Some(turn);
+            break;
+        }
+        tokio::time::sleep(tarn_server::ACCESS_WATCH_EVERY).await;
+    }
+    assert!(
+        refused_after.is_some(),
+        "replica B still accepts the revoked token"
+    );
+
+    for replica in [a, b] {
+        replica.stop.send(()).expect("stop");
+        replica.served.await.expect("join").expect("serve");
+    }
 }

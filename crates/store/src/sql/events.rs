@@ -86,6 +86,13 @@ impl EventStore for Store {
         self.read_all(&mut builder, row_event).await
     }
 
+    async fn last_event_id(&self) -> Result<i64> {
+        db::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db_error)
+    }
+
     async fn record_event(&self, workspace: &str, actor: &Actor, change: &Change) -> Result<()> {
         let mut tx = self.begin().await?;
         insert_event(&mut tx, workspace, &actor.name, now_millis(), change).await?;

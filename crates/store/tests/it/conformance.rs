@@ -1402,6 +1402,11 @@ pub async fn principals_tokens_and_groups(store: Store) {
         ]
     );
     assert!(trail.iter().all(|e| e.actor == "tester"));
+    assert_eq!(
+        store.last_event_id().await.expect("last id"),
+        trail.last().expect("events").id,
+        "where a server starts following the stream"
+    );
     let text = serde_json::to_string(&trail).expect("json");
     assert!(!text.contains("\"h1\"") && !text.contains("hash"), "{text}");
 }
