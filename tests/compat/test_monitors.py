@@ -394,6 +394,18 @@ def metrics_rows(server, full_name):
     return sorted(rows, key=key)
 
 
+def append(server, table, frame):
+    written = call(server, "POST", f"/api/2.0/tarn/tables/{table}/data", data=arrow_body(to_arrow(frame)), headers={"Content-Type": "application/vnd.apache.arrow.stream"})
+    assert written.status_code == 200, written.text
+
+
+def daily_versions(server, profile_name):
+    """The profile metrics, their day rows, and the table version each day reflects."""
+    profile = metrics_frame(server, profile_name)
+    daily = profile[(profile.granularity == "1 day")]
+    return profile, daily, {r.window["start"]: r.logging_table_commit_version for _, r in daily.iterrows()}
+
+
 def test_an_incremental_refresh_recomputes_only_touched_windows_and_equals_a_full_one(server, schema):
     w = workspace(server)
     table = f"dev.{schema}.predictions"
@@ -418,12 +430,9 @@ def test_an_incremental_refresh_recomputes_only_touched_windows_and_equals_a_ful
     late = predictions(days=3, per_day=150, shift_from=9, seed=77)
     late = late[late.ts >= START_US + 2 * DAY_US]
     late = late[late.ts < START_US + 3 * DAY_US]
-    written = call(server, "POST", f"/api/2.0/tarn/tables/{table}/data", data=arrow_body(to_arrow(late)), headers={"Content-Type": "application/vnd.apache.arrow.stream"})
-    assert written.status_code == 200, written.text
+    append(server, table, late)
     assert refreshed(w, table).state == MonitorRefreshInfoState.SUCCESS
-    profile = metrics_frame(server, profile_name)
-    daily = profile[(profile.granularity == "1 day")]
-    versions = {r.window["start"]: r.logging_table_commit_version for _, r in daily.iterrows()}
+    profile, daily, versions = daily_versions(server, profile_name)
     assert versions == {day_start(0): 1, day_start(1): 1, day_start(2): 2, day_start(3): 2, day_start(4): 1}
     assert window_of(whole(daily[daily.column_name == ":table"]), 2).iloc[0]["count"] == 400 + len(late)
     assert set(profile[profile.granularity == "1 week"].logging_table_commit_version) == {2}
@@ -432,12 +441,9 @@ def test_an_incremental_refresh_recomputes_only_touched_windows_and_equals_a_ful
     # from the first refresh (through the second, which did not touch it) instead of reading.
     new_day = predictions(days=6, per_day=120, shift_from=9, seed=78)
     new_day = new_day[new_day.ts >= START_US + 5 * DAY_US]
-    written = call(server, "POST", f"/api/2.0/tarn/tables/{table}/data", data=arrow_body(to_arrow(new_day)), headers={"Content-Type": "application/vnd.apache.arrow.stream"})
-    assert written.status_code == 200, written.text
+    append(server, table, new_day)
     assert refreshed(w, table).state == MonitorRefreshInfoState.SUCCESS
-    profile = metrics_frame(server, profile_name)
-    daily = profile[(profile.granularity == "1 day")]
-    versions = {r.window["start"]: r.logging_table_commit_version for _, r in daily.iterrows()}
+    _, _, versions = daily_versions(server, profile_name)
     assert versions == {day_start(0): 1, day_start(1): 1, day_start(2): 2, day_start(3): 2, day_start(4): 1, day_start(5): 3}
     drift = metrics_frame(server, f"dev.{schema}.predictions_drift_metrics")
     compared = drift[(drift.granularity == "1 day") & (drift.drift_type == "CONSECUTIVE") & (drift.logging_table_commit_version == 3)]
@@ -692,8 +698,7 @@ def test_custom_metrics_are_computed_per_group_and_compared(server, schema):
     # Late rows for day 1: an incremental refresh gives what a full one gives.
     late = predictions(days=2, per_day=100, shift_from=9, seed=31)
     late = late[late.ts >= START_US + DAY_US]
-    written = call(server, "POST", f"/api/2.0/tarn/tables/{table}/data", data=arrow_body(to_arrow(late)), headers={"Content-Type": "application/vnd.apache.arrow.stream"})
-    assert written.status_code == 200, written.text
+    append(server, table, late)
     assert refreshed(w, table).state == MonitorRefreshInfoState.SUCCESS
     profile_name, drift_name = f"dev.{schema}.predictions_profile_metrics", f"dev.{schema}.predictions_drift_metrics"
     incremental = (metrics_rows(server, profile_name), metrics_rows(server, drift_name))

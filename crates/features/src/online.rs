@@ -111,14 +111,16 @@ impl Refresh {
 pub trait OnlineStore: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Writes rows, replacing the keys' earlier values, and removes `gone` keys, with the
-    /// publication's new state, at once.
+    /// publication's new state, at once; unless a publication of a later table version is
+    /// stored already (several servers publish, and a slower one finishes last): then nothing
+    /// changes and it answers false.
     async fn apply(
         &self,
         publication: Publication,
         rows: Vec<OnlineRow>,
         gone: Vec<String>,
         replace_all: bool,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     /// The values of each key, in order: `(feature time, JSON object)` or none.
     async fn get(&self, table: &str, keys: &[String])
     -> Result<Vec<Option<(Option<i64>, String)>>>;
@@ -290,16 +292,28 @@ fn online_error(err: rusqlite::Error) -> Error {
     OnlineError::from(err).into()
 }
 
-/// Writes a publication's rows and state in one transaction.
+/// Writes a publication's rows and state in one transaction, unless a later version's is
+/// stored (false).
 fn write_publication(
     connection: &mut rusqlite::Connection,
     publication: &Publication,
     rows: &[OnlineRow],
     gone: &[String],
     replace_all: bool,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<bool> {
+    use rusqlite::OptionalExtension;
     let table = &publication.table_name;
     let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let stored: Option<i64> = tx
+        .query_row(
+            "SELECT version FROM online_publications WHERE table_name = ?1",
+            [table],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if stored.is_some_and(|stored| stored > publication.version as i64) {
+        return Ok(false);
+    }
     if replace_all {
         tx.execute("DELETE FROM online_features WHERE table_name = ?1", [table])?;
     }
@@ -342,7 +356,8 @@ fn write_publication(
             publication.workspace,
         ],
     )?;
-    tx.commit()
+    tx.commit()?;
+    Ok(true)
 }
 
 const PUBLICATION_COLUMNS: &str = "SELECT table_name, version, published_at, keys, ttl_micros, \
@@ -374,15 +389,15 @@ impl OnlineStore for SqliteOnlineStore {
         rows: Vec<OnlineRow>,
         gone: Vec<String>,
         replace_all: bool,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let connections = self.connections.clone();
-        tokio::task::spawn_blocking(move || {
+        let applied = tokio::task::spawn_blocking(move || {
             connections.with(|c| write_publication(c, &publication, &rows, &gone, replace_all))
         })
         .await
         .map_err(|e| Error::internal_from("online store", e))??;
         self.checkpoint_later();
-        Ok(())
+        Ok(applied)
     }
 
     async fn get(
@@ -608,7 +623,8 @@ fn latest_rows(
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Published {
     pub table_name: String,
-    /// `full` the first time (or when asked), `incremental` after.
+    /// `full` the first time (or when asked), `incremental` after; `superseded` when a
+    /// publish of a later version was stored first, and this one wrote nothing.
     pub mode: &'static str,
     pub from_version: Option<u64>,
     pub version: u64,
@@ -759,10 +775,13 @@ async fn publish_to(
         workspace: caller.workspace.clone(),
         refresh_error: None,
     };
-    let (keys_written, keys_removed) = (rows.len(), gone.len());
-    online
+    let (mut keys_written, mut keys_removed) = (rows.len(), gone.len());
+    let applied = online
         .apply(publication, rows, gone, since.is_none())
         .await?;
+    if !applied {
+        (keys_written, keys_removed) = (0, 0);
+    }
     tracing::info!(
         table = %meta.full_name,
         version,
@@ -773,10 +792,10 @@ async fn publish_to(
     );
     Ok(Published {
         table_name: meta.full_name,
-        mode: if since.is_none() {
-            "full"
-        } else {
-            "incremental"
+        mode: match (applied, since) {
+            (false, _) => "superseded",
+            (true, None) => "full",
+            (true, Some(_)) => "incremental",
         },
         from_version: since,
         version,
@@ -1169,6 +1188,7 @@ const FIELDS_PER_COMMAND: usize = 1000;
 /// The Redis online store: per published table a hash from key to `<time>\n<values JSON>`
 /// and a hash holding the publication. Every key is under `<namespace>:`.
 pub struct RedisOnlineStore {
+    client: redis::Client,
     connection: redis::aio::ConnectionManager,
     namespace: String,
 }
@@ -1190,10 +1210,11 @@ impl RedisOnlineStore {
         parsed.set_query(None);
         let client = redis::Client::open(parsed.as_str())
             .map_err(|e| Error::invalid(format!("Invalid Redis URL '{url}': {e}")))?;
-        let connection = redis::aio::ConnectionManager::new(client)
+        let connection = redis::aio::ConnectionManager::new(client.clone())
             .await
             .map_err(redis_error)?;
         Ok(Self {
+            client,
             connection,
             namespace,
         })
@@ -1225,7 +1246,7 @@ impl OnlineStore for RedisOnlineStore {
         rows: Vec<OnlineRow>,
         gone: Vec<String>,
         replace_all: bool,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let key = self.features_key(&publication.table_name);
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -1262,10 +1283,41 @@ impl OnlineStore for RedisOnlineStore {
         pipe.hset_multiple(&publication_key, &fields).ignore();
         pipe.sadd(self.publications_key(), &publication.table_name)
             .ignore();
-        let mut connection = self.connection.clone();
-        pipe.query_async::<()>(&mut connection)
+        // A connection of its own: a WATCH holds for its connection, and the shared one
+        // carries every lookup's commands too.
+        let mut connection = self
+            .client
+            .get_multiplexed_async_connection()
             .await
-            .map_err(redis_error)
+            .map_err(redis_error)?;
+        loop {
+            redis::cmd("WATCH")
+                .arg(&publication_key)
+                .exec_async(&mut connection)
+                .await
+                .map_err(redis_error)?;
+            let stored: Option<u64> = redis::cmd("HGET")
+                .arg(&publication_key)
+                .arg("version")
+                .query_async(&mut connection)
+                .await
+                .map_err(redis_error)?;
+            if stored.is_some_and(|stored| stored > publication.version) {
+                redis::cmd("UNWATCH")
+                    .exec_async(&mut connection)
+                    .await
+                    .map_err(redis_error)?;
+                return Ok(false);
+            }
+            // Nil: another publish changed the publication since the WATCH; look again.
+            let done: redis::Value = pipe
+                .query_async(&mut connection)
+                .await
+                .map_err(redis_error)?;
+            if !matches!(done, redis::Value::Nil) {
+                return Ok(true);
+            }
+        }
     }
 
     async fn get(

@@ -56,18 +56,95 @@ async fn sqlite_publishes_incrementally_and_looks_up_within_the_time_to_live() {
 #[tokio::test]
 async fn redis_publishes_incrementally_and_looks_up_within_the_time_to_live() {
     let f = Fixture::new().await;
+    let online = redis_store().await;
+    assert_eq!(online.kind(), "redis");
+    publish_and_look_up(&f, online.as_ref()).await;
+}
+
+/// A Redis online store in a namespace of its own, so runs never meet.
+async fn redis_store() -> std::sync::Arc<dyn online::OnlineStore> {
     let server = std::env::var("TARN_TEST_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_string());
-    // A namespace of its own, so runs never meet.
     let namespace = format!(
         "tarn-test-{}",
         tarn_core::ids::hex32(rand_id().to_le_bytes())
     );
-    let online = online::open(&format!("{server}?namespace={namespace}"))
+    online::open(&format!("{server}?namespace={namespace}"))
         .await
-        .expect("Redis must be reachable for the online store tests (set TARN_TEST_REDIS_URL)");
-    assert_eq!(online.kind(), "redis");
-    publish_and_look_up(&f, online.as_ref()).await;
+        .expect("Redis must be reachable for the online store tests (set TARN_TEST_REDIS_URL)")
+}
+
+/// Two servers publish one table and the one that read an older version finishes last: its
+/// publish changes nothing, on either store.
+#[tokio::test]
+async fn an_older_publish_never_overwrites_a_newer_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sqlite = online::open(&dir.path().join("online.db").to_string_lossy())
+        .await
+        .expect("online store");
+    for online in [sqlite, redis_store().await] {
+        let publication = |version| online::Publication {
+            table_name: "dev.features.raced".into(),
+            version,
+            published_at: 1,
+            keys: 0,
+            ttl_micros: None,
+            refresh: None,
+            published_by: "alice".into(),
+            workspace: "dev".into(),
+            refresh_error: None,
+        };
+        let spend = |value: u64| online::OnlineRow {
+            key: "1".into(),
+            feature_ts: Some(1),
+            values: format!("{{\"spend\":{value}}}"),
+        };
+        let apply = |version: u64, replace_all: bool| {
+            online.apply(
+                publication(version),
+                vec![spend(version)],
+                vec![],
+                replace_all,
+            )
+        };
+        let read = || async {
+            let values = online
+                .get("dev.features.raced", &["1".to_string()])
+                .await
+                .expect("get");
+            let version = online
+                .publication("dev.features.raced")
+                .await
+                .expect("publication")
+                .expect("published")
+                .version;
+            (values, version)
+        };
+        let at = |value: u64| {
+            (
+                vec![Some((Some(1), format!("{{\"spend\":{value}}}")))],
+                value,
+            )
+        };
+        assert!(apply(6, true).await.expect("first"), "{}", online.kind());
+        assert!(!apply(5, false).await.expect("older"), "{}", online.kind());
+        assert!(
+            !apply(4, true).await.expect("older, whole"),
+            "{}",
+            online.kind()
+        );
+        assert_eq!(read().await, at(6), "{}", online.kind());
+        assert!(apply(6, false).await.expect("the same again"));
+        assert!(apply(7, false).await.expect("newer"));
+        assert_eq!(read().await, at(7), "{}", online.kind());
+        // Racing publishes: whichever commits first, the later version is what stays.
+        for version in (8..28).step_by(2) {
+            let (older, newer) = tokio::join!(apply(version, false), apply(version + 1, false));
+            assert!(newer.expect("newer"), "{}", online.kind());
+            older.expect("older");
+            assert_eq!(read().await, at(version + 1), "{}", online.kind());
+        }
+    }
 }
 
 #[tokio::test]
