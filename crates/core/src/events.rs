@@ -307,6 +307,12 @@ pub enum Change {
     PrincipalActivated { name: String },
     #[serde(rename = "principal.deactivated")]
     PrincipalDeactivated { name: String },
+    /// Deactivated, out of every group and workspace, its tokens revoked.
+    #[serde(rename = "principal.deleted")]
+    PrincipalDeleted { name: String },
+    /// Its SCIM attributes replaced.
+    #[serde(rename = "principal.updated")]
+    PrincipalUpdated { name: String, attributes: Value },
     #[serde(rename = "principal.password_set")]
     PasswordSet { name: String },
     #[serde(rename = "group.member_added")]
@@ -491,6 +497,7 @@ impl Change {
                 | Self::EndpointDeleted { .. }
                 | Self::PrincipalActivated { .. }
                 | Self::PrincipalDeactivated { .. }
+                | Self::PrincipalDeleted { .. }
                 | Self::PasswordSet { .. }
                 | Self::GroupMemberAdded { .. }
                 | Self::GroupMemberRemoved { .. }
@@ -607,6 +614,8 @@ impl Change {
             Self::PrincipalCreated { name, .. }
             | Self::PrincipalActivated { name }
             | Self::PrincipalDeactivated { name }
+            | Self::PrincipalUpdated { name, .. }
+            | Self::PrincipalDeleted { name }
             | Self::PasswordSet { name }
             | Self::WorkspaceCreated { name }
             | Self::GroupMemberAdded { group: name, .. }

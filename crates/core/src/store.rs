@@ -225,6 +225,11 @@ pub struct PrincipalRecord {
     pub is_admin: bool,
     pub active: bool,
     pub created_at: i64,
+    /// What identity providers keep on it through SCIM (display name, emails, external id,
+    /// entitlements, roles), as they sent it.
+    pub attributes: serde_json::Value,
+    /// When it was deleted (SCIM's DELETE); activating it again brings it back.
+    pub deleted_at: Option<i64>,
 }
 
 #[async_trait]
@@ -246,7 +251,20 @@ pub trait IdentityStore: Send + Sync {
     async fn active_principal(&self, name: &str) -> Result<Principal>;
     async fn list_principals(&self, kind: Option<PrincipalKind>) -> Result<Vec<PrincipalRecord>>;
     async fn set_password_hash(&self, name: &str, password_hash: &str, actor: &str) -> Result<()>;
+    /// Activates or deactivates a principal; activating a deleted one brings it back.
     async fn set_active(&self, name: &str, active: bool, actor: &str) -> Result<()>;
+    /// Deletes a principal as SCIM does: deactivated, out of every group and workspace, its
+    /// tokens revoked, recording `principal.deleted`. Its name stays taken.
+    async fn delete_principal(&self, name: &str, actor: &str) -> Result<()>;
+    /// Replaces a principal's SCIM attributes, recording `principal.updated`.
+    async fn set_principal_attributes(
+        &self,
+        name: &str,
+        attributes: &serde_json::Value,
+        actor: &str,
+    ) -> Result<()>;
+    /// Every group membership, as (group id, member id).
+    async fn group_memberships(&self) -> Result<Vec<(i64, i64)>>;
     /// The stored password hash and the principal for basic auth; `None` when unknown or inactive.
     async fn password_login(&self, name: &str) -> Result<Option<(String, Principal)>>;
     async fn add_group_member(&self, group: &str, member: &str, actor: &str) -> Result<()>;
@@ -1081,6 +1099,48 @@ pub trait MonitorStore: Send + Sync {
     ) -> Result<Vec<(String, crate::monitors::Refresh)>>;
 }
 
+/// A SQL statement as every server on the store sees it, so a poll, a fetch or a cancel reaches
+/// it through any replica.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatementRecord {
+    pub id: String,
+    pub workspace: String,
+    /// The principal who submitted it.
+    pub owner_id: i64,
+    /// The server running it.
+    pub server: String,
+    /// `RUNNING`, `SUCCEEDED`, `FAILED` or `CANCELED`.
+    pub state: String,
+    /// How it ended (its result's shape, or its error), as the SQL engine describes it.
+    pub outcome: Option<serde_json::Value>,
+    /// Someone asked for it to stop; the server running it does.
+    pub cancel_requested: bool,
+    pub submitted_at: i64,
+    /// When the server running it last said it still was.
+    pub seen_at: i64,
+}
+
+/// SQL statements' state, shared by the servers on one store.
+#[async_trait]
+pub trait StatementStore: Send + Sync {
+    async fn create_statement(&self, statement: &StatementRecord) -> Result<()>;
+    async fn get_statement(&self, id: &str) -> Result<Option<StatementRecord>>;
+    /// Records how a running statement ended; false (nothing changed) when it had ended already.
+    async fn end_statement(
+        &self,
+        id: &str,
+        state: &str,
+        outcome: &serde_json::Value,
+        now: i64,
+    ) -> Result<bool>;
+    /// Asks the server running statement `id` to stop it; nothing when it is not running.
+    async fn request_statement_cancel(&self, id: &str) -> Result<()>;
+    /// Marks `server`'s running statements as alive at `now`; the ids of those asked to stop.
+    async fn touch_statements(&self, server: &str, now: i64) -> Result<Vec<String>>;
+    /// Forgets the statements submitted before `before`; their ids.
+    async fn delete_statements_before(&self, before: i64) -> Result<Vec<String>>;
+}
+
 /// The event stream: the audit trail, and what webhooks, job triggers and alerts react to.
 #[async_trait]
 pub trait EventStore: Send + Sync {
@@ -1152,6 +1212,7 @@ pub trait MetaStore:
     + MonitorStore
     + AlertStore
     + EventStore
+    + StatementStore
 {
     /// `sqlite` or `postgresql`, as `server-info` reports it.
     fn backend_name(&self) -> &'static str;

@@ -4,6 +4,7 @@
 //! verified credentials are remembered briefly (`AuthCache`) so requests stay fast.
 
 pub mod access;
+pub mod scim;
 
 pub use tarn_core::auth::require_admin;
 

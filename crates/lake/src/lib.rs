@@ -14,6 +14,7 @@ pub mod lineage;
 mod maintenance;
 mod nesting;
 mod scan;
+mod shelf;
 mod sql;
 pub mod statements;
 mod storage;

@@ -3,11 +3,14 @@
 //! result is fetched in chunks. Each statement runs within bounds: its operators' memory
 //! (spilling to disk past it), its running time, and its result's size (25 MiB inline, as
 //! Databricks caps it; the rows past it are not read and the manifest says `truncated`).
-//! Statements are kept for an hour; each chunk of a result is dropped once fetched, and the
-//! oldest results go first when the results kept together pass a bound.
+//! A statement runs on the server it was submitted to; its state is in the store and its
+//! result's chunks are files under the lake root, so any server on the store answers a poll,
+//! serves a chunk or passes on a cancel. Statements are kept for an hour; each chunk of a
+//! result is dropped once fetched.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,26 +18,31 @@ use crate::arrow::array::Array;
 use crate::arrow::datatypes::{Schema, SchemaRef};
 use crate::arrow::record_batch::RecordBatch;
 use crate::arrow::util::display::{ArrayFormatter, FormatOptions};
-use crate::{ResultFile, ResultRows, SqlLimits, SqlOutput, SqlScope, ipc};
+use crate::shelf::Shelf;
+use crate::{ResultRows, SqlLimits, SqlOutput, SqlScope, ipc};
 use base64::Engine;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tarn_core::caller::Caller;
+use tarn_core::signed_urls::UrlSigner;
+use tarn_core::store::{MetaStore, StatementRecord};
 use tarn_core::{Error, Result};
 use tokio::sync::watch;
-
-use tarn_core::signed_urls::UrlSigner;
 
 /// Rows per result chunk.
 pub const CHUNK_ROWS: usize = 10_000;
 /// The most bytes of rows an inline result holds, Databricks' cap for `INLINE`.
 pub const INLINE_RESULT_BYTES: usize = 25 * 1024 * 1024;
-/// How long a finished statement's result stays fetchable.
+/// How long a statement and its result stay.
 const KEEP_FOR: Duration = Duration::from_secs(3600);
-/// Statements kept at most; the oldest finished ones go first.
-const MAX_KEPT: usize = 1000;
-/// Bytes of results all kept statements may hold together; past it the oldest results are
-/// dropped (their statements stay, saying so).
-const MAX_RESULT_BYTES_KEPT: usize = 512 * 1024 * 1024;
+/// How often a server says in the store that its statements still run, and stops those whose
+/// cancel was asked through another server.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// A running statement whose server has not said so for this long is reported failed: the
+/// server stopped.
+const SILENT_FOR: Duration = Duration::from_secs(15);
+/// How often statements past [`KEEP_FOR`] are forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// The bounds every statement runs within.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +73,15 @@ pub enum State {
 }
 
 impl State {
+    fn parse(text: &str) -> Self {
+        match text {
+            "SUCCEEDED" => Self::Succeeded,
+            "FAILED" => Self::Failed,
+            "CANCELED" => Self::Canceled,
+            _ => Self::Running,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Running => "RUNNING",
@@ -99,7 +116,8 @@ impl Disposition {
 const LINK_LIFETIME: Duration = Duration::from_secs(900);
 
 /// How results are returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Format {
     /// Rows of strings (or nulls), as Databricks' `JSON_ARRAY`.
     JsonArray,
@@ -126,60 +144,47 @@ impl Format {
     }
 }
 
-/// What finished: the rows cut into chunks, or the error.
+/// How a statement ended, as every server reads it from the store.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum Outcome {
-    Rows(Rows),
-    Failed(Error),
+    Rows(Shape),
+    Error { error_code: String, message: String },
 }
 
-/// A result, chunk by chunk; a chunk's rows go once it has been fetched.
-struct Rows {
-    schema: SchemaRef,
-    /// Each chunk's row count, which the manifest keeps saying after the rows are gone.
-    chunk_rows: Vec<usize>,
-    /// The chunks not fetched yet (`INLINE`).
-    chunks: Vec<Option<RecordBatch>>,
-    /// The files not downloaded yet (`EXTERNAL_LINKS`).
-    files: Vec<Option<ResultFile>>,
-    total_rows: usize,
-    truncated: bool,
-    /// Why the rows not fetched yet were dropped early, if they were.
-    dropped: Option<&'static str>,
-}
+impl Outcome {
+    fn failed(err: &Error) -> Self {
+        Self::Error {
+            error_code: err.code.as_str().to_string(),
+            message: err.message.clone(),
+        }
+    }
 
-impl Rows {
-    fn bytes_held(&self) -> usize {
-        self.chunks
-            .iter()
-            .flatten()
-            .map(RecordBatch::get_array_memory_size)
-            .sum()
+    fn canceled() -> Self {
+        Self::failed(&Error::invalid("The statement was canceled"))
     }
 }
 
-struct Statement {
-    id: String,
-    /// Only the principal who submitted a statement sees it.
-    owner_id: i64,
-    workspace: String,
+/// A succeeded statement's result: what the manifest says, and how its chunks are handed out.
+#[derive(Debug, Serialize, Deserialize)]
+struct Shape {
     format: Format,
-    disposition: Disposition,
-    /// Where its result files go (`EXTERNAL_LINKS`); removed with the statement.
-    folder: Option<PathBuf>,
-    submitted: Instant,
-    state: watch::Receiver<State>,
-    outcome: Mutex<Option<Outcome>>,
-    task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Chunks are files downloaded through links (`EXTERNAL_LINKS`), not parts of answers.
+    linked: bool,
+    columns: Vec<Value>,
+    chunks: Vec<ChunkSize>,
+    truncated: bool,
 }
 
-impl Drop for Statement {
-    fn drop(&mut self) {
-        if let Some(folder) = &self.folder
-            && let Err(err) = std::fs::remove_dir_all(folder)
-            && err.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(error = %err, folder = %folder.display(), "cannot remove a statement's result files");
-        }
+#[derive(Debug, Serialize, Deserialize)]
+struct ChunkSize {
+    rows: usize,
+    bytes: u64,
+}
+
+impl Shape {
+    fn row_offset(&self, index: usize) -> usize {
+        self.chunks.iter().take(index).map(|c| c.rows).sum()
     }
 }
 
@@ -197,14 +202,26 @@ pub struct Submission {
     pub cancel_on_timeout: bool,
 }
 
-/// The statements of this server.
+/// A statement running on this server.
+struct Running {
+    /// Turns true (or closes) when it ended.
+    ended: watch::Receiver<bool>,
+    task: tokio::task::AbortHandle,
+}
+
+/// The statements of every server on the store, as this one serves them: it runs those
+/// submitted to it; any statement's state, chunks and cancel are reached through any server.
 pub struct Statements {
-    by_id: Arc<Mutex<HashMap<String, Arc<Statement>>>>,
+    store: Arc<dyn MetaStore>,
+    shelf: Arc<Shelf>,
+    running: Arc<Mutex<HashMap<String, Running>>>,
     limits: StatementLimits,
-    /// Where `EXTERNAL_LINKS` results are written, a folder per statement.
-    folder: PathBuf,
-    /// Signs the links to result files (per process: links die with it, as the files do).
+    /// Signs the links to result files, with the key every server on the store shares.
     links: UrlSigner,
+    /// This server, in the statements it runs.
+    server: String,
+    /// When statements past [`KEEP_FOR`] were last forgotten.
+    last_sweep: AtomicI64,
 }
 
 /// Where links to result files point: the address the client reached this server at, when
@@ -218,78 +235,85 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Statements {
-    /// Statements running within `limits`, writing `EXTERNAL_LINKS` results in a folder of
-    /// this process's own under `parent`. Folders there older than any result lives (left by
-    /// a process that stopped: its links died with it) are removed; other processes sharing the
-    /// data directory keep theirs.
-    pub fn new(limits: StatementLimits, parent: PathBuf, links: UrlSigner) -> Self {
-        if let Ok(entries) = std::fs::read_dir(&parent) {
+    /// Statements running within `limits`, their results kept under `lake`'s root (a lake in
+    /// an object store has them written in `staging` first). Staged files older than any
+    /// result lives (left by a process that stopped) are removed.
+    pub fn new(
+        store: Arc<dyn MetaStore>,
+        lake: &crate::Lake,
+        limits: StatementLimits,
+        staging: PathBuf,
+        links: UrlSigner,
+    ) -> Result<Self> {
+        if let Ok(entries) = std::fs::read_dir(&staging) {
             for entry in entries.flatten() {
                 let stale = entry
                     .metadata()
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|modified| modified.elapsed().ok())
-                    .is_some_and(|age| age > KEEP_FOR + LINK_LIFETIME);
+                    .is_some_and(|age| age > KEEP_FOR);
                 if stale && let Err(err) = std::fs::remove_dir_all(entry.path()) {
                     tracing::warn!(error = %err, folder = %entry.path().display(), "cannot remove old result files");
                 }
             }
         }
-        Self {
-            by_id: Arc::default(),
+        Ok(Self {
+            store,
+            shelf: Arc::new(Shelf::open(lake.root(), staging)?),
+            running: Arc::default(),
             limits,
-            folder: parent.join(tarn_core::ids::hex32(rand::random())),
             links,
-        }
+            server: tarn_core::ids::hex32(rand::random()),
+            last_sweep: AtomicI64::new(0),
+        })
     }
 
     /// Starts a statement, waits up to `submission.wait` for it and answers with where it is.
     pub async fn submit(
         &self,
-        store: Arc<dyn tarn_core::store::MetaStore>,
         lake: Arc<crate::Lake>,
         caller: Caller,
         submission: Submission,
         base: &LinkBase,
-    ) -> Value {
-        let (sender, receiver) = watch::channel(State::Running);
+    ) -> Result<Value> {
         let id = uuid::Uuid::new_v4().to_string();
-        let folder =
-            (submission.disposition == Disposition::ExternalLinks).then(|| self.folder.join(&id));
-        let statement = Arc::new(Statement {
-            id,
-            owner_id: caller.principal.id,
-            workspace: caller.workspace.clone(),
-            format: submission.format,
-            disposition: submission.disposition,
-            folder: folder.clone(),
-            submitted: Instant::now(),
-            state: receiver,
-            outcome: Mutex::new(None),
-            task: Mutex::new(None),
-        });
-        self.keep(statement.clone());
-        let running = statement.clone();
-        let row_limit = submission.row_limit;
-        let kept = self.by_id.clone();
+        let now = tarn_core::ids::now_millis();
+        self.store
+            .create_statement(&StatementRecord {
+                id: id.clone(),
+                workspace: caller.workspace.clone(),
+                owner_id: caller.principal.id,
+                server: self.server.clone(),
+                state: State::Running.as_str().to_string(),
+                outcome: None,
+                cancel_requested: false,
+                submitted_at: now,
+                seen_at: now,
+            })
+            .await?;
+        let linked = submission.disposition == Disposition::ExternalLinks;
         let limits = self.limits;
         let mut scope = submission.scope;
         scope.limits = SqlLimits {
             memory: Some(limits.memory),
-            result_bytes: match &folder {
-                Some(_) => None,
-                None => Some(
-                    submission
-                        .byte_limit
-                        .map_or(INLINE_RESULT_BYTES, |n| n.min(INLINE_RESULT_BYTES)),
-                ),
-            },
+            result_bytes: (!linked).then(|| {
+                submission
+                    .byte_limit
+                    .map_or(INLINE_RESULT_BYTES, |n| n.min(INLINE_RESULT_BYTES))
+            }),
         };
-        if let Some(folder) = folder {
-            scope.rows = ResultRows::Files(folder);
+        if linked {
+            scope.rows = ResultRows::Files(self.shelf.writing_folder(&id));
         }
-        let task = tokio::spawn(async move {
+        let (sender, ended) = watch::channel(false);
+        let store = self.store.clone();
+        let shelf = self.shelf.clone();
+        let running = self.running.clone();
+        let format = submission.format;
+        let row_limit = submission.row_limit;
+        let statement_id = id.clone();
+        let work = async move {
             let started = Instant::now();
             let ran = tokio::time::timeout(
                 limits.max_duration,
@@ -305,111 +329,112 @@ impl Statements {
                     ),
                 ))
             });
-            let rows = ran.and_then(|output| {
-                if output.files.is_empty() {
-                    chunked(output, row_limit)
-                } else {
-                    Ok(in_files(output.schema, output.files))
-                }
-            });
-            let (state, outcome) = match rows {
-                Ok(rows) => (State::Succeeded, Outcome::Rows(rows)),
-                Err(err) => (State::Failed, Outcome::Failed(err)),
+            let shelved = match ran {
+                Ok(output) => shelve(&shelf, &statement_id, output, format, row_limit).await,
+                Err(err) => Err(err),
+            };
+            let (state, outcome) = match shelved {
+                Ok(shape) => (State::Succeeded, Outcome::Rows(shape)),
+                Err(err) => (State::Failed, Outcome::failed(&err)),
             };
             tracing::info!(
-                statement_id = %running.id,
+                statement_id = %statement_id,
                 state = state.as_str(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "sql statement finished"
             );
-            *lock(&running.outcome) = Some(outcome);
-            let _ = sender.send(state);
-            drop_oldest_results(&kept);
-        });
-        *lock(&statement.task) = Some(task.abort_handle());
-        let mut state = statement.state.clone();
-        let finished =
-            tokio::time::timeout(submission.wait, state.wait_for(|s| *s != State::Running))
-                .await
-                .is_ok();
-        if !finished && submission.cancel_on_timeout {
-            self.cancel_statement(&statement);
-        }
-        describe(&statement, true, &self.linker(base))
-    }
-
-    fn linker<'a>(&'a self, base: &'a LinkBase) -> Linker<'a> {
-        Linker {
-            base: base.0.as_deref(),
-            signer: &self.links,
-        }
-    }
-
-    fn keep(&self, statement: Arc<Statement>) {
-        let mut by_id = lock(&self.by_id);
-        forget_expired(&mut by_id);
-        if by_id.len() >= MAX_KEPT {
-            let oldest = by_id
-                .values()
-                .filter(|s| *s.state.borrow() != State::Running)
-                .min_by_key(|s| s.submitted)
-                .map(|s| s.id.clone());
-            if let Some(oldest) = oldest {
-                by_id.remove(&oldest);
+            if !record_end(store.as_ref(), &statement_id, state, &outcome).await {
+                // Canceled meanwhile: no one will fetch the result.
+                shelf.remove(&statement_id).await;
             }
+            lock(&running).remove(&statement_id);
+            let _ = sender.send(true);
+        };
+        {
+            // Held while spawning, so the statement is known as running before it can end.
+            let mut running = lock(&self.running);
+            let task = tokio::spawn(work);
+            running.insert(
+                id.clone(),
+                Running {
+                    ended: ended.clone(),
+                    task: task.abort_handle(),
+                },
+            );
         }
-        by_id.insert(statement.id.clone(), statement);
+        let mut ended = ended;
+        let finished = tokio::time::timeout(submission.wait, ended.wait_for(|done| *done))
+            .await
+            .is_ok();
+        if !finished && submission.cancel_on_timeout {
+            self.stop_here(&id).await?;
+        }
+        let record = self
+            .store
+            .get_statement(&id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("Statement not found: {id}")))?;
+        Ok(self.describe(&record, true, base).await)
     }
 
     /// The statement `id` if `caller` may see it: its submitter, or an admin when `admins` (a
     /// statement's rows stay its submitter's).
-    fn find(&self, caller: &Caller, id: &str, admins: bool) -> Result<Arc<Statement>> {
-        let mut by_id = lock(&self.by_id);
-        forget_expired(&mut by_id);
-        by_id
-            .get(id)
+    async fn find(&self, caller: &Caller, id: &str, admins: bool) -> Result<StatementRecord> {
+        let not_found = || Error::not_found(format!("Statement not found: {id}"));
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Err(not_found());
+        }
+        self.store
+            .get_statement(id)
+            .await?
             .filter(|s| {
                 (s.owner_id == caller.principal.id || (admins && caller.principal.is_admin))
                     && s.workspace == caller.workspace
             })
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("Statement not found: {id}")))
+            .ok_or_else(not_found)
     }
 
     /// Where a statement is, with the first chunk of its result once it succeeded.
-    pub fn get(&self, caller: &Caller, id: &str, base: &LinkBase) -> Result<Value> {
-        let statement = self.find(caller, id, true)?;
-        let owner = statement.owner_id == caller.principal.id;
-        Ok(describe(statement.as_ref(), owner, &self.linker(base)))
+    pub async fn get(&self, caller: &Caller, id: &str, base: &LinkBase) -> Result<Value> {
+        let record = self.find(caller, id, true).await?;
+        let owner = record.owner_id == caller.principal.id;
+        Ok(self.describe(&record, owner, base).await)
     }
 
     /// One chunk of a succeeded statement's result; its rows are dropped once fetched.
-    pub fn chunk(&self, caller: &Caller, id: &str, index: usize, base: &LinkBase) -> Result<Value> {
-        let statement = self.find(caller, id, false)?;
-        let mut outcome = lock(&statement.outcome);
-        match outcome.as_mut() {
-            Some(Outcome::Rows(rows)) => {
-                if index >= rows.chunk_rows.len().max(1) {
-                    return Err(Error::invalid(format!(
-                        "Statement {id} has no chunk {index}: it has {}",
-                        rows.chunk_rows.len()
-                    )));
-                }
-                if linked(&statement, rows) {
-                    let link = external_link(&statement, rows, index, &self.linker(base))?;
-                    return Ok(json!({ "external_links": [link] }));
-                }
-                take_chunk(&statement, rows, index)
+    pub async fn chunk(
+        &self,
+        caller: &Caller,
+        id: &str,
+        index: usize,
+        base: &LinkBase,
+    ) -> Result<Value> {
+        let record = self.find(caller, id, false).await?;
+        let (state, outcome) = self.ended(&record);
+        let shape = match outcome {
+            Some(Outcome::Rows(shape)) if state == State::Succeeded => shape,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "Statement {id} has no result: it is {}",
+                    state.as_str()
+                )));
             }
-            _ => Err(Error::invalid(format!(
-                "Statement {id} has no result: it is {}",
-                statement.state.borrow().as_str()
-            ))),
+        };
+        if index >= shape.chunks.len().max(1) {
+            return Err(Error::invalid(format!(
+                "Statement {id} has no chunk {index}: it has {}",
+                shape.chunks.len()
+            )));
         }
+        if shape.linked {
+            let link = self.external_link(id, &shape, index, base).await?;
+            return Ok(json!({ "external_links": [link] }));
+        }
+        self.take_chunk(id, &shape, index).await
     }
 
-    /// The bytes of result file `index` of statement `id`, for a link signed by this server
-    /// that has not expired; the file is removed once downloaded.
+    /// The bytes of result file `index` of statement `id`, for a link signed by a server on
+    /// this store that has not expired; the file is removed once downloaded.
     pub async fn download(
         &self,
         id: &str,
@@ -426,84 +451,316 @@ impl Statements {
                 "This result link is invalid or has expired",
             ));
         }
-        let statement = lock(&self.by_id)
-            .get(id)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("Statement not found: {id}")))?;
-        let file = {
-            let mut outcome = lock(&statement.outcome);
-            let Some(Outcome::Rows(rows)) = outcome.as_mut() else {
-                return Err(Error::not_found(format!("Statement {id} has no result")));
-            };
-            rows.files
-                .get_mut(index)
-                .and_then(Option::take)
-                .ok_or_else(|| {
-                    Error::not_found(format!(
-                        "Chunk {index} of statement {id} is gone: a result file is removed once downloaded"
-                    ))
-                })?
-        };
-        let bytes = tokio::fs::read(&file.path).await.map_err(|e| {
-            tracing::error!(error = %e, path = %file.path.display(), "cannot read a result file");
-            Error::internal("Cannot read the result file (the server's log has the cause)")
-        })?;
-        if let Err(err) = tokio::fs::remove_file(&file.path).await {
-            tracing::warn!(error = %err, path = %file.path.display(), "cannot remove a downloaded result file");
-        }
-        Ok(bytes)
+        self.shelf.take(id, index).await?.ok_or_else(|| {
+            Error::not_found(format!(
+                "Chunk {index} of statement {id} is gone: a result file is removed once downloaded"
+            ))
+        })
     }
 
-    /// Stops a running statement (its submitter's, or any an admin names); a finished one
-    /// stays as it is.
-    pub fn cancel(&self, caller: &Caller, id: &str) -> Result<()> {
-        let statement = self.find(caller, id, true)?;
-        self.cancel_statement(&statement);
+    /// Stops a running statement (its submitter's, or any an admin names) on whichever server
+    /// runs it; a finished one stays as it is.
+    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<()> {
+        let record = self.find(caller, id, true).await?;
+        if record.state == State::Running.as_str() && !self.stop_here(id).await? {
+            self.store.request_statement_cancel(id).await?;
+        }
         Ok(())
     }
 
-    fn cancel_statement(&self, statement: &Statement) {
-        if *statement.state.borrow() != State::Running {
+    /// Stops statement `id` if this server runs it; whether it did.
+    async fn stop_here(&self, id: &str) -> Result<bool> {
+        let Some(running) = lock(&self.running).remove(id) else {
+            return Ok(false);
+        };
+        running.task.abort();
+        let outcome = serde_json::to_value(Outcome::canceled())
+            .map_err(|e| Error::internal_from("cannot describe a canceled statement", e))?;
+        let now = tarn_core::ids::now_millis();
+        if self
+            .store
+            .end_statement(id, State::Canceled.as_str(), &outcome, now)
+            .await?
+        {
+            self.shelf.remove(id).await;
+        }
+        drop(running.ended);
+        Ok(true)
+    }
+
+    /// Says in the store that this server's statements still run, stops those whose cancel
+    /// was asked through another server, and now and then forgets statements past
+    /// [`KEEP_FOR`] with their results. Run every [`HEARTBEAT_EVERY`].
+    pub async fn keep_up(&self) {
+        let now = tarn_core::ids::now_millis();
+        if !lock(&self.running).is_empty() {
+            match self.store.touch_statements(&self.server, now).await {
+                Ok(to_cancel) => {
+                    for id in to_cancel {
+                        if let Err(err) = self.stop_here(&id).await {
+                            tracing::warn!(error = %err, statement_id = %id, "cannot cancel a statement");
+                        }
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot mark running statements alive"),
+            }
+        }
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now - last < SWEEP_EVERY.as_millis() as i64 {
             return;
         }
-        if let Some(task) = lock(&statement.task).take() {
-            task.abort();
-        }
-        let mut outcome = lock(&statement.outcome);
-        if outcome.is_none() {
-            *outcome = Some(Outcome::Failed(Error::invalid(
-                "The statement was canceled",
-            )));
+        self.last_sweep.store(now, Ordering::Relaxed);
+        match self
+            .store
+            .delete_statements_before(now - KEEP_FOR.as_millis() as i64)
+            .await
+        {
+            Ok(expired) => {
+                for id in expired {
+                    self.shelf.remove(&id).await;
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot forget expired statements"),
         }
     }
-}
 
-/// Forgets statements older than [`KEEP_FOR`].
-fn forget_expired(by_id: &mut HashMap<String, Arc<Statement>>) {
-    by_id.retain(|_, s| s.submitted.elapsed() < KEEP_FOR);
-}
+    /// The state a statement is in, and how it ended: a statement whose server stopped
+    /// saying it runs it is failed.
+    fn ended(&self, record: &StatementRecord) -> (State, Option<Outcome>) {
+        let state = State::parse(&record.state);
+        let outcome = record
+            .outcome
+            .clone()
+            .and_then(|o| serde_json::from_value(o).ok());
+        let silent = tarn_core::ids::now_millis() - record.seen_at > SILENT_FOR.as_millis() as i64;
+        if state == State::Running && silent && !lock(&self.running).contains_key(&record.id) {
+            let stopped = Error::internal(
+                "The server running this statement stopped before it ended; run it again",
+            );
+            return (State::Failed, Some(Outcome::failed(&stopped)));
+        }
+        (state, outcome)
+    }
 
-/// Drops the rows of the oldest results until those kept fit [`MAX_RESULT_BYTES_KEPT`].
-fn drop_oldest_results(kept: &Mutex<HashMap<String, Arc<Statement>>>) {
-    let mut statements: Vec<Arc<Statement>> = lock(kept).values().cloned().collect();
-    statements.sort_by_key(|s| std::cmp::Reverse(s.submitted));
-    let mut held = 0usize;
-    for statement in statements {
-        let mut outcome = lock(&statement.outcome);
-        let Some(Outcome::Rows(rows)) = outcome.as_mut() else {
-            continue;
+    /// The statement as Databricks describes it: status, manifest and, for its submitter, the
+    /// first chunk (or its link).
+    async fn describe(&self, record: &StatementRecord, owner: bool, base: &LinkBase) -> Value {
+        let (state, outcome) = self.ended(record);
+        let mut body = json!({
+            "statement_id": record.id,
+            "status": { "state": state.as_str() },
+        });
+        match outcome {
+            Some(Outcome::Error {
+                error_code,
+                message,
+            }) => {
+                body["status"]["error"] = json!({ "error_code": error_code, "message": message });
+            }
+            Some(Outcome::Rows(shape)) if state == State::Succeeded => {
+                let mut offset = 0;
+                let chunk_list: Vec<Value> = shape
+                    .chunks
+                    .iter()
+                    .enumerate()
+                    .map(|(index, chunk)| {
+                        let entry = json!({
+                            "chunk_index": index,
+                            "row_offset": offset,
+                            "row_count": chunk.rows,
+                        });
+                        offset += chunk.rows;
+                        entry
+                    })
+                    .collect();
+                body["manifest"] = json!({
+                    "format": shape.format.as_str(),
+                    "schema": {
+                        "column_count": shape.columns.len(),
+                        "columns": shape.columns,
+                    },
+                    "total_chunk_count": shape.chunks.len(),
+                    "chunks": chunk_list,
+                    "total_row_count": offset,
+                    "truncated": shape.truncated,
+                });
+                if owner {
+                    // The first chunk comes with the answer until it has been fetched once.
+                    let first = if shape.linked {
+                        self.external_link(&record.id, &shape, 0, base)
+                            .await
+                            .map(|link| json!({ "external_links": [link] }))
+                    } else {
+                        self.take_chunk(&record.id, &shape, 0).await
+                    };
+                    if let Ok(first) = first {
+                        body["result"] = first;
+                    }
+                }
+            }
+            _ => {}
+        }
+        body
+    }
+
+    /// Databricks' `ExternalLink` for result file `index`: where to download it (a link signed
+    /// for this file alone, working without credentials until `expiration`, as a presigned URL
+    /// does).
+    async fn external_link(
+        &self,
+        id: &str,
+        shape: &Shape,
+        index: usize,
+        base: &LinkBase,
+    ) -> Result<Value> {
+        let gone = || {
+            Error::invalid(format!(
+                "Chunk {index} of statement {id} is gone: a result file is removed once downloaded"
+            ))
         };
-        held += rows.bytes_held();
-        if held > MAX_RESULT_BYTES_KEPT && rows.dropped.is_none() {
-            held -= rows.bytes_held();
-            rows.chunks.iter_mut().for_each(|chunk| *chunk = None);
-            rows.dropped = Some("newer results needed the server's memory");
+        let file = shape.chunks.get(index).ok_or_else(gone)?;
+        if !self.shelf.holds(id, index).await? {
+            return Err(gone());
+        }
+        let base = base.0.as_deref().ok_or_else(|| {
+            Error::invalid("The request has no Host header to link result files to")
+        })?;
+        let expires = tarn_core::ids::now_millis() + LINK_LIFETIME.as_millis() as i64;
+        let signature = self.links.sign(&[id, &index.to_string()], expires)?;
+        let mut link = json!({
+            "chunk_index": index,
+            "row_offset": shape.row_offset(index),
+            "row_count": file.rows,
+            "byte_count": file.bytes,
+            "external_link": format!(
+                "{base}/api/2.0/sql/statements/{id}/result/chunks/{index}/file?expires={expires}&signature={signature}"
+            ),
+            "expiration": tarn_core::webhooks::iso_timestamp(expires),
+        });
+        if index + 1 < shape.chunks.len() {
+            link["next_chunk_index"] = json!(index + 1);
+            link["next_chunk_internal_link"] = json!(format!(
+                "/api/2.0/sql/statements/{id}/result/chunks/{}",
+                index + 1
+            ));
+        }
+        Ok(link)
+    }
+
+    /// Chunk `index` in the statement's format, with the link to the next; its rows are
+    /// dropped from the server afterwards.
+    async fn take_chunk(&self, id: &str, shape: &Shape, index: usize) -> Result<Value> {
+        let mut data = json!({ "chunk_index": index, "row_offset": shape.row_offset(index) });
+        let Some(size) = shape.chunks.get(index) else {
+            // An empty result: one empty chunk.
+            data["row_count"] = json!(0);
+            if shape.format == Format::JsonArray {
+                data["data_array"] = json!([]);
+            }
+            return Ok(data);
+        };
+        let bytes = self.shelf.take(id, index).await?.ok_or_else(|| {
+            Error::invalid(format!(
+                "Chunk {index} of statement {id} is gone: a result's rows are dropped once fetched; run the statement again to read them again"
+            ))
+        })?;
+        data["row_count"] = json!(size.rows);
+        match shape.format {
+            Format::JsonArray => {
+                let (_, batches) = ipc::decode(&bytes)?;
+                let mut rows = Vec::with_capacity(size.rows);
+                for batch in &batches {
+                    rows.extend(json_rows(batch)?);
+                }
+                data["data_array"] = json!(rows);
+            }
+            Format::ArrowStream => {
+                data["byte_count"] = json!(bytes.len());
+                data["attachment"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+            }
+        }
+        if index + 1 < shape.chunks.len() {
+            data["next_chunk_index"] = json!(index + 1);
+            data["next_chunk_internal_link"] = json!(format!(
+                "/api/2.0/sql/statements/{id}/result/chunks/{}",
+                index + 1
+            ));
+        }
+        Ok(data)
+    }
+}
+
+/// Records how a statement ended; false when it had ended already (canceled meanwhile).
+async fn record_end(store: &dyn MetaStore, id: &str, state: State, outcome: &Outcome) -> bool {
+    let described = match serde_json::to_value(outcome) {
+        Ok(described) => described,
+        Err(err) => {
+            tracing::error!(error = %err, statement_id = id, "cannot describe how a statement ended");
+            return true;
+        }
+    };
+    match store
+        .end_statement(id, state.as_str(), &described, tarn_core::ids::now_millis())
+        .await
+    {
+        Ok(ended) => ended,
+        Err(err) => {
+            // Its server stops saying it runs, so readers see it failed.
+            tracing::error!(error = %err, statement_id = id, "cannot record how a statement ended");
+            true
         }
     }
 }
 
-/// Cuts the rows into chunks of `CHUNK_ROWS`, keeping at most `row_limit` rows.
-fn chunked(output: SqlOutput, row_limit: Option<usize>) -> Result<Rows> {
+/// Puts a statement's rows on the shelf: cut into chunks of `CHUNK_ROWS` (at most `row_limit`
+/// rows), or the files it wrote.
+async fn shelve(
+    shelf: &Shelf,
+    id: &str,
+    output: SqlOutput,
+    format: Format,
+    row_limit: Option<usize>,
+) -> Result<Shape> {
+    let columns = manifest_columns(&output.schema);
+    if !output.files.is_empty() {
+        shelf.publish(id, &output.files).await?;
+        return Ok(Shape {
+            format,
+            linked: true,
+            columns,
+            chunks: output
+                .files
+                .iter()
+                .map(|f| ChunkSize {
+                    rows: f.rows,
+                    bytes: f.bytes,
+                })
+                .collect(),
+            truncated: false,
+        });
+    }
+    let schema = output.schema.clone();
+    let (chunks, truncated) = chunked(output, row_limit)?;
+    let mut sizes = Vec::with_capacity(chunks.len());
+    for (index, chunk) in chunks.iter().enumerate() {
+        let bytes = ipc::encode(&schema, std::slice::from_ref(chunk))?;
+        sizes.push(ChunkSize {
+            rows: chunk.num_rows(),
+            bytes: bytes.len() as u64,
+        });
+        shelf.put(id, index, bytes).await?;
+    }
+    Ok(Shape {
+        format,
+        linked: false,
+        columns,
+        chunks: sizes,
+        truncated,
+    })
+}
+
+// Cuts the rows into chunks of `CHUNK_ROWS`, keeping at most `row_limit` rows.
+fn chunked(output: SqlOutput, row_limit: Option<usize>) -> Result<(Vec<RecordBatch>, bool)> {
     let available = output.num_rows();
     let keep = row_limit.unwrap_or(usize::MAX).min(available);
     let mut chunks = Vec::new();
@@ -530,164 +787,12 @@ fn chunked(output: SqlOutput, row_limit: Option<usize>) -> Result<Rows> {
     if pending_rows > 0 {
         chunks.push(concat(&output.schema, &pending)?);
     }
-    Ok(Rows {
-        schema: output.schema,
-        chunk_rows: chunks.iter().map(RecordBatch::num_rows).collect(),
-        chunks: chunks.into_iter().map(Some).collect(),
-        files: Vec::new(),
-        total_rows: keep,
-        truncated: keep < available || output.truncated,
-        dropped: None,
-    })
-}
-
-/// A result written to files: one chunk per file.
-fn in_files(schema: SchemaRef, files: Vec<ResultFile>) -> Rows {
-    Rows {
-        schema,
-        chunk_rows: files.iter().map(|f| f.rows).collect(),
-        chunks: Vec::new(),
-        total_rows: files.iter().map(|f| f.rows).sum(),
-        files: files.into_iter().map(Some).collect(),
-        truncated: false,
-        dropped: None,
-    }
-}
-
-/// What result links are made of.
-struct Linker<'a> {
-    base: Option<&'a str>,
-    signer: &'a UrlSigner,
-}
-
-/// Whether a result is handed out as links: asked for, and written to files (a write's counts
-/// stay inline).
-fn linked(statement: &Statement, rows: &Rows) -> bool {
-    statement.disposition == Disposition::ExternalLinks && rows.chunks.is_empty()
-}
-
-/// Databricks' `ExternalLink` for result file `index`: where to download it (a link signed for
-/// this file alone, working without credentials until `expiration`, as a presigned URL does).
-fn external_link(
-    statement: &Statement,
-    rows: &Rows,
-    index: usize,
-    linker: &Linker,
-) -> Result<Value> {
-    let Some(Some(file)) = rows.files.get(index) else {
-        return Err(Error::invalid(format!(
-            "Chunk {index} of statement {} is gone: a result file is removed once downloaded",
-            statement.id
-        )));
-    };
-    let base = linker
-        .base
-        .ok_or_else(|| Error::invalid("The request has no Host header to link result files to"))?;
-    let expires = tarn_core::ids::now_millis() + LINK_LIFETIME.as_millis() as i64;
-    let signature = linker
-        .signer
-        .sign(&[&statement.id, &index.to_string()], expires)?;
-    let mut link = json!({
-        "chunk_index": index,
-        "row_offset": rows.chunk_rows.iter().take(index).sum::<usize>(),
-        "row_count": file.rows,
-        "byte_count": file.bytes,
-        "external_link": format!(
-            "{}/api/2.0/sql/statements/{}/result/chunks/{index}/file?expires={expires}&signature={signature}",
-            base, statement.id
-        ),
-        "expiration": tarn_core::webhooks::iso_timestamp(expires),
-    });
-    if index + 1 < rows.chunk_rows.len() {
-        link["next_chunk_index"] = json!(index + 1);
-        link["next_chunk_internal_link"] = json!(format!(
-            "/api/2.0/sql/statements/{}/result/chunks/{}",
-            statement.id,
-            index + 1
-        ));
-    }
-    Ok(link)
+    Ok((chunks, keep < available || output.truncated))
 }
 
 fn concat(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
     crate::arrow::compute::concat_batches(schema, batches)
         .map_err(|e| Error::internal_from("cannot assemble a result chunk", e))
-}
-
-/// The statement as Databricks describes it: status, manifest and, for its submitter, the
-/// first chunk (or its link).
-fn describe(statement: &Statement, owner: bool, linker: &Linker) -> Value {
-    let state = *statement.state.borrow();
-    let mut outcome = lock(&statement.outcome);
-    let state = match (state, outcome.as_ref()) {
-        (State::Running, Some(Outcome::Failed(_))) => State::Canceled,
-        (state, _) => state,
-    };
-    let mut body = json!({
-        "statement_id": statement.id,
-        "status": { "state": state.as_str() },
-    });
-    match outcome.as_mut() {
-        Some(Outcome::Failed(err)) => {
-            body["status"]["error"] = json!({
-                "error_code": err.code.as_str(),
-                "message": err.message,
-            });
-        }
-        Some(Outcome::Rows(rows)) if state == State::Succeeded => {
-            let mut offset = 0;
-            let chunk_list: Vec<Value> = rows
-                .chunk_rows
-                .iter()
-                .enumerate()
-                .map(|(index, count)| {
-                    let entry = json!({
-                        "chunk_index": index,
-                        "row_offset": offset,
-                        "row_count": count,
-                    });
-                    offset += count;
-                    entry
-                })
-                .collect();
-            body["manifest"] = json!({
-                "format": statement.format.as_str(),
-                "schema": {
-                    "column_count": rows.schema.fields().len(),
-                    "columns": manifest_columns(&rows.schema),
-                },
-                "total_chunk_count": rows.chunk_rows.len(),
-                "chunks": chunk_list,
-                "total_row_count": rows.total_rows,
-                "truncated": rows.truncated,
-            });
-            if linked(statement, rows) {
-                if owner && let Ok(first) = external_link(statement, rows, 0, linker) {
-                    body["result"] = json!({ "external_links": [first] });
-                }
-            } else {
-                // The first chunk comes with the answer until it has been fetched once.
-                let first_waiting = rows.chunks.first().is_none_or(Option::is_some);
-                if owner
-                    && first_waiting
-                    && let Ok(first) = take_chunk(statement, rows, 0)
-                {
-                    body["result"] = first;
-                }
-            }
-        }
-        _ => {}
-    }
-    body
-}
-
-/// Chunk `index` in the statement's format, its rows dropped from the server afterwards.
-fn take_chunk(statement: &Statement, rows: &mut Rows, index: usize) -> Result<Value> {
-    let data = result_data(statement, rows, index)?;
-    if let Some(chunk) = rows.chunks.get_mut(index) {
-        *chunk = None;
-    }
-    Ok(data)
 }
 
 /// Columns with Unity Catalog's type names where Delta has the type, Arrow's otherwise.
@@ -715,48 +820,6 @@ fn manifest_columns(schema: &Schema) -> Vec<Value> {
             })
         })
         .collect()
-}
-
-/// One chunk in the statement's format, with the link to the next.
-fn result_data(statement: &Statement, rows: &Rows, index: usize) -> Result<Value> {
-    let row_offset: usize = rows.chunk_rows.iter().take(index).sum();
-    let mut data = json!({ "chunk_index": index, "row_offset": row_offset });
-    let chunk = match rows.chunks.get(index) {
-        Some(Some(chunk)) => chunk,
-        Some(None) => {
-            return Err(Error::invalid(format!(
-                "Chunk {index} of statement {} is gone: {}",
-                statement.id,
-                rows.dropped
-                    .unwrap_or("a result's rows are dropped once fetched; run the statement again to read them again")
-            )));
-        }
-        None => {
-            data["row_count"] = json!(0);
-            if statement.format == Format::JsonArray {
-                data["data_array"] = json!([]);
-            }
-            return Ok(data);
-        }
-    };
-    data["row_count"] = json!(chunk.num_rows());
-    match statement.format {
-        Format::JsonArray => data["data_array"] = json!(json_rows(chunk)?),
-        Format::ArrowStream => {
-            let bytes = ipc::encode(&chunk.schema(), std::slice::from_ref(chunk))?;
-            data["byte_count"] = json!(bytes.len());
-            data["attachment"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
-        }
-    }
-    if index + 1 < rows.chunk_rows.len() {
-        data["next_chunk_index"] = json!(index + 1);
-        data["next_chunk_internal_link"] = json!(format!(
-            "/api/2.0/sql/statements/{}/result/chunks/{}",
-            statement.id,
-            index + 1
-        ));
-    }
-    Ok(data)
 }
 
 /// Rows of strings, nulls as JSON null: Databricks' `JSON_ARRAY`.

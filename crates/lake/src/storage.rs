@@ -53,7 +53,7 @@ impl LogStoreFactory for S3LogStores {
     }
 }
 
-fn s3_store<'a>(
+pub(crate) fn s3_store<'a>(
     url: &Url,
     options: impl Iterator<Item = (&'a String, &'a String)>,
 ) -> object_store::Result<object_store::aws::AmazonS3> {

@@ -116,6 +116,11 @@ pub async fn serve(
         )),
         tokio::spawn(follow_access_changes(state.clone(), stopped.clone())),
         tokio::spawn(every(
+            tarn_lake::statements::HEARTBEAT_EVERY,
+            stopped.clone(),
+            keep_up_statements(state.clone()),
+        )),
+        tokio::spawn(every(
             state.table_watch_every,
             stopped.clone(),
             leased(
@@ -341,6 +346,15 @@ fn sync_endpoints(state: AppState) -> impl FnMut() -> BoxFuture<'static, ()> {
                 tracing::warn!(error = %err.report(), "cannot list serving endpoints");
             }
         })
+    }
+}
+
+/// Keeps this server's running statements alive in the store and stops those canceled through
+/// another server.
+fn keep_up_statements(state: AppState) -> impl FnMut() -> BoxFuture<'static, ()> {
+    move || {
+        let state = state.clone();
+        Box::pin(async move { state.statements.keep_up().await })
     }
 }
 

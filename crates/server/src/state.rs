@@ -122,6 +122,13 @@ impl AppState {
             online: online.clone(),
             lookups: lookups.clone(),
         };
+        let statements = Arc::new(Statements::new(
+            store.clone(),
+            &lake,
+            settings.statements,
+            settings.statements_folder,
+            UrlSigner::new(settings.link_key),
+        )?);
         Ok(Self {
             store,
             artifacts,
@@ -139,11 +146,7 @@ impl AppState {
                 settings.scoring,
                 settings.serving_limits,
             )),
-            statements: Arc::new(Statements::new(
-                settings.statements,
-                settings.statements_folder,
-                UrlSigner::new(settings.link_key),
-            )),
+            statements,
             table_watch_every: settings.table_watch_every,
             jobs: Arc::new(JobsRuntime {
                 runner: Default::default(),

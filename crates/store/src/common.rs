@@ -37,6 +37,7 @@ pub(crate) use tarn_core::store::JobStore;
 pub(crate) use tarn_core::store::LineageStore;
 pub(crate) use tarn_core::store::MonitorStore;
 pub(crate) use tarn_core::store::ServingStore;
+pub(crate) use tarn_core::store::StatementStore;
 pub(crate) use tarn_core::store::WorkspaceFileStore;
 pub(crate) use tarn_core::store::{
     AttemptOutcome, AttemptResult, Delivery, DeliveryQuery, WebhookStore,

@@ -68,6 +68,14 @@ const SQLITE: &[(i64, &str)] = &[
         24,
         include_str!("../migrations/sqlite/0024_server_secrets.sql"),
     ),
+    (
+        25,
+        include_str!("../migrations/sqlite/0025_sql_statements.sql"),
+    ),
+    (
+        26,
+        include_str!("../migrations/sqlite/0026_principal_attributes.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -124,6 +132,14 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         22,
         include_str!("../migrations/postgres/0022_server_secrets.sql"),
+    ),
+    (
+        23,
+        include_str!("../migrations/postgres/0023_sql_statements.sql"),
+    ),
+    (
+        24,
+        include_str!("../migrations/postgres/0024_principal_attributes.sql"),
     ),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";

@@ -59,6 +59,9 @@ mod runs;
 #[path = "sql/serving.rs"]
 mod serving;
 #[allow(clippy::duplicate_mod)]
+#[path = "sql/statements.rs"]
+mod statements;
+#[allow(clippy::duplicate_mod)]
 #[path = "sql/webhooks.rs"]
 mod webhooks;
 #[allow(clippy::duplicate_mod)]

@@ -50,10 +50,14 @@ pub struct AuditReq {
     actor: Option<String>,
     #[serde(default, deserialize_with = "de::opt_i64")]
     max_results: Option<i64>,
+    /// The account's changes instead: principals, groups, passwords, tokens, workspaces.
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    account: Option<bool>,
 }
 
 /// `GET /api/2.0/tarn/audit`: the workspace's changes (registry and permissions) in order,
-/// for admins. Page with `after_id` = the last `id` seen.
+/// or with `account=true` the identity changes every workspace shares, for admins. Page with
+/// `after_id` = the last `id` seen.
 async fn audit(
     State(state): State<AppState>,
     ctx: Caller,
@@ -64,7 +68,11 @@ async fn audit(
     let events = state
         .store
         .events(&tarn_core::events::EventQuery {
-            workspace: Some(ctx.workspace.clone()),
+            workspace: Some(if req.account.unwrap_or(false) {
+                tarn_core::events::ACCOUNT.to_string()
+            } else {
+                ctx.workspace.clone()
+            }),
             after_id: req.after_id.unwrap_or(0),
             entity: req.entity,
             object: req.object,

@@ -24,6 +24,7 @@ mod pages;
 mod permissions;
 mod registry;
 mod reviews;
+mod scim;
 mod serving;
 mod sql;
 mod tracking;
@@ -229,6 +230,7 @@ pub fn api() -> Router<AppState> {
             get(webhooks::deliveries),
         )
         .merge(admin::routes())
+        .nest("/api/2.0/preview/scim/v2", scim::routes())
 }
 
 async fn server_info(State(state): State<AppState>, _ctx: Caller) -> Json<Value> {

@@ -154,13 +154,12 @@ async fn submit(
     let described = state
         .statements
         .submit(
-            state.store.clone(),
             state.lake.clone(),
             ctx.clone(),
             submission,
             &link_base(&headers),
         )
-        .await;
+        .await?;
     Ok(Json(described))
 }
 
@@ -170,11 +169,12 @@ async fn status(
     headers: HeaderMap,
     path: PathArgs,
 ) -> JsonResult {
-    Ok(Json(state.statements.get(
-        &ctx,
-        path.get("statement_id")?,
-        &link_base(&headers),
-    )?))
+    Ok(Json(
+        state
+            .statements
+            .get(&ctx, path.get("statement_id")?, &link_base(&headers))
+            .await?,
+    ))
 }
 
 async fn chunk(
@@ -187,12 +187,12 @@ async fn chunk(
     let index = index
         .parse::<usize>()
         .map_err(|_| Error::invalid(format!("Invalid chunk_index '{index}'")))?;
-    Ok(Json(state.statements.chunk(
-        &ctx,
-        path.get("statement_id")?,
-        index,
-        &link_base(&headers),
-    )?))
+    Ok(Json(
+        state
+            .statements
+            .chunk(&ctx, path.get("statement_id")?, index, &link_base(&headers))
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -226,6 +226,9 @@ async fn download(
 }
 
 async fn cancel(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> JsonResult {
-    state.statements.cancel(&ctx, path.get("statement_id")?)?;
+    state
+        .statements
+        .cancel(&ctx, path.get("statement_id")?)
+        .await?;
     Ok(Json(json!({})))
 }

@@ -235,3 +235,186 @@ async fn a_token_revoked_on_one_replica_is_refused_by_the_other_at_once() {
         replica.served.await.expect("join").expect("serve");
     }
 }
+
+/// A statement runs on the replica it was submitted to; its state and chunks are read, its
+/// result files downloaded and its cancel asked through the other.
+#[tokio::test]
+async fn a_statement_is_polled_fetched_and_canceled_through_either_replica() {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let dir = bootstrapped().await;
+    let (app_a, a) = replica(dir.path(), "replica-a").await;
+    let (app_b, b) = replica(dir.path(), "replica-b").await;
+    let admin = Some(crate::ADMIN_TOKEN);
+    const STATEMENTS: &str = "/api/2.0/sql/statements";
+
+    // Three chunks computed on A: the answer holds the first, B serves the others.
+    let ran = app_a
+        .call(
+            "POST",
+            STATEMENTS,
+            admin,
+            serde_json::json!({"statement": "SELECT value FROM generate_series(1, 25000)", "wait_timeout": "30s"}),
+        )
+        .await;
+    assert_eq!(ran.json["status"]["state"], "SUCCEEDED", "{}", ran.text);
+    let id = ran.json["statement_id"].as_str().expect("id").to_string();
+    assert_eq!(ran.json["result"]["data_array"][0][0], "1");
+    let polled = app_b
+        .call(
+            "GET",
+            &format!("{STATEMENTS}/{id}"),
+            admin,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(
+        polled.json["status"]["state"], "SUCCEEDED",
+        "{}",
+        polled.text
+    );
+    assert_eq!(polled.json["manifest"], ran.json["manifest"]);
+    assert!(
+        polled.json.get("result").is_none(),
+        "chunk 0 was fetched once"
+    );
+    let second = app_b
+        .call(
+            "GET",
+            &format!("{STATEMENTS}/{id}/result/chunks/1"),
+            admin,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(second.json["row_offset"], 10_000, "{}", second.text);
+    assert_eq!(second.json["data_array"][0][0], "10001");
+    assert_eq!(second.json["next_chunk_index"], 2);
+    let third = app_a
+        .call(
+            "GET",
+            &format!("{STATEMENTS}/{id}/result/chunks/2"),
+            admin,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(third.json["row_count"], 5_000, "{}", third.text);
+    assert_eq!(third.json["data_array"][4_999][0], "25000");
+    let again = app_a
+        .call(
+            "GET",
+            &format!("{STATEMENTS}/{id}/result/chunks/1"),
+            admin,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(again.status, axum::http::StatusCode::BAD_REQUEST);
+    assert!(again.text.contains("once fetched"), "{}", again.text);
+
+    // Another user sees none of it through either replica.
+    let other = app_a.user_with_token("analyst", "dev").await;
+    for app in [&app_a, &app_b] {
+        let hidden = app
+            .call(
+                "GET",
+                &format!("{STATEMENTS}/{id}"),
+                Some(&other),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(
+            hidden.status,
+            axum::http::StatusCode::NOT_FOUND,
+            "{}",
+            hidden.text
+        );
+    }
+
+    // A result file A wrote is downloaded through B by its link.
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri(STATEMENTS)
+        .header("authorization", format!("Bearer {}", crate::ADMIN_TOKEN))
+        .header("host", "replica-a.test")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            serde_json::json!({"statement": "SELECT value FROM generate_series(1, 10)", "disposition": "EXTERNAL_LINKS", "format": "ARROW_STREAM", "wait_timeout": "30s"}).to_string(),
+        ))
+        .expect("request");
+    let linked = app_a.send(request).await;
+    let link = linked.json["result"]["external_links"][0]["external_link"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a link: {}", linked.text));
+    let path = link
+        .strip_prefix("http://replica-a.test")
+        .expect("our host");
+    let download = |app: &crate::TestApp| {
+        let router = app.router.clone();
+        let request = axum::http::Request::builder()
+            .uri(path)
+            .body(Body::empty())
+            .expect("request");
+        async move { router.oneshot(request).await.expect("response") }
+    };
+    let got = download(&app_b).await;
+    assert_eq!(got.status(), axum::http::StatusCode::OK);
+    let bytes = got.into_body().collect().await.expect("body").to_bytes();
+    let (_, batches) = tarn_lake::ipc::decode(&bytes).expect("arrow");
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 10);
+    assert_eq!(
+        download(&app_a).await.status(),
+        axum::http::StatusCode::NOT_FOUND,
+        "a file goes once downloaded, through any replica"
+    );
+
+    // A long statement runs on A; B reports it running and passes on the cancel.
+    let long = app_a
+        .call(
+            "POST",
+            STATEMENTS,
+            admin,
+            serde_json::json!({"statement": "SELECT count(*) FROM generate_series(1, 100000000000)", "wait_timeout": "0s"}),
+        )
+        .await;
+    assert_eq!(long.json["status"]["state"], "RUNNING", "{}", long.text);
+    let long_id = long.json["statement_id"].as_str().expect("id").to_string();
+    async fn state_on(app: &crate::TestApp, id: &str) -> serde_json::Value {
+        app.call(
+            "GET",
+            &format!("/api/2.0/sql/statements/{id}"),
+            Some(crate::ADMIN_TOKEN),
+            serde_json::json!({}),
+        )
+        .await
+        .json["status"]["state"]
+            .clone()
+    }
+    assert_eq!(state_on(&app_b, &long_id).await, "RUNNING");
+    let canceled = app_b
+        .call(
+            "POST",
+            &format!("{STATEMENTS}/{long_id}/cancel"),
+            admin,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(
+        canceled.status,
+        axum::http::StatusCode::OK,
+        "{}",
+        canceled.text
+    );
+    let mut turns = 0;
+    while state_on(&app_b, &long_id).await != "CANCELED" {
+        turns += 1;
+        assert!(turns < 100, "A did not stop the statement B canceled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state_on(&app_a, &long_id).await, "CANCELED");
+
+    for replica in [a, b] {
+        replica.stop.send(()).expect("stop");
+        replica.served.await.expect("join").expect("serve");
+    }
+}

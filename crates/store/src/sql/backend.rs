@@ -298,6 +298,8 @@ pub(super) fn row_principal(row: &db::DbRow) -> std::result::Result<PrincipalRec
         is_admin: row.try_get("is_admin")?,
         active: row.try_get("active")?,
         created_at: row.try_get("created_at")?,
+        attributes: decode_json(row, "attributes")?,
+        deleted_at: row.try_get("deleted_at")?,
     })
 }
 

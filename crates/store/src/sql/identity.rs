@@ -99,6 +99,80 @@ impl IdentityStore for Store {
         tx.commit().await.map_err(db_error)
     }
 
+    async fn set_principal_attributes(
+        &self,
+        name: &str,
+        attributes: &serde_json::Value,
+        actor: &str,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let updated = db::query("UPDATE principals SET attributes = $1 WHERE name = $2")
+            .bind(json_text(attributes)?)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::not_found(format!(
+                "Principal '{name}' does not exist"
+            )));
+        }
+        let change = Change::PrincipalUpdated {
+            name: name.to_string(),
+            attributes: attributes.clone(),
+        };
+        insert_event(&mut tx, event::ACCOUNT, actor, now_millis(), &change).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn delete_principal(&self, name: &str, actor: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let now = now_millis();
+        let id: Option<i64> = db::query_scalar(
+            "UPDATE principals SET active = FALSE, deleted_at = $1 WHERE name = $2 RETURNING id",
+        )
+        .bind(now)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let Some(id) = id else {
+            return Err(Error::not_found(format!(
+                "Principal '{name}' does not exist"
+            )));
+        };
+        for sql in [
+            "DELETE FROM group_members WHERE group_id = $1 OR member_id = $1",
+            "DELETE FROM workspace_members WHERE principal_id = $1",
+        ] {
+            db::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        db::query(
+            "UPDATE tokens SET revoked_at = $1 WHERE principal_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let change = Change::PrincipalDeleted {
+            name: name.to_string(),
+        };
+        insert_event(&mut tx, event::ACCOUNT, actor, now, &change).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn group_memberships(&self) -> Result<Vec<(i64, i64)>> {
+        db::query_as("SELECT group_id, member_id FROM group_members ORDER BY group_id, member_id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)
+    }
+
     async fn set_active(&self, name: &str, active: bool, actor: &str) -> Result<()> {
         let mut tx = self.begin().await?;
         let was: Option<bool> = db::query_scalar("SELECT active FROM principals WHERE name = $1")
@@ -114,12 +188,15 @@ impl IdentityStore for Store {
         if was == active {
             return Ok(());
         }
-        db::query("UPDATE principals SET active = $1 WHERE name = $2")
-            .bind(active)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        db::query(
+            "UPDATE principals SET active = $1, \
+             deleted_at = CASE WHEN $1 THEN NULL ELSE deleted_at END WHERE name = $2",
+        )
+        .bind(active)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         let name = name.to_string();
         let change = if active {
             Change::PrincipalActivated { name }

@@ -1409,6 +1409,98 @@ pub async fn principals_tokens_and_groups(store: Store) {
     );
     let text = serde_json::to_string(&trail).expect("json");
     assert!(!text.contains("\"h1\"") && !text.contains("hash"), "{text}");
+
+    // SCIM attributes come back as sent; a delete takes the principal out of its groups and
+    // workspaces and revokes its tokens, and activating it brings it back.
+    let attributes = serde_json::json!({"displayName": "Alice ü", "emails": [{"value": "a@x.io", "primary": true}], "n": 1.5});
+    store
+        .set_principal_attributes("alice", &attributes, "tester")
+        .await
+        .expect("attributes");
+    let alice_now = store.get_principal("alice").await.expect("alice");
+    assert_eq!(alice_now.attributes, attributes);
+    assert_eq!(alice_now.deleted_at, None);
+    assert_eq!(
+        store
+            .set_principal_attributes("nobody", &attributes, "tester")
+            .await
+            .expect_err("unknown")
+            .code,
+        ErrorCode::ResourceDoesNotExist
+    );
+    store
+        .set_active("alice", true, "tester")
+        .await
+        .expect("active");
+    store
+        .add_group_member("ml", "alice", "tester")
+        .await
+        .expect("member again");
+    store
+        .add_workspace_member("dev", "alice", "tester")
+        .await
+        .expect("workspace member");
+    store
+        .create_token("t3", "alice", "h3", "scim", None, "tester")
+        .await
+        .expect("token");
+    let ml = store.get_principal("ml").await.expect("ml");
+    assert!(
+        store
+            .group_memberships()
+            .await
+            .expect("memberships")
+            .contains(&(ml.id, alice.id))
+    );
+    store
+        .delete_principal("alice", "tester")
+        .await
+        .expect("delete");
+    let deleted = store.get_principal("alice").await.expect("kept");
+    assert!(deleted.deleted_at.is_some() && !deleted.active);
+    assert!(
+        !store
+            .group_memberships()
+            .await
+            .expect("memberships")
+            .iter()
+            .any(|(_, member)| *member == alice.id)
+    );
+    assert!(
+        !store
+            .is_workspace_member("dev", &[alice.id])
+            .await
+            .expect("member?")
+    );
+    assert_eq!(
+        store.principal_for_token("h3", 0).await.expect("token"),
+        None
+    );
+    store
+        .set_active("alice", true, "tester")
+        .await
+        .expect("back");
+    let back = store.get_principal("alice").await.expect("back");
+    assert!(back.active && back.deleted_at.is_none());
+    assert_eq!(back.attributes, attributes);
+    let identity = store
+        .events(&EventQuery {
+            workspace: None,
+            after_id: 0,
+            entity: Some("principal".into()),
+            object: Some("alice".into()),
+            actor: None,
+            limit: 100,
+        })
+        .await
+        .expect("events");
+    assert!(identity.iter().any(
+        |e| matches!(&e.change, Change::PrincipalUpdated { attributes: a, .. } if *a == attributes)
+    ));
+    assert!(identity.iter().any(|e| e.change
+        == Change::PrincipalDeleted {
+            name: "alice".into()
+        }));
 }
 
 pub async fn workspace_membership_and_grants(store: Store) {

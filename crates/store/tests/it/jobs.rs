@@ -804,3 +804,80 @@ pub async fn workspace_files_keep_a_tree_per_workspace(store: Store) {
             .is_some_and(|root| root.object_type == ObjectType::Directory)
     );
 }
+
+/// Statements' state is shared: any server reads it, one server runs each, a cancel asked
+/// through another reaches it, an ended statement stays ended, old ones are forgotten.
+pub async fn statements_are_shared_by_the_servers(store: Store) {
+    use tarn_core::store::StatementRecord;
+    let running = |id: &str, server: &str, at: i64| StatementRecord {
+        id: id.to_string(),
+        workspace: "dev".to_string(),
+        owner_id: 7,
+        server: server.to_string(),
+        state: "RUNNING".to_string(),
+        outcome: None,
+        cancel_requested: false,
+        submitted_at: at,
+        seen_at: at,
+    };
+    for (id, server, at) in [("s1", "a", 1_000), ("s2", "a", 1_000), ("s3", "b", 5_000)] {
+        store
+            .create_statement(&running(id, server, at))
+            .await
+            .expect("create");
+    }
+    assert_eq!(
+        store.get_statement("s1").await.expect("get"),
+        Some(running("s1", "a", 1_000))
+    );
+    assert_eq!(store.get_statement("nope").await.expect("get"), None);
+
+    // A cancel asked through b marks a's statement; a sees it when it next says it runs.
+    store.request_statement_cancel("s2").await.expect("cancel");
+    assert_eq!(
+        store.touch_statements("a", 2_000).await.expect("touch"),
+        vec!["s2".to_string()]
+    );
+    let seen = store.get_statement("s1").await.expect("get").expect("s1");
+    assert_eq!((seen.seen_at, seen.cancel_requested), (2_000, false));
+    assert!(
+        store
+            .touch_statements("b", 2_000)
+            .await
+            .expect("b's")
+            .is_empty()
+    );
+
+    // The first end wins; a cancel after it changes nothing.
+    let rows = json!({"rows": {"chunks": [{"rows": 3, "bytes": 120}], "note": "ü \u{0}"}});
+    assert!(
+        store
+            .end_statement("s1", "SUCCEEDED", &rows, 3_000)
+            .await
+            .expect("end")
+    );
+    assert!(
+        !store
+            .end_statement("s1", "CANCELED", &json!({}), 3_001)
+            .await
+            .expect("ended already")
+    );
+    store.request_statement_cancel("s1").await.expect("cancel");
+    let ended = store.get_statement("s1").await.expect("get").expect("s1");
+    assert_eq!(ended.state, "SUCCEEDED");
+    assert_eq!(ended.outcome, Some(rows));
+    assert!(!ended.cancel_requested);
+    assert!(
+        store
+            .touch_statements("a", 4_000)
+            .await
+            .expect("touch")
+            .contains(&"s2".to_string())
+    );
+
+    let mut forgotten = store.delete_statements_before(2_000).await.expect("forget");
+    forgotten.sort();
+    assert_eq!(forgotten, vec!["s1".to_string(), "s2".to_string()]);
+    assert_eq!(store.get_statement("s1").await.expect("get"), None);
+    assert!(store.get_statement("s3").await.expect("get").is_some());
+}

@@ -146,6 +146,7 @@ conformance_suite!(
     jobs::jobs_keep_their_settings_owner_and_events,
     jobs::job_runs_are_claimed_renewed_cancelled_and_kept,
     jobs::workspace_files_keep_a_tree_per_workspace,
+    jobs::statements_are_shared_by_the_servers,
     monitors::monitors_and_refreshes_are_kept_with_their_events,
     monitors::refreshes_that_fall_silent_are_found,
     alerts::alerts_and_evaluations_are_kept_with_their_events,
