@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use tarn_core::auth::{ObjectType, PrincipalKind};
 use tarn_core::store::MetaStore;
 
+mod admin;
 mod features;
 mod ingest;
 mod jobs;
@@ -61,6 +62,11 @@ enum Command {
         artifact_root: Option<String>,
         #[command(flatten)]
         args: score::ScoreArgs,
+    },
+    /// Work on the data directory and database directly, without a server: backups.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
     },
     /// Manage users.
     Users {
@@ -433,6 +439,7 @@ async fn run() -> Result<()> {
             monitors::run(store.open().await?, lake, command).await
         }
         Command::Lineage { store, args } => lineage::run(store.open().await?.as_ref(), args).await,
+        Command::Admin { command } => admin::run(command).await,
     }
 }
 

@@ -635,6 +635,9 @@ pub trait WebhookStore: Send + Sync {
 /// is the truth about a table's data; this is the truth about its name, owner and comments.
 #[async_trait]
 pub trait CatalogStore: Send + Sync {
+    /// Points the tables stored under `from` (a lake root's URL) at the same paths under `to`,
+    /// after their files were copied there (a restore into another lake root); how many.
+    async fn relocate_tables(&self, from: &str, to: &str) -> Result<u64>;
     async fn create_schema(&self, schema: &NewSchema, actor: &Actor) -> Result<SchemaInfo>;
     async fn get_schema(&self, catalog: &str, name: &str) -> Result<SchemaInfo>;
     async fn list_schemas(

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, Result};
 
+pub mod backup;
 mod common;
 mod error;
 pub mod lite;

@@ -175,6 +175,20 @@ fn binding_change(bound: bool, catalog: &str, workspace: &str) -> Change {
 
 #[async_trait]
 impl CatalogStore for Store {
+    async fn relocate_tables(&self, from: &str, to: &str) -> Result<u64> {
+        let moved = db::query(
+            "UPDATE catalog_tables SET storage_location = \
+             CAST($2 AS TEXT) || substr(storage_location, length(CAST($1 AS TEXT)) + 1) \
+             WHERE substr(storage_location, 1, length(CAST($1 AS TEXT))) = CAST($1 AS TEXT)",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
+        Ok(moved.rows_affected())
+    }
+
     async fn create_schema(&self, schema: &NewSchema, actor: &Actor) -> Result<SchemaInfo> {
         let now = now_millis();
         let id = tarn_core::ids::hex32(rand::random());

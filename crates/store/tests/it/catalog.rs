@@ -124,6 +124,33 @@ pub async fn schemas_and_tables_lifecycle(store: Store) {
         .await
         .expect_err("one table per location");
     assert_eq!(same_place.code, ErrorCode::ResourceAlreadyExists);
+    // A restore into another lake root moves the tables under the old one, and only those.
+    assert_eq!(
+        store
+            .relocate_tables("s3://other/", "file:///restored/")
+            .await
+            .expect("nothing there"),
+        0
+    );
+    assert_eq!(
+        store
+            .relocate_tables("file:///lake/", "file:///restored/lake/")
+            .await
+            .expect("relocate"),
+        1
+    );
+    assert_eq!(
+        store
+            .get_table("dev", "bronze", "payments")
+            .await
+            .expect("moved")
+            .storage_location,
+        "file:///restored/lake/dev/bronze/payments"
+    );
+    store
+        .relocate_tables("file:///restored/lake/", "file:///lake/")
+        .await
+        .expect("back");
     let no_schema = store
         .create_table(&table("silver", "x", "file:///lake/x"), &alice)
         .await
