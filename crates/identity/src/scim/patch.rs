@@ -7,6 +7,8 @@ use tarn_core::{Error, Result};
 
 use super::filter::{self, Filter};
 
+/// The schema a PATCH request names.
+pub const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// Most operations one request may carry.
 pub const MAX_OPERATIONS: usize = 1000;
 
@@ -230,12 +232,9 @@ pub fn apply(resource: &Value, request: &Value) -> Result<Value> {
     if let Some(schemas) = filter::member(request, "schemas") {
         let listed = schemas
             .as_array()
-            .is_some_and(|s| s.iter().any(|s| s == super::PATCH_SCHEMA));
+            .is_some_and(|s| s.iter().any(|s| s == PATCH_SCHEMA));
         if !listed {
-            return Err(invalid(format!(
-                "schemas must hold {}",
-                super::PATCH_SCHEMA
-            )));
+            return Err(invalid(format!("schemas must hold {}", PATCH_SCHEMA)));
         }
     }
     let operations = filter::member(request, "Operations")
@@ -290,7 +289,7 @@ mod tests {
     fn patched(ops: Value) -> Result<Value> {
         apply(
             &group(),
-            &json!({"schemas": [super::super::PATCH_SCHEMA], "Operations": ops}),
+            &json!({"schemas": [PATCH_SCHEMA], "Operations": ops}),
         )
     }
 
