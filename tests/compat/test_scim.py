@@ -198,6 +198,15 @@ def test_only_admins_change_identities_and_every_change_is_audited(server, tag):
     assert scim(server, "DELETE", f"/Users/{admin_id}").status_code == 400
     for hostile in ["../1", "1 OR 1=1", "99999999999999999999", "-1"]:
         assert scim(server, "GET", f"/Users/{requests.utils.quote(hostile, safe='')}").status_code == 404
+    # A create that cannot be made whole makes nothing.
+    for body in [
+        {"userName": f"orphan-{tag}", "groups": [{"value": "999999"}]},
+        {"userName": f"orphan-{tag}", "password": "short"},
+    ]:
+        refused = scim(server, "POST", "/Users", json=body)
+        assert refused.status_code == 400, refused.text
+        assert list(ws(server).users.list(filter=f'userName eq "orphan-{tag}"')) == []
+        assert scim(server, "GET", "/Users", params={"filter": f'userName eq "orphan-{tag}"'}).json()["totalResults"] == 0
     too_big = scim(server, "POST", "/Users", json={"userName": f"big-{tag}", "title": "x" * 70_000})
     assert too_big.status_code == 400
     assert list(ws(server).users.list(filter=f'userName eq "big-{tag}"')) == []

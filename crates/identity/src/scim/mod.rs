@@ -340,6 +340,40 @@ impl Desired {
     }
 }
 
+impl Desired {
+    /// Refuses what cannot be made (unknown groups or members, a group in itself, a short
+    /// password) before anything is written; the password's hash.
+    fn check(&self, directory: &Directory, own_id: Option<i64>) -> Result<Option<String>> {
+        if let Some(groups) = &self.groups {
+            for id in groups {
+                match directory.by_id(*id) {
+                    Some(group) if group.kind == PrincipalKind::Group => {}
+                    _ => return Err(Error::invalid(format!("Group {id} does not exist"))),
+                }
+            }
+        }
+        if let Some(members) = &self.members {
+            for id in members {
+                if directory.by_id(*id).is_none() {
+                    return Err(Error::invalid(format!(
+                        "Member {id} does not exist: members are users, groups or service principals by id"
+                    )));
+                }
+                if Some(*id) == own_id {
+                    return Err(Error::invalid("A group cannot be its own member"));
+                }
+            }
+        }
+        match &self.password {
+            Some(password) if password.chars().count() < 8 => {
+                Err(Error::invalid("A password needs at least 8 characters"))
+            }
+            Some(password) => Ok(Some(crate::hash_password(password)?)),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Makes `p` what `desired` says, change by change.
 async fn apply(
     store: &dyn MetaStore,
@@ -347,6 +381,7 @@ async fn apply(
     directory: &Directory,
     p: &PrincipalRecord,
     desired: Desired,
+    password_hash: Option<String>,
 ) -> Result<()> {
     let resource = Resource::of(p.kind);
     let actor = caller.principal.name.as_str();
@@ -359,33 +394,6 @@ async fn apply(
             p.name
         )));
     }
-    if let Some(groups) = &desired.groups {
-        for id in groups {
-            match directory.by_id(*id) {
-                Some(group) if group.kind == PrincipalKind::Group => {}
-                _ => return Err(Error::invalid(format!("Group {id} does not exist"))),
-            }
-        }
-    }
-    if let Some(members) = &desired.members {
-        for id in members {
-            if directory.by_id(*id).is_none() {
-                return Err(Error::invalid(format!(
-                    "Member {id} does not exist: members are users, groups or service principals by id"
-                )));
-            }
-            if *id == p.id {
-                return Err(Error::invalid("A group cannot be its own member"));
-            }
-        }
-    }
-    let password_hash = match &desired.password {
-        Some(password) if password.chars().count() < 8 => {
-            return Err(Error::invalid("A password needs at least 8 characters"));
-        }
-        Some(password) => Some(crate::hash_password(password)?),
-        None => None,
-    };
     if let Some(active) = desired.active
         && active != p.active
     {
@@ -607,6 +615,7 @@ pub async fn create(
         }
     };
     let actor = caller.principal.name.as_str();
+    let password_hash = desired.check(&Directory::read(store, &caller.workspace).await?, None)?;
     let existing = match store.get_principal(&name).await {
         Ok(p) => Some(p),
         Err(err) if err.code == ErrorCode::ResourceDoesNotExist => None,
@@ -633,7 +642,7 @@ pub async fn create(
     }
     let directory = Directory::read(store, &caller.workspace).await?;
     let p = store.get_principal(&name).await?;
-    apply(store, caller, &directory, &p, desired).await?;
+    apply(store, caller, &directory, &p, desired, password_hash).await?;
     get(store, caller, resource, &p.id.to_string()).await
 }
 
@@ -650,7 +659,8 @@ pub async fn replace(
     let desired = Desired::from(resource, body)?;
     let directory = Directory::read(store, &caller.workspace).await?;
     let p = directory.find(resource, id)?;
-    apply(store, caller, &directory, p, desired).await?;
+    let password_hash = desired.check(&directory, Some(p.id))?;
+    apply(store, caller, &directory, p, desired, password_hash).await?;
     get(store, caller, resource, id).await
 }
 
@@ -674,7 +684,8 @@ pub async fn modify(
     if desired.workspace_access.is_none() && resource != Resource::Group {
         desired.workspace_access = Some(false);
     }
-    apply(store, caller, &directory, p, desired).await?;
+    let password_hash = desired.check(&directory, Some(p.id))?;
+    apply(store, caller, &directory, p, desired, password_hash).await?;
     get(store, caller, resource, id).await
 }
 
