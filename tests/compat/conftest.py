@@ -36,10 +36,12 @@ def _psql(admin_url, sql):
 
 
 class Server:
-    def __init__(self, base, admin_token, data_dir):
+    def __init__(self, base, admin_token, data_dir, process=None):
         self.base = base
         self.admin_token = admin_token
         self.data_dir = data_dir
+        # The `tarn server` process, for tests that kill it.
+        self.process = process
 
     def url(self, workspace="dev"):
         return self.base if workspace == "dev" else f"{self.base}/ws/{workspace}"
@@ -116,7 +118,7 @@ def start_tarn(extra_args=(), extra_env=None, database_url=None, data_dir=None, 
         if database_url and drop_database:
             _psql(admin_url, f"DROP DATABASE IF EXISTS {database_url.rsplit('/', 1)[1]} WITH (FORCE)")
 
-    return Server(base, token, data_dir), stop
+    return Server(base, token, data_dir, process), stop
 
 
 def _wait_for(url, process, log_path):

@@ -207,6 +207,7 @@ pub async fn start_server(
             max_duration: std::time::Duration::from_secs(args.sql_timeout_seconds),
         },
         statements_folder: args.store.data_dir.join("statements"),
+        inference_spool: args.store.data_dir.join("inference-spool"),
         table_watch_every: std::time::Duration::from_millis(args.table_watch_interval_ms.max(10)),
         jobs: tarn_server::JobsSettings {
             folder: args.store.jobs_folder(),

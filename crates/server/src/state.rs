@@ -82,6 +82,9 @@ pub struct Settings {
     pub statements: StatementLimits,
     /// Where SQL results too large to keep in memory are written.
     pub statements_folder: PathBuf,
+    /// Where serving endpoints' logged rows wait until their inference tables hold them: a
+    /// restart on the same folder writes what a killed server left.
+    pub inference_spool: PathBuf,
     /// How often tables' Delta logs are read for commits other writers made.
     pub table_watch_every: std::time::Duration,
     pub jobs: JobsSettings,
@@ -98,6 +101,7 @@ impl Default for Settings {
             serving_limits: Default::default(),
             statements: Default::default(),
             statements_folder: std::env::temp_dir().join("tarn-statements"),
+            inference_spool: std::env::temp_dir().join("tarn-inference-spool"),
             table_watch_every: std::time::Duration::from_secs(5),
             jobs: JobsSettings::default(),
             link_key: rand::random(),
@@ -121,6 +125,7 @@ impl AppState {
             lake: lake.clone(),
             online: online.clone(),
             lookups: lookups.clone(),
+            inference_spool: settings.inference_spool,
         };
         let statements = Arc::new(Statements::new(
             store.clone(),

@@ -1,5 +1,6 @@
 //! What the serving runtime works with.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tarn_artifacts::ArtifactStore;
@@ -17,4 +18,6 @@ pub struct ServingContext {
     pub online: Arc<dyn OnlineStore>,
     /// Tables lookups resolved recently.
     pub lookups: Arc<LookupCache>,
+    /// Where inference rows wait until their table holds them.
+    pub inference_spool: PathBuf,
 }

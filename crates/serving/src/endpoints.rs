@@ -308,7 +308,12 @@ impl Endpoints {
                 )
                 .await?;
                 record_lineage(self.context.store.as_ref(), &endpoint, &table.full_name).await;
-                let (log, writer) = InferenceLog::start(self.context.lake.clone(), &table)?;
+                let (log, writer) = InferenceLog::start(
+                    self.context.lake.clone(),
+                    &table,
+                    &self.context.inference_spool,
+                )
+                .await?;
                 if let Ok(mut writers) = self.writers.lock() {
                     writers.push(writer);
                 }

@@ -9,6 +9,7 @@ pub mod features;
 pub mod inference;
 mod manage;
 mod scoring;
+mod spool;
 pub mod unpack;
 
 pub use context::ServingContext;
