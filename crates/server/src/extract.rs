@@ -70,6 +70,23 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A caller who must be an admin, refused before the request's arguments are read (a member
+/// learns nothing from what an admin-only route would say of them).
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        tarn_identity::require_admin(&caller.principal)?;
+        Ok(Self(caller))
+    }
+}
+
 /// `/ws/{workspace}/...` names the workspace; otherwise the MLflow 3 `X-MLFLOW-WORKSPACE` header
 /// does; otherwise it is `dev`.
 async fn workspace_of(parts: &mut Parts) -> String {

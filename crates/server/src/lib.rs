@@ -24,11 +24,9 @@ mod state;
 pub use bootstrap::{ADMIN_USER, Bootstrap, bootstrap};
 pub use state::{AppState, JobsSettings, Settings};
 
-/// The whole HTTP surface: every API at its bare path (workspace `dev`) and under
-/// `/ws/{workspace}`.
-pub fn build_router(state: AppState) -> Router {
-    let api = routes::api();
-    Router::new()
+/// The routes every server mounts outside the workspace APIs.
+fn root_routes() -> routes::Mounted {
+    routes::Mounted::new()
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
         .route("/metrics", get(routes::prometheus))
@@ -38,8 +36,26 @@ pub fn build_router(state: AppState) -> Router {
             "/.well-known/databricks-config",
             get(|| async { axum::Json(serde_json::json!({ "oidc_endpoint": "" })) }),
         )
+}
+
+/// Every API at its bare path (workspace `dev`) and under `/ws/{workspace}`.
+fn mounted() -> routes::Mounted {
+    let api = routes::api();
+    root_routes()
         .merge(api.clone())
         .nest("/ws/{workspace}", api)
+}
+
+/// Every path the router mounts, in axum's syntax (`{name}`, `{*rest}`).
+pub fn mounted_paths() -> Vec<String> {
+    mounted().into_parts().1
+}
+
+/// The whole HTTP surface: every API at its bare path (workspace `dev`) and under
+/// `/ws/{workspace}`.
+pub fn build_router(state: AppState) -> Router {
+    let (router, _) = mounted().into_parts();
+    router
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(
             keep_alive::close_when_body_unread,

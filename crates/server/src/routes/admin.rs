@@ -1,23 +1,24 @@
 //! Identity administration: users, groups, service principals, workspace membership and tokens.
 //! Principals are global; membership is per workspace (taken from the URL).
 
+use axum::Json;
 use axum::extract::State;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
 use tarn_core::auth::PrincipalKind;
 use tarn_core::caller::Caller;
 use tarn_core::store::{PrincipalRecord, TokenInfo};
-use tarn_identity::{create_principal, issue_token, require_admin};
+use tarn_identity::{create_principal, issue_token};
 
+use super::mounted::Mounted;
 use crate::error::ApiResult;
-use crate::extract::{Req, de};
+use crate::extract::{Admin, Req, de};
 use crate::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Mounted {
+    Mounted::new()
         .route("/api/2.0/tarn/users", post(create_user).get(list_users))
         .route("/api/2.0/tarn/groups", post(create_group))
         .route("/api/2.0/tarn/groups/members", post(add_group_member))
@@ -60,10 +61,9 @@ pub struct AuditReq {
 /// `after_id` = the last `id` seen.
 async fn audit(
     State(state): State<AppState>,
-    ctx: Caller,
+    Admin(ctx): Admin,
     Req(req): Req<AuditReq>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&ctx.principal)?;
     let limit = super::pages::max_results(req.max_results, 1000, 10_000)?;
     let events = state
         .store
@@ -107,10 +107,9 @@ pub struct CreateUser {
 
 pub async fn create_user(
     State(state): State<AppState>,
-    ctx: Caller,
+    Admin(ctx): Admin,
     Req(req): Req<CreateUser>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&ctx.principal)?;
     let user = create_principal(
         state.store.as_ref(),
         &req.name,
@@ -123,8 +122,7 @@ pub async fn create_user(
     Ok(Json(json!({ "user": principal_json(&user) })))
 }
 
-pub async fn list_users(State(state): State<AppState>, ctx: Caller) -> ApiResult<Json<Value>> {
-    require_admin(&ctx.principal)?;
+pub async fn list_users(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Value>> {
     let principals = state.store.list_principals(None).await?;
     Ok(Json(
         json!({ "principals": principals.iter().map(principal_json).collect::<Vec<_>>() }),
@@ -138,10 +136,9 @@ pub struct NameReq {
 
 pub async fn create_group(
     State(state): State<AppState>,
-    ctx: Caller,
+    Admin(ctx): Admin,
     Req(req): Req<NameReq>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&ctx.principal)?;
     let group = create_principal(
         state.store.as_ref(),
         &req.name,
@@ -156,10 +153,9 @@ pub async fn create_group(
 
 pub async fn create_service_principal(
     State(state): State<AppState>,
-    ctx: Caller,
+    Admin(ctx): Admin,
     Req(req): Req<NameReq>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&ctx.principal)?;
     let sp = create_principal(
         state.store.as_ref(),
         &req.name,
@@ -180,10 +176,9 @@ pub struct GroupMemberReq {
 
 pub async fn add_group_member(
     State(state): State<AppState>,
-    ctx: Caller,
+    Admin(ctx): Admin,
     Req(req): Req<GroupMemberReq>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&ctx.principal)?;
     state
         .store
         .add_group_member(&req.group, &req.member, &ctx.principal.name)
@@ -198,10 +193,9 @@ pub struct MemberReq {
 
 pub async fn add_member(
     State(state): State<AppState>,
-    ctx: Caller,
+    Admin(ctx): Admin,
     Req(req): Req<MemberReq>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&ctx.principal)?;
     state
         .store
         .add_workspace_member(&ctx.workspace, &req.principal, &ctx.principal.name)
@@ -211,10 +205,9 @@ pub async fn add_member(
 
 pub async fn remove_member(
     State(state): State<AppState>,
-    ctx: Caller,
+    Admin(ctx): Admin,
     Req(req): Req<MemberReq>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&ctx.principal)?;
     state
         .store
         .remove_workspace_member(&ctx.workspace, &req.principal, &ctx.principal.name)
@@ -266,10 +259,9 @@ pub async fn create_own_token(
 
 pub async fn create_token_for(
     State(state): State<AppState>,
-    ctx: Caller,
+    Admin(ctx): Admin,
     Req(req): Req<TokenReq>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&ctx.principal)?;
     let principal = req
         .principal
         .as_deref()
@@ -295,8 +287,7 @@ pub async fn list_own_tokens(State(state): State<AppState>, ctx: Caller) -> ApiR
     ))
 }
 
-pub async fn list_all_tokens(State(state): State<AppState>, ctx: Caller) -> ApiResult<Json<Value>> {
-    require_admin(&ctx.principal)?;
+pub async fn list_all_tokens(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Value>> {
     let tokens = state.store.list_tokens(None).await?;
     Ok(Json(
         json!({ "token_infos": tokens.iter().map(token_json).collect::<Vec<_>>() }),

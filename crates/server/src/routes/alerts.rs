@@ -12,21 +12,22 @@ use tarn_core::alerts::AlertSettings;
 use tarn_core::caller::Caller;
 use tarn_monitor::alerts;
 
+use super::mounted::Mounted;
 use crate::error::ApiResult;
 use crate::extract::{PathArgs, QueryArgs, Req};
 use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
+pub fn routes() -> Mounted {
+    Mounted::new()
         .route("/", get(list).post(create))
         .route("/{id}", get(get_alert).patch(update).delete(delete))
 }
 
 /// tarn's own alert routes.
-pub fn tarn_routes() -> axum::Router<AppState> {
-    axum::Router::new()
+pub fn tarn_routes() -> Mounted {
+    Mounted::new()
         .route("/{id}/history", get(history))
         .route("/{id}/evaluate", post(evaluate))
 }

@@ -1,12 +1,12 @@
 //! The artifact proxy (`/api/2.0/mlflow-artifacts/...`) and the run-based artifact listing.
 //! Paths start with the experiment id (`<exp>/<run>/artifacts/...`), which decides permissions.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -14,15 +14,16 @@ use tarn_core::auth::{ObjectType, PermissionLevel};
 use tarn_core::caller::Caller;
 use tarn_core::{Error, ErrorCode};
 
+use super::mounted::Mounted;
 use crate::error::ApiResult;
-use crate::extract::{PathArgs, Req};
+use crate::extract::{PathArgs, QueryArgs, Req, de};
 use crate::state::AppState;
 use tarn_artifacts::validate_relative_path;
 use tarn_identity::access;
 use tarn_registry::REGISTRY_PREFIX;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Mounted {
+    Mounted::new()
         .route("/artifacts", get(list))
         .route(
             "/artifacts/{*path}",
@@ -241,8 +242,10 @@ pub async fn create_multipart(
 #[derive(Deserialize)]
 pub struct PartQuery {
     upload_id: String,
-    part_number: u64,
-    expires: i64,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    part_number: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    expires: Option<i64>,
     signature: String,
 }
 
@@ -250,10 +253,16 @@ pub struct PartQuery {
 pub async fn upload_part(
     State(state): State<AppState>,
     path_args: PathArgs,
-    axum::extract::Query(query): axum::extract::Query<PartQuery>,
+    QueryArgs(query): QueryArgs<PartQuery>,
     request: Request,
 ) -> ApiResult<Response> {
     let path = path_args.get("path")?.to_string();
+    let (Some(part_number), Some(expires)) = (
+        query.part_number.and_then(|n| u64::try_from(n).ok()),
+        query.expires,
+    ) else {
+        return Err(Error::invalid("A part URL needs part_number and expires").into());
+    };
     let workspace = path_args
         .get("workspace")
         .unwrap_or(crate::extract::DEFAULT_WORKSPACE)
@@ -262,8 +271,8 @@ pub async fn upload_part(
         &workspace,
         &path,
         &query.upload_id,
-        query.part_number,
-        query.expires,
+        part_number,
+        expires,
         &query.signature,
         tarn_core::ids::now_millis() / 1000,
     )?;
@@ -275,8 +284,8 @@ pub async fn upload_part(
                 format!("Part body could not be read (at most {MAX_PART_BYTES} bytes): {e}"),
             )
         })?;
-    let part_number = usize::try_from(query.part_number)
-        .map_err(|_| Error::invalid("part_number is out of range"))?;
+    let part_number =
+        usize::try_from(part_number).map_err(|_| Error::invalid("part_number is out of range"))?;
     let etag = state
         .artifacts
         .put_part(&workspace, &path, &query.upload_id, part_number, data)

@@ -31,9 +31,10 @@ use tarn_lake::catalog::location_of;
 use tarn_lake::writes::{self, TableRequest};
 use tarn_lake::{At, MergeSpec, VacuumSpec, WriteMode, ipc};
 
+use super::mounted::Mounted;
 use super::pages::{PageBody, page_body};
 use crate::error::ApiResult;
-use crate::extract::{PathArgs, QueryArgs, Req, de};
+use crate::extract::{Admin, PathArgs, QueryArgs, Req, de};
 use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
@@ -43,8 +44,8 @@ pub const MAX_DATA_BODY: usize = 512 * 1024 * 1024;
 const DEFAULT_PAGE: u64 = 100;
 const MAX_PAGE: u64 = 1000;
 
-pub fn unity_catalog() -> axum::Router<AppState> {
-    axum::Router::new()
+pub fn unity_catalog() -> Mounted {
+    Mounted::new()
         .route("/catalogs", get(list_catalogs))
         .route("/catalogs/{name}", get(get_catalog))
         .route("/schemas", get(list_schemas).post(create_schema))
@@ -68,8 +69,8 @@ pub fn unity_catalog() -> axum::Router<AppState> {
         )
 }
 
-pub fn table_data() -> axum::Router<AppState> {
-    axum::Router::new()
+pub fn table_data() -> Mounted {
+    Mounted::new()
         .route("/{full_name}/data", get(read_data).post(write_data))
         .route("/{full_name}/merge", post(merge_data))
         .route("/{full_name}/delete", post(delete_rows))
@@ -77,7 +78,7 @@ pub fn table_data() -> axum::Router<AppState> {
         .route("/{full_name}/optimize", post(optimize))
         .route("/{full_name}/vacuum", post(vacuum))
         .route("/{full_name}/history", get(history))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_DATA_BODY))
+        .body_limit(MAX_DATA_BODY)
 }
 
 /// Checks the caller's privilege on a securable (see `tarn_lake::access`).
@@ -896,11 +897,10 @@ struct BindingsReq {
 /// Lets workspaces read a catalog (read-only), or stops them: admins only.
 async fn update_bindings(
     State(state): State<AppState>,
-    ctx: Caller,
+    Admin(ctx): Admin,
     path: PathArgs,
     Req(req): Req<BindingsReq>,
 ) -> JsonResult {
-    tarn_identity::require_admin(&ctx.principal)?;
     let name = catalog::normalize_name("name", path.get("name")?)?;
     for (bindings, bound) in [(&req.add, true), (&req.remove, false)] {
         for binding in bindings {

@@ -19,6 +19,7 @@ use tarn_features::tables::{self, FeatureRows, NewFeatureTable};
 use tarn_features::{online, training};
 
 use super::catalog::{MAX_DATA_BODY, data_response, rows_of};
+use super::mounted::Mounted;
 use super::pages::{PageBody, page_body};
 use crate::error::ApiResult;
 use crate::extract::{PathArgs, Req, de, query_args};
@@ -31,8 +32,8 @@ const MAX_PAGE: u64 = 1000;
 /// The response header naming the training set whose rows a response holds.
 pub const TRAINING_SET_HEADER: &str = "x-tarn-training-set-id";
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
+pub fn routes() -> Mounted {
+    Mounted::new()
         .route(
             "/api/2.0/tarn/feature-tables",
             get(search_feature_tables).post(create_feature_table),
@@ -56,7 +57,7 @@ pub fn routes() -> axum::Router<AppState> {
             "/api/2.0/tarn/training-sets/{id}/data",
             get(training_set_data),
         )
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_DATA_BODY))
+        .body_limit(MAX_DATA_BODY)
 }
 
 /// A feature table as the API shows it: its keys and provenance, the catalog's owner and

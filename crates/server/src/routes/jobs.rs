@@ -5,7 +5,6 @@
 //! is stored.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -16,6 +15,7 @@ use tarn_core::caller::Caller;
 use tarn_core::jobs::{Job, JobRun, RunFilter, RunState, TaskRun};
 use tarn_jobs::{manage, runs};
 
+use super::mounted::Mounted;
 use crate::error::ApiResult;
 use crate::extract::{Req, de};
 use crate::state::AppState;
@@ -25,8 +25,8 @@ type JsonResult = ApiResult<Json<Value>>;
 /// Jobs listed per page when the client does not say (Databricks' default).
 const DEFAULT_LIST_LIMIT: u64 = 20;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Mounted {
+    Mounted::new()
         .route("/create", post(create))
         .route("/get", get(get_job))
         .route("/list", get(list))

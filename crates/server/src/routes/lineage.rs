@@ -11,18 +11,19 @@ use tarn_core::caller::Caller;
 use tarn_core::lineage::{Direction, NodeKind};
 use tarn_lake::lineage::{self, GraphNode, LineageGraph};
 
+use super::mounted::Mounted;
 use crate::error::ApiResult;
 use crate::extract::{Req, de};
 use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/", get(graph))
+pub fn routes() -> Mounted {
+    Mounted::new().route("/", get(graph))
 }
 
-pub fn table_lineage_routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/table-lineage", get(table_lineage))
+pub fn table_lineage_routes() -> Mounted {
+    Mounted::new().route("/table-lineage", get(table_lineage))
 }
 
 #[derive(Deserialize)]

@@ -1,15 +1,16 @@
 //! Route tables. The MLflow API is mounted under every prefix the client and UI use.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
-use axum::{Json, Router};
 use serde_json::{Value, json};
 use tarn_core::caller::Caller;
 
 use crate::error::ApiResult;
 use crate::state::AppState;
+pub use mounted::Mounted;
 
 mod admin;
 mod alerts;
@@ -20,6 +21,7 @@ mod jobs;
 mod lineage;
 mod logged_models;
 mod monitors;
+mod mounted;
 mod pages;
 mod permissions;
 mod registry;
@@ -31,9 +33,9 @@ mod tracking;
 mod webhooks;
 mod workspace_files;
 
-fn mlflow() -> Router<AppState> {
+fn mlflow() -> Mounted {
     use tracking::*;
-    Router::new()
+    Mounted::new()
         .route("/experiments/create", post(create_experiment))
         .route("/experiments/get", get(get_experiment))
         .route("/experiments/get-by-name", get(get_experiment_by_name))
@@ -90,9 +92,9 @@ fn mlflow() -> Router<AppState> {
         .merge(registry_routes())
 }
 
-fn registry_routes() -> Router<AppState> {
+fn registry_routes() -> Mounted {
     use registry::*;
-    Router::new()
+    Mounted::new()
         .route("/registered-models/create", post(create_model))
         .route("/registered-models/get", get(get_model))
         .route("/registered-models/rename", post(rename_model))
@@ -175,9 +177,9 @@ fn registry_routes() -> Router<AppState> {
 }
 
 /// Every API, relative to the root or to `/ws/{workspace}`.
-pub fn api() -> Router<AppState> {
+pub fn api() -> Mounted {
     let mlflow = mlflow();
-    Router::new()
+    Mounted::new()
         .nest("/api/2.0/mlflow", mlflow.clone())
         .nest("/ajax-api/2.0/mlflow", mlflow.clone())
         .nest("/api/3.0/mlflow", mlflow.clone())

@@ -17,6 +17,7 @@ use tarn_core::monitors::{MonitorSettings, RefreshTrigger};
 use tarn_monitor::charts::{self, Metric};
 use tarn_monitor::{manage, overview};
 
+use super::mounted::Mounted;
 use crate::error::ApiResult;
 use crate::extract::{PathArgs, QueryArgs, Req};
 use crate::state::AppState;
@@ -24,8 +25,8 @@ use crate::state::AppState;
 type JsonResult = ApiResult<Json<Value>>;
 
 /// Mounted beside the catalog's routes (the path parameter keeps the catalog's name).
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
+pub fn routes() -> Mounted {
+    Mounted::new()
         .route(
             "/tables/{full_name}/monitor",
             get(get_monitor).post(create).put(update).delete(delete),
@@ -45,8 +46,8 @@ pub fn routes() -> axum::Router<AppState> {
 }
 
 /// tarn's own monitor routes.
-pub fn tarn_routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/{full_name}/charts/{column}", get(chart))
+pub fn tarn_routes() -> Mounted {
+    Mounted::new().route("/{full_name}/charts/{column}", get(chart))
 }
 
 #[derive(Deserialize)]

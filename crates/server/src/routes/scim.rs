@@ -1,22 +1,23 @@
 //! SCIM 2.0 at the paths the Databricks SDK uses (`w.users`, `w.groups`,
 //! `w.service_principals`, `w.current_user.me()`); `tarn_identity::scim` does the work.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 use tarn_core::caller::Caller;
 use tarn_identity::scim::{self, ListQuery, Resource};
 
+use super::mounted::Mounted;
 use crate::error::ApiResult;
 use crate::extract::{PathArgs, QueryArgs, Req, de};
 use crate::state::AppState;
 
-pub fn routes() -> Router<AppState> {
-    let mut router = Router::new().route("/Me", get(me));
+pub fn routes() -> Mounted {
+    let mut router = Mounted::new().route("/Me", get(me));
     for (collection, resource) in [
         ("Users", Resource::User),
         ("Groups", Resource::Group),

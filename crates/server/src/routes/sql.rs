@@ -14,6 +14,7 @@ use tarn_core::Error;
 use tarn_core::caller::Caller;
 use tarn_lake::{SqlScope, ipc};
 
+use super::mounted::Mounted;
 use crate::error::ApiResult;
 use crate::extract::{PathArgs, QueryArgs, Req, de};
 use crate::state::AppState;
@@ -24,8 +25,8 @@ type JsonResult = ApiResult<Json<Value>>;
 /// Longest SQL text accepted.
 const MAX_STATEMENT_LEN: usize = 1024 * 1024;
 
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
+pub fn routes() -> Mounted {
+    Mounted::new()
         .route("/", post(submit))
         .route("/{statement_id}", get(status))
         .route("/{statement_id}/cancel", post(cancel))

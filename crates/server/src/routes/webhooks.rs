@@ -18,7 +18,7 @@ use tarn_identity::require_admin;
 use super::pages::{PageBody, max_results, page_body};
 use super::registry::required;
 use crate::error::ApiResult;
-use crate::extract::{PathArgs, Req, de};
+use crate::extract::{Admin, PathArgs, Req, de};
 use crate::state::AppState;
 use tarn_identity::access;
 
@@ -95,10 +95,9 @@ fn validate_name(name: &str) -> Result<(), Error> {
 
 pub async fn create_mlflow(
     State(state): State<AppState>,
-    ctx: Caller,
+    Admin(ctx): Admin,
     Req(req): Req<MlflowWebhookReq>,
 ) -> JsonResult {
-    require_admin(&ctx.principal)?;
     let name = required(&req.name, "name")?.to_string();
     validate_name(&name)?;
     let url = required(&req.url, "url")?.to_string();
@@ -144,10 +143,9 @@ pub struct PageReq {
 
 pub async fn list_mlflow(
     State(state): State<AppState>,
-    ctx: Caller,
+    Admin(ctx): Admin,
     Req(req): Req<PageReq>,
 ) -> ApiResult<Json<PageBody<Value>>> {
-    require_admin(&ctx.principal)?;
     let offset = tarn_core::search::decode_page_token(req.page_token.as_deref().unwrap_or(""))?;
     let page = state
         .store

@@ -3,9 +3,8 @@
 //! deploys call. `import` takes JSON with base64 content or a multipart form, as the SDK sends.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,6 +16,7 @@ use tarn_core::caller::Caller;
 use tarn_core::files::{MAX_FILE_SIZE, WorkspaceObject};
 use tarn_jobs::workspace_files::{self, Import, ImportFormat};
 
+use super::mounted::Mounted;
 use crate::error::ApiResult;
 use crate::extract::{Req, de};
 use crate::state::AppState;
@@ -27,15 +27,15 @@ type JsonResult = ApiResult<Json<Value>>;
 /// other fields.
 const IMPORT_BODY_LIMIT: usize = MAX_FILE_SIZE / 3 * 4 + 64 * 1024;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Mounted {
+    Mounted::new()
         .route("/import", post(import))
         .route("/export", get(export))
         .route("/get-status", get(get_status))
         .route("/list", get(list))
         .route("/mkdirs", post(mkdirs))
         .route("/delete", post(delete))
-        .layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT))
+        .body_limit(IMPORT_BODY_LIMIT)
 }
 
 #[derive(Deserialize, Default)]

@@ -2,6 +2,7 @@
 
 mod api_errors;
 mod auth_and_permissions;
+mod authorization_sweep;
 mod registry_api;
 mod replicas;
 mod serving_api;
