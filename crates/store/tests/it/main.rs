@@ -9,6 +9,7 @@ mod lineage;
 mod monitors;
 mod registry;
 mod serving;
+mod upgrade;
 
 use std::sync::Arc;
 
