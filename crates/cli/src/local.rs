@@ -12,6 +12,7 @@ pub(crate) fn cli_principal() -> tarn_core::auth::Principal {
         kind: tarn_core::auth::PrincipalKind::User,
         is_admin: true,
         group_ids: Vec::new(),
+        only_workspace: None,
     }
 }
 

@@ -247,6 +247,10 @@ enum TokensCommand {
         lifetime_seconds: Option<i64>,
         #[arg(long, default_value = "")]
         comment: String,
+        /// The one workspace the token may be used in (default: every one the principal
+        /// belongs to).
+        #[arg(long)]
+        workspace: Option<String>,
     },
     List {
         #[arg(long)]
@@ -572,12 +576,14 @@ async fn tokens(store: &dyn MetaStore, command: TokensCommand) -> Result<()> {
             principal,
             lifetime_seconds,
             comment,
+            workspace,
         } => {
             let (info, secret) = tarn_identity::issue_token(
                 store,
                 &principal,
                 &comment,
                 lifetime_seconds,
+                workspace.as_deref(),
                 &local::cli_actor().name,
             )
             .await?;

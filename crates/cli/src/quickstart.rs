@@ -609,6 +609,7 @@ impl Lakehouse {
             kind: tarn_core::auth::PrincipalKind::User,
             is_admin: true,
             group_ids: Vec::new(),
+            only_workspace: None,
         };
         Ok(tarn_core::caller::Caller::new("dev", principal))
     }

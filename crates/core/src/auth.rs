@@ -41,6 +41,9 @@ pub struct Principal {
     pub is_admin: bool,
     /// Ids of the groups it belongs to (directly).
     pub group_ids: Vec<i64>,
+    /// The one workspace the credential it signed in with may act in (a token limited to
+    /// one); None for passwords and unlimited tokens.
+    pub only_workspace: Option<String>,
 }
 
 impl Principal {
@@ -279,6 +282,7 @@ mod tests {
             kind: PrincipalKind::User,
             is_admin,
             group_ids: vec![9],
+            only_workspace: None,
         }
     }
 

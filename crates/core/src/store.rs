@@ -205,6 +205,19 @@ pub trait LoggedModelStore: Send + Sync {
     ) -> Result<Page<LoggedModel>>;
 }
 
+/// A token to store: the hash of its secret, never the secret.
+#[derive(Debug, Clone, Copy)]
+pub struct NewToken<'a> {
+    pub token_id: &'a str,
+    pub principal_name: &'a str,
+    pub token_hash: &'a str,
+    pub comment: &'a str,
+    /// Milliseconds since the epoch; `None` never expires.
+    pub expires_at: Option<i64>,
+    /// The one workspace it may be used in; `None` for all its principal's.
+    pub workspace: Option<&'a str>,
+}
+
 /// A personal access token as listed (never its secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenInfo {
@@ -215,6 +228,8 @@ pub struct TokenInfo {
     pub created_at: i64,
     /// Milliseconds since the epoch; `None` never expires.
     pub expires_at: Option<i64>,
+    /// The one workspace the token may be used in; `None` for all its principal's.
+    pub workspace: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,17 +285,9 @@ pub trait IdentityStore: Send + Sync {
     async fn add_group_member(&self, group: &str, member: &str, actor: &str) -> Result<()>;
     async fn remove_group_member(&self, group: &str, member: &str, actor: &str) -> Result<()>;
     async fn group_members(&self, group: &str) -> Result<Vec<PrincipalRecord>>;
-    async fn create_token(
-        &self,
-        token_id: &str,
-        principal_name: &str,
-        token_hash: &str,
-        comment: &str,
-        expires_at: Option<i64>,
-        actor: &str,
-    ) -> Result<TokenInfo>;
+    async fn create_token(&self, token: &NewToken<'_>, actor: &str) -> Result<TokenInfo>;
     /// The principal behind a token hash, if the token exists, is not revoked and not expired
-    /// at `now`.
+    /// at `now`, with the workspace the token is limited to.
     async fn principal_for_token(&self, token_hash: &str, now: i64) -> Result<Option<Principal>>;
     async fn list_tokens(&self, principal_name: Option<&str>) -> Result<Vec<TokenInfo>>;
     async fn revoke_token(&self, token_id: &str, actor: &str) -> Result<()>;

@@ -937,6 +937,7 @@ async fn publisher(store: &dyn MetaStore, publication: &Publication) -> Result<C
                 kind: tarn_core::auth::PrincipalKind::User,
                 is_admin: true,
                 group_ids: Vec::new(),
+                only_workspace: None,
             };
             return Ok(Caller::new(publication.workspace.clone(), local));
         }

@@ -203,12 +203,14 @@ pub async fn create_principal(
         .await
 }
 
-/// Issues a token for `principal_name`; returns the stored info and the secret.
+/// Issues a token for `principal_name`, usable in `workspace` only when one is given; returns
+/// the stored info and the secret.
 pub async fn issue_token(
     store: &dyn MetaStore,
     principal_name: &str,
     comment: &str,
     lifetime_seconds: Option<i64>,
+    workspace: Option<&str>,
     actor: &str,
 ) -> Result<(tarn_core::store::TokenInfo, String)> {
     if let Some(seconds) = lifetime_seconds
@@ -216,16 +218,26 @@ pub async fn issue_token(
     {
         return Err(Error::invalid("lifetime_seconds must be positive"));
     }
+    if let Some(workspace) = workspace
+        && !store.workspace_exists(workspace).await?
+    {
+        return Err(Error::invalid(format!(
+            "Workspace '{workspace}' does not exist"
+        )));
+    }
     let (token_id, secret) = new_token();
     let expires_at = lifetime_seconds
         .map(|s| tarn_core::ids::now_millis().saturating_add(s.saturating_mul(1000)));
     let info = store
         .create_token(
-            &token_id,
-            principal_name,
-            &hash_token(&secret),
-            comment,
-            expires_at,
+            &tarn_core::store::NewToken {
+                token_id: &token_id,
+                principal_name,
+                token_hash: &hash_token(&secret),
+                comment,
+                expires_at,
+                workspace,
+            },
             actor,
         )
         .await?;

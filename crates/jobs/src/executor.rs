@@ -363,6 +363,8 @@ impl Executor {
             &run.run_as_user_name,
             &format!("job run {} task {}", run.run_id, task.task_key),
             Some(lifetime),
+            // A task's token reaches its run's workspace only.
+            Some(&run.workspace),
             "jobs",
         )
         .await?;

@@ -77,11 +77,14 @@ pub async fn bootstrap(
             let (token_id, _) = tarn_identity::new_token();
             let created = store
                 .create_token(
-                    &token_id,
-                    ADMIN_USER,
-                    &hash,
-                    "TARN_ADMIN_TOKEN",
-                    None,
+                    &tarn_core::store::NewToken {
+                        token_id: &token_id,
+                        principal_name: ADMIN_USER,
+                        token_hash: &hash,
+                        comment: "TARN_ADMIN_TOKEN",
+                        expires_at: None,
+                        workspace: None,
+                    },
                     SYSTEM,
                 )
                 .await;
@@ -96,9 +99,15 @@ pub async fn bootstrap(
     }
     let token_file = data_dir.join("admin.token");
     if !token_file.exists() {
-        let (_, secret) =
-            tarn_identity::issue_token(store, ADMIN_USER, "generated at first start", None, SYSTEM)
-                .await?;
+        let (_, secret) = tarn_identity::issue_token(
+            store,
+            ADMIN_USER,
+            "generated at first start",
+            None,
+            None,
+            SYSTEM,
+        )
+        .await?;
         write_private(&token_file, &secret)?;
         result.generated_admin_token = Some(secret);
     }

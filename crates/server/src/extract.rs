@@ -41,6 +41,14 @@ impl FromRequestParts<AppState> for Caller {
         let principal =
             tarn_identity::authenticate(state.store.as_ref(), &state.auth_cache, authorization)
                 .await?;
+        if let Some(only) = &principal.only_workspace
+            && *only != workspace
+        {
+            return Err(Error::permission_denied(format!(
+                "This token is limited to workspace '{only}'"
+            ))
+            .into());
+        }
         if !state.auth_cache.is_member(&workspace, principal.id) {
             if !state.store.workspace_exists(&workspace).await? {
                 return Err(

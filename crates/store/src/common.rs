@@ -44,7 +44,7 @@ pub(crate) use tarn_core::store::{
 };
 pub(crate) use tarn_core::store::{EventStore, RegistryStore, SearchRegistry};
 pub(crate) use tarn_core::store::{
-    ExperimentStore, IdentityStore, LoggedModelStore, MetaStore, Page, PermissionStore,
+    ExperimentStore, IdentityStore, LoggedModelStore, MetaStore, NewToken, Page, PermissionStore,
     PrincipalRecord, ReadableBy, RunStore, SearchExperiments, SearchLoggedModels, SearchRuns,
     TokenInfo, WorkspaceStore,
 };

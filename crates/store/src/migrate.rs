@@ -76,6 +76,10 @@ const SQLITE: &[(i64, &str)] = &[
         26,
         include_str!("../migrations/sqlite/0026_principal_attributes.sql"),
     ),
+    (
+        27,
+        include_str!("../migrations/sqlite/0027_token_workspaces.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -140,6 +144,14 @@ const POSTGRES: &[(i64, &str)] = &[
     (
         24,
         include_str!("../migrations/postgres/0024_principal_attributes.sql"),
+    ),
+    (
+        25,
+        include_str!("../migrations/postgres/0025_token_workspaces.sql"),
+    ),
+    (
+        26,
+        include_str!("../migrations/postgres/0026_latest_metrics_per_statement.sql"),
     ),
 ];
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS tarn_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";

@@ -54,6 +54,7 @@ impl Fixture {
                     kind: principal.kind,
                     is_admin: false,
                     group_ids: Vec::new(),
+                    only_workspace: None,
                 },
             ));
         }

@@ -94,6 +94,7 @@ fn token_json(t: &TokenInfo) -> Value {
         "comment": t.comment,
         "creation_time": t.created_at,
         "expiry_time": t.expires_at.unwrap_or(-1),
+        "workspace": t.workspace,
     })
 }
 
@@ -235,6 +236,8 @@ pub struct TokenReq {
     #[serde(default, deserialize_with = "de::opt_i64")]
     lifetime_seconds: Option<i64>,
     comment: Option<String>,
+    /// The one workspace the token may be used in.
+    workspace: Option<String>,
 }
 
 fn issued(info: &TokenInfo, secret: String) -> Json<Value> {
@@ -246,11 +249,23 @@ pub async fn create_own_token(
     ctx: Caller,
     Req(req): Req<TokenReq>,
 ) -> ApiResult<Json<Value>> {
+    // A token limited to a workspace makes only tokens limited to it.
+    let workspace = match (&ctx.principal.only_workspace, req.workspace) {
+        (Some(only), Some(asked)) if *only != asked => {
+            return Err(Error::permission_denied(format!(
+                "This token is limited to workspace '{only}' and cannot make tokens for '{asked}'"
+            ))
+            .into());
+        }
+        (Some(only), _) => Some(only.clone()),
+        (None, asked) => asked,
+    };
     let (info, secret) = issue_token(
         state.store.as_ref(),
         &ctx.principal.name,
         req.comment.as_deref().unwrap_or(""),
         req.lifetime_seconds,
+        workspace.as_deref(),
         &ctx.principal.name,
     )
     .await?;
@@ -274,6 +289,7 @@ pub async fn create_token_for(
         principal,
         req.comment.as_deref().unwrap_or(""),
         req.lifetime_seconds,
+        req.workspace.as_deref(),
         &ctx.principal.name,
     )
     .await?;

@@ -358,3 +358,108 @@ async fn experiment_permission_levels() {
     }
     assert_eq!(read(other.clone()).await, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_token_limited_to_one_workspace_works_only_there() {
+    let app = app().await;
+    let everywhere = app.user_with_token("wanda", "dev").await;
+    let member = app
+        .admin(
+            "POST",
+            "/ws/prod/api/2.0/tarn/workspace/members",
+            json!({"principal": "wanda"}),
+        )
+        .await;
+    assert_eq!(member.status, StatusCode::OK, "{}", member.text);
+    let search = |token: String, prefix: &'static str| {
+        let app = &app;
+        async move {
+            app.call(
+                "GET",
+                &format!("{prefix}/api/2.0/mlflow/experiments/search"),
+                Some(&token),
+                json!({}),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        search(everywhere.clone(), "/ws/prod").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(search(everywhere.clone(), "").await.status, StatusCode::OK);
+
+    let issued = app
+        .admin(
+            "POST",
+            "/api/2.0/token-management/on-behalf-of/tokens",
+            json!({"principal": "wanda", "workspace": "prod"}),
+        )
+        .await;
+    assert_eq!(issued.status, StatusCode::OK, "{}", issued.text);
+    assert_eq!(issued.json["token_info"]["workspace"], "prod");
+    let limited = issued.json["token_value"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert_eq!(
+        search(limited.clone(), "/ws/prod").await.status,
+        StatusCode::OK
+    );
+    let elsewhere = search(limited.clone(), "").await;
+    assert_eq!(elsewhere.status, StatusCode::FORBIDDEN);
+    assert_eq!(elsewhere.json["error_code"], "PERMISSION_DENIED");
+    assert!(
+        elsewhere.json["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("limited to workspace 'prod'"))
+    );
+
+    // A limited token makes only tokens limited to its workspace.
+    let widened = app
+        .call(
+            "POST",
+            "/ws/prod/api/2.0/token/create",
+            Some(&limited),
+            json!({"workspace": "dev"}),
+        )
+        .await;
+    assert_eq!(widened.status, StatusCode::FORBIDDEN, "{}", widened.text);
+    let made = app
+        .call(
+            "POST",
+            "/ws/prod/api/2.0/token/create",
+            Some(&limited),
+            json!({"comment": "ci"}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.text);
+    assert_eq!(made.json["token_info"]["workspace"], "prod");
+    let child = made.json["token_value"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert_eq!(
+        search(child.clone(), "/ws/prod").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(search(child, "").await.status, StatusCode::FORBIDDEN);
+
+    // A workspace that does not exist is refused, and no token is made.
+    let before = app
+        .admin("GET", "/api/2.0/token-management/tokens", json!({}))
+        .await;
+    let nowhere = app
+        .call(
+            "POST",
+            "/api/2.0/token/create",
+            Some(&everywhere),
+            json!({"workspace": "nowhere"}),
+        )
+        .await;
+    assert_eq!(nowhere.status, StatusCode::BAD_REQUEST, "{}", nowhere.text);
+    let after = app
+        .admin("GET", "/api/2.0/token-management/tokens", json!({}))
+        .await;
+    assert_eq!(before.json, after.json);
+}

@@ -311,6 +311,7 @@ pub(super) fn row_token(row: &db::DbRow) -> std::result::Result<TokenInfo, sqlx:
         comment: row.try_get("comment")?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
+        workspace: row.try_get("workspace")?,
     })
 }
 
@@ -628,6 +629,7 @@ impl Store {
             kind: record.kind,
             is_admin: record.is_admin,
             group_ids,
+            only_workspace: None,
         })
     }
 

@@ -290,20 +290,20 @@ impl IdentityStore for Store {
             .map_err(db_error)
     }
 
-    async fn create_token(
-        &self,
-        token_id: &str,
-        principal_name: &str,
-        token_hash: &str,
-        comment: &str,
-        expires_at: Option<i64>,
-        actor: &str,
-    ) -> Result<TokenInfo> {
+    async fn create_token(&self, token: &NewToken<'_>, actor: &str) -> Result<TokenInfo> {
+        let NewToken {
+            token_id,
+            principal_name,
+            token_hash,
+            comment,
+            expires_at,
+            workspace,
+        } = *token;
         let principal_id = self.principal_id(principal_name).await?;
         let now = now_millis();
         let mut tx = self.begin().await?;
         db::query(
-            "INSERT INTO tokens (token_id, principal_id, token_hash, comment, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO tokens (token_id, principal_id, token_hash, comment, created_at, expires_at, workspace) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(token_id)
         .bind(principal_id)
@@ -311,6 +311,7 @@ impl IdentityStore for Store {
         .bind(comment)
         .bind(now)
         .bind(expires_at)
+        .bind(workspace)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
@@ -328,12 +329,13 @@ impl IdentityStore for Store {
             comment: comment.to_string(),
             created_at: now,
             expires_at,
+            workspace: workspace.map(str::to_string),
         })
     }
 
     async fn principal_for_token(&self, token_hash: &str, now: i64) -> Result<Option<Principal>> {
         let row = db::query(
-            "SELECT p.* FROM tokens t JOIN principals p ON p.id = t.principal_id \
+            "SELECT p.*, t.workspace AS token_workspace FROM tokens t JOIN principals p ON p.id = t.principal_id \
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) AND p.active = TRUE",
         )
         .bind(token_hash)
@@ -343,10 +345,17 @@ impl IdentityStore for Store {
         .map_err(db_error)?;
         match row {
             None => Ok(None),
-            Some(row) => Ok(Some(
-                self.principal_with_groups(row_principal(&row).map_err(db_error)?)
-                    .await?,
-            )),
+            Some(row) => {
+                let only_workspace: Option<String> =
+                    row.try_get("token_workspace").map_err(db_error)?;
+                let principal = self
+                    .principal_with_groups(row_principal(&row).map_err(db_error)?)
+                    .await?;
+                Ok(Some(Principal {
+                    only_workspace,
+                    ..principal
+                }))
+            }
         }
     }
 

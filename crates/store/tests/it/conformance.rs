@@ -10,18 +10,20 @@ use tarn_core::entities::{
 };
 use tarn_core::events::{ACCOUNT, Change, EventQuery};
 use tarn_core::search::{Comparator, Comparison, Entity, OrderBy, Value};
-use tarn_core::store::{MetaStore, ReadableBy, SearchExperiments, SearchLoggedModels, SearchRuns};
+use tarn_core::store::{
+    MetaStore, NewToken, ReadableBy, SearchExperiments, SearchLoggedModels, SearchRuns,
+};
 
 type Store = Arc<dyn MetaStore>;
 
-fn kv(key: &str, value: &str) -> KeyValue {
+pub(crate) fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: value.into(),
     }
 }
 
-fn metric(key: &str, value: f64, timestamp: i64, step: i64) -> Metric {
+pub(crate) fn metric(key: &str, value: f64, timestamp: i64, step: i64) -> Metric {
     Metric {
         key: key.into(),
         value,
@@ -1253,7 +1255,17 @@ pub async fn principals_tokens_and_groups(store: Store) {
     );
 
     let info = store
-        .create_token("t1", "alice", "h1", "laptop", None, "tester")
+        .create_token(
+            &NewToken {
+                token_id: "t1",
+                principal_name: "alice",
+                token_hash: "h1",
+                comment: "laptop",
+                expires_at: None,
+                workspace: None,
+            },
+            "tester",
+        )
         .await
         .expect("token");
     let principal = store
@@ -1263,10 +1275,31 @@ pub async fn principals_tokens_and_groups(store: Store) {
         .expect("found");
     assert_eq!((principal.id, principal.name.as_str()), (alice.id, "alice"));
     assert_eq!(principal.group_ids.len(), 1);
+    assert_eq!(principal.only_workspace, None);
     store
-        .create_token("t2", "alice", "h2", "short", Some(1_000), "tester")
+        .create_token(
+            &NewToken {
+                token_id: "t2",
+                principal_name: "alice",
+                token_hash: "h2",
+                comment: "short",
+                expires_at: Some(1_000),
+                workspace: Some("prod"),
+            },
+            "tester",
+        )
         .await
         .expect("token");
+    // A token limited to one workspace says which.
+    let limited = store
+        .principal_for_token("h2", 0)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(
+        (limited.id, limited.only_workspace.as_deref()),
+        (alice.id, Some("prod"))
+    );
     assert!(
         store
             .principal_for_token("h2", 999)
@@ -1282,9 +1315,13 @@ pub async fn principals_tokens_and_groups(store: Store) {
             .is_none(),
         "expired"
     );
+    let listed = store.list_tokens(Some("alice")).await.expect("list");
     assert_eq!(
-        store.list_tokens(Some("alice")).await.expect("list").len(),
-        2
+        listed
+            .iter()
+            .map(|t| (t.token_id.as_str(), t.workspace.as_deref()))
+            .collect::<Vec<_>>(),
+        [("t1", None), ("t2", Some("prod"))]
     );
     store
         .revoke_token(&info.token_id, "tester")
@@ -1441,7 +1478,17 @@ pub async fn principals_tokens_and_groups(store: Store) {
         .await
         .expect("workspace member");
     store
-        .create_token("t3", "alice", "h3", "scim", None, "tester")
+        .create_token(
+            &NewToken {
+                token_id: "t3",
+                principal_name: "alice",
+                token_hash: "h3",
+                comment: "scim",
+                expires_at: None,
+                workspace: None,
+            },
+            "tester",
+        )
         .await
         .expect("token");
     let ml = store.get_principal("ml").await.expect("ml");

@@ -373,6 +373,7 @@ async fn undecodable_stored_values_are_errors() {
             kind: owner.kind,
             is_admin: false,
             group_ids: Vec::new(),
+            only_workspace: None,
         });
         registry::model_created_hook(&store, &actor).await;
         alter_behind_the_store(

@@ -36,6 +36,7 @@ fn principal_of(actor: &Actor) -> Principal {
         kind: PrincipalKind::User,
         is_admin: false,
         group_ids: Vec::new(),
+        only_workspace: None,
     }
 }
 

@@ -51,10 +51,12 @@ use tarn_core::registry::{
 use tarn_core::search::{Comparator, Comparison, Entity, Value};
 use tarn_core::serving::{EndpointConfig, ServedEntity, ServingEndpoint};
 use tarn_core::store::{
-    Delivery, DeliveryQuery, MetaStore, PrincipalRecord, SearchRegistry, SearchRuns,
+    Delivery, DeliveryQuery, MetaStore, NewToken, PrincipalRecord, SearchRegistry, SearchRuns,
     StatementRecord, TokenInfo,
 };
 use tarn_core::webhooks::{Flavor, Webhook, WebhookStatus};
+
+use crate::conformance::{kv, metric};
 
 type Store = Arc<dyn MetaStore>;
 
@@ -202,6 +204,10 @@ const KNOWN_MIGRATIONS: &[&str] = &[
     "server_secrets",
     "sql_statements",
     "principal_attributes",
+    // Adds a column to tokens (seeded at init): old tokens reach every workspace.
+    "token_workspaces",
+    // PostgreSQL only: latest_metrics kept per statement (metrics are seeded at init).
+    "latest_metrics_per_statement",
 ];
 
 /// The version at which one dialect made (or changed) each area's tables.
@@ -646,26 +652,6 @@ const LOG_PIECES: [&[u8]; 2] = [b"hello\n", &[0xff, 0x00, 0xfe, b'\n', 0xc3, 0xb
 const SCRIPT: &[u8] = "print('ü')\n".as_bytes();
 const NOTEBOOK: &[u8] = &[0x23, 0x20, 0xff, 0x00, 0x0a];
 
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: value.into(),
-    }
-}
-
-fn point(key: &str, value: f64, timestamp: i64, step: i64) -> Metric {
-    Metric {
-        key: key.into(),
-        value,
-        timestamp,
-        step,
-        dataset_name: None,
-        dataset_digest: None,
-        model_id: None,
-        run_id: None,
-    }
-}
-
 /// Whether a database made at `k` keeps the sign of zero in metric values (SQLite's REAL
 /// columns did not until exact_metric_values; that loss happened before any upgrade).
 fn keeps_sign(v: &Versions, k: i64) -> bool {
@@ -675,21 +661,21 @@ fn keeps_sign(v: &Versions, k: i64) -> bool {
 /// The points logged to RUN: values only a double holds exactly, NaN (kept as a flag), the
 /// extremes, and one point of a logged model with its dataset.
 fn run_points(v: &Versions, k: i64) -> Vec<Metric> {
-    let mut acc = point("acc", -2.5, T0, 3);
+    let mut acc = metric("acc", -2.5, T0, 3);
     acc.model_id = Some(LOGGED_MODEL.into());
     acc.dataset_name = Some("ds ✓".into());
     acc.dataset_digest = Some("abc123".into());
     let mut points = vec![
-        point("loss", 0.1, T0, 0),
-        point("loss", f64::NAN, T0, 1),
-        point("loss", 0.1 + 0.2, T0 + 1, 1),
-        point("big", f64::MAX, HUGE, HUGE),
-        point("tiny", 5e-324, T0, 0),
-        point("epochs", 3.0, T0, 0),
+        metric("loss", 0.1, T0, 0),
+        metric("loss", f64::NAN, T0, 1),
+        metric("loss", 0.1 + 0.2, T0 + 1, 1),
+        metric("big", f64::MAX, HUGE, HUGE),
+        metric("tiny", 5e-324, T0, 0),
+        metric("epochs", 3.0, T0, 0),
         acc,
     ];
     if keeps_sign(v, k) {
-        points.push(point("signed_zero", -0.0, T0, 0));
+        points.push(metric("signed_zero", -0.0, T0, 0));
     }
     points
 }
@@ -709,7 +695,7 @@ fn latest(points: &[Metric]) -> Vec<Metric> {
             }
         };
         if newer {
-            latest.insert(p.key.clone(), point(&p.key, p.value, p.timestamp, p.step));
+            latest.insert(p.key.clone(), metric(&p.key, p.value, p.timestamp, p.step));
         }
     }
     latest.into_values().collect()
@@ -2551,6 +2537,7 @@ async fn identity(c: &Context) -> People {
                 comment: TRICKY.into(),
                 created_at: T0 + 4,
                 expires_at: Some(HUGE),
+                workspace: None,
             },
             TokenInfo {
                 token_id: "tok-3".into(),
@@ -2559,6 +2546,7 @@ async fn identity(c: &Context) -> People {
                 comment: "bot ✓".into(),
                 created_at: T0 + 7,
                 expires_at: None,
+                workspace: None,
             },
         ],
         "{label}: tokens but the revoked one"
@@ -2569,6 +2557,7 @@ async fn identity(c: &Context) -> People {
         kind: PrincipalKind::User,
         is_admin: false,
         group_ids: vec![people.team.id],
+        only_workspace: None,
     };
     assert_eq!(
         s.principal_for_token("hash-1", T0)
@@ -3680,9 +3669,19 @@ async fn use_identity(c: &Context, people: &People) {
     s.add_group_member(TEAM, "newcomer ✓", "tester")
         .await
         .or_fail(c, "a new member");
-    s.create_token("tok-new", "newcomer ✓", "hash-new", "", None, "tester")
-        .await
-        .or_fail(c, "a new token");
+    s.create_token(
+        &NewToken {
+            token_id: "tok-new",
+            principal_name: "newcomer ✓",
+            token_hash: "hash-new",
+            comment: "",
+            expires_at: None,
+            workspace: None,
+        },
+        "tester",
+    )
+    .await
+    .or_fail(c, "a new token");
     let principal = s
         .principal_for_token("hash-new", T0)
         .await
@@ -3720,7 +3719,10 @@ async fn use_tracking(c: &Context, people: &People) {
         RUN,
         &LogBatch {
             // A new point, and an old one logged again (kept once).
-            metrics: vec![point("loss", 0.25, T0 + 2, 2), point("epochs", 3.0, T0, 0)],
+            metrics: vec![
+                metric("loss", 0.25, T0 + 2, 2),
+                metric("epochs", 3.0, T0, 0),
+            ],
             params: vec![kv("new", "ü")],
             tags: vec![kv("note", "changed")],
         },
