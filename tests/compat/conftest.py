@@ -103,7 +103,8 @@ def start_tarn(extra_args=(), extra_env=None, database_url=None, data_dir=None, 
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     log_path = Path(data_dir) / "server.log"
     log = open(log_path, "a")
-    env = dict(os.environ, TARN_ADMIN_TOKEN=token, TARN_LOG="warn,tarn::http=info", **(extra_env or {}))
+    env = dict(os.environ, TARN_ADMIN_TOKEN=token, TARN_LOG="warn,tarn::http=info")
+    env.update(extra_env or {})
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     _wait_for(base + "/health", process, log_path)

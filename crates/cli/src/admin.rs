@@ -28,7 +28,8 @@ pub struct Roots {
     /// The artifact root; default DATA_DIR/artifacts.
     #[arg(long, env = "TARN_ARTIFACT_ROOT")]
     artifact_root: Option<String>,
-    /// The online feature store: `sqlite://PATH`; default DATA_DIR/online.db.
+    /// The online feature store: `sqlite://PATH` or `redis://HOST:PORT/DB` (shared by replicas);
+    /// default DATA_DIR/online.db.
     #[arg(long, env = "TARN_ONLINE_STORE")]
     online_store: Option<String>,
 }

@@ -61,7 +61,8 @@ pub struct ServerArgs {
     /// Artifacts: a local folder or `s3://bucket/prefix`; default DATA_DIR/artifacts.
     #[arg(long, env = "TARN_ARTIFACT_ROOT")]
     pub artifact_root: Option<String>,
-    /// The online feature store: `sqlite://PATH`; default DATA_DIR/online.db.
+    /// The online feature store: `sqlite://PATH` or `redis://HOST:PORT/DB` (shared by replicas);
+    /// default DATA_DIR/online.db.
     #[arg(long, env = "TARN_ONLINE_STORE")]
     pub online_store: Option<String>,
     /// The admin's token; generated into DATA_DIR/admin.token when not given.

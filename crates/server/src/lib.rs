@@ -83,6 +83,11 @@ pub async fn serve(
         .local_addr()
         .map(|address| task_facing_url(&address))?;
     let listener = listener::no_delay(listener);
+    // A server takes requests once it serves every endpoint it knows: one restarted behind a
+    // load balancer fails no scoring request for an endpoint still loading.
+    if let Err(err) = state.endpoints.sync().await {
+        tracing::warn!(error = %err.report(), "cannot load the serving endpoints");
+    }
     let (stop, stopped) = watch::channel(false);
     let jobs = &state.jobs;
     let executor = std::sync::Arc::new(tarn_jobs::executor::Executor::new(

@@ -418,3 +418,89 @@ async fn a_statement_is_polled_fetched_and_canceled_through_either_replica() {
         replica.served.await.expect("join").expect("serve");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_endpoint_rolls_to_a_new_version_on_both_replicas_with_no_failed_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use crate::serving_api::{invoke, one_row, register, set_alias};
+
+    let dir = bootstrapped().await;
+    let (app_a, a) = replica(dir.path(), "replica-a").await;
+    let (app_b, b) = replica(dir.path(), "replica-b").await;
+    register(&app_a, "fraud", "gradient_boosting").await;
+    register(&app_a, "fraud", "scaled_logistic").await;
+    set_alias(&app_a, "fraud", "champion", "1").await;
+    let created = app_a
+        .admin(
+            "POST",
+            "/api/2.0/serving-endpoints",
+            serde_json::json!({ "name": "fraud-api", "config": { "served_entities": [{ "entity_name": "fraud", "entity_alias": "champion" }] } }),
+        )
+        .await;
+    assert_eq!(
+        created.status,
+        axum::http::StatusCode::OK,
+        "{}",
+        created.text
+    );
+
+    // B picks up the endpoint A made.
+    let serves = |router: axum::Router, version: &'static str| async move {
+        for _ in 0..200 {
+            let answer = invoke(&router, crate::ADMIN_TOKEN, "fraud-api", &one_row(0)).await;
+            if answer.status == axum::http::StatusCode::OK
+                && answer.version.as_deref() == Some(version)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("version {version} was not served within 10 s");
+    };
+    serves(app_b.router.clone(), "1").await;
+
+    // Requests flow to both replicas while the alias moves on A; none fails.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for router in [app_a.router.clone(), app_b.router.clone()] {
+        let (stop, failed, answered) = (stop.clone(), failed.clone(), answered.clone());
+        clients.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let answer = invoke(&router, crate::ADMIN_TOKEN, "fraud-api", &one_row(i)).await;
+                if answer.status != axum::http::StatusCode::OK {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                answered.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let moved_at = std::time::Instant::now();
+    set_alias(&app_a, "fraud", "champion", "2").await;
+    serves(app_a.router.clone(), "2").await;
+    serves(app_b.router.clone(), "2").await;
+    let rolled_in = moved_at.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.expect("client");
+    }
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during the roll"
+    );
+    assert!(answered.load(Ordering::Relaxed) > 10);
+    // Both replicas follow the registry within their sync period (1 s) and a load.
+    println!("both replicas served version 2 {rolled_in:?} after the alias moved");
+
+    for replica in [a, b] {
+        replica.stop.send(()).expect("stop");
+        replica.served.await.expect("join").expect("serve");
+    }
+}

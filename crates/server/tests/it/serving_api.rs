@@ -24,7 +24,7 @@ fn expected() -> Value {
 }
 
 /// Registers the fixture model directory `name` as a new version of `model`.
-async fn register(app: &TestApp, model: &str, name: &str) {
+pub(crate) async fn register(app: &TestApp, model: &str, name: &str) {
     let run_id = app.new_run("0").await;
     for file in ["MLmodel", "model.onnx"] {
         let bytes = std::fs::read(fixture(name).join(file)).expect("fixture file");
@@ -53,7 +53,7 @@ async fn register(app: &TestApp, model: &str, name: &str) {
     assert_eq!(version.status, StatusCode::OK, "{}", version.text);
 }
 
-async fn set_alias(app: &TestApp, model: &str, alias: &str, version: &str) {
+pub(crate) async fn set_alias(app: &TestApp, model: &str, alias: &str, version: &str) {
     let set = app
         .admin(
             "POST",
@@ -64,20 +64,25 @@ async fn set_alias(app: &TestApp, model: &str, alias: &str, version: &str) {
     assert_eq!(set.status, StatusCode::OK, "{}", set.text);
 }
 
-fn one_row(i: usize) -> Value {
+pub(crate) fn one_row(i: usize) -> Value {
     let expected = expected();
     let rows = expected["rows"].as_array().expect("rows");
     json!({ "dataframe_split": { "columns": expected["columns"], "data": [rows[i % rows.len()]] }, "client_request_id": format!("c{i}") })
 }
 
-struct Answer {
-    status: StatusCode,
-    version: Option<String>,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) version: Option<String>,
     entity: Option<String>,
     json: Value,
 }
 
-async fn invoke(router: &axum::Router, token: &str, endpoint: &str, body: &Value) -> Answer {
+pub(crate) async fn invoke(
+    router: &axum::Router,
+    token: &str,
+    endpoint: &str,
+    body: &Value,
+) -> Answer {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
     let request = Request::builder()
