@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -486,3 +487,49 @@ def test_statements_are_bounded_in_time_and_memory_and_admins_cancel(server, tmp
         alive(bounded)
     finally:
         stop()
+
+
+def test_no_secret_reaches_the_log(tmp_path):
+    """Tokens, passwords, webhook secrets and signed-link signatures stay out of the server's
+    log, at the most verbose level, whether they were used, refused or set."""
+    started, stop = start_tarn(extra_args=["--webhooks-allow-private"], extra_env={"TARN_LOG": "trace"}, database_url=os.environ.get("TARN_TEST_DATABASE_URL", "").replace("tarn_compat", "tarn_logs") or None)
+    try:
+        user = f"logged_{uuid.uuid4().hex[:6]}"
+        password = "Pa55word-" + uuid.uuid4().hex
+        token = started.create_user(user, password)
+        headers = {"Authorization": f"Bearer {token}"}
+        url = f"{started.base}/api/2.0/mlflow/experiments/search?max_results=1"
+        assert requests.get(url, headers=headers, timeout=10).status_code == 200
+        assert requests.get(url, auth=(user, password), timeout=10).status_code == 200
+        wrong = "Wrong-" + uuid.uuid4().hex
+        assert requests.get(url, auth=(user, wrong), timeout=10).status_code == 401
+        forged = "tarn_" + uuid.uuid4().hex
+        assert requests.get(url, headers={"Authorization": f"Bearer {forged}"}, timeout=10).status_code == 401
+        own = requests.post(f"{started.base}/api/2.0/token/create", headers=headers, json={"comment": "ci"}, timeout=10).json()["token_value"]
+        changed = "Changed-" + uuid.uuid4().hex
+        user_id = requests.get(f"{started.base}/api/2.0/preview/scim/v2/Users", params={"filter": f'userName eq "{user}"'}, headers={"Authorization": f"Bearer {started.admin_token}"}, timeout=10).json()["Resources"][0]["id"]
+        assert requests.patch(
+            f"{started.base}/api/2.0/preview/scim/v2/Users/{user_id}",
+            headers={"Authorization": f"Bearer {started.admin_token}"},
+            json={"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "value": {"password": changed}}]},
+            timeout=10,
+        ).status_code == 200
+        hook_secret = "hook-" + uuid.uuid4().hex
+        hook = requests.post(
+            f"{started.base}/api/2.0/mlflow/webhooks",
+            headers={"Authorization": f"Bearer {started.admin_token}"},
+            json={"name": "logged", "url": "http://127.0.0.1:9/hook", "events": [{"entity": "MODEL_VERSION", "action": "CREATED"}], "secret": hook_secret},
+            timeout=10,
+        )
+        assert hook.status_code == 200, hook.text
+        big = call(started, "POST", STATEMENTS, json={"statement": "SELECT value FROM generate_series(1, 30000)", "warehouse_id": "any", "disposition": "EXTERNAL_LINKS", "format": "ARROW_STREAM"})
+        assert big.status_code == 200, big.text
+        link = big.json()["result"]["external_links"][0]["external_link"]
+        signature = dict(p.split("=", 1) for p in urlparse(link).query.split("&"))["signature"]
+        assert requests.get(link, timeout=30).status_code == 200
+    finally:
+        stop()
+    log = (Path(started.data_dir) / "server.log").read_text()
+    assert "request" in log and len(log) > 10_000, "the log is empty: nothing was checked"
+    for secret in [started.admin_token, token, own, password, wrong, forged, changed, hook_secret, signature]:
+        assert secret not in log, "a secret is in the log"
