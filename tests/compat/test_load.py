@@ -229,7 +229,13 @@ def _run(replicas, monkeypatch):
         reader = mlflow.MlflowClient(base)
         steps = {m.step for m in reader.get_metric_history(run_id, "m0")}
         assert record.acked["metrics"] <= steps, sorted(record.acked["metrics"] - steps)[:10]
-        versions = {v.version: v.status for v in reader.search_model_versions(f"name='{model}'", max_results=10_000)}
+        versions, page_token = {}, None
+        while True:
+            page = reader.search_model_versions(f"name='{model}'", max_results=10_000, page_token=page_token)
+            versions.update({v.version: v.status for v in page})
+            page_token = page.token
+            if not page_token:
+                break
         assert record.acked["versions"] <= set(versions)
         assert set(versions.values()) == {"READY"}
         answer = ok(requests.post(f"{base}/api/2.0/sql/statements", headers=headers, json={"statement": f"SELECT id FROM {table}", "warehouse_id": "any", "wait_timeout": "30s", "row_limit": 1_000_000}, timeout=40)).json()
