@@ -25,6 +25,11 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
 
 
+def tarn_bin():
+    """The tarn binary under test."""
+    return os.environ.get("TARN_BIN", str(ROOT / "target" / "debug" / "tarn"))
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -69,6 +74,26 @@ class Server:
         )
         return issued["token_value"]
 
+    def cli(self, *args, token=None, workspace=None, check=True, env=None, input=None, timeout=300):
+        """Runs a `tarn` client command against this server as `token`'s principal (default the
+        admin), with no profile file in reach; returns the finished process."""
+        command_env = {k: v for k, v in os.environ.items() if not k.startswith(("TARN_", "DATABRICKS_"))}
+        command_env.update(
+            TARN_HOST=self.base,
+            TARN_TOKEN=token or self.admin_token,
+            TARN_CONFIG_FILE=os.devnull,
+            DATABRICKS_CONFIG_FILE=os.devnull,
+        )
+        if workspace:
+            command_env["TARN_WORKSPACE"] = workspace
+        command_env.update(env or {})
+        done = subprocess.run(
+            [tarn_bin(), *args], capture_output=True, text=True, env=command_env, input=input, timeout=timeout
+        )
+        if check:
+            assert done.returncode == 0, f"tarn {' '.join(args)}: {done.returncode}\n{done.stdout}\n{done.stderr}"
+        return done
+
     def grant(self, token, experiment_id, user, level, workspace="dev"):
         response = requests.patch(
             f"{self.url(workspace)}/api/2.0/permissions/experiments/{experiment_id}",
@@ -83,7 +108,7 @@ class Server:
 def start_tarn(extra_args=(), extra_env=None, database_url=None, data_dir=None, fresh_database=True, port=None, admin_token=None):
     """Starts `tarn server` on a free port with a fresh data dir (or `data_dir`, to restart
     one); returns (Server, stop). Webhooks may reach the tests' local receivers."""
-    binary = os.environ.get("TARN_BIN", str(ROOT / "target" / "debug" / "tarn"))
+    binary = tarn_bin()
     data_dir = data_dir or tempfile.mkdtemp(prefix="tarn-compat-")
     port = port or _free_port()
     token = admin_token or "tarn_compat_" + secrets.token_hex(16)

@@ -14,7 +14,6 @@ import pyarrow as pa
 import pytest
 
 from test_lakehouse import UC, arrow_body, call, local_path
-from test_lineage import cli
 
 ARROW = {"Content-Type": "application/vnd.apache.arrow.stream"}
 DAY_US = 86_400_000_000
@@ -355,7 +354,7 @@ def test_online_features_follow_the_table_and_its_grants(server, schema):
     # The CLI shows the same freshness.
     state = call(server, "GET", f"/api/2.0/tarn/feature-tables/{name}").json()["online"]
     keys = len(set(feature_rows(seed=3, keys=10).column("customer_id").to_pylist()) | {3})
-    shown = cli(server, "features", "show", name)
+    shown = server.cli("features", "show", name).stdout
     assert f"online         version {state['published_version']} ({keys} keys) in the sqlite store, published " in shown, shown
     assert "refresh        continuous" in shown, shown
 

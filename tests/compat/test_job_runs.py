@@ -366,7 +366,7 @@ def test_run_permissions_follow_the_job(server, unique, tmp_path):
         "who.py",
         f"""
         import os, requests
-        me = requests.get(os.environ["TARN_URL"] + "/api/2.0/tarn/me",
+        me = requests.get(os.environ["TARN_HOST"] + "/api/2.0/tarn/me",
                           headers={{"Authorization": "Bearer " + os.environ["DATABRICKS_TOKEN"]}}).json()
         open({str(token_file)!r}, "w").write(os.environ["DATABRICKS_TOKEN"])
         print("acting as", me["name"])
@@ -468,12 +468,9 @@ def test_a_run_interrupted_by_a_killed_server_is_ended_on_restart(tmp_path, uniq
         stop(drop_database=False)
 
 
-def tarn_cli(data_dir, *args, ok=True, database_url=None):
-    binary = os.environ.get("TARN_BIN", "target/debug/tarn")
-    command = [binary, "jobs", "--data-dir", data_dir]
-    if database_url:
-        command += ["--database-url", database_url]
-    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=WAIT, env=dict(os.environ, RUST_BACKTRACE="0"))
+def tarn_cli(server, *args, ok=True, token=None):
+    """Runs `tarn jobs ARGS` against `server` (as the admin unless `token` is given)."""
+    done = server.cli("jobs", *args, token=token, check=False, timeout=WAIT, env={"RUST_BACKTRACE": "0"})
     assert (done.returncode == 0) == ok, done.stdout + done.stderr
     return CliOutput(done.stdout, done.stderr)
 
@@ -503,65 +500,60 @@ def job_file(tmp_path, hello, failing):
 
 
 def test_tarn_jobs_run_follows_a_run_the_server_runs(server, tmp_path):
-    """With a server running the store's jobs, `tarn jobs run` starts the run and follows it."""
+    """`tarn jobs run` starts the run on the server and follows it to its end."""
     hello = script(tmp_path, "hello.py", "import sys; print('hello', *sys.argv[1:])\n")
     failing = script(tmp_path, "failing.py", "raise SystemExit('no luck')\n")
-    database_url = os.environ.get("TARN_TEST_DATABASE_URL")
-    created = tarn_cli(server.data_dir, "create", job_file(tmp_path, hello, failing), database_url=database_url)
+    created = tarn_cli(server, "create", job_file(tmp_path, hello, failing))
     job_id = int(created.split()[2])
-    out = tarn_cli(server.data_dir, "run", str(job_id), "--param", "day=monday", ok=False, database_url=database_url)
+    out = tarn_cli(server, "run", str(job_id), "--param", "day=monday", ok=False)
     run_id = int(out.split()[1])
     assert "first" in out and "SUCCESS" in out and "FAILED" in out
     assert f"run {run_id} FAILED" in out and "Task broken failed" in out
+    assert f"run {run_id} ended FAILED" in out.stderr
     run = workspace(server).jobs.get_run(run_id)
     assert run.state.result_state == jobs.RunResultState.FAILED
     first = task_of(run, "first").run_id
-    assert tarn_cli(server.data_dir, "logs", str(first), database_url=database_url) == "hello monday\n"
-    assert str(run_id) in tarn_cli(server.data_dir, "runs", "--job-id", str(job_id), database_url=database_url)
+    assert f"logs of broken: tarn jobs logs {task_of(run, 'broken').run_id}" in out
+    assert tarn_cli(server, "logs", str(first)) == "hello monday\n"
+    assert str(run_id) in tarn_cli(server, "runs", "--job-id", str(job_id))
 
 
-def test_tarn_jobs_run_runs_a_job_itself_without_a_server(tmp_path):
-    """With no server, `tarn jobs run` runs the job in-process, its tasks' clients included."""
-    database_url = os.environ.get("TARN_TEST_DATABASE_URL")
-    if database_url:
-        database_url = database_url.rsplit("/", 1)[0] + "/tarn_compat_cli_run"
-    data_dir = str(tmp_path / "data")
-    # A server's first start makes the admin; stopping it hands back the runner's lease.
-    started, stop = start_tarn(data_dir=data_dir, database_url=database_url)
-    stop(drop_database=False)
-    try:
-        hello = script(
-            tmp_path,
-            "hello.py",
-            """
-            import sys, mlflow
-            mlflow.set_experiment("cli-run")
-            with mlflow.start_run():
-                mlflow.log_param("day", sys.argv[1] if len(sys.argv) > 1 else "-")
-            print("hello", *sys.argv[1:])
-            """,
-        )
-        fixed = tmp_path / "fixed"
-        failing = script(
-            tmp_path, "failing.py", f"import os\nif not os.path.exists({str(fixed)!r}):\n    raise SystemExit('no luck')\n"
-        )
-        created = tarn_cli(data_dir, "create", job_file(tmp_path, hello, failing), database_url=database_url)
-        job_id = int(created.split()[2])
-        out = tarn_cli(data_dir, "run", str(job_id), "--param", "day=friday", "--python", os.sys.executable, ok=False, database_url=database_url)
-        assert "Task broken failed" in out, out + out.stderr
-        run_id = int(out.split()[1])
-        fixed.write_text("yes")
-        out = tarn_cli(data_dir, "repair", str(run_id), "--python", os.sys.executable, database_url=database_url)
-        assert f"run {run_id} SUCCESS" in out, out + out.stderr
-        runs = tarn_cli(data_dir, "runs", database_url=database_url)
-        assert "SUCCESS" in runs and "cli run" in runs, "repaired"
-        out = tarn_cli(data_dir, "run", str(job_id), "--only", "second", "--python", os.sys.executable, database_url=database_url)
-        assert "SUCCESS" in out
-    finally:
-        if database_url:
-            from conftest import _psql
-
-            _psql(database_url.rsplit("/", 1)[0] + "/postgres", "DROP DATABASE IF EXISTS tarn_compat_cli_run WITH (FORCE)")
+def test_tarn_jobs_repair_reruns_what_failed_and_run_only_runs_some_tasks(server, tmp_path):
+    """The tasks' own clients talk to the server; a repair from the CLI reruns the failed task
+    inside the same run, and `--only` runs just the tasks named."""
+    hello = script(
+        tmp_path,
+        "hello.py",
+        """
+        import sys, mlflow
+        mlflow.set_experiment("cli-run")
+        with mlflow.start_run():
+            mlflow.log_param("day", sys.argv[1] if len(sys.argv) > 1 else "-")
+        print("hello", *sys.argv[1:])
+        """,
+    )
+    fixed = tmp_path / "fixed"
+    failing = script(
+        tmp_path, "failing.py", f"import os\nif not os.path.exists({str(fixed)!r}):\n    raise SystemExit('no luck')\n"
+    )
+    created = tarn_cli(server, "create", job_file(tmp_path, hello, failing))
+    job_id = int(created.split()[2])
+    out = tarn_cli(server, "run", str(job_id), "--param", "day=friday", ok=False)
+    assert "Task broken failed" in out, out + out.stderr
+    run_id = int(out.split()[1])
+    fixed.write_text("yes")
+    out = tarn_cli(server, "repair", str(run_id))
+    assert out.startswith("repair ") and f"of run {run_id}" in out.splitlines()[0]
+    assert f"run {run_id} SUCCESS" in out, out + out.stderr
+    run = workspace(server).jobs.get_run(run_id)
+    assert run.state.result_state == jobs.RunResultState.SUCCESS
+    assert task_of(run, "first").attempt_number == 0, "what succeeded was not rerun"
+    runs = tarn_cli(server, "runs", "--job-id", str(job_id))
+    assert "SUCCESS" in runs and "cli run" in runs, "repaired"
+    out = tarn_cli(server, "run", str(job_id), "--only", "second")
+    assert "SUCCESS" in out
+    only = workspace(server).jobs.get_run(int(out.split()[1]))
+    assert [t.task_key for t in only.tasks] == ["second"]
 
 
 def test_repair_reruns_what_failed_inside_the_same_run(server, unique, tmp_path):

@@ -64,10 +64,10 @@ def test_writes_record_lineage_shown_by_api_and_cli(server, schema, tmp_path):
     assert (down["catalog_name"], down["schema_name"], down["name"]) == ("dev", schema, "by_country")
     assert down["lineage_timestamp"].endswith("Z")
 
-    tree = cli(server, "lineage", summary, "--direction", "upstream")
+    tree = server.cli("lineage", summary, "--direction", "upstream").stdout
     assert f"└── file {raw}" in tree or f"file {raw}" in tree
     assert orders in tree and "INGEST" in tree and "CREATE TABLE AS SELECT" in tree
-    as_json = cli(server, "lineage", summary, "--format", "json")
+    as_json = server.cli("lineage", summary, "--format", "json").stdout
     assert f'"root": "table:{summary}"' in as_json
 
 

@@ -31,7 +31,6 @@ from sklearn import metrics as skm
 
 from test_job_runs import workspace
 from test_lakehouse import UC, arrow_body, call, grant, local_path
-from test_lineage import cli
 
 DAY_US = 86_400_000_000
 START_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
@@ -574,16 +573,16 @@ def test_the_cli_creates_refreshes_and_shows_a_monitor(server, schema, tmp_path)
         "time_series": {"timestamp_col": "ts", "granularities": ["1 day"]},
         "baseline_table_name": baseline,
     }))
-    created = cli(server, "monitors", "create", table, "--settings", str(settings))
+    created = server.cli("monitors", "create", table, "--settings", str(settings)).stdout
     assert f"dev.{schema}.current_profile_metrics" in created
-    shown = cli(server, "monitors", "refresh", table)
+    shown = server.cli("monitors", "refresh", table).stdout
     assert "succeeded" in shown and "3600 rows" not in shown and "1200 rows" in shown
     lines = {line.split()[0]: line for line in shown.splitlines() if line and line.split()[0] in ("amount", "region", "age")}
     assert "wasserstein" in lines["amount"] and "DRIFT" in lines["amount"]
     assert "jensenshannon" in lines["region"] and "DRIFT" in lines["region"]
     assert "DRIFT" not in lines["age"]
     assert any(bar in lines["amount"] for bar in "▁▂▃▄▅▆▇█")
-    again = cli(server, "monitors", "show", table, "--granularity", "1 day")
+    again = server.cli("monitors", "show", table, "--granularity", "1 day").stdout
     assert again.splitlines()[1:] == shown.splitlines()[2:]
     # Charts: SVG from the API for pages to embed, and a self-contained HTML report.
     chart = call(server, "GET", f"/api/2.0/tarn/monitors/{table}/charts/amount", params={"metric": "drift"})
@@ -596,10 +595,10 @@ def test_the_cli_creates_refreshes_and_shows_a_monitor(server, schema, tmp_path)
     assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     assert call(server, "GET", f"/api/2.0/tarn/monitors/{table}/charts/nothing").status_code == 404
     report = tmp_path / "report.html"
-    assert "Wrote the report" in cli(server, "monitors", "report", table, "--out", str(report))
+    assert "Wrote the report" in server.cli("monitors", "report", table, "--out", str(report)).stdout
     html = report.read_text()
     assert html.startswith("<!doctype html>") and html.count("<svg") >= 10 and "http" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    refused = subprocess.run([os.environ.get("TARN_BIN", "target/debug/tarn"), "monitors", "--data-dir", server.data_dir, *(["--database-url", os.environ["TARN_TEST_DATABASE_URL"]] if os.environ.get("TARN_TEST_DATABASE_URL") else []), "show", table, "--granularity", "1 hour"], capture_output=True, text=True)
+    refused = server.cli("monitors", "show", table, "--granularity", "1 hour", check=False)
     assert refused.returncode != 0 and "no granularity" in refused.stderr
 
 

@@ -13,28 +13,17 @@ from pathlib import Path
 
 import deltalake
 import pytest
-from conftest import start_tarn
+from conftest import start_tarn, tarn_bin
 from mlflow.tracking import MlflowClient
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
 def quickstart(data_dir):
-    binary = os.environ.get("TARN_BIN", str(ROOT / "target" / "debug" / "tarn"))
+    binary = tarn_bin()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TARN_")}
     env["TARN_LOG"] = "warn"
     done = subprocess.run(
         [binary, "quickstart", "--data-dir", str(data_dir), "--port", "0"],
         capture_output=True, text=True, env=env, timeout=600,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def tarn_jobs(data_dir, *args):
-    binary = os.environ.get("TARN_BIN", str(ROOT / "target" / "debug" / "tarn"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TARN_")}
-    done = subprocess.run([binary, "jobs", "--data-dir", str(data_dir), *args], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -101,14 +90,8 @@ def test_quickstart_builds_the_pipeline_from_a_raw_file(tmp_path):
     assert [line for line in first.splitlines() if line in ("[ingest]", "[features]", "[train]", "[register]")] == [
         "[ingest]", "[features]", "[train]", "[register]"
     ]
-    settings = json.loads(tarn_jobs(data_dir, "get", job_id))
-    assert settings["schedule"] == {"quartz_cron_expression": "0 0 6 * * ?", "timezone_id": "UTC", "pause_status": "PAUSED"}
-    assert [t["task_key"] for t in settings["tasks"]] == ["ingest", "features", "train", "register"]
-
     second = quickstart(data_dir)
     assert f"Running job {job_id} (quickstart pipeline" in second, "the same job, run again"
-    runs = tarn_jobs(data_dir, "runs", "--job-id", job_id)
-    assert runs.count("SUCCESS") == 2, runs
     assert f"{raw}: ingested before, skipped" in second
     # The new champion (version 2) took over the endpoint.
     assert "Serving endpoint quickstart: quickstart-linear@champion (version 2), READY" in second
@@ -122,6 +105,12 @@ def test_quickstart_builds_the_pipeline_from_a_raw_file(tmp_path):
     token = (data_dir / "admin.token").read_text().strip()
     server, stop = start_tarn(data_dir=str(data_dir), admin_token=token)
     try:
+        # The commands the quickstart suggests, against a server on its data dir.
+        settings = json.loads(server.cli("jobs", "get", job_id).stdout)
+        assert settings["schedule"] == {"quartz_cron_expression": "0 0 6 * * ?", "timezone_id": "UTC", "pause_status": "PAUSED"}
+        assert [t["task_key"] for t in settings["tasks"]] == ["ingest", "features", "train", "register"]
+        runs = server.cli("jobs", "runs", "--job-id", job_id).stdout
+        assert runs.count("SUCCESS") == 2, runs
         os.environ["MLFLOW_TRACKING_TOKEN"] = token
         run = MlflowClient(tracking_uri=server.base).get_run(run_ids[0])
         dataset = run.inputs.dataset_inputs[0].dataset

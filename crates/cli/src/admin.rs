@@ -1,6 +1,6 @@
-//! `tarn admin`: what works on the data directory and database directly, without a server.
-//! `backup` writes a consistent copy of a running installation; `restore` makes a new one from
-//! it.
+//! `tarn admin`: what works on the data directory and database directly, without a server:
+//! principals and tokens (the first admin, recovery; `identity`), and backups. `backup` writes a
+//! consistent copy of a running installation; `restore` makes a new one from it.
 //!
 //! A backup is a folder: `manifest.json`, the metadata (`metadata.db`, a SQLite snapshot, or
 //! `metadata.pgdump`), the online store's snapshot (`online.db`), and copies of the lake and
@@ -16,7 +16,12 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
+use crate::identity::{
+    GroupsCommand, ServicePrincipalsCommand, TokensCommand, UsersCommand, WorkspacesCommand,
+};
 use crate::server::StoreArgs;
+
+mod identity;
 
 #[derive(Args)]
 pub struct Roots {
@@ -47,6 +52,41 @@ impl Roots {
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
+    /// Users on the metadata store: the first admin, a password reset.
+    Users {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Groups on the metadata store.
+    Groups {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: GroupsCommand,
+    },
+    /// Service principals on the metadata store.
+    ServicePrincipals {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: ServicePrincipalsCommand,
+    },
+    /// Workspace memberships on the metadata store.
+    Workspaces {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: WorkspacesCommand,
+    },
+    /// Tokens on the metadata store: a token for anyone, when no admin can sign in.
+    Tokens {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// Write a consistent backup of the metadata, the online store and the local lake and
     /// artifact roots into a new folder, while servers run.
     Backup {
@@ -69,6 +109,21 @@ pub enum AdminCommand {
 
 pub async fn run(command: AdminCommand) -> Result<()> {
     match command {
+        AdminCommand::Users { store, command } => {
+            identity::users(store.open().await?.as_ref(), command).await
+        }
+        AdminCommand::Groups { store, command } => {
+            identity::groups(store.open().await?.as_ref(), command).await
+        }
+        AdminCommand::ServicePrincipals { store, command } => {
+            identity::service_principals(store.open().await?.as_ref(), command).await
+        }
+        AdminCommand::Workspaces { store, command } => {
+            identity::workspaces(store.open().await?.as_ref(), command).await
+        }
+        AdminCommand::Tokens { store, command } => {
+            identity::tokens(store.open().await?.as_ref(), command).await
+        }
         AdminCommand::Backup { roots, to } => backup(&roots, &to).await,
         AdminCommand::Restore { roots, from } => restore(&roots, &from).await,
     }

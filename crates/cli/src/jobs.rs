@@ -1,96 +1,63 @@
-//! `tarn jobs ...`: jobs from the command line, on the metadata store directly (like the other
-//! admin commands), through the same use cases and checks as the Jobs API. `run` follows the
-//! run live; when no server runs the store's jobs, it starts one in-process for the run.
+//! `tarn jobs ...`: jobs from the command line through the server's Jobs API (`/api/2.2/jobs`),
+//! as the token's principal. `run` and `repair` follow the run the server runs, task by task,
+//! until it ends; `logs` prints what `runs/get-output` returns of a task run's log.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde_json::{Map, Value};
-use tarn_core::auth::PermissionLevel;
-use tarn_core::caller::Caller;
-use tarn_core::jobs::{Job, JobRun, LifeCycle, ResultState, RunFilter, TaskRun};
-use tarn_core::store::MetaStore;
-use tarn_jobs::{logs, manage, runs};
+use serde_json::{Map, Value, json};
+use tarn_core::jobs::{LifeCycle, ResultState, name_in};
 
-use crate::local::cli_caller;
+use crate::client::Client;
 use crate::models::time;
-use crate::server::{ServerArgs, StoreArgs};
 
 #[derive(Subcommand)]
 pub enum JobsCommand {
-    /// Create a job from a JSON file of Databricks job settings; prints its id.
+    /// Create a job from a JSON file of Databricks job settings; prints its id. The job is the
+    /// token's principal's (it runs as them unless the settings' `run_as` says otherwise).
     Create {
         /// The settings, as `jobs/create` takes them.
         file: std::path::PathBuf,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
-        /// The user or service principal that owns the job (and runs it unless `run_as` says
-        /// otherwise).
-        #[arg(long, default_value = "admin")]
-        owner: String,
     },
     /// List the workspace's jobs: id, name, tasks, schedule, owner.
     List {
-        #[arg(long, default_value = "dev")]
-        workspace: String,
         /// Only jobs of this name (case does not matter).
         #[arg(long)]
         name: Option<String>,
     },
     /// Print a job's settings as JSON.
-    Get {
-        job_id: i64,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
-    },
+    Get { job_id: i64 },
     /// Delete a job.
-    Delete {
-        job_id: i64,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
-    },
-    /// Run a job now and follow its tasks live until it ends (a server running the store's
-    /// jobs runs it; without one, this command runs it in-process). Exits non-zero unless the
-    /// run succeeds.
+    Delete { job_id: i64 },
+    /// Run a job now and follow its tasks live until it ends. Exits non-zero unless the run
+    /// succeeds.
     Run {
         job_id: i64,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
         /// A job parameter's value, `NAME=VALUE`; repeat for more.
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
         /// Run only this task; repeat for more.
         #[arg(long)]
         only: Vec<String>,
-        /// Start the run and return (needs a server running the store's jobs).
+        /// Start the run and return.
         #[arg(long)]
         no_wait: bool,
-        /// The interpreter of Python tasks when this command runs the job itself.
-        #[arg(long, env = "TARN_JOBS_PYTHON", default_value = "python3")]
-        python: std::path::PathBuf,
     },
     /// Rerun tasks of an ended run inside it (the failed ones by default) and follow it.
     Repair {
         run_id: i64,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
         /// Rerun this task; repeat for more (default: every task that did not succeed).
         #[arg(long = "task")]
         tasks: Vec<String>,
         /// Also rerun the tasks that depend on those rerun.
         #[arg(long)]
         dependents: bool,
-        /// The interpreter of Python tasks when this command runs the repair itself.
-        #[arg(long, env = "TARN_JOBS_PYTHON", default_value = "python3")]
-        python: std::path::PathBuf,
     },
     /// List runs, newest first: id, job, state, result, trigger, start, duration.
     Runs {
-        #[arg(long, default_value = "dev")]
-        workspace: String,
         /// Only this job's runs.
         #[arg(long)]
         job_id: Option<i64>,
@@ -100,93 +67,73 @@ pub enum JobsCommand {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
-    /// Print a task run's log (standard output and error); `--follow` keeps printing while it
-    /// runs. A run of one task may be named by its own id.
+    /// Print a task run's log (standard output and error; its end when it is long);
+    /// `--follow` keeps printing while it runs. A run of one task may be named by its own id.
     Logs {
         run_id: i64,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
         #[arg(long, short)]
         follow: bool,
     },
     /// Cancel a run: tasks not started are skipped, running ones ended with their processes.
-    Cancel {
-        run_id: i64,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
-    },
+    Cancel { run_id: i64 },
 }
 
-pub async fn run(store_args: &StoreArgs, command: JobsCommand) -> Result<()> {
-    let opened = store_args.open().await?;
-    let store = opened.as_ref();
+/// The Jobs API, as the Databricks SDK calls it.
+const JOBS: &str = "/api/2.2/jobs";
+/// The most jobs `jobs/list` answers at once.
+const JOBS_PAGE: usize = 100;
+/// The most runs `jobs/runs/list` answers at once.
+const RUNS_PAGE: usize = 25;
+
+pub async fn run(client: &Client, command: JobsCommand) -> Result<()> {
     match command {
-        JobsCommand::Create {
-            file,
-            workspace,
-            owner,
-        } => {
+        JobsCommand::Create { file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let settings: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
-            let principal = store
-                .active_principal(&owner)
-                .await
-                .with_context(|| format!("no active principal '{owner}' to own the job"))?;
-            let caller = Caller::new(workspace, principal);
-            let job = manage::create(store, &caller, settings).await?;
-            println!("created job {} ({})", job.job_id, job.name());
+            if !settings.is_object() {
+                bail!("{} must hold a JSON object of job settings", file.display());
+            }
+            let created = client.post(&format!("{JOBS}/create"), &settings).await?;
+            println!(
+                "created job {} ({})",
+                integer(&created, "job_id"),
+                name_in(&settings)
+            );
         }
-        JobsCommand::List { workspace, name } => {
-            let caller = cli_caller(workspace);
+        JobsCommand::List { name } => {
             println!(
                 "{:<10} {:<32} {:>5}  {:<28} {:<16} CREATED",
                 "JOB ID", "NAME", "TASKS", "SCHEDULE", "RUN AS"
             );
-            let mut offset = 0;
-            loop {
-                let page = manage::list(
-                    store,
-                    &caller,
-                    name.as_deref(),
-                    offset,
-                    manage::MAX_LIST_LIMIT,
-                )
-                .await?;
-                for job in &page.items {
-                    print_job_line(job);
-                }
-                match page.next_offset {
-                    Some(next) => offset = next,
-                    None => break,
-                }
+            let mut query = vec![
+                ("limit", JOBS_PAGE.to_string()),
+                ("expand_tasks", "true".to_string()),
+            ];
+            query.extend(name.map(|name| ("name", name)));
+            for job in list_jobs(client, query).await? {
+                print_job_line(&job);
             }
         }
-        JobsCommand::Get { job_id, workspace } => {
-            let caller = cli_caller(workspace);
-            let job = manage::job_for(
-                store,
-                &caller,
-                job_id,
-                tarn_core::auth::PermissionLevel::CanView,
-            )
-            .await?;
-            println!("{}", serde_json::to_string_pretty(&job.settings)?);
+        JobsCommand::Get { job_id } => {
+            let job = client
+                .get(&format!("{JOBS}/get"), &[("job_id", job_id.to_string())])
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&job["settings"])?);
         }
-        JobsCommand::Delete { job_id, workspace } => {
-            manage::delete(store, &cli_caller(workspace), job_id).await?;
+        JobsCommand::Delete { job_id } => {
+            client
+                .post(&format!("{JOBS}/delete"), &json!({ "job_id": job_id }))
+                .await?;
             println!("deleted job {job_id}");
         }
         JobsCommand::Run {
             job_id,
-            workspace,
             params,
             only,
             no_wait,
-            python,
         } => {
-            let caller = cli_caller(workspace);
             let mut job_parameters = Map::new();
             for param in params {
                 let (name, value) = param
@@ -194,258 +141,174 @@ pub async fn run(store_args: &StoreArgs, command: JobsCommand) -> Result<()> {
                     .with_context(|| format!("--param takes NAME=VALUE, not '{param}'"))?;
                 job_parameters.insert(name.to_string(), Value::String(value.to_string()));
             }
-            let request = runs::RunNow {
-                job_parameters,
-                only,
-                ..Default::default()
-            };
-            let start = |wakeup: runs::Wakeup| async move {
-                let run = runs::run_now(store, &wakeup, &caller, job_id, request).await?;
-                println!("run {} of job {job_id} ({})", run.run_id, run.run_name);
-                Ok(run)
-            };
-            start_and_follow(store_args, store, python, no_wait, start).await?;
+            let body = json!({ "job_id": job_id, "job_parameters": job_parameters, "only": only });
+            let started = client.post(&format!("{JOBS}/run-now"), &body).await?;
+            let run_id = integer(&started, "run_id");
+            let run = get_run(client, run_id).await?;
+            println!("run {run_id} of job {job_id} ({})", text(&run, "run_name"));
+            if !no_wait {
+                follow_and_summarize(client, run_id).await?;
+            }
         }
         JobsCommand::Repair {
             run_id,
-            workspace,
             tasks,
             dependents,
-            python,
         } => {
-            let caller = cli_caller(workspace);
-            let latest = runs::run_for(store, &caller, run_id, PermissionLevel::CanView)
-                .await?
-                .latest_repair_id();
-            let request = runs::Repair {
-                rerun_all_failed_tasks: tasks.is_empty(),
-                rerun_tasks: tasks,
-                rerun_dependent_tasks: dependents,
-                latest_repair_id: latest,
-                ..Default::default()
-            };
-            let start = |wakeup: runs::Wakeup| async move {
-                let run = runs::repair(store, &wakeup, &caller, run_id, request).await?;
-                println!(
-                    "repair {} of run {run_id}",
-                    run.latest_repair_id().unwrap_or_default()
-                );
-                Ok(run)
-            };
-            start_and_follow(store_args, store, python, false, start).await?;
+            let run = get_run(client, run_id).await?;
+            let body = json!({
+                "run_id": run_id,
+                "rerun_all_failed_tasks": tasks.is_empty(),
+                "rerun_tasks": tasks,
+                "rerun_dependent_tasks": dependents,
+                "latest_repair_id": latest_repair_id(&run),
+            });
+            let repaired = client.post(&format!("{JOBS}/runs/repair"), &body).await?;
+            println!("repair {} of run {run_id}", integer(&repaired, "repair_id"));
+            follow_and_summarize(client, run_id).await?;
         }
         JobsCommand::Runs {
-            workspace,
             job_id,
             active,
             limit,
         } => {
-            let caller = cli_caller(workspace);
-            let filter = RunFilter {
-                job_id,
-                active_only: active,
-                ..Default::default()
-            };
             println!(
                 "{:<10} {:<8} {:<28} {:<12} {:<22} {:<10} {:<19} DURATION",
                 "RUN ID", "JOB", "NAME", "STATE", "RESULT", "TRIGGER", "STARTED"
             );
-            let mut offset = 0;
+            let mut query = vec![("active_only", active.to_string())];
+            query.extend(job_id.map(|id| ("job_id", id.to_string())));
             let mut shown = 0;
+            let mut page_token: Option<String> = None;
             while shown < limit {
-                let page = runs::list(store, &caller, &filter, false, offset, runs::MAX_LIST_LIMIT)
+                let mut page_query = query.clone();
+                page_query.push(("limit", (limit - shown).min(RUNS_PAGE).to_string()));
+                page_query.extend(page_token.take().map(|token| ("page_token", token)));
+                let page = client
+                    .get(&format!("{JOBS}/runs/list"), &page_query)
                     .await?;
-                for run in page.items.iter().take(limit - shown) {
+                for run in items(&page, "runs").iter().take(limit - shown) {
                     print_run_line(run);
                     shown += 1;
                 }
-                match page.next_offset {
-                    Some(next) => offset = next,
+                match page.get("next_page_token").and_then(Value::as_str) {
+                    Some(token) => page_token = Some(token.to_string()),
                     None => break,
                 }
             }
         }
-        JobsCommand::Logs {
-            run_id,
-            workspace,
-            follow,
-        } => {
-            let caller = cli_caller(workspace);
-            print_log(store, &store_args.jobs_folder(), &caller, run_id, follow).await?;
-        }
-        JobsCommand::Cancel { run_id, workspace } => {
-            let caller = cli_caller(workspace);
-            runs::cancel(store, &runs::Wakeup::default(), &caller, run_id).await?;
+        JobsCommand::Logs { run_id, follow } => print_log(client, run_id, follow).await?,
+        JobsCommand::Cancel { run_id } => {
+            client
+                .post(&format!("{JOBS}/runs/cancel"), &json!({ "run_id": run_id }))
+                .await?;
             println!("asked run {run_id} to stop");
         }
     }
     Ok(())
 }
 
-/// Starts a run (or a repair) with `start` and follows it to its end; without a server
-/// running the store's jobs, runs it in-process, and takes it over in-process if the server
-/// that ran it goes away. Fails unless the run succeeds.
-async fn start_and_follow<Start, Started>(
-    store_args: &StoreArgs,
-    store: &dyn MetaStore,
-    python: std::path::PathBuf,
-    no_wait: bool,
-    start: Start,
-) -> Result<()>
-where
-    Start: FnOnce(runs::Wakeup) -> Started,
-    Started: std::future::Future<Output = tarn_core::Result<JobRun>>,
-{
-    let served = server_running(store).await?;
-    if no_wait && !served {
-        bail!("no server runs this store's jobs: start `tarn server`, or run without --no-wait");
-    }
-    let mut embedded = if served {
-        None
-    } else {
-        Some(Embedded::start(store_args, python.clone()).await?)
-    };
-    let wakeup = embedded
-        .as_ref()
-        .map(|embedded| embedded.state.jobs.runner.clone())
-        .unwrap_or_default();
-    let caller = cli_caller(String::new());
-    let followed: Result<Option<JobRun>> = async {
-        let run = start(wakeup).await?;
-        if no_wait {
-            return Ok(None);
-        }
-        let caller = Caller::new(run.workspace.clone(), caller.principal.clone());
-        loop {
-            match follow(store, &caller, run.run_id, embedded.is_none()).await? {
-                Followed::Ended(ended) => return Ok(Some(*ended)),
-                Followed::Unattended => {
-                    eprintln!(
-                        "no server runs this store's jobs any more: running the rest of run {} here",
-                        run.run_id
-                    );
-                    embedded = Some(Embedded::start(store_args, python.clone()).await?);
-                }
-            }
+/// Every job `jobs/list` answers with `query`, page after page.
+async fn list_jobs(client: &Client, query: Vec<(&str, String)>) -> Result<Vec<Value>> {
+    let mut all = Vec::new();
+    let mut page_token: Option<String> = None;
+    loop {
+        let mut page_query = query.clone();
+        page_query.extend(page_token.take().map(|token| ("page_token", token)));
+        let page = client.get(&format!("{JOBS}/list"), &page_query).await?;
+        all.extend(items(&page, "jobs").iter().cloned());
+        match page.get("next_page_token").and_then(Value::as_str) {
+            Some(token) => page_token = Some(token.to_string()),
+            None => return Ok(all),
         }
     }
-    .await;
-    if let Some(embedded) = embedded {
-        embedded.stop().await;
-    }
-    let Some(ended) = followed? else {
-        return Ok(());
-    };
+}
+
+/// The items of a list page (the API leaves the field out when there are none).
+fn items<'a>(page: &'a Value, field: &str) -> &'a [Value] {
+    page.get(field)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn integer(value: &Value, field: &str) -> i64 {
+    value.get(field).and_then(Value::as_i64).unwrap_or_default()
+}
+
+fn text<'a>(value: &'a Value, field: &str) -> &'a str {
+    value.get(field).and_then(Value::as_str).unwrap_or_default()
+}
+
+async fn get_run(client: &Client, run_id: i64) -> Result<Value> {
+    client
+        .get(
+            &format!("{JOBS}/runs/get"),
+            &[("run_id", run_id.to_string())],
+        )
+        .await
+}
+
+/// The repair a `runs/repair` must name as the latest it saw: the newest in the run's history.
+fn latest_repair_id(run: &Value) -> Option<i64> {
+    items(run, "repair_history")
+        .iter()
+        .rev()
+        .find(|attempt| text(attempt, "type") == "REPAIR")
+        .and_then(|attempt| attempt.get("id").and_then(Value::as_i64))
+}
+
+/// A run's or a task run's life cycle state.
+fn life_cycle(run: &Value) -> Result<LifeCycle> {
+    let state = text(&run["state"], "life_cycle_state");
+    LifeCycle::parse(state)
+        .with_context(|| format!("the server answered an unknown state '{state}'"))
+}
+
+/// How a run or a task run ended; None while it has not.
+fn result_state(run: &Value) -> Option<ResultState> {
+    ResultState::parse(text(&run["state"], "result_state"))
+}
+
+/// Follows a run to its end, prints how its tasks ended, and fails unless the run succeeded.
+async fn follow_and_summarize(client: &Client, run_id: i64) -> Result<()> {
+    let ended = follow_run(client, run_id).await?;
     print_summary(&ended);
+    let result = result_state(&ended);
     if !matches!(
-        ended.state.result,
+        result,
         Some(ResultState::Success | ResultState::SuccessWithFailures)
     ) {
         bail!(
-            "run {} ended {}",
-            ended.run_id,
-            ended
-                .state
-                .result
-                .map_or("without a result", ResultState::as_str)
+            "run {run_id} ended {}",
+            result.map_or("without a result", ResultState::as_str)
         );
     }
     Ok(())
 }
 
-/// Follows a run that a server in this process runs until it ends.
-pub(crate) async fn follow_to_end(
-    store: &dyn MetaStore,
-    caller: &Caller,
-    run_id: i64,
-) -> Result<JobRun> {
-    match follow(store, caller, run_id, false).await? {
-        Followed::Ended(ended) => Ok(*ended),
-        Followed::Unattended => bail!("run {run_id} has nobody to run it"),
-    }
-}
-
-/// Whether a server holds the job runner's lease: it runs what this command starts.
-async fn server_running(store: &dyn MetaStore) -> Result<bool> {
-    let holder = store.lease_holder(tarn_jobs::runner::RUNNER_LEASE).await?;
-    Ok(holder.is_some_and(|(_, until)| until > tarn_core::ids::now_millis()))
-}
-
-/// A server started in-process on a free loopback port to run one job run: its runner and
-/// executor, and the API its tasks' clients talk to.
-struct Embedded {
-    state: tarn_server::AppState,
-    stop: tokio::sync::oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Embedded {
-    async fn start(store: &StoreArgs, python: std::path::PathBuf) -> Result<Self> {
-        let mut args = ServerArgs::defaults();
-        args.store = store.clone();
-        args.port = 0;
-        args.jobs.python = python;
-        let (state, listener, _) = crate::server::start_server(&args).await?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(tarn_server::serve(state.clone(), listener, async {
-            let _ = stopped.await;
-        }));
-        Ok(Self {
-            state,
-            stop,
-            served,
-        })
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.served.await;
-    }
-}
-
-/// How often a followed run is read again.
+/// How often a followed run or log is read again.
 const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 
-/// How following a run ended.
-enum Followed {
-    Ended(Box<JobRun>),
-    /// The run is not over and no server holds the runner's lease: nobody will end it.
-    Unattended,
-}
-
-/// Follows a run until it ends (or, when `watch_runner`, until no server runs the store's
-/// jobs): a line per task that changes on a terminal, a line per change otherwise.
-async fn follow(
-    store: &dyn MetaStore,
-    caller: &Caller,
-    run_id: i64,
-    watch_runner: bool,
-) -> Result<Followed> {
+/// Follows run `run_id` until it ends, as `runs/get` shows it: a line per task that changes on
+/// a terminal, a line per change of state otherwise. Returns the ended run.
+pub(crate) async fn follow_run(client: &Client, run_id: i64) -> Result<Value> {
     let live = std::io::stdout().is_terminal();
     let bars = MultiProgress::new();
     let style = ProgressStyle::with_template("{spinner} {prefix:<24} {msg}")?;
     let mut shown: Vec<(String, ProgressBar, String)> = Vec::new();
     let started = std::time::Instant::now();
     loop {
-        let run = runs::run_for(store, caller, run_id, PermissionLevel::CanView).await?;
-        for task in run.latest_attempts() {
-            let mut status = task_status(task);
-            let iterations = run.iterations_of(task.run_id);
-            if !iterations.is_empty() {
-                let done = iterations
-                    .iter()
-                    .filter(|iteration| iteration.state.life_cycle.is_terminal())
-                    .count();
-                status.push_str(&format!(" ({done}/{} iterations)", iterations.len()));
-            }
-            let position = shown.iter().position(|(key, _, _)| *key == task.task_key);
-            let index = match position {
+        let run = get_run(client, run_id).await?;
+        for task in items(&run, "tasks") {
+            let key = text(task, "task_key");
+            let status = task_status(task)?;
+            let index = match shown.iter().position(|(shown_key, _, _)| shown_key == key) {
                 Some(index) => index,
                 None => {
                     let bar = bars.add(ProgressBar::new_spinner());
                     bar.set_style(style.clone());
-                    bar.set_prefix(task.task_key.clone());
-                    shown.push((task.task_key.clone(), bar, String::new()));
+                    bar.set_prefix(key.to_string());
+                    shown.push((key.to_string(), bar, String::new()));
                     shown.len() - 1
                 }
             };
@@ -461,177 +324,233 @@ async fn follow(
                 );
             }
             *last = state;
-            if task.state.life_cycle.is_terminal() && live {
+            if live && life_cycle(task)?.is_terminal() {
                 bar.finish();
             }
         }
-        if run.state.life_cycle.is_terminal() {
+        if life_cycle(&run)?.is_terminal() {
             for (_, bar, _) in &shown {
                 bar.finish();
             }
-            return Ok(Followed::Ended(Box::new(run)));
-        }
-        if watch_runner && !server_running(store).await? {
-            return Ok(Followed::Unattended);
+            return Ok(run);
         }
         tokio::time::sleep(FOLLOW_EVERY).await;
     }
 }
 
-/// A task's state as a line shows it: `RUNNING 3.2s`, `SUCCESS 1.0s`, `EXCLUDED`.
-fn task_status(task: &TaskRun) -> String {
-    let attempt = if task.attempt_number > 0 {
-        format!(" (retry {})", task.attempt_number)
-    } else {
-        String::new()
+/// Seconds from milliseconds, as the lines show them.
+fn seconds(millis: i64) -> f64 {
+    millis as f64 / 1000.0
+}
+
+/// A task's state as a line shows it: `RUNNING 3.2s`, `SUCCESS 1.0s`, `EXCLUDED`, with its
+/// retry and, for a for_each task, how many iterations ended.
+fn task_status(task: &Value) -> Result<String> {
+    let attempt = match integer(task, "attempt_number") {
+        0 => String::new(),
+        retry => format!(" (retry {retry})"),
     };
-    let seconds = |end: i64| (end - task.start_time) as f64 / 1000.0;
-    match (task.state.life_cycle, task.state.result) {
-        (LifeCycle::Running, _) => format!(
-            "RUNNING {:.1}s{attempt}",
-            seconds(tarn_core::ids::now_millis())
-        ),
-        (_, Some(result)) if task.start_time > 0 && task.end_time > task.start_time => {
-            format!(
-                "{} {:.1}s{attempt}",
-                result.as_str(),
-                seconds(task.end_time)
-            )
+    let ran = seconds(integer(task, "run_duration"));
+    let (start, end) = (integer(task, "start_time"), integer(task, "end_time"));
+    let mut status = match (life_cycle(task)?, result_state(task)) {
+        (LifeCycle::Running, _) => format!("RUNNING {ran:.1}s{attempt}"),
+        (_, Some(result)) if start > 0 && end > start => {
+            format!("{} {ran:.1}s{attempt}", result.as_str())
         }
         (_, Some(result)) => format!("{}{attempt}", result.as_str()),
         (life_cycle, None) => format!("{}{attempt}", life_cycle.as_str()),
+    };
+    let stats = &task["for_each_task"]["stats"]["task_run_stats"];
+    let total = integer(stats, "total_iterations");
+    if total > 0 {
+        let done = integer(stats, "completed_iterations");
+        status.push_str(&format!(" ({done}/{total} iterations)"));
+    }
+    Ok(status)
+}
+
+/// A task's duration, `-` when it did not run.
+fn task_duration(task: &Value) -> String {
+    let (start, end) = (integer(task, "start_time"), integer(task, "end_time"));
+    if start > 0 && end > start {
+        format!("{:.1}s", seconds(end - start))
+    } else {
+        "-".to_string()
     }
 }
 
-fn print_summary(run: &JobRun) {
+fn print_summary(run: &Value) {
+    let tasks = items(run, "tasks");
     println!();
     println!(
         "{:<12} {:<24} {:<8} {:<22} DURATION",
         "TASK RUN", "TASK", "ATTEMPT", "RESULT"
     );
-    for task in run.latest_attempts() {
-        let duration = if task.end_time > task.start_time && task.start_time > 0 {
-            format!("{:.1}s", (task.end_time - task.start_time) as f64 / 1000.0)
-        } else {
-            "-".to_string()
-        };
+    for task in tasks {
         println!(
-            "{:<12} {:<24} {:<8} {:<22} {duration}",
-            task.run_id,
-            task.task_key,
-            task.attempt_number,
-            task.state.result.map_or("-", ResultState::as_str),
+            "{:<12} {:<24} {:<8} {:<22} {}",
+            integer(task, "run_id"),
+            text(task, "task_key"),
+            integer(task, "attempt_number"),
+            result_state(task).map_or("-", ResultState::as_str),
+            task_duration(task),
         );
     }
-    let result = run.state.result.map_or("-", ResultState::as_str);
+    let message = text(&run["state"], "state_message");
     println!(
-        "\nrun {} {result} in {:.1}s{}",
-        run.run_id,
-        (run.end_time - run.start_time).max(0) as f64 / 1000.0,
-        if run.state.message.is_empty() {
+        "\nrun {} {} in {:.1}s{}",
+        integer(run, "run_id"),
+        result_state(run).map_or("-", ResultState::as_str),
+        seconds(integer(run, "run_duration")),
+        if message.is_empty() {
             String::new()
         } else {
-            format!(": {}", run.state.message)
+            format!(": {message}")
         }
     );
-    for task in run.latest_attempts() {
+    for task in tasks {
         if matches!(
-            task.state.result,
+            result_state(task),
             Some(ResultState::Failed | ResultState::TimedOut)
         ) {
             println!(
                 "  logs of {}: tarn jobs logs {}",
-                task.task_key, task.run_id
+                text(task, "task_key"),
+                integer(task, "run_id")
             );
         }
     }
 }
 
-fn print_run_line(run: &JobRun) {
-    let duration = if run.start_time > 0 {
-        let end = if run.end_time > 0 {
-            run.end_time
-        } else {
-            tarn_core::ids::now_millis()
-        };
-        format!("{:.1}s", (end - run.start_time) as f64 / 1000.0)
+fn print_run_line(run: &Value) {
+    let ran = integer(run, "run_duration");
+    let duration = if ran > 0 {
+        format!("{:.1}s", seconds(ran))
     } else {
         "-".to_string()
     };
     println!(
         "{:<10} {:<8} {:<28} {:<12} {:<22} {:<10} {:<19} {duration}",
-        run.run_id,
-        run.job_id.map_or("-".to_string(), |id| id.to_string()),
-        run.run_name,
-        run.state.life_cycle.as_str(),
-        run.state.result.map_or("-", ResultState::as_str),
-        run.trigger,
-        time(if run.start_time > 0 {
-            run.start_time
-        } else {
-            run.created_time
-        }),
+        integer(run, "run_id"),
+        run.get("job_id")
+            .and_then(Value::as_i64)
+            .map_or("-".to_string(), |id| id.to_string()),
+        text(run, "run_name"),
+        text(&run["state"], "life_cycle_state"),
+        result_state(run).map_or("-", ResultState::as_str),
+        text(run, "trigger"),
+        time(integer(run, "start_time")),
     );
 }
 
-/// Prints a task run's log; when following, what it writes next until it ends.
-async fn print_log(
-    store: &dyn MetaStore,
-    folder: &std::path::Path,
-    caller: &Caller,
-    run_id: i64,
-    follow: bool,
-) -> Result<()> {
-    use std::io::Write;
-    let (_, task) = runs::output_of(store, caller, run_id).await?;
-    let mut printed = 0u64;
+/// Prints a task run's log as `runs/get-output` returns it; when following, what it writes
+/// next until it ends.
+async fn print_log(client: &Client, run_id: i64, follow: bool) -> Result<()> {
     let mut out = std::io::stdout();
+    let mut printed = String::new();
+    let mut first = true;
     loop {
-        // Read the end state first: what the task wrote before it ended is in the log then.
-        let ended = !follow || {
-            let (_, now) = runs::output_of(store, caller, run_id).await?;
-            now.state.life_cycle.is_terminal()
-        };
-        loop {
-            let (fresh, _) = logs::read(store, folder, &task, printed, LOG_PIECE).await?;
-            if fresh.is_empty() {
-                break;
-            }
-            printed += fresh.len() as u64;
-            out.write_all(&fresh)?;
+        let output = client
+            .get(
+                &format!("{JOBS}/runs/get-output"),
+                &[("run_id", run_id.to_string())],
+            )
+            .await?;
+        // The server reads the task's state before its log: all it wrote before it ended is in
+        // the log then.
+        let ended = life_cycle(&output["metadata"])?.is_terminal();
+        let logs = text(&output, "logs");
+        if first && output["logs_truncated"].as_bool() == Some(true) {
+            eprintln!("(the log's beginning is left out: the server returns its end)");
         }
+        first = false;
+        out.write_all(unprinted(&printed, logs).as_bytes())?;
         out.flush()?;
-        if ended {
+        if !follow || ended {
             return Ok(());
         }
+        printed = logs.to_string();
         tokio::time::sleep(FOLLOW_EVERY).await;
     }
 }
 
-/// How much of a log `tarn jobs logs` reads at once.
-const LOG_PIECE: u64 = 1024 * 1024;
+/// How much of the end of what was printed marks where a longer log continues.
+const LOG_ANCHOR: usize = 64 * 1024;
 
-fn print_job_line(job: &Job) {
-    let tasks = job
-        .settings
-        .get("tasks")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    let schedule = job.settings.get("schedule").map_or("-".to_string(), |s| {
+/// What of `log` (the end of a task's log, as the server returns it) follows what was already
+/// printed, the log's earlier end.
+fn unprinted<'a>(printed: &str, log: &'a str) -> &'a str {
+    if let Some(rest) = log.strip_prefix(printed) {
+        return rest;
+    }
+    // The log outgrew what the server returns, so its start moved: continue after the last
+    // place the end of what was printed appears.
+    let mut from = printed.len().saturating_sub(LOG_ANCHOR);
+    while !printed.is_char_boundary(from) {
+        from += 1;
+    }
+    let anchor = &printed[from..];
+    match log.rfind(anchor) {
+        Some(at) if !anchor.is_empty() => &log[at + anchor.len()..],
+        _ => log,
+    }
+}
+
+fn print_job_line(job: &Value) {
+    let settings = &job["settings"];
+    let tasks = items(settings, "tasks").len();
+    let schedule = settings.get("schedule").map_or("-".to_string(), |s| {
         let cron = s
             .get("quartz_cron_expression")
             .and_then(Value::as_str)
             .unwrap_or("?");
-        let paused = s.get("pause_status").and_then(Value::as_str) == Some("PAUSED");
+        let paused = text(s, "pause_status") == "PAUSED";
         format!("{cron}{}", if paused { " (paused)" } else { "" })
     });
     println!(
         "{:<10} {:<32} {:>5}  {:<28} {:<16} {}",
-        job.job_id,
-        job.name(),
+        integer(job, "job_id"),
+        name_in(settings),
         tasks,
         schedule,
-        job.run_as_user_name,
-        time(job.created_time)
+        text(job, "run_as_user_name"),
+        time(integer(job, "created_time"))
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_followed_log_prints_only_what_is_new() {
+        assert_eq!(unprinted("", "a\nb\n"), "a\nb\n");
+        assert_eq!(unprinted("a\n", "a\nb\n"), "b\n");
+        assert_eq!(unprinted("a\nb\n", "a\nb\n"), "");
+        // The server's window slid past the log's start: what follows the printed end is new.
+        let printed: String = (0..20_000).map(|line| format!("{line}\n")).collect();
+        let slid = format!("{}new\n", &printed[5_000..]);
+        assert_eq!(unprinted(&printed, &slid), "new\n");
+    }
+
+    #[test]
+    fn task_lines_show_state_retry_and_iterations() {
+        let task = json!({
+            "task_key": "t",
+            "attempt_number": 1,
+            "run_duration": 1500,
+            "start_time": 1000,
+            "end_time": 2500,
+            "state": { "life_cycle_state": "TERMINATED", "result_state": "SUCCESS" },
+            "for_each_task": { "stats": { "task_run_stats": {
+                "total_iterations": 3, "completed_iterations": 2 } } },
+        });
+        assert_eq!(
+            task_status(&task).expect("a known state"),
+            "SUCCESS 1.5s (retry 1) (2/3 iterations)"
+        );
+        let blocked = json!({ "state": { "life_cycle_state": "BLOCKED" } });
+        assert_eq!(task_status(&blocked).expect("a known state"), "BLOCKED");
+        assert!(task_status(&json!({ "state": {} })).is_err());
+    }
 }

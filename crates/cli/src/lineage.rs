@@ -1,20 +1,39 @@
 //! `tarn lineage TABLE`: where a table's data came from and where it went, as a tree (or the
-//! graph as JSON), read from the metadata store with admin rights like the other local
-//! commands.
+//! graph as JSON), from the server's lineage API (`/api/2.0/tarn/lineage`) as the token's
+//! principal: tables the caller may not read show masked.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use serde::Deserialize;
 use tarn_core::lineage::{Direction, NodeKind};
-use tarn_core::store::MetaStore;
-use tarn_lake::lineage::{GraphEdge, LineageGraph, lineage_graph};
 
-use crate::local::cli_caller;
+use crate::client::Client;
+
+const LINEAGE: &str = "/api/2.0/tarn/lineage";
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Walk {
     Upstream,
     Downstream,
     Both,
+}
+
+impl Walk {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Upstream => "upstream",
+            Self::Downstream => "downstream",
+            Self::Both => "both",
+        }
+    }
+
+    fn directions(self) -> Vec<Direction> {
+        match self {
+            Self::Upstream => vec![Direction::Upstream],
+            Self::Downstream => vec![Direction::Downstream],
+            Self::Both => vec![Direction::Upstream, Direction::Downstream],
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -36,24 +55,84 @@ pub struct LineageArgs {
     pub format: LineageFormat,
 }
 
-pub async fn run(store: &dyn MetaStore, args: LineageArgs) -> Result<()> {
-    let workspace = args.table.split('.').next().unwrap_or_default().to_string();
-    let directions = match args.direction {
-        Walk::Upstream => vec![Direction::Upstream],
-        Walk::Downstream => vec![Direction::Downstream],
-        Walk::Both => vec![Direction::Upstream, Direction::Downstream],
-    };
-    let graph = lineage_graph(
-        store,
-        &cli_caller(workspace),
-        &args.table,
-        &directions,
-        args.depth,
-    )
-    .await?;
+/// One node of the graph, as the server shows it to the caller.
+#[derive(Debug, Deserialize)]
+struct GraphNode {
+    id: String,
+    #[serde(rename = "type")]
+    kind: NodeKind,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    table_type: Option<String>,
+    exists: bool,
+    masked: bool,
+}
+
+/// An edge between two nodes, by their ids, with its newest write's details.
+#[derive(Debug, Deserialize)]
+struct GraphEdge {
+    source: String,
+    target: String,
+    writes: i64,
+    last_operation: String,
+    last_actor: String,
+    last_timestamp: i64,
+    source_version: Option<i64>,
+    target_version: Option<i64>,
+}
+
+/// One of the table's own recent writes.
+#[derive(Debug, Deserialize)]
+struct RecentWrite {
+    target_version: Option<i64>,
+    operation: String,
+    actor: String,
+    created_at: i64,
+}
+
+/// The lineage graph around one table, as `/api/2.0/tarn/lineage` answers.
+#[derive(Debug, Deserialize)]
+struct LineageGraph {
+    root: String,
+    nodes: Vec<GraphNode>,
+    edges: Vec<GraphEdge>,
+    recent_writes: Vec<RecentWrite>,
+}
+
+impl LineageGraph {
+    fn node(&self, id: &str) -> Option<&GraphNode> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The edges into (upstream) or out of (downstream) the node `id`.
+    fn edges_of<'a>(
+        &'a self,
+        id: &'a str,
+        direction: Direction,
+    ) -> impl Iterator<Item = &'a GraphEdge> + 'a {
+        self.edges.iter().filter(move |e| match direction {
+            Direction::Upstream => e.target == id,
+            Direction::Downstream => e.source == id,
+        })
+    }
+}
+
+pub async fn run(client: &Client, args: LineageArgs) -> Result<()> {
+    let (catalog, _, _) = tarn_core::catalog::parse_table_name(&args.table)?;
+    let query = [
+        ("table_name", args.table.clone()),
+        ("direction", args.direction.as_str().to_string()),
+        ("depth", args.depth.to_string()),
+    ];
+    let (_, answer) = crate::tables::reading(client, &catalog, LINEAGE, &query).await?;
     match args.format {
-        LineageFormat::Json => println!("{}", serde_json::to_string_pretty(&graph)?),
-        LineageFormat::Tree => print!("{}", render_tree(&graph, &directions)),
+        LineageFormat::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
+        LineageFormat::Tree => {
+            let graph: LineageGraph =
+                serde_json::from_value(answer).context("the server's lineage graph is not one")?;
+            print!("{}", render(&graph, &args.direction.directions()));
+        }
     }
     Ok(())
 }
@@ -128,8 +207,17 @@ fn branch(
     }
 }
 
+/// The tree of a graph walked in this process rather than asked of a server (the
+/// quickstart's): the same tree as `tarn lineage` prints.
+pub fn render_tree(graph: &tarn_lake::lineage::LineageGraph, directions: &[Direction]) -> String {
+    match serde_json::to_value(graph).and_then(serde_json::from_value::<LineageGraph>) {
+        Ok(graph) => render(&graph, directions),
+        Err(err) => format!("(cannot show the lineage: {err})\n"),
+    }
+}
+
 /// The graph as a tree per direction, then the table's own recent writes.
-pub fn render_tree(graph: &LineageGraph, directions: &[Direction]) -> String {
+fn render(graph: &LineageGraph, directions: &[Direction]) -> String {
     let mut out = format!("{}\n", label(graph, &graph.root));
     for &direction in directions {
         let title = match direction {
@@ -161,8 +249,6 @@ pub fn render_tree(graph: &LineageGraph, directions: &[Direction]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use tarn_lake::lineage::GraphNode;
-
     use super::*;
 
     fn node(id: &str, kind: NodeKind, masked: bool) -> GraphNode {
@@ -207,7 +293,7 @@ mod tests {
             ],
             recent_writes: Vec::new(),
         };
-        let tree = render_tree(&graph, &[Direction::Upstream]);
+        let tree = render(&graph, &[Direction::Upstream]);
         let lines: Vec<&str> = tree.lines().collect();
         assert_eq!(lines[0], "a.b.silver");
         assert!(lines[3].starts_with("├── a.b.bronze  [v2 -> v5  INSERT INTO by alice at 1970-01-01T00:00:00.000Z, 3 writes]"), "{tree}");

@@ -1,40 +1,34 @@
-//! `tarn models ...`: the registry from the command line, on the metadata store directly (like
-//! the other admin commands); changes are recorded in the audit trail as `cli:<user>`.
+//! `tarn models ...`: the registry through the server's API, as the token's principal: MLflow's
+//! registry routes, Databricks' transition requests and registry webhooks, MLflow 3 webhooks,
+//! and tarn's delivery log and audit trail.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Subcommand;
-use tarn_core::events::EventQuery;
-use tarn_core::registry::{
-    ModelVersion, RequestOutcome, Stage, parse_version, validate_settable_alias,
-};
-use tarn_core::search;
-use tarn_core::store::{MetaStore, SearchRegistry};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tarn_core::registry::MAX_REGISTERED_MODELS_PER_PAGE;
 
-use crate::local::{cli_actor, cli_principal};
+use crate::client::{ApiError, Client};
+
+const MLFLOW: &str = "/api/2.0/mlflow";
+const AUDIT: &str = "/api/2.0/tarn/audit";
+const DELIVERIES: &str = "/api/2.0/tarn/webhooks/deliveries";
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
     /// List registered models with their latest version per stage and their aliases.
     List {
-        #[arg(long, default_value = "dev")]
-        workspace: String,
         /// MLflow filter, e.g. "name LIKE 'fraud%'" or "tags.team = 'risk'".
         #[arg(long, default_value = "")]
         filter: String,
     },
-    /// Show a model: versions with stage, lineage and checksum, aliases, and its activity.
-    Show {
-        name: String,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
-    },
+    /// Show a model: versions with stage and lineage, aliases, open requests and activity.
+    Show { name: String },
     /// Move a version to None, Staging, Production or Archived.
     Transition {
         name: String,
         version: String,
         stage: String,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
         /// Archive the versions currently in the target stage.
         #[arg(long)]
         archive_existing: bool,
@@ -44,8 +38,6 @@ pub enum ModelsCommand {
         name: String,
         version: String,
         stage: String,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
         #[arg(long, default_value = "")]
         comment: String,
     },
@@ -54,8 +46,6 @@ pub enum ModelsCommand {
         name: String,
         version: String,
         stage: String,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
         #[arg(long)]
         archive_existing: bool,
         #[arg(long, default_value = "")]
@@ -66,8 +56,6 @@ pub enum ModelsCommand {
         name: String,
         version: String,
         stage: String,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
         #[arg(long, default_value = "")]
         comment: String,
     },
@@ -77,8 +65,6 @@ pub enum ModelsCommand {
         alias: String,
         /// The version; omit with --delete.
         version: Option<String>,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
         #[arg(long)]
         delete: bool,
     },
@@ -87,10 +73,8 @@ pub enum ModelsCommand {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
-    /// The audit trail: registry and permission changes, oldest first.
+    /// The audit trail: registry and permission changes, oldest first (admins).
     Audit {
-        #[arg(long, default_value = "dev")]
-        workspace: String,
         /// Only this model (or `experiment/<id>`, `registered_model/<id>` for permissions).
         #[arg(long)]
         object: Option<String>,
@@ -103,10 +87,11 @@ pub enum ModelsCommand {
 
 #[derive(Subcommand)]
 pub enum WebhooksCommand {
-    /// Webhooks of a workspace, both formats.
+    /// Webhooks of the workspace, both formats (admins), or one model's (its managers).
     List {
-        #[arg(long, default_value = "dev")]
-        workspace: String,
+        /// Only the Databricks-format webhooks of this model.
+        #[arg(long)]
+        model: Option<String>,
     },
     /// Subscribe a URL to registry events.
     Create {
@@ -115,32 +100,26 @@ pub enum WebhooksCommand {
         /// `MODEL_VERSION_CREATED`-style names (Databricks format). Repeatable.
         #[arg(long = "event", required = true)]
         events: Vec<String>,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
         /// `mlflow` (X-MLflow-Signature) or `databricks` (X-Databricks-Signature).
         #[arg(long, default_value = "mlflow")]
         format: String,
+        /// MLflow format only: the webhook's name; default the URL's host.
+        #[arg(long)]
+        name: Option<String>,
         #[arg(long, default_value = "")]
-        name: String,
+        description: String,
         /// HMAC key for the signature header.
         #[arg(long, env = "TARN_WEBHOOK_SECRET", hide_env_values = true)]
         secret: Option<String>,
         /// Databricks format only: just this model's events.
         #[arg(long)]
         model: Option<String>,
-        /// Allow loopback and private destinations.
-        #[arg(long)]
-        allow_private: bool,
     },
     Delete {
         id: String,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
     },
     /// The delivery log, newest first.
     Deliveries {
-        #[arg(long, default_value = "dev")]
-        workspace: String,
         #[arg(long)]
         webhook: Option<String>,
         /// pending, succeeded or failed.
@@ -151,123 +130,549 @@ pub enum WebhooksCommand {
     },
 }
 
-async fn webhooks(store: &dyn MetaStore, command: WebhooksCommand) -> Result<()> {
-    use tarn_core::webhooks::{Flavor, Webhook, WebhookStatus};
+pub async fn run(client: &Client, command: ModelsCommand) -> Result<()> {
     match command {
-        WebhooksCommand::List { workspace } => {
+        ModelsCommand::List { filter } => list(client, filter).await?,
+        ModelsCommand::Show { name } => show(client, &name).await?,
+        ModelsCommand::Transition {
+            name,
+            version,
+            stage,
+            archive_existing,
+        } => {
+            let answer = client
+                .post(
+                    &format!("{MLFLOW}/model-versions/transition-stage"),
+                    &json!({
+                        "name": name,
+                        "version": version,
+                        "stage": stage,
+                        "archive_existing_versions": archive_existing,
+                    }),
+                )
+                .await?;
+            let moved = &answer["model_version"];
             println!(
-                "{:<34} {:<10} {:<9} {:<40} EVENTS",
-                "ID", "FORMAT", "STATUS", "URL"
+                "{name} version {} is now in {}",
+                text(moved, "version"),
+                text(moved, "current_stage")
             );
-            for flavor in [Flavor::Mlflow, Flavor::Databricks] {
-                let page = store
-                    .list_webhooks(&workspace, flavor, None, 0, 1000)
+        }
+        ModelsCommand::Request {
+            name,
+            version,
+            stage,
+            comment,
+        } => {
+            let answer = client
+                .post(
+                    &format!("{MLFLOW}/transition-requests/create"),
+                    &json!({"name": name, "version": version, "stage": stage, "comment": comment}),
+                )
+                .await?;
+            println!(
+                "requested moving {name} version {version} to {}",
+                text(&answer["request"], "to_stage")
+            );
+        }
+        ModelsCommand::Approve {
+            name,
+            version,
+            stage,
+            archive_existing,
+            comment,
+        } => {
+            let answer = client
+                .post(
+                    &format!("{MLFLOW}/transition-requests/approve"),
+                    &json!({
+                        "name": name,
+                        "version": version,
+                        "stage": stage,
+                        "archive_existing_versions": archive_existing,
+                        "comment": comment,
+                    }),
+                )
+                .await?;
+            println!(
+                "approved: {name} version {version} is now in {}",
+                text(&answer["activity"], "to_stage")
+            );
+        }
+        ModelsCommand::Reject {
+            name,
+            version,
+            stage,
+            comment,
+        } => {
+            let answer = client
+                .post(
+                    &format!("{MLFLOW}/transition-requests/reject"),
+                    &json!({"name": name, "version": version, "stage": stage, "comment": comment}),
+                )
+                .await?;
+            println!(
+                "rejected the requests to move {name} version {version} to {}",
+                text(&answer["activity"], "to_stage")
+            );
+        }
+        ModelsCommand::Alias {
+            name,
+            alias,
+            version,
+            delete,
+        } => {
+            let path = format!("{MLFLOW}/registered-models/alias");
+            if delete {
+                delete_with_body(client, &path, &json!({"name": name, "alias": alias})).await?;
+                println!("removed {name}@{alias}");
+            } else {
+                let Some(version) = version else {
+                    bail!("give the version {name}@{alias} should point at, or --delete");
+                };
+                client
+                    .post(
+                        &path,
+                        &json!({"name": name, "alias": alias, "version": version}),
+                    )
                     .await?;
-                for hook in page.items {
-                    println!(
-                        "{:<34} {:<10} {:<9} {:<40} {}",
-                        hook.id,
-                        flavor.as_str(),
-                        hook.status.as_str(),
-                        hook.url,
-                        hook.events.join(",")
-                    );
-                }
+                println!("{name}@{alias} -> version {version}");
             }
         }
+        ModelsCommand::Webhooks { command } => webhooks(client, command).await?,
+        ModelsCommand::Audit {
+            object,
+            actor,
+            limit,
+        } => {
+            let mut query = vec![("max_results", limit.to_string())];
+            query.extend(object.map(|o| ("object", o)));
+            query.extend(actor.map(|a| ("actor", a)));
+            let answer = client.get(AUDIT, &query).await?;
+            print_events(items(&answer, "events"));
+        }
+    }
+    Ok(())
+}
+
+async fn list(client: &Client, filter: String) -> Result<()> {
+    let models = all_pages(
+        client,
+        &format!("{MLFLOW}/registered-models/search"),
+        "registered_models",
+        vec![
+            ("filter", filter),
+            ("max_results", MAX_REGISTERED_MODELS_PER_PAGE.to_string()),
+        ],
+    )
+    .await?;
+    println!(
+        "{:<32} {:<36} {:<24} UPDATED",
+        "NAME", "LATEST (stage:version)", "ALIASES"
+    );
+    for model in &models {
+        let latest: Vec<String> = items(model, "latest_versions")
+            .iter()
+            .map(|v| format!("{}:{}", text(v, "current_stage"), text(v, "version")))
+            .collect();
+        let aliases: Vec<String> = items(model, "aliases")
+            .iter()
+            .map(|a| format!("{}->{}", text(a, "alias"), text(a, "version")))
+            .collect();
+        println!(
+            "{:<32} {:<36} {:<24} {}",
+            text(model, "name"),
+            latest.join(" "),
+            aliases.join(" "),
+            time(integer(model, "last_updated_timestamp"))
+        );
+    }
+    Ok(())
+}
+
+async fn show(client: &Client, name: &str) -> Result<()> {
+    // The Databricks shape of the model carries its id and the caller's level on it.
+    let answer = client
+        .get(
+            &format!("{MLFLOW}/databricks/registered-models/get"),
+            &[("name", name.to_string())],
+        )
+        .await?;
+    let model = &answer["registered_model_databricks"];
+    println!("{}  (id {})", text(model, "name"), text(model, "id"));
+    if let Some(level) = model.get("permission_level").and_then(Value::as_str) {
+        println!("  your level: {level}");
+    }
+    if let Some(description) = model.get("description").and_then(Value::as_str) {
+        println!("  {description}");
+    }
+    for tag in items(model, "tags") {
+        println!("  tag {} = {}", text(tag, "key"), text(tag, "value"));
+    }
+    let versions = all_pages(
+        client,
+        &format!("{MLFLOW}/model-versions/search"),
+        "model_versions",
+        vec![("filter", format!("name = '{}'", name.replace('\'', "\\'")))],
+    )
+    .await?;
+    println!();
+    print_versions(&versions);
+    for version in &versions {
+        let number = text(version, "version");
+        let requests = client
+            .get(
+                &format!("{MLFLOW}/transition-requests/list"),
+                &[("name", name.to_string()), ("version", number.to_string())],
+            )
+            .await?;
+        for request in items(&requests, "requests") {
+            println!(
+                "  open request: version {number} -> {} by {} ({})",
+                text(request, "to_stage"),
+                text(request, "user_id"),
+                text(request, "comment")
+            );
+        }
+    }
+    println!();
+    let audit = client
+        .get(
+            AUDIT,
+            &[("object", name.to_string()), ("max_results", "1000".into())],
+        )
+        .await;
+    match audit {
+        Ok(answer) => {
+            println!("Activity:");
+            print_events(items(&answer, "events"));
+        }
+        // The audit trail is for admins; readers see the versions' own histories.
+        Err(error) if error_code(&error) == Some("PERMISSION_DENIED") => {
+            println!(
+                "Activity (transitions, requests and comments; the audit trail is for admins):"
+            );
+            print_activities(client, name, &versions).await?;
+        }
+        Err(error) => return Err(error),
+    }
+    Ok(())
+}
+
+fn print_versions(versions: &[Value]) {
+    println!(
+        "{:<8} {:<11} {:<8} {:<34} {:<36} {:<10} ALIASES",
+        "VERSION", "STAGE", "STATUS", "RUN", "LOGGED MODEL", "BY"
+    );
+    for v in versions {
+        let aliases: Vec<&str> = items(v, "aliases")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        println!(
+            "{:<8} {:<11} {:<8} {:<34} {:<36} {:<10} {}",
+            text(v, "version"),
+            text(v, "current_stage"),
+            text(v, "status").trim_end_matches("_REGISTRATION"),
+            text(v, "run_id"),
+            text(v, "model_id"),
+            text(v, "user_id"),
+            aliases.join(",")
+        );
+    }
+}
+
+/// Each version's activity history, oldest first.
+async fn print_activities(client: &Client, name: &str, versions: &[Value]) -> Result<()> {
+    let mut activities = Vec::new();
+    for version in versions {
+        let number = text(version, "version");
+        let answer = client
+            .get(
+                &format!("{MLFLOW}/model-versions/activities"),
+                &[("name", name.to_string()), ("version", number.to_string())],
+            )
+            .await?;
+        for activity in items(&answer, "activities") {
+            activities.push((number.to_string(), activity.clone()));
+        }
+    }
+    activities.sort_by_key(|(_, a)| integer(a, "creation_timestamp"));
+    println!(
+        "{:<19} {:<8} {:<14} {:<26} {:<24} COMMENT",
+        "TIME (UTC)", "VERSION", "USER", "ACTIVITY", "STAGES"
+    );
+    for (version, a) in &activities {
+        let stages = match (a.get("from_stage"), a.get("to_stage")) {
+            (None, None) => "-".to_string(),
+            _ => format!("{} -> {}", text(a, "from_stage"), text(a, "to_stage")),
+        };
+        println!(
+            "{:<19} {:<8} {:<14} {:<26} {:<24} {}",
+            time(integer(a, "creation_timestamp")),
+            version,
+            text(a, "user_id"),
+            text(a, "activity_type"),
+            stages,
+            a.get("comment").and_then(Value::as_str).unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+async fn webhooks(client: &Client, command: WebhooksCommand) -> Result<()> {
+    match command {
+        WebhooksCommand::List { model } => list_webhooks(client, model).await?,
         WebhooksCommand::Create {
             url,
             events,
-            workspace,
             format,
             name,
+            description,
             secret,
             model,
-            allow_private,
         } => {
-            let flavor = match format.as_str() {
-                "mlflow" => Flavor::Mlflow,
-                "databricks" => Flavor::Databricks,
-                other => anyhow::bail!("unknown format '{other}': use mlflow or databricks"),
-            };
-            let events = events
-                .iter()
-                .map(|e| match flavor {
-                    Flavor::Mlflow => {
-                        let (entity, action) = e.split_once('.').unwrap_or((e, ""));
-                        tarn_core::webhooks::mlflow_event_name(entity, action)
+            let id = match format.as_str() {
+                "mlflow" => {
+                    if model.is_some() {
+                        bail!("--model applies to the databricks format only");
                     }
-                    Flavor::Databricks => {
-                        tarn_core::webhooks::validate_databricks_event(e).map(|()| e.clone())
+                    let name = name.unwrap_or_else(|| default_webhook_name(&url));
+                    // MLflow names events as entity and action: `model_version.created`.
+                    let events: Vec<Value> = events
+                        .iter()
+                        .map(|e| {
+                            let (entity, action) = e.split_once('.').unwrap_or((e, ""));
+                            json!({"entity": entity, "action": action})
+                        })
+                        .collect();
+                    let answer = client
+                        .post(
+                            &format!("{MLFLOW}/webhooks"),
+                            &json!({
+                                "name": name,
+                                "description": description,
+                                "url": url,
+                                "events": events,
+                                "secret": secret,
+                            }),
+                        )
+                        .await?;
+                    text(&answer["webhook"], "webhook_id").to_string()
+                }
+                "databricks" => {
+                    if name.is_some() {
+                        bail!("databricks webhooks have no name: use --description");
                     }
-                })
-                .collect::<tarn_core::Result<Vec<_>>>()?;
-            if model.is_some() && flavor == Flavor::Mlflow {
-                anyhow::bail!("--model applies to the databricks format only");
-            }
-            if let Some(model) = &model {
-                store.registered_model_id(&workspace, model).await?;
-            }
-            tarn_events::webhooks::check_destination(&url, allow_private).await?;
-            let now = tarn_core::ids::now_millis();
-            let hook = Webhook {
-                id: tarn_core::ids::hex32(rand::random()),
-                workspace,
-                flavor,
-                name,
-                description: String::new(),
-                url,
-                secret,
-                authorization: None,
-                enable_ssl_verification: true,
-                model_name: model,
-                events,
-                status: WebhookStatus::Active,
-                creation_timestamp: now,
-                last_updated_timestamp: now,
+                    let answer = client
+                        .post(
+                            &format!("{MLFLOW}/registry-webhooks/create"),
+                            &json!({
+                                "model_name": model,
+                                "events": events,
+                                "description": description,
+                                "http_url_spec": {"url": url, "secret": secret},
+                            }),
+                        )
+                        .await?;
+                    text(&answer["webhook"], "id").to_string()
+                }
+                other => bail!("unknown format '{other}': use mlflow or databricks"),
             };
-            store.create_webhook(&hook, &cli_actor()).await?;
-            println!("created webhook {}", hook.id);
+            println!("created webhook {id}");
         }
-        WebhooksCommand::Delete { id, workspace } => {
-            store.delete_webhook(&workspace, &id, &cli_actor()).await?;
+        WebhooksCommand::Delete { id } => {
+            // The id does not say its format: the Databricks route answers "not found" for an
+            // MLflow webhook, which then goes through MLflow's.
+            let databricks = delete_with_body(
+                client,
+                &format!("{MLFLOW}/registry-webhooks/delete"),
+                &json!({"id": id}),
+            )
+            .await;
+            match databricks {
+                Ok(()) => {}
+                Err(error)
+                    if error_code(&error) == Some("RESOURCE_DOES_NOT_EXIST")
+                        && is_path_segment(&id) =>
+                {
+                    client
+                        .delete(&format!("{MLFLOW}/webhooks/{id}"), &[])
+                        .await?;
+                }
+                Err(error) => return Err(error),
+            }
             println!("deleted webhook {id}");
         }
         WebhooksCommand::Deliveries {
-            workspace,
             webhook,
             status,
             limit,
         } => {
-            let deliveries = store
-                .deliveries(&tarn_core::store::DeliveryQuery {
-                    workspace,
-                    webhook_id: webhook,
-                    status,
-                    limit,
-                })
-                .await?;
+            let mut query = vec![("max_results", limit.to_string())];
+            query.extend(webhook.map(|w| ("webhook_id", w)));
+            query.extend(status.map(|s| ("status", s)));
+            let answer = client.get(DELIVERIES, &query).await?;
             println!(
                 "{:<36} {:<34} {:<40} {:<10} {:>8} {:>6} {:>8}  LAST ERROR",
                 "DELIVERY", "WEBHOOK", "EVENT", "STATUS", "ATTEMPTS", "CODE", "LATENCY"
             );
-            for d in deliveries {
+            for d in items(&answer, "deliveries") {
                 println!(
                     "{:<36} {:<34} {:<40} {:<10} {:>8} {:>6} {:>6}ms  {}",
-                    d.delivery_id,
-                    d.webhook_id,
-                    d.event_name,
-                    d.status,
-                    d.attempts,
-                    d.last_status_code
+                    text(d, "delivery_id"),
+                    text(d, "webhook_id"),
+                    text(d, "event_name"),
+                    text(d, "status"),
+                    integer(d, "attempts"),
+                    d.get("last_status_code")
+                        .and_then(Value::as_i64)
                         .map_or("-".to_string(), |c| c.to_string()),
-                    d.last_latency_ms.unwrap_or(0),
-                    d.last_error.unwrap_or_default()
+                    integer(d, "last_latency_ms"),
+                    d.get("last_error").and_then(Value::as_str).unwrap_or("")
                 );
             }
         }
     }
     Ok(())
+}
+
+/// Both formats' webhooks (MLflow's are admin-only), or one model's Databricks-format ones.
+async fn list_webhooks(client: &Client, model: Option<String>) -> Result<()> {
+    // (id, format, status, url, model, events)
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    if model.is_none() {
+        for hook in all_pages(client, &format!("{MLFLOW}/webhooks"), "webhooks", vec![]).await? {
+            let events: Vec<String> = items(&hook, "events")
+                .iter()
+                .map(|e| {
+                    format!("{}.{}", text(e, "entity"), text(e, "action")).to_ascii_lowercase()
+                })
+                .collect();
+            rows.push([
+                text(&hook, "webhook_id").into(),
+                "mlflow".into(),
+                text(&hook, "status").into(),
+                text(&hook, "url").into(),
+                "-".into(),
+                events.join(","),
+            ]);
+        }
+    }
+    let query: Vec<(&str, String)> = model.map(|m| ("model_name", m)).into_iter().collect();
+    let path = format!("{MLFLOW}/registry-webhooks/list");
+    for hook in all_pages(client, &path, "webhooks", query).await? {
+        let events: Vec<&str> = items(&hook, "events")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        rows.push([
+            text(&hook, "id").into(),
+            "databricks".into(),
+            text(&hook, "status").into(),
+            text(&hook["http_url_spec"], "url").into(),
+            text(&hook, "model_name").into(),
+            events.join(","),
+        ]);
+    }
+    println!(
+        "{:<34} {:<10} {:<9} {:<40} {:<20} EVENTS",
+        "ID", "FORMAT", "STATUS", "URL", "MODEL"
+    );
+    for [id, format, status, url, model, events] in rows {
+        println!("{id:<34} {format:<10} {status:<9} {url:<40} {model:<20} {events}");
+    }
+    Ok(())
+}
+
+/// An MLflow webhook needs a name; its destination's host says what it is for.
+fn default_webhook_name(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| url.to_string())
+}
+
+/// Whether `id` can stand in a URL path as it is (webhook ids are hex).
+fn is_path_segment(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn print_events(events: &[Value]) {
+    println!(
+        "{:<6} {:<19} {:<14} {:<20} {:<12} DETAILS",
+        "ID", "TIME (UTC)", "ACTOR", "ENTITY", "ACTION"
+    );
+    for event in events {
+        println!(
+            "{:<6} {:<19} {:<14} {:<20} {:<12} {}",
+            integer(event, "id"),
+            time(integer(event, "timestamp")),
+            text(event, "actor"),
+            text(event, "entity"),
+            text(event, "action"),
+            event["data"]
+        );
+    }
+}
+
+/// Every item of a paged MLflow list (`key` plus `next_page_token`), page after page.
+async fn all_pages(
+    client: &Client,
+    path: &str,
+    key: &str,
+    query: Vec<(&str, String)>,
+) -> Result<Vec<Value>> {
+    let mut found = Vec::new();
+    let mut page_token: Option<String> = None;
+    loop {
+        let mut page_query = query.clone();
+        page_query.extend(page_token.map(|t| ("page_token", t)));
+        let answer = client.get(path, &page_query).await?;
+        found.extend(items(&answer, key).iter().cloned());
+        page_token = answer
+            .get("next_page_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        if page_token.is_none() {
+            return Ok(found);
+        }
+    }
+}
+
+/// MLflow's DELETE routes take their arguments as a JSON body, as its clients send them.
+async fn delete_with_body(client: &Client, path: &str, body: &Value) -> Result<()> {
+    client
+        .send(client.request(Method::DELETE, path).json(body))
+        .await?;
+    Ok(())
+}
+
+/// The server's error code, when the server refused.
+fn error_code(error: &anyhow::Error) -> Option<&str> {
+    error
+        .downcast_ref::<ApiError>()
+        .map(|e| e.error_code.as_str())
+}
+
+/// The text at `key`, `-` when absent (numbers as the server wrote them).
+fn text<'a>(value: &'a Value, key: &str) -> &'a str {
+    value.get(key).and_then(Value::as_str).unwrap_or("-")
+}
+
+fn integer(value: &Value, key: &str) -> i64 {
+    value.get(key).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn items<'a>(value: &'a Value, key: &str) -> &'a [Value] {
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }
 
 pub(crate) fn time(millis: i64) -> String {
@@ -275,279 +680,30 @@ pub(crate) fn time(millis: i64) -> String {
     format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}")
 }
 
-fn print_versions(versions: &[ModelVersion]) {
-    println!(
-        "{:<8} {:<11} {:<8} {:<34} {:<36} {:<14} {:<10} ALIASES",
-        "VERSION", "STAGE", "STATUS", "RUN", "LOGGED MODEL", "CHECKSUM", "BY"
-    );
-    for v in versions {
-        println!(
-            "{:<8} {:<11} {:<8} {:<34} {:<36} {:<14} {:<10} {}",
-            v.version,
-            v.current_stage.as_str(),
-            v.status.as_str().trim_end_matches("_REGISTRATION"),
-            v.run_id.as_deref().unwrap_or("-"),
-            v.model_id.as_deref().unwrap_or("-"),
-            &v.checksum[..v.checksum.len().min(12)],
-            v.user_id.as_deref().unwrap_or("-"),
-            v.aliases.join(",")
-        );
-    }
-}
-
-pub async fn run(store: &dyn MetaStore, command: ModelsCommand) -> Result<()> {
-    match command {
-        ModelsCommand::List { workspace, filter } => {
-            let query = SearchRegistry {
-                filter: search::parse_registered_model_filter(&filter)?,
-                order_by: vec![],
-                max_results: 1000,
-                offset: 0,
-                readable_by: None,
-            };
-            let page = store.search_registered_models(&workspace, &query).await?;
-            println!(
-                "{:<32} {:<36} {:<24} UPDATED",
-                "NAME", "LATEST (stage:version)", "ALIASES"
-            );
-            for model in page.items {
-                let latest: Vec<String> = model
-                    .latest_versions
-                    .iter()
-                    .map(|v| format!("{}:{}", v.current_stage.as_str(), v.version))
-                    .collect();
-                let aliases: Vec<String> = model
-                    .aliases
-                    .iter()
-                    .map(|a| format!("{}->{}", a.alias, a.version))
-                    .collect();
-                println!(
-                    "{:<32} {:<36} {:<24} {}",
-                    model.name,
-                    latest.join(" "),
-                    aliases.join(" "),
-                    time(model.last_updated_timestamp)
-                );
-            }
-        }
-        ModelsCommand::Show { name, workspace } => {
-            let model = store.get_registered_model(&workspace, &name).await?;
-            println!("{}  (id {})", model.name, model.id);
-            if !model.description.is_empty() {
-                println!("  {}", model.description);
-            }
-            for tag in &model.tags {
-                println!("  tag {} = {}", tag.key, tag.value);
-            }
-            let query = SearchRegistry {
-                filter: search::parse_model_version_filter(&format!(
-                    "name = '{}'",
-                    name.replace('\'', "\\'")
-                ))?,
-                order_by: vec![],
-                max_results: 10_000,
-                offset: 0,
-                readable_by: None,
-            };
-            println!();
-            let versions = store.search_model_versions(&workspace, &query).await?.items;
-            print_versions(&versions);
-            for version in &versions {
-                for request in store
-                    .open_transition_requests(&workspace, &name, version.version)
-                    .await?
-                {
-                    println!(
-                        "  open request: version {} -> {} by {} ({})",
-                        version.version,
-                        request.to_stage.map_or("?", |s| s.as_str()),
-                        request.user_id,
-                        request.comment
-                    );
-                }
-            }
-            println!();
-            println!("Activity:");
-            print_events(
-                store,
-                EventQuery {
-                    workspace: Some(workspace),
-                    object: Some(name),
-                    limit: 1000,
-                    ..EventQuery::default()
-                },
-            )
-            .await?;
-        }
-        ModelsCommand::Transition {
-            name,
-            version,
-            stage,
-            workspace,
-            archive_existing,
-        } => {
-            let stage = Stage::parse(&stage)?;
-            let moved = store
-                .transition_stage(
-                    &workspace,
-                    &name,
-                    parse_version(&version)?,
-                    stage,
-                    archive_existing,
-                    "",
-                    &cli_principal(),
-                )
-                .await?;
-            println!(
-                "{name} version {} is now in {}",
-                moved.version,
-                moved.current_stage.as_str()
-            );
-        }
-        ModelsCommand::Request {
-            name,
-            version,
-            stage,
-            workspace,
-            comment,
-        } => {
-            let request = store
-                .create_transition_request(
-                    &workspace,
-                    &name,
-                    parse_version(&version)?,
-                    Stage::parse(&stage)?,
-                    &comment,
-                    &cli_actor(),
-                )
-                .await?;
-            println!(
-                "requested moving {name} version {version} to {} (request {})",
-                Stage::parse(&stage)?.as_str(),
-                request.id
-            );
-        }
-        ModelsCommand::Approve {
-            name,
-            version,
-            stage,
-            workspace,
-            archive_existing,
-            comment,
-        } => {
-            store
-                .resolve_transition_request(
-                    &workspace,
-                    &name,
-                    parse_version(&version)?,
-                    Stage::parse(&stage)?,
-                    RequestOutcome::Approve { archive_existing },
-                    None,
-                    &comment,
-                    &cli_actor(),
-                )
-                .await?;
-            println!(
-                "approved: {name} version {version} is now in {}",
-                Stage::parse(&stage)?.as_str()
-            );
-        }
-        ModelsCommand::Reject {
-            name,
-            version,
-            stage,
-            workspace,
-            comment,
-        } => {
-            store
-                .resolve_transition_request(
-                    &workspace,
-                    &name,
-                    parse_version(&version)?,
-                    Stage::parse(&stage)?,
-                    RequestOutcome::Reject,
-                    None,
-                    &comment,
-                    &cli_actor(),
-                )
-                .await?;
-            println!(
-                "rejected the requests to move {name} version {version} to {}",
-                Stage::parse(&stage)?.as_str()
-            );
-        }
-        ModelsCommand::Alias {
-            name,
-            alias,
-            version,
-            workspace,
-            delete,
-        } => {
-            if delete {
-                store
-                    .delete_alias(&workspace, &name, &alias, &cli_actor())
-                    .await?;
-                println!("removed {name}@{alias}");
-            } else {
-                validate_settable_alias(&alias)?;
-                let version = parse_version(version.as_deref().unwrap_or(""))?;
-                store
-                    .set_alias(&workspace, &name, &alias, version, &cli_actor())
-                    .await?;
-                println!("{name}@{alias} -> version {version}");
-            }
-        }
-        ModelsCommand::Webhooks { command } => webhooks(store, command).await?,
-        ModelsCommand::Audit {
-            workspace,
-            object,
-            actor,
-            limit,
-        } => {
-            print_events(
-                store,
-                EventQuery {
-                    workspace: Some(workspace),
-                    object,
-                    actor,
-                    limit,
-                    ..EventQuery::default()
-                },
-            )
-            .await?;
-        }
-    }
-    Ok(())
-}
-
-async fn print_events(store: &dyn MetaStore, query: EventQuery) -> Result<()> {
-    println!(
-        "{:<6} {:<19} {:<14} {:<20} {:<12} DETAILS",
-        "ID", "TIME (UTC)", "ACTOR", "ENTITY", "ACTION"
-    );
-    for event in store.events(&query).await? {
-        let stored = event.change.store()?;
-        println!(
-            "{:<6} {:<19} {:<14} {:<20} {:<12} {}",
-            event.id,
-            time(event.timestamp),
-            event.actor,
-            stored.entity,
-            stored.action,
-            stored.data
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::time;
+    use super::{default_webhook_name, is_path_segment, time};
 
     #[test]
     fn timestamps_render_as_utc() {
         assert_eq!(time(0), "1970-01-01 00:00:00");
         assert_eq!(time(1_795_572_827_587), "2026-11-25 02:13:47");
         assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn an_mlflow_webhook_is_named_after_its_host() {
+        assert_eq!(
+            default_webhook_name("https://ci.example.com/hook?token=x"),
+            "ci.example.com"
+        );
+        assert_eq!(default_webhook_name("not a url"), "not a url");
+    }
+
+    #[test]
+    fn only_plain_ids_go_into_a_path() {
+        assert!(is_path_segment("0123abcdef"));
+        assert!(!is_path_segment("../admin"));
+        assert!(!is_path_segment(""));
     }
 }

@@ -1,23 +1,25 @@
-//! `tarn monitors ...`: table monitors from the command line, on the metadata store and the
-//! lake directly (like `tarn tables`), through the same use cases and checks as the API:
-//! create from a settings file, refresh in-process, show the latest window per column, list
-//! the alerts on the metrics.
+//! `tarn monitors ...`: table monitors through a server's API, as the token's principal:
+//! create from a settings file, refresh and wait for the refresh to end, show the latest window
+//! per column, write an HTML report, list the alerts on the metrics.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use tarn_core::monitors::{MonitorSettings, RefreshState, RefreshTrigger};
-use tarn_core::store::MetaStore;
-use tarn_lake::Lake;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tarn_core::alerts::AlertSettings;
+use tarn_core::monitors::{Monitor, MonitorSettings, MonitorStatus, Refresh, RefreshState};
+use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::format_timestamp;
+use tarn_monitor::charts;
 use tarn_monitor::overview::{self, DriftPoint, Overview};
-use tarn_monitor::{alerts, charts, manage, refresh};
 
-use crate::local::cli_caller;
+use crate::client::Client;
+use crate::features::in_table_workspace;
 
 #[derive(Subcommand)]
 pub enum MonitorsCommand {
@@ -29,15 +31,11 @@ pub enum MonitorsCommand {
         /// The settings file.
         #[arg(long)]
         settings: PathBuf,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
     },
-    /// Refresh a monitor's metrics tables now, in this process.
+    /// Refresh a monitor's metrics tables now, and wait for the refresh to end.
     Refresh {
         /// `catalog.schema.table`
         table: String,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
     },
     /// Write a self-contained HTML report of a monitor's metrics over time: charts of drift
     /// against its threshold, model quality, rows, means and nulls.
@@ -50,17 +48,13 @@ pub enum MonitorsCommand {
         /// The granularity to show (the monitor's first by default).
         #[arg(long)]
         granularity: Option<String>,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
     },
     /// List the workspace's alerts: state, the value last compared against its threshold, the
     /// values over the latest evaluations, and when the state last changed.
     Alerts {
-        /// Evaluate every alert now, in this process, before listing them.
+        /// Evaluate every alert now, on the server, before listing them.
         #[arg(long)]
         evaluate: bool,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
     },
     /// Show a monitor's latest window per column: rows, nulls, mean with its trend, and drift
     /// against the previous window and the baseline.
@@ -70,57 +64,38 @@ pub enum MonitorsCommand {
         /// The granularity to show (the monitor's first by default).
         #[arg(long)]
         granularity: Option<String>,
-        #[arg(long, default_value = "dev")]
-        workspace: String,
     },
 }
 
-pub async fn run(
-    store: Arc<dyn MetaStore>,
-    lake: Arc<Lake>,
-    command: MonitorsCommand,
-) -> Result<()> {
+/// How often `refresh` asks how the refresh is doing.
+const REFRESH_POLL: Duration = Duration::from_millis(500);
+
+fn monitor_path(table: &str) -> String {
+    format!("/api/2.1/unity-catalog/tables/{table}/monitor")
+}
+
+pub async fn run(client: &Client, command: MonitorsCommand) -> Result<()> {
     match command {
-        MonitorsCommand::Create {
-            table,
-            settings,
-            workspace,
-        } => {
+        MonitorsCommand::Create { table, settings } => {
             let text = std::fs::read_to_string(&settings)
                 .with_context(|| format!("cannot read {}", settings.display()))?;
-            let settings: MonitorSettings = serde_json::from_str(&text)
+            // Checked here so a typo is named before anything is sent; sent as written.
+            let body: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", settings.display()))?;
+            serde_json::from_value::<MonitorSettings>(body.clone())
                 .with_context(|| format!("{} is not monitor settings", settings.display()))?;
-            let caller = cli_caller(workspace);
-            let monitor = manage::create(&lake, store.as_ref(), &caller, &table, settings).await?;
+            let client = in_table_workspace(client, &table);
+            let info = client.post(&monitor_path(&table), &body).await?;
+            let monitor = monitor_of(info)?;
             let (profile, drift) = monitor.metrics_tables();
             println!(
                 "Created the monitor on {}: metrics go to {profile} and {drift}",
                 monitor.table_name
             );
         }
-        MonitorsCommand::Refresh { table, workspace } => {
-            let caller = cli_caller(workspace);
-            let (monitor, queued) =
-                manage::queue_refresh(store.as_ref(), &caller, &table, RefreshTrigger::Manual)
-                    .await?;
-            let table_id = monitor.table_id.clone();
-            let spinner = ProgressBar::new_spinner();
-            spinner.set_style(
-                ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            spinner.set_message(format!("refreshing the monitor on {table}"));
-            spinner.enable_steady_tick(Duration::from_millis(120));
-            refresh::execute(
-                lake.clone(),
-                store.clone(),
-                caller.clone(),
-                monitor,
-                queued.clone(),
-            )
-            .await;
-            spinner.finish_and_clear();
-            let ended = store.get_refresh(&table_id, queued.refresh_id).await?;
+        MonitorsCommand::Refresh { table } => {
+            let client = in_table_workspace(client, &table);
+            let ended = refresh(&client, &table).await?;
             match ended.state {
                 RefreshState::Success => {
                     let seconds = (ended.end_time_ms.unwrap_or(ended.start_time_ms)
@@ -130,9 +105,7 @@ pub async fn run(
                         "Refresh {} of {table} succeeded in {seconds:.2} s",
                         ended.refresh_id
                     );
-                    print_overview(
-                        &overview::overview(&lake, store.as_ref(), &caller, &table, None).await?,
-                    );
+                    print_overview(&overview_of(&client, &table, None).await?);
                 }
                 state => bail!(
                     "Refresh {} of {table} ended {}: {}",
@@ -146,53 +119,204 @@ pub async fn run(
             table,
             out,
             granularity,
-            workspace,
         } => {
-            let overview = overview_of(&lake, &store, workspace, &table, granularity).await?;
+            let client = in_table_workspace(client, &table);
+            let overview = overview_of(&client, &table, granularity.as_deref()).await?;
             std::fs::write(&out, charts::report(&overview))
                 .with_context(|| format!("cannot write {}", out.display()))?;
             println!("Wrote the report of {table} to {}", out.display());
         }
-        MonitorsCommand::Show {
-            table,
-            granularity,
-            workspace,
-        } => {
-            print_overview(&overview_of(&lake, &store, workspace, &table, granularity).await?);
+        MonitorsCommand::Show { table, granularity } => {
+            let client = in_table_workspace(client, &table);
+            print_overview(&overview_of(&client, &table, granularity.as_deref()).await?);
         }
-        MonitorsCommand::Alerts {
-            evaluate,
-            workspace,
-        } => {
-            let caller = cli_caller(workspace);
+        MonitorsCommand::Alerts { evaluate } => {
             if evaluate {
-                for alert in alerts::list(store.as_ref(), &caller).await? {
-                    alerts::evaluate_now(&lake, store.as_ref(), &caller, &alert.id).await?;
+                for alert in list_alerts(client).await? {
+                    let path = format!("/api/2.0/tarn/alerts/{}/evaluate", alert.id);
+                    client.post(&path, &json!({})).await?;
                 }
             }
-            print_alerts(store.as_ref(), &caller).await?;
+            print_alerts(client, &list_alerts(client).await?).await?;
         }
     }
     Ok(())
 }
 
-/// Evaluations shown as a sparkline per alert.
-const ALERT_TREND: u64 = 20;
+/// Starts a refresh and waits for it to end, showing its state meanwhile.
+async fn refresh(client: &Client, table: &str) -> Result<Refresh> {
+    let path = format!("{}/refreshes", monitor_path(table));
+    let started: Refresh = serde_json::from_value(client.post(&path, &json!({})).await?)
+        .context("the server's refresh is not a refresh")?;
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let mut current = started;
+    while current.state.is_active() {
+        spinner.set_message(format!(
+            "refresh {} of the monitor on {table}: {}",
+            current.refresh_id,
+            current.state.as_str()
+        ));
+        tokio::time::sleep(REFRESH_POLL).await;
+        let answer = client
+            .get(&format!("{path}/{}", current.refresh_id), &[])
+            .await?;
+        current =
+            serde_json::from_value(answer).context("the server's refresh is not a refresh")?;
+    }
+    spinner.finish_and_clear();
+    Ok(current)
+}
 
-async fn print_alerts(store: &dyn MetaStore, caller: &tarn_core::caller::Caller) -> Result<()> {
-    let listed = alerts::list(store, caller).await?;
+/// The monitor the API describes. The API leaves out what only the server uses (the table's
+/// id, who created the monitor and when); nothing here reads those.
+fn monitor_of(mut info: Value) -> Result<Monitor> {
+    let text = |info: &Value, key: &str| info.get(key).and_then(Value::as_str).map(str::to_string);
+    let table_name = text(&info, "table_name").context("the server's monitor has no table")?;
+    let status = MonitorStatus::parse(&text(&info, "status").unwrap_or_default());
+    let monitor_version = info
+        .get("monitor_version")
+        .and_then(Value::as_i64)
+        .unwrap_or_default();
+    let latest_failure = text(&info, "latest_monitor_failure_msg");
+    if let Value::Object(fields) = &mut info {
+        for shown_only in [
+            "table_name",
+            "status",
+            "monitor_version",
+            "profile_metrics_table_name",
+            "drift_metrics_table_name",
+        ] {
+            fields.remove(shown_only);
+        }
+    }
+    let settings: MonitorSettings =
+        serde_json::from_value(info).context("the server's monitor has settings tarn lacks")?;
+    Ok(Monitor {
+        table_id: String::new(),
+        table_name,
+        workspace: String::new(),
+        settings,
+        status,
+        monitor_version,
+        created_by: String::new(),
+        created_at: 0,
+        updated_at: 0,
+        latest_failure,
+    })
+}
+
+/// The rows of a table, through the table data API (Arrow IPC).
+async fn table_rows(client: &Client, table: &str) -> Result<Vec<RecordBatch>> {
+    let request = client.request(Method::GET, &format!("/api/2.0/tarn/tables/{table}/data"));
+    let bytes = client
+        .send(request)
+        .await?
+        .bytes()
+        .await
+        .with_context(|| format!("the rows of {table} broke off"))?;
+    let (_, batches) = tarn_lake::ipc::decode(&bytes)?;
+    Ok(batches)
+}
+
+/// The monitor's whole-table metrics at `granularity`, from its metrics tables.
+async fn overview_of(client: &Client, table: &str, granularity: Option<&str>) -> Result<Overview> {
+    let monitor = monitor_of(client.get(&monitor_path(table), &[]).await?)?;
+    let granularity = overview::granularity_of(&monitor, granularity)?;
+    let (profile_name, drift_name) = monitor.metrics_tables();
+    let profile = table_rows(client, &profile_name).await?;
+    let drift = table_rows(client, &drift_name).await?;
+    Ok(overview::from_metrics(
+        monitor,
+        granularity,
+        &profile,
+        &drift,
+    )?)
+}
+
+/// An alert as the alerts API lists it.
+#[derive(Deserialize)]
+struct AlertInfo {
+    id: String,
+    #[serde(flatten)]
+    settings: AlertSettings,
+}
+
+/// One evaluation in an alert's history.
+#[derive(Deserialize)]
+struct EvaluationInfo {
+    evaluated_at: i64,
+    state: String,
+    value: Option<String>,
+    threshold: Option<String>,
+    message: Option<String>,
+}
+
+/// Every alert of the client's workspace, page by page.
+async fn list_alerts(client: &Client) -> Result<Vec<AlertInfo>> {
+    let mut alerts = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .get("/api/2.0/alerts", &[("page_token", page_token.clone())])
+            .await?;
+        let listed: Vec<AlertInfo> =
+            serde_json::from_value(page.get("alerts").cloned().unwrap_or(json!([])))
+                .context("the server's alerts are not alerts")?;
+        alerts.extend(listed);
+        match page.get("next_page_token").and_then(Value::as_str) {
+            Some(next) if !next.is_empty() => page_token = next.to_string(),
+            _ => return Ok(alerts),
+        }
+    }
+}
+
+/// Evaluations shown as a sparkline per alert.
+const ALERT_TREND: usize = 20;
+/// Evaluations the history API answers with when not told how many: those looked through to
+/// find when an alert's state last changed.
+const STATE_HISTORY: usize = 100;
+
+/// When the state of the newest evaluation began: the oldest of the evaluations (newest first)
+/// in a row at that state, unless they go back to the first one at the state every alert
+/// starts in.
+fn state_since(history: &[EvaluationInfo]) -> Option<i64> {
+    let latest = history.first()?;
+    let run = history
+        .iter()
+        .take_while(|e| e.state == latest.state)
+        .count();
+    let began = &history[run - 1];
+    let from_the_start = run == history.len() && history.len() < STATE_HISTORY;
+    if from_the_start && began.state == "UNKNOWN" {
+        return None;
+    }
+    Some(began.evaluated_at)
+}
+
+async fn print_alerts(client: &Client, listed: &[AlertInfo]) -> Result<()> {
     if listed.is_empty() {
-        println!("No alerts in workspace {}", caller.workspace);
+        println!("No alerts in workspace {}", client.workspace());
         return Ok(());
     }
     println!(
-        "{:<36} {:<28} {:<9} {:>12} {:<24} {:<20} {:<20} RECENT VALUES",
+        "{:<36} {:<28} {:<9} {:>12} {:<24} {:<24} {:<24} RECENT VALUES",
         "ID", "NAME", "STATE", "VALUE", "CONDITION", "EVALUATED", "STATE SINCE"
     );
     for alert in listed {
-        let history = store.list_evaluations(&alert.id, ALERT_TREND).await?;
+        let answer = client
+            .get(&format!("/api/2.0/tarn/alerts/{}/history", alert.id), &[])
+            .await?;
+        let history: Vec<EvaluationInfo> =
+            serde_json::from_value(answer.get("evaluations").cloned().unwrap_or(json!([])))
+                .context("the server's alert history is not a list of evaluations")?;
         let trend: Vec<Option<f64>> = history
             .iter()
+            .take(ALERT_TREND)
             .rev()
             .map(|e| e.value.as_deref().and_then(|v| v.parse().ok()))
             .collect();
@@ -213,16 +337,20 @@ async fn print_alerts(store: &dyn MetaStore, caller: &tarn_core::caller::Caller)
                     .or_else(|| value.bool_value.map(|b| b.to_string()))
             })
             .unwrap_or_default();
-        let when = |at: Option<i64>| at.map_or("-".to_string(), |ms| format_timestamp(ms / 1000));
+        let when = |at: Option<i64>| at.map_or("-".to_string(), format_timestamp);
         let value = latest
             .and_then(|e| e.value.clone())
             .or_else(|| latest.and_then(|e| e.message.clone()))
             .unwrap_or_else(|| "-".into());
+        let state = evaluation
+            .state
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|| "UNKNOWN".into());
         println!(
-            "{:<36} {:<28} {:<9} {:>12} {:<24} {:<20} {:<20} {}",
+            "{:<36} {:<28} {:<9} {:>12} {:<24} {:<24} {:<24} {}",
             alert.id,
             truncate(&alert.settings.display_name, 28),
-            alert.state.as_str(),
+            state,
             truncate(&value, 12),
             truncate(
                 &format!(
@@ -231,8 +359,8 @@ async fn print_alerts(store: &dyn MetaStore, caller: &tarn_core::caller::Caller)
                 ),
                 24
             ),
-            when(alert.last_evaluated_at),
-            when(alert.state_changed_at),
+            when(latest.map(|e| e.evaluated_at)),
+            when(state_since(&history)),
             sparkline(&trend)
         );
     }
@@ -261,21 +389,10 @@ fn truncate(text: &str, width: usize) -> String {
     format!("{kept}…")
 }
 
-async fn overview_of(
-    lake: &Lake,
-    store: &Arc<dyn MetaStore>,
-    workspace: String,
-    table: &str,
-    granularity: Option<String>,
-) -> Result<Overview> {
-    let caller = cli_caller(workspace);
-    Ok(overview::overview(lake, store.as_ref(), &caller, table, granularity.as_deref()).await?)
-}
-
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 /// Values as a line of bars, lowest to highest; a gap for a window without a value.
-pub fn sparkline(values: &[Option<f64>]) -> String {
+fn sparkline(values: &[Option<f64>]) -> String {
     let known: Vec<f64> = values
         .iter()
         .flatten()
@@ -388,6 +505,41 @@ fn print_overview(overview: &Overview) {
             },
             verdict(&point.consecutive),
             verdict(&point.baseline),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evaluations(newest_first: &[(&str, i64)]) -> Vec<EvaluationInfo> {
+        newest_first
+            .iter()
+            .map(|(state, at)| EvaluationInfo {
+                evaluated_at: *at,
+                state: state.to_string(),
+                value: None,
+                threshold: None,
+                message: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_state_began_at_the_oldest_evaluation_of_its_run() {
+        assert_eq!(state_since(&evaluations(&[])), None);
+        assert_eq!(state_since(&evaluations(&[("UNKNOWN", 5)])), None);
+        let changed = [("TRIGGERED", 3), ("TRIGGERED", 2), ("OK", 1)];
+        assert_eq!(state_since(&evaluations(&changed)), Some(2));
+        assert_eq!(
+            state_since(&evaluations(&[("OK", 2), ("UNKNOWN", 1)])),
+            Some(2)
+        );
+        // UNKNOWN again after another state is a change.
+        assert_eq!(
+            state_since(&evaluations(&[("UNKNOWN", 2), ("OK", 1)])),
+            Some(2)
         );
     }
 }

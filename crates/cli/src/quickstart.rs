@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
+use crate::client::Client;
 use crate::server::{ServerArgs, StoreArgs};
 
 #[derive(Args)]
@@ -28,7 +29,7 @@ pub struct QuickstartArgs {
     /// Keep serving after the example, until Ctrl-C.
     #[arg(long)]
     keep_serving: bool,
-    /// One step of the pipeline, as the job's task runs it (with TARN_URL and TARN_TOKEN).
+    /// One step of the pipeline, as the job's task runs it (with TARN_HOST and TARN_TOKEN).
     #[arg(long, hide = true, value_enum)]
     step: Option<Step>,
     /// The training run whose model `--step register` registers.
@@ -68,65 +69,6 @@ const PIPELINE_JOB: &str = "quickstart pipeline";
 const PIPELINE_SCHEDULE: &str = "0 0 6 * * ?";
 /// The experiment the training runs go to.
 const EXPERIMENT: &str = "quickstart-linear-regression";
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Client {
-    /// Calls the MLflow API at `path` (`runs/create`).
-    async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value> {
-        self.request(method, &format!("/api/2.0/mlflow/{path}"), body)
-            .await
-    }
-
-    /// Calls any API at `path` (`/api/2.0/sql/statements`).
-    async fn request(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let request = self
-            .http
-            .request(method.clone(), &url)
-            .bearer_auth(&self.token);
-        let request = if method == reqwest::Method::GET {
-            request.query(&body_to_query(&body))
-        } else {
-            request.json(&body)
-        };
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("{method} {url}"))?;
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{method} {path} answered {status}: {value}");
-        }
-        Ok(value)
-    }
-    async fn post(&self, path: &str, body: Value) -> Result<Value> {
-        self.call(reqwest::Method::POST, path, body).await
-    }
-    async fn get(&self, path: &str, query: Value) -> Result<Value> {
-        self.call(reqwest::Method::GET, path, query).await
-    }
-}
-
-fn body_to_query(body: &Value) -> Vec<(String, String)> {
-    body.as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// The raw measurements as a sensor would drop them: a CSV file with a few broken lines.
 /// When the quickstart's readings start; one reading every 7 minutes after.
@@ -253,18 +195,14 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
     }));
 
     let base = format!("http://{address}");
-    let client = Client {
-        http: reqwest::Client::new(),
-        base: base.clone(),
-        token: token.clone(),
-    };
+    let client = Client::new(base.clone(), "dev".to_string(), token.clone())?;
     let job_id = pipeline_job(&client, &args.store.data_dir).await?;
     println!(
         "Running job {job_id} ({PIPELINE_JOB}: ingest -> features -> train -> register), its \
          tasks as processes acting as the job's owner:"
     );
     let started = client
-        .request(
+        .call(
             reqwest::Method::POST,
             "/api/2.2/jobs/run-now",
             json!({"job_id": job_id}),
@@ -273,7 +211,14 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
     let run_id = started["run_id"].as_i64().context("run id")?;
     let caller = crate::local::cli_caller("dev".to_string());
     let store = lake.store.clone();
-    let ended = crate::jobs::follow_to_end(store.as_ref(), &caller, run_id).await?;
+    crate::jobs::follow_run(&client, run_id).await?;
+    let ended = tarn_jobs::runs::run_for(
+        store.as_ref(),
+        &caller,
+        run_id,
+        tarn_core::auth::PermissionLevel::CanView,
+    )
+    .await?;
     for task in ended.latest_attempts() {
         let output = tarn_jobs::runs::output(
             store.as_ref(),
@@ -288,13 +233,12 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
     }
     if ended.state.result != Some(tarn_core::jobs::ResultState::Success) {
         bail!(
-            "run {run_id} of the pipeline ended {}: {} (`tarn jobs logs --data-dir {} TASK_RUN_ID` shows a task's log)",
+            "run {run_id} of the pipeline ended {}: {} (the task logs are above)",
             ended
                 .state
                 .result
                 .map_or("without a result", |r| r.as_str()),
             ended.state.message,
-            args.store.data_dir.display()
         );
     }
     serve_champion(&client).await?;
@@ -315,7 +259,10 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
     .await?;
     print!("{}", crate::lineage::render_tree(&graph, &both));
     println!();
-    println!("Where to look:");
+    println!(
+        "Where to look (while this server, or `tarn server --data-dir {}`, runs):",
+        args.store.data_dir.display()
+    );
     let dir = args.store.data_dir.display();
     println!(
         "  tracking URI   MLFLOW_TRACKING_URI={base}   (workspaces: {base}/ws/staging, {base}/ws/prod)"
@@ -325,14 +272,15 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
         "  try            curl -s -H \"Authorization: Bearer $(cat {dir}/admin.token)\" '{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name={EXPERIMENT}'"
     );
     println!(
-        "  SQL            tarn sql --data-dir {dir} \"SELECT count(*) FROM {TRAINING_TABLE}\""
+        "  the CLI        export TARN_HOST={base} TARN_TOKEN=$(cat {dir}/admin.token)   (or: tarn configure --host {base})"
     );
-    println!("  lineage        tarn lineage --data-dir {dir} {TRAINING_TABLE}");
-    println!("  features       tarn features show --data-dir {dir} {FEATURE_TABLE}");
-    println!("  monitoring     tarn monitors show --data-dir {dir} {PREDICTIONS_TABLE}");
+    println!("  SQL            tarn sql \"SELECT count(*) FROM {TRAINING_TABLE}\"");
+    println!("  lineage        tarn lineage {TRAINING_TABLE}");
+    println!("  features       tarn features show {FEATURE_TABLE}");
+    println!("  monitoring     tarn monitors show {PREDICTIONS_TABLE}");
     println!("  metrics        {base}/metrics");
     println!(
-        "  the pipeline   tarn jobs runs --data-dir {dir} --job-id {job_id}   (daily at 06:00 UTC, paused: tarn jobs get --data-dir {dir} {job_id})"
+        "  the pipeline   tarn jobs runs --job-id {job_id}   (daily at 06:00 UTC, paused: tarn jobs get {job_id})"
     );
     if args.keep_serving {
         println!("Serving until Ctrl-C.");
@@ -352,8 +300,9 @@ pub async fn run(args: QuickstartArgs) -> Result<()> {
 /// loss curve and its model (JSON and ONNX in an MLflow model directory); the best run's id.
 async fn train_runs(client: &Client, training: &TrainingSet) -> Result<String> {
     let experiment_id = match client
-        .get(
-            "experiments/get-by-name",
+        .call(
+            reqwest::Method::GET,
+            "/api/2.0/mlflow/experiments/get-by-name",
             json!({"experiment_name": EXPERIMENT}),
         )
         .await
@@ -363,7 +312,11 @@ async fn train_runs(client: &Client, training: &TrainingSet) -> Result<String> {
             .unwrap_or("0")
             .to_string(),
         Err(_) => client
-            .post("experiments/create", json!({"name": EXPERIMENT}))
+            .call(
+                reqwest::Method::POST,
+                "/api/2.0/mlflow/experiments/create",
+                json!({"name": EXPERIMENT}),
+            )
             .await?["experiment_id"]
             .as_str()
             .unwrap_or("0")
@@ -378,8 +331,7 @@ async fn train_runs(client: &Client, training: &TrainingSet) -> Result<String> {
     let epochs = 60;
     for learning_rate in [0.01, 0.05, 0.2] {
         let run = client
-            .post(
-                "runs/create",
+            .call(reqwest::Method::POST, "/api/2.0/mlflow/runs/create",
                 json!({"experiment_id": experiment_id, "run_name": format!("lr-{learning_rate}"), "start_time": tarn_core::ids::now_millis(),
                        "tags": [{"key": "mlflow.source.name", "value": "tarn quickstart"},
                                 {"key": "tarn.training_set_id", "value": training.id}]}),
@@ -390,8 +342,9 @@ async fn train_runs(client: &Client, training: &TrainingSet) -> Result<String> {
             .context("run id")?
             .to_string();
         client
-            .post(
-                "runs/log-inputs",
+            .call(
+                reqwest::Method::POST,
+                "/api/2.0/mlflow/runs/log-inputs",
                 json!({"run_id": run_id, "datasets": [training.dataset_input()]}),
             )
             .await?;
@@ -404,28 +357,22 @@ async fn train_runs(client: &Client, training: &TrainingSet) -> Result<String> {
             .collect();
         let rmse = losses.last().copied().unwrap_or(f64::NAN).sqrt();
         client
-            .post(
-                "runs/log-batch",
+            .call(reqwest::Method::POST, "/api/2.0/mlflow/runs/log-batch",
                 json!({"run_id": run_id, "metrics": metrics,
                        "params": [{"key": "learning_rate", "value": learning_rate.to_string()}, {"key": "epochs", "value": epochs.to_string()}, {"key": "rows", "value": xs.len().to_string()}]}),
             )
             .await?;
-        client.post("runs/log-metric", json!({"run_id": run_id, "key": "rmse", "value": rmse, "timestamp": now, "step": 0})).await?;
+        client.call(reqwest::Method::POST, "/api/2.0/mlflow/runs/log-metric", json!({"run_id": run_id, "key": "rmse", "value": rmse, "timestamp": now, "step": 0})).await?;
         let model = json!({"weights": w, "bias": b});
-        let artifact_url = format!(
-            "{}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/model/model.json",
-            client.base
-        );
-        let response = client
-            .http
-            .put(&artifact_url)
-            .bearer_auth(&client.token)
-            .body(model.to_string())
-            .send()
+        let artifacts =
+            format!("/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/model");
+        client
+            .send(
+                client
+                    .request(reqwest::Method::PUT, &format!("{artifacts}/model.json"))
+                    .body(model.to_string()),
+            )
             .await?;
-        if !response.status().is_success() {
-            bail!("artifact upload answered {}", response.status());
-        }
         // The same model as ONNX in an MLflow model directory: what the endpoint serves.
         let linear = tarn_models::export::LinearModel {
             features: vec!["x0".into(), "x1".into()],
@@ -437,30 +384,22 @@ async fn train_runs(client: &Client, training: &TrainingSet) -> Result<String> {
             ("MLmodel", linear.mlmodel(&run_id, &created).into_bytes()),
             ("model.onnx", linear.onnx()),
         ] {
-            let url = format!(
-                "{}/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts/model/{file}",
-                client.base
-            );
-            let response = client
-                .http
-                .put(&url)
-                .bearer_auth(&client.token)
-                .body(body)
-                .send()
+            client
+                .send(
+                    client
+                        .request(reqwest::Method::PUT, &format!("{artifacts}/{file}"))
+                        .body(body),
+                )
                 .await?;
-            if !response.status().is_success() {
-                bail!("uploading {file} answered {}", response.status());
-            }
         }
-        client.post("runs/update", json!({"run_id": run_id, "status": "FINISHED", "end_time": tarn_core::ids::now_millis()})).await?;
+        client.call(reqwest::Method::POST, "/api/2.0/mlflow/runs/update", json!({"run_id": run_id, "status": "FINISHED", "end_time": tarn_core::ids::now_millis()})).await?;
         println!(
             "  run {run_id}  learning_rate={learning_rate:<5} rmse={rmse:.4}  w=[{:.3}, {:.3}] b={b:.3}",
             w[0], w[1]
         );
     }
     let best = client
-        .post(
-            "runs/search",
+        .call(reqwest::Method::POST, "/api/2.0/mlflow/runs/search",
             json!({"experiment_ids": [experiment_id], "filter": "attributes.status = 'FINISHED'", "order_by": ["metrics.rmse ASC"], "max_results": 1}),
         )
         .await?;
@@ -482,18 +421,18 @@ const RAW_TABLE: &str = "dev.bronze.quickstart_measurements";
 const TRAINING_TABLE: &str = "dev.silver.quickstart_training";
 const FEATURE_TABLE: &str = "dev.features.quickstart_sensor_daily";
 
-/// Runs one step of the pipeline, as the job's task does: against the server at TARN_URL with
+/// Runs one step of the pipeline, as the job's task does: against the server at TARN_HOST with
 /// the task's token, and on the data directory's store and lake for ingestion.
 async fn run_step(step: Step, args: &QuickstartArgs) -> Result<()> {
     let variable = |name: &str| {
         std::env::var(name)
             .with_context(|| format!("--step runs inside the pipeline's job, which sets {name}"))
     };
-    let client = Client {
-        http: reqwest::Client::new(),
-        base: variable("TARN_URL")?,
-        token: variable("TARN_TOKEN")?,
-    };
+    let client = Client::new(
+        variable("TARN_HOST")?,
+        "dev".to_string(),
+        variable("TARN_TOKEN")?,
+    )?;
     let lake = Lakehouse {
         store: args.store.open().await?,
         lake: std::sync::Arc::new(tarn_lake::Lake::open(&args.store.lake_root(None))?),
@@ -570,7 +509,7 @@ async fn pipeline_job(client: &Client, data_dir: &std::path::Path) -> Result<i64
         "schedule": {"quartz_cron_expression": PIPELINE_SCHEDULE, "timezone_id": "UTC", "pause_status": "PAUSED"},
     });
     let listed = client
-        .request(
+        .call(
             reqwest::Method::GET,
             "/api/2.2/jobs/list",
             json!({"name": PIPELINE_JOB}),
@@ -578,7 +517,7 @@ async fn pipeline_job(client: &Client, data_dir: &std::path::Path) -> Result<i64
         .await?;
     if let Some(job_id) = listed["jobs"][0]["job_id"].as_i64() {
         client
-            .request(
+            .call(
                 reqwest::Method::POST,
                 "/api/2.2/jobs/reset",
                 json!({"job_id": job_id, "new_settings": settings}),
@@ -587,7 +526,7 @@ async fn pipeline_job(client: &Client, data_dir: &std::path::Path) -> Result<i64
         return Ok(job_id);
     }
     let created = client
-        .request(reqwest::Method::POST, "/api/2.2/jobs/create", settings)
+        .call(reqwest::Method::POST, "/api/2.2/jobs/create", settings)
         .await?;
     created["job_id"].as_i64().context("job id")
 }
@@ -656,7 +595,7 @@ async fn build_silver_table(
 ) -> Result<()> {
     for schema in ["bronze", "silver", "features"] {
         let created = client
-            .request(
+            .call(
                 reqwest::Method::POST,
                 "/api/2.1/unity-catalog/schemas",
                 json!({"name": schema, "catalog_name": "dev"}),
@@ -718,7 +657,7 @@ async fn build_silver_table(
          SELECT sensor_id, read_at, x0, x1, y FROM {RAW_TABLE} WHERE y BETWEEN -10 AND 10"
     );
     let result = client
-        .request(
+        .call(
             reqwest::Method::POST,
             "/api/2.0/sql/statements",
             json!({"statement": statement, "wait_timeout": "50s"}),
@@ -743,12 +682,12 @@ const SENSOR_STATS: &str = "SELECT sensor_id, date_trunc('day', read_at) + INTER
 async fn refresh_feature_table(client: &Client, lake: &Lakehouse) -> Result<()> {
     let path = format!("/api/2.0/tarn/feature-tables/{FEATURE_TABLE}");
     if client
-        .request(reqwest::Method::GET, &path, json!({}))
+        .call(reqwest::Method::GET, &path, json!({}))
         .await
         .is_err()
     {
         let created = client
-            .request(
+            .call(
                 reqwest::Method::POST,
                 "/api/2.0/tarn/feature-tables",
                 json!({"name": FEATURE_TABLE, "primary_keys": ["sensor_id"], "timestamp_keys": ["known_at"],
@@ -797,22 +736,13 @@ async fn training_set(client: &Client) -> Result<TrainingSet> {
                              "lookback_window": "2d", "feature_names": ["readings", "mean_x0", "mean_x1"],
                              "default_values": {"readings": 0}}],
     });
-    let url = format!("{}/api/2.0/tarn/training-sets", client.base);
     let response = client
-        .http
-        .post(&url)
-        .bearer_auth(&client.token)
-        .json(&spec)
-        .send()
-        .await
-        .with_context(|| format!("POST {url}"))?;
-    if !response.status().is_success() {
-        bail!(
-            "POST {url} answered {}: {}",
-            response.status(),
-            response.text().await?
-        );
-    }
+        .send(
+            client
+                .request(reqwest::Method::POST, "/api/2.0/tarn/training-sets")
+                .json(&spec),
+        )
+        .await?;
     let id = response
         .headers()
         .get("x-tarn-training-set-id")
@@ -821,7 +751,7 @@ async fn training_set(client: &Client) -> Result<TrainingSet> {
         .to_string();
     let bytes = response.bytes().await?;
     let record = client
-        .request(
+        .call(
             reqwest::Method::GET,
             &format!("/api/2.0/tarn/training-sets/{id}"),
             json!({}),
@@ -872,7 +802,7 @@ async fn training_set(client: &Client) -> Result<TrainingSet> {
 /// Publishes the sensors' latest statistics to the online store and looks one up.
 async fn publish_features(client: &Client) -> Result<()> {
     let published = client
-        .request(
+        .call(
             reqwest::Method::POST,
             &format!("/api/2.0/tarn/feature-tables/{FEATURE_TABLE}/publish"),
             json!({}),
@@ -887,7 +817,7 @@ async fn publish_features(client: &Client) -> Result<()> {
         published["keys_written"]
     );
     let found = client
-        .request(
+        .call(
             reqwest::Method::POST,
             "/api/2.0/tarn/online/lookup",
             json!({"table_name": FEATURE_TABLE, "keys": [{"sensor_id": 7}]}),
@@ -915,7 +845,7 @@ async fn serve_champion(client: &Client) -> Result<()> {
     let config =
         json!({"served_entities": [{"entity_name": MODEL_NAME, "entity_alias": "champion"}]});
     let exists = client
-        .request(
+        .call(
             reqwest::Method::GET,
             &format!("/api/2.0/serving-endpoints/{ENDPOINT}"),
             json!({}),
@@ -924,7 +854,7 @@ async fn serve_champion(client: &Client) -> Result<()> {
         .is_ok();
     let endpoint = if exists {
         client
-            .request(
+            .call(
                 reqwest::Method::PUT,
                 &format!("/api/2.0/serving-endpoints/{ENDPOINT}/config"),
                 config,
@@ -932,7 +862,7 @@ async fn serve_champion(client: &Client) -> Result<()> {
             .await?
     } else {
         client
-            .request(
+            .call(
                 reqwest::Method::POST,
                 "/api/2.0/serving-endpoints",
                 json!({"name": ENDPOINT, "config": config}),
@@ -948,16 +878,16 @@ async fn serve_champion(client: &Client) -> Result<()> {
         endpoint["state"]["ready"].as_str().unwrap_or("?"),
         endpoint["inference_table"].as_str().unwrap_or("?"),
     );
-    let url = format!("{}/serving-endpoints/{ENDPOINT}/invocations", client.base);
+    let invocations = format!("/serving-endpoints/{ENDPOINT}/invocations");
     for (sensor, x0, x1) in [(7, 0.5, -0.2), (3, -0.1, 0.4), (12, 0.9, 0.9)] {
         let body = json!({"dataframe_records": [{"sensor_id": sensor, "x0": x0, "x1": x1}], "return_features": true,
                           "client_request_id": format!("quickstart-sensor-{sensor}")});
         let response = client
-            .http
-            .post(&url)
-            .bearer_auth(&client.token)
-            .json(&body)
-            .send()
+            .send(
+                client
+                    .request(reqwest::Method::POST, &invocations)
+                    .json(&body),
+            )
             .await?;
         let version = response
             .headers()
@@ -965,11 +895,7 @@ async fn serve_champion(client: &Client) -> Result<()> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("?")
             .to_string();
-        let status = response.status();
         let answer: Value = response.json().await?;
-        if !status.is_success() {
-            bail!("invoking {ENDPOINT} answered {status}: {answer}");
-        }
         println!(
             "  sensor {sensor:>2} x0={x0:<4} x1={x1:<4} -> y={:.3} (version {version}; looked up {})",
             answer["predictions"][0]["variable"]
@@ -986,7 +912,7 @@ async fn serve_champion(client: &Client) -> Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let result = client
-            .request(
+            .call(
                 reqwest::Method::POST,
                 "/api/2.0/sql/statements",
                 json!({"statement": statement, "wait_timeout": "30s"}),
@@ -1021,7 +947,7 @@ const MONITORED_ROWS: usize = 200;
 /// Statement results' rows, each a list of values as text.
 async fn sql_rows(client: &Client, statement: &str) -> Result<Vec<Value>> {
     let result = client
-        .request(
+        .call(
             reqwest::Method::POST,
             "/api/2.0/sql/statements",
             json!({"statement": statement, "wait_timeout": "30s"}),
@@ -1048,7 +974,7 @@ async fn count_rows(client: &Client, table: &str) -> u64 {
 async fn monitor_predictions(client: &Client) -> Result<()> {
     let before = count_rows(client, PREDICTIONS_TABLE).await;
     let (xs, _) = make_data(MONITORED_ROWS);
-    let url = format!("{}/serving-endpoints/{ENDPOINT}/invocations", client.base);
+    let invocations = format!("/serving-endpoints/{ENDPOINT}/invocations");
     for (batch, chunk) in xs.chunks(50).enumerate() {
         let records: Vec<Value> = chunk
             .iter()
@@ -1057,16 +983,13 @@ async fn monitor_predictions(client: &Client) -> Result<()> {
                 json!({"sensor_id": (batch * 50 + i) % SENSORS, "x0": x[0], "x1": x[1] + 0.8})
             })
             .collect();
-        let response = client
-            .http
-            .post(&url)
-            .bearer_auth(&client.token)
-            .json(&json!({"dataframe_records": records}))
-            .send()
+        client
+            .send(
+                client
+                    .request(reqwest::Method::POST, &invocations)
+                    .json(&json!({"dataframe_records": records})),
+            )
             .await?;
-        if !response.status().is_success() {
-            bail!("invoking {ENDPOINT} answered {}", response.status());
-        }
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while count_rows(client, PREDICTIONS_TABLE).await < before + MONITORED_ROWS as u64 {
@@ -1106,15 +1029,13 @@ async fn monitor_predictions(client: &Client) -> Result<()> {
             "prediction_col": "prediction",
         },
     });
-    if let Err(err) = client
-        .request(reqwest::Method::POST, &monitor, settings)
-        .await
+    if let Err(err) = client.call(reqwest::Method::POST, &monitor, settings).await
         && !err.to_string().contains("RESOURCE_ALREADY_EXISTS")
     {
         return Err(err);
     }
     let refresh = client
-        .request(
+        .call(
             reqwest::Method::POST,
             &format!("{monitor}/refreshes"),
             json!({}),
@@ -1123,7 +1044,7 @@ async fn monitor_predictions(client: &Client) -> Result<()> {
     let refresh_id = refresh["refresh_id"].as_i64().context("refresh id")?;
     let ended = loop {
         let info = client
-            .request(
+            .call(
                 reqwest::Method::GET,
                 &format!("{monitor}/refreshes/{refresh_id}"),
                 json!({}),
@@ -1182,20 +1103,22 @@ async fn register_and_promote(client: &Client, run_id: &str) -> Result<()> {
     let receiver = Receiver::start().await?;
     subscribe(client, &receiver).await?;
     if client
-        .get("registered-models/get", json!({"name": MODEL_NAME}))
+        .call(
+            reqwest::Method::GET,
+            "/api/2.0/mlflow/registered-models/get",
+            json!({"name": MODEL_NAME}),
+        )
         .await
         .is_err()
     {
         client
-            .post(
-                "registered-models/create",
+            .call(reqwest::Method::POST, "/api/2.0/mlflow/registered-models/create",
                 json!({"name": MODEL_NAME, "description": "Linear regression from tarn quickstart"}),
             )
             .await?;
     }
     let created = client
-        .post(
-            "model-versions/create",
+        .call(reqwest::Method::POST, "/api/2.0/mlflow/model-versions/create",
             json!({"name": MODEL_NAME, "source": format!("runs:/{run_id}/model"), "run_id": run_id}),
         )
         .await?;
@@ -1219,16 +1142,16 @@ async fn register_and_promote(client: &Client, run_id: &str) -> Result<()> {
     }
     for stage in ["Staging", "Production"] {
         client
-            .post(
-                "model-versions/transition-stage",
+            .call(reqwest::Method::POST, "/api/2.0/mlflow/model-versions/transition-stage",
                 json!({"name": MODEL_NAME, "version": version, "stage": stage, "archive_existing_versions": true}),
             )
             .await?;
         println!("  moved version {version} to {stage}");
     }
     client
-        .post(
-            "registered-models/alias",
+        .call(
+            reqwest::Method::POST,
+            "/api/2.0/mlflow/registered-models/alias",
             json!({"name": MODEL_NAME, "alias": "champion", "version": version}),
         )
         .await?;
@@ -1348,22 +1271,25 @@ impl Receiver {
 /// Subscribes the receiver to the registry events the example causes, replacing the
 /// webhooks of earlier quickstarts (their receivers are gone).
 async fn subscribe(client: &Client, receiver: &Receiver) -> Result<()> {
-    let listed = client.get("webhooks", json!({})).await?;
+    let listed = client
+        .call(reqwest::Method::GET, "/api/2.0/mlflow/webhooks", json!({}))
+        .await?;
     for old in listed["webhooks"].as_array().cloned().unwrap_or_default() {
         if old["name"] == "quickstart" {
             let id = old["webhook_id"].as_str().unwrap_or_default();
             client
                 .call(
                     reqwest::Method::DELETE,
-                    &format!("webhooks/{id}"),
+                    &format!("/api/2.0/mlflow/webhooks/{id}"),
                     json!({}),
                 )
                 .await?;
         }
     }
     client
-        .post(
-            "webhooks",
+        .call(
+            reqwest::Method::POST,
+            "/api/2.0/mlflow/webhooks",
             json!({
                 "name": "quickstart",
                 "url": receiver.url,

@@ -10,10 +10,15 @@ use tarn_core::store::MetaStore;
 #[derive(Args, Clone)]
 pub struct StoreArgs {
     /// Folder for the SQLite database, artifacts and the admin token.
-    #[arg(long, env = "TARN_DATA_DIR", default_value = "./tarn-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "TARN_DATA_DIR",
+        default_value = "./tarn-data"
+    )]
     pub data_dir: PathBuf,
     /// Metadata store: `postgres://...` or `sqlite://PATH`; default `sqlite://DATA_DIR/tarn.db`.
-    #[arg(long, env = "TARN_DATABASE_URL")]
+    #[arg(long, global = true, env = "TARN_DATABASE_URL")]
     pub database_url: Option<String>,
 }
 
@@ -50,7 +55,8 @@ impl StoreArgs {
 pub struct ServerArgs {
     #[command(flatten)]
     pub store: StoreArgs,
-    #[arg(long, env = "TARN_HOST", default_value = "127.0.0.1")]
+    /// The address to listen on (`TARN_HOST` names the server client commands talk to).
+    #[arg(long, env = "TARN_BIND_HOST", default_value = "127.0.0.1")]
     pub host: String,
     #[arg(long, env = "TARN_PORT", default_value_t = 5000)]
     pub port: u16,

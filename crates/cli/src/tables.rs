@@ -1,28 +1,38 @@
-//! `tarn tables ...`: the lakehouse catalog from the command line, on the metadata store and
-//! the lake directly (like `tarn models`); changes are recorded as `cli:<user>`.
+//! `tarn tables ...`: the lakehouse catalog from the command line, through the server's Unity
+//! Catalog API (`/api/2.1/unity-catalog/...`) and table data API (`/api/2.0/tarn/tables/...`),
+//! as the token's principal. A name's catalog is a workspace: changes go to the workspace the
+//! name names; reads too, or to the connection's workspace when the caller reads the catalog
+//! through a read-only binding there.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use tarn_core::catalog::{self, NewSchema, SecurableType, TableInfo};
-use tarn_core::lineage::{Node, SourceRead};
-use tarn_core::store::MetaStore;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tarn_core::catalog::{self, SchemaInfo, SecurableType, TableInfo};
 use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::arrow::util::pretty::pretty_format_batches;
-use tarn_lake::catalog::ManagedTable;
 use tarn_lake::ingest::SourceFormat;
-use tarn_lake::writes;
-use tarn_lake::{At, Lake, MergeSpec, VacuumSpec, WriteMode};
+use tarn_lake::ipc;
 
-use crate::local::{cli_actor, cli_caller};
+use crate::client::{ApiError, Client};
+
+/// Unity Catalog's REST API.
+const UC: &str = "/api/2.1/unity-catalog";
+/// tarn's table data API.
+const DATA: &str = "/api/2.0/tarn/tables";
+/// How many commits `show` lists.
+const SHOWN_COMMITS: usize = 10;
 
 #[derive(Subcommand)]
 pub enum TablesCommand {
     /// List the schemas of a catalog (a workspace's catalog has the workspace's name).
     Schemas {
-        #[arg(long, default_value = "dev")]
-        catalog: String,
+        /// Default: the workspace's own catalog.
+        #[arg(long)]
+        catalog: Option<String>,
     },
     /// Create a schema.
     CreateSchema {
@@ -63,7 +73,7 @@ pub enum TablesCommand {
         full_name: String,
         /// Files or folders of files.
         #[arg(required = true)]
-        sources: Vec<std::path::PathBuf>,
+        sources: Vec<PathBuf>,
         #[arg(long, value_enum, default_value = "append")]
         mode: Mode,
         /// csv, json or parquet; by extension when not given.
@@ -75,7 +85,7 @@ pub enum TablesCommand {
         /// `catalog.schema.table`
         full_name: String,
         #[arg(required = true)]
-        sources: Vec<std::path::PathBuf>,
+        sources: Vec<PathBuf>,
         #[arg(long, value_delimiter = ',', required = true)]
         keys: Vec<String>,
         /// Delete the table's rows no source row matches (a full sync).
@@ -154,6 +164,15 @@ pub enum Mode {
     Overwrite,
 }
 
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Append => "append",
+            Self::Overwrite => "overwrite",
+        }
+    }
+}
+
 /// `key=value` pairs as a map.
 fn pairs(given: &[String]) -> Result<BTreeMap<String, String>> {
     given
@@ -166,30 +185,74 @@ fn pairs(given: &[String]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// The files a command read, as lineage sources.
-fn files_read(sources: &[std::path::PathBuf]) -> Vec<SourceRead> {
-    sources
-        .iter()
-        .filter_map(|path| std::path::absolute(path).ok())
-        .map(|path| SourceRead {
-            node: Node::file(path.display().to_string()),
-            version: None,
-        })
-        .collect()
-}
-
-/// Local table writes act as an admin working in the table's catalog.
-fn writer_of(table: &TableInfo) -> tarn_core::caller::Caller {
-    cli_caller(table.catalog_name.clone())
-}
-
-/// A table of the catalog and where its data is.
-async fn located(store: &dyn MetaStore, full_name: &str) -> Result<(TableInfo, url::Url)> {
+/// A table's normalized full name, and the client of the workspace its catalog is: where it
+/// is changed.
+fn table_client(client: &Client, full_name: &str) -> Result<(String, Client)> {
     let (catalog, schema, name) = catalog::parse_table_name(full_name)?;
-    let table = store.get_table(&catalog, &schema, &name).await?;
-    let location = url::Url::parse(&table.storage_location)
-        .with_context(|| format!("table {full_name} has an invalid location"))?;
-    Ok((table, location))
+    let client = client.in_workspace(&catalog);
+    Ok((format!("{catalog}.{schema}.{name}"), client))
+}
+
+/// Where to read in `catalog`, with the answer to the first read (`GET path`): the catalog's
+/// own workspace, else, when that refuses (the caller need not be its member), the
+/// connection's workspace, which may read it through a read-only binding; when both refuse,
+/// the latter's refusal says why.
+pub(crate) async fn reading(
+    client: &Client,
+    catalog: &str,
+    path: &str,
+    query: &[(&str, String)],
+) -> Result<(Client, Value)> {
+    let own = client.in_workspace(catalog);
+    match own.get(path, query).await {
+        Err(err) if catalog != client.workspace() && refused(&err) => {
+            Ok((client.clone(), client.get(path, query).await?))
+        }
+        answer => Ok((own, answer?)),
+    }
+}
+
+fn refused(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<ApiError>()
+        .is_some_and(|e| e.error_code == "PERMISSION_DENIED")
+}
+
+/// A table's normalized full name, its description, and the client to read it with.
+async fn table_to_read(client: &Client, full_name: &str) -> Result<(String, TableInfo, Client)> {
+    let (catalog, schema, name) = catalog::parse_table_name(full_name)?;
+    let full_name = format!("{catalog}.{schema}.{name}");
+    let (client, answer) =
+        reading(client, &catalog, &format!("{UC}/tables/{full_name}"), &[]).await?;
+    let table =
+        serde_json::from_value(answer).context("the server's table description is not one")?;
+    Ok((full_name, table, client))
+}
+
+/// Every item of a paged Unity Catalog list (`key` plus `next_page_token`).
+async fn all_pages(
+    client: &Client,
+    path: &str,
+    key: &str,
+    query: &[(&str, String)],
+) -> Result<Vec<Value>> {
+    let mut found = Vec::new();
+    let mut page_token: Option<String> = None;
+    loop {
+        let mut page_query = query.to_vec();
+        page_query.extend(page_token.map(|t| ("page_token", t)));
+        let mut answer = client.get(path, &page_query).await?;
+        if let Some(Value::Array(items)) = answer.get_mut(key).map(Value::take) {
+            found.extend(items);
+        }
+        page_token = answer
+            .get("next_page_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        if page_token.is_none() {
+            return Ok(found);
+        }
+    }
 }
 
 /// Prints at most `limit` rows as a table.
@@ -208,13 +271,101 @@ fn print_rows(batches: Vec<RecordBatch>, limit: usize) -> Result<()> {
     Ok(())
 }
 
-pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> Result<()> {
+/// Rows the server answered with, as an Arrow IPC stream.
+async fn arrow_rows(
+    client: &Client,
+    path: &str,
+    query: &[(&str, String)],
+) -> Result<Vec<RecordBatch>> {
+    let response = client
+        .send(client.request(Method::GET, path).query(query))
+        .await?;
+    let bytes = response
+        .bytes()
+        .await
+        .context("the server's answer broke off")?;
+    let (_, batches) = ipc::decode(&bytes).context("the server's answer is not Arrow IPC")?;
+    Ok(batches)
+}
+
+/// The rows of the user's files (or folders of files) as an Arrow IPC stream in the table's
+/// schema, read the way the server's ingestion reads them: by column name, every value cast to
+/// its column's type, and a row that does not fit refusing the whole load, naming its line.
+async fn read_sources(
+    table: &TableInfo,
+    sources: &[PathBuf],
+    format: Option<&str>,
+) -> Result<Vec<u8>> {
+    let format = format.map(SourceFormat::parse).transpose()?;
+    let target = tarn_lake::arrow_schema_of_columns(&table.columns)?;
+    let batches =
+        tarn_lake::ingest::read_files(sources, format, target.clone(), &table.full_name).await?;
+    Ok(ipc::encode(&target, &batches)?)
+}
+
+/// Sends rows (an Arrow IPC stream) to a table data route (`data`, `merge`).
+async fn send_rows(
+    client: &Client,
+    path: &str,
+    query: &[(&str, String)],
+    body: Vec<u8>,
+) -> Result<Value> {
+    let request = client
+        .request(Method::POST, path)
+        .query(query)
+        .header(reqwest::header::CONTENT_TYPE, ipc::ARROW_STREAM)
+        .body(body);
+    let response = client.send(request).await?;
+    response
+        .json()
+        .await
+        .context("the server's answer is not JSON")
+}
+
+fn number(value: &Value, key: &str) -> i64 {
+    value.get(key).and_then(Value::as_i64).unwrap_or_default()
+}
+
+fn text<'a>(value: &'a Value, key: &str) -> &'a str {
+    value.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Tags as `k=v, k=v`, or `no tags`.
+fn shown_tags(tags: &Value) -> String {
+    let shown: Vec<String> = tags
+        .as_object()
+        .map(|tags| {
+            tags.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if shown.is_empty() {
+        "no tags".to_string()
+    } else {
+        shown.join(", ")
+    }
+}
+
+pub async fn run(client: &Client, command: TablesCommand) -> Result<()> {
     match command {
         TablesCommand::Schemas { catalog } => {
-            let catalog = catalog::normalize_name("catalog", &catalog)?;
-            let schemas = store.list_schemas(&catalog, 1000, 0).await?.items;
+            let catalog = match catalog {
+                Some(name) => catalog::normalize_name("catalog", &name)?,
+                None => client.workspace().to_string(),
+            };
+            let (client, _) =
+                reading(client, &catalog, &format!("{UC}/catalogs/{catalog}"), &[]).await?;
+            let schemas = all_pages(
+                &client,
+                &format!("{UC}/schemas"),
+                "schemas",
+                &[("catalog_name", catalog.clone())],
+            )
+            .await?;
             println!("{:<32} {:<20} COMMENT", "SCHEMA", "OWNER");
             for schema in schemas {
+                let schema: SchemaInfo = serde_json::from_value(schema)?;
                 println!(
                     "{:<32} {:<20} {}",
                     schema.full_name, schema.owner, schema.comment
@@ -223,28 +374,30 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
         }
         TablesCommand::CreateSchema { full_name, comment } => {
             let (catalog, name) = catalog::parse_schema_name(&full_name)?;
-            catalog::validate_comment(&comment)?;
-            let schema = store
-                .create_schema(
-                    &NewSchema {
-                        catalog,
-                        name,
-                        comment,
-                        properties: BTreeMap::new(),
-                    },
-                    &cli_actor(),
-                )
+            let body = json!({ "name": name, "catalog_name": catalog, "comment": comment });
+            let schema = client
+                .in_workspace(&catalog)
+                .post(&format!("{UC}/schemas"), &body)
                 .await?;
-            println!("created schema {}", schema.full_name);
+            println!("created schema {}", text(&schema, "full_name"));
         }
         TablesCommand::List { schema } => {
             let (catalog, name) = catalog::parse_schema_name(&schema)?;
-            let tables = store.list_tables(&catalog, &name, 1000, 0).await?.items;
+            let schema_path = format!("{UC}/schemas/{catalog}.{name}");
+            let (client, _) = reading(client, &catalog, &schema_path, &[]).await?;
+            let tables = all_pages(
+                &client,
+                &format!("{UC}/tables"),
+                "tables",
+                &[("catalog_name", catalog.clone()), ("schema_name", name)],
+            )
+            .await?;
             println!(
                 "{:<40} {:<9} {:<8} {:<20} COMMENT",
                 "TABLE", "TYPE", "COLUMNS", "OWNER"
             );
             for table in tables {
+                let table: TableInfo = serde_json::from_value(table)?;
                 println!(
                     "{:<40} {:<9} {:<8} {:<20} {}",
                     table.full_name,
@@ -263,7 +416,6 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
             properties,
         } => {
             let (catalog, schema, name) = catalog::parse_table_name(&full_name)?;
-            catalog::validate_comment(&comment)?;
             let mut columns = crate::ingest::parse_columns(&columns)?;
             for (index, partition) in partition_by.iter().enumerate() {
                 let column = columns
@@ -272,23 +424,24 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
                     .with_context(|| format!("partition column '{partition}' is not a column"))?;
                 column.partition_index = Some(index as i64);
             }
-            let table = lake
-                .create_managed(
-                    store,
-                    &cli_actor(),
-                    ManagedTable {
-                        catalog,
-                        schema,
-                        name,
-                        columns,
-                        comment,
-                        properties: pairs(&properties)?,
-                    },
-                )
+            let body = json!({
+                "name": name,
+                "catalog_name": catalog,
+                "schema_name": schema,
+                "table_type": "MANAGED",
+                "data_source_format": "DELTA",
+                "columns": columns,
+                "comment": comment,
+                "properties": pairs(&properties)?,
+            });
+            let table = client
+                .in_workspace(&catalog)
+                .post(&format!("{UC}/tables"), &body)
                 .await?;
             println!(
                 "created table {} at {}",
-                table.full_name, table.storage_location
+                text(&table, "full_name"),
+                text(&table, "storage_location")
             );
         }
         TablesCommand::Write {
@@ -297,30 +450,21 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
             mode,
             format,
         } => {
-            let (table, location) = located(store, &full_name).await?;
-            let format = format.as_deref().map(SourceFormat::parse).transpose()?;
-            let batches = lake
-                .read_rows(&location, &table.full_name, &sources, format)
-                .await?;
-            let mode = match mode {
-                Mode::Append => WriteMode::Append,
-                Mode::Overwrite => WriteMode::Overwrite,
-            };
-            let rows = writes::Rows {
-                batches,
-                read_from: files_read(&sources),
-            };
-            let written = writes::write_rows(
-                lake,
-                store,
-                &writer_of(&table),
-                &table.full_name,
+            let (full_name, client) = table_client(client, &full_name)?;
+            let (_, table, _) = table_to_read(&client, &full_name).await?;
+            let rows = read_sources(&table, &sources, format.as_deref()).await?;
+            let written = send_rows(
+                &client,
+                &format!("{DATA}/{full_name}/data"),
+                &[("mode", mode.as_str().to_string())],
                 rows,
-                mode,
-                false,
             )
             .await?;
-            println!("wrote {} rows: version {}", written.rows, written.version);
+            println!(
+                "wrote {} rows: version {}",
+                number(&written, "num_rows"),
+                number(&written, "version")
+            );
         }
         TablesCommand::Merge {
             full_name,
@@ -329,35 +473,26 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
             delete_unmatched,
             format,
         } => {
-            let (table, location) = located(store, &full_name).await?;
-            let format = format.as_deref().map(SourceFormat::parse).transpose()?;
-            let batches = lake
-                .read_rows(&location, &table.full_name, &sources, format)
-                .await?;
-            let spec = MergeSpec {
-                keys,
-                delete_unmatched,
-            };
-            let rows = writes::Rows {
-                batches,
-                read_from: files_read(&sources),
-            };
-            let merged = writes::merge_rows(
-                lake,
-                store,
-                &writer_of(&table),
-                &table.full_name,
+            let (full_name, client) = table_client(client, &full_name)?;
+            let (_, table, _) = table_to_read(&client, &full_name).await?;
+            let rows = read_sources(&table, &sources, format.as_deref()).await?;
+            let merged = send_rows(
+                &client,
+                &format!("{DATA}/{full_name}/merge"),
+                &[
+                    ("keys", keys.join(",")),
+                    ("delete_unmatched", delete_unmatched.to_string()),
+                ],
                 rows,
-                &spec,
             )
             .await?;
             println!(
                 "merged {} rows: {} inserted, {} updated, {} deleted; version {}",
-                merged.num_source_rows,
-                merged.num_inserted_rows,
-                merged.num_updated_rows,
-                merged.num_deleted_rows,
-                merged.version
+                number(&merged, "num_source_rows"),
+                number(&merged, "num_inserted_rows"),
+                number(&merged, "num_updated_rows"),
+                number(&merged, "num_deleted_rows"),
+                number(&merged, "version")
             );
         }
         TablesCommand::Tag {
@@ -365,91 +500,23 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
             set,
             unset,
         } => {
-            let parts = full_name.split('.').count();
-            let kind = match parts {
+            let kind = match full_name.split('.').count() {
                 1 => SecurableType::Catalog,
                 2 => SecurableType::Schema,
                 _ => SecurableType::Table,
             };
             let full_name = kind.normalize(&full_name)?;
-            let set = pairs(&set)?;
-            catalog::validate_tags(&set, &unset)?;
-            let catalog_name = full_name.split('.').next().unwrap_or_default().to_string();
-            match kind {
-                SecurableType::Table => {
-                    located(store, &full_name).await?;
-                }
-                SecurableType::Schema => {
-                    let (catalog, schema) = catalog::parse_schema_name(&full_name)?;
-                    store.get_schema(&catalog, &schema).await?;
-                }
-                SecurableType::Catalog => {
-                    if !store.workspace_exists(&catalog_name).await? {
-                        anyhow::bail!("Catalog not found: {catalog_name}");
-                    }
-                }
-            }
-            let tags = store
-                .update_catalog_tags(&catalog_name, kind, &full_name, &set, &unset, &cli_actor())
+            let catalog = full_name.split('.').next().unwrap_or_default();
+            let body = json!({ "set": pairs(&set)?, "unset": unset });
+            let tagged = client
+                .in_workspace(catalog)
+                .patch(&format!("{UC}/tags/{}/{full_name}", kind.as_str()), &body)
                 .await?;
-            let shown: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!(
-                "{full_name}: {}",
-                if shown.is_empty() {
-                    "no tags".to_string()
-                } else {
-                    shown.join(", ")
-                }
-            );
+            println!("{full_name}: {}", shown_tags(&tagged["tags"]));
         }
         TablesCommand::Show { full_name } => {
-            let (table, location) = located(store, &full_name).await?;
-            println!(
-                "{} ({}, owner {})",
-                table.full_name,
-                table.table_type.as_str(),
-                table.owner
-            );
-            println!("location: {}", table.storage_location);
-            if !table.comment.is_empty() {
-                println!("comment:  {}", table.comment);
-            }
-            let tags = store.catalog_tags(&table.full_name).await?;
-            if !tags.is_empty() {
-                let shown: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                println!("tags:     {}", shown.join(", "));
-            }
-            println!(
-                "\n{:<24} {:<20} {:<9} {:<10} COMMENT",
-                "COLUMN", "TYPE", "NULLABLE", "PARTITION"
-            );
-            for column in &table.columns {
-                println!(
-                    "{:<24} {:<20} {:<9} {:<10} {}",
-                    column.name,
-                    column.type_text,
-                    column.nullable,
-                    column
-                        .partition_index
-                        .map(|i| i.to_string())
-                        .unwrap_or_default(),
-                    column.comment
-                );
-            }
-            println!("\n{:<8} {:<20} {:<24} BY", "VERSION", "TIME", "OPERATION");
-            for commit in lake.history(&location, &table.full_name, 10).await? {
-                println!(
-                    "{:<8} {:<20} {:<24} {}",
-                    commit.version,
-                    commit
-                        .info
-                        .timestamp
-                        .map(crate::models::time)
-                        .unwrap_or_default(),
-                    commit.info.operation.unwrap_or_default(),
-                    commit.info.user_name.unwrap_or_default()
-                );
-            }
+            let (full_name, table, client) = table_to_read(client, &full_name).await?;
+            show(&client, &full_name, &table).await?;
         }
         TablesCommand::Head {
             full_name,
@@ -457,27 +524,28 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
             version,
             timestamp,
         } => {
-            let (table, location) = located(store, &full_name).await?;
-            let at = At::parse(version, timestamp.as_deref())?;
-            let (_, batches) = lake.read(&location, &table.full_name, at).await?;
+            let (full_name, _, client) = table_to_read(client, &full_name).await?;
+            let mut query = Vec::new();
+            query.extend(version.map(|v| ("version", v.to_string())));
+            query.extend(timestamp.map(|t| ("timestamp", t)));
+            let batches = arrow_rows(&client, &format!("{DATA}/{full_name}/data"), &query).await?;
             print_rows(batches, limit)?;
         }
         TablesCommand::Delete {
             full_name,
             predicate,
         } => {
-            let (table, _) = located(store, &full_name).await?;
-            let deleted = writes::delete_rows(
-                lake,
-                store,
-                &writer_of(&table),
-                &table.full_name,
-                &predicate,
-            )
-            .await?;
-            match deleted.num_deleted_rows {
-                Some(rows) => println!("deleted {rows} rows: version {}", deleted.version),
-                None => println!("deleted whole files: version {}", deleted.version),
+            let (full_name, client) = table_client(client, &full_name)?;
+            let deleted = client
+                .post(
+                    &format!("{DATA}/{full_name}/delete"),
+                    &json!({ "predicate": predicate }),
+                )
+                .await?;
+            let version = number(&deleted, "version");
+            match deleted.get("num_deleted_rows").and_then(Value::as_i64) {
+                Some(rows) => println!("deleted {rows} rows: version {version}"),
+                None => println!("deleted whole files: version {version}"),
             }
         }
         TablesCommand::Changes {
@@ -485,8 +553,11 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
             from,
             to,
         } => {
-            let (table, location) = located(store, &full_name).await?;
-            let (_, batches) = lake.changes(&location, &table.full_name, from, to).await?;
+            let (full_name, _, client) = table_to_read(client, &full_name).await?;
+            let mut query = vec![("starting_version", from.to_string())];
+            query.extend(to.map(|v| ("ending_version", v.to_string())));
+            let batches =
+                arrow_rows(&client, &format!("{DATA}/{full_name}/changes"), &query).await?;
             print_rows(batches, usize::MAX)?;
         }
         TablesCommand::Optimize {
@@ -494,16 +565,19 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
             zorder_by,
             target_size,
         } => {
-            let (table, location) = located(store, &full_name).await?;
-            let optimized = lake
-                .optimize(&location, &table.full_name, target_size, zorder_by)
+            let (full_name, client) = table_client(client, &full_name)?;
+            let optimized = client
+                .post(
+                    &format!("{DATA}/{full_name}/optimize"),
+                    &json!({ "zorder_by": zorder_by, "target_size": target_size }),
+                )
                 .await?;
             println!(
                 "compacted {} files into {} ({} partitions): version {}",
-                optimized.num_files_removed,
-                optimized.num_files_added,
-                optimized.partitions_optimized,
-                optimized.version
+                number(&optimized, "num_files_removed"),
+                number(&optimized, "num_files_added"),
+                number(&optimized, "partitions_optimized"),
+                number(&optimized, "version")
             );
         }
         TablesCommand::Vacuum {
@@ -512,19 +586,101 @@ pub async fn run(store: &dyn MetaStore, lake: &Lake, command: TablesCommand) -> 
             dry_run,
             skip_retention_check,
         } => {
-            let (table, location) = located(store, &full_name).await?;
-            let spec = VacuumSpec {
-                retention_hours,
-                dry_run,
-                skip_retention_check,
-            };
-            let vacuumed = lake.vacuum(&location, &table.full_name, &spec).await?;
-            for file in &vacuumed.files_deleted {
+            let (full_name, client) = table_client(client, &full_name)?;
+            let body = json!({
+                "retention_hours": retention_hours,
+                "dry_run": dry_run,
+                "skip_retention_check": skip_retention_check,
+            });
+            let vacuumed = client
+                .post(&format!("{DATA}/{full_name}/vacuum"), &body)
+                .await?;
+            let files: Vec<&str> = vacuumed["files_deleted"]
+                .as_array()
+                .map(|files| files.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            for file in &files {
                 println!("{file}");
             }
             let verb = if dry_run { "would delete" } else { "deleted" };
-            println!("{verb} {} files", vacuumed.files_deleted.len());
+            println!("{verb} {} files", files.len());
         }
+    }
+    Ok(())
+}
+
+/// `tarn tables show`: what the catalog says of a table, its tags, and its latest commits
+/// when the caller may read it (the catalog entry takes USE_SCHEMA, the history SELECT).
+async fn show(client: &Client, full_name: &str, table: &TableInfo) -> Result<()> {
+    println!(
+        "{} ({}, owner {})",
+        table.full_name,
+        table.table_type.as_str(),
+        table.owner
+    );
+    if table.view_definition.is_empty() {
+        println!("location: {}", table.storage_location);
+    } else {
+        println!("query:    {}", table.view_definition);
+    }
+    if !table.comment.is_empty() {
+        println!("comment:  {}", table.comment);
+    }
+    let tags = client
+        .get(&format!("{UC}/tags/table/{full_name}"), &[])
+        .await?;
+    if tags["tags"].as_object().is_some_and(|t| !t.is_empty()) {
+        println!("tags:     {}", shown_tags(&tags["tags"]));
+    }
+    println!(
+        "\n{:<24} {:<20} {:<9} {:<10} COMMENT",
+        "COLUMN", "TYPE", "NULLABLE", "PARTITION"
+    );
+    for column in &table.columns {
+        println!(
+            "{:<24} {:<20} {:<9} {:<10} {}",
+            column.name,
+            column.type_text,
+            column.nullable,
+            column
+                .partition_index
+                .map(|i| i.to_string())
+                .unwrap_or_default(),
+            column.comment
+        );
+    }
+    if !table.view_definition.is_empty() {
+        return Ok(());
+    }
+    let history = client
+        .get(
+            &format!("{DATA}/{full_name}/history"),
+            &[("max_results", SHOWN_COMMITS.to_string())],
+        )
+        .await;
+    let history = match history {
+        Ok(history) => history,
+        Err(err) => match err.downcast_ref::<ApiError>() {
+            Some(refused) if refused.error_code == "PERMISSION_DENIED" => {
+                println!("\nhistory not shown: {}", refused.message);
+                return Ok(());
+            }
+            _ => return Err(err),
+        },
+    };
+    println!("\n{:<8} {:<20} {:<24} BY", "VERSION", "TIME", "OPERATION");
+    for commit in history["history"].as_array().into_iter().flatten() {
+        println!(
+            "{:<8} {:<20} {:<24} {}",
+            number(commit, "version"),
+            commit
+                .get("timestamp")
+                .and_then(Value::as_i64)
+                .map(crate::models::time)
+                .unwrap_or_default(),
+            text(commit, "operation"),
+            text(commit, "userName")
+        );
     }
     Ok(())
 }

@@ -41,7 +41,7 @@ def statements(text):
 
 def call(method, path, body=None):
     request = urllib.request.Request(
-        os.environ["TARN_URL"].rstrip("/") + path,
+        os.environ["TARN_HOST"].rstrip("/") + path,
         data=None if body is None else json.dumps(body).encode(),
         method=method,
         headers={"Authorization": "Bearer " + os.environ["TARN_TOKEN"], "Content-Type": "application/json"},

@@ -583,7 +583,7 @@ impl Executor {
             .env("MLFLOW_TRACKING_TOKEN", secret)
             .env("DATABRICKS_HOST", &url)
             .env("DATABRICKS_TOKEN", secret)
-            .env("TARN_URL", &self.config.server_url)
+            .env("TARN_HOST", &self.config.server_url)
             .env("TARN_TOKEN", secret)
             .env("TARN_WORKSPACE", &run.workspace)
             .env("TARN_RUN_ID", run.run_id.to_string())

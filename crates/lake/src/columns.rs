@@ -1,6 +1,6 @@
 //! Between Delta schemas and the catalog's column descriptions (Unity Catalog's `ColumnInfo`).
 
-use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
 use deltalake::kernel::{DataType, PrimitiveType, StructField, StructType};
 use tarn_core::catalog::ColumnInfo;
 use tarn_core::{Error, Result};
@@ -91,6 +91,19 @@ pub fn field_of(column: &ColumnInfo) -> Result<StructField> {
     Ok(StructField::new(&column.name, data_type, column.nullable))
 }
 
+/// The Arrow schema of the catalog's columns: what a table's rows are read into.
+pub fn arrow_schema_of_columns(
+    columns: &[ColumnInfo],
+) -> Result<deltalake::arrow::datatypes::SchemaRef> {
+    let fields = columns.iter().map(field_of).collect::<Result<Vec<_>>>()?;
+    let schema =
+        StructType::try_new(fields).map_err(|e| Error::invalid(format!("Invalid columns: {e}")))?;
+    let arrow: deltalake::arrow::datatypes::Schema = (&schema)
+        .try_into_arrow()
+        .map_err(|e| Error::invalid(format!("Unsupported column type: {e}")))?;
+    Ok(std::sync::Arc::new(arrow))
+}
+
 fn parse_sql_type(spelled: &str) -> Option<DataType> {
     let lower = spelled.trim().to_ascii_lowercase();
     let canonical = match lower.as_str() {
@@ -152,6 +165,20 @@ mod tests {
         // type_json round-trips.
         let again = field_of(&columns[2]).expect("from json");
         assert_eq!(again.data_type().to_string(), "decimal(10,2)");
+        // And the columns read back as the Arrow schema rows are read into.
+        use deltalake::arrow::datatypes::{DataType as Arrow, TimeUnit};
+        let arrow = arrow_schema_of_columns(&columns).expect("arrow schema");
+        let types: Vec<&Arrow> = arrow.fields().iter().map(|f| f.data_type()).collect();
+        assert_eq!(
+            types,
+            [
+                &Arrow::Int64,
+                &Arrow::Int32,
+                &Arrow::Decimal128(10, 2),
+                &Arrow::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                &Arrow::Utf8,
+            ]
+        );
     }
 
     #[test]

@@ -194,9 +194,44 @@ async fn arrow_schema_of(location: &Url, full_name: &str) -> Result<SchemaRef> {
         .arrow_schema())
 }
 
+/// The rows of files (or folders of files) in the `target` schema (`full_name`'s, named in
+/// errors), for a write or merge that must take every row: a row that does not fit refuses the
+/// whole load, naming it. A client reads its files so before sending the rows to a server.
+pub async fn read_files(
+    sources: &[PathBuf],
+    format: Option<SourceFormat>,
+    target: SchemaRef,
+    full_name: &str,
+) -> Result<Vec<RecordBatch>> {
+    let files = files_of(sources, format)?;
+    if files.is_empty() {
+        return Err(Error::invalid("No files to read in the given sources"));
+    }
+    let mut all = Vec::new();
+    for (path, format, _) in files {
+        let target = target.clone();
+        let read_path = path.clone();
+        let (batches, rejected) =
+            tokio::task::spawn_blocking(move || read_file(&read_path, format, &target))
+                .await
+                .map_err(|e| Error::internal_from("reading failed", e))??;
+        if let Some(first) = rejected.first() {
+            return Err(Error::invalid(format!(
+                "{} row(s) of {} do not fit {full_name}; the first, line {}: {}",
+                rejected.len(),
+                path.display(),
+                first.line,
+                first.reason
+            )));
+        }
+        all.extend(batches);
+    }
+    Ok(all)
+}
+
 impl Lake {
-    /// The rows of files (or folders of files) in the table's schema, for a write or merge
-    /// that must take every row: a row that does not fit refuses the whole load, naming it.
+    /// The rows of files (or folders of files) in the table's schema, as [`read_files`] reads
+    /// them.
     pub async fn read_rows(
         &self,
         location: &Url,
@@ -204,31 +239,8 @@ impl Lake {
         sources: &[PathBuf],
         format: Option<SourceFormat>,
     ) -> Result<Vec<RecordBatch>> {
-        let files = files_of(sources, format)?;
-        if files.is_empty() {
-            return Err(Error::invalid("No files to read in the given sources"));
-        }
         let target = arrow_schema_of(location, full_name).await?;
-        let mut all = Vec::new();
-        for (path, format, _) in files {
-            let target = target.clone();
-            let read_path = path.clone();
-            let (batches, rejected) =
-                tokio::task::spawn_blocking(move || read_file(&read_path, format, &target))
-                    .await
-                    .map_err(|e| Error::internal_from("reading failed", e))??;
-            if let Some(first) = rejected.first() {
-                return Err(Error::invalid(format!(
-                    "{} row(s) of {} do not fit {full_name}; the first, line {}: {}",
-                    rejected.len(),
-                    path.display(),
-                    first.line,
-                    first.reason
-                )));
-            }
-            all.extend(batches);
-        }
-        Ok(all)
+        read_files(sources, format, target, full_name).await
     }
 
     /// Ingests the spec's files into its table, each file once.

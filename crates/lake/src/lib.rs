@@ -22,7 +22,7 @@ mod tables;
 pub mod writes;
 
 pub use changes::{Deleted, MergeSpec, Merged};
-pub use columns::{columns_of, columns_of_arrow, field_of};
+pub use columns::{arrow_schema_of_columns, columns_of, columns_of_arrow, field_of};
 pub use deltalake::arrow;
 pub use deltalake::datafusion;
 pub use deltalake::kernel::StructField;

@@ -140,22 +140,39 @@ pub async fn overview(
     granularity: Option<&str>,
 ) -> Result<Overview> {
     let monitor = manage::get(store, caller, table_name).await?;
+    let granularity = granularity_of(&monitor, granularity)?;
+    let (profile_name, drift_name) = monitor.metrics_tables();
+    let profile = read(lake, store, caller, &profile_name).await?;
+    let drift = read(lake, store, caller, &drift_name).await?;
+    from_metrics(monitor, granularity, &profile, &drift)
+}
+
+/// The granularity to show: `wanted` when the monitor has it, else its first (None for a
+/// snapshot).
+pub fn granularity_of(monitor: &Monitor, wanted: Option<&str>) -> Result<Option<String>> {
     let granularities: Vec<String> = monitor
         .settings
         .profile()?
         .windows()
         .map(|(_, g)| g.to_vec())
         .unwrap_or_default();
-    let granularity = match granularity {
-        Some(wanted) if granularities.iter().any(|g| g == wanted) => Some(wanted.to_string()),
-        Some(wanted) => {
-            return Err(Error::invalid(format!(
-                "The monitor has no granularity \"{wanted}\": it has {granularities:?}"
-            )));
-        }
-        None => granularities.first().cloned(),
-    };
-    let (profile_name, drift_name) = monitor.metrics_tables();
+    match wanted {
+        Some(wanted) if granularities.iter().any(|g| g == wanted) => Ok(Some(wanted.to_string())),
+        Some(wanted) => Err(Error::invalid(format!(
+            "The monitor has no granularity \"{wanted}\": it has {granularities:?}"
+        ))),
+        None => Ok(granularities.first().cloned()),
+    }
+}
+
+/// The overview from the rows of the monitor's profile and drift metrics tables, however they
+/// were read (from the lake here, through the table data API by `tarn monitors`).
+pub fn from_metrics(
+    monitor: Monitor,
+    granularity: Option<String>,
+    profile: &[RecordBatch],
+    drift: &[RecordBatch],
+) -> Result<Overview> {
     let mut columns: BTreeMap<String, Series> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut source_version = None;
@@ -174,10 +191,10 @@ pub async fn overview(
             })
             .collect())
     };
-    for batch in read(lake, store, caller, &profile_name).await? {
-        let log_types = strings(&batch, "log_type")?;
-        let names = strings(&batch, "column_name")?;
-        let types = strings(&batch, "data_type")?;
+    for batch in profile {
+        let log_types = strings(batch, "log_type")?;
+        let names = strings(batch, "column_name")?;
+        let types = strings(batch, "data_type")?;
         let counts: &Int64Array = batch
             .column_by_name("count")
             .and_then(|c| c.as_primitive_opt())
@@ -186,10 +203,10 @@ pub async fn overview(
             .column_by_name("logging_table_commit_version")
             .and_then(|c| c.as_primitive_opt())
             .ok_or_else(|| Error::internal("a profile table lacks its version"))?;
-        let (avg, nulls) = (doubles(&batch, "avg")?, doubles(&batch, "percent_null")?);
-        let accuracy = doubles(&batch, "accuracy_score")?;
-        let rmse = doubles(&batch, "root_mean_squared_error")?;
-        for (row, whole) in whole_rows(&batch)?.into_iter().enumerate() {
+        let (avg, nulls) = (doubles(batch, "avg")?, doubles(batch, "percent_null")?);
+        let accuracy = doubles(batch, "accuracy_score")?;
+        let rmse = doubles(batch, "root_mean_squared_error")?;
+        for (row, whole) in whole_rows(batch)?.into_iter().enumerate() {
             if log_types.value(row) != "INPUT" || !whole {
                 continue;
             }
@@ -203,7 +220,7 @@ pub async fn overview(
                 data_type: types.value(row).to_string(),
                 points: BTreeMap::new(),
             });
-            let point = series.points.entry(window_at(&batch, row)).or_default();
+            let point = series.points.entry(window_at(batch, row)).or_default();
             point.count = counts.value(row);
             point.avg = number(avg, row);
             point.percent_null = number(nulls, row);
@@ -214,23 +231,23 @@ pub async fn overview(
             };
         }
     }
-    for batch in read(lake, store, caller, &drift_name).await? {
-        let kinds = strings(&batch, "drift_type")?;
-        let names = strings(&batch, "column_name")?;
-        let tests = strings(&batch, "drift_test")?;
-        let scores = doubles(&batch, "drift_score")?;
-        let shares = doubles(&batch, "share_of_drifted_columns")?;
+    for batch in drift {
+        let kinds = strings(batch, "drift_type")?;
+        let names = strings(batch, "column_name")?;
+        let tests = strings(batch, "drift_test")?;
+        let scores = doubles(batch, "drift_score")?;
+        let shares = doubles(batch, "share_of_drifted_columns")?;
         let drifted: &BooleanArray = batch
             .column_by_name("drift_detected")
             .and_then(|c| c.as_boolean_opt())
             .ok_or_else(|| Error::internal("a drift table lacks drift_detected"))?;
-        for (row, whole) in whole_rows(&batch)?.into_iter().enumerate() {
+        for (row, whole) in whole_rows(batch)?.into_iter().enumerate() {
             if !whole {
                 continue;
             }
             let Some(point) = columns
                 .get_mut(names.value(row))
-                .and_then(|s| s.points.get_mut(&window_at(&batch, row)))
+                .and_then(|s| s.points.get_mut(&window_at(batch, row)))
             else {
                 continue;
             };
