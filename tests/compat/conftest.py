@@ -74,9 +74,9 @@ class Server:
         )
         return issued["token_value"]
 
-    def cli(self, *args, token=None, workspace=None, check=True, env=None, input=None, timeout=300):
-        """Runs a `tarn` client command against this server as `token`'s principal (default the
-        admin), with no profile file in reach; returns the finished process."""
+    def cli_env(self, token=None, workspace=None):
+        """The environment of a `tarn` client command against this server as `token`'s principal
+        (default the admin), with no profile file in reach."""
         command_env = {k: v for k, v in os.environ.items() if not k.startswith(("TARN_", "DATABRICKS_"))}
         command_env.update(
             TARN_HOST=self.base,
@@ -86,6 +86,12 @@ class Server:
         )
         if workspace:
             command_env["TARN_WORKSPACE"] = workspace
+        return command_env
+
+    def cli(self, *args, token=None, workspace=None, check=True, env=None, input=None, timeout=300):
+        """Runs a `tarn` client command against this server (see `cli_env`); returns the finished
+        process."""
+        command_env = self.cli_env(token, workspace)
         command_env.update(env or {})
         done = subprocess.run(
             [tarn_bin(), *args], capture_output=True, text=True, env=command_env, input=input, timeout=timeout

@@ -2,8 +2,6 @@
 what each write read and who ran it; `/api/2.0/tarn/lineage`, Databricks' table-lineage
 shape and `tarn lineage` show it, masking what the caller may not read."""
 
-import os
-import subprocess
 import uuid
 
 from test_lakehouse import call, grant, payments, payments_table, schema, write  # noqa: F401 (schema is a fixture)
@@ -12,21 +10,11 @@ from test_sql import rows_of, run_sql
 LINEAGE = "/api/2.0/tarn/lineage"
 
 
-def cli(server, command, *args):
-    binary = os.environ.get("TARN_BIN", "target/debug/tarn")
-    base = [binary, command, "--data-dir", server.data_dir]
-    if os.environ.get("TARN_TEST_DATABASE_URL"):
-        base += ["--database-url", os.environ["TARN_TEST_DATABASE_URL"]]
-    done = subprocess.run([*base, *args], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def test_writes_record_lineage_shown_by_api_and_cli(server, schema, tmp_path):
     raw = tmp_path / "orders.csv"
     raw.write_text("id,amount,country\n1,10.0,FR\n2,20.0,DE\n3,30.0\n")
     orders = f"dev.{schema}.orders"
-    cli(server, "ingest", str(raw), "--table", orders)
+    server.cli("ingest", str(raw), "--table", orders)
     payments_table(server, schema)
     assert write(server, f"dev.{schema}.payments", payments([7], [70.0], ["IT"])).status_code == 200
     summary = f"dev.{schema}.by_country"
@@ -46,7 +34,7 @@ def test_writes_record_lineage_shown_by_api_and_cli(server, schema, tmp_path):
     assert from_payments["last_actor"] == "admin"
     assert from_payments["source_version"] == 1 and from_payments["target_version"] == 0
     ingest = edges[(f"file:{raw}", f"table:{orders}")]
-    assert ingest["last_operation"] == "INGEST" and ingest["last_actor"].startswith("cli:")
+    assert ingest["last_operation"] == "INGEST" and ingest["last_actor"] == "admin"
     assert names[f"file:{raw}"]["type"] == "FILE"
     assert names[f"table:{orders}"]["table_type"] == "MANAGED"
     assert graph["recent_writes"][0]["operation"] == "CREATE TABLE AS SELECT"

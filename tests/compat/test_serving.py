@@ -14,7 +14,7 @@ import pytest
 import requests
 
 import serving_models
-from conftest import ROOT, _free_port, _wait_for
+from conftest import _free_port, _wait_for, tarn_bin
 
 # Equal to the library's predictions within 1e-5 (relative or absolute): ONNX exports score
 # in float32 where the libraries use float64.
@@ -26,17 +26,13 @@ def probability_rows(predictions, key):
     return np.array([list(p[key].values()) if isinstance(p[key], dict) else p[key] for p in predictions])
 
 
-def tarn_binary():
-    return os.environ.get("TARN_BIN", str(ROOT / "target" / "debug" / "tarn"))
-
-
 @contextmanager
 def tarn_serve(model_path, *extra):
     port = _free_port()
     log_path = Path(model_path).parent / f"serve-{port}.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [tarn_binary(), "serve", model_path, "--port", str(port), *extra],
+            [tarn_bin(), "serve", model_path, "--port", str(port), *extra],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=dict(os.environ, TARN_LOG="warn"),
@@ -151,7 +147,7 @@ def test_unsupported_models_are_refused_at_load_naming_the_operator(tmp_path):
         pip_requirements=["onnx"],
     )
     result = subprocess.run(
-        [tarn_binary(), "serve", path, "--port", str(_free_port())],
+        [tarn_bin(), "serve", path, "--port", str(_free_port())],
         capture_output=True,
         text=True,
         timeout=60,
@@ -294,7 +290,6 @@ def test_tarn_score_writes_the_library_predictions_with_the_model_version(server
     import deltalake
 
     from test_lakehouse import UC, call, write
-    from test_lineage import cli
 
     trained = serving_models.build("gradient_boosting_binary", str(tmp_path))
     name = register_directory(client, unique, trained)
@@ -305,7 +300,7 @@ def test_tarn_score_writes_the_library_predictions_with_the_model_version(server
 
     output = f"dev.{schema}.predictions"
     args = ["--model", f"models:/{name}@champion", "--table", f"dev.{schema}.customers", "--output", output, "--keep", "id"]
-    cli(server, "score", *args)
+    server.cli("score", *args)
     location = call(server, "GET", f"{UC}/tables/{output}").json()["storage_location"]
     scored = deltalake.DeltaTable(location).to_pandas().sort_values("id").reset_index(drop=True)
     assert list(scored.columns) == ["id", "output_label", "output_probability", "model_name", "model_version"]
@@ -313,7 +308,7 @@ def test_tarn_score_writes_the_library_predictions_with_the_model_version(server
     np.testing.assert_allclose(np.stack(scored["output_probability"].to_numpy()), trained.probabilities, **TOLERANCE)
     assert set(scored["model_name"]) == {name} and set(scored["model_version"]) == {1}
 
-    cli(server, "score", *args, "--mode", "merge", "--merge-on", "id")
+    server.cli("score", *args, "--mode", "merge", "--merge-on", "id")
     assert len(deltalake.DeltaTable(location).to_pandas()) == len(trained.rows)
 
 
@@ -326,7 +321,6 @@ def test_streaming_scoring_scores_each_new_row_exactly_once(server, client, uniq
     import deltalake
 
     from test_lakehouse import UC, call, write
-    from test_lineage import cli
 
     trained = serving_models.build("random_forest_binary", str(tmp_path))
     name = register_directory(client, unique, trained)
@@ -345,20 +339,19 @@ def test_streaming_scoring_scores_each_new_row_exactly_once(server, client, uniq
         return deltalake.DeltaTable(location).to_pandas().sort_values("id").reset_index(drop=True)
 
     append(0, 80)
-    cli(server, "score", *args, "--incremental")
+    server.cli("score", *args, "--incremental")
     assert scored()["id"].tolist() == list(range(80))
     append(80, 120)
     append(120, 130)
-    cli(server, "score", *args, "--incremental")
-    cli(server, "score", *args, "--incremental")  # nothing new: nothing written
+    server.cli("score", *args, "--incremental")
+    server.cli("score", *args, "--incremental")  # nothing new: nothing written
     assert scored()["id"].tolist() == list(range(130))
 
     # --follow picks up versions as they land, and stops cleanly on SIGTERM.
-    binary = os.environ.get("TARN_BIN", str(ROOT / "target" / "debug" / "tarn"))
-    command = [binary, "score", "--data-dir", server.data_dir, *args, "--follow", "--poll-seconds", "0.2"]
-    if os.environ.get("TARN_TEST_DATABASE_URL"):
-        command += ["--database-url", os.environ["TARN_TEST_DATABASE_URL"]]
-    follower = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [tarn_bin(), "score", *args, "--follow", "--poll-seconds", "0.2"]
+    follower = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=server.cli_env()
+    )
     try:
         append(130, 170)
         append(170, 200)

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.ipc
 import pytest
 
+from conftest import tarn_bin
 from test_lakehouse import UC, call, grant, local_path, payments, payments_table, schema, write  # noqa: F401 (schema is a fixture)
 
 STATEMENTS = "/api/2.0/sql/statements"
@@ -185,23 +186,25 @@ def test_tarn_sql_prints_and_exports(server, loaded, tmp_path):
 
 
 def test_tarn_ingest_loads_files_once_and_quarantines_bad_rows(server, schema, tmp_path):
-    binary = os.environ.get("TARN_BIN", "target/debug/tarn")
-    base = [binary, "ingest", "--data-dir", server.data_dir]
-    if os.environ.get("TARN_TEST_DATABASE_URL"):
-        base += ["--database-url", os.environ["TARN_TEST_DATABASE_URL"]]
+    """`tarn ingest` sends each file to the server once per table, whoever sends it; bad rows go
+    to the quarantine table with their reasons; a member without rights on the schema is
+    refused before anything is read."""
     landing = tmp_path / "landing"
     landing.mkdir()
     rows = ["id,amount,country,paid_at"] + [f"{i},{i * 1.5},FR,2026-11-24 08:00:{i % 60:02d}" for i in range(1, 1001)]
     (landing / "day1.csv").write_text("\n".join(rows) + "\n")
     table = f"dev.{schema}.events"
-    first = subprocess.run([*base, str(landing), "--table", table], capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr
+    first = server.cli("ingest", str(landing), "--table", table)
     assert "created table" in first.stdout and "1000" in first.stdout
+    files = call(server, "GET", f"/api/2.0/tarn/tables/{table}/ingested-files").json()["files"]
+    assert [(f["source"], f["rows_written"], f["ingested_by"]) for f in files] == [
+        (str(landing / "day1.csv"), 1000, "admin")
+    ]
+    assert files[0]["size"] == (landing / "day1.csv").stat().st_size
 
     (landing / "day2.csv").write_text("id,amount,country,paid_at\n1001,2.5,DE,2026-11-25 08:00:00\n1002,oops,DE,2026-11-25 09:00:00\n1003,1.0\n")
     (landing / "notes.txt").write_text("not data")
-    second = subprocess.run([*base, str(landing), "--table", table], capture_output=True, text=True)
-    assert second.returncode == 0, second.stderr
+    second = server.cli("ingest", str(landing), "--table", table)
     assert "1 files ingested before were skipped" in second.stdout
     assert f"2 bad rows are in {table}_quarantine" in second.stdout
 
@@ -217,18 +220,36 @@ def test_tarn_ingest_loads_files_once_and_quarantines_bad_rows(server, schema, t
     assert bad["source"][0].endswith("day2.csv")
     # The same rows through SQL.
     assert rows_of(run_sql(server, f"SELECT count(*) FROM {table}")) == [["1001"]]
+    # The same file sent straight to the API is skipped without being read. A member of dev
+    # without MODIFY on the table is refused, as outside its workspace (where it may not create
+    # tables), and nothing changes.
+    again = call(
+        server, "POST", f"/api/2.0/tarn/tables/{table}/ingest",
+        params={"source": str(landing / "day1.csv")}, data=b"not even csv",
+    )
+    assert again.status_code == 200 and again.json() == {"table": table, "created": False, "skipped": True}
+    member = server.create_user(f"ingest-{schema}", "long-password-1")
+    (landing / "day3.csv").write_text("id,amount,country,paid_at\n2000,1.0,FR,2026-11-26 08:00:00\n")
+    refused = server.cli("ingest", str(landing / "day3.csv"), "--table", table, token=member, check=False)
+    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr, refused.stderr
+    refused = server.cli("ingest", str(landing / "day3.csv"), "--table", "prod.default.other", token=member, check=False)
+    assert refused.returncode == 1 and "PERMISSION_DENIED" in refused.stderr, refused.stderr
+    assert call(server, "GET", f"{UC}/tables/prod.default.other", workspace="prod").status_code == 404
+    assert rows_of(run_sql(server, f"SELECT count(*) FROM {table}")) == [["1001"]]
+    bad_format = call(
+        server, "POST", f"/api/2.0/tarn/tables/{table}/ingest", params={"source": "/x/data.txt"}, data=b"x"
+    )
+    assert bad_format.status_code == 400 and "format" in bad_format.json()["message"]
 
 
 def test_concurrent_writers_both_land_and_a_killed_writer_leaves_the_table_readable(server, schema, tmp_path):
-    binary = os.environ.get("TARN_BIN", "target/debug/tarn")
-    base = [binary, "ingest", "--data-dir", server.data_dir]
-    if os.environ.get("TARN_TEST_DATABASE_URL"):
-        base += ["--database-url", os.environ["TARN_TEST_DATABASE_URL"]]
+    base = [tarn_bin(), "ingest"]
+    env = server.cli_env()
     table = f"dev.{schema}.clicks"
     header = "id,page\n"
     seed = tmp_path / "seed.csv"
     seed.write_text(header + "0,home\n")
-    subprocess.run([*base, str(seed), "--table", table], check=True, capture_output=True)
+    subprocess.run([*base, str(seed), "--table", table], check=True, capture_output=True, env=env)
 
     # Two processes append to the same table at once: optimistic concurrency lets both land.
     sources = []
@@ -236,7 +257,10 @@ def test_concurrent_writers_both_land_and_a_killed_writer_leaves_the_table_reada
         path = tmp_path / f"writer{writer}.csv"
         path.write_text(header + "".join(f"{writer * 100000 + i},page{i % 7}\n" for i in range(1, 20001)))
         sources.append(path)
-    processes = [subprocess.Popen([*base, str(path), "--table", table], stdout=subprocess.PIPE, stderr=subprocess.PIPE) for path in sources]
+    processes = [
+        subprocess.Popen([*base, str(path), "--table", table], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        for path in sources
+    ]
     for process in processes:
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr.decode()
@@ -247,7 +271,7 @@ def test_concurrent_writers_both_land_and_a_killed_writer_leaves_the_table_reada
     # A writer killed mid-way: the table stays readable at a whole version.
     big = tmp_path / "big.csv"
     big.write_text(header + "".join(f"{i},p\n" for i in range(1_000_000, 1_600_000)))
-    killed = subprocess.Popen([*base, str(big), "--table", table], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = subprocess.Popen([*base, str(big), "--table", table], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     time.sleep(0.3)
     killed.kill()
     killed.wait()

@@ -77,6 +77,9 @@ impl From<ArtifactError> for Error {
                 shown,
                 source: object_store::Error::NotFound { .. },
             } => Error::not_found(format!("Artifact '{shown}' does not exist")),
+            ArtifactError::Storage { shown, source } if holds_nothing(source) => {
+                Error::not_found(format!("Artifact '{shown}' does not exist"))
+            }
             ArtifactError::Storage { shown, .. } => Error::internal(format!(
                 "Artifact storage failed for '{shown}' (the server's log has the cause)"
             )),
@@ -87,6 +90,25 @@ impl From<ArtifactError> for Error {
         }
         .with_source(err)
     }
+}
+
+/// Whether the store failed because nothing can be stored at the path: it runs through a file
+/// (`a/b` where `a` is a file), or is longer than the file system names (the root in front
+/// of an accepted path can pass its limit). That is a missing artifact, not a failure.
+fn holds_nothing(source: &object_store::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+    while let Some(err) = cause {
+        if err.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::NotADirectory | std::io::ErrorKind::InvalidFilename
+            )
+        }) {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 fn storage_error(source: object_store::Error, shown: &str) -> Error {
@@ -102,14 +124,16 @@ const MAX_PATH_SEGMENT: usize = 255;
 /// The longest artifact path.
 const MAX_PATH: usize = 4096;
 
-/// Rejects `..`, absolute paths, NUL, backslashes, empty segments and names longer than file
-/// systems take in a client path.
+/// Rejects `..`, absolute paths, names ending in `:` or `|`, NUL, backslashes, empty segments and
+/// names longer than file systems take in a client path.
 pub fn validate_relative_path(path: &str) -> Result<()> {
     let shown = || path.replace('\0', "\\0");
     let bad = path.starts_with('/')
         || path.contains('\0')
         || path.contains('\\')
-        || path.split('/').any(|part| part == ".." || part == ".")
+        || path
+            .split('/')
+            .any(|part| part == ".." || part == "." || ends_like_a_drive(part))
         || (path.len() >= 2 && path.as_bytes()[1] == b':');
     if bad {
         return Err(Error::invalid(format!(
@@ -125,6 +149,37 @@ pub fn validate_relative_path(path: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A name ending in `:` or `|` (`C:`, `notes|`): file URLs, and so `object_store`'s paths on
+/// local disk, read it as a drive and look for a folder, so such a file is written, never read.
+fn ends_like_a_drive(part: &str) -> bool {
+    part.ends_with([':', '|'])
+}
+
+/// Refuses to write a file whose name `object_store` keeps for an upload in progress
+/// (`name#<digits>`): on local disk it hides such files from listings and reads, so the file
+/// could be written but never read back. Folders may have such names.
+fn check_file_name(path: &str) -> Result<()> {
+    let name = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    if is_staging_name(name) {
+        return Err(Error::invalid(format!(
+            "Invalid artifact path: '{}': a file name ending in '#' and digits ('{name}') is \
+             reserved for uploads in progress",
+            path.replace('\0', "\\0")
+        )));
+    }
+    Ok(())
+}
+
+/// `name#123`: an upload being written, in `object_store`'s convention.
+fn is_staging_name(name: &str) -> bool {
+    name.split_once('#')
+        .is_some_and(|(_, suffix)| !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl ArtifactStore {
@@ -185,6 +240,17 @@ impl ArtifactStore {
             .map_err(|e| Error::invalid(format!("Invalid artifact path '{path}': {e}")))
     }
 
+    /// The key of a file to read: a name kept for uploads in progress holds no artifact.
+    fn file_key(workspace: &str, path: &str) -> Result<ObjectPath> {
+        let key = Self::key(workspace, path)?;
+        if key.filename().is_some_and(is_staging_name) {
+            return Err(Error::not_found(format!(
+                "Artifact '{path}' does not exist"
+            )));
+        }
+        Ok(key)
+    }
+
     /// Streams `body` into the object at `path`, in parts for large uploads.
     pub async fn put_stream<S>(&self, workspace: &str, path: &str, body: S) -> Result<u64>
     where
@@ -194,8 +260,9 @@ impl ArtifactStore {
         if path.trim_matches('/').is_empty() {
             return Err(Error::invalid("An artifact upload needs a file path"));
         }
+        check_file_name(path)?;
         if let Some(root) = &self.local_root {
-            return local::put_stream(&Self::local_path(root, &key), body).await;
+            return local::put_stream(&Self::local_path(root, &key), path, body).await;
         }
         let mut writer = object_store::buffered::BufWriter::new(self.inner.clone(), key);
         let mut reader = tokio_util::io::StreamReader::new(body);
@@ -217,7 +284,7 @@ impl ArtifactStore {
         u64,
         futures::stream::BoxStream<'static, std::result::Result<bytes::Bytes, std::io::Error>>,
     )> {
-        let key = Self::key(workspace, path)?;
+        let key = Self::file_key(workspace, path)?;
         let result = self
             .inner
             .get(&key)
@@ -230,7 +297,7 @@ impl ArtifactStore {
 
     /// The whole object at `path`; refused when larger than `limit` bytes.
     pub async fn get_bytes(&self, workspace: &str, path: &str, limit: u64) -> Result<bytes::Bytes> {
-        let key = Self::key(workspace, path)?;
+        let key = Self::file_key(workspace, path)?;
         let result = self
             .inner
             .get(&key)
@@ -478,13 +545,6 @@ mod local {
         .into()
     }
 
-    /// `name#123` is an upload being written.
-    fn is_staging(name: &str) -> bool {
-        name.split_once('#').is_some_and(|(_, suffix)| {
-            !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())
-        })
-    }
-
     fn stamp(metadata: &std::fs::Metadata) -> String {
         format!(
             "{}:{}",
@@ -514,8 +574,9 @@ mod local {
 
     /// Streams an upload into a staging file beside `target` (hidden from listings and copies,
     /// as `object_store`'s own are), hashing it on the way; records the digest on the file and
-    /// renames it into place, so readers see the whole file or the one before.
-    pub async fn put_stream<S>(target: &Path, mut body: S) -> Result<u64>
+    /// renames it into place, so readers see the whole file or the one before. `shown` is the
+    /// path as the client gave it, for errors.
+    pub async fn put_stream<S>(target: &Path, shown: &str, mut body: S) -> Result<u64>
     where
         S: futures::Stream<Item = std::result::Result<bytes::Bytes, std::io::Error>> + Unpin,
     {
@@ -524,11 +585,18 @@ mod local {
             .ok_or_else(|| Error::invalid("An artifact upload needs a file path"))?;
         tokio::fs::create_dir_all(parent)
             .await
-            .map_err(|e| io_error("create", parent, e))?;
-        let mut staging = target.as_os_str().to_owned();
-        staging.push(format!("#{}", rand::random::<u64>()));
+            .map_err(|e| match e.kind() {
+                // A file is stored where the path needs a folder.
+                std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+                    Error::invalid(format!(
+                        "Cannot store '{shown}': a file is stored where its path has a folder"
+                    ))
+                }
+                _ => io_error("create", parent, e),
+            })?;
+        // Named by a number alone, so a name at the file system's length limit still has room.
         let mut staging = Staging {
-            path: PathBuf::from(staging),
+            path: parent.join(format!("#{}", rand::random::<u64>())),
             renamed: false,
         };
         let file = tokio::fs::OpenOptions::new()
@@ -560,7 +628,12 @@ mod local {
         record_digest(&file, &hex::encode(digest.finalize()));
         tokio::fs::rename(&staging.path, target)
             .await
-            .map_err(|e| io_error("rename", &staging.path, e))?;
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::IsADirectory | std::io::ErrorKind::DirectoryNotEmpty => {
+                    Error::invalid(format!("Cannot store '{shown}': a folder is stored there"))
+                }
+                _ => io_error("rename", &staging.path, e),
+            })?;
         staging.renamed = true;
         Ok(size)
     }
@@ -617,7 +690,11 @@ mod local {
                     tracing::error!(path = %path.display(), "artifact file name is not UTF-8");
                     Error::internal("Artifact storage holds a file name that is not UTF-8")
                 })?;
-            if !relative.rsplit('/').next().is_some_and(is_staging) {
+            if !relative
+                .rsplit('/')
+                .next()
+                .is_some_and(crate::is_staging_name)
+            {
                 found.push(FoundFile {
                     relative: relative.to_string(),
                     size: metadata.len(),
@@ -697,6 +774,7 @@ impl ArtifactStore {
             return Err(Error::invalid("A multipart upload needs a file path"));
         }
         let key = Self::key(workspace, path)?;
+        check_file_name(path)?;
         let full = match &multipart.prefix {
             Some(prefix) => ObjectPath::parse(prefix)
                 .map_err(|e| Error::internal_from("bad artifact prefix", e))?

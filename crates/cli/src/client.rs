@@ -219,6 +219,14 @@ pub fn path_segment(name: &str) -> String {
         .replace('+', "%20")
 }
 
+/// A slash-separated path (an artifact's) as URL path segments, each encoded.
+pub fn path_segments(path: &str) -> String {
+    path.split('/')
+        .map(path_segment)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// A string field of an answer, empty when absent.
 pub fn text(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_string()

@@ -258,7 +258,7 @@ pub async fn run(client: &Client, command: FeaturesCommand) -> Result<()> {
             });
             match (columns, query) {
                 (Some(columns), _) => {
-                    body["columns"] = json!(crate::ingest::parse_columns(&columns)?);
+                    body["columns"] = json!(tarn_lake::ingest::parse_columns(&columns)?);
                 }
                 (None, Some(query)) => body["query"] = json!(query),
                 (None, None) => anyhow::bail!("give --columns or --query"),

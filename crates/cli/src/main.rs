@@ -27,7 +27,7 @@ mod tracking;
 mod worker;
 
 use client::Connection;
-use server::{ServerArgs, StoreArgs, run_server};
+use server::{ServerArgs, run_server};
 
 #[derive(Parser)]
 #[command(
@@ -80,13 +80,7 @@ enum Command {
     /// Score a table or query with a registered model into a predictions table.
     Score {
         #[command(flatten)]
-        store: StoreArgs,
-        /// The lake; default DATA_DIR/lake.
-        #[arg(long, env = "TARN_LAKE_ROOT")]
-        lake_root: Option<String>,
-        /// Artifacts of the registry; default DATA_DIR/artifacts.
-        #[arg(long, env = "TARN_ARTIFACT_ROOT")]
-        artifact_root: Option<String>,
+        connection: client::Connection,
         #[command(flatten)]
         args: score::ScoreArgs,
     },
@@ -155,10 +149,7 @@ enum Command {
     /// Ingest CSV, JSON lines or Parquet files into a Delta table (each file once).
     Ingest {
         #[command(flatten)]
-        store: StoreArgs,
-        /// The lake; default DATA_DIR/lake.
-        #[arg(long, env = "TARN_LAKE_ROOT")]
-        lake_root: Option<String>,
+        connection: client::Connection,
         #[command(flatten)]
         args: ingest::IngestArgs,
     },
@@ -268,17 +259,7 @@ async fn run() -> Result<()> {
         Command::Worker(args) => worker::run(args).await,
         Command::Quickstart(args) => quickstart::run(args).await,
         Command::Serve(args) => serve::run(args).await,
-        Command::Score {
-            store,
-            lake_root,
-            artifact_root,
-            args,
-        } => {
-            let lake = tarn_lake::Lake::open(&store.lake_root(lake_root))?;
-            let artifacts =
-                tarn_artifacts::ArtifactStore::open(&store.artifact_root(artifact_root))?;
-            score::run(store.open().await?.as_ref(), &lake, &artifacts, args).await
-        }
+        Command::Score { connection, args } => score::run(&connection.connect()?, args).await,
         Command::Users {
             connection,
             command,
@@ -315,14 +296,7 @@ async fn run() -> Result<()> {
             connection,
             command,
         } => tables::run(&connection.connect()?, command).await,
-        Command::Ingest {
-            store,
-            lake_root,
-            args,
-        } => {
-            let lake = tarn_lake::Lake::open(&store.lake_root(lake_root))?;
-            ingest::run(store.open().await?.as_ref(), &lake, args).await
-        }
+        Command::Ingest { connection, args } => ingest::run(&connection.connect()?, args).await,
         Command::Sql { connection, args } => sql::run(&connection.connect()?, args).await,
         Command::Features {
             connection,

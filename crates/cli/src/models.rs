@@ -680,6 +680,147 @@ pub(crate) fn time(millis: i64) -> String {
     format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}")
 }
 
+/// A registered model version fetched through the server for scoring on this machine.
+pub(crate) struct FetchedModel {
+    pub name: String,
+    pub version: i64,
+    pub model: tarn_models::Model,
+}
+
+/// The version a `models:/NAME/VERSION`, `models:/NAME@ALIAS` or `models:/NAME/STAGE` URI
+/// names now, as the token's principal sees the registry.
+pub(crate) async fn resolve_version(client: &Client, uri: &str) -> Result<(String, i64)> {
+    use tarn_core::serving::{VersionRef, parse_model_uri};
+    let (name, reference) = parse_model_uri(uri)?;
+    let version = match reference {
+        VersionRef::Number(version) => {
+            client
+                .get(
+                    &format!("{MLFLOW}/model-versions/get"),
+                    &[("name", name.clone()), ("version", version.to_string())],
+                )
+                .await?;
+            version
+        }
+        VersionRef::Alias(alias) => {
+            let answer = client
+                .get(
+                    &format!("{MLFLOW}/registered-models/alias"),
+                    &[("name", name.clone()), ("alias", alias)],
+                )
+                .await?;
+            version_number(&answer["model_version"])?
+        }
+        VersionRef::Stage(stage) => {
+            let answer = client
+                .post(
+                    &format!("{MLFLOW}/registered-models/get-latest-versions"),
+                    &json!({"name": name, "stages": [stage.as_str()]}),
+                )
+                .await?;
+            match items(&answer, "model_versions").first() {
+                Some(version) => version_number(version)?,
+                None => bail!("{name} has no version in {}", stage.as_str()),
+            }
+        }
+    };
+    Ok((name, version))
+}
+
+fn version_number(version: &Value) -> Result<i64> {
+    let text = text(version, "version");
+    text.parse()
+        .map_err(|_| anyhow::anyhow!("the server's model version '{text}' is not a number"))
+}
+
+/// Resolves `uri` and downloads the version's files (as `mlflow` does, through the artifact
+/// proxy), unless `current` is that version already.
+pub(crate) async fn fetch_model(
+    client: &Client,
+    uri: &str,
+    current: Option<i64>,
+) -> Result<Option<FetchedModel>> {
+    let (name, version) = resolve_version(client, uri).await?;
+    if current == Some(version) {
+        return Ok(None);
+    }
+    let answer = client
+        .get(
+            &format!("{MLFLOW}/model-versions/get-download-uri"),
+            &[("name", name.clone()), ("version", version.to_string())],
+        )
+        .await?;
+    let location = text(&answer, "artifact_uri");
+    let location = location
+        .strip_prefix("mlflow-artifacts:/")
+        .unwrap_or(location)
+        .trim_matches('/')
+        .to_string();
+    let files = model_files(client, &location).await?;
+    let mlmodel = files
+        .get("MLmodel")
+        .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+        .ok_or_else(|| anyhow::anyhow!("{name} version {version} has no MLmodel file"))?;
+    let model = tokio::task::spawn_blocking(move || {
+        let model = tarn_models::Model::load(&mlmodel, |file: &str| {
+            files.get(file).cloned().ok_or_else(|| {
+                tarn_models::ModelError::Invalid(format!("the model has no file {file}"))
+            })
+        })?;
+        model.warm_up()?;
+        Ok::<_, tarn_models::ModelError>(model)
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("{name} version {version}: {e}"))?;
+    Ok(Some(FetchedModel {
+        name,
+        version,
+        model,
+    }))
+}
+
+/// Every file under the artifact folder `location`, by path relative to it.
+async fn model_files(
+    client: &Client,
+    location: &str,
+) -> Result<std::collections::HashMap<String, Vec<u8>>> {
+    const ARTIFACTS: &str = "/api/2.0/mlflow-artifacts/artifacts";
+    let mut files = std::collections::HashMap::new();
+    let mut folders = vec![String::new()];
+    while let Some(folder) = folders.pop() {
+        let path = [location, folder.as_str()]
+            .iter()
+            .filter(|part| !part.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/");
+        let listing = client.get(ARTIFACTS, &[("path", path.clone())]).await?;
+        for entry in items(&listing, "files") {
+            let relative = [folder.as_str(), text(entry, "path")]
+                .iter()
+                .filter(|part| !part.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/");
+            if entry.get("is_dir").and_then(Value::as_bool) == Some(true) {
+                folders.push(relative);
+                continue;
+            }
+            let url = format!(
+                "{ARTIFACTS}/{}",
+                crate::client::path_segments(&format!("{location}/{relative}"))
+            );
+            let bytes = client
+                .send(client.request(Method::GET, &url))
+                .await?
+                .bytes()
+                .await?;
+            files.insert(relative, bytes.to_vec());
+        }
+    }
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{default_webhook_name, is_path_segment, time};

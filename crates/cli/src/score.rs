@@ -1,10 +1,11 @@
-//! `tarn score`: batch and streaming scoring. Reads a table (or the rows of a query), scores
-//! them with a registered model version, alias or stage over Arrow batches on every core, and
-//! appends to, overwrites or merges into a predictions table, the model's name and version on
-//! each row. `--incremental` scores only what the table gained since the last run, and
-//! `--follow` keeps doing so as new versions land: the source version scored up to is recorded
-//! in the same Delta commit as the predictions, so each source row is scored into the output
-//! exactly once across stops and restarts.
+//! `tarn score`: batch and streaming scoring through the server, as the token's principal.
+//! Reads a table (or the rows of a query), scores them on this machine with a registered model
+//! version, alias or stage (downloaded as `mlflow` downloads it) over Arrow batches on every
+//! core, and appends to, overwrites or merges into a predictions table, the model's name and
+//! version on each row. `--incremental` scores only what the table gained since the last run,
+//! and `--follow` keeps doing so as new versions land: the source version scored up to is
+//! recorded in the same Delta commit as the predictions (an idempotent append), so each source
+//! row is scored into the output exactly once across stops and restarts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,14 +13,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use tarn_core::store::MetaStore;
+use serde_json::{Value, json};
 use tarn_lake::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use tarn_lake::arrow::datatypes::{Field, Schema};
-use tarn_lake::catalog::ManagedTable;
-use tarn_lake::{At, Lake, MergeSpec, SqlScope, WriteMode};
+use tarn_lake::ipc;
 use tarn_models::Model;
 
-use crate::local::{cli_actor, cli_caller};
+use crate::client::{ApiError, Client};
+use crate::models::{FetchedModel, fetch_model};
+use crate::tables::{DATA, arrow_rows, send_rows, table_client};
+
+/// Unity Catalog's REST API.
+const UC: &str = "/api/2.1/unity-catalog";
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Mode {
@@ -50,8 +55,6 @@ pub struct ScoreArgs {
     /// Input columns copied to the predictions (default: every input column).
     #[arg(long, value_delimiter = ',')]
     pub keep: Option<Vec<String>>,
-    #[arg(long, default_value = "dev")]
-    pub workspace: String,
     /// Rows per scoring call.
     #[arg(long, default_value_t = 8192)]
     pub chunk_rows: usize,
@@ -70,79 +73,51 @@ pub struct ScoreArgs {
     pub poll_seconds: f64,
 }
 
-pub async fn run(
-    store: &dyn MetaStore,
-    lake: &Lake,
-    artifacts: &tarn_artifacts::ArtifactStore,
-    args: ScoreArgs,
-) -> Result<()> {
-    let mut scorer = Scorer::load(store, artifacts, &args, None)
+pub async fn run(client: &Client, args: ScoreArgs) -> Result<()> {
+    let mut scorer = fetch_model(client, &args.model, None)
         .await?
         .context("a model")?;
+    announce(&scorer);
     if args.incremental || args.follow {
-        return stream(store, lake, artifacts, &args, &mut scorer).await;
+        return stream(client, &args, &mut scorer).await;
     }
-    let caller = cli_caller(args.workspace.clone());
     let (schema, batches) = match (&args.table, &args.query) {
         (Some(table), _) => {
-            let info = table_info(store, table).await?;
-            lake.read(
-                &tarn_lake::catalog::location_of(&info)?,
-                &info.full_name,
-                At::Latest,
-            )
-            .await?
+            let (table, reader) = table_client(client, table)?;
+            let batches = arrow_rows(&reader, &format!("{DATA}/{table}/data"), &[]).await?;
+            let schema = match batches.first() {
+                Some(batch) => batch.schema(),
+                None => bail!("{table} has no rows to score"),
+            };
+            (schema, batches)
         }
         (None, Some(query)) => {
-            let scope = SqlScope {
-                catalog: Some(args.workspace.clone()),
-                schema: None,
-                ..SqlScope::default()
-            };
-            let output = lake.sql(store, &caller, query, &scope).await?;
+            let (output, truncated) =
+                crate::sql::statement(client, query, tarn_lake::DEFAULT_SCHEMA).await?;
+            if truncated {
+                bail!("the query's result was truncated at the server's limit: score a table");
+            }
             (output.schema, output.batches)
         }
         (None, None) => bail!("give --table or --query"),
     };
     let scored = score_all(&scorer, &args, &schema, &batches)?;
-    let written = write(store, lake, &args, scored, None).await?;
-    eprintln!("predictions written to {} (version {written})", args.output);
+    let written = write(client, &args, scored, None).await?;
+    eprintln!(
+        "predictions written to {} (version {})",
+        args.output,
+        written.map_or_else(|| "none".into(), |v| v.to_string())
+    );
     Ok(())
 }
 
-/// The model being scored with, as its reference (alias, stage) resolved last.
-struct Scorer {
-    name: String,
-    version: i64,
-    model: Arc<Model>,
-}
-
-impl Scorer {
-    /// Resolves the model reference and loads the version, unless `current` is that version.
-    async fn load(
-        store: &dyn MetaStore,
-        artifacts: &tarn_artifacts::ArtifactStore,
-        args: &ScoreArgs,
-        current: Option<&Scorer>,
-    ) -> Result<Option<Scorer>> {
-        let (name, reference) = tarn_core::serving::parse_model_uri(&args.model)?;
-        let version = tarn_serving::resolve_ref(store, &args.workspace, &name, reference).await?;
-        if current.is_some_and(|c| c.version == version.version) {
-            return Ok(None);
-        }
-        let model = Arc::new(tarn_serving::load_model(artifacts, &args.workspace, &version).await?);
-        eprintln!("scoring with {name} version {}", version.version);
-        Ok(Some(Scorer {
-            name,
-            version: version.version,
-            model,
-        }))
-    }
+fn announce(scorer: &FetchedModel) {
+    eprintln!("scoring with {} version {}", scorer.name, scorer.version);
 }
 
 /// Scores every row of `batches` in chunks on every core, with a progress bar.
 fn score_all(
-    scorer: &Scorer,
+    scorer: &FetchedModel,
     args: &ScoreArgs,
     schema: &Schema,
     batches: &[RecordBatch],
@@ -193,56 +168,69 @@ fn score_all(
 }
 
 /// Incremental and continuous scoring of a table's new versions, exactly once into the output.
-async fn stream(
-    store: &dyn MetaStore,
-    lake: &Lake,
-    artifacts: &tarn_artifacts::ArtifactStore,
-    args: &ScoreArgs,
-    scorer: &mut Scorer,
-) -> Result<()> {
-    let source_name = args.table.as_deref().unwrap_or_default();
+async fn stream(client: &Client, args: &ScoreArgs, scorer: &mut FetchedModel) -> Result<()> {
+    let (source_name, source) = table_client(client, args.table.as_deref().unwrap_or_default())?;
+    let (output_name, output) = table_client(client, &args.output)?;
     let app_id = format!("tarn score {source_name}");
     let shutdown = crate::server::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        if let Some(newer) = Scorer::load(store, artifacts, args, Some(scorer)).await? {
+        if let Some(newer) = fetch_model(client, &args.model, Some(scorer.version)).await? {
             *scorer = newer;
+            announce(scorer);
         }
-        let source = table_info(store, source_name).await?;
-        let location = tarn_lake::catalog::location_of(&source)?;
-        let latest = lake.latest_version(&location, &source.full_name, 0).await?;
-        let done = match output_info(store, &args.output).await? {
-            Some(output) => {
-                let output_location = tarn_lake::catalog::location_of(&output)?;
-                lake.recorded_version(&output_location, &output.full_name, &app_id)
-                    .await?
-            }
-            None => None,
+        let history = source
+            .get(
+                &format!("{DATA}/{source_name}/history"),
+                &[("max_results", "1".into())],
+            )
+            .await?;
+        let latest = history["history"][0]["version"]
+            .as_i64()
+            .context("the source table has no history")?;
+        let done = match output
+            .get(
+                &format!("{DATA}/{output_name}/transaction"),
+                &[("app_id", app_id.clone())],
+            )
+            .await
+        {
+            Ok(answer) => answer["version"].as_i64(),
+            Err(err) if not_found(&err) => None,
+            Err(err) => return Err(err),
         };
         let pending = match done {
-            Some(done) if done >= latest as i64 => None,
+            Some(done) if done >= latest => None,
             Some(done) => {
-                let (_, changes) = lake
-                    .changes(&location, &source.full_name, done as u64 + 1, Some(latest))
-                    .await?;
+                let query = [
+                    ("starting_version", (done + 1).to_string()),
+                    ("ending_version", latest.to_string()),
+                ];
+                let changes =
+                    arrow_rows(&source, &format!("{DATA}/{source_name}/changes"), &query).await?;
                 Some(new_rows(changes)?)
             }
             None => Some(
-                lake.read(&location, &source.full_name, At::Version(latest))
-                    .await?
-                    .1,
+                arrow_rows(
+                    &source,
+                    &format!("{DATA}/{source_name}/data"),
+                    &[("version", latest.to_string())],
+                )
+                .await?,
             ),
         };
         match pending {
             Some(batches) if batches.iter().any(|b| b.num_rows() > 0) => {
                 let schema = batches[0].schema();
                 let scored = score_all(scorer, args, &schema, &batches)?;
-                let written =
-                    write(store, lake, args, scored, Some((&app_id, latest as i64))).await?;
-                eprintln!(
-                    "{source_name} up to version {latest} scored into {} (version {written})",
-                    args.output
-                );
+                match write(client, args, scored, Some((&app_id, latest))).await? {
+                    Some(written) => eprintln!(
+                        "{source_name} up to version {latest} scored into {output_name} (version {written})"
+                    ),
+                    None => eprintln!(
+                        "{source_name} up to version {latest} was scored meanwhile by another run"
+                    ),
+                }
             }
             Some(_) => eprintln!("{source_name} up to version {latest}: no new rows"),
             None if !args.follow => {
@@ -258,6 +246,11 @@ async fn stream(
             _ = &mut shutdown => return Ok(()),
         }
     }
+}
+
+fn not_found(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<ApiError>()
+        .is_some_and(|e| e.error_code == "RESOURCE_DOES_NOT_EXIST")
 }
 
 /// The rows a change feed inserted or updated to, without the feed's own columns.
@@ -286,33 +279,6 @@ fn new_rows(changes: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
             Ok(rows.project(&columns)?)
         })
         .collect()
-}
-
-async fn output_info(
-    store: &dyn MetaStore,
-    full_name: &str,
-) -> Result<Option<tarn_core::catalog::TableInfo>> {
-    match table_info(store, full_name).await {
-        Ok(info) => Ok(Some(info)),
-        Err(e)
-            if e.downcast_ref::<tarn_core::Error>()
-                .is_some_and(|e| e.code == tarn_core::ErrorCode::ResourceDoesNotExist) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-async fn table_info(
-    store: &dyn MetaStore,
-    full_name: &str,
-) -> Result<tarn_core::catalog::TableInfo> {
-    let parts: Vec<&str> = full_name.split('.').collect();
-    let [catalog, schema, table] = parts.as_slice() else {
-        bail!("{full_name} is not CATALOG.SCHEMA.TABLE");
-    };
-    Ok(store.get_table(catalog, schema, table).await?)
 }
 
 /// Scores the chunks on `threads` threads, in order; each output batch holds the kept input
@@ -395,87 +361,60 @@ fn score_chunk(
     )?)
 }
 
-/// Writes the predictions in one commit (recording `(app id, source version)` with them when
-/// given); returns the table version written.
+/// Writes the predictions in one commit (an append made once for `(app id, source version)`
+/// when given), creating the table on first need; the table version written, none when the
+/// idempotent append had been made before.
 async fn write(
-    store: &dyn MetaStore,
-    lake: &Lake,
+    client: &Client,
     args: &ScoreArgs,
     batches: Vec<RecordBatch>,
     record: Option<(&str, i64)>,
-) -> Result<u64> {
-    let parts: Vec<&str> = args.output.split('.').collect();
-    let [catalog, schema, name] = parts.as_slice() else {
-        bail!("{} is not CATALOG.SCHEMA.TABLE", args.output);
-    };
+) -> Result<Option<u64>> {
+    let (full_name, writer) = table_client(client, &args.output)?;
     let Some(first) = batches.first() else {
         bail!("there were no rows to score");
     };
-    let info = match store.get_table(catalog, schema, name).await {
-        Ok(info) => info,
-        Err(e) if e.code == tarn_core::ErrorCode::ResourceDoesNotExist => {
-            let table = ManagedTable {
-                catalog: catalog.to_string(),
-                schema: schema.to_string(),
-                name: name.to_string(),
-                columns: tarn_lake::columns_of_arrow(&first.schema())?,
-                comment: format!("predictions of {}", args.model),
-                ..ManagedTable::default()
-            };
-            lake.create_managed(store, &cli_actor(), table)
+    let schema = first.schema();
+    match writer.get(&format!("{UC}/tables/{full_name}"), &[]).await {
+        Ok(_) => {}
+        Err(err) if not_found(&err) => {
+            let (catalog, schema_name, name) = tarn_core::catalog::parse_table_name(&full_name)?;
+            let body = json!({
+                "name": name,
+                "catalog_name": catalog,
+                "schema_name": schema_name,
+                "table_type": "MANAGED",
+                "data_source_format": "DELTA",
+                "columns": tarn_lake::columns_of_arrow(&schema)?,
+                "comment": format!("predictions of {}", args.model),
+            });
+            writer
+                .post(&format!("{UC}/tables"), &body)
                 .await
-                .context("creating the predictions table")?
+                .context("creating the predictions table")?;
         }
-        Err(e) => return Err(e.into()),
-    };
-    let location = tarn_lake::catalog::location_of(&info)?;
-    if let Some((app_id, source_version)) = record {
-        let written = lake
-            .append_recording(
-                &location,
-                &info.full_name,
-                batches,
-                (app_id, source_version),
-                false,
-            )
-            .await?;
-        return Ok(written.version);
+        Err(err) => return Err(err),
     }
-    let version = match args.mode {
-        Mode::Append => {
-            lake.write(
-                &location,
-                &info.full_name,
-                batches,
-                WriteMode::Append,
-                false,
-            )
-            .await?
-            .version
-        }
-        Mode::Overwrite => {
-            lake.write(
-                &location,
-                &info.full_name,
-                batches,
-                WriteMode::Overwrite,
-                false,
-            )
-            .await?
-            .version
-        }
-        Mode::Merge => {
+    let body = ipc::encode(&schema, &batches)?;
+    let (path, query) = match (record, args.mode) {
+        (Some((app_id, source_version)), _) => (
+            "data",
+            vec![
+                ("mode", "append".to_string()),
+                ("txn_app_id", app_id.to_string()),
+                ("txn_version", source_version.to_string()),
+            ],
+        ),
+        (None, Mode::Append) => ("data", vec![("mode", "append".to_string())]),
+        (None, Mode::Overwrite) => ("data", vec![("mode", "overwrite".to_string())]),
+        (None, Mode::Merge) => {
             if args.merge_on.is_empty() {
                 bail!("--mode merge needs --merge-on COLUMNS");
             }
-            let spec = MergeSpec {
-                keys: args.merge_on.clone(),
-                delete_unmatched: false,
-            };
-            lake.merge(&location, &info.full_name, batches, &spec)
-                .await?
-                .version
+            ("merge", vec![("keys", args.merge_on.join(","))])
         }
     };
-    Ok(version)
+    let answer: Value =
+        send_rows(&writer, &format!("{DATA}/{full_name}/{path}"), &query, body).await?;
+    Ok(answer["version"].as_u64())
 }

@@ -51,9 +51,9 @@ pub struct SqlArgs {
 }
 
 /// What a statement gave: its columns and rows.
-struct Output {
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
+pub(crate) struct Output {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
 }
 
 impl Output {
@@ -66,10 +66,30 @@ pub async fn run(client: &Client, args: SqlArgs) -> Result<()> {
     if matches!(args.format, OutputFormat::Parquet) && args.output.is_none() {
         bail!("Parquet is binary: give --output FILE");
     }
+    let (output, truncated) = statement(client, &args.statement, &args.schema).await?;
+    if truncated {
+        eprintln!("the result was truncated at the server's limit");
+    }
+    let bytes = render(&output, args.format)?;
+    match args.output {
+        Some(path) => {
+            std::fs::write(&path, bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("{} rows written to {}", output.num_rows(), path.display());
+        }
+        None => std::io::stdout().write_all(&bytes)?,
+    }
+    Ok(())
+}
+
+/// Runs one statement on the server, unqualified names in the client's workspace's catalog
+/// and `schema`, and fetches every row; whether the server truncated the result. Ctrl-C
+/// cancels the statement.
+pub(crate) async fn statement(client: &Client, text: &str, schema: &str) -> Result<(Output, bool)> {
     let body = json!({
-        "statement": args.statement,
+        "statement": text,
         "catalog": client.workspace(),
-        "schema": args.schema,
+        "schema": schema,
         "format": "ARROW_STREAM",
         "disposition": "EXTERNAL_LINKS",
         // Answered at once, so that Ctrl-C can cancel it from its start on.
@@ -88,19 +108,8 @@ pub async fn run(client: &Client, args: SqlArgs) -> Result<()> {
         }
     };
     let output = fetch(client, &id, &finished).await?;
-    if finished["manifest"]["truncated"].as_bool() == Some(true) {
-        eprintln!("the result was truncated at the server's limit");
-    }
-    let bytes = render(&output, args.format)?;
-    match args.output {
-        Some(path) => {
-            std::fs::write(&path, bytes)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!("{} rows written to {}", output.num_rows(), path.display());
-        }
-        None => std::io::stdout().write_all(&bytes)?,
-    }
-    Ok(())
+    let truncated = finished["manifest"]["truncated"].as_bool() == Some(true);
+    Ok((output, truncated))
 }
 
 /// Polls the statement until it ends; its final description, or its error.

@@ -22,7 +22,7 @@ use crate::client::{ApiError, Client};
 /// Unity Catalog's REST API.
 const UC: &str = "/api/2.1/unity-catalog";
 /// tarn's table data API.
-const DATA: &str = "/api/2.0/tarn/tables";
+pub(crate) const DATA: &str = "/api/2.0/tarn/tables";
 /// How many commits `show` lists.
 const SHOWN_COMMITS: usize = 10;
 
@@ -187,7 +187,7 @@ fn pairs(given: &[String]) -> Result<BTreeMap<String, String>> {
 
 /// A table's normalized full name, and the client of the workspace its catalog is: where it
 /// is changed.
-fn table_client(client: &Client, full_name: &str) -> Result<(String, Client)> {
+pub(crate) fn table_client(client: &Client, full_name: &str) -> Result<(String, Client)> {
     let (catalog, schema, name) = catalog::parse_table_name(full_name)?;
     let client = client.in_workspace(&catalog);
     Ok((format!("{catalog}.{schema}.{name}"), client))
@@ -272,7 +272,7 @@ fn print_rows(batches: Vec<RecordBatch>, limit: usize) -> Result<()> {
 }
 
 /// Rows the server answered with, as an Arrow IPC stream.
-async fn arrow_rows(
+pub(crate) async fn arrow_rows(
     client: &Client,
     path: &str,
     query: &[(&str, String)],
@@ -304,7 +304,7 @@ async fn read_sources(
 }
 
 /// Sends rows (an Arrow IPC stream) to a table data route (`data`, `merge`).
-async fn send_rows(
+pub(crate) async fn send_rows(
     client: &Client,
     path: &str,
     query: &[(&str, String)],
@@ -416,7 +416,7 @@ pub async fn run(client: &Client, command: TablesCommand) -> Result<()> {
             properties,
         } => {
             let (catalog, schema, name) = catalog::parse_table_name(&full_name)?;
-            let mut columns = crate::ingest::parse_columns(&columns)?;
+            let mut columns = tarn_lake::ingest::parse_columns(&columns)?;
             for (index, partition) in partition_by.iter().enumerate() {
                 let column = columns
                     .iter_mut()

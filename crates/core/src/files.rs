@@ -73,9 +73,13 @@ pub fn normalize_path(path: &str) -> Result<String> {
         }
         parts.push(part);
     }
-    if parts.first() == Some(&"Workspace") {
-        parts.remove(0);
-    }
+    // `/Workspace` is the root's other name, as in Databricks; every leading one goes, so the
+    // stored form normalizes to itself (`/Workspace/Workspace` is the root too).
+    let reserved = parts
+        .iter()
+        .take_while(|part| **part == "Workspace")
+        .count();
+    parts.drain(..reserved);
     Ok(format!("/{}", parts.join("/")))
 }
 

@@ -737,7 +737,11 @@ fn parse_order_by(
         }
         _ => {
             let (entity, key) = grammar.identifier(segments)?;
-            (entity, canonical_attribute(&key).to_string())
+            // Only attributes have aliases: a metric named `created` stays `created`.
+            match entity {
+                Entity::Attribute => (entity, canonical_attribute(&key).to_string()),
+                _ => (entity, key),
+            }
         }
     };
     if entity == Entity::Attribute && !grammar.order_attributes.contains(&key.as_str()) {

@@ -11,7 +11,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{
-    DateTime, Datelike, Duration, MappedLocalTime, NaiveDate, NaiveDateTime, TimeZone, Utc,
+    DateTime, Datelike, Duration, MappedLocalTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone,
+    Utc,
 };
 use chrono_tz::Tz;
 
@@ -322,7 +323,17 @@ impl Cron {
             .as_ref()
             .and_then(|years| years.last().copied())
             .unwrap_or(LAST_YEAR);
-        while date.year() <= last_year {
+        // The earliest fire found so far, and its local time. A time moved past a gap can
+        // fire after a real one named later (Lord Howe's half-hour gap: 02:10 fires at 02:40,
+        // after 02:35), so the search goes on until no later time could fire sooner.
+        let mut earliest: Option<(DateTime<Utc>, NaiveDateTime)> = None;
+        let beyond = |local: NaiveDateTime, earliest: &Option<(_, NaiveDateTime)>| {
+            earliest.is_some_and(|(_, fire_local)| local > fire_local + Duration::hours(GAP_HOURS))
+        };
+        'days: while date.year() <= last_year {
+            if beyond(date.and_time(NaiveTime::MIN), &earliest) {
+                break;
+            }
             if self.runs_on(date) {
                 for &hour in &self.hours {
                     for &minute in &self.minutes {
@@ -331,13 +342,17 @@ impl Cron {
                                 continue;
                             };
                             // Hours before `after` cannot fire after it, gap or not.
-                            if local + Duration::hours(3) <= local_start {
+                            if local + Duration::hours(GAP_HOURS) <= local_start {
                                 continue;
+                            }
+                            if beyond(local, &earliest) {
+                                break 'days;
                             }
                             if let Some(fire) = instant(local, zone)
                                 && fire > after
+                                && earliest.is_none_or(|(found, _)| fire < found)
                             {
-                                return Some(fire);
+                                earliest = Some((fire, fire.with_timezone(&zone).naive_local()));
                             }
                         }
                     }
@@ -345,9 +360,13 @@ impl Cron {
             }
             date = date.succ_opt()?;
         }
-        None
+        earliest.map(|(fire, _)| fire)
     }
 }
+
+/// The longest a clock change moves a local time, with room to spare (changes are an hour
+/// or less, Lord Howe's half an hour).
+const GAP_HOURS: i64 = 3;
 
 /// Day `target` if it is a weekday; else the nearest weekday to it within the month.
 fn nearest_weekday(date: NaiveDate, target: u32, last: u32) -> bool {
@@ -375,7 +394,7 @@ fn instant(local: NaiveDateTime, zone: Tz) -> Option<DateTime<Utc>> {
         MappedLocalTime::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
         MappedLocalTime::None => {
             let before = zone
-                .from_local_datetime(&(local - Duration::hours(3)))
+                .from_local_datetime(&(local - Duration::hours(GAP_HOURS)))
                 .earliest()?;
             let offset = chrono::Offset::fix(before.offset()).local_minus_utc();
             Some(Utc.from_utc_datetime(&(local - Duration::seconds(i64::from(offset)))))

@@ -112,6 +112,10 @@ fn sql_failure(source: DataFusionError) -> Error {
         DataFusionError::Context(..) | DataFusionError::External(_) => {
             return unwrapped_sql_failure(source);
         }
+        // Several planning errors at once (`SELECT x, x` with no `x`): the first one says it.
+        DataFusionError::Collection(errors) if !errors.is_empty() => {
+            return unwrapped_sql_failure(source);
+        }
         // A planning error with a diagnostic attached is still the caller's.
         DataFusionError::Diagnostic(..)
             if matches!(
@@ -137,6 +141,9 @@ fn unwrapped_sql_failure(source: DataFusionError) -> Error {
             let mut err = sql_failure(*inner);
             err.message = format!("{context}: {}", err.message);
             err
+        }
+        DataFusionError::Collection(mut errors) if !errors.is_empty() => {
+            sql_failure(errors.swap_remove(0))
         }
         DataFusionError::External(inner) => match inner.downcast::<Error>() {
             Ok(ours) => *ours,

@@ -18,14 +18,14 @@ use deltalake::arrow::compute::{CastOptions, cast_with_options, filter_record_ba
 use deltalake::arrow::datatypes::{DataType, Schema, SchemaRef};
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tarn_core::catalog::{self, ColumnInfo, IngestedFile, Privilege, TableInfo};
 use tarn_core::lineage::{NewLineage, Node, SourceRead};
 use tarn_core::store::MetaStore;
 use tarn_core::{Error, ErrorCode, Result};
 use url::Url;
 
-use crate::access::{Securable, authorize, authorize_create_table, reach_catalog};
+use crate::access::{Securable, authorize, authorize_create_table, reach_catalog, table_for};
 use crate::catalog::{ManagedTable, location_of};
 
 use crate::tables::{At, Lake, WriteMode, open, parse_timestamp};
@@ -58,7 +58,17 @@ impl SourceFormat {
         }
     }
 
-    fn of(path: &Path) -> Option<Self> {
+    /// The name [`SourceFormat::parse`] reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::JsonLines => "json",
+            Self::Parquet => "parquet",
+        }
+    }
+
+    /// By a file's extension.
+    pub fn of(path: &Path) -> Option<Self> {
         path.extension()
             .and_then(|e| e.to_str())
             .and_then(|e| Self::parse(e).ok())
@@ -78,6 +88,101 @@ pub struct IngestSpec {
     pub columns: Option<Vec<ColumnInfo>>,
 }
 
+/// One file a client sends to be ingested.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// `catalog.schema.table`; created (managed) when missing.
+    pub table: String,
+    /// The name the file is recorded under, once per table: its absolute path on the
+    /// client's machine.
+    pub source: String,
+    /// By the source's extension when none.
+    pub format: Option<SourceFormat>,
+    /// The columns of a table to create; inferred from the file when none.
+    pub columns: Option<Vec<ColumnInfo>>,
+}
+
+/// What ingesting one sent file did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadReport {
+    pub table: String,
+    pub created: bool,
+    /// The source was ingested before: nothing was read.
+    pub skipped: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine_table: Option<String>,
+}
+
+/// A file to ingest: where it is read, and the name it is recorded under.
+struct IngestFile {
+    source: String,
+    path: PathBuf,
+    format: SourceFormat,
+    size: u64,
+}
+
+/// The table files go into.
+enum IngestTarget {
+    Existing(Box<TableInfo>),
+    Missing {
+        catalog: String,
+        schema: String,
+        name: String,
+    },
+}
+
+/// A sent file on this machine's disk while it is ingested; removed when dropped.
+struct Staged {
+    path: PathBuf,
+    size: u64,
+}
+
+impl Staged {
+    async fn receive<S>(mut body: S) -> Result<Self>
+    where
+        S: futures::Stream<Item = std::result::Result<bytes::Bytes, std::io::Error>> + Unpin,
+    {
+        use futures::TryStreamExt;
+        use tokio::io::AsyncWriteExt;
+        let folder = std::env::temp_dir().join("tarn-ingest");
+        tokio::fs::create_dir_all(&folder)
+            .await
+            .map_err(|e| Error::internal_from("cannot stage an ingested file", e))?;
+        let mut staged = Self {
+            path: folder.join(uuid::Uuid::new_v4().simple().to_string()),
+            size: 0,
+        };
+        let file = tokio::fs::File::create(&staged.path)
+            .await
+            .map_err(|e| Error::internal_from("cannot stage an ingested file", e))?;
+        let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| Error::invalid(format!("The file's upload failed: {e}")))?
+        {
+            writer
+                .write_all(&chunk)
+                .await
+                .map_err(|e| Error::internal_from("cannot stage an ingested file", e))?;
+            staged.size += chunk.len() as u64;
+        }
+        writer
+            .flush()
+            .await
+            .map_err(|e| Error::internal_from("cannot stage an ingested file", e))?;
+        Ok(staged)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Where ingestion is, for progress bars.
 #[derive(Debug, Clone)]
 pub enum Progress {
@@ -88,7 +193,7 @@ pub enum Progress {
 }
 
 /// What one file gave.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileReport {
     pub source: String,
     pub rows_written: u64,
@@ -136,8 +241,8 @@ impl TextRows {
     }
 }
 
-/// Files under the sources, in order, with their formats.
-fn files_of(
+/// Files under the sources (absolute), in order, with their formats and sizes.
+pub fn files_of(
     sources: &[PathBuf],
     given: Option<SourceFormat>,
 ) -> Result<Vec<(PathBuf, SourceFormat, u64)>> {
@@ -182,6 +287,30 @@ fn files_of(
         }
     }
     Ok(files)
+}
+
+/// `name type, name type, ...` as catalog columns (`id bigint, paid_at timestamp`).
+pub fn parse_columns(text: &str) -> Result<Vec<ColumnInfo>> {
+    text.split(',')
+        .enumerate()
+        .map(|(position, column)| {
+            let mut parts = column.split_whitespace();
+            let (Some(name), Some(type_text)) = (parts.next(), parts.next()) else {
+                return Err(Error::invalid(format!(
+                    "Invalid column '{}': expected 'name type'",
+                    column.trim()
+                )));
+            };
+            let type_text = std::iter::once(type_text)
+                .chain(parts)
+                .collect::<Vec<_>>()
+                .join(" ");
+            Ok(ColumnInfo {
+                position: position as i64,
+                ..ColumnInfo::new(catalog::normalize_name("column", name)?, type_text)
+            })
+        })
+        .collect()
 }
 
 /// The table's current schema in Arrow's terms: what read rows are converted to.
@@ -251,172 +380,317 @@ impl Lake {
         spec: &IngestSpec,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<IngestReport> {
-        let (catalog_name, schema_name, table_name) = catalog::parse_table_name(&spec.table)?;
-        reach_catalog(store, caller, &catalog_name, true).await?;
-        let files = files_of(&spec.sources, spec.format)?;
-        if files.is_empty() {
-            return Err(Error::invalid("No files to ingest in the given sources"));
-        }
-        let (table, created) = match store
-            .get_table(&catalog_name, &schema_name, &table_name)
-            .await
-        {
-            Ok(table) => {
-                authorize(store, caller, &Securable::table(&table), Privilege::Modify).await?;
-                (table, false)
-            }
-            Err(err) if err.code == ErrorCode::ResourceDoesNotExist => {
-                authorize_create_table(store, caller, &catalog_name, &schema_name).await?;
-                let columns = match &spec.columns {
-                    Some(columns) => columns.clone(),
-                    None => {
-                        let (path, format, _) = &files[0];
-                        infer_columns(path, *format)?
-                    }
-                };
-                let table = self
-                    .create_managed(
-                        store,
-                        &caller.actor(),
-                        ManagedTable {
-                            catalog: catalog_name.clone(),
-                            schema: schema_name.clone(),
-                            name: table_name.clone(),
-                            columns,
-                            comment: "ingested".into(),
-                            properties: BTreeMap::new(),
-                        },
-                    )
-                    .await?;
-                (table, true)
-            }
-            Err(err) => return Err(err),
-        };
-        let location = location_of(&table)?;
-        let target = arrow_schema_of(&location, &table.full_name).await?;
-        let done: HashSet<String> = store
-            .ingested_files(&table.table_id)
-            .await?
+        let target = self.ingest_target(store, caller, &spec.table).await?;
+        let files: Vec<IngestFile> = files_of(&spec.sources, spec.format)?
             .into_iter()
-            .map(|f| f.source)
+            .map(|(path, format, size)| IngestFile {
+                source: path.display().to_string(),
+                path,
+                format,
+                size,
+            })
             .collect();
+        let Some(first) = files.first() else {
+            return Err(Error::invalid("No files to ingest in the given sources"));
+        };
+        let (table, created) = self
+            .create_if_missing(store, caller, target, spec.columns.clone(), first)
+            .await?;
+        let done = self.ingested_sources(store, &table).await?;
         let (todo, skipped): (Vec<_>, Vec<_>) = files
             .into_iter()
-            .partition(|(path, _, _)| !done.contains(&path.display().to_string()));
+            .partition(|file| !done.contains(&file.source));
         progress(Progress::Planned {
             files: todo.len(),
-            bytes: todo.iter().map(|(_, _, size)| size).sum(),
+            bytes: todo.iter().map(|file| file.size).sum(),
         });
         let mut report = IngestReport {
             table: table.full_name.clone(),
             created,
             files: Vec::new(),
-            skipped: skipped
-                .into_iter()
-                .map(|(path, _, _)| path.display().to_string())
-                .collect(),
+            skipped: skipped.into_iter().map(|file| file.source).collect(),
             quarantine_table: None,
         };
         let mut quarantine: Option<TableInfo> = None;
-        for (path, format, size) in todo {
-            let source = path.display().to_string();
-            let target_schema = target.clone();
-            let read_path = path.clone();
-            let (batches, rejected) =
-                tokio::task::spawn_blocking(move || read_file(&read_path, format, &target_schema))
-                    .await
-                    .map_err(|e| Error::internal_from("ingestion failed", e))??;
-            let rows_written: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            let from_file = || {
-                vec![SourceRead {
-                    node: Node::file(source.clone()),
-                    version: None,
-                }]
-            };
-            let version = if rows_written > 0 {
-                let version = self
-                    .write(
-                        &location,
-                        &table.full_name,
-                        batches,
-                        WriteMode::Append,
-                        false,
-                    )
-                    .await?
-                    .version;
-                let write = NewLineage::new(
-                    Node::table(table.full_name.clone()),
-                    Some(version as i64),
-                    "INGEST",
-                    caller.principal.name.clone(),
-                );
-                store
-                    .record_committed_write(&write.reading(from_file()))
-                    .await;
-                version
-            } else {
-                open(&location, &table.full_name, At::Latest)
-                    .await?
-                    .version()
-                    .unwrap_or_default()
-            };
-            if !rejected.is_empty() {
-                let quarantined = match &quarantine {
-                    Some(table) => table.clone(),
-                    None => self.quarantine_table(store, caller, &table).await?,
-                };
-                let written = self
-                    .write(
-                        &location_of(&quarantined)?,
-                        &quarantined.full_name,
-                        vec![quarantine_batch(&source, &rejected)?],
-                        WriteMode::Append,
-                        false,
-                    )
-                    .await?;
-                let write = NewLineage::new(
-                    Node::table(quarantined.full_name.clone()),
-                    Some(written.version as i64),
-                    "INGEST (quarantine)",
-                    caller.principal.name.clone(),
-                );
-                store
-                    .record_committed_write(&write.reading(from_file()))
-                    .await;
-                report.quarantine_table = Some(quarantined.full_name.clone());
-                quarantine = Some(quarantined);
-            }
-            store
-                .record_ingested_file(&IngestedFile {
-                    table_id: table.table_id.clone(),
-                    source: source.clone(),
-                    size: size as i64,
-                    rows_written: rows_written as i64,
-                    rows_quarantined: rejected.len() as i64,
-                    table_version: version as i64,
-                    ingested_at: now_millis(),
-                    ingested_by: caller.principal.name.clone(),
-                })
-                .await?;
-            tracing::info!(
-                table = %table.full_name,
-                %source,
-                rows = rows_written,
-                quarantined = rejected.len(),
-                "ingested"
+        for file in todo {
+            report.files.push(
+                self.ingest_file(store, caller, &table, &file, &mut quarantine)
+                    .await?,
             );
-            report.files.push(FileReport {
-                source: source.clone(),
-                rows_written: rows_written as u64,
-                rows_quarantined: rejected.len() as u64,
-                version,
-            });
             progress(Progress::FileDone {
-                source,
-                bytes: size,
+                source: file.source,
+                bytes: file.size,
             });
         }
+        report.quarantine_table = quarantine.map(|table| table.full_name);
         Ok(report)
+    }
+
+    /// Ingests one file a client sends as `body` into `table`, unless a file of the same
+    /// source was ingested before (then the body is not read). The caller's right to write (or
+    /// create) the table is checked before anything is read.
+    pub async fn ingest_upload<S>(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        upload: &Upload,
+        body: S,
+    ) -> Result<UploadReport>
+    where
+        S: futures::Stream<Item = std::result::Result<bytes::Bytes, std::io::Error>> + Unpin,
+    {
+        if upload.source.is_empty() || upload.source.contains('\0') {
+            return Err(Error::invalid(
+                "An ingested file needs a source: the name it is recorded under",
+            ));
+        }
+        let format = match upload.format {
+            Some(format) => format,
+            None => SourceFormat::of(Path::new(&upload.source)).ok_or_else(|| {
+                Error::invalid(format!(
+                    "Cannot tell the format of {}: give format csv, json or parquet",
+                    upload.source
+                ))
+            })?,
+        };
+        let target = self.ingest_target(store, caller, &upload.table).await?;
+        if let IngestTarget::Existing(table) = &target
+            && self
+                .ingested_sources(store, table)
+                .await?
+                .contains(&upload.source)
+        {
+            return Ok(UploadReport {
+                table: table.full_name.clone(),
+                created: false,
+                skipped: true,
+                file: None,
+                quarantine_table: None,
+            });
+        }
+        let staged = Staged::receive(body).await?;
+        let file = IngestFile {
+            source: upload.source.clone(),
+            path: staged.path.clone(),
+            format,
+            size: staged.size,
+        };
+        let (table, created) = self
+            .create_if_missing(store, caller, target, upload.columns.clone(), &file)
+            .await?;
+        let mut quarantine = None;
+        let report = self
+            .ingest_file(store, caller, &table, &file, &mut quarantine)
+            .await?;
+        Ok(UploadReport {
+            table: table.full_name,
+            created,
+            skipped: false,
+            file: Some(report),
+            quarantine_table: quarantine.map(|table| table.full_name),
+        })
+    }
+
+    /// The files ingested into the table `full_name`, oldest first; for readers of the table.
+    pub async fn ingested_files(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        full_name: &str,
+    ) -> Result<Vec<IngestedFile>> {
+        let table = table_for(store, caller, full_name, Privilege::Select).await?;
+        store.ingested_files(&table.table_id).await
+    }
+
+    /// Where files for `full_name` go, checked for the caller: the table to modify, or the
+    /// name of one to create.
+    async fn ingest_target(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        full_name: &str,
+    ) -> Result<IngestTarget> {
+        let (catalog_name, schema_name, table_name) = catalog::parse_table_name(full_name)?;
+        reach_catalog(store, caller, &catalog_name, true).await?;
+        match store
+            .get_table(&catalog_name, &schema_name, &table_name)
+            .await
+        {
+            Ok(table) => {
+                authorize(store, caller, &Securable::table(&table), Privilege::Modify).await?;
+                Ok(IngestTarget::Existing(Box::new(table)))
+            }
+            Err(err) if err.code == ErrorCode::ResourceDoesNotExist => {
+                authorize_create_table(store, caller, &catalog_name, &schema_name).await?;
+                Ok(IngestTarget::Missing {
+                    catalog: catalog_name,
+                    schema: schema_name,
+                    name: table_name,
+                })
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The target's table, made from `columns` (or those of `first`) when missing; whether
+    /// it was made.
+    async fn create_if_missing(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        target: IngestTarget,
+        columns: Option<Vec<ColumnInfo>>,
+        first: &IngestFile,
+    ) -> Result<(TableInfo, bool)> {
+        let (catalog, schema, name) = match target {
+            IngestTarget::Existing(table) => return Ok((*table, false)),
+            IngestTarget::Missing {
+                catalog,
+                schema,
+                name,
+            } => (catalog, schema, name),
+        };
+        let columns = match columns {
+            Some(columns) => columns,
+            None => {
+                let (path, format) = (first.path.clone(), first.format);
+                tokio::task::spawn_blocking(move || infer_columns(&path, format))
+                    .await
+                    .map_err(|e| Error::internal_from("ingestion failed", e))??
+            }
+        };
+        let table = self
+            .create_managed(
+                store,
+                &caller.actor(),
+                ManagedTable {
+                    catalog,
+                    schema,
+                    name,
+                    columns,
+                    comment: "ingested".into(),
+                    properties: BTreeMap::new(),
+                },
+            )
+            .await?;
+        Ok((table, true))
+    }
+
+    async fn ingested_sources(
+        &self,
+        store: &dyn MetaStore,
+        table: &TableInfo,
+    ) -> Result<HashSet<String>> {
+        Ok(store
+            .ingested_files(&table.table_id)
+            .await?
+            .into_iter()
+            .map(|file| file.source)
+            .collect())
+    }
+
+    /// Appends one file's rows to `table` and its bad rows to the quarantine table (made on
+    /// first need and kept in `quarantine`), and records the file as ingested.
+    async fn ingest_file(
+        &self,
+        store: &dyn MetaStore,
+        caller: &Caller,
+        table: &TableInfo,
+        file: &IngestFile,
+        quarantine: &mut Option<TableInfo>,
+    ) -> Result<FileReport> {
+        let location = location_of(table)?;
+        let target = arrow_schema_of(&location, &table.full_name).await?;
+        let source = file.source.clone();
+        let (read_path, format) = (file.path.clone(), file.format);
+        let (batches, rejected) =
+            tokio::task::spawn_blocking(move || read_file(&read_path, format, &target))
+                .await
+                .map_err(|e| Error::internal_from("ingestion failed", e))??;
+        let rows_written: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let from_file = || {
+            vec![SourceRead {
+                node: Node::file(source.clone()),
+                version: None,
+            }]
+        };
+        let version = if rows_written > 0 {
+            let version = self
+                .write(
+                    &location,
+                    &table.full_name,
+                    batches,
+                    WriteMode::Append,
+                    false,
+                )
+                .await?
+                .version;
+            let write = NewLineage::new(
+                Node::table(table.full_name.clone()),
+                Some(version as i64),
+                "INGEST",
+                caller.principal.name.clone(),
+            );
+            store
+                .record_committed_write(&write.reading(from_file()))
+                .await;
+            version
+        } else {
+            open(&location, &table.full_name, At::Latest)
+                .await?
+                .version()
+                .unwrap_or_default()
+        };
+        if !rejected.is_empty() {
+            let quarantined = match quarantine.as_ref() {
+                Some(table) => table.clone(),
+                None => self.quarantine_table(store, caller, table).await?,
+            };
+            let written = self
+                .write(
+                    &location_of(&quarantined)?,
+                    &quarantined.full_name,
+                    vec![quarantine_batch(&source, &rejected)?],
+                    WriteMode::Append,
+                    false,
+                )
+                .await?;
+            let write = NewLineage::new(
+                Node::table(quarantined.full_name.clone()),
+                Some(written.version as i64),
+                "INGEST (quarantine)",
+                caller.principal.name.clone(),
+            );
+            store
+                .record_committed_write(&write.reading(from_file()))
+                .await;
+            *quarantine = Some(quarantined);
+        }
+        store
+            .record_ingested_file(&IngestedFile {
+                table_id: table.table_id.clone(),
+                source: source.clone(),
+                size: file.size as i64,
+                rows_written: rows_written as i64,
+                rows_quarantined: rejected.len() as i64,
+                table_version: version as i64,
+                ingested_at: now_millis(),
+                ingested_by: caller.principal.name.clone(),
+            })
+            .await?;
+        tracing::info!(
+            table = %table.full_name,
+            %source,
+            rows = rows_written,
+            quarantined = rejected.len(),
+            "ingested"
+        );
+        Ok(FileReport {
+            source,
+            rows_written: rows_written as u64,
+            rows_quarantined: rejected.len() as u64,
+            version,
+        })
     }
 
     /// The table that receives `table`'s bad rows, created next to it on first need.

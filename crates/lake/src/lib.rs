@@ -27,7 +27,7 @@ pub use deltalake::arrow;
 pub use deltalake::datafusion;
 pub use deltalake::kernel::StructField;
 pub use maintenance::{Optimized, VacuumSpec, Vacuumed};
-pub use nesting::{MAX_EXPRESSION_DEPTH, check_expression_depth};
+pub use nesting::{MAX_CHAINED_RELATIONS, MAX_EXPRESSION_DEPTH, check_expression_depth};
 pub use sql::{
     DEFAULT_SCHEMA, RESULT_FILE_BYTES, ResultFile, ResultRows, SqlLimits, SqlOutput, SqlScope,
 };

@@ -208,6 +208,49 @@ pub async fn append_progress(
     Ok(written)
 }
 
+/// Appends rows once per application and version, as Delta's idempotent writes
+/// (`txnAppId`, `txnVersion`) do: when the table already records `version` or a later one for
+/// `app_id`, nothing is written and None is answered; otherwise the pair is recorded in the
+/// append's own commit.
+pub async fn append_once(
+    lake: &Lake,
+    store: &dyn MetaStore,
+    caller: &Caller,
+    full_name: &str,
+    rows: Rows,
+    (app_id, version): (&str, i64),
+) -> Result<Option<Written>> {
+    if app_id.is_empty() || version < 0 {
+        return Err(Error::invalid(
+            "An idempotent write needs an application id and a version of 0 or more",
+        ));
+    }
+    let table = table_for(store, caller, full_name, Privilege::Modify).await?;
+    let recorded = lake
+        .recorded_version(&location_of(&table)?, &table.full_name, app_id)
+        .await?;
+    if recorded.is_some_and(|done| done >= version) {
+        return Ok(None);
+    }
+    append_progress(lake, store, caller, &table, rows, (app_id, version))
+        .await
+        .map(Some)
+}
+
+/// The version `app_id` last recorded with a write to the table (see [`append_once`]); for
+/// readers of the table.
+pub async fn recorded_version(
+    lake: &Lake,
+    store: &dyn MetaStore,
+    caller: &Caller,
+    full_name: &str,
+    app_id: &str,
+) -> Result<Option<i64>> {
+    let table = table_for(store, caller, full_name, Privilege::Select).await?;
+    lake.recorded_version(&location_of(&table)?, &table.full_name, app_id)
+        .await
+}
+
 /// Sets the other columns of `rows` on the rows of the table matching them on `keys`, as a
 /// continuous job does, recording `progress` as `append_progress` does.
 pub async fn update_progress(

@@ -252,7 +252,9 @@ fn tensor(name: Option<String>, value: Value) -> Result<NamedTensor, ModelError>
             None => break,
         }
     }
-    let mut values = Vec::with_capacity(shape.iter().product());
+    // Grown as the values are read, not sized from the shape the first items claim: a small
+    // ragged request can claim a shape of billions (or overflow the product).
+    let mut values = Vec::new();
     flatten(value, &shape, &mut values).map_err(|_| {
         bad(format!(
             "the tensor{} is ragged: every list at one depth must have the same length",

@@ -257,8 +257,12 @@ impl Parser {
 pub fn attribute_path(word: &str) -> Result<Vec<String>> {
     let mut bare = word;
     for prefix in CORE_SCHEMA_PREFIXES {
-        if bare.len() > prefix.len() && bare[..prefix.len()].eq_ignore_ascii_case(prefix) {
-            bare = &bare[prefix.len()..];
+        // Checked, not sliced: the prefix's length may fall inside a multi-byte character.
+        if let Some((head, rest)) = bare.split_at_checked(prefix.len())
+            && !rest.is_empty()
+            && head.eq_ignore_ascii_case(prefix)
+        {
+            bare = rest;
         }
     }
     let path: Vec<String> = bare.split('.').map(str::to_string).collect();

@@ -15,6 +15,7 @@ mod commits;
 mod ingest;
 mod lineage;
 mod maintenance;
+mod properties;
 mod sql;
 
 pub(crate) fn column(name: &str, sql: &str) -> ColumnInfo {

@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tarn_models::{Batcher, BatcherOptions, Invocation, Model, ModelError};
 
+mod properties;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }

@@ -14,7 +14,7 @@ use tarn_monitor::alerts;
 
 use super::mounted::Mounted;
 use crate::error::ApiResult;
-use crate::extract::{PathArgs, QueryArgs, Req};
+use crate::extract::{PathArgs, QueryArgs, Req, de};
 use crate::state::AppState;
 
 type JsonResult = ApiResult<Json<Value>>;
@@ -43,8 +43,8 @@ async fn create(
 
 #[derive(Deserialize)]
 struct ListArgs {
-    #[serde(default)]
-    page_size: Option<usize>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    page_size: Option<i64>,
     #[serde(default)]
     page_token: Option<String>,
 }
@@ -56,7 +56,11 @@ async fn list(
     QueryArgs(args): QueryArgs<ListArgs>,
 ) -> JsonResult {
     let all = alerts::list(state.store.as_ref(), &ctx).await?;
-    let size = args.page_size.filter(|s| *s > 0).unwrap_or(100).min(100);
+    let size = args
+        .page_size
+        .and_then(|size| usize::try_from(size).ok())
+        .filter(|size| *size > 0)
+        .map_or(100, |size| size.min(100));
     let start = match args.page_token.as_deref().filter(|t| !t.is_empty()) {
         None => 0,
         Some(token) => token
@@ -70,8 +74,10 @@ async fn list(
         .map(|a| a.info())
         .collect();
     let mut body = json!({ "alerts": page });
-    if start + size < all.len() {
-        body["next_page_token"] = json!((start + size).to_string());
+    // `start` is a client's page token: any number, so the sum saturates.
+    let next = start.saturating_add(size);
+    if next < all.len() {
+        body["next_page_token"] = json!(next.to_string());
     }
     Ok(Json(body))
 }
@@ -113,8 +119,8 @@ async fn delete(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> J
 
 #[derive(Deserialize)]
 struct HistoryArgs {
-    #[serde(default)]
-    max_results: Option<u64>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    max_results: Option<i64>,
 }
 
 async fn history(
@@ -127,7 +133,10 @@ async fn history(
         state.store.as_ref(),
         &ctx,
         path.get("id")?,
-        args.max_results.unwrap_or(100),
+        args.max_results
+            .and_then(|max| u64::try_from(max).ok())
+            .filter(|max| *max > 0)
+            .unwrap_or(100),
     )
     .await?;
     Ok(Json(json!({ "evaluations": evaluations })))

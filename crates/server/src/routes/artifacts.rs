@@ -127,13 +127,15 @@ fn content_type_of(path: &str) -> &'static str {
     }
 }
 
+/// Deleting an artifact loses it for good: CAN_MANAGE, as MLflow's auth plugin asks for an
+/// artifact DELETE and Databricks for purging (CAN_EDIT only logs artifacts).
 pub async fn remove(
     State(state): State<AppState>,
     ctx: Caller,
     path_args: PathArgs,
 ) -> ApiResult<Json<Value>> {
     let path = path_args.get("path")?.to_string();
-    authorize_path(&state, &ctx, &path, PermissionLevel::CanEdit).await?;
+    authorize_path(&state, &ctx, &path, PermissionLevel::CanManage).await?;
     state.artifacts.delete(&ctx.workspace, &path).await?;
     Ok(Json(json!({})))
 }

@@ -1,7 +1,8 @@
 //! The lakehouse catalog in open-source Unity Catalog's REST shape
 //! (`/api/2.1/unity-catalog/catalogs|schemas|tables`), and tarn's table data API
 //! (`/api/2.0/tarn/tables/{full_name}/data|merge|delete|changes|optimize|vacuum|history`) with
-//! Arrow IPC and Parquet bodies.
+//! Arrow IPC and Parquet bodies (appends made once per `txn_app_id` and version, read back at
+//! `.../transaction`), and file ingestion (`.../ingest`, `.../ingested-files`).
 //!
 //! Grants in Unity Catalog's shape (`/permissions/{securable_type}/{full_name}`) and read-only
 //! catalog bindings (`/bindings/catalog/{name}`). Every handler checks through
@@ -16,6 +17,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tarn_core::Error;
@@ -28,6 +30,7 @@ use tarn_lake::access::{self, Securable, reach_catalog};
 use tarn_lake::arrow::datatypes::SchemaRef;
 use tarn_lake::arrow::record_batch::RecordBatch;
 use tarn_lake::catalog::location_of;
+use tarn_lake::ingest::{SourceFormat, Upload, parse_columns};
 use tarn_lake::writes::{self, TableRequest};
 use tarn_lake::{At, MergeSpec, VacuumSpec, WriteMode, ipc};
 
@@ -78,6 +81,9 @@ pub fn table_data() -> Mounted {
         .route("/{full_name}/optimize", post(optimize))
         .route("/{full_name}/vacuum", post(vacuum))
         .route("/{full_name}/history", get(history))
+        .route("/{full_name}/ingest", post(ingest_file))
+        .route("/{full_name}/ingested-files", get(ingested_files))
+        .route("/{full_name}/transaction", get(transaction))
         .body_limit(MAX_DATA_BODY)
 }
 
@@ -473,6 +479,10 @@ struct WriteArgs {
     mode: Option<String>,
     #[serde(default, deserialize_with = "de::opt_bool")]
     merge_schema: Option<bool>,
+    /// Delta's idempotent writes: an append made once per application and version.
+    txn_app_id: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_i64")]
+    txn_version: Option<i64>,
 }
 
 /// The rows a client sent to write: they were read from no table.
@@ -520,20 +530,131 @@ async fn write_data(
             .into());
         }
     };
+    let once = match (args.txn_app_id, args.txn_version) {
+        (None, None) => None,
+        (Some(app_id), Some(version)) if mode == WriteMode::Append => Some((app_id, version)),
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid("An idempotent write (txn_app_id) appends").into());
+        }
+        _ => return Err(Error::invalid("Give txn_app_id and txn_version together").into()),
+    };
     let rows = client_rows(body).await?;
-    let written = writes::write_rows(
+    let (full_name, store) = (path.get("full_name")?, state.store.as_ref());
+    let written = match once {
+        Some((app_id, version)) => {
+            writes::append_once(
+                &state.lake,
+                store,
+                &ctx,
+                full_name,
+                rows,
+                (&app_id, version),
+            )
+            .await?
+        }
+        None => Some(
+            writes::write_rows(
+                &state.lake,
+                store,
+                &ctx,
+                full_name,
+                rows,
+                mode,
+                args.merge_schema.unwrap_or(false),
+            )
+            .await?,
+        ),
+    };
+    Ok(Json(match written {
+        Some(written) => json!({ "version": written.version, "num_rows": written.rows }),
+        None => json!({ "skipped": true, "num_rows": 0 }),
+    }))
+}
+
+#[derive(Deserialize)]
+struct TransactionArgs {
+    app_id: Option<String>,
+}
+
+/// The version an application last recorded with an idempotent write (`txn_app_id`).
+async fn transaction(
+    State(state): State<AppState>,
+    ctx: Caller,
+    path: PathArgs,
+    QueryArgs(args): QueryArgs<TransactionArgs>,
+) -> JsonResult {
+    let app_id = args.app_id.unwrap_or_default();
+    let version = writes::recorded_version(
         &state.lake,
         state.store.as_ref(),
         &ctx,
         path.get("full_name")?,
-        rows,
-        mode,
-        args.merge_schema.unwrap_or(false),
+        &app_id,
     )
     .await?;
-    Ok(Json(
-        json!({ "version": written.version, "num_rows": written.rows }),
-    ))
+    let mut body = json!({ "app_id": app_id });
+    if let Some(version) = version {
+        body["version"] = json!(version);
+    }
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+struct IngestArgs {
+    /// The name the file is recorded under: its absolute path on the client's machine.
+    source: Option<String>,
+    format: Option<String>,
+    /// Columns of a new table, `name type, ...`.
+    columns: Option<String>,
+}
+
+/// One file (CSV, JSON lines or Parquet, the body streamed as sent) into the table, once per
+/// source; bad rows to its quarantine table. The body is not limited: it goes to disk.
+async fn ingest_file(
+    State(state): State<AppState>,
+    ctx: Caller,
+    path: PathArgs,
+    QueryArgs(args): QueryArgs<IngestArgs>,
+    body: Body,
+) -> JsonResult {
+    let upload = Upload {
+        table: path.get("full_name")?.to_string(),
+        source: args.source.unwrap_or_default(),
+        format: args
+            .format
+            .as_deref()
+            .map(SourceFormat::parse)
+            .transpose()?,
+        columns: args.columns.as_deref().map(parse_columns).transpose()?,
+    };
+    let body = body.into_data_stream().map_err(std::io::Error::other);
+    let report = state
+        .lake
+        .ingest_upload(state.store.as_ref(), &ctx, &upload, body)
+        .await?;
+    Ok(Json(json!(report)))
+}
+
+async fn ingested_files(State(state): State<AppState>, ctx: Caller, path: PathArgs) -> JsonResult {
+    let files = state
+        .lake
+        .ingested_files(state.store.as_ref(), &ctx, path.get("full_name")?)
+        .await?;
+    let files: Vec<Value> = files
+        .into_iter()
+        .map(|file| {
+            json!({
+                "source": file.source,
+                "size": file.size,
+                "rows_written": file.rows_written,
+                "rows_quarantined": file.rows_quarantined,
+                "table_version": file.table_version,
+                "ingested_at": file.ingested_at,
+                "ingested_by": file.ingested_by,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "files": files })))
 }
 
 #[derive(Deserialize)]

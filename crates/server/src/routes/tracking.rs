@@ -395,19 +395,15 @@ pub async fn update_run(
     Ok(Json(json!({ "run_info": run_info })))
 }
 
+/// Deleting and restoring runs is CAN_EDIT's, as in Databricks' experiment permissions
+/// ("create, delete, and restore runs"); only purging is CAN_MANAGE's.
 pub async fn delete_run(
     State(state): State<AppState>,
     ctx: Caller,
     Req(req): Req<RunIdArg>,
 ) -> JsonResult {
     let run_id = req.get()?;
-    access::run(
-        state.store.as_ref(),
-        &ctx,
-        run_id,
-        PermissionLevel::CanManage,
-    )
-    .await?;
+    access::run(state.store.as_ref(), &ctx, run_id, PermissionLevel::CanEdit).await?;
     state.store.delete_run(&ctx.workspace, run_id).await?;
     Ok(Json(json!({})))
 }
@@ -418,13 +414,7 @@ pub async fn restore_run(
     Req(req): Req<RunIdArg>,
 ) -> JsonResult {
     let run_id = req.get()?;
-    access::run(
-        state.store.as_ref(),
-        &ctx,
-        run_id,
-        PermissionLevel::CanManage,
-    )
-    .await?;
+    access::run(state.store.as_ref(), &ctx, run_id, PermissionLevel::CanEdit).await?;
     state.store.restore_run(&ctx.workspace, run_id).await?;
     Ok(Json(json!({})))
 }

@@ -3,6 +3,8 @@
 mod api_errors;
 mod auth_and_permissions;
 mod authorization_sweep;
+mod permission_levels;
+mod properties;
 mod registry_api;
 mod replicas;
 mod serving_api;

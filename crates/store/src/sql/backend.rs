@@ -333,7 +333,8 @@ pub(super) fn into_page<T>(mut items: Vec<T>, offset: u64, max_results: u64) -> 
     items.truncate(max_results as usize);
     Page {
         items,
-        next_offset: has_more.then_some(offset + max_results),
+        // Any offset may come from a client's page token: the next one saturates, never wraps.
+        next_offset: has_more.then(|| offset.saturating_add(max_results)),
     }
 }
 

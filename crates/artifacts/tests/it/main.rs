@@ -1,0 +1,3 @@
+//! tarn-artifacts' integration tests: properties of the artifact paths clients send.
+
+mod properties;

@@ -1,0 +1,3 @@
+//! tarn-core's integration tests: properties of the parsers of user input.
+
+mod properties;

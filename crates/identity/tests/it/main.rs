@@ -1,0 +1,3 @@
+//! tarn-identity's integration tests: properties of the SCIM filter and PATCH parsers.
+
+mod properties;
