@@ -13,6 +13,10 @@ export TARN_TEST_POSTGRES_URL="$pg_url"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Property tests draw their cases from this seed, so a failure here repeats on every run and
+# every machine; set PROPTEST_RNG_SEED to explore other cases.
+export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261207}"
+
 step "PostgreSQL at 127.0.0.1:5432"
 "$root/scripts/ensure-postgres.sh"
 

@@ -240,6 +240,15 @@ def test_tarn_ingest_loads_files_once_and_quarantines_bad_rows(server, schema, t
         server, "POST", f"/api/2.0/tarn/tables/{table}/ingest", params={"source": "/x/data.txt"}, data=b"x"
     )
     assert bad_format.status_code == 400 and "format" in bad_format.json()["message"]
+    # A file that is not what it says is named as the client named it, never by where the
+    # server staged it; no table is made of it.
+    not_parquet = call(
+        server, "POST", f"/api/2.0/tarn/tables/dev.{schema}.broken/ingest",
+        params={"source": "/landing/broken.parquet"}, data=b"PAR1 but not really",
+    )
+    message = not_parquet.json()["message"]
+    assert not_parquet.status_code == 400 and "/landing/broken.parquet" in message and "tarn-ingest" not in message
+    assert call(server, "GET", f"{UC}/tables/dev.{schema}.broken").status_code == 404
 
 
 def test_concurrent_writers_both_land_and_a_killed_writer_leaves_the_table_readable(server, schema, tmp_path):

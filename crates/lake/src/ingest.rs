@@ -340,10 +340,16 @@ pub async fn read_files(
     for (path, format, _) in files {
         let target = target.clone();
         let read_path = path.clone();
-        let (batches, rejected) =
-            tokio::task::spawn_blocking(move || read_file(&read_path, format, &target))
-                .await
-                .map_err(|e| Error::internal_from("reading failed", e))??;
+        let (batches, rejected) = tokio::task::spawn_blocking(move || {
+            read_file(
+                &read_path,
+                &read_path.display().to_string(),
+                format,
+                &target,
+            )
+        })
+        .await
+        .map_err(|e| Error::internal_from("reading failed", e))??;
         if let Some(first) = rejected.first() {
             return Err(Error::invalid(format!(
                 "{} row(s) of {} do not fit {full_name}; the first, line {}: {}",
@@ -553,8 +559,9 @@ impl Lake {
         let columns = match columns {
             Some(columns) => columns,
             None => {
-                let (path, format) = (first.path.clone(), first.format);
-                tokio::task::spawn_blocking(move || infer_columns(&path, format))
+                let (path, shown, format) =
+                    (first.path.clone(), first.source.clone(), first.format);
+                tokio::task::spawn_blocking(move || infer_columns(&path, &shown, format))
                     .await
                     .map_err(|e| Error::internal_from("ingestion failed", e))??
             }
@@ -602,9 +609,9 @@ impl Lake {
         let location = location_of(table)?;
         let target = arrow_schema_of(&location, &table.full_name).await?;
         let source = file.source.clone();
-        let (read_path, format) = (file.path.clone(), file.format);
+        let (read_path, shown, format) = (file.path.clone(), source.clone(), file.format);
         let (batches, rejected) =
-            tokio::task::spawn_blocking(move || read_file(&read_path, format, &target))
+            tokio::task::spawn_blocking(move || read_file(&read_path, &shown, format, &target))
                 .await
                 .map_err(|e| Error::internal_from("ingestion failed", e))??;
         let rows_written: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -789,13 +796,15 @@ fn quarantine_batch(source: &str, rejected: &[Rejected]) -> Result<RecordBatch> 
         .map_err(|e| Error::internal_from("cannot build quarantine rows", e))
 }
 
-/// Reads one file into batches of the target schema and the rows that did not fit.
+/// Reads one file into batches of the target schema and the rows that did not fit; `shown`
+/// names it in errors (a staged upload's path is the server's own).
 fn read_file(
     path: &Path,
+    shown: &str,
     format: SourceFormat,
     target: &SchemaRef,
 ) -> Result<(Vec<RecordBatch>, Vec<Rejected>)> {
-    let display = path.display();
+    let display = shown;
     let file = std::fs::File::open(path)
         .map_err(|e| Error::invalid(format!("Cannot open {display}: {e}")))?;
     let mut batches = Vec::new();
@@ -803,7 +812,7 @@ fn read_file(
     match format {
         SourceFormat::Csv | SourceFormat::JsonLines => {
             let mut reader: Box<dyn TextReader> = match format {
-                SourceFormat::Csv => Box::new(CsvRows::new(file, target, path)?),
+                SourceFormat::Csv => Box::new(CsvRows::new(file, target, shown)?),
                 _ => Box::new(JsonRows::new(file, target)),
             };
             loop {
@@ -978,16 +987,14 @@ struct CsvRows {
 }
 
 impl CsvRows {
-    fn new(file: std::fs::File, target: &SchemaRef, path: &Path) -> Result<Self> {
+    fn new(file: std::fs::File, target: &SchemaRef, shown: &str) -> Result<Self> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
             .from_reader(std::io::BufReader::with_capacity(1 << 20, file));
         let header = reader
             .headers()
-            .map_err(|e| {
-                Error::invalid(format!("Cannot read the header of {}: {e}", path.display()))
-            })?
+            .map_err(|e| Error::invalid(format!("Cannot read the header of {}: {e}", shown)))?
             .clone();
         let mut positions = Vec::new();
         let mut extra = Vec::new();
@@ -1000,7 +1007,7 @@ impl CsvRows {
         if !extra.is_empty() {
             return Err(Error::invalid(format!(
                 "{} has columns the table lacks: {}",
-                path.display(),
+                shown,
                 extra.join(", ")
             )));
         }
@@ -1160,14 +1167,14 @@ impl TextReader for JsonRows {
     }
 }
 
-/// Column types from the first rows of a file: the narrowest of bigint, double, boolean,
-/// date, timestamp and string that reads every value.
-pub fn infer_columns(path: &Path, format: SourceFormat) -> Result<Vec<ColumnInfo>> {
+/// Column types from the first rows of a file (named `shown` in errors): the narrowest of
+/// bigint, double, boolean, date, timestamp and string that reads every value.
+pub fn infer_columns(path: &Path, shown: &str, format: SourceFormat) -> Result<Vec<ColumnInfo>> {
     let file = std::fs::File::open(path)
-        .map_err(|e| Error::invalid(format!("Cannot open {}: {e}", path.display())))?;
+        .map_err(|e| Error::invalid(format!("Cannot open {}: {e}", shown)))?;
     if format == SourceFormat::Parquet {
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| Error::invalid(format!("{} is not valid Parquet: {e}", path.display())))?;
+            .map_err(|e| Error::invalid(format!("{} is not valid Parquet: {e}", shown)))?;
         return crate::columns::columns_of_arrow(builder.schema());
     }
     let mut names: Vec<String> = Vec::new();
@@ -1180,9 +1187,7 @@ pub fn infer_columns(path: &Path, format: SourceFormat) -> Result<Vec<ColumnInfo
                 .from_reader(file);
             names = reader
                 .headers()
-                .map_err(|e| {
-                    Error::invalid(format!("Cannot read the header of {}: {e}", path.display()))
-                })?
+                .map_err(|e| Error::invalid(format!("Cannot read the header of {}: {e}", shown)))?
                 .iter()
                 .map(|n| n.trim().to_string())
                 .collect();
@@ -1224,14 +1229,14 @@ pub fn infer_columns(path: &Path, format: SourceFormat) -> Result<Vec<ColumnInfo
     if names.is_empty() {
         return Err(Error::invalid(format!(
             "Cannot infer columns from {}: it holds no header or objects",
-            path.display()
+            shown
         )));
     }
     for name in &names {
         catalog::normalize_name("column", name).map_err(|_| {
             Error::invalid(format!(
                 "Column '{name}' of {}: use letters, digits and underscores, or give the columns",
-                path.display()
+                shown
             ))
         })?;
     }

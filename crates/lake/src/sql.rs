@@ -796,6 +796,14 @@ impl Lake {
         or_replace: bool,
     ) -> Result<(SqlOutput, Option<Produced>)> {
         let full_name = table.full_name();
+        // `CREATE TABLE t` with neither columns nor a query plans a row of no columns, which
+        // no Delta table can hold.
+        if input.schema().fields().is_empty() {
+            return Err(Error::invalid(format!(
+                "Cannot create {full_name}: a table needs at least one column (give the columns \
+                 or AS SELECT ...)"
+            )));
+        }
         let session: Arc<dyn Session> = Arc::new(context.state());
         match store
             .get_table(&table.catalog, &table.schema, &table.name)
