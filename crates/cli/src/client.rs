@@ -247,6 +247,12 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// The error code the server answered `err` with; none when it did not answer.
+pub fn error_code(err: &anyhow::Error) -> Option<&str> {
+    err.downcast_ref::<ApiError>()
+        .map(|api| api.error_code.as_str())
+}
+
 /// Requests to one server, in one workspace, as one token's principal.
 #[derive(Clone)]
 pub struct Client {

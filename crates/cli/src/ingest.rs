@@ -15,7 +15,7 @@ use serde_json::Value;
 use tarn_lake::ingest::{FileReport, SourceFormat, files_of};
 use tokio::io::AsyncReadExt;
 
-use crate::client::{ApiError, Client};
+use crate::client::{Client, error_code};
 use crate::tables::{DATA, table_client};
 
 #[derive(Args)]
@@ -156,11 +156,7 @@ async fn ingested_sources(client: &Client, table: &str) -> Result<HashSet<String
         .await
     {
         Ok(answer) => answer,
-        Err(err)
-            if err
-                .downcast_ref::<ApiError>()
-                .is_some_and(|e| e.error_code == "RESOURCE_DOES_NOT_EXIST") =>
-        {
+        Err(err) if error_code(&err) == Some("RESOURCE_DOES_NOT_EXIST") => {
             return Ok(HashSet::new());
         }
         Err(err) => return Err(err),

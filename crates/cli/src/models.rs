@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tarn_core::registry::MAX_REGISTERED_MODELS_PER_PAGE;
 
-use crate::client::{ApiError, Client};
+use crate::client::{Client, error_code};
 
 const MLFLOW: &str = "/api/2.0/mlflow";
 const AUDIT: &str = "/api/2.0/tarn/audit";
@@ -650,13 +650,6 @@ async fn delete_with_body(client: &Client, path: &str, body: &Value) -> Result<(
         .send(client.request(Method::DELETE, path).json(body))
         .await?;
     Ok(())
-}
-
-/// The server's error code, when the server refused.
-fn error_code(error: &anyhow::Error) -> Option<&str> {
-    error
-        .downcast_ref::<ApiError>()
-        .map(|e| e.error_code.as_str())
 }
 
 /// The text at `key`, `-` when absent (numbers as the server wrote them).

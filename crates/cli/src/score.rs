@@ -19,7 +19,7 @@ use tarn_lake::arrow::datatypes::{Field, Schema};
 use tarn_lake::ipc;
 use tarn_models::Model;
 
-use crate::client::{ApiError, Client};
+use crate::client::{Client, error_code};
 use crate::models::{FetchedModel, fetch_model};
 use crate::tables::{DATA, arrow_rows, send_rows, table_client};
 
@@ -249,8 +249,7 @@ async fn stream(client: &Client, args: &ScoreArgs, scorer: &mut FetchedModel) ->
 }
 
 fn not_found(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<ApiError>()
-        .is_some_and(|e| e.error_code == "RESOURCE_DOES_NOT_EXIST")
+    error_code(err) == Some("RESOURCE_DOES_NOT_EXIST")
 }
 
 /// The rows a change feed inserted or updated to, without the feed's own columns.

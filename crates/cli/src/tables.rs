@@ -17,7 +17,7 @@ use tarn_lake::arrow::util::pretty::pretty_format_batches;
 use tarn_lake::ingest::SourceFormat;
 use tarn_lake::ipc;
 
-use crate::client::{ApiError, Client};
+use crate::client::{ApiError, Client, error_code};
 
 /// Unity Catalog's REST API.
 const UC: &str = "/api/2.1/unity-catalog";
@@ -213,8 +213,7 @@ pub(crate) async fn reading(
 }
 
 fn refused(err: &anyhow::Error) -> bool {
-    err.downcast_ref::<ApiError>()
-        .is_some_and(|e| e.error_code == "PERMISSION_DENIED")
+    error_code(err) == Some("PERMISSION_DENIED")
 }
 
 /// A table's normalized full name, its description, and the client to read it with.

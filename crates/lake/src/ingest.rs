@@ -417,10 +417,11 @@ impl Lake {
             skipped: skipped.into_iter().map(|file| file.source).collect(),
             quarantine_table: None,
         };
+        let target = arrow_schema_of(&location_of(&table)?, &table.full_name).await?;
         let mut quarantine: Option<TableInfo> = None;
         for file in todo {
             report.files.push(
-                self.ingest_file(store, caller, &table, &file, &mut quarantine)
+                self.ingest_file(store, caller, (&table, &target), &file, &mut quarantine)
                     .await?,
             );
             progress(Progress::FileDone {
@@ -484,9 +485,10 @@ impl Lake {
         let (table, created) = self
             .create_if_missing(store, caller, target, upload.columns.clone(), &file)
             .await?;
+        let target = arrow_schema_of(&location_of(&table)?, &table.full_name).await?;
         let mut quarantine = None;
         let report = self
-            .ingest_file(store, caller, &table, &file, &mut quarantine)
+            .ingest_file(store, caller, (&table, &target), &file, &mut quarantine)
             .await?;
         Ok(UploadReport {
             table: table.full_name,
@@ -596,18 +598,19 @@ impl Lake {
             .collect())
     }
 
-    /// Appends one file's rows to `table` and its bad rows to the quarantine table (made on
-    /// first need and kept in `quarantine`), and records the file as ingested.
+    /// Appends one file's rows to `table` (read into `target`, its schema) and its bad rows to
+    /// the quarantine table (made on first need and kept in `quarantine`), and records the file
+    /// as ingested.
     async fn ingest_file(
         &self,
         store: &dyn MetaStore,
         caller: &Caller,
-        table: &TableInfo,
+        (table, target): (&TableInfo, &SchemaRef),
         file: &IngestFile,
         quarantine: &mut Option<TableInfo>,
     ) -> Result<FileReport> {
         let location = location_of(table)?;
-        let target = arrow_schema_of(&location, &table.full_name).await?;
+        let target = target.clone();
         let source = file.source.clone();
         let (read_path, shown, format) = (file.path.clone(), source.clone(), file.format);
         let (batches, rejected) =
